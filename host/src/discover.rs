@@ -1,0 +1,74 @@
+//! Finding candidate plugin files in plugin directories.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+
+/// The file name suffix of shared libraries on this platform (`.so`, `.dll`, `.dylib`).
+pub const LIBRARY_SUFFIX: &str = std::env::consts::DLL_SUFFIX;
+
+/// A plugin directory could not be listed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot list plugin directory {}: {source}", dir.display())]
+pub struct DiscoverError {
+    /// The directory.
+    pub dir: PathBuf,
+    /// The OS error.
+    pub source: std::io::Error,
+}
+
+/// Lists the candidate plugin files in `dirs`: every entry whose name ends in
+/// [`LIBRARY_SUFFIX`], sorted by name within each directory, directories in the order given.
+/// Entries are returned as found (symlinks unresolved); the loader resolves them and reports
+/// entries that are not regular files.
+pub fn discover(dirs: &[impl AsRef<Path>]) -> Result<Vec<PathBuf>, DiscoverError> {
+    let mut all = Vec::new();
+    for dir in dirs {
+        let dir = dir.as_ref();
+        let error = |source| DiscoverError {
+            dir: dir.to_owned(),
+            source,
+        };
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(error)? {
+            let entry = entry.map_err(error)?;
+            let name = entry.file_name();
+            if has_library_suffix(&name) {
+                found.push(entry.path());
+            }
+        }
+        found.sort();
+        all.extend(found);
+    }
+    Ok(all)
+}
+
+fn has_library_suffix(name: &OsStr) -> bool {
+    name.to_str()
+        .is_some_and(|n| n.len() > LIBRARY_SUFFIX.len() && n.ends_with(LIBRARY_SUFFIX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_only_libraries_sorted() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["b.so", "a.so", "notes.txt", "c.so.1", ".so"] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        let names: Vec<_> = discover(&[dir.path()])
+            .unwrap()
+            .iter()
+            .map(|p| p.file_name().unwrap().to_str().unwrap().to_owned())
+            .collect();
+        if LIBRARY_SUFFIX == ".so" {
+            assert_eq!(names, ["a.so", "b.so"]);
+        }
+        let missing = discover(&[dir.path().join("nope")]).unwrap_err();
+        assert!(
+            missing.to_string().contains("cannot list plugin directory"),
+            "{missing}"
+        );
+    }
+}

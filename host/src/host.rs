@@ -1,0 +1,346 @@
+//! The host: verification, loading and registration of plugins, one file or whole directories.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use plugin_api::provenance::{DecodeError, Provenance};
+
+use crate::discover::{discover, DiscoverError};
+use crate::error::PluginError;
+use crate::load::{load_root, register, Registration};
+use crate::policy::{judge, Policy};
+use crate::read::{read_provenance, ReadError};
+use crate::registry::{Kinds, Registry};
+use crate::report::{PluginReport, Status};
+
+/// Who the host is: the application's name and version, and its own build provenance, which
+/// every plugin is judged against.
+#[derive(Debug, Clone)]
+pub struct HostIdentity {
+    /// Application name, told to plugins.
+    pub name: String,
+    /// Application version, told to plugins.
+    pub version: String,
+    /// The host's own provenance (from its `build.rs`, via `plugin_api::provenance_blob!()`).
+    pub provenance: Provenance,
+}
+
+impl HostIdentity {
+    /// Builds the identity from the application's embedded provenance blob:
+    ///
+    /// ```ignore
+    /// let me = HostIdentity::from_blob(plugin_api::provenance_blob!())?;
+    /// ```
+    pub fn from_blob(blob: &[u8]) -> Result<Self, DecodeError> {
+        let provenance = Provenance::decode(blob)?;
+        Ok(HostIdentity {
+            name: provenance.name.clone(),
+            version: provenance.version.to_string(),
+            provenance,
+        })
+    }
+}
+
+/// Whether a scan loads the plugins it verifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanMode {
+    /// Verify, load and register.
+    Load,
+    /// Verify only: nothing is loaded, no plugin code runs.
+    VerifyOnly,
+}
+
+/// A plugin that was loaded and registered.
+#[derive(Debug, Clone)]
+pub struct LoadedPlugin {
+    /// Its name.
+    pub name: Arc<str>,
+    /// The file it was loaded from (resolved, absolute).
+    pub path: PathBuf,
+    /// Its provenance.
+    pub provenance: Provenance,
+}
+
+/// Loads verified plugins and keeps their capabilities.
+///
+/// Loaded libraries are never unloaded: capabilities may hold pointers into them for the
+/// rest of the process.
+pub struct Host {
+    identity: HostIdentity,
+    policy: Policy,
+    kinds: Kinds,
+    configs: HashMap<String, String>,
+    registry: Registry,
+    plugins: Vec<LoadedPlugin>,
+}
+
+/// A file whose provenance passed the policy.
+struct Verified {
+    resolved: PathBuf,
+    provenance: Provenance,
+}
+
+impl Host {
+    /// A host with the `default` policy and the demo capability kinds.
+    pub fn new(identity: HostIdentity) -> Self {
+        Host {
+            identity,
+            policy: Policy::default(),
+            kinds: Kinds::demo(),
+            configs: HashMap::new(),
+            registry: Registry::default(),
+            plugins: Vec::new(),
+        }
+    }
+
+    /// Sets the policy plugins are judged under.
+    pub fn with_policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Sets the capability kinds this host accepts.
+    pub fn with_kinds(mut self, kinds: Kinds) -> Self {
+        self.kinds = kinds;
+        self
+    }
+
+    /// Sets the configuration string handed to the plugin named `plugin`.
+    pub fn with_config(mut self, plugin: impl Into<String>, config: impl Into<String>) -> Self {
+        self.configs.insert(plugin.into(), config.into());
+        self
+    }
+
+    /// The host's identity.
+    pub fn identity(&self) -> &HostIdentity {
+        &self.identity
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The capabilities of all loaded plugins.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The plugins loaded so far.
+    pub fn plugins(&self) -> &[LoadedPlugin] {
+        &self.plugins
+    }
+
+    /// Judges one file without loading it.
+    pub fn verify(&self, path: &Path) -> PluginReport {
+        self.verify_inner(path, &HashMap::new()).0
+    }
+
+    /// Verifies, loads and registers one file.
+    pub fn load(&mut self, path: &Path) -> PluginReport {
+        let (report, verified) = self.verify_inner(path, &HashMap::new());
+        match verified {
+            Some(verified) => self.load_verified(report, verified),
+            None => report,
+        }
+    }
+
+    /// Discovers the plugin files in `dirs` and verifies (and, in [`ScanMode::Load`], loads)
+    /// each, in order. One bad file never stops the others.
+    pub fn scan(
+        &mut self,
+        dirs: &[impl AsRef<Path>],
+        mode: ScanMode,
+    ) -> Result<Vec<PluginReport>, DiscoverError> {
+        let mut verified_names = HashMap::new();
+        let mut reports = Vec::new();
+        for path in discover(dirs)? {
+            let (report, verified) = self.verify_inner(&path, &verified_names);
+            let report = match (verified, mode) {
+                (Some(verified), ScanMode::Load) => self.load_verified(report, verified),
+                (Some(verified), ScanMode::VerifyOnly) => {
+                    verified_names.insert(verified.provenance.name, verified.resolved);
+                    report
+                }
+                (None, _) => report,
+            };
+            reports.push(report);
+        }
+        Ok(reports)
+    }
+
+    fn verify_inner(
+        &self,
+        path: &Path,
+        verified_names: &HashMap<String, PathBuf>,
+    ) -> (PluginReport, Option<Verified>) {
+        let report = PluginReport::new(path.to_owned());
+        let resolved = match resolve(path) {
+            Ok(resolved) => resolved,
+            Err(e) => return (report.with_error(Status::Rejected, e.into()), None),
+        };
+        let provenance = match read_provenance(&resolved) {
+            Ok(p) => p,
+            Err(e) => {
+                return (
+                    report.with_error(Status::Rejected, rename(e, path).into()),
+                    None,
+                )
+            }
+        };
+        let mut report = report;
+        report.name = Some(provenance.name.clone());
+        report.version = Some(provenance.version.to_string());
+        let verdict = judge(&self.identity.provenance, &provenance, &self.policy);
+        let failure = verdict
+            .failure()
+            .map(|c| (c.check.reason(), c.message.clone()));
+        report.checks = verdict.checks;
+        if let Some((reason, message)) = failure {
+            let error = PluginError::Rejected {
+                path: path.to_owned(),
+                reason,
+                message,
+            };
+            return (report.with_error(Status::Rejected, error), None);
+        }
+        let first = self
+            .plugins
+            .iter()
+            .find(|p| *p.name == provenance.name)
+            .map(|p| p.path.clone())
+            .or_else(|| verified_names.get(&provenance.name).cloned());
+        if let Some(first) = first {
+            let error = PluginError::Duplicate {
+                path: path.to_owned(),
+                name: provenance.name.clone(),
+                first,
+            };
+            return (report.with_error(Status::Rejected, error), None);
+        }
+        report.status = Status::Verified;
+        (
+            report,
+            Some(Verified {
+                resolved,
+                provenance,
+            }),
+        )
+    }
+
+    fn load_verified(&mut self, mut report: PluginReport, verified: Verified) -> PluginReport {
+        let path = report.path.clone();
+        let name = verified.provenance.name.clone();
+        let root = match load_root(&verified.resolved) {
+            Ok(root) => root,
+            Err(e) => return report.with_error(Status::Failed, e),
+        };
+        let no_config = String::new();
+        let mut registration = Registration {
+            host_name: &self.identity.name,
+            host_version: &self.identity.version,
+            config: self.configs.get(&name).unwrap_or(&no_config),
+            kinds: &self.kinds,
+            staged: Vec::new(),
+            layout_errors: Vec::new(),
+            self_conflict: None,
+        };
+        if let Err(e) = register(root, &path, &name, &mut registration) {
+            return report.with_error(Status::Failed, e);
+        }
+        let conflict = registration
+            .self_conflict
+            .take()
+            .map(|(kind, capability)| (kind, capability, name.clone()))
+            .or_else(|| self.registry.conflict(&registration.staged));
+        if let Some((kind, capability, holder)) = conflict {
+            let error = PluginError::CapabilityConflict {
+                path,
+                name,
+                kind,
+                capability,
+                holder,
+            };
+            return report.with_error(Status::Failed, error);
+        }
+        let staged = std::mem::take(&mut registration.staged);
+        let plugin: Arc<str> = name.into();
+        let mut capabilities: Vec<_> = staged
+            .iter()
+            .map(|c| crate::registry::CapabilityInfo {
+                kind: c.kind().to_owned(),
+                name: c.name().to_owned(),
+            })
+            .collect();
+        capabilities.sort();
+        self.registry.commit(&plugin, &self.kinds, staged);
+        self.plugins.push(LoadedPlugin {
+            name: plugin,
+            path: verified.resolved,
+            provenance: verified.provenance,
+        });
+        report.capabilities = capabilities;
+        report.status = Status::Loaded;
+        report
+    }
+}
+
+/// Resolves symlinks and insists on a regular file, so that nothing below ever opens a FIFO,
+/// a device or a directory.
+fn resolve(path: &Path) -> Result<PathBuf, ReadError> {
+    let resolved = fs::canonicalize(path).map_err(|source| ReadError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let meta = fs::metadata(&resolved).map_err(|source| ReadError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    if !meta.is_file() {
+        return Err(ReadError::NotALibrary {
+            path: path.to_owned(),
+            detail: format!("{} is {}", resolved.display(), describe(&meta.file_type())),
+        });
+    }
+    Ok(resolved)
+}
+
+fn describe(file_type: &fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if file_type.is_fifo() {
+            return "a FIFO";
+        }
+        if file_type.is_socket() {
+            return "a socket";
+        }
+        if file_type.is_block_device() || file_type.is_char_device() {
+            return "a device";
+        }
+    }
+    if file_type.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Reports errors under the path the user gave, not the resolved one.
+fn rename(error: ReadError, path: &Path) -> ReadError {
+    let path = path.to_owned();
+    match error {
+        ReadError::Io { source, .. } => ReadError::Io { path, source },
+        ReadError::NotALibrary { detail, .. } => ReadError::NotALibrary { path, detail },
+        ReadError::NoProvenance {
+            format, section, ..
+        } => ReadError::NoProvenance {
+            path,
+            format,
+            section,
+        },
+        ReadError::Malformed { detail, .. } => ReadError::Malformed { path, detail },
+    }
+}

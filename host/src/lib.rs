@@ -1,0 +1,50 @@
+//! The plugin-host loader.
+//!
+//! It discovers plugin files, reads each file's build provenance **without loading it**,
+//! judges it against the host's own provenance under a [`Policy`], and only then loads the
+//! library through `abi_stable` and calls its `register(initializer, logger)`.
+//!
+//! ```no_run
+//! use host::{Host, HostIdentity, ScanMode};
+//! use plugin_api::CommandKind;
+//! use abi_stable::std_types::{RSlice, RStr};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let blob: &[u8] = &[];
+//! // In a real application: HostIdentity::from_blob(plugin_api::provenance_blob!())
+//! let mut host = Host::new(HostIdentity::from_blob(blob)?);
+//! for report in host.scan(&["plugins"], ScanMode::Load)? {
+//!     println!("{}: {:?} {:?}", report.path.display(), report.status, report.reason);
+//! }
+//! let hello = host.registry().get::<CommandKind>("hello")?;
+//! let out = hello.call(RSlice::from_slice(&[RStr::from("Ada")]));
+//! # Ok(()) }
+//! ```
+//!
+//! Safety notes: a verified plugin is trusted native code running in this process. Its
+//! panics are caught and reported, but an abort or a crash in it takes the host down, and
+//! loaded libraries are never unloaded.
+
+mod discover;
+mod error;
+mod host;
+mod load;
+mod log_bridge;
+mod policy;
+mod read;
+mod reason;
+mod registry;
+mod report;
+
+pub use discover::{discover, DiscoverError, LIBRARY_SUFFIX};
+pub use error::PluginError;
+pub use host::{Host, HostIdentity, LoadedPlugin, ScanMode};
+pub use policy::{
+    api_compatible, judge, Check, CheckKind, CheckStatus, Policy, PolicyError, Severity, Verdict,
+};
+pub use read::{read_provenance, read_provenance_from, ReadError};
+pub use reason::ReasonCode;
+pub use registry::{CapabilityInfo, Kinds, LookupError, Registry};
+pub use report::{PluginReport, Status};
+
+pub use plugin_api::provenance::Provenance;

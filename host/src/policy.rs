@@ -1,0 +1,448 @@
+//! Judging a plugin's provenance against the host's, under a policy.
+//!
+//! Every check reports both values. Checks that guard soundness (target, `plugin-api`,
+//! `abi_stable`) always fail on a difference; the others have a [`Severity`] set by the
+//! policy: the `default` preset warns where a difference cannot cause undefined behaviour,
+//! the `strict` preset has Go-plugin semantics (same compiler, same panic strategy, same
+//! version of every shared crate).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use plugin_api::provenance::Provenance;
+use semver::{Version, VersionReq};
+use serde::Serialize;
+
+use crate::reason::ReasonCode;
+
+/// One aspect of provenance that is compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum CheckKind {
+    /// Target triple.
+    Target,
+    /// `plugin-api` semver compatibility.
+    PluginApi,
+    /// `abi_stable` series.
+    AbiStable,
+    /// rustc release and commit.
+    Rustc,
+    /// Panic strategy.
+    PanicStrategy,
+    /// Profile: opt-level and debug assertions.
+    Profile,
+    /// Versions of crates linked by both host and plugin.
+    Dependencies,
+}
+
+impl CheckKind {
+    /// Every check, in the order they are run and reported.
+    pub const ALL: [CheckKind; 7] = [
+        CheckKind::Target,
+        CheckKind::PluginApi,
+        CheckKind::AbiStable,
+        CheckKind::Rustc,
+        CheckKind::PanicStrategy,
+        CheckKind::Profile,
+        CheckKind::Dependencies,
+    ];
+
+    /// The check's kebab-case name (as used by `--set`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckKind::Target => "target",
+            CheckKind::PluginApi => "plugin-api",
+            CheckKind::AbiStable => "abi-stable",
+            CheckKind::Rustc => "rustc",
+            CheckKind::PanicStrategy => "panic-strategy",
+            CheckKind::Profile => "profile",
+            CheckKind::Dependencies => "dependencies",
+        }
+    }
+
+    /// The reason code a failure of this check is reported under.
+    pub fn reason(self) -> ReasonCode {
+        match self {
+            CheckKind::Target => ReasonCode::TargetMismatch,
+            CheckKind::PluginApi => ReasonCode::ApiIncompatible,
+            CheckKind::AbiStable => ReasonCode::AbiStableMismatch,
+            CheckKind::Rustc => ReasonCode::RustcMismatch,
+            CheckKind::PanicStrategy => ReasonCode::PanicStrategyMismatch,
+            CheckKind::Profile => ReasonCode::ProfileMismatch,
+            CheckKind::Dependencies => ReasonCode::DependencyMismatch,
+        }
+    }
+
+    /// Whether a policy may lower this check (soundness checks always fail).
+    pub fn adjustable(self) -> bool {
+        !matches!(
+            self,
+            CheckKind::Target | CheckKind::PluginApi | CheckKind::AbiStable
+        )
+    }
+
+    /// Parses a check name.
+    pub fn parse(name: &str) -> Option<CheckKind> {
+        Self::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+}
+
+impl fmt::Display for CheckKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a policy does when an adjustable check finds a difference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Severity {
+    /// Report it as passing (the values are still shown).
+    Ignore,
+    /// Report a warning; the plugin still loads.
+    Warn,
+    /// Refuse the plugin.
+    Fail,
+}
+
+impl Severity {
+    /// Parses `ignore`, `warn` or `fail`.
+    pub fn parse(name: &str) -> Option<Severity> {
+        match name {
+            "ignore" => Some(Severity::Ignore),
+            "warn" => Some(Severity::Warn),
+            "fail" => Some(Severity::Fail),
+            _ => None,
+        }
+    }
+}
+
+/// The outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckStatus {
+    /// Equal, or a difference the policy ignores.
+    Pass,
+    /// A difference the policy tolerates.
+    Warn,
+    /// A difference the policy refuses.
+    Fail,
+}
+
+/// One check's result, with both values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// What was compared.
+    pub check: CheckKind,
+    /// The outcome.
+    pub status: CheckStatus,
+    /// The host's value.
+    pub host: String,
+    /// The plugin's value.
+    pub plugin: String,
+    /// For a difference: what it means and how to fix it.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+/// Errors building a policy.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// No preset of that name.
+    #[error("unknown policy `{0}`; the presets are `default` and `strict`")]
+    UnknownPreset(String),
+    /// A soundness check cannot be lowered.
+    #[error("the `{0}` check guards soundness and always fails on a difference; it cannot be set")]
+    NotAdjustable(CheckKind),
+}
+
+/// A named preset plus per-check overrides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    name: String,
+    severities: BTreeMap<CheckKind, Severity>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy::preset("default").expect("the default preset exists")
+    }
+}
+
+impl Policy {
+    /// The preset names.
+    pub const PRESETS: [&'static str; 2] = ["default", "strict"];
+
+    /// A preset: `default` or `strict`.
+    pub fn preset(name: &str) -> Result<Policy, PolicyError> {
+        use CheckKind::*;
+        use Severity::*;
+        let severities = match name {
+            "default" => [
+                (Rustc, Warn),
+                (PanicStrategy, Warn),
+                (Profile, Ignore),
+                (Dependencies, Warn),
+            ],
+            "strict" => [
+                (Rustc, Fail),
+                (PanicStrategy, Fail),
+                (Profile, Warn),
+                (Dependencies, Fail),
+            ],
+            other => return Err(PolicyError::UnknownPreset(other.to_owned())),
+        };
+        Ok(Policy {
+            name: name.to_owned(),
+            severities: severities.into_iter().collect(),
+        })
+    }
+
+    /// The policy's name: the preset, with `+overrides` when any were set.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Overrides the severity of one adjustable check.
+    pub fn set(&mut self, check: CheckKind, severity: Severity) -> Result<(), PolicyError> {
+        if !check.adjustable() {
+            return Err(PolicyError::NotAdjustable(check));
+        }
+        self.severities.insert(check, severity);
+        let tag = match severity {
+            Severity::Ignore => "ignore",
+            Severity::Warn => "warn",
+            Severity::Fail => "fail",
+        };
+        self.name.push_str(&format!("+{check}={tag}"));
+        Ok(())
+    }
+
+    /// The severity of a check under this policy.
+    pub fn severity(&self, check: CheckKind) -> Severity {
+        self.severities
+            .get(&check)
+            .copied()
+            .unwrap_or(Severity::Fail)
+    }
+}
+
+/// The result of judging one plugin: every check, in [`CheckKind::ALL`] order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    /// The checks.
+    pub checks: Vec<Check>,
+}
+
+impl Verdict {
+    /// The first failed check, which decides the rejection reason.
+    pub fn failure(&self) -> Option<&Check> {
+        self.checks.iter().find(|c| c.status == CheckStatus::Fail)
+    }
+
+    /// The checks that warn.
+    pub fn warnings(&self) -> impl Iterator<Item = &Check> {
+        self.checks.iter().filter(|c| c.status == CheckStatus::Warn)
+    }
+}
+
+/// Judges `plugin` against `host` under `policy`.
+pub fn judge(host: &Provenance, plugin: &Provenance, policy: &Policy) -> Verdict {
+    let mut checks = Vec::with_capacity(CheckKind::ALL.len());
+    let mut push = |check: CheckKind, host: String, plugin: String, differs: Option<String>| {
+        let (status, message) = match differs {
+            None => (CheckStatus::Pass, String::new()),
+            Some(message) => match policy.severity(check) {
+                Severity::Fail => (CheckStatus::Fail, message),
+                Severity::Warn => (CheckStatus::Warn, message),
+                Severity::Ignore => (
+                    CheckStatus::Pass,
+                    format!("{message} (ignored by policy `{}`)", policy.name()),
+                ),
+            },
+        };
+        checks.push(Check {
+            check,
+            status,
+            host,
+            plugin,
+            message,
+        });
+    };
+
+    let (h, p) = (&host.target, &plugin.target);
+    push(CheckKind::Target, h.clone(), p.clone(), (h != p).then(|| {
+        format!("built for target {p}, but this host runs on {h}; rebuild the plugin with `cargo build --target {h}`")
+    }));
+
+    let (h, p) = (&host.plugin_api, &plugin.plugin_api);
+    push(
+        CheckKind::PluginApi,
+        h.to_string(),
+        p.to_string(),
+        (!api_compatible(h, p)).then(|| {
+            format!(
+            "built against plugin-api {p}, but this host provides plugin-api {h}, which serves \
+             plugins built against {}; rebuild the plugin with `plugin-api = \"{}\"`",
+            series_req(h),
+            series(h)
+        )
+        }),
+    );
+
+    let (h, p) = (&host.abi_stable, &plugin.abi_stable);
+    push(
+        CheckKind::AbiStable,
+        h.to_string(),
+        p.to_string(),
+        (series(h) != series(p)).then(|| {
+            format!(
+            "built with abi_stable {p}, but this host uses abi_stable {h}; their layouts are not \
+             comparable: rebuild the plugin with `abi_stable = \"{}\"`",
+            series(h)
+        )
+        }),
+    );
+
+    let (hr, pr) = (&host.rustc, &plugin.rustc);
+    let same_rustc = hr.release == pr.release && hr.commit_hash == pr.commit_hash;
+    push(
+        CheckKind::Rustc,
+        hr.short(),
+        pr.short(),
+        (!same_rustc).then(|| {
+            format!(
+            "built with rustc {}, but this host was built with rustc {}; rebuild the plugin with \
+             rustc {} (`rustup install {}`) or use --policy default",
+            pr.short(),
+            hr.short(),
+            hr.short(),
+            hr.release
+        )
+        }),
+    );
+
+    let (h, p) = (&host.profile.panic, &plugin.profile.panic);
+    push(
+        CheckKind::PanicStrategy,
+        h.clone(),
+        p.clone(),
+        (h != p).then(|| {
+            let consequence = if p == "abort" {
+                "a panic in the plugin aborts the whole host instead of coming back as an error"
+            } else {
+                "panics behave differently on the two sides"
+            };
+            format!(
+            "built with panic = \"{p}\", but this host uses panic = \"{h}\": {consequence}; set \
+             `panic = \"{h}\"` in the plugin's Cargo profile and rebuild"
+        )
+        }),
+    );
+
+    let profile = |p: &Provenance| {
+        format!(
+            "{} (opt-level {}, debug-assertions {})",
+            p.profile.name,
+            p.profile.opt_level,
+            if p.profile.debug_assertions {
+                "on"
+            } else {
+                "off"
+            }
+        )
+    };
+    let (h, p) = (profile(host), profile(plugin));
+    let differs = (host.profile.opt_level != plugin.profile.opt_level
+        || host.profile.debug_assertions != plugin.profile.debug_assertions)
+        .then(|| {
+            format!(
+                "built with profile {p}, but this host was built with {h}; rebuild the plugin \
+                 with the host's profile (e.g. `cargo build --profile {}`)",
+                host.profile.name
+            )
+        });
+    push(CheckKind::Profile, h, p, differs);
+
+    let (h, p, differs) = compare_dependencies(host, plugin);
+    push(CheckKind::Dependencies, h, p, differs);
+
+    Verdict { checks }
+}
+
+/// A plugin built against `plugin` can be served by a host providing `host` when the host's
+/// version satisfies `^plugin`: same semver series, and not older than what the plugin expects.
+pub fn api_compatible(host: &Version, plugin: &Version) -> bool {
+    VersionReq::parse(&format!("^{plugin}")).is_ok_and(|req| req.matches(host))
+}
+
+/// The semver-compatible series of a version: `1` for `1.4.2`, `0.11` for `0.11.3`.
+fn series(v: &Version) -> String {
+    if v.major > 0 {
+        v.major.to_string()
+    } else {
+        format!("0.{}", v.minor)
+    }
+}
+
+fn series_req(host: &Version) -> String {
+    format!("{}.0 ..= {host}", series(host))
+}
+
+fn versions_by_name(p: &Provenance) -> BTreeMap<&str, BTreeSet<&str>> {
+    let mut map: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for d in &p.dependencies {
+        map.entry(d.name.as_str())
+            .or_default()
+            .insert(d.version.as_str());
+    }
+    map
+}
+
+fn compare_dependencies(
+    host: &Provenance,
+    plugin: &Provenance,
+) -> (String, String, Option<String>) {
+    let (hv, pv) = (versions_by_name(host), versions_by_name(plugin));
+    let shared: Vec<&str> = pv.keys().filter(|n| hv.contains_key(*n)).copied().collect();
+    let differing: Vec<(&str, String, String)> = shared
+        .iter()
+        .filter(|n| hv[*n] != pv[*n])
+        .map(|n| {
+            let join = |s: &BTreeSet<&str>| s.iter().copied().collect::<Vec<_>>().join(", ");
+            (*n, join(&hv[n]), join(&pv[n]))
+        })
+        .collect();
+    if differing.is_empty() {
+        return (
+            format!("{} crates", host.dependencies.len()),
+            format!(
+                "{} crates, {} shared with the host, all the same versions",
+                plugin.dependencies.len(),
+                shared.len()
+            ),
+            None,
+        );
+    }
+    let host_side: Vec<String> = differing
+        .iter()
+        .map(|(n, h, _)| format!("{n} {h}"))
+        .collect();
+    let plugin_side: Vec<String> = differing
+        .iter()
+        .map(|(n, _, p)| format!("{n} {p}"))
+        .collect();
+    let (name, h, _) = &differing[0];
+    let message = format!(
+        "links {} of {} crate(s) shared with the host at other versions (plugin {}; host {}); \
+         rebuild the plugin against the host's versions (e.g. `cargo update -p {name} --precise {h}`) \
+         or use --policy default",
+        differing.len(),
+        shared.len(),
+        plugin_side.join(", "),
+        host_side.join(", ")
+    );
+    (host_side.join(", "), plugin_side.join(", "), Some(message))
+}

@@ -1,0 +1,101 @@
+//! Reason codes: the stable, kebab-case names of every way a plugin can be refused or fail.
+//!
+//! They appear in `--json` output, beside every human message, and in the README's table,
+//! which a test keeps equal to [`ReasonCode::ALL`].
+
+use std::fmt;
+
+use serde::{Serialize, Serializer};
+
+macro_rules! reason_codes {
+    ($($(#[doc = $doc:literal])* $variant:ident = $code:literal;)*) => {
+        /// Why a plugin was not loaded (or was loaded, then failed).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[non_exhaustive]
+        pub enum ReasonCode {
+            $($(#[doc = $doc])* $variant,)*
+        }
+
+        impl ReasonCode {
+            /// Every code, in documentation order.
+            pub const ALL: &'static [ReasonCode] = &[$(ReasonCode::$variant,)*];
+
+            /// The stable kebab-case code, e.g. `rustc-mismatch`.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(ReasonCode::$variant => $code,)*
+                }
+            }
+        }
+    };
+}
+
+reason_codes! {
+    /// The file is not a shared library this host can read (empty, garbage, truncated, an
+    /// executable, a special file, an unreadable file).
+    NotALibrary = "not-a-library";
+    /// A shared library without a provenance section: not built with `plugin-api`.
+    NoProvenance = "no-provenance";
+    /// The provenance section exists but is not a valid record.
+    MalformedProvenance = "malformed-provenance";
+    /// Built for another target triple.
+    TargetMismatch = "target-mismatch";
+    /// Built by another rustc (release or commit), where the policy cares.
+    RustcMismatch = "rustc-mismatch";
+    /// Built with another panic strategy, where the policy cares.
+    PanicStrategyMismatch = "panic-strategy-mismatch";
+    /// Built against a `plugin-api` this host cannot serve.
+    ApiIncompatible = "api-incompatible";
+    /// Built with an `abi_stable` of another series.
+    AbiStableMismatch = "abi-stable-mismatch";
+    /// Links another version of a crate the host also links, where the policy cares.
+    DependencyMismatch = "dependency-mismatch";
+    /// Built with another profile (opt-level, debug assertions), where the policy cares.
+    ProfileMismatch = "profile-mismatch";
+    /// `abi_stable`'s layout check of the root module or a capability failed after loading.
+    LayoutMismatch = "layout-mismatch";
+    /// The dynamic loader refused the library (missing symbol, missing dependency, …).
+    LoadFailed = "load-failed";
+    /// The plugin's `register` returned an error.
+    RegisterFailed = "register-failed";
+    /// The plugin's `register` panicked (caught on the plugin side).
+    RegisterPanicked = "register-panicked";
+    /// A plugin of the same name is already loaded.
+    DuplicatePlugin = "duplicate-plugin";
+    /// The plugin registered a capability name another plugin already has.
+    CapabilityConflict = "capability-conflict";
+}
+
+impl ReasonCode {
+    /// Parses a kebab-case code.
+    pub fn parse(code: &str) -> Option<ReasonCode> {
+        Self::ALL.iter().copied().find(|r| r.as_str() == code)
+    }
+}
+
+impl fmt::Display for ReasonCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for ReasonCode {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_kebab_case_and_parse_back() {
+        for (i, code) in ReasonCode::ALL.iter().enumerate() {
+            let s = code.as_str();
+            assert!(s.chars().all(|c| c.is_ascii_lowercase() || c == '-'), "{s}");
+            assert_eq!(ReasonCode::parse(s), Some(*code));
+            assert!(!ReasonCode::ALL[..i].contains(code));
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! What the host reports about each plugin file.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::error::PluginError;
+use crate::policy::{Check, CheckStatus};
+use crate::reason::ReasonCode;
+use crate::registry::CapabilityInfo;
+
+/// Where a plugin file ended up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// Verified, loaded and registered.
+    Loaded,
+    /// Verified and compatible, not loaded (a `--no-load` scan or `check`).
+    Verified,
+    /// Refused before loading: no plugin code ran.
+    Rejected,
+    /// Loaded, then failed (layout check, registration, conflict); its capabilities were not
+    /// registered, but its code did run.
+    Failed,
+}
+
+impl Status {
+    /// The status as shown to users.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Loaded => "loaded",
+            Status::Verified => "verified",
+            Status::Rejected => "rejected",
+            Status::Failed => "failed",
+        }
+    }
+}
+
+/// The outcome for one plugin file.
+#[derive(Debug, Serialize)]
+pub struct PluginReport {
+    /// The file, as found in the plugin directory.
+    pub path: PathBuf,
+    /// The plugin's name, when its provenance could be read.
+    pub name: Option<String>,
+    /// The plugin's version, when its provenance could be read.
+    pub version: Option<String>,
+    /// Where it ended up.
+    pub status: Status,
+    /// Why it was rejected or failed.
+    pub reason: Option<ReasonCode>,
+    /// What went wrong and how to fix it.
+    pub message: Option<String>,
+    /// Every provenance check, with both values (empty when the provenance was unreadable).
+    pub checks: Vec<Check>,
+    /// The capabilities it registered.
+    pub capabilities: Vec<CapabilityInfo>,
+    /// The typed error behind `reason` and `message`.
+    #[serde(skip)]
+    pub error: Option<PluginError>,
+}
+
+impl PluginReport {
+    pub(crate) fn new(path: PathBuf) -> Self {
+        PluginReport {
+            path,
+            name: None,
+            version: None,
+            status: Status::Rejected,
+            reason: None,
+            message: None,
+            checks: Vec::new(),
+            capabilities: Vec::new(),
+            error: None,
+        }
+    }
+
+    pub(crate) fn with_error(mut self, status: Status, error: PluginError) -> Self {
+        self.status = status;
+        self.reason = Some(error.reason());
+        self.message = Some(error.to_string());
+        self.error = Some(error);
+        self
+    }
+
+    /// The checks that warn.
+    pub fn warnings(&self) -> impl Iterator<Item = &Check> {
+        self.checks.iter().filter(|c| c.status == CheckStatus::Warn)
+    }
+
+    /// Whether the plugin is usable (loaded, or verified in a no-load scan).
+    pub fn is_ok(&self) -> bool {
+        matches!(self.status, Status::Loaded | Status::Verified)
+    }
+}

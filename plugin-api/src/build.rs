@@ -1,0 +1,269 @@
+//! The build-script recorder.
+//!
+//! A plugin's (or host's) `build.rs` is one line:
+//!
+//! ```no_run
+//! fn main() {
+//!     plugin_api::build::record();
+//! }
+//! ```
+//!
+//! It gathers the [`Provenance`] of the package being built — `rustc -vV`, the target, the
+//! profile, the panic strategy, the enabled features, and the crates that will be linked into
+//! the artifact as `cargo tree -e normal,no-proc-macro` reports them for this target — and
+//! writes the framed blob to `$OUT_DIR/plugin-provenance.bin`, where [`crate::export_plugin!`]
+//! and [`crate::provenance_blob!`] pick it up.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::provenance::{Dependency, Profile, Provenance, Rustc};
+
+/// File name of the blob inside `OUT_DIR`.
+pub const BLOB_FILE: &str = "plugin-provenance.bin";
+
+/// Records the provenance of the package whose build script calls it.
+///
+/// # Panics
+/// With a message saying what is missing when it is not run from a Cargo build script, when
+/// `rustc` or `cargo tree` cannot be run, or when the package links no `plugin-api` /
+/// `abi_stable` (it is then neither a plugin nor a host).
+pub fn record() {
+    match try_record() {
+        Ok(path) => println!(
+            "cargo:rustc-env=PLUGIN_HOST_PROVENANCE_FILE={}",
+            path.display()
+        ),
+        Err(message) => panic!("plugin_api::build::record: {message}"),
+    }
+}
+
+/// Like [`record`], returning the blob's path or a message instead of panicking.
+pub fn try_record() -> Result<PathBuf, String> {
+    let manifest_dir = PathBuf::from(var("CARGO_MANIFEST_DIR")?);
+    let provenance = collect(&manifest_dir)?;
+    let out = PathBuf::from(var("OUT_DIR")?).join(BLOB_FILE);
+    std::fs::write(&out, provenance.encode())
+        .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+
+    // Re-run when what the record depends on changes; the compiler and profile already
+    // trigger a re-run on their own.
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=Cargo.toml");
+    if let Some(lock) = find_lockfile(&manifest_dir) {
+        println!("cargo:rerun-if-changed={}", lock.display());
+    }
+    Ok(out)
+}
+
+fn var(name: &str) -> Result<String, String> {
+    env::var(name).map_err(|_| format!("${name} is not set; call this from a Cargo build script"))
+}
+
+fn collect(manifest_dir: &Path) -> Result<Provenance, String> {
+    let name = var("CARGO_PKG_NAME")?;
+    let version = var("CARGO_PKG_VERSION")?;
+    let target = var("TARGET")?;
+    let dependencies = linked_dependencies(manifest_dir, &name, &version, &target)?;
+    let linked = |krate: &str| {
+        dependencies
+            .iter()
+            .find(|d| d.name == krate)
+            .map(|d| d.version.parse::<semver::Version>())
+            .ok_or_else(|| format!("{name} does not link `{krate}`; plugins and hosts must"))?
+            .map_err(|e| format!("bad version of {krate}: {e}"))
+    };
+    Ok(Provenance {
+        plugin_api: linked("plugin-api")?,
+        abi_stable: linked("abi_stable")?,
+        version: version
+            .parse()
+            .map_err(|e| format!("bad package version: {e}"))?,
+        rustc: rustc_facts()?,
+        profile: Profile {
+            name: var("PROFILE")?,
+            opt_level: var("OPT_LEVEL")?,
+            debug_assertions: env::var_os("CARGO_CFG_DEBUG_ASSERTIONS").is_some(),
+            panic: env::var("CARGO_CFG_PANIC").unwrap_or_else(|_| "unwind".into()),
+        },
+        features: enabled_features(),
+        name,
+        target,
+        dependencies,
+    })
+}
+
+/// Features enabled on the package being built.
+fn enabled_features() -> Vec<String> {
+    let mut features: Vec<String> = match env::var("CARGO_CFG_FEATURE") {
+        // Cargo >= 1.85 lists them by their real names.
+        Ok(list) => list
+            .split(',')
+            .filter(|f| !f.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        // Older Cargo: only the upper-cased, `-`→`_` form is available.
+        Err(_) => env::vars()
+            .filter_map(|(k, _)| k.strip_prefix("CARGO_FEATURE_").map(|f| f.to_lowercase()))
+            .collect(),
+    };
+    features.sort();
+    features
+}
+
+fn rustc_facts() -> Result<Rustc, String> {
+    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let output = Command::new(&rustc)
+        .arg("-vV")
+        .output()
+        .map_err(|e| format!("cannot run `{rustc} -vV`: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "`{rustc} -vV` failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    parse_rustc_vv(&String::from_utf8_lossy(&output.stdout))
+}
+
+/// Parses the output of `rustc -vV`.
+pub fn parse_rustc_vv(text: &str) -> Result<Rustc, String> {
+    let field = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(": ")))
+            .map(|v| v.trim().to_owned())
+    };
+    let release = field("release").ok_or("`rustc -vV` printed no release")?;
+    let channel = if release.contains("-nightly") {
+        "nightly"
+    } else if release.contains("-beta") {
+        "beta"
+    } else if release.contains("-dev") {
+        "dev"
+    } else {
+        "stable"
+    };
+    Ok(Rustc {
+        commit_hash: field("commit-hash").unwrap_or_else(|| "unknown".into()),
+        commit_date: field("commit-date").unwrap_or_else(|| "unknown".into()),
+        channel: channel.into(),
+        llvm: field("LLVM version"),
+        release,
+    })
+}
+
+/// The crates linked into the artifact, as `cargo tree` reports them for this target and
+/// the features of this build.
+fn linked_dependencies(
+    manifest_dir: &Path,
+    name: &str,
+    version: &str,
+    target: &str,
+) -> Result<Vec<Dependency>, String> {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let features = enabled_features().join(",");
+    let mut cmd = Command::new(&cargo);
+    cmd.arg("tree")
+        .arg("--manifest-path")
+        .arg(manifest_dir.join("Cargo.toml"))
+        .args(["--package", &format!("{name}@{version}")])
+        .args(["--target", target])
+        .args(["--edges", "normal,no-proc-macro"])
+        .args(["--prefix", "none", "--format", "{p}"])
+        .args(["--no-default-features", "--features", &features])
+        .arg("--locked")
+        // Run with the user's view of the world, not this build script's.
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    let output = cmd
+        .output()
+        .map_err(|e| format!("cannot run `{cargo} tree`: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "`cargo tree` failed for {name}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let mut deps = parse_cargo_tree(&String::from_utf8_lossy(&output.stdout))?;
+    deps.retain(|d| !(d.name == name && d.version == version));
+    Ok(deps)
+}
+
+/// Parses `cargo tree --prefix none --format {p}` output into a sorted, de-duplicated list.
+pub fn parse_cargo_tree(text: &str) -> Result<Vec<Dependency>, String> {
+    let mut deps = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let line = line.strip_suffix(" (*)").unwrap_or(line);
+        let (name, rest) = line
+            .split_once(' ')
+            .ok_or_else(|| format!("unexpected `cargo tree` line: {line:?}"))?;
+        let (version, source) = match rest.split_once(' ') {
+            Some((v, s)) => (
+                v,
+                Some(s.trim_start_matches('(').trim_end_matches(')').to_owned()),
+            ),
+            None => (rest, None),
+        };
+        let version = version
+            .strip_prefix('v')
+            .ok_or_else(|| format!("unexpected `cargo tree` line: {line:?}"))?;
+        deps.push(Dependency {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            source,
+        });
+    }
+    deps.sort();
+    deps.dedup();
+    Ok(deps)
+}
+
+fn find_lockfile(manifest_dir: &Path) -> Option<PathBuf> {
+    manifest_dir
+        .ancestors()
+        .map(|d| d.join("Cargo.lock"))
+        .find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_rustc() {
+        let r = parse_rustc_vv(
+            "rustc 1.95.0 (59807616e 2026-04-14)\nbinary: rustc\ncommit-hash: 59807616e1fa2540724bfbac14d7976d7e4a3860\ncommit-date: 2026-04-14\nhost: x86_64-unknown-linux-gnu\nrelease: 1.95.0\nLLVM version: 22.1.2\n",
+        )
+        .unwrap();
+        assert_eq!(r.release, "1.95.0");
+        assert_eq!(r.channel, "stable");
+        assert_eq!(r.llvm.as_deref(), Some("22.1.2"));
+        assert_eq!(r.short(), "1.95.0 (59807616e)");
+        let n = parse_rustc_vv("release: 1.97.0-nightly\n").unwrap();
+        assert_eq!(
+            (n.channel.as_str(), n.commit_hash.as_str()),
+            ("nightly", "unknown")
+        );
+    }
+
+    #[test]
+    fn parses_cargo_tree() {
+        let deps = parse_cargo_tree(
+            "hello v0.1.0 (/w/plugins/hello)\nlog v0.4.35\nplugin-api v0.1.0 (/w/plugin-api)\nlog v0.4.35 (*)\nfoo v1.0.0 (https://x/foo#abc)\n",
+        )
+        .unwrap();
+        let names: Vec<_> = deps.iter().map(|d| d.to_string()).collect();
+        assert_eq!(
+            names,
+            [
+                "foo 1.0.0 (https://x/foo#abc)",
+                "hello 0.1.0 (/w/plugins/hello)",
+                "log 0.4.35",
+                "plugin-api 0.1.0 (/w/plugin-api)"
+            ]
+        );
+        assert!(parse_cargo_tree("garbage\n").is_err());
+    }
+}

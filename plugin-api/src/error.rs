@@ -1,0 +1,110 @@
+//! Errors that cross the boundary, and the panic guard that produces them.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use abi_stable::std_types::{RResult, RString};
+use abi_stable::StableAbi;
+
+/// How a call into plugin code went wrong.
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallErrorKind {
+    /// The plugin returned an error.
+    Failed,
+    /// The plugin panicked; the panic was caught on the plugin side.
+    Panicked,
+}
+
+/// An error returned across the boundary by plugin code (registration or a capability call).
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub struct CallError {
+    /// Whether it failed or panicked.
+    pub kind: CallErrorKind,
+    /// The error's message (with its `source()` chain), or the panic message.
+    pub message: RString,
+}
+
+/// What [`crate::export_plugin!`]'s registration function returns across the boundary.
+pub type RegisterError = CallError;
+
+/// The result type plugin authors return from capabilities.
+pub type CallResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// The result type of a plugin's registration function.
+pub type RegisterResult = CallResult<()>;
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.kind {
+            CallErrorKind::Failed => f.write_str(&self.message),
+            CallErrorKind::Panicked => write!(f, "panicked: {}", self.message),
+        }
+    }
+}
+
+impl std::error::Error for CallError {}
+
+/// Runs plugin code, turning both its error and its panic into a [`CallError`], so that
+/// nothing unwinds across `extern "C"`.
+///
+/// Capability kinds defined by applications use it in their FFI wrappers the same way the
+/// built-in [`crate::CommandKind`] and [`crate::TransformKind`] do.
+pub fn guard<T>(f: impl FnOnce() -> CallResult<T>) -> RResult<T, CallError> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(value)) => RResult::ROk(value),
+        Ok(Err(error)) => RResult::RErr(CallError {
+            kind: CallErrorKind::Failed,
+            message: error_chain(&*error).into(),
+        }),
+        Err(payload) => RResult::RErr(CallError {
+            kind: CallErrorKind::Panicked,
+            message: panic_message(&*payload).into(),
+        }),
+    }
+}
+
+/// `error: source: source…`, as a user wants to read it.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(panic payload is not a string)".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guard_maps_errors_and_panics() {
+        assert_eq!(guard(|| Ok(3)), RResult::ROk(3));
+        let failed = guard::<()>(|| {
+            let inner = std::io::Error::other("disk on fire");
+            Err(Box::new(std::io::Error::new(
+                std::io::ErrorKind::Other,
+                inner,
+            )))
+        })
+        .unwrap_err();
+        assert_eq!(failed.kind, CallErrorKind::Failed);
+        assert!(failed.message.contains("disk on fire"), "{failed}");
+        let panicked = guard::<()>(|| panic!("boom {}", 7)).unwrap_err();
+        assert_eq!(panicked.kind, CallErrorKind::Panicked);
+        assert_eq!(panicked.to_string(), "panicked: boom 7");
+    }
+}

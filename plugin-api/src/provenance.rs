@@ -1,0 +1,204 @@
+//! The provenance record: how an artifact (plugin or host) was built.
+//!
+//! Written by [`crate::build::record`] at build time, embedded by [`crate::export_plugin!`],
+//! read back by the host from the file without loading it. A build timestamp is deliberately
+//! absent: two identical builds have identical provenance.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use crate::frame::{self, FrameError};
+
+/// Everything the host needs to judge whether an artifact can be loaded beside it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// Package name (`CARGO_PKG_NAME`).
+    pub name: String,
+    /// Package version.
+    pub version: semver::Version,
+    /// Version of `plugin-api` linked into the artifact.
+    pub plugin_api: semver::Version,
+    /// Version of `abi_stable` linked into the artifact.
+    pub abi_stable: semver::Version,
+    /// The compiler that built it.
+    pub rustc: Rustc,
+    /// Target triple, e.g. `x86_64-unknown-linux-gnu`.
+    pub target: String,
+    /// Profile settings that matter at run time.
+    pub profile: Profile,
+    /// Cargo features enabled on the package itself, sorted.
+    pub features: Vec<String>,
+    /// Every crate linked into the artifact for this target (normal dependencies, transitively,
+    /// proc-macros excluded), sorted by name then version. The package itself is not listed.
+    pub dependencies: Vec<Dependency>,
+}
+
+/// The `rustc -vV` facts of the compiler used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rustc {
+    /// Release, e.g. `1.95.0`.
+    pub release: String,
+    /// Full commit hash, or `unknown` for compilers built outside a git checkout.
+    pub commit_hash: String,
+    /// Commit date, e.g. `2026-04-14`.
+    pub commit_date: String,
+    /// `stable`, `beta`, `nightly` or `dev`.
+    pub channel: String,
+    /// LLVM version, when rustc reports it.
+    pub llvm: Option<String>,
+}
+
+impl Rustc {
+    /// Short form as `rustc --version` prints it: `1.95.0 (59807616e)`.
+    pub fn short(&self) -> String {
+        let hash: String = self.commit_hash.chars().take(9).collect();
+        format!("{} ({hash})", self.release)
+    }
+}
+
+/// Profile settings of the build.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    /// `debug` or `release` (Cargo's `PROFILE`, which names the profile's base).
+    pub name: String,
+    /// Optimisation level (`0`..`3`, `s`, `z`).
+    pub opt_level: String,
+    /// Whether `debug_assertions` were on.
+    pub debug_assertions: bool,
+    /// The panic strategy: `unwind` or `abort`.
+    pub panic: String,
+}
+
+/// One crate linked into the artifact.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Dependency {
+    /// Crate (package) name.
+    pub name: String,
+    /// Exact version.
+    pub version: String,
+    /// Where it came from: `None` for crates.io, else the path, git URL or registry.
+    pub source: Option<String>,
+}
+
+impl fmt::Display for Dependency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.name, self.version)?;
+        if let Some(source) = &self.source {
+            write!(f, " ({source})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a blob could not be turned into a [`Provenance`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The framing is wrong.
+    Frame(FrameError),
+    /// The payload is not valid UTF-8.
+    Utf8(std::str::Utf8Error),
+    /// The payload is not the JSON record this host expects.
+    Json(serde_json::Error),
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DecodeError::Frame(e) => e.fmt(f),
+            DecodeError::Utf8(e) => write!(f, "provenance payload is not UTF-8: {e}"),
+            DecodeError::Json(e) => write!(f, "provenance payload is not a valid record: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            DecodeError::Frame(e) => Some(e),
+            DecodeError::Utf8(e) => Some(e),
+            DecodeError::Json(e) => Some(e),
+        }
+    }
+}
+
+impl Provenance {
+    /// Decodes a framed blob (see [`crate::frame`]).
+    pub fn decode(blob: &[u8]) -> Result<Self, DecodeError> {
+        let payload = frame::decode(blob).map_err(DecodeError::Frame)?;
+        let text = std::str::from_utf8(payload).map_err(DecodeError::Utf8)?;
+        serde_json::from_str(text).map_err(DecodeError::Json)
+    }
+
+    /// Encodes this record as a framed blob.
+    pub fn encode(&self) -> Vec<u8> {
+        let json = serde_json::to_vec(self).expect("provenance serializes");
+        frame::encode(&json)
+    }
+
+    /// The versions of `name` linked into the artifact (usually one).
+    pub fn dependency_versions<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.dependencies
+            .iter()
+            .filter(move |d| d.name == name)
+            .map(|d| d.version.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample() -> Provenance {
+        Provenance {
+            name: "hello".into(),
+            version: "0.1.0".parse().unwrap(),
+            plugin_api: "0.1.0".parse().unwrap(),
+            abi_stable: "0.11.3".parse().unwrap(),
+            rustc: Rustc {
+                release: "1.95.0".into(),
+                commit_hash: "59807616e1fa2540724bfbac14d7976d7e4a3860".into(),
+                commit_date: "2026-04-14".into(),
+                channel: "stable".into(),
+                llvm: Some("22.1.2".into()),
+            },
+            target: "x86_64-unknown-linux-gnu".into(),
+            profile: Profile {
+                name: "debug".into(),
+                opt_level: "0".into(),
+                debug_assertions: true,
+                panic: "unwind".into(),
+            },
+            features: vec![],
+            dependencies: vec![Dependency {
+                name: "log".into(),
+                version: "0.4.35".into(),
+                source: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let p = sample();
+        assert_eq!(Provenance::decode(&p.encode()).unwrap(), p);
+        assert_eq!(p.rustc.short(), "1.95.0 (59807616e)");
+    }
+
+    #[test]
+    fn rejects_bad_payloads() {
+        let not_utf8 = frame::encode(&[0xff, 0xfe]);
+        assert!(matches!(
+            Provenance::decode(&not_utf8),
+            Err(DecodeError::Utf8(_))
+        ));
+        let missing = frame::encode(br#"{"name":"x"}"#);
+        let err = Provenance::decode(&missing).unwrap_err();
+        assert!(err.to_string().contains("missing field"), "{err}");
+        let wrong_type = String::from_utf8(serde_json::to_vec(&sample()).unwrap())
+            .unwrap()
+            .replace(r#""debug_assertions":true"#, r#""debug_assertions":"yes""#);
+        let err = Provenance::decode(&frame::encode(wrong_type.as_bytes())).unwrap_err();
+        assert!(matches!(err, DecodeError::Json(_)), "{err}");
+    }
+}

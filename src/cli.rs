@@ -1,0 +1,267 @@
+//! Argument parsing and command dispatch.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use abi_stable::std_types::{RSlice, RStr};
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use host::{CheckKind, Host, HostIdentity, Policy, ReadError, ScanMode, Severity, Status};
+use plugin_api::{CommandKind, TransformKind};
+
+use crate::output;
+
+/// Load native Rust plugins safely: verify their build provenance before any of their code runs.
+#[derive(Parser)]
+#[command(name = "plugin-host", version, about, long_about = None)]
+pub struct Cli {
+    /// Log filter for host and plugin logs on stderr (e.g. `info`, `debug`, `plugin=trace`);
+    /// defaults to $PLUGIN_HOST_LOG, else `info`.
+    #[arg(long, global = true, value_name = "FILTER")]
+    pub log: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show the host's own provenance: what plugins must match.
+    HostInfo {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a file's provenance, read without loading it.
+    Inspect {
+        /// The plugin file.
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Judge one file against this host without loading it. Exit 0 compatible, 1 rejected, 2 error.
+    Check {
+        /// The plugin file.
+        file: PathBuf,
+        #[command(flatten)]
+        policy: PolicyArgs,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Discover, verify, load and register every plugin in the directories; report each.
+    Scan {
+        /// Plugin directories.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        #[command(flatten)]
+        policy: PolicyArgs,
+        /// Verify only: load nothing, run no plugin code.
+        #[arg(long)]
+        no_load: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a plugin command.
+    Run {
+        #[command(flatten)]
+        plugins: PluginArgs,
+        /// The command's name.
+        command: String,
+        /// Its arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Stream stdin through the named plugin transforms, in order, to stdout.
+    Transform {
+        #[command(flatten)]
+        plugins: PluginArgs,
+        /// Transform names, comma-separated (applied left to right).
+        #[arg(value_delimiter = ',', required = true)]
+        names: Vec<String>,
+    },
+}
+
+#[derive(Args)]
+struct PolicyArgs {
+    /// Policy preset: `default` or `strict`.
+    #[arg(long, default_value = "default")]
+    policy: String,
+    /// Override one check: CHECK=ignore|warn|fail (checks: rustc, panic-strategy, profile, dependencies).
+    #[arg(long = "set", value_name = "CHECK=LEVEL")]
+    overrides: Vec<String>,
+}
+
+#[derive(Args)]
+struct PluginArgs {
+    /// Plugin directory (repeatable).
+    #[arg(long = "plugins", required = true, value_name = "DIR")]
+    dirs: Vec<PathBuf>,
+    #[command(flatten)]
+    policy: PolicyArgs,
+    /// Configuration for one plugin: NAME=CONFIG (repeatable).
+    #[arg(long = "plugin-config", value_name = "NAME=CONFIG")]
+    configs: Vec<String>,
+}
+
+impl PolicyArgs {
+    fn build(&self) -> Result<Policy> {
+        let mut policy = Policy::preset(&self.policy)?;
+        for o in &self.overrides {
+            let (check, level) = o
+                .split_once('=')
+                .ok_or_else(|| anyhow!("--set expects CHECK=LEVEL, got `{o}`"))?;
+            let names: Vec<_> = CheckKind::ALL.iter().map(|c| c.as_str()).collect();
+            let check = CheckKind::parse(check).ok_or_else(|| {
+                anyhow!(
+                    "unknown check `{check}` in --set; checks: {}",
+                    names.join(", ")
+                )
+            })?;
+            let level = Severity::parse(level).ok_or_else(|| {
+                anyhow!("unknown level `{level}` in --set; levels: ignore, warn, fail")
+            })?;
+            policy.set(check, level)?;
+        }
+        Ok(policy)
+    }
+}
+
+/// Sets up `tracing` output on stderr.
+pub fn init_logging(filter: &Option<String>) -> Result<()> {
+    let filter = match filter {
+        Some(f) => f.clone(),
+        None => std::env::var("PLUGIN_HOST_LOG").unwrap_or_else(|_| "info".into()),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .with_context(|| format!("bad log filter `{filter}`"))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .without_time()
+        .init();
+    Ok(())
+}
+
+fn identity() -> Result<HostIdentity> {
+    HostIdentity::from_blob(plugin_api::provenance_blob!())
+        .context("the host's own embedded provenance is unreadable")
+}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::HostInfo { json } => {
+            let id = identity()?;
+            output::provenance(&id.provenance, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Inspect { file, json } => match host::read_provenance(&file) {
+            Ok(p) => {
+                output::provenance(&p, json)?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e @ ReadError::Io { .. }) => Err(e.into()),
+            Err(e) => {
+                eprintln!("error[{}]: {e}", e.reason());
+                Ok(ExitCode::from(1))
+            }
+        },
+        Command::Check { file, policy, json } => {
+            if !file.exists() && file.symlink_metadata().is_err() {
+                bail!("{}: no such file", file.display());
+            }
+            let host = Host::new(identity()?).with_policy(policy.build()?);
+            let report = host.verify(&file);
+            if let Some(host::PluginError::Read(ReadError::Io { .. })) = &report.error {
+                bail!("{}", report.message.unwrap_or_default());
+            }
+            let ok = report.status == Status::Verified;
+            output::reports(&host, &[report], json)?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Scan {
+            dirs,
+            policy,
+            no_load,
+            json,
+        } => {
+            let mut host = Host::new(identity()?).with_policy(policy.build()?);
+            let mode = if no_load {
+                ScanMode::VerifyOnly
+            } else {
+                ScanMode::Load
+            };
+            let reports = host.scan(&dirs, mode)?;
+            output::reports(&host, &reports, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run {
+            plugins,
+            command,
+            args,
+        } => {
+            let host = load(&plugins)?;
+            let cmd = host.registry().get::<CommandKind>(&command)?;
+            let args: Vec<RStr<'_>> = args.iter().map(|a| RStr::from(a.as_str())).collect();
+            match cmd.call(RSlice::from_slice(&args)).into_result() {
+                Ok(out) => {
+                    println!("{out}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    let provider = host.registry().provider("command", &command).unwrap_or("?");
+                    eprintln!("error: command `{command}` (plugin `{provider}`) {e}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        Command::Transform { plugins, names } => {
+            let host = load(&plugins)?;
+            let transforms = names
+                .iter()
+                .map(|n| host.registry().get::<TransformKind>(n))
+                .collect::<Result<Vec<_>, _>>()?;
+            let stdin = std::io::stdin().lock();
+            let stdout = std::io::stdout().lock();
+            match crate::stream::pipe(&transforms, stdin, stdout) {
+                Ok(_) => Ok(ExitCode::SUCCESS),
+                Err(crate::stream::StreamError::Io(e))
+                    if e.kind() == std::io::ErrorKind::BrokenPipe =>
+                {
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+    }
+}
+
+/// Loads every plugin in the directories, logging the ones that were refused.
+fn load(args: &PluginArgs) -> Result<Host> {
+    let mut host = Host::new(identity()?).with_policy(args.policy.build()?);
+    for c in &args.configs {
+        let (name, config) = c
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--plugin-config expects NAME=CONFIG, got `{c}`"))?;
+        host = host.with_config(name, config);
+    }
+    for report in host.scan(&args.dirs, ScanMode::Load)? {
+        if let (Some(reason), Some(message)) = (report.reason, &report.message) {
+            tracing::warn!("{} [{reason}]: {message}", report.status.as_str());
+        }
+        for w in report.warnings() {
+            tracing::warn!("[{}] {}", w.check.reason(), w.message);
+        }
+    }
+    Ok(host)
+}
