@@ -51,6 +51,9 @@ pub mod logger;
 #[cfg(feature = "abi")]
 mod root;
 
+/// The output buffer transforms append to (`abi_stable`'s FFI-safe `Vec`).
+#[cfg(feature = "abi")]
+pub use abi_stable::std_types::RVec;
 #[cfg(feature = "abi")]
 pub use capability::{CapabilityExport, CapabilityKind};
 #[cfg(feature = "abi")]
