@@ -220,6 +220,20 @@ impl Policy {
         Ok(())
     }
 
+    /// How a user can accept a difference this policy refuses: `default` tolerates it, or an
+    /// override does. Empty for soundness checks, which nothing may lower.
+    fn escape_hint(&self, check: CheckKind) -> String {
+        if !check.adjustable() {
+            return String::new();
+        }
+        let default = Policy::default();
+        if self.name != default.name && default.severity(check) != Severity::Fail {
+            " or use --policy default".to_owned()
+        } else {
+            format!(" or accept it with `--set {check}=warn`")
+        }
+    }
+
     /// The severity of a check under this policy.
     pub fn severity(&self, check: CheckKind) -> Severity {
         self.severities
@@ -255,7 +269,10 @@ pub fn judge(host: &Provenance, plugin: &Provenance, policy: &Policy) -> Verdict
         let (status, message) = match differs {
             None => (CheckStatus::Pass, String::new()),
             Some(message) => match policy.severity(check) {
-                Severity::Fail => (CheckStatus::Fail, message),
+                Severity::Fail => (
+                    CheckStatus::Fail,
+                    format!("{message}{}", policy.escape_hint(check)),
+                ),
                 Severity::Warn => (CheckStatus::Warn, message),
                 Severity::Ignore => (
                     CheckStatus::Pass,
@@ -315,7 +332,7 @@ pub fn judge(host: &Provenance, plugin: &Provenance, policy: &Policy) -> Verdict
         (!same_rustc).then(|| {
             format!(
             "built with rustc {}, but this host was built with rustc {}; rebuild the plugin with \
-             rustc {} (`rustup install {}`) or use --policy default",
+             rustc {} (`rustup install {}`)",
             pr.short(),
             hr.short(),
             hr.short(),
@@ -437,8 +454,7 @@ fn compare_dependencies(
     let (name, h, _) = &differing[0];
     let message = format!(
         "links {} of {} crate(s) shared with the host at other versions (plugin {}; host {}); \
-         rebuild the plugin against the host's versions (e.g. `cargo update -p {name} --precise {h}`) \
-         or use --policy default",
+         rebuild the plugin against the host's versions (e.g. `cargo update -p {name} --precise {h}`)",
         differing.len(),
         shared.len(),
         plugin_side.join(", "),

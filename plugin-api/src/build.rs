@@ -2,7 +2,7 @@
 //!
 //! A plugin's (or host's) `build.rs` is one line:
 //!
-//! ```no_run
+//! ```ignore
 //! fn main() {
 //!     plugin_api::build::record();
 //! }
@@ -11,7 +11,7 @@
 //! It gathers the [`Provenance`] of the package being built — `rustc -vV`, the target, the
 //! profile, the panic strategy, the enabled features, and the crates that will be linked into
 //! the artifact as `cargo tree -e normal,no-proc-macro` reports them for this target — and
-//! writes the framed blob to `$OUT_DIR/plugin-provenance.bin`, where [`crate::export_plugin!`]
+//! writes the framed blob to `$OUT_DIR/plugin-provenance-{unwind,abort}.bin`, where [`crate::export_plugin!`]
 //! and [`crate::provenance_blob!`] pick it up.
 
 use std::env;
@@ -20,8 +20,8 @@ use std::process::Command;
 
 use crate::provenance::{Dependency, Profile, Provenance, Rustc};
 
-/// File name of the blob inside `OUT_DIR`.
-pub const BLOB_FILE: &str = "plugin-provenance.bin";
+/// The panic strategies a blob is written for: `$OUT_DIR/plugin-provenance-<strategy>.bin`.
+pub const PANIC_STRATEGIES: [&str; 2] = ["unwind", "abort"];
 
 /// Records the provenance of the package whose build script calls it.
 ///
@@ -30,22 +30,25 @@ pub const BLOB_FILE: &str = "plugin-provenance.bin";
 /// `rustc` or `cargo tree` cannot be run, or when the package links no `plugin-api` /
 /// `abi_stable` (it is then neither a plugin nor a host).
 pub fn record() {
-    match try_record() {
-        Ok(path) => println!(
-            "cargo:rustc-env=PLUGIN_HOST_PROVENANCE_FILE={}",
-            path.display()
-        ),
-        Err(message) => panic!("plugin_api::build::record: {message}"),
+    if let Err(message) = try_record() {
+        panic!("plugin_api::build::record: {message}");
     }
 }
 
-/// Like [`record`], returning the blob's path or a message instead of panicking.
-pub fn try_record() -> Result<PathBuf, String> {
+/// Like [`record`], returning a message instead of panicking.
+pub fn try_record() -> Result<(), String> {
     let manifest_dir = PathBuf::from(var("CARGO_MANIFEST_DIR")?);
-    let provenance = collect(&manifest_dir)?;
-    let out = PathBuf::from(var("OUT_DIR")?).join(BLOB_FILE);
-    std::fs::write(&out, provenance.encode())
-        .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    let mut provenance = collect(&manifest_dir)?;
+    let out_dir = PathBuf::from(var("OUT_DIR")?);
+    // A build script cannot see the profile's panic strategy (`CARGO_CFG_PANIC` reflects the
+    // target's default, not `-C panic`), but the crate being compiled can: one blob per
+    // strategy, and `cfg(panic = ..)` in the embedding macro picks the true one.
+    for strategy in PANIC_STRATEGIES {
+        provenance.profile.panic = strategy.to_owned();
+        let path = out_dir.join(format!("plugin-provenance-{strategy}.bin"));
+        std::fs::write(&path, provenance.encode())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
 
     // Re-run when what the record depends on changes; the compiler and profile already
     // trigger a re-run on their own.
@@ -54,7 +57,7 @@ pub fn try_record() -> Result<PathBuf, String> {
     if let Some(lock) = find_lockfile(&manifest_dir) {
         println!("cargo:rerun-if-changed={}", lock.display());
     }
-    Ok(out)
+    Ok(())
 }
 
 fn var(name: &str) -> Result<String, String> {
@@ -85,7 +88,8 @@ fn collect(manifest_dir: &Path) -> Result<Provenance, String> {
             name: var("PROFILE")?,
             opt_level: var("OPT_LEVEL")?,
             debug_assertions: env::var_os("CARGO_CFG_DEBUG_ASSERTIONS").is_some(),
-            panic: env::var("CARGO_CFG_PANIC").unwrap_or_else(|_| "unwind".into()),
+            // Set per blob by `try_record`.
+            panic: String::new(),
         },
         features: enabled_features(),
         name,

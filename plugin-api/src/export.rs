@@ -81,11 +81,17 @@ macro_rules! export_plugin {
                 not(any(target_os = "macos", target_os = "ios")),
                 unsafe(link_section = ".plgprov")
             )]
-            pub static __PLUGIN_HOST_PROVENANCE: [u8; $crate::provenance_blob!().len()] =
-                *::core::include_bytes!(::core::concat!(
-                    ::core::env!("OUT_DIR"),
-                    "/plugin-provenance.bin"
-                ));
+            pub static __PLUGIN_HOST_PROVENANCE: [u8; $crate::provenance_blob!().len()] = {
+                // Copy the blob into an array: a static of its own bytes, no pointer.
+                let blob = $crate::provenance_blob!();
+                let mut bytes = [0u8; $crate::provenance_blob!().len()];
+                let mut i = 0;
+                while i < bytes.len() {
+                    bytes[i] = blob[i];
+                    i += 1;
+                }
+                bytes
+            };
         };
     };
 }

@@ -130,12 +130,20 @@ pub fn decode(blob: &[u8]) -> Result<&[u8], FrameError> {
 /// ```
 #[macro_export]
 macro_rules! provenance_blob {
-    () => {
-        ::core::include_bytes!(::core::concat!(
+    () => {{
+        // The recorder wrote one blob per panic strategy; the crate expanding this knows its own.
+        #[cfg(panic = "abort")]
+        const BLOB: &[u8] = ::core::include_bytes!(::core::concat!(
             ::core::env!("OUT_DIR"),
-            "/plugin-provenance.bin"
-        )) as &'static [u8]
-    };
+            "/plugin-provenance-abort.bin"
+        ));
+        #[cfg(not(panic = "abort"))]
+        const BLOB: &[u8] = ::core::include_bytes!(::core::concat!(
+            ::core::env!("OUT_DIR"),
+            "/plugin-provenance-unwind.bin"
+        ));
+        BLOB
+    }};
 }
 
 #[cfg(test)]

@@ -1,0 +1,162 @@
+//! Capabilities are really called: through the CLI and in-process; their failures and panics
+//! come back as errors and the host goes on.
+
+use abi_stable::std_types::{RSlice, RStr, RVec};
+use host::{LookupError, Status};
+use plugin_api::{CallErrorKind, CommandKind, TransformKind};
+
+use crate::support::*;
+
+#[test]
+fn run_calls_a_command_and_shows_plugin_logs() {
+    let dir = plugin_dir(&["hello", "redact", "wc"]);
+    let out = cli(&[
+        "run",
+        "--plugins",
+        dir.path().to_str().unwrap(),
+        "hello",
+        "Ada",
+        "Lovelace",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "hello, Ada Lovelace! (from plugin-host 0.1.0)\n"
+    );
+    let log = stderr(&out);
+    assert!(
+        log.lines().any(|l| l.contains("plugin{name=hello}")
+            && l.contains("registering `hello` for plugin-host")),
+        "{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("plugin{name=redact}") && l.contains("redact ready")),
+        "{log}"
+    );
+}
+
+#[test]
+fn transform_streams_stdin_through_plugins() {
+    let dir = plugin_dir(&["redact", "calls"]);
+    let input = b"2026-11-21 INFO login ada@example.com from 192.168.10.7\n\
+                  2026-11-21 DEBUG Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.e30.x\n\
+                  2026-11-21 WARN key AKIAIOSFODNN7EXAMPLE used\nno newline at end";
+    let out = cli_with(
+        &[
+            "transform",
+            "--plugins",
+            dir.path().to_str().unwrap(),
+            "redact",
+        ],
+        &[],
+        Some(input),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "2026-11-21 INFO login [REDACTED:email] from [REDACTED:ipv4]\n\
+         2026-11-21 DEBUG Authorization: Bearer [REDACTED:token]\n\
+         2026-11-21 WARN key [REDACTED:aws-key] used\nno newline at end"
+    );
+    // A chain, applied left to right.
+    let out = cli_with(
+        &[
+            "transform",
+            "--plugins",
+            dir.path().to_str().unwrap(),
+            "redact,upper",
+        ],
+        &[],
+        Some(b"mail ada@example.com\n"),
+    );
+    assert_eq!(stdout(&out), "MAIL [REDACTED:EMAIL]\n");
+    // Plugin configuration reaches the plugin.
+    let out = cli_with(
+        &[
+            "transform",
+            "--plugins",
+            dir.path().to_str().unwrap(),
+            "--plugin-config",
+            "redact=ipv4",
+            "redact",
+        ],
+        &[],
+        Some(b"ada@example.com 10.0.0.1\n"),
+    );
+    assert_eq!(stdout(&out), "ada@example.com [REDACTED:ipv4]\n");
+    // A transform that panics: exit 1 with the panic message, nothing unwinds.
+    let out = cli_with(
+        &[
+            "transform",
+            "--plugins",
+            dir.path().to_str().unwrap(),
+            "explode",
+        ],
+        &[],
+        Some(b"boom\n"),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("transform #1 panicked: explode saw boom"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn failing_and_panicking_calls_come_back_as_errors() {
+    let dir = plugin_dir(&["calls", "hello"]);
+    let mut host = host();
+    let reports = host.scan(&[dir.path()], host::ScanMode::Load).unwrap();
+    assert!(
+        reports.iter().all(|r| r.status == Status::Loaded),
+        "{reports:?}"
+    );
+    let registry = host.registry();
+    let call = |name: &str, args: &[&str]| {
+        let args: Vec<RStr<'_>> = args.iter().map(|a| RStr::from(*a)).collect();
+        registry
+            .get::<CommandKind>(name)
+            .unwrap()
+            .call(RSlice::from_slice(&args))
+            .into_result()
+    };
+    let boom = call("boom", &[]).unwrap_err();
+    assert_eq!(boom.kind, CallErrorKind::Panicked);
+    assert_eq!(boom.message, "boom on purpose");
+    let fail = call("fail", &[]).unwrap_err();
+    assert_eq!(
+        (fail.kind, fail.message.as_str()),
+        (CallErrorKind::Failed, "failed on purpose")
+    );
+    // The host keeps serving this plugin and the others.
+    assert_eq!(call("echo", &["still", "here"]).unwrap(), "still here");
+    assert_eq!(
+        call("hello", &[]).unwrap(),
+        "hello, world! (from plugin-host 0.1.0)"
+    );
+
+    let explode = registry.get::<TransformKind>("explode").unwrap();
+    let mut out = RVec::new();
+    let err = explode
+        .apply(RSlice::from_slice(b"boom"), &mut out)
+        .into_result()
+        .unwrap_err();
+    assert_eq!(err.kind, CallErrorKind::Panicked);
+    explode
+        .apply(RSlice::from_slice(b"calm"), &mut out)
+        .into_result()
+        .unwrap();
+    assert_eq!(out.as_slice(), b"calm");
+
+    // Capabilities are handed out only as the kind they were registered as.
+    let Err(wrong) = registry.get::<TransformKind>("echo") else {
+        panic!("a command was handed out as a transform");
+    };
+    assert!(
+        matches!(&wrong, LookupError::NotFound { available, .. } if available.contains(&"upper".to_string())),
+        "{wrong}"
+    );
+    assert_eq!(registry.provider("command", "echo"), Some("calls"));
+}

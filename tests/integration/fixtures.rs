@@ -1,0 +1,198 @@
+//! Builds every fixture plugin once per test run, from source, with the toolchain running the
+//! tests: the example plugins, the fixture workspace in `tests/fixtures`, and two generated
+//! workspaces that need their own settings (a `plugin-api` 2.0.0 copy; `panic = "abort"`).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// Where the fixture libraries are.
+pub struct Fixtures {
+    /// The target directory's `debug` folder: `lib<name>.so` for every fixture.
+    pub libs: PathBuf,
+}
+
+impl Fixtures {
+    /// The built library of crate `name` (`hello`, `bad-register`, …).
+    pub fn lib(&self, name: &str) -> PathBuf {
+        let file = format!(
+            "{}{}{}",
+            std::env::consts::DLL_PREFIX,
+            name.replace('-', "_"),
+            std::env::consts::DLL_SUFFIX
+        );
+        let path = self.libs.join(file);
+        assert!(path.is_file(), "fixture {} was not built", path.display());
+        path
+    }
+}
+
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn tmp() -> &'static Path {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+}
+
+/// Builds the fixtures on first use; later calls return at once.
+pub fn fixtures() -> &'static Fixtures {
+    static FIXTURES: OnceLock<Fixtures> = OnceLock::new();
+    FIXTURES.get_or_init(build_all)
+}
+
+fn build_all() -> Fixtures {
+    let target = tmp().join("fixtures-target");
+    let target_arg = target.to_str().expect("UTF-8 target dir");
+
+    // The example plugins, from the main workspace (same lockfile as the host).
+    cargo(
+        root(),
+        &[
+            "build",
+            "-p",
+            "hello",
+            "-p",
+            "redact",
+            "-p",
+            "wc",
+            "--target-dir",
+            target_arg,
+        ],
+    );
+
+    // The fixture workspace, pinned to the host's dependency versions.
+    let fixtures = root().join("tests/fixtures");
+    fs::copy(root().join("Cargo.lock"), fixtures.join("Cargo.lock")).expect("copy Cargo.lock");
+    cargo(&fixtures, &["build", "--target-dir", target_arg]);
+
+    build_api_two(target_arg);
+    build_abortive(target_arg);
+    Fixtures {
+        libs: target.join("debug"),
+    }
+}
+
+/// A plugin built against a copy of `plugin-api` whose version is 2.0.0.
+fn build_api_two(target: &str) {
+    let ws = tmp().join("ws-api-two");
+    let _ = fs::remove_dir_all(&ws);
+    copy_dir(&root().join("plugin-api/src"), &ws.join("plugin-api/src"));
+    let manifest = fs::read_to_string(root().join("plugin-api/Cargo.toml")).unwrap();
+    let manifest = manifest
+        .replacen("version = \"0.1.0\"", "version = \"2.0.0\"", 1)
+        .replace("[lints]\nworkspace = true\n", "");
+    assert!(
+        manifest.contains("version = \"2.0.0\""),
+        "plugin-api manifest changed shape"
+    );
+    write(&ws.join("plugin-api/Cargo.toml"), &manifest);
+    write(
+        &ws.join("Cargo.toml"),
+        "[workspace]\nmembers = [\"plugin-api\", \"api-two\"]\nresolver = \"2\"\n",
+    );
+    plugin_crate(
+        &ws.join("api-two"),
+        "api-two",
+        "../plugin-api",
+        "api-two-command",
+    );
+    fs::copy(root().join("Cargo.lock"), ws.join("Cargo.lock")).unwrap();
+    cargo(&ws, &["build", "-p", "api-two", "--target-dir", target]);
+}
+
+/// A plugin built with `panic = "abort"`.
+fn build_abortive(target: &str) {
+    let ws = tmp().join("ws-abortive");
+    let _ = fs::remove_dir_all(&ws);
+    write(
+        &ws.join("Cargo.toml"),
+        "[workspace]\nmembers = [\"abortive\"]\nresolver = \"2\"\n\n[profile.dev]\npanic = \"abort\"\n",
+    );
+    let api = root().join("plugin-api");
+    plugin_crate(
+        &ws.join("abortive"),
+        "abortive",
+        api.to_str().unwrap(),
+        "abortive-command",
+    );
+    fs::copy(root().join("Cargo.lock"), ws.join("Cargo.lock")).unwrap();
+    cargo(&ws, &["build", "--target-dir", target]);
+}
+
+/// Writes a minimal plugin crate registering one command.
+fn plugin_crate(dir: &Path, name: &str, api_path: &str, command: &str) {
+    write(
+        &dir.join("Cargo.toml"),
+        &format!(
+            r#"[package]
+name = "{name}"
+version = "0.1.0"
+edition = "2021"
+publish = false
+
+[lib]
+crate-type = ["cdylib"]
+
+[dependencies]
+plugin-api = {{ path = "{api_path}" }}
+
+[build-dependencies]
+plugin-api = {{ path = "{api_path}", default-features = false, features = ["build"] }}
+"#
+        ),
+    );
+    write(
+        &dir.join("build.rs"),
+        "fn main() {\n    plugin_api::build::record();\n}\n",
+    );
+    write(
+        &dir.join("src/lib.rs"),
+        &format!(
+            r#"use plugin_api::{{export_plugin, Initializer, RegisterResult}};
+
+fn register(init: &mut Initializer<'_>) -> RegisterResult {{
+    init.add_command("{command}", |_: &[&str]| Ok("{name}".to_string()))?;
+    Ok(())
+}}
+export_plugin!(register);
+"#
+        ),
+    );
+}
+
+fn cargo(dir: &Path, args: &[&str]) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(cargo)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("CARGO_TARGET_DIR")
+        .output()
+        .expect("run cargo");
+    assert!(
+        output.status.success(),
+        "`cargo {}` in {} failed:\n{}",
+        args.join(" "),
+        dir.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn write(path: &Path, text: &str) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, text).unwrap();
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &dest);
+        } else {
+            fs::copy(entry.path(), dest).unwrap();
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! End-to-end tests: every fixture plugin is built from source by `fixtures`, then judged,
+//! loaded and called through the `plugin-host` binary or the `host` library.
+
+mod fixtures;
+mod support;
+
+mod calls;
+mod docs;
+mod malformed;
+mod provenance;
+mod registration;
+mod skew;

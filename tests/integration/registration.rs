@@ -1,0 +1,148 @@
+//! Registration: failures, panics and conflicts are reported and the others still load.
+
+use abi_stable::std_types::RString;
+use host::{Kinds, ReasonCode, Status};
+use plugin_api::{CapabilityKind, CommandKind};
+
+use crate::support::*;
+
+#[test]
+fn register_errors_and_panics_are_contained() {
+    let dir = plugin_dir(&["bad-register", "panic-register", "hello", "wc"]);
+    let out = cli(&["scan", dir.path().to_str().unwrap(), "--json"]);
+    let scan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_outcome(
+        entry(&scan, &file_name("bad-register")),
+        "failed",
+        "register-failed",
+        &["bad-register", "no API token configured"],
+    );
+    assert_outcome(
+        entry(&scan, &file_name("panic-register")),
+        "failed",
+        "register-panicked",
+        &["deliberate panic during register", "contained"],
+    );
+    assert_eq!(
+        entry(&scan, &file_name("panic-register"))["capabilities"],
+        serde_json::json!([])
+    );
+    assert_eq!(entry(&scan, &file_name("hello"))["status"], "loaded");
+    assert_eq!(
+        entry(&scan, &file_name("wc"))["capabilities"],
+        serde_json::json!([{"kind": "command", "name": "wc"}])
+    );
+    // The plugin's own log line made it to the host's output, with its name.
+    assert!(
+        stderr(&out)
+            .lines()
+            .any(|l| l.contains("plugin{name=bad-register}") && l.contains("no token configured")),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn capability_conflict_is_reported() {
+    let dir = plugin_dir(&["hello", "hello-twin"]);
+    let scan = scan_json(dir.path(), &[]);
+    // `libhello.so` sorts before `libhello_twin.so`, so the twin is the one refused.
+    assert_eq!(entry(&scan, &file_name("hello"))["status"], "loaded");
+    let twin = entry(&scan, &file_name("hello-twin"));
+    assert_outcome(
+        twin,
+        "failed",
+        "capability-conflict",
+        &[
+            "command `hello`",
+            "plugin `hello` already provides",
+            "hello-twin",
+        ],
+    );
+    assert_eq!(
+        twin["capabilities"],
+        serde_json::json!([]),
+        "all-or-nothing: twin-only is not registered either"
+    );
+    let out = cli(&[
+        "run",
+        "--plugins",
+        dir.path().to_str().unwrap(),
+        "twin-only",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("no command named `twin-only`"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn same_plugin_twice_is_a_duplicate() {
+    let dir = plugin_dir(&["hello"]);
+    copy_into(&dir, "hello", "libhello-copy.so");
+    std::os::unix::fs::symlink(
+        dir.path().join(file_name("hello")),
+        dir.path().join("libhello-link.so"),
+    )
+    .unwrap();
+    for (extra, ok) in [(&[][..], "loaded"), (&["--no-load"][..], "verified")] {
+        let scan = scan_json(dir.path(), extra);
+        // Sorted by file name, `libhello-copy.so` comes first and wins.
+        assert_eq!(entry(&scan, "libhello-copy.so")["status"], ok);
+        for file in ["libhello-link.so", &file_name("hello")] {
+            assert_outcome(
+                entry(&scan, file),
+                "rejected",
+                "duplicate-plugin",
+                &[
+                    "plugin `hello` is already loaded from",
+                    "libhello-copy.so",
+                    "remove one",
+                ],
+            );
+        }
+    }
+}
+
+#[test]
+fn unknown_kind_is_refused_to_the_plugin() {
+    let dir = plugin_dir(&["hello"]);
+    let mut host = host().with_kinds(Kinds::new());
+    let report = host.load(&dir.path().join(file_name("hello")));
+    assert_eq!(report.status, Status::Failed);
+    assert_eq!(report.reason, Some(ReasonCode::RegisterFailed));
+    let message = report.message.unwrap();
+    assert!(
+        message.contains("this host has no capability kind `command`"),
+        "{message}"
+    );
+}
+
+/// A host kind that claims the name `command` with another object type.
+struct WrongCommand;
+
+impl CapabilityKind for WrongCommand {
+    const KIND: &'static str = "command";
+    type Object = RString;
+}
+
+#[test]
+fn capability_layout_is_checked_across_the_boundary() {
+    let dir = plugin_dir(&["hello"]);
+    let mut host = host().with_kinds(Kinds::new().with::<WrongCommand>());
+    let report = host.load(&dir.path().join(file_name("hello")));
+    assert_eq!(
+        report.reason,
+        Some(ReasonCode::LayoutMismatch),
+        "{:?}",
+        report.message
+    );
+    assert!(report
+        .message
+        .unwrap()
+        .contains("capability `hello` of kind `command`"));
+    assert!(host.registry().get::<WrongCommand>("hello").is_err());
+    assert!(host.registry().get::<CommandKind>("hello").is_err());
+}

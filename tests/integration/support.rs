@@ -1,0 +1,169 @@
+//! Helpers that keep each test a few lines: plugin directories, the CLI, JSON lookups and
+//! provenance rewriting.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use host::{Host, HostIdentity};
+use object::{Object, ObjectSection};
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::fixtures::fixtures;
+
+/// A fresh plugin directory holding copies of the named fixture libraries.
+pub fn plugin_dir(names: &[&str]) -> TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for name in names {
+        copy_into(&dir, name, &file_name(name));
+    }
+    dir
+}
+
+/// The file name a library of crate `name` has.
+pub fn file_name(name: &str) -> String {
+    fixtures()
+        .lib(name)
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Copies fixture `name` into `dir` as `file`; returns the new path.
+pub fn copy_into(dir: &TempDir, name: &str, file: &str) -> PathBuf {
+    let dest = dir.path().join(file);
+    fs::copy(fixtures().lib(name), &dest).unwrap();
+    dest
+}
+
+/// Runs `plugin-host` with `args`.
+pub fn cli(args: &[&str]) -> Output {
+    cli_with(args, &[], None)
+}
+
+/// Runs `plugin-host` with `args`, extra environment and optional stdin.
+pub fn cli_with(args: &[&str], env: &[(&str, &Path)], stdin: Option<&[u8]>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_plugin-host"));
+    cmd.args(args)
+        .env("PLUGIN_HOST_LOG", "info")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("run plugin-host");
+    let input = stdin.map(<[u8]>::to_vec).unwrap_or_default();
+    let mut pipe = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let _ = pipe.write_all(&input);
+    });
+    let output = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    output
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// `plugin-host scan DIR --json EXTRA...`, parsed.
+pub fn scan_json(dir: &Path, extra: &[&str]) -> Value {
+    let mut args = vec!["scan", dir.to_str().unwrap(), "--json"];
+    args.extend_from_slice(extra);
+    let out = cli(&args);
+    assert!(out.status.success(), "scan failed: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("bad JSON ({e}): {}", stdout(&out)))
+}
+
+/// The `plugins[]` entry whose path ends in `file`.
+pub fn entry<'a>(scan: &'a Value, file: &str) -> &'a Value {
+    scan["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["path"].as_str().unwrap().ends_with(file))
+        .unwrap_or_else(|| panic!("no entry for {file} in {scan:#}"))
+}
+
+/// Asserts status, reason code, and that the message mentions each of `needles`.
+pub fn assert_outcome(entry: &Value, status: &str, reason: &str, needles: &[&str]) {
+    assert_eq!(entry["status"], status, "{entry:#}");
+    assert_eq!(entry["reason"], reason, "{entry:#}");
+    let message = entry["message"].as_str().unwrap_or_default();
+    for needle in needles {
+        assert!(
+            message.contains(needle),
+            "message lacks {needle:?}: {message}"
+        );
+    }
+}
+
+/// The check named `check` in an entry.
+pub fn check<'a>(entry: &'a Value, check: &str) -> &'a Value {
+    entry["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == check)
+        .unwrap_or_else(|| panic!("no {check} check in {entry:#}"))
+}
+
+/// The host's own provenance, as `host-info --json` prints it.
+pub fn host_info() -> Value {
+    let out = cli(&["host-info", "--json"]);
+    assert!(out.status.success());
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A host in this test process, with the same provenance as the `plugin-host` binary.
+pub fn host() -> Host {
+    Host::new(HostIdentity::from_blob(plugin_api::provenance_blob!()).unwrap())
+}
+
+/// File offset and size of the provenance section.
+pub fn provenance_range(path: &Path) -> (usize, usize) {
+    let data = fs::read(path).unwrap();
+    let file = object::File::parse(&*data).unwrap();
+    let section = file
+        .section_by_name(plugin_api::frame::SECTION_ELF_PE)
+        .expect("provenance section");
+    let (offset, size) = section.file_range().unwrap();
+    (offset as usize, size as usize)
+}
+
+/// Rewrites the provenance JSON of the library at `path` in place (same section size: the
+/// new JSON is padded with spaces, which JSON ignores).
+pub fn rewrite_provenance(path: &Path, edit: impl FnOnce(&mut Value)) {
+    let mut data = fs::read(path).unwrap();
+    let (offset, size) = provenance_range(path);
+    let blob = &data[offset..offset + size];
+    let len = u32::from_le_bytes(blob[12..16].try_into().unwrap()) as usize;
+    let mut json: Value = serde_json::from_slice(&blob[16..16 + len]).unwrap();
+    edit(&mut json);
+    let mut payload = serde_json::to_vec(&json).unwrap();
+    assert!(
+        payload.len() <= len,
+        "rewritten provenance is longer than the original"
+    );
+    payload.resize(len, b' ');
+    data[offset + 16..offset + 16 + len].copy_from_slice(&payload);
+    fs::write(path, data).unwrap();
+}
+
+/// Overwrites raw bytes of the provenance section, starting `at` bytes into it.
+pub fn patch_section(path: &Path, at: usize, bytes: &[u8]) {
+    let mut data = fs::read(path).unwrap();
+    let (offset, _) = provenance_range(path);
+    data[offset + at..offset + at + bytes.len()].copy_from_slice(bytes);
+    fs::write(path, data).unwrap();
+}
