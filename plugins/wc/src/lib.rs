@@ -102,7 +102,7 @@ mod tests {
             Counts {
                 lines: 3,
                 words: 4,
-                bytes: 22
+                bytes: 21
             }
         );
     }
