@@ -8,5 +8,6 @@ mod calls;
 mod docs;
 mod malformed;
 mod provenance;
+mod readme;
 mod registration;
 mod skew;

@@ -1,6 +1,7 @@
 //! Registration: failures, panics and conflicts are reported and the others still load.
 
 use abi_stable::std_types::RString;
+use host::ScanMode;
 use host::{Kinds, ReasonCode, Status};
 use plugin_api::{CapabilityKind, CommandKind};
 
@@ -145,4 +146,45 @@ fn capability_layout_is_checked_across_the_boundary() {
         .contains("capability `hello` of kind `command`"));
     assert!(host.registry().get::<WrongCommand>("hello").is_err());
     assert!(host.registry().get::<CommandKind>("hello").is_err());
+}
+
+/// An application's own kind, declared identically on the host side (as an application's
+/// interface crate would be shared): `greeting`, a text.
+struct Greeting;
+
+impl CapabilityKind for Greeting {
+    const KIND: &'static str = "greeting";
+    type Object = RString;
+}
+
+#[test]
+fn applications_define_their_own_kinds() {
+    let dir = plugin_dir(&["calls"]);
+    let mut host = host().with_kinds(Kinds::demo().with::<Greeting>());
+    let reports = host.scan(&[dir.path()], ScanMode::Load).unwrap();
+    assert_eq!(
+        reports[0].status,
+        Status::Loaded,
+        "{:?}",
+        reports[0].message
+    );
+    assert_eq!(
+        host.registry().get::<Greeting>("motd").unwrap().as_str(),
+        "hello from calls"
+    );
+    assert!(reports[0]
+        .capabilities
+        .iter()
+        .any(|c| c.kind == "greeting" && c.name == "motd"));
+
+    // A host without the kind: the plugin is told, carries on, and the rest is registered.
+    let mut plain = host_without_greeting();
+    let reports = plain.scan(&[dir.path()], ScanMode::Load).unwrap();
+    assert_eq!(reports[0].status, Status::Loaded);
+    assert!(plain.registry().get::<CommandKind>("echo").is_ok());
+    assert!(plain.registry().names("greeting").is_empty());
+}
+
+fn host_without_greeting() -> host::Host {
+    host().with_kinds(Kinds::demo())
 }
