@@ -1,7 +1,7 @@
 //! The host: verification, loading and registration of plugins, one file or whole directories.
 
 use std::collections::HashMap;
-use std::fs;
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -11,7 +11,7 @@ use crate::discover::{discover, DiscoverError};
 use crate::error::PluginError;
 use crate::load::{load_root, register, Registration};
 use crate::policy::{judge, Policy};
-use crate::read::{read_provenance, ReadError};
+use crate::read::{open_candidate, read_provenance_from};
 use crate::registry::{Kinds, Registry};
 use crate::report::{PluginReport, Status};
 
@@ -74,10 +74,12 @@ pub struct Host {
     configs: HashMap<String, String>,
     registry: Registry,
     plugins: Vec<LoadedPlugin>,
+    before_load: Option<Box<dyn Fn(&Path) + Send + Sync>>,
 }
 
-/// A file whose provenance passed the policy.
+/// A file whose provenance passed the policy, still open: what is loaded is this very file.
 struct Verified {
+    file: File,
     resolved: PathBuf,
     provenance: Provenance,
 }
@@ -92,7 +94,15 @@ impl Host {
             configs: HashMap::new(),
             registry: Registry::default(),
             plugins: Vec::new(),
+            before_load: None,
         }
+    }
+
+    /// Calls `hook` with the path of each file that passed verification, just before it is
+    /// loaded (for instrumentation, and for tests that swap files at that moment).
+    pub fn with_before_load(mut self, hook: impl Fn(&Path) + Send + Sync + 'static) -> Self {
+        self.before_load = Some(Box::new(hook));
+        self
     }
 
     /// Sets the policy plugins are judged under.
@@ -177,19 +187,16 @@ impl Host {
         verified_names: &HashMap<String, PathBuf>,
     ) -> (PluginReport, Option<Verified>) {
         let report = PluginReport::new(path.to_owned());
-        let resolved = match resolve(path) {
-            Ok(resolved) => resolved,
+        let file = match open_candidate(path) {
+            Ok(file) => file,
             Err(e) => return (report.with_error(Status::Rejected, e.into()), None),
         };
-        let provenance = match read_provenance(&resolved) {
+        let provenance = match read_provenance_from(path, &file) {
             Ok(p) => p,
-            Err(e) => {
-                return (
-                    report.with_error(Status::Rejected, rename(e, path).into()),
-                    None,
-                )
-            }
+            Err(e) => return (report.with_error(Status::Rejected, e.into()), None),
         };
+        // For messages and duplicate detection only: what is loaded is `file`, not this path.
+        let resolved = fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
         let mut report = report;
         report.name = Some(provenance.name.clone());
         report.version = Some(provenance.version.to_string());
@@ -224,6 +231,7 @@ impl Host {
         (
             report,
             Some(Verified {
+                file,
                 resolved,
                 provenance,
             }),
@@ -233,7 +241,15 @@ impl Host {
     fn load_verified(&mut self, mut report: PluginReport, verified: Verified) -> PluginReport {
         let path = report.path.clone();
         let name = verified.provenance.name.clone();
-        let root = match load_root(&verified.resolved) {
+        if let Some(hook) = &self.before_load {
+            hook(&path);
+        }
+        let root = load_root(&loadable_path(&verified.file, &verified.resolved), &path);
+        // The descriptor stays open for good once the loader has seen it: the library is never
+        // unloaded, and glibc remembers it by the `/proc/self/fd/N` name it was opened by, so
+        // that name must never come to mean another file.
+        std::mem::forget(verified.file);
+        let root = match root {
             Ok(root) => root,
             Err(e) => return report.with_error(Status::Failed, e),
         };
@@ -287,60 +303,22 @@ impl Host {
     }
 }
 
-/// Resolves symlinks and insists on a regular file, so that nothing below ever opens a FIFO,
-/// a device or a directory.
-fn resolve(path: &Path) -> Result<PathBuf, ReadError> {
-    let resolved = fs::canonicalize(path).map_err(|source| ReadError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    let meta = fs::metadata(&resolved).map_err(|source| ReadError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    if !meta.is_file() {
-        return Err(ReadError::NotALibrary {
-            path: path.to_owned(),
-            detail: format!("{} is {}", resolved.display(), describe(&meta.file_type())),
-        });
-    }
-    Ok(resolved)
-}
-
-fn describe(file_type: &fs::FileType) -> &'static str {
-    #[cfg(unix)]
+/// The path handed to the dynamic loader for a verified, still-open file.
+///
+/// On Linux it is `/proc/self/fd/N`: the loader opens exactly the file that was verified, even
+/// if the directory entry was replaced in between. Elsewhere there is no such name for an open
+/// file, and the canonical path is used: a file swapped in between verification and loading
+/// would be loaded unverified there, so plugin directories must not be writable by others.
+fn loadable_path(file: &File, resolved: &Path) -> PathBuf {
+    #[cfg(target_os = "linux")]
     {
-        use std::os::unix::fs::FileTypeExt;
-        if file_type.is_fifo() {
-            return "a FIFO";
-        }
-        if file_type.is_socket() {
-            return "a socket";
-        }
-        if file_type.is_block_device() || file_type.is_char_device() {
-            return "a device";
-        }
+        use std::os::fd::AsRawFd;
+        let _ = resolved;
+        PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
     }
-    if file_type.is_dir() {
-        "a directory"
-    } else {
-        "not a regular file"
-    }
-}
-
-/// Reports errors under the path the user gave, not the resolved one.
-fn rename(error: ReadError, path: &Path) -> ReadError {
-    let path = path.to_owned();
-    match error {
-        ReadError::Io { source, .. } => ReadError::Io { path, source },
-        ReadError::NotALibrary { detail, .. } => ReadError::NotALibrary { path, detail },
-        ReadError::NoProvenance {
-            format, section, ..
-        } => ReadError::NoProvenance {
-            path,
-            format,
-            section,
-        },
-        ReadError::Malformed { detail, .. } => ReadError::Malformed { path, detail },
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = file;
+        resolved.to_owned()
     }
 }

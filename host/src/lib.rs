@@ -42,7 +42,9 @@ pub use host::{Host, HostIdentity, LoadedPlugin, ScanMode};
 pub use policy::{
     api_compatible, judge, Check, CheckKind, CheckStatus, Policy, PolicyError, Severity, Verdict,
 };
-pub use read::{read_provenance, read_provenance_from, ReadError};
+pub use read::{
+    open_candidate, read_provenance, read_provenance_bytes, read_provenance_from, ReadError,
+};
 pub use reason::ReasonCode;
 pub use registry::{CapabilityInfo, Kinds, LookupError, Registry};
 pub use report::{PluginReport, Status};

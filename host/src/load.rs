@@ -11,17 +11,18 @@ use crate::error::PluginError;
 use crate::reason::ReasonCode;
 use crate::registry::{Kinds, Refusal};
 
-/// Loads the library at `path` (absolute) and initialises its root module.
+/// Loads the library at `load_path` (absolute) and initialises its root module; `path` is
+/// the name used in messages.
 ///
 /// This uses `lib_header_from_path(..).init_root_module()`, not `RootModule::load_from_*`,
 /// which would cache one library per interface type. Only call it after verification.
-pub(crate) fn load_root(path: &Path) -> Result<PluginRootRef, PluginError> {
+pub(crate) fn load_root(load_path: &Path, path: &Path) -> Result<PluginRootRef, PluginError> {
     let fail = |reason: ReasonCode, detail: String| PluginError::Load {
         path: path.to_owned(),
         reason,
         detail,
     };
-    let header = lib_header_from_path(path).map_err(|e| classify(e, &fail))?;
+    let header = lib_header_from_path(load_path).map_err(|e| classify(e, &fail))?;
     header
         .init_root_module::<PluginRootRef>()
         .map_err(|e| classify(e, &fail))

@@ -1,16 +1,20 @@
 //! Reading a file's provenance without loading it.
 //!
-//! The file is opened once and read through [`object::ReadCache`], which fetches only the
-//! byte ranges asked for: the file header, the section headers, the section-name strings and
-//! the provenance section itself. Nothing is mapped executable, no constructor runs, and the
-//! cost does not depend on the size of the library. Reading through `pread` rather than a
-//! memory map also means a file truncated under our feet yields an error, not `SIGBUS`.
+//! The file is opened once (without blocking: a FIFO cannot stall the scan) and read through
+//! [`object::ReadCache`], which fetches only the byte ranges asked for: the file header, the
+//! section headers, the section-name table and the provenance section itself. Nothing is
+//! mapped executable, no constructor runs, and the cost does not depend on the size of the
+//! library. Reading with `pread`-style calls rather than a memory map also means a file
+//! truncated under our feet yields an error, not `SIGBUS`.
+//!
+//! Every size taken from the file is bounded before anything is allocated for it, so a
+//! hostile file cannot make the reader allocate more than a few MiB.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use object::read::elf::{FileHeader, SectionHeader};
-use object::{FileKind, Object, ObjectKind, ObjectSection, ReadCache, ReadRef};
+use object::{FileKind, ReadCache, ReadRef};
 use plugin_api::frame;
 use plugin_api::provenance::Provenance;
 
@@ -18,13 +22,17 @@ use crate::reason::ReasonCode;
 
 /// The largest provenance section accepted: a full blob plus generous alignment padding.
 const MAX_SECTION_LEN: u64 = (frame::HEADER_LEN + frame::MAX_PAYLOAD_LEN + 4096) as u64;
+/// The largest section header table read (65 536 64-byte entries).
+const MAX_SECTION_TABLE_LEN: u64 = 4 << 20;
+/// The largest section-name table read; real ones are a few hundred bytes.
+const MAX_SECTION_NAMES_LEN: u64 = 1 << 20;
 
 /// Why a file's provenance could not be read.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ReadError {
     /// The file could not be opened or read.
-    #[error("{}: cannot read the file: {source}; check that it exists and is readable", path.display())]
+    #[error("{}: cannot read the file: {source}; check that it exists, is readable, and is not a dangling or looping symlink", path.display())]
     Io {
         /// The file.
         path: PathBuf,
@@ -38,6 +46,19 @@ pub enum ReadError {
         path: PathBuf,
         /// What it is instead.
         detail: String,
+    },
+    /// A library for another platform or architecture, told by its headers.
+    #[error(
+        "{}: {file}, but this host loads {host}; rebuild the plugin for this host's target",
+        path.display()
+    )]
+    WrongTarget {
+        /// The file.
+        path: PathBuf,
+        /// What the file's headers say it is.
+        file: String,
+        /// What this host loads.
+        host: String,
     },
     /// A shared library with no provenance: not built as a plugin-host plugin.
     #[error(
@@ -74,28 +95,147 @@ impl ReadError {
     pub fn reason(&self) -> ReasonCode {
         match self {
             ReadError::Io { .. } | ReadError::NotALibrary { .. } => ReasonCode::NotALibrary,
+            ReadError::WrongTarget { .. } => ReasonCode::TargetMismatch,
             ReadError::NoProvenance { .. } => ReasonCode::NoProvenance,
             ReadError::Malformed { .. } => ReasonCode::MalformedProvenance,
         }
     }
 }
 
-/// Reads the provenance embedded in the library at `path`, without loading it.
-pub fn read_provenance(path: &Path) -> Result<Provenance, ReadError> {
-    let file = File::open(path).map_err(|source| ReadError::Io {
+/// Opens `path` for verification: symlinks followed, never blocking (a FIFO opens at once),
+/// and refused unless it is a regular file. The returned handle is what gets verified and,
+/// on Linux, what gets loaded (see [`crate::Host`]).
+pub fn open_candidate(path: &Path) -> Result<File, ReadError> {
+    let io = |source| ReadError::Io {
         path: path.to_owned(),
         source,
-    })?;
-    read_provenance_from(path, file)
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // `O_NONBLOCK`: opening a FIFO with no writer would otherwise wait forever.
+        // `O_NOCTTY`: a terminal device must not become our controlling terminal.
+        options.custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC);
+    }
+    let file = options.open(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    if !meta.is_file() {
+        return Err(ReadError::NotALibrary {
+            path: path.to_owned(),
+            detail: format!("it is {}", describe(&meta.file_type())),
+        });
+    }
+    Ok(file)
+}
+
+fn describe(file_type: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if file_type.is_fifo() {
+            return "a FIFO";
+        }
+        if file_type.is_socket() {
+            return "a socket";
+        }
+        if file_type.is_block_device() || file_type.is_char_device() {
+            return "a device";
+        }
+    }
+    if file_type.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Reads the provenance embedded in the library at `path`, without loading it.
+pub fn read_provenance(path: &Path) -> Result<Provenance, ReadError> {
+    read_provenance_from(path, &open_candidate(path)?)
 }
 
 /// Like [`read_provenance`], from a file already open (`path` is used in messages only).
-pub fn read_provenance_from(path: &Path, file: File) -> Result<Provenance, ReadError> {
-    let blob = provenance_section(path, &ReadCache::new(file))?;
-    Provenance::decode(&blob).map_err(|e| ReadError::Malformed {
+pub fn read_provenance_from(path: &Path, file: &File) -> Result<Provenance, ReadError> {
+    decode(path, &provenance_section(path, &ReadCache::new(file))?)
+}
+
+/// Like [`read_provenance`], from the bytes of a file (for fuzzing and tools).
+pub fn read_provenance_bytes(path: &Path, bytes: &[u8]) -> Result<Provenance, ReadError> {
+    decode(path, &provenance_section(path, bytes)?)
+}
+
+fn decode(path: &Path, blob: &[u8]) -> Result<Provenance, ReadError> {
+    Provenance::decode(blob).map_err(|e| ReadError::Malformed {
         path: path.to_owned(),
         detail: e.to_string(),
     })
+}
+
+/// What this host loads, as object file facts.
+struct Native {
+    kind: FileKind,
+    elf_machine: u16,
+    little_endian: bool,
+}
+
+const NATIVE: Native = Native {
+    kind: if cfg!(windows) {
+        FileKind::Pe64
+    } else if cfg!(any(target_os = "macos", target_os = "ios")) {
+        FileKind::MachO64
+    } else if cfg!(target_pointer_width = "32") {
+        FileKind::Elf32
+    } else {
+        FileKind::Elf64
+    },
+    elf_machine: if cfg!(target_arch = "x86_64") {
+        object::elf::EM_X86_64
+    } else if cfg!(target_arch = "aarch64") {
+        object::elf::EM_AARCH64
+    } else if cfg!(target_arch = "x86") {
+        object::elf::EM_386
+    } else if cfg!(target_arch = "arm") {
+        object::elf::EM_ARM
+    } else if cfg!(target_arch = "riscv64") || cfg!(target_arch = "riscv32") {
+        object::elf::EM_RISCV
+    } else if cfg!(target_arch = "powerpc64") {
+        object::elf::EM_PPC64
+    } else if cfg!(target_arch = "s390x") {
+        object::elf::EM_S390
+    } else if cfg!(target_arch = "loongarch64") {
+        object::elf::EM_LOONGARCH
+    } else {
+        object::elf::EM_NONE
+    },
+    little_endian: cfg!(target_endian = "little"),
+};
+
+fn machine_name(machine: u16) -> String {
+    match machine {
+        object::elf::EM_X86_64 => "x86_64".into(),
+        object::elf::EM_AARCH64 => "aarch64".into(),
+        object::elf::EM_386 => "x86".into(),
+        object::elf::EM_ARM => "arm".into(),
+        object::elf::EM_RISCV => "riscv".into(),
+        object::elf::EM_PPC64 => "powerpc64".into(),
+        object::elf::EM_S390 => "s390x".into(),
+        object::elf::EM_LOONGARCH => "loongarch".into(),
+        other => format!("machine {other}"),
+    }
+}
+
+fn format_name(kind: FileKind) -> &'static str {
+    match kind {
+        FileKind::Elf32 => "a 32-bit ELF file",
+        FileKind::Elf64 => "a 64-bit ELF file",
+        FileKind::Pe32 | FileKind::Pe64 => "a PE (Windows) file",
+        FileKind::MachO32 | FileKind::MachO64 | FileKind::MachOFat32 | FileKind::MachOFat64 => {
+            "a Mach-O (Apple) file"
+        }
+        _ => "an object file",
+    }
 }
 
 /// Finds and copies out the raw provenance section.
@@ -108,78 +248,177 @@ fn provenance_section<'a, R: ReadRef<'a>>(path: &Path, data: R) -> Result<Vec<u8
         Ok(0) => not_a_library("the file is empty".into()),
         _ => not_a_library("unrecognised file format".into()),
     })?;
+    let wrong_target = |file: String| ReadError::WrongTarget {
+        path: path.to_owned(),
+        file,
+        host: format!(
+            "{} for {}",
+            format_name(NATIVE.kind),
+            machine_name(NATIVE.elf_machine)
+        ),
+    };
     match kind {
-        FileKind::Elf64 => {
-            elf_section::<object::elf::FileHeader64<object::Endianness>, R>(path, data)
+        FileKind::Elf64 | FileKind::Elf32 if NATIVE.kind == kind => {
+            if kind == FileKind::Elf64 {
+                elf_section::<object::elf::FileHeader64<object::Endianness>, R>(
+                    path,
+                    data,
+                    &wrong_target,
+                )
+            } else {
+                elf_section::<object::elf::FileHeader32<object::Endianness>, R>(
+                    path,
+                    data,
+                    &wrong_target,
+                )
+            }
         }
-        FileKind::Elf32 => {
-            elf_section::<object::elf::FileHeader32<object::Endianness>, R>(path, data)
+        FileKind::Elf32 | FileKind::Elf64 => {
+            let machine = elf_machine(data)
+                .map(machine_name)
+                .unwrap_or_else(|| "an unknown machine".into());
+            Err(wrong_target(format!("{} for {machine}", format_name(kind))))
         }
-        FileKind::Pe32 | FileKind::Pe64 => {
-            generic_section(path, data, "a PE", frame::SECTION_ELF_PE)
+        FileKind::Pe32
+        | FileKind::Pe64
+        | FileKind::MachO32
+        | FileKind::MachO64
+        | FileKind::MachOFat32
+        | FileKind::MachOFat64 => {
+            if NATIVE.kind == kind {
+                native_section(path, data, kind)
+            } else {
+                Err(wrong_target(format_name(kind).to_owned()))
+            }
         }
-        FileKind::MachO32 | FileKind::MachO64 => {
-            generic_section(path, data, "a Mach-O", frame::SECTION_MACHO)
-        }
-        other => Err(not_a_library(format!("a {other:?} file"))),
+        other => Err(not_a_library(format!(
+            "{other:?} is not a shared library format"
+        ))),
     }
+}
+
+/// `e_machine` of an ELF file of either class, read without trusting the class.
+fn elf_machine<'a, R: ReadRef<'a>>(data: R) -> Option<u16> {
+    let ident = data.read_bytes_at(0, 20).ok()?;
+    let raw = [ident[18], ident[19]];
+    Some(if ident[5] == object::elf::ELFDATA2MSB {
+        u16::from_be_bytes(raw)
+    } else {
+        u16::from_le_bytes(raw)
+    })
 }
 
 fn elf_section<'a, Elf: FileHeader<Endian = object::Endianness>, R: ReadRef<'a>>(
     path: &Path,
     data: R,
+    wrong_target: &impl Fn(String) -> ReadError,
 ) -> Result<Vec<u8>, ReadError> {
-    let corrupt = |e: object::Error| ReadError::NotALibrary {
+    let corrupt = |detail: String| ReadError::NotALibrary {
         path: path.to_owned(),
-        detail: format!("truncated or corrupt ELF file: {e}"),
+        detail: format!("truncated or corrupt ELF file: {detail}"),
     };
-    let header = Elf::parse(data).map_err(corrupt)?;
-    let endian = header.endian().map_err(corrupt)?;
+    let header = Elf::parse(data).map_err(|e| corrupt(e.to_string()))?;
+    let endian = header.endian().map_err(|e| corrupt(e.to_string()))?;
+    let machine = header.e_machine(endian);
+    if machine != NATIVE.elf_machine || header.is_little_endian() != NATIVE.little_endian {
+        let order = if header.is_little_endian() {
+            "little"
+        } else {
+            "big"
+        };
+        return Err(wrong_target(format!(
+            "{} for {} ({order}-endian)",
+            format_name(FileKind::parse(data).unwrap_or(FileKind::Elf64)),
+            machine_name(machine)
+        )));
+    }
     match header.e_type(endian) {
         object::elf::ET_DYN => {}
-        object::elf::ET_EXEC => return Err(corrupt_kind(path, "an ELF executable")),
-        object::elf::ET_REL => return Err(corrupt_kind(path, "an ELF relocatable object")),
-        other => return Err(corrupt_kind(path, &format!("an ELF file of type {other}"))),
+        object::elf::ET_EXEC => return Err(not_shared(path, "an ELF executable")),
+        object::elf::ET_REL => return Err(not_shared(path, "an ELF relocatable object")),
+        object::elf::ET_CORE => return Err(not_shared(path, "an ELF core dump")),
+        other => return Err(not_shared(path, &format!("an ELF file of type {other}"))),
     }
-    let sections = header.sections(endian, data).map_err(corrupt)?;
-    let Some((_, section)) = sections.section_by_name(endian, frame::SECTION_ELF_PE.as_bytes())
-    else {
+
+    // Bound every size before reading it.
+    let count = header
+        .shnum(endian, data)
+        .map_err(|e| corrupt(e.to_string()))? as u64;
+    let entry = u64::from(header.e_shentsize(endian));
+    if count.saturating_mul(entry.max(1)) > MAX_SECTION_TABLE_LEN {
+        return Err(corrupt(format!("a section table of {count} entries")));
+    }
+    let sections = header
+        .section_headers(endian, data)
+        .map_err(|e| corrupt(e.to_string()))?;
+    let names_index = header
+        .shstrndx(endian, data)
+        .map_err(|e| corrupt(e.to_string()))? as usize;
+    let names = match sections.get(names_index).and_then(|s| s.file_range(endian)) {
+        Some((offset, size)) if size <= MAX_SECTION_NAMES_LEN => {
+            data.read_bytes_at(offset, size)
+                .map_err(|()| corrupt("the section name table lies outside the file".into()))?
+        }
+        Some((_, size)) => return Err(corrupt(format!("a section name table of {size} bytes"))),
+        None => &[][..],
+    };
+    let wanted = frame::SECTION_ELF_PE.as_bytes();
+    let section = sections.iter().find(|s| {
+        let start = s.sh_name(endian) as usize;
+        names.get(start..start + wanted.len()) == Some(wanted)
+            && names.get(start + wanted.len()) == Some(&0)
+    });
+    let Some(section) = section else {
         return Err(ReadError::NoProvenance {
             path: path.to_owned(),
             format: "an ELF",
             section: frame::SECTION_ELF_PE,
         });
     };
-    let size: u64 = section.sh_size(endian).into();
+    let malformed = |detail: String| ReadError::Malformed {
+        path: path.to_owned(),
+        detail,
+    };
+    let Some((offset, size)) = section.file_range(endian) else {
+        return Err(malformed(format!(
+            "section `{}` has no bytes in the file",
+            frame::SECTION_ELF_PE
+        )));
+    };
     check_section_size(path, size)?;
-    let bytes = section
-        .data(endian, data)
-        .map_err(|e| ReadError::Malformed {
-            path: path.to_owned(),
-            detail: format!("section `{}` cannot be read: {e}", frame::SECTION_ELF_PE),
-        })?;
+    let bytes = data.read_bytes_at(offset, size).map_err(|()| {
+        malformed(format!(
+            "section `{}` lies outside the file",
+            frame::SECTION_ELF_PE
+        ))
+    })?;
     Ok(bytes.to_vec())
 }
 
-fn corrupt_kind(path: &Path, what: &str) -> ReadError {
+fn not_shared(path: &Path, what: &str) -> ReadError {
     ReadError::NotALibrary {
         path: path.to_owned(),
         detail: format!("{what}, not a shared library"),
     }
 }
 
-fn generic_section<'a, R: ReadRef<'a>>(
+/// PE on Windows, Mach-O on Apple platforms: through `object`'s generic reader.
+fn native_section<'a, R: ReadRef<'a>>(
     path: &Path,
     data: R,
-    format: &'static str,
-    name: &'static str,
+    kind: FileKind,
 ) -> Result<Vec<u8>, ReadError> {
+    use object::{Object, ObjectKind, ObjectSection};
+    let (format, name) = match kind {
+        FileKind::Pe32 | FileKind::Pe64 => ("a PE", frame::SECTION_ELF_PE),
+        _ => ("a Mach-O", frame::SECTION_MACHO),
+    };
     let file = object::File::parse(data).map_err(|e| ReadError::NotALibrary {
         path: path.to_owned(),
         detail: format!("truncated or corrupt file ({format} header): {e}"),
     })?;
     if file.kind() != ObjectKind::Dynamic {
-        return Err(corrupt_kind(
+        return Err(not_shared(
             path,
             &format!("{format} file of kind {:?}", file.kind()),
         ));
@@ -203,7 +442,9 @@ fn check_section_size(path: &Path, size: u64) -> Result<(), ReadError> {
     if size > MAX_SECTION_LEN {
         return Err(ReadError::Malformed {
             path: path.to_owned(),
-            detail: format!("the provenance section claims {size} bytes, more than the {MAX_SECTION_LEN}-byte limit"),
+            detail: format!(
+                "the provenance section claims {size} bytes, more than the {MAX_SECTION_LEN}-byte limit"
+            ),
         });
     }
     Ok(())
