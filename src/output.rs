@@ -4,7 +4,7 @@ use std::io::Write;
 
 use anyhow::Result;
 use host::{CheckStatus, Host, PluginReport, Provenance, Status};
-use serde_json::json;
+use serde::Serialize;
 
 /// Prints a provenance record.
 pub fn provenance(p: &Provenance, json: bool) -> Result<()> {
@@ -65,17 +65,32 @@ pub fn reports(host: &Host, reports: &[PluginReport], json: bool) -> Result<()> 
     let mut out = std::io::stdout().lock();
     let id = host.identity();
     if json {
-        let doc = json!({
-            "host": {
-                "name": id.name,
-                "version": id.version,
-                "policy": host.policy().name(),
-                "provenance": id.provenance,
+        // Serialized straight from the reports, without an intermediate `Value` copy.
+        #[derive(Serialize)]
+        struct HostDoc<'a> {
+            name: &'a str,
+            version: &'a str,
+            policy: &'a str,
+            provenance: &'a Provenance,
+        }
+        #[derive(Serialize)]
+        struct Doc<'a> {
+            host: HostDoc<'a>,
+            plugins: &'a [PluginReport],
+        }
+        let doc = Doc {
+            host: HostDoc {
+                name: &id.name,
+                version: &id.version,
+                policy: host.policy().name(),
+                provenance: &id.provenance,
             },
-            "plugins": reports,
-        });
+            plugins: reports,
+        };
+        let mut out = std::io::BufWriter::new(out);
         serde_json::to_writer_pretty(&mut out, &doc)?;
         writeln!(out)?;
+        out.flush()?;
         return Ok(());
     }
     let p = &id.provenance;

@@ -74,8 +74,11 @@ pub struct Host {
     configs: HashMap<String, String>,
     registry: Registry,
     plugins: Vec<LoadedPlugin>,
-    before_load: Option<Box<dyn Fn(&Path) + Send + Sync>>,
+    before_load: Option<BeforeLoad>,
 }
+
+/// See [`Host::with_before_load`].
+type BeforeLoad = Box<dyn Fn(&Path) + Send + Sync>;
 
 /// A file whose provenance passed the policy, still open: what is loaded is this very file.
 struct Verified {

@@ -167,3 +167,73 @@ pub fn patch_section(path: &Path, at: usize, bytes: &[u8]) {
     data[offset + at..offset + at + bytes.len()].copy_from_slice(bytes);
     fs::write(path, data).unwrap();
 }
+
+/// Where the provenance section's header lives: (e_shoff + index * e_shentsize).
+fn provenance_header_offset(data: &[u8]) -> usize {
+    let file = object::File::parse(data).unwrap();
+    let index = file
+        .section_by_name(plugin_api::frame::SECTION_ELF_PE)
+        .unwrap()
+        .index()
+        .0;
+    let shoff = u64::from_le_bytes(data[0x28..0x30].try_into().unwrap()) as usize;
+    let shentsize = u16::from_le_bytes(data[0x3a..0x3c].try_into().unwrap()) as usize;
+    shoff + index * shentsize
+}
+
+/// Sets the provenance section's `sh_offset` and `sh_size` (ELF64, little-endian).
+pub fn set_section_range(path: &Path, offset: u64, size: u64) {
+    let mut data = fs::read(path).unwrap();
+    let header = provenance_header_offset(&data);
+    data[header + 24..header + 32].copy_from_slice(&offset.to_le_bytes());
+    data[header + 32..header + 40].copy_from_slice(&size.to_le_bytes());
+    fs::write(path, data).unwrap();
+}
+
+/// Appends `blob` to the file and points the provenance section at it.
+pub fn relocate_provenance(path: &Path, blob: &[u8]) {
+    let mut data = fs::read(path).unwrap();
+    data.resize(data.len().next_multiple_of(16), 0);
+    let offset = data.len() as u64;
+    data.extend_from_slice(blob);
+    fs::write(path, data).unwrap();
+    set_section_range(path, offset, blob.len() as u64);
+}
+
+/// A provenance blob framed by hand (no size limit, unlike `frame::encode`).
+pub fn framed(payload: &[u8]) -> Vec<u8> {
+    let mut blob = plugin_api::frame::MAGIC.to_vec();
+    blob.extend_from_slice(&plugin_api::frame::FORMAT_VERSION.to_le_bytes());
+    blob.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    blob.extend_from_slice(payload);
+    blob
+}
+
+/// The provenance JSON of a fixture, as a `Value` to edit.
+pub fn provenance_json(name: &str) -> Value {
+    serde_json::to_value(host::read_provenance(&fixtures().lib(name)).unwrap()).unwrap()
+}
+
+/// Runs `plugin-host` with its private writable memory (heap, stacks' data, writable
+/// mappings) capped at `limit` bytes through `RLIMIT_DATA`: an allocation past the ceiling
+/// fails and the process aborts, so a successful run proves it stayed under it.
+pub fn cli_under_memory_limit(args: &[&str], limit: u64) -> Output {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_plugin-host"));
+    cmd.args(args).env("PLUGIN_HOST_LOG", "warn");
+    // SAFETY: the closure runs between fork and exec and only calls `setrlimit`, which is
+    // async-signal-safe; it touches no locks or allocator state.
+    unsafe {
+        cmd.pre_exec(move || {
+            let rlimit = libc::rlimit {
+                rlim_cur: limit as libc::rlim_t,
+                rlim_max: limit as libc::rlim_t,
+            };
+            if libc::setrlimit(libc::RLIMIT_DATA, &rlimit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.output().unwrap()
+}

@@ -1,0 +1,365 @@
+//! Hostile plugin directories: the loader never hangs, never crashes, never loads what it did
+//! not verify, and stays within a fixed memory ceiling.
+
+use std::fs;
+use std::os::unix::fs::{symlink, PermissionsExt};
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use abi_stable::std_types::{RSlice, RStr, RVec};
+use host::{ScanMode, Status};
+use plugin_api::{CallErrorKind, CommandKind, TransformKind};
+
+use crate::fixtures::fixtures;
+use crate::support::*;
+
+/// The memory ceiling for scanning hostile directories: 64 MiB of private writable memory.
+const MEMORY_CEILING: u64 = 64 << 20;
+
+#[test]
+fn a_file_swapped_after_verification_is_never_loaded() {
+    let dir = plugin_dir(&["hello"]);
+    let target = dir.path().join(file_name("hello"));
+    // The impostor: a real, loadable plugin (with a load-time constructor) that is not
+    // what was verified.
+    let impostor = dir.path().join("impostor.bin");
+    fs::copy(fixtures().lib("ctor-marker"), &impostor).unwrap();
+    let swapped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = swapped.clone();
+    let mut host = host().with_before_load(move |path| {
+        fs::rename(&impostor, path).unwrap();
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    let reports = host.scan(&[dir.path()], ScanMode::Load).unwrap();
+    assert!(
+        swapped.load(std::sync::atomic::Ordering::SeqCst),
+        "the hook ran"
+    );
+    assert_eq!(reports.len(), 1);
+    assert_eq!(
+        reports[0].status,
+        Status::Loaded,
+        "{:?}",
+        reports[0].message
+    );
+    assert_eq!(reports[0].name.as_deref(), Some("hello"));
+    // What got loaded is the verified `hello`, not the impostor now at that path.
+    assert!(host.registry().get::<CommandKind>("hello").is_ok());
+    assert!(
+        host.registry().get::<CommandKind>("marker").is_err(),
+        "the swapped-in library was loaded"
+    );
+    assert_eq!(
+        host::read_provenance(&target).unwrap().name,
+        "ctor-marker",
+        "the swap really happened"
+    );
+}
+
+fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let probe = tempfile::NamedTempFile::new().unwrap();
+    probe.as_file().metadata().unwrap().uid() == 0
+}
+
+#[test]
+fn special_files_never_block_or_abort_the_scan() {
+    let dir = plugin_dir(&["hello"]);
+    let p = dir.path();
+    fs::set_permissions(p, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(
+        p.join(file_name("hello")),
+        fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let status = Command::new("mkfifo")
+        .arg(p.join("fifo.so"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "mkfifo");
+    let _socket = std::os::unix::net::UnixListener::bind(p.join("socket.so")).unwrap();
+    symlink("/dev/null", p.join("device.so")).unwrap();
+    fs::create_dir(p.join("directory.so")).unwrap();
+    symlink(p.join("loop-b.so"), p.join("loop-a.so")).unwrap();
+    symlink(p.join("loop-a.so"), p.join("loop-b.so")).unwrap();
+    symlink(p.join("nowhere"), p.join("dangling.so")).unwrap();
+    fs::write(p.join("unreadable.so"), b"\x7fELF secret").unwrap();
+    fs::set_permissions(p.join("unreadable.so"), fs::Permissions::from_mode(0o000)).unwrap();
+
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_plugin-host"));
+    cmd.args(["scan", p.to_str().unwrap(), "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if running_as_root() {
+        // Root reads a mode-000 file anyway; scan as `nobody` so it really is unreadable.
+        use std::os::unix::process::CommandExt;
+        cmd.uid(65534).gid(65534);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(60) {
+            child.kill().unwrap();
+            panic!("scan of special files did not finish in 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let scan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for (file, detail) in [
+        ("fifo.so", "a FIFO"),
+        ("socket.so", "cannot read the file"),
+        ("device.so", "a device"),
+        ("directory.so", "a directory"),
+        ("loop-a.so", "symbolic links"),
+        ("loop-b.so", "symbolic links"),
+        ("dangling.so", "No such file"),
+        ("unreadable.so", "Permission denied"),
+    ] {
+        assert_outcome(entry(&scan, file), "rejected", "not-a-library", &[detail]);
+    }
+    assert_eq!(entry(&scan, &file_name("hello"))["status"], "loaded");
+}
+
+#[test]
+fn huge_sparse_and_numerous_files_stay_under_the_memory_ceiling() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let hello = fs::read(fixtures().lib("hello")).unwrap();
+
+    // A 4 GiB sparse file behind a valid ELF header.
+    let sparse = fs::File::create(p.join("sparse.so")).unwrap();
+    use std::io::Write;
+    (&sparse).write_all(&hello[..64]).unwrap();
+    sparse.set_len(4 << 30).unwrap();
+    // A provenance section claiming 8 GiB.
+    let huge = copy_into(&dir, "hello", "huge-section.so");
+    let (offset, _) = provenance_range(&huge);
+    set_section_range(&huge, offset as u64, 8 << 30);
+    // A section table that starts past the end of the file.
+    let mut past = hello.clone();
+    past[0x28..0x30].copy_from_slice(&(hello.len() as u64 + 4096).to_le_bytes());
+    fs::write(p.join("past-end.so"), past).unwrap();
+
+    let started = Instant::now();
+    let out = cli_under_memory_limit(&["scan", p.to_str().unwrap(), "--json"], MEMORY_CEILING);
+    let elapsed = started.elapsed();
+    assert!(
+        out.status.success(),
+        "over the memory ceiling? {}",
+        stderr(&out)
+    );
+    let scan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_outcome(entry(&scan, "sparse.so"), "rejected", "no-provenance", &[]);
+    assert_outcome(
+        entry(&scan, "huge-section.so"),
+        "rejected",
+        "malformed-provenance",
+        &["claims 8589934592 bytes"],
+    );
+    assert_outcome(
+        entry(&scan, "past-end.so"),
+        "rejected",
+        "not-a-library",
+        &["truncated or corrupt ELF"],
+    );
+    assert!(
+        elapsed < Duration::from_secs(30),
+        "reading a 4 GiB file took {elapsed:?}: it read more than headers"
+    );
+
+    // Ten thousand non-plugins in one directory.
+    let many = tempfile::tempdir().unwrap();
+    for i in 0..10_000 {
+        fs::write(
+            many.path().join(format!("junk-{i:05}.so")),
+            format!("not a library {i}"),
+        )
+        .unwrap();
+    }
+    for i in 0..100 {
+        fs::write(many.path().join(format!("notes-{i}.txt")), b"ignored").unwrap();
+    }
+    let out = cli_under_memory_limit(
+        &["scan", "--no-load", many.path().to_str().unwrap(), "--json"],
+        MEMORY_CEILING,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let scan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let plugins = scan["plugins"].as_array().unwrap();
+    assert_eq!(plugins.len(), 10_000);
+    assert!(plugins.iter().all(|e| e["reason"] == "not-a-library"));
+}
+
+#[test]
+fn malformed_provenance_is_reported_never_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    // Truncated JSON: the frame declares fewer bytes than the record has.
+    let truncated = copy_into(&dir, "hello", "truncated-json.so");
+    let (_, size) = provenance_range(&truncated);
+    patch_section(&truncated, 12, &((size - 16 - 10) as u32).to_le_bytes());
+    // Non-UTF-8 inside the JSON.
+    let binary = copy_into(&dir, "hello", "non-utf8.so");
+    patch_section(&binary, 16 + 10, &[0xff, 0xfe]);
+    // Valid JSON, wrong type.
+    let typed = copy_into(&dir, "hello", "wrong-type.so");
+    rewrite_provenance(&typed, |v| v["version"] = 12.into());
+    // Absurd values: a 10 MB version string (over the size limit) and a 900 KB one (under it).
+    for (file, len) in [
+        ("ten-megabyte-version.so", 10_000_000),
+        ("long-version.so", 900_000),
+    ] {
+        let mut json = provenance_json("hello");
+        json["version"] = "9".repeat(len).into();
+        let path = copy_into(&dir, "hello", file);
+        relocate_provenance(&path, &framed(&serde_json::to_vec(&json).unwrap()));
+    }
+    let scan = scan_json(dir.path(), &[]);
+    assert_outcome(
+        entry(&scan, "truncated-json.so"),
+        "rejected",
+        "malformed-provenance",
+        &["EOF while parsing"],
+    );
+    assert_outcome(
+        entry(&scan, "non-utf8.so"),
+        "rejected",
+        "malformed-provenance",
+        &["not UTF-8"],
+    );
+    assert_outcome(
+        entry(&scan, "wrong-type.so"),
+        "rejected",
+        "malformed-provenance",
+        &["invalid type"],
+    );
+    assert_outcome(
+        entry(&scan, "ten-megabyte-version.so"),
+        "rejected",
+        "malformed-provenance",
+        &["more than the"],
+    );
+    assert_outcome(
+        entry(&scan, "long-version.so"),
+        "rejected",
+        "malformed-provenance",
+        &["not a valid record"],
+    );
+}
+
+/// A minimal header of each foreign kind.
+fn elf32_x86() -> Vec<u8> {
+    let mut h = vec![0u8; 256];
+    h[..7].copy_from_slice(&[0x7f, b'E', b'L', b'F', 1, 1, 1]);
+    h[16..18].copy_from_slice(&3u16.to_le_bytes()); // ET_DYN
+    h[18..20].copy_from_slice(&3u16.to_le_bytes()); // EM_386
+    h[20..24].copy_from_slice(&1u32.to_le_bytes());
+    h[40..42].copy_from_slice(&52u16.to_le_bytes());
+    h
+}
+
+fn pe_dll() -> Vec<u8> {
+    let mut h = vec![0u8; 512];
+    h[..2].copy_from_slice(b"MZ");
+    h[0x3c..0x40].copy_from_slice(&0x40u32.to_le_bytes());
+    h[0x40..0x44].copy_from_slice(b"PE\0\0");
+    h[0x44..0x46].copy_from_slice(&0x8664u16.to_le_bytes()); // AMD64
+    h[0x54..0x56].copy_from_slice(&240u16.to_le_bytes()); // SizeOfOptionalHeader
+    h[0x56..0x58].copy_from_slice(&0x2022u16.to_le_bytes()); // DLL | EXECUTABLE | LARGE_ADDRESS_AWARE
+    h[0x58..0x5a].copy_from_slice(&0x20bu16.to_le_bytes()); // PE32+
+    h
+}
+
+fn macho_dylib() -> Vec<u8> {
+    let mut h = vec![0u8; 256];
+    h[..4].copy_from_slice(&0xfeed_facfu32.to_le_bytes());
+    h[4..8].copy_from_slice(&0x0100_0007u32.to_le_bytes()); // x86_64
+    h[12..16].copy_from_slice(&6u32.to_le_bytes()); // MH_DYLIB
+    h
+}
+
+#[test]
+fn other_architectures_and_formats_are_the_wrong_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let arm = copy_into(&dir, "hello", "aarch64.so");
+    let mut data = fs::read(&arm).unwrap();
+    data[18..20].copy_from_slice(&183u16.to_le_bytes()); // EM_AARCH64; provenance still says x86_64
+    fs::write(&arm, data).unwrap();
+    fs::write(dir.path().join("elf32.so"), elf32_x86()).unwrap();
+    fs::write(dir.path().join("windows.so"), pe_dll()).unwrap();
+    fs::write(dir.path().join("apple.so"), macho_dylib()).unwrap();
+
+    let scan = scan_json(dir.path(), &[]);
+    let host = "a 64-bit ELF file for x86_64";
+    assert_outcome(
+        entry(&scan, "aarch64.so"),
+        "rejected",
+        "target-mismatch",
+        &["64-bit ELF file for aarch64", host],
+    );
+    assert_outcome(
+        entry(&scan, "elf32.so"),
+        "rejected",
+        "target-mismatch",
+        &["32-bit ELF file for x86", host],
+    );
+    assert_outcome(
+        entry(&scan, "windows.so"),
+        "rejected",
+        "target-mismatch",
+        &["PE (Windows)", host],
+    );
+    assert_outcome(
+        entry(&scan, "apple.so"),
+        "rejected",
+        "target-mismatch",
+        &["Mach-O (Apple)", host],
+    );
+}
+
+#[test]
+fn eight_threads_call_commands_and_transforms_concurrently() {
+    let dir = plugin_dir(&["calls", "redact"]);
+    let mut host = host();
+    let reports = host.scan(&[dir.path()], ScanMode::Load).unwrap();
+    assert!(reports.iter().all(|r| r.status == Status::Loaded));
+    let registry = host.registry();
+    const CALLS: usize = 5_000;
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            s.spawn(move || {
+                let echo = registry.get::<CommandKind>("echo").unwrap();
+                let boom = registry.get::<CommandKind>("boom").unwrap();
+                let upper = registry.get::<TransformKind>("upper").unwrap();
+                let redact = registry.get::<TransformKind>("redact").unwrap();
+                let mut out = RVec::new();
+                for i in 0..CALLS {
+                    let (a, b) = (format!("t{t}"), format!("i{i}"));
+                    let args = [RStr::from(a.as_str()), RStr::from(b.as_str())];
+                    let said = echo.call(RSlice::from_slice(&args)).unwrap();
+                    assert_eq!(said.as_str(), format!("t{t} i{i}"));
+                    let line = format!("thread {t} call {i} from 10.0.{t}.{}\n", i % 250);
+                    out.clear();
+                    upper
+                        .apply(RSlice::from_slice(line.as_bytes()), &mut out)
+                        .unwrap();
+                    assert_eq!(out.as_slice(), line.to_uppercase().as_bytes());
+                    out.clear();
+                    redact
+                        .apply(RSlice::from_slice(line.as_bytes()), &mut out)
+                        .unwrap();
+                    assert_eq!(
+                        out.as_slice(),
+                        format!("thread {t} call {i} from [REDACTED:ipv4]\n").as_bytes()
+                    );
+                    if i % 1000 == 0 {
+                        let err = boom.call(RSlice::from_slice(&[])).unwrap_err();
+                        assert_eq!(err.kind, CallErrorKind::Panicked);
+                    }
+                }
+            });
+        }
+    });
+}
