@@ -4,23 +4,24 @@
 //! $ plugin-host run --plugins target/debug hello Ada
 //! hello, Ada! (from plugin-host 0.1.0)
 //! ```
+//!
+//! Its configuration, when the host gives one, is the name to register the command under
+//! (`--plugin-config hello=greet`), so that several copies can live side by side.
 
-use plugin_api::{export_plugin, CallResult, Initializer, RegisterResult};
+mod greet;
 
-/// Builds the greeting; exposed so it can be unit-tested without a host.
-pub fn greet(args: &[&str], host: &str) -> CallResult<String> {
-    let who = if args.is_empty() {
-        "world".to_owned()
-    } else {
-        args.join(" ")
-    };
-    Ok(format!("hello, {who}! (from {host})"))
-}
+pub use greet::greet;
+
+use plugin_api::{export_plugin, Initializer, RegisterResult};
 
 fn register(init: &mut Initializer<'_>) -> RegisterResult {
     let host = format!("{} {}", init.host_name(), init.host_version());
-    log::info!("registering `hello` for {host}");
-    init.add_command("hello", move |args: &[&str]| {
+    let name = match init.config().trim() {
+        "" => "hello".to_owned(),
+        configured => configured.to_owned(),
+    };
+    log::info!("registering `{name}` for {host}");
+    init.add_command(&name, move |args: &[&str]| {
         log::debug!("hello called with {} argument(s)", args.len());
         greet(args, &host)
     })?;
@@ -28,18 +29,3 @@ fn register(init: &mut Initializer<'_>) -> RegisterResult {
 }
 
 export_plugin!(register);
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn greets() {
-        assert_eq!(
-            super::greet(&[], "h 1").unwrap(),
-            "hello, world! (from h 1)"
-        );
-        assert_eq!(
-            super::greet(&["Ada", "L."], "h 1").unwrap(),
-            "hello, Ada L.! (from h 1)"
-        );
-    }
-}

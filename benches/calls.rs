@@ -1,0 +1,230 @@
+//! Call benchmarks (criterion): a capability called through the registry against the same
+//! function compiled into the benchmark and called through a non-inlined function pointer;
+//! and `redact` throughput over 256 MiB of log lines, as a plugin through `plugin-host
+//! transform` and compiled in. Run with `cargo bench --bench calls`.
+
+mod support;
+
+// The plugins' own code, compiled into this benchmark (linking the plugin crates would also
+// link their exported plugin symbols, twice).
+#[path = "../plugins/hello/src/greet.rs"]
+mod hello;
+#[allow(dead_code)] // configuration parsing is not benchmarked
+#[path = "../plugins/redact/src/redactor.rs"]
+mod redact;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use abi_stable::std_types::{RSlice, RStr, RVec};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+use host::{ScanMode, Status};
+use plugin_api::{CallResult, CommandKind, TransformKind};
+
+use support::{artifacts, host, log_lines, scratch};
+
+/// Counts allocations made by this binary (the plugins allocate through their own copy of
+/// the allocator, which this does not see).
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards to `System`, only counting.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const LINE: &[u8] =
+    b"2026-11-21T10:00:01Z INFO  login ok user=ada@example.com ip=192.168.10.7 took=12ms\n";
+
+fn loaded_host() -> host::Host {
+    let a = artifacts();
+    let dir = scratch("calls-plugins");
+    std::fs::copy(&a.hello, dir.join("libhello.so")).unwrap();
+    std::fs::copy(&a.redact, dir.join("libredact.so")).unwrap();
+    let mut host = host();
+    let reports = host.scan(&[&dir], ScanMode::Load).unwrap();
+    assert!(reports.iter().all(|r| r.status == Status::Loaded));
+    host
+}
+
+fn call_overhead(c: &mut Criterion) {
+    let host = loaded_host();
+    let registry = host.registry();
+    let host_label = format!("{} {}", host.identity().name, host.identity().version);
+
+    let mut g = c.benchmark_group("command hello");
+    let args = [RStr::from("Ada")];
+    let command = registry.get::<CommandKind>("hello").unwrap();
+    g.bench_function("plugin, held handle", |b| {
+        b.iter(|| command.call(black_box(RSlice::from_slice(&args))))
+    });
+    g.bench_function("plugin, registry lookup + call", |b| {
+        b.iter(|| {
+            registry
+                .get::<CommandKind>(black_box("hello"))
+                .unwrap()
+                .call(RSlice::from_slice(&args))
+        })
+    });
+    let greet: fn(&[&str], &str) -> CallResult<String> = black_box(hello::greet);
+    g.bench_function("compiled in, fn pointer", |b| {
+        b.iter(|| greet(black_box(&["Ada"]), &host_label))
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("transform redact (one 84-byte line)");
+    let transform = registry.get::<TransformKind>("redact").unwrap();
+    let mut out = RVec::with_capacity(256);
+    g.bench_function("plugin, held handle", |b| {
+        b.iter(|| {
+            out.clear();
+            transform
+                .apply(black_box(RSlice::from_slice(LINE)), &mut out)
+                .unwrap();
+        })
+    });
+    let redactor = redact::Redactor::new(&[]);
+    let apply: fn(&redact::Redactor, &[u8], &mut Vec<u8>) =
+        black_box(|r, input, out| r.redact(input, |s| out.extend_from_slice(s)));
+    let mut out = Vec::with_capacity(256);
+    g.bench_function("compiled in, fn pointer", |b| {
+        b.iter(|| {
+            out.clear();
+            apply(&redactor, black_box(LINE), &mut out);
+        })
+    });
+    g.finish();
+
+    // Allocations on the host side of a transform call, with the output buffer reused.
+    let mut out = RVec::with_capacity(256);
+    transform.apply(RSlice::from_slice(LINE), &mut out).unwrap();
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for _ in 0..10_000 {
+        out.clear();
+        transform.apply(RSlice::from_slice(LINE), &mut out).unwrap();
+    }
+    let per_call = (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / 10_000.0;
+    println!("host-side allocations per transform call (output buffer reused): {per_call}");
+}
+
+const THROUGHPUT_BYTES: usize = 256 << 20;
+const BLOCK: usize = 256 * 1024;
+
+/// The CLI's chunking: blocks cut at the last newline, the rest carried over.
+fn chunked(input: &[u8], mut f: impl FnMut(&[u8])) {
+    let mut start = 0;
+    while start < input.len() {
+        let end = (start + BLOCK).min(input.len());
+        let cut = match input[start..end].iter().rposition(|&b| b == b'\n') {
+            Some(i) if end < input.len() => start + i + 1,
+            _ => end,
+        };
+        f(&input[start..cut]);
+        start = cut;
+    }
+}
+
+fn throughput(c: &mut Criterion) {
+    let a = artifacts();
+    let input = log_lines(THROUGHPUT_BYTES);
+    let dir = scratch("throughput-plugins");
+    std::fs::copy(&a.redact, dir.join("libredact.so")).unwrap();
+
+    let mut g = c.benchmark_group("redact 256 MiB");
+    g.throughput(Throughput::Bytes(input.len() as u64));
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(30))
+        .warm_up_time(Duration::from_secs(3));
+
+    g.bench_function("plugin-host transform (process, pipes)", |b| {
+        b.iter(|| {
+            let mut child = Command::new(&a.cli)
+                .args(["--log", "error", "transform", "--plugins"])
+                .arg(&dir)
+                .arg("redact")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut stdin = child.stdin.take().unwrap();
+            let mut stdout = child.stdout.take().unwrap();
+            let input: &[u8] = &input;
+            std::thread::scope(|s| {
+                s.spawn(move || stdin.write_all(input).unwrap());
+                let mut buf = vec![0u8; 1 << 20];
+                let mut total = 0usize;
+                loop {
+                    let n = stdout.read(&mut buf).unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    total += n;
+                }
+                assert!(total > THROUGHPUT_BYTES / 2);
+            });
+            assert!(child.wait().unwrap().success());
+        })
+    });
+
+    let host = loaded_host();
+    let transform = host.registry().get::<TransformKind>("redact").unwrap();
+    let mut out = RVec::with_capacity(2 * BLOCK);
+    g.bench_function("plugin in-process (host library, no pipes)", |b| {
+        b.iter(|| {
+            let mut total = 0;
+            chunked(&input, |chunk| {
+                out.clear();
+                transform
+                    .apply(RSlice::from_slice(chunk), &mut out)
+                    .unwrap();
+                total += black_box(out.len());
+            });
+            total
+        })
+    });
+
+    let redactor = redact::Redactor::new(&[]);
+    let mut out = Vec::with_capacity(2 * BLOCK);
+    g.bench_function("compiled in", |b| {
+        b.iter(|| {
+            let mut total = 0;
+            chunked(&input, |chunk| {
+                out.clear();
+                redactor.redact(chunk, |s| out.extend_from_slice(s));
+                total += black_box(out.len());
+            });
+            total
+        })
+    });
+    g.finish();
+}
+
+/// `criterion_group!` makes an undocumented public function.
+#[allow(missing_docs)]
+mod group {
+    use super::*;
+    criterion_group!(benches, call_overhead, throughput);
+}
+criterion_main!(group::benches);

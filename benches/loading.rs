@@ -1,0 +1,265 @@
+//! Loading benchmarks: verification against `dlopen` and `abi_stable` loading, scan + load +
+//! register against bare loading, memory per plugin, and how scans grow.
+//!
+//! Loading leaks libraries (nothing is ever unloaded), so a time-driven harness that repeats
+//! until the clock runs out would map tens of thousands of them; this one measures fixed,
+//! interleaved blocks instead (our code and its baseline alternate, block by block, so that a
+//! noisy neighbour hits both), and reports medians and ratios. Run with `cargo bench --bench
+//! loading`.
+
+mod support;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use abi_stable::library::lib_header_from_path;
+use host::{ScanMode, Status};
+use plugin_api::PluginRootRef;
+
+use support::{artifacts, host, linked_copies, rename_plugin, rss_bytes, scratch};
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn per_file(total: Duration, files: usize) -> f64 {
+    total.as_secs_f64() * 1e6 / files as f64
+}
+
+/// Fresh copies (distinct inodes: `dlopen` would otherwise hand back the library it already has).
+struct Fresh {
+    dir: PathBuf,
+    next: usize,
+}
+
+impl Fresh {
+    fn new(name: &str) -> Self {
+        Fresh {
+            dir: scratch(name),
+            next: 0,
+        }
+    }
+
+    fn copies(&mut self, lib: &Path, count: usize) -> Vec<PathBuf> {
+        (0..count)
+            .map(|_| {
+                self.next += 1;
+                let path = self.dir.join(format!("lib{:06}.so", self.next));
+                fs::copy(lib, &path).unwrap();
+                path
+            })
+            .collect()
+    }
+}
+
+fn verify_vs_load() {
+    let a = artifacts();
+    let host = host();
+    let pool = linked_copies(&a.hello, &scratch("verify-pool"), 1000);
+    let mut fresh = Fresh::new("verify-fresh");
+    const BLOCK: usize = 100;
+    let (mut verify, mut dlopen, mut abi) = (Vec::new(), Vec::new(), Vec::new());
+    for block in 0..10 {
+        // Warm the page cache for this block's files first.
+        let files = &pool[block * BLOCK..(block + 1) * BLOCK];
+        for f in files {
+            assert!(host.verify(f).is_ok());
+        }
+        let start = Instant::now();
+        for f in files {
+            let report = host.verify(f);
+            assert_eq!(report.status, Status::Verified);
+        }
+        verify.push(per_file(start.elapsed(), BLOCK));
+
+        let copies = fresh.copies(&a.hello, BLOCK);
+        let mut open = Duration::ZERO;
+        for c in &copies {
+            let start = Instant::now();
+            // SAFETY: the benchmark's own release build of `hello`, loaded and closed.
+            let lib = unsafe { libloading::Library::new(c) }.unwrap();
+            open += start.elapsed();
+            drop(lib);
+        }
+        dlopen.push(per_file(open, BLOCK));
+
+        let copies = fresh.copies(&a.hello, BLOCK);
+        let start = Instant::now();
+        for c in &copies {
+            let root = lib_header_from_path(c)
+                .unwrap()
+                .init_root_module::<PluginRootRef>()
+                .unwrap();
+            std::hint::black_box(root);
+        }
+        abi.push(per_file(start.elapsed(), BLOCK));
+    }
+    let (v, d, l) = (median(verify), median(dlopen), median(abi));
+    println!("per-file  verify (read + judge provenance): {v:8.2} µs");
+    println!("per-file  dlopen (bare, libloading):        {d:8.2} µs   verify/dlopen = {:.3}  (target <= 0.100)", v / d);
+    println!(
+        "per-file  abi_stable load (no verification): {l:6.2} µs   verify/abi_stable = {:.3}",
+        v / l
+    );
+}
+
+fn scan_load_register() {
+    let a = artifacts();
+    let mut fresh = Fresh::new("scan-fresh");
+    const PLUGINS: usize = 100;
+    let (mut ours, mut bare, mut rss_per_plugin) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..5 {
+        // Ours: 100 distinct plugins (renamed copies of `hello`, each configured to register
+        // its own command name), discovered, verified, loaded and registered.
+        let dir = scratch(&format!("scan-round-{round}"));
+        let mut host = host();
+        for i in 0..PLUGINS {
+            let path = dir.join(format!("libp{i:04}.so"));
+            fs::copy(&a.hello, &path).unwrap();
+            let name = format!("p{round}{i:03}");
+            rename_plugin(&path, &name);
+            host = host.with_config(name, format!("cmd-{round}-{i}"));
+        }
+        let before = rss_bytes();
+        let start = Instant::now();
+        let reports = host.scan(&[&dir], ScanMode::Load).unwrap();
+        ours.push(start.elapsed().as_secs_f64() * 1e3);
+        rss_per_plugin.push((rss_bytes().saturating_sub(before)) as f64 / PLUGINS as f64 / 1024.0);
+        assert!(
+            reports.iter().all(|r| r.status == Status::Loaded),
+            "{:?}",
+            reports[0].message
+        );
+        assert_eq!(host.registry().list().len(), PLUGINS);
+
+        // Bare: the same number of fresh files, loaded through abi_stable, nothing else.
+        let copies = fresh.copies(&a.hello, PLUGINS);
+        let start = Instant::now();
+        for c in &copies {
+            let root = lib_header_from_path(c)
+                .unwrap()
+                .init_root_module::<PluginRootRef>()
+                .unwrap();
+            std::hint::black_box(root);
+        }
+        bare.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    let (o, b) = (median(ours), median(bare));
+    println!("100 plugins  scan + verify + load + register: {o:8.2} ms");
+    println!("100 plugins  bare abi_stable load:            {b:8.2} ms   ours/bare = {:.3}  (target <= 1.200)", o / b);
+    println!(
+        "memory     resident memory added per loaded plugin: {:.0} KiB",
+        median(rss_per_plugin)
+    );
+}
+
+fn no_load_memory() {
+    let a = artifacts();
+    let dir = scratch("memory-1000");
+    linked_copies(&a.hello, &dir, 1000);
+    let mut host = host();
+    let before = rss_bytes();
+    let reports = host.scan(&[&dir], ScanMode::VerifyOnly).unwrap();
+    let after = rss_bytes();
+    // All copies share one name: one is verified, the rest are duplicates, which is the
+    // same reading work.
+    assert_eq!(reports.len(), 1000);
+    println!(
+        "memory     --no-load scan of 1000 files: {:.1} MiB added (reports kept), {:.1} KiB per file",
+        (after.saturating_sub(before)) as f64 / (1 << 20) as f64,
+        (after.saturating_sub(before)) as f64 / 1000.0 / 1024.0
+    );
+    let out = std::process::Command::new("/usr/bin/time")
+        .args(["-f", "%M"])
+        .arg(&a.cli)
+        .args(["scan", "--no-load"])
+        .arg(&dir)
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {
+            let peak = String::from_utf8_lossy(&o.stderr);
+            println!("memory     `plugin-host scan --no-load` of 1000 files: peak RSS {} KiB (whole process)", peak.trim().lines().last().unwrap_or("?"));
+        }
+        _ => println!("memory     (/usr/bin/time not available: CLI peak RSS not measured)"),
+    }
+}
+
+fn growth() {
+    let a = artifacts();
+    let host = host();
+    let mut rows = Vec::new();
+    for count in [10usize, 1000, 10_000] {
+        let dir = scratch(&format!("growth-{count}"));
+        linked_copies(&a.hello, &dir, count);
+        support::host().scan(&[&dir], ScanMode::VerifyOnly).unwrap(); // warm the page cache
+        let mut runs = Vec::new();
+        for _ in 0..5 {
+            let mut h = support::host();
+            let start = Instant::now();
+            let reports = h.scan(&[&dir], ScanMode::VerifyOnly).unwrap();
+            runs.push(per_file(start.elapsed(), reports.len()));
+        }
+        rows.push((count, median(runs)));
+    }
+    for (count, us) in &rows {
+        println!(
+            "growth     --no-load scan of {count:>6} files: {us:6.2} µs per file, {:8.2} ms in all",
+            us * *count as f64 / 1e3
+        );
+    }
+
+    // Flat in the size of each library: the same plugin with 256 MiB of real bytes appended.
+    let dir = scratch("growth-size");
+    let big = dir.join("libbig.so");
+    let mut data = fs::read(&a.hello).unwrap();
+    let original = data.len();
+    data.extend((0..256usize << 20).map(|i| (i % 251) as u8));
+    fs::write(&big, &data).unwrap();
+    drop(data);
+    let small = dir.join("libsmall.so");
+    fs::copy(&a.hello, &small).unwrap();
+    let (mut s, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..2000 {
+        let start = Instant::now();
+        assert!(host.verify(&small).is_ok());
+        s.push(start.elapsed().as_secs_f64() * 1e6);
+        let start = Instant::now();
+        assert!(host.verify(&big).is_ok());
+        b.push(start.elapsed().as_secs_f64() * 1e6);
+    }
+    let (s, b) = (median(s), median(b));
+    println!(
+        "growth     verify a {:.1} MiB plugin: {s:.2} µs; the same with 256 MiB appended: {b:.2} µs (ratio {:.2})",
+        original as f64 / (1 << 20) as f64,
+        b / s
+    );
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing: run only for real.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    println!(
+        "machine: {} cores; {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cpu_model()
+    );
+    verify_vs_load();
+    scan_load_register();
+    no_load_memory();
+    growth();
+}
+
+fn cpu_model() -> String {
+    fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}

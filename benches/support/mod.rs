@@ -1,0 +1,152 @@
+//! Shared set-up for the benchmarks: release builds of the example plugins and the CLI, built
+//! by the benchmark itself into `target/bench-build`, and plugin directories made from them.
+
+#![allow(dead_code)] // each bench binary uses part of this module
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use host::{Host, HostIdentity};
+use object::{Object, ObjectSection};
+
+/// Release artifacts the benchmarks use.
+pub struct Artifacts {
+    /// The `hello` plugin (debug info stripped, as shipped).
+    pub hello: PathBuf,
+    /// The `redact` plugin.
+    pub redact: PathBuf,
+    /// The `plugin-host` CLI.
+    pub cli: PathBuf,
+}
+
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Builds (once) and returns the release artifacts.
+pub fn artifacts() -> &'static Artifacts {
+    static ARTIFACTS: OnceLock<Artifacts> = OnceLock::new();
+    ARTIFACTS.get_or_init(|| {
+        let target = root().join("target/bench-build");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "hello",
+                "-p",
+                "redact",
+                "-p",
+                "plugin-host",
+                "--target-dir",
+            ])
+            .arg(&target)
+            .current_dir(root())
+            // Shipped plugins carry no debug info; provenance does not record it.
+            .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
+            .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo")
+            .env_remove("CARGO_TARGET_DIR")
+            .status()
+            .expect("run cargo");
+        assert!(status.success(), "building the benchmark plugins failed");
+        let release = target.join("release");
+        Artifacts {
+            hello: release.join("libhello.so"),
+            redact: release.join("libredact.so"),
+            cli: release.join("plugin-host"),
+        }
+    })
+}
+
+/// A host with this benchmark binary's own provenance (the `plugin-host` package's).
+pub fn host() -> Host {
+    Host::new(HostIdentity::from_blob(plugin_api::provenance_blob!()).expect("own provenance"))
+}
+
+/// A scratch directory under `target/`, emptied first.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = root().join("target/bench-scratch").join(name);
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `count` hard links to `lib` in `dir` (verification does not care about inodes, and links
+/// keep 10 000 "files" cheap).
+pub fn linked_copies(lib: &Path, dir: &Path, count: usize) -> Vec<PathBuf> {
+    (0..count)
+        .map(|i| {
+            let path = dir.join(format!("lib{i:05}.so"));
+            fs::hard_link(lib, &path).unwrap();
+            path
+        })
+        .collect()
+}
+
+/// Rewrites the plugin name in a copy's provenance to `name` (same length as the original),
+/// so that many copies of one plugin count as distinct plugins.
+pub fn rename_plugin(path: &Path, name: &str) {
+    let mut data = fs::read(path).unwrap();
+    let (offset, size) = {
+        let file = object::File::parse(&*data).unwrap();
+        let section = file
+            .section_by_name(plugin_api::frame::SECTION_ELF_PE)
+            .unwrap();
+        let (o, s) = section.file_range().unwrap();
+        (o as usize, s as usize)
+    };
+    let blob = &data[offset..offset + size];
+    let len = u32::from_le_bytes(blob[12..16].try_into().unwrap()) as usize;
+    let mut json: serde_json::Value = serde_json::from_slice(&blob[16..16 + len]).unwrap();
+    assert_eq!(
+        json["name"].as_str().unwrap().len(),
+        name.len(),
+        "same-length names only"
+    );
+    json["name"] = name.into();
+    let mut payload = serde_json::to_vec(&json).unwrap();
+    payload.resize(len, b' ');
+    data[offset + 16..offset + 16 + len].copy_from_slice(&payload);
+    fs::write(path, data).unwrap();
+}
+
+/// Resident set size of this process, in bytes.
+pub fn rss_bytes() -> u64 {
+    let statm = fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    // SAFETY: `sysconf` has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
+    pages * page
+}
+
+/// Realistic log lines, about one in four carrying a secret, `size` bytes in all.
+pub fn log_lines(size: usize) -> Vec<u8> {
+    let templates = [
+        "2026-11-21T10:00:{s:02}Z INFO  request id={i} method=GET path=/api/v1/items/{i} status=200 took={ms}ms\n",
+        "2026-11-21T10:00:{s:02}Z INFO  login ok user=user{i}@example.com ip=10.{a}.{b}.{c}\n",
+        "2026-11-21T10:00:{s:02}Z DEBUG cache miss key=item:{i} shard={a} backend=redis-{b}\n",
+        "2026-11-21T10:00:{s:02}Z DEBUG upstream call Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.{i}.sig\n",
+        "2026-11-21T10:00:{s:02}Z WARN  slow query table=orders rows={i} took={ms}ms\n",
+        "2026-11-21T10:00:{s:02}Z INFO  job {i} finished in {ms}ms, {a} items processed, {b} skipped\n",
+        "2026-11-21T10:00:{s:02}Z WARN  key AKIAIOSFODNN7EXAMPLE used from 192.168.{a}.{b}\n",
+        "2026-11-21T10:00:{s:02}Z INFO  healthcheck ok version=1.2.{a} uptime={i}s\n",
+    ];
+    let mut out = Vec::with_capacity(size + 256);
+    let mut i = 0usize;
+    while out.len() < size {
+        let line = templates[i % templates.len()]
+            .replace("{s:02}", &format!("{:02}", i % 60))
+            .replace("{i}", &i.to_string())
+            .replace("{ms}", &(i % 997).to_string())
+            .replace("{a}", &(i % 256).to_string())
+            .replace("{b}", &((i / 7) % 256).to_string())
+            .replace("{c}", &((i / 13) % 256).to_string());
+        out.extend_from_slice(line.as_bytes());
+        i += 1;
+    }
+    out.truncate(size);
+    out
+}
