@@ -87,12 +87,22 @@ fn special_files_never_block_or_abort_the_scan() {
     fs::write(p.join("unreadable.so"), b"\x7fELF secret").unwrap();
     fs::set_permissions(p.join("unreadable.so"), fs::Permissions::from_mode(0o000)).unwrap();
 
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_plugin-host"));
+    // Root reads a mode-000 file anyway: scan as `nobody` then, so it really is unreadable,
+    // from a copy of the binary that `nobody` can reach wherever the checkout lives.
+    let bin_dir = tempfile::tempdir().unwrap();
+    let mut bin = std::path::PathBuf::from(env!("CARGO_BIN_EXE_plugin-host"));
+    let root = running_as_root();
+    if root {
+        fs::set_permissions(bin_dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let copy = bin_dir.path().join("plugin-host");
+        fs::copy(&bin, &copy).unwrap();
+        bin = copy;
+    }
+    let mut cmd = Command::new(&bin);
     cmd.args(["scan", p.to_str().unwrap(), "--json"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    if running_as_root() {
-        // Root reads a mode-000 file anyway; scan as `nobody` so it really is unreadable.
+    if root {
         use std::os::unix::process::CommandExt;
         cmd.uid(65534).gid(65534);
     }
