@@ -10,7 +10,7 @@ use plugin_api::provenance::{DecodeError, Provenance};
 use crate::discover::{discover, DiscoverError};
 use crate::error::PluginError;
 use crate::load::{load_root, register, Registration};
-use crate::policy::{judge, Policy};
+use crate::policy::{judge_with, HostDependencies, Policy};
 use crate::read::{open_candidate, read_provenance_from};
 use crate::registry::{Kinds, Registry};
 use crate::report::{PluginReport, Status};
@@ -69,6 +69,7 @@ pub struct LoadedPlugin {
 /// rest of the process.
 pub struct Host {
     identity: HostIdentity,
+    host_deps: HostDependencies,
     policy: Policy,
     kinds: Kinds,
     configs: HashMap<String, String>,
@@ -83,7 +84,6 @@ type BeforeLoad = Box<dyn Fn(&Path) + Send + Sync>;
 /// A file whose provenance passed the policy, still open: what is loaded is this very file.
 struct Verified {
     file: File,
-    resolved: PathBuf,
     provenance: Provenance,
 }
 
@@ -91,6 +91,7 @@ impl Host {
     /// A host with the `default` policy and the demo capability kinds.
     pub fn new(identity: HostIdentity) -> Self {
         Host {
+            host_deps: HostDependencies::new(&identity.provenance),
             identity,
             policy: Policy::default(),
             kinds: Kinds::demo(),
@@ -174,7 +175,7 @@ impl Host {
             let report = match (verified, mode) {
                 (Some(verified), ScanMode::Load) => self.load_verified(report, verified),
                 (Some(verified), ScanMode::VerifyOnly) => {
-                    verified_names.insert(verified.provenance.name, verified.resolved);
+                    verified_names.insert(verified.provenance.name, report.path.clone());
                     report
                 }
                 (None, _) => report,
@@ -198,12 +199,15 @@ impl Host {
             Ok(p) => p,
             Err(e) => return (report.with_error(Status::Rejected, e.into()), None),
         };
-        // For messages and duplicate detection only: what is loaded is `file`, not this path.
-        let resolved = fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
         let mut report = report;
         report.name = Some(provenance.name.clone());
         report.version = Some(provenance.version.to_string());
-        let verdict = judge(&self.identity.provenance, &provenance, &self.policy);
+        let verdict = judge_with(
+            &self.identity.provenance,
+            &self.host_deps,
+            &provenance,
+            &self.policy,
+        );
         let failure = verdict
             .failure()
             .map(|c| (c.check.reason(), c.message.clone()));
@@ -231,14 +235,7 @@ impl Host {
             return (report.with_error(Status::Rejected, error), None);
         }
         report.status = Status::Verified;
-        (
-            report,
-            Some(Verified {
-                file,
-                resolved,
-                provenance,
-            }),
-        )
+        (report, Some(Verified { file, provenance }))
     }
 
     fn load_verified(&mut self, mut report: PluginReport, verified: Verified) -> PluginReport {
@@ -247,7 +244,8 @@ impl Host {
         if let Some(hook) = &self.before_load {
             hook(&path);
         }
-        let root = load_root(&loadable_path(&verified.file, &verified.resolved), &path);
+        let resolved = fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+        let root = load_root(&loadable_path(&verified.file, &resolved), &path);
         // The descriptor stays open for good once the loader has seen it: the library is never
         // unloaded, and glibc remembers it by the `/proc/self/fd/N` name it was opened by, so
         // that name must never come to mean another file.
@@ -263,7 +261,6 @@ impl Host {
             config: self.configs.get(&name).unwrap_or(&no_config),
             kinds: &self.kinds,
             staged: Vec::new(),
-            layout_errors: Vec::new(),
             self_conflict: None,
         };
         if let Err(e) = register(root, &path, &name, &mut registration) {
@@ -297,7 +294,7 @@ impl Host {
         self.registry.commit(&plugin, &self.kinds, staged);
         self.plugins.push(LoadedPlugin {
             name: plugin,
-            path: verified.resolved,
+            path: resolved,
             provenance: verified.provenance,
         });
         report.capabilities = capabilities;

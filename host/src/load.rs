@@ -9,7 +9,7 @@ use plugin_api::{CallErrorKind, CapabilityExport, HostServices, HostServices_TO,
 
 use crate::error::PluginError;
 use crate::reason::ReasonCode;
-use crate::registry::{Kinds, Refusal};
+use crate::registry::Kinds;
 
 /// Loads the library at `load_path` (absolute) and initialises its root module; `path` is
 /// the name used in messages.
@@ -68,7 +68,6 @@ pub(crate) struct Registration<'h> {
     pub config: &'h str,
     pub kinds: &'h Kinds,
     pub staged: Vec<CapabilityExport>,
-    pub layout_errors: Vec<String>,
     pub self_conflict: Option<(String, String)>,
 }
 
@@ -102,11 +101,7 @@ impl HostServices for Registration<'_> {
                 self.staged.push(capability);
                 RResult::ROk(())
             }
-            Err(Refusal::UnknownKind(message)) => RResult::RErr(message.into()),
-            Err(Refusal::Layout(message)) => {
-                self.layout_errors.push(message.clone());
-                RResult::RErr(message.into())
-            }
+            Err(message) => RResult::RErr(message.into()),
         }
     }
 }
@@ -120,18 +115,7 @@ pub(crate) fn register(
 ) -> Result<(), PluginError> {
     let logger = crate::log_bridge::logger_for(name);
     let init = HostServices_TO::from_ptr(&mut *registration, TD_Opaque);
-    let result = (root.register())(init, logger);
-    if let Some(detail) = registration.layout_errors.first() {
-        return Err(PluginError::Load {
-            path: path.to_owned(),
-            reason: ReasonCode::LayoutMismatch,
-            detail: format!(
-                "{detail}; rebuild the plugin against plugin-api {}",
-                plugin_api::API_VERSION
-            ),
-        });
-    }
-    match result.into_result() {
+    match (root.register())(init, logger).into_result() {
         Ok(()) => Ok(()),
         Err(e) if e.kind == CallErrorKind::Panicked => Err(PluginError::RegisterPanicked {
             path: path.to_owned(),

@@ -6,7 +6,7 @@
 //! the `strict` preset has Go-plugin semantics (same compiler, same panic strategy, same
 //! version of every shared crate).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use plugin_api::provenance::Provenance;
@@ -264,6 +264,16 @@ impl Verdict {
 
 /// Judges `plugin` against `host` under `policy`.
 pub fn judge(host: &Provenance, plugin: &Provenance, policy: &Policy) -> Verdict {
+    judge_with(host, &HostDependencies::new(host), plugin, policy)
+}
+
+/// [`judge`], with the host's dependencies indexed beforehand (what [`crate::Host`] does).
+pub fn judge_with(
+    host: &Provenance,
+    host_deps: &HostDependencies,
+    plugin: &Provenance,
+    policy: &Policy,
+) -> Verdict {
     let mut checks = Vec::with_capacity(CheckKind::ALL.len());
     let mut push = |check: CheckKind, host: String, plugin: String, differs: Option<String>| {
         let (status, message) = match differs {
@@ -383,7 +393,7 @@ pub fn judge(host: &Provenance, plugin: &Provenance, policy: &Policy) -> Verdict
         });
     push(CheckKind::Profile, h, p, differs);
 
-    let (h, p, differs) = compare_dependencies(host, plugin);
+    let (h, p, differs) = compare_dependencies(host_deps, plugin);
     push(CheckKind::Dependencies, h, p, differs);
 
     Verdict { checks }
@@ -408,37 +418,70 @@ fn series_req(host: &Version) -> String {
     format!("{}.0 ..= {host}", series(host))
 }
 
-fn versions_by_name(p: &Provenance) -> BTreeMap<&str, BTreeSet<&str>> {
-    let mut map: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-    for d in &p.dependencies {
-        map.entry(d.name.as_str())
-            .or_default()
-            .insert(d.version.as_str());
+/// The host's dependencies by name, prepared once per host so that judging a plugin does
+/// not rebuild it.
+#[derive(Debug, Clone, Default)]
+pub struct HostDependencies {
+    versions: HashMap<String, Vec<String>>,
+    count: usize,
+}
+
+impl HostDependencies {
+    /// Indexes `host`'s dependency list.
+    pub fn new(host: &Provenance) -> Self {
+        let mut versions: HashMap<String, Vec<String>> = HashMap::new();
+        for d in &host.dependencies {
+            let list = versions.entry(d.name.clone()).or_default();
+            if !list.contains(&d.version) {
+                list.push(d.version.clone());
+                list.sort();
+            }
+        }
+        HostDependencies {
+            versions,
+            count: host.dependencies.len(),
+        }
     }
-    map
 }
 
 fn compare_dependencies(
-    host: &Provenance,
+    host: &HostDependencies,
     plugin: &Provenance,
 ) -> (String, String, Option<String>) {
-    let (hv, pv) = (versions_by_name(host), versions_by_name(plugin));
-    let shared: Vec<&str> = pv.keys().filter(|n| hv.contains_key(*n)).copied().collect();
-    let differing: Vec<(&str, String, String)> = shared
-        .iter()
-        .filter(|n| hv[*n] != pv[*n])
-        .map(|n| {
-            let join = |s: &BTreeSet<&str>| s.iter().copied().collect::<Vec<_>>().join(", ");
-            (*n, join(&hv[n]), join(&pv[n]))
-        })
-        .collect();
+    // The plugin's list is sorted by name then version: walk it a name at a time.
+    let mut shared = 0;
+    let mut differing: Vec<(&str, String, String)> = Vec::new();
+    let deps = &plugin.dependencies;
+    let mut i = 0;
+    while i < deps.len() {
+        let name = deps[i].name.as_str();
+        let mut j = i;
+        let mut plugin_versions: Vec<&str> = Vec::new();
+        while j < deps.len() && deps[j].name == name {
+            if !plugin_versions.contains(&deps[j].version.as_str()) {
+                plugin_versions.push(&deps[j].version);
+            }
+            j += 1;
+        }
+        if let Some(host_versions) = host.versions.get(name) {
+            shared += 1;
+            plugin_versions.sort_unstable();
+            if !plugin_versions
+                .iter()
+                .copied()
+                .eq(host_versions.iter().map(String::as_str))
+            {
+                differing.push((name, host_versions.join(", "), plugin_versions.join(", ")));
+            }
+        }
+        i = j;
+    }
     if differing.is_empty() {
         return (
-            format!("{} crates", host.dependencies.len()),
+            format!("{} crates", host.count),
             format!(
-                "{} crates, {} shared with the host, all the same versions",
-                plugin.dependencies.len(),
-                shared.len()
+                "{} crates, {shared} shared with the host, all the same versions",
+                deps.len()
             ),
             None,
         );
@@ -453,10 +496,9 @@ fn compare_dependencies(
         .collect();
     let (name, h, _) = &differing[0];
     let message = format!(
-        "links {} of {} crate(s) shared with the host at other versions (plugin {}; host {}); \
+        "links {} of {shared} crate(s) shared with the host at other versions (plugin {}; host {}); \
          rebuild the plugin against the host's versions (e.g. `cargo update -p {name} --precise {h}`)",
         differing.len(),
-        shared.len(),
         plugin_side.join(", "),
         host_side.join(", ")
     );

@@ -2,7 +2,7 @@
 
 use std::any::TypeId;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use abi_stable::abi_stability::abi_checking::check_layout_compatibility;
 use abi_stable::type_layout::TypeLayout;
@@ -60,31 +60,21 @@ impl Kinds {
         names
     }
 
-    /// Checks an offered capability against the kind it claims; `Err` says why it is refused
-    /// and whether the refusal is a layout mismatch.
-    pub(crate) fn admit(&self, capability: &CapabilityExport) -> Result<(), Refusal> {
-        let Some(info) = self.kinds.get(capability.kind()) else {
-            return Err(Refusal::UnknownKind(format!(
-                "this host has no capability kind `{}` (it knows: {})",
-                capability.kind(),
-                self.names().join(", ")
-            )));
-        };
-        check_layout_compatibility(info.layout, capability.layout()).map_err(|errors| {
-            Refusal::Layout(format!(
-                "capability `{}` of kind `{}` does not have the layout this host expects: {errors}",
-                capability.name(),
-                capability.kind()
-            ))
-        })
+    /// Admits an offered capability if this host knows its kind; `Err` says why not.
+    ///
+    /// Its layout is checked against the kind's type when the host first asks for it (see
+    /// [`Registry::get`]): `abi_stable`'s check walks the whole type graph, and a scan
+    /// should not pay it for capabilities nobody uses.
+    pub(crate) fn admit(&self, capability: &CapabilityExport) -> Result<(), String> {
+        if self.kinds.contains_key(capability.kind()) {
+            return Ok(());
+        }
+        Err(format!(
+            "this host has no capability kind `{}` (it knows: {})",
+            capability.kind(),
+            self.names().join(", ")
+        ))
     }
-}
-
-/// Why an offered capability was refused.
-#[derive(Debug, Clone)]
-pub(crate) enum Refusal {
-    UnknownKind(String),
-    Layout(String),
 }
 
 /// A capability as listed in reports.
@@ -98,8 +88,10 @@ pub struct CapabilityInfo {
 
 struct Entry {
     plugin: Arc<str>,
-    type_id: TypeId,
+    kind: KindInfo,
     export: CapabilityExport,
+    /// The outcome of the layout check, made on first use.
+    layout_checked: OnceLock<Result<(), String>>,
 }
 
 /// The capabilities of all loaded plugins, by kind and name.
@@ -122,6 +114,33 @@ pub enum LookupError {
         /// The names of that kind that do exist.
         available: Vec<String>,
     },
+    /// The capability's object does not have the layout of the type this host uses for its
+    /// kind: `abi_stable`'s check failed, and it is never handed out.
+    #[error(
+        "capability `{name}` of kind `{kind}` from plugin `{plugin}` does not have the layout \
+         this host expects: {detail}; rebuild the plugin against this host's plugin-api {api}",
+        api = plugin_api::API_VERSION
+    )]
+    LayoutMismatch {
+        /// The kind.
+        kind: String,
+        /// The capability.
+        name: String,
+        /// The plugin that registered it.
+        plugin: String,
+        /// `abi_stable`'s account of the difference.
+        detail: String,
+    },
+}
+
+impl LookupError {
+    /// The reason code of a layout mismatch; `None` for a plain miss.
+    pub fn reason(&self) -> Option<crate::ReasonCode> {
+        match self {
+            LookupError::NotFound { .. } => None,
+            LookupError::LayoutMismatch { .. } => Some(crate::ReasonCode::LayoutMismatch),
+        }
+    }
 }
 
 fn available_list(available: &[String]) -> String {
@@ -134,20 +153,40 @@ fn available_list(available: &[String]) -> String {
 
 impl Registry {
     /// Looks up the capability `name` of kind `K`, as the type it was registered as.
+    ///
+    /// The first lookup of each capability runs `abi_stable`'s layout check of its object
+    /// against `K::Object`; the outcome is kept, so later lookups cost a hash lookup.
     pub fn get<K: CapabilityKind>(&self, name: &str) -> Result<&K::Object, LookupError> {
         let entry = self
             .by_kind
             .get(K::KIND)
             .and_then(|names| names.get(name))
-            .filter(|e| e.type_id == TypeId::of::<K>())
+            .filter(|e| e.kind.type_id == TypeId::of::<K>())
             .ok_or_else(|| LookupError::NotFound {
                 kind: K::KIND.to_owned(),
                 name: name.to_owned(),
                 available: self.names(K::KIND),
             })?;
-        // SAFETY: the entry was admitted by `Kinds::admit` against the kind registered under
-        // `K::KIND`, whose type id is `TypeId::of::<K>()` (checked just above): the kind names
-        // match and abi_stable's layout check of the object against `K::Object` passed.
+        let checked = entry.layout_checked.get_or_init(|| {
+            check_layout_compatibility(entry.kind.layout, entry.export.layout()).map_err(|errors| {
+                errors
+                    .to_string()
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+        });
+        if let Err(detail) = checked {
+            return Err(LookupError::LayoutMismatch {
+                kind: K::KIND.to_owned(),
+                name: name.to_owned(),
+                plugin: entry.plugin.to_string(),
+                detail: detail.clone(),
+            });
+        }
+        // SAFETY: the entry's kind was registered with `TypeId::of::<K>()` (checked above), so
+        // `entry.kind.layout` is `K::Object::LAYOUT`, and abi_stable's layout check of the
+        // object against it passed: the object is a `K::Object`.
         Ok(unsafe { entry.export.object_unchecked::<K>() })
     }
 
@@ -200,7 +239,7 @@ impl Registry {
         staged: Vec<CapabilityExport>,
     ) {
         for export in staged {
-            let type_id = kinds.kinds[export.kind()].type_id;
+            let kind = kinds.kinds[export.kind()];
             self.by_kind
                 .entry(export.kind().to_owned())
                 .or_default()
@@ -208,8 +247,9 @@ impl Registry {
                     export.name().to_owned(),
                     Entry {
                         plugin: plugin.clone(),
-                        type_id,
+                        kind,
                         export,
+                        layout_checked: OnceLock::new(),
                     },
                 );
         }
