@@ -8,8 +8,8 @@ corpus=fuzz/corpus/provenance
 mkdir -p "$corpus"
 for p in hello redact wc; do
     lib="target/release/lib$p.so"
-    objcopy --only-section=.plgprov "$lib" "$corpus/$p-skeleton.so"
-    objcopy --dump-section .plgprov="$corpus/$p-blob.bin" "$lib" /dev/null
+    objcopy --only-section=.note.plgprov "$lib" "$corpus/$p-skeleton.so"
+    objcopy --dump-section .note.plgprov="$corpus/$p-blob.bin" "$lib" /dev/null
 done
 # One whole real plugin, stripped of debug info to keep the fuzzer's inputs small.
 strip --strip-all -o "$corpus/hello-stripped.so" target/release/libhello.so

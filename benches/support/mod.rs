@@ -93,10 +93,11 @@ pub fn rename_plugin(path: &Path, name: &str) {
     let (offset, size) = {
         let file = object::File::parse(&*data).unwrap();
         let section = file
-            .section_by_name(plugin_api::frame::SECTION_ELF_PE)
+            .section_by_name(plugin_api::frame::SECTION_ELF)
             .unwrap();
-        let (o, s) = section.file_range().unwrap();
-        (o as usize, s as usize)
+        let note = section.file_range().unwrap().0 as usize;
+        let size = u32::from_le_bytes(data[note + 4..note + 8].try_into().unwrap()) as usize;
+        (note + plugin_api::frame::NOTE_PREFIX_LEN, size)
     };
     let blob = &data[offset..offset + size];
     let len = u32::from_le_bytes(blob[12..16].try_into().unwrap()) as usize;

@@ -11,7 +11,7 @@ use crate::discover::{discover, DiscoverError};
 use crate::error::PluginError;
 use crate::load::{load_root, register, Registration};
 use crate::policy::{judge_with, HostDependencies, Policy};
-use crate::read::{open_candidate, read_provenance_from};
+use crate::read::{open_sized, read_sized};
 use crate::registry::{Kinds, Registry};
 use crate::report::{PluginReport, Status};
 
@@ -191,11 +191,11 @@ impl Host {
         verified_names: &HashMap<String, PathBuf>,
     ) -> (PluginReport, Option<Verified>) {
         let report = PluginReport::new(path.to_owned());
-        let file = match open_candidate(path) {
-            Ok(file) => file,
+        let (file, len) = match open_sized(path) {
+            Ok(opened) => opened,
             Err(e) => return (report.with_error(Status::Rejected, e.into()), None),
         };
-        let provenance = match read_provenance_from(path, &file) {
+        let provenance = match read_sized(path, &file, len) {
             Ok(p) => p,
             Err(e) => return (report.with_error(Status::Rejected, e.into()), None),
         };

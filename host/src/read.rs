@@ -13,7 +13,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use object::read::elf::{FileHeader, SectionHeader};
+use object::read::elf::{FileHeader, ProgramHeader, SectionHeader};
 #[cfg(not(unix))]
 use object::ReadCache;
 use object::{FileKind, ReadRef};
@@ -108,6 +108,11 @@ impl ReadError {
 /// and refused unless it is a regular file. The returned handle is what gets verified and,
 /// on Linux, what gets loaded (see [`crate::Host`]).
 pub fn open_candidate(path: &Path) -> Result<File, ReadError> {
+    open_sized(path).map(|(file, _)| file)
+}
+
+/// [`open_candidate`], also returning the file's length (from the same `fstat`).
+pub(crate) fn open_sized(path: &Path) -> Result<(File, u64), ReadError> {
     let io = |source| ReadError::Io {
         path: path.to_owned(),
         source,
@@ -129,7 +134,7 @@ pub fn open_candidate(path: &Path) -> Result<File, ReadError> {
             detail: format!("it is {}", describe(&meta.file_type())),
         });
     }
-    Ok(file)
+    Ok((file, meta.len()))
 }
 
 fn describe(file_type: &std::fs::FileType) -> &'static str {
@@ -155,14 +160,24 @@ fn describe(file_type: &std::fs::FileType) -> &'static str {
 
 /// Reads the provenance embedded in the library at `path`, without loading it.
 pub fn read_provenance(path: &Path) -> Result<Provenance, ReadError> {
-    read_provenance_from(path, &open_candidate(path)?)
+    let (file, len) = open_sized(path)?;
+    read_sized(path, &file, len)
 }
 
 /// Like [`read_provenance`], from a file already open (`path` is used in messages only).
 pub fn read_provenance_from(path: &Path, file: &File) -> Result<Provenance, ReadError> {
+    let len = file.metadata().map_err(|source| ReadError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    read_sized(path, file, len.len())
+}
+
+/// [`read_provenance_from`] for a file whose length is known.
+pub(crate) fn read_sized(path: &Path, file: &File, len: u64) -> Result<Provenance, ReadError> {
     #[cfg(unix)]
     {
-        let reader = positioned::FileReader::new(file).map_err(|source| ReadError::Io {
+        let reader = positioned::FileReader::new(file, len).map_err(|source| ReadError::Io {
             path: path.to_owned(),
             source,
         })?;
@@ -170,6 +185,7 @@ pub fn read_provenance_from(path: &Path, file: &File) -> Result<Provenance, Read
     }
     #[cfg(not(unix))]
     {
+        let _ = len;
         decode(path, &provenance_section(path, &ReadCache::new(file))?)
     }
 }
@@ -353,7 +369,57 @@ fn elf_section<'a, Elf: FileHeader<Endian = object::Endianness>, R: ReadRef<'a>>
         other => return Err(not_shared(path, &format!("an ELF file of type {other}"))),
     }
 
-    // Bound every size before reading it.
+    let len = data
+        .len()
+        .map_err(|()| corrupt("its length cannot be read".into()))?;
+
+    // Program headers: what the dynamic loader reads, and where the provenance note is found.
+    let count = u64::from(header.e_phnum(endian));
+    if count.saturating_mul(u64::from(header.e_phentsize(endian)).max(1)) > MAX_SECTION_TABLE_LEN {
+        return Err(corrupt(format!(
+            "a program header table of {count} entries"
+        )));
+    }
+    let segments = header
+        .program_headers(endian, data)
+        .map_err(|e| corrupt(e.to_string()))?;
+    // The loader maps every loadable segment: one reaching past the end of the file would
+    // fault when touched, inside `dlopen`. Refuse it here.
+    for segment in segments
+        .iter()
+        .filter(|s| s.p_type(endian) == object::elf::PT_LOAD)
+    {
+        let (offset, size): (u64, u64) = (
+            segment.p_offset(endian).into(),
+            segment.p_filesz(endian).into(),
+        );
+        if offset.checked_add(size).is_none_or(|end| end > len) {
+            return Err(corrupt(format!(
+                "a loadable segment spans bytes {offset}..{}, past the end of the {len}-byte file",
+                offset.saturating_add(size)
+            )));
+        }
+    }
+    let big_endian = !header.is_little_endian();
+    for segment in segments
+        .iter()
+        .filter(|s| s.p_type(endian) == object::elf::PT_NOTE)
+    {
+        let align = if segment.p_align(endian).into() == 8 {
+            8
+        } else {
+            4
+        };
+        let range = (
+            segment.p_offset(endian).into(),
+            segment.p_filesz(endian).into(),
+        );
+        if let Some(blob) = find_note(path, data, big_endian, range, align)? {
+            return Ok(blob);
+        }
+    }
+
+    // Not in a note segment: look for the section (bounding every size before reading it).
     let count = header
         .shnum(endian, data)
         .map_err(|e| corrupt(e.to_string()))? as u64;
@@ -375,37 +441,81 @@ fn elf_section<'a, Elf: FileHeader<Endian = object::Endianness>, R: ReadRef<'a>>
         Some((_, size)) => return Err(corrupt(format!("a section name table of {size} bytes"))),
         None => &[][..],
     };
-    let wanted = frame::SECTION_ELF_PE.as_bytes();
+    let wanted = frame::SECTION_ELF.as_bytes();
     let section = sections.iter().find(|s| {
         let start = s.sh_name(endian) as usize;
         names.get(start..start + wanted.len()) == Some(wanted)
             && names.get(start + wanted.len()) == Some(&0)
     });
+    let no_provenance = || ReadError::NoProvenance {
+        path: path.to_owned(),
+        format: "an ELF",
+        section: frame::SECTION_ELF,
+    };
     let Some(section) = section else {
-        return Err(ReadError::NoProvenance {
+        return Err(no_provenance());
+    };
+    let Some(range) = section.file_range(endian) else {
+        return Err(ReadError::Malformed {
             path: path.to_owned(),
-            format: "an ELF",
-            section: frame::SECTION_ELF_PE,
+            detail: format!("section `{}` has no bytes in the file", frame::SECTION_ELF),
         });
     };
+    find_note(path, data, big_endian, range, 4)?.ok_or_else(no_provenance)
+}
+
+/// Walks the ELF notes in `(offset, size)` and returns the provenance note's descriptor.
+/// Only note headers are read until the provenance note is found.
+fn find_note<'a, R: ReadRef<'a>>(
+    path: &Path,
+    data: R,
+    big_endian: bool,
+    (offset, size): (u64, u64),
+    align: u64,
+) -> Result<Option<Vec<u8>>, ReadError> {
     let malformed = |detail: String| ReadError::Malformed {
         path: path.to_owned(),
         detail,
     };
-    let Some((offset, size)) = section.file_range(endian) else {
-        return Err(malformed(format!(
-            "section `{}` has no bytes in the file",
-            frame::SECTION_ELF_PE
-        )));
-    };
-    check_section_size(path, size)?;
-    let bytes = data.read_bytes_at(offset, size).map_err(|()| {
-        malformed(format!(
-            "section `{}` lies outside the file",
-            frame::SECTION_ELF_PE
-        ))
-    })?;
-    Ok(bytes.to_vec())
+    let pad = |n: u64| n.div_ceil(align) * align;
+    let end = offset.saturating_add(size);
+    let mut at = offset;
+    while at.saturating_add(12) <= end {
+        let Ok(header) = data.read_bytes_at(at, 12) else {
+            return Ok(None); // a note segment outside the file holds no provenance
+        };
+        let word = |i: usize| {
+            let raw: [u8; 4] = header[i * 4..i * 4 + 4].try_into().expect("4 bytes");
+            u64::from(if big_endian {
+                u32::from_be_bytes(raw)
+            } else {
+                u32::from_le_bytes(raw)
+            })
+        };
+        let (name_size, desc_size) = (word(0), word(1));
+        let name_at = at + 12;
+        let desc_at = name_at + pad(name_size);
+        if name_size == frame::NOTE_NAME.len() as u64
+            && data.read_bytes_at(name_at, name_size) == Ok(&frame::NOTE_NAME[..])
+        {
+            if desc_size > MAX_SECTION_LEN {
+                return Err(malformed(format!(
+                    "the provenance note claims {desc_size} bytes, more than the {MAX_SECTION_LEN}-byte limit"
+                )));
+            }
+            if desc_at + desc_size > end {
+                return Err(malformed(format!(
+                    "the provenance note claims {desc_size} bytes, more than its segment holds"
+                )));
+            }
+            let desc = data
+                .read_bytes_at(desc_at, desc_size)
+                .map_err(|()| malformed("the provenance note lies outside the file".into()))?;
+            return Ok(Some(desc.to_vec()));
+        }
+        at = desc_at.saturating_add(pad(desc_size));
+    }
+    Ok(None)
 }
 
 fn not_shared(path: &Path, what: &str) -> ReadError {
@@ -423,7 +533,7 @@ fn native_section<'a, R: ReadRef<'a>>(
 ) -> Result<Vec<u8>, ReadError> {
     use object::{Object, ObjectKind, ObjectSection};
     let (format, name) = match kind {
-        FileKind::Pe32 | FileKind::Pe64 => ("a PE", frame::SECTION_ELF_PE),
+        FileKind::Pe32 | FileKind::Pe64 => ("a PE", frame::SECTION_PE),
         _ => ("a Mach-O", frame::SECTION_MACHO),
     };
     let file = object::File::parse(data).map_err(|e| ReadError::NotALibrary {
@@ -490,8 +600,7 @@ mod positioned {
     }
 
     impl<'f> FileReader<'f> {
-        pub(super) fn new(file: &'f File) -> std::io::Result<Self> {
-            let len = file.metadata()?.len();
+        pub(super) fn new(file: &'f File, len: u64) -> std::io::Result<Self> {
             let mut head = vec![0u8; len.min(HEAD) as usize];
             file.read_exact_at(&mut head, 0)?;
             Ok(FileReader {

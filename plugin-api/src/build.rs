@@ -20,7 +20,8 @@ use std::process::Command;
 
 use crate::provenance::{Dependency, Profile, Provenance, Rustc};
 
-/// The panic strategies a blob is written for: `$OUT_DIR/plugin-provenance-<strategy>.bin`.
+/// The panic strategies a blob is written for: `$OUT_DIR/plugin-provenance-<strategy>.bin`
+/// (the framed blob) and `.section` (the section's contents: on ELF, the blob as a note).
 pub const PANIC_STRATEGIES: [&str; 2] = ["unwind", "abort"];
 
 /// Records the provenance of the package whose build script calls it.
@@ -43,11 +44,25 @@ pub fn try_record() -> Result<(), String> {
     // A build script cannot see the profile's panic strategy (`CARGO_CFG_PANIC` reflects the
     // target's default, not `-C panic`), but the crate being compiled can: one blob per
     // strategy, and `cfg(panic = ..)` in the embedding macro picks the true one.
+    let elf = !matches!(
+        env::var("CARGO_CFG_TARGET_OS").as_deref(),
+        Ok("macos" | "ios" | "tvos" | "watchos" | "visionos" | "windows" | "uefi")
+    );
+    let big_endian = env::var("CARGO_CFG_TARGET_ENDIAN").as_deref() == Ok("big");
     for strategy in PANIC_STRATEGIES {
         provenance.profile.panic = strategy.to_owned();
-        let path = out_dir.join(format!("plugin-provenance-{strategy}.bin"));
-        std::fs::write(&path, provenance.encode())
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        let blob = provenance.encode();
+        // What goes into the section: on ELF the blob wrapped as a note, elsewhere the blob.
+        let section = if elf {
+            crate::frame::elf_note(&blob, big_endian)
+        } else {
+            blob.clone()
+        };
+        for (ext, bytes) in [("bin", &blob), ("section", &section)] {
+            let path = out_dir.join(format!("plugin-provenance-{strategy}.{ext}"));
+            std::fs::write(&path, bytes)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        }
     }
 
     // Re-run when what the record depends on changes; the compiler and profile already

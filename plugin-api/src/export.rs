@@ -70,27 +70,46 @@ macro_rules! export_plugin {
                 )
             };
 
+            /// The section's bytes, 4-byte aligned as ELF notes must be.
+            #[repr(C, align(4))]
+            pub struct __PluginHostProvenance(pub [u8; $crate::__provenance_section!().len()]);
+
             /// The plugin's build provenance, read by the host from the file before loading.
             #[used]
             #[unsafe(export_name = "PLUGIN_HOST_PROVENANCE")]
             #[cfg_attr(
-                any(target_os = "macos", target_os = "ios"),
+                any(
+                    target_os = "macos",
+                    target_os = "ios",
+                    target_os = "tvos",
+                    target_os = "watchos",
+                    target_os = "visionos"
+                ),
                 unsafe(link_section = "__DATA,__plgprov")
             )]
+            #[cfg_attr(any(windows, target_os = "uefi"), unsafe(link_section = ".plgprov"))]
             #[cfg_attr(
-                not(any(target_os = "macos", target_os = "ios")),
-                unsafe(link_section = ".plgprov")
+                not(any(
+                    target_os = "macos",
+                    target_os = "ios",
+                    target_os = "tvos",
+                    target_os = "watchos",
+                    target_os = "visionos",
+                    windows,
+                    target_os = "uefi"
+                )),
+                unsafe(link_section = ".note.plgprov")
             )]
-            pub static __PLUGIN_HOST_PROVENANCE: [u8; $crate::provenance_blob!().len()] = {
-                // Copy the blob into an array: a static of its own bytes, no pointer.
-                let blob = $crate::provenance_blob!();
-                let mut bytes = [0u8; $crate::provenance_blob!().len()];
+            pub static __PLUGIN_HOST_PROVENANCE: __PluginHostProvenance = {
+                // Copy the bytes into an array: a static of its own bytes, no pointer.
+                let section = $crate::__provenance_section!();
+                let mut bytes = [0u8; $crate::__provenance_section!().len()];
                 let mut i = 0;
                 while i < bytes.len() {
-                    bytes[i] = blob[i];
+                    bytes[i] = section[i];
                     i += 1;
                 }
-                bytes
+                __PluginHostProvenance(bytes)
             };
         };
     };

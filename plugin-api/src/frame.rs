@@ -4,9 +4,14 @@
 //! where the payload is UTF-8 JSON. It contains no pointers: it is read straight from the
 //! file, where no relocation has been applied.
 //!
-//! The blob lives in its own section ([`SECTION_ELF_PE`] on ELF and PE, whose 8-byte name
-//! limit it respects; [`SECTION_MACHO`] in the `__DATA` segment on Mach-O) and behind the
-//! exported static [`SYMBOL`], which keeps linkers from discarding it.
+//! The blob lives in its own section and behind the exported static [`SYMBOL`], which keeps
+//! linkers from discarding it:
+//! - on ELF, as the descriptor of an ELF note (name [`NOTE_NAME`]) in section [`SECTION_ELF`].
+//!   Linkers gather note sections into a `PT_NOTE` segment near the start of the file, so a
+//!   reader finds the blob from the program headers alone, in the file's first page, without
+//!   reading the section table at the end of the file;
+//! - on PE, in section [`SECTION_PE`] (8 bytes: PE's limit for section names);
+//! - on Mach-O, in section [`SECTION_MACHO`] of the `__DATA` segment.
 
 /// The 8 bytes every provenance blob starts with.
 pub const MAGIC: [u8; 8] = *b"PLGPROV\0";
@@ -16,8 +21,16 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const HEADER_LEN: usize = 16;
 /// The largest payload a reader accepts; a real record is a few KiB.
 pub const MAX_PAYLOAD_LEN: usize = 1 << 20;
-/// Section name on ELF and PE (at most 8 bytes, so PE keeps it).
-pub const SECTION_ELF_PE: &str = ".plgprov";
+/// Section name on ELF: a note section (linkers give `.note*` sections type `SHT_NOTE`).
+pub const SECTION_ELF: &str = ".note.plgprov";
+/// Section name on PE (at most 8 bytes, so PE keeps it).
+pub const SECTION_PE: &str = ".plgprov";
+/// The name of the ELF note that carries the blob (with its NUL, as notes store it).
+pub const NOTE_NAME: &[u8; 8] = b"PLGPROV\0";
+/// The ELF note type of the blob (`PLG1` read as a little-endian word).
+pub const NOTE_TYPE: u32 = u32::from_le_bytes(*b"PLG1");
+/// Size of an ELF note header (`namesz`, `descsz`, `type`) plus [`NOTE_NAME`].
+pub const NOTE_PREFIX_LEN: usize = 12 + NOTE_NAME.len();
 /// Section name on Mach-O, in the `__DATA` segment.
 pub const SECTION_MACHO: &str = "__plgprov";
 /// The exported symbol that holds the blob.
@@ -95,6 +108,26 @@ pub fn encode(payload: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Wraps a framed blob as an ELF note (header words in the target's byte order), padded to a
+/// multiple of 4 bytes as notes are.
+pub fn elf_note(blob: &[u8], big_endian: bool) -> Vec<u8> {
+    let word = |v: u32| {
+        if big_endian {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    };
+    let mut note = Vec::with_capacity(NOTE_PREFIX_LEN + blob.len() + 3);
+    note.extend_from_slice(&word(NOTE_NAME.len() as u32));
+    note.extend_from_slice(&word(blob.len() as u32));
+    note.extend_from_slice(&word(NOTE_TYPE));
+    note.extend_from_slice(NOTE_NAME);
+    note.extend_from_slice(blob);
+    note.resize(note.len().next_multiple_of(4), 0);
+    note
+}
+
 /// Validates the framing of `blob` and returns its payload.
 ///
 /// Bytes after the payload are ignored (sections may be padded).
@@ -146,6 +179,25 @@ macro_rules! provenance_blob {
     }};
 }
 
+/// The section contents [`crate::export_plugin!`] embeds (see [`provenance_blob!`]).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __provenance_section {
+    () => {{
+        #[cfg(panic = "abort")]
+        const SECTION: &[u8] = ::core::include_bytes!(::core::concat!(
+            ::core::env!("OUT_DIR"),
+            "/plugin-provenance-abort.section"
+        ));
+        #[cfg(not(panic = "abort"))]
+        const SECTION: &[u8] = ::core::include_bytes!(::core::concat!(
+            ::core::env!("OUT_DIR"),
+            "/plugin-provenance-unwind.section"
+        ));
+        SECTION
+    }};
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,6 +209,21 @@ mod tests {
         let mut padded = blob.clone();
         padded.extend_from_slice(&[0; 7]);
         assert_eq!(decode(&padded).unwrap(), b"{\"a\":1}");
+    }
+
+    #[test]
+    fn note_wraps_the_blob() {
+        let blob = encode(b"{}");
+        let note = elf_note(&blob, false);
+        assert_eq!(note.len() % 4, 0);
+        assert_eq!(&note[0..4], &8u32.to_le_bytes());
+        assert_eq!(&note[4..8], &(blob.len() as u32).to_le_bytes());
+        assert_eq!(&note[12..20], NOTE_NAME);
+        assert_eq!(
+            &note[NOTE_PREFIX_LEN..NOTE_PREFIX_LEN + blob.len()],
+            &blob[..]
+        );
+        assert_eq!(&elf_note(&blob, true)[0..4], &8u32.to_be_bytes());
     }
 
     #[test]

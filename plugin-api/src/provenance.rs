@@ -70,7 +70,10 @@ pub struct Profile {
 }
 
 /// One crate linked into the artifact.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+///
+/// In the JSON record it is one string, as `cargo tree` prints it: `name version` or
+/// `name version (source)` — compact for the reader, and readable for a person.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Dependency {
     /// Crate (package) name.
     pub name: String,
@@ -87,6 +90,51 @@ impl fmt::Display for Dependency {
             write!(f, " ({source})")?;
         }
         Ok(())
+    }
+}
+
+impl Dependency {
+    /// Parses `name version` or `name version (source)`.
+    pub fn parse(spec: &str) -> Option<Dependency> {
+        let (name, rest) = spec.split_once(' ')?;
+        let (version, source) = match rest.split_once(' ') {
+            Some((version, source)) => {
+                let source = source.strip_prefix('(')?.strip_suffix(')')?;
+                (version, Some(source.to_owned()))
+            }
+            None => (rest, None),
+        };
+        if name.is_empty() || version.is_empty() {
+            return None;
+        }
+        Some(Dependency {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            source,
+        })
+    }
+}
+
+impl Serialize for Dependency {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Dependency {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Spec;
+        impl serde::de::Visitor<'_> for Spec {
+            type Value = Dependency;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a dependency as \"name version\" or \"name version (source)\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, spec: &str) -> Result<Dependency, E> {
+                Dependency::parse(spec)
+                    .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(spec), &self))
+            }
+        }
+        deserializer.deserialize_str(Spec)
     }
 }
 
@@ -183,6 +231,21 @@ mod tests {
         let p = sample();
         assert_eq!(Provenance::decode(&p.encode()).unwrap(), p);
         assert_eq!(p.rustc.short(), "1.95.0 (59807616e)");
+    }
+
+    #[test]
+    fn dependencies_are_compact_strings() {
+        let json = String::from_utf8(serde_json::to_vec(&sample()).unwrap()).unwrap();
+        assert!(json.contains(r#""dependencies":["log 0.4.35"]"#), "{json}");
+        let d = Dependency::parse("plugin-api 0.1.0 (/w/plugin-api)").unwrap();
+        assert_eq!(
+            (d.name.as_str(), d.version.as_str(), d.source.as_deref()),
+            ("plugin-api", "0.1.0", Some("/w/plugin-api"))
+        );
+        assert_eq!(Dependency::parse(&d.to_string()), Some(d));
+        for bad in ["", "log", "log 1.0 /path", " 1.0"] {
+            assert_eq!(Dependency::parse(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -144,14 +144,15 @@ fn huge_sparse_and_numerous_files_stay_under_the_memory_ceiling() {
     use std::io::Write;
     (&sparse).write_all(&hello[..64]).unwrap();
     sparse.set_len(4 << 30).unwrap();
-    // A provenance section claiming 8 GiB.
+    // A provenance note claiming 4 GiB.
     let huge = copy_into(&dir, "hello", "huge-section.so");
-    let (offset, _) = provenance_range(&huge);
-    set_section_range(&huge, offset as u64, 8 << 30);
-    // A section table that starts past the end of the file.
+    set_note_size(&huge, u32::MAX - 15);
+    // A program header table that starts past the end of the file.
     let mut past = hello.clone();
-    past[0x28..0x30].copy_from_slice(&(hello.len() as u64 + 4096).to_le_bytes());
+    past[0x20..0x28].copy_from_slice(&(hello.len() as u64 + 4096).to_le_bytes());
     fs::write(p.join("past-end.so"), past).unwrap();
+    // A library cut short: its loadable segments reach past the end (dlopen would fault).
+    fs::write(p.join("cut-short.so"), &hello[..64 * 1024]).unwrap();
 
     let started = Instant::now();
     let out = cli_under_memory_limit(&["scan", p.to_str().unwrap(), "--json"], MEMORY_CEILING);
@@ -167,7 +168,13 @@ fn huge_sparse_and_numerous_files_stay_under_the_memory_ceiling() {
         entry(&scan, "huge-section.so"),
         "rejected",
         "malformed-provenance",
-        &["claims 8589934592 bytes"],
+        &["claims 4294967280 bytes"],
+    );
+    assert_outcome(
+        entry(&scan, "cut-short.so"),
+        "rejected",
+        "not-a-library",
+        &["past the end of the"],
     );
     assert_outcome(
         entry(&scan, "past-end.so"),

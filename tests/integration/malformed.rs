@@ -15,7 +15,9 @@ fn not_plugins_are_refused_and_the_scan_goes_on() {
     )
     .unwrap();
     let hello = fs::read(crate::fixtures::fixtures().lib("hello")).unwrap();
-    fs::write(dir.path().join("truncated.so"), &hello[..hello.len() / 2]).unwrap();
+    // Cut inside its loadable segments (a debug build's second half is only debug info,
+    // which the loader never reads: a cut there leaves a loadable library).
+    fs::write(dir.path().join("truncated.so"), &hello[..64 * 1024]).unwrap();
     fs::write(dir.path().join("ignored.txt"), b"not a candidate").unwrap();
     fs::create_dir(dir.path().join("directory.so")).unwrap();
 

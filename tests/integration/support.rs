@@ -130,15 +130,21 @@ pub fn host() -> Host {
     Host::new(HostIdentity::from_blob(plugin_api::provenance_blob!()).unwrap())
 }
 
-/// File offset and size of the provenance section.
+/// File offset of the provenance note section.
+fn note_offset(data: &[u8]) -> usize {
+    let file = object::File::parse(data).unwrap();
+    let section = file
+        .section_by_name(plugin_api::frame::SECTION_ELF)
+        .expect("provenance note section");
+    section.file_range().unwrap().0 as usize
+}
+
+/// File offset and size of the framed provenance blob (the note's descriptor).
 pub fn provenance_range(path: &Path) -> (usize, usize) {
     let data = fs::read(path).unwrap();
-    let file = object::File::parse(&*data).unwrap();
-    let section = file
-        .section_by_name(plugin_api::frame::SECTION_ELF_PE)
-        .expect("provenance section");
-    let (offset, size) = section.file_range().unwrap();
-    (offset as usize, size as usize)
+    let note = note_offset(&data);
+    let size = u32::from_le_bytes(data[note + 4..note + 8].try_into().unwrap()) as usize;
+    (note + plugin_api::frame::NOTE_PREFIX_LEN, size)
 }
 
 /// Rewrites the provenance JSON of the library at `path` in place (same section size: the
@@ -168,36 +174,38 @@ pub fn patch_section(path: &Path, at: usize, bytes: &[u8]) {
     fs::write(path, data).unwrap();
 }
 
-/// Where the provenance section's header lives: (e_shoff + index * e_shentsize).
-fn provenance_header_offset(data: &[u8]) -> usize {
-    let file = object::File::parse(data).unwrap();
-    let index = file
-        .section_by_name(plugin_api::frame::SECTION_ELF_PE)
-        .unwrap()
-        .index()
-        .0;
-    let shoff = u64::from_le_bytes(data[0x28..0x30].try_into().unwrap()) as usize;
-    let shentsize = u16::from_le_bytes(data[0x3a..0x3c].try_into().unwrap()) as usize;
-    shoff + index * shentsize
-}
-
-/// Sets the provenance section's `sh_offset` and `sh_size` (ELF64, little-endian).
-pub fn set_section_range(path: &Path, offset: u64, size: u64) {
+/// Sets the size the provenance note claims for its descriptor.
+pub fn set_note_size(path: &Path, size: u32) {
     let mut data = fs::read(path).unwrap();
-    let header = provenance_header_offset(&data);
-    data[header + 24..header + 32].copy_from_slice(&offset.to_le_bytes());
-    data[header + 32..header + 40].copy_from_slice(&size.to_le_bytes());
+    let note = note_offset(&data);
+    data[note + 4..note + 8].copy_from_slice(&size.to_le_bytes());
     fs::write(path, data).unwrap();
 }
 
-/// Appends `blob` to the file and points the provenance section at it.
+/// Appends a provenance note carrying `blob` to the file and points the note segment (the
+/// `PT_NOTE` program header that held the original note) at it. ELF64 little-endian only.
 pub fn relocate_provenance(path: &Path, blob: &[u8]) {
     let mut data = fs::read(path).unwrap();
+    let original = note_offset(&data) as u64;
+    let phoff = u64::from_le_bytes(data[0x20..0x28].try_into().unwrap()) as usize;
+    let phentsize = u16::from_le_bytes(data[0x36..0x38].try_into().unwrap()) as usize;
+    let phnum = u16::from_le_bytes(data[0x38..0x3a].try_into().unwrap()) as usize;
+    let header = (0..phnum)
+        .map(|i| phoff + i * phentsize)
+        .find(|&h| {
+            let field =
+                |at: usize| u64::from_le_bytes(data[h + at..h + at + 8].try_into().unwrap());
+            let p_type = u32::from_le_bytes(data[h..h + 4].try_into().unwrap());
+            p_type == object::elf::PT_NOTE && (field(8)..field(8) + field(32)).contains(&original)
+        })
+        .expect("a PT_NOTE segment holds the provenance note");
     data.resize(data.len().next_multiple_of(16), 0);
     let offset = data.len() as u64;
-    data.extend_from_slice(blob);
+    let note = plugin_api::frame::elf_note(blob, false);
+    data.extend_from_slice(&note);
+    data[header + 8..header + 16].copy_from_slice(&offset.to_le_bytes());
+    data[header + 32..header + 40].copy_from_slice(&(note.len() as u64).to_le_bytes());
     fs::write(path, data).unwrap();
-    set_section_range(path, offset, blob.len() as u64);
 }
 
 /// A provenance blob framed by hand (no size limit, unlike `frame::encode`).
