@@ -10,7 +10,7 @@ use plugin_api::provenance::{DecodeError, Provenance};
 use crate::discover::{discover, DiscoverError};
 use crate::error::PluginError;
 use crate::load::{load_root, register, Registration};
-use crate::policy::{judge_with, HostDependencies, Policy};
+use crate::policy::{judge_with, Policy, PreparedHost};
 use crate::read::{open_sized, read_sized};
 use crate::registry::{Kinds, Registry};
 use crate::report::{PluginReport, Status};
@@ -69,7 +69,7 @@ pub struct LoadedPlugin {
 /// rest of the process.
 pub struct Host {
     identity: HostIdentity,
-    host_deps: HostDependencies,
+    host_deps: PreparedHost,
     policy: Policy,
     kinds: Kinds,
     configs: HashMap<String, String>,
@@ -91,7 +91,7 @@ impl Host {
     /// A host with the `default` policy and the demo capability kinds.
     pub fn new(identity: HostIdentity) -> Self {
         Host {
-            host_deps: HostDependencies::new(&identity.provenance),
+            host_deps: PreparedHost::new(&identity.provenance),
             identity,
             policy: Policy::default(),
             kinds: Kinds::demo(),

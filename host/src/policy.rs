@@ -264,13 +264,13 @@ impl Verdict {
 
 /// Judges `plugin` against `host` under `policy`.
 pub fn judge(host: &Provenance, plugin: &Provenance, policy: &Policy) -> Verdict {
-    judge_with(host, &HostDependencies::new(host), plugin, policy)
+    judge_with(host, &PreparedHost::new(host), plugin, policy)
 }
 
 /// [`judge`], with the host's dependencies indexed beforehand (what [`crate::Host`] does).
 pub fn judge_with(
     host: &Provenance,
-    host_deps: &HostDependencies,
+    prepared: &PreparedHost,
     plugin: &Provenance,
     policy: &Policy,
 ) -> Verdict {
@@ -307,7 +307,7 @@ pub fn judge_with(
     let (h, p) = (&host.plugin_api, &plugin.plugin_api);
     push(
         CheckKind::PluginApi,
-        h.to_string(),
+        prepared.plugin_api.clone(),
         p.to_string(),
         (!api_compatible(h, p)).then(|| {
             format!(
@@ -322,7 +322,7 @@ pub fn judge_with(
     let (h, p) = (&host.abi_stable, &plugin.abi_stable);
     push(
         CheckKind::AbiStable,
-        h.to_string(),
+        prepared.abi_stable.clone(),
         p.to_string(),
         (series(h) != series(p)).then(|| {
             format!(
@@ -337,7 +337,7 @@ pub fn judge_with(
     let same_rustc = hr.release == pr.release && hr.commit_hash == pr.commit_hash;
     push(
         CheckKind::Rustc,
-        hr.short(),
+        prepared.rustc.clone(),
         pr.short(),
         (!same_rustc).then(|| {
             format!(
@@ -369,19 +369,7 @@ pub fn judge_with(
         }),
     );
 
-    let profile = |p: &Provenance| {
-        format!(
-            "{} (opt-level {}, debug-assertions {})",
-            p.profile.name,
-            p.profile.opt_level,
-            if p.profile.debug_assertions {
-                "on"
-            } else {
-                "off"
-            }
-        )
-    };
-    let (h, p) = (profile(host), profile(plugin));
+    let (h, p) = (prepared.profile.clone(), profile_text(plugin));
     let differs = (host.profile.opt_level != plugin.profile.opt_level
         || host.profile.debug_assertions != plugin.profile.debug_assertions)
         .then(|| {
@@ -393,7 +381,7 @@ pub fn judge_with(
         });
     push(CheckKind::Profile, h, p, differs);
 
-    let (h, p, differs) = compare_dependencies(host_deps, plugin);
+    let (h, p, differs) = compare_dependencies(prepared, plugin);
     push(CheckKind::Dependencies, h, p, differs);
 
     Verdict { checks }
@@ -418,16 +406,20 @@ fn series_req(host: &Version) -> String {
     format!("{}.0 ..= {host}", series(host))
 }
 
-/// The host's dependencies by name, prepared once per host so that judging a plugin does
-/// not rebuild it.
+/// The host's side of judging, prepared once per host: its dependencies by name, and the
+/// host values every report shows, already formatted.
 #[derive(Debug, Clone, Default)]
-pub struct HostDependencies {
+pub struct PreparedHost {
     versions: HashMap<String, Vec<String>>,
     count: usize,
+    plugin_api: String,
+    abi_stable: String,
+    rustc: String,
+    profile: String,
 }
 
-impl HostDependencies {
-    /// Indexes `host`'s dependency list.
+impl PreparedHost {
+    /// Prepares `host`'s side.
     pub fn new(host: &Provenance) -> Self {
         let mut versions: HashMap<String, Vec<String>> = HashMap::new();
         for d in &host.dependencies {
@@ -437,15 +429,31 @@ impl HostDependencies {
                 list.sort();
             }
         }
-        HostDependencies {
+        PreparedHost {
             versions,
             count: host.dependencies.len(),
+            plugin_api: host.plugin_api.to_string(),
+            abi_stable: host.abi_stable.to_string(),
+            rustc: host.rustc.short(),
+            profile: profile_text(host),
         }
     }
 }
 
+fn profile_text(p: &Provenance) -> String {
+    let assertions = if p.profile.debug_assertions {
+        "on"
+    } else {
+        "off"
+    };
+    format!(
+        "{} (opt-level {}, debug-assertions {assertions})",
+        p.profile.name, p.profile.opt_level
+    )
+}
+
 fn compare_dependencies(
-    host: &HostDependencies,
+    host: &PreparedHost,
     plugin: &Provenance,
 ) -> (String, String, Option<String>) {
     // The plugin's list is sorted by name then version: walk it a name at a time.
