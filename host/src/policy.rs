@@ -6,7 +6,7 @@
 //! the `strict` preset has Go-plugin semantics (same compiler, same panic strategy, same
 //! version of every shared crate).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 
 use plugin_api::provenance::Provenance;
@@ -410,7 +410,7 @@ fn series_req(host: &Version) -> String {
 /// host values every report shows, already formatted.
 #[derive(Debug, Clone, Default)]
 pub struct PreparedHost {
-    versions: HashMap<String, Vec<String>>,
+    versions: BTreeMap<String, Vec<String>>,
     count: usize,
     plugin_api: String,
     abi_stable: String,
@@ -421,11 +421,11 @@ pub struct PreparedHost {
 impl PreparedHost {
     /// Prepares `host`'s side.
     pub fn new(host: &Provenance) -> Self {
-        let mut versions: HashMap<String, Vec<String>> = HashMap::new();
+        let mut versions: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for d in &host.dependencies {
-            let list = versions.entry(d.name.clone()).or_default();
-            if !list.contains(&d.version) {
-                list.push(d.version.clone());
+            let list = versions.entry(d.name().to_owned()).or_default();
+            if !list.iter().any(|v| v == d.version()) {
+                list.push(d.version().to_owned());
                 list.sort();
             }
         }
@@ -462,12 +462,12 @@ fn compare_dependencies(
     let deps = &plugin.dependencies;
     let mut i = 0;
     while i < deps.len() {
-        let name = deps[i].name.as_str();
+        let name = deps[i].name();
         let mut j = i;
         let mut plugin_versions: Vec<&str> = Vec::new();
-        while j < deps.len() && deps[j].name == name {
-            if !plugin_versions.contains(&deps[j].version.as_str()) {
-                plugin_versions.push(&deps[j].version);
+        while j < deps.len() && deps[j].name() == name {
+            if !plugin_versions.contains(&deps[j].version()) {
+                plugin_versions.push(deps[j].version());
             }
             j += 1;
         }

@@ -594,19 +594,22 @@ mod positioned {
     pub(super) struct FileReader<'f> {
         file: &'f File,
         len: u64,
-        head: Box<[u8]>,
+        head: [u8; HEAD as usize],
+        head_len: usize,
         /// Every other range read; only ever pushed to, so the boxed bytes never move.
         ranges: RefCell<Vec<Box<[u8]>>>,
     }
 
     impl<'f> FileReader<'f> {
         pub(super) fn new(file: &'f File, len: u64) -> std::io::Result<Self> {
-            let mut head = vec![0u8; len.min(HEAD) as usize];
-            file.read_exact_at(&mut head, 0)?;
+            let mut head = [0u8; HEAD as usize];
+            let head_len = len.min(HEAD) as usize;
+            file.read_exact_at(&mut head[..head_len], 0)?;
             Ok(FileReader {
                 file,
                 len,
-                head: head.into_boxed_slice(),
+                head,
+                head_len,
                 ranges: RefCell::new(Vec::new()),
             })
         }
@@ -622,7 +625,7 @@ mod positioned {
             if end > self.len {
                 return Err(());
             }
-            if end <= self.head.len() as u64 {
+            if end <= self.head_len as u64 {
                 return Ok(&self.head[offset as usize..end as usize]);
             }
             let size = usize::try_from(size).map_err(|_| ())?;

@@ -87,8 +87,8 @@ fn collect(manifest_dir: &Path) -> Result<Provenance, String> {
     let linked = |krate: &str| {
         dependencies
             .iter()
-            .find(|d| d.name == krate)
-            .map(|d| d.version.parse::<semver::Version>())
+            .find(|d| d.name() == krate)
+            .map(|d| d.version().parse::<semver::Version>())
             .ok_or_else(|| format!("{name} does not link `{krate}`; plugins and hosts must"))?
             .map_err(|e| format!("bad version of {krate}: {e}"))
     };
@@ -206,7 +206,7 @@ fn linked_dependencies(
         ));
     }
     let mut deps = parse_cargo_tree(&String::from_utf8_lossy(&output.stdout))?;
-    deps.retain(|d| !(d.name == name && d.version == version));
+    deps.retain(|d| !(d.name() == name && d.version() == version));
     Ok(deps)
 }
 
@@ -228,11 +228,7 @@ pub fn parse_cargo_tree(text: &str) -> Result<Vec<Dependency>, String> {
         let version = version
             .strip_prefix('v')
             .ok_or_else(|| format!("unexpected `cargo tree` line: {line:?}"))?;
-        deps.push(Dependency {
-            name: name.to_owned(),
-            version: version.to_owned(),
-            source,
-        });
+        deps.push(Dependency::new(name, version, source.as_deref()));
     }
     deps.sort();
     deps.dedup();

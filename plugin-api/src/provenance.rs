@@ -72,46 +72,69 @@ pub struct Profile {
 /// One crate linked into the artifact.
 ///
 /// In the JSON record it is one string, as `cargo tree` prints it: `name version` or
-/// `name version (source)` — compact for the reader, and readable for a person.
+/// `name version (source)` — compact for the reader, and readable for a person. It is kept
+/// as that one string, so decoding a record costs one allocation per dependency.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Dependency {
-    /// Crate (package) name.
-    pub name: String,
-    /// Exact version.
-    pub version: String,
-    /// Where it came from: `None` for crates.io, else the path, git URL or registry.
-    pub source: Option<String>,
-}
-
-impl fmt::Display for Dependency {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.name, self.version)?;
-        if let Some(source) = &self.source {
-            write!(f, " ({source})")?;
-        }
-        Ok(())
-    }
+    spec: String,
+    name_end: usize,
+    version_end: usize,
 }
 
 impl Dependency {
+    /// A dependency from its parts; `source` is `None` for crates.io.
+    pub fn new(name: &str, version: &str, source: Option<&str>) -> Dependency {
+        let mut spec = format!("{name} {version}");
+        if let Some(source) = source {
+            spec.push_str(&format!(" ({source})"));
+        }
+        Dependency {
+            name_end: name.len(),
+            version_end: name.len() + 1 + version.len(),
+            spec,
+        }
+    }
+
     /// Parses `name version` or `name version (source)`.
     pub fn parse(spec: &str) -> Option<Dependency> {
         let (name, rest) = spec.split_once(' ')?;
-        let (version, source) = match rest.split_once(' ') {
+        let version = match rest.split_once(' ') {
             Some((version, source)) => {
-                let source = source.strip_prefix('(')?.strip_suffix(')')?;
-                (version, Some(source.to_owned()))
+                source.strip_prefix('(')?.strip_suffix(')')?;
+                version
             }
-            None => (rest, None),
+            None => rest,
         };
         if name.is_empty() || version.is_empty() {
             return None;
         }
         Some(Dependency {
-            name: name.to_owned(),
-            version: version.to_owned(),
-            source,
+            name_end: name.len(),
+            version_end: name.len() + 1 + version.len(),
+            spec: spec.to_owned(),
         })
+    }
+
+    /// Crate (package) name.
+    pub fn name(&self) -> &str {
+        &self.spec[..self.name_end]
+    }
+
+    /// Exact version.
+    pub fn version(&self) -> &str {
+        &self.spec[self.name_end + 1..self.version_end]
+    }
+
+    /// Where it came from: `None` for crates.io, else the path, git URL or registry.
+    pub fn source(&self) -> Option<&str> {
+        let rest = &self.spec[self.version_end..];
+        rest.strip_prefix(" (").and_then(|r| r.strip_suffix(')'))
+    }
+}
+
+impl fmt::Display for Dependency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.spec)
     }
 }
 
@@ -188,8 +211,8 @@ impl Provenance {
     pub fn dependency_versions<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.dependencies
             .iter()
-            .filter(move |d| d.name == name)
-            .map(|d| d.version.as_str())
+            .filter(move |d| d.name() == name)
+            .map(Dependency::version)
     }
 }
 
@@ -218,11 +241,7 @@ mod tests {
                 panic: "unwind".into(),
             },
             features: vec![],
-            dependencies: vec![Dependency {
-                name: "log".into(),
-                version: "0.4.35".into(),
-                source: None,
-            }],
+            dependencies: vec![Dependency::new("log", "0.4.35", None)],
         }
     }
 
@@ -239,9 +258,14 @@ mod tests {
         assert!(json.contains(r#""dependencies":["log 0.4.35"]"#), "{json}");
         let d = Dependency::parse("plugin-api 0.1.0 (/w/plugin-api)").unwrap();
         assert_eq!(
-            (d.name.as_str(), d.version.as_str(), d.source.as_deref()),
+            (d.name(), d.version(), d.source()),
             ("plugin-api", "0.1.0", Some("/w/plugin-api"))
         );
+        assert_eq!(
+            d,
+            Dependency::new("plugin-api", "0.1.0", Some("/w/plugin-api"))
+        );
+        assert_eq!(Dependency::new("log", "0.4.35", None).source(), None);
         assert_eq!(Dependency::parse(&d.to_string()), Some(d));
         for bad in ["", "log", "log 1.0 /path", " 1.0"] {
             assert_eq!(Dependency::parse(bad), None, "{bad:?}");

@@ -52,7 +52,7 @@ fn recorded_dependencies_match_cargo_tree() {
     let recorded: BTreeSet<(String, String)> = provenance
         .dependencies
         .iter()
-        .map(|d| (d.name.clone(), d.version.clone()))
+        .map(|d| (d.name().to_owned(), d.version().to_owned()))
         .collect();
     assert_eq!(recorded, cargo_tree_linked("hello"));
     let names: Vec<&str> = recorded.iter().map(|(n, _)| n.as_str()).collect();
