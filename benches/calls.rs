@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use abi_stable::std_types::{RSlice, RStr, RVec};
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 
 use host::{ScanMode, Status};
 use plugin_api::{CallResult, CommandKind, TransformKind};
@@ -146,6 +146,32 @@ fn chunked(input: &[u8], mut f: impl FnMut(&[u8])) {
     }
 }
 
+/// Runs `cmd` as a filter over `input`, draining its output; returns the bytes it wrote.
+fn through_pipes(mut cmd: Command, input: &[u8]) -> usize {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let total = std::thread::scope(|s| {
+        s.spawn(move || stdin.write_all(input).unwrap());
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0usize;
+        loop {
+            let n = stdout.read(&mut buf).unwrap();
+            if n == 0 {
+                break total;
+            }
+            total += n;
+        }
+    });
+    assert!(child.wait().unwrap().success());
+    assert!(total > input.len() / 2);
+    total
+}
+
 fn throughput(c: &mut Criterion) {
     let a = artifacts();
     let input = log_lines(THROUGHPUT_BYTES);
@@ -160,31 +186,18 @@ fn throughput(c: &mut Criterion) {
 
     g.bench_function("plugin-host transform (process, pipes)", |b| {
         b.iter(|| {
-            let mut child = Command::new(&a.cli)
-                .args(["--log", "error", "transform", "--plugins"])
+            let mut cmd = Command::new(&a.cli);
+            cmd.args(["--log", "error", "transform", "--plugins"])
                 .arg(&dir)
-                .arg("redact")
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap();
-            let mut stdin = child.stdin.take().unwrap();
-            let mut stdout = child.stdout.take().unwrap();
-            let input: &[u8] = &input;
-            std::thread::scope(|s| {
-                s.spawn(move || stdin.write_all(input).unwrap());
-                let mut buf = vec![0u8; 1 << 20];
-                let mut total = 0usize;
-                loop {
-                    let n = stdout.read(&mut buf).unwrap();
-                    if n == 0 {
-                        break;
-                    }
-                    total += n;
-                }
-                assert!(total > THROUGHPUT_BYTES / 2);
-            });
-            assert!(child.wait().unwrap().success());
+                .arg("redact");
+            through_pipes(cmd, &input)
+        })
+    });
+    g.bench_function("compiled-in filter (process, pipes)", |b| {
+        b.iter(|| {
+            let mut cmd = Command::new(std::env::current_exe().unwrap());
+            cmd.env(FILTER_ENV, "1");
+            through_pipes(cmd, &input)
         })
     });
 
@@ -227,4 +240,44 @@ mod group {
     use super::*;
     criterion_group!(benches, call_overhead, throughput);
 }
-criterion_main!(group::benches);
+
+/// Set in the environment of this benchmark re-run as a plain stdin → stdout filter: the
+/// compiled-in counterpart of `plugin-host transform redact`, behind the same pipes.
+const FILTER_ENV: &str = "PLUGIN_HOST_BENCH_REDACT_FILTER";
+
+/// `plugin-host transform`'s streaming, with the redactor compiled in.
+fn compiled_in_filter() {
+    let redactor = redact::Redactor::new(&[]);
+    let (mut stdin, mut stdout) = (std::io::stdin().lock(), std::io::stdout().lock());
+    let mut buf: Vec<u8> = Vec::with_capacity(2 * BLOCK);
+    let mut out: Vec<u8> = Vec::with_capacity(2 * BLOCK);
+    loop {
+        let start = buf.len();
+        buf.resize(start + BLOCK, 0);
+        let n = stdin.read(&mut buf[start..]).unwrap();
+        buf.truncate(start + n);
+        let cut = if n == 0 {
+            buf.len()
+        } else {
+            match buf[start..].iter().rposition(|&b| b == b'\n') {
+                Some(i) => start + i + 1,
+                None => continue,
+            }
+        };
+        out.clear();
+        redactor.redact(&buf[..cut], |s| out.extend_from_slice(s));
+        stdout.write_all(&out).unwrap();
+        buf.drain(..cut);
+        if n == 0 {
+            return;
+        }
+    }
+}
+
+fn main() {
+    if std::env::var_os(FILTER_ENV).is_some() {
+        return compiled_in_filter();
+    }
+    group::benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -11,6 +11,8 @@
 // abi_stable 0.11's `sabi_trait` expansion puts impls inside a `const` block.
 #![allow(non_local_definitions)]
 
+use std::mem::MaybeUninit;
+
 use abi_stable::sabi_trait;
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RBox, RResult, RSlice, RStr, RString, RVec};
@@ -77,11 +79,16 @@ impl<C: Command> FfiCommand for GuardedCommand<C> {
     fn call(&self, args: RSlice<'_, RStr<'_>>) -> RResult<RString, CallError> {
         guard(|| {
             let output = if args.len() <= INLINE_ARGS {
-                let mut inline = [""; INLINE_ARGS];
+                let mut inline = [MaybeUninit::<&str>::uninit(); INLINE_ARGS];
                 for (slot, arg) in inline.iter_mut().zip(args.iter()) {
-                    *slot = arg.as_str();
+                    slot.write(arg.as_str());
                 }
-                self.0.run(&inline[..args.len()])?
+                // SAFETY: the first `args.len()` slots were written just above, and
+                // `MaybeUninit<&str>` has the layout of `&str`.
+                let args = unsafe {
+                    std::slice::from_raw_parts(inline.as_ptr().cast::<&str>(), args.len())
+                };
+                self.0.run(args)?
             } else {
                 let args: Vec<&str> = args.iter().map(RStr::as_str).collect();
                 self.0.run(&args)?

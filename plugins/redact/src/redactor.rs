@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use regex::bytes::{Captures, Regex};
+use regex::bytes::Regex;
 
 /// A kind of secret `redact` knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,16 +39,14 @@ impl Secret {
     fn pattern(self) -> &'static str {
         match self {
             Secret::Email => {
-                r"(?P<email>[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,})"
+                r"(?:[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,})"
             }
             Secret::Ipv4 => {
-                r"(?P<ipv4>\b(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\b)"
+                r"(?:\b(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\b)"
             }
-            Secret::BearerToken => {
-                r"(?P<bearer>\b[Bb][Ee][Aa][Rr][Ee][Rr][ \t]+)(?P<token>[A-Za-z0-9\-._~+/]+=*)"
-            }
+            Secret::BearerToken => r"\b[Bb][Ee][Aa][Rr][Ee][Rr][ \t]+(?:[A-Za-z0-9\-._~+/]+=*)",
             Secret::AwsAccessKey => {
-                r"(?P<aws>\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b)"
+                r"(?:\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b)"
             }
         }
     }
@@ -110,12 +108,14 @@ impl Redactor {
 
     /// Appends `input` with every secret masked to `out` (through `emit`).
     pub fn redact(&self, input: &[u8], mut emit: impl FnMut(&[u8])) {
+        // `find_iter` runs the fast lazy DFA only; which kind of secret matched is told from
+        // the match itself (the kinds cannot be confused), which avoids capture groups and the
+        // much slower engines that resolve them.
         let mut last = 0;
-        for caps in self.regex.captures_iter(input) {
-            let whole = caps.get(0).expect("group 0 always matches");
-            emit(&input[last..whole.start()]);
-            emit_replacement(&caps, &mut emit);
-            last = whole.end();
+        for found in self.regex.find_iter(input) {
+            emit(&input[last..found.start()]);
+            emit_replacement(found.as_bytes(), &mut emit);
+            last = found.end();
         }
         emit(&input[last..]);
     }
@@ -128,13 +128,20 @@ impl Redactor {
     }
 }
 
-fn emit_replacement(caps: &Captures<'_>, emit: &mut impl FnMut(&[u8])) {
-    if let Some(prefix) = caps.name("bearer") {
-        emit(prefix.as_bytes());
-        emit(b"[REDACTED:token]");
-    } else if caps.name("email").is_some() {
+/// Emits the replacement for one match. An e-mail address is the only kind with an `@`; a
+/// bearer token starts with the word `bearer` (kept, with its spacing); an IPv4 address is
+/// digits and dots; anything else the pattern matches is an access key id.
+fn emit_replacement(secret: &[u8], emit: &mut impl FnMut(&[u8])) {
+    if secret.contains(&b'@') {
         emit(b"[REDACTED:email]");
-    } else if caps.name("ipv4").is_some() {
+    } else if secret.len() > 6 && secret[..6].eq_ignore_ascii_case(b"bearer") {
+        let token = secret[6..]
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .map_or(secret.len(), |i| 6 + i);
+        emit(&secret[..token]);
+        emit(b"[REDACTED:token]");
+    } else if secret.iter().all(|b| b.is_ascii_digit() || *b == b'.') {
         emit(b"[REDACTED:ipv4]");
     } else {
         emit(b"[REDACTED:aws-key]");
