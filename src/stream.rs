@@ -90,7 +90,7 @@ fn apply_chain(
 ) -> Result<(), StreamError> {
     a.clear();
     let Some((first, rest)) = transforms.split_first() else {
-        a.extend_from_slice(chunk);
+        a.extend_from_copy_slice(chunk);
         return Ok(());
     };
     first

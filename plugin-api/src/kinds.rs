@@ -40,6 +40,9 @@ where
 /// The host feeds the stream in chunks that end at a line boundary (`\n`), except the last
 /// chunk of a stream without a final newline and lines longer than the host's chunk limit;
 /// a line-oriented transform can therefore work chunk by chunk without keeping state.
+///
+/// Append to `output` with `extend_from_copy_slice`, `push` or `std::io::Write`:
+/// `RVec::extend_from_slice` clones element by element, which is far slower for bytes.
 pub trait Transform: Send + Sync + 'static {
     /// Appends the transformed `input` to `output`.
     fn apply(&self, input: &[u8], output: &mut RVec<u8>) -> CallResult<()>;

@@ -28,7 +28,7 @@ fn register(init: &mut Initializer<'_>) -> RegisterResult {
     init.add_transform(
         "redact",
         move |input: &[u8], out: &mut RVec<u8>| -> CallResult<()> {
-            redactor.redact(input, |s| out.extend_from_slice(s));
+            redactor.redact(input, |s| out.extend_from_copy_slice(s));
             Ok(())
         },
     )?;
