@@ -92,6 +92,13 @@ fn call_overhead(c: &mut Criterion) {
     g.bench_function("compiled in, fn pointer", |b| {
         b.iter(|| greet(black_box(&["Ada"]), &host_label))
     });
+    // The same FFI object the plugin makes (abi_stable dispatch, panic guard, RString), built
+    // in this process: what the object costs, apart from crossing into another library.
+    let label = host_label.clone();
+    let local = CommandKind::object(move |args: &[&str]| hello::greet(args, &label));
+    g.bench_function("compiled in, FFI object", |b| {
+        b.iter(|| local.call(black_box(RSlice::from_slice(&args))))
+    });
     g.finish();
 
     let mut g = c.benchmark_group("transform redact (one 84-byte line)");

@@ -54,6 +54,19 @@ impl Fresh {
     }
 }
 
+/// Loads each file through abi_stable alone (header, version and layout checks, root module).
+fn bare_load(files: &[PathBuf]) -> Duration {
+    let start = Instant::now();
+    for file in files {
+        let root = lib_header_from_path(file)
+            .unwrap()
+            .init_root_module::<PluginRootRef>()
+            .unwrap();
+        std::hint::black_box(root);
+    }
+    start.elapsed()
+}
+
 fn verify_vs_load() {
     let a = artifacts();
     let host = host();
@@ -86,15 +99,7 @@ fn verify_vs_load() {
         dlopen.push(per_file(open, BLOCK));
 
         let copies = fresh.copies(&a.hello, BLOCK);
-        let start = Instant::now();
-        for c in &copies {
-            let root = lib_header_from_path(c)
-                .unwrap()
-                .init_root_module::<PluginRootRef>()
-                .unwrap();
-            std::hint::black_box(root);
-        }
-        abi.push(per_file(start.elapsed(), BLOCK));
+        abi.push(per_file(bare_load(&copies), BLOCK));
     }
     let (v, d, l) = (median(verify), median(dlopen), median(abi));
     println!("per-file  verify (read + judge provenance): {v:8.2} µs");
@@ -136,15 +141,7 @@ fn scan_load_register() {
 
         // Bare: the same number of fresh files, loaded through abi_stable, nothing else.
         let copies = fresh.copies(&a.hello, PLUGINS);
-        let start = Instant::now();
-        for c in &copies {
-            let root = lib_header_from_path(c)
-                .unwrap()
-                .init_root_module::<PluginRootRef>()
-                .unwrap();
-            std::hint::black_box(root);
-        }
-        bare.push(start.elapsed().as_secs_f64() * 1e3);
+        bare.push(bare_load(&copies).as_secs_f64() * 1e3);
     }
     let (o, b) = (median(ours), median(bare));
     println!("100 plugins  scan + verify + load + register: {o:8.2} ms");

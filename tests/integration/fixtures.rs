@@ -162,7 +162,9 @@ export_plugin!(register);
     );
 }
 
-fn cargo(dir: &Path, args: &[&str]) {
+/// Runs `cargo ARGS` in `dir` (the cargo running the tests) and returns its stdout; fails the
+/// test with cargo's stderr if it fails.
+pub fn cargo(dir: &Path, args: &[&str]) -> String {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let output = Command::new(cargo)
         .args(args)
@@ -177,6 +179,7 @@ fn cargo(dir: &Path, args: &[&str]) {
         dir.display(),
         String::from_utf8_lossy(&output.stderr)
     );
+    String::from_utf8(output.stdout).expect("cargo prints UTF-8")
 }
 
 fn write(path: &Path, text: &str) {

@@ -3,28 +3,21 @@
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use crate::fixtures::{fixtures, root};
+use crate::fixtures::{cargo, fixtures, root};
 use crate::support::*;
 
 /// `cargo tree -e normal` for `package`, minus proc-macros and what only they pull in (they
 /// run inside the compiler and are not linked into the artifact), minus the package itself.
 fn cargo_tree_linked(package: &str) -> BTreeSet<(String, String)> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
-        .args([
+    let tree = cargo(
+        root(),
+        &[
             "tree", "-e", "normal", "-p", package, "--prefix", "depth", "--format", "{p}",
-        ])
-        .current_dir(root())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
     let mut linked = BTreeSet::new();
     let mut skip_below: Option<usize> = None;
-    for line in String::from_utf8(out.stdout).unwrap().lines() {
+    for line in tree.lines() {
         let digits = line.chars().take_while(char::is_ascii_digit).count();
         let depth: usize = line[..digits].parse().unwrap();
         let rest = &line[digits..];

@@ -1,9 +1,8 @@
 //! The README's "Writing a plugin" example builds outside this workspace and works.
 
 use std::fs;
-use std::process::Command;
 
-use crate::fixtures::{fixtures, root};
+use crate::fixtures::{cargo, fixtures, root};
 use crate::support::*;
 
 /// The fenced code block that follows the line naming `file` in the section.
@@ -33,16 +32,9 @@ fn readme_plugin_builds_and_loads() {
     fs::copy(root().join("Cargo.lock"), dir.path().join("Cargo.lock")).unwrap();
 
     let target = fixtures().libs.parent().unwrap();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
-        .args(["build", "--target-dir", target.to_str().unwrap()])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    cargo(
+        dir.path(),
+        &["build", "--target-dir", target.to_str().unwrap()],
     );
 
     let lib = fixtures().lib("shout");
