@@ -151,6 +151,12 @@ fn huge_sparse_and_numerous_files_stay_under_the_memory_ceiling() {
     let mut past = hello.clone();
     past[0x20..0x28].copy_from_slice(&(hello.len() as u64 + 4096).to_le_bytes());
     fs::write(p.join("past-end.so"), past).unwrap();
+    // A section table that starts past the end of the file, in a library whose provenance
+    // (if any) can only be found through it.
+    let mut no_note = fs::read(fixtures().lib("not-a-plugin")).unwrap();
+    let len = no_note.len() as u64;
+    no_note[0x28..0x30].copy_from_slice(&(len + 4096).to_le_bytes());
+    fs::write(p.join("sections-past-end.so"), no_note).unwrap();
     // A library cut short: its loadable segments reach past the end (dlopen would fault).
     fs::write(p.join("cut-short.so"), &hello[..64 * 1024]).unwrap();
 
@@ -169,6 +175,12 @@ fn huge_sparse_and_numerous_files_stay_under_the_memory_ceiling() {
         "rejected",
         "malformed-provenance",
         &["claims 4294967280 bytes"],
+    );
+    assert_outcome(
+        entry(&scan, "sections-past-end.so"),
+        "rejected",
+        "not-a-library",
+        &["truncated or corrupt ELF"],
     );
     assert_outcome(
         entry(&scan, "cut-short.so"),
