@@ -26,6 +26,10 @@ use crate::reason::ReasonCode;
 const MAX_SECTION_LEN: u64 = (frame::HEADER_LEN + frame::MAX_PAYLOAD_LEN + 4096) as u64;
 /// The largest section header table read (65 536 64-byte entries).
 const MAX_SECTION_TABLE_LEN: u64 = 4 << 20;
+/// How much of a note segment is read to look for the provenance note.
+const NOTE_WINDOW: u64 = MAX_SECTION_LEN + (64 << 10);
+/// How much of all note segments together is read.
+const MAX_NOTE_BYTES: u64 = 4 * NOTE_WINDOW;
 /// The largest section-name table read; real ones are a few hundred bytes.
 const MAX_SECTION_NAMES_LEN: u64 = 1 << 20;
 
@@ -401,6 +405,9 @@ fn elf_section<'a, Elf: FileHeader<Endian = object::Endianness>, R: ReadRef<'a>>
         }
     }
     let big_endian = !header.is_little_endian();
+    // Note segments are walked in memory, within a budget of bytes read: a hostile file
+    // cannot make the reader loop over a huge segment or re-read one thousands of times.
+    let mut budget = MAX_NOTE_BYTES;
     for segment in segments
         .iter()
         .filter(|s| s.p_type(endian) == object::elf::PT_NOTE)
@@ -414,8 +421,11 @@ fn elf_section<'a, Elf: FileHeader<Endian = object::Endianness>, R: ReadRef<'a>>
             segment.p_offset(endian).into(),
             segment.p_filesz(endian).into(),
         );
-        if let Some(blob) = find_note(path, data, big_endian, range, align)? {
+        if let Some(blob) = find_note(path, data, big_endian, range, align, &mut budget)? {
             return Ok(blob);
+        }
+        if budget == 0 {
+            break;
         }
     }
 
@@ -461,56 +471,65 @@ fn elf_section<'a, Elf: FileHeader<Endian = object::Endianness>, R: ReadRef<'a>>
             detail: format!("section `{}` has no bytes in the file", frame::SECTION_ELF),
         });
     };
-    find_note(path, data, big_endian, range, 4)?.ok_or_else(no_provenance)
+    let mut budget = NOTE_WINDOW;
+    find_note(path, data, big_endian, range, 4, &mut budget)?.ok_or_else(no_provenance)
 }
 
 /// Walks the ELF notes in `(offset, size)` and returns the provenance note's descriptor.
-/// Only note headers are read until the provenance note is found.
+///
+/// The note headers are read in one window of at most [`NOTE_WINDOW`] bytes (taken from
+/// `budget`) and walked in memory; a provenance note must start within that window.
 fn find_note<'a, R: ReadRef<'a>>(
     path: &Path,
     data: R,
     big_endian: bool,
     (offset, size): (u64, u64),
     align: u64,
+    budget: &mut u64,
 ) -> Result<Option<Vec<u8>>, ReadError> {
     let malformed = |detail: String| ReadError::Malformed {
         path: path.to_owned(),
         detail,
     };
+    let window_len = size.min(NOTE_WINDOW).min(*budget);
+    *budget -= window_len;
+    let Ok(window) = data.read_bytes_at(offset, window_len) else {
+        return Ok(None); // a note segment outside the file holds no provenance
+    };
     let pad = |n: u64| n.div_ceil(align) * align;
-    let end = offset.saturating_add(size);
-    let mut at = offset;
-    while at.saturating_add(12) <= end {
-        let Ok(header) = data.read_bytes_at(at, 12) else {
-            return Ok(None); // a note segment outside the file holds no provenance
-        };
-        let word = |i: usize| {
-            let raw: [u8; 4] = header[i * 4..i * 4 + 4].try_into().expect("4 bytes");
-            u64::from(if big_endian {
-                u32::from_be_bytes(raw)
-            } else {
-                u32::from_le_bytes(raw)
-            })
-        };
-        let (name_size, desc_size) = (word(0), word(1));
+    let word = |at: usize| {
+        let raw: [u8; 4] = window[at..at + 4].try_into().expect("4 bytes");
+        u64::from(if big_endian {
+            u32::from_be_bytes(raw)
+        } else {
+            u32::from_le_bytes(raw)
+        })
+    };
+    let name = &frame::NOTE_NAME[..];
+    let mut at: u64 = 0;
+    while at + 12 <= window_len {
+        let (name_size, desc_size) = (word(at as usize), word(at as usize + 4));
         let name_at = at + 12;
         let desc_at = name_at + pad(name_size);
-        if name_size == frame::NOTE_NAME.len() as u64
-            && data.read_bytes_at(name_at, name_size) == Ok(&frame::NOTE_NAME[..])
-        {
+        let is_ours = name_size == name.len() as u64
+            && window.get(name_at as usize..(name_at + name_size) as usize) == Some(name);
+        if is_ours {
             if desc_size > MAX_SECTION_LEN {
                 return Err(malformed(format!(
                     "the provenance note claims {desc_size} bytes, more than the {MAX_SECTION_LEN}-byte limit"
                 )));
             }
-            if desc_at + desc_size > end {
+            if desc_at + desc_size > size {
                 return Err(malformed(format!(
                     "the provenance note claims {desc_size} bytes, more than its segment holds"
                 )));
             }
-            let desc = data
-                .read_bytes_at(desc_at, desc_size)
-                .map_err(|()| malformed("the provenance note lies outside the file".into()))?;
+            let desc = match window.get(desc_at as usize..(desc_at + desc_size) as usize) {
+                Some(desc) => desc,
+                None => data
+                    .read_bytes_at(offset + desc_at, desc_size)
+                    .map_err(|()| malformed("the provenance note lies outside the file".into()))?,
+            };
             return Ok(Some(desc.to_vec()));
         }
         at = desc_at.saturating_add(pad(desc_size));

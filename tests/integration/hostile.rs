@@ -144,6 +144,18 @@ fn huge_sparse_and_numerous_files_stay_under_the_memory_ceiling() {
     use std::io::Write;
     (&sparse).write_all(&hello[..64]).unwrap();
     sparse.set_len(4 << 30).unwrap();
+    // A 4 GiB sparse file whose one note segment spans all of it (millions of empty notes).
+    let mut header = hello[..64].to_vec();
+    header[0x38..0x3a].copy_from_slice(&1u16.to_le_bytes()); // e_phnum
+    let mut phdr = [0u8; 56];
+    phdr[0..4].copy_from_slice(&object::elf::PT_NOTE.to_le_bytes());
+    phdr[8..16].copy_from_slice(&4096u64.to_le_bytes());
+    phdr[32..40].copy_from_slice(&((4u64 << 30) - 8192).to_le_bytes());
+    phdr[48..56].copy_from_slice(&4u64.to_le_bytes());
+    header.extend_from_slice(&phdr);
+    let notes = fs::File::create(p.join("sparse-notes.so")).unwrap();
+    (&notes).write_all(&header).unwrap();
+    notes.set_len(4 << 30).unwrap();
     // A provenance note claiming 4 GiB.
     let huge = copy_into(&dir, "hello", "huge-section.so");
     set_note_size(&huge, u32::MAX - 15);
@@ -170,6 +182,12 @@ fn huge_sparse_and_numerous_files_stay_under_the_memory_ceiling() {
     );
     let scan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_outcome(entry(&scan, "sparse.so"), "rejected", "no-provenance", &[]);
+    assert_outcome(
+        entry(&scan, "sparse-notes.so"),
+        "rejected",
+        "no-provenance",
+        &[],
+    );
     assert_outcome(
         entry(&scan, "huge-section.so"),
         "rejected",
