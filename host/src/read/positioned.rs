@@ -1,0 +1,81 @@
+//! A [`ReadRef`] over a file that costs one `pread` per range read, with the first block
+//! read up front (it holds the file header): object's `ReadCache` pays an `lseek` and a
+//! `read` per range, which is most of the cost of verifying a file.
+
+use std::cell::RefCell;
+use std::fs::File;
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+
+use object::ReadRef;
+
+/// Bytes read up front: the ELF header and program headers fit.
+const HEAD: u64 = 4096;
+/// The longest string `read_bytes_at_until` looks through (as object's `ReadCache`).
+const MAX_STRING: u64 = 4096;
+
+pub(super) struct FileReader<'f> {
+    file: &'f File,
+    len: u64,
+    head: [u8; HEAD as usize],
+    head_len: usize,
+    /// Every other range read; only ever pushed to, so the boxed bytes never move.
+    ranges: RefCell<Vec<Box<[u8]>>>,
+}
+
+impl<'f> FileReader<'f> {
+    pub(super) fn new(file: &'f File, len: u64) -> std::io::Result<Self> {
+        let mut head = [0u8; HEAD as usize];
+        let head_len = len.min(HEAD) as usize;
+        file.read_exact_at(&mut head[..head_len], 0)?;
+        Ok(FileReader {
+            file,
+            len,
+            head,
+            head_len,
+            ranges: RefCell::new(Vec::new()),
+        })
+    }
+}
+
+impl<'a> ReadRef<'a> for &'a FileReader<'_> {
+    fn len(self) -> Result<u64, ()> {
+        Ok(self.len)
+    }
+
+    fn read_bytes_at(self, offset: u64, size: u64) -> Result<&'a [u8], ()> {
+        let end = offset.checked_add(size).ok_or(())?;
+        if end > self.len {
+            return Err(());
+        }
+        if end <= self.head_len as u64 {
+            return Ok(&self.head[offset as usize..end as usize]);
+        }
+        let size = usize::try_from(size).map_err(|_| ())?;
+        let mut bytes = Vec::new();
+        bytes.try_reserve_exact(size).map_err(|_| ())?;
+        bytes.resize(size, 0);
+        self.file
+            .read_exact_at(&mut bytes, offset)
+            .map_err(|_| ())?;
+        let bytes = bytes.into_boxed_slice();
+        let slice: *const [u8] = &*bytes;
+        self.ranges.borrow_mut().push(bytes);
+        // SAFETY: `slice` points into a boxed buffer now owned by `self.ranges`, which only
+        // ever grows: the buffer is neither moved (moving a `Box` does not move its heap
+        // data) nor freed nor written to before `self` is dropped, and `'a` borrows `self`.
+        Ok(unsafe { &*slice })
+    }
+
+    fn read_bytes_at_until(self, range: Range<u64>, delimiter: u8) -> Result<&'a [u8], ()> {
+        let size = range
+            .end
+            .checked_sub(range.start)
+            .ok_or(())?
+            .min(MAX_STRING);
+        let size = size.min(self.len.saturating_sub(range.start));
+        let bytes = self.read_bytes_at(range.start, size)?;
+        let end = bytes.iter().position(|&b| b == delimiter).ok_or(())?;
+        Ok(&bytes[..end])
+    }
+}
