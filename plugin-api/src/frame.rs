@@ -163,38 +163,39 @@ pub fn decode(blob: &[u8]) -> Result<&[u8], FrameError> {
 /// ```
 #[macro_export]
 macro_rules! provenance_blob {
-    () => {{
-        // The recorder wrote one blob per panic strategy; the crate expanding this knows its own.
-        #[cfg(panic = "abort")]
-        const BLOB: &[u8] = ::core::include_bytes!(::core::concat!(
-            ::core::env!("OUT_DIR"),
-            "/plugin-provenance-abort.bin"
-        ));
-        #[cfg(not(panic = "abort"))]
-        const BLOB: &[u8] = ::core::include_bytes!(::core::concat!(
-            ::core::env!("OUT_DIR"),
-            "/plugin-provenance-unwind.bin"
-        ));
-        BLOB
-    }};
+    () => {
+        $crate::__provenance_file!("bin")
+    };
 }
 
 /// The section contents [`crate::export_plugin!`] embeds (see [`provenance_blob!`]).
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __provenance_section {
-    () => {{
+    () => {
+        $crate::__provenance_file!("section")
+    };
+}
+
+/// `$OUT_DIR/plugin-provenance-<strategy>.<ext>`: the recorder wrote one file per panic
+/// strategy, and the crate expanding this knows its own.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __provenance_file {
+    ($ext:literal) => {{
         #[cfg(panic = "abort")]
-        const SECTION: &[u8] = ::core::include_bytes!(::core::concat!(
+        const BYTES: &[u8] = ::core::include_bytes!(::core::concat!(
             ::core::env!("OUT_DIR"),
-            "/plugin-provenance-abort.section"
+            "/plugin-provenance-abort.",
+            $ext
         ));
         #[cfg(not(panic = "abort"))]
-        const SECTION: &[u8] = ::core::include_bytes!(::core::concat!(
+        const BYTES: &[u8] = ::core::include_bytes!(::core::concat!(
             ::core::env!("OUT_DIR"),
-            "/plugin-provenance-unwind.section"
+            "/plugin-provenance-unwind.",
+            $ext
         ));
-        SECTION
+        BYTES
     }};
 }
 
