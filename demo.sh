@@ -14,6 +14,10 @@ step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
 
 step "$host" host-info
 step "$host" scan "$plugins"
+# Something that is not a plugin, dropped into the directory: refused, with a reason, no code run.
+cp "$host" "$plugins/libimpostor.so"
+step "$host" scan --no-load "$plugins"
+rm "$plugins/libimpostor.so"
 step "$host" run --plugins "$plugins" hello Ada
 step "$host" run --plugins "$plugins" wc README.md Cargo.toml
 printf '\n\033[1m$ %s\033[0m\n' "<sample log> | $host transform --plugins $plugins redact"
