@@ -297,9 +297,47 @@ fn compiled_in_filter() {
     }
 }
 
+/// Set (to `PATH:N`, `PATH` one of `plugin-command`, `compiled-command`, `plugin-transform`,
+/// `compiled-transform`) to make N calls down one path and exit: run that under
+/// `valgrind --tool=callgrind` with N and with 0 to count the instructions of one call.
+const LOOP_ENV: &str = "PLUGIN_HOST_BENCH_CALL_LOOP";
+
+fn call_loop(spec: &str) {
+    let (path, n) = spec.split_once(':').expect("PATH:N");
+    let n: usize = n.parse().expect("N");
+    let host = loaded_host();
+    let registry = host.registry();
+    let command = registry.get::<CommandKind>("hello").unwrap();
+    let transform = registry.get::<TransformKind>("redact").unwrap();
+    let redactor = redact::Redactor::new(&[]);
+    let greet: fn(&[&str], &str) -> CallResult<String> = black_box(hello::greet);
+    let args = [RStr::from("Ada")];
+    let (mut rout, mut vout) = (RVec::with_capacity(256), Vec::with_capacity(256));
+    for _ in 0..n {
+        match path {
+            "plugin-command" => drop(black_box(command.call(RSlice::from_slice(&args)))),
+            "compiled-command" => drop(black_box(greet(&["Ada"], "plugin-host 0.1.0"))),
+            "plugin-transform" => {
+                rout.clear();
+                transform
+                    .apply(RSlice::from_slice(black_box(LINE)), &mut rout)
+                    .unwrap();
+            }
+            "compiled-transform" => {
+                vout.clear();
+                redactor.redact(black_box(LINE), |s| vout.extend_from_slice(s));
+            }
+            other => panic!("unknown call path {other}"),
+        }
+    }
+}
+
 fn main() {
     if std::env::var_os(FILTER_ENV).is_some() {
         return compiled_in_filter();
+    }
+    if let Ok(spec) = std::env::var(LOOP_ENV) {
+        return call_loop(&spec);
     }
     group::benches();
     Criterion::default().configure_from_args().final_summary();
