@@ -9,7 +9,7 @@ use plugin_api::provenance::{DecodeError, Provenance};
 
 use crate::discover::{discover, DiscoverError};
 use crate::error::PluginError;
-use crate::load::{load_root, register, Registration};
+use crate::load::{init_root, open_library, register, Registration};
 use crate::policy::{judge_with, Policy, PreparedHost};
 use crate::read::{open_sized, read_sized};
 use crate::registry::{Kinds, Registry};
@@ -245,12 +245,16 @@ impl Host {
             hook(&path);
         }
         let resolved = fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
-        let root = load_root(&loadable_path(&verified.file, &resolved), &path);
-        // The descriptor stays open for good once the loader has seen it: the library is never
+        let header = match open_library(&loadable_path(&verified.file, &resolved), &path) {
+            Ok(header) => header,
+            // A failed `dlopen` mapped nothing; the descriptor is closed with `verified.file`.
+            Err(e) => return report.with_error(Status::Failed, e),
+        };
+        // Once a library is mapped, its descriptor stays open for good: the library is never
         // unloaded, and glibc remembers it by the `/proc/self/fd/N` name it was opened by, so
         // that name must never come to mean another file.
         std::mem::forget(verified.file);
-        let root = match root {
+        let root = match init_root(header, &path) {
             Ok(root) => root,
             Err(e) => return report.with_error(Status::Failed, e),
         };
@@ -313,8 +317,15 @@ fn loadable_path(file: &File, resolved: &Path) -> PathBuf {
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
-        let _ = resolved;
-        PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        if Path::new("/proc/self/fd").is_dir() {
+            return PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+        }
+        tracing::warn!(
+            "/proc is not mounted: loading {} by path, so a file swapped in after verification \
+             would not be detected",
+            resolved.display()
+        );
+        resolved.to_owned()
     }
     #[cfg(not(target_os = "linux"))]
     {

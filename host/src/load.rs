@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use abi_stable::library::{lib_header_from_path, LibraryError};
+use abi_stable::library::{lib_header_from_path, LibHeader, LibraryError};
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RResult, RStr, RString};
 use plugin_api::{CallErrorKind, CapabilityExport, HostServices, HostServices_TO, PluginRootRef};
@@ -11,24 +11,36 @@ use crate::error::PluginError;
 use crate::reason::ReasonCode;
 use crate::registry::Kinds;
 
-/// Loads the library at `load_path` (absolute) and initialises its root module; `path` is
-/// the name used in messages.
+/// Maps the library at `load_path` (absolute) and finds its `abi_stable` header; `path` is
+/// the name used in messages. On error nothing stays mapped.
 ///
-/// This uses `lib_header_from_path(..).init_root_module()`, not `RootModule::load_from_*`,
-/// which would cache one library per interface type. Only call it after verification.
-pub(crate) fn load_root(load_path: &Path, path: &Path) -> Result<PluginRootRef, PluginError> {
+/// This uses `lib_header_from_path(..)` and then [`init_root`], not
+/// `RootModule::load_from_*`, which would cache one library per interface type. Only call it
+/// after verification.
+pub(crate) fn open_library(
+    load_path: &Path,
+    path: &Path,
+) -> Result<&'static LibHeader, PluginError> {
+    lib_header_from_path(load_path).map_err(|e| classify(e, path))
+}
+
+/// Checks the root module's version and layout and initialises it. The library stays mapped
+/// whatever the outcome (`abi_stable` never unloads).
+pub(crate) fn init_root(
+    header: &'static LibHeader,
+    path: &Path,
+) -> Result<PluginRootRef, PluginError> {
+    header
+        .init_root_module::<PluginRootRef>()
+        .map_err(|e| classify(e, path))
+}
+
+fn classify(error: LibraryError, path: &Path) -> PluginError {
     let fail = |reason: ReasonCode, detail: String| PluginError::Load {
         path: path.to_owned(),
         reason,
         detail,
     };
-    let header = lib_header_from_path(load_path).map_err(|e| classify(e, &fail))?;
-    header
-        .init_root_module::<PluginRootRef>()
-        .map_err(|e| classify(e, &fail))
-}
-
-fn classify(error: LibraryError, fail: &impl Fn(ReasonCode, String) -> PluginError) -> PluginError {
     let api = plugin_api::API_VERSION;
     // abi_stable's messages span several indented lines; a report wants one.
     let text = error

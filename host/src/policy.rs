@@ -375,8 +375,12 @@ pub fn judge_with(
         .then(|| {
             format!(
                 "built with profile {p}, but this host was built with {h}; rebuild the plugin \
-                 with the host's profile (e.g. `cargo build --profile {}`)",
-                host.profile.name
+                 with the host's profile ({})",
+                match host.profile.name.as_str() {
+                    "release" => "`cargo build --release`".to_owned(),
+                    "debug" => "a plain `cargo build`".to_owned(),
+                    other => format!("`cargo build --profile {other}`"),
+                }
             )
         });
     push(CheckKind::Profile, h, p, differs);
@@ -502,10 +506,18 @@ fn compare_dependencies(
         .iter()
         .map(|(n, _, p)| format!("{n} {p}"))
         .collect();
-    let (name, h, _) = &differing[0];
+    // A `cargo update` example, for a crate the host links in one version only.
+    let example = differing
+        .iter()
+        .find(|(_, h, _)| !h.contains(", "))
+        .map(|(name, h, p)| {
+            let plugin = p.split(", ").next().unwrap_or(p);
+            format!(" (e.g. `cargo update -p {name}@{plugin} --precise {h}`)")
+        })
+        .unwrap_or_default();
     let message = format!(
         "links {} of {shared} crate(s) shared with the host at other versions (plugin {}; host {}); \
-         rebuild the plugin against the host's versions (e.g. `cargo update -p {name} --precise {h}`)",
+         rebuild the plugin against the host's versions{example}",
         differing.len(),
         plugin_side.join(", "),
         host_side.join(", ")

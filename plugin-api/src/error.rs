@@ -51,16 +51,28 @@ impl std::error::Error for CallError {}
 /// Capability kinds defined by applications use it in their FFI wrappers the same way the
 /// built-in [`crate::CommandKind`] and [`crate::TransformKind`] do.
 pub fn guard<T>(f: impl FnOnce() -> CallResult<T>) -> RResult<T, CallError> {
-    match catch_unwind(AssertUnwindSafe(f)) {
+    // The error is rendered (and dropped) inside the guard too: its `Display`, `source` and
+    // `Drop` are plugin code and may panic as well.
+    match catch_unwind(AssertUnwindSafe(|| {
+        f().map_err(|error| error_chain(&*error))
+    })) {
         Ok(Ok(value)) => RResult::ROk(value),
-        Ok(Err(error)) => RResult::RErr(CallError {
+        Ok(Err(message)) => RResult::RErr(CallError {
             kind: CallErrorKind::Failed,
-            message: error_chain(&*error).into(),
+            message: message.into(),
         }),
-        Err(payload) => RResult::RErr(CallError {
-            kind: CallErrorKind::Panicked,
-            message: panic_message(&*payload).into(),
-        }),
+        Err(payload) => {
+            let message = panic_message(&*payload);
+            // A payload whose destructor panics too: that second panic is caught (and its
+            // own payload leaked) rather than let through.
+            if let Err(second) = catch_unwind(AssertUnwindSafe(|| drop(payload))) {
+                std::mem::forget(second);
+            }
+            RResult::RErr(CallError {
+                kind: CallErrorKind::Panicked,
+                message: message.into(),
+            })
+        }
     }
 }
 
@@ -109,6 +121,20 @@ mod tests {
             .unwrap_err();
         assert_eq!(failed.kind, CallErrorKind::Failed);
         assert_eq!(failed.message, "cannot save: disk on fire");
+        // An error whose `Display` panics is caught as well.
+        #[derive(Debug)]
+        struct Rude;
+        impl std::fmt::Display for Rude {
+            fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                panic!("display panicked")
+            }
+        }
+        impl std::error::Error for Rude {}
+        let rude = guard::<()>(|| Err(Box::new(Rude))).unwrap_err();
+        assert_eq!(
+            (rude.kind, rude.message.as_str()),
+            (CallErrorKind::Panicked, "display panicked")
+        );
         let panicked = guard::<()>(|| panic!("boom {}", 7)).unwrap_err();
         assert_eq!(panicked.kind, CallErrorKind::Panicked);
         assert_eq!(panicked.to_string(), "panicked: boom 7");

@@ -156,6 +156,17 @@ fn huge_sparse_and_numerous_files_stay_under_the_memory_ceiling() {
     let notes = fs::File::create(p.join("sparse-notes.so")).unwrap();
     (&notes).write_all(&header).unwrap();
     notes.set_len(4 << 30).unwrap();
+    // `PN_XNUM`: the real program header count (70 million) hides in section 0, and would
+    // make the reader take 3.9 GiB if it trusted it.
+    let mut xnum = hello[..64 * 1024].to_vec();
+    xnum[0x28..0x30].copy_from_slice(&32768u64.to_le_bytes()); // e_shoff
+    xnum[0x38..0x3a].copy_from_slice(&0xffffu16.to_le_bytes()); // e_phnum = PN_XNUM
+    xnum[0x3c..0x3e].copy_from_slice(&1u16.to_le_bytes()); // e_shnum
+    xnum[32768..32768 + 64].fill(0);
+    xnum[32768 + 44..32768 + 48].copy_from_slice(&70_000_000u32.to_le_bytes()); // sh_info
+    let xnum_file = fs::File::create(p.join("xnum.so")).unwrap();
+    (&xnum_file).write_all(&xnum).unwrap();
+    xnum_file.set_len(4 << 30).unwrap();
     // A provenance note claiming 4 GiB.
     let huge = copy_into(&dir, "hello", "huge-section.so");
     set_note_size(&huge, u32::MAX - 15);
@@ -193,6 +204,12 @@ fn huge_sparse_and_numerous_files_stay_under_the_memory_ceiling() {
         "rejected",
         "malformed-provenance",
         &["claims 4294967280 bytes"],
+    );
+    assert_outcome(
+        entry(&scan, "xnum.so"),
+        "rejected",
+        "not-a-library",
+        &["program header table of 70000000 entries"],
     );
     assert_outcome(
         entry(&scan, "sections-past-end.so"),

@@ -131,7 +131,11 @@ pub(super) fn elf_section<'a, Elf: FileHeader<Endian = object::Endianness>, R: R
         .map_err(|()| corrupt("its length cannot be read".into()))?;
 
     // Program headers: what the dynamic loader reads, and where the provenance note is found.
-    let count = u64::from(header.e_phnum(endian));
+    // `phnum`, not `e_phnum`: with `PN_XNUM` the real count is in section 0, and that count
+    // is what `program_headers` reads.
+    let count = header
+        .phnum(endian, data)
+        .map_err(|e| corrupt(e.to_string()))? as u64;
     if count.saturating_mul(u64::from(header.e_phentsize(endian)).max(1)) > MAX_SECTION_TABLE_LEN {
         return Err(corrupt(format!(
             "a program header table of {count} entries"
@@ -207,8 +211,11 @@ pub(super) fn elf_section<'a, Elf: FileHeader<Endian = object::Endianness>, R: R
     let wanted = frame::SECTION_ELF.as_bytes();
     let section = sections.iter().find(|s| {
         let start = s.sh_name(endian) as usize;
-        names.get(start..start + wanted.len()) == Some(wanted)
-            && names.get(start + wanted.len()) == Some(&0)
+        names
+            .get(start..)
+            .and_then(|name| name.strip_prefix(wanted))
+            .and_then(|rest| rest.first())
+            == Some(&0)
     });
     let no_provenance = || ReadError::NoProvenance {
         path: path.to_owned(),
@@ -225,7 +232,13 @@ pub(super) fn elf_section<'a, Elf: FileHeader<Endian = object::Endianness>, R: R
         });
     };
     let mut budget = NOTE_WINDOW;
-    find_note(path, data, big_endian, range, 4, &mut budget)?.ok_or_else(no_provenance)
+    find_note(path, data, big_endian, range, 4, &mut budget)?.ok_or_else(|| ReadError::Malformed {
+        path: path.to_owned(),
+        detail: format!(
+            "section `{}` holds no readable PLGPROV note",
+            frame::SECTION_ELF
+        ),
+    })
 }
 
 /// Walks the ELF notes in `(offset, size)` and returns the provenance note's descriptor.

@@ -58,12 +58,13 @@ impl<'a> ReadRef<'a> for &'a FileReader<'_> {
         self.file
             .read_exact_at(&mut bytes, offset)
             .map_err(|_| ())?;
-        let bytes = bytes.into_boxed_slice();
-        let slice: *const [u8] = &*bytes;
-        self.ranges.borrow_mut().push(bytes);
-        // SAFETY: `slice` points into a boxed buffer now owned by `self.ranges`, which only
-        // ever grows: the buffer is neither moved (moving a `Box` does not move its heap
-        // data) nor freed nor written to before `self` is dropped, and `'a` borrows `self`.
+        let mut ranges = self.ranges.borrow_mut();
+        ranges.push(bytes.into_boxed_slice());
+        let slice: *const [u8] = &**ranges.last().expect("just pushed");
+        // SAFETY: `slice` points into the boxed buffer just stored in `self.ranges` (taken
+        // after the box was moved there). `ranges` only ever grows: the buffer is neither
+        // moved (a `Vec` moving its `Box`es does not move their heap data) nor freed nor
+        // written to before `self` is dropped, and `'a` borrows `self`.
         Ok(unsafe { &*slice })
     }
 
