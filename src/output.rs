@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use anyhow::Result;
-use host::{CheckStatus, Host, PluginReport, Provenance, Status};
+use host::{Host, PluginReport, Provenance, Status};
 use serde::Serialize;
 
 /// Prints a provenance record.
@@ -159,7 +159,7 @@ pub fn reports(host: &Host, reports: &[PluginReport], json: bool) -> Result<()> 
         if let (Some(reason), Some(message)) = (r.reason, &r.message) {
             writeln!(out, "    error[{reason}]: {message}")?;
         }
-        for c in r.checks.iter().filter(|c| c.status == CheckStatus::Warn) {
+        for c in r.warnings() {
             writeln!(out, "    warning[{}]: {}", c.check.reason(), c.message)?;
         }
     }

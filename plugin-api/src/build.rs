@@ -83,7 +83,8 @@ fn collect(manifest_dir: &Path) -> Result<Provenance, String> {
     let name = var("CARGO_PKG_NAME")?;
     let version = var("CARGO_PKG_VERSION")?;
     let target = var("TARGET")?;
-    let dependencies = linked_dependencies(manifest_dir, &name, &version, &target)?;
+    let features = enabled_features();
+    let dependencies = linked_dependencies(manifest_dir, &name, &version, &target, &features)?;
     let linked = |krate: &str| {
         dependencies
             .iter()
@@ -106,7 +107,7 @@ fn collect(manifest_dir: &Path) -> Result<Provenance, String> {
             // Set per blob by `try_record`.
             panic: String::new(),
         },
-        features: enabled_features(),
+        features,
         name,
         target,
         dependencies,
@@ -179,9 +180,10 @@ fn linked_dependencies(
     name: &str,
     version: &str,
     target: &str,
+    features: &[String],
 ) -> Result<Vec<Dependency>, String> {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let features = enabled_features().join(",");
+    let features = features.join(",");
     let mut cmd = Command::new(&cargo);
     cmd.arg("tree")
         .arg("--manifest-path")

@@ -206,14 +206,6 @@ impl Provenance {
         let json = serde_json::to_vec(self).expect("provenance serializes");
         frame::encode(&json)
     }
-
-    /// The versions of `name` linked into the artifact (usually one).
-    pub fn dependency_versions<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.dependencies
-            .iter()
-            .filter(move |d| d.name() == name)
-            .map(Dependency::version)
-    }
 }
 
 #[cfg(test)]

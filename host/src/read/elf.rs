@@ -114,7 +114,11 @@ pub(super) fn elf_section<'a, Elf: FileHeader<Endian = object::Endianness>, R: R
         };
         return Err(wrong_target(format!(
             "{} for {} ({order}-endian)",
-            format_name(FileKind::parse(data).unwrap_or(FileKind::Elf64)),
+            format_name(if header.is_class_64() {
+                FileKind::Elf64
+            } else {
+                FileKind::Elf32
+            }),
             machine_name(machine)
         )));
     }
