@@ -6,7 +6,10 @@ use std::process::ExitCode;
 use abi_stable::std_types::{RSlice, RStr};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use host::{CheckKind, Host, HostIdentity, Policy, ReadError, ScanMode, Severity, Status};
+use host::text::printable;
+use host::{
+    CheckKind, Host, HostIdentity, LoadFrom, Policy, ReadError, ScanMode, Severity, Status,
+};
 use plugin_api::{CommandKind, TransformKind};
 
 use crate::output;
@@ -59,6 +62,12 @@ enum Command {
         /// Verify only: load nothing, run no plugin code.
         #[arg(long)]
         no_load: bool,
+        /// Check the layout of every capability while loading (a plugin with a capability
+        /// the host could never use is then `failed`, not `loaded`).
+        #[arg(long)]
+        check_layouts: bool,
+        #[command(flatten)]
+        load: LoadArgs,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -94,15 +103,47 @@ struct PolicyArgs {
 }
 
 #[derive(Args)]
+struct LoadArgs {
+    /// Map each plugin from its file instead of from a sealed private copy: faster, but
+    /// writing to a plugin file in place while the host runs changes the code it runs or
+    /// crashes it (SIGBUS).
+    #[arg(long)]
+    load_in_place: bool,
+    /// Warn when a plugin's constructors or `register` have run this long (0: never).
+    #[arg(long, value_name = "SECONDS", default_value_t = host::DEFAULT_HANG_WARNING.as_secs_f64())]
+    hang_warning: f64,
+    /// Configuration for one plugin: NAME=CONFIG (repeatable).
+    #[arg(long = "plugin-config", value_name = "NAME=CONFIG")]
+    configs: Vec<String>,
+}
+
+impl LoadArgs {
+    fn apply(&self, mut host: Host) -> Result<Host> {
+        if self.load_in_place {
+            host = host.with_load_from(LoadFrom::File);
+        }
+        let hang = std::time::Duration::try_from_secs_f64(self.hang_warning)
+            .map_err(|e| anyhow!("--hang-warning {}: {e}", self.hang_warning))?;
+        host = host.with_hang_warning((!hang.is_zero()).then_some(hang));
+        for c in &self.configs {
+            let (name, config) = c
+                .split_once('=')
+                .ok_or_else(|| anyhow!("--plugin-config expects NAME=CONFIG, got `{c}`"))?;
+            host = host.with_config(name, config);
+        }
+        Ok(host)
+    }
+}
+
+#[derive(Args)]
 struct PluginArgs {
     /// Plugin directory (repeatable).
     #[arg(long = "plugins", required = true, value_name = "DIR")]
     dirs: Vec<PathBuf>,
     #[command(flatten)]
     policy: PolicyArgs,
-    /// Configuration for one plugin: NAME=CONFIG (repeatable).
-    #[arg(long = "plugin-config", value_name = "NAME=CONFIG")]
-    configs: Vec<String>,
+    #[command(flatten)]
+    load: LoadArgs,
 }
 
 impl PolicyArgs {
@@ -165,7 +206,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
             Err(e @ ReadError::Io { .. }) => Err(e.into()),
             Err(e) => {
-                eprintln!("error[{}]: {e}", e.reason());
+                eprintln!("error[{}]: {}", e.reason(), printable(&e.to_string()));
                 Ok(ExitCode::from(1))
             }
         },
@@ -190,16 +231,35 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             dirs,
             policy,
             no_load,
+            check_layouts,
+            load,
             json,
         } => {
-            let mut host = Host::new(identity()?).with_policy(policy.build()?);
+            let host = Host::new(identity()?)
+                .with_policy(policy.build()?)
+                .with_layout_check_at_load(check_layouts);
+            let mut host = load.apply(host)?;
             let mode = if no_load {
                 ScanMode::VerifyOnly
             } else {
                 ScanMode::Load
             };
-            let reports = host.scan(&dirs, mode)?;
-            output::reports(&host, &reports, json)?;
+            if json {
+                let reports = host.scan(&dirs, mode)?;
+                output::reports_json(&host, &reports)?;
+            } else {
+                // Rows go out as plugins finish: if one crashes the process, the rows
+                // before it (and the debug log's `loading PATH`) say how far it got.
+                let mut table = output::Table::start(&host)?;
+                let mut failed = Ok(());
+                host.scan_each(&dirs, mode, |report| {
+                    if failed.is_ok() {
+                        failed = table.row(&report);
+                    }
+                })?;
+                failed?;
+                table.finish()?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Run {
@@ -212,12 +272,17 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let args: Vec<RStr<'_>> = args.iter().map(|a| RStr::from(a.as_str())).collect();
             match cmd.call(RSlice::from_slice(&args)).into_result() {
                 Ok(out) => {
-                    println!("{out}");
+                    // The command's output is its data; only made valid UTF-8.
+                    println!("{}", String::from_utf8_lossy(out.as_bytes()));
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {
                     let provider = host.registry().provider("command", &command).unwrap_or("?");
-                    eprintln!("error: command `{command}` (plugin `{provider}`) {e}");
+                    eprintln!(
+                        "error: command `{}` (plugin `{provider}`) {}",
+                        printable(&command),
+                        printable(&e.to_string())
+                    );
                     Ok(ExitCode::from(1))
                 }
             }
@@ -238,7 +303,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    eprintln!("error: {}", printable(&e.to_string()));
                     Ok(ExitCode::from(1))
                 }
             }
@@ -248,19 +313,19 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 
 /// Loads every plugin in the directories, logging the ones that were refused.
 fn load(args: &PluginArgs) -> Result<Host> {
-    let mut host = Host::new(identity()?).with_policy(args.policy.build()?);
-    for c in &args.configs {
-        let (name, config) = c
-            .split_once('=')
-            .ok_or_else(|| anyhow!("--plugin-config expects NAME=CONFIG, got `{c}`"))?;
-        host = host.with_config(name, config);
-    }
+    let mut host = args
+        .load
+        .apply(Host::new(identity()?).with_policy(args.policy.build()?))?;
     for report in host.scan(&args.dirs, ScanMode::Load)? {
         if let (Some(reason), Some(message)) = (report.reason, &report.message) {
-            tracing::warn!("{} [{reason}]: {message}", report.status.as_str());
+            tracing::warn!(
+                "{} [{reason}]: {}",
+                report.status.as_str(),
+                printable(message)
+            );
         }
         for w in report.warnings() {
-            tracing::warn!("[{}] {}", w.check.reason(), w.message);
+            tracing::warn!("[{}] {}", w.check.reason(), printable(&w.message));
         }
     }
     Ok(host)

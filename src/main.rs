@@ -21,7 +21,7 @@ fn main() -> ExitCode {
         // `plugin-host … | head` closing the pipe early is not an error.
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", host::text::printable(&format!("{e:#}")));
             ExitCode::from(2)
         }
     }

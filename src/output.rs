@@ -3,10 +3,12 @@
 use std::io::Write;
 
 use anyhow::Result;
-use host::{Host, PluginReport, Provenance, Status};
+use host::text::{bounded, printable};
+use host::{CheckStatus, Host, PluginReport, Provenance, Status};
 use serde::Serialize;
 
-/// Prints a provenance record.
+/// Prints a provenance record (in human form, every line escaped: an `inspect`ed file is
+/// untrusted).
 pub fn provenance(p: &Provenance, json: bool) -> Result<()> {
     let mut out = std::io::stdout().lock();
     if json {
@@ -15,162 +17,218 @@ pub fn provenance(p: &Provenance, json: bool) -> Result<()> {
         return Ok(());
     }
     let r = &p.rustc;
-    writeln!(out, "{} {}", p.name, p.version)?;
-    writeln!(out, "  target        {}", p.target)?;
     let llvm = r
         .llvm
         .as_deref()
         .map(|v| format!(", LLVM {v}"))
         .unwrap_or_default();
-    writeln!(
-        out,
-        "  rustc         {} {}, {}{llvm}",
-        r.short(),
-        r.commit_date,
-        r.channel
-    )?;
-    writeln!(
-        out,
-        "  profile       {} (opt-level {}, debug-assertions {}), panic = {}",
-        p.profile.name,
-        p.profile.opt_level,
-        if p.profile.debug_assertions {
-            "on"
-        } else {
-            "off"
-        },
-        p.profile.panic
-    )?;
-    writeln!(out, "  plugin-api    {}", p.plugin_api)?;
-    writeln!(out, "  abi_stable    {}", p.abi_stable)?;
+    let assertions = if p.profile.debug_assertions {
+        "on"
+    } else {
+        "off"
+    };
     let features = if p.features.is_empty() {
         "(none)".to_owned()
     } else {
         p.features.join(", ")
     };
-    writeln!(out, "  features      {features}")?;
-    writeln!(
-        out,
-        "  dependencies  {} crates linked",
-        p.dependencies.len()
-    )?;
-    for d in &p.dependencies {
-        writeln!(out, "    {d}")?;
+    let mut lines = vec![
+        format!("{} {}", p.name, p.version),
+        format!("  target        {}", p.target),
+        format!(
+            "  rustc         {} {}, {}{llvm}",
+            r.short(),
+            r.commit_date,
+            r.channel
+        ),
+        format!(
+            "  profile       {} (opt-level {}, debug-assertions {assertions}), panic = {}",
+            p.profile.name, p.profile.opt_level, p.profile.panic
+        ),
+        format!("  plugin-api    {}", p.plugin_api),
+        format!("  abi_stable    {}", p.abi_stable),
+        format!("  features      {features}"),
+        format!("  dependencies  {} crates linked", p.dependencies.len()),
+    ];
+    lines.extend(p.dependencies.iter().map(|d| format!("    {d}")));
+    for line in lines {
+        writeln!(out, "{}", printable(&line))?;
     }
     Ok(())
 }
 
-/// Prints scan or check results: a table, or the documented JSON shape.
+/// Prints scan or check results all at once: a table, or the documented JSON shape.
 pub fn reports(host: &Host, reports: &[PluginReport], json: bool) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    let id = host.identity();
     if json {
-        // Serialized straight from the reports, without an intermediate `Value` copy.
-        #[derive(Serialize)]
-        struct HostDoc<'a> {
-            name: &'a str,
-            version: &'a str,
-            policy: &'a str,
-            provenance: &'a Provenance,
-        }
-        #[derive(Serialize)]
-        struct Doc<'a> {
-            host: HostDoc<'a>,
-            plugins: &'a [PluginReport],
-        }
-        let doc = Doc {
-            host: HostDoc {
-                name: &id.name,
-                version: &id.version,
-                policy: host.policy().name(),
-                provenance: &id.provenance,
-            },
-            plugins: reports,
-        };
-        let mut out = std::io::BufWriter::new(out);
-        serde_json::to_writer_pretty(&mut out, &doc)?;
-        writeln!(out)?;
-        out.flush()?;
-        return Ok(());
+        return reports_json(host, reports);
     }
-    let p = &id.provenance;
-    writeln!(
-        out,
-        "host: {} {} (rustc {}, {}, panic = {}, plugin-api {}); policy: {}",
-        id.name,
-        id.version,
-        p.rustc.short(),
-        p.target,
-        p.profile.panic,
-        p.plugin_api,
-        host.policy().name()
-    )?;
-    if reports.is_empty() {
-        writeln!(out, "no plugin files found")?;
-        return Ok(());
+    let mut table = Table::start(host)?;
+    for r in reports {
+        table.row(r)?;
     }
-    let rows: Vec<[String; 5]> = reports
-        .iter()
-        .map(|r| {
-            let caps: Vec<String> = r
-                .capabilities
-                .iter()
-                .map(|c| format!("{}:{}", c.kind, c.name))
-                .collect();
-            [
-                r.status.as_str().to_owned(),
-                r.name.clone().unwrap_or_else(|| "-".into()),
-                r.version.clone().unwrap_or_else(|| "-".into()),
-                if caps.is_empty() {
-                    "-".into()
-                } else {
-                    caps.join(", ")
-                },
-                r.path.display().to_string(),
-            ]
-        })
-        .collect();
-    let header = ["STATUS", "NAME", "VERSION", "CAPABILITIES", "PATH"];
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
-        }
+    table.finish()
+}
+
+/// The documented JSON shape of a scan or check.
+pub fn reports_json(host: &Host, reports: &[PluginReport]) -> Result<()> {
+    let id = host.identity();
+    // Serialized straight from the reports, without an intermediate `Value` copy.
+    #[derive(Serialize)]
+    struct HostDoc<'a> {
+        name: &'a str,
+        version: &'a str,
+        policy: &'a str,
+        provenance: &'a Provenance,
     }
-    let line = |cells: [&str; 5]| {
-        let mut s = String::new();
-        for (i, cell) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                s.push_str(cell);
-            } else {
-                s.push_str(&format!("{cell:<w$}  ", w = widths[i]));
-            }
-        }
-        s
+    #[derive(Serialize)]
+    struct Doc<'a> {
+        host: HostDoc<'a>,
+        plugins: &'a [PluginReport],
+    }
+    let doc = Doc {
+        host: HostDoc {
+            name: &id.name,
+            version: &id.version,
+            policy: host.policy().name(),
+            provenance: &id.provenance,
+        },
+        plugins: reports,
     };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    serde_json::to_writer_pretty(&mut out, &doc)?;
     writeln!(out)?;
-    writeln!(out, "{}", line(header))?;
-    for (r, row) in reports.iter().zip(&rows) {
+    out.flush()?;
+    Ok(())
+}
+
+/// The human table of a scan, written a row at a time as plugins finish (standard output is
+/// line-buffered, so every finished row is out even if a later plugin crashes the process).
+///
+/// Columns have fixed widths; a longer cell pushes the rest of its row right rather than
+/// widening every row, and every cell is bounded and escaped: nothing a plugin file says can
+/// make the table panic, run wide without end, or drive the terminal.
+pub struct Table {
+    out: std::io::Stdout,
+    counts: [usize; 4],
+}
+
+/// Column widths: status, name, version, capabilities (the path is last, unpadded).
+const WIDTHS: [usize; 4] = [8, 20, 10, 30];
+/// At most this many capabilities are listed in a row, then `(+N more)`.
+const MAX_LISTED: usize = 4;
+
+impl Table {
+    /// Prints the host line and the column header.
+    pub fn start(host: &Host) -> Result<Table> {
+        let id = host.identity();
+        let p = &id.provenance;
+        let out = std::io::stdout();
         writeln!(
-            out,
-            "{}",
-            line([&row[0], &row[1], &row[2], &row[3], &row[4]])
+            out.lock(),
+            "host: {} {} (rustc {}, {}, panic = {}, plugin-api {}); policy: {}\n",
+            printable(&id.name),
+            printable(&id.version),
+            printable(&p.rustc.short()),
+            printable(&p.target),
+            printable(&p.profile.panic),
+            p.plugin_api,
+            printable(host.policy().name())
         )?;
+        writeln!(
+            out.lock(),
+            "{}",
+            line(["STATUS", "NAME", "VERSION", "CAPABILITIES", "PATH"])
+        )?;
+        Ok(Table {
+            out,
+            counts: [0; 4],
+        })
+    }
+
+    /// Prints one plugin's row, its error and every failed or warning check.
+    pub fn row(&mut self, r: &PluginReport) -> Result<()> {
+        self.counts[match r.status {
+            Status::Loaded => 0,
+            Status::Verified => 1,
+            Status::Rejected => 2,
+            _ => 3,
+        }] += 1;
+        let mut caps: Vec<String> = r
+            .capabilities
+            .iter()
+            .take(MAX_LISTED)
+            .map(|c| format!("{}:{}", c.kind, c.name))
+            .collect();
+        if r.capabilities.len() > MAX_LISTED {
+            caps.push(format!("(+{} more)", r.capabilities.len() - MAX_LISTED));
+        }
+        let caps = if caps.is_empty() {
+            "-".to_owned()
+        } else {
+            caps.join(", ")
+        };
+        let name = r.name.as_deref().unwrap_or("-");
+        let version = r.version.as_deref().unwrap_or("-");
+        let path = r.path.to_string_lossy();
+        let mut text = line([
+            r.status.as_str(),
+            &bounded(name, 64),
+            &bounded(version, 32),
+            &caps,
+            &path,
+        ]);
         if let (Some(reason), Some(message)) = (r.reason, &r.message) {
-            writeln!(out, "    error[{reason}]: {message}")?;
+            text.push_str(&format!("\n    error[{reason}]: {}", printable(message)));
+        }
+        // Under `strict` several checks may fail: the first is the reason above, the others
+        // are listed too, so one rebuild can fix them all.
+        let first = r.message.as_deref();
+        for c in r.checks.iter().filter(|c| c.status == CheckStatus::Fail) {
+            if first.is_some_and(|m| m.ends_with(c.message.as_str())) {
+                continue;
+            }
+            text.push_str(&format!(
+                "\n    error[{}]: {}",
+                c.check.reason(),
+                printable(&c.message)
+            ));
         }
         for c in r.warnings() {
-            writeln!(out, "    warning[{}]: {}", c.check.reason(), c.message)?;
+            text.push_str(&format!(
+                "\n    warning[{}]: {}",
+                c.check.reason(),
+                printable(&c.message)
+            ));
+        }
+        writeln!(self.out.lock(), "{text}")?;
+        Ok(())
+    }
+
+    /// Prints the totals.
+    pub fn finish(self) -> Result<()> {
+        let mut out = self.out.lock();
+        let [loaded, verified, rejected, failed] = self.counts;
+        if self.counts.iter().sum::<usize>() == 0 {
+            writeln!(out, "(no plugin files found)")?;
+        }
+        writeln!(
+            out,
+            "\n{loaded} loaded, {verified} verified, {rejected} rejected, {failed} failed"
+        )?;
+        Ok(())
+    }
+}
+
+/// One table line: each cell escaped, the first four padded to their column.
+fn line(cells: [&str; 5]) -> String {
+    let mut s = String::new();
+    for (i, cell) in cells.iter().enumerate() {
+        let cell = printable(cell);
+        s.push_str(&cell);
+        if let Some(width) = WIDTHS.get(i) {
+            let used = cell.chars().count();
+            s.push_str(&" ".repeat(width.saturating_sub(used) + 2));
         }
     }
-    let count = |s: Status| reports.iter().filter(|r| r.status == s).count();
-    writeln!(
-        out,
-        "\n{} loaded, {} verified, {} rejected, {} failed",
-        count(Status::Loaded),
-        count(Status::Verified),
-        count(Status::Rejected),
-        count(Status::Failed)
-    )?;
-    Ok(())
+    s
 }

@@ -42,9 +42,10 @@ pub fn discover(dirs: &[impl AsRef<Path>]) -> Result<Vec<PathBuf>, DiscoverError
     Ok(all)
 }
 
+/// Compared as bytes: a file name need not be UTF-8 to be a plugin (or to be reported).
 fn has_library_suffix(name: &OsStr) -> bool {
-    name.to_str()
-        .is_some_and(|n| n.len() > LIBRARY_SUFFIX.len() && n.ends_with(LIBRARY_SUFFIX))
+    let name = name.as_encoded_bytes();
+    name.len() > LIBRARY_SUFFIX.len() && name.ends_with(LIBRARY_SUFFIX.as_bytes())
 }
 
 #[cfg(test)]

@@ -74,6 +74,57 @@ pub enum PluginError {
         /// The panic message.
         message: String,
     },
+    /// The plugin registered one capability name twice.
+    #[error(
+        "{}: plugin `{name}` registers {kind} `{capability}` twice; none of its capabilities \
+         were registered: report it to the plugin's author",
+        path.display()
+    )]
+    CapabilityTwice {
+        /// The file.
+        path: PathBuf,
+        /// The plugin.
+        name: String,
+        /// The capability kind.
+        kind: String,
+        /// The capability name.
+        capability: String,
+    },
+    /// The plugin registered a capability this host refuses outright: a bad name, or too
+    /// many capabilities.
+    #[error(
+        "{}: plugin `{name}` registers {detail}; none of its capabilities were registered: \
+         report it to the plugin's author",
+        path.display()
+    )]
+    InvalidCapability {
+        /// The file.
+        path: PathBuf,
+        /// The plugin.
+        name: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// Another path to a file this scan has already judged (a hard link, or a symlink).
+    #[error("{}: the same file as {} (another link to it): {message}", path.display(), first.display())]
+    SameFile {
+        /// This path.
+        path: PathBuf,
+        /// The path it was first judged under.
+        first: PathBuf,
+        /// The outcome there.
+        reason: ReasonCode,
+        /// The message there.
+        message: String,
+    },
+    /// The process ran out of a resource it needs to load plugins (file descriptors).
+    #[error("{}: {detail}", path.display())]
+    Resources {
+        /// The file.
+        path: PathBuf,
+        /// What ran out and how to fix it.
+        detail: String,
+    },
     /// The plugin registered a capability another plugin already provides.
     #[error(
         "{}: plugin `{name}` registers {kind} `{capability}`, which plugin `{holder}` already \
@@ -101,9 +152,55 @@ impl PluginError {
             PluginError::Read(e) => e.reason(),
             PluginError::Rejected { reason, .. } | PluginError::Load { reason, .. } => *reason,
             PluginError::Duplicate { .. } => ReasonCode::DuplicatePlugin,
+            PluginError::SameFile { reason, .. } => *reason,
+            PluginError::Resources { .. } => ReasonCode::LoadFailed,
+            PluginError::InvalidCapability { .. } => ReasonCode::InvalidCapability,
+            PluginError::CapabilityTwice { .. } => ReasonCode::CapabilityConflict,
             PluginError::RegisterFailed { .. } => ReasonCode::RegisterFailed,
             PluginError::RegisterPanicked { .. } => ReasonCode::RegisterPanicked,
             PluginError::CapabilityConflict { .. } => ReasonCode::CapabilityConflict,
         }
     }
+}
+
+/// What to tell a user whose process ran out of file descriptors, or `None` for other errors.
+pub(crate) fn out_of_descriptors(error: &std::io::Error) -> Option<String> {
+    let which = match error.raw_os_error()? {
+        libc_codes::EMFILE => "this process has too many open files (EMFILE)",
+        libc_codes::ENFILE => "the system has too many open files (ENFILE)",
+        _ => return None,
+    };
+    Some(format!(
+        "{which}, so the plugin could not be opened; raise the limit (`ulimit -n`, now {}) or \
+         put fewer plugins in the plugin directories",
+        descriptor_limit()
+    ))
+}
+
+/// `RLIMIT_NOFILE`'s soft limit, as text.
+fn descriptor_limit() -> String {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `getrlimit` writes into the valid `rlimit` it is given.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+            return limit.rlim_cur.to_string();
+        }
+    }
+    "unknown".into()
+}
+
+#[cfg(unix)]
+mod libc_codes {
+    pub const EMFILE: i32 = libc::EMFILE;
+    pub const ENFILE: i32 = libc::ENFILE;
+}
+
+#[cfg(not(unix))]
+mod libc_codes {
+    pub const EMFILE: i32 = 24;
+    pub const ENFILE: i32 = 23;
 }

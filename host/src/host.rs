@@ -1,9 +1,10 @@
 //! The host: verification, loading and registration of plugins, one file or whole directories.
 
 use std::collections::HashMap;
-use std::fs::{self, File};
+use std::fs::{self, File, Metadata};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use plugin_api::provenance::{DecodeError, Provenance};
 
@@ -11,9 +12,11 @@ use crate::discover::{discover, DiscoverError};
 use crate::error::PluginError;
 use crate::load::{init_root, open_library, register, Registration};
 use crate::policy::{judge_with, Policy, PreparedHost};
-use crate::read::{open_sized, read_sized};
+use crate::read::{open_sized, read_sized, ReadError};
+use crate::reason::ReasonCode;
 use crate::registry::{Kinds, Registry};
 use crate::report::{PluginReport, Status};
+use crate::text::printable;
 
 /// Who the host is: the application's name and version, and its own build provenance, which
 /// every plugin is judged against.
@@ -52,6 +55,21 @@ pub enum ScanMode {
     VerifyOnly,
 }
 
+/// What the dynamic loader maps when a verified plugin is loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum LoadFrom {
+    /// A private copy of the verified file, sealed against writes (Linux: a `memfd`): a
+    /// later write to the plugin file (`cp new.so plugins/libx.so`) cannot change or
+    /// truncate what runs. Costs a copy of the library's loadable segments per load.
+    #[default]
+    SealedCopy,
+    /// The verified file itself (through its open descriptor). Faster to load, but writing
+    /// to the plugin file in place while the host runs changes the code it runs — bytes
+    /// that were never verified — or kills it with `SIGBUS`.
+    File,
+}
+
 /// A plugin that was loaded and registered.
 #[derive(Debug, Clone)]
 pub struct LoadedPlugin {
@@ -76,6 +94,9 @@ pub struct Host {
     registry: Registry,
     plugins: Vec<LoadedPlugin>,
     before_load: Option<BeforeLoad>,
+    load_from: LoadFrom,
+    hang_warning: Option<Duration>,
+    check_layouts: bool,
 }
 
 /// See [`Host::with_before_load`].
@@ -84,7 +105,18 @@ type BeforeLoad = Box<dyn Fn(&Path) + Send + Sync>;
 /// A file whose provenance passed the policy, still open: what is loaded is this very file.
 struct Verified {
     file: File,
+    meta: Metadata,
     provenance: Provenance,
+}
+
+/// How long plugin code may run while loading or registering before the host warns.
+pub const DEFAULT_HANG_WARNING: Duration = Duration::from_secs(5);
+
+/// The outcome of the first path to a file in a scan, for the other paths to it.
+struct Seen {
+    first: PathBuf,
+    reason: Option<ReasonCode>,
+    message: Option<String>,
 }
 
 impl Host {
@@ -99,7 +131,33 @@ impl Host {
             registry: Registry::default(),
             plugins: Vec::new(),
             before_load: None,
+            load_from: LoadFrom::default(),
+            hang_warning: Some(DEFAULT_HANG_WARNING),
+            check_layouts: false,
         }
+    }
+
+    /// Sets what the dynamic loader maps: a sealed private copy (the default) or the
+    /// plugin file itself (see [`LoadFrom`] for what that risks).
+    pub fn with_load_from(mut self, load_from: LoadFrom) -> Self {
+        self.load_from = load_from;
+        self
+    }
+
+    /// Sets how long a plugin's constructors or `register` may run before the host logs a
+    /// warning naming it ([`DEFAULT_HANG_WARNING`]; `None`: never warn).
+    pub fn with_hang_warning(mut self, after: Option<Duration>) -> Self {
+        self.hang_warning = after;
+        self
+    }
+
+    /// Checks the layout of every capability when it is registered, not on first use: a
+    /// plugin with a capability the host could never use then ends `failed`
+    /// (`layout-mismatch`) instead of `loaded`. Costs `abi_stable`'s layout check per
+    /// capability at load time.
+    pub fn with_layout_check_at_load(mut self, eager: bool) -> Self {
+        self.check_layouts = eager;
+        self
     }
 
     /// Calls `hook` with the path of each file that passed verification, just before it is
@@ -149,12 +207,12 @@ impl Host {
 
     /// Judges one file without loading it.
     pub fn verify(&self, path: &Path) -> PluginReport {
-        self.verify_inner(path, &HashMap::new()).0
+        self.verify_inner(path, &HashMap::new(), None).0
     }
 
     /// Verifies, loads and registers one file.
     pub fn load(&mut self, path: &Path) -> PluginReport {
-        let (report, verified) = self.verify_inner(path, &HashMap::new());
+        let (report, verified) = self.verify_inner(path, &HashMap::new(), None);
         match verified {
             Some(verified) => self.load_verified(report, verified),
             None => report,
@@ -168,10 +226,31 @@ impl Host {
         dirs: &[impl AsRef<Path>],
         mode: ScanMode,
     ) -> Result<Vec<PluginReport>, DiscoverError> {
-        let mut verified_names = HashMap::new();
         let mut reports = Vec::new();
+        self.scan_each(dirs, mode, |report| reports.push(report))?;
+        Ok(reports)
+    }
+
+    /// [`Host::scan`], handing each report to `each` as soon as that file is done (so a
+    /// caller can show progress, and what it showed survives a plugin that crashes the
+    /// process).
+    ///
+    /// Each file (inode) is judged once per scan: another link to it gets the first
+    /// outcome, as [`PluginError::SameFile`].
+    pub fn scan_each(
+        &mut self,
+        dirs: &[impl AsRef<Path>],
+        mode: ScanMode,
+        mut each: impl FnMut(PluginReport),
+    ) -> Result<(), DiscoverError> {
+        let mut verified_names = HashMap::new();
+        let mut seen: HashMap<(u64, u64), Seen> = HashMap::new();
         for path in discover(dirs)? {
-            let (report, verified) = self.verify_inner(&path, &verified_names);
+            let (report, verified) = self.verify_inner(&path, &verified_names, Some(&seen));
+            let id = verified
+                .as_ref()
+                .and_then(|v| file_id(&v.meta))
+                .or(report.file_id);
             let report = match (verified, mode) {
                 (Some(verified), ScanMode::Load) => self.load_verified(report, verified),
                 (Some(verified), ScanMode::VerifyOnly) => {
@@ -180,26 +259,66 @@ impl Host {
                 }
                 (None, _) => report,
             };
-            reports.push(report);
+            if let Some(id) = id {
+                seen.entry(id).or_insert_with(|| Seen {
+                    first: report.path.clone(),
+                    reason: report.reason,
+                    message: report.message.clone(),
+                });
+            }
+            each(report);
         }
-        Ok(reports)
+        Ok(())
     }
 
     fn verify_inner(
         &self,
         path: &Path,
         verified_names: &HashMap<String, PathBuf>,
+        seen: Option<&HashMap<(u64, u64), Seen>>,
     ) -> (PluginReport, Option<Verified>) {
-        let report = PluginReport::new(path.to_owned());
-        let (file, len) = match open_sized(path) {
+        let mut report = PluginReport::new(path.to_owned());
+        let opened = open_sized(path).and_then(|(file, _)| {
+            let meta = file.metadata().map_err(|source| ReadError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+            Ok((file, meta))
+        });
+        let (file, meta) = match opened {
             Ok(opened) => opened,
+            Err(ReadError::Io { path, source })
+                if crate::error::out_of_descriptors(&source).is_some() =>
+            {
+                let detail = crate::error::out_of_descriptors(&source).unwrap_or_default();
+                let error = PluginError::Resources { path, detail };
+                return (report.with_error(Status::Rejected, error), None);
+            }
             Err(e) => return (report.with_error(Status::Rejected, e.into()), None),
         };
+        report.file_id = file_id(&meta);
+        if let Some(first) = report.file_id.and_then(|id| seen?.get(&id)) {
+            // Nothing of this path is loaded: the first outcome stands for both.
+            let reason = first.reason.unwrap_or(ReasonCode::DuplicatePlugin);
+            let message = match &first.message {
+                Some(message) => message.clone(),
+                None => "that file is already loaded or verified; remove one of the two paths"
+                    .to_owned(),
+            };
+            let error = PluginError::SameFile {
+                path: path.to_owned(),
+                first: first.first.clone(),
+                reason,
+                message,
+            };
+            return (report.with_error(Status::Rejected, error), None);
+        }
+        let len = meta.len();
         let provenance = match read_sized(path, &file, len) {
             Ok(p) => p,
             Err(e) => return (report.with_error(Status::Rejected, e.into()), None),
         };
-        let mut report = report;
+
         report.name = Some(provenance.name.clone());
         report.version = Some(provenance.version.to_string());
         let verdict = judge_with(
@@ -235,7 +354,14 @@ impl Host {
             return (report.with_error(Status::Rejected, error), None);
         }
         report.status = Status::Verified;
-        (report, Some(Verified { file, provenance }))
+        (
+            report,
+            Some(Verified {
+                file,
+                meta,
+                provenance,
+            }),
+        )
     }
 
     fn load_verified(&mut self, mut report: PluginReport, verified: Verified) -> PluginReport {
@@ -245,19 +371,21 @@ impl Host {
             hook(&path);
         }
         let resolved = fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
-        let header = match open_library(&loadable_path(&verified.file, &resolved), &path) {
+        tracing::debug!("loading {}", printable(&path.display().to_string()));
+        let watch = crate::watch::enter(
+            format!("loading plugin `{name}` from {}", path.display()),
+            self.hang_warning,
+        );
+        let header = match self.map(&verified, &path, &resolved) {
             Ok(header) => header,
-            // A failed `dlopen` mapped nothing; the descriptor is closed with `verified.file`.
             Err(e) => return report.with_error(Status::Failed, e),
         };
-        // Once a library is mapped, its descriptor stays open for good: the library is never
-        // unloaded, and glibc remembers it by the `/proc/self/fd/N` name it was opened by, so
-        // that name must never come to mean another file.
-        std::mem::forget(verified.file);
         let root = match init_root(header, &path) {
             Ok(root) => root,
             Err(e) => return report.with_error(Status::Failed, e),
         };
+        tracing::debug!("registering {name}");
+        watch.step(format!("registering plugin `{name}` ({})", path.display()));
         let no_config = String::new();
         let mut registration = Registration {
             host_name: &self.identity.name,
@@ -266,16 +394,27 @@ impl Host {
             kinds: &self.kinds,
             staged: Vec::new(),
             self_conflict: None,
+            invalid: None,
         };
-        if let Err(e) = register(root, &path, &name, &mut registration) {
+        let registered = register(root, &path, &name, &mut registration);
+        drop(watch);
+        if let Some(detail) = registration.invalid.take() {
+            let error = PluginError::InvalidCapability { path, name, detail };
+            return report.with_error(Status::Failed, error);
+        }
+        if let Err(e) = registered {
             return report.with_error(Status::Failed, e);
         }
-        let conflict = registration
-            .self_conflict
-            .take()
-            .map(|(kind, capability)| (kind, capability, name.clone()))
-            .or_else(|| self.registry.conflict(&registration.staged));
-        if let Some((kind, capability, holder)) = conflict {
+        if let Some((kind, capability)) = registration.self_conflict.take() {
+            let error = PluginError::CapabilityTwice {
+                path,
+                name,
+                kind,
+                capability,
+            };
+            return report.with_error(Status::Failed, error);
+        }
+        if let Some((kind, capability, holder)) = self.registry.conflict(&registration.staged) {
             let error = PluginError::CapabilityConflict {
                 path,
                 name,
@@ -286,6 +425,19 @@ impl Host {
             return report.with_error(Status::Failed, error);
         }
         let staged = std::mem::take(&mut registration.staged);
+        if self.check_layouts {
+            if let Err((kind, capability, detail)) = self.kinds.check_layouts(&staged) {
+                let error = PluginError::Load {
+                    path,
+                    reason: ReasonCode::LayoutMismatch,
+                    detail: format!(
+                        "its {kind} `{capability}` does not have the layout this host \
+                         expects, so it could never be used: {detail}"
+                    ),
+                };
+                return report.with_error(Status::Failed, error);
+            }
+        }
         let plugin: Arc<str> = name.into();
         let mut capabilities: Vec<_> = staged
             .iter()
@@ -305,31 +457,144 @@ impl Host {
         report.status = Status::Loaded;
         report
     }
+
+    /// Hands the verified file to the dynamic loader (see [`LoadFrom`] and `stage`).
+    #[cfg(target_os = "linux")]
+    fn map(
+        &self,
+        verified: &Verified,
+        path: &Path,
+        resolved: &Path,
+    ) -> Result<&'static abi_stable::library::LibHeader, PluginError> {
+        let sealed;
+        let file = match self.load_from {
+            LoadFrom::SealedCopy => {
+                sealed = sealed_copy(verified, path)?;
+                &sealed
+            }
+            LoadFrom::File => &verified.file,
+        };
+        match crate::stage::stage(file, verified.meta.len(), resolved) {
+            // The staged name is never reused, so once the library is mapped neither the
+            // name nor the descriptor is needed: both go when this returns.
+            Ok(staged) => open_library(&staged.path, path),
+            Err(e) => {
+                if let Some(detail) = crate::error::out_of_descriptors(&e) {
+                    return Err(PluginError::Resources {
+                        path: path.to_owned(),
+                        detail,
+                    });
+                }
+                // No private directory: load by `/proc/self/fd/N` and keep that descriptor
+                // open for good, so that name never comes to mean another file.
+                warn_once_unstaged(&e);
+                let keep = file.try_clone().map_err(|e| load_failed(path, &e))?;
+                let name = PathBuf::from(format!("/proc/self/fd/{}", keep.as_raw_fd()));
+                let header = open_library(&name, path)?;
+                std::mem::forget(keep);
+                Ok(header)
+            }
+        }
+    }
+
+    /// Elsewhere: the canonical path, right after verification (see the README).
+    #[cfg(not(target_os = "linux"))]
+    fn map(
+        &self,
+        _verified: &Verified,
+        path: &Path,
+        resolved: &Path,
+    ) -> Result<&'static abi_stable::library::LibHeader, PluginError> {
+        open_library(resolved, path)
+    }
 }
 
-/// The path handed to the dynamic loader for a verified, still-open file.
-///
-/// On Linux it is `/proc/self/fd/N`: the loader opens exactly the file that was verified, even
-/// if the directory entry was replaced in between. Elsewhere there is no such name for an open
-/// file, and the canonical path is used: a file swapped in between verification and loading
-/// would be loaded unverified there, so plugin directories must not be writable by others.
-fn loadable_path(file: &File, resolved: &Path) -> PathBuf {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        if Path::new("/proc/self/fd").is_dir() {
-            return PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
-        }
-        tracing::warn!(
-            "/proc is not mounted: loading {} by path, so a file swapped in after verification \
-             would not be detected",
-            resolved.display()
-        );
-        resolved.to_owned()
+#[cfg(target_os = "linux")]
+use std::os::fd::AsRawFd;
+
+/// The sealed copy of a verified file, checked to be what was verified.
+#[cfg(target_os = "linux")]
+fn sealed_copy(verified: &Verified, path: &Path) -> Result<File, PluginError> {
+    let len = verified.meta.len();
+    let fail = |e: std::io::Error| match crate::error::out_of_descriptors(&e) {
+        Some(detail) => PluginError::Resources {
+            path: path.to_owned(),
+            detail,
+        },
+        None => load_failed(path, &e),
+    };
+    let name = &verified.provenance.name;
+    let ranges = crate::read::segments::load_info(&verified.file, len)
+        .map(|info| info.ranges)
+        .unwrap_or_else(|_| vec![(0, len)]);
+    let mut copy = crate::seal::sealed_copy(name, &verified.file, len, &ranges).map_err(fail)?;
+    let holds_verified =
+        |copy: &File| read_sized(path, copy, len).is_ok_and(|p| p == verified.provenance);
+    if !holds_verified(&copy) {
+        // The provenance lies outside the segments (found through the section table):
+        // copy everything.
+        copy = crate::seal::sealed_copy(name, &verified.file, len, &[(0, len)]).map_err(fail)?;
     }
-    #[cfg(not(target_os = "linux"))]
+    let unchanged = verified
+        .file
+        .metadata()
+        .is_ok_and(|now| same_contents(&verified.meta, &now));
+    if !unchanged || !holds_verified(&copy) {
+        return Err(PluginError::Load {
+            path: path.to_owned(),
+            reason: ReasonCode::LoadFailed,
+            detail: "the file was written to while it was being loaded, so what would be \
+                     loaded is not what was verified; nothing of it was loaded: load it again \
+                     once the write has finished (replace plugins by renaming a new file over \
+                     the old one, which is atomic)"
+                .to_owned(),
+        });
+    }
+    Ok(copy)
+}
+
+#[cfg(target_os = "linux")]
+fn load_failed(path: &Path, e: &std::io::Error) -> PluginError {
+    PluginError::Load {
+        path: path.to_owned(),
+        reason: ReasonCode::LoadFailed,
+        detail: format!("cannot make the private copy it is loaded from: {e}"),
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn warn_once_unstaged(e: &std::io::Error) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        tracing::warn!(
+            "cannot make a private directory under {} ({e}): plugins are loaded by \
+             /proc/self/fd names, their descriptors stay open, and $ORIGIN in their RUNPATH \
+             does not resolve",
+            printable(&std::env::temp_dir().display().to_string())
+        );
+    });
+}
+
+/// Whether two `fstat`s of one file show the same contents: same size and modification
+/// time. (Not the change time: renaming another file over this one — the safe way to
+/// replace a plugin — changes this file's link count, and so its change time.)
+#[cfg(unix)]
+fn same_contents(before: &Metadata, after: &Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    (before.len(), before.mtime(), before.mtime_nsec())
+        == (after.len(), after.mtime(), after.mtime_nsec())
+}
+
+/// The identity of a file: device and inode.
+fn file_id(meta: &Metadata) -> Option<(u64, u64)> {
+    #[cfg(unix)]
     {
-        let _ = file;
-        resolved.to_owned()
+        use std::os::unix::fs::MetadataExt;
+        Some((meta.dev(), meta.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        None
     }
 }

@@ -28,6 +28,7 @@
 mod discover;
 mod error;
 mod host;
+pub mod limits;
 mod load;
 mod log_bridge;
 mod policy;
@@ -35,10 +36,16 @@ mod read;
 mod reason;
 mod registry;
 mod report;
+#[cfg(target_os = "linux")]
+mod seal;
+#[cfg(target_os = "linux")]
+mod stage;
+pub mod text;
+mod watch;
 
 pub use discover::{discover, DiscoverError, LIBRARY_SUFFIX};
 pub use error::PluginError;
-pub use host::{Host, HostIdentity, LoadedPlugin, ScanMode};
+pub use host::{Host, HostIdentity, LoadFrom, LoadedPlugin, ScanMode, DEFAULT_HANG_WARNING};
 pub use policy::{
     api_compatible, judge, judge_with, Check, CheckKind, CheckStatus, Policy, PolicyError,
     PreparedHost, Severity, Verdict,
@@ -49,5 +56,6 @@ pub use read::{
 pub use reason::ReasonCode;
 pub use registry::{CapabilityInfo, Kinds, LookupError, Registry};
 pub use report::{PluginReport, Status};
+pub use watch::PLUGIN_EXIT_STATUS;
 
 pub use plugin_api::provenance::Provenance;

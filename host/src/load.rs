@@ -8,6 +8,7 @@ use abi_stable::std_types::{RResult, RStr, RString};
 use plugin_api::{CallErrorKind, CapabilityExport, HostServices, HostServices_TO, PluginRootRef};
 
 use crate::error::PluginError;
+use crate::limits::{capability_name, MAX_CAPABILITIES};
 use crate::reason::ReasonCode;
 use crate::registry::Kinds;
 
@@ -49,18 +50,28 @@ fn classify(error: LibraryError, path: &Path) -> PluginError {
         .collect::<Vec<_>>()
         .join(" ");
     match error {
+        LibraryError::OpenError { .. } if text.contains("Too many open files") => fail(
+            ReasonCode::LoadFailed,
+            format!("the dynamic loader ran out of file descriptors (EMFILE): {text}; raise the limit (`ulimit -n`) or put fewer plugins in the plugin directories"),
+        ),
         LibraryError::OpenError { .. } => fail(
             ReasonCode::LoadFailed,
-            format!("the dynamic loader refused it: {text}; check that the libraries it links are installed"),
+            format!("the dynamic loader refused it: {text}; check that the libraries it links are installed (beside it, when its RUNPATH says $ORIGIN)"),
         ),
         LibraryError::GetSymbolError { .. } => fail(
             ReasonCode::LoadFailed,
             format!("it has provenance but no plugin root module ({text}); export it with `plugin_api::export_plugin!`"),
         ),
-        LibraryError::AbiInstability(_) => fail(
-            ReasonCode::LayoutMismatch,
-            format!("abi_stable's layout check of the root module failed: {text}; rebuild the plugin against plugin-api {api}"),
-        ),
+        LibraryError::AbiInstability(_) => {
+            tracing::debug!("layout check of the root module of {}: {error}", path.display());
+            fail(
+                ReasonCode::LayoutMismatch,
+                format!(
+                    "abi_stable's layout check of the root module failed: {}; rebuild the plugin against plugin-api {api}",
+                    crate::registry::layout_differences(&error.to_string())
+                ),
+            )
+        }
         LibraryError::ParseVersionError(_) | LibraryError::IncompatibleVersionNumber { .. } => fail(
             ReasonCode::ApiIncompatible,
             format!("abi_stable refused its interface version: {text}; rebuild the plugin against plugin-api {api}"),
@@ -80,7 +91,32 @@ pub(crate) struct Registration<'h> {
     pub config: &'h str,
     pub kinds: &'h Kinds,
     pub staged: Vec<CapabilityExport>,
+    /// A capability name registered twice by this very plugin: `(kind, name)`.
     pub self_conflict: Option<(String, String)>,
+    /// The first capability refused as invalid (bad name, too many): why.
+    pub invalid: Option<String>,
+}
+
+impl Registration<'_> {
+    /// Checks an offered capability: a bounded count, a valid kind and name, a kind this
+    /// host knows. Invalid names are remembered: the plugin fails even if it ignores the
+    /// refusal.
+    fn check(&mut self, capability: &CapabilityExport) -> Result<(), String> {
+        let invalid = if self.staged.len() >= MAX_CAPABILITIES {
+            Some(format!("more than {MAX_CAPABILITIES} capabilities"))
+        } else if std::str::from_utf8(capability.kind_bytes()).is_err() {
+            Some("a capability kind that is not UTF-8".to_owned())
+        } else {
+            capability_name(capability.name_bytes()).err()
+        };
+        if let Some(why) = invalid {
+            let refusal = format!("this host refuses {why}");
+            self.invalid.get_or_insert(why);
+            return Err(refusal);
+        }
+        // The kind and name were checked to be UTF-8 just above.
+        self.kinds.admit(capability)
+    }
 }
 
 impl HostServices for Registration<'_> {
@@ -101,7 +137,7 @@ impl HostServices for Registration<'_> {
     }
 
     fn add_capability(&mut self, capability: CapabilityExport) -> RResult<(), RString> {
-        match self.kinds.admit(&capability) {
+        match self.check(&capability) {
             Ok(()) => {
                 let twice = self
                     .staged
@@ -132,12 +168,12 @@ pub(crate) fn register(
         Err(e) if e.kind == CallErrorKind::Panicked => Err(PluginError::RegisterPanicked {
             path: path.to_owned(),
             name: name.to_owned(),
-            message: e.message.into(),
+            message: e.message_lossy().into_owned(),
         }),
         Err(e) => Err(PluginError::RegisterFailed {
             path: path.to_owned(),
             name: name.to_owned(),
-            message: e.message.into(),
+            message: e.message_lossy().into_owned(),
         }),
     }
 }

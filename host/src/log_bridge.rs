@@ -39,8 +39,13 @@ unsafe extern "C" fn forward(context: *const c_void, record: &LogRecord<'_>) {
     let _ = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: `context` is the leaked `PluginLog` built in `logger_for`.
         let context = unsafe { &*context.cast::<PluginLog>() };
-        let message = record.message.as_str();
-        let module = record.target.as_str();
+        // Plugin text: checked as UTF-8 (nothing forces a plugin to send it) and with
+        // control characters escaped, so it cannot forge log lines or drive a terminal.
+        let message = crate::text::lossy(record.message.as_rslice().as_slice());
+        let message = crate::text::printable(&message);
+        let module = crate::text::lossy(record.target.as_rslice().as_slice());
+        let module = crate::text::printable(&module);
+        let module = &*module;
         let span = &context.span;
         match record.level {
             LogLevel::Error => tracing::error!(target: "plugin", parent: span, module, "{message}"),

@@ -24,6 +24,8 @@ use crate::reason::ReasonCode;
 mod elf;
 #[cfg(unix)]
 mod positioned;
+#[cfg(target_os = "linux")]
+pub(crate) mod segments;
 
 use elf::{elf_machine, elf_section, format_name, machine_name, NATIVE};
 
@@ -197,10 +199,13 @@ pub fn read_provenance_bytes(path: &Path, bytes: &[u8]) -> Result<Provenance, Re
 }
 
 fn decode(path: &Path, blob: &[u8]) -> Result<Provenance, ReadError> {
-    Provenance::decode(blob).map_err(|e| ReadError::Malformed {
+    let malformed = |detail: String| ReadError::Malformed {
         path: path.to_owned(),
-        detail: e.to_string(),
-    })
+        detail,
+    };
+    let provenance = Provenance::decode(blob).map_err(|e| malformed(e.to_string()))?;
+    crate::limits::check_provenance(&provenance).map_err(malformed)?;
+    Ok(provenance)
 }
 
 /// Finds and copies out the raw provenance section.

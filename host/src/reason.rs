@@ -62,8 +62,12 @@ reason_codes! {
     RegisterPanicked = "register-panicked";
     /// A plugin of the same name is already loaded.
     DuplicatePlugin = "duplicate-plugin";
-    /// The plugin registered a capability name another plugin already has.
+    /// The plugin registered a capability name another plugin already has (or registered
+    /// one name twice).
     CapabilityConflict = "capability-conflict";
+    /// The plugin registered a capability whose name is empty, not UTF-8, not printable or
+    /// too long, or more capabilities than a plugin may have.
+    InvalidCapability = "invalid-capability";
 }
 
 impl ReasonCode {

@@ -60,6 +60,20 @@ impl Kinds {
         names
     }
 
+    /// Checks the layout of every capability in `staged` against its kind's type:
+    /// `Err((kind, name, what differs))` for the first that does not match.
+    pub(crate) fn check_layouts(
+        &self,
+        staged: &[CapabilityExport],
+    ) -> Result<(), (String, String, String)> {
+        for export in staged {
+            let kind = self.kinds[export.kind()];
+            check_layout(kind.layout, export)
+                .map_err(|detail| (export.kind().to_owned(), export.name().to_owned(), detail))?;
+        }
+        Ok(())
+    }
+
     /// Admits an offered capability if this host knows its kind; `Err` says why not.
     ///
     /// Its layout is checked against the kind's type when the host first asks for it (see
@@ -143,6 +157,67 @@ impl LookupError {
     }
 }
 
+/// `abi_stable`'s layout check of a capability's object against the type its kind expects;
+/// `Err` holds the differences, most telling first (the full report is logged at debug).
+fn check_layout(expected: &'static TypeLayout, export: &CapabilityExport) -> Result<(), String> {
+    check_layout_compatibility(expected, export.layout()).map_err(|errors| {
+        let full = errors.to_string();
+        tracing::debug!("layout check of `{}`: {full}", export.name());
+        layout_differences(&full)
+    })
+}
+
+/// The differences in an `abi_stable` layout report, on one line: each "Error:" with what
+/// was expected and what was found, and the "Extra:" notes, without the layout dumps
+/// (which run to kilobytes and bury the difference at the very end).
+pub(crate) fn layout_differences(report: &str) -> String {
+    const MAX_ITEMS: usize = 4;
+    const MAX_VALUE: usize = 160;
+    let one_line = |text: &str| text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut items = Vec::new();
+    for part in report.split("\nError:").skip(1) {
+        let part = part.split("\nExtra:").next().unwrap_or(part);
+        let (what, rest) = part.split_once("\nExpected:").unwrap_or((part, ""));
+        let (expected, found) = rest.split_once("\nFound:").unwrap_or((rest, ""));
+        let found = found.split("\n\n").next().unwrap_or(found);
+        let what = one_line(what);
+        let (expected, found) = (one_line(expected), one_line(found));
+        items.push(if expected.is_empty() && found.is_empty() {
+            what
+        } else {
+            format!(
+                "{what}: expected `{}`, found `{}`",
+                crate::text::bounded(&expected, MAX_VALUE),
+                crate::text::bounded(&found, MAX_VALUE)
+            )
+        });
+    }
+    for extra in report.split("\nExtra:").skip(1) {
+        let extra = one_line(
+            extra
+                .split("\n\n")
+                .find(|p| !p.trim().is_empty())
+                .unwrap_or(""),
+        );
+        if !extra.is_empty() {
+            items.push(crate::text::bounded(&extra, 2 * MAX_VALUE).into_owned());
+        }
+    }
+    items.dedup();
+    if items.is_empty() {
+        return crate::text::bounded(&one_line(report), 2 * MAX_VALUE).into_owned();
+    }
+    let more = items.len().saturating_sub(MAX_ITEMS);
+    items.truncate(MAX_ITEMS);
+    let mut text = items.join("; ");
+    if more > 0 {
+        text.push_str(&format!(
+            "; and {more} more (the full report is logged at debug level)"
+        ));
+    }
+    text
+}
+
 fn available_list(available: &[String]) -> String {
     if available.is_empty() {
         " (none of that kind are loaded)".into()
@@ -167,15 +242,9 @@ impl Registry {
                 name: name.to_owned(),
                 available: self.names(K::KIND),
             })?;
-        let checked = entry.layout_checked.get_or_init(|| {
-            check_layout_compatibility(entry.kind.layout, entry.export.layout()).map_err(|errors| {
-                errors
-                    .to_string()
-                    .split_whitespace()
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
-        });
+        let checked = entry
+            .layout_checked
+            .get_or_init(|| check_layout(entry.kind.layout, &entry.export));
         if let Err(detail) = checked {
             return Err(LookupError::LayoutMismatch {
                 kind: K::KIND.to_owned(),
@@ -253,5 +322,24 @@ impl Registry {
                     },
                 );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_differences_come_first_and_short() {
+        let report = "Compared <this>:\n    huge dump\nTo <other>:\n    huge dump\n\n1 error(s)inside:\n    <other>\n\n    field: Foo\n\nLayout of expected type:\n    more dump\n\n\nError:incompatible primitive\nExpected:\n    Int(\n        U8,\n    )\nFound:\n    Int(\n        U32,\n    )\n";
+        assert_eq!(
+            layout_differences(report),
+            "incompatible primitive: expected `Int( U8, )`, found `Int( U32, )`"
+        );
+        let two = "x\nError:mismatched type\nExpected:\n    RStr\nFound:\n    RString\n\nExtra:\n    the vtable differs\n\n";
+        assert_eq!(
+            layout_differences(two),
+            "mismatched type: expected `RStr`, found `RString`; the vtable differs"
+        );
     }
 }

@@ -39,7 +39,9 @@ impl Status {
 /// The outcome for one plugin file.
 #[derive(Debug, Serialize)]
 pub struct PluginReport {
-    /// The file, as found in the plugin directory.
+    /// The file, as found in the plugin directory (in JSON: as text, with bytes that are not
+    /// UTF-8 replaced by U+FFFD).
+    #[serde(serialize_with = "lossy_path")]
     pub path: PathBuf,
     /// The plugin's name, when its provenance could be read.
     pub name: Option<String>,
@@ -58,6 +60,16 @@ pub struct PluginReport {
     /// The typed error behind `reason` and `message`.
     #[serde(skip)]
     pub error: Option<PluginError>,
+    /// The file's device and inode, once opened.
+    #[serde(skip)]
+    pub(crate) file_id: Option<(u64, u64)>,
+}
+
+fn lossy_path<S: serde::Serializer>(
+    path: &std::path::Path,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&path.to_string_lossy())
 }
 
 impl PluginReport {
@@ -72,6 +84,7 @@ impl PluginReport {
             checks: Vec::new(),
             capabilities: Vec::new(),
             error: None,
+            file_id: None,
         }
     }
 

@@ -67,13 +67,26 @@ impl CapabilityExport {
     }
 
     /// The kind's name.
+    ///
+    /// A host must not call this on a capability it has not validated: the bytes come from
+    /// plugin code and nothing enforces that they are UTF-8. Use [`Self::kind_bytes`].
     pub fn kind(&self) -> &str {
         &self.kind
     }
 
-    /// The capability's name.
+    /// The capability's name (see [`Self::kind`] for the same caveat; [`Self::name_bytes`]).
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The kind's name as the raw bytes the plugin sent.
+    pub fn kind_bytes(&self) -> &[u8] {
+        self.kind.as_bytes()
+    }
+
+    /// The capability's name as the raw bytes the plugin sent.
+    pub fn name_bytes(&self) -> &[u8] {
+        self.name.as_bytes()
     }
 
     /// The `abi_stable` layout of the object, as the plugin compiled it.

@@ -34,11 +34,19 @@ pub type CallResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 /// The result type of a plugin's registration function.
 pub type RegisterResult = CallResult<()>;
 
+impl CallError {
+    /// The message as UTF-8. It was written by plugin code, which nothing forces to send
+    /// valid UTF-8: invalid bytes become U+FFFD instead of being read as a `str` unchecked.
+    pub fn message_lossy(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(self.message.as_bytes())
+    }
+}
+
 impl std::fmt::Display for CallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.kind {
-            CallErrorKind::Failed => f.write_str(&self.message),
-            CallErrorKind::Panicked => write!(f, "panicked: {}", self.message),
+            CallErrorKind::Failed => f.write_str(&self.message_lossy()),
+            CallErrorKind::Panicked => write!(f, "panicked: {}", self.message_lossy()),
         }
     }
 }

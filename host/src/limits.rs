@@ -1,0 +1,139 @@
+//! Bounds on what a plugin file or plugin code may declare: names, versions and capability
+//! lists are shown to users and stored by the host, so none may be unbounded or unprintable.
+
+use plugin_api::provenance::Provenance;
+
+use crate::text::is_unsafe_char;
+
+/// The longest plugin (package) name accepted; crates.io allows 64.
+pub const MAX_PLUGIN_NAME: usize = 64;
+/// The longest value of any other single provenance field (versions, rustc facts, target,
+/// profile, a feature, one dependency).
+pub const MAX_FIELD: usize = 512;
+/// The most features or dependencies a provenance record may list.
+pub const MAX_LIST: usize = 10_000;
+/// The longest capability name accepted, in bytes.
+pub const MAX_CAPABILITY_NAME: usize = 128;
+/// The most capabilities one plugin may register.
+pub const MAX_CAPABILITIES: usize = 4096;
+
+/// Checks a decoded provenance record against the bounds above; `Err` says what is wrong.
+pub(crate) fn check_provenance(p: &Provenance) -> Result<(), String> {
+    let name_ok = !p.name.is_empty()
+        && p.name.len() <= MAX_PLUGIN_NAME
+        && p.name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !name_ok {
+        return Err(format!(
+            "the plugin name {} is not a Cargo package name (1 to {MAX_PLUGIN_NAME} ASCII \
+             letters, digits, `-` or `_`)",
+            describe(&p.name)
+        ));
+    }
+    let version = p.version.to_string();
+    let fields = [
+        ("version", version.as_str()),
+        ("target", &p.target),
+        ("rustc release", &p.rustc.release),
+        ("rustc commit-hash", &p.rustc.commit_hash),
+        ("rustc commit-date", &p.rustc.commit_date),
+        ("rustc channel", &p.rustc.channel),
+        ("rustc LLVM version", p.rustc.llvm.as_deref().unwrap_or("")),
+        ("profile name", &p.profile.name),
+        ("opt-level", &p.profile.opt_level),
+        ("panic strategy", &p.profile.panic),
+    ];
+    for (what, value) in fields {
+        check_field(what, value)?;
+    }
+    for (what, len) in [
+        ("features", p.features.len()),
+        ("dependencies", p.dependencies.len()),
+    ] {
+        if len > MAX_LIST {
+            return Err(format!("it lists {len} {what}, more than {MAX_LIST}"));
+        }
+    }
+    for f in &p.features {
+        check_field("feature", f)?;
+    }
+    for d in &p.dependencies {
+        check_field("dependency", &d.to_string())?;
+    }
+    Ok(())
+}
+
+fn check_field(what: &str, value: &str) -> Result<(), String> {
+    if value.len() > MAX_FIELD {
+        return Err(format!(
+            "its {what} is {} bytes long, more than {MAX_FIELD}",
+            value.len()
+        ));
+    }
+    if value.chars().any(is_unsafe_char) {
+        return Err(format!(
+            "its {what} {} contains control characters",
+            describe(value)
+        ));
+    }
+    Ok(())
+}
+
+/// A capability name as the plugin sent it, checked: UTF-8, 1 to [`MAX_CAPABILITY_NAME`]
+/// bytes, no control, format or whitespace characters.
+pub(crate) fn capability_name(bytes: &[u8]) -> Result<&str, String> {
+    let Ok(name) = std::str::from_utf8(bytes) else {
+        return Err(format!(
+            "a capability name that is not UTF-8 ({:?})",
+            crate::text::lossy(&bytes[..bytes.len().min(MAX_CAPABILITY_NAME)])
+        ));
+    };
+    if name.is_empty() {
+        return Err("a capability with an empty name".into());
+    }
+    if name.len() > MAX_CAPABILITY_NAME {
+        return Err(format!(
+            "a capability name of {} bytes (at most {MAX_CAPABILITY_NAME}): {}",
+            name.len(),
+            describe(name)
+        ));
+    }
+    if name.chars().any(|c| is_unsafe_char(c) || c.is_whitespace()) {
+        return Err(format!(
+            "a capability name with control or whitespace characters: {}",
+            describe(name)
+        ));
+    }
+    Ok(name)
+}
+
+/// A short, printable rendering of a hostile value for a message.
+fn describe(value: &str) -> String {
+    format!(
+        "\"{}\"",
+        crate::text::printable(&crate::text::bounded(value, 40))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capability_names() {
+        assert_eq!(capability_name(b"hello-world_2"), Ok("hello-world_2"));
+        for bad in [
+            &b""[..],
+            b"a b",
+            b"x\x1b[2J",
+            b"\xff\xfe",
+            &[b'a'; MAX_CAPABILITY_NAME + 1],
+        ] {
+            let err = capability_name(bad).unwrap_err();
+            assert!(err.starts_with("a capability"), "{err}");
+            assert!(!err.contains('\x1b'), "{err}");
+        }
+        assert!(capability_name(&[b'a'; MAX_CAPABILITY_NAME]).is_ok());
+    }
+}

@@ -1,0 +1,233 @@
+//! The name the dynamic loader is given for a verified library (Linux).
+//!
+//! The loader must open exactly the file that was verified (a descriptor: the sealed copy or
+//! the verified file itself, see [`crate::seal`]), and glibc's loader keeps three things about
+//! the name it was given:
+//! - it never loads a second library under a name it has already loaded (it hands back the
+//!   first one), so a name must never be reused — `/proc/self/fd/N` is, as soon as `N` is
+//!   closed and reopened, which is why the name cannot simply be that;
+//! - `$ORIGIN` in the library's `DT_RUNPATH`/`DT_RPATH` means the directory part of that
+//!   name, so a plugin that ships `libdep.so` beside itself needs a name whose directory
+//!   holds `libdep.so`.
+//!
+//! So each load gets a fresh private directory, `$TMPDIR/plugin-host-PID-N/` (mode 0700,
+//! never reused by this process): in it, a symlink named like the plugin file points at
+//! `/proc/self/fd/FD`, and for every library the plugin needs from an `$ORIGIN` directory,
+//! a symlink at the same relative place points at the real file beside the plugin (and so on
+//! for what those libraries need from their `$ORIGIN`). The loader is handed the plugin's
+//! symlink; once it has mapped everything the directory is removed and the descriptor may be
+//! closed.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{symlink, DirBuilderExt};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::read::segments::load_info;
+
+/// The most `..` levels of `$ORIGIN/../…` that are mirrored.
+const MAX_UP: usize = 8;
+/// The most dependency symlinks made for one plugin.
+const MAX_LINKS: usize = 256;
+
+/// A private directory holding the name the loader is given; removed when dropped.
+pub(crate) struct Staged {
+    dir: PathBuf,
+    /// What to hand the dynamic loader.
+    pub(crate) path: PathBuf,
+    /// Libraries found in `$ORIGIN` directories and linked in beside it.
+    pub(crate) linked: usize,
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+            tracing::debug!("cannot remove {}: {e}", self.dir.display());
+        }
+    }
+}
+
+/// Stages `file` (open, `len` bytes; the verified library or its sealed copy), which lives
+/// at `real` (its canonical path, used for `$ORIGIN`).
+pub(crate) fn stage(file: &File, len: u64, real: &Path) -> io::Result<Staged> {
+    let dir = private_dir()?;
+    let mut staged = Staged {
+        dir: dir.clone(),
+        path: PathBuf::new(),
+        linked: 0,
+    };
+    let name = real
+        .file_name()
+        .map(ToOwned::to_owned)
+        .unwrap_or_else(|| "plugin.so".into());
+    let real_dir = real.parent().unwrap_or(Path::new("/"));
+    let info = load_info(file, len).unwrap_or_default();
+    let origin_entries: Vec<_> = info
+        .search
+        .iter()
+        .filter_map(|e| origin_relative(e))
+        .collect();
+    // The plugin's own directory sits deep enough that `$ORIGIN/..` stays inside `dir`.
+    let up = origin_entries
+        .iter()
+        .map(|(up, _)| *up)
+        .max()
+        .unwrap_or(0)
+        .min(MAX_UP);
+    let mut origin = dir;
+    for _ in 0..up {
+        origin.push("o");
+    }
+    std::fs::create_dir_all(&origin)?;
+    staged.path = origin.join(&name);
+    symlink(format!("/proc/self/fd/{}", file.as_raw_fd()), &staged.path)?;
+
+    // What the plugin (and, in turn, each library linked in) needs from `$ORIGIN` places.
+    let mut todo = vec![(info, origin, real_dir.to_owned(), up)];
+    let mut seen = HashSet::new();
+    while let Some((info, staged_origin, real_origin, depth)) = todo.pop() {
+        for (levels, rel) in info.search.iter().filter_map(|e| origin_relative(e)) {
+            if levels > depth {
+                continue; // above the mirrored tree
+            }
+            let (Some(staged_base), Some(real_base)) = (
+                staged_origin.ancestors().nth(levels),
+                real_origin.ancestors().nth(levels),
+            ) else {
+                continue;
+            };
+            let (staged_dir, real_dir) = (staged_base.join(&rel), real_base.join(&rel));
+            for needed in info.needed.iter().filter(|n| !n.contains('/')) {
+                let real_lib = real_dir.join(needed);
+                let staged_lib = staged_dir.join(needed);
+                if staged.linked >= MAX_LINKS
+                    || !real_lib.is_file()
+                    || !seen.insert(staged_lib.clone())
+                {
+                    continue;
+                }
+                std::fs::create_dir_all(&staged_dir)?;
+                symlink(&real_lib, &staged_lib)?;
+                staged.linked += 1;
+                if let Ok(dep) = File::open(&real_lib) {
+                    let dep_len = dep.metadata()?.len();
+                    if let Ok(dep_info) = load_info(&dep, dep_len) {
+                        let dep_depth = depth - levels + rel.components().count();
+                        todo.push((dep_info, staged_dir.clone(), real_dir.clone(), dep_depth));
+                    }
+                }
+            }
+        }
+    }
+    Ok(staged)
+}
+
+/// For a search entry that starts at `$ORIGIN`: how many levels it goes up, and the path
+/// below that (`$ORIGIN/../lib` → `(1, "lib")`), with `$PLATFORM` expanded.
+fn origin_relative(entry: &str) -> Option<(usize, PathBuf)> {
+    let rest = entry
+        .strip_prefix("$ORIGIN")
+        .or_else(|| entry.strip_prefix("${ORIGIN}"))?;
+    if !rest.is_empty() && !rest.starts_with('/') {
+        return None;
+    }
+    let rest = expand_tokens(rest)?;
+    let (mut up, mut below) = (0usize, PathBuf::new());
+    for component in Path::new(&rest).components() {
+        match component {
+            Component::ParentDir if below.as_os_str().is_empty() => up += 1,
+            Component::ParentDir => {
+                below.pop();
+            }
+            Component::Normal(part) => below.push(part),
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    Some((up, below))
+}
+
+/// Expands `$PLATFORM`/`${PLATFORM}` (the loader's `AT_PLATFORM`); `None` if another token
+/// (such as `$LIB`, whose value depends on how the C library was built) is left.
+fn expand_tokens(text: &str) -> Option<String> {
+    if !text.contains('$') {
+        return Some(text.to_owned());
+    }
+    let expanded = match platform() {
+        Some(platform) => text
+            .replace("${PLATFORM}", platform)
+            .replace("$PLATFORM", platform),
+        None => text.to_owned(),
+    };
+    (!expanded.contains('$')).then_some(expanded)
+}
+
+/// `AT_PLATFORM` from the auxiliary vector: what the dynamic loader substitutes for
+/// `$PLATFORM` (`x86_64` on most PCs).
+fn platform() -> Option<&'static str> {
+    static PLATFORM: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    PLATFORM
+        .get_or_init(|| {
+            // SAFETY: `getauxval` has no preconditions; for `AT_PLATFORM` it returns 0 or the
+            // address of a NUL-terminated string the kernel placed on the initial stack,
+            // valid for the life of the process. It is copied at once.
+            let text = unsafe { libc::getauxval(libc::AT_PLATFORM) } as *const libc::c_char;
+            if text.is_null() {
+                return None;
+            }
+            // SAFETY: see above: a valid NUL-terminated string.
+            let text = unsafe { std::ffi::CStr::from_ptr(text) };
+            Some(text.to_string_lossy().into_owned())
+        })
+        .as_deref()
+}
+
+/// A new directory only this process uses, under the temporary directory.
+fn private_dir() -> io::Result<PathBuf> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let base = std::env::temp_dir();
+    let pid = std::process::id();
+    let mut last = None;
+    for _ in 0..64 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = base.join(format!("plugin-host-{pid}-{n}"));
+        // Never a directory someone else made: create it, with no access for others.
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::other("no free name")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origin_entries() {
+        assert_eq!(origin_relative("$ORIGIN"), Some((0, PathBuf::new())));
+        assert_eq!(origin_relative("${ORIGIN}/deps"), Some((0, "deps".into())));
+        assert_eq!(origin_relative("$ORIGIN/../lib"), Some((1, "lib".into())));
+        assert_eq!(origin_relative("$ORIGIN/a/../../b"), Some((1, "b".into())));
+        assert_eq!(origin_relative("/usr/lib"), None);
+        assert_eq!(origin_relative("$ORIGINAL"), None);
+    }
+
+    #[test]
+    fn platform_token() {
+        let platform = platform().expect("the kernel passes AT_PLATFORM");
+        assert!(
+            !platform.is_empty() && !platform.contains('/'),
+            "{platform}"
+        );
+        assert_eq!(
+            origin_relative("$ORIGIN/$PLATFORM"),
+            Some((0, PathBuf::from(platform)))
+        );
+        assert_eq!(origin_relative("$ORIGIN/$LIB"), None);
+    }
+}

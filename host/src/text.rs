@@ -1,0 +1,90 @@
+//! Text that came from a plugin file or from plugin code, made safe to show and to store.
+//!
+//! Nothing a plugin says is trusted to be well-formed: a provenance record, a file name, a
+//! capability name or a log message may carry control characters that would drive the
+//! user's terminal (set its title, move the cursor, hide or forge lines), or bytes that are
+//! not UTF-8 at all. Strings crossing from a plugin are converted with [`lossy`] at the
+//! boundary; everything printed for a human goes through [`printable`]. JSON output keeps
+//! the exact text (JSON escapes control characters itself).
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+/// Whether `c` must not reach a terminal as itself: C0 and C1 control characters (including
+/// newline, carriage return and escape), DEL, and the Unicode format characters that reorder
+/// or hide text (bidirectional overrides and isolates, line and paragraph separators).
+pub fn is_unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{200E}' | '\u{200F}' | '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}'
+                | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// `text` with every [unsafe character](is_unsafe_char) escaped as Rust writes it (`\n`,
+/// `\u{1b}`), so a hostile string shows up as what it is, on one line. Borrowed when there
+/// was nothing to escape.
+pub fn printable(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(is_unsafe_char) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if is_unsafe_char(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// `text`, cut to at most `max` characters (the last one an ellipsis) when it is longer.
+pub fn bounded(text: &str, max: usize) -> Cow<'_, str> {
+    match text.char_indices().nth(max.saturating_sub(1)) {
+        Some((end, _)) if text[end..].chars().nth(1).is_some() => {
+            Cow::Owned(format!("{}…", &text[..end]))
+        }
+        _ => Cow::Borrowed(text),
+    }
+}
+
+/// Bytes a plugin handed over as a string, as UTF-8: invalid sequences become U+FFFD.
+/// `abi_stable`'s `RStr`/`RString` promise UTF-8 but nothing on the other side of the
+/// boundary enforces it, so the host never uses their `&str` view of plugin data unchecked.
+pub fn lossy(bytes: &[u8]) -> Cow<'_, str> {
+    String::from_utf8_lossy(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_what_drives_a_terminal() {
+        assert!(matches!(printable("hello 0.1.0 ü"), Cow::Borrowed(_)));
+        assert_eq!(
+            printable("x\u{1b}]0;pwned\u{7}\nverified hello\r\u{202e}"),
+            "x\\u{1b}]0;pwned\\u{7}\\nverified hello\\r\\u{202e}"
+        );
+        assert_eq!(printable("\u{9b}31m\u{7f}"), "\\u{9b}31m\\u{7f}");
+    }
+
+    #[test]
+    fn bounds_by_characters() {
+        assert_eq!(bounded("abc", 3), "abc");
+        assert_eq!(bounded("abcd", 3), "ab…");
+        assert_eq!(bounded("ééééé", 4), "ééé…");
+        assert_eq!(bounded("", 0), "");
+    }
+
+    #[test]
+    fn lossy_replaces_invalid_utf8() {
+        assert_eq!(lossy(b"ok \xff\xfe end"), "ok \u{fffd}\u{fffd} end");
+    }
+}

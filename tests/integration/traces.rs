@@ -1,0 +1,77 @@
+//! A plugin that exits, hangs or crashes while it is being loaded leaves a trace of which
+//! plugin it was, and never a report that looks like success.
+
+use crate::support::*;
+
+#[test]
+fn a_plugin_that_exits_while_registering_fails_the_run() {
+    let dir = plugin_dir(&["hello", "unruly"]);
+    for json in [false, true] {
+        let mut args = vec![
+            "scan",
+            dir.path().to_str().unwrap(),
+            "--plugin-config",
+            "unruly=exit",
+        ];
+        if json {
+            args.push("--json");
+        }
+        let out = cli(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(host::PLUGIN_EXIT_STATUS),
+            "{}",
+            stdout(&out)
+        );
+        let err = stderr(&out);
+        assert!(
+            err.contains("ended by plugin code while registering plugin `unruly`")
+                && err.contains(&file_name("unruly")),
+            "{err}"
+        );
+        if !json {
+            // Rows are written as plugins finish: `hello` (sorted first) is already out.
+            assert!(stdout(&out).contains("loaded    hello"), "{}", stdout(&out));
+        }
+    }
+}
+
+#[test]
+fn a_plugin_that_does_not_return_is_named() {
+    let dir = plugin_dir(&["unruly"]);
+    let out = cli(&[
+        "scan",
+        dir.path().to_str().unwrap(),
+        "--plugin-config",
+        "unruly=hang",
+        "--hang-warning",
+        "0.5",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("registering plugin `unruly`") && err.contains("has not returned after"),
+        "{err}"
+    );
+    assert!(
+        stdout(&out).contains("loaded    unruly"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn each_step_is_logged_before_it_runs() {
+    let dir = plugin_dir(&["hello"]);
+    let out = cli(&["scan", dir.path().to_str().unwrap(), "--log", "host=debug"]);
+    let err = stderr(&out);
+    let loading = err.find(&format!(
+        "loading {}",
+        dir.path().join(file_name("hello")).display()
+    ));
+    let registering = err.find("registering hello");
+    assert!(
+        loading.is_some() && registering.is_some() && loading < registering,
+        "{err}"
+    );
+}
