@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! $ greeter-app PLUGIN_DIR GREETER WHO
-//! loaded    greeter-plugin 0.1.0  greeter:polite  plugins/libgreeter_plugin.so
+//! loaded   greeter-plugin 0.1.0 [greeter:polite] plugins/libgreeter_plugin.so
 //! Good day, Ada.
 //! ```
 //!
@@ -57,7 +57,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
-/// One line per plugin file, then why it was refused and what its build differs in.
+/// One line per plugin file, then why it was refused or what its build differs in.
 fn print_report(report: &PluginReport) {
     let capabilities: Vec<String> = report
         .capabilities
@@ -65,25 +65,17 @@ fn print_report(report: &PluginReport) {
         .map(|c| format!("{}:{}", c.kind, c.name))
         .collect();
     println!(
-        "{:<9} {} {}  {}  {}",
+        "{:<8} {} {} [{}] {}",
         report.status.as_str(),
         report.name.as_deref().unwrap_or("?"),
         report.version.as_deref().unwrap_or("?"),
-        if capabilities.is_empty() {
-            "-".to_owned()
-        } else {
-            capabilities.join(",")
-        },
+        capabilities.join(","),
         report.path.display(),
     );
     if let (Some(reason), Some(message)) = (report.reason, &report.message) {
         println!("    error[{reason}]: {message}");
     }
     for warning in report.warnings() {
-        println!(
-            "    warning[{}]: {}",
-            warning.check.reason(),
-            warning.message
-        );
+        println!("    warning[{}]: {}", warning.check.reason(), warning.message);
     }
 }
