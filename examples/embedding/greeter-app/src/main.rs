@@ -10,6 +10,7 @@
 //! Plugin log lines go to stderr, filtered by `RUST_LOG` (default `info`).
 
 use std::error::Error;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -39,6 +40,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .without_time()
         .init();
 
@@ -76,6 +78,10 @@ fn print_report(report: &PluginReport) {
         println!("    error[{reason}]: {message}");
     }
     for warning in report.warnings() {
-        println!("    warning[{}]: {}", warning.check.reason(), warning.message);
+        println!(
+            "    warning[{}]: {}",
+            warning.check.reason(),
+            warning.message
+        );
     }
 }
