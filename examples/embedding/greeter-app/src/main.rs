@@ -2,7 +2,7 @@
 //! greeters.
 //!
 //! ```text
-//! $ greeter-app PLUGIN_DIR GREETER WHO
+//! $ greeter-app plugins polite Ada
 //! loaded   greeter-plugin 0.1.0 [greeter:polite] plugins/libgreeter_plugin.so
 //! Good day, Ada.
 //! ```
@@ -11,7 +11,6 @@
 
 use std::error::Error;
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use greeter_kind::GreeterKind;
@@ -49,7 +48,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     let identity = HostIdentity::from_blob(plugin_api::provenance_blob!())?;
     let mut host = Host::new(identity).with_kinds(Kinds::new().with::<GreeterKind>());
 
-    for report in host.scan(&[PathBuf::from(dir)], ScanMode::Load)? {
+    for report in host.scan(&[dir], ScanMode::Load)? {
         print_report(&report);
     }
 
