@@ -6,6 +6,7 @@ mod support;
 
 mod calls;
 mod docs;
+mod embedding;
 mod hostile;
 mod loading;
 mod malformed;

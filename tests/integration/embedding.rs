@@ -1,0 +1,132 @@
+//! The embedding example (`examples/embedding/`): an application with a capability kind of its
+//! own builds outside this workspace, loads its plugin, calls its greeter and shows the
+//! plugin's log lines; a plugin registering a kind the application does not know fails.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use crate::fixtures::{cargo, fixtures, root};
+use crate::support::*;
+
+/// The built example: the application binary and its plugin.
+struct Example {
+    app: PathBuf,
+    plugin: PathBuf,
+}
+
+/// Builds a copy of the example once per test run, into the fixtures' target directory
+/// (whose dependencies it shares) with the main workspace's Cargo.lock.
+fn example() -> &'static Example {
+    static EXAMPLE: OnceLock<Example> = OnceLock::new();
+    EXAMPLE.get_or_init(|| {
+        let ws = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ws-embedding");
+        copy_example(&ws);
+        let libs = &fixtures().libs;
+        let target = libs.parent().unwrap().to_str().unwrap();
+        cargo(&ws, &["build", "--target-dir", target]);
+        Example {
+            app: libs.join(format!("greeter-app{}", std::env::consts::EXE_SUFFIX)),
+            plugin: fixtures().lib("greeter-plugin"),
+        }
+    })
+}
+
+/// Copies `examples/embedding` to `dest` (replacing what was there) with its path
+/// dependencies on `plugin-api` and `host` pointing into this checkout, and the main
+/// workspace's Cargo.lock, so that it links the crate versions the host does.
+pub fn copy_example(dest: &Path) {
+    let _ = fs::remove_dir_all(dest);
+    copy_sources(&root().join("examples/embedding"), dest);
+    let manifest = fs::read_to_string(dest.join("Cargo.toml")).unwrap();
+    let mut rewritten = manifest.clone();
+    for krate in ["plugin-api", "host"] {
+        let path = root().join(krate);
+        rewritten = rewritten.replace(
+            &format!("path = \"../../{krate}\""),
+            &format!("path = {:?}", path.to_str().unwrap()),
+        );
+    }
+    assert_eq!(
+        manifest.matches("../../").count(),
+        2,
+        "the example's path dependencies changed shape"
+    );
+    fs::write(dest.join("Cargo.toml"), rewritten).unwrap();
+    fs::copy(root().join("Cargo.lock"), dest.join("Cargo.lock")).unwrap();
+}
+
+/// Copies a source tree, leaving out build output and a lockfile a local build left there.
+fn copy_sources(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if name == "target" || name == "Cargo.lock" {
+            continue;
+        }
+        if entry.file_type().unwrap().is_dir() {
+            copy_sources(&entry.path(), &to.join(&name));
+        } else {
+            fs::copy(entry.path(), to.join(&name)).unwrap();
+        }
+    }
+}
+
+/// `greeter-app DIR polite Ada`, with plugin logs at `info`.
+fn greet(dir: &Path) -> Output {
+    Command::new(&example().app)
+        .args([dir.to_str().unwrap(), "polite", "Ada"])
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("run greeter-app")
+}
+
+#[test]
+fn example_app_loads_its_plugin_greets_and_shows_its_logs() {
+    let plugins = tempfile::tempdir().unwrap();
+    let plugin = &example().plugin;
+    fs::copy(plugin, plugins.path().join(plugin.file_name().unwrap())).unwrap();
+
+    let out = greet(plugins.path());
+    let (stdout, stderr) = (stdout(&out), stderr(&out));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let row = stdout.lines().next().unwrap_or_default();
+    assert!(
+        row.starts_with("loaded ") && row.contains("greeter-plugin 0.1.0 [greeter:polite]"),
+        "{stdout}{stderr}"
+    );
+    assert!(stdout.ends_with("\nGood day, Ada.\n"), "{stdout}{stderr}");
+    // The plugin's `log::info!`, through the host's logger, tagged with the plugin's name.
+    let log = stderr
+        .lines()
+        .find(|l| l.contains("greeting for greeter-app 0.1.0"))
+        .unwrap_or_else(|| panic!("no plugin log line in:\n{stderr}"));
+    assert!(log.contains("plugin{name=greeter-plugin}"), "{log}");
+}
+
+#[test]
+fn plugin_of_a_kind_the_app_does_not_know_fails() {
+    // `hello` registers a `command`: a demo kind, which the example application does not take.
+    let plugins = plugin_dir(&["hello"]);
+    let plugin = &example().plugin;
+    fs::copy(plugin, plugins.path().join(plugin.file_name().unwrap())).unwrap();
+
+    let out = greet(plugins.path());
+    let (stdout, stderr) = (stdout(&out), stderr(&out));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let mut lines = stdout.lines();
+    let row = lines
+        .find(|l| l.contains(" hello "))
+        .unwrap_or_else(|| panic!("no row for hello in:\n{stdout}"));
+    assert!(row.starts_with("failed "), "{row}");
+    let error = lines.next().unwrap_or_default();
+    assert!(
+        error.contains("error[register-failed]")
+            && error.contains("this host has no capability kind `command` (it knows: greeter)"),
+        "{error}"
+    );
+    // The application's own plugin is unaffected.
+    assert!(stdout.ends_with("\nGood day, Ada.\n"), "{stdout}{stderr}");
+}
