@@ -145,6 +145,13 @@ fn capability_layout_is_checked_across_the_boundary() {
         "{message}"
     );
     assert!(message.contains("rebuild the plugin"), "{message}");
+    // The difference itself, first and short, not abi_stable's multi-kilobyte dump.
+    assert!(
+        message.contains("expected `") && message.contains("found `"),
+        "{message}"
+    );
+    assert!(message.len() < 1500, "{} bytes: {message}", message.len());
+    assert!(!message.contains("Layout of expected type"), "{message}");
     // The outcome is kept: asking again gives the same answer.
     assert_eq!(
         host.registry().get::<WrongCommand>("hello").unwrap_err(),
@@ -154,6 +161,28 @@ fn capability_layout_is_checked_across_the_boundary() {
         host.registry().get::<CommandKind>("hello").is_err(),
         "not registered under the demo kind"
     );
+}
+
+#[test]
+fn layouts_can_be_checked_while_loading() {
+    let dir = plugin_dir(&["hello"]);
+    let mut host = host()
+        .with_kinds(Kinds::new().with::<WrongCommand>())
+        .with_layout_check_at_load(true);
+    let report = host.load(&dir.path().join(file_name("hello")));
+    assert_eq!(report.status, Status::Failed);
+    assert_eq!(report.reason, Some(ReasonCode::LayoutMismatch));
+    let message = report.message.unwrap();
+    assert!(
+        message.contains("its command `hello` does not have the layout")
+            && message.contains("could never be used"),
+        "{message}"
+    );
+    assert!(host.registry().list().is_empty());
+
+    // The CLI: `scan --check-layouts` with the demo kinds passes the example plugins.
+    let scan = scan_json(dir.path(), &["--check-layouts"]);
+    assert_eq!(entry(&scan, &file_name("hello"))["status"], "loaded");
 }
 
 /// An application's own kind, declared identically on the host side (as an application's

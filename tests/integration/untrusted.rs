@@ -212,3 +212,45 @@ fn invalid_utf8_and_control_characters_from_plugin_code() {
         stderr(&human)
     );
 }
+
+#[test]
+fn each_file_is_judged_once_per_scan() {
+    // 200 hard links to one file: one judgement, reported for every path.
+    let dir = plugin_dir(&[]);
+    let first = copy_into(&dir, "hello", "liba.so");
+    rewrite_provenance(&first, |j| j["target"] = "sparc-sun-solaris".into());
+    for i in 0..200 {
+        std::fs::hard_link(&first, dir.path().join(format!("libz{i:03}.so"))).unwrap();
+    }
+    let scan = scan_json(dir.path(), &["--no-load"]);
+    assert_outcome(
+        entry(&scan, "liba.so"),
+        "rejected",
+        "target-mismatch",
+        &["sparc-sun-solaris"],
+    );
+    let later = entry(&scan, "libz199.so");
+    assert_outcome(
+        later,
+        "rejected",
+        "target-mismatch",
+        &["the same file as", "liba.so", "sparc-sun-solaris"],
+    );
+    assert!(
+        later["checks"].as_array().unwrap().is_empty(),
+        "not judged again"
+    );
+
+    // A link to a loaded plugin is a duplicate of it, and is not loaded twice.
+    let dir = plugin_dir(&["hello"]);
+    let hello = dir.path().join(file_name("hello"));
+    std::fs::hard_link(&hello, dir.path().join("libzz.so")).unwrap();
+    let scan = scan_json(dir.path(), &[]);
+    assert_eq!(entry(&scan, &file_name("hello"))["status"], "loaded");
+    assert_outcome(
+        entry(&scan, "libzz.so"),
+        "rejected",
+        "duplicate-plugin",
+        &["the same file as"],
+    );
+}
