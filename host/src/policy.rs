@@ -6,6 +6,9 @@
 //! the `strict` preset has Go-plugin semantics (same compiler, same panic strategy, same
 //! version of every shared crate).
 
+mod dependencies;
+mod fix;
+
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -14,6 +17,10 @@ use semver::{Version, VersionReq};
 use serde::Serialize;
 
 use crate::reason::ReasonCode;
+use dependencies::HostCrates;
+use fix::series;
+
+pub use dependencies::CrateDifference;
 
 /// One aspect of provenance that is compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -248,6 +255,11 @@ impl Policy {
 pub struct Verdict {
     /// The checks.
     pub checks: Vec<Check>,
+    /// The crates host and plugin both link but not identically (other versions, or the same
+    /// version with other contents), whatever the policy makes of them: the ones to suspect
+    /// when a layout check fails.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub differences: Vec<CrateDifference>,
 }
 
 impl Verdict {
@@ -259,6 +271,11 @@ impl Verdict {
     /// The checks that warn.
     pub fn warnings(&self) -> impl Iterator<Item = &Check> {
         self.checks.iter().filter(|c| c.status == CheckStatus::Warn)
+    }
+
+    /// The crates linked by both sides that differ (see [`Verdict::differences`]).
+    pub fn differences(&self) -> &[CrateDifference] {
+        &self.differences
     }
 }
 
@@ -312,9 +329,9 @@ pub fn judge_with(
         (!api_compatible(h, p)).then(|| {
             format!(
             "built against plugin-api {p}, but this host provides plugin-api {h}, which serves \
-             plugins built against {}; rebuild the plugin with `plugin-api = \"{}\"`",
+             plugins built against {}; {}",
             series_req(h),
-            series(h)
+            fix::plugin_api(prepared.crates.plugin_api(), h)
         )
         }),
     );
@@ -341,13 +358,11 @@ pub fn judge_with(
         pr.short(),
         (!same_rustc).then(|| {
             format!(
-            "built with rustc {}, but this host was built with rustc {}; rebuild the plugin with \
-             rustc {} (`rustup install {}`)",
-            pr.short(),
-            hr.short(),
-            hr.short(),
-            hr.release
-        )
+                "built with rustc {}, but this host was built with rustc {}; {}",
+                pr.short(),
+                hr.short(),
+                fix::rustc(host)
+            )
         }),
     );
 
@@ -385,25 +400,24 @@ pub fn judge_with(
         });
     push(CheckKind::Profile, h, p, differs);
 
-    let (h, p, differs) = compare_dependencies(prepared, plugin);
-    push(CheckKind::Dependencies, h, p, differs);
+    let dependencies = dependencies::compare(&prepared.crates, plugin);
+    push(
+        CheckKind::Dependencies,
+        dependencies.host,
+        dependencies.plugin,
+        dependencies.message,
+    );
 
-    Verdict { checks }
+    Verdict {
+        checks,
+        differences: dependencies.differences,
+    }
 }
 
 /// A plugin built against `plugin` can be served by a host providing `host` when the host's
 /// version satisfies `^plugin`: same semver series, and not older than what the plugin expects.
 pub fn api_compatible(host: &Version, plugin: &Version) -> bool {
     VersionReq::parse(&format!("^{plugin}")).is_ok_and(|req| req.matches(host))
-}
-
-/// The semver-compatible series of a version: `1` for `1.4.2`, `0.11` for `0.11.3`.
-fn series(v: &Version) -> String {
-    if v.major > 0 {
-        v.major.to_string()
-    } else {
-        format!("0.{}", v.minor)
-    }
 }
 
 fn series_req(host: &Version) -> String {
@@ -414,8 +428,7 @@ fn series_req(host: &Version) -> String {
 /// host values every report shows, already formatted.
 #[derive(Debug, Clone, Default)]
 pub struct PreparedHost {
-    versions: BTreeMap<String, Vec<String>>,
-    count: usize,
+    crates: HostCrates,
     plugin_api: String,
     abi_stable: String,
     rustc: String,
@@ -425,17 +438,8 @@ pub struct PreparedHost {
 impl PreparedHost {
     /// Prepares `host`'s side.
     pub fn new(host: &Provenance) -> Self {
-        let mut versions: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for d in &host.dependencies {
-            let list = versions.entry(d.name().to_owned()).or_default();
-            if !list.iter().any(|v| v == d.version()) {
-                list.push(d.version().to_owned());
-                list.sort();
-            }
-        }
         PreparedHost {
-            versions,
-            count: host.dependencies.len(),
+            crates: HostCrates::new(host),
             plugin_api: host.plugin_api.to_string(),
             abi_stable: host.abi_stable.to_string(),
             rustc: host.rustc.short(),
@@ -456,71 +460,5 @@ fn profile_text(p: &Provenance) -> String {
     )
 }
 
-fn compare_dependencies(
-    host: &PreparedHost,
-    plugin: &Provenance,
-) -> (String, String, Option<String>) {
-    // The plugin's list is sorted by name then version: walk it a name at a time.
-    let mut shared = 0;
-    let mut differing: Vec<(&str, String, String)> = Vec::new();
-    let deps = &plugin.dependencies;
-    let mut i = 0;
-    while i < deps.len() {
-        let name = deps[i].name();
-        let mut j = i;
-        let mut plugin_versions: Vec<&str> = Vec::new();
-        while j < deps.len() && deps[j].name() == name {
-            if !plugin_versions.contains(&deps[j].version()) {
-                plugin_versions.push(deps[j].version());
-            }
-            j += 1;
-        }
-        if let Some(host_versions) = host.versions.get(name) {
-            shared += 1;
-            plugin_versions.sort_unstable();
-            if !plugin_versions
-                .iter()
-                .copied()
-                .eq(host_versions.iter().map(String::as_str))
-            {
-                differing.push((name, host_versions.join(", "), plugin_versions.join(", ")));
-            }
-        }
-        i = j;
-    }
-    if differing.is_empty() {
-        return (
-            format!("{} crates", host.count),
-            format!(
-                "{} crates, {shared} shared with the host, all the same versions",
-                deps.len()
-            ),
-            None,
-        );
-    }
-    let host_side: Vec<String> = differing
-        .iter()
-        .map(|(n, h, _)| format!("{n} {h}"))
-        .collect();
-    let plugin_side: Vec<String> = differing
-        .iter()
-        .map(|(n, _, p)| format!("{n} {p}"))
-        .collect();
-    // A `cargo update` example, for a crate the host links in one version only.
-    let example = differing
-        .iter()
-        .find(|(_, h, _)| !h.contains(", "))
-        .map(|(name, h, p)| {
-            let plugin = p.split(", ").next().unwrap_or(p);
-            format!(" (e.g. `cargo update -p {name}@{plugin} --precise {h}`)")
-        })
-        .unwrap_or_default();
-    let message = format!(
-        "links {} of {shared} crate(s) shared with the host at other versions (plugin {}; host {}); \
-         rebuild the plugin against the host's versions{example}",
-        differing.len(),
-        plugin_side.join(", "),
-        host_side.join(", ")
-    );
-    (host_side.join(", "), plugin_side.join(", "), Some(message))
-}
+#[cfg(test)]
+mod tests;

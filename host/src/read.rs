@@ -205,7 +205,42 @@ fn decode(path: &Path, blob: &[u8]) -> Result<Provenance, ReadError> {
     };
     let provenance = Provenance::decode(blob).map_err(|e| malformed(e.to_string()))?;
     crate::limits::check_provenance(&provenance).map_err(malformed)?;
+    lists_its_interface(&provenance).map_err(malformed)?;
     Ok(provenance)
+}
+
+/// The recorder lists every crate linked into a plugin, and a plugin links `plugin-api` and
+/// `abi_stable`: a record whose list lacks either at the version its own fields state was not
+/// written by the recorder as it is (an empty list would let the dependencies check compare
+/// nothing and pass).
+fn lists_its_interface(p: &Provenance) -> Result<(), String> {
+    for (name, field, version) in [
+        ("plugin-api", "plugin_api", &p.plugin_api),
+        ("abi_stable", "abi_stable", &p.abi_stable),
+    ] {
+        let listed: Vec<&str> = p
+            .dependencies
+            .iter()
+            .filter(|d| d.name() == name)
+            .map(|d| d.version())
+            .collect();
+        let version = version.to_string();
+        if listed.contains(&version.as_str()) {
+            continue;
+        }
+        let found = if p.dependencies.is_empty() {
+            "lists no crates at all".to_owned()
+        } else if listed.is_empty() {
+            format!("does not list {name}")
+        } else {
+            format!("lists {name} {}", listed.join(", "))
+        };
+        return Err(format!(
+            "its `{field}` field says {name} {version}, but its dependency list {found}; the \
+             recorder lists every crate linked into a plugin, {name} included"
+        ));
+    }
+    Ok(())
 }
 
 /// Finds and copies out the raw provenance section.

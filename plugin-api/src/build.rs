@@ -11,14 +11,18 @@
 //! It gathers the [`Provenance`] of the package being built — `rustc -vV`, the target, the
 //! profile, the panic strategy, the enabled features, and the crates that will be linked into
 //! the artifact as `cargo tree -e normal,no-proc-macro` reports them for this target — and
-//! writes the framed blob to `$OUT_DIR/plugin-provenance-{unwind,abort}.bin`, where [`crate::export_plugin!`]
+//! a content digest of every path dependency among them (so a changed copy of a shared crate
+//! at the same version is told apart), and writes the framed blob to `$OUT_DIR/plugin-provenance-{unwind,abort}.bin`, where [`crate::export_plugin!`]
 //! and [`crate::provenance_blob!`] pick it up.
 
+use std::collections::BTreeMap;
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::provenance::{Dependency, Profile, Provenance, Rustc};
+use sha2::{Digest, Sha256};
+
+use crate::provenance::{Dependency, Profile, Provenance, Rustc, SourceKind};
 
 /// The panic strategies a blob is written for: `$OUT_DIR/plugin-provenance-<strategy>.bin`
 /// (the framed blob) and `.section` (the section's contents: on ELF, the blob as a note).
@@ -39,7 +43,7 @@ pub fn record() {
 /// Like [`record`], returning a message instead of panicking.
 pub fn try_record() -> Result<(), String> {
     let manifest_dir = PathBuf::from(var("CARGO_MANIFEST_DIR")?);
-    let mut provenance = collect(&manifest_dir)?;
+    let (mut provenance, digested) = collect(&manifest_dir)?;
     let out_dir = PathBuf::from(var("OUT_DIR")?);
     // A build script cannot see the profile's panic strategy (`CARGO_CFG_PANIC` reflects the
     // target's default, not `-C panic`), but the crate being compiled can: one blob per
@@ -72,6 +76,11 @@ pub fn try_record() -> Result<(), String> {
     if let Some(lock) = find_lockfile(&manifest_dir) {
         println!("cargo:rerun-if-changed={}", lock.display());
     }
+    // A path dependency's digest must follow its content, though this package's build script
+    // does not otherwise re-run when a dependency changes.
+    for file in digested {
+        println!("cargo:rerun-if-changed={}", file.display());
+    }
     Ok(())
 }
 
@@ -79,7 +88,8 @@ fn var(name: &str) -> Result<String, String> {
     env::var(name).map_err(|_| format!("${name} is not set; call this from a Cargo build script"))
 }
 
-fn collect(manifest_dir: &Path) -> Result<Provenance, String> {
+/// The provenance, and the files its digests were computed from.
+fn collect(manifest_dir: &Path) -> Result<(Provenance, Vec<PathBuf>), String> {
     let name = var("CARGO_PKG_NAME")?;
     let version = var("CARGO_PKG_VERSION")?;
     let target = var("TARGET")?;
@@ -93,7 +103,16 @@ fn collect(manifest_dir: &Path) -> Result<Provenance, String> {
             .ok_or_else(|| format!("{name} does not link `{krate}`; plugins and hosts must"))?
             .map_err(|e| format!("bad version of {krate}: {e}"))
     };
-    Ok(Provenance {
+    let mut digests = BTreeMap::new();
+    let mut digested = Vec::new();
+    for d in &dependencies {
+        if let SourceKind::Path(dir) = d.source_kind() {
+            let (digest, files) = crate_digest(Path::new(dir))?;
+            digests.insert(d.key().to_owned(), digest);
+            digested.extend(files);
+        }
+    }
+    let provenance = Provenance {
         plugin_api: linked("plugin-api")?,
         abi_stable: linked("abi_stable")?,
         version: version
@@ -111,7 +130,66 @@ fn collect(manifest_dir: &Path) -> Result<Provenance, String> {
         name,
         target,
         dependencies,
-    })
+        digests,
+    };
+    Ok((provenance, digested))
+}
+
+/// The content digest of the crate in `dir`: `sha256:` and the hex SHA-256 over its
+/// `Cargo.toml` and every `.rs` file below it, each as its `/`-separated path relative to
+/// `dir`, a NUL, its length and its bytes, in path order. `target/`, hidden directories and
+/// nested packages (directories with a `Cargo.toml` of their own) are skipped. The digest
+/// does not depend on where the crate lies on disk. Also returns the files it read.
+pub fn crate_digest(dir: &Path) -> Result<(String, Vec<PathBuf>), String> {
+    let mut files = vec![(String::from("Cargo.toml"), dir.join("Cargo.toml"))];
+    rust_files(dir, "", &mut files)?;
+    files.sort();
+    let mut hasher = Sha256::new();
+    for (relative, path) in &files {
+        let bytes = std::fs::read(path)
+            .map_err(|e| format!("cannot read {} to digest it: {e}", path.display()))?;
+        hasher.update(relative.as_bytes());
+        hasher.update([0]);
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(&bytes);
+    }
+    let hex: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok((
+        format!("sha256:{hex}"),
+        files.into_iter().map(|(_, p)| p).collect(),
+    ))
+}
+
+/// Collects the `.rs` files below `dir` (whose path relative to the crate is `prefix`).
+fn rust_files(dir: &Path, prefix: &str, out: &mut Vec<(String, PathBuf)>) -> Result<(), String> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let path = entry.path();
+        let relative = format!("{prefix}{name}");
+        // Follows symlinks to files; a symlinked directory is not entered (no loops).
+        let file_type = entry
+            .file_type()
+            .map_err(|e| format!("cannot stat {}: {e}", path.display()))?;
+        if file_type.is_dir() {
+            let skip = name.starts_with('.')
+                || (prefix.is_empty() && name == "target")
+                || path.join("Cargo.toml").is_file();
+            if !skip {
+                rust_files(&path, &format!("{relative}/"), out)?;
+            }
+        } else if name.ends_with(".rs") && path.is_file() {
+            out.push((relative, path));
+        }
+    }
+    Ok(())
 }
 
 /// Features enabled on the package being built.
@@ -263,6 +341,43 @@ mod tests {
             (n.channel.as_str(), n.commit_hash.as_str()),
             ("nightly", "unknown")
         );
+    }
+
+    #[test]
+    fn digest_follows_content_not_location() {
+        let write = |root: &Path, file: &str, text: &str| {
+            let path = root.join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        let base = env::temp_dir().join(format!("plugin-api-digest-{}", std::process::id()));
+        let (a, b) = (base.join("one/kinds"), base.join("elsewhere/deeper/kinds"));
+        for dir in [&a, &b] {
+            write(dir, "Cargo.toml", "[package]\nname = \"kinds\"\n");
+            write(dir, "src/lib.rs", "pub mod shape;\n");
+            write(dir, "src/shape.rs", "pub struct Shape(pub u32);\n");
+        }
+        // Not part of the crate's content: build output, hidden dirs, nested packages,
+        // files that are not Rust sources.
+        write(&b, "target/debug/junk.rs", "junk");
+        write(&b, ".git/hook.rs", "junk");
+        write(&b, "nested/Cargo.toml", "[package]\nname = \"nested\"\n");
+        write(&b, "nested/src/lib.rs", "junk");
+        write(&b, "README.md", "junk");
+        let (da, files) = crate_digest(&a).unwrap();
+        assert!(da.starts_with("sha256:") && da.len() == 7 + 64, "{da}");
+        assert_eq!(files.len(), 3, "{files:?}");
+        assert_eq!(crate_digest(&b).unwrap().0, da, "same content elsewhere");
+
+        write(&b, "src/shape.rs", "pub struct Shape(pub u64);\n");
+        assert_ne!(crate_digest(&b).unwrap().0, da, "a changed .rs file");
+        write(&b, "src/shape.rs", "pub struct Shape(pub u32);\n");
+        write(&b, "src/extra.rs", "");
+        assert_ne!(crate_digest(&b).unwrap().0, da, "an added .rs file");
+        std::fs::remove_file(b.join("src/extra.rs")).unwrap();
+        std::fs::rename(b.join("src/shape.rs"), b.join("src/form.rs")).unwrap();
+        assert_ne!(crate_digest(&b).unwrap().0, da, "a renamed .rs file");
+        std::fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! absent: two identical builds have identical provenance.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::frame::{self, FrameError};
@@ -31,6 +32,14 @@ pub struct Provenance {
     /// Every crate linked into the artifact for this target (normal dependencies, transitively,
     /// proc-macros excluded), sorted by name then version. The package itself is not listed.
     pub dependencies: Vec<Dependency>,
+    /// Content digests of the path dependencies in [`Self::dependencies`], keyed by
+    /// `name version` (see [`Dependency::key`]): `sha256:` and the hex SHA-256 of the crate's
+    /// `Cargo.toml` and `.rs` files, by relative path, so the same content anywhere on disk has
+    /// the same digest. Crates.io versions are immutable and git sources name their commit, so
+    /// only path dependencies need one. Absent from records of older recorders (and readers
+    /// ignore fields they do not know), so it is optional both ways.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub digests: BTreeMap<String, String>,
 }
 
 /// The `rustc -vV` facts of the compiler used.
@@ -130,6 +139,48 @@ impl Dependency {
         let rest = &self.spec[self.version_end..];
         rest.strip_prefix(" (").and_then(|r| r.strip_suffix(')'))
     }
+
+    /// `name version`: the key of this crate in [`Provenance::digests`].
+    pub fn key(&self) -> &str {
+        &self.spec[..self.version_end]
+    }
+
+    /// What kind of source it came from, read from [`Self::source`].
+    pub fn source_kind(&self) -> SourceKind<'_> {
+        match self.source() {
+            None => SourceKind::Registry,
+            Some(s) if s.starts_with('/') || s.get(1..3) == Some(":\\") => SourceKind::Path(s),
+            Some(s) => match s.split_once("://") {
+                Some(_) if s.contains('#') => {
+                    let (url, commit) = s.rsplit_once('#').unwrap_or((s, ""));
+                    // `cargo tree` shows `URL?rev=..` / `?branch=..` / `?tag=..`: the
+                    // repository is the URL without that query.
+                    let repository = url.split_once('?').map_or(url, |(r, _)| r);
+                    SourceKind::Git { repository, commit }
+                }
+                _ => SourceKind::Other(s),
+            },
+        }
+    }
+}
+
+/// Where a [`Dependency`] came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SourceKind<'a> {
+    /// crates.io (no source shown).
+    Registry,
+    /// A local directory: the absolute path of the crate.
+    Path(&'a str),
+    /// A git repository at a commit.
+    Git {
+        /// The repository URL, without `?rev=`/`?branch=`/`?tag=`.
+        repository: &'a str,
+        /// The full commit hash the lockfile pins.
+        commit: &'a str,
+    },
+    /// Anything else (another registry), as `cargo tree` shows it.
+    Other(&'a str),
 }
 
 impl fmt::Display for Dependency {
@@ -234,6 +285,7 @@ mod tests {
             },
             features: vec![],
             dependencies: vec![Dependency::new("log", "0.4.35", None)],
+            digests: BTreeMap::new(),
         }
     }
 
@@ -262,6 +314,31 @@ mod tests {
         for bad in ["", "log", "log 1.0 /path", " 1.0"] {
             assert_eq!(Dependency::parse(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn sources_and_digests() {
+        let path = Dependency::new("kinds", "0.1.0", Some("/w/kinds"));
+        assert_eq!(path.key(), "kinds 0.1.0");
+        assert_eq!(path.source_kind(), SourceKind::Path("/w/kinds"));
+        assert_eq!(
+            Dependency::new("log", "0.4.35", None).source_kind(),
+            SourceKind::Registry
+        );
+        let git = Dependency::new("k", "1.0.0", Some("https://x.test/k?rev=abc#abc123"));
+        assert_eq!(
+            git.source_kind(),
+            SourceKind::Git {
+                repository: "https://x.test/k",
+                commit: "abc123"
+            }
+        );
+        // Absent digests are not written, and a record without them still decodes.
+        let mut p = sample();
+        let json = String::from_utf8(serde_json::to_vec(&p).unwrap()).unwrap();
+        assert!(!json.contains("digests"), "{json}");
+        p.digests.insert("kinds 0.1.0".into(), "sha256:00".into());
+        assert_eq!(Provenance::decode(&p.encode()).unwrap(), p);
     }
 
     #[test]

@@ -32,8 +32,14 @@ pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn tmp() -> &'static Path {
+pub fn tmp() -> &'static Path {
     Path::new(env!("CARGO_TARGET_TMPDIR"))
+}
+
+/// The target directory the fixtures are built into; scratch plugins built into it reuse the
+/// fixtures' compiled dependencies.
+pub fn fixtures_target() -> PathBuf {
+    tmp().join("fixtures-target")
 }
 
 /// Builds the fixtures on first use; later calls return at once.
@@ -43,7 +49,7 @@ pub fn fixtures() -> &'static Fixtures {
 }
 
 fn build_all() -> Fixtures {
-    let target = tmp().join("fixtures-target");
+    let target = fixtures_target();
     let target_arg = target.to_str().expect("UTF-8 target dir");
 
     // The example plugins, from the main workspace (same lockfile as the host).
@@ -77,29 +83,65 @@ fn build_all() -> Fixtures {
 /// A plugin built against a copy of `plugin-api` whose version is 2.0.0.
 fn build_api_two(target: &str) {
     let ws = tmp().join("ws-api-two");
-    let _ = fs::remove_dir_all(&ws);
-    copy_dir(&root().join("plugin-api/src"), &ws.join("plugin-api/src"));
-    let manifest = fs::read_to_string(root().join("plugin-api/Cargo.toml")).unwrap();
-    let manifest = manifest
-        .replacen("version = \"0.1.0\"", "version = \"2.0.0\"", 1)
-        .replace("[lints]\nworkspace = true\n", "");
-    assert!(
-        manifest.contains("version = \"2.0.0\""),
-        "plugin-api manifest changed shape"
-    );
-    write(&ws.join("plugin-api/Cargo.toml"), &manifest);
+    scratch_workspace(&ws, "api-two", Some("2.0.0"));
+    cargo(&ws, &["build", "-p", "api-two", "--target-dir", target]);
+}
+
+/// A fresh workspace at `ws` (emptied first) with the host's Cargo.lock and a plugin crate
+/// `name` registering one command (`{name}-command`). With `api_copy`, the plugin depends on a
+/// copy of `plugin-api` with that version, in a workspace of its own at `{ws}.api` (so the
+/// plugin can be pointed back at this checkout's `plugin-api` without two `plugin-api 0.1.0`
+/// in one lockfile; the copy keeps the manifest's text otherwise, so an unchanged copy has the
+/// content digest of the original); without, on this checkout's `plugin-api`.
+pub fn scratch_workspace(ws: &Path, name: &str, api_copy: Option<&str>) {
+    let _ = fs::remove_dir_all(ws);
+    let api_path = match api_copy {
+        Some(version) => {
+            let api_ws = ws.with_extension("api");
+            let _ = fs::remove_dir_all(&api_ws);
+            copy_dir(
+                &root().join("plugin-api/src"),
+                &api_ws.join("plugin-api/src"),
+            );
+            let manifest = fs::read_to_string(root().join("plugin-api/Cargo.toml")).unwrap();
+            let manifest = manifest.replacen(
+                "version = \"0.1.0\"",
+                &format!("version = \"{version}\""),
+                1,
+            );
+            assert!(
+                manifest.contains(&format!("version = \"{version}\"")),
+                "plugin-api manifest changed shape"
+            );
+            write(&api_ws.join("plugin-api/Cargo.toml"), &manifest);
+            // The copy inherits the workspace lints, as the original does.
+            let workspace = fs::read_to_string(root().join("Cargo.toml")).unwrap();
+            let lints = workspace
+                .split_once("[workspace.lints.rust]")
+                .and_then(|(_, rest)| rest.split_once("\n[package]"))
+                .map(|(lints, _)| lints)
+                .expect("the root manifest has [workspace.lints.rust] before [package]");
+            write(
+                &api_ws.join("Cargo.toml"),
+                &format!(
+                    "[workspace]\nmembers = [\"plugin-api\"]\nresolver = \"2\"\n\n[workspace.lints.rust]{lints}"
+                ),
+            );
+            api_ws.join("plugin-api")
+        }
+        None => root().join("plugin-api"),
+    };
     write(
         &ws.join("Cargo.toml"),
-        "[workspace]\nmembers = [\"plugin-api\", \"api-two\"]\nresolver = \"2\"\n",
+        &format!("[workspace]\nmembers = [\"{name}\"]\nresolver = \"2\"\n"),
     );
     plugin_crate(
-        &ws.join("api-two"),
-        "api-two",
-        "../plugin-api",
-        "api-two-command",
+        &ws.join(name),
+        name,
+        api_path.to_str().unwrap(),
+        &format!("{name}-command"),
     );
     fs::copy(root().join("Cargo.lock"), ws.join("Cargo.lock")).unwrap();
-    cargo(&ws, &["build", "-p", "api-two", "--target-dir", target]);
 }
 
 /// A plugin built with `panic = "abort"`.
@@ -122,7 +164,7 @@ fn build_abortive(target: &str) {
 }
 
 /// Writes a minimal plugin crate registering one command.
-fn plugin_crate(dir: &Path, name: &str, api_path: &str, command: &str) {
+pub fn plugin_crate(dir: &Path, name: &str, api_path: &str, command: &str) {
     write(
         &dir.join("Cargo.toml"),
         &format!(
@@ -180,6 +222,38 @@ pub fn cargo(dir: &Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).expect("cargo prints UTF-8")
+}
+
+/// Runs a command line a message suggests (`cargo +1.95.0 build`, `cargo update … && cargo
+/// update …`) in `dir`, as a user's shell would: `cargo` is rustup's proxy from `PATH`, so
+/// `+TOOLCHAIN` works, with none of the toolchain choices of the cargo running the tests.
+/// `extra` is appended to every cargo invocation. Fails the test if any part fails.
+pub fn run_suggested(dir: &Path, command: &str, extra: &[&str]) {
+    for part in command.split(" && ") {
+        let mut words = part.split_whitespace();
+        assert_eq!(
+            words.next(),
+            Some("cargo"),
+            "not a cargo command: {command}"
+        );
+        let args: Vec<&str> = words.chain(extra.iter().copied()).collect();
+        let output = Command::new("cargo")
+            .args(&args)
+            .current_dir(dir)
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .env_remove("RUSTC")
+            .env_remove("CARGO")
+            .output()
+            .expect("run cargo");
+        assert!(
+            output.status.success(),
+            "`cargo {}` in {} failed:\n{}",
+            args.join(" "),
+            dir.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 }
 
 fn write(path: &Path, text: &str) {

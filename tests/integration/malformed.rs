@@ -69,7 +69,7 @@ fn not_plugins_are_refused_and_the_scan_goes_on() {
 fn damaged_provenance_is_malformed() {
     let dir = tempfile::tempdir().unwrap();
     type Damage<'a> = &'a dyn Fn(&std::path::Path);
-    let cases: [(&str, Damage<'_>, &str); 5] = [
+    let cases: [(&str, Damage<'_>, &str); 8] = [
         (
             "bad-magic.so",
             &|p| patch_section(p, 0, b"XXXXXXXX"),
@@ -99,18 +99,42 @@ fn damaged_provenance_is_malformed() {
             },
             "missing field `target`",
         ),
+        // A record that lists no crates would pass every dependency check: the recorder
+        // always lists plugin-api and abi_stable, at the versions the record states.
+        (
+            "no-dependencies.so",
+            &|p| rewrite_provenance(p, |v| v["dependencies"] = serde_json::json!([])),
+            "`plugin_api` field says plugin-api 0.1.0, but its dependency list lists no crates",
+        ),
+        (
+            "no-plugin-api.so",
+            &|p| {
+                rewrite_provenance(p, |v| {
+                    let deps = v["dependencies"].as_array_mut().unwrap();
+                    deps.retain(|d| !d.as_str().unwrap().starts_with("plugin-api "));
+                })
+            },
+            "dependency list does not list plugin-api",
+        ),
+        (
+            "other-abi-stable.so",
+            &|p| rewrite_provenance(p, |v| v["abi_stable"] = "0.11.0".into()),
+            "`abi_stable` field says abi_stable 0.11.0, but its dependency list lists abi_stable 0.11.",
+        ),
     ];
     for (file, damage, _) in &cases {
         let path = copy_into(&dir, "hello", file);
         damage(&path);
     }
-    let scan = scan_json(dir.path(), &[]);
-    for (file, _, needle) in &cases {
-        assert_outcome(
-            entry(&scan, file),
-            "rejected",
-            "malformed-provenance",
-            &[needle, "rebuild the plugin"],
-        );
+    for policy in ["default", "strict"] {
+        let scan = scan_json(dir.path(), &["--policy", policy]);
+        for (file, _, needle) in &cases {
+            assert_outcome(
+                entry(&scan, file),
+                "rejected",
+                "malformed-provenance",
+                &[needle, "rebuild the plugin"],
+            );
+        }
     }
 }

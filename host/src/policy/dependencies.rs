@@ -1,0 +1,276 @@
+//! The `dependencies` check: every crate linked by both host and plugin must be the same
+//! version — and, for path and git crates, the same content — with one fix that aligns them all.
+
+use std::collections::BTreeMap;
+
+use plugin_api::provenance::{Dependency, Provenance, SourceKind};
+use serde::Serialize;
+
+use super::fix;
+
+/// One crate that host and plugin both link, but not identically.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CrateDifference {
+    /// The crate's name.
+    pub name: String,
+    /// The host's version(s), comma-separated; for a content-only difference, with the host
+    /// copy's short content id, e.g. `0.1.0 (sha256:1a2b3c4d5e6f)`.
+    pub host: String,
+    /// The plugin's version(s), the same way.
+    pub plugin: String,
+    /// The versions are the same but the contents are not: a changed copy of a path crate,
+    /// another git commit, or another source.
+    pub content_only: bool,
+}
+
+/// One version of a crate the host links.
+#[derive(Debug, Clone)]
+struct HostCrate {
+    dependency: Dependency,
+    identity: Option<String>,
+}
+
+/// The host's dependencies, indexed by name once per host.
+#[derive(Debug, Clone, Default)]
+pub(super) struct HostCrates {
+    by_name: BTreeMap<String, Vec<HostCrate>>,
+    count: usize,
+}
+
+impl HostCrates {
+    pub(super) fn new(host: &Provenance) -> Self {
+        let mut by_name: BTreeMap<String, Vec<HostCrate>> = BTreeMap::new();
+        for d in &host.dependencies {
+            let list = by_name.entry(d.name().to_owned()).or_default();
+            if !list.iter().any(|c| c.dependency.version() == d.version()) {
+                list.push(HostCrate {
+                    identity: identity(d, host),
+                    dependency: d.clone(),
+                });
+                list.sort_by(|a, b| a.dependency.version().cmp(b.dependency.version()));
+            }
+        }
+        HostCrates {
+            by_name,
+            count: host.dependencies.len(),
+        }
+    }
+
+    /// The host's `plugin-api`, when its record lists it.
+    pub(super) fn plugin_api(&self) -> Option<&Dependency> {
+        self.by_name
+            .get("plugin-api")
+            .and_then(|list| list.first())
+            .map(|c| &c.dependency)
+    }
+}
+
+/// What identifies a crate's content beyond its version: its digest for a path crate (when
+/// the recorder wrote one), its commit for a git crate, its source otherwise. `None` when it
+/// cannot be told (a record from before digests): such a crate is compared by version alone.
+fn identity(d: &Dependency, record: &Provenance) -> Option<String> {
+    match d.source_kind() {
+        SourceKind::Registry => Some("crates.io".to_owned()),
+        SourceKind::Path(_) => record.digests.get(d.key()).cloned(),
+        SourceKind::Git { commit, .. } => Some(format!("git {commit}")),
+        SourceKind::Other(source) => Some(source.to_owned()),
+        _ => None,
+    }
+}
+
+/// A short form of an identity for messages: `sha256:1a2b3c4d5e6f`, `git 1a2b3c4d5`.
+fn short(identity: &str) -> String {
+    if let Some(hex) = identity.strip_prefix("sha256:") {
+        format!("sha256:{}", &hex[..hex.len().min(12)])
+    } else if let Some(commit) = identity.strip_prefix("git ") {
+        format!("git {}", &commit[..commit.len().min(9)])
+    } else {
+        identity.to_owned()
+    }
+}
+
+/// The outcome of the comparison: the check's host and plugin values, the message when they
+/// differ, and the per-crate differences.
+pub(super) struct Comparison {
+    pub(super) host: String,
+    pub(super) plugin: String,
+    pub(super) message: Option<String>,
+    pub(super) differences: Vec<CrateDifference>,
+}
+
+pub(super) fn compare(host: &HostCrates, plugin: &Provenance) -> Comparison {
+    // Grouped by name whatever the order of the list: a hand-written record need not be sorted.
+    let mut by_name: BTreeMap<&str, Vec<&Dependency>> = BTreeMap::new();
+    for d in &plugin.dependencies {
+        let list = by_name.entry(d.name()).or_default();
+        if !list.iter().any(|seen| seen.version() == d.version()) {
+            list.push(d);
+        }
+    }
+    let mut shared = 0;
+    let mut differences = Vec::new();
+    let mut fixes = Fixes::default();
+    for (name, mut versions) in by_name {
+        let Some(host_crates) = host.by_name.get(name) else {
+            continue;
+        };
+        shared += 1;
+        versions.sort_by(|a, b| a.version().cmp(b.version()));
+        let host_versions: Vec<&str> = host_crates.iter().map(|c| c.dependency.version()).collect();
+        let other_versions: Vec<&str> = versions
+            .iter()
+            .map(|d| d.version())
+            .filter(|v| !host_versions.contains(v))
+            .collect();
+        if !other_versions.is_empty() {
+            let plugin_versions: Vec<&str> = versions.iter().map(|d| d.version()).collect();
+            differences.push(CrateDifference {
+                name: name.to_owned(),
+                host: host_versions.join(", "),
+                plugin: plugin_versions.join(", "),
+                content_only: false,
+            });
+            fixes.add(name, host_crates, &other_versions);
+            continue;
+        }
+        // Same versions: then the same content, where both records can tell.
+        for d in &versions {
+            let Some(host_crate) = host_crates
+                .iter()
+                .find(|c| c.dependency.version() == d.version())
+            else {
+                continue;
+            };
+            let (Some(h), Some(p)) = (&host_crate.identity, identity(d, plugin)) else {
+                continue;
+            };
+            if *h != p {
+                differences.push(CrateDifference {
+                    name: name.to_owned(),
+                    host: format!("{} ({})", d.version(), short(h)),
+                    plugin: format!("{} ({})", d.version(), short(&p)),
+                    content_only: true,
+                });
+                fixes.point_at(name, &host_crate.dependency);
+            }
+        }
+    }
+    if differences.is_empty() {
+        return Comparison {
+            host: format!("{} crates", host.count),
+            plugin: format!(
+                "{} crates, {shared} shared with the host, all the same versions",
+                plugin.dependencies.len()
+            ),
+            message: None,
+            differences,
+        };
+    }
+    let host_side: Vec<String> = differences
+        .iter()
+        .map(|d| format!("{} {}", d.name, d.host))
+        .collect();
+    let plugin_side: Vec<String> = differences
+        .iter()
+        .map(|d| {
+            if d.content_only {
+                let version = d.plugin.split(' ').next().unwrap_or_default();
+                format!(
+                    "{} {version} (content differs from the host's copy)",
+                    d.name
+                )
+            } else {
+                format!("{} {}", d.name, d.plugin)
+            }
+        })
+        .collect();
+    let message = format!(
+        "links {} of {shared} crate(s) shared with the host at other versions or contents \
+         (plugin {}; host {}); {}",
+        differences.len(),
+        plugin_side.join(", "),
+        host_side.join(", "),
+        fixes.text()
+    );
+    Comparison {
+        host: host_side.join(", "),
+        plugin: plugin_side.join(", "),
+        message: Some(message),
+        differences,
+    }
+}
+
+/// The fixes for every differing crate, gathered so they read as one instruction.
+#[derive(Default)]
+struct Fixes {
+    /// `cargo update` commands, run one after the other.
+    updates: Vec<String>,
+    /// Dependencies to point at the host's copy: (name, Cargo.toml line).
+    sources: Vec<(String, String)>,
+    /// Crates no lockfile change can align: the plugin requires another series.
+    requirements: Vec<String>,
+}
+
+impl Fixes {
+    /// A crate linked at versions the host does not link.
+    fn add(&mut self, name: &str, host: &[HostCrate], other_versions: &[&str]) {
+        let host_dep = &host[0].dependency;
+        if !matches!(host_dep.source_kind(), SourceKind::Registry) {
+            // `cargo update --precise` cannot move a path or git crate: point at the host's.
+            self.point_at(name, host_dep);
+            return;
+        }
+        for plugin_version in other_versions {
+            // The host version the plugin's requirement can accept: same semver series.
+            let target = host
+                .iter()
+                .map(|c| c.dependency.version())
+                .find(|h| fix::same_series(h, plugin_version));
+            match target {
+                Some(h) => self.updates.push(format!(
+                    "cargo update -p {name}@{plugin_version} --precise {h}"
+                )),
+                None => {
+                    let wanted: Vec<&str> = host.iter().map(|c| c.dependency.version()).collect();
+                    self.requirements.push(format!(
+                        "`{name}` {plugin_version} (the host links {}: make the plugin require \
+                         `{name} = \"={}\"`)",
+                        wanted.join(", "),
+                        wanted[wanted.len() - 1]
+                    ))
+                }
+            }
+        }
+    }
+
+    fn point_at(&mut self, name: &str, host_dep: &Dependency) {
+        if !self.sources.iter().any(|(n, _)| n == name) {
+            self.sources
+                .push((name.to_owned(), fix::dependency_line(host_dep)));
+        }
+    }
+
+    fn text(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.updates.is_empty() {
+            parts.push(format!(
+                "align the versions with the host's by running `{}` in the plugin's directory, \
+                 then rebuild",
+                self.updates.join(" && ")
+            ));
+        }
+        for (name, line) in &self.sources {
+            parts.push(format!(
+                "build against the host's copy of `{name}`: `{line}` in the plugin's Cargo.toml \
+                 (for every dependency on it), then rebuild"
+            ));
+        }
+        if !self.requirements.is_empty() {
+            parts.push(format!(
+                "the plugin's own requirements pick another series of {}",
+                self.requirements.join(", ")
+            ));
+        }
+        parts.join("; ")
+    }
+}

@@ -1,0 +1,253 @@
+use std::collections::BTreeMap;
+
+use plugin_api::provenance::{Dependency, Profile, Rustc};
+
+use super::*;
+
+fn record(deps: &[&str]) -> Provenance {
+    Provenance {
+        name: "p".into(),
+        version: "0.1.0".parse().unwrap(),
+        plugin_api: "0.1.0".parse().unwrap(),
+        abi_stable: "0.11.3".parse().unwrap(),
+        rustc: Rustc {
+            release: "1.95.0".into(),
+            commit_hash: "59807616e1fa2540724bfbac14d7976d7e4a3860".into(),
+            commit_date: "2026-04-14".into(),
+            channel: "stable".into(),
+            llvm: None,
+        },
+        target: "x86_64-unknown-linux-gnu".into(),
+        profile: Profile {
+            name: "debug".into(),
+            opt_level: "0".into(),
+            debug_assertions: true,
+            panic: "unwind".into(),
+        },
+        features: vec![],
+        dependencies: deps.iter().map(|d| Dependency::parse(d).unwrap()).collect(),
+        digests: BTreeMap::new(),
+    }
+}
+
+fn strict() -> Policy {
+    Policy::preset("strict").unwrap()
+}
+
+fn check(verdict: &Verdict, kind: CheckKind) -> &Check {
+    verdict.checks.iter().find(|c| c.check == kind).unwrap()
+}
+
+#[test]
+fn unsorted_dependency_lists_group_by_name() {
+    let host = record(&["foo 1.0.0", "foo 2.0.0", "bar 1.0.0", "log 0.4.29"]);
+    // Not sorted, with a duplicate: the versions of `foo` are apart.
+    let plugin = record(&[
+        "foo 2.0.0",
+        "bar 1.0.0",
+        "log 0.4.29",
+        "foo 1.0.0",
+        "bar 1.0.0",
+    ]);
+    let verdict = judge(&host, &plugin, &strict());
+    let c = check(&verdict, CheckKind::Dependencies);
+    assert_eq!(c.status, CheckStatus::Pass, "{c:?}");
+    assert!(c.plugin.contains("3 shared with the host"), "{c:?}");
+    assert!(verdict.differences().is_empty());
+}
+
+#[test]
+fn every_differing_crate_is_named_with_one_command_aligning_them_all() {
+    let host = record(&["a 1.0.1", "b 0.3.4", "c 2.0.0", "same 1.0.0"]);
+    let plugin = record(&["c 2.1.0", "same 1.0.0", "a 1.0.2", "b 0.3.9"]);
+    let verdict = judge(&host, &plugin, &strict());
+    let c = check(&verdict, CheckKind::Dependencies);
+    assert_eq!(c.status, CheckStatus::Fail);
+    assert_eq!(c.host, "a 1.0.1, b 0.3.4, c 2.0.0");
+    assert_eq!(c.plugin, "a 1.0.2, b 0.3.9, c 2.1.0");
+    assert!(
+        c.message.contains(
+            "`cargo update -p a@1.0.2 --precise 1.0.1 && cargo update -p b@0.3.9 --precise 0.3.4 \
+             && cargo update -p c@2.1.0 --precise 2.0.0`"
+        ),
+        "{}",
+        c.message
+    );
+    assert!(
+        c.message.starts_with("links 3 of 4 crate(s)"),
+        "{}",
+        c.message
+    );
+    let names: Vec<&str> = verdict
+        .differences()
+        .iter()
+        .map(|d| d.name.as_str())
+        .collect();
+    assert_eq!(names, ["a", "b", "c"]);
+    assert!(!verdict.differences()[0].content_only);
+}
+
+#[test]
+fn another_series_cannot_be_aligned_by_cargo_update() {
+    let host = record(&["semver 1.0.28"]);
+    let plugin = record(&["semver 0.9.0"]);
+    let c = check(&judge(&host, &plugin, &strict()), CheckKind::Dependencies).clone();
+    assert!(!c.message.contains("cargo update"), "{}", c.message);
+    assert!(
+        c.message.contains("`semver = \"=1.0.28\"`"),
+        "{}",
+        c.message
+    );
+}
+
+#[test]
+fn path_crates_are_pointed_at_the_hosts_copy() {
+    let host = record(&["plugin-api 0.1.2 (/host/plugin-api)", "log 0.4.29"]);
+    let plugin = record(&["plugin-api 0.1.0 (/else/plugin-api)", "log 0.4.28"]);
+    let c = check(&judge(&host, &plugin, &strict()), CheckKind::Dependencies).clone();
+    assert!(
+        !c.message.contains("cargo update -p plugin-api"),
+        "cargo update does nothing for a path crate: {}",
+        c.message
+    );
+    assert!(
+        c.message
+            .contains("`plugin-api = { path = \"/host/plugin-api\" }`"),
+        "{}",
+        c.message
+    );
+    assert!(
+        c.message
+            .contains("`cargo update -p log@0.4.28 --precise 0.4.29`"),
+        "{}",
+        c.message
+    );
+}
+
+#[test]
+fn same_version_other_content_is_a_difference() {
+    let mut host = record(&["kinds 0.1.0 (/app/kinds)", "log 0.4.29"]);
+    host.digests
+        .insert("kinds 0.1.0".into(), format!("sha256:{}", "a".repeat(64)));
+    let mut plugin = record(&["kinds 0.1.0 (/elsewhere/kinds)", "log 0.4.29"]);
+
+    // Same content in another directory: the same crate.
+    plugin.digests = host.digests.clone();
+    let verdict = judge(&host, &plugin, &strict());
+    assert!(verdict.failure().is_none(), "{verdict:?}");
+
+    // A record without digests (an older recorder) is compared by version alone.
+    plugin.digests.clear();
+    assert!(judge(&host, &plugin, &strict()).failure().is_none());
+
+    plugin
+        .digests
+        .insert("kinds 0.1.0".into(), format!("sha256:{}", "b".repeat(64)));
+    let verdict = judge(&host, &plugin, &strict());
+    let c = verdict.failure().expect("a changed copy fails strict");
+    assert_eq!(c.check, CheckKind::Dependencies);
+    assert_eq!(
+        c.plugin,
+        "kinds 0.1.0 (content differs from the host's copy)"
+    );
+    assert_eq!(c.host, "kinds 0.1.0 (sha256:aaaaaaaaaaaa)");
+    assert!(
+        c.message
+            .contains("host's copy of `kinds`: `kinds = { path = \"/app/kinds\" }`"),
+        "{}",
+        c.message
+    );
+    assert_eq!(
+        verdict.differences(),
+        [CrateDifference {
+            name: "kinds".into(),
+            host: "0.1.0 (sha256:aaaaaaaaaaaa)".into(),
+            plugin: "0.1.0 (sha256:bbbbbbbbbbbb)".into(),
+            content_only: true,
+        }]
+    );
+    // Default warns, and still reports the difference.
+    let verdict = judge(&host, &plugin, &Policy::default());
+    assert_eq!(
+        check(&verdict, CheckKind::Dependencies).status,
+        CheckStatus::Warn
+    );
+    assert_eq!(verdict.differences().len(), 1);
+}
+
+#[test]
+fn git_crates_differ_by_commit() {
+    let host = record(&["kinds 0.1.0 (https://x.test/kinds?branch=main#1111111111)"]);
+    let plugin = record(&["kinds 0.1.0 (https://x.test/kinds?branch=main#2222222222)"]);
+    let c = judge(&host, &plugin, &strict()).failure().cloned().unwrap();
+    assert!(
+        c.message
+            .contains("`kinds = { git = \"https://x.test/kinds\", rev = \"1111111111\" }`"),
+        "{}",
+        c.message
+    );
+    assert!(judge(&host, &host, &strict()).failure().is_none());
+}
+
+#[test]
+fn rustc_fix_builds_with_the_hosts_toolchain() {
+    let mut host = record(&[]);
+    let mut plugin = record(&[]);
+    plugin.rustc.release = "1.97.0-nightly".into();
+    plugin.rustc.commit_hash = "e50aa6fba".into();
+    plugin.rustc.channel = "nightly".into();
+    let message = |host: &Provenance| {
+        judge(host, &plugin, &strict())
+            .failure()
+            .map(|c| c.message.clone())
+            .unwrap()
+    };
+    let m = message(&host);
+    assert!(m.contains("`cargo +1.95.0 build`"), "{m}");
+    assert!(m.contains("channel = \"1.95.0\""), "{m}");
+    assert!(!m.contains("rustup install"), "{m}");
+
+    host.profile.name = "release".into();
+    assert!(message(&host).contains("`cargo +1.95.0 build --release`"));
+
+    host.rustc.release = "1.98.0-nightly".into();
+    host.rustc.channel = "nightly".into();
+    host.rustc.commit_date = "2026-06-30".into();
+    let m = message(&host);
+    assert!(
+        m.contains("`cargo +nightly-2026-07-01 build --release`"),
+        "{m}"
+    );
+    assert!(m.contains("best guess"), "{m}");
+}
+
+#[test]
+fn api_fix_names_the_hosts_source() {
+    let host = record(&["plugin-api 0.1.0 (/host/plugin-api)"]);
+    let mut plugin = record(&["plugin-api 2.0.0 (/else/plugin-api)"]);
+    plugin.plugin_api = "2.0.0".parse().unwrap();
+    let c = judge(&host, &plugin, &Policy::default())
+        .failure()
+        .cloned()
+        .unwrap();
+    assert_eq!(c.check, CheckKind::PluginApi);
+    assert!(
+        c.message
+            .contains("`plugin-api = { path = \"/host/plugin-api\" }`"),
+        "{}",
+        c.message
+    );
+    assert!(!c.message.contains("plugin-api = \"0.1\""), "{}", c.message);
+
+    // A host from crates.io: the exact version.
+    let host = record(&["plugin-api 0.1.0"]);
+    let c = judge(&host, &plugin, &Policy::default())
+        .failure()
+        .cloned()
+        .unwrap();
+    assert!(
+        c.message.contains("`plugin-api = \"=0.1.0\"`"),
+        "{}",
+        c.message
+    );
+}
