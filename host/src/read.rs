@@ -191,6 +191,41 @@ pub(crate) fn read_sized(path: &Path, file: &File, len: u64) -> Result<Provenanc
     }
 }
 
+/// What reading one file's provenance read from it: the measure of the reader's work that
+/// tests and benchmarks hold it to (whatever the file claims, a few reads of a few KiB, plus
+/// the provenance blob itself).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadCost {
+    /// Read calls (`pread`), the first block of the file included.
+    pub reads: u32,
+    /// Bytes read.
+    pub bytes: u64,
+}
+
+/// [`read_provenance`], also returning what was read from the file (zero when it could not
+/// be opened). For tests and benchmarks.
+#[doc(hidden)]
+#[cfg(unix)]
+pub fn read_provenance_counted(path: &Path) -> (Result<Provenance, ReadError>, ReadCost) {
+    let (file, len) = match open_sized(path) {
+        Ok(opened) => opened,
+        Err(e) => return (Err(e), ReadCost::default()),
+    };
+    let reader = match positioned::FileReader::new(&file, len) {
+        Ok(reader) => reader,
+        Err(source) => {
+            let error = ReadError::Io {
+                path: path.to_owned(),
+                source,
+            };
+            return (Err(error), ReadCost::default());
+        }
+    };
+    let result = provenance_section(path, &reader).and_then(|blob| decode(path, &blob));
+    (result, reader.cost())
+}
+
 /// Like [`read_provenance`], from the bytes of a file (for fuzzing and tools).
 pub fn read_provenance_bytes(path: &Path, bytes: &[u8]) -> Result<Provenance, ReadError> {
     decode(path, &provenance_section(path, bytes)?)

@@ -258,6 +258,43 @@ fn huge_sparse_and_numerous_files_stay_under_the_memory_ceiling() {
 }
 
 #[test]
+fn the_costliest_file_is_read_in_a_few_small_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let worst = dir.path().join("worst-case.so");
+    crate::worst_case::write(&fs::read(fixtures().lib("hello")).unwrap(), &worst);
+    assert_eq!(fs::metadata(&worst).unwrap().len(), crate::worst_case::LEN);
+    let normal = copy_into(&dir, "hello", &file_name("hello"));
+
+    let scan = scan_json(dir.path(), &["--no-load"]);
+    assert_outcome(
+        entry(&scan, "worst-case.so"),
+        "rejected",
+        "no-provenance",
+        &[],
+    );
+    assert_eq!(entry(&scan, &file_name("hello"))["status"], "verified");
+
+    // What verification reads: a normal plugin, one or two reads of the first pages.
+    let (result, normal_cost) = host::read_provenance_counted(&normal);
+    assert!(result.is_ok(), "{result:?}");
+    assert!(normal_cost.reads <= 2, "{normal_cost:?}");
+    // The worst case: the first page, the program headers, 64 notes' headers (a small read
+    // each, no descriptor), the dynamic flags, the section headers and names. Reading it
+    // whole, as a window per note segment, took megabytes.
+    let (result, cost) = host::read_provenance_counted(&worst);
+    assert!(
+        matches!(result, Err(host::ReadError::NoProvenance { .. })),
+        "{result:?}"
+    );
+    assert!(
+        cost.bytes <= 192 << 10 && cost.reads <= 72,
+        "the worst case read {} bytes in {} reads",
+        cost.bytes,
+        cost.reads
+    );
+}
+
+#[test]
 fn malformed_provenance_is_reported_never_panics() {
     let dir = tempfile::tempdir().unwrap();
     // Truncated JSON: the frame declares fewer bytes than the record has.
