@@ -25,6 +25,10 @@ const NOTE_PROBE_LEN: u64 = frame::NOTE_PREFIX_LEN as u64;
 const MAX_SECTION_TABLE_LEN: u64 = 64 << 10;
 /// The largest section-name table read; real ones are a few hundred bytes.
 const MAX_SECTION_NAMES_LEN: u64 = 64 << 10;
+/// How much of the dynamic segment is searched for `DT_FLAGS_1` (to tell a position-
+/// independent executable from a library); real ones have 30 to 60 entries of 16 bytes.
+const MAX_DYNAMIC_LEN: u64 = 4 << 10;
+
 /// What this host loads, as object file facts.
 pub(super) struct Native {
     pub(super) kind: FileKind,
@@ -156,6 +160,14 @@ pub(super) fn elf_section<'a, Elf: FileHeader<Endian = object::Endianness>, R: R
     let segments = header
         .program_headers(endian, data)
         .map_err(|e| corrupt(e.to_string()))?;
+    // A position-independent executable is `ET_DYN` too; a program interpreter says it is
+    // one. Refused even with a provenance note: the host loads libraries only.
+    if segments
+        .iter()
+        .any(|s| s.p_type(endian) == object::elf::PT_INTERP)
+    {
+        return Err(not_shared(path, PIE));
+    }
     // The loader maps every loadable segment: one reaching past the end of the file would
     // fault when touched, inside `dlopen`. Refuse it here.
     for segment in segments
@@ -193,6 +205,12 @@ pub(super) fn elf_section<'a, Elf: FileHeader<Endian = object::Endianness>, R: R
             break;
         }
     }
+    // No provenance note: a static position-independent executable has no interpreter, but
+    // says what it is in its dynamic flags. Only non-plugins pay for this read.
+    if is_pie::<Elf, R>(data, endian, segments) {
+        return Err(not_shared(path, PIE));
+    }
+
     // Not in a note segment: look for the section (bounding every size before reading it).
     let count = header
         .shnum(endian, data)
@@ -252,6 +270,40 @@ pub(super) fn elf_section<'a, Elf: FileHeader<Endian = object::Endianness>, R: R
                     String::new()
                 }
             ),
+        })
+}
+
+/// What a position-independent executable is called in messages.
+const PIE: &str = "a position-independent executable";
+
+/// Whether the dynamic segment's `DT_FLAGS_1` has `DF_1_PIE` (looking at its first
+/// [`MAX_DYNAMIC_LEN`] bytes only). A dynamic segment that cannot be read says nothing.
+fn is_pie<'a, Elf: FileHeader<Endian = object::Endianness>, R: ReadRef<'a>>(
+    data: R,
+    endian: object::Endianness,
+    segments: &[Elf::ProgramHeader],
+) -> bool {
+    use object::read::elf::Dyn;
+    let Some(dynamic) = segments
+        .iter()
+        .find(|s| s.p_type(endian) == object::elf::PT_DYNAMIC)
+    else {
+        return false;
+    };
+    let (offset, size): (u64, u64) = (
+        dynamic.p_offset(endian).into(),
+        dynamic.p_filesz(endian).into(),
+    );
+    let count = size.min(MAX_DYNAMIC_LEN) as usize / size_of::<Elf::Dyn>();
+    let Ok(entries) = data.read_slice_at::<Elf::Dyn>(offset, count) else {
+        return false;
+    };
+    entries
+        .iter()
+        .take_while(|d| d.d_tag(endian).into() != u64::from(object::elf::DT_NULL))
+        .any(|d| {
+            d.d_tag(endian).into() == u64::from(object::elf::DT_FLAGS_1)
+                && d.d_val(endian).into() & u64::from(object::elf::DF_1_PIE) != 0
         })
 }
 
