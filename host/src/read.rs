@@ -1,14 +1,16 @@
 //! Reading a file's provenance without loading it.
 //!
-//! The file is opened once (without blocking: a FIFO cannot stall the scan) and read through
-//! [`object::ReadCache`], which fetches only the byte ranges asked for: the file header, the
-//! section headers, the section-name table and the provenance section itself. Nothing is
-//! mapped executable, no constructor runs, and the cost does not depend on the size of the
-//! library. Reading with `pread`-style calls rather than a memory map also means a file
-//! truncated under our feet yields an error, not `SIGBUS`.
+//! The file is opened once (without blocking: a FIFO cannot stall the scan) and read with
+//! positioned reads (`pread` on Unix; `object::ReadCache` elsewhere) of only the byte ranges
+//! asked for: on ELF, the first page (file header, program headers, and usually the
+//! provenance note), the header of each note examined, and the provenance note's descriptor;
+//! the section headers and section names only when the note is not in a note segment. Nothing is mapped, no constructor runs, and the cost does not
+//! depend on the size of the library. Reading with `pread`-style calls rather than a memory
+//! map also means a file truncated under our feet yields an error, not `SIGBUS`.
 //!
-//! Every size taken from the file is bounded before anything is allocated for it, so a
-//! hostile file cannot make the reader allocate more than a few MiB.
+//! Every size taken from the file is bounded before anything is read for it, and so is the
+//! number of notes walked: whatever a hostile file claims, the reader reads at most the
+//! provenance blob's limit (1 MiB) plus a few hundred KiB of tables (see [`ReadCost`]).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
