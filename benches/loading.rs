@@ -8,6 +8,8 @@
 //! loading`.
 
 mod support;
+#[path = "../tests/integration/worst_case.rs"]
+mod worst_case;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -234,20 +236,68 @@ fn growth() {
     );
 }
 
+/// Verification of the costliest file the reader can be handed (see `worst_case.rs`) against
+/// a normal plugin, alternating file by file.
+fn worst_case_vs_normal() {
+    let a = artifacts();
+    let host = host();
+    let dir = scratch("worst-case");
+    let worst = dir.join("libworst.so");
+    worst_case::write(&fs::read(&a.hello).unwrap(), &worst);
+    let normal = dir.join("libhello.so");
+    fs::copy(&a.hello, &normal).unwrap();
+    let (mut n, mut w) = (Vec::new(), Vec::new());
+    for _ in 0..2000 {
+        let start = Instant::now();
+        assert_eq!(host.verify(&normal).status, Status::Verified);
+        n.push(start.elapsed().as_secs_f64() * 1e6);
+        let start = Instant::now();
+        assert_eq!(
+            host.verify(&worst).reason,
+            Some(host::ReasonCode::NoProvenance)
+        );
+        w.push(start.elapsed().as_secs_f64() * 1e6);
+    }
+    let (n, w) = (median(n), median(w));
+    let (_, normal_cost) = host::read_provenance_counted(&normal);
+    let (_, worst_cost) = host::read_provenance_counted(&worst);
+    println!(
+        "per-file  verify a normal plugin: {n:.2} µs ({} reads, {} bytes); the crafted worst case: {w:.2} µs ({} reads, {} bytes); ratio {:.1}",
+        normal_cost.reads, normal_cost.bytes, worst_cost.reads, worst_cost.bytes, w / n
+    );
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing: run only for real.
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
+    // `cargo bench --bench loading -- worst-case growth` runs only the sections named.
+    let chosen: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let run = |name: &str| chosen.is_empty() || chosen.iter().any(|c| c == name);
     println!(
         "machine: {} cores; {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         cpu_model()
     );
-    verify_vs_load();
-    scan_load_register();
-    no_load_memory();
-    growth();
+    if run("verify") {
+        verify_vs_load();
+    }
+    if run("scan") {
+        scan_load_register();
+    }
+    if run("memory") {
+        no_load_memory();
+    }
+    if run("growth") {
+        growth();
+    }
+    if run("worst-case") {
+        worst_case_vs_normal();
+    }
 }
 
 fn cpu_model() -> String {

@@ -50,6 +50,11 @@ pub use policy::{
     api_compatible, judge, judge_with, Check, CheckKind, CheckStatus, CrateDifference, Policy,
     PolicyError, PreparedHost, Severity, Verdict,
 };
+#[doc(hidden)]
+#[cfg(unix)]
+pub use read::read_provenance_counted;
+#[doc(hidden)]
+pub use read::ReadCost;
 pub use read::{
     open_candidate, read_provenance, read_provenance_bytes, read_provenance_from, ReadError,
 };

@@ -258,6 +258,87 @@ fn huge_sparse_and_numerous_files_stay_under_the_memory_ceiling() {
 }
 
 #[test]
+fn the_costliest_file_is_read_in_a_few_small_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let worst = dir.path().join("worst-case.so");
+    crate::worst_case::write(&fs::read(fixtures().lib("hello")).unwrap(), &worst);
+    assert_eq!(fs::metadata(&worst).unwrap().len(), crate::worst_case::LEN);
+    let normal = copy_into(&dir, "hello", &file_name("hello"));
+
+    let scan = scan_json(dir.path(), &["--no-load"]);
+    assert_outcome(
+        entry(&scan, "worst-case.so"),
+        "rejected",
+        "no-provenance",
+        &[],
+    );
+    assert_eq!(entry(&scan, &file_name("hello"))["status"], "verified");
+
+    // What verification reads: a normal plugin, one or two reads of the first pages.
+    let (result, normal_cost) = host::read_provenance_counted(&normal);
+    assert!(result.is_ok(), "{result:?}");
+    assert!(normal_cost.reads <= 2, "{normal_cost:?}");
+    // The worst case: the first page, the program headers, 64 notes' headers (a small read
+    // each, no descriptor), the dynamic flags, the section headers and names. Reading it
+    // whole, as a window per note segment, took megabytes.
+    let (result, cost) = host::read_provenance_counted(&worst);
+    assert!(
+        matches!(result, Err(host::ReadError::NoProvenance { .. })),
+        "{result:?}"
+    );
+    assert!(
+        cost.bytes <= 192 << 10 && cost.reads <= 72,
+        "the worst case read {} bytes in {} reads",
+        cost.bytes,
+        cost.reads
+    );
+}
+
+#[test]
+fn executables_are_not_libraries_even_position_independent_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    // This package's CLI: Rust links executables position-independent (`ET_DYN`, with a
+    // program interpreter) on Linux.
+    let cli = p.join("cli.so");
+    fs::copy(env!("CARGO_BIN_EXE_plugin-host"), &cli).unwrap();
+    let mut data = fs::read(&cli).unwrap();
+    assert_eq!(
+        u16::from_le_bytes([data[16], data[17]]),
+        object::elf::ET_DYN
+    );
+    // The same with its interpreter gone, as a static PIE has none: `DF_1_PIE` tells.
+    let interp = program_header(&data, object::elf::PT_INTERP).expect("an interpreter");
+    data[interp..interp + 4].copy_from_slice(&object::elf::PT_NULL.to_le_bytes());
+    fs::write(p.join("static-pie.so"), &data).unwrap();
+    // A plugin, provenance and all, that names a program interpreter: an executable too.
+    let plugin = copy_into(&dir, "hello", "runnable-plugin.so");
+    let mut data = fs::read(&plugin).unwrap();
+    let stack = program_header(&data, object::elf::PT_GNU_STACK).expect("a stack segment");
+    data[stack..stack + 4].copy_from_slice(&object::elf::PT_INTERP.to_le_bytes());
+    fs::write(&plugin, data).unwrap();
+
+    let scan = scan_json(p, &[]);
+    for file in ["cli.so", "static-pie.so", "runnable-plugin.so"] {
+        assert_outcome(
+            entry(&scan, file),
+            "rejected",
+            "not-a-library",
+            &["a position-independent executable, not a shared library"],
+        );
+    }
+}
+
+/// The file offset of the first program header of type `p_type` (64-bit little-endian ELF).
+fn program_header(data: &[u8], p_type: u32) -> Option<usize> {
+    let phoff = u64::from_le_bytes(data[0x20..0x28].try_into().unwrap()) as usize;
+    let phnum = u16::from_le_bytes([data[0x38], data[0x39]]) as usize;
+    (0..phnum)
+        .map(|i| phoff + i * 56)
+        .find(|&h| u32::from_le_bytes(data[h..h + 4].try_into().unwrap()) == p_type)
+}
+
+#[test]
 fn malformed_provenance_is_reported_never_panics() {
     let dir = tempfile::tempdir().unwrap();
     // Truncated JSON: the frame declares fewer bytes than the record has.

@@ -3,6 +3,7 @@
 
 mod fixtures;
 mod support;
+mod worst_case;
 
 mod calls;
 mod docs;

@@ -1,6 +1,7 @@
 //! ELF: the provenance note, found from the program headers (or, failing that, through the
 //! section table), with every size bounded before it is read.
 
+use std::mem::size_of;
 use std::path::Path;
 
 use object::read::elf::{FileHeader, ProgramHeader, SectionHeader};
@@ -9,14 +10,24 @@ use plugin_api::frame;
 
 use super::{not_shared, ReadError, MAX_SECTION_LEN};
 
-/// The largest section header table read (65 536 64-byte entries).
-const MAX_SECTION_TABLE_LEN: u64 = 4 << 20;
-/// How much of a note segment is read to look for the provenance note.
-const NOTE_WINDOW: u64 = MAX_SECTION_LEN + (64 << 10);
-/// How much of all note segments together is read.
-const MAX_NOTE_BYTES: u64 = 4 * NOTE_WINDOW;
+/// The largest program header table read. Real libraries have about ten entries (56 bytes
+/// each in 64-bit ELF); 16 KiB is 292 of them.
+const MAX_PROGRAM_HEADER_TABLE_LEN: u64 = 16 << 10;
+/// The most ELF notes examined in one file, in all note segments and the provenance section
+/// together. Real libraries have three to six; a hostile file cannot make the reader walk
+/// more, however many note segments or empty notes it holds.
+const MAX_NOTES: u32 = 64;
+/// The bytes read for each note examined: its header (`namesz`, `descsz`, `type`) and a name
+/// as long as ours. A descriptor is read only when the note is ours.
+const NOTE_PROBE_LEN: u64 = frame::NOTE_PREFIX_LEN as u64;
+/// The largest section header table read (only when the note is not in a note segment).
+/// A real `.so` has 30 to 40 sections (64 bytes each in 64-bit ELF); 64 KiB is 1 024.
+const MAX_SECTION_TABLE_LEN: u64 = 64 << 10;
 /// The largest section-name table read; real ones are a few hundred bytes.
-const MAX_SECTION_NAMES_LEN: u64 = 1 << 20;
+const MAX_SECTION_NAMES_LEN: u64 = 64 << 10;
+/// How much of the dynamic segment is searched for `DT_FLAGS_1` (to tell a position-
+/// independent executable from a library); real ones have 30 to 60 entries of 16 bytes.
+const MAX_DYNAMIC_LEN: u64 = 4 << 10;
 
 /// What this host loads, as object file facts.
 pub(super) struct Native {
@@ -140,7 +151,8 @@ pub(super) fn elf_section<'a, Elf: FileHeader<Endian = object::Endianness>, R: R
     let count = header
         .phnum(endian, data)
         .map_err(|e| corrupt(e.to_string()))? as u64;
-    if count.saturating_mul(u64::from(header.e_phentsize(endian)).max(1)) > MAX_SECTION_TABLE_LEN {
+    let entry = u64::from(header.e_phentsize(endian)).max(size_of::<Elf::ProgramHeader>() as u64);
+    if count.saturating_mul(entry) > MAX_PROGRAM_HEADER_TABLE_LEN {
         return Err(corrupt(format!(
             "a program header table of {count} entries"
         )));
@@ -148,6 +160,14 @@ pub(super) fn elf_section<'a, Elf: FileHeader<Endian = object::Endianness>, R: R
     let segments = header
         .program_headers(endian, data)
         .map_err(|e| corrupt(e.to_string()))?;
+    // A position-independent executable is `ET_DYN` too; a program interpreter says it is
+    // one. Refused even with a provenance note: the host loads libraries only.
+    if segments
+        .iter()
+        .any(|s| s.p_type(endian) == object::elf::PT_INTERP)
+    {
+        return Err(not_shared(path, PIE));
+    }
     // The loader maps every loadable segment: one reaching past the end of the file would
     // fault when touched, inside `dlopen`. Refuse it here.
     for segment in segments
@@ -165,37 +185,38 @@ pub(super) fn elf_section<'a, Elf: FileHeader<Endian = object::Endianness>, R: R
             )));
         }
     }
-    let big_endian = !header.is_little_endian();
-    // Note segments are walked in memory, within a budget of bytes read: a hostile file
-    // cannot make the reader loop over a huge segment or re-read one thousands of times.
-    let mut budget = MAX_NOTE_BYTES;
+    let mut notes = NoteWalk {
+        path,
+        big_endian: !header.is_little_endian(),
+        left: MAX_NOTES,
+    };
     for segment in segments
         .iter()
         .filter(|s| s.p_type(endian) == object::elf::PT_NOTE)
     {
-        let align = if segment.p_align(endian).into() == 8 {
-            8
-        } else {
-            4
-        };
         let range = (
             segment.p_offset(endian).into(),
             segment.p_filesz(endian).into(),
         );
-        if let Some(blob) = find_note(path, data, big_endian, range, align, &mut budget)? {
+        if let Some(blob) = notes.find(data, range, segment.p_align(endian).into())? {
             return Ok(blob);
         }
-        if budget == 0 {
+        if notes.left == 0 {
             break;
         }
+    }
+    // No provenance note: a static position-independent executable has no interpreter, but
+    // says what it is in its dynamic flags. Only non-plugins pay for this read.
+    if is_pie::<Elf, R>(data, endian, segments) {
+        return Err(not_shared(path, PIE));
     }
 
     // Not in a note segment: look for the section (bounding every size before reading it).
     let count = header
         .shnum(endian, data)
         .map_err(|e| corrupt(e.to_string()))? as u64;
-    let entry = u64::from(header.e_shentsize(endian));
-    if count.saturating_mul(entry.max(1)) > MAX_SECTION_TABLE_LEN {
+    let entry = u64::from(header.e_shentsize(endian)).max(size_of::<Elf::SectionHeader>() as u64);
+    if count.saturating_mul(entry) > MAX_SECTION_TABLE_LEN {
         return Err(corrupt(format!("a section table of {count} entries")));
     }
     let sections = header
@@ -235,74 +256,133 @@ pub(super) fn elf_section<'a, Elf: FileHeader<Endian = object::Endianness>, R: R
             detail: format!("section `{}` has no bytes in the file", frame::SECTION_ELF),
         });
     };
-    let mut budget = NOTE_WINDOW;
-    find_note(path, data, big_endian, range, 4, &mut budget)?.ok_or_else(|| ReadError::Malformed {
-        path: path.to_owned(),
-        detail: format!(
-            "section `{}` holds no readable PLGPROV note",
-            frame::SECTION_ELF
-        ),
-    })
+    let align = section.sh_addralign(endian).into();
+    notes
+        .find(data, range, align)?
+        .ok_or_else(|| ReadError::Malformed {
+            path: path.to_owned(),
+            detail: format!(
+                "section `{}` holds no readable PLGPROV note{}",
+                frame::SECTION_ELF,
+                if notes.left == 0 {
+                    format!(" among the first {MAX_NOTES} notes of the file")
+                } else {
+                    String::new()
+                }
+            ),
+        })
 }
 
-/// Walks the ELF notes in `(offset, size)` and returns the provenance note's descriptor.
-///
-/// The note headers are read in one window of at most [`NOTE_WINDOW`] bytes (taken from
-/// `budget`) and walked in memory; a provenance note must start within that window.
-fn find_note<'a, R: ReadRef<'a>>(
-    path: &Path,
+/// What a position-independent executable is called in messages.
+const PIE: &str = "a position-independent executable";
+
+/// Whether the dynamic segment's `DT_FLAGS_1` has `DF_1_PIE` (looking at its first
+/// [`MAX_DYNAMIC_LEN`] bytes only). A dynamic segment that cannot be read says nothing.
+fn is_pie<'a, Elf: FileHeader<Endian = object::Endianness>, R: ReadRef<'a>>(
     data: R,
-    big_endian: bool,
-    (offset, size): (u64, u64),
-    align: u64,
-    budget: &mut u64,
-) -> Result<Option<Vec<u8>>, ReadError> {
-    let malformed = |detail: String| ReadError::Malformed {
-        path: path.to_owned(),
-        detail,
+    endian: object::Endianness,
+    segments: &[Elf::ProgramHeader],
+) -> bool {
+    use object::read::elf::Dyn;
+    let Some(dynamic) = segments
+        .iter()
+        .find(|s| s.p_type(endian) == object::elf::PT_DYNAMIC)
+    else {
+        return false;
     };
-    let window_len = size.min(NOTE_WINDOW).min(*budget);
-    *budget -= window_len;
-    let Ok(window) = data.read_bytes_at(offset, window_len) else {
-        return Ok(None); // a note segment outside the file holds no provenance
+    let (offset, size): (u64, u64) = (
+        dynamic.p_offset(endian).into(),
+        dynamic.p_filesz(endian).into(),
+    );
+    let count = size.min(MAX_DYNAMIC_LEN) as usize / size_of::<Elf::Dyn>();
+    let Ok(entries) = data.read_slice_at::<Elf::Dyn>(offset, count) else {
+        return false;
     };
-    let pad = |n: u64| n.div_ceil(align) * align;
-    let word = |at: usize| {
-        let raw: [u8; 4] = window[at..at + 4].try_into().expect("4 bytes");
-        u64::from(if big_endian {
-            u32::from_be_bytes(raw)
-        } else {
-            u32::from_le_bytes(raw)
+    entries
+        .iter()
+        .take_while(|d| d.d_tag(endian).into() != u64::from(object::elf::DT_NULL))
+        .any(|d| {
+            d.d_tag(endian).into() == u64::from(object::elf::DT_FLAGS_1)
+                && d.d_val(endian).into() & u64::from(object::elf::DF_1_PIE) != 0
         })
-    };
-    let name = &frame::NOTE_NAME[..];
-    let mut at: u64 = 0;
-    while at + 12 <= window_len {
-        let (name_size, desc_size) = (word(at as usize), word(at as usize + 4));
-        let name_at = at + 12;
-        let desc_at = name_at + pad(name_size);
-        let is_ours = name_size == name.len() as u64
-            && window.get(name_at as usize..(name_at + name_size) as usize) == Some(name);
-        if is_ours {
-            if desc_size > MAX_SECTION_LEN {
-                return Err(malformed(format!(
-                    "the provenance note claims {desc_size} bytes, more than the {MAX_SECTION_LEN}-byte limit"
-                )));
-            }
-            if desc_at + desc_size > size {
-                return Err(malformed(format!(
-                    "the provenance note claims {desc_size} bytes, more than its segment holds"
-                )));
-            }
-            let desc = match window.get(desc_at as usize..(desc_at + desc_size) as usize) {
-                Some(desc) => desc,
-                None => data
-                    .read_bytes_at(offset + desc_at, desc_size)
-                    .map_err(|()| malformed("the provenance note lies outside the file".into()))?,
+}
+
+/// A walk of the ELF notes of one file, within a budget of [`MAX_NOTES`] notes in all.
+///
+/// Each note is examined on its own: its header and name are [`NOTE_PROBE_LEN`] bytes, taken
+/// from the first page already read or with one small read; a descriptor that is not ours is
+/// skipped without being read. The work per file is thus bounded by the note count, not by
+/// the sizes the file claims.
+struct NoteWalk<'p> {
+    path: &'p Path,
+    big_endian: bool,
+    /// Notes that may still be examined.
+    left: u32,
+}
+
+impl NoteWalk<'_> {
+    /// Walks the notes in `(offset, size)` and returns the provenance note's descriptor.
+    fn find<'a, R: ReadRef<'a>>(
+        &mut self,
+        data: R,
+        (offset, size): (u64, u64),
+        align: u64,
+    ) -> Result<Option<Vec<u8>>, ReadError> {
+        let malformed = |detail: String| ReadError::Malformed {
+            path: self.path.to_owned(),
+            detail,
+        };
+        // Notes are 4-byte aligned, or 8 in an 8-aligned segment (`.note.gnu.property`).
+        let align = if align == 8 { 8 } else { 4 };
+        let pad = |n: u64| n.checked_next_multiple_of(align);
+        let name = &frame::NOTE_NAME[..];
+        // `at` is relative to the start of the notes, which are themselves aligned.
+        let mut at: u64 = 0;
+        while size.saturating_sub(at) >= 12 && self.left > 0 {
+            self.left -= 1;
+            let Some(probe) = offset.checked_add(at).and_then(|start| {
+                data.read_bytes_at(start, NOTE_PROBE_LEN.min(size - at))
+                    .ok()
+            }) else {
+                return Ok(None); // notes outside the file hold no provenance
             };
-            return Ok(Some(desc.to_vec()));
+            let word = |i: usize| {
+                let raw: [u8; 4] = probe[i..i + 4].try_into().expect("4 bytes");
+                u64::from(if self.big_endian {
+                    u32::from_be_bytes(raw)
+                } else {
+                    u32::from_le_bytes(raw)
+                })
+            };
+            let (name_size, desc_size) = (word(0), word(4));
+            // As glibc and binutils lay notes out: the descriptor, and the next note, start
+            // aligned.
+            // (`at + 12` is at most `size`; a size near 2^64 could overflow the rest.)
+            let Some(desc_at) = (at + 12).checked_add(name_size).and_then(pad) else {
+                return Ok(None);
+            };
+            if name_size == name.len() as u64 && probe.get(12..) == Some(name) {
+                if desc_size > MAX_SECTION_LEN {
+                    return Err(malformed(format!(
+                        "the provenance note claims {desc_size} bytes, more than the {MAX_SECTION_LEN}-byte limit"
+                    )));
+                }
+                if desc_at.saturating_add(desc_size) > size {
+                    return Err(malformed(format!(
+                        "the provenance note claims {desc_size} bytes, more than its segment holds"
+                    )));
+                }
+                let desc = offset
+                    .checked_add(desc_at)
+                    .and_then(|start| data.read_bytes_at(start, desc_size).ok())
+                    .ok_or_else(|| malformed("the provenance note lies outside the file".into()))?;
+                return Ok(Some(desc.to_vec()));
+            }
+            match desc_at.checked_add(desc_size).and_then(pad) {
+                Some(next) => at = next,
+                None => return Ok(None),
+            }
         }
-        at = desc_at.saturating_add(pad(desc_size));
+        Ok(None)
     }
-    Ok(None)
 }

@@ -2,12 +2,14 @@
 //! read up front (it holds the file header): object's `ReadCache` pays an `lseek` and a
 //! `read` per range, which is most of the cost of verifying a file.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fs::File;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 
 use object::ReadRef;
+
+use super::ReadCost;
 
 /// Bytes read up front: the ELF header and program headers fit.
 const HEAD: u64 = 4096;
@@ -21,6 +23,8 @@ pub(super) struct FileReader<'f> {
     head_len: usize,
     /// Every other range read; only ever pushed to, so the boxed bytes never move.
     ranges: RefCell<Vec<Box<[u8]>>>,
+    /// What was read from the file so far, the first block included.
+    cost: Cell<ReadCost>,
 }
 
 impl<'f> FileReader<'f> {
@@ -34,7 +38,16 @@ impl<'f> FileReader<'f> {
             head,
             head_len,
             ranges: RefCell::new(Vec::new()),
+            cost: Cell::new(ReadCost {
+                reads: 1,
+                bytes: head_len as u64,
+            }),
         })
+    }
+
+    /// What was read from the file so far.
+    pub(super) fn cost(&self) -> ReadCost {
+        self.cost.get()
     }
 }
 
@@ -55,6 +68,11 @@ impl<'a> ReadRef<'a> for &'a FileReader<'_> {
         let mut bytes = Vec::new();
         bytes.try_reserve_exact(size).map_err(|_| ())?;
         bytes.resize(size, 0);
+        let cost = self.cost.get();
+        self.cost.set(ReadCost {
+            reads: cost.reads + 1,
+            bytes: cost.bytes + size as u64,
+        });
         self.file
             .read_exact_at(&mut bytes, offset)
             .map_err(|_| ())?;
