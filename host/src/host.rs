@@ -107,6 +107,9 @@ struct Verified {
     file: File,
     meta: Metadata,
     provenance: Provenance,
+    /// The crates it shares with the host at another version or content, described: what
+    /// a layout mismatch is most likely due to.
+    differences: Vec<String>,
 }
 
 /// How long plugin code may run while loading or registering before the host warns.
@@ -331,6 +334,17 @@ impl Host {
             .failure()
             .map(|c| (c.check.reason(), c.message.clone()));
         report.checks = verdict.checks;
+        let differences = verdict
+            .differences
+            .iter()
+            .map(|d| {
+                if d.content_only {
+                    format!("{} {}, not the host's copy ({})", d.name, d.plugin, d.host)
+                } else {
+                    format!("{} {} (host: {})", d.name, d.plugin, d.host)
+                }
+            })
+            .collect();
         if let Some((reason, message)) = failure {
             let error = PluginError::Rejected {
                 path: path.to_owned(),
@@ -360,6 +374,7 @@ impl Host {
                 file,
                 meta,
                 provenance,
+                differences,
             }),
         )
     }
@@ -380,7 +395,7 @@ impl Host {
             Ok(header) => header,
             Err(e) => return report.with_error(Status::Failed, e),
         };
-        let root = match init_root(header, &path) {
+        let root = match init_root(header, &path, &verified.differences) {
             Ok(root) => root,
             Err(e) => return report.with_error(Status::Failed, e),
         };
@@ -432,7 +447,8 @@ impl Host {
                     reason: ReasonCode::LayoutMismatch,
                     detail: format!(
                         "its {kind} `{capability}` does not have the layout this host \
-                         expects, so it could never be used: {detail}"
+                         expects, so it could never be used: {detail}; {}",
+                        crate::registry::layout_fix(&verified.differences)
                     ),
                 };
                 return report.with_error(Status::Failed, error);
@@ -447,7 +463,9 @@ impl Host {
             })
             .collect();
         capabilities.sort();
-        self.registry.commit(&plugin, &self.kinds, staged);
+        let differences: Arc<[String]> = verified.differences.into();
+        self.registry
+            .commit(&plugin, &differences, &self.kinds, staged);
         self.plugins.push(LoadedPlugin {
             name: plugin,
             path: resolved,

@@ -30,13 +30,20 @@ pub(crate) fn open_library(
 pub(crate) fn init_root(
     header: &'static LibHeader,
     path: &Path,
+    differences: &[String],
 ) -> Result<PluginRootRef, PluginError> {
     header
         .init_root_module::<PluginRootRef>()
-        .map_err(|e| classify(e, path))
+        .map_err(|e| classify_with(e, path, differences))
 }
 
 fn classify(error: LibraryError, path: &Path) -> PluginError {
+    classify_with(error, path, &[])
+}
+
+/// `differences`: the crates the plugin shares with the host at another version or content,
+/// to name in a layout mismatch.
+fn classify_with(error: LibraryError, path: &Path, differences: &[String]) -> PluginError {
     let fail = |reason: ReasonCode, detail: String| PluginError::Load {
         path: path.to_owned(),
         reason,
@@ -67,8 +74,9 @@ fn classify(error: LibraryError, path: &Path) -> PluginError {
             fail(
                 ReasonCode::LayoutMismatch,
                 format!(
-                    "abi_stable's layout check of the root module failed: {}; rebuild the plugin against plugin-api {api}",
-                    crate::registry::layout_differences(&error.to_string())
+                    "abi_stable's layout check of the root module failed: {}; {}",
+                    crate::registry::layout_differences(&error.to_string()),
+                    crate::registry::layout_fix(differences)
                 ),
             )
         }

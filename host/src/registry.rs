@@ -102,6 +102,8 @@ pub struct CapabilityInfo {
 
 struct Entry {
     plugin: Arc<str>,
+    /// The crates the plugin shares with the host at another version or content.
+    differences: Arc<[String]>,
     kind: KindInfo,
     export: CapabilityExport,
     /// The outcome of the layout check, made on first use.
@@ -132,8 +134,8 @@ pub enum LookupError {
     /// kind: `abi_stable`'s check failed, and it is never handed out.
     #[error(
         "capability `{name}` of kind `{kind}` from plugin `{plugin}` does not have the layout \
-         this host expects: {detail}; rebuild the plugin against this host's plugin-api {api}",
-        api = plugin_api::API_VERSION
+         this host expects: {detail}; {}",
+        layout_fix(differences)
     )]
     LayoutMismatch {
         /// The kind.
@@ -144,6 +146,9 @@ pub enum LookupError {
         plugin: String,
         /// `abi_stable`'s account of the difference.
         detail: String,
+        /// The crates the plugin shares with the host at another version or content: where
+        /// the differing type most likely comes from.
+        differences: Vec<String>,
     },
 }
 
@@ -218,6 +223,24 @@ pub(crate) fn layout_differences(report: &str) -> String {
     text
 }
 
+/// How to fix a layout mismatch: rebuild against the host's copies of the crates that
+/// differ, when the verdict found some, else against the host's `plugin-api`.
+pub(crate) fn layout_fix(differences: &[String]) -> String {
+    if differences.is_empty() {
+        format!(
+            "rebuild the plugin against this host's plugin-api {}",
+            plugin_api::API_VERSION
+        )
+    } else {
+        format!(
+            "the plugin was built against other versions or copies of crates this host links \
+             ({}): the differing type most likely comes from one of them; rebuild the plugin \
+             against the host's (`plugin-host check --policy strict` prints how)",
+            differences.join(", ")
+        )
+    }
+}
+
 fn available_list(available: &[String]) -> String {
     if available.is_empty() {
         " (none of that kind are loaded)".into()
@@ -251,6 +274,7 @@ impl Registry {
                 name: name.to_owned(),
                 plugin: entry.plugin.to_string(),
                 detail: detail.clone(),
+                differences: entry.differences.to_vec(),
             });
         }
         // SAFETY: the entry's kind was registered with `TypeId::of::<K>()` (checked above), so
@@ -304,6 +328,7 @@ impl Registry {
     pub(crate) fn commit(
         &mut self,
         plugin: &Arc<str>,
+        differences: &Arc<[String]>,
         kinds: &Kinds,
         staged: Vec<CapabilityExport>,
     ) {
@@ -316,6 +341,7 @@ impl Registry {
                     export.name().to_owned(),
                     Entry {
                         plugin: plugin.clone(),
+                        differences: differences.clone(),
                         kind,
                         export,
                         layout_checked: OnceLock::new(),

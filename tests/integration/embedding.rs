@@ -130,3 +130,60 @@ fn plugin_of_a_kind_the_app_does_not_know_fails() {
     // The application's own plugin is unaffected.
     assert!(stdout.ends_with("\nGood day, Ada.\n"), "{stdout}{stderr}");
 }
+
+#[test]
+fn plugin_built_against_a_changed_copy_of_the_kind_crate_is_named() {
+    // The same example, with one change to the shared kind crate at the same version: the
+    // greeter takes an owned string. The plugin built against it is renamed so that its
+    // library does not replace the real one.
+    let ws = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ws-embedding-changed");
+    copy_example(&ws);
+    let kind = ws.join("greeter-kind/src/lib.rs");
+    let source = fs::read_to_string(&kind).unwrap();
+    let changed = source.replace("who: RStr<'_>", "who: RString");
+    assert_ne!(source, changed, "the kind crate changed shape");
+    fs::write(&kind, changed).unwrap();
+    let manifest = ws.join("greeter-plugin/Cargo.toml");
+    let text = fs::read_to_string(&manifest).unwrap();
+    fs::write(
+        &manifest,
+        text.replace("name = \"greeter-plugin\"", "name = \"skewed-greeter\""),
+    )
+    .unwrap();
+    let target = fixtures()
+        .libs
+        .parent()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    cargo(
+        &ws,
+        &["build", "-p", "skewed-greeter", "--target-dir", &target],
+    );
+
+    let plugins = tempfile::tempdir().unwrap();
+    let skewed = fixtures().lib("skewed-greeter");
+    fs::copy(&skewed, plugins.path().join(skewed.file_name().unwrap())).unwrap();
+    let out = greet(plugins.path());
+    let (stdout, stderr) = (stdout(&out), stderr(&out));
+    // Same version, other content: the dependencies check names the crate...
+    assert!(
+        stdout.contains("warning[dependency-mismatch]")
+            && stdout.contains("greeter-kind 0.1.0")
+            && stdout.contains("content differs from the host's copy"),
+        "{stdout}{stderr}"
+    );
+    // ...and so does the layout mismatch on first use, instead of blaming plugin-api.
+    assert!(!out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("does not have the layout")
+            && stderr.contains("greeter-kind 0.1.0 (sha256:")
+            && stderr.contains("not the host's copy"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("against this host's plugin-api"),
+        "{stderr}"
+    );
+}
