@@ -60,6 +60,21 @@ pub enum PluginError {
         /// The plugin's error.
         message: String,
     },
+    /// The plugin's `register` failed after the host refused a capability of a kind it does
+    /// not have: the plugin was most likely written for another application.
+    #[error(
+        "{}: plugin `{name}` failed to register: {detail}; it was probably written for another \
+         application: remove it from this host's plugin directory",
+        path.display()
+    )]
+    ForeignKind {
+        /// The file.
+        path: PathBuf,
+        /// The plugin.
+        name: String,
+        /// The kind refused, and the kinds this host has.
+        detail: String,
+    },
     /// The plugin's `register` panicked; the panic was caught on the plugin side.
     #[error(
         "{}: plugin `{name}` panicked while registering: {message}; the panic was contained \
@@ -156,7 +171,9 @@ impl PluginError {
             PluginError::Resources { .. } => ReasonCode::LoadFailed,
             PluginError::InvalidCapability { .. } => ReasonCode::InvalidCapability,
             PluginError::CapabilityTwice { .. } => ReasonCode::CapabilityConflict,
-            PluginError::RegisterFailed { .. } => ReasonCode::RegisterFailed,
+            PluginError::RegisterFailed { .. } | PluginError::ForeignKind { .. } => {
+                ReasonCode::RegisterFailed
+            }
             PluginError::RegisterPanicked { .. } => ReasonCode::RegisterPanicked,
             PluginError::CapabilityConflict { .. } => ReasonCode::CapabilityConflict,
         }

@@ -410,6 +410,7 @@ impl Host {
             staged: Vec::new(),
             self_conflict: None,
             invalid: None,
+            foreign: None,
         };
         let registered = register(root, &path, &name, &mut registration);
         drop(watch);
@@ -418,6 +419,14 @@ impl Host {
             return report.with_error(Status::Failed, error);
         }
         if let Err(e) = registered {
+            // A plugin that gives up because the host lacks a kind it needs was most likely
+            // written for another application: say that, not "fix its configuration".
+            let e = match (e, registration.foreign.take()) {
+                (PluginError::RegisterFailed { path, name, .. }, Some(detail)) => {
+                    PluginError::ForeignKind { path, name, detail }
+                }
+                (e, _) => e,
+            };
             return report.with_error(Status::Failed, e);
         }
         if let Some((kind, capability)) = registration.self_conflict.take() {

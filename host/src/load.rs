@@ -103,6 +103,8 @@ pub(crate) struct Registration<'h> {
     pub self_conflict: Option<(String, String)>,
     /// The first capability refused as invalid (bad name, too many): why.
     pub invalid: Option<String>,
+    /// The first capability refused for a kind this host does not have: why.
+    pub foreign: Option<String>,
 }
 
 impl Registration<'_> {
@@ -123,7 +125,9 @@ impl Registration<'_> {
             return Err(refusal);
         }
         // The kind and name were checked to be UTF-8 just above.
-        self.kinds.admit(capability)
+        self.kinds.admit(capability).inspect_err(|why| {
+            self.foreign.get_or_insert_with(|| why.clone());
+        })
     }
 }
 

@@ -148,8 +148,7 @@ pub struct Check {
     pub host: String,
     /// The plugin's value.
     pub plugin: String,
-    /// For a difference: what it means and how to fix it.
-    #[serde(skip_serializing_if = "String::is_empty")]
+    /// For a difference: what it means and how to fix it (empty when there is none).
     pub message: String,
 }
 

@@ -116,7 +116,8 @@ fn unknown_kind_is_refused_to_the_plugin() {
     assert_eq!(report.reason, Some(ReasonCode::RegisterFailed));
     let message = report.message.unwrap();
     assert!(
-        message.contains("this host has no capability kind `command`"),
+        message.contains("this host has no capability kind `command`")
+            && message.contains("probably written for another application"),
         "{message}"
     );
 }

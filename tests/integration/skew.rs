@@ -385,3 +385,28 @@ fn unsorted_dependency_list_counts_each_shared_crate_once() {
     assert_eq!(e["status"], "verified", "{e:#}");
     assert_eq!(shared(&e), shared(&original), "{e:#}");
 }
+
+#[test]
+fn strict_lists_every_failed_check_and_json_keeps_every_message() {
+    // Built with panic = "abort" and (rewritten) by another rustc commit: two checks fail
+    // under strict, and the table names both, so one rebuild can fix both.
+    let dir = plugin_dir(&["abortive"]);
+    let path = dir.path().join(file_name("abortive"));
+    rewrite_provenance(&path, |j| j["rustc"]["commit_hash"] = "0".repeat(40).into());
+    let out = cli(&["scan", dir.path().to_str().unwrap(), "--policy", "strict"]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("error[rustc-mismatch]") && text.contains("error[panic-strategy-mismatch]"),
+        "{text}"
+    );
+    let scan = scan_json(dir.path(), &["--policy", "strict"]);
+    let e = entry(&scan, &file_name("abortive"));
+    assert_eq!(
+        e["reason"], "rustc-mismatch",
+        "the first failure is the reason"
+    );
+    for c in e["checks"].as_array().unwrap() {
+        assert!(c["message"].is_string(), "every check has a message: {c:#}");
+    }
+    assert_eq!(check(e, "target")["message"], "");
+}
