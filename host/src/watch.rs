@@ -6,7 +6,9 @@
 //! caller might take the silence for success. While plugin code runs for the host, the
 //! host notes what it is running here: a watchdog thread warns once it has run longer than
 //! the host's hang warning (Firefox's hang detector does the same for its plugins), and an
-//! `atexit` hook turns an exit from inside it into a loud failure (see [`PLUGIN_EXIT_STATUS`]).
+//! `atexit` hook turns an exit from inside it into a loud failure (see [`PLUGIN_EXIT_STATUS`]),
+//! and a crash inside it (`SIGSEGV`, `SIGBUS`, `SIGILL`, `SIGFPE`, `SIGABRT`) prints which
+//! plugin was running before the process dies as it would have.
 
 use std::sync::{Condvar, Mutex, Once, PoisonError};
 use std::time::{Duration, Instant};
@@ -29,6 +31,12 @@ static CHANGED: Condvar = Condvar::new();
 /// Plugin code is running for the host until this is dropped.
 pub(crate) struct Watch(());
 
+/// The crash message for what runs now (NUL-free bytes, leaked while in use; null when no
+/// plugin code runs): a signal handler may only read memory, not lock or allocate.
+#[cfg(unix)]
+static CRASH_NOTE: std::sync::atomic::AtomicPtr<Vec<u8>> =
+    std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+
 /// Notes that plugin code runs now for `what`; warns if it runs for longer than
 /// `warn_after`.
 pub(crate) fn enter(what: String, warn_after: Option<Duration>) -> Watch {
@@ -46,6 +54,8 @@ pub(crate) fn enter(what: String, warn_after: Option<Duration>) -> Watch {
             tracing::debug!("cannot start the hang watchdog: {e}");
         }
     });
+    #[cfg(unix)]
+    crash::note(&what);
     set(Some(Running {
         what,
         since: Instant::now(),
@@ -59,6 +69,8 @@ impl Watch {
     /// The same plugin moves on to another step (e.g. from loading to registering).
     pub(crate) fn step(&self, what: String) {
         let mut running = RUNNING.lock().unwrap_or_else(PoisonError::into_inner);
+        #[cfg(unix)]
+        crash::note(&what);
         if let Some(r) = running.as_mut() {
             r.what = what;
         }
@@ -67,7 +79,129 @@ impl Watch {
 
 impl Drop for Watch {
     fn drop(&mut self) {
+        #[cfg(unix)]
+        crash::clear();
         set(None);
+    }
+}
+
+/// Naming the plugin a fatal signal came from.
+#[cfg(unix)]
+mod crash {
+    use std::sync::atomic::Ordering;
+    use std::sync::Once;
+
+    use super::CRASH_NOTE;
+
+    const SIGNALS: [(libc::c_int, &str); 5] = [
+        (libc::SIGSEGV, "SIGSEGV"),
+        (libc::SIGBUS, "SIGBUS"),
+        (libc::SIGILL, "SIGILL"),
+        (libc::SIGFPE, "SIGFPE"),
+        (libc::SIGABRT, "SIGABRT"),
+    ];
+
+    /// The actions that were installed before ours, to hand each signal on to.
+    static mut PREVIOUS: [Option<libc::sigaction>; 5] = [None; 5];
+
+    /// Makes `what` the note a fatal signal prints; installs the handlers once.
+    pub(super) fn note(what: &str) {
+        static INSTALL: Once = Once::new();
+        INSTALL.call_once(install);
+        let text = format!(
+            "error: fatal signal while {}: the plugin crashed the process\n",
+            crate::text::printable(what)
+        );
+        let new = Box::into_raw(Box::new(text.into_bytes()));
+        let old = CRASH_NOTE.swap(new, Ordering::SeqCst);
+        free(old);
+    }
+
+    pub(super) fn clear() {
+        free(CRASH_NOTE.swap(std::ptr::null_mut(), Ordering::SeqCst));
+    }
+
+    fn free(note: *mut Vec<u8>) {
+        if !note.is_null() {
+            // SAFETY: every non-null pointer stored in CRASH_NOTE came from `Box::into_raw`
+            // and was swapped out exactly once, by this thread: it is freed once. A signal
+            // handler that read it before the swap has finished with it: handlers run on the
+            // thread they interrupt (loading is single-threaded), to completion.
+            drop(unsafe { Box::from_raw(note) });
+        }
+    }
+
+    fn install() {
+        for (i, (signal, _)) in SIGNALS.iter().enumerate() {
+            // SAFETY: a zeroed `sigaction` is a valid value to fill in; `on_fatal` has the
+            // `SA_SIGINFO` handler signature; `PREVIOUS` is written here once, inside a
+            // `Once`, before any handler that reads it can run.
+            unsafe {
+                let mut action: libc::sigaction = std::mem::zeroed();
+                action.sa_sigaction = on_fatal as *const () as usize;
+                action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+                libc::sigemptyset(&mut action.sa_mask);
+                let mut previous: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(*signal, &action, &mut previous) == 0 {
+                    (*std::ptr::addr_of_mut!(PREVIOUS))[i] = Some(previous);
+                }
+            }
+        }
+    }
+
+    /// Prints the note (if plugin code is running), then hands the signal to the action that
+    /// was there before (Rust's stack-overflow report, or the default: the process dies with
+    /// the same signal as without us).
+    extern "C" fn on_fatal(
+        signal: libc::c_int,
+        info: *mut libc::siginfo_t,
+        context: *mut libc::c_void,
+    ) {
+        let note = CRASH_NOTE.load(Ordering::SeqCst);
+        let name = SIGNALS.iter().position(|(s, _)| *s == signal);
+        // SAFETY: only async-signal-safe calls: `write`, `sigaction`; the note is a live
+        // boxed Vec (see `free`); `PREVIOUS` is no longer written once handlers are installed.
+        unsafe {
+            if !note.is_null() {
+                if let Some(i) = name {
+                    let label = SIGNALS[i].1;
+                    libc::write(2, label.as_ptr().cast(), label.len());
+                    libc::write(2, b" -- ".as_ptr().cast(), 4);
+                }
+                let bytes = &*note;
+                libc::write(2, bytes.as_ptr().cast(), bytes.len());
+            }
+            let previous = name.and_then(|i| (*std::ptr::addr_of!(PREVIOUS))[i]);
+            match previous {
+                Some(prev)
+                    if prev.sa_sigaction != libc::SIG_DFL && prev.sa_sigaction != libc::SIG_IGN =>
+                {
+                    if prev.sa_flags & libc::SA_SIGINFO != 0 {
+                        let handler: extern "C" fn(
+                            libc::c_int,
+                            *mut libc::siginfo_t,
+                            *mut libc::c_void,
+                        ) = std::mem::transmute(prev.sa_sigaction);
+                        handler(signal, info, context);
+                    } else {
+                        let handler: extern "C" fn(libc::c_int) =
+                            std::mem::transmute(prev.sa_sigaction);
+                        handler(signal);
+                    }
+                }
+                _ => {
+                    // Default action: restore it. A fault re-runs the faulting instruction when
+                    // this returns; a signal that was sent (`abort`, `kill`: `si_code` <= 0) is
+                    // raised again. Either way the process dies of this signal.
+                    let mut action: libc::sigaction = std::mem::zeroed();
+                    action.sa_sigaction = libc::SIG_DFL;
+                    libc::sigaction(signal, &action, std::ptr::null_mut());
+                    if info.is_null() || (*info).si_code <= 0 {
+                        libc::raise(signal);
+                    }
+                }
+            }
+        }
     }
 }
 

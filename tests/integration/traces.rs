@@ -37,6 +37,34 @@ fn a_plugin_that_exits_while_registering_fails_the_run() {
 }
 
 #[test]
+fn a_plugin_that_crashes_while_registering_is_named() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = plugin_dir(&["unruly"]);
+    for (mode, signal, name) in [("segfault", 11, "SIGSEGV"), ("abort", 6, "SIGABRT")] {
+        let config = format!("unruly={mode}");
+        let out = cli(&[
+            "scan",
+            dir.path().to_str().unwrap(),
+            "--plugin-config",
+            &config,
+        ]);
+        assert_eq!(
+            out.status.signal(),
+            Some(signal),
+            "{mode}: {:?}",
+            out.status
+        );
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!(
+                "{name} -- error: fatal signal while registering plugin `unruly`"
+            )),
+            "{mode}: {err}"
+        );
+    }
+}
+
+#[test]
 fn a_plugin_that_does_not_return_is_named() {
     let dir = plugin_dir(&["unruly"]);
     let out = cli(&[
