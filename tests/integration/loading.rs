@@ -4,7 +4,6 @@
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -186,22 +185,7 @@ fn origin_in_runpath_is_the_plugins_own_directory() {
 
 /// Runs `plugin-host ARGS` with at most `limit` open file descriptors.
 fn cli_with_descriptor_limit(args: &[&str], limit: u64) -> std::process::Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_plugin-host"));
-    cmd.args(args).env("PLUGIN_HOST_LOG", "warn");
-    // SAFETY: only `setrlimit` runs between fork and exec: async-signal-safe, no locks.
-    unsafe {
-        cmd.pre_exec(move || {
-            let rlimit = libc::rlimit {
-                rlim_cur: limit as libc::rlim_t,
-                rlim_max: limit as libc::rlim_t,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    cmd.output().unwrap()
+    cli_with_rlimit(args, libc::RLIMIT_NOFILE, limit)
 }
 
 #[test]

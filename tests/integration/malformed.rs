@@ -53,12 +53,7 @@ fn not_plugins_are_refused_and_the_scan_goes_on() {
         &["a directory"],
     );
     assert_eq!(entry(&scan, &file_name("hello"))["status"], "loaded");
-    let paths: Vec<&str> = scan["plugins"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["path"].as_str().unwrap())
-        .collect();
+    let paths = paths(&scan);
     assert!(!paths.iter().any(|p| p.ends_with(".txt")), "{paths:?}");
     let mut sorted = paths.clone();
     sorted.sort();

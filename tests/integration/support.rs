@@ -226,6 +226,11 @@ pub fn provenance_json(name: &str) -> Value {
 /// mappings) capped at `limit` bytes through `RLIMIT_DATA`: an allocation past the ceiling
 /// fails and the process aborts, so a successful run proves it stayed under it.
 pub fn cli_under_memory_limit(args: &[&str], limit: u64) -> Output {
+    cli_with_rlimit(args, libc::RLIMIT_DATA, limit)
+}
+
+/// Runs `plugin-host` (logging at `warn`) with resource limit `resource` set to `limit`.
+pub fn cli_with_rlimit(args: &[&str], resource: libc::__rlimit_resource_t, limit: u64) -> Output {
     use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_plugin-host"));
     cmd.args(args).env("PLUGIN_HOST_LOG", "warn");
@@ -237,11 +242,21 @@ pub fn cli_under_memory_limit(args: &[&str], limit: u64) -> Output {
                 rlim_cur: limit as libc::rlim_t,
                 rlim_max: limit as libc::rlim_t,
             };
-            if libc::setrlimit(libc::RLIMIT_DATA, &rlimit) != 0 {
+            if libc::setrlimit(resource, &rlimit) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
         });
     }
     cmd.output().unwrap()
+}
+
+/// The `path` of every entry of a scan, in order.
+pub fn paths(scan: &Value) -> Vec<&str> {
+    scan["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["path"].as_str().unwrap())
+        .collect()
 }

@@ -103,12 +103,7 @@ fn control_characters_are_escaped_in_human_output() {
 
     // JSON keeps the exact text, and stays valid (the Latin-1 name is reported, lossily).
     let scan = scan_json(dir.path(), &["--no-load"]);
-    let paths: Vec<&str> = scan["plugins"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["path"].as_str().unwrap())
-        .collect();
+    let paths = paths(&scan);
     assert!(
         paths.iter().any(|p| p.ends_with("lib\u{1b}[2Jevil.so")),
         "{paths:?}"
