@@ -513,9 +513,10 @@ impl Host {
                     });
                 }
                 // No private directory: load by `/proc/self/fd/N` and keep that descriptor
-                // open for good, so that name never comes to mean another file.
+                // open for good, so that name never comes to mean another file — in the
+                // upper half of the descriptor range, out of the way of the application's.
                 warn_once_unstaged(&e);
-                let keep = file.try_clone().map_err(|e| load_failed(path, &e))?;
+                let keep = dup_high(file).map_err(|e| load_failed(path, &e))?;
                 let name = PathBuf::from(format!("/proc/self/fd/{}", keep.as_raw_fd()));
                 let header = open_library(&name, path)?;
                 std::mem::forget(keep);
@@ -587,6 +588,30 @@ fn load_failed(path: &Path, e: &std::io::Error) -> PluginError {
         reason: ReasonCode::LoadFailed,
         detail: format!("cannot make the private copy it is loaded from: {e}"),
     }
+}
+
+/// A duplicate of `file`'s descriptor numbered in the upper half of this process's limit
+/// (or anywhere, when the upper half is full).
+#[cfg(target_os = "linux")]
+fn dup_high(file: &File) -> std::io::Result<File> {
+    use std::os::fd::FromRawFd;
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `getrlimit` writes into the valid `rlimit` it is given.
+    let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+        limit.rlim_cur.min(1 << 20) as libc::c_int
+    } else {
+        0
+    };
+    // SAFETY: `F_DUPFD_CLOEXEC` on an open descriptor returns a new descriptor (or -1).
+    let fd = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_DUPFD_CLOEXEC, soft / 2) };
+    if fd < 0 {
+        return file.try_clone();
+    }
+    // SAFETY: `fd` was just created for us and is owned by nothing else.
+    Ok(unsafe { File::from_raw_fd(fd) })
 }
 
 #[cfg(target_os = "linux")]

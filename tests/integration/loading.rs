@@ -213,3 +213,25 @@ fn no_descriptor_is_kept_per_plugin() {
     let text = stdout(&out) + &stderr(&out);
     assert!(text.contains("EMFILE"), "{text}");
 }
+
+#[test]
+fn without_a_private_directory_plugins_still_load() {
+    let dir = plugin_dir(&["hello"]);
+    let out = cli_with(
+        &[
+            "run",
+            "--plugins",
+            dir.path().to_str().unwrap(),
+            "hello",
+            "Ada",
+        ],
+        &[("TMPDIR", Path::new("/nonexistent-plugin-host-tmp"))],
+        None,
+    );
+    assert!(stdout(&out).starts_with("hello, Ada!"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot make a private directory under /nonexistent-plugin-host-tmp"),
+        "{}",
+        stderr(&out)
+    );
+}
