@@ -97,6 +97,9 @@ pub struct Host {
     load_from: LoadFrom,
     hang_warning: Option<Duration>,
     check_layouts: bool,
+    /// Where the names handed to the loader live (Linux), made on the first load.
+    #[cfg(target_os = "linux")]
+    staging: std::sync::OnceLock<Option<crate::stage::Area>>,
 }
 
 /// See [`Host::with_before_load`].
@@ -137,6 +140,8 @@ impl Host {
             load_from: LoadFrom::default(),
             hang_warning: Some(DEFAULT_HANG_WARNING),
             check_layouts: false,
+            #[cfg(target_os = "linux")]
+            staging: std::sync::OnceLock::new(),
         }
     }
 
@@ -501,7 +506,16 @@ impl Host {
             }
             LoadFrom::File => &verified.file,
         };
-        match crate::stage::stage(file, verified.meta.len(), resolved) {
+        let area = self.staging.get_or_init(|| {
+            crate::stage::Area::new()
+                .inspect_err(warn_once_unstaged)
+                .ok()
+        });
+        let staged = match area {
+            Some(area) => crate::stage::stage(area, file, verified.meta.len(), resolved),
+            None => Err(std::io::Error::other("no private directory")),
+        };
+        match staged {
             // The staged name is never reused, so once the library is mapped neither the
             // name nor the descriptor is needed: both go when this returns.
             Ok(staged) => open_library(&staged.path, path),
@@ -515,7 +529,9 @@ impl Host {
                 // No private directory: load by `/proc/self/fd/N` and keep that descriptor
                 // open for good, so that name never comes to mean another file — in the
                 // upper half of the descriptor range, out of the way of the application's.
-                warn_once_unstaged(&e);
+                if area.is_some() {
+                    warn_once_unstaged(&e);
+                }
                 let keep = dup_high(file).map_err(|e| load_failed(path, &e))?;
                 let name = PathBuf::from(format!("/proc/self/fd/{}", keep.as_raw_fd()));
                 let header = open_library(&name, path)?;

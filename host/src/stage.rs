@@ -10,13 +10,14 @@
 //!   name, so a plugin that ships `libdep.so` beside itself needs a name whose directory
 //!   holds `libdep.so`.
 //!
-//! So each load gets a fresh private directory, `$TMPDIR/plugin-host-PID-N/` (mode 0700,
-//! never reused by this process): in it, a symlink named like the plugin file points at
-//! `/proc/self/fd/FD`, and for every library the plugin needs from an `$ORIGIN` directory,
-//! a symlink at the same relative place points at the real file beside the plugin (and so on
-//! for what those libraries need from their `$ORIGIN`). The loader is handed the plugin's
-//! symlink; once it has mapped everything the directory is removed and the descriptor may be
-//! closed.
+//! So each host has a private directory, `$TMPDIR/plugin-host-PID-N/` (mode 0700, never
+//! reused by this process), and each load a name in it never used before: a symlink
+//! `K-FILE` to `/proc/self/fd/FD`. A plugin that needs libraries from its `$ORIGIN` gets a
+//! subdirectory `K/` instead, holding the symlink under the plugin's own file name and, for
+//! every library it needs from an `$ORIGIN` directory, a symlink at the same relative place
+//! to the real file beside the plugin (and so on for what those libraries need from their
+//! `$ORIGIN`). The loader is handed the plugin's symlink; once it has mapped everything the
+//! symlink (or subdirectory) is removed and the descriptor may be closed.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -33,9 +34,36 @@ const MAX_UP: usize = 8;
 /// The most dependency symlinks made for one plugin.
 const MAX_LINKS: usize = 256;
 
-/// A private directory holding the name the loader is given; removed when dropped.
-pub(crate) struct Staged {
+/// A host's private directory for the names it hands the loader: created on the first load,
+/// removed with the host (it is empty between loads).
+pub(crate) struct Area {
     dir: PathBuf,
+    next: AtomicU64,
+}
+
+impl Area {
+    /// A new private directory.
+    pub(crate) fn new() -> io::Result<Area> {
+        Ok(Area {
+            dir: private_dir()?,
+            next: AtomicU64::new(0),
+        })
+    }
+}
+
+impl Drop for Area {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+            tracing::debug!("cannot remove {}: {e}", self.dir.display());
+        }
+    }
+}
+
+/// The name one library is loaded by; removed (symlink, or the directory of symlinks for a
+/// plugin that needs `$ORIGIN`) when dropped.
+pub(crate) struct Staged {
+    remove: PathBuf,
+    is_dir: bool,
     /// What to hand the dynamic loader.
     pub(crate) path: PathBuf,
     /// Libraries found in `$ORIGIN` directories and linked in beside it.
@@ -44,21 +72,21 @@ pub(crate) struct Staged {
 
 impl Drop for Staged {
     fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
-            tracing::debug!("cannot remove {}: {e}", self.dir.display());
+        let removed = if self.is_dir {
+            std::fs::remove_dir_all(&self.remove)
+        } else {
+            std::fs::remove_file(&self.remove)
+        };
+        if let Err(e) = removed {
+            tracing::debug!("cannot remove {}: {e}", self.remove.display());
         }
     }
 }
 
 /// Stages `file` (open, `len` bytes; the verified library or its sealed copy), which lives
-/// at `real` (its canonical path, used for `$ORIGIN`).
-pub(crate) fn stage(file: &File, len: u64, real: &Path) -> io::Result<Staged> {
-    let dir = private_dir()?;
-    let mut staged = Staged {
-        dir: dir.clone(),
-        path: PathBuf::new(),
-        linked: 0,
-    };
+/// at `real` (its canonical path, used for `$ORIGIN`), in `area`.
+pub(crate) fn stage(area: &Area, file: &File, len: u64, real: &Path) -> io::Result<Staged> {
+    let n = area.next.fetch_add(1, Ordering::Relaxed);
     let name = real
         .file_name()
         .map(ToOwned::to_owned)
@@ -71,19 +99,39 @@ pub(crate) fn stage(file: &File, len: u64, real: &Path) -> io::Result<Staged> {
         .filter_map(|e| origin_relative(e))
         .collect();
     // The plugin's own directory sits deep enough that `$ORIGIN/..` stays inside `dir`.
+    let target = format!("/proc/self/fd/{}", file.as_raw_fd());
+    if origin_entries.is_empty() {
+        // The common case: one symlink, named uniquely in the area.
+        let mut unique = std::ffi::OsString::from(format!("{n}-"));
+        unique.push(&name);
+        let path = area.dir.join(unique);
+        symlink(&target, &path)?;
+        return Ok(Staged {
+            remove: path.clone(),
+            is_dir: false,
+            path,
+            linked: 0,
+        });
+    }
     let up = origin_entries
         .iter()
         .map(|(up, _)| *up)
         .max()
         .unwrap_or(0)
         .min(MAX_UP);
-    let mut origin = dir;
+    let dir = area.dir.join(n.to_string());
+    let mut origin = dir.clone();
     for _ in 0..up {
         origin.push("o");
     }
     std::fs::create_dir_all(&origin)?;
-    staged.path = origin.join(&name);
-    symlink(format!("/proc/self/fd/{}", file.as_raw_fd()), &staged.path)?;
+    let mut staged = Staged {
+        remove: dir,
+        is_dir: true,
+        path: origin.join(&name),
+        linked: 0,
+    };
+    symlink(&target, &staged.path)?;
 
     // What the plugin (and, in turn, each library linked in) needs from `$ORIGIN` places.
     let mut todo = vec![(info, origin, real_dir.to_owned(), up)];
