@@ -1,7 +1,7 @@
 //! The host: verification, loading and registration of plugins, one file or whole directories.
 
 use std::collections::HashMap;
-use std::fs::{self, File, Metadata};
+use std::fs::{self, Metadata};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +10,8 @@ use plugin_api::provenance::{DecodeError, Provenance};
 
 use crate::discover::{discover, DiscoverError};
 use crate::error::PluginError;
-use crate::load::{init_root, open_library, register, Registration};
+use crate::load::{init_root, register, Registration};
+use crate::map::{LoadFrom, Mapper, Verified};
 use crate::policy::{judge_with, Policy, PreparedHost};
 use crate::read::{open_sized, read_sized, ReadError};
 use crate::reason::ReasonCode;
@@ -55,21 +56,6 @@ pub enum ScanMode {
     VerifyOnly,
 }
 
-/// What the dynamic loader maps when a verified plugin is loaded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum LoadFrom {
-    /// A private copy of the verified file, sealed against writes (Linux: a `memfd`): a
-    /// later write to the plugin file (`cp new.so plugins/libx.so`) cannot change or
-    /// truncate what runs. Costs a copy of the library's loadable segments per load.
-    #[default]
-    SealedCopy,
-    /// The verified file itself (through its open descriptor). Faster to load, but writing
-    /// to the plugin file in place while the host runs changes the code it runs — bytes
-    /// that were never verified — or kills it with `SIGBUS`.
-    File,
-}
-
 /// A plugin that was loaded and registered.
 #[derive(Debug, Clone)]
 pub struct LoadedPlugin {
@@ -94,26 +80,13 @@ pub struct Host {
     registry: Registry,
     plugins: Vec<LoadedPlugin>,
     before_load: Option<BeforeLoad>,
-    load_from: LoadFrom,
+    mapper: Mapper,
     hang_warning: Option<Duration>,
     check_layouts: bool,
-    /// Where the names handed to the loader live (Linux), made on the first load.
-    #[cfg(target_os = "linux")]
-    staging: std::sync::OnceLock<Option<crate::stage::Area>>,
 }
 
 /// See [`Host::with_before_load`].
 type BeforeLoad = Box<dyn Fn(&Path) + Send + Sync>;
-
-/// A file whose provenance passed the policy, still open: what is loaded is this very file.
-struct Verified {
-    file: File,
-    meta: Metadata,
-    provenance: Provenance,
-    /// The crates it shares with the host at another version or content, described: what
-    /// a layout mismatch is most likely due to.
-    differences: Vec<String>,
-}
 
 /// How long plugin code may run while loading or registering before the host warns.
 pub const DEFAULT_HANG_WARNING: Duration = Duration::from_secs(5);
@@ -137,18 +110,16 @@ impl Host {
             registry: Registry::default(),
             plugins: Vec::new(),
             before_load: None,
-            load_from: LoadFrom::default(),
+            mapper: Mapper::default(),
             hang_warning: Some(DEFAULT_HANG_WARNING),
             check_layouts: false,
-            #[cfg(target_os = "linux")]
-            staging: std::sync::OnceLock::new(),
         }
     }
 
     /// Sets what the dynamic loader maps: a sealed private copy (the default) or the
     /// plugin file itself (see [`LoadFrom`] for what that risks).
     pub fn with_load_from(mut self, load_from: LoadFrom) -> Self {
-        self.load_from = load_from;
+        self.mapper.load_from = load_from;
         self
     }
 
@@ -396,7 +367,7 @@ impl Host {
             format!("loading plugin `{name}` from {}", path.display()),
             self.hang_warning,
         );
-        let header = match self.map(&verified, &path, &resolved) {
+        let header = match self.mapper.map(&verified, &path, &resolved) {
             Ok(header) => header,
             Err(e) => return report.with_error(Status::Failed, e),
         };
@@ -489,168 +460,6 @@ impl Host {
         report.status = Status::Loaded;
         report
     }
-
-    /// Hands the verified file to the dynamic loader (see [`LoadFrom`] and `stage`).
-    #[cfg(target_os = "linux")]
-    fn map(
-        &self,
-        verified: &Verified,
-        path: &Path,
-        resolved: &Path,
-    ) -> Result<&'static abi_stable::library::LibHeader, PluginError> {
-        let sealed;
-        let file = match self.load_from {
-            LoadFrom::SealedCopy => {
-                sealed = sealed_copy(verified, path)?;
-                &sealed
-            }
-            LoadFrom::File => &verified.file,
-        };
-        let area = self.staging.get_or_init(|| {
-            crate::stage::Area::new()
-                .inspect_err(warn_once_unstaged)
-                .ok()
-        });
-        let staged = match area {
-            Some(area) => crate::stage::stage(area, file, verified.meta.len(), resolved),
-            None => Err(std::io::Error::other("no private directory")),
-        };
-        match staged {
-            // The staged name is never reused, so once the library is mapped neither the
-            // name nor the descriptor is needed: both go when this returns.
-            Ok(staged) => open_library(&staged.path, path),
-            Err(e) => {
-                if let Some(detail) = crate::error::out_of_descriptors(&e) {
-                    return Err(PluginError::Resources {
-                        path: path.to_owned(),
-                        detail,
-                    });
-                }
-                // No private directory: load by `/proc/self/fd/N` and keep that descriptor
-                // open for good, so that name never comes to mean another file — in the
-                // upper half of the descriptor range, out of the way of the application's.
-                if area.is_some() {
-                    warn_once_unstaged(&e);
-                }
-                let keep = dup_high(file).map_err(|e| load_failed(path, &e))?;
-                let name = PathBuf::from(format!("/proc/self/fd/{}", keep.as_raw_fd()));
-                let header = open_library(&name, path)?;
-                std::mem::forget(keep);
-                Ok(header)
-            }
-        }
-    }
-
-    /// Elsewhere: the canonical path, right after verification (see the README).
-    #[cfg(not(target_os = "linux"))]
-    fn map(
-        &self,
-        _verified: &Verified,
-        path: &Path,
-        resolved: &Path,
-    ) -> Result<&'static abi_stable::library::LibHeader, PluginError> {
-        open_library(resolved, path)
-    }
-}
-
-#[cfg(target_os = "linux")]
-use std::os::fd::AsRawFd;
-
-/// The sealed copy of a verified file, checked to be what was verified.
-#[cfg(target_os = "linux")]
-fn sealed_copy(verified: &Verified, path: &Path) -> Result<File, PluginError> {
-    let len = verified.meta.len();
-    let fail = |e: std::io::Error| match crate::error::out_of_descriptors(&e) {
-        Some(detail) => PluginError::Resources {
-            path: path.to_owned(),
-            detail,
-        },
-        None => load_failed(path, &e),
-    };
-    let name = &verified.provenance.name;
-    let ranges = crate::read::segments::load_info(&verified.file, len)
-        .map(|info| info.ranges)
-        .unwrap_or_else(|_| vec![(0, len)]);
-    let mut copy = crate::seal::sealed_copy(name, &verified.file, len, &ranges).map_err(fail)?;
-    let holds_verified =
-        |copy: &File| read_sized(path, copy, len).is_ok_and(|p| p == verified.provenance);
-    if !holds_verified(&copy) {
-        // The provenance lies outside the segments (found through the section table):
-        // copy everything.
-        copy = crate::seal::sealed_copy(name, &verified.file, len, &[(0, len)]).map_err(fail)?;
-    }
-    let unchanged = verified
-        .file
-        .metadata()
-        .is_ok_and(|now| same_contents(&verified.meta, &now));
-    if !unchanged || !holds_verified(&copy) {
-        return Err(PluginError::Load {
-            path: path.to_owned(),
-            reason: ReasonCode::LoadFailed,
-            detail: "the file was written to while it was being loaded, so what would be \
-                     loaded is not what was verified; nothing of it was loaded: load it again \
-                     once the write has finished (replace plugins by renaming a new file over \
-                     the old one, which is atomic)"
-                .to_owned(),
-        });
-    }
-    Ok(copy)
-}
-
-#[cfg(target_os = "linux")]
-fn load_failed(path: &Path, e: &std::io::Error) -> PluginError {
-    PluginError::Load {
-        path: path.to_owned(),
-        reason: ReasonCode::LoadFailed,
-        detail: format!("cannot make the private copy it is loaded from: {e}"),
-    }
-}
-
-/// A duplicate of `file`'s descriptor numbered in the upper half of this process's limit
-/// (or anywhere, when the upper half is full).
-#[cfg(target_os = "linux")]
-fn dup_high(file: &File) -> std::io::Result<File> {
-    use std::os::fd::FromRawFd;
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `getrlimit` writes into the valid `rlimit` it is given.
-    let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
-        limit.rlim_cur.min(1 << 20) as libc::c_int
-    } else {
-        0
-    };
-    // SAFETY: `F_DUPFD_CLOEXEC` on an open descriptor returns a new descriptor (or -1).
-    let fd = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_DUPFD_CLOEXEC, soft / 2) };
-    if fd < 0 {
-        return file.try_clone();
-    }
-    // SAFETY: `fd` was just created for us and is owned by nothing else.
-    Ok(unsafe { File::from_raw_fd(fd) })
-}
-
-#[cfg(target_os = "linux")]
-fn warn_once_unstaged(e: &std::io::Error) {
-    static WARNED: std::sync::Once = std::sync::Once::new();
-    WARNED.call_once(|| {
-        tracing::warn!(
-            "cannot make a private directory under {} ({e}): plugins are loaded by \
-             /proc/self/fd names, their descriptors stay open, and $ORIGIN in their RUNPATH \
-             does not resolve",
-            printable(&std::env::temp_dir().display().to_string())
-        );
-    });
-}
-
-/// Whether two `fstat`s of one file show the same contents: same size and modification
-/// time. (Not the change time: renaming another file over this one — the safe way to
-/// replace a plugin — changes this file's link count, and so its change time.)
-#[cfg(unix)]
-fn same_contents(before: &Metadata, after: &Metadata) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    (before.len(), before.mtime(), before.mtime_nsec())
-        == (after.len(), after.mtime(), after.mtime_nsec())
 }
 
 /// The identity of a file: device and inode.

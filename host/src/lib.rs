@@ -31,6 +31,7 @@ mod host;
 pub mod limits;
 mod load;
 mod log_bridge;
+mod map;
 mod policy;
 mod read;
 mod reason;
@@ -45,7 +46,8 @@ mod watch;
 
 pub use discover::{discover, DiscoverError, LIBRARY_SUFFIX};
 pub use error::PluginError;
-pub use host::{Host, HostIdentity, LoadFrom, LoadedPlugin, ScanMode, DEFAULT_HANG_WARNING};
+pub use host::{Host, HostIdentity, LoadedPlugin, ScanMode, DEFAULT_HANG_WARNING};
+pub use map::LoadFrom;
 pub use policy::{
     api_compatible, judge, judge_with, Check, CheckKind, CheckStatus, CrateDifference, Policy,
     PolicyError, PreparedHost, Severity, Verdict,

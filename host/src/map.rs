@@ -1,0 +1,214 @@
+//! Handing a verified file to the dynamic loader: what it maps (a sealed copy, see
+//! [`crate::seal`], or the file itself) and under which name (see `stage`).
+
+use std::fs::{File, Metadata};
+use std::path::{Path, PathBuf};
+
+use plugin_api::provenance::Provenance;
+
+use crate::error::PluginError;
+use crate::load::open_library;
+#[cfg(target_os = "linux")]
+use crate::read::read_sized;
+#[cfg(target_os = "linux")]
+use crate::reason::ReasonCode;
+#[cfg(target_os = "linux")]
+use crate::text::printable;
+
+/// What the dynamic loader maps when a verified plugin is loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum LoadFrom {
+    /// A private copy of the verified file, sealed against writes (Linux: a `memfd`): a
+    /// later write to the plugin file (`cp new.so plugins/libx.so`) cannot change or
+    /// truncate what runs. Costs a copy of the library's loadable segments per load.
+    #[default]
+    SealedCopy,
+    /// The verified file itself (through its open descriptor). Faster to load, but writing
+    /// to the plugin file in place while the host runs changes the code it runs — bytes
+    /// that were never verified — or kills it with `SIGBUS`.
+    File,
+}
+
+/// A file whose provenance passed the policy, still open: what is loaded is this very file.
+pub(crate) struct Verified {
+    pub(crate) file: File,
+    pub(crate) meta: Metadata,
+    pub(crate) provenance: Provenance,
+    /// The crates it shares with the host at another version or content, described: what
+    /// a layout mismatch is most likely due to.
+    pub(crate) differences: Vec<String>,
+}
+
+/// How verified files are handed to the loader, for one host.
+#[derive(Default)]
+pub(crate) struct Mapper {
+    pub(crate) load_from: LoadFrom,
+    /// Where the names handed to the loader live (Linux), made on the first load.
+    #[cfg(target_os = "linux")]
+    staging: std::sync::OnceLock<Option<crate::stage::Area>>,
+}
+
+impl Mapper {
+    /// Hands the verified file to the dynamic loader (see [`LoadFrom`] and `stage`).
+    #[cfg(target_os = "linux")]
+    pub(crate) fn map(
+        &self,
+        verified: &Verified,
+        path: &Path,
+        resolved: &Path,
+    ) -> Result<&'static abi_stable::library::LibHeader, PluginError> {
+        let sealed;
+        let file = match self.load_from {
+            LoadFrom::SealedCopy => {
+                sealed = sealed_copy(verified, path)?;
+                &sealed
+            }
+            LoadFrom::File => &verified.file,
+        };
+        let area = self.staging.get_or_init(|| {
+            crate::stage::Area::new()
+                .inspect_err(warn_once_unstaged)
+                .ok()
+        });
+        let staged = match area {
+            Some(area) => crate::stage::stage(area, file, verified.meta.len(), resolved),
+            None => Err(std::io::Error::other("no private directory")),
+        };
+        match staged {
+            // The staged name is never reused, so once the library is mapped neither the
+            // name nor the descriptor is needed: both go when this returns.
+            Ok(staged) => open_library(&staged.path, path),
+            Err(e) => {
+                if let Some(detail) = crate::error::out_of_descriptors(&e) {
+                    return Err(PluginError::Resources {
+                        path: path.to_owned(),
+                        detail,
+                    });
+                }
+                // No private directory: load by `/proc/self/fd/N` and keep that descriptor
+                // open for good, so that name never comes to mean another file — in the
+                // upper half of the descriptor range, out of the way of the application's.
+                if area.is_some() {
+                    warn_once_unstaged(&e);
+                }
+                let keep = dup_high(file).map_err(|e| load_failed(path, &e))?;
+                let name = PathBuf::from(format!("/proc/self/fd/{}", keep.as_raw_fd()));
+                let header = open_library(&name, path)?;
+                std::mem::forget(keep);
+                Ok(header)
+            }
+        }
+    }
+
+    /// Elsewhere: the canonical path, right after verification (see the README).
+    #[cfg(not(target_os = "linux"))]
+    pub(crate) fn map(
+        &self,
+        _verified: &Verified,
+        path: &Path,
+        resolved: &Path,
+    ) -> Result<&'static abi_stable::library::LibHeader, PluginError> {
+        open_library(resolved, path)
+    }
+}
+
+#[cfg(target_os = "linux")]
+use std::os::fd::AsRawFd;
+
+/// The sealed copy of a verified file, checked to be what was verified.
+#[cfg(target_os = "linux")]
+fn sealed_copy(verified: &Verified, path: &Path) -> Result<File, PluginError> {
+    let len = verified.meta.len();
+    let fail = |e: std::io::Error| match crate::error::out_of_descriptors(&e) {
+        Some(detail) => PluginError::Resources {
+            path: path.to_owned(),
+            detail,
+        },
+        None => load_failed(path, &e),
+    };
+    let name = &verified.provenance.name;
+    let ranges = crate::read::segments::load_info(&verified.file, len)
+        .map(|info| info.ranges)
+        .unwrap_or_else(|_| vec![(0, len)]);
+    let mut copy = crate::seal::sealed_copy(name, &verified.file, len, &ranges).map_err(fail)?;
+    let holds_verified =
+        |copy: &File| read_sized(path, copy, len).is_ok_and(|p| p == verified.provenance);
+    if !holds_verified(&copy) {
+        // The provenance lies outside the segments (found through the section table):
+        // copy everything.
+        copy = crate::seal::sealed_copy(name, &verified.file, len, &[(0, len)]).map_err(fail)?;
+    }
+    let unchanged = verified
+        .file
+        .metadata()
+        .is_ok_and(|now| same_contents(&verified.meta, &now));
+    if !unchanged || !holds_verified(&copy) {
+        return Err(PluginError::Load {
+            path: path.to_owned(),
+            reason: ReasonCode::LoadFailed,
+            detail: "the file was written to while it was being loaded, so what would be \
+                     loaded is not what was verified; nothing of it was loaded: load it again \
+                     once the write has finished (replace plugins by renaming a new file over \
+                     the old one, which is atomic)"
+                .to_owned(),
+        });
+    }
+    Ok(copy)
+}
+
+#[cfg(target_os = "linux")]
+fn load_failed(path: &Path, e: &std::io::Error) -> PluginError {
+    PluginError::Load {
+        path: path.to_owned(),
+        reason: ReasonCode::LoadFailed,
+        detail: format!("cannot make the private copy it is loaded from: {e}"),
+    }
+}
+
+/// A duplicate of `file`'s descriptor numbered in the upper half of this process's limit
+/// (or anywhere, when the upper half is full).
+#[cfg(target_os = "linux")]
+fn dup_high(file: &File) -> std::io::Result<File> {
+    use std::os::fd::FromRawFd;
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `getrlimit` writes into the valid `rlimit` it is given.
+    let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+        limit.rlim_cur.min(1 << 20) as libc::c_int
+    } else {
+        0
+    };
+    // SAFETY: `F_DUPFD_CLOEXEC` on an open descriptor returns a new descriptor (or -1).
+    let fd = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_DUPFD_CLOEXEC, soft / 2) };
+    if fd < 0 {
+        return file.try_clone();
+    }
+    // SAFETY: `fd` was just created for us and is owned by nothing else.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+#[cfg(target_os = "linux")]
+fn warn_once_unstaged(e: &std::io::Error) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        tracing::warn!(
+            "cannot make a private directory under {} ({e}): plugins are loaded by \
+             /proc/self/fd names, their descriptors stay open, and $ORIGIN in their RUNPATH \
+             does not resolve",
+            printable(&std::env::temp_dir().display().to_string())
+        );
+    });
+}
+
+/// Whether two `fstat`s of one file show the same contents: same size and modification
+/// time. (Not the change time: renaming another file over this one — the safe way to
+/// replace a plugin — changes this file's link count, and so its change time.)
+#[cfg(unix)]
+fn same_contents(before: &Metadata, after: &Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    (before.len(), before.mtime(), before.mtime_nsec())
+        == (after.len(), after.mtime(), after.mtime_nsec())
+}
