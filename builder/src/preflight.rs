@@ -190,12 +190,17 @@ impl<'a> Preflight<'a> {
 
     /// Predicts the provenance of the crate in `dir` and judges it.
     pub fn run(&self, dir: &Path) -> Result<Report, PreflightError> {
-        let krate = PluginCrate::read(dir)?;
-        self.run_on(dir, &krate)
-    }
-
-    pub(crate) fn run_on(&self, dir: &Path, krate: &PluginCrate) -> Result<Report, PreflightError> {
-        let predicted = self.predict(dir, krate)?;
+        // `rustc -vV` and `cargo metadata` are independent: run them side by side.
+        let (krate, compiler) = std::thread::scope(|s| {
+            let compiler = s.spawn(|| cargo::rustc(dir));
+            let krate = PluginCrate::read(dir);
+            let compiler = compiler
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (krate, compiler)
+        });
+        let krate = krate?;
+        let predicted = self.predict_with(&krate, compiler?)?;
         let verdict = host::judge(&self.host.provenance, &predicted, &self.policy);
         let fixes = fixes(
             &self.host.provenance,
@@ -224,10 +229,18 @@ impl<'a> Preflight<'a> {
 
     /// The provenance the recorder would write for a build of `krate` in `dir`.
     fn predict(&self, dir: &Path, krate: &PluginCrate) -> Result<Provenance, PreflightError> {
+        self.predict_with(krate, cargo::rustc(dir)?)
+    }
+
+    /// [`Self::predict`], with the compiler `rustc -vV` in `dir` reported and its host triple.
+    fn predict_with(
+        &self,
+        krate: &PluginCrate,
+        (rustc, target): (plugin_api::provenance::Rustc, String),
+    ) -> Result<Provenance, PreflightError> {
         if !krate.lockfile().is_file() {
             return Err(PreflightError::NoLockfile(krate.root.clone()));
         }
-        let (rustc, target) = cargo::rustc(dir)?;
         let spec = format!("{}@{}", krate.name, krate.version);
         let dependencies = cargo::linked_crates(&krate.manifest, &spec, &target)?;
         let linked = |missing: &'static str| {
