@@ -12,6 +12,7 @@ use host::{
 };
 use plugin_api::{CommandKind, TransformKind};
 
+use crate::authoring::{NewArgs, PreflightArgs};
 use crate::output;
 
 /// Load native Rust plugins safely: verify their build provenance before any of their code runs.
@@ -81,6 +82,16 @@ enum Command {
         /// Its arguments.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+    /// Create a plugin crate whose first build this host accepts under `--policy strict`.
+    New(NewArgs),
+    /// Predict this host's verdict on a plugin crate's build, without building it; `--fix`
+    /// aligns the crate. Exit 0 accepted, 1 rejected, 2 error.
+    Preflight {
+        #[command(flatten)]
+        args: PreflightArgs,
+        #[command(flatten)]
+        policy: PolicyArgs,
     },
     /// Stream stdin through the named plugin transforms, in order, to stdout.
     Transform {
@@ -286,6 +297,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     Ok(ExitCode::from(1))
                 }
             }
+        }
+        Command::New(args) => crate::authoring::new(args, &identity()?),
+        Command::Preflight { args, policy } => {
+            crate::authoring::preflight(args, &identity()?, policy.build()?)
         }
         Command::Transform { plugins, names } => {
             let host = load(&plugins)?;

@@ -49,8 +49,8 @@ pub use error::PluginError;
 pub use host::{Host, HostIdentity, LoadedPlugin, ScanMode, DEFAULT_HANG_WARNING};
 pub use map::LoadFrom;
 pub use policy::{
-    api_compatible, judge, judge_with, Check, CheckKind, CheckStatus, CrateDifference, Policy,
-    PolicyError, PreparedHost, Severity, Verdict,
+    api_compatible, dependency_line, dependency_source, judge, judge_with, toolchain_name, Check,
+    CheckKind, CheckStatus, CrateDifference, Policy, PolicyError, PreparedHost, Severity, Verdict,
 };
 #[doc(hidden)]
 #[cfg(unix)]

@@ -21,6 +21,7 @@ use dependencies::HostCrates;
 use fix::series;
 
 pub use dependencies::CrateDifference;
+pub use fix::{dependency_line, dependency_source, toolchain_name};
 
 /// One aspect of provenance that is compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

@@ -24,17 +24,28 @@ pub(super) fn series(v: &Version) -> String {
 
 /// The `Cargo.toml` line that depends on exactly the host's copy of a crate: its path, its git
 /// commit, or its exact crates.io version.
-pub(super) fn dependency_line(host: &Dependency) -> String {
+pub fn dependency_line(host: &Dependency) -> String {
     let name = host.name();
     match host.source_kind() {
-        SourceKind::Path(path) => format!("{name} = {{ path = {} }}", toml_string(path)),
-        SourceKind::Git { repository, commit } => format!(
-            "{name} = {{ git = {}, rev = \"{commit}\" }}",
-            toml_string(repository)
-        ),
+        SourceKind::Path(_) | SourceKind::Git { .. } => {
+            format!("{name} = {{ {} }}", dependency_source(host))
+        }
         // crates.io, or another registry (whose name in the plugin's Cargo config is not
         // recorded): the exact version.
         _ => format!("{name} = \"={}\"", host.version()),
+    }
+}
+
+/// The fields of an inline dependency table that select exactly the host's copy of a crate:
+/// `path = "…"`, `git = "…", rev = "…"`, or `version = "=…"` (crates.io, or another registry
+/// whose name in the plugin's Cargo config is not recorded).
+pub fn dependency_source(host: &Dependency) -> String {
+    match host.source_kind() {
+        SourceKind::Path(path) => format!("path = {}", toml_string(path)),
+        SourceKind::Git { repository, commit } => {
+            format!("git = {}, rev = \"{commit}\"", toml_string(repository))
+        }
+        _ => format!("version = \"={}\"", host.version()),
     }
 }
 
@@ -90,7 +101,7 @@ pub(super) fn rustc(host: &Provenance) -> String {
 /// The rustup toolchain name of a compiler, and whether it is a guess: the release for
 /// stable; for nightly and beta the channel and the day after the commit date (what the
 /// nightly is usually named after). `None` for a dev build or an unknown date.
-fn toolchain_name(r: &Rustc) -> Option<(String, bool)> {
+pub fn toolchain_name(r: &Rustc) -> Option<(String, bool)> {
     match r.channel.as_str() {
         "stable" => Some((r.release.clone(), false)),
         channel @ ("nightly" | "beta") => {

@@ -1,0 +1,351 @@
+//! The plugin builder: `new` scaffolds a crate whose first build passes `--policy strict`, and
+//! `preflight` predicts — without building — what `check` then says about the built file.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use crate::fixtures::{fixtures_target, run_suggested, tmp};
+use crate::support::{stderr, stdout};
+
+/// Runs `plugin-host ARGS` in `dir` as a user's shell would: rustup picks the toolchain from
+/// the directory (no `RUSTUP_TOOLCHAIN`, `RUSTC` or `CARGO` from the test run), plus `env`.
+fn cli_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_plugin-host"));
+    cmd.args(args)
+        .current_dir(dir)
+        .env("PLUGIN_HOST_LOG", "warn")
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env_remove("RUSTC")
+        .env_remove("CARGO");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run plugin-host")
+}
+
+/// A fresh scaffold `name` (of `kind`) under the test's scratch directory.
+fn scaffold(name: &str, kind: &str) -> PathBuf {
+    let parent = tmp().join("builder");
+    fs::create_dir_all(&parent).unwrap();
+    let dir = parent.join(name);
+    let _ = fs::remove_dir_all(&dir);
+    let out = cli_in(&parent, &["new", name, "--kind", kind], &[]);
+    assert_eq!(out.status.code(), Some(0), "new: {}", stderr(&out));
+    assert!(
+        stdout(&out).contains("would be accepted"),
+        "{}",
+        stdout(&out)
+    );
+    dir
+}
+
+/// `preflight DIR --policy strict --json [EXTRA]` and its exit code.
+fn preflight(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> (i32, Value) {
+    let mut args = vec![
+        "preflight",
+        dir.to_str().unwrap(),
+        "--policy",
+        "strict",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let out = cli_in(dir, &args, env);
+    let code = out.status.code().unwrap();
+    let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "bad JSON ({e}), exit {code}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        )
+    });
+    (code, json)
+}
+
+/// `check --policy strict --json LIB`: exit code and the plugin's entry.
+fn check_strict(lib: &Path) -> (i32, Value) {
+    let out = cli_in(
+        Path::new("/"),
+        &[
+            "check",
+            "--policy",
+            "strict",
+            "--json",
+            lib.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let json: Value = serde_json::from_slice(&out.stdout).expect("check JSON");
+    (out.status.code().unwrap(), json["plugins"][0].clone())
+}
+
+/// Preflight's verdict and `check`'s on the built file agree: exit code, reason, and the
+/// status of every check.
+fn assert_agree(predicted: &(i32, Value), checked: &(i32, Value)) {
+    let ((pc, p), (cc, c)) = (predicted, checked);
+    assert_eq!(pc, cc, "exit codes differ:\npreflight {p:#}\ncheck {c:#}");
+    let reason = |v: &Value| v["reason"].as_str().map(str::to_owned);
+    assert_eq!(reason(p), reason(c), "reasons differ");
+    let statuses = |v: &Value| -> Vec<(String, String)> {
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["check"].to_string(), c["status"].to_string()))
+            .collect()
+    };
+    assert_eq!(statuses(p), statuses(c), "check statuses differ");
+}
+
+fn lib_in(target: &Path, name: &str) -> PathBuf {
+    target.join("debug").join(format!(
+        "{}{}{}",
+        std::env::consts::DLL_PREFIX,
+        name.replace('-', "_"),
+        std::env::consts::DLL_SUFFIX
+    ))
+}
+
+fn target_arg(target: &Path) -> [&str; 2] {
+    ["--target-dir", target.to_str().unwrap()]
+}
+
+#[test]
+fn scaffold_builds_and_passes_strict() {
+    let target = fixtures_target();
+    for (name, kind) in [("scaffold-cmd", "command"), ("scaffold-tr", "transform")] {
+        let dir = scaffold(name, kind);
+        for file in [
+            "Cargo.toml",
+            "Cargo.lock",
+            "build.rs",
+            "src/lib.rs",
+            "README.md",
+        ] {
+            assert!(dir.join(file).is_file(), "{name}: no {file}");
+        }
+        let toolchain = fs::read_to_string(dir.join("rust-toolchain.toml")).unwrap();
+        let host_release = crate::support::host_info()["rustc"]["release"].clone();
+        assert!(
+            toolchain.contains(&format!("channel = {host_release}")),
+            "{toolchain}"
+        );
+        let predicted = preflight(&dir, &[], &[]);
+        assert_eq!(predicted.0, 0, "{:#}", predicted.1);
+
+        // The test host is a debug build: a plain `cargo build` matches its profile.
+        run_suggested(&dir, "cargo build", &target_arg(&target));
+        let checked = check_strict(&lib_in(&target, name));
+        assert_eq!(checked.0, 0, "{name}: {:#}", checked.1);
+        assert_agree(&predicted, &checked);
+        // The scaffold's own unit test passes.
+        run_suggested(&dir, "cargo test", &target_arg(&target));
+    }
+}
+
+#[test]
+fn older_shared_crate_is_predicted_then_fixed() {
+    let target = fixtures_target();
+    let dir = scaffold("scaffold-old-itoa", "command");
+    let host_itoa = crate::support::host_info()["dependencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|d| d.as_str()?.strip_prefix("itoa ").map(str::to_owned))
+        .expect("the host links itoa");
+    let older = "1.0.10";
+    assert_ne!(host_itoa, older);
+    let pin = format!("cargo update -p itoa --precise {older}");
+    // Offline when cached, else online.
+    let offline = Command::new("cargo")
+        .args(pin.split(' ').skip(1))
+        .arg("--offline")
+        .current_dir(&dir)
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .status()
+        .unwrap();
+    if !offline.success() {
+        run_suggested(&dir, &pin, &[]);
+    }
+
+    let predicted = preflight(&dir, &[], &[]);
+    assert_eq!(predicted.0, 1, "{:#}", predicted.1);
+    assert_eq!(predicted.1["reason"], "dependency-mismatch");
+    let deps = predicted.1["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "dependencies")
+        .unwrap()
+        .clone();
+    assert_eq!(deps["plugin"], format!("itoa {older}"));
+    assert_eq!(deps["host"], format!("itoa {host_itoa}"));
+    let fix = format!("cargo update -p itoa@{older} --precise {host_itoa}");
+    assert!(
+        predicted.1["fixes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["command"] == fix.as_str()),
+        "no `{fix}` in {:#}",
+        predicted.1["fixes"]
+    );
+    // Text output names the crate, both versions and the command.
+    let text = cli_in(&dir, &["preflight", "--policy", "strict"], &[]);
+    assert_eq!(text.status.code(), Some(1));
+    for needle in [&format!("itoa {older}"), &format!("itoa {host_itoa}"), &fix] {
+        assert!(
+            stdout(&text).contains(needle.as_str()),
+            "{needle}: {}",
+            stdout(&text)
+        );
+    }
+
+    run_suggested(&dir, "cargo build", &target_arg(&target));
+    let lib = lib_in(&target, "scaffold-old-itoa");
+    assert_agree(&predicted, &check_strict(&lib));
+
+    let fixed = preflight(&dir, &["--fix"], &[]);
+    assert_eq!(fixed.0, 0, "{:#}", fixed.1);
+    assert!(
+        fixed.1["applied"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == fix.as_str()),
+        "{:#}",
+        fixed.1["applied"]
+    );
+    run_suggested(&dir, "cargo build", &target_arg(&target));
+    let checked = check_strict(&lib);
+    assert_eq!(checked.0, 0, "{:#}", checked.1);
+    assert_agree(&fixed, &checked);
+    assert!(
+        !fs::read_dir(dir.parent().unwrap()).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains(".plugin-host-")),
+        "--fix left its scratch copy behind"
+    );
+}
+
+#[test]
+fn another_rustc_is_predicted_and_refused() {
+    let nightly = Command::new("rustup")
+        .args(["run", "nightly", "rustc", "-V"])
+        .output();
+    if !nightly.is_ok_and(|o| o.status.success()) {
+        eprintln!(
+            "\n======== SKIPPED another_rustc_is_predicted_and_refused: `rustup run nightly \
+             rustc -V` failed (no nightly toolchain here) ========\n"
+        );
+        return;
+    }
+    let dir = scaffold("scaffold-nightly", "command");
+    let target = tmp().join("nightly-target");
+    run_suggested(&dir, "cargo +nightly build", &target_arg(&target));
+    let checked = check_strict(&lib_in(&target, "scaffold-nightly"));
+    assert_eq!(checked.0, 1, "{:#}", checked.1);
+    assert_eq!(checked.1["reason"], "rustc-mismatch");
+
+    // With the nightly chosen by the environment…
+    let by_env = preflight(&dir, &[], &[("RUSTUP_TOOLCHAIN", "nightly")]);
+    assert_eq!(by_env.1["reason"], "rustc-mismatch", "{:#}", by_env.1);
+    assert_agree(&by_env, &checked);
+
+    // …and by the toolchain file; `--fix` pins the host's compiler again.
+    let file = dir.join("rust-toolchain.toml");
+    let pinned = fs::read_to_string(&file).unwrap();
+    fs::write(&file, "[toolchain]\nchannel = \"nightly\"\n").unwrap();
+    let by_file = preflight(&dir, &[], &[]);
+    assert_agree(&by_file, &checked);
+    let rustc_fix = by_file.1["fixes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["check"] == "rustc")
+        .expect("a rustc fix")
+        .clone();
+    assert!(rustc_fix["command"]
+        .as_str()
+        .unwrap()
+        .starts_with("rustup override set "));
+    let fixed = preflight(&dir, &["--fix"], &[]);
+    assert_eq!(fixed.0, 0, "{:#}", fixed.1);
+    let now = fs::read_to_string(&file).unwrap();
+    let channel = |t: &str| {
+        t.lines()
+            .find(|l| l.starts_with("channel"))
+            .map(str::to_owned)
+    };
+    assert_eq!(channel(&now), channel(&pinned));
+}
+
+#[test]
+fn bad_input_is_an_error_with_exit_2() {
+    let parent = tmp().join("builder-bad");
+    let _ = fs::remove_dir_all(&parent);
+    fs::create_dir_all(parent.join("occupied")).unwrap();
+    fs::write(parent.join("occupied/notes.txt"), "mine").unwrap();
+
+    let out = cli_in(&parent, &["new", "p", "--path", "occupied"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("not empty") && stderr(&out).contains("--force"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!parent.join("occupied/Cargo.toml").exists());
+    let scratch_left = fs::read_dir(&parent).unwrap().count();
+    assert_eq!(
+        scratch_left, 1,
+        "a refused `new` left files beside the target"
+    );
+
+    let out = cli_in(&parent, &["new", "2bad"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("not a valid plugin name"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = cli_in(&parent, &["preflight", "occupied"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no Cargo.toml"), "{}", stderr(&out));
+
+    // --force writes the scaffold beside what is there.
+    let out = cli_in(&parent, &["new", "p", "--path", "occupied", "--force"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let dir = parent.join("occupied");
+    assert_eq!(fs::read_to_string(dir.join("notes.txt")).unwrap(), "mine");
+    let (code, _) = preflight(&dir, &[], &[]);
+    assert_eq!(code, 0);
+
+    let manifest = fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    fs::write(
+        dir.join("Cargo.toml"),
+        manifest.replace("[\"cdylib\", \"rlib\"]", "[\"rlib\"]"),
+    )
+    .unwrap();
+    let out = cli_in(&dir, &["preflight"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("not a plugin") && stderr(&out).contains("cdylib"),
+        "{}",
+        stderr(&out)
+    );
+    fs::write(dir.join("Cargo.toml"), &manifest).unwrap();
+
+    fs::write(dir.join("build.rs"), "fn main() {}\n").unwrap();
+    let out = cli_in(&dir, &["preflight", "--fix"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("plugin_api::build::record()"),
+        "{}",
+        stderr(&out)
+    );
+}
