@@ -257,14 +257,7 @@ impl Host {
         seen: Option<&HashMap<(u64, u64), Seen>>,
     ) -> (PluginReport, Option<Verified>) {
         let mut report = PluginReport::new(path.to_owned());
-        let opened = open_sized(path).and_then(|(file, _)| {
-            let meta = file.metadata().map_err(|source| ReadError::Io {
-                path: path.to_owned(),
-                source,
-            })?;
-            Ok((file, meta))
-        });
-        let (file, meta) = match opened {
+        let (file, meta) = match open_sized(path) {
             Ok(opened) => opened,
             Err(ReadError::Io { path, source })
                 if crate::error::out_of_descriptors(&source).is_some() =>

@@ -59,7 +59,7 @@ pub(crate) fn check_provenance(p: &Provenance) -> Result<(), String> {
         check_field("feature", f)?;
     }
     for d in &p.dependencies {
-        check_field("dependency", &d.to_string())?;
+        check_field("dependency", d.as_str())?;
     }
     Ok(())
 }

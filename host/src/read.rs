@@ -117,7 +117,7 @@ pub fn open_candidate(path: &Path) -> Result<File, ReadError> {
 }
 
 /// [`open_candidate`], also returning the file's length (from the same `fstat`).
-pub(crate) fn open_sized(path: &Path) -> Result<(File, u64), ReadError> {
+pub(crate) fn open_sized(path: &Path) -> Result<(File, std::fs::Metadata), ReadError> {
     let io = |source| ReadError::Io {
         path: path.to_owned(),
         source,
@@ -139,7 +139,7 @@ pub(crate) fn open_sized(path: &Path) -> Result<(File, u64), ReadError> {
             detail: format!("it is {}", describe(&meta.file_type())),
         });
     }
-    Ok((file, meta.len()))
+    Ok((file, meta))
 }
 
 fn describe(file_type: &std::fs::FileType) -> &'static str {
@@ -165,8 +165,8 @@ fn describe(file_type: &std::fs::FileType) -> &'static str {
 
 /// Reads the provenance embedded in the library at `path`, without loading it.
 pub fn read_provenance(path: &Path) -> Result<Provenance, ReadError> {
-    let (file, len) = open_sized(path)?;
-    read_sized(path, &file, len)
+    let (file, meta) = open_sized(path)?;
+    read_sized(path, &file, meta.len())
 }
 
 /// Like [`read_provenance`], from a file already open (`path` is used in messages only).
@@ -213,7 +213,7 @@ pub struct ReadCost {
 #[cfg(unix)]
 pub fn read_provenance_counted(path: &Path) -> (Result<Provenance, ReadError>, ReadCost) {
     let (file, len) = match open_sized(path) {
-        Ok(opened) => opened,
+        Ok((file, meta)) => (file, meta.len()),
         Err(e) => return (Err(e), ReadCost::default()),
     };
     let reader = match positioned::FileReader::new(&file, len) {

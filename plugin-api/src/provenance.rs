@@ -183,6 +183,13 @@ pub enum SourceKind<'a> {
     Other(&'a str),
 }
 
+impl Dependency {
+    /// The whole spec, `name version` or `name version (source)`.
+    pub fn as_str(&self) -> &str {
+        &self.spec
+    }
+}
+
 impl fmt::Display for Dependency {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.spec)
