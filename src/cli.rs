@@ -90,6 +90,9 @@ enum Command {
         #[arg(value_delimiter = ',', required = true)]
         names: Vec<String>,
     },
+    /// The builder container image for this host, and plugin builds through it.
+    #[command(subcommand)]
+    Builder(crate::builder_cli::BuilderCommand),
 }
 
 #[derive(Args)]
@@ -287,6 +290,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
+        Command::Builder(command) => crate::builder_cli::run(command, identity()?),
         Command::Transform { plugins, names } => {
             let host = load(&plugins)?;
             let transforms = names

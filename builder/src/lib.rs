@@ -6,3 +6,5 @@
 //! host's toolchain and shared crates. It is a crate of its own because what it needs —
 //! editing Cargo manifests and locks, running cargo and a container engine — has no place in
 //! the dependency tree of every application that embeds `host`.
+
+pub mod container;
