@@ -110,8 +110,22 @@ fn made(what: &str, name: &str, made: Made) {
     }
 }
 
-/// Runs a `builder` subcommand.
+/// Runs a `builder` subcommand. Its errors are printed here, whole: they quote the build's
+/// own output (compiler messages, the strict check's report) over several lines.
 pub fn run(command: BuilderCommand, host: HostIdentity) -> Result<ExitCode> {
+    match run_command(command, host) {
+        Ok(code) => Ok(code),
+        Err(e) => match e.downcast_ref::<container::ContainerError>() {
+            Some(error) => {
+                eprintln!("error: {error}");
+                Ok(ExitCode::from(2))
+            }
+            None => Err(e),
+        },
+    }
+}
+
+fn run_command(command: BuilderCommand, host: HostIdentity) -> Result<ExitCode> {
     match command {
         BuilderCommand::Context { dir, inputs } => {
             let written = container::write_context(&host, &inputs.options()?, &dir)?;

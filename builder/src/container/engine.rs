@@ -102,12 +102,13 @@ impl Engine {
         cmd
     }
 
-    /// Options every `build` and `run` gets: the limits of this machine (an engine's default
-    /// limits may be higher than a rootful daemon or a container may raise them to).
+    /// Options every `build` and `run` gets: limits no higher than this process's own, and
+    /// at most 1024 (an engine's default limits may be higher than a container may raise
+    /// them to on a restricted machine; 1024 is ample for a build).
     pub(crate) fn limits(&self) -> Vec<String> {
         let mut args = Vec::new();
         for (name, key) in [("nofile", "Max open files"), ("nproc", "Max processes")] {
-            if let Some(soft) = soft_limit(key) {
+            if let Some(soft) = soft_limit(key).map(|n| n.min(1024)) {
                 args.push("--ulimit".to_owned());
                 args.push(format!("{name}={soft}:{soft}"));
             }
