@@ -153,7 +153,11 @@ fn run_command(command: BuilderCommand, host: HostIdentity) -> Result<ExitCode> 
                 suite,
                 mirror,
             };
-            made("base image", &image, container::make_base(&engine, &options)?);
+            made(
+                "base image",
+                &image,
+                container::make_base(&engine, &options)?,
+            );
         }
         BuilderCommand::Image {
             engine,

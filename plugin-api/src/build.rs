@@ -96,8 +96,7 @@ fn collect(manifest_dir: &Path) -> Result<(Provenance, Vec<PathBuf>), String> {
     let features = enabled_features();
     // Read before `cargo tree` runs: it runs without the build's flags.
     let remaps = remap_path_prefixes(&rustflags());
-    let mut dependencies =
-        linked_dependencies(manifest_dir, &name, &version, &target, &features)?;
+    let mut dependencies = linked_dependencies(manifest_dir, &name, &version, &target, &features)?;
     let mut digests = BTreeMap::new();
     let mut digested = Vec::new();
     for d in &dependencies {

@@ -5,6 +5,7 @@ mod fixtures;
 mod support;
 mod worst_case;
 
+mod builder;
 mod calls;
 mod docs;
 mod embedding;

@@ -97,7 +97,11 @@ fn import(engine: &Engine, dir: &Path, image: &str) -> Result<(), ContainerError
     let tar_status = tar.wait().map_err(ContainerError::io(dir))?;
     if !out.status.success() || !tar_status.success() {
         return Err(ContainerError::CommandFailed {
-            command: format!("tar -C {} -c . | {} import - {image}", dir.display(), engine.name()),
+            command: format!(
+                "tar -C {} -c . | {} import - {image}",
+                dir.display(),
+                engine.name()
+            ),
             status: out.status.to_string(),
             detail: tail(&out.stderr, 10),
         });
@@ -109,7 +113,10 @@ fn import(engine: &Engine, dir: &Path, image: &str) -> Result<(), ContainerError
 /// `http://deb.debian.org/debian`.
 pub fn apt_mirror() -> String {
     let mut texts = Vec::new();
-    for file in ["/etc/apt/sources.list", "/etc/apt/sources.list.d/debian.sources"] {
+    for file in [
+        "/etc/apt/sources.list",
+        "/etc/apt/sources.list.d/debian.sources",
+    ] {
         texts.extend(std::fs::read_to_string(file));
     }
     texts
@@ -117,9 +124,7 @@ pub fn apt_mirror() -> String {
         .flat_map(|t| t.lines())
         .filter(|l| !l.trim_start().starts_with('#'))
         .flat_map(|l| l.split_whitespace())
-        .find(|w| {
-            w.starts_with("http") && w.contains("debian") && !w.contains("security")
-        })
+        .find(|w| w.starts_with("http") && w.contains("debian") && !w.contains("security"))
         .map(str::to_owned)
         .unwrap_or_else(|| "http://deb.debian.org/debian".into())
 }

@@ -91,7 +91,15 @@ pub fn build_plugin(
     );
     let built = match engine {
         Some(engine) => in_image(engine, host, &plugin, stage.path(), debug, &file)?,
-        None => on_machine(host, &plugin, stage.path(), &crates, debug, &file, &request.checker)?,
+        None => on_machine(
+            host,
+            &plugin,
+            stage.path(),
+            &crates,
+            debug,
+            &file,
+            &request.checker,
+        )?,
     };
 
     if let (Some(needs), Some(floor)) = (
@@ -139,7 +147,13 @@ fn inspect(dir: &Path) -> Result<PluginCrate, ContainerError> {
     };
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(&cargo)
-        .args(["metadata", "--no-deps", "--format-version", "1", "--offline"])
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--offline",
+        ])
         .arg("--manifest-path")
         .arg(dir.join("Cargo.toml"))
         .output()
@@ -205,10 +219,7 @@ fn inspect(dir: &Path) -> Result<PluginCrate, ContainerError> {
     Ok(PluginCrate {
         name: package["name"].as_str().unwrap_or_default().to_owned(),
         version: package["version"].as_str().unwrap_or_default().to_owned(),
-        lib_name: lib["name"]
-            .as_str()
-            .unwrap_or_default()
-            .replace('-', "_"),
+        lib_name: lib["name"].as_str().unwrap_or_default().replace('-', "_"),
     })
 }
 
@@ -230,7 +241,10 @@ fn rewrite_paths(
         out.push_str(before);
         // `after` starts at the opening quote of the path value.
         let quote = &after[..1];
-        let end = after[1..].find(quote).map(|e| e + 1).unwrap_or(after.len() - 1);
+        let end = after[1..]
+            .find(quote)
+            .map(|e| e + 1)
+            .unwrap_or(after.len() - 1);
         let value = &after[1..end];
         let resolved = original.join(value);
         let resolved = resolved.canonicalize().unwrap_or(resolved);
@@ -264,8 +278,8 @@ fn find_path_key(text: &str) -> Option<usize> {
     let mut from = 0;
     while let Some(i) = text[from..].find("path") {
         let at = from + i;
-        let before_ok = at == 0
-            || matches!(text.as_bytes()[at - 1], b' ' | b'{' | b',' | b'\n' | b'\t');
+        let before_ok =
+            at == 0 || matches!(text.as_bytes()[at - 1], b' ' | b'{' | b',' | b'\n' | b'\t');
         let after = text[at + 4..].trim_start();
         if before_ok {
             if let Some(value) = after.strip_prefix('=') {
@@ -369,26 +383,30 @@ fn on_machine(
     checker: &Path,
 ) -> Result<PathBuf, ContainerError> {
     let toolchain = toolchain::find(&host.provenance.rustc)?;
-    let mut cmd = Command::new("cargo");
-    cmd.arg(format!("+{}", toolchain.name))
-        .args(["build", "--lib"])
+    // `cargo +TOOLCHAIN`, without needing rustup's proxy on PATH: that toolchain's own cargo
+    // and rustc.
+    let mut cmd = Command::new(toolchain.sysroot.join("bin/cargo"));
+    cmd.args(["build", "--lib"])
+        .env("RUSTC", toolchain.sysroot.join("bin/rustc"))
         .arg("--manifest-path")
         .arg(stage.join("crate/Cargo.toml"))
         .arg("--target-dir")
         .arg(stage.join("target"))
-        .env("CARGO_ENCODED_RUSTFLAGS", remaps(stage, crates).join("\x1f"))
+        .env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            remaps(stage, crates).join("\x1f"),
+        )
         .env("CARGO_INCREMENTAL", "0")
         .env("SOURCE_DATE_EPOCH", "0")
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("RUSTUP_TOOLCHAIN")
-        .env_remove("RUSTC")
         .env_remove("CARGO");
     if !debug {
         cmd.arg("--release");
     }
     let out = cmd.output().map_err(|source| ContainerError::Spawn {
-        program: "cargo".into(),
+        program: format!("cargo +{}", toolchain.name),
         source,
     })?;
     if !out.status.success() {
@@ -426,7 +444,8 @@ mod tests {
 
     #[test]
     fn finds_path_values() {
-        let text = "[dependencies]\nplugin-api = { path = \"../api\" }\nxpath = 1\nb = {path='x'}\n";
+        let text =
+            "[dependencies]\nplugin-api = { path = \"../api\" }\nxpath = 1\nb = {path='x'}\n";
         let first = find_path_key(text).unwrap();
         assert!(text[first..].starts_with("\"../api\""));
         let rest = &text[first + 8..];
