@@ -165,7 +165,7 @@ pub fn write_context(
         rel == Path::new("share/doc")
     })?;
 
-    vendor(host, options, &crates, dir)?;
+    vendor(host, options, dir)?;
 
     let checker = dir.join("plugin-host");
     fs::copy(&options.checker, &checker).map_err(ContainerError::io(&checker))?;
@@ -281,12 +281,7 @@ fn workspace_tables(manifest: &str) -> String {
 /// `cargo vendor` of a generated crate depending on every crate the host links, at the
 /// host's versions, resolved with the host's lockfile (so build-time crates such as
 /// proc-macros are the host's too); plus the source replacement pointing cargo at it.
-fn vendor(
-    host: &HostIdentity,
-    options: &ContextOptions,
-    crates: &[HostCrate],
-    dir: &Path,
-) -> Result<(), ContainerError> {
+fn vendor(host: &HostIdentity, options: &ContextOptions, dir: &Path) -> Result<(), ContainerError> {
     let scratch = tempfile::tempdir().map_err(ContainerError::io(std::env::temp_dir()))?;
     let set = scratch.path();
     let mut deps = String::new();
@@ -308,7 +303,6 @@ fn vendor(
             _ => {}
         }
     }
-    let _ = crates;
     write(
         &set.join("Cargo.toml"),
         &format!(
