@@ -101,6 +101,9 @@ enum Command {
         #[arg(value_delimiter = ',', required = true)]
         names: Vec<String>,
     },
+    /// The builder container image for this host, and plugin builds through it.
+    #[command(subcommand)]
+    Builder(crate::builder_cli::BuilderCommand),
 }
 
 #[derive(Args)]
@@ -302,6 +305,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Preflight { args, policy } => {
             crate::authoring::preflight(args, &identity()?, policy.build()?)
         }
+        Command::Builder(command) => crate::builder_cli::run(command, identity()?),
         Command::Transform { plugins, names } => {
             let host = load(&plugins)?;
             let transforms = names

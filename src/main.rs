@@ -3,6 +3,7 @@
 //! See `plugin-host --help`, and the README for the contract of each command.
 
 mod authoring;
+mod builder_cli;
 mod cli;
 mod output;
 mod stream;

@@ -8,5 +8,6 @@
 //! the dependency tree of every application that embeds `host`.
 
 pub mod cargo;
+pub mod container;
 pub mod preflight;
 pub mod scaffold;

@@ -94,15 +94,9 @@ fn collect(manifest_dir: &Path) -> Result<(Provenance, Vec<PathBuf>), String> {
     let version = var("CARGO_PKG_VERSION")?;
     let target = var("TARGET")?;
     let features = enabled_features();
-    let dependencies = linked_dependencies(manifest_dir, &name, &version, &target, &features)?;
-    let linked = |krate: &str| {
-        dependencies
-            .iter()
-            .find(|d| d.name() == krate)
-            .map(|d| d.version().parse::<semver::Version>())
-            .ok_or_else(|| format!("{name} does not link `{krate}`; plugins and hosts must"))?
-            .map_err(|e| format!("bad version of {krate}: {e}"))
-    };
+    // Read before `cargo tree` runs: it runs without the build's flags.
+    let remaps = remap_path_prefixes(&rustflags());
+    let mut dependencies = linked_dependencies(manifest_dir, &name, &version, &target, &features)?;
     let mut digests = BTreeMap::new();
     let mut digested = Vec::new();
     for d in &dependencies {
@@ -112,6 +106,27 @@ fn collect(manifest_dir: &Path) -> Result<(Provenance, Vec<PathBuf>), String> {
             digested.extend(files);
         }
     }
+    if !remaps.is_empty() {
+        // Record path crates as rustc writes their paths into the artifact: a build made with
+        // `--remap-path-prefix` (the builder's) names no directory of the machine it ran on.
+        for d in &mut dependencies {
+            if let SourceKind::Path(dir) = d.source_kind() {
+                let dir = PathBuf::from(dir);
+                if let Some(mapped) = remap(&dir, &remaps) {
+                    *d = Dependency::new(d.name(), d.version(), Some(&mapped));
+                }
+            }
+        }
+        dependencies.sort();
+    }
+    let linked = |krate: &str| {
+        dependencies
+            .iter()
+            .find(|d| d.name() == krate)
+            .map(|d| d.version().parse::<semver::Version>())
+            .ok_or_else(|| format!("{name} does not link `{krate}`; plugins and hosts must"))?
+            .map_err(|e| format!("bad version of {krate}: {e}"))
+    };
     let provenance = Provenance {
         plugin_api: linked("plugin-api")?,
         abi_stable: linked("abi_stable")?,
@@ -133,6 +148,54 @@ fn collect(manifest_dir: &Path) -> Result<(Provenance, Vec<PathBuf>), String> {
         digests,
     };
     Ok((provenance, digested))
+}
+
+/// The build's own rustc flags, as Cargo hands them to build scripts.
+fn rustflags() -> Vec<String> {
+    match env::var("CARGO_ENCODED_RUSTFLAGS") {
+        Ok(encoded) => encoded
+            .split('\x1f')
+            .filter(|f| !f.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        Err(_) => env::var("RUSTFLAGS")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect(),
+    }
+}
+
+/// The `--remap-path-prefix FROM=TO` mappings among rustc flags, in order (both the
+/// `--remap-path-prefix=FROM=TO` and the two-argument form).
+pub fn remap_path_prefixes(flags: &[String]) -> Vec<(PathBuf, PathBuf)> {
+    let mut maps = Vec::new();
+    let mut flags = flags.iter();
+    while let Some(flag) = flags.next() {
+        let mapping = match flag.strip_prefix("--remap-path-prefix") {
+            Some("") => flags.next().map(String::as_str),
+            Some(rest) => rest.strip_prefix('='),
+            None => None,
+        };
+        if let Some((from, to)) = mapping.and_then(|m| m.rsplit_once('=')) {
+            maps.push((PathBuf::from(from), PathBuf::from(to)));
+        }
+    }
+    maps
+}
+
+/// `path` as rustc writes it under these mappings: the last mapping whose `FROM` is a
+/// leading part of the path (whole components) wins, as in rustc; `None` when none applies.
+pub fn remap(path: &Path, maps: &[(PathBuf, PathBuf)]) -> Option<String> {
+    maps.iter().rev().find_map(|(from, to)| {
+        let rest = path.strip_prefix(from).ok()?;
+        let mapped = if rest.as_os_str().is_empty() {
+            to.clone()
+        } else {
+            to.join(rest)
+        };
+        Some(mapped.to_string_lossy().into_owned())
+    })
 }
 
 /// The content digest of the crate in `dir`: `sha256:` and the hex SHA-256 over its
@@ -378,6 +441,35 @@ mod tests {
         std::fs::rename(b.join("src/shape.rs"), b.join("src/form.rs")).unwrap();
         assert_ne!(crate_digest(&b).unwrap().0, da, "a renamed .rs file");
         std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn remaps_path_sources_as_rustc_does() {
+        let flags: Vec<String> = [
+            "-Cdebuginfo=1",
+            "--remap-path-prefix=/home/ada/shout=/build/crate",
+            "--remap-path-prefix",
+            "/home/ada/host=/opt/crates",
+            "--remap-path-prefix=/home/ada/host/plugin-api=/opt/crates/api",
+        ]
+        .map(String::from)
+        .to_vec();
+        let maps = remap_path_prefixes(&flags);
+        assert_eq!(maps.len(), 3);
+        let at = |p: &str| remap(Path::new(p), &maps);
+        // The last mapping that matches wins.
+        assert_eq!(
+            at("/home/ada/host/plugin-api").as_deref(),
+            Some("/opt/crates/api")
+        );
+        assert_eq!(
+            at("/home/ada/host/kinds").as_deref(),
+            Some("/opt/crates/kinds")
+        );
+        assert_eq!(at("/home/ada/shout").as_deref(), Some("/build/crate"));
+        // Whole components only, and no mapping: unchanged.
+        assert_eq!(at("/home/ada/hostile"), None);
+        assert!(remap_path_prefixes(&["-Copt-level=3".to_owned()]).is_empty());
     }
 
     #[test]

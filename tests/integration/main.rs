@@ -6,6 +6,7 @@ mod support;
 mod worst_case;
 
 mod builder;
+mod builder_image;
 mod calls;
 mod docs;
 mod embedding;

@@ -1,0 +1,456 @@
+//! Building one plugin crate: in the builder image with the network off, or on this machine
+//! with the pinned toolchain; either way checked by the host's CLI under `--policy strict`
+//! and written to the output directory under its full name, or not at all.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use host::HostIdentity;
+
+use super::context::{host_crates, image_tag, HostCrate, IMAGE_ROOT};
+use super::engine::Engine;
+use super::error::{tail, ContainerError};
+use super::files::{copy_tree, sha256_file};
+use super::glibc;
+use super::toolchain;
+
+/// Where the plugin crate is inside the image (and what its path is remapped to elsewhere).
+pub const CRATE_DIR: &str = "/build/crate";
+/// The target directory inside the image.
+pub const TARGET_DIR: &str = "/build/target";
+
+/// One plugin build.
+#[derive(Debug, Clone)]
+pub struct BuildRequest {
+    /// The plugin crate's directory.
+    pub crate_dir: PathBuf,
+    /// Where the built file goes.
+    pub out_dir: PathBuf,
+    /// The `plugin-host` CLI that checks the result (on this machine, for `--engine none`).
+    pub checker: PathBuf,
+}
+
+/// A plugin that was built, checked and written.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// The file in the output directory.
+    pub path: PathBuf,
+    /// Its hex SHA-256.
+    pub sha256: String,
+}
+
+/// The plugin crate as `cargo metadata` describes it.
+struct PluginCrate {
+    name: String,
+    version: String,
+    lib_name: String,
+}
+
+/// The output's file name: `<plugin>-<version>+<host>-<host-version>-<target>.<ext>`.
+pub fn output_name(host: &HostIdentity, plugin: &str, version: &str) -> String {
+    let ext = std::env::consts::DLL_EXTENSION;
+    format!(
+        "{plugin}-{version}+{}-{}-{}.{ext}",
+        host.name, host.version, host.provenance.target
+    )
+}
+
+/// Builds the plugin crate in `engine`'s builder image for `host` (network off), or on this
+/// machine when `engine` is `None`.
+pub fn build_plugin(
+    host: &HostIdentity,
+    engine: Option<&Engine>,
+    request: &BuildRequest,
+) -> Result<Built, ContainerError> {
+    let plugin = inspect(&request.crate_dir)?;
+    let crates = host_crates(host);
+    if let Some(engine) = engine {
+        // Before anything is copied: is there an image to build in?
+        let tag = image_tag(host);
+        if !engine.has_image(&tag)? {
+            return Err(ContainerError::NoImage {
+                engine: engine.name().to_owned(),
+                image: tag,
+            });
+        }
+    }
+    fs::create_dir_all(&request.out_dir).map_err(ContainerError::io(&request.out_dir))?;
+    let stage = tempfile::tempdir().map_err(ContainerError::io(std::env::temp_dir()))?;
+    let staged = stage.path().join("crate");
+    copy_tree(&request.crate_dir, &staged, &|rel, is_dir| {
+        is_dir && (rel == Path::new("target") || rel == Path::new(".git"))
+    })?;
+    rewrite_paths(&request.crate_dir, &staged, &crates, engine.is_some())?;
+    let debug = host.provenance.profile.name != "release";
+    let file = format!(
+        "{}{}{}",
+        std::env::consts::DLL_PREFIX,
+        plugin.lib_name,
+        std::env::consts::DLL_SUFFIX
+    );
+    let built = match engine {
+        Some(engine) => in_image(engine, host, &plugin, stage.path(), debug, &file)?,
+        None => on_machine(
+            host,
+            &plugin,
+            stage.path(),
+            &crates,
+            debug,
+            &file,
+            &request.checker,
+        )?,
+    };
+
+    if let (Some(needs), Some(floor)) = (
+        glibc::glibc_needed(&built)?,
+        glibc::glibc_needed(&request.checker)?,
+    ) {
+        if needs > floor {
+            return Err(ContainerError::GlibcTooNew {
+                name: plugin.name,
+                needs: glibc::show(needs),
+                floor: glibc::show(floor),
+            });
+        }
+    }
+
+    // Nothing half-written in the output directory: a hidden temporary file beside the final
+    // name, renamed over it once complete.
+    let name = output_name(host, &plugin.name, &plugin.version);
+    let target = request.out_dir.join(&name);
+    let partial = request
+        .out_dir
+        .join(format!(".{name}.partial-{}", std::process::id()));
+    let written = fs::copy(&built, &partial)
+        .and_then(|_| fs::File::open(&partial)?.sync_all())
+        .and_then(|_| fs::rename(&partial, &target));
+    if let Err(source) = written {
+        let _ = fs::remove_file(&partial);
+        return Err(ContainerError::Io {
+            path: target,
+            source,
+        });
+    }
+    Ok(Built {
+        sha256: sha256_file(&target)?,
+        path: target,
+    })
+}
+
+/// Reads the crate's manifest with `cargo metadata` and checks it is a standalone plugin
+/// crate: a `cdylib` that records its provenance.
+fn inspect(dir: &Path) -> Result<PluginCrate, ContainerError> {
+    let not_a_crate = |detail: String| ContainerError::NotACrate {
+        dir: dir.to_path_buf(),
+        detail,
+    };
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(&cargo)
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--offline",
+        ])
+        .arg("--manifest-path")
+        .arg(dir.join("Cargo.toml"))
+        .output()
+        .map_err(|source| ContainerError::Spawn {
+            program: cargo,
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(not_a_crate(tail(&out.stderr, 5)));
+    }
+    let meta: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| not_a_crate(e.to_string()))?;
+    let manifest = dir
+        .join("Cargo.toml")
+        .canonicalize()
+        .map_err(ContainerError::io(dir))?;
+    let package = meta["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["manifest_path"].as_str().map(Path::new) == Some(manifest.as_path()))
+        .ok_or_else(|| not_a_crate("cargo metadata does not list it".into()))?;
+    let root = PathBuf::from(meta["workspace_root"].as_str().unwrap_or_default());
+    if Some(root.as_path()) != manifest.parent() {
+        return Err(ContainerError::NotStandalone {
+            dir: dir.to_path_buf(),
+            root,
+        });
+    }
+    let targets = package["targets"].as_array().cloned().unwrap_or_default();
+    let has_kind = |t: &serde_json::Value, kind: &str| {
+        t["kind"]
+            .as_array()
+            .is_some_and(|k| k.iter().any(|k| k == kind))
+    };
+    let lib = targets
+        .iter()
+        .find(|t| has_kind(t, "cdylib"))
+        .ok_or_else(|| ContainerError::NotACdylib {
+            dir: dir.to_path_buf(),
+        })?;
+    let no_recorder = |missing: &str| ContainerError::NoRecorder {
+        dir: dir.to_path_buf(),
+        missing: missing.to_owned(),
+    };
+    if !targets.iter().any(|t| has_kind(t, "custom-build")) {
+        return Err(no_recorder("it has no build script"));
+    }
+    let records = package["dependencies"].as_array().is_some_and(|deps| {
+        deps.iter().any(|d| {
+            d["name"] == "plugin-api"
+                && d["kind"] == "build"
+                && d["features"]
+                    .as_array()
+                    .is_some_and(|f| f.iter().any(|f| f == "build"))
+        })
+    });
+    if !records {
+        return Err(no_recorder(
+            "no build-dependency on plugin-api with the `build` feature",
+        ));
+    }
+    Ok(PluginCrate {
+        name: package["name"].as_str().unwrap_or_default().to_owned(),
+        version: package["version"].as_str().unwrap_or_default().to_owned(),
+        lib_name: lib["name"].as_str().unwrap_or_default().replace('-', "_"),
+    })
+}
+
+/// Points the staged manifest's path dependencies where the build can reach them: in the
+/// image, the host's path crates at their place in the image (any other path is an error);
+/// on this machine, the same directories as absolute paths (the stage is elsewhere).
+fn rewrite_paths(
+    original: &Path,
+    staged: &Path,
+    crates: &[HostCrate],
+    in_image: bool,
+) -> Result<(), ContainerError> {
+    let manifest = staged.join("Cargo.toml");
+    let text = fs::read_to_string(&manifest).map_err(ContainerError::io(&manifest))?;
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(at) = find_path_key(rest) {
+        let (before, after) = rest.split_at(at);
+        out.push_str(before);
+        // `after` starts at the opening quote of the path value.
+        let quote = &after[..1];
+        let end = after[1..]
+            .find(quote)
+            .map(|e| e + 1)
+            .unwrap_or(after.len() - 1);
+        let value = &after[1..end];
+        let resolved = original.join(value);
+        let resolved = resolved.canonicalize().unwrap_or(resolved);
+        let host_crate = crates
+            .iter()
+            .find(|c| c.dir.canonicalize().is_ok_and(|d| d == resolved));
+        let replacement = match (in_image, host_crate) {
+            (true, Some(c)) => c.image_dir(),
+            (true, None) => {
+                return Err(ContainerError::UnreachablePath {
+                    dir: original.to_path_buf(),
+                    path: value.to_owned(),
+                    known: crates
+                        .iter()
+                        .map(|c| format!("{} at {}", c.name, c.dir.display()))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })
+            }
+            (false, _) => resolved.display().to_string(),
+        };
+        out.push_str(&format!("{replacement:?}"));
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    fs::write(&manifest, out).map_err(ContainerError::io(&manifest))
+}
+
+/// The offset of the quoted value of the next `path = "…"` key in a manifest.
+fn find_path_key(text: &str) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = text[from..].find("path") {
+        let at = from + i;
+        let before_ok =
+            at == 0 || matches!(text.as_bytes()[at - 1], b' ' | b'{' | b',' | b'\n' | b'\t');
+        let after = text[at + 4..].trim_start();
+        if before_ok {
+            if let Some(value) = after.strip_prefix('=') {
+                let value = value.trim_start();
+                if value.starts_with('"') || value.starts_with('\'') {
+                    return Some(text.len() - value.len());
+                }
+            }
+        }
+        from = at + 4;
+    }
+    None
+}
+
+fn in_image(
+    engine: &Engine,
+    host: &HostIdentity,
+    plugin: &PluginCrate,
+    stage: &Path,
+    debug: bool,
+    file: &str,
+) -> Result<PathBuf, ContainerError> {
+    let tag = image_tag(host);
+    let out_dir = stage.join("out");
+    fs::create_dir_all(&out_dir).map_err(ContainerError::io(&out_dir))?;
+    let profile = if debug { "debug" } else { "release" };
+    let release = if debug { "" } else { " --release" };
+    // Exit 70: the build failed; 71: the host refused the result.
+    let script = format!(
+        "cargo build --offline --lib{release} >/build/out/build.log 2>&1 || {{ cat /build/out/build.log >&2; exit 70; }}; \
+         plugin-host check --policy strict {TARGET_DIR}/{profile}/{file} >&2 || exit 71; \
+         cp {TARGET_DIR}/{profile}/{file} /build/out/{file}"
+    );
+    let mut args: Vec<String> = vec!["run".into(), "--rm".into(), "--network=none".into()];
+    args.extend(engine.limits());
+    args.extend([
+        "-e".into(),
+        "PLUGIN_HOST_LOG=warn".into(),
+        "-v".into(),
+        format!("{}:{CRATE_DIR}", stage.join("crate").display()),
+        "-v".into(),
+        format!("{}:/build/out", out_dir.display()),
+        "-w".into(),
+        CRATE_DIR.into(),
+        tag.clone(),
+        "sh".into(),
+        "-c".into(),
+        script,
+    ]);
+    let out = engine.output(engine.command().args(&args))?;
+    match out.status.code() {
+        Some(0) => Ok(out_dir.join(file)),
+        Some(70) => Err(ContainerError::BuildFailed {
+            name: plugin.name.clone(),
+            where_: format!("in the image {tag}"),
+            log: tail(&out.stderr, 30),
+        }),
+        Some(71) => Err(ContainerError::Refused {
+            name: plugin.name.clone(),
+            report: tail(&out.stderr, 30),
+        }),
+        _ => Err(ContainerError::CommandFailed {
+            command: format!("{} run … {tag}", engine.name()),
+            status: out.status.to_string(),
+            detail: tail(&out.stderr, 20),
+        }),
+    }
+}
+
+/// The `--remap-path-prefix` flags that make a build on this machine name the paths it
+/// would have in the image: the crate, the target directory, the host's path crates and
+/// cargo's registry sources.
+fn remaps(stage: &Path, crates: &[HostCrate]) -> Vec<String> {
+    let mut maps = vec![
+        (stage.join("crate"), PathBuf::from(CRATE_DIR)),
+        (stage.join("target"), PathBuf::from(TARGET_DIR)),
+    ];
+    for c in crates {
+        maps.push((c.dir.clone(), PathBuf::from(c.image_dir())));
+    }
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")));
+    if let Some(src) = cargo_home.map(|h| h.join("registry/src")) {
+        for index in fs::read_dir(&src).into_iter().flatten().flatten() {
+            maps.push((index.path(), PathBuf::from(format!("{IMAGE_ROOT}/vendor"))));
+        }
+    }
+    maps.into_iter()
+        .map(|(from, to)| format!("--remap-path-prefix={}={}", from.display(), to.display()))
+        .collect()
+}
+
+fn on_machine(
+    host: &HostIdentity,
+    plugin: &PluginCrate,
+    stage: &Path,
+    crates: &[HostCrate],
+    debug: bool,
+    file: &str,
+    checker: &Path,
+) -> Result<PathBuf, ContainerError> {
+    let toolchain = toolchain::find(&host.provenance.rustc)?;
+    // `cargo +TOOLCHAIN`, without needing rustup's proxy on PATH: that toolchain's own cargo
+    // and rustc.
+    let mut cmd = Command::new(toolchain.sysroot.join("bin/cargo"));
+    cmd.args(["build", "--lib"])
+        .env("RUSTC", toolchain.sysroot.join("bin/rustc"))
+        .arg("--manifest-path")
+        .arg(stage.join("crate/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(stage.join("target"))
+        .env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            remaps(stage, crates).join("\x1f"),
+        )
+        .env("CARGO_INCREMENTAL", "0")
+        .env("SOURCE_DATE_EPOCH", "0")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env_remove("CARGO");
+    if !debug {
+        cmd.arg("--release");
+    }
+    let out = cmd.output().map_err(|source| ContainerError::Spawn {
+        program: format!("cargo +{}", toolchain.name),
+        source,
+    })?;
+    if !out.status.success() {
+        return Err(ContainerError::BuildFailed {
+            name: plugin.name.clone(),
+            where_: format!("on this machine with {}", toolchain.name),
+            log: tail(&out.stderr, 30),
+        });
+    }
+    let built = stage
+        .join("target")
+        .join(if debug { "debug" } else { "release" })
+        .join(file);
+    let check = Command::new(checker)
+        .args(["check", "--policy", "strict"])
+        .arg(&built)
+        .env("PLUGIN_HOST_LOG", "warn")
+        .output()
+        .map_err(|source| ContainerError::Spawn {
+            program: checker.display().to_string(),
+            source,
+        })?;
+    if !check.status.success() {
+        return Err(ContainerError::Refused {
+            name: plugin.name.clone(),
+            report: tail(&[check.stdout.as_slice(), &check.stderr].concat(), 30),
+        });
+    }
+    Ok(built)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_path_values() {
+        let text =
+            "[dependencies]\nplugin-api = { path = \"../api\" }\nxpath = 1\nb = {path='x'}\n";
+        let first = find_path_key(text).unwrap();
+        assert!(text[first..].starts_with("\"../api\""));
+        let rest = &text[first + 8..];
+        let second = find_path_key(rest).unwrap();
+        assert!(rest[second..].starts_with("'x'"));
+        assert_eq!(find_path_key("xpath = \"no\""), None);
+    }
+}

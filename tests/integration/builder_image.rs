@@ -1,0 +1,216 @@
+//! `plugin-host builder`: the builder image, plugin builds in it with the network off
+//! (named, strict-checked, byte-identical twice), builds on this machine with the pinned
+//! toolchain, and the errors that leave `--out` untouched.
+//!
+//! The tests that need a container engine run when podman works here; with
+//! `PLUGIN_HOST_TEST_ENGINE` set (CI sets it) they must run, and fail when it does not work.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::fixtures::{plugin_crate, root};
+use crate::support::{cli, cli_with, stderr, stdout};
+
+/// The engine the image tests use, or `None` (test skipped) when none works and none is
+/// required.
+fn engine() -> Option<String> {
+    let required = std::env::var("PLUGIN_HOST_TEST_ENGINE").ok();
+    let name = required.clone().unwrap_or_else(|| "podman".into());
+    let works = Command::new(&name)
+        .args(["--runtime", "runc", "info"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    match (works, required) {
+        (true, _) => Some(name),
+        (false, Some(name)) => {
+            panic!("PLUGIN_HOST_TEST_ENGINE={name} but `{name} info` fails here")
+        }
+        (false, None) => {
+            eprintln!("skipped: no working podman (set PLUGIN_HOST_TEST_ENGINE to require it)");
+            None
+        }
+    }
+}
+
+/// A standalone plugin crate (its own `[workspace]`, the host's Cargo.lock) in a fresh dir.
+fn standalone_plugin(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let krate = dir.path().join(name);
+    plugin_crate(
+        &krate,
+        name,
+        root().join("plugin-api").to_str().unwrap(),
+        &format!("{name}-command"),
+    );
+    let manifest = krate.join("Cargo.toml");
+    let text = fs::read_to_string(&manifest).unwrap();
+    fs::write(&manifest, format!("{text}\n[workspace]\n")).unwrap();
+    fs::copy(root().join("Cargo.lock"), krate.join("Cargo.lock")).unwrap();
+    (dir, krate)
+}
+
+fn expected_name(plugin: &str) -> String {
+    let record = crate::support::host_info();
+    format!(
+        "{plugin}-{}+{}-{}-{}.so",
+        "0.1.0",
+        record["name"].as_str().unwrap(),
+        record["version"].as_str().unwrap(),
+        record["target"].as_str().unwrap()
+    )
+}
+
+fn build(krate: &Path, out: &Path, engine: &str) -> (PathBuf, String) {
+    let o = cli(&[
+        "builder",
+        "build",
+        krate.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--engine",
+        engine,
+    ]);
+    assert!(o.status.success(), "builder build failed: {}", stderr(&o));
+    let line = stdout(&o);
+    let (path, sha) = line
+        .trim()
+        .split_once("  sha256:")
+        .expect("PATH  sha256:HEX");
+    (PathBuf::from(path), sha.to_owned())
+}
+
+fn assert_strict_accepts(file: &Path) {
+    let o = cli(&["check", "--policy", "strict", file.to_str().unwrap()]);
+    assert!(
+        o.status.success(),
+        "strict refused {}: {}",
+        file.display(),
+        stdout(&o)
+    );
+}
+
+#[test]
+fn image_builds_named_strict_accepted_byte_identical_plugins_offline() {
+    let Some(engine) = engine() else { return };
+    for step in [
+        &["builder", "base", "--engine", &engine][..],
+        &["builder", "image", "--engine", &engine],
+    ] {
+        let o = cli(step);
+        assert!(o.status.success(), "{step:?} failed: {}", stderr(&o));
+    }
+    // Kept between runs: a second `image` reuses it.
+    let o = cli(&["builder", "image", "--engine", &engine]);
+    assert!(stdout(&o).contains("up to date"), "{}", stdout(&o));
+
+    let (_dir, krate) = standalone_plugin("boxed");
+    let (out_a, out_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (first, sha_a) = build(&krate, out_a.path(), &engine);
+    assert_eq!(
+        first.file_name().unwrap().to_str().unwrap(),
+        expected_name("boxed")
+    );
+    assert_strict_accepts(&first);
+    // The build ran with the network off and recorded no path of this machine.
+    let inspect = stdout(&cli(&["inspect", first.to_str().unwrap(), "--json"]));
+    assert!(
+        inspect.contains("plugin-api 0.1.0 (/opt/plugin-builder/crates/plugin-api)"),
+        "{inspect}"
+    );
+    assert!(!inspect.contains(root().to_str().unwrap()), "{inspect}");
+
+    let (second, sha_b) = build(&krate, out_b.path(), &engine);
+    assert_eq!(sha_a, sha_b, "two builds of one crate differ");
+    assert_eq!(fs::read(&first).unwrap(), fs::read(&second).unwrap());
+}
+
+#[test]
+fn engine_none_builds_with_the_pinned_toolchain_and_is_accepted() {
+    let (_dir, krate) = standalone_plugin("unboxed");
+    let out = tempfile::tempdir().unwrap();
+    let (file, _) = build(&krate, out.path(), "none");
+    assert_eq!(
+        file.file_name().unwrap().to_str().unwrap(),
+        expected_name("unboxed")
+    );
+    assert_strict_accepts(&file);
+    let inspect = stdout(&cli(&["inspect", file.to_str().unwrap(), "--json"]));
+    assert!(
+        !inspect.contains(root().to_str().unwrap()),
+        "the build recorded this machine's paths: {inspect}"
+    );
+    // Only the final file: no temporary left beside it.
+    assert_eq!(fs::read_dir(out.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn a_missing_engine_is_an_error_with_the_fix() {
+    let (_dir, krate) = standalone_plugin("no-engine");
+    let out = tempfile::tempdir().unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let o = cli_with(
+        &[
+            "builder",
+            "build",
+            krate.to_str().unwrap(),
+            "--out",
+            out.path().to_str().unwrap(),
+            "--engine",
+            "docker",
+        ],
+        &[("PATH", empty.path())],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let message = stderr(&o);
+    assert!(message.contains("docker is not installed"), "{message}");
+    assert!(message.contains("--engine none"), "{message}");
+    assert_eq!(fs::read_dir(out.path()).unwrap().count(), 0);
+}
+
+/// Runs `builder build` of `krate` into an --out holding one file, expects exit 2 with
+/// `needle` in the message, and the directory as it was.
+fn assert_refused_untouched(krate: &Path, needle: &str) {
+    let out = tempfile::tempdir().unwrap();
+    fs::write(out.path().join("keep.txt"), "kept").unwrap();
+    let o = cli(&[
+        "builder",
+        "build",
+        krate.to_str().unwrap(),
+        "--out",
+        out.path().to_str().unwrap(),
+        "--engine",
+        "none",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains(needle), "{}", stderr(&o));
+    let left: Vec<_> = fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["keep.txt"]);
+}
+
+#[test]
+fn a_crate_that_is_not_a_cdylib_is_refused_and_out_untouched() {
+    let (_dir, krate) = standalone_plugin("not-cdylib");
+    let manifest = krate.join("Cargo.toml");
+    let text = fs::read_to_string(&manifest).unwrap();
+    fs::write(&manifest, text.replace("[\"cdylib\"]", "[\"rlib\"]")).unwrap();
+    assert_refused_untouched(&krate, "add `[lib] crate-type = [\"cdylib\", \"rlib\"]`");
+}
+
+#[test]
+fn a_crate_without_the_recorder_is_refused_and_out_untouched() {
+    let (_dir, krate) = standalone_plugin("unrecorded");
+    fs::remove_file(krate.join("build.rs")).unwrap();
+    assert_refused_untouched(&krate, "plugin_api::build::record()");
+}
+
+#[test]
+fn a_build_that_fails_is_reported_with_its_errors() {
+    let (_dir, krate) = standalone_plugin("broken");
+    fs::write(krate.join("src/lib.rs"), "fn oops( {}\n").unwrap();
+    assert_refused_untouched(&krate, "failed");
+}
