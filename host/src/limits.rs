@@ -31,10 +31,8 @@ pub(crate) fn check_provenance(p: &Provenance) -> Result<(), String> {
             describe(&p.name)
         ));
     }
-    let version = p.version.to_string();
     let fields = [
-        ("version", version.as_str()),
-        ("target", &p.target),
+        ("target", p.target.as_str()),
         ("rustc release", &p.rustc.release),
         ("rustc commit-hash", &p.rustc.commit_hash),
         ("rustc commit-date", &p.rustc.commit_date),
@@ -44,6 +42,15 @@ pub(crate) fn check_provenance(p: &Provenance) -> Result<(), String> {
         ("opt-level", &p.profile.opt_level),
         ("panic strategy", &p.profile.panic),
     ];
+    // The version parsed as semver: bounded by its parts, which are plain text.
+    let version = &p.version;
+    let version_len = version.pre.len() + version.build.len();
+    if version_len > MAX_FIELD {
+        return Err(format!(
+            "its version is {} bytes long, more than {MAX_FIELD}",
+            version.to_string().len()
+        ));
+    }
     for (what, value) in fields {
         check_field(what, value)?;
     }
@@ -71,7 +78,9 @@ fn check_field(what: &str, value: &str) -> Result<(), String> {
             value.len()
         ));
     }
-    if value.chars().any(is_unsafe_char) {
+    // Printable ASCII (nearly every value) is checked a byte at a time.
+    let plain = value.bytes().all(|b| (0x20..0x7f).contains(&b));
+    if !plain && value.chars().any(is_unsafe_char) {
         return Err(format!(
             "its {what} {} contains control characters",
             describe(value)

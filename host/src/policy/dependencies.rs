@@ -1,6 +1,7 @@
 //! The `dependencies` check: every crate linked by both host and plugin must be the same
 //! version — and, for path and git crates, the same content — with one fix that aligns them all.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use plugin_api::provenance::{Dependency, Provenance, SourceKind};
@@ -44,7 +45,7 @@ impl HostCrates {
             let list = by_name.entry(d.name().to_owned()).or_default();
             if !list.iter().any(|c| c.dependency.version() == d.version()) {
                 list.push(HostCrate {
-                    identity: identity(d, host),
+                    identity: identity(d, host).map(Cow::into_owned),
                     dependency: d.clone(),
                 });
                 list.sort_by(|a, b| a.dependency.version().cmp(b.dependency.version()));
@@ -68,12 +69,15 @@ impl HostCrates {
 /// What identifies a crate's content beyond its version: its digest for a path crate (when
 /// the recorder wrote one), its commit for a git crate, its source otherwise. `None` when it
 /// cannot be told (a record from before digests): such a crate is compared by version alone.
-fn identity(d: &Dependency, record: &Provenance) -> Option<String> {
+fn identity<'a>(d: &'a Dependency, record: &'a Provenance) -> Option<Cow<'a, str>> {
     match d.source_kind() {
-        SourceKind::Registry => Some("crates.io".to_owned()),
-        SourceKind::Path(_) => record.digests.get(d.key()).cloned(),
-        SourceKind::Git { commit, .. } => Some(format!("git {commit}")),
-        SourceKind::Other(source) => Some(source.to_owned()),
+        SourceKind::Registry => Some(Cow::Borrowed("crates.io")),
+        SourceKind::Path(_) => record
+            .digests
+            .get(d.key())
+            .map(|s| Cow::Borrowed(s.as_str())),
+        SourceKind::Git { commit, .. } => Some(Cow::Owned(format!("git {commit}"))),
+        SourceKind::Other(source) => Some(Cow::Borrowed(source)),
         _ => None,
     }
 }
@@ -99,30 +103,34 @@ pub(super) struct Comparison {
 }
 
 pub(super) fn compare(host: &HostCrates, plugin: &Provenance) -> Comparison {
-    // Grouped by name whatever the order of the list: a hand-written record need not be sorted.
-    let mut by_name: BTreeMap<&str, Vec<&Dependency>> = BTreeMap::new();
-    for d in &plugin.dependencies {
-        let list = by_name.entry(d.name()).or_default();
-        if !list.iter().any(|seen| seen.version() == d.version()) {
-            list.push(d);
-        }
-    }
+    // Grouped by name whatever the order of the list (a hand-written record need not be
+    // sorted): one sorted list of references, walked a name at a time. Nothing else is
+    // allocated unless a crate differs.
+    let mut deps: Vec<&Dependency> = plugin.dependencies.iter().collect();
+    deps.sort_unstable_by(|a, b| (a.name(), a.version()).cmp(&(b.name(), b.version())));
+    deps.dedup_by(|a, b| a.name() == b.name() && a.version() == b.version());
     let mut shared = 0;
     let mut differences = Vec::new();
     let mut fixes = Fixes::default();
-    for (name, mut versions) in by_name {
+    let mut rest = &deps[..];
+    while let Some(first) = rest.first() {
+        let name = first.name();
+        let count = rest.iter().take_while(|d| d.name() == name).count();
+        let (versions, after) = rest.split_at(count);
+        rest = after;
         let Some(host_crates) = host.by_name.get(name) else {
             continue;
         };
         shared += 1;
-        versions.sort_by(|a, b| a.version().cmp(b.version()));
-        let host_versions: Vec<&str> = host_crates.iter().map(|c| c.dependency.version()).collect();
-        let other_versions: Vec<&str> = versions
-            .iter()
-            .map(|d| d.version())
-            .filter(|v| !host_versions.contains(v))
-            .collect();
-        if !other_versions.is_empty() {
+        let known = |v: &str| host_crates.iter().any(|c| c.dependency.version() == v);
+        if !versions.iter().all(|d| known(d.version())) {
+            let host_versions: Vec<&str> =
+                host_crates.iter().map(|c| c.dependency.version()).collect();
+            let other_versions: Vec<&str> = versions
+                .iter()
+                .map(|d| d.version())
+                .filter(|v| !known(v))
+                .collect();
             let plugin_versions: Vec<&str> = versions.iter().map(|d| d.version()).collect();
             differences.push(CrateDifference {
                 name: name.to_owned(),
@@ -134,7 +142,7 @@ pub(super) fn compare(host: &HostCrates, plugin: &Provenance) -> Comparison {
             continue;
         }
         // Same versions: then the same content, where both records can tell.
-        for d in &versions {
+        for d in versions {
             let Some(host_crate) = host_crates
                 .iter()
                 .find(|c| c.dependency.version() == d.version())
@@ -144,7 +152,7 @@ pub(super) fn compare(host: &HostCrates, plugin: &Provenance) -> Comparison {
             let (Some(h), Some(p)) = (&host_crate.identity, identity(d, plugin)) else {
                 continue;
             };
-            if *h != p {
+            if h.as_str() != p {
                 differences.push(CrateDifference {
                     name: name.to_owned(),
                     host: format!("{} ({})", d.version(), short(h)),
