@@ -90,7 +90,12 @@ impl Mapper {
                 // open for good, so that name never comes to mean another file — in the
                 // upper half of the descriptor range, out of the way of the application's.
                 if area.is_some() {
-                    warn_once_unstaged(&e);
+                    tracing::warn!(
+                        "cannot name {} for the loader in the private directory ({e}): loading \
+                         it by /proc/self/fd, keeping its descriptor open; $ORIGIN in its \
+                         RUNPATH does not resolve",
+                        printable(&path.display().to_string())
+                    );
                 }
                 let keep = dup_high(file).map_err(|e| load_failed(path, &e))?;
                 let name = PathBuf::from(format!("/proc/self/fd/{}", keep.as_raw_fd()));

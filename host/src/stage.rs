@@ -135,11 +135,14 @@ pub(crate) fn stage(area: &Area, file: &File, len: u64, real: &Path) -> io::Resu
 
     // What the plugin (and, in turn, each library linked in) needs from `$ORIGIN` places.
     let mut todo = vec![(info, origin, real_dir.to_owned(), up)];
-    let mut seen = HashSet::new();
+    // The plugin's own name and the mirror's `o` chain are taken: a library of that name is
+    // not linked in (the loader would find the plugin, or a directory, there anyway).
+    let mut seen: HashSet<PathBuf> = staged.path.ancestors().map(Path::to_owned).collect();
+    let mut entries = HashSet::new();
     while let Some((info, staged_origin, real_origin, depth)) = todo.pop() {
         for (levels, rel) in info.search.iter().filter_map(|e| origin_relative(e)) {
-            if levels > depth {
-                continue; // above the mirrored tree
+            if levels > depth || !entries.insert((staged_origin.clone(), levels, rel.clone())) {
+                continue; // above the mirrored tree, or done already
             }
             let (Some(staged_base), Some(real_base)) = (
                 staged_origin.ancestors().nth(levels),
@@ -149,28 +152,70 @@ pub(crate) fn stage(area: &Area, file: &File, len: u64, real: &Path) -> io::Resu
             };
             let (staged_dir, real_dir) = (staged_base.join(&rel), real_base.join(&rel));
             for needed in info.needed.iter().filter(|n| !n.contains('/')) {
-                let real_lib = real_dir.join(needed);
+                if staged.linked >= MAX_LINKS {
+                    break;
+                }
                 let staged_lib = staged_dir.join(needed);
-                if staged.linked >= MAX_LINKS
-                    || !real_lib.is_file()
-                    || !seen.insert(staged_lib.clone())
-                {
+                if seen.contains(&staged_lib) {
                     continue;
                 }
-                std::fs::create_dir_all(&staged_dir)?;
-                symlink(&real_lib, &staged_lib)?;
+                // Opened without blocking and checked from the descriptor: a FIFO or device
+                // in the plugin's directory must not stall or fool the host.
+                let real_lib = real_dir.join(needed);
+                let Ok(dep) = open_regular(&real_lib) else {
+                    continue;
+                };
+                // Never create through something already there (a symlink to elsewhere).
+                if !make_dirs(&area.dir, &staged_dir)? {
+                    continue;
+                }
+                seen.insert(staged_lib.clone());
+                if symlink(&real_lib, &staged_lib).is_err() {
+                    continue; // a directory of the mirror has that name
+                }
                 staged.linked += 1;
-                if let Ok(dep) = File::open(&real_lib) {
-                    let dep_len = dep.metadata()?.len();
-                    if let Ok(dep_info) = load_info(&dep, dep_len) {
-                        let dep_depth = depth - levels + rel.components().count();
-                        todo.push((dep_info, staged_dir.clone(), real_dir.clone(), dep_depth));
-                    }
+                let dep_len = dep.metadata()?.len();
+                if let Ok(dep_info) = load_info(&dep, dep_len) {
+                    let dep_depth = depth - levels + rel.components().count();
+                    todo.push((dep_info, staged_dir.clone(), real_dir.clone(), dep_depth));
                 }
             }
         }
     }
     Ok(staged)
+}
+
+/// Opens `path` read-only without blocking and returns it if it is a regular file.
+fn open_regular(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(path)?;
+    if file.metadata()?.is_file() {
+        Ok(file)
+    } else {
+        Err(io::Error::other("not a regular file"))
+    }
+}
+
+/// Creates `dir` (below `base`, which exists) one component at a time, never through an
+/// entry that is there already but is not a real directory; `false` when one is in the way.
+fn make_dirs(base: &Path, dir: &Path) -> io::Result<bool> {
+    let Ok(below) = dir.strip_prefix(base) else {
+        return Ok(false);
+    };
+    let mut at = base.to_owned();
+    for part in below.components() {
+        at.push(part);
+        match std::fs::symlink_metadata(&at) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => std::fs::create_dir(&at)?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
 }
 
 /// For a search entry that starts at `$ORIGIN`: how many levels it goes up, and the path
@@ -187,9 +232,9 @@ fn origin_relative(entry: &str) -> Option<(usize, PathBuf)> {
     for component in Path::new(&rest).components() {
         match component {
             Component::ParentDir if below.as_os_str().is_empty() => up += 1,
-            Component::ParentDir => {
-                below.pop();
-            }
+            // `a/..` is resolved by the kernel through `a`, which the mirror would need to
+            // hold too: such entries are left to the loader.
+            Component::ParentDir => return None,
             Component::Normal(part) => below.push(part),
             Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
         }
@@ -260,7 +305,7 @@ mod tests {
         assert_eq!(origin_relative("$ORIGIN"), Some((0, PathBuf::new())));
         assert_eq!(origin_relative("${ORIGIN}/deps"), Some((0, "deps".into())));
         assert_eq!(origin_relative("$ORIGIN/../lib"), Some((1, "lib".into())));
-        assert_eq!(origin_relative("$ORIGIN/a/../../b"), Some((1, "b".into())));
+        assert_eq!(origin_relative("$ORIGIN/a/../../b"), None);
         assert_eq!(origin_relative("/usr/lib"), None);
         assert_eq!(origin_relative("$ORIGINAL"), None);
     }

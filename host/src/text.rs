@@ -12,13 +12,19 @@ use std::fmt::Write as _;
 
 /// Whether `c` must not reach a terminal as itself: C0 and C1 control characters (including
 /// newline, carriage return and escape), DEL, and the Unicode format characters that reorder
-/// or hide text (bidirectional overrides and isolates, line and paragraph separators).
+/// or hide text (bidirectional marks, overrides and isolates, zero-width characters, line and
+/// paragraph separators, the byte-order mark, tag characters).
 pub fn is_unsafe_char(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
-            '\u{200E}' | '\u{200F}' | '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}'
-                | '\u{2066}'..='\u{2069}'
+            '\u{061C}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{206F}'
+                | '\u{FEFF}'
+                | '\u{E0000}'..='\u{E007F}'
         )
 }
 

@@ -25,7 +25,7 @@ fn a_plugin_that_exits_while_registering_fails_the_run() {
         );
         let err = stderr(&out);
         assert!(
-            err.contains("ended by plugin code while registering plugin `unruly`")
+            err.contains("ended (exit() was called) while registering plugin `unruly`")
                 && err.contains(&file_name("unruly")),
             "{err}"
         );
@@ -66,21 +66,30 @@ fn a_plugin_that_crashes_while_registering_is_named() {
 
 #[test]
 fn a_plugin_that_does_not_return_is_named() {
+    // Two of them: the watchdog must warn about the second one too.
     let dir = plugin_dir(&["unruly"]);
+    let twin = dir.path().join("libzz_twin.so");
+    std::fs::copy(crate::fixtures::fixtures().lib("unruly"), &twin).unwrap();
+    rewrite_provenance(&twin, |j| j["name"] = "unrulx".into());
     let out = cli(&[
         "scan",
         dir.path().to_str().unwrap(),
         "--plugin-config",
         "unruly=hang",
+        "--plugin-config",
+        "unrulx=hang",
         "--hang-warning",
         "0.5",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(
-        err.contains("registering plugin `unruly`") && err.contains("has not returned after"),
-        "{err}"
-    );
+    for name in ["unruly", "unrulx"] {
+        assert!(
+            err.contains(&format!("registering plugin `{name}`"))
+                && err.contains("has not returned after"),
+            "{name}: {err}"
+        );
+    }
     assert!(
         stdout(&out).contains("loaded    unruly"),
         "{}",

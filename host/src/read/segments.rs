@@ -16,6 +16,10 @@ const MAX_SEGMENTS: usize = 4096;
 const MAX_DYNSTR: u64 = 1 << 20;
 /// The most `DT_NEEDED` entries kept.
 const MAX_NEEDED: usize = 1024;
+/// The largest dynamic segment read (real ones hold a few dozen 16-byte entries).
+const MAX_DYNAMIC: u64 = 64 << 10;
+/// The most search directories kept.
+const MAX_SEARCH: usize = 64;
 
 /// The parts of a library the dynamic loader reads.
 #[derive(Debug, Default)]
@@ -77,14 +81,28 @@ fn info<'a, Elf: FileHeader<Endian = Endianness>, R: ReadRef<'a>>(
         }
     }
 
-    let Some(dynamic) = segments
+    let Some(dynamic_segment) = segments
         .iter()
-        .find_map(|s| s.dynamic(endian, data).transpose())
-        .transpose()
+        .find(|s| s.p_type(endian) == object::elf::PT_DYNAMIC)
+    else {
+        return Ok(info);
+    };
+    let dynamic_size: u64 = dynamic_segment.p_filesz(endian).into();
+    if dynamic_size > MAX_DYNAMIC {
+        return Err(format!("a dynamic segment of {dynamic_size} bytes"));
+    }
+    let Some(dynamic) = dynamic_segment
+        .dynamic(endian, data)
         .map_err(|e| e.to_string())?
     else {
         return Ok(info);
     };
+    // The loader stops at the first `DT_NULL`; so does this.
+    let end = dynamic
+        .iter()
+        .position(|d| d.d_tag(endian).into() == u64::from(object::elf::DT_NULL))
+        .unwrap_or(dynamic.len());
+    let dynamic = &dynamic[..end];
     // The dynamic string table is addressed by virtual address: find it through the
     // loadable segment that maps it.
     let value = |tag: u32| {
@@ -118,18 +136,30 @@ fn info<'a, Elf: FileHeader<Endian = Endianness>, R: ReadRef<'a>>(
         Some(String::from_utf8_lossy(&rest[..end]).into_owned())
     };
     let (mut runpath, mut rpath) = (Vec::new(), Vec::new());
+    let mut has_runpath = false;
     for d in dynamic {
         let tag: u64 = d.d_tag(endian).into();
+        if tag == u64::from(object::elf::DT_RUNPATH) {
+            has_runpath = true; // then the loader ignores DT_RPATH, readable or not
+        }
         let Some(text) = string(d.d_val(endian).into()) else {
             continue;
         };
         match u32::try_from(tag) {
-            Ok(object::elf::DT_NEEDED) if info.needed.len() < MAX_NEEDED => info.needed.push(text),
+            Ok(object::elf::DT_NEEDED)
+                if info.needed.len() < MAX_NEEDED && !info.needed.contains(&text) =>
+            {
+                info.needed.push(text);
+            }
             Ok(object::elf::DT_RUNPATH) => runpath.extend(text.split(':').map(str::to_owned)),
             Ok(object::elf::DT_RPATH) => rpath.extend(text.split(':').map(str::to_owned)),
             _ => {}
         }
     }
-    info.search = if runpath.is_empty() { rpath } else { runpath };
+    let mut search = if has_runpath { runpath } else { rpath };
+    let mut seen = std::collections::HashSet::new();
+    search.retain(|entry| seen.insert(entry.clone()));
+    search.truncate(MAX_SEARCH);
+    info.search = search;
     Ok(info)
 }
