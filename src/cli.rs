@@ -129,6 +129,9 @@ struct LoadArgs {
     /// Configuration for one plugin: NAME=CONFIG (repeatable).
     #[arg(long = "plugin-config", value_name = "NAME=CONFIG")]
     configs: Vec<String>,
+    /// Let a plugin file named NAME replace the builtin plugin of that name (repeatable).
+    #[arg(long = "replace-builtin", value_name = "NAME")]
+    replace_builtins: Vec<String>,
 }
 
 impl LoadArgs {
@@ -145,7 +148,10 @@ impl LoadArgs {
                 .ok_or_else(|| anyhow!("--plugin-config expects NAME=CONFIG, got `{c}`"))?;
             host = host.with_config(name, config);
         }
-        Ok(host)
+        for name in &self.replace_builtins {
+            host = host.with_replaceable_builtin(name);
+        }
+        Ok(host.with_builtin(crate::builtins::BUILTIN))
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod authoring;
 mod builder_cli;
+mod builtins;
 mod cli;
 mod output;
 mod stream;

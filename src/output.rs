@@ -110,6 +110,7 @@ pub fn reports_json(host: &Host, reports: &[PluginReport]) -> Result<()> {
 pub struct Table {
     out: std::io::Stdout,
     counts: [usize; 4],
+    builtins: usize,
 }
 
 /// Column widths: status, name, version, capabilities (the path is last, unpadded).
@@ -142,17 +143,22 @@ impl Table {
         Ok(Table {
             out,
             counts: [0; 4],
+            builtins: 0,
         })
     }
 
     /// Prints one plugin's row, its error and every failed or warning check.
     pub fn row(&mut self, r: &PluginReport) -> Result<()> {
-        self.counts[match r.status {
-            Status::Loaded => 0,
-            Status::Verified => 1,
-            Status::Rejected => 2,
-            _ => 3,
-        }] += 1;
+        if r.status == Status::Builtin {
+            self.builtins += 1;
+        } else {
+            self.counts[match r.status {
+                Status::Loaded => 0,
+                Status::Verified => 1,
+                Status::Rejected => 2,
+                _ => 3,
+            }] += 1;
+        }
         let mut caps: Vec<String> = r
             .capabilities
             .iter()
@@ -211,9 +217,13 @@ impl Table {
         if self.counts.iter().sum::<usize>() == 0 {
             writeln!(out, "(no plugin files found)")?;
         }
+        let builtins = match self.builtins {
+            0 => String::new(),
+            n => format!("{n} builtin, "),
+        };
         writeln!(
             out,
-            "\n{loaded} loaded, {verified} verified, {rejected} rejected, {failed} failed"
+            "\n{builtins}{loaded} loaded, {verified} verified, {rejected} rejected, {failed} failed"
         )?;
         Ok(())
     }

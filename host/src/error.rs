@@ -36,6 +36,14 @@ pub enum PluginError {
         /// The file loaded first.
         first: PathBuf,
     },
+    /// A plugin file carries the name of a plugin compiled into the host.
+    #[error("{}: plugin `{name}` is built into this host; rename this plugin, or let it replace the builtin (`--replace-builtin {name}`, `Host::with_replaceable_builtin`)", path.display())]
+    DuplicateBuiltin {
+        /// The file.
+        path: PathBuf,
+        /// The builtin's name, which the file carries too.
+        name: String,
+    },
     /// The dynamic loader or `abi_stable` refused the library after verification passed.
     #[error("{}: {detail}", path.display())]
     Load {
@@ -166,7 +174,9 @@ impl PluginError {
         match self {
             PluginError::Read(e) => e.reason(),
             PluginError::Rejected { reason, .. } | PluginError::Load { reason, .. } => *reason,
-            PluginError::Duplicate { .. } => ReasonCode::DuplicatePlugin,
+            PluginError::Duplicate { .. } | PluginError::DuplicateBuiltin { .. } => {
+                ReasonCode::DuplicatePlugin
+            }
             PluginError::SameFile { reason, .. } => *reason,
             PluginError::Resources { .. } => ReasonCode::LoadFailed,
             PluginError::InvalidCapability { .. } => ReasonCode::InvalidCapability,

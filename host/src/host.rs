@@ -63,8 +63,11 @@ pub struct LoadedPlugin {
     pub name: Arc<str>,
     /// The file it was loaded from (resolved, absolute).
     pub path: PathBuf,
-    /// Its provenance.
+    /// Its provenance (a builtin's: the host's own).
     pub provenance: Provenance,
+    /// Whether it is compiled into the host ([`Host::with_builtin`]); `path` is then
+    /// [`crate::BUILTIN_PATH`].
+    pub builtin: bool,
 }
 
 /// Loads verified plugins and keeps their capabilities.
@@ -83,6 +86,7 @@ pub struct Host {
     mapper: Mapper,
     hang_warning: Option<Duration>,
     check_layouts: bool,
+    pub(crate) builtins: crate::builtin::Builtins,
 }
 
 /// See [`Host::with_before_load`].
@@ -113,6 +117,7 @@ impl Host {
             mapper: Mapper::default(),
             hang_warning: Some(DEFAULT_HANG_WARNING),
             check_layouts: false,
+            builtins: Default::default(),
         }
     }
 
@@ -167,6 +172,11 @@ impl Host {
     /// The host's identity.
     pub fn identity(&self) -> &HostIdentity {
         &self.identity
+    }
+
+    /// How long plugin code may run before the host warns.
+    pub(crate) fn hang_warning(&self) -> Option<Duration> {
+        self.hang_warning
     }
 
     /// The policy in force.
@@ -224,7 +234,11 @@ impl Host {
     ) -> Result<(), DiscoverError> {
         let mut verified_names = HashMap::new();
         let mut seen: HashMap<(u64, u64), Seen> = HashMap::new();
-        for path in discover(dirs)? {
+        let paths = discover(dirs)?;
+        for report in self.register_builtins(&paths) {
+            each(report);
+        }
+        for path in paths {
             let (report, verified) = self.verify_inner(&path, &verified_names, Some(&seen));
             let id = verified
                 .as_ref()
@@ -326,13 +340,14 @@ impl Host {
             .plugins
             .iter()
             .find(|p| *p.name == provenance.name)
-            .map(|p| p.path.clone())
-            .or_else(|| verified_names.get(&provenance.name).cloned());
-        if let Some(first) = first {
-            let error = PluginError::Duplicate {
-                path: path.to_owned(),
-                name: provenance.name.clone(),
-                first,
+            .map(|p| (p.path.clone(), p.builtin))
+            .or_else(|| Some((verified_names.get(&provenance.name)?.clone(), false)));
+        if let Some((first, builtin)) = first {
+            let (path, name) = (path.to_owned(), provenance.name.clone());
+            let error = if builtin {
+                PluginError::DuplicateBuiltin { path, name }
+            } else {
+                PluginError::Duplicate { path, name, first }
             };
             return (report.with_error(Status::Rejected, error), None);
         }
@@ -348,7 +363,7 @@ impl Host {
         )
     }
 
-    fn load_verified(&mut self, mut report: PluginReport, verified: Verified) -> PluginReport {
+    fn load_verified(&mut self, report: PluginReport, verified: Verified) -> PluginReport {
         let path = report.path.clone();
         let name = verified.provenance.name.clone();
         if let Some(hook) = &self.before_load {
@@ -368,6 +383,35 @@ impl Host {
             Ok(root) => root,
             Err(e) => return report.with_error(Status::Failed, e),
         };
+        let entry = Entry {
+            path,
+            resolved,
+            name,
+            register: root.register(),
+            differences: verified.differences,
+            provenance: verified.provenance,
+            builtin: false,
+        };
+        self.register_entry(report, entry, watch)
+    }
+
+    /// Runs a plugin's `register` (loaded or builtin) and, when all went well, commits its
+    /// capabilities: configuration, kinds, validation and conflicts are the same for both.
+    pub(crate) fn register_entry(
+        &mut self,
+        mut report: PluginReport,
+        entry: Entry,
+        watch: crate::watch::Watch,
+    ) -> PluginReport {
+        let Entry {
+            path,
+            resolved,
+            name,
+            register: register_fn,
+            differences,
+            provenance,
+            builtin,
+        } = entry;
         tracing::debug!("registering {name}");
         watch.step(format!("registering plugin `{name}` ({})", path.display()));
         let no_config = String::new();
@@ -381,7 +425,7 @@ impl Host {
             invalid: None,
             foreign: None,
         };
-        let registered = register(root, &path, &name, &mut registration);
+        let registered = register(register_fn, &path, &name, &mut registration);
         drop(watch);
         if let Some(detail) = registration.invalid.take() {
             let error = PluginError::InvalidCapability { path, name, detail };
@@ -426,7 +470,7 @@ impl Host {
                     detail: format!(
                         "its {kind} `{capability}` does not have the layout this host \
                          expects, so it could never be used: {detail}; {}",
-                        crate::registry::layout_fix(&verified.differences)
+                        crate::registry::layout_fix(&differences)
                     ),
                 };
                 return report.with_error(Status::Failed, error);
@@ -441,18 +485,37 @@ impl Host {
             })
             .collect();
         capabilities.sort();
-        let differences: Arc<[String]> = verified.differences.into();
+        let differences: Arc<[String]> = differences.into();
         self.registry
             .commit(&plugin, &differences, &self.kinds, staged);
         self.plugins.push(LoadedPlugin {
             name: plugin,
             path: resolved,
-            provenance: verified.provenance,
+            provenance,
+            builtin,
         });
         report.capabilities = capabilities;
-        report.status = Status::Loaded;
+        report.status = if builtin {
+            Status::Builtin
+        } else {
+            Status::Loaded
+        };
         report
     }
+}
+
+/// A plugin about to register: its entry point and where it came from.
+pub(crate) struct Entry {
+    /// The path reported (a builtin's: [`crate::BUILTIN_PATH`]).
+    pub path: PathBuf,
+    /// The path recorded in [`LoadedPlugin::path`].
+    pub resolved: PathBuf,
+    pub name: String,
+    pub register: plugin_api::RegisterFn,
+    /// Crates shared with the host at other versions or contents.
+    pub differences: Vec<String>,
+    pub provenance: Provenance,
+    pub builtin: bool,
 }
 
 /// The identity of a file: device and inode.

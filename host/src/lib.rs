@@ -25,6 +25,7 @@
 //! panics are caught and reported, but an abort or a crash in it takes the host down, and
 //! loaded libraries are never unloaded.
 
+mod builtin;
 mod discover;
 mod error;
 mod host;
@@ -44,6 +45,7 @@ mod stage;
 pub mod text;
 mod watch;
 
+pub use builtin::BUILTIN_PATH;
 pub use discover::{discover, DiscoverError, LIBRARY_SUFFIX};
 pub use error::PluginError;
 pub use host::{Host, HostIdentity, LoadedPlugin, ScanMode, DEFAULT_HANG_WARNING};
@@ -66,3 +68,4 @@ pub use report::{PluginReport, Status};
 pub use watch::PLUGIN_EXIT_STATUS;
 
 pub use plugin_api::provenance::Provenance;
+pub use plugin_api::Builtin;

@@ -166,16 +166,16 @@ impl HostServices for Registration<'_> {
     }
 }
 
-/// Calls the plugin's `register` with `registration` and the plugin's logger.
+/// Calls the plugin's `register` (a loaded plugin's, or a builtin's) with `registration` and the plugin's logger.
 pub(crate) fn register(
-    root: PluginRootRef,
+    register: plugin_api::RegisterFn,
     path: &Path,
     name: &str,
     registration: &mut Registration<'_>,
 ) -> Result<(), PluginError> {
     let logger = crate::log_bridge::logger_for(name);
     let init = HostServices_TO::from_ptr(&mut *registration, TD_Opaque);
-    match (root.register())(init, logger).into_result() {
+    match register(init, logger).into_result() {
         Ok(()) => Ok(()),
         Err(e) if e.kind == CallErrorKind::Panicked => Err(PluginError::RegisterPanicked {
             path: path.to_owned(),

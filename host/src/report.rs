@@ -13,6 +13,8 @@ use crate::registry::CapabilityInfo;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Status {
+    /// Compiled into the host and registered ([`crate::Host::with_builtin`]).
+    Builtin,
     /// Verified, loaded and registered.
     Loaded,
     /// Verified and compatible, not loaded (a `--no-load` scan or `check`).
@@ -28,6 +30,7 @@ impl Status {
     /// The status as shown to users.
     pub fn as_str(self) -> &'static str {
         match self {
+            Status::Builtin => "builtin",
             Status::Loaded => "loaded",
             Status::Verified => "verified",
             Status::Rejected => "rejected",
@@ -101,8 +104,11 @@ impl PluginReport {
         self.checks.iter().filter(|c| c.status == CheckStatus::Warn)
     }
 
-    /// Whether the plugin is usable (loaded, or verified in a no-load scan).
+    /// Whether the plugin is usable (builtin, loaded, or verified in a no-load scan).
     pub fn is_ok(&self) -> bool {
-        matches!(self.status, Status::Loaded | Status::Verified)
+        matches!(
+            self.status,
+            Status::Builtin | Status::Loaded | Status::Verified
+        )
     }
 }

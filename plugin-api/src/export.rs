@@ -1,10 +1,12 @@
 //! The export macro and the registration shim it calls.
 
-use abi_stable::std_types::RResult;
+use abi_stable::std_types::{RResult, RStr};
+use abi_stable::StableAbi;
 
 use crate::error::{guard, RegisterError, RegisterResult};
 use crate::initializer::{Initializer, RawInitializer};
 use crate::logger::{self, Logger};
+use crate::root::RegisterFn;
 
 /// The symbol `abi_stable` looks up in a library: `abi_stable::library::ROOT_MODULE_LOADER_NAME`.
 /// [`crate::export_plugin!`] needs it as a literal; a test keeps the two equal.
@@ -42,12 +44,7 @@ macro_rules! export_plugin {
         const _: () = {
             use $crate::__private::abi_stable as __abi;
 
-            extern "C" fn __plugin_host_register(
-                init: $crate::RawInitializer<'_>,
-                logger: $crate::Logger,
-            ) -> __abi::std_types::RResult<(), $crate::RegisterError> {
-                $crate::__private::run_register(init, logger, $register)
-            }
+            $crate::__register_shim!(__plugin_host_register, $register);
 
             fn __plugin_host_root() -> $crate::PluginRootRef {
                 __abi::prefix_type::PrefixTypeTrait::leak_into_prefix($crate::PluginRoot {
@@ -115,6 +112,76 @@ macro_rules! export_plugin {
     };
 }
 
+/// Defines `extern "C" fn $shim`, the [`crate::RegisterFn`] both [`crate::export_plugin!`] and
+/// [`crate::builtin_plugin!`] hand the host: it installs the host's logger and runs
+/// `$register` under the panic guard ([`run_register`]).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __register_shim {
+    ($shim:ident, $register:path) => {
+        extern "C" fn $shim(
+            init: $crate::RawInitializer<'_>,
+            logger: $crate::Logger,
+        ) -> $crate::__private::abi_stable::std_types::RResult<(), $crate::RegisterError> {
+            $crate::__private::run_register(init, logger, $register)
+        }
+    };
+}
+
+/// A plugin compiled into the host: its name, version and registration function, which the
+/// host calls through the very same `register(initializer, logger)` path as a loaded
+/// plugin's. Made by [`crate::builtin_plugin!`]; handed to `host::Host::with_builtin`.
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy, Debug)]
+pub struct Builtin {
+    /// The plugin's name (its crate's `CARGO_PKG_NAME`).
+    pub name: RStr<'static>,
+    /// The plugin's version (its crate's `CARGO_PKG_VERSION`).
+    pub version: RStr<'static>,
+    /// Its registration function ([`RegisterFn`]): the shim [`crate::export_plugin!`] would
+    /// export.
+    pub register: extern "C" fn(RawInitializer<'_>, Logger) -> RResult<(), RegisterError>,
+}
+
+impl Builtin {
+    /// A builtin named `name`, at `version`, registering through `register`.
+    pub const fn new(name: &'static str, version: &'static str, register: RegisterFn) -> Self {
+        Builtin {
+            name: RStr::from_str(name),
+            version: RStr::from_str(version),
+            register,
+        }
+    }
+}
+
+/// Declares a plugin to be compiled into a host, without exporting any symbol: the
+/// expression is a [`Builtin`] named after the calling crate (`CARGO_PKG_NAME`,
+/// `CARGO_PKG_VERSION`), whose `register` is the same shim [`crate::export_plugin!`]
+/// exports (the host's logger installed, panics caught). Any number of builtins link into
+/// one binary.
+///
+/// ```ignore
+/// pub const BUILTIN: plugin_api::Builtin = plugin_api::builtin_plugin!(register);
+/// // in the host: Host::new(identity).with_builtin(my_plugin::BUILTIN)
+/// ```
+///
+/// `builtin_plugin!(register, name = "x", version = "1.0.0")` names it otherwise (several
+/// builtins in one crate).
+#[macro_export]
+macro_rules! builtin_plugin {
+    ($register:path) => {
+        $crate::builtin_plugin!(
+            $register,
+            name = ::core::env!("CARGO_PKG_NAME"),
+            version = ::core::env!("CARGO_PKG_VERSION")
+        )
+    };
+    ($register:path, name = $name:expr, version = $version:expr) => {{
+        $crate::__register_shim!(__plugin_host_register, $register);
+        $crate::Builtin::new($name, $version, __plugin_host_register)
+    }};
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -123,5 +190,20 @@ mod tests {
             super::LOADER_SYMBOL,
             abi_stable::library::ROOT_MODULE_LOADER_NAME
         );
+    }
+
+    fn register(init: &mut crate::Initializer<'_>) -> crate::RegisterResult {
+        let _ = init;
+        Ok(())
+    }
+
+    const BUILTIN: crate::Builtin = crate::builtin_plugin!(register);
+
+    #[test]
+    fn builtin_names_the_calling_crate() {
+        assert_eq!(BUILTIN.name.as_str(), "plugin-api");
+        assert_eq!(BUILTIN.version.as_str(), env!("CARGO_PKG_VERSION"));
+        let other = crate::builtin_plugin!(register, name = "x", version = "1.0.0");
+        assert_eq!(other.name.as_str(), "x");
     }
 }

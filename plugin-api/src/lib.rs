@@ -59,6 +59,8 @@ pub use capability::{CapabilityExport, CapabilityKind};
 #[cfg(feature = "abi")]
 pub use error::{guard, CallError, CallErrorKind, CallResult, RegisterError, RegisterResult};
 #[cfg(feature = "abi")]
+pub use export::Builtin;
+#[cfg(feature = "abi")]
 pub use initializer::{HostServices, HostServices_TO, Initializer, RawInitializer, Refused};
 #[cfg(feature = "abi")]
 pub use kinds::{Command, CommandKind, Transform, TransformKind};

@@ -7,6 +7,7 @@ mod worst_case;
 
 mod builder;
 mod builder_image;
+mod builtin;
 mod calls;
 mod docs;
 mod embedding;

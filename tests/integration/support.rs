@@ -251,12 +251,14 @@ pub fn cli_with_rlimit(args: &[&str], resource: libc::__rlimit_resource_t, limit
     cmd.output().unwrap()
 }
 
-/// The `path` of every entry of a scan, in order.
+/// The `path` of every plugin file entry of a scan, in order (the builtins, listed first,
+/// left out).
 pub fn paths(scan: &Value) -> Vec<&str> {
     scan["plugins"]
         .as_array()
         .unwrap()
         .iter()
+        .filter(|p| p["status"] != "builtin")
         .map(|p| p["path"].as_str().unwrap())
         .collect()
 }
