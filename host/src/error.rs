@@ -200,12 +200,12 @@ pub(crate) fn out_of_descriptors(error: &std::io::Error) -> Option<String> {
     Some(format!(
         "{which}, so the plugin could not be opened; raise the limit (`ulimit -n`, now {}) or \
          put fewer plugins in the plugin directories",
-        descriptor_limit()
+        descriptor_limit().map_or_else(|| "unknown".to_owned(), |n| n.to_string())
     ))
 }
 
-/// `RLIMIT_NOFILE`'s soft limit, as text.
-fn descriptor_limit() -> String {
+/// `RLIMIT_NOFILE`'s soft limit: how many descriptors this process may have open.
+pub(crate) fn descriptor_limit() -> Option<u64> {
     #[cfg(unix)]
     {
         let mut limit = libc::rlimit {
@@ -214,10 +214,10 @@ fn descriptor_limit() -> String {
         };
         // SAFETY: `getrlimit` writes into the valid `rlimit` it is given.
         if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
-            return limit.rlim_cur.to_string();
+            return Some(limit.rlim_cur);
         }
     }
-    "unknown".into()
+    None
 }
 
 #[cfg(unix)]

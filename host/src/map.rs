@@ -58,21 +58,30 @@ impl Mapper {
         path: &Path,
         resolved: &Path,
     ) -> Result<&'static abi_stable::library::LibHeader, PluginError> {
+        // Read once from the verified file: the ranges to copy, and what staging needs (the
+        // copy holds the same bytes in those ranges).
+        let len = verified.meta.len();
+        let info = crate::read::segments::load_info(&verified.file, len);
         let sealed;
         let file = match self.load_from {
             LoadFrom::SealedCopy => {
-                sealed = sealed_copy(verified, path)?;
+                let ranges = match &info {
+                    Ok(info) => &info.ranges[..],
+                    Err(_) => &[(0, len)][..],
+                };
+                sealed = sealed_copy(verified, ranges, path)?;
                 &sealed
             }
             LoadFrom::File => &verified.file,
         };
+        let info = info.unwrap_or_default();
         let area = self.staging.get_or_init(|| {
             crate::stage::Area::new()
                 .inspect_err(warn_once_unstaged)
                 .ok()
         });
         let staged = match area {
-            Some(area) => crate::stage::stage(area, file, verified.meta.len(), resolved),
+            Some(area) => crate::stage::stage(area, file, &info, resolved),
             None => Err(std::io::Error::other("no private directory")),
         };
         match staged {
@@ -123,7 +132,11 @@ use std::os::fd::AsRawFd;
 
 /// The sealed copy of a verified file, checked to be what was verified.
 #[cfg(target_os = "linux")]
-fn sealed_copy(verified: &Verified, path: &Path) -> Result<File, PluginError> {
+fn sealed_copy(
+    verified: &Verified,
+    ranges: &[(u64, u64)],
+    path: &Path,
+) -> Result<File, PluginError> {
     let len = verified.meta.len();
     let fail = |e: std::io::Error| match crate::error::out_of_descriptors(&e) {
         Some(detail) => PluginError::Resources {
@@ -133,10 +146,7 @@ fn sealed_copy(verified: &Verified, path: &Path) -> Result<File, PluginError> {
         None => load_failed(path, &e),
     };
     let name = &verified.provenance.name;
-    let ranges = crate::read::segments::load_info(&verified.file, len)
-        .map(|info| info.ranges)
-        .unwrap_or_else(|_| vec![(0, len)]);
-    let mut copy = crate::seal::sealed_copy(name, &verified.file, len, &ranges).map_err(fail)?;
+    let mut copy = crate::seal::sealed_copy(name, &verified.file, len, ranges).map_err(fail)?;
     let holds_verified =
         |copy: &File| read_sized(path, copy, len).is_ok_and(|p| p == verified.provenance);
     if !holds_verified(&copy) {
@@ -176,16 +186,7 @@ fn load_failed(path: &Path, e: &std::io::Error) -> PluginError {
 #[cfg(target_os = "linux")]
 fn dup_high(file: &File) -> std::io::Result<File> {
     use std::os::fd::FromRawFd;
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `getrlimit` writes into the valid `rlimit` it is given.
-    let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
-        limit.rlim_cur.min(1 << 20) as libc::c_int
-    } else {
-        0
-    };
+    let soft = crate::error::descriptor_limit().unwrap_or(0).min(1 << 20) as libc::c_int;
     // SAFETY: `F_DUPFD_CLOEXEC` on an open descriptor returns a new descriptor (or -1).
     let fd = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_DUPFD_CLOEXEC, soft / 2) };
     if fd < 0 {

@@ -27,7 +27,7 @@ use std::os::unix::fs::{symlink, DirBuilderExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::read::segments::load_info;
+use crate::read::segments::{load_info, LoadInfo};
 
 /// The most `..` levels of `$ORIGIN/../…` that are mirrored.
 const MAX_UP: usize = 8;
@@ -83,16 +83,16 @@ impl Drop for Staged {
     }
 }
 
-/// Stages `file` (open, `len` bytes; the verified library or its sealed copy), which lives
+/// Stages `file` (open: the verified library or its sealed copy), which lives
 /// at `real` (its canonical path, used for `$ORIGIN`), in `area`.
-pub(crate) fn stage(area: &Area, file: &File, len: u64, real: &Path) -> io::Result<Staged> {
+/// `info` is what the plugin needs, read from it (see [`load_info`]).
+pub(crate) fn stage(area: &Area, file: &File, info: &LoadInfo, real: &Path) -> io::Result<Staged> {
     let n = area.next.fetch_add(1, Ordering::Relaxed);
     let name = real
         .file_name()
         .map(ToOwned::to_owned)
         .unwrap_or_else(|| "plugin.so".into());
     let real_dir = real.parent().unwrap_or(Path::new("/"));
-    let info = load_info(file, len).unwrap_or_default();
     let origin_entries: Vec<_> = info
         .search
         .iter()
@@ -134,7 +134,8 @@ pub(crate) fn stage(area: &Area, file: &File, len: u64, real: &Path) -> io::Resu
     symlink(&target, &staged.path)?;
 
     // What the plugin (and, in turn, each library linked in) needs from `$ORIGIN` places.
-    let mut todo = vec![(info, origin, real_dir.to_owned(), up)];
+    // Only plugins that need `$ORIGIN` get here: their lists are copied into the work list.
+    let mut todo = vec![(info.clone(), origin, real_dir.to_owned(), up)];
     // The plugin's own name and the mirror's `o` chain are taken: a library of that name is
     // not linked in (the loader would find the plugin, or a directory, there anyway).
     let mut seen: HashSet<PathBuf> = staged.path.ancestors().map(Path::to_owned).collect();

@@ -22,7 +22,7 @@ const MAX_DYNAMIC: u64 = 64 << 10;
 const MAX_SEARCH: usize = 64;
 
 /// The parts of a library the dynamic loader reads.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct LoadInfo {
     /// File ranges `(offset, size)` the loader reads or maps: the ELF header, the program
     /// headers, every loadable and note segment.
