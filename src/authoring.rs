@@ -121,15 +121,7 @@ pub fn new(args: NewArgs, host: &HostIdentity) -> Result<ExitCode> {
         writeln!(out, "preflight --policy strict: a build would be REJECTED:")?;
         report_lines(&mut out, &done.report)?;
     }
-    for n in &done.not_aligned {
-        writeln!(
-            out,
-            "  not aligned [{}] {}: {}",
-            n.check,
-            printable(&n.what),
-            printable(&n.reason)
-        )?;
-    }
+    not_aligned_lines(&mut out, "not aligned", &done.not_aligned)?;
     writeln!(out, "next:")?;
     writeln!(
         out,
@@ -229,15 +221,7 @@ fn text(
         for step in &a.applied {
             writeln!(out, "  fixed: {}", printable(step))?;
         }
-        for n in &a.not_aligned {
-            writeln!(
-                out,
-                "  NOT aligned [{}] {}: {}",
-                n.check,
-                printable(&n.what),
-                printable(&n.reason)
-            )?;
-        }
+        not_aligned_lines(out, "NOT aligned", &a.not_aligned)?;
         if a.applied.is_empty() && a.not_aligned.is_empty() {
             writeln!(out, "  nothing to fix")?;
         }
@@ -251,6 +235,24 @@ fn text(
 }
 
 /// One line per check (have vs want, the message for a difference), then the fixes.
+/// One line per difference `--fix` could not align, after `label`.
+fn not_aligned_lines(
+    out: &mut impl Write,
+    label: &str,
+    not_aligned: &[builder::preflight::NotAligned],
+) -> Result<()> {
+    for n in not_aligned {
+        writeln!(
+            out,
+            "  {label} [{}] {}: {}",
+            n.check,
+            printable(&n.what),
+            printable(&n.reason)
+        )?;
+    }
+    Ok(())
+}
+
 fn report_lines(out: &mut impl Write, report: &Report) -> Result<()> {
     for c in &report.verdict.checks {
         let status = match c.status {

@@ -208,7 +208,14 @@ export_plugin!(register);
 /// test with cargo's stderr if it fails.
 pub fn cargo(dir: &Path, args: &[&str]) -> String {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let output = Command::new(cargo)
+    let output = run_cargo(Command::new(cargo), dir, args);
+    String::from_utf8(output.stdout).expect("cargo prints UTF-8")
+}
+
+/// Runs `cargo` (the program `command` names) with `args` in `dir`, without the test run's
+/// target directory; fails the test with cargo's stderr if it fails.
+fn run_cargo(mut command: Command, dir: &Path, args: &[&str]) -> std::process::Output {
+    let output = command
         .args(args)
         .current_dir(dir)
         .env_remove("CARGO_TARGET_DIR")
@@ -221,7 +228,7 @@ pub fn cargo(dir: &Path, args: &[&str]) -> String {
         dir.display(),
         String::from_utf8_lossy(&output.stderr)
     );
-    String::from_utf8(output.stdout).expect("cargo prints UTF-8")
+    output
 }
 
 /// Runs a command line a message suggests (`cargo +1.95.0 build`, `cargo update … && cargo
@@ -237,22 +244,12 @@ pub fn run_suggested(dir: &Path, command: &str, extra: &[&str]) {
             "not a cargo command: {command}"
         );
         let args: Vec<&str> = words.chain(extra.iter().copied()).collect();
-        let output = Command::new("cargo")
-            .args(&args)
-            .current_dir(dir)
-            .env_remove("CARGO_TARGET_DIR")
+        let mut proxy = Command::new("cargo");
+        proxy
             .env_remove("RUSTUP_TOOLCHAIN")
             .env_remove("RUSTC")
-            .env_remove("CARGO")
-            .output()
-            .expect("run cargo");
-        assert!(
-            output.status.success(),
-            "`cargo {}` in {} failed:\n{}",
-            args.join(" "),
-            dir.display(),
-            String::from_utf8_lossy(&output.stderr)
-        );
+            .env_remove("CARGO");
+        run_cargo(proxy, dir, &args);
     }
 }
 
