@@ -43,6 +43,7 @@ mod seal;
 #[cfg(target_os = "linux")]
 mod stage;
 pub mod text;
+pub mod trust;
 mod watch;
 
 pub use builtin::BUILTIN_PATH;
@@ -65,6 +66,7 @@ pub use read::{
 pub use reason::ReasonCode;
 pub use registry::{CapabilityInfo, Kinds, LookupError, Registry};
 pub use report::{PluginReport, Status};
+pub use trust::SignatureMode;
 pub use watch::PLUGIN_EXIT_STATUS;
 
 pub use plugin_api::provenance::Provenance;
