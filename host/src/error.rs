@@ -36,6 +36,16 @@ pub enum PluginError {
         /// The file loaded first.
         first: PathBuf,
     },
+    /// A file configured as one plugin's carries another plugin's name.
+    #[error("{}: this file is configured as plugin `{expected}`, but it is plugin `{found}`; point `[plugins.{expected}] path` at the right file, or move this entry to `[plugins.{found}]`", path.display())]
+    NameMismatch {
+        /// The file.
+        path: PathBuf,
+        /// The name it was configured for.
+        expected: String,
+        /// The name its provenance carries.
+        found: String,
+    },
     /// A plugin file carries the name of a plugin compiled into the host.
     #[error("{}: plugin `{name}` is built into this host; rename this plugin, or let it replace the builtin (`--replace-builtin {name}`, `Host::with_replaceable_builtin`)", path.display())]
     DuplicateBuiltin {
@@ -178,6 +188,7 @@ impl PluginError {
                 ReasonCode::DuplicatePlugin
             }
             PluginError::SameFile { reason, .. } => *reason,
+            PluginError::NameMismatch { .. } => ReasonCode::NameMismatch,
             PluginError::Resources { .. } => ReasonCode::LoadFailed,
             PluginError::InvalidCapability { .. } => ReasonCode::InvalidCapability,
             PluginError::CapabilityTwice { .. } => ReasonCode::CapabilityConflict,

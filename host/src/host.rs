@@ -87,6 +87,7 @@ pub struct Host {
     hang_warning: Option<Duration>,
     check_layouts: bool,
     pub(crate) builtins: crate::builtin::Builtins,
+    pub(crate) settings: crate::settings::Settings,
 }
 
 /// See [`Host::with_before_load`].
@@ -118,6 +119,7 @@ impl Host {
             hang_warning: Some(DEFAULT_HANG_WARNING),
             check_layouts: false,
             builtins: Default::default(),
+            settings: Default::default(),
         }
     }
 
@@ -234,7 +236,7 @@ impl Host {
     ) -> Result<(), DiscoverError> {
         let mut verified_names = HashMap::new();
         let mut seen: HashMap<(u64, u64), Seen> = HashMap::new();
-        let paths = discover(dirs)?;
+        let paths = self.candidates(discover(dirs)?);
         for report in self.register_builtins(&paths) {
             each(report);
         }
@@ -307,11 +309,29 @@ impl Host {
 
         report.name = Some(provenance.name.clone());
         report.version = Some(provenance.version.to_string());
+        if let Some(expected) = self.configured_name(path) {
+            if expected != provenance.name {
+                let error = PluginError::NameMismatch {
+                    path: path.to_owned(),
+                    expected: expected.to_owned(),
+                    found: provenance.name.clone(),
+                };
+                return (report.with_error(Status::Rejected, error), None);
+            }
+        }
+        if self.is_disabled(&provenance.name) {
+            report.status = Status::Disabled;
+            report.message = Some(format!(
+                "plugin `{}` is disabled in the configuration (`enabled = false`)",
+                provenance.name
+            ));
+            return (report, None);
+        }
         let verdict = judge_with(
             &self.identity.provenance,
             &self.host_deps,
             &provenance,
-            &self.policy,
+            self.policy_for(&provenance.name),
         );
         let failure = verdict
             .failure()

@@ -38,6 +38,7 @@ mod read;
 mod reason;
 mod registry;
 mod report;
+mod settings;
 #[cfg(target_os = "linux")]
 mod seal;
 #[cfg(target_os = "linux")]

@@ -62,6 +62,8 @@ reason_codes! {
     RegisterPanicked = "register-panicked";
     /// A plugin of the same name is already loaded.
     DuplicatePlugin = "duplicate-plugin";
+    /// A file configured for one plugin (`[plugins.NAME] path`) carries another plugin's name.
+    NameMismatch = "name-mismatch";
     /// The plugin registered a capability name another plugin already has (or registered
     /// one name twice).
     CapabilityConflict = "capability-conflict";

@@ -21,6 +21,8 @@ pub enum Status {
     Verified,
     /// Refused before loading: no plugin code ran.
     Rejected,
+    /// Not loaded because the configuration disables it; no plugin code ran.
+    Disabled,
     /// Loaded, then failed (layout check, registration, conflict); its capabilities were not
     /// registered, but its code did run.
     Failed,
@@ -34,6 +36,7 @@ impl Status {
             Status::Loaded => "loaded",
             Status::Verified => "verified",
             Status::Rejected => "rejected",
+            Status::Disabled => "disabled",
             Status::Failed => "failed",
         }
     }
