@@ -259,3 +259,82 @@ fn a_broken_file_exits_2_naming_file_line_and_column() {
     );
     assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
 }
+
+/// `redact` through the CLI with a TOML configuration string, as the config file's
+/// `[plugins.redact.config]` table becomes.
+fn redact(dir: &Path, config: &str, input: &[u8]) -> Output {
+    crate::support::cli_with(
+        &[
+            "transform",
+            "--plugins",
+            dir.to_str().unwrap(),
+            "--plugin-config",
+            &format!("redact={config}"),
+            "redact",
+        ],
+        &[],
+        Some(input),
+    )
+}
+
+#[test]
+fn redact_reads_its_typed_config_table() {
+    let dir = crate::support::plugin_dir(&["redact"]);
+    let input = b"TICKET-7 from ada@example.com at 10.0.0.1\n";
+    let out = redact(
+        dir.path(),
+        "kinds = [\"email\"]\npatterns = [\"TICKET-[0-9]+\"]\nreplacement = \"<{kind}>\"\n",
+        input,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "<custom> from <email> at 10.0.0.1\n");
+
+    // Without configuration: every built-in kind, the default replacement.
+    let out = redact(dir.path(), "", input);
+    assert_eq!(
+        stdout(&out),
+        "TICKET-7 from [REDACTED:email] at [REDACTED:ipv4]\n"
+    );
+
+    // A key redact does not have: registration fails with the plugin-facing message.
+    let out = redact(dir.path(), "replacment = \"#\"", input);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("invalid plugin configuration: unknown field `replacment`"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_config_files_plugin_table_reaches_the_plugin() {
+    // Through the library: the lead wires the CLI's commands to the configuration later.
+    use abi_stable::std_types::RSlice;
+    use host::config::{Config, Locations};
+    use plugin_api::{RVec, TransformKind};
+
+    let m = Machine::new();
+    m.write(
+        "home/.config/plugin-host/config.toml",
+        "[plugins.redact.config]\nreplacement = \"user-{kind}\"\nkinds = [\"email\"]\n",
+    );
+    m.write(
+        "proj/plugin-host.toml",
+        "[plugins.redact.config]\nkinds = [\"ipv4\"]\n",
+    );
+    let mut locations = Locations::project_only("plugin-host", m.path("proj/src"));
+    locations.user = Some(m.path("home/.config/plugin-host/config.toml"));
+    let config = Config::load(&locations).unwrap();
+    let text = config.plugin("redact").unwrap().config_text().unwrap();
+
+    let dir = crate::support::plugin_dir(&["redact"]);
+    let mut host = crate::support::host().with_config("redact", text);
+    host.scan(&[dir.path()], host::ScanMode::Load).unwrap();
+    let redact = host.registry().get::<TransformKind>("redact").unwrap();
+    let mut out = RVec::new();
+    redact
+        .apply(RSlice::from_slice(b"ada@example.com 10.0.0.1"), &mut out)
+        .into_result()
+        .unwrap();
+    assert_eq!(out.as_slice(), b"ada@example.com user-ipv4");
+}
