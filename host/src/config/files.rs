@@ -62,7 +62,7 @@ pub struct Locations {
     /// The application's name: `plugin-host` for the CLI.
     pub app: String,
     /// The file named by the environment variable ([`Locations::env_var`]); when set, it is the
-    /// only layer.
+    /// only layer. A relative path is relative to [`Locations::cwd`].
     pub explicit: Option<PathBuf>,
     /// System files, **lowest priority first** (the reverse of `$XDG_CONFIG_DIRS` order).
     pub system: Vec<PathBuf>,
@@ -108,6 +108,7 @@ impl Locations {
         cwd: impl Into<PathBuf>,
         var: impl Fn(&str) -> Option<OsString>,
     ) -> Self {
+        let cwd = cwd.into();
         let get = |name: &str| var(name).filter(|v| !v.is_empty());
         let absolute = |p: PathBuf| p.is_absolute().then_some(p);
         let home = get("HOME").map(PathBuf::from).and_then(absolute);
@@ -136,10 +137,11 @@ impl Locations {
             .collect();
         Locations {
             app: app.to_owned(),
-            explicit: get(&Self::env_var(app)).map(PathBuf::from),
+            // Relative to the working directory, like any command-line path.
+            explicit: get(&Self::env_var(app)).map(|f| cwd.join(f)),
             system,
             user: config_home.map(|d| d.join(app).join("config.toml")),
-            cwd: cwd.into(),
+            cwd,
             data,
         }
     }
@@ -179,7 +181,7 @@ impl Locations {
             return vec![Candidate {
                 kind: LayerKind::Explicit,
                 path: file.clone(),
-                found: file.is_file(),
+                found: self.cwd.join(file).is_file(),
             }];
         }
         let mut out: Vec<Candidate> = self

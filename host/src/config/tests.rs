@@ -160,6 +160,12 @@ fn xdg_defaults_and_overrides() {
     );
     assert_eq!(l.explicit, Some(w.path("x.toml")));
 
+    // A relative explicit file is relative to the working directory.
+    let l = Locations::from_vars("plugin-host", w.path("proj"), |name| {
+        (name == "PLUGIN_HOST_CONFIG").then(|| OsString::from("conf/mine.toml"))
+    });
+    assert_eq!(l.explicit, Some(w.path("proj/conf/mine.toml")));
+
     // No HOME: no user file; relative XDG values are ignored.
     let l = Locations::from_vars("plugin-host", w.path("proj"), |name| {
         (name == "XDG_CONFIG_HOME").then(|| OsString::from("relative/dir"))
