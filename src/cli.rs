@@ -104,6 +104,13 @@ enum Command {
     /// The builder container image for this host, and plugin builds through it.
     #[command(subcommand)]
     Builder(crate::builder_cli::BuilderCommand),
+    /// Show the effective configuration (system, user and project files, or the one
+    /// $PLUGIN_HOST_CONFIG names) and the file and line each value comes from.
+    Config {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -312,6 +319,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             crate::authoring::preflight(args, &identity()?, policy.build()?)
         }
         Command::Builder(command) => crate::builder_cli::run(command, identity()?),
+        Command::Config { json } => crate::config_cli::run(json),
         Command::Transform { plugins, names } => {
             let host = load(&plugins)?;
             let transforms = names

@@ -6,6 +6,7 @@ mod authoring;
 mod builder_cli;
 mod builtins;
 mod cli;
+mod config_cli;
 mod output;
 mod stream;
 

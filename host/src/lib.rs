@@ -26,6 +26,7 @@
 //! loaded libraries are never unloaded.
 
 mod builtin;
+pub mod config;
 mod discover;
 mod error;
 mod host;

@@ -78,6 +78,18 @@ impl<'a> Initializer<'a> {
         self.raw.plugin_config().into()
     }
 
+    /// The configuration string deserialised into the plugin's own type `T`.
+    ///
+    /// A host using `host::config` passes the plugin's `[plugins.NAME.config]` table as TOML
+    /// text; no configuration is an empty table (so `#[serde(default)]` types get their
+    /// defaults). The error says what is wrong for the user of the plugin.
+    #[cfg(feature = "config")]
+    pub fn config_as<T: serde::de::DeserializeOwned>(
+        &self,
+    ) -> Result<T, crate::config::ConfigError> {
+        crate::config::parse(self.config())
+    }
+
     /// Registers `object` as a capability of kind `K` named `name`.
     pub fn add<K: CapabilityKind>(&mut self, name: &str, object: K::Object) -> Result<(), Refused> {
         self.raw

@@ -25,6 +25,9 @@
 //! - `provenance`: the [`provenance::Provenance`] record and its framing, for hosts that read
 //!   plugin files.
 //! - `build`: [`build::record`], the build-script recorder.
+//! - `config` (with `abi`): typed access to the plugin's configuration,
+//!   [`Initializer::config_as`] and [`config::parse`] (pulls in `serde` and `toml`; plugins that
+//!   read their configuration string themselves need not enable it).
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -35,6 +38,9 @@ pub mod provenance;
 
 #[cfg(feature = "build")]
 pub mod build;
+
+#[cfg(feature = "config")]
+pub mod config;
 
 #[cfg(feature = "abi")]
 mod capability;

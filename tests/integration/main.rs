@@ -9,6 +9,7 @@ mod builder;
 mod builder_image;
 mod builtin;
 mod calls;
+mod config;
 mod docs;
 mod embedding;
 mod hostile;

@@ -36,6 +36,14 @@ impl Secret {
         }
     }
 
+    /// The kind called `name`.
+    pub fn named(name: &str) -> Result<Secret, UnknownSecret> {
+        Secret::ALL
+            .into_iter()
+            .find(|k| k.name() == name)
+            .ok_or_else(|| UnknownSecret(name.to_owned()))
+    }
+
     fn pattern(self) -> &'static str {
         match self {
             Secret::Email => {
@@ -73,21 +81,63 @@ impl std::error::Error for UnknownSecret {}
 /// The compiled redactor.
 pub struct Redactor {
     regex: Regex,
+    /// The extra patterns, anchored, to tell their matches from the built-in kinds'.
+    custom: Option<Regex>,
+    /// What a secret becomes: `before`, the kind's name, `after` (or `before` alone when the
+    /// template has no `{kind}`).
+    before: Vec<u8>,
+    after: Option<Vec<u8>>,
 }
+
+/// The default replacement template.
+pub const DEFAULT_REPLACEMENT: &str = "[REDACTED:{kind}]";
+
+/// The kind name matches of extra patterns are reported as.
+pub const CUSTOM: &str = "custom";
 
 impl Redactor {
     /// A redactor for the given kinds (all of them when empty).
     pub fn new(kinds: &[Secret]) -> Self {
+        Self::with_options(kinds, &[], DEFAULT_REPLACEMENT).expect("redact patterns compile")
+    }
+
+    /// A redactor for the given kinds (all of them when empty), plus `patterns` (regular
+    /// expressions whose matches are secrets of kind [`CUSTOM`]; checked before the built-in
+    /// kinds when both could match), each secret replaced by `replacement` with `{kind}`
+    /// standing for the kind's name.
+    pub fn with_options(
+        kinds: &[Secret],
+        patterns: &[String],
+        replacement: &str,
+    ) -> Result<Self, regex::Error> {
         let kinds = if kinds.is_empty() {
             &Secret::ALL[..]
         } else {
             kinds
         };
-        let pattern: Vec<&str> = kinds.iter().map(|k| k.pattern()).collect();
+        let custom: Vec<String> = patterns.iter().map(|p| format!("(?:{p})")).collect();
+        let pattern: Vec<&str> = custom
+            .iter()
+            .map(String::as_str)
+            .chain(kinds.iter().map(|k| k.pattern()))
+            .collect();
         // ASCII-only classes keep the automaton small and fast; log lines may not be UTF-8.
-        let regex =
-            Regex::new(&format!("(?-u){}", pattern.join("|"))).expect("redact patterns compile");
-        Redactor { regex }
+        let regex = Regex::new(&format!("(?-u){}", pattern.join("|")))?;
+        let custom = if custom.is_empty() {
+            None
+        } else {
+            Some(Regex::new(&format!("(?-u)^(?:{})$", custom.join("|")))?)
+        };
+        let (before, after) = match replacement.split_once("{kind}") {
+            Some((b, a)) => (b.as_bytes().to_vec(), Some(a.as_bytes().to_vec())),
+            None => (replacement.as_bytes().to_vec(), None),
+        };
+        Ok(Redactor {
+            regex,
+            custom,
+            before,
+            after,
+        })
     }
 
     /// Parses a configuration string: comma-separated kind names, empty for all.
@@ -96,12 +146,7 @@ impl Redactor {
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
-            .map(|name| {
-                Secret::ALL
-                    .into_iter()
-                    .find(|k| k.name() == name)
-                    .ok_or_else(|| UnknownSecret(name.to_owned()))
-            })
+            .map(Secret::named)
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Redactor::new(&kinds))
     }
@@ -114,7 +159,7 @@ impl Redactor {
         let mut last = 0;
         for found in self.regex.find_iter(input) {
             emit(&input[last..found.start()]);
-            emit_replacement(found.as_bytes(), &mut emit);
+            self.emit_replacement(found.as_bytes(), &mut emit);
             last = found.end();
         }
         emit(&input[last..]);
@@ -128,23 +173,33 @@ impl Redactor {
     }
 }
 
-/// Emits the replacement for one match. An e-mail address is the only kind with an `@`; a
-/// bearer token starts with the word `bearer` (kept, with its spacing); an IPv4 address is
-/// digits and dots; anything else the pattern matches is an access key id.
-fn emit_replacement(secret: &[u8], emit: &mut impl FnMut(&[u8])) {
-    if secret.contains(&b'@') {
-        emit(b"[REDACTED:email]");
-    } else if secret.len() > 6 && secret[..6].eq_ignore_ascii_case(b"bearer") {
-        let token = secret[6..]
-            .iter()
-            .position(|b| !b.is_ascii_whitespace())
-            .map_or(secret.len(), |i| 6 + i);
-        emit(&secret[..token]);
-        emit(b"[REDACTED:token]");
-    } else if secret.iter().all(|b| b.is_ascii_digit() || *b == b'.') {
-        emit(b"[REDACTED:ipv4]");
-    } else {
-        emit(b"[REDACTED:aws-key]");
+impl Redactor {
+    /// Emits the replacement for one match. A match of an extra pattern is `custom`; of the
+    /// built-in kinds, an e-mail address is the only one with an `@`; a bearer token starts
+    /// with the word `bearer` (kept, with its spacing); an IPv4 address is digits and dots;
+    /// anything else the pattern matches is an access key id.
+    fn emit_replacement(&self, secret: &[u8], emit: &mut impl FnMut(&[u8])) {
+        let kind: &[u8] = if self.custom.as_ref().is_some_and(|c| c.is_match(secret)) {
+            CUSTOM.as_bytes()
+        } else if secret.contains(&b'@') {
+            b"email"
+        } else if secret.len() > 6 && secret[..6].eq_ignore_ascii_case(b"bearer") {
+            let token = secret[6..]
+                .iter()
+                .position(|b| !b.is_ascii_whitespace())
+                .map_or(secret.len(), |i| 6 + i);
+            emit(&secret[..token]);
+            b"token"
+        } else if secret.iter().all(|b| b.is_ascii_digit() || *b == b'.') {
+            b"ipv4"
+        } else {
+            b"aws-key"
+        };
+        emit(&self.before);
+        if let Some(after) = &self.after {
+            emit(kind);
+            emit(after);
+        }
     }
 }
 
@@ -189,6 +244,21 @@ mod tests {
             err.to_string().contains("unknown secret kind `phone`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn extra_patterns_and_replacement_template() {
+        let r = Redactor::with_options(
+            &[Secret::Email],
+            &["TICKET-[0-9]+".to_owned()],
+            "<{kind} hidden>",
+        )
+        .unwrap();
+        let out = r.redact_to_vec(b"TICKET-42 by a@b.io from 1.2.3.4");
+        assert_eq!(out, b"<custom hidden> by <email hidden> from 1.2.3.4");
+        let fixed = Redactor::with_options(&[], &[], "***").unwrap();
+        assert_eq!(fixed.redact_to_vec(b"at 1.2.3.4."), b"at ***.");
+        assert!(Redactor::with_options(&[], &["(".to_owned()], "x").is_err());
     }
 
     #[test]

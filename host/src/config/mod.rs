@@ -1,0 +1,96 @@
+//! Configuration: layered TOML files, every value with the file, line and column that set it.
+//!
+//! # Layers
+//!
+//! The embedding application chooses its name, `<app>` (`plugin-host` for the CLI). Files are
+//! read in this order, each later one overriding the earlier ones **key by key**:
+//!
+//! 1. **system**: `<dir>/<app>/config.toml` for each entry of `$XDG_CONFIG_DIRS` (default
+//!    `/etc/xdg`); as the XDG specification says, an earlier entry matters more, so the last
+//!    entry is read first.
+//! 2. **user**: `$XDG_CONFIG_HOME/<app>/config.toml` (default `~/.config`).
+//! 3. **project**: `<app>.toml` in the working directory or the nearest parent directory that
+//!    has one. Its directory is the *project directory*: the lock file goes there, and its
+//!    `.plugins` directory is a default search path.
+//!
+//! Missing files are skipped. When the environment variable named after the app is set
+//! (`PLUGIN_HOST_CONFIG` for `plugin-host`: the name uppercased, `-` → `_`, then `_CONFIG`;
+//! see [`Locations::env_var`]), the file it names is the **only** layer — no system, user or
+//! project file is read — and it takes the project file's role (its directory is the project
+//! directory). That file must exist. Command-line flags override everything (the application
+//! applies them over the [`Config`]).
+//!
+//! Merging: tables merge recursively, including a plugin's `config` table; arrays and scalars
+//! are replaced whole (a project's `[search] paths` replaces the user's list, it does not
+//! extend it). Relative paths are resolved against the directory of the file that says them.
+//!
+//! Every layer is read and validated before any is applied: the first bad file is a
+//! [`ConfigError`] naming `file:line:column`, and no [`Config`] at all comes back.
+//!
+//! # Schema
+//!
+//! ```toml
+//! [search]
+//! paths = ["plugins", "/opt/shared-plugins"]   # replace the default search paths; must exist
+//!
+//! [policy]
+//! preset = "strict"                            # "default" | "strict"
+//! [policy.checks]
+//! rustc = "warn"                               # rustc, panic-strategy, profile, dependencies:
+//!                                              # "ignore" | "warn" | "fail"
+//! [trust]
+//! keys = ["RWQf6LRCGA9i53mlYecO4IzT51TGPpvWucNSCh1CBM0QTaLn73Y7GFO3"]
+//! signatures = "require"                       # "ignore" | "warn" | "require"
+//!
+//! [plugins.redact]                             # NAME: the plugin's cargo package name
+//! path = "vendor/libredact.so"                 # a plugin file; must exist
+//! enabled = true
+//! policy = "default"                           # this plugin's preset
+//! checks = { profile = "ignore" }              # this plugin's checks
+//! signatures = "warn"                          # this plugin's signature mode
+//! replace-builtin = false                      # may replace a builtin of the same name
+//! isolation = "in-process"                     # reserved: "in-process" | "process"
+//! [plugins.redact.config]                      # any TOML: handed to the plugin as TOML text
+//! replacement = "***"
+//! ```
+//!
+//! # Search paths
+//!
+//! `[search] paths` replaces the defaults, which are, in order and when they exist:
+//! `<project dir>/.plugins`, `$XDG_DATA_HOME/<app>/plugins` (default `~/.local/share`), and
+//! `<dir>/<app>/plugins` for each `$XDG_DATA_DIRS` entry (default
+//! `/usr/local/share:/usr/share`). See [`Config::search_paths`].
+//!
+//! ```no_run
+//! use host::config::{Config, Locations};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = Config::load(&Locations::from_env("my-app", std::env::current_dir()?))?;
+//! for dir in config.search_paths() {
+//!     println!("plugins in {}", dir.display());
+//! }
+//! if let Some(redact) = config.plugin("redact") {
+//!     println!("redact gets {:?}", redact.config_text());
+//! }
+//! # Ok(()) }
+//! ```
+
+mod effective;
+mod entries;
+mod error;
+mod files;
+mod origin;
+mod schema;
+mod settings;
+mod table;
+
+pub use effective::Config;
+pub use entries::Entry;
+pub use error::ConfigError;
+pub use files::{Candidate, LayerKind, Locations};
+pub use origin::{Origin, Valued};
+pub use settings::{Isolation, PluginSettings, Trust};
+pub use table::{ConfigLeaf, PluginConfig};
+
+#[cfg(test)]
+mod tests;
