@@ -163,11 +163,19 @@ impl Config {
     /// `<dir>/<app>/plugins` for each `$XDG_DATA_DIRS` entry (default
     /// `/usr/local/share:/usr/share`). Missing ones are skipped without error.
     pub fn default_search_paths(&self) -> Vec<PathBuf> {
+        self.default_search_paths_considered()
+            .into_iter()
+            .filter(|d| d.is_dir())
+            .collect()
+    }
+
+    /// Every default search path, whether it exists or not (to tell a user where plugins are
+    /// looked for).
+    pub fn default_search_paths_considered(&self) -> Vec<PathBuf> {
         self.project_dir
             .iter()
             .map(|d| d.join(".plugins"))
             .chain(self.data.iter().cloned())
-            .filter(|d| d.is_dir())
             .collect()
     }
 

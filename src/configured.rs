@@ -1,0 +1,153 @@
+//! The host as configured: the configuration files' layers ([`host::config`]) with the
+//! command line's flags over them (flags override every file).
+
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Result};
+use host::config::{Config, Isolation};
+use host::text::printable;
+use host::{CheckKind, Host, Policy, Severity};
+
+/// The policy flags of the command line, parsed.
+#[derive(Default)]
+pub struct PolicyFlags {
+    /// `--policy`, when given.
+    pub preset: Option<String>,
+    /// `--set CHECK=LEVEL`, in order.
+    pub checks: Vec<(CheckKind, Severity)>,
+}
+
+impl PolicyFlags {
+    /// Parses `--policy` and the `--set` overrides.
+    pub fn parse(preset: Option<&str>, overrides: &[String]) -> Result<Self> {
+        let mut checks = Vec::new();
+        for o in overrides {
+            let (check, level) = o
+                .split_once('=')
+                .ok_or_else(|| anyhow!("--set expects CHECK=LEVEL, got `{o}`"))?;
+            let names: Vec<_> = CheckKind::ALL.iter().map(|c| c.as_str()).collect();
+            let check = CheckKind::parse(check).ok_or_else(|| {
+                anyhow!(
+                    "unknown check `{check}` in --set; checks: {}",
+                    names.join(", ")
+                )
+            })?;
+            let level = Severity::parse(level).ok_or_else(|| {
+                anyhow!("unknown level `{level}` in --set; levels: ignore, warn, fail")
+            })?;
+            checks.push((check, level));
+        }
+        if let Some(preset) = preset {
+            Policy::preset(preset)?;
+        }
+        Ok(PolicyFlags {
+            preset: preset.map(str::to_owned),
+            checks,
+        })
+    }
+
+    /// The host's policy: the preset from `--policy`, else the configuration's, else
+    /// `default`; then the configuration's `[policy.checks]`; then `--set`.
+    pub fn global(&self, config: &Config) -> Result<Policy> {
+        let preset = match (&self.preset, config.policy_preset()) {
+            (Some(flag), _) => flag.as_str(),
+            (None, Some(configured)) => configured.value.as_str(),
+            (None, None) => "default",
+        };
+        let mut policy = Policy::preset(preset)?;
+        for (check, severity) in config.policy_checks() {
+            policy.set(*check, severity.value)?;
+        }
+        self.apply(policy)
+    }
+
+    /// The policy of a plugin whose table sets `policy` or `checks`: its preset (unless
+    /// `--policy` says otherwise) and checks, then `--set`.
+    fn plugin(&self, config: &Config, name: &str) -> Result<Option<Policy>> {
+        let Some(settings) = config.plugin(name) else {
+            return Ok(None);
+        };
+        if settings.preset.is_none() && settings.checks.is_empty() {
+            return Ok(None);
+        }
+        let mut policy = match (&self.preset, &settings.preset) {
+            (Some(flag), _) => Policy::preset(flag)?,
+            (None, Some(own)) => Policy::preset(&own.value)?,
+            (None, None) => self.global(config)?,
+        };
+        if self.preset.is_some() || settings.preset.is_none() {
+            for (check, severity) in config.policy_checks() {
+                policy.set(*check, severity.value)?;
+            }
+        }
+        for (check, severity) in &settings.checks {
+            policy.set(*check, severity.value)?;
+        }
+        self.apply(policy).map(Some)
+    }
+
+    fn apply(&self, mut policy: Policy) -> Result<Policy> {
+        for (check, severity) in &self.checks {
+            policy.set(*check, *severity)?;
+        }
+        Ok(policy)
+    }
+}
+
+/// Applies the configuration's policies and `[plugins.NAME]` tables to `host`. The command
+/// line's own per-plugin flags are applied after this, so they win.
+pub fn apply(config: &Config, flags: &PolicyFlags, mut host: Host) -> Result<Host> {
+    host = host.with_policy(flags.global(config)?);
+    for (name, settings) in config.plugins() {
+        if let Some(isolation) = &settings.isolation {
+            if isolation.value == Isolation::Process {
+                bail!(
+                    "{}: `isolation = \"process\"` for plugin `{}` is reserved for the isolation \
+                     mode, which this version of plugin-host does not have yet; remove the key \
+                     (or set it to \"in-process\")",
+                    isolation.origin,
+                    printable(name)
+                );
+            }
+        }
+        if let Some(policy) = flags.plugin(config, name)? {
+            host = host.with_plugin_policy(name, policy);
+        }
+        if !settings.enabled() {
+            host = host.with_disabled(name);
+        }
+        if let Some(path) = &settings.path {
+            host = host.with_plugin_file(name, path.value.clone());
+        }
+        if let Some(text) = settings.config_text() {
+            host = host.with_config(name, text);
+        }
+        if settings.replace_builtin() {
+            host = host.with_replaceable_builtin(name);
+        }
+    }
+    Ok(host)
+}
+
+/// The directories to scan: the ones given on the command line, else the configured search
+/// paths (or their defaults). Empty is an error that says where plugins are looked for.
+pub fn search_paths(given: &[PathBuf], config: &Config) -> Result<Vec<PathBuf>> {
+    if !given.is_empty() {
+        return Ok(given.to_vec());
+    }
+    let paths = config.search_paths();
+    if paths.is_empty() {
+        let looked: Vec<String> = config
+            .default_search_paths_considered()
+            .iter()
+            .map(|p| printable(&p.display().to_string()))
+            .collect();
+        bail!(
+            "no plugin directory: give one (`--plugins DIR`, or `scan DIR`), set `[search] paths` \
+             in {}.toml, or install plugins in one of the default search paths ({})",
+            config.app(),
+            looked.join(", ")
+        );
+    }
+    Ok(paths)
+}
