@@ -87,6 +87,7 @@ pub struct Host {
     hang_warning: Option<Duration>,
     check_layouts: bool,
     pub(crate) builtins: crate::builtin::Builtins,
+    pub(crate) trust: crate::trust::Trust,
 }
 
 /// See [`Host::with_before_load`].
@@ -118,6 +119,7 @@ impl Host {
             hang_warning: Some(DEFAULT_HANG_WARNING),
             check_layouts: false,
             builtins: Default::default(),
+            trust: Default::default(),
         }
     }
 
@@ -307,6 +309,18 @@ impl Host {
 
         report.name = Some(provenance.name.clone());
         report.version = Some(provenance.version.to_string());
+        let trusted = self.trust.step(
+            self.mapper.load_from,
+            path,
+            &file,
+            &meta,
+            &provenance,
+            &mut report,
+        );
+        let sealed = match trusted {
+            Ok(sealed) => sealed,
+            Err(e) => return (report.with_error(Status::Rejected, e), None),
+        };
         let verdict = judge_with(
             &self.identity.provenance,
             &self.host_deps,
@@ -359,6 +373,7 @@ impl Host {
                 meta,
                 provenance,
                 differences,
+                sealed,
             }),
         )
     }
