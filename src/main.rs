@@ -8,6 +8,7 @@ mod builtins;
 mod cli;
 mod output;
 mod stream;
+mod trust_cli;
 
 use std::process::ExitCode;
 

@@ -228,7 +228,7 @@ impl Trust {
         }
         report.trust_warnings.push(TrustWarning {
             reason,
-            message: format!("{message} (loaded anyway: signatures = warn)"),
+            message: format!("{message} (not refused: signatures = warn)"),
         });
         Ok(sealed)
     }
