@@ -19,4 +19,5 @@ mod readme;
 mod registration;
 mod skew;
 mod traces;
+mod trust;
 mod untrusted;
