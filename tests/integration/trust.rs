@@ -266,7 +266,7 @@ fn a_write_after_hashing_cannot_change_what_is_loaded() {
     let path = dir.path().join(file_name("hello"));
     let lock_path = dir.path().join("plugin-host.lock");
     let mut lock = Lock::new(&lock_path);
-    let mut recorder = host().with_digests(true);
+    let recorder = host().with_digests(true);
     let report = recorder.verify(&path);
     assert!(lock.lock_report(&report), "{:?}", report.message);
     lock.write().unwrap();

@@ -179,7 +179,7 @@ fn read_bounded(path: &Path) -> Result<Option<String>, String> {
 /// Checks a signature against the file's bytes as they are read, once.
 pub(crate) enum Checker<'a> {
     /// `ED`: BLAKE2b-512 of the file, streamed.
-    Prehashed(StreamVerifier<'a>),
+    Prehashed(Box<StreamVerifier<'a>>),
     /// Legacy `Ed`: the whole file is signed, so it is kept.
     Legacy(&'a TrustedKey, &'a Signature, Vec<u8>),
 }
@@ -187,7 +187,7 @@ pub(crate) enum Checker<'a> {
 impl<'a> Checker<'a> {
     pub(crate) fn new(key: &'a TrustedKey, signature: &'a Signature, len: u64) -> Self {
         match key.key.verify_stream(signature) {
-            Ok(stream) => Checker::Prehashed(stream),
+            Ok(stream) => Checker::Prehashed(Box::new(stream)),
             Err(_) => Checker::Legacy(
                 key,
                 signature,
