@@ -289,6 +289,50 @@ fn worst_case_vs_normal() {
     );
 }
 
+/// The lock's cost: hashing a plugin file (sha256) beside verifying it, and verification
+/// under a lock (the trust step: a sealed copy of the whole file, hashed), per example plugin.
+fn trust_hash_vs_verify() {
+    let a = artifacts();
+    for (name, lib) in [("hello", &a.hello), ("redact", &a.redact)] {
+        let dir = scratch(&format!("trust-{name}"));
+        let path = dir.join(lib.file_name().unwrap());
+        fs::copy(lib, &path).unwrap();
+        let lock_path = dir.join("plugin-host.lock");
+        let mut lock = host::Lock::new(&lock_path);
+        assert!(lock.lock_report(&host().with_digests(true).verify(&path)));
+        let plain = host();
+        let locked = host().with_lock(lock, true);
+        let size = fs::metadata(&path).unwrap().len();
+        const BLOCK: usize = 50;
+        let (mut verify, mut hash, mut under_lock) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..10 {
+            let start = Instant::now();
+            for _ in 0..BLOCK {
+                assert_eq!(plain.verify(&path).status, Status::Verified);
+            }
+            verify.push(per_file(start.elapsed(), BLOCK));
+            let start = Instant::now();
+            for _ in 0..BLOCK {
+                let file = fs::File::open(&path).unwrap();
+                std::hint::black_box(host::trust::hash::sha256_file(&file, size).unwrap());
+            }
+            hash.push(per_file(start.elapsed(), BLOCK));
+            let start = Instant::now();
+            for _ in 0..BLOCK {
+                assert_eq!(locked.verify(&path).status, Status::Verified);
+            }
+            under_lock.push(per_file(start.elapsed(), BLOCK));
+        }
+        let (v, h, l) = (median(verify), median(hash), median(under_lock));
+        println!(
+            "{name} ({:.2} MiB): verify {v:8.1} µs   sha256 {h:8.1} µs   verify under a lock \
+             {l:8.1} µs   hash/verify = {:.1}",
+            size as f64 / (1 << 20) as f64,
+            h / v
+        );
+    }
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing: run only for real.
     if !std::env::args().any(|a| a == "--bench") {
@@ -319,6 +363,9 @@ fn main() {
     }
     if run("worst-case") {
         worst_case_vs_normal();
+    }
+    if run("trust") {
+        trust_hash_vs_verify();
     }
 }
 

@@ -69,6 +69,8 @@ enum Command {
         check_layouts: bool,
         #[command(flatten)]
         load: LoadArgs,
+        #[command(flatten)]
+        trust: crate::trust_cli::TrustArgs,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -110,6 +112,37 @@ enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Verify every plugin in the directories and write the lock file (sha256, size and
+    /// provenance digest of each). Exit 0 all locked, 1 some rejected (not locked), 2 error.
+    Lock {
+        /// Plugin directories.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// The lock file to write.
+        #[arg(long, value_name = "PATH", default_value = host::trust::LOCK_FILE_NAME)]
+        lock_file: PathBuf,
+        #[command(flatten)]
+        policy: PolicyArgs,
+        #[command(flatten)]
+        signatures: crate::trust_cli::SignatureArgs,
+    },
+    /// Make a minisign key pair for signing plugins: PREFIX.pub and PREFIX.key (unencrypted,
+    /// mode 0600); never overwrites.
+    Keygen {
+        /// Where to write the keys: PREFIX.pub and PREFIX.key.
+        #[arg(long, value_name = "PREFIX", default_value = "plugin-host")]
+        out: PathBuf,
+    },
+    /// Sign plugin files: writes FILE.minisig beside each (minisign's format; `minisign -Vm
+    /// FILE -p KEY.pub` verifies it).
+    Sign {
+        /// The files to sign.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The secret key (from `plugin-host keygen`, or `minisign -G -W`).
+        #[arg(long, value_name = "PATH", default_value = "plugin-host.key")]
+        key: PathBuf,
     },
 }
 
@@ -171,6 +204,8 @@ struct PluginArgs {
     policy: PolicyArgs,
     #[command(flatten)]
     load: LoadArgs,
+    #[command(flatten)]
+    trust: crate::trust_cli::TrustArgs,
 }
 
 impl PolicyArgs {
@@ -260,12 +295,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             no_load,
             check_layouts,
             load,
+            trust,
             json,
         } => {
             let host = Host::new(identity()?)
                 .with_policy(policy.build()?)
                 .with_layout_check_at_load(check_layouts);
-            let mut host = load.apply(host)?;
+            let mut host = trust.apply(load.apply(host)?)?;
             let mode = if no_load {
                 ScanMode::VerifyOnly
             } else {
@@ -320,6 +356,17 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Builder(command) => crate::builder_cli::run(command, identity()?),
         Command::Config { json } => crate::config_cli::run(json),
+        Command::Lock {
+            dirs,
+            lock_file,
+            policy,
+            signatures,
+        } => {
+            let host = signatures.apply(Host::new(identity()?).with_policy(policy.build()?))?;
+            crate::trust_cli::lock(host, &dirs, &lock_file)
+        }
+        Command::Keygen { out } => crate::trust_cli::keygen(&out),
+        Command::Sign { files, key } => crate::trust_cli::sign(&files, &key),
         Command::Transform { plugins, names } => {
             let host = load(&plugins)?;
             let transforms = names
@@ -346,9 +393,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 
 /// Loads every plugin in the directories, logging the ones that were refused.
 fn load(args: &PluginArgs) -> Result<Host> {
-    let mut host = args
+    let host = args
         .load
         .apply(Host::new(identity()?).with_policy(args.policy.build()?))?;
+    let mut host = args.trust.apply(host)?;
     for report in host.scan(&args.dirs, ScanMode::Load)? {
         if let (Some(reason), Some(message)) = (report.reason, &report.message) {
             tracing::warn!(
@@ -359,6 +407,14 @@ fn load(args: &PluginArgs) -> Result<Host> {
         }
         for w in report.warnings() {
             tracing::warn!("[{}] {}", w.check.reason(), printable(&w.message));
+        }
+        for w in &report.trust_warnings {
+            tracing::warn!(
+                "{} [{}]: {}",
+                printable(&report.path.to_string_lossy()),
+                w.reason,
+                printable(&w.message)
+            );
         }
     }
     Ok(host)

@@ -9,6 +9,7 @@ mod cli;
 mod config_cli;
 mod output;
 mod stream;
+mod trust_cli;
 
 use std::process::ExitCode;
 

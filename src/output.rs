@@ -175,7 +175,11 @@ impl Table {
         };
         let name = r.name.as_deref().unwrap_or("-");
         let version = r.version.as_deref().unwrap_or("-");
-        let path = r.path.to_string_lossy();
+        // The signature's status, when it was checked, follows the path.
+        let path = match r.signature {
+            Some(status) => format!("{} [{}]", r.path.to_string_lossy(), status.as_str()),
+            None => r.path.to_string_lossy().into_owned(),
+        };
         let mut text = line([
             r.status.as_str(),
             &bounded(name, 64),
@@ -204,6 +208,13 @@ impl Table {
                 "\n    warning[{}]: {}",
                 c.check.reason(),
                 printable(&c.message)
+            ));
+        }
+        for w in &r.trust_warnings {
+            text.push_str(&format!(
+                "\n    warning[{}]: {}",
+                w.reason,
+                printable(&w.message)
             ));
         }
         writeln!(self.out.lock(), "{text}")?;

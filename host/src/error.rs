@@ -176,6 +176,18 @@ pub enum PluginError {
         /// The plugin that has it.
         holder: String,
     },
+    /// The trust step refused the file: the lock file or its signature (see
+    /// [`crate::trust`]).
+    #[error("{}: {message}", path.display())]
+    Trust {
+        /// The file.
+        path: PathBuf,
+        /// `checksum-mismatch`, `not-locked`, `unsigned`, `invalid-signature` or
+        /// `untrusted-key`.
+        reason: ReasonCode,
+        /// What was found and how to fix it.
+        message: String,
+    },
 }
 
 impl PluginError {
@@ -197,6 +209,7 @@ impl PluginError {
             }
             PluginError::RegisterPanicked { .. } => ReasonCode::RegisterPanicked,
             PluginError::CapabilityConflict { .. } => ReasonCode::CapabilityConflict,
+            PluginError::Trust { reason, .. } => *reason,
         }
     }
 }

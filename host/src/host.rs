@@ -88,6 +88,7 @@ pub struct Host {
     check_layouts: bool,
     pub(crate) builtins: crate::builtin::Builtins,
     pub(crate) settings: crate::settings::Settings,
+    pub(crate) trust: crate::trust::Trust,
 }
 
 /// See [`Host::with_before_load`].
@@ -120,6 +121,7 @@ impl Host {
             check_layouts: false,
             builtins: Default::default(),
             settings: Default::default(),
+            trust: Default::default(),
         }
     }
 
@@ -327,6 +329,18 @@ impl Host {
             ));
             return (report, None);
         }
+        let trusted = self.trust.step(
+            self.mapper.load_from,
+            path,
+            &file,
+            &meta,
+            &provenance,
+            &mut report,
+        );
+        let sealed = match trusted {
+            Ok(sealed) => sealed,
+            Err(e) => return (report.with_error(Status::Rejected, e), None),
+        };
         let verdict = judge_with(
             &self.identity.provenance,
             &self.host_deps,
@@ -379,6 +393,7 @@ impl Host {
                 meta,
                 provenance,
                 differences,
+                sealed,
             }),
         )
     }

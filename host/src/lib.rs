@@ -68,7 +68,7 @@ pub use read::{
 pub use reason::ReasonCode;
 pub use registry::{CapabilityInfo, Kinds, LookupError, Registry};
 pub use report::{PluginReport, Status};
-pub use trust::SignatureMode;
+pub use trust::{Lock, LockEntry, LockError, SignatureMode, SignatureStatus, TrustedKey};
 pub use watch::PLUGIN_EXIT_STATUS;
 
 pub use plugin_api::provenance::Provenance;

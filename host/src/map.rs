@@ -38,6 +38,9 @@ pub(crate) struct Verified {
     /// The crates it shares with the host at another version or content, described: what
     /// a layout mismatch is most likely due to.
     pub(crate) differences: Vec<String>,
+    /// A sealed copy of the whole file, made by the trust step to hash exactly what is
+    /// loaded: mapped instead of a new copy.
+    pub(crate) sealed: Option<File>,
 }
 
 /// How verified files are handed to the loader, for one host.
@@ -63,8 +66,16 @@ impl Mapper {
         let len = verified.meta.len();
         let info = crate::read::segments::load_info(&verified.file, len);
         let sealed;
-        let file = match self.load_from {
-            LoadFrom::SealedCopy => {
+        let file = match (self.load_from, &verified.sealed) {
+            (LoadFrom::SealedCopy, Some(copy)) => {
+                // Hashed (and signature-checked) as it is: its provenance must still be
+                // the one judged, read before the copy was made.
+                if !read_sized(path, copy, len).is_ok_and(|p| p == verified.provenance) {
+                    return Err(written_while_loading(path));
+                }
+                copy
+            }
+            (LoadFrom::SealedCopy, None) => {
                 let ranges = match &info {
                     Ok(info) => &info.ranges[..],
                     Err(_) => &[(0, len)][..],
@@ -72,7 +83,7 @@ impl Mapper {
                 sealed = sealed_copy(verified, ranges, path)?;
                 &sealed
             }
-            LoadFrom::File => &verified.file,
+            (LoadFrom::File, _) => &verified.file,
         };
         let info = info.unwrap_or_default();
         let area = self.staging.get_or_init(|| {
@@ -159,17 +170,22 @@ fn sealed_copy(
         .metadata()
         .is_ok_and(|now| same_contents(&verified.meta, &now));
     if !unchanged || !holds_verified(&copy) {
-        return Err(PluginError::Load {
-            path: path.to_owned(),
-            reason: ReasonCode::LoadFailed,
-            detail: "the file was written to while it was being loaded, so what would be \
-                     loaded is not what was verified; nothing of it was loaded: load it again \
-                     once the write has finished (replace plugins by renaming a new file over \
-                     the old one, which is atomic)"
-                .to_owned(),
-        });
+        return Err(written_while_loading(path));
     }
     Ok(copy)
+}
+
+#[cfg(target_os = "linux")]
+fn written_while_loading(path: &Path) -> PluginError {
+    PluginError::Load {
+        path: path.to_owned(),
+        reason: ReasonCode::LoadFailed,
+        detail: "the file was written to while it was being loaded, so what would be loaded \
+                 is not what was verified; nothing of it was loaded: load it again once the \
+                 write has finished (replace plugins by renaming a new file over the old one, \
+                 which is atomic)"
+            .to_owned(),
+    }
 }
 
 #[cfg(target_os = "linux")]

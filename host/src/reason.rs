@@ -70,6 +70,17 @@ reason_codes! {
     /// The plugin registered a capability whose name is empty, not UTF-8, not printable or
     /// too long, or more capabilities than a plugin may have.
     InvalidCapability = "invalid-capability";
+    /// The plugin is in the lock file, but its file's sha256, size or provenance differ.
+    ChecksumMismatch = "checksum-mismatch";
+    /// The plugin is not in the lock file, and the host only loads locked plugins.
+    NotLocked = "not-locked";
+    /// The plugin has no signature (`FILE.minisig`), and signatures are required.
+    Unsigned = "unsigned";
+    /// The plugin's signature is malformed or does not match the file (refused unless
+    /// signatures are ignored).
+    InvalidSignature = "invalid-signature";
+    /// The plugin is signed by a key that is not trusted, and signatures are required.
+    UntrustedKey = "untrusted-key";
 }
 
 impl ReasonCode {

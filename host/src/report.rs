@@ -8,6 +8,7 @@ use crate::error::PluginError;
 use crate::policy::{Check, CheckStatus};
 use crate::reason::ReasonCode;
 use crate::registry::CapabilityInfo;
+use crate::trust::{FileDigest, SignatureStatus, TrustWarning};
 
 /// Where a plugin file ended up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -63,6 +64,14 @@ pub struct PluginReport {
     pub checks: Vec<Check>,
     /// The capabilities it registered.
     pub capabilities: Vec<CapabilityInfo>,
+    /// Its signature's status; `None` (`null`) when signatures are ignored or the trust step
+    /// was not reached.
+    pub signature: Option<SignatureStatus>,
+    /// What the trust step found that did not refuse it (signature mode `warn`).
+    pub trust_warnings: Vec<TrustWarning>,
+    /// Its sha256, size and provenance digest, when the trust step hashed it.
+    #[serde(skip)]
+    pub digest: Option<FileDigest>,
     /// The typed error behind `reason` and `message`.
     #[serde(skip)]
     pub error: Option<PluginError>,
@@ -89,6 +98,9 @@ impl PluginReport {
             message: None,
             checks: Vec::new(),
             capabilities: Vec::new(),
+            signature: None,
+            trust_warnings: Vec::new(),
+            digest: None,
             error: None,
             file_id: None,
         }

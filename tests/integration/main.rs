@@ -20,4 +20,5 @@ mod readme;
 mod registration;
 mod skew;
 mod traces;
+mod trust;
 mod untrusted;

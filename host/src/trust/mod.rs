@@ -2,19 +2,95 @@
 //! they declare — the lock file's hashes and minisign-compatible signatures.
 //!
 //! It runs between read and judge: discover → read → **trust** → judge → load → register.
+//!
+//! - [`hash`]: one pass over the open file for every digest the step needs (the lock's
+//!   sha256, a signature's BLAKE2b-512).
+//! - [`lock`]: the lock file (`plugin-host.lock`): its format, reading, atomic writing.
+//! - [`signature`]: trusted keys, `FILE.minisig` reading, the signature status.
+//! - `step`: the trust step itself, and the [`crate::Host`] builder methods that configure it.
+//!
+//! What applies when:
+//!
+//! | situation | outcome |
+//! |---|---|
+//! | the plugin's name is in the lock, its sha256, size or provenance digest differ | refused `checksum-mismatch` |
+//! | the name is not in the lock and the host is `locked` | refused `not-locked` |
+//! | signature `invalid-signature` (mode `warn` or `require`) | refused `invalid-signature` |
+//! | `unsigned` / `untrusted-key` under `require` | refused `unsigned` / `untrusted-key` |
+//! | `unsigned` / `untrusted-key` under `warn` | loaded, with a warning |
+//! | mode `ignore` | the signature is not looked at (status `null`) |
+//!
+//! When a digest is needed and plugins are loaded from a sealed copy (the default on Linux),
+//! the step makes the sealed copy of the **whole** file first and hashes *that*: what is
+//! hashed or signature-checked is then byte for byte what the loader maps, and no write to
+//! the plugin file after that moment can matter. Without a lock and with signatures
+//! ignored, the step reads nothing at all.
 
+pub mod hash;
+pub mod lock;
+pub mod signature;
+mod step;
+
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
 use serde::Serialize;
 
+pub use hash::FileDigest;
+pub use lock::{Lock, LockEntry, LockError, LOCK_FILE_NAME, LOCK_FORMAT_VERSION};
+pub use signature::{signature_path, KeyError, SignatureStatus, TrustedKey, MAX_SIGNATURE_LEN};
+
+use crate::reason::ReasonCode;
+
+/// A trust finding that did not refuse the plugin (signature mode `warn`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TrustWarning {
+    /// What it would have been refused as under `require`.
+    pub reason: ReasonCode,
+    /// What was found and what to do about it.
+    pub message: String,
+}
+
+/// How the host checks plugin files' bytes: set through [`crate::Host::with_lock`],
+/// [`crate::Host::with_trusted_key`], [`crate::Host::with_signature_mode`] and
+/// [`crate::Host::with_plugin_signature_mode`].
+#[derive(Debug, Default)]
+pub(crate) struct Trust {
+    /// The lock in force, and whether plugins it does not list are refused.
+    pub(crate) lock: Option<(Lock, bool)>,
+    pub(crate) keys: Vec<TrustedKey>,
+    pub(crate) mode: Option<SignatureMode>,
+    pub(crate) per_plugin: HashMap<String, SignatureMode>,
+    /// Hash every file even when no lock entry asks for it (`plugin-host lock`).
+    pub(crate) record_digests: bool,
+}
+
+impl Trust {
+    /// The signature mode for plugin `name`: its own, else the host's, else `warn` when any
+    /// key is trusted, else `ignore`.
+    pub(crate) fn mode_for(&self, name: &str) -> SignatureMode {
+        self.per_plugin
+            .get(name)
+            .copied()
+            .or(self.mode)
+            .unwrap_or(if self.keys.is_empty() {
+                SignatureMode::Ignore
+            } else {
+                SignatureMode::Warn
+            })
+    }
+}
+
 /// What the host does about a plugin file's detached signature (`FILE.minisig`).
 ///
-/// Unless configured: `warn` when any trusted key is configured, else `ignore`.
+/// Unless configured: `warn` when any trusted key is configured, else `ignore`. Under `warn`
+/// and `require` an invalid signature always refuses the file (the file or its signature was
+/// changed after signing); `unsigned` and `untrusted-key` refuse only under `require`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SignatureMode {
-    /// Signatures are not checked (a scan still shows what it found).
+    /// Signatures are not looked at (the status is not known: `null` in JSON, `-` in a scan).
     Ignore,
     /// A missing, invalid or untrusted signature is a warning; the plugin still loads.
     Warn,

@@ -1,0 +1,272 @@
+//! The trust step (between read and judge), and the [`Host`] methods that configure it.
+
+use std::fs::{File, Metadata};
+use std::path::Path;
+
+use plugin_api::provenance::Provenance;
+use sha2::{Digest, Sha256};
+
+use super::hash::{provenance_digest, read_once, FileDigest};
+use super::signature::{self, Checker, Found, SignatureStatus};
+use super::{Lock, SignatureMode, Trust, TrustWarning, TrustedKey};
+use crate::error::PluginError;
+use crate::host::Host;
+use crate::map::LoadFrom;
+use crate::reason::ReasonCode;
+use crate::report::PluginReport;
+
+impl Host {
+    /// Enforces `lock`: a plugin it lists is refused `checksum-mismatch` unless its file has
+    /// the locked sha256, size and provenance digest; with `locked`, a plugin it does not
+    /// list is refused `not-locked`. Either way before any of its code runs.
+    pub fn with_lock(mut self, lock: Lock, locked: bool) -> Self {
+        self.trust.lock = Some((lock, locked));
+        self
+    }
+
+    /// Trusts signatures made by `key` (see [`TrustedKey::parse`]). Unless a mode is set,
+    /// trusting any key makes the signature mode `warn`.
+    pub fn with_trusted_key(mut self, key: TrustedKey) -> Self {
+        self.trust.keys.push(key);
+        self
+    }
+
+    /// Sets what the host does about plugin signatures (see [`SignatureMode`]).
+    pub fn with_signature_mode(mut self, mode: SignatureMode) -> Self {
+        self.trust.mode = Some(mode);
+        self
+    }
+
+    /// Sets the signature mode for the plugin named `plugin` only.
+    pub fn with_plugin_signature_mode(
+        mut self,
+        plugin: impl Into<String>,
+        mode: SignatureMode,
+    ) -> Self {
+        self.trust.per_plugin.insert(plugin.into(), mode);
+        self
+    }
+
+    /// Hashes every file verified, lock or not, and keeps the result in
+    /// [`PluginReport::digest`]: what [`Lock::lock_report`] records (`plugin-host lock`).
+    pub fn with_digests(mut self, record: bool) -> Self {
+        self.trust.record_digests = record;
+        self
+    }
+
+    /// The lock in force, and whether unlisted plugins are refused.
+    pub fn lock(&self) -> Option<(&Lock, bool)> {
+        self.trust
+            .lock
+            .as_ref()
+            .map(|(lock, locked)| (lock, *locked))
+    }
+
+    /// The signature mode that applies to the plugin named `plugin`.
+    pub fn signature_mode(&self, plugin: &str) -> SignatureMode {
+        self.trust.mode_for(plugin)
+    }
+}
+
+impl Trust {
+    /// The trust step for a file whose provenance was read: fills `report.signature`,
+    /// `report.digest` and `report.trust_warnings`; an error refuses the file.
+    ///
+    /// Returns the sealed copy of the whole file when one was made to be hashed (the
+    /// loader then maps that very copy).
+    pub(crate) fn step(
+        &self,
+        load_from: LoadFrom,
+        path: &Path,
+        file: &File,
+        meta: &Metadata,
+        provenance: &Provenance,
+        report: &mut PluginReport,
+    ) -> Result<Option<File>, PluginError> {
+        let name = provenance.name.as_str();
+        let refuse = |reason: ReasonCode, message: String| PluginError::Trust {
+            path: path.to_owned(),
+            reason,
+            message,
+        };
+        let entry = self.lock.as_ref().and_then(|(lock, _)| lock.get(name));
+        if let Some((lock, true)) = &self.lock {
+            if entry.is_none() {
+                return Err(refuse(
+                    ReasonCode::NotLocked,
+                    format!(
+                        "plugin `{name}` is not in the lock file {}, and only locked plugins \
+                         are loaded (--locked); if it belongs here, run `plugin-host lock` \
+                         to add it, otherwise remove it from the plugin directory",
+                        lock.path().display()
+                    ),
+                ));
+            }
+        }
+        let mode = self.mode_for(name);
+        let found = (mode != SignatureMode::Ignore).then(|| signature::find(path, &self.keys));
+        let hash = entry.is_some() || self.record_digests;
+        let mut checker = match &found {
+            Some(Found::Check(key, signature)) => Some(Checker::new(key, signature, meta.len())),
+            _ => None,
+        };
+        let mut sealed = None;
+        if hash || checker.is_some() {
+            let len = meta.len();
+            sealed = whole_sealed_copy(load_from, name, file, len, path)?;
+            let mut sha = hash.then(Sha256::new);
+            read_once(sealed.as_ref().unwrap_or(file), len, &mut |chunk| {
+                if let Some(sha) = &mut sha {
+                    sha.update(chunk);
+                }
+                if let Some(checker) = &mut checker {
+                    checker.update(chunk);
+                }
+            })
+            .map_err(|source| crate::read::ReadError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+            report.digest = sha.map(|sha| FileDigest {
+                sha256: sha.finalize().into(),
+                size: len,
+                provenance: provenance_digest(provenance),
+            });
+        }
+        if let (Some(entry), Some(digest)) = (entry, &report.digest) {
+            if !entry.matches(digest) {
+                let lock = self
+                    .lock
+                    .as_ref()
+                    .map(|(l, _)| l.path().display().to_string());
+                let what = if entry.sha256 != digest.sha256_hex() || entry.size != digest.size {
+                    format!(
+                        "its sha256 is {} ({} bytes), but the lock file {} expects {} ({} \
+                         bytes)",
+                        digest.sha256_hex(),
+                        digest.size,
+                        lock.unwrap_or_default(),
+                        entry.sha256,
+                        entry.size
+                    )
+                } else {
+                    format!(
+                        "its provenance digest is {}, but the lock file {} expects {}",
+                        digest.provenance,
+                        lock.unwrap_or_default(),
+                        entry.provenance
+                    )
+                };
+                return Err(refuse(
+                    ReasonCode::ChecksumMismatch,
+                    format!(
+                        "plugin `{name}` changed since it was locked: {what}; if the change is \
+                         intended, run `plugin-host lock` again, otherwise reinstall the \
+                         locked file"
+                    ),
+                ));
+            }
+        }
+        let valid = checker.map(Checker::finish);
+        let Some(found) = found else {
+            return Ok(sealed);
+        };
+        let sig = signature::signature_path(path);
+        let sig = sig.display();
+        let (status, reason, message) = match found {
+            Found::Check(..) if valid == Some(true) => {
+                report.signature = Some(SignatureStatus::Signed);
+                return Ok(sealed);
+            }
+            Found::Check(key, _) => (
+                SignatureStatus::InvalidSignature,
+                ReasonCode::InvalidSignature,
+                format!(
+                    "its signature {sig} (key {}) does not match the file: the file or its \
+                     signature was changed after signing; reinstall the plugin from its \
+                     author, or sign the file again if you rebuilt it (`minisign -Sm FILE` or \
+                     `plugin-host sign FILE`)",
+                    key.id()
+                ),
+            ),
+            Found::Invalid(detail) => (
+                SignatureStatus::InvalidSignature,
+                ReasonCode::InvalidSignature,
+                format!(
+                    "its signature {sig} is invalid: {detail}; sign the file again \
+                     (`minisign -Sm FILE` or `plugin-host sign FILE`) or remove the bad \
+                     signature file"
+                ),
+            ),
+            Found::Unsigned => (
+                SignatureStatus::Unsigned,
+                ReasonCode::Unsigned,
+                format!(
+                    "plugin `{name}` is not signed (no {sig}); sign it with a trusted key \
+                     (`minisign -Sm FILE` or `plugin-host sign FILE`)"
+                ),
+            ),
+            Found::Untrusted(id) => (
+                SignatureStatus::UntrustedKey,
+                ReasonCode::UntrustedKey,
+                format!(
+                    "plugin `{name}` is signed by key {id}, which is not trusted; if you \
+                     trust its signer, add the signer's public key (the base64 line of the \
+                     .pub file) to `[trust] keys` or `--trusted-key`, otherwise sign it with \
+                     a trusted key"
+                ),
+            ),
+        };
+        report.signature = Some(status);
+        if mode == SignatureMode::Require || status == SignatureStatus::InvalidSignature {
+            let message = if mode == SignatureMode::Require {
+                format!("{message} (signatures are required)")
+            } else {
+                message
+            };
+            return Err(refuse(reason, message));
+        }
+        report.trust_warnings.push(TrustWarning {
+            reason,
+            message: format!("{message} (not refused: signatures = warn)"),
+        });
+        Ok(sealed)
+    }
+}
+
+/// A sealed copy of the whole file, when the loader maps sealed copies (Linux).
+#[cfg(target_os = "linux")]
+fn whole_sealed_copy(
+    load_from: LoadFrom,
+    name: &str,
+    file: &File,
+    len: u64,
+    path: &Path,
+) -> Result<Option<File>, PluginError> {
+    if load_from != LoadFrom::SealedCopy {
+        return Ok(None);
+    }
+    crate::seal::sealed_copy(name, file, len, &[(0, len)])
+        .map(Some)
+        .map_err(|e| match crate::error::out_of_descriptors(&e) {
+            Some(detail) => PluginError::Resources {
+                path: path.to_owned(),
+                detail,
+            },
+            None => PluginError::Read(crate::read::ReadError::Io {
+                path: path.to_owned(),
+                source: e,
+            }),
+        })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn whole_sealed_copy(
+    _load_from: LoadFrom,
+    _name: &str,
+    _file: &File,
+    _len: u64,
+    _path: &Path,
+) -> Result<Option<File>, PluginError> {
+    Ok(None)
+}

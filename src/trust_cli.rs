@@ -1,0 +1,226 @@
+//! The trust commands and flags: `lock`, `keygen`, `sign`; `--lock-file`, `--locked`,
+//! `--trusted-key`, `--signatures`. Verification is the host library's (`host::trust`);
+//! making keys and signatures (the `minisign` crate) lives here, in the CLI only.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Args;
+use host::text::printable;
+use host::trust::{signature_path, LOCK_FILE_NAME};
+use host::{Host, Lock, ScanMode, SignatureMode, TrustedKey};
+
+/// Signature checking, for every command that verifies plugins.
+#[derive(Args)]
+pub struct SignatureArgs {
+    /// Trust signatures by this minisign public key: the base64 line of a `.pub` file, or
+    /// the path of one (repeatable). Trusting a key makes `--signatures` default to `warn`.
+    #[arg(long = "trusted-key", value_name = "KEY")]
+    trusted_keys: Vec<String>,
+    /// What to do about plugin signatures (FILE.minisig): ignore, warn, require. Default:
+    /// `warn` when a key is trusted, else `ignore`.
+    #[arg(long, value_name = "MODE")]
+    signatures: Option<SignatureMode>,
+}
+
+impl SignatureArgs {
+    pub fn apply(&self, mut host: Host) -> Result<Host> {
+        for key in &self.trusted_keys {
+            let text = if Path::new(key).is_file() {
+                fs::read_to_string(key).with_context(|| format!("--trusted-key {key}"))?
+            } else {
+                key.clone()
+            };
+            let key = TrustedKey::parse(&text).map_err(|e| anyhow!("--trusted-key: {e}"))?;
+            host = host.with_trusted_key(key);
+        }
+        if let Some(mode) = self.signatures {
+            host = host.with_signature_mode(mode);
+        }
+        Ok(host)
+    }
+}
+
+/// The lock file and signatures, for the commands that load plugins.
+#[derive(Args)]
+pub struct TrustArgs {
+    /// The lock file: when it exists, every plugin it lists must match it
+    /// (`checksum-mismatch`).
+    #[arg(long, value_name = "PATH", default_value = LOCK_FILE_NAME)]
+    lock_file: PathBuf,
+    /// Refuse plugins the lock file does not list (`not-locked`); the lock file must exist.
+    #[arg(long)]
+    locked: bool,
+    #[command(flatten)]
+    signatures: SignatureArgs,
+}
+
+impl TrustArgs {
+    pub fn apply(&self, host: Host) -> Result<Host> {
+        let host = match Lock::read_if_exists(&self.lock_file)? {
+            Some(lock) => host.with_lock(lock, self.locked),
+            None if self.locked => bail!(
+                "{}: no lock file, and --locked loads only locked plugins; run `plugin-host \
+                 lock` first (or give its path with --lock-file)",
+                self.lock_file.display()
+            ),
+            None => host,
+        };
+        self.signatures.apply(host)
+    }
+}
+
+/// `plugin-host lock`: verifies every plugin file in `dirs` and writes the lock file.
+/// Exit 0 when every file was locked, 1 when some were rejected (and so not locked).
+pub fn lock(host: Host, dirs: &[PathBuf], lock_file: &Path) -> Result<ExitCode> {
+    let mut host = host.with_digests(true);
+    let mut lock = Lock::new(lock_file);
+    let mut skipped = 0;
+    for report in host.scan(dirs, ScanMode::VerifyOnly)? {
+        let path = printable(&report.path.to_string_lossy()).into_owned();
+        if lock.lock_report(&report) {
+            let digest = report.digest.as_ref().map(|d| d.sha256_hex());
+            println!(
+                "locked   {} {}  {path}  sha256:{}",
+                printable(report.name.as_deref().unwrap_or("-")),
+                printable(report.version.as_deref().unwrap_or("-")),
+                digest.unwrap_or_default()
+            );
+        } else {
+            skipped += 1;
+            let reason = report.reason.map(|r| r.as_str()).unwrap_or("-");
+            println!(
+                "rejected {path}: not locked [{reason}]: {}",
+                printable(report.message.as_deref().unwrap_or(""))
+            );
+        }
+    }
+    lock.write()?;
+    let count = lock.entries().count();
+    println!(
+        "\nwrote {}: {count} plugin{} locked{}",
+        lock_file.display(),
+        if count == 1 { "" } else { "s" },
+        match skipped {
+            0 => String::new(),
+            n => format!(
+                ", {n} rejected file{} not locked",
+                if n == 1 { "" } else { "s" }
+            ),
+        }
+    );
+    Ok(if skipped == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `plugin-host keygen`: a minisign key pair, `PREFIX.pub` and `PREFIX.key` (unencrypted,
+/// as `minisign -G -W` writes it, mode 0600). Refuses to overwrite either file.
+pub fn keygen(prefix: &Path) -> Result<ExitCode> {
+    let with = |ext: &str| {
+        let mut name = prefix.as_os_str().to_owned();
+        name.push(ext);
+        PathBuf::from(name)
+    };
+    let (public, secret) = (with(".pub"), with(".key"));
+    for path in [&public, &secret] {
+        if path.symlink_metadata().is_ok() {
+            bail!(
+                "{}: already exists; keygen never overwrites a key (choose another --out)",
+                path.display()
+            );
+        }
+    }
+    let pair = minisign::KeyPair::generate_unencrypted_keypair()
+        .map_err(|e| anyhow!("cannot generate a key pair: {e}"))?;
+    let pk = pair
+        .pk
+        .to_box()
+        .map_err(|e| anyhow!("cannot encode the public key: {e}"))?
+        .into_string();
+    let sk = pair
+        .sk
+        .to_box(Some(
+            "minisign secret key (unencrypted, made by plugin-host keygen)",
+        ))
+        .map_err(|e| anyhow!("cannot encode the secret key: {e}"))?
+        .into_string();
+    write_new(&secret, sk.as_bytes(), 0o600)?;
+    write_new(&public, pk.as_bytes(), 0o644)?;
+    let line = pk.lines().nth(1).unwrap_or_default();
+    println!("public key  {}", public.display());
+    println!(
+        "secret key  {} (unencrypted: keep it private)",
+        secret.display()
+    );
+    println!("\ntrust it with:  --trusted-key {line}");
+    println!("or in config:   [trust] keys = [\"{line}\"]");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(mode);
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("{}: cannot create", path.display()))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("{}: cannot write", path.display()))
+}
+
+/// `plugin-host sign`: writes `FILE.minisig` for each file (prehashed, minisign's format,
+/// with a trusted comment naming the file and the time).
+pub fn sign(files: &[PathBuf], key: &Path) -> Result<ExitCode> {
+    let text = fs::read_to_string(key)
+        .with_context(|| format!("{}: cannot read the secret key", key.display()))?;
+    let sk = minisign::SecretKeyBox::from_string(&text)
+        .and_then(|b| b.into_unencrypted_secret_key())
+        .map_err(|e| {
+            anyhow!(
+                "{}: not an unencrypted minisign secret key ({e}); make one with `plugin-host \
+                 keygen`, or sign with `minisign -Sm FILE` for a password-protected key",
+                key.display()
+            )
+        })?;
+    let pk =
+        minisign::PublicKey::from_secret_key(&sk).map_err(|e| anyhow!("{}: {e}", key.display()))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    for file in files {
+        let data = fs::File::open(file)
+            .with_context(|| format!("{}: cannot read the file to sign", file.display()))?;
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let trusted = format!("timestamp:{now}\tfile:{name}\thashed");
+        let signature = minisign::sign(
+            Some(&pk),
+            &sk,
+            data,
+            Some(&trusted),
+            Some("signature from plugin-host secret key"),
+        )
+        .map_err(|e| anyhow!("{}: cannot sign: {e}", file.display()))?;
+        let out = signature_path(file);
+        fs::write(&out, signature.into_string())
+            .with_context(|| format!("{}: cannot write the signature", out.display()))?;
+        println!("signed {}  ->  {}", file.display(), out.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}

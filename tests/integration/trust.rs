@@ -1,0 +1,493 @@
+//! The trust step: the lock file (`plugin-host lock`, `checksum-mismatch`, `--locked`) and
+//! minisign signatures, interop with the real minisign tool both ways.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use host::{Lock, ScanMode, SignatureMode, Status, TrustedKey};
+use object::{Object, ObjectSection};
+use plugin_api::CommandKind;
+
+use crate::support::*;
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// `plugin-host lock DIR --lock-file LOCK`.
+fn lock(dir: &Path, lock: &Path) -> std::process::Output {
+    cli(&["lock", s(dir), "--lock-file", s(lock)])
+}
+
+/// Flips one byte inside the `.comment` section (the toolchain's name: nothing reads it),
+/// keeping the file's size.
+fn flip_comment_byte(path: &Path) {
+    let mut data = fs::read(path).unwrap();
+    let at = {
+        let file = object::File::parse(&*data).unwrap();
+        let section = file.section_by_name(".comment").expect(".comment section");
+        let (offset, size) = section.file_range().unwrap();
+        assert!(size > 4);
+        offset as usize + 2
+    };
+    data[at] ^= 0x20;
+    fs::write(path, data).unwrap();
+}
+
+/// The real minisign tool: the CI installs it (`.ci/run`).
+fn minisign(args: &[&str]) -> std::process::Output {
+    Command::new("minisign")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("the minisign tool is needed (Debian package `minisign`; .ci/run installs it)")
+}
+
+/// A minisign key pair made by the tool (`-W`: no password): (public key line, .pub, .key).
+fn minisign_keypair(dir: &Path, name: &str) -> (String, PathBuf, PathBuf) {
+    let (public, secret) = (
+        dir.join(format!("{name}.pub")),
+        dir.join(format!("{name}.key")),
+    );
+    let out = minisign(&["-G", "-W", "-p", s(&public), "-s", s(&secret)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let line = fs::read_to_string(&public)
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    (line, public, secret)
+}
+
+fn minisign_sign(secret: &Path, file: &Path, legacy: bool) {
+    let mut args = vec!["-S", "-s", s(secret), "-m", s(file)];
+    if legacy {
+        args.push("-l");
+    }
+    let out = minisign(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn lock_writes_sorted_relative_entries_and_locked_scans_load() {
+    let root = tempfile::tempdir().unwrap();
+    let plugins = root.path().join("plugins");
+    fs::create_dir(&plugins).unwrap();
+    for name in ["wc", "hello"] {
+        fs::copy(
+            crate::fixtures::fixtures().lib(name),
+            plugins.join(file_name(name)),
+        )
+        .unwrap();
+    }
+    let lock_path = root.path().join("plugin-host.lock");
+    let out = lock(&plugins, &lock_path);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("2 plugins locked"),
+        "{}",
+        stdout(&out)
+    );
+    let text = fs::read_to_string(&lock_path).unwrap();
+    assert!(text.starts_with("# plugin-host.lock: generated"), "{text}");
+    let names: Vec<_> = text.lines().filter(|l| l.starts_with("name = ")).collect();
+    assert_eq!(names, ["name = \"hello\"", "name = \"wc\""]);
+    assert!(text.contains("path = \"plugins/libhello.so\""), "{text}");
+    let parsed = Lock::read(&lock_path).unwrap();
+    let hello = parsed.get("hello").unwrap();
+    let bytes = fs::read(plugins.join("libhello.so")).unwrap();
+    assert_eq!(hello.size, bytes.len() as u64);
+    assert!(hello.provenance.starts_with("sha256:"));
+    // The lock's sha256 is the file's (checked against the coreutils tool).
+    let sum = Command::new("sha256sum")
+        .arg(plugins.join("libhello.so"))
+        .output()
+        .unwrap();
+    assert!(stdout(&sum).starts_with(&hello.sha256), "{}", stdout(&sum));
+
+    let scan = scan_json(&plugins, &["--locked", "--lock-file", s(&lock_path)]);
+    assert_eq!(entry(&scan, "libhello.so")["status"], "loaded", "{scan:#}");
+    assert_eq!(entry(&scan, "libwc.so")["status"], "loaded");
+    // Signatures ignored (no key): not looked at.
+    assert_eq!(
+        entry(&scan, "libwc.so")["signature"],
+        serde_json::Value::Null
+    );
+}
+
+#[test]
+fn a_one_byte_change_is_refused_checksum_mismatch_before_any_code_runs() {
+    let marker_dir = tempfile::tempdir().unwrap();
+    let marker = marker_dir.path().join("loaded");
+    let dir = plugin_dir(&["ctor-marker"]);
+    let lock_path = marker_dir.path().join("plugin-host.lock");
+    assert!(lock(dir.path(), &lock_path).status.success());
+    let path = dir.path().join(file_name("ctor-marker"));
+    let scan_with_marker = || {
+        let out = cli_with(
+            &[
+                "scan",
+                s(dir.path()),
+                "--json",
+                "--lock-file",
+                s(&lock_path),
+            ],
+            &[("PLUGIN_HOST_TEST_MARKER", &marker)],
+            None,
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+
+    // Same size, one byte different.
+    flip_comment_byte(&path);
+    let scan = scan_with_marker();
+    assert_outcome(
+        entry(&scan, "libctor_marker.so"),
+        "rejected",
+        "checksum-mismatch",
+        &[
+            "changed since it was locked",
+            "its sha256 is",
+            "run `plugin-host lock` again",
+        ],
+    );
+    assert!(!marker.exists(), "a plugin refused by the lock ran code");
+    // One byte appended (size differs); the byte flipped back.
+    flip_comment_byte(&path);
+    fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap()
+        .write_all_at_end(b"\0");
+    let scan = scan_with_marker();
+    assert_outcome(
+        entry(&scan, "libctor_marker.so"),
+        "rejected",
+        "checksum-mismatch",
+        &["bytes)"],
+    );
+    assert!(!marker.exists(), "a plugin refused by the lock ran code");
+
+    // Control: locked again, the same file loads (and its constructor runs).
+    assert!(lock(dir.path(), &lock_path).status.success());
+    let scan = scan_with_marker();
+    assert_eq!(
+        entry(&scan, "libctor_marker.so")["status"],
+        "loaded",
+        "{scan:#}"
+    );
+    assert!(marker.exists());
+}
+
+trait AppendByte {
+    fn write_all_at_end(self, bytes: &[u8]);
+}
+
+impl AppendByte for fs::File {
+    fn write_all_at_end(mut self, bytes: &[u8]) {
+        std::io::Write::write_all(&mut self, bytes).unwrap();
+    }
+}
+
+#[test]
+fn locked_refuses_unlisted_plugins_not_locked() {
+    let dir = plugin_dir(&["hello"]);
+    let lock_dir = tempfile::tempdir().unwrap();
+    let lock_path = lock_dir.path().join("plugin-host.lock");
+    assert!(lock(dir.path(), &lock_path).status.success());
+    copy_into(&dir, "wc", &file_name("wc"));
+    let scan = scan_json(dir.path(), &["--locked", "--lock-file", s(&lock_path)]);
+    assert_eq!(entry(&scan, "libhello.so")["status"], "loaded");
+    assert_outcome(
+        entry(&scan, "libwc.so"),
+        "rejected",
+        "not-locked",
+        &["`wc` is not in the lock file", "plugin-host lock"],
+    );
+    // Without --locked, the lock still pins what it lists, and the others load.
+    let scan = scan_json(dir.path(), &["--lock-file", s(&lock_path)]);
+    assert_eq!(entry(&scan, "libwc.so")["status"], "loaded");
+    // --locked without a lock file is an error, not "everything refused".
+    let missing = lock_dir.path().join("none.lock");
+    let out = cli(&[
+        "scan",
+        s(dir.path()),
+        "--locked",
+        "--lock-file",
+        s(&missing),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no lock file"), "{}", stderr(&out));
+    // A malformed lock file is an error naming the file and line.
+    fs::write(&missing, "version = 1\n[[plugin]\n").unwrap();
+    let out = cli(&["scan", s(dir.path()), "--lock-file", s(&missing)]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("none.lock:2: not valid TOML"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn lock_does_not_lock_rejected_files_and_says_so() {
+    let dir = plugin_dir(&["hello"]);
+    let bad = copy_into(&dir, "wc", "libskewed.so");
+    rewrite_provenance(&bad, |p| p["target"] = "i686-unknown-linux-gnu".into());
+    let lock_path = dir.path().join("plugin-host.lock");
+    let out = lock(dir.path(), &lock_path);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("libskewed.so: not locked [target-mismatch]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("1 plugin locked, 1 rejected file not locked"),
+        "{text}"
+    );
+    let lock = Lock::read(&lock_path).unwrap();
+    assert_eq!(
+        lock.entries().map(|e| e.name.as_str()).collect::<Vec<_>>(),
+        ["hello"]
+    );
+    // Under the lock dir: the path is relative.
+    assert_eq!(lock.get("hello").unwrap().path, "libhello.so");
+}
+
+/// The host hashes the sealed copy the loader then maps: a write to the plugin file after
+/// verification changes neither what was hashed nor what runs.
+#[test]
+fn a_write_after_hashing_cannot_change_what_is_loaded() {
+    let dir = plugin_dir(&["hello"]);
+    let path = dir.path().join(file_name("hello"));
+    let lock_path = dir.path().join("plugin-host.lock");
+    let mut lock = Lock::new(&lock_path);
+    let recorder = host().with_digests(true);
+    let report = recorder.verify(&path);
+    assert!(lock.lock_report(&report), "{:?}", report.message);
+    lock.write().unwrap();
+    let victim = path.clone();
+    let mut host = host().with_lock(lock, true).with_before_load(move |_| {
+        // Rewrite the same inode in place, provenance and all, between verification and
+        // loading.
+        rewrite_provenance(&victim, |p| p["target"] = "i686-unknown-linux-gnu".into());
+    });
+    let reports = host.scan(&[dir.path()], ScanMode::Load).unwrap();
+    let report = reports.iter().find(|r| r.path == path).unwrap();
+    assert_eq!(report.status, Status::Loaded, "{:?}", report.message);
+    let hello = host.registry().get::<CommandKind>("hello").unwrap();
+    let out = hello.call(abi_stable::std_types::RSlice::from_slice(&[
+        abi_stable::std_types::RStr::from("Ada"),
+    ]));
+    assert!(out.into_result().is_ok());
+    // The file on disk is no longer the locked one.
+    let again = host_with_lock(&lock_path).verify(&path);
+    assert_eq!(again.reason.map(|r| r.as_str()), Some("checksum-mismatch"));
+}
+
+fn host_with_lock(lock_path: &Path) -> host::Host {
+    host().with_lock(Lock::read(lock_path).unwrap(), false)
+}
+
+#[test]
+fn minisign_tool_signatures_accepted_tampered_refused() {
+    let keys = tempfile::tempdir().unwrap();
+    let (key, _, secret) = minisign_keypair(keys.path(), "author");
+    let (other_key, _, other_secret) = minisign_keypair(keys.path(), "stranger");
+    let dir = plugin_dir(&["hello", "wc", "redact"]);
+    let hello = dir.path().join(file_name("hello"));
+    let wc = dir.path().join(file_name("wc"));
+    minisign_sign(&secret, &hello, false);
+    minisign_sign(&secret, &wc, true); // legacy (`Ed`) signature
+    let require = ["--trusted-key", key.as_str(), "--signatures", "require"];
+    let scan = scan_json(dir.path(), &require);
+    for file in ["libhello.so", "libwc.so"] {
+        assert_eq!(entry(&scan, file)["status"], "loaded", "{scan:#}");
+        assert_eq!(entry(&scan, file)["signature"], "signed");
+    }
+    assert_outcome(
+        entry(&scan, "libredact.so"),
+        "rejected",
+        "unsigned",
+        &[
+            "not signed",
+            "minisign -Sm FILE",
+            "plugin-host sign FILE",
+            "required",
+        ],
+    );
+    assert_eq!(entry(&scan, "libredact.so")["signature"], "unsigned");
+
+    // Under warn (the default once a key is trusted): loaded, with a warning.
+    let scan = scan_json(dir.path(), &["--trusted-key", &key]);
+    let redact = entry(&scan, "libredact.so");
+    assert_eq!(redact["status"], "loaded");
+    assert_eq!(redact["trust_warnings"][0]["reason"], "unsigned");
+    let out = cli(&["scan", s(dir.path()), "--trusted-key", &key]);
+    let table = stdout(&out);
+    assert!(table.contains("libhello.so [signed]"), "{table}");
+    assert!(table.contains("warning[unsigned]"), "{table}");
+    let out = cli(&[
+        "run",
+        "--plugins",
+        s(dir.path()),
+        "--trusted-key",
+        &key,
+        "hello",
+        "x",
+    ]);
+    assert!(out.status.success());
+    assert!(stderr(&out).contains("[unsigned]"), "{}", stderr(&out));
+
+    // Signed by a key that is not trusted.
+    minisign_sign(&other_secret, &dir.path().join("libredact.so"), false);
+    let scan = scan_json(dir.path(), &require);
+    assert_outcome(
+        entry(&scan, "libredact.so"),
+        "rejected",
+        "untrusted-key",
+        &["not trusted", "--trusted-key"],
+    );
+    let scan = scan_json(dir.path(), &["--trusted-key", &key]);
+    assert_eq!(entry(&scan, "libredact.so")["status"], "loaded");
+    assert_eq!(entry(&scan, "libredact.so")["signature"], "untrusted-key");
+    // …trusted as well: signed.
+    let both = scan_json(
+        dir.path(),
+        &["--trusted-key", &key, "--trusted-key", &other_key],
+    );
+    assert_eq!(entry(&both, "libredact.so")["signature"], "signed");
+
+    // Tampered: one byte changed after signing; refused under warn too, code never runs.
+    flip_comment_byte(&hello);
+    for mode in ["warn", "require"] {
+        let scan = scan_json(dir.path(), &["--trusted-key", &key, "--signatures", mode]);
+        assert_outcome(
+            entry(&scan, "libhello.so"),
+            "rejected",
+            "invalid-signature",
+            &["does not match the file"],
+        );
+    }
+    // The legacy signature breaks the same way.
+    fs::OpenOptions::new()
+        .append(true)
+        .open(&wc)
+        .unwrap()
+        .write_all_at_end(b"x");
+    let scan = scan_json(dir.path(), &require);
+    assert_eq!(entry(&scan, "libwc.so")["reason"], "invalid-signature");
+    // Ignored: not looked at.
+    let scan = scan_json(
+        dir.path(),
+        &["--trusted-key", &key, "--signatures", "ignore"],
+    );
+    assert_eq!(entry(&scan, "libhello.so")["status"], "loaded");
+    assert_eq!(
+        entry(&scan, "libhello.so")["signature"],
+        serde_json::Value::Null
+    );
+}
+
+#[test]
+fn garbage_signature_files_are_invalid_not_a_crash() {
+    let keys = tempfile::tempdir().unwrap();
+    let (key, _, _) = minisign_keypair(keys.path(), "author");
+    let dir = plugin_dir(&["hello"]);
+    let sig = dir.path().join(format!("{}.minisig", file_name("hello")));
+    let huge = vec![b'A'; 10 << 20];
+    let cases: [&[u8]; 4] = [
+        b"",
+        b"\xff\xfe garbage",
+        &huge,
+        b"untrusted comment: x\nRWQ\n",
+    ];
+    for bytes in cases {
+        fs::write(&sig, bytes).unwrap();
+        let scan = scan_json(dir.path(), &["--trusted-key", &key]);
+        assert_outcome(
+            entry(&scan, "libhello.so"),
+            "rejected",
+            "invalid-signature",
+            &["is invalid"],
+        );
+    }
+}
+
+#[test]
+fn keygen_and_sign_interoperate_with_minisign() {
+    let work = tempfile::tempdir().unwrap();
+    let prefix = work.path().join("mine");
+    let out = cli(&["keygen", "--out", s(&prefix)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (public, secret) = (work.path().join("mine.pub"), work.path().join("mine.key"));
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(&secret).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let again = cli(&["keygen", "--out", s(&prefix)]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        stderr(&again).contains("already exists"),
+        "{}",
+        stderr(&again)
+    );
+    let key_line = fs::read_to_string(&public)
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    assert!(TrustedKey::parse(&key_line).is_ok());
+
+    let dir = plugin_dir(&["hello", "wc"]);
+    let hello = dir.path().join(file_name("hello"));
+    let wc = dir.path().join(file_name("wc"));
+    // Ours signs, the tool verifies.
+    let out = cli(&["sign", s(&hello), "--key", s(&secret)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let verified = minisign(&["-V", "-p", s(&public), "-m", s(&hello)]);
+    assert!(verified.status.success(), "{}", stderr(&verified));
+    assert!(
+        stdout(&verified).contains("file:libhello.so"),
+        "{}",
+        stdout(&verified)
+    );
+    // The tool signs with our secret key; ours (the host) verifies.
+    minisign_sign(&secret, &wc, false);
+    let scan = scan_json(
+        dir.path(),
+        &["--trusted-key", s(&public), "--signatures", "require"],
+    );
+    for file in ["libhello.so", "libwc.so"] {
+        assert_eq!(entry(&scan, file)["signature"], "signed", "{scan:#}");
+        assert_eq!(entry(&scan, file)["status"], "loaded");
+    }
+    // The tool refuses a file changed after our signature, as the host does.
+    flip_comment_byte(&hello);
+    let refused = minisign(&["-V", "-p", s(&public), "-m", s(&hello)]);
+    assert!(!refused.status.success());
+}
+
+#[test]
+fn library_signature_modes_per_plugin() {
+    let keys = tempfile::tempdir().unwrap();
+    let (key, _, _) = minisign_keypair(keys.path(), "author");
+    let dir = plugin_dir(&["hello", "wc"]);
+    let host = host()
+        .with_trusted_key(TrustedKey::parse(&key).unwrap())
+        .with_signature_mode(SignatureMode::Require)
+        .with_plugin_signature_mode("wc", SignatureMode::Ignore);
+    assert_eq!(host.signature_mode("hello"), SignatureMode::Require);
+    assert_eq!(host.signature_mode("wc"), SignatureMode::Ignore);
+    let hello = host.verify(&dir.path().join("libhello.so"));
+    assert_eq!(hello.reason.map(|r| r.as_str()), Some("unsigned"));
+    let wc = host.verify(&dir.path().join("libwc.so"));
+    assert_eq!(wc.status, Status::Verified, "{:?}", wc.message);
+    assert_eq!(wc.signature, None);
+}
