@@ -7,13 +7,14 @@ use abi_stable::std_types::{RSlice, RStr};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use host::text::printable;
-use host::{
-    CheckKind, Host, HostIdentity, LoadFrom, Policy, ReadError, ScanMode, Severity, Status,
-};
+use host::{Host, HostIdentity, LoadFrom, Policy, ReadError, ScanMode, Status};
 use plugin_api::{CommandKind, TransformKind};
 
 use crate::authoring::{NewArgs, PreflightArgs};
+use crate::config_cli::load_config;
+use crate::configured::PolicyFlags;
 use crate::output;
+use host::config::Config;
 
 /// Load native Rust plugins safely: verify their build provenance before any of their code runs.
 #[derive(Parser)]
@@ -53,10 +54,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Discover, verify, load and register every plugin in the directories; report each.
+    /// Discover, verify, load and register every plugin in the directories (default: the
+    /// configured search paths); report each.
     Scan {
-        /// Plugin directories.
-        #[arg(required = true)]
+        /// Plugin directories (default: `[search] paths` of the configuration, else the
+        /// default search paths).
         dirs: Vec<PathBuf>,
         #[command(flatten)]
         policy: PolicyArgs,
@@ -116,12 +118,12 @@ enum Command {
     /// Verify every plugin in the directories and write the lock file (sha256, size and
     /// provenance digest of each). Exit 0 all locked, 1 some rejected (not locked), 2 error.
     Lock {
-        /// Plugin directories.
-        #[arg(required = true)]
+        /// Plugin directories (default: the configured search paths).
         dirs: Vec<PathBuf>,
-        /// The lock file to write.
-        #[arg(long, value_name = "PATH", default_value = host::trust::LOCK_FILE_NAME)]
-        lock_file: PathBuf,
+        /// The lock file to write (default: `plugin-host.lock` beside the project file
+        /// `plugin-host.toml`, else in the working directory).
+        #[arg(long, value_name = "PATH")]
+        lock_file: Option<PathBuf>,
         #[command(flatten)]
         policy: PolicyArgs,
         #[command(flatten)]
@@ -148,9 +150,10 @@ enum Command {
 
 #[derive(Args)]
 struct PolicyArgs {
-    /// Policy preset: `default` or `strict`.
-    #[arg(long, default_value = "default")]
-    policy: String,
+    /// Policy preset: `default` or `strict` (default: the configuration's `[policy] preset`,
+    /// else `default`).
+    #[arg(long)]
+    policy: Option<String>,
     /// Override one check: CHECK=ignore|warn|fail (checks: rustc, panic-strategy, profile, dependencies).
     #[arg(long = "set", value_name = "CHECK=LEVEL")]
     overrides: Vec<String>,
@@ -197,8 +200,8 @@ impl LoadArgs {
 
 #[derive(Args)]
 struct PluginArgs {
-    /// Plugin directory (repeatable).
-    #[arg(long = "plugins", required = true, value_name = "DIR")]
+    /// Plugin directory (repeatable; default: the configured search paths).
+    #[arg(long = "plugins", value_name = "DIR")]
     dirs: Vec<PathBuf>,
     #[command(flatten)]
     policy: PolicyArgs,
@@ -209,25 +212,18 @@ struct PluginArgs {
 }
 
 impl PolicyArgs {
-    fn build(&self) -> Result<Policy> {
-        let mut policy = Policy::preset(&self.policy)?;
-        for o in &self.overrides {
-            let (check, level) = o
-                .split_once('=')
-                .ok_or_else(|| anyhow!("--set expects CHECK=LEVEL, got `{o}`"))?;
-            let names: Vec<_> = CheckKind::ALL.iter().map(|c| c.as_str()).collect();
-            let check = CheckKind::parse(check).ok_or_else(|| {
-                anyhow!(
-                    "unknown check `{check}` in --set; checks: {}",
-                    names.join(", ")
-                )
-            })?;
-            let level = Severity::parse(level).ok_or_else(|| {
-                anyhow!("unknown level `{level}` in --set; levels: ignore, warn, fail")
-            })?;
-            policy.set(check, level)?;
-        }
-        Ok(policy)
+    fn flags(&self) -> Result<PolicyFlags> {
+        PolicyFlags::parse(self.policy.as_deref(), &self.overrides)
+    }
+
+    /// The host's policy: these flags over the configuration's.
+    fn build(&self, config: &Config) -> Result<Policy> {
+        self.flags()?.global(config)
+    }
+
+    /// A host with the configuration's policies and plugin tables, these flags over them.
+    fn host(&self, config: &Config) -> Result<Host> {
+        crate::configured::apply(config, &self.flags()?, Host::new(identity()?))
     }
 }
 
@@ -276,7 +272,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             if !file.exists() && file.symlink_metadata().is_err() {
                 bail!("{}: no such file", file.display());
             }
-            let host = Host::new(identity()?).with_policy(policy.build()?);
+            let host = policy.host(&load_config()?)?;
             let report = host.verify(&file);
             if let Some(host::PluginError::Read(ReadError::Io { .. })) = &report.error {
                 bail!("{}", report.message.unwrap_or_default());
@@ -298,10 +294,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             trust,
             json,
         } => {
-            let host = Host::new(identity()?)
-                .with_policy(policy.build()?)
+            let config = load_config()?;
+            let dirs = crate::configured::search_paths(&dirs, &config)?;
+            let host = policy
+                .host(&config)?
                 .with_layout_check_at_load(check_layouts);
-            let mut host = trust.apply(load.apply(host)?)?;
+            let mut host = trust.apply(&config, load.apply(host)?)?;
             let mode = if no_load {
                 ScanMode::VerifyOnly
             } else {
@@ -352,7 +350,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::New(args) => crate::authoring::new(args, &identity()?),
         Command::Preflight { args, policy } => {
-            crate::authoring::preflight(args, &identity()?, policy.build()?)
+            crate::authoring::preflight(args, &identity()?, policy.build(&load_config()?)?)
         }
         Command::Builder(command) => crate::builder_cli::run(command, identity()?),
         Command::Config { json } => crate::config_cli::run(json),
@@ -362,7 +360,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             policy,
             signatures,
         } => {
-            let host = signatures.apply(Host::new(identity()?).with_policy(policy.build()?))?;
+            let config = load_config()?;
+            let dirs = crate::configured::search_paths(&dirs, &config)?;
+            let lock_file = crate::trust_cli::lock_file(lock_file.as_deref(), &config);
+            let host = signatures.apply(&config, policy.host(&config)?)?;
             crate::trust_cli::lock(host, &dirs, &lock_file)
         }
         Command::Keygen { out } => crate::trust_cli::keygen(&out),
@@ -393,11 +394,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 
 /// Loads every plugin in the directories, logging the ones that were refused.
 fn load(args: &PluginArgs) -> Result<Host> {
-    let host = args
-        .load
-        .apply(Host::new(identity()?).with_policy(args.policy.build()?))?;
-    let mut host = args.trust.apply(host)?;
-    for report in host.scan(&args.dirs, ScanMode::Load)? {
+    let config = load_config()?;
+    let dirs = crate::configured::search_paths(&args.dirs, &config)?;
+    let host = args.load.apply(args.policy.host(&config)?)?;
+    let mut host = args.trust.apply(&config, host)?;
+    for report in host.scan(&dirs, ScanMode::Load)? {
         if let (Some(reason), Some(message)) = (report.reason, &report.message) {
             tracing::warn!(
                 "{} [{reason}]: {}",

@@ -140,7 +140,7 @@ pub fn search_paths(given: &[PathBuf], config: &Config) -> Result<Vec<PathBuf>> 
         let looked: Vec<String> = config
             .default_search_paths_considered()
             .iter()
-            .map(|p| printable(&p.display().to_string()))
+            .map(|p| printable(&p.display().to_string()).into_owned())
             .collect();
         bail!(
             "no plugin directory: give one (`--plugins DIR`, or `scan DIR`), set `[search] paths` \

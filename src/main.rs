@@ -7,6 +7,7 @@ mod builder_cli;
 mod builtins;
 mod cli;
 mod config_cli;
+mod configured;
 mod output;
 mod stream;
 mod trust_cli;

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
+use host::config::Config;
 use host::text::printable;
 use host::trust::{signature_path, LOCK_FILE_NAME};
 use host::{Host, Lock, ScanMode, SignatureMode, TrustedKey};
@@ -27,7 +28,25 @@ pub struct SignatureArgs {
 }
 
 impl SignatureArgs {
-    pub fn apply(&self, mut host: Host) -> Result<Host> {
+    /// Applies the configuration's `[trust]` table and per-plugin `signatures`, then these
+    /// flags: `--trusted-key` adds keys, `--signatures` replaces every configured mode.
+    pub fn apply(&self, config: &Config, mut host: Host) -> Result<Host> {
+        let trust = config.trust();
+        for key in &trust.keys {
+            let parsed = TrustedKey::parse(&key.value)
+                .map_err(|e| anyhow!("{}: in [trust] keys: {e}", key.origin))?;
+            host = host.with_trusted_key(parsed);
+        }
+        if let Some(mode) = &trust.signatures {
+            host = host.with_signature_mode(mode.value);
+        }
+        if self.signatures.is_none() {
+            for (name, settings) in config.plugins() {
+                if let Some(mode) = settings.signature_mode() {
+                    host = host.with_plugin_signature_mode(name, mode);
+                }
+            }
+        }
         for key in &self.trusted_keys {
             let text = if Path::new(key).is_file() {
                 fs::read_to_string(key).with_context(|| format!("--trusted-key {key}"))?
@@ -48,9 +67,10 @@ impl SignatureArgs {
 #[derive(Args)]
 pub struct TrustArgs {
     /// The lock file: when it exists, every plugin it lists must match it
-    /// (`checksum-mismatch`).
-    #[arg(long, value_name = "PATH", default_value = LOCK_FILE_NAME)]
-    lock_file: PathBuf,
+    /// (`checksum-mismatch`). Default: `plugin-host.lock` beside the project file
+    /// (`plugin-host.toml`), else in the working directory.
+    #[arg(long, value_name = "PATH")]
+    lock_file: Option<PathBuf>,
     /// Refuse plugins the lock file does not list (`not-locked`); the lock file must exist.
     #[arg(long)]
     locked: bool,
@@ -59,17 +79,29 @@ pub struct TrustArgs {
 }
 
 impl TrustArgs {
-    pub fn apply(&self, host: Host) -> Result<Host> {
-        let host = match Lock::read_if_exists(&self.lock_file)? {
+    /// Applies the lock file (when it exists) and the signature settings.
+    pub fn apply(&self, config: &Config, host: Host) -> Result<Host> {
+        let lock_file = lock_file(self.lock_file.as_deref(), config);
+        let host = match Lock::read_if_exists(&lock_file)? {
             Some(lock) => host.with_lock(lock, self.locked),
             None if self.locked => bail!(
                 "{}: no lock file, and --locked loads only locked plugins; run `plugin-host \
                  lock` first (or give its path with --lock-file)",
-                self.lock_file.display()
+                lock_file.display()
             ),
             None => host,
         };
-        self.signatures.apply(host)
+        self.signatures.apply(config, host)
+    }
+}
+
+/// The lock file: the one given, else `plugin-host.lock` beside the project file, else in
+/// the working directory.
+pub fn lock_file(given: Option<&Path>, config: &Config) -> PathBuf {
+    match (given, config.project_dir()) {
+        (Some(path), _) => path.to_owned(),
+        (None, Some(dir)) => dir.join(LOCK_FILE_NAME),
+        (None, None) => PathBuf::from(LOCK_FILE_NAME),
     }
 }
 

@@ -39,9 +39,9 @@ mod read;
 mod reason;
 mod registry;
 mod report;
-mod settings;
 #[cfg(target_os = "linux")]
 mod seal;
+mod settings;
 #[cfg(target_os = "linux")]
 mod stage;
 pub mod text;
