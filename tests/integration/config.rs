@@ -12,23 +12,23 @@ use crate::support::{stderr, stdout};
 
 /// A temporary machine: `home/` (HOME), `etc/` (XDG_CONFIG_DIRS), `share/` (XDG_DATA_DIRS)
 /// and a project `proj/` whose subdirectory `proj/src` is the working directory.
-struct Machine {
+pub(crate) struct Machine {
     root: TempDir,
 }
 
 impl Machine {
-    fn new() -> Machine {
+    pub(crate) fn new() -> Machine {
         let root = tempfile::tempdir().unwrap();
         fs::create_dir_all(root.path().join("proj/src")).unwrap();
         fs::create_dir_all(root.path().join("home")).unwrap();
         Machine { root }
     }
 
-    fn path(&self, rel: &str) -> PathBuf {
+    pub(crate) fn path(&self, rel: &str) -> PathBuf {
         self.root.path().join(rel)
     }
 
-    fn write(&self, rel: &str, text: &str) -> PathBuf {
+    pub(crate) fn write(&self, rel: &str, text: &str) -> PathBuf {
         let p = self.path(rel);
         fs::create_dir_all(p.parent().unwrap()).unwrap();
         fs::write(&p, text).unwrap();
@@ -36,7 +36,7 @@ impl Machine {
     }
 
     /// Runs `plugin-host ARGS` from `proj/src` with only this machine's files visible.
-    fn run(&self, args: &[&str], explicit: Option<&Path>) -> Output {
+    pub(crate) fn run(&self, args: &[&str], explicit: Option<&Path>) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_plugin-host"));
         cmd.args(args)
             .current_dir(self.path("proj/src"))

@@ -10,6 +10,7 @@ mod builder_image;
 mod builtin;
 mod calls;
 mod config;
+mod configured;
 mod docs;
 mod embedding;
 mod hostile;
