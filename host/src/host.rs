@@ -87,6 +87,8 @@ pub struct Host {
     hang_warning: Option<Duration>,
     check_layouts: bool,
     pub(crate) builtins: crate::builtin::Builtins,
+    pub(crate) lazy: crate::lazy::Index,
+    pub(crate) lazy_reports: Vec<PluginReport>,
 }
 
 /// See [`Host::with_before_load`].
@@ -118,6 +120,8 @@ impl Host {
             hang_warning: Some(DEFAULT_HANG_WARNING),
             check_layouts: false,
             builtins: Default::default(),
+            lazy: Default::default(),
+            lazy_reports: Vec::new(),
         }
     }
 
@@ -344,12 +348,20 @@ impl Host {
             .or_else(|| Some((verified_names.get(&provenance.name)?.clone(), false)));
         if let Some((first, builtin)) = first {
             let (path, name) = (path.to_owned(), provenance.name.clone());
-            let error = if builtin {
-                PluginError::DuplicateBuiltin { path, name }
+            // A builtin's name taken by a file is a conflict to resolve; a file that repeats
+            // a plugin found earlier in the search path is shadowed by it.
+            let (status, error) = if builtin {
+                (
+                    Status::Rejected,
+                    PluginError::DuplicateBuiltin { path, name },
+                )
             } else {
-                PluginError::Duplicate { path, name, first }
+                (
+                    Status::Shadowed,
+                    PluginError::Shadowed { path, name, first },
+                )
             };
-            return (report.with_error(Status::Rejected, error), None);
+            return (report.with_error(status, error), None);
         }
         report.status = Status::Verified;
         (
@@ -448,6 +460,19 @@ impl Host {
                 name,
                 kind,
                 capability,
+            };
+            return report.with_error(Status::Failed, error);
+        }
+        let undeclared = registration
+            .staged
+            .iter()
+            .find(|c| provenance.declares(c.kind(), c.name()) == Some(false));
+        if let Some(c) = undeclared {
+            let error = PluginError::UndeclaredCapability {
+                path,
+                name,
+                kind: c.kind().to_owned(),
+                capability: c.name().to_owned(),
             };
             return report.with_error(Status::Failed, error);
         }

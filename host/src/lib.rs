@@ -29,6 +29,7 @@ mod builtin;
 mod discover;
 mod error;
 mod host;
+pub mod lazy;
 pub mod limits;
 mod load;
 mod log_bridge;
@@ -50,6 +51,7 @@ pub use builtin::BUILTIN_PATH;
 pub use discover::{discover, DiscoverError, LIBRARY_SUFFIX};
 pub use error::PluginError;
 pub use host::{Host, HostIdentity, LoadedPlugin, ScanMode, DEFAULT_HANG_WARNING};
+pub use lazy::{IndexedPlugin, IndexedState, LazyError};
 pub use map::LoadFrom;
 pub use policy::{
     api_compatible, dependency_line, dependency_source, judge, judge_with, toolchain_name, Check,

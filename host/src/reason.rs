@@ -60,7 +60,8 @@ reason_codes! {
     RegisterFailed = "register-failed";
     /// The plugin's `register` panicked (caught on the plugin side).
     RegisterPanicked = "register-panicked";
-    /// A plugin of the same name is already loaded.
+    /// A plugin of the same name is already loaded, is built into the host, or comes earlier
+    /// in the search path (this file is then `shadowed`).
     DuplicatePlugin = "duplicate-plugin";
     /// The plugin registered a capability name another plugin already has (or registered
     /// one name twice).
@@ -68,6 +69,9 @@ reason_codes! {
     /// The plugin registered a capability whose name is empty, not UTF-8, not printable or
     /// too long, or more capabilities than a plugin may have.
     InvalidCapability = "invalid-capability";
+    /// The plugin declared its capabilities (`[package.metadata.plugin-host]`) and then
+    /// registered one it did not declare.
+    UndeclaredCapability = "undeclared-capability";
 }
 
 impl ReasonCode {

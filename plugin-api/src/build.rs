@@ -128,11 +128,7 @@ fn collect(manifest_dir: &Path) -> Result<(Provenance, Vec<PathBuf>), String> {
             .ok_or_else(|| format!("{name} does not link `{krate}`; plugins and hosts must"))?
             .map_err(|e| format!("bad version of {krate}: {e}"))
     };
-    let capabilities = declared_capabilities(
-        &cargo_metadata(manifest_dir)?,
-        &name,
-        &version,
-    )?;
+    let capabilities = declared_capabilities(&cargo_metadata(manifest_dir)?, &name, &version)?;
     let provenance = Provenance {
         capabilities,
         plugin_api: linked("plugin-api")?,
@@ -364,7 +360,13 @@ fn linked_dependencies(
 fn cargo_metadata(manifest_dir: &Path) -> Result<String, String> {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let output = Command::new(&cargo)
-        .args(["metadata", "--no-deps", "--format-version", "1", "--offline"])
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--offline",
+        ])
         .arg("--manifest-path")
         .arg(manifest_dir.join("Cargo.toml"))
         .env_remove("CARGO_TARGET_DIR")

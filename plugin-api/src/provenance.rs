@@ -56,7 +56,11 @@ impl Provenance {
     /// nothing at all (see [`Self::capabilities`]).
     pub fn declares(&self, kind: &str, name: &str) -> Option<bool> {
         let declared = self.capabilities.as_ref()?;
-        Some(declared.get(kind).is_some_and(|names| names.iter().any(|n| n == name)))
+        Some(
+            declared
+                .get(kind)
+                .is_some_and(|names| names.iter().any(|n| n == name)),
+        )
     }
 }
 
@@ -387,7 +391,11 @@ mod tests {
         assert_eq!(p.declares("command", "bye"), Some(false));
         assert_eq!(p.declares("transform", "hello"), Some(false));
         p.capabilities = Some(BTreeMap::new());
-        assert_eq!(Provenance::decode(&p.encode()).unwrap(), p, "declared: none");
+        assert_eq!(
+            Provenance::decode(&p.encode()).unwrap(),
+            p,
+            "declared: none"
+        );
     }
 
     #[test]
