@@ -10,7 +10,7 @@ use host::text::printable;
 use host::{
     CheckKind, Host, HostIdentity, LoadFrom, Policy, ReadError, ScanMode, Severity, Status,
 };
-use plugin_api::{CommandKind, TransformKind};
+use plugin_api::{CapabilityKind, CommandKind, TransformKind};
 
 use crate::authoring::{NewArgs, PreflightArgs};
 use crate::output;
@@ -157,8 +157,9 @@ impl LoadArgs {
 
 #[derive(Args)]
 struct PluginArgs {
-    /// Plugin directory (repeatable).
-    #[arg(long = "plugins", required = true, value_name = "DIR")]
+    /// Plugin directory (repeatable), searched in order: the first plugin that declares the
+    /// capability is loaded, and only it (plugins declaring none are loaded up front).
+    #[arg(long = "plugins", value_name = "DIR")]
     dirs: Vec<PathBuf>,
     #[command(flatten)]
     policy: PolicyArgs,
@@ -287,7 +288,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             command,
             args,
         } => {
-            let host = load(&plugins)?;
+            let mut host = lazy(&plugins)?;
+            let loaded = host.load_capability(CommandKind::KIND, &command);
+            log_reports(host.lazy_reports());
+            loaded?;
             let cmd = host.registry().get::<CommandKind>(&command)?;
             let args: Vec<RStr<'_>> = args.iter().map(|a| RStr::from(a.as_str())).collect();
             match cmd.call(RSlice::from_slice(&args)).into_result() {
@@ -313,7 +317,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Builder(command) => crate::builder_cli::run(command, identity()?),
         Command::Transform { plugins, names } => {
-            let host = load(&plugins)?;
+            let mut host = lazy(&plugins)?;
+            for name in &names {
+                let loaded = host.load_capability(TransformKind::KIND, name);
+                log_reports(host.lazy_reports());
+                loaded?;
+            }
             let transforms = names
                 .iter()
                 .map(|n| host.registry().get::<TransformKind>(n))
@@ -336,12 +345,23 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-/// Loads every plugin in the directories, logging the ones that were refused.
-fn load(args: &PluginArgs) -> Result<Host> {
+/// A host with the capability index of the plugin directories: builtins registered, plugins
+/// that declare no capabilities loaded, the others loaded on first use
+/// ([`Host::load_capability`]). Refusals so far are logged.
+fn lazy(args: &PluginArgs) -> Result<Host> {
+    if args.dirs.is_empty() {
+        bail!("no plugin directory given: pass --plugins DIR (repeatable)");
+    }
     let mut host = args
         .load
         .apply(Host::new(identity()?).with_policy(args.policy.build()?))?;
-    for report in host.scan(&args.dirs, ScanMode::Load)? {
+    log_reports(&host.index(&args.dirs)?);
+    Ok(host)
+}
+
+/// Logs the plugins that were refused, failed or shadowed, and every warning.
+fn log_reports(reports: &[host::PluginReport]) {
+    for report in reports {
         if let (Some(reason), Some(message)) = (report.reason, &report.message) {
             tracing::warn!(
                 "{} [{reason}]: {}",
@@ -353,5 +373,4 @@ fn load(args: &PluginArgs) -> Result<Host> {
             tracing::warn!("[{}] {}", w.check.reason(), printable(&w.message));
         }
     }
-    Ok(host)
 }
