@@ -100,6 +100,7 @@ pub const DEFAULT_HANG_WARNING: Duration = Duration::from_secs(5);
 /// The outcome of the first path to a file in a scan, for the other paths to it.
 struct Seen {
     first: PathBuf,
+    status: Status,
     reason: Option<ReasonCode>,
     message: Option<String>,
 }
@@ -259,6 +260,7 @@ impl Host {
             if let Some(id) = id {
                 seen.entry(id).or_insert_with(|| Seen {
                     first: report.path.clone(),
+                    status: report.status,
                     reason: report.reason,
                     message: report.message.clone(),
                 });
@@ -301,7 +303,12 @@ impl Host {
                 reason,
                 message,
             };
-            return (report.with_error(Status::Rejected, error), None);
+            // A path to a plugin in use (or shadowed) is shadowed by the first path to it.
+            let status = match first.status {
+                Status::Rejected | Status::Failed => Status::Rejected,
+                _ => Status::Shadowed,
+            };
+            return (report.with_error(status, error), None);
         }
         let len = meta.len();
         let provenance = match read_sized(path, &file, len) {

@@ -12,6 +12,7 @@ mod calls;
 mod docs;
 mod embedding;
 mod hostile;
+mod lazy;
 mod loading;
 mod malformed;
 mod provenance;

@@ -80,7 +80,7 @@ fn capability_conflict_is_reported() {
 }
 
 #[test]
-fn same_plugin_twice_is_a_duplicate() {
+fn same_plugin_twice_is_shadowed_by_the_first() {
     let dir = plugin_dir(&["hello"]);
     copy_into(&dir, "hello", "libhello-copy.so");
     std::os::unix::fs::symlink(
@@ -95,12 +95,12 @@ fn same_plugin_twice_is_a_duplicate() {
         for file in ["libhello-link.so", &file_name("hello")] {
             assert_outcome(
                 entry(&scan, file),
-                "rejected",
+                "shadowed",
                 "duplicate-plugin",
                 &[
-                    "plugin `hello` is already loaded from",
-                    "libhello-copy.so",
-                    "remove one",
+                    "shadowed by",
+                    "libhello-copy.so (earlier in the search path)",
+                    "plugin `hello`",
                 ],
             );
         }
