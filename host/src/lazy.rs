@@ -13,7 +13,10 @@
 //! - **Path order wins.** Directories in the order given, files by name within each. When two
 //!   files carry the same plugin name, the first is used and the others are reported
 //!   [`Status::Shadowed`], naming the first. When two plugins declare the same capability,
-//!   the first is loaded; the next is tried only if the first cannot be used.
+//!   the first is loaded; the next is tried only if the first cannot be used. Loading a
+//!   plugin loads first the plugins earlier in path order that declare one of its
+//!   capabilities too, so an overlap ends as in a scan: the later plugin is refused
+//!   (`capability-conflict`).
 //! - **Undeclared plugins are loaded up front.** A plugin without a declaration (built by an
 //!   older recorder, or without the table) cannot be indexed: `index` loads it at once, as
 //!   a scan would. So is nothing else.
@@ -273,13 +276,7 @@ impl Host {
                 // Loaded, and the capability is not in the registry.
                 return Err(self.not_registered(kind, name, plugin_name, path));
             }
-            let report = self.load(&path);
-            let state = match (&report.reason, &report.message) {
-                (Some(reason), Some(message)) => IndexedState::Refused(*reason, message.clone()),
-                _ => IndexedState::Loaded,
-            };
-            self.lazy.plugins[at].state = state.clone();
-            self.lazy_reports.push(report);
+            let state = self.load_indexed(at);
             match state {
                 IndexedState::Loaded if self.registry().provider(kind, name).is_some() => {
                     return Ok(())
@@ -313,6 +310,36 @@ impl Host {
             available,
         }
         .into())
+    }
+
+    /// Loads indexed plugin `at`, after the plugins earlier in path order that declare one of
+    /// its capabilities too: as in a scan, where the earlier one registers first and the later
+    /// one is then refused (`capability-conflict`), so an overlap is reported, not hidden by
+    /// laziness. Only a misconfigured search path pays for those extra loads.
+    fn load_indexed(&mut self, at: usize) -> IndexedState {
+        let mut earlier: Vec<usize> = self.lazy.plugins[at]
+            .capabilities
+            .iter()
+            .flat_map(|(kind, names)| names.iter().map(move |n| (kind, n)))
+            .flat_map(|(kind, name)| self.lazy.candidates(kind, name))
+            .filter(|&j| j < at)
+            .collect();
+        earlier.sort_unstable();
+        earlier.dedup();
+        for j in earlier {
+            if self.lazy.plugins[j].state == IndexedState::Pending {
+                self.load_indexed(j);
+            }
+        }
+        let path = self.lazy.plugins[at].path.clone();
+        let report = self.load(&path);
+        let state = match (&report.reason, &report.message) {
+            (Some(reason), Some(message)) => IndexedState::Refused(*reason, message.clone()),
+            _ => IndexedState::Loaded,
+        };
+        self.lazy.plugins[at].state = state.clone();
+        self.lazy_reports.push(report);
+        state
     }
 
     /// [`Host::load_capability`] of `K`'s kind, then the capability as `K`'s type

@@ -72,10 +72,14 @@ fn capability_conflict_is_reported() {
         "twin-only",
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    // Lazily too: loading the twin for `twin-only` loads `hello` first (it declares `hello`
+    // too, earlier in path order), so the conflict is reported, not hidden.
+    let err = stderr(&out);
     assert!(
-        stderr(&out).contains("no command named `twin-only`"),
-        "{}",
-        stderr(&out)
+        err.contains("command `twin-only` is declared by plugin `hello-twin`")
+            && err.contains("capability-conflict")
+            && err.contains("plugin `hello` already provides"),
+        "{err}"
     );
 }
 
