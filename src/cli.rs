@@ -352,11 +352,24 @@ fn lazy(args: &PluginArgs) -> Result<Host> {
     if args.dirs.is_empty() {
         bail!("no plugin directory given: pass --plugins DIR (repeatable)");
     }
-    let mut host = args
-        .load
-        .apply(Host::new(identity()?).with_policy(args.policy.build()?))?;
+    let identity = identity()?;
+    let mut host = Host::new(identity.clone()).with_policy(args.policy.build()?);
+    if let Some(cache) = index_cache(&identity.name) {
+        host = host.with_index_cache(cache);
+    }
+    let mut host = args.load.apply(host)?;
     log_reports(&host.index(&args.dirs)?);
     Ok(host)
+}
+
+/// `$XDG_CACHE_HOME/<app>/index.json` (else under `~/.cache`): where the capability index
+/// keeps what it read from each plugin file.
+fn index_cache(app: &str) -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| Some(PathBuf::from(std::env::var_os("HOME")?).join(".cache")))?;
+    Some(base.join(app).join("index.json"))
 }
 
 /// Logs the plugins that were refused, failed or shadowed, and every warning.

@@ -89,6 +89,7 @@ pub struct Host {
     pub(crate) builtins: crate::builtin::Builtins,
     pub(crate) lazy: crate::lazy::Index,
     pub(crate) lazy_reports: Vec<PluginReport>,
+    pub(crate) index_cache: Option<PathBuf>,
 }
 
 /// See [`Host::with_before_load`].
@@ -123,6 +124,7 @@ impl Host {
             builtins: Default::default(),
             lazy: Default::default(),
             lazy_reports: Vec::new(),
+            index_cache: None,
         }
     }
 

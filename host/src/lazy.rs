@@ -27,8 +27,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use plugin_api::provenance::Provenance;
 use plugin_api::CapabilityKind;
+
+mod cache;
 
 use crate::discover::{discover, DiscoverError};
 use crate::error::PluginError;
@@ -85,12 +86,17 @@ pub(crate) enum Placed {
 
 impl Index {
     /// Places one file (in path order) by its provenance.
-    pub(crate) fn add(&mut self, path: &Path, provenance: &Provenance) -> Placed {
-        if let Some(first) = self.names.get(&provenance.name) {
+    pub(crate) fn add(
+        &mut self,
+        path: &Path,
+        name: &str,
+        declared: Option<&BTreeMap<String, Vec<String>>>,
+    ) -> Placed {
+        if let Some(first) = self.names.get(name) {
             return Placed::Shadowed(first.clone());
         }
-        self.names.insert(provenance.name.clone(), path.to_owned());
-        let Some(declared) = &provenance.capabilities else {
+        self.names.insert(name.to_owned(), path.to_owned());
+        let Some(declared) = declared else {
             return Placed::Undeclared;
         };
         let at = self.plugins.len();
@@ -104,7 +110,7 @@ impl Index {
         }
         self.plugins.push(IndexedPlugin {
             path: path.to_owned(),
-            name: provenance.name.clone(),
+            name: name.to_owned(),
             capabilities: declared.clone(),
             state: IndexedState::Pending,
         });
@@ -199,51 +205,66 @@ impl Host {
     pub fn index(&mut self, dirs: &[impl AsRef<Path>]) -> Result<Vec<PluginReport>, DiscoverError> {
         let paths = discover(dirs)?;
         let mut reports = self.register_builtins(&paths);
+        let mut cache = self.index_cache.clone().map(cache::Cache::load);
         for path in paths {
-            let provenance = match crate::read::read_provenance(&path) {
-                Ok(p) => p,
-                Err(e) => {
-                    let report = PluginReport::new(path);
-                    reports.push(report.with_error(Status::Rejected, e.into()));
-                    continue;
-                }
+            let cached = cache.as_mut().and_then(|c| c.get(&path));
+            let (name, version, declared) = match cached {
+                Some(e) => (e.name, e.version, e.capabilities),
+                None => match crate::read::read_provenance(&path) {
+                    Ok(p) => {
+                        if let Some(cache) = &mut cache {
+                            cache.put(&path, &p);
+                        }
+                        (p.name, p.version.to_string(), p.capabilities)
+                    }
+                    Err(e) => {
+                        let report = PluginReport::new(path);
+                        reports.push(report.with_error(Status::Rejected, e.into()));
+                        continue;
+                    }
+                },
             };
-            if self
-                .plugins()
-                .iter()
-                .any(|p| p.builtin && *p.name == provenance.name)
-            {
+            if self.plugins().iter().any(|p| p.builtin && *p.name == name) {
                 // Not replaceable (a replaced builtin was never registered): a conflict,
                 // judged as a scan would.
                 reports.push(self.verify(&path));
                 continue;
             }
-            match self.lazy.add(&path, &provenance) {
+            match self.lazy.add(&path, &name, declared.as_ref()) {
                 Placed::Indexed => {
-                    tracing::debug!("indexed plugin `{}` ({})", provenance.name, path.display());
+                    tracing::debug!("indexed plugin `{name}` ({})", path.display());
                 }
                 Placed::Shadowed(first) => {
                     let mut report = PluginReport::new(path.clone());
-                    report.name = Some(provenance.name.clone());
-                    report.version = Some(provenance.version.to_string());
-                    let error = PluginError::Shadowed {
-                        path,
-                        name: provenance.name,
-                        first,
-                    };
+                    report.name = Some(name.clone());
+                    report.version = Some(version);
+                    let error = PluginError::Shadowed { path, name, first };
                     reports.push(report.with_error(Status::Shadowed, error));
                 }
                 Placed::Undeclared => {
                     tracing::debug!(
-                        "plugin `{}` ({}) declares no capabilities: loading it now",
-                        provenance.name,
+                        "plugin `{name}` ({}) declares no capabilities: loading it now",
                         path.display()
                     );
                     reports.push(self.load(&path));
                 }
             }
         }
+        if let Some(cache) = cache {
+            let dirs: Vec<PathBuf> = dirs.iter().map(|d| d.as_ref().to_owned()).collect();
+            cache.save(&dirs);
+        }
         Ok(reports)
+    }
+
+    /// Keeps what [`Host::index`] reads from each file in a cache file at `path` (e.g.
+    /// `$XDG_CACHE_HOME/<app>/index.json`), so the next index `stat`s each file instead of
+    /// reading its provenance. An entry counts only for the very file it was made from (same
+    /// device, inode, size, modification and change times); even a stale one only chooses
+    /// which library to verify, which is then read, trusted and judged afresh before loading.
+    pub fn with_index_cache(mut self, path: impl Into<PathBuf>) -> Self {
+        self.index_cache = Some(path.into());
+        self
     }
 
     /// The plugins in the index, in path order, and whether each was loaded.
@@ -258,47 +279,41 @@ impl Host {
 
     /// Makes capability `name` of kind `kind` available in the [`Host::registry`]: at once if
     /// it is there, else by verifying, loading and registering the indexed plugin that
-    /// declares it (the next one in path order if that one is refused). No other library
-    /// is opened.
+    /// declares it (the next one in path order if that one is refused or does not register
+    /// it). No other library is opened, but for earlier plugins declaring one of the same
+    /// capabilities (see the module documentation).
     pub fn load_capability(&mut self, kind: &str, name: &str) -> Result<(), LazyError> {
         if self.registry().provider(kind, name).is_some() {
             return Ok(());
         }
-        let mut refused = None;
+        // The first failure in path order, should no other plugin provide it.
+        let mut failure = None;
         for at in self.lazy.candidates(kind, name) {
+            let state = match &self.lazy.plugins[at].state {
+                IndexedState::Pending => self.load_indexed(at),
+                done => done.clone(),
+            };
+            if state == IndexedState::Loaded && self.registry().provider(kind, name).is_some() {
+                return Ok(());
+            }
             let plugin = &self.lazy.plugins[at];
             let (path, plugin_name) = (plugin.path.clone(), plugin.name.clone());
-            if let IndexedState::Refused(reason, message) = &plugin.state {
-                refused.get_or_insert((plugin_name, path, *reason, message.clone()));
-                continue;
-            }
-            if plugin.state == IndexedState::Loaded {
-                // Loaded, and the capability is not in the registry.
-                return Err(self.not_registered(kind, name, plugin_name, path));
-            }
-            let state = self.load_indexed(at);
-            match state {
-                IndexedState::Loaded if self.registry().provider(kind, name).is_some() => {
-                    return Ok(())
-                }
-                IndexedState::Loaded => {
-                    return Err(self.not_registered(kind, name, plugin_name, path))
-                }
-                IndexedState::Refused(reason, message) => {
-                    refused.get_or_insert((plugin_name, path, reason, message));
-                }
-                IndexedState::Pending => unreachable!("set to loaded or refused just above"),
-            }
+            let error = match state {
+                IndexedState::Refused(reason, message) => LazyError::Refused {
+                    kind: kind.to_owned(),
+                    name: name.to_owned(),
+                    plugin: plugin_name,
+                    path,
+                    reason,
+                    message,
+                },
+                // Loaded without it: the declaration lied, or the index entry was stale.
+                _ => self.not_registered(kind, name, plugin_name, path),
+            };
+            failure.get_or_insert(error);
         }
-        if let Some((plugin, path, reason, message)) = refused {
-            return Err(LazyError::Refused {
-                kind: kind.to_owned(),
-                name: name.to_owned(),
-                plugin,
-                path,
-                reason,
-                message,
-            });
+        if let Some(error) = failure {
+            return Err(error);
         }
         let mut available = self.registry().names(kind);
         available.extend(self.lazy.names(kind));
@@ -368,10 +383,11 @@ impl Host {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use plugin_api::provenance::Provenance;
 
-    fn provenance(name: &str, declared: Option<&[(&str, &[&str])]>) -> Provenance {
+    pub(crate) fn provenance(name: &str, declared: Option<&[(&str, &[&str])]>) -> Provenance {
         let blob = r#"{"name":"x","version":"0.1.0","plugin_api":"0.1.0","abi_stable":"0.11.3",
             "rustc":{"release":"1.95.0","commit_hash":"h","commit_date":"d","channel":"stable","llvm":null},
             "target":"t","profile":{"name":"debug","opt_level":"0","debug_assertions":true,"panic":"unwind"},
@@ -396,18 +412,44 @@ mod tests {
             Some(&[("transform", &["redact"]), ("command", &["hello"])]),
         );
         let old = provenance("wc", None);
-        assert_eq!(index.add(Path::new("/1/libhello.so"), &a), Placed::Indexed);
-        assert_eq!(index.add(Path::new("/1/libredact.so"), &b), Placed::Indexed);
         assert_eq!(
-            index.add(Path::new("/1/libwc.so"), &old),
+            index.add(
+                Path::new("/1/libhello.so"),
+                &a.name,
+                a.capabilities.as_ref()
+            ),
+            Placed::Indexed
+        );
+        assert_eq!(
+            index.add(
+                Path::new("/1/libredact.so"),
+                &b.name,
+                b.capabilities.as_ref()
+            ),
+            Placed::Indexed
+        );
+        assert_eq!(
+            index.add(
+                Path::new("/1/libwc.so"),
+                &old.name,
+                old.capabilities.as_ref()
+            ),
             Placed::Undeclared
         );
         assert_eq!(
-            index.add(Path::new("/2/libhello.so"), &a),
+            index.add(
+                Path::new("/2/libhello.so"),
+                &a.name,
+                a.capabilities.as_ref()
+            ),
             Placed::Shadowed(PathBuf::from("/1/libhello.so"))
         );
         assert_eq!(
-            index.add(Path::new("/2/libwc.so"), &old),
+            index.add(
+                Path::new("/2/libwc.so"),
+                &old.name,
+                old.capabilities.as_ref()
+            ),
             Placed::Shadowed(PathBuf::from("/1/libwc.so")),
             "an undeclared plugin shadows later files of its name too"
         );
@@ -432,7 +474,11 @@ mod tests {
         let mut index = Index::default();
         let none = provenance("quiet", Some(&[]));
         assert_eq!(
-            index.add(Path::new("/1/libquiet.so"), &none),
+            index.add(
+                Path::new("/1/libquiet.so"),
+                &none.name,
+                none.capabilities.as_ref()
+            ),
             Placed::Indexed
         );
         assert!(index.by_capability.is_empty());

@@ -21,6 +21,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! To open only what is used, [`Host::index`] builds a capability index from the plugins'
+//! declared capabilities (read from provenance, nothing loaded) and [`Host::get_lazy`] loads
+//! the one library that declares a capability on its first use (see [`lazy`]).
+//!
 //! Safety notes: a verified plugin is trusted native code running in this process. Its
 //! panics are caught and reported, but an abort or a crash in it takes the host down, and
 //! loaded libraries are never unloaded.

@@ -19,18 +19,7 @@ pub const MAX_CAPABILITIES: usize = 4096;
 
 /// Checks a decoded provenance record against the bounds above; `Err` says what is wrong.
 pub(crate) fn check_provenance(p: &Provenance) -> Result<(), String> {
-    let name_ok = !p.name.is_empty()
-        && p.name.len() <= MAX_PLUGIN_NAME
-        && p.name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if !name_ok {
-        return Err(format!(
-            "the plugin name {} is not a Cargo package name (1 to {MAX_PLUGIN_NAME} ASCII \
-             letters, digits, `-` or `_`)",
-            describe(&p.name)
-        ));
-    }
+    check_name(&p.name)?;
     let fields = [
         ("target", p.target.as_str()),
         ("rustc release", &p.rustc.release),
@@ -76,7 +65,7 @@ pub(crate) fn check_provenance(p: &Provenance) -> Result<(), String> {
 
 /// The declared capabilities: at most [`MAX_CAPABILITIES`] in all (and as many kinds), each
 /// kind and name as a registered one must be.
-fn check_declared(
+pub(crate) fn check_declared(
     declared: &std::collections::BTreeMap<String, Vec<String>>,
 ) -> Result<(), String> {
     let count = declared.values().map(Vec::len).sum::<usize>() + declared.len();
@@ -97,6 +86,23 @@ fn check_declared(
         for name in names {
             capability_name(name.as_bytes()).map_err(|e| format!("it declares {e}"))?;
         }
+    }
+    Ok(())
+}
+
+/// A plugin name: a Cargo package name of at most [`MAX_PLUGIN_NAME`] bytes.
+pub(crate) fn check_name(name: &str) -> Result<(), String> {
+    let name_ok = !name.is_empty()
+        && name.len() <= MAX_PLUGIN_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !name_ok {
+        return Err(format!(
+            "the plugin name {} is not a Cargo package name (1 to {MAX_PLUGIN_NAME} ASCII \
+             letters, digits, `-` or `_`)",
+            describe(name)
+        ));
     }
     Ok(())
 }

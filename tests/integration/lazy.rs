@@ -317,3 +317,36 @@ fn run_without_a_plugin_directory_says_so() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--plugins DIR"), "{}", stderr(&out));
 }
+
+#[test]
+fn the_index_cache_only_chooses_what_is_verified() {
+    let dir = plugin_dir(&["hello", "wc"]);
+    let xdg = tempfile::tempdir().unwrap();
+    let env = [("XDG_CACHE_HOME", xdg.path())];
+    let plugins = dir.path().to_str().unwrap();
+    let out = cli_with(&["run", "--plugins", plugins, "hello", "Ada"], &env, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cache = xdg.path().join("plugin-host/index.json");
+    let mut json: Value = serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
+    let hello = dir.path().join(file_name("hello"));
+    let entry = &mut json["entries"][hello.to_str().unwrap()];
+    assert_eq!(
+        entry["capabilities"],
+        serde_json::json!({"command": ["hello"]})
+    );
+
+    // A forged entry: `hello` claims to be the plugin providing `wc`. It is used (hello is
+    // loaded first), but it only chose what to verify: `hello` does not register `wc`, so the
+    // next declarer, the real `wc`, is verified, loaded and answers.
+    entry["capabilities"] = serde_json::json!({"command": ["wc"]});
+    std::fs::write(&cache, serde_json::to_vec(&json).unwrap()).unwrap();
+    let file = cache.to_str().unwrap();
+    let out = cli_with(&["run", "--plugins", plugins, "wc", file], &env, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("registering `hello`"),
+        "the cache was read: {}",
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains("index.json"), "{}", stdout(&out));
+}
