@@ -16,8 +16,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use abi_stable::library::lib_header_from_path;
+use abi_stable::std_types::{RSlice, RStr};
 use host::{ScanMode, Status};
-use plugin_api::PluginRootRef;
+use plugin_api::{CommandKind, PluginRootRef};
 
 use support::{artifacts, host, linked_copies, rename_plugin, rss_bytes, scratch};
 
@@ -127,7 +128,7 @@ fn scan_load_register() {
             fs::copy(&a.hello, &path).unwrap();
             let name = format!("q{round}{i:03}");
             rename_plugin(&path, &name);
-            placed = placed.with_config(name, format!("cmd-q-{round}-{i}"));
+            placed = placed.with_config(name.clone(), name);
         }
         let start = Instant::now();
         let reports = placed.scan(&[&dir], ScanMode::Load).unwrap();
@@ -143,7 +144,7 @@ fn scan_load_register() {
             fs::copy(&a.hello, &path).unwrap();
             let name = format!("p{round}{i:03}");
             rename_plugin(&path, &name);
-            host = host.with_config(name, format!("cmd-{round}-{i}"));
+            host = host.with_config(name.clone(), name);
         }
         let before = rss_bytes();
         let start = Instant::now();
@@ -174,6 +175,118 @@ fn scan_load_register() {
         "memory     resident memory added per loaded plugin: {:.0} KiB",
         median(rss_per_plugin)
     );
+}
+
+/// Lazy loading: 100 plugins installed, one command run (index the directory — from the
+/// index cache, warm, as a second run of the CLI finds it — then verify, load and register the one library that declares it, then call
+/// it), against the same with one plugin installed; and what indexing 100 files costs alone,
+/// and the eager alternative (scan + load + register all 100, then call).
+fn lazy_one_of_many() {
+    let a = artifacts();
+    const PLUGINS: usize = 100;
+    const ROUNDS: usize = 11;
+    let call = |host: &mut host::Host, name: &str| {
+        let cmd = host.get_lazy::<CommandKind>(name).unwrap();
+        let out = cmd.call(RSlice::from_slice(&[RStr::from("Ada")]));
+        assert!(out.into_result().is_ok());
+    };
+    let (mut one, mut many, mut index_only, mut eager) = (vec![], vec![], vec![], vec![]);
+    let mut index_cached = vec![];
+    let cache_dir = scratch("lazy-cache");
+
+    for round in 0..ROUNDS {
+        // Fresh copies every round: a library is loaded once per process.
+        let dir = scratch(&format!("lazy-many-{round}"));
+        let mut configured = host();
+        for i in 0..PLUGINS {
+            let path = dir.join(format!("libl{i:04}.so"));
+            fs::copy(&a.hello, &path).unwrap();
+            let name = format!("l{}{i:03}", round % 10);
+            rename_plugin(&path, &name);
+            configured = configured.with_config(name.clone(), name);
+        }
+        let single = scratch(&format!("lazy-one-{round}"));
+        let path = single.join("libs0000.so");
+        fs::copy(&a.hello, &path).unwrap();
+        let only = format!("s{}000", round % 10);
+        rename_plugin(&path, &only);
+        let wanted = format!("l{}{:03}", round % 10, PLUGINS / 2);
+        // One cache per search path, as one application with one search path has.
+        let cache1 = cache_dir.join(format!("one-{round}.json"));
+        let cache100 = cache_dir.join(format!("many-{round}.json"));
+        // Warm the page cache for both directories, and the index caches.
+        support::host()
+            .with_index_cache(&cache100)
+            .index(&[&dir])
+            .unwrap();
+        support::host()
+            .with_index_cache(&cache1)
+            .index(&[&single])
+            .unwrap();
+
+        let mut host1 = host()
+            .with_config(only.clone(), only.clone())
+            .with_index_cache(&cache1);
+        let start = Instant::now();
+        assert!(host1.index(&[&single]).unwrap().is_empty());
+        call(&mut host1, &only);
+        one.push(start.elapsed().as_secs_f64() * 1e3);
+
+        let mut host100 = configured.with_index_cache(&cache100);
+        let start = Instant::now();
+        assert!(host100.index(&[&dir]).unwrap().is_empty());
+        call(&mut host100, &wanted);
+        many.push(start.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(host100.plugins().len(), 1, "one library loaded");
+
+        let mut indexing = host();
+        let start = Instant::now();
+        indexing.index(&[&dir]).unwrap();
+        index_only.push(start.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(indexing.indexed().len(), PLUGINS);
+
+        let mut indexing = host().with_index_cache(&cache100);
+        let start = Instant::now();
+        indexing.index(&[&dir]).unwrap();
+        index_cached.push(start.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(indexing.indexed().len(), PLUGINS);
+
+        if round < 3 {
+            // The eager way, on other fresh copies (a library already loaded is not loaded
+            // again): every library verified, loaded and registered.
+            let dir = scratch(&format!("lazy-eager-{round}"));
+            let mut all = host();
+            for i in 0..PLUGINS {
+                let path = dir.join(format!("libe{i:04}.so"));
+                fs::copy(&a.hello, &path).unwrap();
+                let name = format!("e{}{i:03}", round % 10);
+                rename_plugin(&path, &name);
+                all = all.with_config(name.clone(), name);
+            }
+            let start = Instant::now();
+            let reports = all.scan(&[&dir], ScanMode::Load).unwrap();
+            let cmd = all
+                .registry()
+                .get::<CommandKind>(&format!("e{round}050"))
+                .unwrap();
+            assert!(cmd
+                .call(RSlice::from_slice(&[RStr::from("Ada")]))
+                .into_result()
+                .is_ok());
+            eager.push(start.elapsed().as_secs_f64() * 1e3);
+            assert!(reports.iter().all(|r| r.status == Status::Loaded));
+        }
+    }
+    let (o, m, i, e) = (median(one), median(many), median(index_only), median(eager));
+    let c = median(index_cached);
+    println!("lazy       1 plugin installed, index (cached) + load one + call:    {o:8.3} ms");
+    println!(
+        "lazy       100 plugins installed, index (cached) + load one + call: {m:8.3} ms   difference {:+.3} ms  (target <= +1.000)",
+        m - o
+    );
+    println!("lazy       indexing 100 plugin files, reading each provenance:      {i:8.3} ms");
+    println!("lazy       indexing 100 plugin files, index cache warm:             {c:8.3} ms");
+    println!("eager      100 plugins: scan + load + register all + call:  {e:8.3} ms");
 }
 
 fn no_load_memory() {
@@ -354,6 +467,9 @@ fn main() {
     }
     if run("scan") {
         scan_load_register();
+    }
+    if run("lazy") {
+        lazy_one_of_many();
     }
     if run("memory") {
         no_load_memory();

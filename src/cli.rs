@@ -8,7 +8,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use host::text::printable;
 use host::{Host, HostIdentity, LoadFrom, Policy, ReadError, ScanMode, Status};
-use plugin_api::{CommandKind, TransformKind};
+use plugin_api::{CapabilityKind, CommandKind, TransformKind};
 
 use crate::authoring::{NewArgs, PreflightArgs};
 use crate::config_cli::load_config;
@@ -200,7 +200,9 @@ impl LoadArgs {
 
 #[derive(Args)]
 struct PluginArgs {
-    /// Plugin directory (repeatable; default: the configured search paths).
+    /// Plugin directory (repeatable; default: the configured search paths), searched in
+    /// order: the first plugin that declares the capability is loaded, and only it (plugins
+    /// declaring none are loaded up front).
     #[arg(long = "plugins", value_name = "DIR")]
     dirs: Vec<PathBuf>,
     #[command(flatten)]
@@ -328,7 +330,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             command,
             args,
         } => {
-            let host = load(&plugins)?;
+            let mut host = lazy(&plugins)?;
+            let loaded = host.load_capability(CommandKind::KIND, &command);
+            log_reports(host.lazy_reports());
+            loaded?;
             let cmd = host.registry().get::<CommandKind>(&command)?;
             let args: Vec<RStr<'_>> = args.iter().map(|a| RStr::from(a.as_str())).collect();
             match cmd.call(RSlice::from_slice(&args)).into_result() {
@@ -369,7 +374,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Keygen { out } => crate::trust_cli::keygen(&out),
         Command::Sign { files, key } => crate::trust_cli::sign(&files, &key),
         Command::Transform { plugins, names } => {
-            let host = load(&plugins)?;
+            let mut host = lazy(&plugins)?;
+            for name in &names {
+                let loaded = host.load_capability(TransformKind::KIND, name);
+                log_reports(host.lazy_reports());
+                loaded?;
+            }
             let transforms = names
                 .iter()
                 .map(|n| host.registry().get::<TransformKind>(n))
@@ -392,13 +402,35 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-/// Loads every plugin in the directories, logging the ones that were refused.
-fn load(args: &PluginArgs) -> Result<Host> {
+/// A host with the capability index of the plugin directories: builtins registered, plugins
+/// that declare no capabilities loaded, the others loaded on first use
+/// ([`Host::load_capability`]). Refusals so far are logged.
+fn lazy(args: &PluginArgs) -> Result<Host> {
     let config = load_config()?;
     let dirs = crate::configured::search_paths(&args.dirs, &config)?;
-    let host = args.load.apply(args.policy.host(&config)?)?;
+    let mut host = args.policy.host(&config)?;
+    if let Some(cache) = index_cache(&host.identity().name) {
+        host = host.with_index_cache(cache);
+    }
+    let host = args.load.apply(host)?;
     let mut host = args.trust.apply(&config, host)?;
-    for report in host.scan(&dirs, ScanMode::Load)? {
+    log_reports(&host.index(&dirs)?);
+    Ok(host)
+}
+
+/// `$XDG_CACHE_HOME/<app>/index.json` (else under `~/.cache`): where the capability index
+/// keeps what it read from each plugin file.
+fn index_cache(app: &str) -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| Some(PathBuf::from(std::env::var_os("HOME")?).join(".cache")))?;
+    Some(base.join(app).join("index.json"))
+}
+
+/// Logs the plugins that were refused, failed or shadowed, and every warning.
+fn log_reports(reports: &[host::PluginReport]) {
+    for report in reports {
         if let (Some(reason), Some(message)) = (report.reason, &report.message) {
             tracing::warn!(
                 "{} [{reason}]: {}",
@@ -418,5 +450,4 @@ fn load(args: &PluginArgs) -> Result<Host> {
             );
         }
     }
-    Ok(host)
 }

@@ -48,6 +48,7 @@ pub fn provenance(p: &Provenance, json: bool) -> Result<()> {
         format!("  plugin-api    {}", p.plugin_api),
         format!("  abi_stable    {}", p.abi_stable),
         format!("  features      {features}"),
+        format!("  capabilities  {}", declared(p)),
         format!("  dependencies  {} crates linked", p.dependencies.len()),
     ];
     lines.extend(p.dependencies.iter().map(|d| format!("    {d}")));
@@ -55,6 +56,20 @@ pub fn provenance(p: &Provenance, json: bool) -> Result<()> {
         writeln!(out, "{}", printable(&line))?;
     }
     Ok(())
+}
+
+/// The declared capabilities as `inspect` shows them: `command hello, hi; transform redact`.
+fn declared(p: &Provenance) -> String {
+    match &p.capabilities {
+        None => "(not declared: loaded up front by lazy hosts)".to_owned(),
+        Some(kinds) if kinds.values().all(Vec::is_empty) => "(declares none)".to_owned(),
+        Some(kinds) => kinds
+            .iter()
+            .filter(|(_, names)| !names.is_empty())
+            .map(|(kind, names)| format!("{kind} {}", names.join(", ")))
+            .collect::<Vec<_>>()
+            .join("; "),
+    }
 }
 
 /// Prints scan or check results all at once: a table, or the documented JSON shape.
@@ -109,7 +124,7 @@ pub fn reports_json(host: &Host, reports: &[PluginReport]) -> Result<()> {
 /// make the table panic, run wide without end, or drive the terminal.
 pub struct Table {
     out: std::io::Stdout,
-    counts: [usize; 4],
+    counts: [usize; 6],
     builtins: usize,
 }
 
@@ -142,7 +157,7 @@ impl Table {
         )?;
         Ok(Table {
             out,
-            counts: [0; 4],
+            counts: [0; 6],
             builtins: 0,
         })
     }
@@ -156,6 +171,8 @@ impl Table {
                 Status::Loaded => 0,
                 Status::Verified => 1,
                 Status::Rejected => 2,
+                Status::Shadowed => 4,
+                Status::Disabled => 5,
                 _ => 3,
             }] += 1;
         }
@@ -224,7 +241,7 @@ impl Table {
     /// Prints the totals.
     pub fn finish(self) -> Result<()> {
         let mut out = self.out.lock();
-        let [loaded, verified, rejected, failed] = self.counts;
+        let [loaded, verified, rejected, failed, shadowed, disabled] = self.counts;
         if self.counts.iter().sum::<usize>() == 0 {
             writeln!(out, "(no plugin files found)")?;
         }
@@ -232,9 +249,17 @@ impl Table {
             0 => String::new(),
             n => format!("{n} builtin, "),
         };
+        let shadowed = match shadowed {
+            0 => String::new(),
+            n => format!(", {n} shadowed"),
+        };
+        let disabled = match disabled {
+            0 => String::new(),
+            n => format!(", {n} disabled"),
+        };
         writeln!(
             out,
-            "\n{builtins}{loaded} loaded, {verified} verified, {rejected} rejected, {failed} failed"
+            "\n{builtins}{loaded} loaded, {verified} verified, {rejected} rejected, {failed} failed{shadowed}{disabled}"
         )?;
         Ok(())
     }

@@ -12,7 +12,7 @@ use clap::Args;
 use host::config::Config;
 use host::text::printable;
 use host::trust::{signature_path, LOCK_FILE_NAME};
-use host::{Host, Lock, ScanMode, SignatureMode, TrustedKey};
+use host::{Host, Lock, ScanMode, SignatureMode, Status, TrustedKey};
 
 /// Signature checking, for every command that verifies plugins.
 #[derive(Args)]
@@ -120,6 +120,12 @@ pub fn lock(host: Host, dirs: &[PathBuf], lock_file: &Path) -> Result<ExitCode> 
                 printable(report.name.as_deref().unwrap_or("-")),
                 printable(report.version.as_deref().unwrap_or("-")),
                 digest.unwrap_or_default()
+            );
+        } else if matches!(report.status, Status::Disabled | Status::Shadowed) {
+            // Not used by this configuration, so not locked; nothing is wrong with it.
+            println!(
+                "skipped  {path}: {}",
+                printable(report.message.as_deref().unwrap_or(report.status.as_str()))
             );
         } else {
             skipped += 1;

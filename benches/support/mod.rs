@@ -87,7 +87,9 @@ pub fn linked_copies(lib: &Path, dir: &Path, count: usize) -> Vec<PathBuf> {
 }
 
 /// Rewrites the plugin name in a copy's provenance to `name` (same length as the original),
-/// so that many copies of one plugin count as distinct plugins.
+/// so that many copies of one plugin count as distinct plugins; a declared copy then declares
+/// the command `name` instead (configure the copy with `name`: `hello` registers its command
+/// under the name its configuration gives).
 pub fn rename_plugin(path: &Path, name: &str) {
     let mut data = fs::read(path).unwrap();
     let (offset, size) = {
@@ -108,6 +110,9 @@ pub fn rename_plugin(path: &Path, name: &str) {
         "same-length names only"
     );
     json["name"] = name.into();
+    if json.get("capabilities").is_some() {
+        json["capabilities"] = serde_json::json!({ "command": [name] });
+    }
     let mut payload = serde_json::to_vec(&json).unwrap();
     payload.resize(len, b' ');
     data[offset + 16..offset + 16 + len].copy_from_slice(&payload);

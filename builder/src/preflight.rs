@@ -277,6 +277,8 @@ impl<'a> Preflight<'a> {
             features: krate.features.clone(),
             dependencies,
             digests,
+            // Not part of the verdict preflight predicts.
+            capabilities: None,
         })
     }
 }

@@ -58,6 +58,8 @@ impl Host {
         }
         let mut provenance = self.identity().provenance.clone();
         provenance.name.clone_from(&name);
+        // Compiled in: it may register what it likes, and is never indexed.
+        provenance.capabilities = None;
         if let Ok(version) = builtin.version.as_str().parse() {
             provenance.version = version;
         }

@@ -46,6 +46,21 @@ pub enum PluginError {
         /// The name its provenance carries.
         found: String,
     },
+    /// A file earlier in the search path provides a plugin of the same name: that one wins.
+    #[error(
+        "{}: shadowed by {} (earlier in the search path), which provides plugin `{name}` too; \
+         this file is not used: remove it, or put its directory first to use it instead",
+        path.display(),
+        first.display()
+    )]
+    Shadowed {
+        /// The file.
+        path: PathBuf,
+        /// The plugin name both files carry.
+        name: String,
+        /// The file that wins: first in path order.
+        first: PathBuf,
+    },
     /// A plugin file carries the name of a plugin compiled into the host.
     #[error("{}: plugin `{name}` is built into this host; rename this plugin, or let it replace the builtin (`--replace-builtin {name}`, `Host::with_replaceable_builtin`)", path.display())]
     DuplicateBuiltin {
@@ -158,6 +173,24 @@ pub enum PluginError {
         /// What ran out and how to fix it.
         detail: String,
     },
+    /// The plugin declared its capabilities, then registered one it did not declare.
+    #[error(
+        "{}: plugin `{name}` registers {kind} `{capability}`, which it did not declare; none of \
+         its capabilities were registered: add it to the plugin's Cargo.toml \
+         (`[package.metadata.plugin-host] capabilities = {{ {kind} = [\"{capability}\"] }}`, \
+         beside the others) and rebuild",
+        path.display()
+    )]
+    UndeclaredCapability {
+        /// The file.
+        path: PathBuf,
+        /// The plugin.
+        name: String,
+        /// The capability kind.
+        kind: String,
+        /// The capability name.
+        capability: String,
+    },
     /// The plugin registered a capability another plugin already provides.
     #[error(
         "{}: plugin `{name}` registers {kind} `{capability}`, which plugin `{holder}` already \
@@ -196,13 +229,14 @@ impl PluginError {
         match self {
             PluginError::Read(e) => e.reason(),
             PluginError::Rejected { reason, .. } | PluginError::Load { reason, .. } => *reason,
-            PluginError::Duplicate { .. } | PluginError::DuplicateBuiltin { .. } => {
-                ReasonCode::DuplicatePlugin
-            }
+            PluginError::Duplicate { .. }
+            | PluginError::DuplicateBuiltin { .. }
+            | PluginError::Shadowed { .. } => ReasonCode::DuplicatePlugin,
             PluginError::SameFile { reason, .. } => *reason,
             PluginError::NameMismatch { .. } => ReasonCode::NameMismatch,
             PluginError::Resources { .. } => ReasonCode::LoadFailed,
             PluginError::InvalidCapability { .. } => ReasonCode::InvalidCapability,
+            PluginError::UndeclaredCapability { .. } => ReasonCode::UndeclaredCapability,
             PluginError::CapabilityTwice { .. } => ReasonCode::CapabilityConflict,
             PluginError::RegisterFailed { .. } | PluginError::ForeignKind { .. } => {
                 ReasonCode::RegisterFailed

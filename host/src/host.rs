@@ -89,6 +89,9 @@ pub struct Host {
     pub(crate) builtins: crate::builtin::Builtins,
     pub(crate) settings: crate::settings::Settings,
     pub(crate) trust: crate::trust::Trust,
+    pub(crate) lazy: crate::lazy::Index,
+    pub(crate) lazy_reports: Vec<PluginReport>,
+    pub(crate) index_cache: Option<PathBuf>,
 }
 
 /// See [`Host::with_before_load`].
@@ -100,6 +103,7 @@ pub const DEFAULT_HANG_WARNING: Duration = Duration::from_secs(5);
 /// The outcome of the first path to a file in a scan, for the other paths to it.
 struct Seen {
     first: PathBuf,
+    status: Status,
     reason: Option<ReasonCode>,
     message: Option<String>,
 }
@@ -122,6 +126,9 @@ impl Host {
             builtins: Default::default(),
             settings: Default::default(),
             trust: Default::default(),
+            lazy: Default::default(),
+            lazy_reports: Vec::new(),
+            index_cache: None,
         }
     }
 
@@ -259,6 +266,7 @@ impl Host {
             if let Some(id) = id {
                 seen.entry(id).or_insert_with(|| Seen {
                     first: report.path.clone(),
+                    status: report.status,
                     reason: report.reason,
                     message: report.message.clone(),
                 });
@@ -301,7 +309,12 @@ impl Host {
                 reason,
                 message,
             };
-            return (report.with_error(Status::Rejected, error), None);
+            // A path to a plugin in use (or shadowed) is shadowed by the first path to it.
+            let status = match first.status {
+                Status::Rejected | Status::Failed => Status::Rejected,
+                _ => Status::Shadowed,
+            };
+            return (report.with_error(status, error), None);
         }
         let len = meta.len();
         let provenance = match read_sized(path, &file, len) {
@@ -378,12 +391,20 @@ impl Host {
             .or_else(|| Some((verified_names.get(&provenance.name)?.clone(), false)));
         if let Some((first, builtin)) = first {
             let (path, name) = (path.to_owned(), provenance.name.clone());
-            let error = if builtin {
-                PluginError::DuplicateBuiltin { path, name }
+            // A builtin's name taken by a file is a conflict to resolve; a file that repeats
+            // a plugin found earlier in the search path is shadowed by it.
+            let (status, error) = if builtin {
+                (
+                    Status::Rejected,
+                    PluginError::DuplicateBuiltin { path, name },
+                )
             } else {
-                PluginError::Duplicate { path, name, first }
+                (
+                    Status::Shadowed,
+                    PluginError::Shadowed { path, name, first },
+                )
             };
-            return (report.with_error(Status::Rejected, error), None);
+            return (report.with_error(status, error), None);
         }
         report.status = Status::Verified;
         (
@@ -483,6 +504,19 @@ impl Host {
                 name,
                 kind,
                 capability,
+            };
+            return report.with_error(Status::Failed, error);
+        }
+        let undeclared = registration
+            .staged
+            .iter()
+            .find(|c| provenance.declares(c.kind(), c.name()) == Some(false));
+        if let Some(c) = undeclared {
+            let error = PluginError::UndeclaredCapability {
+                path,
+                name,
+                kind: c.kind().to_owned(),
+                capability: c.name().to_owned(),
             };
             return report.with_error(Status::Failed, error);
         }

@@ -21,6 +21,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! To open only what is used, [`Host::index`] builds a capability index from the plugins'
+//! declared capabilities (read from provenance, nothing loaded) and [`Host::get_lazy`] loads
+//! the one library that declares a capability on its first use (see [`lazy`]).
+//!
 //! Safety notes: a verified plugin is trusted native code running in this process. Its
 //! panics are caught and reported, but an abort or a crash in it takes the host down, and
 //! loaded libraries are never unloaded.
@@ -30,6 +34,7 @@ pub mod config;
 mod discover;
 mod error;
 mod host;
+pub mod lazy;
 pub mod limits;
 mod load;
 mod log_bridge;
@@ -52,6 +57,7 @@ pub use builtin::BUILTIN_PATH;
 pub use discover::{discover, DiscoverError, LIBRARY_SUFFIX};
 pub use error::PluginError;
 pub use host::{Host, HostIdentity, LoadedPlugin, ScanMode, DEFAULT_HANG_WARNING};
+pub use lazy::{IndexedPlugin, IndexedState, LazyError};
 pub use map::LoadFrom;
 pub use policy::{
     api_compatible, dependency_line, dependency_source, judge, judge_with, toolchain_name, Check,

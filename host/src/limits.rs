@@ -19,18 +19,7 @@ pub const MAX_CAPABILITIES: usize = 4096;
 
 /// Checks a decoded provenance record against the bounds above; `Err` says what is wrong.
 pub(crate) fn check_provenance(p: &Provenance) -> Result<(), String> {
-    let name_ok = !p.name.is_empty()
-        && p.name.len() <= MAX_PLUGIN_NAME
-        && p.name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if !name_ok {
-        return Err(format!(
-            "the plugin name {} is not a Cargo package name (1 to {MAX_PLUGIN_NAME} ASCII \
-             letters, digits, `-` or `_`)",
-            describe(&p.name)
-        ));
-    }
+    check_name(&p.name)?;
     let fields = [
         ("target", p.target.as_str()),
         ("rustc release", &p.rustc.release),
@@ -67,6 +56,53 @@ pub(crate) fn check_provenance(p: &Provenance) -> Result<(), String> {
     }
     for d in &p.dependencies {
         check_field("dependency", d.as_str())?;
+    }
+    if let Some(declared) = &p.capabilities {
+        check_declared(declared)?;
+    }
+    Ok(())
+}
+
+/// The declared capabilities: at most [`MAX_CAPABILITIES`] in all (and as many kinds), each
+/// kind and name as a registered one must be.
+pub(crate) fn check_declared(
+    declared: &std::collections::BTreeMap<String, Vec<String>>,
+) -> Result<(), String> {
+    let count = declared.values().map(Vec::len).sum::<usize>() + declared.len();
+    if count > MAX_CAPABILITIES {
+        return Err(format!(
+            "it declares {} capabilities of {} kinds, more than {MAX_CAPABILITIES} in all",
+            count - declared.len(),
+            declared.len()
+        ));
+    }
+    for (kind, names) in declared {
+        capability_name(kind.as_bytes()).map_err(|e| {
+            format!(
+                "it declares a capability kind that is {}",
+                e.trim_start_matches("a capability ")
+            )
+        })?;
+        for name in names {
+            capability_name(name.as_bytes()).map_err(|e| format!("it declares {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// A plugin name: a Cargo package name of at most [`MAX_PLUGIN_NAME`] bytes.
+pub(crate) fn check_name(name: &str) -> Result<(), String> {
+    let name_ok = !name.is_empty()
+        && name.len() <= MAX_PLUGIN_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !name_ok {
+        return Err(format!(
+            "the plugin name {} is not a Cargo package name (1 to {MAX_PLUGIN_NAME} ASCII \
+             letters, digits, `-` or `_`)",
+            describe(name)
+        ));
     }
     Ok(())
 }
@@ -144,5 +180,25 @@ mod tests {
             assert!(!err.contains('\x1b'), "{err}");
         }
         assert!(capability_name(&[b'a'; MAX_CAPABILITY_NAME]).is_ok());
+    }
+
+    #[test]
+    fn declared_capabilities_are_bounded() {
+        use std::collections::BTreeMap;
+        let one = |kind: &str, names: Vec<String>| BTreeMap::from([(kind.to_owned(), names)]);
+        assert!(check_declared(&one("command", vec!["hello".into()])).is_ok());
+        assert!(check_declared(&BTreeMap::new()).is_ok());
+        let many = (0..MAX_CAPABILITIES).map(|i| format!("c{i}")).collect();
+        let err = check_declared(&one("command", many)).unwrap_err();
+        assert!(err.contains("more than 4096"), "{err}");
+        let err = check_declared(&one("command", vec!["n".repeat(200)])).unwrap_err();
+        assert!(
+            err.starts_with("it declares a capability name of 200 bytes"),
+            "{err}"
+        );
+        let err = check_declared(&one("x\u{1b}[2J", vec![])).unwrap_err();
+        assert!(err.contains("kind") && !err.contains('\x1b'), "{err}");
+        let err = check_declared(&one("", vec![])).unwrap_err();
+        assert!(err.contains("kind"), "{err}");
     }
 }

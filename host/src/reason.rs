@@ -60,7 +60,8 @@ reason_codes! {
     RegisterFailed = "register-failed";
     /// The plugin's `register` panicked (caught on the plugin side).
     RegisterPanicked = "register-panicked";
-    /// A plugin of the same name is already loaded.
+    /// A plugin of the same name is already loaded, is built into the host, or comes earlier
+    /// in the search path (this file is then `shadowed`).
     DuplicatePlugin = "duplicate-plugin";
     /// A file configured for one plugin (`[plugins.NAME] path`) carries another plugin's name.
     NameMismatch = "name-mismatch";
@@ -81,6 +82,9 @@ reason_codes! {
     InvalidSignature = "invalid-signature";
     /// The plugin is signed by a key that is not trusted, and signatures are required.
     UntrustedKey = "untrusted-key";
+    /// The plugin declared its capabilities (`[package.metadata.plugin-host]`) and then
+    /// registered one it did not declare.
+    UndeclaredCapability = "undeclared-capability";
 }
 
 impl ReasonCode {

@@ -27,6 +27,9 @@ pub enum Status {
     /// Loaded, then failed (layout check, registration, conflict); its capabilities were not
     /// registered, but its code did run.
     Failed,
+    /// Not used: a file earlier in the search path provides a plugin of the same name (the
+    /// message says where); nothing of this file was loaded. Reason code `duplicate-plugin`.
+    Shadowed,
 }
 
 impl Status {
@@ -39,6 +42,7 @@ impl Status {
             Status::Rejected => "rejected",
             Status::Disabled => "disabled",
             Status::Failed => "failed",
+            Status::Shadowed => "shadowed",
         }
     }
 }

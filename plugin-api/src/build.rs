@@ -12,7 +12,8 @@
 //! profile, the panic strategy, the enabled features, and the crates that will be linked into
 //! the artifact as `cargo tree -e normal,no-proc-macro` reports them for this target — and
 //! a content digest of every path dependency among them (so a changed copy of a shared crate
-//! at the same version is told apart), and writes the framed blob to `$OUT_DIR/plugin-provenance-{unwind,abort}.bin`, where [`crate::export_plugin!`]
+//! at the same version is told apart), and the capabilities the crate declares in its
+//! `Cargo.toml` (see [`declared_capabilities`]), and writes the framed blob to `$OUT_DIR/plugin-provenance-{unwind,abort}.bin`, where [`crate::export_plugin!`]
 //! and [`crate::provenance_blob!`] pick it up.
 
 use std::collections::BTreeMap;
@@ -127,7 +128,9 @@ fn collect(manifest_dir: &Path) -> Result<(Provenance, Vec<PathBuf>), String> {
             .ok_or_else(|| format!("{name} does not link `{krate}`; plugins and hosts must"))?
             .map_err(|e| format!("bad version of {krate}: {e}"))
     };
+    let capabilities = declared_capabilities(&cargo_metadata(manifest_dir)?, &name, &version)?;
     let provenance = Provenance {
+        capabilities,
         plugin_api: linked("plugin-api")?,
         abi_stable: linked("abi_stable")?,
         version: version
@@ -353,6 +356,86 @@ fn linked_dependencies(
     Ok(deps)
 }
 
+/// `cargo metadata --no-deps` of the package's manifest (nothing is resolved or fetched).
+fn cargo_metadata(manifest_dir: &Path) -> Result<String, String> {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(&cargo)
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--offline",
+        ])
+        .arg("--manifest-path")
+        .arg(manifest_dir.join("Cargo.toml"))
+        .env_remove("CARGO_TARGET_DIR")
+        .output()
+        .map_err(|e| format!("cannot run `{cargo} metadata`: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "`cargo metadata` failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    String::from_utf8(output.stdout).map_err(|_| "`cargo metadata` printed no UTF-8".to_owned())
+}
+
+/// The capabilities package `name` `version` declares, from `cargo metadata` JSON: its
+/// manifest's
+///
+/// ```toml
+/// [package.metadata.plugin-host]
+/// capabilities = { command = ["hello"], transform = ["redact"] }
+/// ```
+///
+/// (or the same as a `[package.metadata.plugin-host.capabilities]` table): by kind, each
+/// list sorted and de-duplicated. `None` when the manifest has no `capabilities` there (the
+/// plugin declares nothing and may register anything); `Err` when it is not a table of
+/// lists of strings.
+pub fn declared_capabilities(
+    metadata: &str,
+    name: &str,
+    version: &str,
+) -> Result<Option<BTreeMap<String, Vec<String>>>, String> {
+    let metadata: serde_json::Value = serde_json::from_str(metadata)
+        .map_err(|e| format!("`cargo metadata` printed no JSON: {e}"))?;
+    let package = metadata["packages"]
+        .as_array()
+        .and_then(|packages| {
+            packages
+                .iter()
+                .find(|p| p["name"] == name && p["version"] == version)
+        })
+        .ok_or_else(|| format!("`cargo metadata` does not list {name} {version}"))?;
+    let Some(declared) = package["metadata"]
+        .get("plugin-host")
+        .and_then(|table| table.get("capabilities"))
+    else {
+        return Ok(None);
+    };
+    let wrong = || {
+        format!(
+            "[package.metadata.plugin-host] capabilities of {name} must be a table of kinds, \
+             each a list of capability names, e.g. capabilities = {{ command = [\"hello\"] }}"
+        )
+    };
+    let table = declared.as_object().ok_or_else(wrong)?;
+    let mut capabilities = BTreeMap::new();
+    for (kind, names) in table {
+        let mut names = names
+            .as_array()
+            .ok_or_else(wrong)?
+            .iter()
+            .map(|n| n.as_str().map(str::to_owned).ok_or_else(wrong))
+            .collect::<Result<Vec<_>, _>>()?;
+        names.sort();
+        names.dedup();
+        capabilities.insert(kind.clone(), names);
+    }
+    Ok(Some(capabilities))
+}
+
 /// Parses `cargo tree --prefix none --format {p}` output into a sorted, de-duplicated list.
 pub fn parse_cargo_tree(text: &str) -> Result<Vec<Dependency>, String> {
     let mut deps = Vec::new();
@@ -470,6 +553,40 @@ mod tests {
         // Whole components only, and no mapping: unchanged.
         assert_eq!(at("/home/ada/hostile"), None);
         assert!(remap_path_prefixes(&["-Copt-level=3".to_owned()]).is_empty());
+    }
+
+    #[test]
+    fn reads_declared_capabilities() {
+        let metadata = |meta: &str| {
+            format!(
+                r#"{{"packages":[{{"name":"other","version":"0.1.0","metadata":{{"plugin-host":{{"capabilities":{{"command":["x"]}}}}}}}},{{"name":"hello","version":"0.1.0","metadata":{meta}}}],"version":1}}"#
+            )
+        };
+        let declared = declared_capabilities(
+            &metadata(r#"{"plugin-host":{"capabilities":{"command":["hi","hello","hi"],"transform":[]}}}"#),
+            "hello",
+            "0.1.0",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(declared["command"], ["hello", "hi"]);
+        assert!(declared["transform"].is_empty());
+        for absent in ["null", "{}", r#"{"plugin-host":{}}"#, r#"{"docs":1}"#] {
+            assert_eq!(
+                declared_capabilities(&metadata(absent), "hello", "0.1.0"),
+                Ok(None),
+                "{absent}"
+            );
+        }
+        for bad in [
+            r#"{"plugin-host":{"capabilities":["hello"]}}"#,
+            r#"{"plugin-host":{"capabilities":{"command":"hello"}}}"#,
+            r#"{"plugin-host":{"capabilities":{"command":[1]}}}"#,
+        ] {
+            let err = declared_capabilities(&metadata(bad), "hello", "0.1.0").unwrap_err();
+            assert!(err.contains("must be a table of kinds"), "{err}");
+        }
+        assert!(declared_capabilities(&metadata("null"), "nope", "0.1.0").is_err());
     }
 
     #[test]

@@ -40,6 +40,28 @@ pub struct Provenance {
     /// ignore fields they do not know), so it is optional both ways.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub digests: BTreeMap<String, String>,
+    /// The capabilities the plugin declares it registers, by kind (`command`, `transform`, an
+    /// application's own kinds), each list sorted: what the host indexes to load the plugin
+    /// only when one of them is first used, and all the plugin may register. Written from the
+    /// crate's `[package.metadata.plugin-host] capabilities = { kind = ["name", ...] }`.
+    /// `None` (absent from the record) means "not declared": records of older recorders and
+    /// crates without the table; such a plugin may register anything, and a lazy host loads
+    /// it up front. `Some` of an empty map declares that it registers nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<BTreeMap<String, Vec<String>>>,
+}
+
+impl Provenance {
+    /// Whether the plugin declared capability `name` of kind `kind`: `None` when it declared
+    /// nothing at all (see [`Self::capabilities`]).
+    pub fn declares(&self, kind: &str, name: &str) -> Option<bool> {
+        let declared = self.capabilities.as_ref()?;
+        Some(
+            declared
+                .get(kind)
+                .is_some_and(|names| names.iter().any(|n| n == name)),
+        )
+    }
 }
 
 /// The `rustc -vV` facts of the compiler used.
@@ -293,6 +315,7 @@ mod tests {
             features: vec![],
             dependencies: vec![Dependency::new("log", "0.4.35", None)],
             digests: BTreeMap::new(),
+            capabilities: None,
         }
     }
 
@@ -346,6 +369,33 @@ mod tests {
         assert!(!json.contains("digests"), "{json}");
         p.digests.insert("kinds 0.1.0".into(), "sha256:00".into());
         assert_eq!(Provenance::decode(&p.encode()).unwrap(), p);
+    }
+
+    #[test]
+    fn declared_capabilities_are_optional_both_ways() {
+        let mut p = sample();
+        let json = String::from_utf8(serde_json::to_vec(&p).unwrap()).unwrap();
+        assert!(!json.contains("capabilities"), "{json}");
+        assert_eq!(p.declares("command", "hello"), None);
+        p.capabilities = Some(BTreeMap::from([(
+            "command".to_owned(),
+            vec!["hello".to_owned()],
+        )]));
+        let json = String::from_utf8(serde_json::to_vec(&p).unwrap()).unwrap();
+        assert!(
+            json.contains(r#""capabilities":{"command":["hello"]}"#),
+            "{json}"
+        );
+        assert_eq!(Provenance::decode(&p.encode()).unwrap(), p);
+        assert_eq!(p.declares("command", "hello"), Some(true));
+        assert_eq!(p.declares("command", "bye"), Some(false));
+        assert_eq!(p.declares("transform", "hello"), Some(false));
+        p.capabilities = Some(BTreeMap::new());
+        assert_eq!(
+            Provenance::decode(&p.encode()).unwrap(),
+            p,
+            "declared: none"
+        );
     }
 
     #[test]

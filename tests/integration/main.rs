@@ -14,6 +14,7 @@ mod configured;
 mod docs;
 mod embedding;
 mod hostile;
+mod lazy;
 mod loading;
 mod malformed;
 mod provenance;

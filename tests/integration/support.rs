@@ -49,6 +49,8 @@ pub fn cli_with(args: &[&str], env: &[(&str, &Path)], stdin: Option<&[u8]>) -> O
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_plugin-host"));
     cmd.args(args)
         .env("PLUGIN_HOST_LOG", "info")
+        // The index cache of `run` and `transform`: the tests', not the user's.
+        .env("XDG_CACHE_HOME", crate::fixtures::tmp().join("xdg-cache"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

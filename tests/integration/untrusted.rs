@@ -236,7 +236,7 @@ fn each_file_is_judged_once_per_scan() {
         "not judged again"
     );
 
-    // A link to a loaded plugin is a duplicate of it, and is not loaded twice.
+    // A link to a loaded plugin is shadowed by the first path to it, and not loaded twice.
     let dir = plugin_dir(&["hello"]);
     let hello = dir.path().join(file_name("hello"));
     std::fs::hard_link(&hello, dir.path().join("libzz.so")).unwrap();
@@ -244,7 +244,7 @@ fn each_file_is_judged_once_per_scan() {
     assert_eq!(entry(&scan, &file_name("hello"))["status"], "loaded");
     assert_outcome(
         entry(&scan, "libzz.so"),
-        "rejected",
+        "shadowed",
         "duplicate-plugin",
         &["the same file as"],
     );

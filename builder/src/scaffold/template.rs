@@ -46,6 +46,11 @@ version = "0.1.0"
 edition = "2021"
 publish = false
 
+# The capabilities this plugin registers: the host indexes them to load the plugin only when
+# one is first used, and refuses a registration not listed here (`undeclared-capability`).
+[package.metadata.plugin-host]
+capabilities = {{ {kind} = ["{name}"] }}
+
 [lib]
 # cdylib: the library the host loads; rlib: so `cargo test` tests it in-process.
 crate-type = ["cdylib", "rlib"]
@@ -67,6 +72,10 @@ panic = "{panic}"
 [workspace]
 "#,
         name = v.name,
+        kind = match v.kind {
+            Kind::Command => "command",
+            Kind::Transform => "transform",
+        },
         api = v.plugin_api,
         host = v.host.name,
         version = v.host.version,

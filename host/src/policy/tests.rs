@@ -27,6 +27,7 @@ fn record(deps: &[&str]) -> Provenance {
         features: vec![],
         dependencies: deps.iter().map(|d| Dependency::parse(d).unwrap()).collect(),
         digests: BTreeMap::new(),
+        capabilities: None,
     }
 }
 

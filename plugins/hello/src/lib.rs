@@ -6,7 +6,9 @@
 //! ```
 //!
 //! Its configuration, when the host gives one, is the name to register the command under
-//! (`--plugin-config hello=greet`), so that several copies can live side by side.
+//! (`--plugin-config hello=greet`), so that several copies can live side by side; such a copy
+//! must declare that name in its `[package.metadata.plugin-host]` table (a copy built with
+//! it), or the host refuses it (`undeclared-capability`).
 
 mod greet;
 

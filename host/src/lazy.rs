@@ -1,0 +1,524 @@
+//! Lazy loading: a capability index built from provenance alone, and libraries loaded only
+//! when one of their capabilities is first used.
+//!
+//! [`Host::index`] discovers the plugin files of the search path and reads each one's
+//! provenance (no trust step, no judging, nothing loaded). A plugin that declares its
+//! capabilities (`[package.metadata.plugin-host] capabilities = { command = ["hello"] }` in
+//! its `Cargo.toml`, recorded by `plugin_api::build::record`) is indexed under each of them.
+//! [`Host::get_lazy`] (or [`Host::load_capability`]) then finds the plugin that declared the
+//! capability asked for and takes it through the normal path — open, read, trust, judge, load,
+//! register — exactly as [`Host::load`] does: the index only chooses which file to verify.
+//!
+//! Rules:
+//! - **Path order wins.** Directories in the order given, files by name within each. When two
+//!   files carry the same plugin name, the first is used and the others are reported
+//!   [`Status::Shadowed`], naming the first. When two plugins declare the same capability,
+//!   the first is loaded; the next is tried only if the first cannot be used. Loading a
+//!   plugin loads first the plugins earlier in path order that declare one of its
+//!   capabilities too, so an overlap ends as in a scan: the later plugin is refused
+//!   (`capability-conflict`).
+//! - **Undeclared plugins are loaded up front.** A plugin without a declaration (built by an
+//!   older recorder, or without the table) cannot be indexed: `index` loads it at once, as
+//!   a scan would. So is nothing else.
+//! - **Builtins** are registered by `index` (as by a scan), before any file.
+//! - A capability already in the registry (a builtin's, an undeclared plugin's, or one loaded
+//!   earlier) is used as it is.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use plugin_api::CapabilityKind;
+
+mod cache;
+
+use crate::discover::{discover, DiscoverError};
+use crate::error::PluginError;
+use crate::host::Host;
+use crate::reason::ReasonCode;
+use crate::registry::LookupError;
+use crate::report::{PluginReport, Status};
+
+/// A plugin file the index knows by its declaration.
+#[derive(Debug, Clone)]
+pub struct IndexedPlugin {
+    /// The file, as found in the search path.
+    pub path: PathBuf,
+    /// Its plugin name.
+    pub name: String,
+    /// The capabilities it declares, by kind.
+    pub capabilities: BTreeMap<String, Vec<String>>,
+    /// What became of it so far.
+    pub state: IndexedState,
+}
+
+/// Whether an indexed plugin was loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IndexedState {
+    /// Not loaded: none of its capabilities was asked for yet.
+    Pending,
+    /// Verified, loaded and registered.
+    Loaded,
+    /// Tried, and refused or failed: the reason and message of its report.
+    Refused(ReasonCode, String),
+}
+
+/// The capability index of a host (see the module documentation).
+#[derive(Debug, Default)]
+pub(crate) struct Index {
+    plugins: Vec<IndexedPlugin>,
+    /// `(kind, capability)` → the indexed plugins that declare it, in path order.
+    by_capability: HashMap<(String, String), Vec<usize>>,
+    /// Every plugin name met so far → the first file carrying it.
+    names: HashMap<String, PathBuf>,
+}
+
+/// What the index made of one file.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Placed {
+    /// Indexed under its declared capabilities.
+    Indexed,
+    /// A file earlier in path order carries the same plugin name.
+    Shadowed(PathBuf),
+    /// It declares nothing: to be loaded now.
+    Undeclared,
+}
+
+impl Index {
+    /// Places one file (in path order) by its provenance.
+    pub(crate) fn add(
+        &mut self,
+        path: &Path,
+        name: &str,
+        declared: Option<&BTreeMap<String, Vec<String>>>,
+    ) -> Placed {
+        if let Some(first) = self.names.get(name) {
+            return Placed::Shadowed(first.clone());
+        }
+        self.names.insert(name.to_owned(), path.to_owned());
+        let Some(declared) = declared else {
+            return Placed::Undeclared;
+        };
+        let at = self.plugins.len();
+        for (kind, names) in declared {
+            for name in names {
+                self.by_capability
+                    .entry((kind.clone(), name.clone()))
+                    .or_default()
+                    .push(at);
+            }
+        }
+        self.plugins.push(IndexedPlugin {
+            path: path.to_owned(),
+            name: name.to_owned(),
+            capabilities: declared.clone(),
+            state: IndexedState::Pending,
+        });
+        Placed::Indexed
+    }
+
+    /// The indexed plugins declaring `(kind, name)`, in path order.
+    pub(crate) fn candidates(&self, kind: &str, name: &str) -> Vec<usize> {
+        self.by_capability
+            .get(&(kind.to_owned(), name.to_owned()))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The capability names of `kind` that indexed plugins not refused declare.
+    pub(crate) fn names(&self, kind: &str) -> Vec<String> {
+        self.plugins
+            .iter()
+            .filter(|p| !matches!(p.state, IndexedState::Refused(..)))
+            .filter_map(|p| p.capabilities.get(kind))
+            .flatten()
+            .cloned()
+            .collect()
+    }
+}
+
+/// Why [`Host::load_capability`] could not make a capability available.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LazyError {
+    /// No plugin provides it, or it is there but unusable (see [`LookupError`]).
+    #[error(transparent)]
+    Lookup(#[from] LookupError),
+    /// The plugin that declares it was refused or failed (and so was every other that
+    /// declares it): the reason and message of its report.
+    #[error("{kind} `{name}` is declared by plugin `{plugin}`, which could not be used: {message} [{reason}]")]
+    Refused {
+        /// The kind asked for.
+        kind: String,
+        /// The capability asked for.
+        name: String,
+        /// The plugin tried (the first in path order, when several were).
+        plugin: String,
+        /// Its file.
+        path: PathBuf,
+        /// Its report's reason code.
+        reason: ReasonCode,
+        /// Its report's message.
+        message: String,
+    },
+    /// The plugin that declares it loaded and registered, but did not register it.
+    #[error(
+        "plugin `{plugin}` ({}) declares {kind} `{name}` but did not register it (it \
+         registered: {}); report it to the plugin's author",
+        path.display(),
+        if registered.is_empty() { "nothing".to_owned() } else { registered.join(", ") }
+    )]
+    NotRegistered {
+        /// The kind asked for.
+        kind: String,
+        /// The capability asked for.
+        name: String,
+        /// The plugin.
+        plugin: String,
+        /// Its file.
+        path: PathBuf,
+        /// What it did register, as `kind:name`.
+        registered: Vec<String>,
+    },
+}
+
+impl LazyError {
+    /// The reason code behind the error, when there is one.
+    pub fn reason(&self) -> Option<ReasonCode> {
+        match self {
+            LazyError::Lookup(e) => e.reason(),
+            LazyError::Refused { reason, .. } => Some(*reason),
+            LazyError::NotRegistered { .. } => None,
+        }
+    }
+}
+
+impl Host {
+    /// Builds the capability index of `dirs` (in order) from provenance alone, registering
+    /// the builtins first and loading at once the plugins that declare no capabilities (see
+    /// the [module documentation](crate::lazy)). Returns the reports of what was decided now:
+    /// builtins, files refused for unreadable provenance, shadowed files, files that take a
+    /// builtin's name, and the plugins loaded up front. The indexed plugins are not reported
+    /// until they are loaded ([`Host::lazy_reports`]); [`Host::indexed`] lists them.
+    ///
+    /// Calling it again adds more directories after those already indexed.
+    pub fn index(&mut self, dirs: &[impl AsRef<Path>]) -> Result<Vec<PluginReport>, DiscoverError> {
+        let paths = self.candidates(discover(dirs)?);
+        let mut reports = self.register_builtins(&paths);
+        let mut cache = self.index_cache.clone().map(cache::Cache::load);
+        for path in paths {
+            let cached = cache.as_mut().and_then(|c| c.get(&path));
+            let (name, version, declared) = match cached {
+                Some(e) => (e.name, e.version, e.capabilities),
+                None => match crate::read::read_provenance(&path) {
+                    Ok(p) => {
+                        if let Some(cache) = &mut cache {
+                            cache.put(&path, &p);
+                        }
+                        (p.name, p.version.to_string(), p.capabilities)
+                    }
+                    Err(e) => {
+                        let report = PluginReport::new(path);
+                        reports.push(report.with_error(Status::Rejected, e.into()));
+                        continue;
+                    }
+                },
+            };
+            let misnamed = self.configured_name(&path).is_some_and(|n| n != name);
+            if misnamed || self.is_disabled(&name) {
+                // Refused or disabled by the configuration: reported as a scan would, and
+                // never indexed.
+                reports.push(self.verify(&path));
+                continue;
+            }
+            if self.plugins().iter().any(|p| p.builtin && *p.name == name) {
+                // Not replaceable (a replaced builtin was never registered): a conflict,
+                // judged as a scan would.
+                reports.push(self.verify(&path));
+                continue;
+            }
+            match self.lazy.add(&path, &name, declared.as_ref()) {
+                Placed::Indexed => {
+                    tracing::debug!("indexed plugin `{name}` ({})", path.display());
+                }
+                Placed::Shadowed(first) => {
+                    let mut report = PluginReport::new(path.clone());
+                    report.name = Some(name.clone());
+                    report.version = Some(version);
+                    let error = PluginError::Shadowed { path, name, first };
+                    reports.push(report.with_error(Status::Shadowed, error));
+                }
+                Placed::Undeclared => {
+                    tracing::debug!(
+                        "plugin `{name}` ({}) declares no capabilities: loading it now",
+                        path.display()
+                    );
+                    reports.push(self.load(&path));
+                }
+            }
+        }
+        if let Some(cache) = cache {
+            let dirs: Vec<PathBuf> = dirs.iter().map(|d| d.as_ref().to_owned()).collect();
+            cache.save(&dirs);
+        }
+        Ok(reports)
+    }
+
+    /// Keeps what [`Host::index`] reads from each file in a cache file at `path` (e.g.
+    /// `$XDG_CACHE_HOME/<app>/index.json`), so the next index `stat`s each file instead of
+    /// reading its provenance. An entry counts only for the very file it was made from (same
+    /// device, inode, size, modification and change times); even a stale one only chooses
+    /// which library to verify, which is then read, trusted and judged afresh before loading.
+    pub fn with_index_cache(mut self, path: impl Into<PathBuf>) -> Self {
+        self.index_cache = Some(path.into());
+        self
+    }
+
+    /// The plugins in the index, in path order, and whether each was loaded.
+    pub fn indexed(&self) -> &[IndexedPlugin] {
+        &self.lazy.plugins
+    }
+
+    /// The reports of the plugins loaded (or tried) on first use, in that order.
+    pub fn lazy_reports(&self) -> &[PluginReport] {
+        &self.lazy_reports
+    }
+
+    /// Makes capability `name` of kind `kind` available in the [`Host::registry`]: at once if
+    /// it is there, else by verifying, loading and registering the indexed plugin that
+    /// declares it (the next one in path order if that one is refused or does not register
+    /// it). No other library is opened, but for earlier plugins declaring one of the same
+    /// capabilities (see the module documentation).
+    pub fn load_capability(&mut self, kind: &str, name: &str) -> Result<(), LazyError> {
+        if self.registry().provider(kind, name).is_some() {
+            return Ok(());
+        }
+        // The first failure in path order, should no other plugin provide it.
+        let mut failure = None;
+        for at in self.lazy.candidates(kind, name) {
+            let state = match &self.lazy.plugins[at].state {
+                IndexedState::Pending => self.load_indexed(at),
+                done => done.clone(),
+            };
+            if state == IndexedState::Loaded && self.registry().provider(kind, name).is_some() {
+                return Ok(());
+            }
+            let plugin = &self.lazy.plugins[at];
+            let (path, plugin_name) = (plugin.path.clone(), plugin.name.clone());
+            let error = match state {
+                IndexedState::Refused(reason, message) => LazyError::Refused {
+                    kind: kind.to_owned(),
+                    name: name.to_owned(),
+                    plugin: plugin_name,
+                    path,
+                    reason,
+                    message,
+                },
+                // Loaded without it: the declaration lied, or the index entry was stale.
+                _ => self.not_registered(kind, name, plugin_name, path),
+            };
+            failure.get_or_insert(error);
+        }
+        if let Some(error) = failure {
+            return Err(error);
+        }
+        let mut available = self.registry().names(kind);
+        available.extend(self.lazy.names(kind));
+        available.sort();
+        available.dedup();
+        Err(LookupError::NotFound {
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+            available,
+        }
+        .into())
+    }
+
+    /// Loads indexed plugin `at`, after the plugins earlier in path order that declare one of
+    /// its capabilities too: as in a scan, where the earlier one registers first and the later
+    /// one is then refused (`capability-conflict`), so an overlap is reported, not hidden by
+    /// laziness. Only a misconfigured search path pays for those extra loads.
+    fn load_indexed(&mut self, at: usize) -> IndexedState {
+        let mut earlier: Vec<usize> = self.lazy.plugins[at]
+            .capabilities
+            .iter()
+            .flat_map(|(kind, names)| names.iter().map(move |n| (kind, n)))
+            .flat_map(|(kind, name)| self.lazy.candidates(kind, name))
+            .filter(|&j| j < at)
+            .collect();
+        earlier.sort_unstable();
+        earlier.dedup();
+        for j in earlier {
+            if self.lazy.plugins[j].state == IndexedState::Pending {
+                self.load_indexed(j);
+            }
+        }
+        let path = self.lazy.plugins[at].path.clone();
+        let report = self.load(&path);
+        let state = match (&report.reason, &report.message) {
+            (Some(reason), Some(message)) => IndexedState::Refused(*reason, message.clone()),
+            _ => IndexedState::Loaded,
+        };
+        self.lazy.plugins[at].state = state.clone();
+        self.lazy_reports.push(report);
+        state
+    }
+
+    /// [`Host::load_capability`] of `K`'s kind, then the capability as `K`'s type
+    /// ([`crate::Registry::get`], layout check included).
+    pub fn get_lazy<K: CapabilityKind>(&mut self, name: &str) -> Result<&K::Object, LazyError> {
+        self.load_capability(K::KIND, name)?;
+        Ok(self.registry().get::<K>(name)?)
+    }
+
+    fn not_registered(&self, kind: &str, name: &str, plugin: String, path: PathBuf) -> LazyError {
+        let registered = self
+            .registry()
+            .list()
+            .into_iter()
+            .filter(|c| self.registry().provider(&c.kind, &c.name) == Some(plugin.as_str()))
+            .map(|c| format!("{}:{}", c.kind, c.name))
+            .collect();
+        LazyError::NotRegistered {
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+            plugin,
+            path,
+            registered,
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use plugin_api::provenance::Provenance;
+
+    pub(crate) fn provenance(name: &str, declared: Option<&[(&str, &[&str])]>) -> Provenance {
+        let blob = r#"{"name":"x","version":"0.1.0","plugin_api":"0.1.0","abi_stable":"0.11.3",
+            "rustc":{"release":"1.95.0","commit_hash":"h","commit_date":"d","channel":"stable","llvm":null},
+            "target":"t","profile":{"name":"debug","opt_level":"0","debug_assertions":true,"panic":"unwind"},
+            "features":[],"dependencies":[]}"#;
+        let mut p: Provenance = serde_json::from_str(blob).unwrap();
+        p.name = name.to_owned();
+        p.capabilities = declared.map(|kinds| {
+            kinds
+                .iter()
+                .map(|(k, names)| (k.to_string(), names.iter().map(|n| n.to_string()).collect()))
+                .collect()
+        });
+        p
+    }
+
+    #[test]
+    fn first_in_path_order_wins_and_later_names_are_shadowed() {
+        let mut index = Index::default();
+        let a = provenance("hello", Some(&[("command", &["hello"])]));
+        let b = provenance(
+            "redact",
+            Some(&[("transform", &["redact"]), ("command", &["hello"])]),
+        );
+        let old = provenance("wc", None);
+        assert_eq!(
+            index.add(
+                Path::new("/1/libhello.so"),
+                &a.name,
+                a.capabilities.as_ref()
+            ),
+            Placed::Indexed
+        );
+        assert_eq!(
+            index.add(
+                Path::new("/1/libredact.so"),
+                &b.name,
+                b.capabilities.as_ref()
+            ),
+            Placed::Indexed
+        );
+        assert_eq!(
+            index.add(
+                Path::new("/1/libwc.so"),
+                &old.name,
+                old.capabilities.as_ref()
+            ),
+            Placed::Undeclared
+        );
+        assert_eq!(
+            index.add(
+                Path::new("/2/libhello.so"),
+                &a.name,
+                a.capabilities.as_ref()
+            ),
+            Placed::Shadowed(PathBuf::from("/1/libhello.so"))
+        );
+        assert_eq!(
+            index.add(
+                Path::new("/2/libwc.so"),
+                &old.name,
+                old.capabilities.as_ref()
+            ),
+            Placed::Shadowed(PathBuf::from("/1/libwc.so")),
+            "an undeclared plugin shadows later files of its name too"
+        );
+        // Two plugins declare `command hello`: both are candidates, in path order.
+        assert_eq!(index.candidates("command", "hello"), [0, 1]);
+        assert_eq!(index.candidates("transform", "redact"), [1]);
+        assert!(index.candidates("transform", "hello").is_empty());
+        assert_eq!(index.plugins.len(), 2, "only declaring plugins are indexed");
+        let mut names = index.names("command");
+        names.sort();
+        assert_eq!(names, ["hello", "hello"]);
+        index.plugins[0].state = IndexedState::Refused(ReasonCode::RustcMismatch, "x".into());
+        assert_eq!(
+            index.names("command"),
+            ["hello"],
+            "refused ones are not offered"
+        );
+    }
+
+    #[test]
+    fn declaring_nothing_is_indexed_under_nothing() {
+        let mut index = Index::default();
+        let none = provenance("quiet", Some(&[]));
+        assert_eq!(
+            index.add(
+                Path::new("/1/libquiet.so"),
+                &none.name,
+                none.capabilities.as_ref()
+            ),
+            Placed::Indexed
+        );
+        assert!(index.by_capability.is_empty());
+        assert!(index.names("command").is_empty());
+    }
+
+    #[test]
+    fn errors_name_the_capability_and_the_fix() {
+        let refused = LazyError::Refused {
+            kind: "command".into(),
+            name: "hello".into(),
+            plugin: "hello".into(),
+            path: "/p/libhello.so".into(),
+            reason: ReasonCode::RustcMismatch,
+            message: "built by another rustc".into(),
+        };
+        assert_eq!(refused.reason(), Some(ReasonCode::RustcMismatch));
+        assert!(refused
+            .to_string()
+            .contains("command `hello` is declared by plugin `hello`"));
+        let missing = LazyError::NotRegistered {
+            kind: "command".into(),
+            name: "ghost".into(),
+            plugin: "liar".into(),
+            path: "/p/libliar.so".into(),
+            registered: vec!["command:real".into()],
+        };
+        let text = missing.to_string();
+        assert!(
+            text.contains("declares command `ghost` but did not register it"),
+            "{text}"
+        );
+        assert!(text.contains("command:real"), "{text}");
+        assert_eq!(missing.reason(), None);
+    }
+}

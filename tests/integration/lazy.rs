@@ -1,0 +1,352 @@
+//! Lazy loading: `run` and `transform` open only the library that declares the capability
+//! asked for; declarations are enforced (`undeclared-capability`) and bounded; the first file
+//! in path order wins, the others are `shadowed`; undeclared plugins still work.
+
+use host::{IndexedState, LazyError, ReasonCode, Status};
+use plugin_api::CommandKind;
+use serde_json::Value;
+
+use crate::support::{
+    assert_outcome, cli, cli_with, copy_into, entry, file_name, host, plugin_dir,
+    rewrite_provenance, stderr, stdout,
+};
+
+/// The example plugins, the constructor-marker plugin and `calls`: several libraries, only
+/// one of which a command needs.
+const INSTALLED: &[&str] = &["hello", "redact", "wc", "calls", "ctor-marker"];
+
+fn marker_path(dir: &tempfile::TempDir) -> std::path::PathBuf {
+    dir.path().join("ctor-marker-was-loaded")
+}
+
+#[test]
+fn run_opens_only_the_library_that_declares_the_command() {
+    let dir = plugin_dir(INSTALLED);
+    let scratch = tempfile::tempdir().unwrap();
+    let marker = marker_path(&scratch);
+    let plugins = dir.path().to_str().unwrap();
+    let env = [("PLUGIN_HOST_TEST_MARKER", marker.as_path())];
+
+    let out = cli_with(&["run", "--plugins", plugins, "hello", "Ada"], &env, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("hello, Ada!"), "{}", stdout(&out));
+    assert!(
+        !marker.exists(),
+        "`run hello` ran ctor-marker's load-time constructor: it opened a library it did not need"
+    );
+    // Only hello registered: the other plugins' registration logs are absent.
+    assert!(!stderr(&out).contains("redact ready"), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("calls registered"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = cli_with(
+        &["transform", "--plugins", plugins, "redact"],
+        &env,
+        Some(b"mail ada@example.com\n"),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "mail [REDACTED:email]\n");
+    assert!(!marker.exists(), "`transform redact` opened ctor-marker");
+
+    // The control: asking for ctor-marker's own command does run its constructor.
+    let out = cli_with(&["run", "--plugins", plugins, "marker"], &env, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "marked");
+    assert!(
+        marker.exists(),
+        "the marker is written when the library is loaded"
+    );
+}
+
+#[test]
+fn the_host_loads_one_library_on_first_use() {
+    let dir = plugin_dir(INSTALLED);
+    let mut host = host();
+    let reports = host.index(&[dir.path()]).unwrap();
+    assert!(
+        reports.is_empty(),
+        "all declare, none decided yet: {reports:?}"
+    );
+    assert_eq!(host.indexed().len(), INSTALLED.len());
+    assert!(host.plugins().is_empty(), "nothing loaded by indexing");
+
+    host.get_lazy::<CommandKind>("wc").unwrap();
+    let loaded: Vec<&str> = host.plugins().iter().map(|p| &*p.name).collect();
+    assert_eq!(loaded, ["wc"]);
+    let pending = host
+        .indexed()
+        .iter()
+        .filter(|p| p.state == IndexedState::Pending)
+        .count();
+    assert_eq!(pending, INSTALLED.len() - 1);
+    assert_eq!(host.lazy_reports().len(), 1);
+    assert_eq!(host.lazy_reports()[0].status, Status::Loaded);
+
+    // A second use loads nothing more; another capability of another plugin loads it alone.
+    host.load_capability("command", "wc").unwrap();
+    host.load_capability("transform", "upper").unwrap();
+    let loaded: Vec<&str> = host.plugins().iter().map(|p| &*p.name).collect();
+    assert_eq!(loaded, ["wc", "calls"]);
+
+    // Unknown: the error lists what is available, loaded or not.
+    match host.load_capability("command", "nope") {
+        Err(LazyError::Lookup(host::LookupError::NotFound { available, .. })) => {
+            for name in ["hello", "marker", "wc", "echo"] {
+                assert!(available.iter().any(|a| a == name), "{available:?}");
+            }
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(host.plugins().len(), 2, "a miss loads nothing");
+}
+
+#[test]
+fn a_registration_outside_the_declaration_is_refused() {
+    let dir = plugin_dir(&["liar", "hello"]);
+    let scan = crate::support::scan_json(dir.path(), &[]);
+    assert_outcome(
+        entry(&scan, &file_name("liar")),
+        "failed",
+        "undeclared-capability",
+        &[
+            "plugin `liar` registers command `sneaky`, which it did not declare",
+            "[package.metadata.plugin-host]",
+            "command = [\"sneaky\"]",
+            "rebuild",
+        ],
+    );
+    assert_eq!(
+        entry(&scan, &file_name("liar"))["capabilities"],
+        Value::Array(vec![])
+    );
+    assert_eq!(entry(&scan, &file_name("hello"))["status"], "loaded");
+
+    // Lazily, the same refusal, as an error naming it.
+    let plugins = dir.path().to_str().unwrap();
+    let out = cli(&["run", "--plugins", plugins, "declared"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("undeclared-capability") && err.contains("`sneaky`"),
+        "{err}"
+    );
+
+    // Honest, it loads; the capability it declares and never registers is a clear error.
+    let honest = ["--plugin-config", "liar=honest"];
+    let run = |command: &str| {
+        let mut args = vec!["run", "--plugins", plugins];
+        args.extend(honest);
+        args.push(command);
+        cli(&args)
+    };
+    let out = run("declared");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "declared");
+    let out = run("ghost");
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("declares command `ghost` but did not register it")
+            && err.contains("command:declared"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+
+    let mut host = host().with_config("liar", "honest");
+    host.index(&[dir.path()]).unwrap();
+    let error = host.load_capability("command", "ghost").unwrap_err();
+    assert!(
+        matches!(error, LazyError::NotRegistered { .. }),
+        "{error:?}"
+    );
+    // Asked again: the same answer, nothing loaded twice.
+    let again = host.load_capability("command", "ghost").unwrap_err();
+    assert_eq!(again, error);
+    assert_eq!(host.plugins().len(), 1);
+}
+
+#[test]
+fn the_first_directory_wins_and_later_files_are_shadowed() {
+    let first = tempfile::tempdir().unwrap();
+    let second = plugin_dir(&["hello"]);
+    // In the first directory, a plugin also named `hello` (the twin, renamed): its `hello`
+    // answers differently, so the output says which file won.
+    let twin = copy_into(&first, "hello-twin", &file_name("hello"));
+    rewrite_provenance(&twin, |j| j["name"] = "hello".into());
+    let (a, b) = (
+        first.path().to_str().unwrap(),
+        second.path().to_str().unwrap(),
+    );
+
+    let out = cli(&["run", "--plugins", a, "--plugins", b, "hello"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "hello from the twin");
+    assert!(
+        stderr(&out).contains("shadowed [duplicate-plugin]"),
+        "{}",
+        stderr(&out)
+    );
+    let out = cli(&["run", "--plugins", b, "--plugins", a, "hello", "Ada"]);
+    assert!(stdout(&out).contains("hello, Ada!"), "{}", stdout(&out));
+
+    // scan: the same rule, the later file listed as shadowed, naming the winner.
+    let out = cli(&["scan", a, b, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let scan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let later = scan["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["path"].as_str().unwrap().starts_with(b))
+        .unwrap();
+    assert_outcome(
+        later,
+        "shadowed",
+        "duplicate-plugin",
+        &[
+            &format!("shadowed by {}", twin.display()),
+            "(earlier in the search path)",
+        ],
+    );
+    let winner = entry(&scan, &twin.to_string_lossy());
+    assert_eq!(winner["status"], "loaded");
+    let out = cli(&["scan", a, b]);
+    assert!(stdout(&out).contains("1 shadowed"), "{}", stdout(&out));
+
+    // In the library: the index reports the shadowed file at once.
+    let mut host = host();
+    let reports = host.index(&[first.path(), second.path()]).unwrap();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert_eq!(reports[0].status, Status::Shadowed);
+    assert_eq!(reports[0].reason, Some(ReasonCode::DuplicatePlugin));
+    assert!(reports[0].path.starts_with(second.path()));
+}
+
+#[test]
+fn a_plugin_without_a_declaration_is_loaded_up_front() {
+    let dir = plugin_dir(&["ctor-marker"]);
+    let old = copy_into(&dir, "hello", &file_name("hello"));
+    rewrite_provenance(&old, |j| {
+        j.as_object_mut().unwrap().remove("capabilities");
+    });
+    let out = cli(&["inspect", old.to_str().unwrap()]);
+    assert!(
+        stdout(&out).contains("capabilities  (not declared"),
+        "{}",
+        stdout(&out)
+    );
+
+    let scratch = tempfile::tempdir().unwrap();
+    let marker = marker_path(&scratch);
+    let out = cli_with(
+        &[
+            "run",
+            "--plugins",
+            dir.path().to_str().unwrap(),
+            "hello",
+            "Ada",
+        ],
+        &[("PLUGIN_HOST_TEST_MARKER", marker.as_path())],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("hello, Ada!"), "{}", stdout(&out));
+    assert!(!marker.exists(), "the declared plugin stays unloaded");
+
+    let mut host = host();
+    let reports = host.index(&[dir.path()]).unwrap();
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0].status, Status::Loaded, "loaded by `index`");
+    assert_eq!(host.indexed().len(), 1, "only ctor-marker is indexed");
+    assert!(host.registry().get::<CommandKind>("hello").is_ok());
+}
+
+#[test]
+fn declarations_are_bounded() {
+    let dir = plugin_dir(&[]);
+    let cases: [(&str, Value); 3] = [
+        ("long", serde_json::json!({ "command": ["n".repeat(200)] })),
+        ("control", serde_json::json!({ "command": ["x\u{1b}[2J"] })),
+        ("shape", serde_json::json!({ "command": "hello" })),
+    ];
+    for (what, declared) in cases {
+        let file = format!("lib{what}.so");
+        let path = copy_into(&dir, "hello", &file);
+        rewrite_provenance(&path, |j| {
+            // Room for the declaration: the dependency list is not read past it.
+            j["dependencies"] = Value::Array(vec![]);
+            j.as_object_mut().unwrap().remove("digests");
+            j["capabilities"] = declared;
+        });
+        let out = cli(&["inspect", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1), "{what}: {}", stdout(&out));
+        assert!(
+            stderr(&out).contains("error[malformed-provenance]"),
+            "{what}: {}",
+            stderr(&out)
+        );
+    }
+    let scan = crate::support::scan_json(dir.path(), &[]);
+    for what in ["long", "control", "shape"] {
+        let e = entry(&scan, &format!("lib{what}.so"));
+        assert_eq!(e["status"], "rejected", "{e:#}");
+        assert_eq!(e["reason"], "malformed-provenance", "{e:#}");
+    }
+    assert!(entry(&scan, "liblong.so")["message"]
+        .as_str()
+        .unwrap()
+        .contains("it declares a capability name of 200 bytes"));
+    // The index refuses them too, before anything is loaded.
+    let mut host = host();
+    let reports = host.index(&[dir.path()]).unwrap();
+    assert!(
+        reports
+            .iter()
+            .all(|r| r.reason == Some(ReasonCode::MalformedProvenance)),
+        "{reports:?}"
+    );
+    assert!(host.indexed().is_empty());
+}
+
+#[test]
+fn run_without_a_plugin_directory_says_so() {
+    let out = cli(&["run", "hello"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--plugins DIR"), "{}", stderr(&out));
+}
+
+#[test]
+fn the_index_cache_only_chooses_what_is_verified() {
+    let dir = plugin_dir(&["hello", "wc"]);
+    let xdg = tempfile::tempdir().unwrap();
+    let env = [("XDG_CACHE_HOME", xdg.path())];
+    let plugins = dir.path().to_str().unwrap();
+    let out = cli_with(&["run", "--plugins", plugins, "hello", "Ada"], &env, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cache = xdg.path().join("plugin-host/index.json");
+    let mut json: Value = serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
+    let hello = dir.path().join(file_name("hello"));
+    let entry = &mut json["entries"][hello.to_str().unwrap()];
+    assert_eq!(
+        entry["capabilities"],
+        serde_json::json!({"command": ["hello"]})
+    );
+
+    // A forged entry: `hello` claims to be the plugin providing `wc`. It is used (hello is
+    // loaded first), but it only chose what to verify: `hello` does not register `wc`, so the
+    // next declarer, the real `wc`, is verified, loaded and answers.
+    entry["capabilities"] = serde_json::json!({"command": ["wc"]});
+    std::fs::write(&cache, serde_json::to_vec(&json).unwrap()).unwrap();
+    let file = cache.to_str().unwrap();
+    let out = cli_with(&["run", "--plugins", plugins, "wc", file], &env, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("registering `hello`"),
+        "the cache was read: {}",
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains("index.json"), "{}", stdout(&out));
+}
