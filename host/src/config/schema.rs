@@ -426,28 +426,9 @@ fn is_package_name(name: &str) -> bool {
 }
 
 /// A minisign public key line: base64 of 42 bytes (`Ed`, an 8-byte key id, a 32-byte Ed25519
-/// key). Only the shape is checked here; the trust step uses the key.
+/// key), parsed as the trust step will use it.
 fn is_minisign_public_key(line: &str) -> bool {
-    fn sextet(c: u8) -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    }
-    let bytes = line.as_bytes();
-    // 42 bytes are exactly 14 groups of 3: 56 characters, no padding.
-    if bytes.len() != 56 || !bytes.iter().all(|&c| sextet(c).is_some()) {
-        return false;
-    }
-    // The first group decodes to `E`, `d` and the key id's first byte.
-    let group = bytes[..4]
-        .iter()
-        .fold(0u32, |acc, &c| acc << 6 | sextet(c).unwrap_or(0));
-    (group >> 16) as u8 == b'E' && (group >> 8) as u8 == b'd'
+    !line.contains('\n') && crate::trust::TrustedKey::parse(line).is_ok()
 }
 
 #[cfg(test)]
