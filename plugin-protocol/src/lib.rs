@@ -1,0 +1,616 @@
+//! The protocol between plugin-host and the worker processes that run isolated plugins.
+//!
+//! This crate has **no I/O** (nushell's split between protocol and transport): it defines the
+//! [`Message`]s and a binary frame codec, [`encode`] and [`decode`]. The host and the worker
+//! move frames over whatever transport they share (today a Unix socket pair). It does not
+//! depend on `plugin-api` or on the toolchain's type layouts, and is versioned apart from
+//! `plugin-api`: the crate's version is the codec's, [`PROTOCOL_VERSION`] the wire's.
+//!
+//! # Framing
+//!
+//! Every frame is `len: u32 LE` (the length of what follows, at most [`MAX_FRAME_LEN`]), then
+//! `tag: u8` (the message type), then the message's fields in order. Integers are little
+//! endian; a string or byte string is `len: u32 LE` and its bytes; a list is `count: u32 LE`
+//! and its items. Strings are UTF-8 (checked). Every count and length is bounded
+//! ([`MAX_COUNT`], [`MAX_NAME_LEN`], and the frame's own length), so a hostile peer can make
+//! the decoder neither allocate beyond the frame nor panic; a frame with bytes left over after
+//! its message is an error too.
+//!
+//! # Conversation
+//!
+//! 1. host → worker: [`Message::Hello`] (cookie, the protocol versions it speaks);
+//!    worker → host: [`Message::Welcome`] (cookie, the version chosen, its pid).
+//! 2. host → worker: [`Message::Load`] (which plugin, under which policy, with which config);
+//!    worker → host: [`Message::Registered`] (the capabilities) or [`Message::Refused`].
+//! 3. host → worker: [`Message::Call`]s, each answered by a [`Message::Reply`] with its id.
+//! 4. At any time, worker → host: [`Message::Log`]. host → worker: [`Message::Shutdown`], or
+//!    end of file, ends the worker.
+#![forbid(unsafe_code)]
+
+use std::fmt;
+
+/// The first protocol version this crate speaks.
+pub const PROTOCOL_VERSION_MIN: u16 = 1;
+/// The last (newest) protocol version this crate speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// The magic cookie both sides send in the handshake (go-plugin's idea): a process that is not
+/// a plugin-host worker does not answer with it.
+pub const COOKIE: [u8; 16] = *b"plugin-host:wkr\x01";
+
+/// The most bytes a frame may carry after its length prefix.
+pub const MAX_FRAME_LEN: usize = 64 << 20;
+/// The most items in any list (command arguments, capabilities, policy checks).
+pub const MAX_COUNT: usize = 1 << 16;
+/// The longest name (plugin, kind, capability, log target, reason code, policy name).
+pub const MAX_NAME_LEN: usize = 4096;
+
+/// The bytes of the length prefix.
+pub const PREFIX_LEN: usize = 4;
+
+/// A capability a worker's plugin registered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capability {
+    /// The kind's name (`command`, `transform`).
+    pub kind: String,
+    /// The capability's name.
+    pub name: String,
+}
+
+/// What the host asks the worker to load.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Load {
+    /// The plugin's name, as the host verified it.
+    pub name: String,
+    /// The plugin file as the host names it in messages.
+    pub path: String,
+    /// The descriptor (inherited by the worker) holding the verified file's bytes.
+    pub file_fd: u32,
+    /// The policy preset the host judged it under.
+    pub policy: String,
+    /// Every check's severity in that policy: `(check, severity)`.
+    pub checks: Vec<(String, String)>,
+    /// The configuration string handed to the plugin's `register`.
+    pub config: String,
+}
+
+/// The arguments of a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    /// A `command`'s arguments.
+    Args(Vec<String>),
+    /// A `transform`'s input.
+    Bytes(Vec<u8>),
+}
+
+/// A call that did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallFailure {
+    /// Whether the plugin panicked (caught in the worker) rather than returned an error.
+    pub panicked: bool,
+    /// The error or panic message.
+    pub message: String,
+}
+
+/// The log levels, as `log` numbers them (1 = error … 5 = trace).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// `error`.
+    Error = 1,
+    /// `warn`.
+    Warn = 2,
+    /// `info`.
+    Info = 3,
+    /// `debug`.
+    Debug = 4,
+    /// `trace`.
+    Trace = 5,
+}
+
+impl Level {
+    fn from_u8(n: u8) -> Option<Level> {
+        Some(match n {
+            1 => Level::Error,
+            2 => Level::Warn,
+            3 => Level::Info,
+            4 => Level::Debug,
+            5 => Level::Trace,
+            _ => return None,
+        })
+    }
+}
+
+/// A protocol message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// host → worker: who speaks which versions.
+    Hello {
+        /// [`COOKIE`].
+        cookie: [u8; 16],
+        /// The oldest version the host speaks.
+        min_version: u16,
+        /// The newest version the host speaks.
+        max_version: u16,
+    },
+    /// worker → host: the version chosen (the newest both speak).
+    Welcome {
+        /// [`COOKIE`].
+        cookie: [u8; 16],
+        /// The version chosen.
+        version: u16,
+        /// The worker's process id.
+        pid: u32,
+    },
+    /// host → worker: verify, load and register a plugin.
+    Load(Load),
+    /// worker → host: the plugin loaded and registered these capabilities.
+    Registered {
+        /// The plugin's name.
+        name: String,
+        /// The plugin's version.
+        version: String,
+        /// What it registered.
+        capabilities: Vec<Capability>,
+    },
+    /// worker → host: the plugin was refused or failed (its status, reason code and message,
+    /// as an in-process load would report them).
+    Refused {
+        /// `rejected` or `failed`.
+        status: String,
+        /// The reason code (`register-failed`, …).
+        reason: String,
+        /// The message.
+        message: String,
+    },
+    /// host → worker: call a capability.
+    Call {
+        /// Chosen by the host; the reply carries it back.
+        id: u64,
+        /// The kind's name.
+        kind: String,
+        /// The capability's name.
+        name: String,
+        /// The arguments.
+        payload: Payload,
+    },
+    /// worker → host: the outcome of call `id`: the output bytes or the failure.
+    Reply {
+        /// The call's id.
+        id: u64,
+        /// The command's text (UTF-8 bytes) or the transform's output, or what went wrong.
+        result: Result<Vec<u8>, CallFailure>,
+    },
+    /// worker → host: a log record of the plugin.
+    Log {
+        /// Its level.
+        level: Level,
+        /// Its target (module path).
+        target: String,
+        /// Its message.
+        message: String,
+    },
+    /// host → worker: finish and exit.
+    Shutdown,
+}
+
+mod tag {
+    pub const HELLO: u8 = 1;
+    pub const WELCOME: u8 = 2;
+    pub const LOAD: u8 = 3;
+    pub const REGISTERED: u8 = 4;
+    pub const REFUSED: u8 = 5;
+    pub const CALL: u8 = 6;
+    pub const REPLY: u8 = 7;
+    pub const LOG: u8 = 8;
+    pub const SHUTDOWN: u8 = 9;
+}
+
+/// Why bytes are not a frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Not a whole frame yet: at least `needed` bytes in all are required.
+    Incomplete {
+        /// The bytes needed in all (prefix included) to go on.
+        needed: usize,
+    },
+    /// The length prefix exceeds [`MAX_FRAME_LEN`].
+    TooLong(u64),
+    /// An unknown message tag.
+    UnknownTag(u8),
+    /// The frame ended inside a field, a bound was exceeded, a string was not UTF-8, or bytes
+    /// were left over: what was wrong.
+    Malformed(&'static str),
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DecodeError::Incomplete { needed } => {
+                write!(f, "incomplete frame ({needed} bytes needed)")
+            }
+            DecodeError::TooLong(len) => {
+                write!(
+                    f,
+                    "frame of {len} bytes exceeds the limit of {MAX_FRAME_LEN}"
+                )
+            }
+            DecodeError::UnknownTag(t) => write!(f, "unknown message tag {t}"),
+            DecodeError::Malformed(what) => write!(f, "malformed frame: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+impl Message {
+    /// The message's name, for logs and errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Message::Hello { .. } => "hello",
+            Message::Welcome { .. } => "welcome",
+            Message::Load(_) => "load",
+            Message::Registered { .. } => "registered",
+            Message::Refused { .. } => "refused",
+            Message::Call { .. } => "call",
+            Message::Reply { .. } => "reply",
+            Message::Log { .. } => "log",
+            Message::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// The newest version both ranges contain, if any.
+pub fn negotiate(min: u16, max: u16) -> Option<u16> {
+    let top = max.min(PROTOCOL_VERSION);
+    (top >= min.max(PROTOCOL_VERSION_MIN)).then_some(top)
+}
+
+/// Appends the frame of `message` to `out`.
+///
+/// A message larger than [`MAX_FRAME_LEN`] is still written: [`decode`] refuses it, so the
+/// sender should check [`frame_fits`] (the host and worker turn such a call into an error).
+pub fn encode(message: &Message, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0; PREFIX_LEN]);
+    let mut w = Writer(out);
+    match message {
+        Message::Hello {
+            cookie,
+            min_version,
+            max_version,
+        } => {
+            w.u8(tag::HELLO);
+            w.raw(cookie);
+            w.u16(*min_version);
+            w.u16(*max_version);
+        }
+        Message::Welcome {
+            cookie,
+            version,
+            pid,
+        } => {
+            w.u8(tag::WELCOME);
+            w.raw(cookie);
+            w.u16(*version);
+            w.u32(*pid);
+        }
+        Message::Load(load) => {
+            w.u8(tag::LOAD);
+            w.str(&load.name);
+            w.str(&load.path);
+            w.u32(load.file_fd);
+            w.str(&load.policy);
+            w.count(load.checks.len());
+            for (check, severity) in &load.checks {
+                w.str(check);
+                w.str(severity);
+            }
+            w.str(&load.config);
+        }
+        Message::Registered {
+            name,
+            version,
+            capabilities,
+        } => {
+            w.u8(tag::REGISTERED);
+            w.str(name);
+            w.str(version);
+            w.count(capabilities.len());
+            for c in capabilities {
+                w.str(&c.kind);
+                w.str(&c.name);
+            }
+        }
+        Message::Refused {
+            status,
+            reason,
+            message,
+        } => {
+            w.u8(tag::REFUSED);
+            w.str(status);
+            w.str(reason);
+            w.str(message);
+        }
+        Message::Call {
+            id,
+            kind,
+            name,
+            payload,
+        } => {
+            w.u8(tag::CALL);
+            w.u64(*id);
+            w.str(kind);
+            w.str(name);
+            match payload {
+                Payload::Args(args) => {
+                    w.u8(0);
+                    w.count(args.len());
+                    for a in args {
+                        w.str(a);
+                    }
+                }
+                Payload::Bytes(bytes) => {
+                    w.u8(1);
+                    w.bytes(bytes);
+                }
+            }
+        }
+        Message::Reply { id, result } => {
+            w.u8(tag::REPLY);
+            w.u64(*id);
+            match result {
+                Ok(bytes) => {
+                    w.u8(0);
+                    w.bytes(bytes);
+                }
+                Err(failure) => {
+                    w.u8(if failure.panicked { 2 } else { 1 });
+                    w.str(&failure.message);
+                }
+            }
+        }
+        Message::Log {
+            level,
+            target,
+            message,
+        } => {
+            w.u8(tag::LOG);
+            w.u8(*level as u8);
+            w.str(target);
+            w.str(message);
+        }
+        Message::Shutdown => w.u8(tag::SHUTDOWN),
+    }
+    let len = (out.len() - start - PREFIX_LEN) as u64;
+    let len = u32::try_from(len).unwrap_or(u32::MAX);
+    out[start..start + PREFIX_LEN].copy_from_slice(&len.to_le_bytes());
+}
+
+/// Whether an encoded frame (prefix included) is within [`MAX_FRAME_LEN`].
+pub fn frame_fits(frame: &[u8]) -> bool {
+    frame.len().saturating_sub(PREFIX_LEN) <= MAX_FRAME_LEN
+}
+
+/// Decodes the frame at the start of `bytes`: the message and the bytes it used (prefix
+/// included). [`DecodeError::Incomplete`] when `bytes` holds only part of a frame (read more
+/// and try again); any other error means the stream is not a valid conversation.
+///
+/// Never panics, and allocates at most what the frame itself holds.
+pub fn decode(bytes: &[u8]) -> Result<(Message, usize), DecodeError> {
+    let Some(prefix) = bytes.get(..PREFIX_LEN) else {
+        return Err(DecodeError::Incomplete { needed: PREFIX_LEN });
+    };
+    let len = u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
+    if len > MAX_FRAME_LEN {
+        return Err(DecodeError::TooLong(len as u64));
+    }
+    let total = PREFIX_LEN + len;
+    let Some(body) = bytes.get(PREFIX_LEN..total) else {
+        return Err(DecodeError::Incomplete { needed: total });
+    };
+    let mut r = Reader { bytes: body, at: 0 };
+    let message = r.message()?;
+    if r.at != body.len() {
+        return Err(DecodeError::Malformed("bytes left over after the message"));
+    }
+    Ok((message, total))
+}
+
+struct Writer<'a>(&'a mut Vec<u8>);
+
+impl Writer<'_> {
+    fn raw(&mut self, bytes: &[u8]) {
+        self.0.extend_from_slice(bytes);
+    }
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn u16(&mut self, v: u16) {
+        self.raw(&v.to_le_bytes());
+    }
+    fn u32(&mut self, v: u32) {
+        self.raw(&v.to_le_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.raw(&v.to_le_bytes());
+    }
+    /// A length or count: one that does not fit in a `u32` is written as `u32::MAX`, which
+    /// the decoder refuses (it exceeds every bound).
+    fn count(&mut self, n: usize) {
+        self.u32(u32::try_from(n).unwrap_or(u32::MAX));
+    }
+    fn bytes(&mut self, b: &[u8]) {
+        self.count(b.len());
+        self.raw(b);
+    }
+    fn str(&mut self, s: &str) {
+        self.bytes(s.as_bytes());
+    }
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+const SHORT: DecodeError = DecodeError::Malformed("the frame ends inside a field");
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        let end = self.at.checked_add(n).ok_or(SHORT)?;
+        let out = self.bytes.get(self.at..end).ok_or(SHORT)?;
+        self.at = end;
+        Ok(out)
+    }
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let mut out = [0; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.array::<1>()?[0])
+    }
+    fn u16(&mut self) -> Result<u16, DecodeError> {
+        Ok(u16::from_le_bytes(self.array()?))
+    }
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+    /// A count of items, each taking at least `min_item` bytes: bounded by [`MAX_COUNT`] and
+    /// by what is left of the frame, so no list is allocated beyond the frame's size.
+    fn count(&mut self, min_item: usize) -> Result<usize, DecodeError> {
+        let n = self.u32()? as usize;
+        if n > MAX_COUNT {
+            return Err(DecodeError::Malformed("a list exceeds the item limit"));
+        }
+        let left = self.bytes.len() - self.at;
+        if n.saturating_mul(min_item) > left {
+            return Err(SHORT);
+        }
+        Ok(n)
+    }
+    fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+    fn text(&mut self) -> Result<String, DecodeError> {
+        let b = self.bytes()?;
+        std::str::from_utf8(b)
+            .map(str::to_owned)
+            .map_err(|_| DecodeError::Malformed("a string is not UTF-8"))
+    }
+    fn name(&mut self) -> Result<String, DecodeError> {
+        let s = self.text()?;
+        if s.len() > MAX_NAME_LEN {
+            return Err(DecodeError::Malformed("a name exceeds the length limit"));
+        }
+        Ok(s)
+    }
+
+    fn message(&mut self) -> Result<Message, DecodeError> {
+        let t = self.u8()?;
+        Ok(match t {
+            tag::HELLO => Message::Hello {
+                cookie: self.array()?,
+                min_version: self.u16()?,
+                max_version: self.u16()?,
+            },
+            tag::WELCOME => Message::Welcome {
+                cookie: self.array()?,
+                version: self.u16()?,
+                pid: self.u32()?,
+            },
+            tag::LOAD => {
+                let name = self.name()?;
+                let path = self.text()?;
+                let file_fd = self.u32()?;
+                let policy = self.name()?;
+                let n = self.count(8)?;
+                let mut checks = Vec::with_capacity(n);
+                for _ in 0..n {
+                    checks.push((self.name()?, self.name()?));
+                }
+                let config = self.text()?;
+                Message::Load(Load {
+                    name,
+                    path,
+                    file_fd,
+                    policy,
+                    checks,
+                    config,
+                })
+            }
+            tag::REGISTERED => {
+                let name = self.name()?;
+                let version = self.name()?;
+                let n = self.count(8)?;
+                let mut capabilities = Vec::with_capacity(n);
+                for _ in 0..n {
+                    capabilities.push(Capability {
+                        kind: self.name()?,
+                        name: self.name()?,
+                    });
+                }
+                Message::Registered {
+                    name,
+                    version,
+                    capabilities,
+                }
+            }
+            tag::REFUSED => Message::Refused {
+                status: self.name()?,
+                reason: self.name()?,
+                message: self.text()?,
+            },
+            tag::CALL => {
+                let id = self.u64()?;
+                let kind = self.name()?;
+                let name = self.name()?;
+                let payload = match self.u8()? {
+                    0 => {
+                        let n = self.count(4)?;
+                        let mut args = Vec::with_capacity(n);
+                        for _ in 0..n {
+                            args.push(self.text()?);
+                        }
+                        Payload::Args(args)
+                    }
+                    1 => Payload::Bytes(self.bytes()?.to_vec()),
+                    _ => return Err(DecodeError::Malformed("unknown payload type")),
+                };
+                Message::Call {
+                    id,
+                    kind,
+                    name,
+                    payload,
+                }
+            }
+            tag::REPLY => {
+                let id = self.u64()?;
+                let result = match self.u8()? {
+                    0 => Ok(self.bytes()?.to_vec()),
+                    outcome @ (1 | 2) => Err(CallFailure {
+                        panicked: outcome == 2,
+                        message: self.text()?,
+                    }),
+                    _ => return Err(DecodeError::Malformed("unknown reply outcome")),
+                };
+                Message::Reply { id, result }
+            }
+            tag::LOG => Message::Log {
+                level: Level::from_u8(self.u8()?)
+                    .ok_or(DecodeError::Malformed("unknown log level"))?,
+                target: self.name()?,
+                message: self.text()?,
+            },
+            tag::SHUTDOWN => Message::Shutdown,
+            other => return Err(DecodeError::UnknownTag(other)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
