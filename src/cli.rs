@@ -14,7 +14,7 @@ use crate::authoring::{NewArgs, PreflightArgs};
 use crate::config_cli::load_config;
 use crate::configured::PolicyFlags;
 use crate::output;
-use host::config::Config;
+use host::config::{Config, Isolation};
 
 /// Load native Rust plugins safely: verify their build provenance before any of their code runs.
 #[derive(Parser)]
@@ -136,6 +136,14 @@ enum Command {
         #[arg(long, value_name = "PREFIX", default_value = "plugin-host")]
         out: PathBuf,
     },
+    /// Serve one isolated plugin for a host, on the control socket `--fd` (started by the
+    /// host itself; see the README's "Isolation").
+    #[command(name = "__worker", hide = true)]
+    Worker {
+        /// The inherited control socket.
+        #[arg(long)]
+        fd: i32,
+    },
     /// Sign plugin files: writes FILE.minisig beside each (minisign's format; `minisign -Vm
     /// FILE -p KEY.pub` verifies it).
     Sign {
@@ -175,6 +183,39 @@ struct LoadArgs {
     /// Let a plugin file named NAME replace the builtin plugin of that name (repeatable).
     #[arg(long = "replace-builtin", value_name = "NAME")]
     replace_builtins: Vec<String>,
+    /// Run plugin NAME (or `all` plugins) in a worker process of its own (repeatable); see
+    /// the README's "Isolation".
+    #[arg(long = "isolate", value_name = "NAME|all")]
+    isolate: Vec<String>,
+    /// The deadline of each call into an isolated plugin, e.g. `2s`, `500ms`, `1m`
+    /// (default 30s); past it the worker is killed and the call fails `plugin-timeout`.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    call_timeout: Option<std::time::Duration>,
+}
+
+/// Parses a duration: a number with a unit, `ms`, `s` or `m` (`500ms`, `2s`, `1.5s`, `1m`).
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        return Err(format!(
+            "`{text}` has no unit: write e.g. `2s`, `500ms` or `1m`"
+        ));
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration such as `2s`, `500ms` or `1m`"))?;
+    let duration = std::time::Duration::try_from_secs_f64(value * scale)
+        .map_err(|e| format!("`{text}`: {e}"))?;
+    if duration.is_zero() {
+        return Err(format!("`{text}`: a deadline must be longer than zero"));
+    }
+    Ok(duration)
 }
 
 impl LoadArgs {
@@ -193,6 +234,16 @@ impl LoadArgs {
         }
         for name in &self.replace_builtins {
             host = host.with_replaceable_builtin(name);
+        }
+        for name in &self.isolate {
+            host = if name == "all" {
+                host.with_default_isolation(Isolation::Process)
+            } else {
+                host.with_isolation(name, Isolation::Process)
+            };
+        }
+        if let Some(timeout) = self.call_timeout {
+            host = host.with_call_timeout(timeout);
         }
         Ok(host.with_builtin(crate::builtins::BUILTIN))
     }
@@ -372,6 +423,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             crate::trust_cli::lock(host, &dirs, &lock_file)
         }
         Command::Keygen { out } => crate::trust_cli::keygen(&out),
+        Command::Worker { fd } => Ok(host::isolate::worker::serve(identity()?, fd)),
         Command::Sign { files, key } => crate::trust_cli::sign(&files, &key),
         Command::Transform { plugins, names } => {
             let mut host = lazy(&plugins)?;

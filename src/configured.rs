@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Result};
-use host::config::{Config, Isolation};
+use host::config::Config;
 use host::text::printable;
 use host::{CheckKind, Host, Policy, Severity};
 
@@ -100,15 +100,7 @@ pub fn apply(config: &Config, flags: &PolicyFlags, mut host: Host) -> Result<Hos
     host = host.with_policy(flags.global(config)?);
     for (name, settings) in config.plugins() {
         if let Some(isolation) = &settings.isolation {
-            if isolation.value == Isolation::Process {
-                bail!(
-                    "{}: `isolation = \"process\"` for plugin `{}` is reserved for the isolation \
-                     mode, which this version of plugin-host does not have yet; remove the key \
-                     (or set it to \"in-process\")",
-                    isolation.origin,
-                    printable(name)
-                );
-            }
+            host = host.with_isolation(name, isolation.value);
         }
         if let Some(policy) = flags.plugin(config, name)? {
             host = host.with_plugin_policy(name, policy);

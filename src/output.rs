@@ -193,10 +193,14 @@ impl Table {
         let name = r.name.as_deref().unwrap_or("-");
         let version = r.version.as_deref().unwrap_or("-");
         // The signature's status, when it was checked, follows the path.
-        let path = match r.signature {
+        let mut path = match r.signature {
             Some(status) => format!("{} [{}]", r.path.to_string_lossy(), status.as_str()),
             None => r.path.to_string_lossy().into_owned(),
         };
+        // An isolated plugin runs in a worker process of its own.
+        if r.isolated {
+            path.push_str(" [isolated]");
+        }
         let mut text = line([
             r.status.as_str(),
             &bounded(name, 64),

@@ -92,6 +92,7 @@ pub struct Host {
     pub(crate) lazy: crate::lazy::Index,
     pub(crate) lazy_reports: Vec<PluginReport>,
     pub(crate) index_cache: Option<PathBuf>,
+    pub(crate) isolation: crate::isolate::Settings,
 }
 
 /// See [`Host::with_before_load`].
@@ -129,6 +130,7 @@ impl Host {
             lazy: Default::default(),
             lazy_reports: Vec::new(),
             index_cache: None,
+            isolation: Default::default(),
         }
     }
 
@@ -183,6 +185,16 @@ impl Host {
     /// The host's identity.
     pub fn identity(&self) -> &HostIdentity {
         &self.identity
+    }
+
+    /// The capability kinds this host accepts.
+    pub(crate) fn kinds(&self) -> &Kinds {
+        &self.kinds
+    }
+
+    /// The configuration string of the plugin named `name` (empty when none was set).
+    pub(crate) fn config_for(&self, name: &str) -> &str {
+        self.configs.get(name).map_or("", String::as_str)
     }
 
     /// How long plugin code may run before the host warns.
@@ -426,6 +438,9 @@ impl Host {
             hook(&path);
         }
         let resolved = fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+        if self.isolation.isolates(&name) {
+            return self.load_isolated(report, verified, resolved);
+        }
         tracing::debug!("loading {}", printable(&path.display().to_string()));
         let watch = crate::watch::enter(
             format!("loading plugin `{name}` from {}", path.display()),
@@ -569,6 +584,55 @@ impl Host {
         } else {
             Status::Loaded
         };
+        report
+    }
+}
+
+impl Host {
+    /// Commits the proxies of an isolated plugin's capabilities (after its worker
+    /// registered them): refused when another plugin holds one of the names.
+    pub(crate) fn commit_isolated(
+        &mut self,
+        mut report: PluginReport,
+        resolved: PathBuf,
+        provenance: Provenance,
+        differences: Vec<String>,
+        staged: Vec<plugin_api::CapabilityExport>,
+        supervisor: Arc<crate::isolate::Supervisor>,
+    ) -> PluginReport {
+        let path = report.path.clone();
+        let name = provenance.name.clone();
+        if let Some((kind, capability, holder)) = self.registry.conflict(&staged) {
+            let error = PluginError::CapabilityConflict {
+                path,
+                name,
+                kind,
+                capability,
+                holder,
+            };
+            return report.with_error(Status::Failed, error);
+        }
+        let plugin: Arc<str> = name.into();
+        let mut capabilities: Vec<_> = staged
+            .iter()
+            .map(|c| crate::registry::CapabilityInfo {
+                kind: c.kind().to_owned(),
+                name: c.name().to_owned(),
+            })
+            .collect();
+        capabilities.sort();
+        let differences: Arc<[String]> = differences.into();
+        self.registry
+            .commit(&plugin, &differences, &self.kinds, staged);
+        self.registry.supervise(plugin.clone(), supervisor);
+        self.plugins.push(LoadedPlugin {
+            name: plugin,
+            path: resolved,
+            provenance,
+            builtin: false,
+        });
+        report.capabilities = capabilities;
+        report.status = Status::Loaded;
         report
     }
 }

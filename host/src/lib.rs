@@ -27,13 +27,15 @@
 //!
 //! Safety notes: a verified plugin is trusted native code running in this process. Its
 //! panics are caught and reported, but an abort or a crash in it takes the host down, and
-//! loaded libraries are never unloaded.
+//! loaded libraries are never unloaded — unless it is isolated: [`isolate`] runs a plugin in
+//! a worker process of its own, behind the same capability handles.
 
 mod builtin;
 pub mod config;
 mod discover;
 mod error;
 mod host;
+pub mod isolate;
 pub mod lazy;
 pub mod limits;
 mod load;
@@ -57,6 +59,7 @@ pub use builtin::BUILTIN_PATH;
 pub use discover::{discover, DiscoverError, LIBRARY_SUFFIX};
 pub use error::PluginError;
 pub use host::{Host, HostIdentity, LoadedPlugin, ScanMode, DEFAULT_HANG_WARNING};
+pub use isolate::IsolatedPlugin;
 pub use lazy::{IndexedPlugin, IndexedState, LazyError};
 pub use map::LoadFrom;
 pub use policy::{

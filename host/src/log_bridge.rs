@@ -3,6 +3,7 @@
 
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::OnceLock;
 
 use plugin_api::logger::{LogLevel, LogRecord};
 use plugin_api::Logger;
@@ -12,22 +13,66 @@ struct PluginLog {
     span: tracing::Span,
 }
 
-/// A logger that tags every record with `plugin`'s name.
-///
-/// Its context is leaked on purpose: it must outlive the plugin, and plugins are never
-/// unloaded. That is one small allocation per loaded plugin.
-pub(crate) fn logger_for(plugin: &str) -> Logger {
-    let context: &'static PluginLog = Box::leak(Box::new(PluginLog {
-        // An error-level span is enabled whenever any plugin event can be.
-        span: tracing::error_span!("plugin", name = %plugin),
-    }));
-    let max_level = match LevelFilter::current() {
+/// Where a worker process sends its plugin's records instead of to `tracing`: `(level,
+/// target, message)`, already checked as UTF-8 (see [`forward_records_to`]).
+type Forward = Box<dyn Fn(LogLevel, &str, &str) + Send + Sync>;
+
+static FORWARD: OnceLock<(LogLevel, Forward)> = OnceLock::new();
+
+/// In a worker process ([`crate::isolate::worker`]): hands every plugin record up to
+/// `max_level` to `forward` (which sends it to the host) instead of emitting it here.
+pub(crate) fn forward_records_to(
+    max_level: LogLevel,
+    forward: impl Fn(LogLevel, &str, &str) + Send + Sync + 'static,
+) {
+    let _ = FORWARD.set((max_level, Box::new(forward)));
+}
+
+/// The level filter a plugin logger starts with: the host's `tracing` filter.
+pub(crate) fn current_level() -> LogLevel {
+    match LevelFilter::current() {
         LevelFilter::OFF => LogLevel::Off,
         LevelFilter::ERROR => LogLevel::Error,
         LevelFilter::WARN => LogLevel::Warn,
         LevelFilter::INFO => LogLevel::Info,
         LevelFilter::DEBUG => LogLevel::Debug,
         _ => LogLevel::Trace,
+    }
+}
+
+/// Emits one plugin record as a `tracing` event in `span` (a `plugin{name=…}` span). The
+/// text is plugin text: control characters are escaped, so it cannot forge log lines.
+pub(crate) fn emit(span: &tracing::Span, level: LogLevel, module: &str, message: &str) {
+    let message = crate::text::printable(message);
+    let module = crate::text::printable(module);
+    let module = &*module;
+    match level {
+        LogLevel::Error => tracing::error!(target: "plugin", parent: span, module, "{message}"),
+        LogLevel::Warn => tracing::warn!(target: "plugin", parent: span, module, "{message}"),
+        LogLevel::Info => tracing::info!(target: "plugin", parent: span, module, "{message}"),
+        LogLevel::Debug => tracing::debug!(target: "plugin", parent: span, module, "{message}"),
+        LogLevel::Trace => tracing::trace!(target: "plugin", parent: span, module, "{message}"),
+        LogLevel::Off => {}
+    }
+}
+
+/// The span a plugin's records are emitted in.
+pub(crate) fn span_for(plugin: &str) -> tracing::Span {
+    // An error-level span is enabled whenever any plugin event can be.
+    tracing::error_span!("plugin", name = %plugin)
+}
+
+/// A logger that tags every record with `plugin`'s name.
+///
+/// Its context is leaked on purpose: it must outlive the plugin, and plugins are never
+/// unloaded. That is one small allocation per loaded plugin.
+pub(crate) fn logger_for(plugin: &str) -> Logger {
+    let context: &'static PluginLog = Box::leak(Box::new(PluginLog {
+        span: span_for(plugin),
+    }));
+    let max_level = match FORWARD.get() {
+        Some((level, _)) => *level,
+        None => current_level(),
     };
     // SAFETY: the context is `'static` and only read; `PluginLog` is `Sync` (a `Span`), so
     // `forward` may run on any thread concurrently; `forward` catches every panic.
@@ -39,21 +84,13 @@ unsafe extern "C" fn forward(context: *const c_void, record: &LogRecord<'_>) {
     let _ = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: `context` is the leaked `PluginLog` built in `logger_for`.
         let context = unsafe { &*context.cast::<PluginLog>() };
-        // Plugin text: checked as UTF-8 (nothing forces a plugin to send it) and with
-        // control characters escaped, so it cannot forge log lines or drive a terminal.
+        // Plugin text: checked as UTF-8 (nothing forces a plugin to send it); `emit`
+        // escapes control characters, so it cannot forge log lines or drive a terminal.
         let message = crate::text::lossy(record.message.as_rslice().as_slice());
-        let message = crate::text::printable(&message);
         let module = crate::text::lossy(record.target.as_rslice().as_slice());
-        let module = crate::text::printable(&module);
-        let module = &*module;
-        let span = &context.span;
-        match record.level {
-            LogLevel::Error => tracing::error!(target: "plugin", parent: span, module, "{message}"),
-            LogLevel::Warn => tracing::warn!(target: "plugin", parent: span, module, "{message}"),
-            LogLevel::Info => tracing::info!(target: "plugin", parent: span, module, "{message}"),
-            LogLevel::Debug => tracing::debug!(target: "plugin", parent: span, module, "{message}"),
-            LogLevel::Trace => tracing::trace!(target: "plugin", parent: span, module, "{message}"),
-            LogLevel::Off => {}
+        match FORWARD.get() {
+            Some((_, forward)) => forward(record.level, &module, &message),
+            None => emit(&context.span, record.level, &module, &message),
         }
     }));
 }

@@ -85,6 +85,20 @@ reason_codes! {
     /// The plugin declared its capabilities (`[package.metadata.plugin-host]`) and then
     /// registered one it did not declare.
     UndeclaredCapability = "undeclared-capability";
+    /// An isolated plugin did not finish in time: a call past its deadline
+    /// (`--call-timeout`), or loading and registering past the start timeout. Its worker
+    /// was killed.
+    PluginTimeout = "plugin-timeout";
+    /// An isolated plugin's worker process died (a signal such as `SIGSEGV` or `SIGABRT`,
+    /// or an exit) while loading or during a call; the message gives the signal or status
+    /// and the tail of its stderr.
+    PluginCrashed = "plugin-crashed";
+    /// An isolated plugin's worker did not answer the handshake in time, or answered it
+    /// wrongly (another cookie, no common protocol version, garbage frames).
+    HandshakeFailed = "handshake-failed";
+    /// An isolated plugin's worker broke the protocol after the handshake (a garbage frame,
+    /// an unexpected message): it was killed.
+    ProtocolError = "protocol-error";
 }
 
 impl ReasonCode {

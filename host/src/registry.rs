@@ -114,6 +114,8 @@ struct Entry {
 #[derive(Default)]
 pub struct Registry {
     by_kind: HashMap<String, HashMap<String, Entry>>,
+    /// The supervisors of isolated plugins, by plugin name.
+    isolated: HashMap<Arc<str>, Arc<crate::isolate::Supervisor>>,
 }
 
 /// Why a lookup found nothing usable.
@@ -150,14 +152,31 @@ pub enum LookupError {
         /// the differing type most likely comes from.
         differences: Vec<String>,
     },
+    /// The capability belongs to an isolated plugin that was unregistered after too many
+    /// consecutive failures of its worker ([`crate::isolate::MAX_FAILURES`]).
+    #[error("{kind} `{name}` is unavailable: {message} [{reason}]")]
+    Unregistered {
+        /// The kind.
+        kind: String,
+        /// The capability.
+        name: String,
+        /// The plugin that registered it.
+        plugin: String,
+        /// The last failure's reason code.
+        reason: crate::ReasonCode,
+        /// Why it was unregistered.
+        message: String,
+    },
 }
 
 impl LookupError {
-    /// The reason code of a layout mismatch; `None` for a plain miss.
+    /// The reason code of a layout mismatch or of an unregistered isolated plugin; `None`
+    /// for a plain miss.
     pub fn reason(&self) -> Option<crate::ReasonCode> {
         match self {
             LookupError::NotFound { .. } => None,
             LookupError::LayoutMismatch { .. } => Some(crate::ReasonCode::LayoutMismatch),
+            LookupError::Unregistered { reason, .. } => Some(*reason),
         }
     }
 }
@@ -265,6 +284,16 @@ impl Registry {
                 name: name.to_owned(),
                 available: self.names(K::KIND),
             })?;
+        if let Some((reason, message)) = self.isolated.get(&entry.plugin).and_then(|s| s.retired())
+        {
+            return Err(LookupError::Unregistered {
+                kind: K::KIND.to_owned(),
+                name: name.to_owned(),
+                plugin: entry.plugin.to_string(),
+                reason,
+                message,
+            });
+        }
         let checked = entry
             .layout_checked
             .get_or_init(|| check_layout(entry.kind.layout, &entry.export));
@@ -322,6 +351,15 @@ impl Registry {
             self.provider(c.kind(), c.name())
                 .map(|holder| (c.kind().to_owned(), c.name().to_owned(), holder.to_owned()))
         })
+    }
+
+    /// Notes that `plugin`'s capabilities are proxies served by `supervisor`.
+    pub(crate) fn supervise(
+        &mut self,
+        plugin: Arc<str>,
+        supervisor: Arc<crate::isolate::Supervisor>,
+    ) {
+        self.isolated.insert(plugin, supervisor);
     }
 
     /// Adds a plugin's admitted capabilities (after [`Registry::conflict`] found none).

@@ -73,6 +73,8 @@ pub struct PluginReport {
     pub signature: Option<SignatureStatus>,
     /// What the trust step found that did not refuse it (signature mode `warn`).
     pub trust_warnings: Vec<TrustWarning>,
+    /// Whether it runs in a worker process of its own ([`crate::isolate`]).
+    pub isolated: bool,
     /// Its sha256, size and provenance digest, when the trust step hashed it.
     #[serde(skip)]
     pub digest: Option<FileDigest>,
@@ -104,6 +106,7 @@ impl PluginReport {
             capabilities: Vec::new(),
             signature: None,
             trust_warnings: Vec::new(),
+            isolated: false,
             digest: None,
             error: None,
             file_id: None,

@@ -72,6 +72,8 @@ pub struct Load {
     pub checks: Vec<(String, String)>,
     /// The configuration string handed to the plugin's `register`.
     pub config: String,
+    /// The most detailed log level the host wants forwarded (0 off, 1 error … 5 trace).
+    pub max_log_level: u8,
 }
 
 /// The arguments of a call.
@@ -108,7 +110,8 @@ pub enum Level {
 }
 
 impl Level {
-    fn from_u8(n: u8) -> Option<Level> {
+    /// The level numbered `n` (1 = error … 5 = trace).
+    pub fn from_u8(n: u8) -> Option<Level> {
         Some(match n {
             1 => Level::Error,
             2 => Level::Warn,
@@ -306,6 +309,7 @@ pub fn encode(message: &Message, out: &mut Vec<u8>) {
                 w.str(severity);
             }
             w.str(&load.config);
+            w.u8(load.max_log_level);
         }
         Message::Registered {
             name,
@@ -534,6 +538,10 @@ impl<'a> Reader<'a> {
                     checks.push((self.name()?, self.name()?));
                 }
                 let config = self.text()?;
+                let max_log_level = self.u8()?;
+                if max_log_level > 5 {
+                    return Err(DecodeError::Malformed("unknown log level"));
+                }
                 Message::Load(Load {
                     name,
                     path,
@@ -541,6 +549,7 @@ impl<'a> Reader<'a> {
                     policy,
                     checks,
                     config,
+                    max_log_level,
                 })
             }
             tag::REGISTERED => {

@@ -22,6 +22,7 @@ fn samples() -> Vec<Message> {
                 ("profile".into(), "warn".into()),
             ],
             config: "greeting = \"hi\"".into(),
+            max_log_level: 3,
         }),
         Message::Registered {
             name: "hello".into(),

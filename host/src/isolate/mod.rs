@@ -1,0 +1,329 @@
+//! Isolation: a plugin in a worker process of its own, behind the same capability handles.
+//!
+//! A plugin the host isolates ([`Host::with_isolation`], `isolation = "process"` in its
+//! `[plugins.NAME]` table, `--isolate NAME|all`) is verified in the host exactly as an
+//! in-process one (read, trust, judge: no plugin code runs), and then, instead of being
+//! mapped into the host, is handed to a worker process: the host's own binary, run as
+//! `plugin-host __worker --fd N` (an application does the same with one line in its `main`,
+//! see [`worker::serve`]). The worker receives the verified bytes as an inherited descriptor
+//! (the trust step's sealed copy when there is one), verifies them again against the same
+//! policy, loads and registers the plugin as [`Host::load`] does, and reports its
+//! capabilities. The host registers a *proxy* for each: a `command` or `transform` object of
+//! the usual type that forwards calls to the worker, so `registry().get::<CommandKind>(..)`
+//! hands out the same kind of handle and callers cannot tell, except by the new errors.
+//!
+//! What it protects against: a plugin that aborts, segfaults, exits, loops forever or
+//! panics takes down only its worker. The call in flight fails with a [`CallError`] whose
+//! message ends in the reason code ([`reason`] reads it back): `plugin-crashed` (signal or
+//! exit status, and the tail of the worker's stderr), `plugin-timeout` (the call passed its
+//! deadline, [`Host::with_call_timeout`]; the worker is killed), `protocol-error`; a worker
+//! that fails the handshake is `handshake-failed`. The next call starts a new worker (after
+//! a backoff from the second consecutive failure on); after [`MAX_FAILURES`] consecutive
+//! failures the plugin is unregistered: its lookups fail with
+//! [`crate::LookupError::Unregistered`], and [`Host::isolated`] says why.
+//!
+//! What it costs: a process per isolated plugin, a start (tens of milliseconds: exec,
+//! handshake, verification and loading in the worker), and per call a round trip over a
+//! socket with the arguments and results copied through it.
+//!
+//! Calls to one isolated plugin are served **one at a time**, in the order they take its
+//! lock: a worker runs one call at a time, and a deadline applies from the moment a call is
+//! sent. Different isolated plugins run in parallel.
+//!
+//! The wire: [`plugin_protocol`] (no I/O, versioned apart from `plugin-api`). Only kinds with
+//! a wire encoding can be isolated; the two built-in kinds have one (`command`: arguments as
+//! strings in, UTF-8 text out; `transform`: bytes in, bytes out). A plugin that registers
+//! another kind fails to load isolated (`invalid-capability`).
+//!
+//! Orphans: each worker gets `PR_SET_PDEATHSIG(SIGKILL)` (set by a long-lived spawner thread,
+//! since Linux sends it when the *thread* that forked ends) and exits at end of file on its
+//! control socket, so workers die with the host; dropping the [`Host`] stops them gracefully
+//! (shutdown message, then `SIGKILL` after a grace period).
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use plugin_api::CallError;
+
+use crate::config::Isolation;
+use crate::error::PluginError;
+use crate::host::Host;
+use crate::map::Verified;
+use crate::policy::{CheckKind, Severity};
+use crate::reason::ReasonCode;
+use crate::report::{PluginReport, Status};
+
+mod proxy;
+mod spawn;
+mod supervise;
+mod transport;
+pub mod worker;
+
+pub(crate) use supervise::Supervisor;
+
+/// The default deadline of a call into an isolated plugin.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default time a worker has to answer the handshake and load and register its plugin.
+pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(10);
+/// Consecutive failures (crashes, timeouts, failed restarts) after which an isolated plugin
+/// is unregistered.
+pub const MAX_FAILURES: u32 = 3;
+
+/// The isolation settings of a host.
+#[derive(Clone)]
+pub(crate) struct Settings {
+    by_name: HashMap<String, Isolation>,
+    default: Isolation,
+    pub(crate) call_timeout: Duration,
+    pub(crate) start_timeout: Duration,
+    pub(crate) worker: Option<(PathBuf, Vec<OsString>)>,
+    pub(crate) supervisors: Vec<Arc<Supervisor>>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            by_name: HashMap::new(),
+            default: Isolation::InProcess,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
+            start_timeout: DEFAULT_START_TIMEOUT,
+            worker: None,
+            supervisors: Vec::new(),
+        }
+    }
+}
+
+impl Settings {
+    /// Whether the plugin named `name` runs in a worker.
+    pub(crate) fn isolates(&self, name: &str) -> bool {
+        self.by_name.get(name).copied().unwrap_or(self.default) == Isolation::Process
+    }
+}
+
+/// An isolated plugin's state, as [`Host::isolated`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsolatedPlugin {
+    /// The plugin's name.
+    pub name: String,
+    /// Its worker's process id, while one runs.
+    pub pid: Option<u32>,
+    /// How many times its worker was started (the first start included).
+    pub starts: u32,
+    /// Failures since the last successful call.
+    pub consecutive_failures: u32,
+    /// Set once it was unregistered: the last failure's reason code and the message.
+    pub unregistered: Option<(ReasonCode, String)>,
+}
+
+impl Host {
+    /// Runs the plugin named `name` in-process or in a worker process of its own
+    /// ([`Isolation::Process`], see [the module documentation](crate::isolate)).
+    pub fn with_isolation(mut self, name: impl Into<String>, isolation: Isolation) -> Self {
+        self.isolation.by_name.insert(name.into(), isolation);
+        self
+    }
+
+    /// Runs every plugin without a setting of its own ([`Host::with_isolation`]) this way
+    /// (builtins always run in-process).
+    pub fn with_default_isolation(mut self, isolation: Isolation) -> Self {
+        self.isolation.default = isolation;
+        self
+    }
+
+    /// Sets the deadline of each call into an isolated plugin ([`DEFAULT_CALL_TIMEOUT`]):
+    /// past it the worker is killed and the call fails `plugin-timeout`.
+    pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
+        self.isolation.call_timeout = timeout;
+        self
+    }
+
+    /// Sets how long a worker may take to answer the handshake and to load and register its
+    /// plugin ([`DEFAULT_START_TIMEOUT`]).
+    pub fn with_start_timeout(mut self, timeout: Duration) -> Self {
+        self.isolation.start_timeout = timeout;
+        self
+    }
+
+    /// Sets the worker command: `program` run with `args`, then `--fd N` (the control
+    /// socket). The default is this process's own executable with `__worker`, which is right
+    /// for the `plugin-host` binary and for an application whose `main` calls
+    /// [`worker::serve`] when its first argument is `__worker`.
+    pub fn with_worker_command(
+        mut self,
+        program: impl Into<PathBuf>,
+        args: impl IntoIterator<Item = impl Into<OsString>>,
+    ) -> Self {
+        let args = args.into_iter().map(Into::into).collect();
+        self.isolation.worker = Some((program.into(), args));
+        self
+    }
+
+    /// The isolated plugins loaded so far, with their workers' state.
+    pub fn isolated(&self) -> Vec<IsolatedPlugin> {
+        self.isolation
+            .supervisors
+            .iter()
+            .map(|s| s.status())
+            .collect()
+    }
+
+    /// Whether the plugin named `name` runs in a worker.
+    pub fn is_isolated(&self, name: &str) -> bool {
+        self.isolation.isolates(name)
+    }
+}
+
+/// The reason code an isolated call's error carries (`plugin-timeout`, `plugin-crashed`,
+/// `handshake-failed`, `protocol-error`; or the reason the plugin was unregistered for), or
+/// `None` for the plugin's own errors and panics.
+pub fn reason(error: &CallError) -> Option<ReasonCode> {
+    let message = error.message.as_str();
+    let code = message.strip_suffix(']')?.rsplit_once(" [")?.1;
+    ReasonCode::parse(code).filter(|r| {
+        matches!(
+            r,
+            ReasonCode::PluginTimeout
+                | ReasonCode::PluginCrashed
+                | ReasonCode::HandshakeFailed
+                | ReasonCode::ProtocolError
+        )
+    })
+}
+
+impl Host {
+    /// Starts a worker for a verified plugin and registers proxies for its capabilities.
+    pub(crate) fn load_isolated(
+        &mut self,
+        mut report: PluginReport,
+        verified: Verified,
+        resolved: PathBuf,
+    ) -> PluginReport {
+        report.isolated = true;
+        let path = report.path.clone();
+        let name = verified.provenance.name.clone();
+        let shown = path.display().to_string();
+        // The verified bytes: the trust step's sealed copy when it made one, else the file
+        // opened for verification (so a file renamed over the path is never what runs).
+        let file = verified.sealed.unwrap_or(verified.file);
+        let (program, args) = match &self.isolation.worker {
+            Some(worker) => worker.clone(),
+            None => match std::env::current_exe() {
+                Ok(exe) => (exe, vec![OsString::from("__worker")]),
+                Err(e) => {
+                    let detail = format!(
+                        "plugin `{name}` is to run isolated, but this process cannot name its \
+                         own executable to start a worker: {e}; set one with \
+                         `Host::with_worker_command`"
+                    );
+                    return fail(report, path, ReasonCode::HandshakeFailed, detail);
+                }
+            },
+        };
+        let policy = self.policy_for(&name);
+        let checks = CheckKind::ALL
+            .iter()
+            .filter(|c| c.adjustable())
+            .map(|c| {
+                let severity = match policy.severity(*c) {
+                    Severity::Ignore => "ignore",
+                    Severity::Warn => "warn",
+                    Severity::Fail => "fail",
+                };
+                (c.as_str().to_owned(), severity.to_owned())
+            })
+            .collect();
+        let load = plugin_protocol::Load {
+            name: name.clone(),
+            path: shown.clone(),
+            file_fd: file.as_raw_fd() as u32,
+            policy: policy.name().to_owned(),
+            checks,
+            config: self.config_for(&name).to_owned(),
+            max_log_level: crate::log_bridge::current_level() as u8,
+        };
+        let spec = spawn::Spec {
+            plugin: name.as_str().into(),
+            program,
+            args,
+            file: Arc::new(OwnedFd::from(file)),
+            load,
+            start_timeout: self.isolation.start_timeout,
+        };
+        tracing::debug!("starting a worker for plugin `{name}` ({shown})");
+        let (supervisor, capabilities) = match Supervisor::start(spec, self.isolation.call_timeout)
+        {
+            Ok(started) => started,
+            Err(e) => {
+                let status = match e.refused.as_deref() {
+                    Some("rejected") => Status::Rejected,
+                    _ => Status::Failed,
+                };
+                // The worker's own report names the file already.
+                let prefix = format!("{shown}: ");
+                let detail = e.message.strip_prefix(&prefix).unwrap_or(&e.message);
+                let error = PluginError::Load {
+                    path,
+                    reason: e.reason,
+                    detail: detail.to_owned(),
+                };
+                return report.with_error(status, error);
+            }
+        };
+        let supervisor = Arc::new(supervisor);
+        let mut staged = Vec::with_capacity(capabilities.len());
+        for c in &capabilities {
+            let known = self.kinds().names().contains(&c.kind.as_str());
+            let invalid = if capabilities.len() > crate::limits::MAX_CAPABILITIES {
+                Some(format!(
+                    "more than {} capabilities",
+                    crate::limits::MAX_CAPABILITIES
+                ))
+            } else if !proxy::WIRE_KINDS.contains(&c.kind.as_str()) || !known {
+                Some(format!(
+                    "a capability of kind `{}`, which cannot be isolated (only kinds with a wire \
+                     encoding can: {}); load the plugin in-process",
+                    crate::text::printable(&c.kind),
+                    proxy::WIRE_KINDS.join(", ")
+                ))
+            } else {
+                crate::limits::capability_name(c.name.as_bytes()).err()
+            };
+            if let Some(detail) = invalid {
+                let error = PluginError::InvalidCapability {
+                    path,
+                    name: name.clone(),
+                    detail,
+                };
+                return report.with_error(Status::Failed, error);
+            }
+            staged.extend(proxy::export(&supervisor, &c.kind, &c.name));
+        }
+        let report = self.commit_isolated(
+            report,
+            resolved,
+            verified.provenance,
+            verified.differences,
+            staged,
+            supervisor.clone(),
+        );
+        if report.status == Status::Loaded {
+            self.isolation.supervisors.push(supervisor);
+        }
+        report
+    }
+}
+
+fn fail(report: PluginReport, path: PathBuf, reason: ReasonCode, detail: String) -> PluginReport {
+    report.with_error(
+        Status::Failed,
+        PluginError::Load {
+            path,
+            reason,
+            detail,
+        },
+    )
+}

@@ -1,0 +1,104 @@
+//! Proxy capabilities: host-side `command` and `transform` objects that forward each call to
+//! the plugin's worker. They are built with the kinds' own FFI types, so the registry hands
+//! them out exactly like a loaded plugin's.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use abi_stable::sabi_trait::TD_Opaque;
+use abi_stable::std_types::{RBox, RResult, RSlice, RStr, RString, RVec};
+use plugin_api::kinds::{FfiCommand, FfiCommand_TO, FfiTransform, FfiTransform_TO};
+use plugin_api::{CallError, CallErrorKind, CapabilityExport, CommandKind, TransformKind};
+use plugin_protocol::Payload;
+
+use super::Supervisor;
+
+/// The kinds that have a wire encoding, and so can be isolated.
+pub(crate) const WIRE_KINDS: [&str; 2] = ["command", "transform"];
+
+struct CommandProxy {
+    supervisor: Arc<Supervisor>,
+    name: String,
+}
+
+struct TransformProxy {
+    supervisor: Arc<Supervisor>,
+    name: String,
+}
+
+/// Runs `f`, turning a panic (a bug in the host, which must not unwind across `extern "C"`)
+/// into a `CallError`.
+fn caught<T>(plugin: &str, f: impl FnOnce() -> Result<T, CallError>) -> RResult<T, CallError> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(result) => result.into(),
+        Err(_) => RResult::RErr(CallError {
+            kind: CallErrorKind::Failed,
+            message: format!("the host's proxy for isolated plugin `{plugin}` panicked").into(),
+        }),
+    }
+}
+
+impl FfiCommand for CommandProxy {
+    fn call(&self, args: RSlice<'_, RStr<'_>>) -> RResult<RString, CallError> {
+        caught(self.supervisor.plugin(), || {
+            let args = args.iter().map(|a| a.as_str().to_owned()).collect();
+            let out = self
+                .supervisor
+                .call("command", &self.name, Payload::Args(args))?;
+            // The worker sends the command's text; a worker that sends bytes that are not
+            // UTF-8 gets them replaced, never read as a `str` unchecked.
+            Ok(match String::from_utf8(out) {
+                Ok(text) => RString::from(text),
+                Err(e) => RString::from(String::from_utf8_lossy(e.as_bytes()).into_owned()),
+            })
+        })
+    }
+}
+
+impl FfiTransform for TransformProxy {
+    fn apply(&self, input: RSlice<'_, u8>, output: &mut RVec<u8>) -> RResult<(), CallError> {
+        caught(self.supervisor.plugin(), || {
+            let out = self.supervisor.call(
+                "transform",
+                &self.name,
+                Payload::Bytes(input.as_slice().to_vec()),
+            )?;
+            output.extend_from_copy_slice(&out);
+            Ok(())
+        })
+    }
+}
+
+/// The proxy capability for `(kind, name)` of the supervised plugin; `None` for a kind
+/// without a wire encoding.
+pub(crate) fn export(
+    supervisor: &Arc<Supervisor>,
+    kind: &str,
+    name: &str,
+) -> Option<CapabilityExport> {
+    let supervisor = supervisor.clone();
+    let name = name.to_owned();
+    Some(match kind {
+        "command" => {
+            let object: FfiCommand_TO<'static, RBox<()>> = FfiCommand_TO::from_value(
+                CommandProxy {
+                    supervisor,
+                    name: name.clone(),
+                },
+                TD_Opaque,
+            );
+            CapabilityExport::new::<CommandKind>(&name, object)
+        }
+        "transform" => {
+            let object: FfiTransform_TO<'static, RBox<()>> = FfiTransform_TO::from_value(
+                TransformProxy {
+                    supervisor,
+                    name: name.clone(),
+                },
+                TD_Opaque,
+            );
+            CapabilityExport::new::<TransformKind>(&name, object)
+        }
+        _ => return None,
+    })
+}

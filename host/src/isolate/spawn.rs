@@ -1,0 +1,566 @@
+//! Starting a worker: the process (from a long-lived spawner thread), its control socket,
+//! the thread that reads its frames, the thread that reads its stderr, and the handshake.
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use plugin_protocol::{
+    encode, Capability, Load, Message, COOKIE, PROTOCOL_VERSION, PROTOCOL_VERSION_MIN,
+};
+
+use super::transport::{Receiver, RecvError, Sender, SocketReceiver, SocketSender};
+use crate::reason::ReasonCode;
+
+/// The most stderr lines kept for crash reports.
+const TAIL_LINES: usize = 12;
+/// The most bytes of one stderr line kept.
+const TAIL_LINE_BYTES: usize = 400;
+
+/// What the reader thread hands to the caller waiting on the worker.
+pub(crate) enum Event {
+    /// A message other than a log record.
+    Message(Message),
+    /// The stream ended.
+    Closed,
+    /// The worker sent bytes that are not a valid frame, or reading failed.
+    Broken(String),
+}
+
+/// The last lines a worker wrote to stderr.
+#[derive(Default)]
+pub(crate) struct Tail {
+    lines: Mutex<VecDeque<String>>,
+    done: Mutex<bool>,
+    done_changed: std::sync::Condvar,
+}
+
+impl Tail {
+    fn push(&self, line: String) {
+        let mut lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+        if lines.len() == TAIL_LINES {
+            lines.pop_front();
+        }
+        lines.push_back(line);
+    }
+
+    /// The tail as one line (`a | b | c`), waiting up to `wait` for the stream's end (a
+    /// crash report wants the dying words).
+    pub(crate) fn text(&self, wait: Duration) -> String {
+        let done = self.done.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = self
+            .done_changed
+            .wait_timeout_while(done, wait, |done| !*done);
+        let lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+        lines.iter().cloned().collect::<Vec<_>>().join(" | ")
+    }
+
+    fn finish(&self) {
+        *self.done.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.done_changed.notify_all();
+    }
+}
+
+/// Why a message was not sent.
+pub(crate) enum SendError {
+    /// Larger than a frame may be: nothing was sent, the worker is fine.
+    TooLarge(String),
+    /// Writing failed: the worker is most likely gone.
+    Io(String),
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::TooLarge(m) | SendError::Io(m) => f.write_str(m),
+        }
+    }
+}
+
+/// A running worker.
+pub(crate) struct Worker {
+    pub(crate) child: Child,
+    pub(crate) pid: u32,
+    pub(crate) sender: Box<dyn Sender>,
+    pub(crate) events: mpsc::Receiver<Event>,
+    pub(crate) tail: Arc<Tail>,
+    /// A reusable buffer for encoding frames.
+    pub(crate) frame: Vec<u8>,
+}
+
+/// How to start a worker for one plugin.
+pub(crate) struct Spec {
+    pub(crate) plugin: Arc<str>,
+    pub(crate) program: PathBuf,
+    pub(crate) args: Vec<OsString>,
+    /// The verified bytes, inherited by each worker.
+    pub(crate) file: Arc<OwnedFd>,
+    pub(crate) load: Load,
+    pub(crate) start_timeout: Duration,
+}
+
+/// Why a worker could not be started.
+pub(crate) struct StartError {
+    pub(crate) reason: ReasonCode,
+    pub(crate) message: String,
+    /// Its status and message when the worker refused the plugin (`rejected`/`failed`).
+    pub(crate) refused: Option<String>,
+}
+
+impl StartError {
+    fn new(reason: ReasonCode, message: String) -> Self {
+        StartError {
+            reason,
+            message,
+            refused: None,
+        }
+    }
+}
+
+type SpawnRequest = (Command, mpsc::Sender<std::io::Result<Child>>);
+
+/// Spawns `command` from one long-lived thread: `PR_SET_PDEATHSIG` fires when the thread
+/// that forked the child ends, not the process, so a worker spawned from a caller's thread
+/// would die with that thread.
+fn spawn_from_spawner(command: Command) -> std::io::Result<Child> {
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<SpawnRequest>();
+        std::thread::Builder::new()
+            .name("plugin-worker-spawner".into())
+            .spawn(move || {
+                for (mut command, reply) in rx {
+                    let _ = reply.send(command.spawn());
+                }
+            })
+            .expect("start the worker spawner thread");
+        Mutex::new(tx)
+    });
+    let (reply, answer) = mpsc::channel();
+    let sent = spawner
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .send((command, reply));
+    if sent.is_err() {
+        return Err(std::io::Error::other("the worker spawner thread is gone"));
+    }
+    answer
+        .recv()
+        .unwrap_or_else(|_| Err(std::io::Error::other("the worker spawner thread is gone")))
+}
+
+/// Starts a worker, shakes hands and has it load the plugin: the worker and the
+/// capabilities it registered.
+pub(crate) fn start(spec: &Spec) -> Result<(Worker, Vec<Capability>), StartError> {
+    let plugin = &spec.plugin;
+    let deadline = Instant::now() + spec.start_timeout;
+    let io = |what: &str, e: std::io::Error| {
+        StartError::new(
+            ReasonCode::HandshakeFailed,
+            format!("plugin `{plugin}`: {what}: {e}"),
+        )
+    };
+    let (ours, theirs) = UnixStream::pair().map_err(|e| io("cannot make a socket pair", e))?;
+    let their_fd = theirs.as_raw_fd();
+    let file_fd = spec.file.as_raw_fd();
+    let mut command = Command::new(&spec.program);
+    command
+        .args(&spec.args)
+        .arg("--fd")
+        .arg(their_fd.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let parent = std::process::id();
+    // SAFETY: the closure runs in the child between fork and exec, and only makes
+    // async-signal-safe system calls (prctl, getppid, fcntl, dup2) on descriptors that are
+    // open in the child; it allocates nothing and takes no lock.
+    unsafe {
+        command.pre_exec(move || {
+            // Die with the host (with the spawner thread, which lives as long as the process).
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The host died before the line above: nobody would ever kill this worker.
+            if libc::getppid() as u32 != parent {
+                return Err(std::io::Error::other("the host is gone"));
+            }
+            // The two descriptors the worker inherits (both are close-on-exec in the host).
+            for fd in [their_fd, file_fd] {
+                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            // Whatever the plugin prints to stdout goes where its stderr goes: to the host's log.
+            if libc::dup2(2, 1) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = spawn_from_spawner(command).map_err(|e| {
+        io(
+            &format!("cannot start the worker `{}`", spec.program.display()),
+            e,
+        )
+    })?;
+    drop(theirs);
+    let pid = child.id();
+    let tail = Arc::new(Tail::default());
+    if let Some(stderr) = child.stderr.take() {
+        let tail = tail.clone();
+        let span = crate::log_bridge::span_for(plugin);
+        let _ = std::thread::Builder::new()
+            .name(format!("plugin-stderr-{plugin}"))
+            .spawn(move || {
+                let mut reader = BufReader::new(stderr);
+                let mut line = Vec::new();
+                loop {
+                    line.clear();
+                    match reader.read_until(b'\n', &mut line) {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                    let text = crate::text::lossy(&line);
+                    let text = text.trim_end();
+                    if text.is_empty() {
+                        continue;
+                    }
+                    crate::log_bridge::emit(
+                        &span,
+                        plugin_api::logger::LogLevel::Info,
+                        "stderr",
+                        text,
+                    );
+                    tail.push(
+                        crate::text::printable(&crate::text::bounded(text, TAIL_LINE_BYTES))
+                            .into_owned(),
+                    );
+                }
+                tail.finish();
+            });
+    } else {
+        tail.finish();
+    }
+    let reader = match ours.try_clone() {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(io("cannot clone the socket", e));
+        }
+    };
+    let (events_tx, events) = mpsc::channel();
+    {
+        let span = crate::log_bridge::span_for(plugin);
+        let spawned = std::thread::Builder::new()
+            .name(format!("plugin-reader-{plugin}"))
+            .spawn(move || read_events(SocketReceiver::new(reader), events_tx, span));
+        if let Err(e) = spawned {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(io("cannot start the reader thread", e));
+        }
+    }
+    let mut worker = Worker {
+        child,
+        pid,
+        sender: Box::new(SocketSender(ours)),
+        events,
+        tail,
+        frame: Vec::new(),
+    };
+    match handshake(&mut worker, spec, deadline) {
+        Ok(capabilities) => Ok((worker, capabilities)),
+        Err(e) => {
+            worker.kill();
+            Err(e)
+        }
+    }
+}
+
+/// The reader thread: log records go to the host's log at once, everything else to whoever
+/// waits on the worker.
+fn read_events(mut receiver: impl Receiver, events: mpsc::Sender<Event>, span: tracing::Span) {
+    loop {
+        let event = match receiver.recv() {
+            Ok(Some(Message::Log {
+                level,
+                target,
+                message,
+            })) => {
+                let level = match level {
+                    plugin_protocol::Level::Error => plugin_api::logger::LogLevel::Error,
+                    plugin_protocol::Level::Warn => plugin_api::logger::LogLevel::Warn,
+                    plugin_protocol::Level::Info => plugin_api::logger::LogLevel::Info,
+                    plugin_protocol::Level::Debug => plugin_api::logger::LogLevel::Debug,
+                    plugin_protocol::Level::Trace => plugin_api::logger::LogLevel::Trace,
+                };
+                crate::log_bridge::emit(&span, level, &target, &message);
+                continue;
+            }
+            Ok(Some(message)) => Event::Message(message),
+            Ok(None) => Event::Closed,
+            Err(RecvError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                Event::Closed
+            }
+            Err(e) => Event::Broken(e.to_string()),
+        };
+        let last = !matches!(event, Event::Message(_));
+        if events.send(event).is_err() || last {
+            return;
+        }
+    }
+}
+
+impl Worker {
+    /// Encodes and sends one message.
+    pub(crate) fn send(&mut self, message: &Message) -> Result<(), SendError> {
+        self.frame.clear();
+        encode(message, &mut self.frame);
+        if !plugin_protocol::frame_fits(&self.frame) {
+            return Err(SendError::TooLarge(format!(
+                "the {} message is larger than the protocol's limit of {} bytes",
+                message.name(),
+                plugin_protocol::MAX_FRAME_LEN
+            )));
+        }
+        self.sender
+            .send(&self.frame)
+            .map_err(|e| SendError::Io(format!("sending to the worker failed: {e}")))
+    }
+
+    /// Kills the worker and reaps it.
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The worker died (or is dying): waits for it (killing it if it lingers) and says how
+    /// it ended, with the tail of its stderr.
+    pub(crate) fn death(&mut self) -> String {
+        let until = Instant::now() + Duration::from_secs(1);
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => break Some(status),
+                Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(5)),
+                _ => {
+                    self.kill();
+                    break self.child.try_wait().ok().flatten();
+                }
+            }
+        };
+        let how = match status {
+            Some(status) => describe(status),
+            None => "it ended in an unknown way".to_owned(),
+        };
+        let tail = self.tail.text(Duration::from_millis(500));
+        if tail.is_empty() {
+            format!("{how} (pid {}); it wrote nothing to stderr", self.pid)
+        } else {
+            format!("{how} (pid {}); its stderr ended with: {tail}", self.pid)
+        }
+    }
+}
+
+/// How a process ended, in words.
+fn describe(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(signal) = status.signal() {
+        let name = match signal {
+            libc::SIGSEGV => "SIGSEGV",
+            libc::SIGABRT => "SIGABRT",
+            libc::SIGKILL => "SIGKILL",
+            libc::SIGBUS => "SIGBUS",
+            libc::SIGILL => "SIGILL",
+            libc::SIGFPE => "SIGFPE",
+            libc::SIGTERM => "SIGTERM",
+            libc::SIGTRAP => "SIGTRAP",
+            _ => "signal",
+        };
+        format!("it was killed by signal {signal} ({name})")
+    } else {
+        match status.code() {
+            Some(code) => format!("it exited with status {code}"),
+            None => "it ended".to_owned(),
+        }
+    }
+}
+
+/// Waits for the next message (log records are handled by the reader thread) until
+/// `deadline`.
+pub(crate) fn next(worker: &Worker, deadline: Instant) -> Option<Event> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    match worker.events.recv_timeout(left) {
+        Ok(event) => Some(event),
+        Err(mpsc::RecvTimeoutError::Timeout) => None,
+        Err(mpsc::RecvTimeoutError::Disconnected) => Some(Event::Closed),
+    }
+}
+
+fn handshake(
+    worker: &mut Worker,
+    spec: &Spec,
+    deadline: Instant,
+) -> Result<Vec<Capability>, StartError> {
+    let plugin = &spec.plugin;
+    let failed = |worker: &mut Worker, what: String| {
+        worker.kill();
+        let tail = worker.tail.text(Duration::from_millis(300));
+        let tail = if tail.is_empty() {
+            "it wrote nothing to stderr".to_owned()
+        } else {
+            format!("its stderr ended with: {tail}")
+        };
+        StartError::new(
+            ReasonCode::HandshakeFailed,
+            format!(
+                "plugin `{plugin}`: the worker (`{}`, pid {}) {what}; {tail}",
+                spec.program.display(),
+                worker.pid
+            ),
+        )
+    };
+    let hello = Message::Hello {
+        cookie: COOKIE,
+        min_version: PROTOCOL_VERSION_MIN,
+        max_version: PROTOCOL_VERSION,
+    };
+    if let Err(e) = worker.send(&hello) {
+        return Err(crashed_or(worker, plugin, "during the handshake", e));
+    }
+    match next(worker, deadline) {
+        None => {
+            let after = spec.start_timeout.as_secs_f64();
+            return Err(failed(
+                worker,
+                format!("did not answer the handshake within {after}s"),
+            ));
+        }
+        Some(Event::Message(Message::Welcome {
+            cookie,
+            version,
+            pid,
+        })) => {
+            if cookie != COOKIE {
+                return Err(failed(
+                    worker,
+                    "answered with another cookie: it is not a plugin-host worker".into(),
+                ));
+            }
+            if !(PROTOCOL_VERSION_MIN..=PROTOCOL_VERSION).contains(&version) {
+                return Err(failed(worker, format!(
+                    "chose protocol version {version}, which this host does not speak ({PROTOCOL_VERSION_MIN}..={PROTOCOL_VERSION})"
+                )));
+            }
+            if pid != worker.pid {
+                return Err(failed(
+                    worker,
+                    format!("claims to be pid {pid}, not the process the host started"),
+                ));
+            }
+        }
+        Some(Event::Message(Message::Refused { message, .. })) => {
+            let message = crate::text::printable(&message).into_owned();
+            return Err(failed(worker, format!("refused the handshake: {message}")));
+        }
+        Some(Event::Message(other)) => {
+            return Err(failed(
+                worker,
+                format!("answered the handshake with a {} message", other.name()),
+            ))
+        }
+        Some(Event::Broken(e)) => {
+            return Err(failed(
+                worker,
+                format!("sent garbage in the handshake ({e})"),
+            ))
+        }
+        Some(Event::Closed) => {
+            let death = worker.death();
+            return Err(StartError::new(
+                ReasonCode::HandshakeFailed,
+                format!("plugin `{plugin}`: the worker ended before the handshake: {death}"),
+            ));
+        }
+    }
+    if let Err(e) = worker.send(&Message::Load(spec.load.clone())) {
+        return Err(crashed_or(worker, plugin, "before loading", e));
+    }
+    match next(worker, deadline) {
+        None => {
+            worker.kill();
+            let tail = worker.tail.text(Duration::from_millis(300));
+            Err(StartError::new(
+                ReasonCode::PluginTimeout,
+                format!(
+                    "plugin `{plugin}` did not finish loading and registering within {}s in \
+                     its worker (pid {}), which was killed{}",
+                    spec.start_timeout.as_secs_f64(),
+                    worker.pid,
+                    if tail.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; its stderr ended with: {tail}")
+                    }
+                ),
+            ))
+        }
+        Some(Event::Message(Message::Registered {
+            name, capabilities, ..
+        })) => {
+            if name != *spec.plugin {
+                return Err(failed(
+                    worker,
+                    format!("loaded plugin `{}` instead", crate::text::printable(&name)),
+                ));
+            }
+            Ok(capabilities)
+        }
+        Some(Event::Message(Message::Refused {
+            status,
+            reason,
+            message,
+        })) => {
+            let _ = worker.send(&Message::Shutdown);
+            worker.kill();
+            let reason = ReasonCode::parse(&reason).unwrap_or(ReasonCode::ProtocolError);
+            Err(StartError {
+                reason,
+                message: crate::text::printable(&message).into_owned(),
+                refused: Some(status),
+            })
+        }
+        Some(Event::Message(other)) => Err(failed(
+            worker,
+            format!("answered the load request with a {} message", other.name()),
+        )),
+        Some(Event::Broken(e)) => Err(failed(worker, format!("sent garbage ({e})"))),
+        Some(Event::Closed) => {
+            let death = worker.death();
+            Err(StartError::new(
+                ReasonCode::PluginCrashed,
+                format!(
+                    "plugin `{plugin}` crashed its worker while loading or registering: {death}"
+                ),
+            ))
+        }
+    }
+}
+
+/// A send that failed: most often the worker died; say how.
+fn crashed_or(worker: &mut Worker, plugin: &str, when: &str, error: SendError) -> StartError {
+    let death = worker.death();
+    StartError::new(
+        ReasonCode::HandshakeFailed,
+        format!("plugin `{plugin}`: the worker failed {when} ({error}): {death}"),
+    )
+}

@@ -1,0 +1,301 @@
+//! Supervising one isolated plugin: its worker, calls with deadlines, restarts with backoff,
+//! and giving up after [`MAX_FAILURES`] consecutive failures.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use plugin_api::{CallError, CallErrorKind};
+use plugin_protocol::{Capability, Message, Payload};
+
+use super::spawn::{next, start, Event, SendError, Spec, StartError, Worker};
+use super::{IsolatedPlugin, MAX_FAILURES};
+use crate::reason::ReasonCode;
+
+/// The longest wait before a restart.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// How long a stopping worker may take to exit after the shutdown message.
+const GRACE: Duration = Duration::from_millis(500);
+
+/// One isolated plugin's worker and its history.
+pub(crate) struct Supervisor {
+    spec: Spec,
+    call_timeout: Duration,
+    next_id: AtomicU64,
+    state: Mutex<State>,
+}
+
+struct State {
+    worker: Option<Worker>,
+    /// What the first worker registered: every restart must register the same.
+    capabilities: Vec<Capability>,
+    starts: u32,
+    failures: u32,
+    /// No restart before this.
+    not_before: Option<Instant>,
+    retired: Option<(ReasonCode, String)>,
+}
+
+/// A failure of the worker (not of the plugin's own code, which returns its errors).
+struct Failure {
+    reason: ReasonCode,
+    message: String,
+}
+
+impl Supervisor {
+    /// Starts the first worker: the supervisor and what the plugin registered, or why not.
+    pub(crate) fn start(
+        spec: Spec,
+        call_timeout: Duration,
+    ) -> Result<(Supervisor, Vec<Capability>), StartError> {
+        let (worker, capabilities) = start(&spec)?;
+        let supervisor = Supervisor {
+            spec,
+            call_timeout,
+            next_id: AtomicU64::new(1),
+            state: Mutex::new(State {
+                worker: Some(worker),
+                capabilities: capabilities.clone(),
+                starts: 1,
+                failures: 0,
+                not_before: None,
+                retired: None,
+            }),
+        };
+        Ok((supervisor, capabilities))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock (there is none in this module's code paths that
+        // hold it) must not make the plugin unusable forever.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The plugin's name.
+    pub(crate) fn plugin(&self) -> &str {
+        &self.spec.plugin
+    }
+
+    /// Why the plugin was unregistered, once it was.
+    pub(crate) fn retired(&self) -> Option<(ReasonCode, String)> {
+        self.lock().retired.clone()
+    }
+
+    pub(crate) fn status(&self) -> IsolatedPlugin {
+        let state = self.lock();
+        IsolatedPlugin {
+            name: self.spec.plugin.to_string(),
+            pid: state.worker.as_ref().map(|w| w.pid),
+            starts: state.starts,
+            consecutive_failures: state.failures,
+            unregistered: state.retired.clone(),
+        }
+    }
+
+    /// Calls capability `name` of `kind` in the worker: the output bytes, or the plugin's
+    /// own error, or a failure of the worker (with its reason code at the end of the message).
+    pub(crate) fn call(
+        &self,
+        kind: &str,
+        name: &str,
+        payload: Payload,
+    ) -> Result<Vec<u8>, CallError> {
+        let mut state = self.lock();
+        let plugin = &self.spec.plugin;
+        if let Some((reason, message)) = &state.retired {
+            return Err(error(format!("{message} [{reason}]")));
+        }
+        if state.worker.is_none() {
+            if let Some(when) = state.not_before {
+                std::thread::sleep(when.saturating_duration_since(Instant::now()));
+            }
+            state.starts += 1;
+            match start(&self.spec) {
+                Ok((mut worker, capabilities)) if capabilities != state.capabilities => {
+                    worker.kill();
+                    let failure = Failure {
+                        reason: ReasonCode::ProtocolError,
+                        message: format!(
+                            "plugin `{plugin}` registered other capabilities when its worker \
+                             was restarted"
+                        ),
+                    };
+                    return Err(self.failed(&mut state, failure));
+                }
+                Ok((worker, _)) => {
+                    tracing::info!("plugin `{plugin}`: worker restarted (pid {})", worker.pid);
+                    state.worker = Some(worker);
+                }
+                Err(e) => {
+                    let failure = Failure {
+                        reason: e.reason,
+                        message: format!("restarting its worker failed: {}", e.message),
+                    };
+                    return Err(self.failed(&mut state, failure));
+                }
+            }
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let worker = state.worker.as_mut().expect("a worker was started above");
+        match self.exchange(worker, id, kind, name, payload) {
+            Ok(result) => {
+                state.failures = 0;
+                state.not_before = None;
+                result.map_err(|f| CallError {
+                    kind: if f.panicked {
+                        CallErrorKind::Panicked
+                    } else {
+                        CallErrorKind::Failed
+                    },
+                    message: f.message.into(),
+                })
+            }
+            Err(failure) => {
+                state.worker = None;
+                Err(self.failed(&mut state, failure))
+            }
+        }
+    }
+
+    /// Sends one call and waits for its reply until the deadline.
+    fn exchange(
+        &self,
+        worker: &mut Worker,
+        id: u64,
+        kind: &str,
+        name: &str,
+        payload: Payload,
+    ) -> Result<Result<Vec<u8>, plugin_protocol::CallFailure>, Failure> {
+        let plugin = &self.spec.plugin;
+        let what = format!("{kind} `{name}`");
+        let call = Message::Call {
+            id,
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+            payload,
+        };
+        let deadline = Instant::now() + self.call_timeout;
+        if let Err(e) = worker.send(&call) {
+            if let SendError::TooLarge(e) = e {
+                // Too large to send: the worker is fine, the call is refused.
+                return Ok(Err(plugin_protocol::CallFailure {
+                    panicked: false,
+                    message: format!("plugin `{plugin}` (isolated): {e}"),
+                }));
+            }
+            let death = worker.death();
+            return Err(Failure {
+                reason: ReasonCode::PluginCrashed,
+                message: format!("plugin `{plugin}` crashed before {what} was sent: {death}"),
+            });
+        }
+        loop {
+            match next(worker, deadline) {
+                Some(Event::Message(Message::Reply { id: got, result })) if got == id => {
+                    return Ok(result)
+                }
+                Some(Event::Message(other)) => {
+                    worker.kill();
+                    return Err(Failure {
+                        reason: ReasonCode::ProtocolError,
+                        message: format!(
+                            "plugin `{plugin}`'s worker answered {what} with a {} message; it \
+                             was killed",
+                            other.name()
+                        ),
+                    });
+                }
+                Some(Event::Broken(e)) => {
+                    worker.kill();
+                    return Err(Failure {
+                        reason: ReasonCode::ProtocolError,
+                        message: format!(
+                            "plugin `{plugin}`'s worker sent garbage during {what} ({e}); it \
+                             was killed"
+                        ),
+                    });
+                }
+                Some(Event::Closed) => {
+                    let death = worker.death();
+                    return Err(Failure {
+                        reason: ReasonCode::PluginCrashed,
+                        message: format!("plugin `{plugin}` crashed during {what}: {death}"),
+                    });
+                }
+                None => {
+                    worker.kill();
+                    let tail = worker.tail.text(Duration::from_millis(200));
+                    let tail = if tail.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; its stderr ended with: {tail}")
+                    };
+                    return Err(Failure {
+                        reason: ReasonCode::PluginTimeout,
+                        message: format!(
+                            "plugin `{plugin}` did not answer {what} within {}s; its worker \
+                             (pid {}) was killed{tail}",
+                            self.call_timeout.as_secs_f64(),
+                            worker.pid
+                        ),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Counts a failure: logs it, sets the backoff, and unregisters the plugin after
+    /// [`MAX_FAILURES`] in a row. The error for the call.
+    fn failed(&self, state: &mut State, failure: Failure) -> CallError {
+        let plugin = &self.spec.plugin;
+        state.failures += 1;
+        let Failure { reason, message } = failure;
+        tracing::warn!("[{reason}] {}", crate::text::printable(&message));
+        if state.failures >= MAX_FAILURES {
+            let why = format!(
+                "plugin `{plugin}` was unregistered after {} consecutive failures of its \
+                 worker; the last: {message}",
+                state.failures
+            );
+            tracing::error!("[{reason}] {}", crate::text::printable(&why));
+            state.retired = Some((reason, why.clone()));
+            return error(format!("{why} [{reason}]"));
+        }
+        // The first restart is immediate; the next ones wait 100 ms, 400 ms, … up to 2 s.
+        let backoff = match state.failures {
+            0 | 1 => Duration::ZERO,
+            n => (Duration::from_millis(100) * 4u32.saturating_pow(n - 2)).min(MAX_BACKOFF),
+        };
+        state.not_before = Some(Instant::now() + backoff);
+        error(format!("{message} [{reason}]"))
+    }
+}
+
+fn error(message: String) -> CallError {
+    CallError {
+        kind: CallErrorKind::Failed,
+        message: message.into(),
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let Some(mut worker) = state.worker.take() {
+            let _ = worker.send(&Message::Shutdown);
+            let until = Instant::now() + GRACE;
+            loop {
+                match worker.child.try_wait() {
+                    Ok(Some(_)) => break,
+                    Ok(None) if Instant::now() < until => {
+                        std::thread::sleep(Duration::from_millis(2))
+                    }
+                    _ => {
+                        worker.kill();
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
