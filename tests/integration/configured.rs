@@ -185,19 +185,25 @@ fn a_builtin_is_replaced_only_when_the_config_says_so() {
 }
 
 #[test]
-fn isolation_process_is_refused_naming_the_line_until_isolation_exists() {
+fn isolation_process_runs_the_plugin_in_a_worker() {
     let m = Machine::new();
     install(&m, "proj/plugins", "hello");
+    install(&m, "proj/plugins", "unruly");
     m.write(
         "proj/plugin-host.toml",
         "[search]\npaths = [\"plugins\"]\n\n[plugins.hello]\nisolation = \"process\"\n",
     );
-    let out = m.run(&["scan"], None);
-    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
-    let err = stderr(&out);
-    assert!(err.contains("plugin-host.toml:5:13"), "{err}");
-    assert!(err.contains("isolation"), "{err}");
-    // `config` still shows the file.
+    let scan = scan(&m, &[]);
+    let hello = named(&scan, "hello");
+    assert_eq!(hello["status"], "loaded", "{hello:#}");
+    assert_eq!(hello["isolated"], true, "{hello:#}");
+    let unruly = named(&scan, "unruly");
+    assert_eq!(unruly["isolated"], false, "{unruly:#}");
+    // `run` (lazy) starts the worker on first use, and the command answers through it.
+    let out = m.run(&["run", "hello", "Ada"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("hello, Ada!"), "{}", stdout(&out));
+    // `in-process` is still accepted, and `config` shows the key.
     assert!(m.run(&["config"], None).status.success());
 }
 

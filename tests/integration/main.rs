@@ -14,6 +14,7 @@ mod configured;
 mod docs;
 mod embedding;
 mod hostile;
+mod isolate;
 mod lazy;
 mod loading;
 mod malformed;

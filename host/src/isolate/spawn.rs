@@ -434,9 +434,8 @@ fn handshake(
         min_version: PROTOCOL_VERSION_MIN,
         max_version: PROTOCOL_VERSION,
     };
-    if let Err(e) = worker.send(&hello) {
-        return Err(crashed_or(worker, plugin, "during the handshake", e));
-    }
+    // A failed send (the worker is already gone) shows as the end of its stream, next.
+    let _ = worker.send(&hello);
     match next(worker, deadline) {
         None => {
             let after = spec.start_timeout.as_secs_f64();
@@ -492,9 +491,7 @@ fn handshake(
             ));
         }
     }
-    if let Err(e) = worker.send(&Message::Load(spec.load.clone())) {
-        return Err(crashed_or(worker, plugin, "before loading", e));
-    }
+    let _ = worker.send(&Message::Load(spec.load.clone()));
     match next(worker, deadline) {
         None => {
             worker.kill();
@@ -554,13 +551,4 @@ fn handshake(
             ))
         }
     }
-}
-
-/// A send that failed: most often the worker died; say how.
-fn crashed_or(worker: &mut Worker, plugin: &str, when: &str, error: SendError) -> StartError {
-    let death = worker.death();
-    StartError::new(
-        ReasonCode::HandshakeFailed,
-        format!("plugin `{plugin}`: the worker failed {when} ({error}): {death}"),
-    )
 }

@@ -1,0 +1,474 @@
+//! Isolation: plugins in worker processes. A plugin that aborts, segfaults, exits, loops or
+//! panics — in `register` or in a call — fails with the expected reason code naming it, and
+//! the host serves the next call; workers die with the host; lying workers never crash it.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use abi_stable::std_types::{RSlice, RStr, RVec};
+use host::config::Isolation;
+use host::{Host, LookupError, ReasonCode, ScanMode, Status};
+use plugin_api::{CallError, CallErrorKind, CommandKind, TransformKind};
+
+use crate::support::*;
+
+const WORKER: &str = env!("CARGO_BIN_EXE_plugin-host");
+
+/// A host whose plugins all run in workers (the `plugin-host` binary, as the CLI runs them).
+fn isolated_host() -> Host {
+    host()
+        .with_worker_command(WORKER, ["__worker"])
+        .with_default_isolation(Isolation::Process)
+}
+
+fn call(host: &Host, command: &str, args: &[&str]) -> Result<String, CallError> {
+    let cmd = host.registry().get::<CommandKind>(command).unwrap();
+    let args: Vec<RStr<'_>> = args.iter().map(|a| RStr::from(*a)).collect();
+    cmd.call(RSlice::from_slice(&args))
+        .into_result()
+        .map(|s| s.into())
+}
+
+fn report_of<'a>(reports: &'a [host::PluginReport], name: &str) -> &'a host::PluginReport {
+    reports
+        .iter()
+        .find(|r| r.name.as_deref() == Some(name))
+        .unwrap_or_else(|| panic!("no report for {name}: {reports:#?}"))
+}
+
+#[test]
+fn misbehaviour_in_register_is_reported_and_the_host_serves_on() {
+    let cases = [
+        ("abort", ReasonCode::PluginCrashed, "SIGABRT"),
+        ("segfault", ReasonCode::PluginCrashed, "SIGSEGV"),
+        ("exit", ReasonCode::PluginCrashed, "exited with status"),
+        ("spin", ReasonCode::PluginTimeout, "within 1.5s"),
+        (
+            "panic",
+            ReasonCode::RegisterPanicked,
+            "asked to panic in register",
+        ),
+    ];
+    for (mode, reason, needle) in cases {
+        let dir = plugin_dir(&["unruly", "hello"]);
+        let mut host = isolated_host()
+            .with_start_timeout(Duration::from_millis(1500))
+            .with_config("unruly", mode);
+        let started = Instant::now();
+        let reports = host.scan(&[dir.path()], ScanMode::Load).unwrap();
+        assert!(started.elapsed() < Duration::from_secs(20), "{mode}");
+        let unruly = report_of(&reports, "unruly");
+        assert_eq!(unruly.status, Status::Failed, "{mode}: {unruly:#?}");
+        assert_eq!(unruly.reason, Some(reason), "{mode}: {:?}", unruly.message);
+        let message = unruly.message.as_deref().unwrap();
+        assert!(message.contains("unruly"), "{mode}: {message}");
+        assert!(message.contains(needle), "{mode}: {message}");
+        assert!(unruly.isolated);
+        assert!(host.registry().get::<CommandKind>("unruly").is_err());
+        // The host is alive and serves the other plugin, isolated too.
+        assert_eq!(report_of(&reports, "hello").status, Status::Loaded);
+        assert!(call(&host, "hello", &["Ada"])
+            .unwrap()
+            .starts_with("hello, Ada!"));
+    }
+}
+
+#[test]
+fn misbehaviour_in_a_call_fails_that_call_and_the_next_call_is_served() {
+    let dir = plugin_dir(&["unruly"]);
+    let mut host = isolated_host().with_call_timeout(Duration::from_secs(1));
+    let reports = host.scan(&[dir.path()], ScanMode::Load).unwrap();
+    assert_eq!(
+        reports[0].status,
+        Status::Loaded,
+        "{:?}",
+        reports[0].message
+    );
+    let first_pid = host.isolated()[0].pid.unwrap();
+    assert_ne!(first_pid, std::process::id());
+    let cases = [
+        ("abort", Some(ReasonCode::PluginCrashed), "SIGABRT"),
+        ("segfault", Some(ReasonCode::PluginCrashed), "SIGSEGV"),
+        (
+            "exit",
+            Some(ReasonCode::PluginCrashed),
+            "exited with status 7",
+        ),
+        ("hang", Some(ReasonCode::PluginTimeout), "within 1s"),
+        ("panic", None, "misbehave was asked to panic"),
+        ("fail", None, "misbehave was asked to fail"),
+    ];
+    for (mode, reason, needle) in cases {
+        let started = Instant::now();
+        let error = call(&host, "misbehave", &[mode]).unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(5), "{mode}");
+        assert_eq!(host::isolate::reason(&error), reason, "{mode}: {error}");
+        assert!(error.message.contains(needle), "{mode}: {error}");
+        if reason.is_some() {
+            assert!(error.message.contains("plugin `unruly`"), "{mode}: {error}");
+            assert!(
+                host.isolated()[0].pid.is_none(),
+                "{mode}: the worker is gone"
+            );
+        }
+        if mode == "panic" {
+            assert_eq!(error.kind, CallErrorKind::Panicked);
+        }
+        // The next call restarts the worker (when it died) and is served.
+        assert_eq!(call(&host, "misbehave", &["echo", mode]).unwrap(), mode);
+    }
+    let status = &host.isolated()[0];
+    assert_eq!(status.starts, 5, "{status:?}");
+    assert_eq!(status.consecutive_failures, 0);
+    assert!(status.unregistered.is_none());
+}
+
+#[test]
+fn consecutive_failures_unregister_the_plugin() {
+    let dir = plugin_dir(&["unruly"]);
+    let mut host = isolated_host();
+    host.scan(&[dir.path()], ScanMode::Load).unwrap();
+    for attempt in 1..=host::isolate::MAX_FAILURES {
+        let error = call(&host, "misbehave", &["abort"]).unwrap_err();
+        assert_eq!(
+            host::isolate::reason(&error),
+            Some(ReasonCode::PluginCrashed),
+            "{error}"
+        );
+        let unregistered = error
+            .message
+            .contains("was unregistered after 3 consecutive");
+        assert_eq!(
+            unregistered,
+            attempt == host::isolate::MAX_FAILURES,
+            "{error}"
+        );
+    }
+    match host.registry().get::<CommandKind>("misbehave") {
+        Err(e @ LookupError::Unregistered { .. }) => {
+            assert_eq!(e.reason(), Some(ReasonCode::PluginCrashed));
+            assert!(
+                e.to_string().contains("plugin `unruly` was unregistered"),
+                "{e}"
+            );
+        }
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("an unregistered plugin is still handed out"),
+    }
+    let status = &host.isolated()[0];
+    assert!(status.pid.is_none());
+    assert_eq!(
+        status.unregistered.as_ref().unwrap().0,
+        ReasonCode::PluginCrashed
+    );
+}
+
+#[test]
+fn eight_threads_call_one_isolated_plugin() {
+    let dir = plugin_dir(&["unruly", "redact"]);
+    let mut host = isolated_host();
+    host.scan(&[dir.path()], ScanMode::Load).unwrap();
+    let misbehave = host.registry().get::<CommandKind>("misbehave").unwrap();
+    let redact = host.registry().get::<TransformKind>("redact").unwrap();
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            s.spawn(move || {
+                for i in 0..40 {
+                    let (a, b) = (t.to_string(), i.to_string());
+                    let args = [RStr::from("echo"), RStr::from(&*a), RStr::from(&*b)];
+                    let out = misbehave.call(RSlice::from_slice(&args)).unwrap();
+                    assert_eq!(out.as_str(), format!("{t} {i}"));
+                    let mut output = RVec::new();
+                    let input = format!("thread {t} call {i} mail a{t}@b{i}.org\n");
+                    redact
+                        .apply(RSlice::from_slice(input.as_bytes()), &mut output)
+                        .unwrap();
+                    let output = String::from_utf8(output.into_vec()).unwrap();
+                    assert_eq!(
+                        output,
+                        format!("thread {t} call {i} mail [REDACTED:email]\n")
+                    );
+                }
+            });
+        }
+    });
+    assert!(host.isolated().iter().all(|p| p.starts == 1));
+}
+
+#[test]
+fn in_process_and_isolated_plugins_mix_in_one_host() {
+    let dir = plugin_dir(&["hello", "unruly"]);
+    let mut host = host()
+        .with_worker_command(WORKER, ["__worker"])
+        .with_isolation("unruly", Isolation::Process);
+    let reports = host.scan(&[dir.path()], ScanMode::Load).unwrap();
+    let (hello, unruly) = (report_of(&reports, "hello"), report_of(&reports, "unruly"));
+    assert_eq!((hello.status, hello.isolated), (Status::Loaded, false));
+    assert_eq!((unruly.status, unruly.isolated), (Status::Loaded, true));
+    assert!(call(&host, "hello", &["Ada"])
+        .unwrap()
+        .starts_with("hello, Ada!"));
+    assert_eq!(call(&host, "misbehave", &["echo", "x"]).unwrap(), "x");
+    // A crash of the isolated one leaves the in-process one (and the host) serving.
+    assert!(call(&host, "misbehave", &["segfault"]).is_err());
+    assert!(call(&host, "hello", &["Bo"])
+        .unwrap()
+        .starts_with("hello, Bo!"));
+    let names: Vec<_> = host.isolated().into_iter().map(|p| p.name).collect();
+    assert_eq!(names, ["unruly"]);
+}
+
+#[test]
+fn the_cli_isolates_reports_and_forwards_logs() {
+    let dir = plugin_dir(&["hello", "unruly"]);
+    let d = dir.path().to_str().unwrap();
+    // Lazy `run` of an isolated plugin that declares its capabilities.
+    let out = cli(&["run", "--plugins", d, "--isolate", "hello", "hello", "Ada"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("hello, Ada!"));
+    // The plugin's log records and its stderr, under its name.
+    let out = cli(&[
+        "run",
+        "--plugins",
+        d,
+        "--isolate",
+        "all",
+        "misbehave",
+        "log",
+        "hi",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("misbehave logs: hi"), "{err}");
+    assert!(err.contains("misbehave writes to stderr"), "{err}");
+    assert!(err.contains("plugin{name=unruly}"), "{err}");
+    // A deadline from the command line.
+    let started = Instant::now();
+    let out = cli(&[
+        "run",
+        "--plugins",
+        d,
+        "--isolate",
+        "unruly",
+        "--call-timeout",
+        "300ms",
+        "misbehave",
+        "hang",
+    ]);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("[plugin-timeout]") && err.contains("within 0.3s"),
+        "{err}"
+    );
+    assert!(err.contains("plugin `unruly`"), "{err}");
+    let out = cli(&["run", "--plugins", d, "--call-timeout", "soon", "hello"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("`soon` has no unit"),
+        "{}",
+        stderr(&out)
+    );
+    // `scan` marks isolated plugins; the JSON keeps its keys and adds `isolated`.
+    let scan = scan_json(dir.path(), &["--isolate", "unruly"]);
+    let unruly = entry(&scan, &file_name("unruly"));
+    assert_eq!(
+        (&unruly["status"], &unruly["isolated"]),
+        (&"loaded".into(), &true.into())
+    );
+    assert_eq!(entry(&scan, &file_name("hello"))["isolated"], false);
+    let out = cli(&["scan", d, "--isolate", "unruly"]);
+    assert!(stdout(&out).contains(&format!("{} [isolated]", file_name("unruly"))));
+}
+
+/// The pids whose parent is `parent`.
+fn children(parent: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+        let ppid = after.split_whitespace().nth(1).and_then(|p| p.parse().ok());
+        if ppid == Some(parent) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Whether `pid` is gone (or a zombie nobody reaps yet: it runs no code).
+fn gone(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+#[test]
+fn workers_die_within_a_second_when_the_host_is_killed() {
+    let dir = plugin_dir(&["redact"]);
+    let mut cli = Command::new(WORKER)
+        .args(["transform", "--plugins", dir.path().to_str().unwrap()])
+        .args(["--isolate", "all", "redact"])
+        .env("PLUGIN_HOST_LOG", "warn")
+        .env("XDG_CACHE_HOME", crate::fixtures::tmp().join("xdg-cache"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The transform waits on its (open) stdin with the worker started.
+    let until = Instant::now() + Duration::from_secs(30);
+    let worker = loop {
+        let kids = children(cli.id());
+        if let Some(&pid) = kids.first() {
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains("__worker") {
+                break pid;
+            }
+        }
+        assert!(Instant::now() < until, "no worker started");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // SAFETY: `kill` with a pid this test started; no memory is involved.
+    assert_eq!(unsafe { libc::kill(cli.id() as i32, libc::SIGKILL) }, 0);
+    cli.wait().unwrap();
+    let killed = Instant::now();
+    while !gone(worker) {
+        assert!(
+            killed.elapsed() < Duration::from_secs(1),
+            "worker {worker} outlived its host by a second"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A fake worker: bash running `script` with `$2` the control socket's descriptor.
+fn fake_host(script: &str) -> Host {
+    host()
+        .with_worker_command("/bin/bash", ["-c", script, "fake-worker"])
+        .with_default_isolation(Isolation::Process)
+        .with_start_timeout(Duration::from_secs(1))
+        .with_call_timeout(Duration::from_secs(2))
+}
+
+fn frame(message: &plugin_protocol::Message) -> Vec<u8> {
+    let mut out = Vec::new();
+    plugin_protocol::encode(message, &mut out);
+    out
+}
+
+fn write_bin(dir: &Path, name: &str, bytes: &[u8]) -> String {
+    let path = dir.join(name);
+    fs::write(&path, bytes).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn lying_workers_and_garbage_frames_never_crash_the_host() {
+    use plugin_protocol::{Capability, Message, COOKIE};
+    let dir = plugin_dir(&["hello"]);
+    let files = tempfile::tempdir().unwrap();
+    let f = files.path();
+    let welcome = |cookie: [u8; 16], version: u16| {
+        // All but the pid, which the script appends (its own, `$$`).
+        let mut bytes = frame(&Message::Welcome {
+            cookie,
+            version,
+            pid: 0,
+        });
+        bytes.truncate(bytes.len() - 4);
+        bytes
+    };
+    let good = write_bin(f, "good", &welcome(COOKIE, 1));
+    let bad_cookie = write_bin(f, "cookie", &welcome(*b"not a plugin-hst", 1));
+    let bad_version = write_bin(f, "version", &welcome(COOKIE, 99));
+    let garbage = write_bin(f, "garbage", b"\x05\x00\x00\x00\xeeGARBAGE");
+    let huge = write_bin(f, "huge", &[0xff, 0xff, 0xff, 0xff, 1]);
+    let registered = write_bin(
+        f,
+        "registered",
+        &frame(&Message::Registered {
+            name: "hello".into(),
+            version: "0.1.0".into(),
+            capabilities: vec![Capability {
+                kind: "command".into(),
+                name: "hello".into(),
+            }],
+        }),
+    );
+    let pid = "le32() { for s in 0 8 16 24; do printf \"\\\\x$(printf %02x $((($1 >> s) & 255)))\"; done; }";
+    let script = |body: &str| format!("{pid}\n{{ {body}; }} >&$2\nsleep 5");
+    let cases = [
+        (
+            "silent",
+            script("true"),
+            "did not answer the handshake within 1s",
+        ),
+        ("gone", "exit 0".to_owned(), "ended before the handshake"),
+        ("garbage", script(&format!("cat {garbage}")), "garbage"),
+        ("huge", script(&format!("cat {huge}")), "garbage"),
+        (
+            "cookie",
+            script(&format!("cat {bad_cookie}; le32 $$")),
+            "another cookie",
+        ),
+        (
+            "version",
+            script(&format!("cat {bad_version}; le32 $$")),
+            "protocol version 99",
+        ),
+        (
+            "pid",
+            script(&format!("cat {good}; le32 1")),
+            "claims to be pid 1",
+        ),
+        (
+            "other-message",
+            script(&format!("cat {good}; le32 $$; cat {good}; le32 $$")),
+            "answered the load request with a welcome message",
+        ),
+    ];
+    for (case, script, needle) in cases {
+        let mut host = fake_host(&script);
+        let started = Instant::now();
+        let reports = host.scan(&[dir.path()], ScanMode::Load).unwrap();
+        assert!(started.elapsed() < Duration::from_secs(10), "{case}");
+        let hello = report_of(&reports, "hello");
+        assert_eq!(hello.status, Status::Failed, "{case}: {hello:#?}");
+        assert_eq!(
+            hello.reason,
+            Some(ReasonCode::HandshakeFailed),
+            "{case}: {:?}",
+            hello.message
+        );
+        let message = hello.message.as_deref().unwrap();
+        assert!(message.contains("plugin `hello`"), "{case}: {message}");
+        assert!(message.contains(needle), "{case}: {message}");
+    }
+    // A worker that registers, then sends garbage instead of a reply: the call fails
+    // `protocol-error`, and the next call tries a new worker (which lies the same way).
+    let script = script(&format!(
+        "cat {good}; le32 $$; cat {registered}; sleep 0.2; cat {garbage}"
+    ));
+    let mut host = fake_host(&script);
+    let reports = host.scan(&[dir.path()], ScanMode::Load).unwrap();
+    let hello = report_of(&reports, "hello");
+    assert_eq!(hello.status, Status::Loaded, "{:?}", hello.message);
+    let error = call(&host, "hello", &["Ada"]).unwrap_err();
+    assert_eq!(
+        host::isolate::reason(&error),
+        Some(ReasonCode::ProtocolError),
+        "{error}"
+    );
+    assert!(error.message.contains("plugin `hello`"), "{error}");
+}
