@@ -68,14 +68,9 @@ fn print_text(config: &Config) -> Result<()> {
             Some(o) => o.to_string(),
             None => "default".to_owned(),
         };
-        let note = if e.key.ends_with(".isolation") && e.json == "process" {
-            " (reserved: process isolation is not available yet)"
-        } else {
-            ""
-        };
         writeln!(
             out,
-            "{}  # {}{note}",
+            "{}  # {}",
             printable(&format!("{} = {}", e.key, e.toml)),
             printable(&from)
         )?;

@@ -49,7 +49,7 @@
 //! checks = { profile = "ignore" }              # this plugin's checks
 //! signatures = "warn"                          # this plugin's signature mode
 //! replace-builtin = false                      # may replace a builtin of the same name
-//! isolation = "in-process"                     # reserved: "in-process" | "process"
+//! isolation = "in-process"                     # or "process": a worker of its own
 //! [plugins.redact.config]                      # any TOML: handed to the plugin as TOML text
 //! replacement = "***"
 //! ```

@@ -11,12 +11,12 @@ use super::table::PluginConfig;
 use crate::policy::{CheckKind, Policy, Severity};
 use crate::trust::SignatureMode;
 
-/// How a plugin is run. Reserved for the isolation mode: parsed and kept; only `in-process`
-/// exists today (the CLI refuses `process`).
+/// How a plugin is run: loaded into the host, or in a worker process of its own
+/// ([`crate::isolate`], [`crate::Host::with_isolation`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Isolation {
-    /// Loaded into the host process (today's only mode).
+    /// Loaded into the host process (the default).
     #[default]
     InProcess,
     /// In a worker process of its own.
@@ -66,7 +66,7 @@ pub struct PluginSettings {
     pub signatures: Option<Valued<SignatureMode>>,
     /// `replace-builtin`: a plugin file of a builtin's name may replace the builtin.
     pub replace_builtin: Option<Valued<bool>>,
-    /// `isolation` (reserved).
+    /// `isolation`: in-process (the default) or in a worker process.
     pub isolation: Option<Valued<Isolation>>,
     /// The policy override built from `policy`/`checks` (set on the effective settings).
     pub(crate) policy: Option<Policy>,

@@ -189,57 +189,54 @@ impl Supervisor {
                 message: format!("plugin `{plugin}` crashed before {what} was sent: {death}"),
             });
         }
-        loop {
-            match next(worker, deadline) {
-                Some(Event::Message(Message::Reply { id: got, result })) if got == id => {
-                    return Ok(result)
-                }
-                Some(Event::Message(other)) => {
-                    worker.kill();
-                    return Err(Failure {
-                        reason: ReasonCode::ProtocolError,
-                        message: format!(
-                            "plugin `{plugin}`'s worker answered {what} with a {} message; it \
-                             was killed",
-                            other.name()
-                        ),
-                    });
-                }
-                Some(Event::Broken(e)) => {
-                    worker.kill();
-                    return Err(Failure {
-                        reason: ReasonCode::ProtocolError,
-                        message: format!(
-                            "plugin `{plugin}`'s worker sent garbage during {what} ({e}); it \
-                             was killed"
-                        ),
-                    });
-                }
-                Some(Event::Closed) => {
-                    let death = worker.death();
-                    return Err(Failure {
-                        reason: ReasonCode::PluginCrashed,
-                        message: format!("plugin `{plugin}` crashed during {what}: {death}"),
-                    });
-                }
-                None => {
-                    worker.kill();
-                    let tail = worker.tail.text(Duration::from_millis(200));
-                    let tail = if tail.is_empty() {
-                        String::new()
-                    } else {
-                        format!("; its stderr ended with: {tail}")
-                    };
-                    return Err(Failure {
-                        reason: ReasonCode::PluginTimeout,
-                        message: format!(
-                            "plugin `{plugin}` did not answer {what} within {}s; its worker \
-                             (pid {}) was killed{tail}",
-                            self.call_timeout.as_secs_f64(),
-                            worker.pid
-                        ),
-                    });
-                }
+        // Log records never come here: the reader thread emits them as they arrive.
+        match next(worker, deadline) {
+            Some(Event::Message(Message::Reply { id: got, result })) if got == id => Ok(result),
+            Some(Event::Message(other)) => {
+                worker.kill();
+                Err(Failure {
+                    reason: ReasonCode::ProtocolError,
+                    message: format!(
+                        "plugin `{plugin}`'s worker answered {what} with a {} message; it was \
+                         killed",
+                        other.name()
+                    ),
+                })
+            }
+            Some(Event::Broken(e)) => {
+                worker.kill();
+                Err(Failure {
+                    reason: ReasonCode::ProtocolError,
+                    message: format!(
+                        "plugin `{plugin}`'s worker sent garbage during {what} ({e}); it was \
+                         killed"
+                    ),
+                })
+            }
+            Some(Event::Closed) => {
+                let death = worker.death();
+                Err(Failure {
+                    reason: ReasonCode::PluginCrashed,
+                    message: format!("plugin `{plugin}` crashed during {what}: {death}"),
+                })
+            }
+            None => {
+                worker.kill();
+                let tail = worker.tail.text(Duration::from_millis(200));
+                let tail = if tail.is_empty() {
+                    String::new()
+                } else {
+                    format!("; its stderr ended with: {tail}")
+                };
+                Err(Failure {
+                    reason: ReasonCode::PluginTimeout,
+                    message: format!(
+                        "plugin `{plugin}` did not answer {what} within {}s; its worker (pid {}) \
+                         was killed{tail}",
+                        self.call_timeout.as_secs_f64(),
+                        worker.pid
+                    ),
+                })
             }
         }
     }
