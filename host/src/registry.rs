@@ -284,8 +284,13 @@ impl Registry {
                 name: name.to_owned(),
                 available: self.names(K::KIND),
             })?;
-        if let Some((reason, message)) = self.isolated.get(&entry.plugin).and_then(|s| s.retired())
-        {
+        // In-process plugins pay nothing here: the map is empty without isolated plugins.
+        let retired = if self.isolated.is_empty() {
+            None
+        } else {
+            self.isolated.get(&entry.plugin).and_then(|s| s.retired())
+        };
+        if let Some((reason, message)) = retired {
             return Err(LookupError::Unregistered {
                 kind: K::KIND.to_owned(),
                 name: name.to_owned(),
