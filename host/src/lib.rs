@@ -34,6 +34,11 @@ pub mod config;
 mod discover;
 mod error;
 mod host;
+/// Running plugins in worker processes.
+#[cfg(target_os = "linux")]
+pub mod isolate {
+    pub mod shm;
+}
 pub mod lazy;
 pub mod limits;
 mod load;
