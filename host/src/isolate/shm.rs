@@ -39,9 +39,10 @@
 //! # Wake-up protocol
 //!
 //! Waiting for data (or, for a producer, for room) first **spins** for a short while
-//! ([`DEFAULT_SPIN`], see [`Channel::set_spin`]) re-reading the peer's position — a peer that
-//! answers within that time costs no system call at all, which is what keeps a round trip in the
-//! low microseconds. Then it sleeps on the ring's sequence word with a **shared** (not
+//! ([`DEFAULT_SPIN`], see [`Channel::set_spin`]) re-reading the peer's position — busy for the
+//! first few hundred checks, then yielding the CPU between checks (on a loaded machine the peer
+//! may be queued behind us). A peer that answers within that time costs no futex call at all,
+//! which is what keeps a round trip in the low microseconds. Then it sleeps on the ring's sequence word with a **shared** (not
 //! `FUTEX_PRIVATE`) `FUTEX_WAIT`, since the waker is another process:
 //!
 //! 1. waiter: read `seq`; set `waiting = 1`; re-check the condition and the peer's closed flag;
@@ -60,9 +61,10 @@
 //! gets [`RecvError::PeerGone`] / [`SendError::PeerGone`] at once (after the messages already in
 //! the ring). A peer that *dies* (killed, segfault, abort) cannot say so; give the channel the
 //! peer's process with [`Channel::watch_pid`] (or a pidfd with [`Channel::watch_pidfd`]): every
-//! sleep is cut in slices of at most [`LIVENESS_SLICE`], and after each the pidfd is polled —
-//! a terminated process makes it readable, and the wait ends with `PeerGone`. So a caller learns
-//! of a death within one slice (10 ms) even without a deadline; a supervisor that reaps the
+//! sleep is cut in slices of at most [`LIVENESS_SLICE`], and after each slice that passes without
+//! news (and when the deadline passes) the pidfd is polled — a terminated process makes it
+//! readable, and the wait ends with `PeerGone` rather than `Timeout`. So a caller learns of a
+//! death within one slice (10 ms) even without a deadline, at no cost per message; a supervisor that reaps the
 //! worker elsewhere sees the same `PeerGone` from the call in flight. Without a watched process
 //! only the closed flag and the caller's deadline end a wait.
 //!
@@ -107,6 +109,9 @@ use std::time::{Duration, Instant};
 
 /// How long a wait re-reads the peer's position before going to sleep on the futex.
 pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
+
+/// Busy-wait iterations before a waiting side starts yielding the CPU between checks.
+const PURE_SPINS: u32 = 256;
 
 /// The longest single futex sleep: between two, the watched peer process is checked.
 pub const LIVENESS_SLICE: Duration = Duration::from_millis(10);
@@ -659,15 +664,21 @@ impl Channel {
             ),
         };
         if !self.spin.is_zero() {
+            // Busy-wait first, then yield the CPU between checks: on a loaded machine the peer
+            // may be waiting for this very core, and yielding lets it run.
             let start = Instant::now();
             let mut i = 0u32;
             loop {
-                std::hint::spin_loop();
+                if i < PURE_SPINS {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
                 if let Some(v) = self.check(want)? {
                     return Ok(v);
                 }
                 i = i.wrapping_add(1);
-                if i % 64 == 0 {
+                if i % 16 == 0 {
                     let now = Instant::now();
                     if now.duration_since(start) >= self.spin || deadline.is_some_and(|d| now >= d)
                     {
@@ -681,7 +692,11 @@ impl Channel {
             let mut slice = LIVENESS_SLICE;
             if let Some(d) = deadline {
                 if now >= d {
-                    return self.check(want)?.ok_or(WaitError::Timeout);
+                    return match self.check(want)? {
+                        Some(v) => Ok(v),
+                        None if self.peer_gone() => Err(WaitError::PeerGone),
+                        None => Err(WaitError::Timeout),
+                    };
                 }
                 slice = slice.min(d - now);
             }
@@ -698,14 +713,19 @@ impl Channel {
                     return Err(e);
                 }
             }
-            if self.peer_gone() {
+            if self.peer_closed() {
                 waiting.store(0, SeqCst);
                 return Err(WaitError::PeerGone);
             }
-            futex_wait(seq, expected, slice);
+            let timed_out = futex_wait(seq, expected, slice);
             waiting.store(0, SeqCst);
             if let Some(v) = self.check(want)? {
                 return Ok(v);
+            }
+            // A whole slice without news: is the peer's process still there? (Only then: a
+            // poll per wake-up would cost a system call per message.)
+            if timed_out && self.peer_dead() {
+                return Err(WaitError::PeerGone);
             }
         }
     }
@@ -794,14 +814,15 @@ impl Drop for Channel {
 }
 
 /// Sleeps while `*word == expected`, at most `timeout` (spurious returns are fine: callers loop).
-fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
+/// Returns whether the whole timeout passed.
+fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) -> bool {
     let ts = libc::timespec {
         tv_sec: timeout.as_secs() as libc::time_t,
         tv_nsec: timeout.subsec_nanos() as libc::c_long,
     };
     // SAFETY: `word` is a live, aligned 4-byte word; `ts` outlives the call. Shared (not
     // FUTEX_PRIVATE) so that a waker in another process mapping the same file finds us.
-    unsafe {
+    let ret = unsafe {
         libc::syscall(
             libc::SYS_futex,
             word.as_ptr(),
@@ -810,8 +831,9 @@ fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
             &ts as *const libc::timespec,
             std::ptr::null::<u32>(),
             0u32,
-        );
-    }
+        )
+    };
+    ret != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ETIMEDOUT)
 }
 
 /// Wakes the (at most one) waiter on `word`.
