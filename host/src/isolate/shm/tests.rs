@@ -72,6 +72,10 @@ fn child_helper() {
     ch.watch_pid(parent as u32).unwrap();
     match mode {
         "echo" => echo(ch),
+        "echo-nospin" => {
+            ch.set_spin(Duration::ZERO);
+            echo(ch)
+        }
         other => panic!("unknown child mode {other}"),
     }
 }
@@ -107,6 +111,31 @@ fn round_trip_across_processes() {
     }
     drop(host);
     // The child sees the closed flag and returns from its echo loop.
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn futex_wake_ups_cross_the_process_boundary() {
+    // No spinning on either side: every message is a FUTEX_WAKE to a sleeping process. A lost
+    // wake-up would cost a whole liveness slice (10 ms): 300 round trips would take 6 s.
+    let (mut host, mut child) = spawn_child(4096, "echo-nospin");
+    host.set_spin(Duration::ZERO);
+    let mut buf = Vec::new();
+    host.send(b"warm-up", soon(10_000)).unwrap();
+    host.recv_into(&mut buf, soon(10_000)).unwrap();
+    let start = Instant::now();
+    for i in 0..300 {
+        let msg = pattern(i, 64);
+        host.send(&msg, soon(10_000)).unwrap();
+        host.recv_into(&mut buf, soon(10_000)).unwrap();
+        assert_eq!(buf, msg);
+    }
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_millis(1500),
+        "300 round trips took {took:?}"
+    );
+    drop(host);
     assert!(child.wait().unwrap().success());
 }
 
