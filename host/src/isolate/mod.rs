@@ -58,6 +58,9 @@ use crate::reason::ReasonCode;
 use crate::report::{PluginReport, Status};
 
 mod proxy;
+/// The shared-memory channel: the fast transport isolated plugins are moving to.
+#[cfg(target_os = "linux")]
+pub mod shm;
 mod spawn;
 mod supervise;
 mod transport;
