@@ -95,8 +95,7 @@ impl Host {
             .iter()
             .find(|s| s.plugin() == name)
             .cloned();
-        let (Some(supervisor), Some(path)) = (supervisor, self.isolation.sources.get(name))
-        else {
+        let (Some(supervisor), Some(path)) = (supervisor, self.isolation.sources.get(name)) else {
             return Err(if self.plugins().iter().any(|p| &*p.name == name) {
                 ReloadError::InProcess {
                     name: name.to_owned(),
