@@ -35,6 +35,10 @@
 //! strings in, UTF-8 text out; `transform`: bytes in, bytes out). A plugin that registers
 //! another kind fails to load isolated (`invalid-capability`).
 //!
+//! Reload: [`Host::reload`] replaces an isolated plugin's worker by one started on the
+//! plugin's current file, verified again, without restarting the host; calls in flight finish
+//! on the old worker and no call fails because of it (see [`ReloadError`]).
+//!
 //! Orphans: each worker gets `PR_SET_PDEATHSIG(SIGKILL)` (set by a long-lived spawner thread,
 //! since Linux sends it when the *thread* that forked ends) and exits at end of file on its
 //! control socket, so workers die with the host; dropping the [`Host`] stops them gracefully
