@@ -381,13 +381,17 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             command,
             args,
         } => {
+            crate::reload_signal::block_sighup();
             let mut host = lazy(&plugins)?;
             let loaded = host.load_capability(CommandKind::KIND, &command);
             log_reports(host.lazy_reports());
             loaded?;
             let cmd = host.registry().get::<CommandKind>(&command)?;
             let args: Vec<RStr<'_>> = args.iter().map(|a| RStr::from(a.as_str())).collect();
-            match cmd.call(RSlice::from_slice(&args)).into_result() {
+            let called = crate::reload_signal::reloading_on_sighup(&host, || {
+                cmd.call(RSlice::from_slice(&args)).into_result()
+            });
+            match called {
                 Ok(out) => {
                     // The command's output is its data; only made valid UTF-8.
                     println!("{}", String::from_utf8_lossy(out.as_bytes()));
@@ -426,6 +430,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Worker { fd } => Ok(host::isolate::worker::serve(identity()?, fd)),
         Command::Sign { files, key } => crate::trust_cli::sign(&files, &key),
         Command::Transform { plugins, names } => {
+            crate::reload_signal::block_sighup();
             let mut host = lazy(&plugins)?;
             for name in &names {
                 let loaded = host.load_capability(TransformKind::KIND, name);
@@ -438,7 +443,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 .collect::<Result<Vec<_>, _>>()?;
             let stdin = std::io::stdin().lock();
             let stdout = std::io::stdout().lock();
-            match crate::stream::pipe(&transforms, stdin, stdout) {
+            let piped = crate::reload_signal::reloading_on_sighup(&host, || {
+                crate::stream::pipe(&transforms, stdin, stdout)
+            });
+            match piped {
                 Ok(_) => Ok(ExitCode::SUCCESS),
                 Err(crate::stream::StreamError::Io(e))
                     if e.kind() == std::io::ErrorKind::BrokenPipe =>

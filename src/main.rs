@@ -9,6 +9,7 @@ mod cli;
 mod config_cli;
 mod configured;
 mod output;
+mod reload_signal;
 mod stream;
 mod trust_cli;
 

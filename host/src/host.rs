@@ -102,7 +102,7 @@ type BeforeLoad = Box<dyn Fn(&Path) + Send + Sync>;
 pub const DEFAULT_HANG_WARNING: Duration = Duration::from_secs(5);
 
 /// The outcome of the first path to a file in a scan, for the other paths to it.
-struct Seen {
+pub(crate) struct Seen {
     first: PathBuf,
     status: Status,
     reason: Option<ReasonCode>,
@@ -164,6 +164,13 @@ impl Host {
         self
     }
 
+    /// Runs the [`Host::with_before_load`] hook, if one is set.
+    pub(crate) fn run_before_load(&self, path: &Path) {
+        if let Some(hook) = &self.before_load {
+            hook(path);
+        }
+    }
+
     /// Sets the policy plugins are judged under.
     pub fn with_policy(mut self, policy: Policy) -> Self {
         self.policy = policy;
@@ -219,12 +226,12 @@ impl Host {
 
     /// Judges one file without loading it.
     pub fn verify(&self, path: &Path) -> PluginReport {
-        self.verify_inner(path, &HashMap::new(), None).0
+        self.verify_inner(path, &HashMap::new(), None, None).0
     }
 
     /// Verifies, loads and registers one file.
     pub fn load(&mut self, path: &Path) -> PluginReport {
-        let (report, verified) = self.verify_inner(path, &HashMap::new(), None);
+        let (report, verified) = self.verify_inner(path, &HashMap::new(), None, None);
         match verified {
             Some(verified) => self.load_verified(report, verified),
             None => report,
@@ -262,7 +269,7 @@ impl Host {
             each(report);
         }
         for path in paths {
-            let (report, verified) = self.verify_inner(&path, &verified_names, Some(&seen));
+            let (report, verified) = self.verify_inner(&path, &verified_names, Some(&seen), None);
             let id = verified
                 .as_ref()
                 .and_then(|v| file_id(&v.meta))
@@ -288,11 +295,15 @@ impl Host {
         Ok(())
     }
 
-    fn verify_inner(
+    /// Opens, reads, runs the trust step on and judges one file. `reloading`: the name of a
+    /// loaded plugin whose file this is being verified again ([`Host::reload`]), which then
+    /// does not count as already loaded.
+    pub(crate) fn verify_inner(
         &self,
         path: &Path,
         verified_names: &HashMap<String, PathBuf>,
         seen: Option<&HashMap<(u64, u64), Seen>>,
+        reloading: Option<&str>,
     ) -> (PluginReport, Option<Verified>) {
         let mut report = PluginReport::new(path.to_owned());
         let (file, meta) = match open_sized(path) {
@@ -398,7 +409,7 @@ impl Host {
         let first = self
             .plugins
             .iter()
-            .find(|p| *p.name == provenance.name)
+            .find(|p| *p.name == provenance.name && reloading != Some(&*p.name))
             .map(|p| (p.path.clone(), p.builtin))
             .or_else(|| Some((verified_names.get(&provenance.name)?.clone(), false)));
         if let Some((first, builtin)) = first {

@@ -59,7 +59,7 @@ pub use builtin::BUILTIN_PATH;
 pub use discover::{discover, DiscoverError, LIBRARY_SUFFIX};
 pub use error::PluginError;
 pub use host::{Host, HostIdentity, LoadedPlugin, ScanMode, DEFAULT_HANG_WARNING};
-pub use isolate::IsolatedPlugin;
+pub use isolate::{IsolatedPlugin, ReloadError};
 pub use lazy::{IndexedPlugin, IndexedState, LazyError};
 pub use map::LoadFrom;
 pub use policy::{

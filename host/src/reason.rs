@@ -99,6 +99,10 @@ reason_codes! {
     /// An isolated plugin's worker broke the protocol after the handshake (a garbage frame,
     /// an unexpected message): it was killed.
     ProtocolError = "protocol-error";
+    /// A reloaded isolated plugin ([`crate::Host::reload`]) no longer registers a capability
+    /// it registered when it was loaded (callers may hold handles to it): the reload was
+    /// refused and the old worker serves on.
+    CapabilitiesChanged = "capabilities-changed";
 }
 
 impl ReasonCode {

@@ -472,3 +472,256 @@ fn lying_workers_and_garbage_frames_never_crash_the_host() {
     );
     assert!(error.message.contains("plugin `hello`"), "{error}");
 }
+
+/// Installs `file`'s new contents at `dest` the way a package manager does: written beside
+/// it, then renamed over it (a reload opens the path afresh).
+fn install_over(dest: &Path, edit: impl FnOnce(&Path)) {
+    let staging = dest.with_extension("new");
+    edit(&staging);
+    fs::rename(&staging, dest).unwrap();
+}
+
+/// The twin fixture renamed `hello`: same plugin name, its `hello` answers
+/// "hello from the twin", and it also registers `twin-only`.
+fn install_twin_as_hello(dest: &Path) {
+    install_over(dest, |staging| {
+        fs::copy(crate::fixtures::fixtures().lib("hello-twin"), staging).unwrap();
+        rewrite_provenance(staging, |j| j["name"] = "hello".into());
+    });
+}
+
+#[test]
+fn reload_under_a_steady_call_loop_fails_no_call_and_switches_to_the_new_build() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let dir = plugin_dir(&["hello"]);
+    let file = dir.path().join(file_name("hello"));
+    let mut host = isolated_host();
+    let reports = host.scan(&[dir.path()], ScanMode::Load).unwrap();
+    assert_eq!(report_of(&reports, "hello").status, Status::Loaded);
+    let first_pid = host.isolated()[0].pid.unwrap();
+    // A handle taken before any reload: it must follow every switch.
+    let hello = host.registry().get::<CommandKind>("hello").unwrap();
+    let stop = AtomicBool::new(false);
+    let (calls, twins) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let (stop, calls, twins) = (&stop, &calls, &twins);
+            s.spawn(move || {
+                let name = format!("T{t}");
+                while !stop.load(Ordering::Relaxed) {
+                    let args = [RStr::from(name.as_str())];
+                    let out = hello
+                        .call(RSlice::from_slice(&args))
+                        .into_result()
+                        .unwrap_or_else(|e| panic!("a call failed during reloads: {e}"));
+                    let out = out.as_str();
+                    if out == "hello from the twin" {
+                        twins.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        assert!(out.starts_with(&format!("hello, {name}!")), "{out}");
+                    }
+                    calls.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        for i in 0..20 {
+            let report = host
+                .reload("hello")
+                .unwrap_or_else(|e| panic!("reload {i}: {e}"));
+            assert_eq!(report.status, Status::Loaded);
+            assert!(report.isolated);
+        }
+        assert_eq!(twins.load(Ordering::Relaxed), 0, "same file, same answers");
+        // A new build installed at the plugin's path: the next reload serves it.
+        install_twin_as_hello(&file);
+        let report = host.reload("hello").unwrap();
+        assert_eq!(report.name.as_deref(), Some("hello"));
+        let args = [RStr::from("Ada")];
+        assert_eq!(
+            hello.call(RSlice::from_slice(&args)).unwrap().as_str(),
+            "hello from the twin"
+        );
+        let seen = calls.load(Ordering::Relaxed);
+        while calls.load(Ordering::Relaxed) < seen + 20 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    assert!(calls.load(Ordering::Relaxed) > 20, "the threads called");
+    assert!(
+        twins.load(Ordering::Relaxed) >= 20,
+        "new calls got the new build"
+    );
+    let status = &host.isolated()[0];
+    assert_eq!(status.starts, 22);
+    assert_eq!(status.consecutive_failures, 0);
+    assert_ne!(status.pid, Some(first_pid));
+    // The old workers were stopped: only the current one is a child of this process.
+    assert!(gone(first_pid), "the first worker still runs");
+    // The capability the twin adds is served by no handle.
+    assert!(host.registry().get::<CommandKind>("twin-only").is_err());
+}
+
+#[test]
+fn a_failed_reload_keeps_the_old_worker_serving_and_says_why() {
+    let dir = plugin_dir(&["hello", "redact"]);
+    let file = dir.path().join(file_name("hello"));
+    let mut host = isolated_host();
+    host.scan(&[dir.path()], ScanMode::Load).unwrap();
+    let hello = host.registry().get::<CommandKind>("hello").unwrap();
+    let served = |host: &Host| {
+        let args = [RStr::from("Ada")];
+        let out = hello.call(RSlice::from_slice(&args)).unwrap();
+        assert!(out.as_str().starts_with("hello, Ada!"), "{out}");
+        let status = host
+            .isolated()
+            .into_iter()
+            .find(|p| p.name == "hello")
+            .unwrap();
+        assert_eq!(status.starts, 1, "no switch happened");
+    };
+
+    // Garbage where the library was: refused before any worker starts.
+    install_over(&file, |staging| {
+        fs::write(staging, b"not a library at all").unwrap()
+    });
+    let e = host.reload("hello").unwrap_err();
+    assert_eq!(e.reason(), Some(ReasonCode::NotALibrary), "{e}");
+    assert!(e.to_string().contains("old worker serves on"), "{e}");
+    served(&host);
+
+    // Another plugin's file at the path.
+    install_over(&file, |staging| {
+        fs::copy(crate::fixtures::fixtures().lib("redact"), staging).unwrap();
+    });
+    let e = host.reload("hello").unwrap_err();
+    assert!(
+        matches!(
+            e.reason(),
+            Some(ReasonCode::NameMismatch | ReasonCode::DuplicatePlugin)
+        ),
+        "{e}"
+    );
+    served(&host);
+
+    // A build that refuses to load in its worker (its `register` fails).
+    install_over(&file, |staging| {
+        fs::copy(crate::fixtures::fixtures().lib("bad-register"), staging).unwrap();
+        rewrite_provenance(staging, |j| j["name"] = "hello".into());
+    });
+    let e = host.reload("hello").unwrap_err();
+    assert_eq!(e.reason(), Some(ReasonCode::RegisterFailed), "{e}");
+    served(&host);
+}
+
+#[test]
+fn a_reload_that_drops_a_capability_is_refused() {
+    let dir = plugin_dir(&[]);
+    let file = copy_into(&dir, "hello", &file_name("hello"));
+    install_twin_as_hello(&file);
+    let mut host = isolated_host();
+    host.scan(&[dir.path()], ScanMode::Load).unwrap();
+    let twin_only = host.registry().get::<CommandKind>("twin-only").unwrap();
+    // The real `hello` registers `hello` only: `twin-only`, which a caller holds, is gone.
+    install_over(&file, |staging| {
+        fs::copy(crate::fixtures::fixtures().lib("hello"), staging).unwrap();
+    });
+    let e = host.reload("hello").unwrap_err();
+    assert_eq!(e.reason(), Some(ReasonCode::CapabilitiesChanged), "{e}");
+    assert!(e.to_string().contains("twin-only"), "{e}");
+    assert_eq!(
+        twin_only.call(RSlice::from_slice(&[])).unwrap().as_str(),
+        "twin"
+    );
+    assert_eq!(call(&host, "hello", &[]).unwrap(), "hello from the twin");
+}
+
+#[test]
+fn reloading_an_in_process_plugin_is_a_clear_error() {
+    let dir = plugin_dir(&["hello"]);
+    let mut host = host();
+    host.scan(&[dir.path()], ScanMode::Load).unwrap();
+    let e = host.reload("hello").unwrap_err();
+    assert!(matches!(e, host::ReloadError::InProcess { .. }), "{e:?}");
+    assert_eq!(e.reason(), None);
+    assert!(
+        e.to_string().contains("only isolated plugins reload"),
+        "{e}"
+    );
+    assert!(call(&host, "hello", &["Ada"])
+        .unwrap()
+        .starts_with("hello, Ada!"));
+    let e = host.reload("nope").unwrap_err();
+    assert!(matches!(e, host::ReloadError::NotLoaded { .. }), "{e:?}");
+}
+
+#[test]
+fn transform_reloads_its_isolated_plugins_on_sighup() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::{Arc, Mutex};
+    let dir = plugin_dir(&["redact"]);
+    let mut cli = Command::new(WORKER)
+        .args(["transform", "--plugins", dir.path().to_str().unwrap()])
+        .args(["--isolate", "all", "redact"])
+        .env("PLUGIN_HOST_LOG", "info")
+        .env("XDG_CACHE_HOME", crate::fixtures::tmp().join("xdg-cache"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = Arc::new(Mutex::new(String::new()));
+    let mut stderr = cli.stderr.take().unwrap();
+    let reader = {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                log.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    };
+    let mut stdin = cli.stdin.take().unwrap();
+    let mut stdout = BufReader::new(cli.stdout.take().unwrap());
+    let mut line = String::new();
+    let mut roundtrip = |stdin: &mut std::process::ChildStdin, n: u32| {
+        writeln!(stdin, "line {n} mail a{n}@b.org").unwrap();
+        stdin.flush().unwrap();
+        line.clear();
+        stdout.read_line(&mut line).unwrap();
+        assert_eq!(line, format!("line {n} mail [REDACTED:email]\n"));
+    };
+    roundtrip(&mut stdin, 1);
+    let log_has = |needle: &str| log.lock().unwrap().contains(needle);
+    for round in 1..=2 {
+        // SAFETY: `kill` with a pid this test started; no memory is involved.
+        assert_eq!(unsafe { libc::kill(cli.id() as i32, libc::SIGHUP) }, 0);
+        let until = Instant::now() + Duration::from_secs(30);
+        while log
+            .lock()
+            .unwrap()
+            .matches("reloaded plugin `redact`")
+            .count()
+            < 2 * round
+        {
+            assert!(
+                Instant::now() < until,
+                "no reload logged: {}",
+                log.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        roundtrip(&mut stdin, 1 + round as u32);
+    }
+    drop(stdin);
+    let status = cli.wait().unwrap();
+    reader.join().unwrap();
+    assert!(status.success(), "{}", log.lock().unwrap());
+    assert!(log_has("SIGHUP: reloaded plugin `redact`"));
+    assert!(!log_has("ERROR"), "{}", log.lock().unwrap());
+}

@@ -35,6 +35,10 @@
 //! strings in, UTF-8 text out; `transform`: bytes in, bytes out). A plugin that registers
 //! another kind fails to load isolated (`invalid-capability`).
 //!
+//! Reload: [`Host::reload`] replaces an isolated plugin's worker by one started on the
+//! plugin's current file, verified again, without restarting the host; calls in flight finish
+//! on the old worker and no call fails because of it (see [`ReloadError`]).
+//!
 //! Orphans: each worker gets `PR_SET_PDEATHSIG(SIGKILL)` (set by a long-lived spawner thread,
 //! since Linux sends it when the *thread* that forked ends) and exits at end of file on its
 //! control socket, so workers die with the host; dropping the [`Host`] stops them gracefully
@@ -58,6 +62,7 @@ use crate::reason::ReasonCode;
 use crate::report::{PluginReport, Status};
 
 mod proxy;
+mod reload;
 /// The shared-memory channel: the fast transport isolated plugins are moving to.
 #[cfg(target_os = "linux")]
 pub mod shm;
@@ -66,6 +71,7 @@ mod supervise;
 mod transport;
 pub mod worker;
 
+pub use reload::ReloadError;
 pub(crate) use supervise::Supervisor;
 
 /// The default deadline of a call into an isolated plugin.
@@ -85,6 +91,8 @@ pub(crate) struct Settings {
     pub(crate) start_timeout: Duration,
     pub(crate) worker: Option<(PathBuf, Vec<OsString>)>,
     pub(crate) supervisors: Vec<Arc<Supervisor>>,
+    /// The path each isolated plugin was loaded from, by name: what [`Host::reload`] opens.
+    pub(crate) sources: HashMap<String, PathBuf>,
 }
 
 impl Default for Settings {
@@ -96,6 +104,7 @@ impl Default for Settings {
             start_timeout: DEFAULT_START_TIMEOUT,
             worker: None,
             supervisors: Vec::new(),
+            sources: HashMap::new(),
         }
     }
 }
@@ -212,49 +221,9 @@ impl Host {
         // The verified bytes: the trust step's sealed copy when it made one, else the file
         // opened for verification (so a file renamed over the path is never what runs).
         let file = verified.sealed.unwrap_or(verified.file);
-        let (program, args) = match &self.isolation.worker {
-            Some(worker) => worker.clone(),
-            None => match std::env::current_exe() {
-                Ok(exe) => (exe, vec![OsString::from("__worker")]),
-                Err(e) => {
-                    let detail = format!(
-                        "plugin `{name}` is to run isolated, but this process cannot name its \
-                         own executable to start a worker: {e}; set one with \
-                         `Host::with_worker_command`"
-                    );
-                    return fail(report, path, ReasonCode::HandshakeFailed, detail);
-                }
-            },
-        };
-        let policy = self.policy_for(&name);
-        let checks = CheckKind::ALL
-            .iter()
-            .filter(|c| c.adjustable())
-            .map(|c| {
-                let severity = match policy.severity(*c) {
-                    Severity::Ignore => "ignore",
-                    Severity::Warn => "warn",
-                    Severity::Fail => "fail",
-                };
-                (c.as_str().to_owned(), severity.to_owned())
-            })
-            .collect();
-        let load = plugin_protocol::Load {
-            name: name.clone(),
-            path: shown.clone(),
-            file_fd: file.as_raw_fd() as u32,
-            policy: policy.name().to_owned(),
-            checks,
-            config: self.config_for(&name).to_owned(),
-            max_log_level: crate::log_bridge::current_level() as u8,
-        };
-        let spec = spawn::Spec {
-            plugin: name.as_str().into(),
-            program,
-            args,
-            file: Arc::new(OwnedFd::from(file)),
-            load,
-            start_timeout: self.isolation.start_timeout,
+        let spec = match self.worker_spec(&name, &shown, file) {
+            Ok(spec) => spec,
+            Err(detail) => return fail(report, path, ReasonCode::HandshakeFailed, detail),
         };
         tracing::debug!("starting a worker for plugin `{name}` ({shown})");
         let (supervisor, capabilities) = match Supervisor::start(spec, self.isolation.call_timeout)
@@ -315,8 +284,64 @@ impl Host {
         );
         if report.status == Status::Loaded {
             self.isolation.supervisors.push(supervisor);
+            self.isolation.sources.insert(name, report.path.clone());
         }
         report
+    }
+}
+
+impl Host {
+    /// How to start a worker for plugin `name` on the verified bytes in `file` (`shown`:
+    /// the path it was verified at); `Err` when this process cannot name a worker program.
+    pub(crate) fn worker_spec(
+        &self,
+        name: &str,
+        shown: &str,
+        file: std::fs::File,
+    ) -> Result<spawn::Spec, String> {
+        let (program, args) = match &self.isolation.worker {
+            Some(worker) => worker.clone(),
+            None => match std::env::current_exe() {
+                Ok(exe) => (exe, vec![OsString::from("__worker")]),
+                Err(e) => {
+                    return Err(format!(
+                        "plugin `{name}` is to run isolated, but this process cannot name its \
+                         own executable to start a worker: {e}; set one with \
+                         `Host::with_worker_command`"
+                    ))
+                }
+            },
+        };
+        let policy = self.policy_for(name);
+        let checks = CheckKind::ALL
+            .iter()
+            .filter(|c| c.adjustable())
+            .map(|c| {
+                let severity = match policy.severity(*c) {
+                    Severity::Ignore => "ignore",
+                    Severity::Warn => "warn",
+                    Severity::Fail => "fail",
+                };
+                (c.as_str().to_owned(), severity.to_owned())
+            })
+            .collect();
+        let load = plugin_protocol::Load {
+            name: name.to_owned(),
+            path: shown.to_owned(),
+            file_fd: file.as_raw_fd() as u32,
+            policy: policy.name().to_owned(),
+            checks,
+            config: self.config_for(name).to_owned(),
+            max_log_level: crate::log_bridge::current_level() as u8,
+        };
+        Ok(spawn::Spec {
+            plugin: name.into(),
+            program,
+            args,
+            file: Arc::new(OwnedFd::from(file)),
+            load,
+            start_timeout: self.isolation.start_timeout,
+        })
     }
 }
 

@@ -2,7 +2,7 @@
 //! and giving up after [`MAX_FAILURES`] consecutive failures.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use plugin_api::{CallError, CallErrorKind};
@@ -19,15 +19,20 @@ const GRACE: Duration = Duration::from_millis(500);
 
 /// One isolated plugin's worker and its history.
 pub(crate) struct Supervisor {
-    spec: Spec,
+    plugin: Arc<str>,
+    /// What the first worker registered: the host holds a proxy for each, so every later
+    /// worker must serve them all (a reload may add more, which are not registered).
+    registered: Vec<Capability>,
     call_timeout: Duration,
     next_id: AtomicU64,
     state: Mutex<State>,
 }
 
 struct State {
+    /// How to start a worker: the first load's, or the last reload's.
+    spec: Spec,
     worker: Option<Worker>,
-    /// What the first worker registered: every restart must register the same.
+    /// What the current file's worker registered: every restart must register the same.
     capabilities: Vec<Capability>,
     starts: u32,
     failures: u32,
@@ -50,10 +55,12 @@ impl Supervisor {
     ) -> Result<(Supervisor, Vec<Capability>), StartError> {
         let (worker, capabilities) = start(&spec)?;
         let supervisor = Supervisor {
-            spec,
+            plugin: spec.plugin.clone(),
+            registered: capabilities.clone(),
             call_timeout,
             next_id: AtomicU64::new(1),
             state: Mutex::new(State {
+                spec,
                 worker: Some(worker),
                 capabilities: capabilities.clone(),
                 starts: 1,
@@ -73,7 +80,7 @@ impl Supervisor {
 
     /// The plugin's name.
     pub(crate) fn plugin(&self) -> &str {
-        &self.spec.plugin
+        &self.plugin
     }
 
     /// Why the plugin was unregistered, once it was.
@@ -84,7 +91,7 @@ impl Supervisor {
     pub(crate) fn status(&self) -> IsolatedPlugin {
         let state = self.lock();
         IsolatedPlugin {
-            name: self.spec.plugin.to_string(),
+            name: self.plugin.to_string(),
             pid: state.worker.as_ref().map(|w| w.pid),
             starts: state.starts,
             consecutive_failures: state.failures,
@@ -101,7 +108,7 @@ impl Supervisor {
         payload: Payload,
     ) -> Result<Vec<u8>, CallError> {
         let mut state = self.lock();
-        let plugin = &self.spec.plugin;
+        let plugin = &self.plugin;
         if let Some((reason, message)) = &state.retired {
             return Err(error(format!("{message} [{reason}]")));
         }
@@ -110,7 +117,7 @@ impl Supervisor {
                 std::thread::sleep(when.saturating_duration_since(Instant::now()));
             }
             state.starts += 1;
-            match start(&self.spec) {
+            match start(&state.spec) {
                 Ok((mut worker, capabilities)) if capabilities != state.capabilities => {
                     worker.kill();
                     let failure = Failure {
@@ -166,7 +173,7 @@ impl Supervisor {
         name: &str,
         payload: Payload,
     ) -> Result<Result<Vec<u8>, plugin_protocol::CallFailure>, Failure> {
-        let plugin = &self.spec.plugin;
+        let plugin = &self.plugin;
         let what = format!("{kind} `{name}`");
         let call = Message::Call {
             id,
@@ -244,7 +251,7 @@ impl Supervisor {
     /// Counts a failure: logs it, sets the backoff, and unregisters the plugin after
     /// [`MAX_FAILURES`] in a row. The error for the call.
     fn failed(&self, state: &mut State, failure: Failure) -> CallError {
-        let plugin = &self.spec.plugin;
+        let plugin = &self.plugin;
         state.failures += 1;
         let Failure { reason, message } = failure;
         tracing::warn!("[{reason}] {}", crate::text::printable(&message));
@@ -275,24 +282,56 @@ fn error(message: String) -> CallError {
     }
 }
 
+impl Supervisor {
+    /// What the first worker registered (the capabilities the host holds proxies for).
+    pub(crate) fn registered(&self) -> &[Capability] {
+        &self.registered
+    }
+
+    /// Switches to a reloaded worker, started from `spec` and registering `capabilities`
+    /// (which include [`Supervisor::registered`]): waits for the call in flight (calls hold
+    /// the lock), so that call finishes on the old worker and every later one goes to the
+    /// new. Clears the failure count and an unregistration. The old worker, for the caller
+    /// to [`stop`] once the lock is released.
+    pub(crate) fn replace(
+        &self,
+        spec: Spec,
+        worker: Worker,
+        capabilities: Vec<Capability>,
+    ) -> Option<Worker> {
+        let mut state = self.lock();
+        state.spec = spec;
+        state.capabilities = capabilities;
+        state.starts += 1;
+        state.failures = 0;
+        state.not_before = None;
+        state.retired = None;
+        state.worker.replace(worker)
+    }
+}
+
+/// Stops a worker gracefully: the shutdown message, then `SIGKILL` if it has not exited
+/// after [`GRACE`].
+pub(crate) fn stop(mut worker: Worker) {
+    let _ = worker.send(&Message::Shutdown);
+    let until = Instant::now() + GRACE;
+    loop {
+        match worker.child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(2)),
+            _ => {
+                worker.kill();
+                break;
+            }
+        }
+    }
+}
+
 impl Drop for Supervisor {
     fn drop(&mut self) {
         let state = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
-        if let Some(mut worker) = state.worker.take() {
-            let _ = worker.send(&Message::Shutdown);
-            let until = Instant::now() + GRACE;
-            loop {
-                match worker.child.try_wait() {
-                    Ok(Some(_)) => break,
-                    Ok(None) if Instant::now() < until => {
-                        std::thread::sleep(Duration::from_millis(2))
-                    }
-                    _ => {
-                        worker.kill();
-                        break;
-                    }
-                }
-            }
+        if let Some(worker) = state.worker.take() {
+            stop(worker);
         }
     }
 }
