@@ -6,7 +6,12 @@
 //! `hello` greeting, `redact`, or the JSON/raw pipe echo), so both sides are the same optimised
 //! code. Like `loading`, a plain harness: fixed blocks of each row, interleaved round by round
 //! (so that a noisy neighbour on this shared machine hits every row alike), medians reported.
-//! Run with `cargo bench --bench isolate` (`-- rtt` or `-- bulk` for one section).
+//! Run with `cargo bench --bench isolate` (`-- rtt`, `-- bulk` or `-- worker` for one section).
+//!
+//! The `worker` section goes through the real thing: release builds of `hello`, `redact` and
+//! the `unruly` fixture loaded by a `Host`, isolated in `plugin-host __worker` processes
+//! (protocol, supervision, shared-memory call channel) and in-process, called through
+//! `registry().get::<CommandKind>` / `get::<TransformKind>` handles.
 
 #[cfg(target_os = "linux")]
 mod support;
@@ -30,8 +35,10 @@ mod linux {
     use std::time::{Duration, Instant};
 
     use abi_stable::std_types::{RSlice, RStr};
+    use host::config::Isolation;
     use host::isolate::shm::{self, pass_fd, Channel, RecvError};
-    use plugin_api::CommandKind;
+    use host::{Host, ScanMode, Status};
+    use plugin_api::{CommandKind, TransformKind};
     use serde::{Deserialize, Serialize};
 
     use super::{hello, redact, support};
@@ -526,6 +533,236 @@ mod linux {
         }
     }
 
+    /// Builds (once) the `unruly` fixture in release, as the plugins are.
+    fn unruly() -> std::path::PathBuf {
+        let target = support::root().join("target/bench-build/fixtures");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--release", "-p", "unruly", "--manifest-path"])
+            .arg(support::root().join("tests/fixtures/Cargo.toml"))
+            .arg("--target-dir")
+            .arg(&target)
+            .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
+            .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo")
+            .env_remove("CARGO_TARGET_DIR")
+            .status()
+            .expect("run cargo");
+        assert!(status.success(), "building the unruly fixture failed");
+        target.join("release/libunruly.so")
+    }
+
+    /// A host holding `libs` (copied into a fresh directory), isolated or not.
+    fn loaded(name: &str, libs: &[&std::path::Path], isolated: bool) -> Host {
+        let dir = support::scratch(name);
+        for lib in libs {
+            std::fs::copy(lib, dir.join(lib.file_name().unwrap())).unwrap();
+        }
+        let mut host = support::host();
+        if isolated {
+            host = host
+                .with_worker_command(&support::artifacts().cli, ["__worker"])
+                .with_default_isolation(Isolation::Process)
+                .with_call_timeout(Duration::from_secs(10));
+        }
+        let reports = host.scan(&[dir.as_path()], ScanMode::Load).unwrap();
+        for r in &reports {
+            assert_eq!(r.status, Status::Loaded, "{name}: {:?}", r.message);
+            assert_eq!(r.isolated, isolated, "{name}");
+        }
+        host
+    }
+
+    /// Through the real worker: a `command` round trip, `redact` throughput, and the time
+    /// from a crash to the next call served.
+    fn worker() {
+        let a = support::artifacts();
+        let libs = [a.hello.as_path(), a.redact.as_path()];
+        let isolated = loaded("isolate-worker-isolated", &libs, true);
+        let in_process = loaded("isolate-worker-in-process", &libs, false);
+        let iso_hello = isolated.registry().get::<CommandKind>("hello").unwrap();
+        let inp_hello = in_process.registry().get::<CommandKind>("hello").unwrap();
+        let args = [RStr::from("Ada")];
+        let mut iso = |_| {
+            let out = iso_hello.call(black_box(RSlice::from_slice(&args)));
+            black_box(out.unwrap());
+        };
+        let mut inp = |_| {
+            let out = inp_hello.call(black_box(RSlice::from_slice(&args)));
+            black_box(out.unwrap());
+        };
+        let first = iso_hello.call(RSlice::from_slice(&args)).unwrap();
+        assert_eq!(first, inp_hello.call(RSlice::from_slice(&args)).unwrap());
+        // The pipe + JSON baseline (go-plugin / nushell style), as in `rtt`.
+        let (json_child, mut json_in, mut json_out) = spawn_pipe("json");
+        let text = "a".repeat(SMALL);
+        let (mut encoded, mut line) = (Vec::new(), String::new());
+        let mut json = |i: usize| {
+            encoded.clear();
+            serde_json::to_writer(
+                &mut encoded,
+                &Request {
+                    id: i as u64,
+                    method: "echo".into(),
+                    payload: text.clone(),
+                },
+            )
+            .unwrap();
+            encoded.push(b'\n');
+            json_in.write_all(&encoded).unwrap();
+            line.clear();
+            json_out.read_line(&mut line).unwrap();
+            let resp: Response = serde_json::from_str(&line).unwrap();
+            assert_eq!(resp.id, i as u64);
+        };
+        per_op(5_000, &mut iso);
+        per_op(500, &mut json);
+        per_op(20_000, &mut inp);
+        let mut rows: [Vec<f64>; 3] = Default::default();
+        for _ in 0..11 {
+            rows[0].push(per_op(20_000, &mut iso));
+            rows[1].push(per_op(200_000, &mut inp));
+            rows[2].push(per_op(4_000, &mut json));
+        }
+        let [i, p, j] = rows.map(median);
+        println!("`hello` command through the registry handle, real worker (medians of 11 interleaved rounds):");
+        println!(
+            "  isolated (worker process, shm channel): {:8.2} µs   (target <= 5 µs)",
+            i / 1e3
+        );
+        println!(
+            "  in-process:                             {:8.3} µs   isolated/in-process = {:.0}",
+            p / 1e3,
+            i / p
+        );
+        println!(
+            "  pipes + JSON baseline, 64-byte echo:    {:8.2} µs   json/isolated = {:.1}",
+            j / 1e3,
+            j / i
+        );
+        let mut samples = Vec::with_capacity(50_000);
+        for _ in 0..50_000 {
+            let start = Instant::now();
+            iso(0);
+            samples.push(start.elapsed().as_nanos() as u64);
+        }
+        samples.sort_unstable();
+        let pct = |p: f64| {
+            samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)] as f64 / 1e3
+        };
+        println!(
+            "  isolated, 50 000 single calls:          p50 {:.2} µs  p90 {:.2} µs  p99 {:.2} µs  p99.9 {:.2} µs",
+            pct(0.5), pct(0.9), pct(0.99), pct(0.999)
+        );
+        // Host-side allocations per call: the returned `RString` is one, in-process too.
+        for (label, f) in [
+            ("isolated", &mut iso as &mut dyn FnMut(usize)),
+            ("in-process", &mut inp),
+        ] {
+            COUNTING.store(true, Ordering::Relaxed);
+            let before = ALLOCATIONS.load(Ordering::Relaxed);
+            for _ in 0..10_000 {
+                f(0);
+            }
+            let n = (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / 10_000.0;
+            COUNTING.store(false, Ordering::Relaxed);
+            println!("  host-side allocations per call, {label:10}: {n} (the greeting `RString` returned is one)");
+        }
+        drop((json_in, json_out));
+        let mut json_child = json_child;
+        assert!(json_child.wait().unwrap().success());
+
+        // Bulk: 64 MiB in 256 KiB chunks through `redact`'s transform handle.
+        let input = support::log_lines(BULK_BYTES);
+        let pieces = chunks(&input);
+        let iso_redact = isolated.registry().get::<TransformKind>("redact").unwrap();
+        let inp_redact = in_process
+            .registry()
+            .get::<TransformKind>("redact")
+            .unwrap();
+        let (mut out_a, mut out_b) = (
+            abi_stable::std_types::RVec::new(),
+            abi_stable::std_types::RVec::new(),
+        );
+        iso_redact
+            .apply(RSlice::from_slice(pieces[3]), &mut out_a)
+            .unwrap();
+        inp_redact
+            .apply(RSlice::from_slice(pieces[3]), &mut out_b)
+            .unwrap();
+        assert_eq!(out_a, out_b, "same output both ways");
+        type Out = abi_stable::std_types::RVec<u8>;
+        let bulk = |apply: &dyn Fn(&[u8], &mut Out), out: &mut Out| {
+            let start = Instant::now();
+            for p in &pieces {
+                out.clear();
+                apply(p, out);
+                black_box(out.len());
+            }
+            mib_per_s(input.len(), start)
+        };
+        let iso_apply = |p: &[u8], out: &mut Out| {
+            iso_redact.apply(RSlice::from_slice(p), out).unwrap();
+        };
+        let inp_apply = |p: &[u8], out: &mut Out| {
+            inp_redact.apply(RSlice::from_slice(p), out).unwrap();
+        };
+        bulk(&iso_apply, &mut out_a);
+        bulk(&inp_apply, &mut out_b);
+        let mut rows: [Vec<f64>; 2] = Default::default();
+        for _ in 0..7 {
+            rows[0].push(bulk(&iso_apply, &mut out_a));
+            rows[1].push(bulk(&inp_apply, &mut out_b));
+        }
+        let [bi, bp] = rows.map(median);
+        println!("`redact` transform handle, 64 MiB in 256 KiB chunks (medians of 7 interleaved rounds):");
+        println!("  isolated:   {bi:8.0} MiB/s");
+        println!(
+            "  in-process: {bp:8.0} MiB/s   isolated/in-process = {:.2}  (target >= 0.9)",
+            bi / bp
+        );
+
+        // A crash, then the next call: the worker is reaped, a new one started, and it serves.
+        let unruly = loaded("isolate-worker-unruly", &[unruly().as_path()], true);
+        let misbehave = unruly.registry().get::<CommandKind>("misbehave").unwrap();
+        let abort = [RStr::from("abort")];
+        let echo = [RStr::from("echo"), RStr::from("ok")];
+        assert_eq!(
+            misbehave.call(RSlice::from_slice(&echo)).unwrap().as_str(),
+            "ok"
+        );
+        let (mut detect, mut recover, mut whole) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..15 {
+            let start = Instant::now();
+            let error = misbehave.call(RSlice::from_slice(&abort)).unwrap_err();
+            assert_eq!(
+                host::isolate::reason(&error),
+                Some(host::ReasonCode::PluginCrashed)
+            );
+            let crashed = Instant::now();
+            assert_eq!(
+                misbehave.call(RSlice::from_slice(&echo)).unwrap().as_str(),
+                "ok"
+            );
+            let served = Instant::now();
+            detect.push((crashed - start).as_secs_f64() * 1e3);
+            recover.push((served - crashed).as_secs_f64() * 1e3);
+            whole.push((served - start).as_secs_f64() * 1e3);
+        }
+        let max = |v: &Vec<f64>| v.iter().cloned().fold(0.0, f64::max);
+        println!("crash to next call served, `unruly`'s `misbehave abort` then `misbehave echo` (15 rounds):");
+        println!(
+            "  crashing call returns `plugin-crashed`:  median {:6.1} ms  max {:6.1} ms",
+            median(detect.clone()),
+            max(&detect)
+        );
+        println!(
+            "  then the next call served (new worker):  median {:6.1} ms  max {:6.1} ms",
+            median(recover.clone()),
+            max(&recover)
+        );
+        println!("  crash to next call served, in all:       median {:6.1} ms  max {:6.1} ms   (target <= 100 ms)", median(whole.clone()), max(&whole));
+    }
+
     pub fn main() {
         if let Ok(spec) = std::env::var(CHILD_ENV) {
             return child(&spec);
@@ -551,6 +788,9 @@ mod linux {
         }
         if run("bulk") {
             bulk();
+        }
+        if run("worker") {
+            worker();
         }
     }
 }

@@ -143,6 +143,9 @@ enum Command {
         /// The inherited control socket.
         #[arg(long)]
         fd: i32,
+        /// The inherited shared-memory call channel (protocol version 2), if the host made one.
+        #[arg(long)]
+        shm: Option<i32>,
     },
     /// Sign plugin files: writes FILE.minisig beside each (minisign's format; `minisign -Vm
     /// FILE -p KEY.pub` verifies it).
@@ -427,7 +430,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             crate::trust_cli::lock(host, &dirs, &lock_file)
         }
         Command::Keygen { out } => crate::trust_cli::keygen(&out),
-        Command::Worker { fd } => Ok(host::isolate::worker::serve(identity()?, fd)),
+        Command::Worker { fd, shm } => Ok(host::isolate::worker::serve_with_channel(
+            identity()?,
+            fd,
+            shm,
+        )),
         Command::Sign { files, key } => crate::trust_cli::sign(&files, &key),
         Command::Transform { plugins, names } => {
             crate::reload_signal::block_sighup();

@@ -25,6 +25,23 @@
 //! 3. host → worker: [`Message::Call`]s, each answered by a [`Message::Reply`] with its id.
 //! 4. At any time, worker → host: [`Message::Log`]. host → worker: [`Message::Shutdown`], or
 //!    end of file, ends the worker.
+//!
+//! # Versions
+//!
+//! - **1**: everything over the one stream the host and worker share (the control socket).
+//! - **2**: the same messages and encoding; the host also gives the worker a second channel
+//!   (in plugin-host, a shared-memory ring pair, `__worker --fd N --shm M`). After its
+//!   [`Message::Welcome`] on the control stream, the worker sends the same `Welcome` again on
+//!   the second channel (proof that it mapped it); `Load`/`Registered`/`Refused` and `Log` stay
+//!   on the control stream, while `Call`, `Reply` and `Shutdown` move to the second channel.
+//!   A worker without a second channel offers at most version 1.
+//!
+//! # The hot path
+//!
+//! [`encode_call_args`], [`encode_call_bytes`], [`encode_reply`] and [`decode_call`] /
+//! [`decode_reply`] write and read `Call` and `Reply` frames without building a [`Message`]:
+//! from borrowed arguments, into borrowed views of the frame. The bytes are exactly those of
+//! [`encode`] / [`decode`].
 #![forbid(unsafe_code)]
 
 use std::fmt;
@@ -32,7 +49,7 @@ use std::fmt;
 /// The first protocol version this crate speaks.
 pub const PROTOCOL_VERSION_MIN: u16 = 1;
 /// The last (newest) protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The magic cookie both sides send in the handshake (go-plugin's idea): a process that is not
 /// a plugin-host worker does not answer with it.
@@ -385,9 +402,203 @@ pub fn encode(message: &Message, out: &mut Vec<u8>) {
         }
         Message::Shutdown => w.u8(tag::SHUTDOWN),
     }
+    finish_frame(out, start);
+}
+
+fn finish_frame(out: &mut [u8], start: usize) {
     let len = (out.len() - start - PREFIX_LEN) as u64;
     let len = u32::try_from(len).unwrap_or(u32::MAX);
     out[start..start + PREFIX_LEN].copy_from_slice(&len.to_le_bytes());
+}
+
+/// Appends the frame of a `command` call ([`Message::Call`] with [`Payload::Args`]) built from
+/// borrowed arguments: the same bytes as [`encode`], no intermediate [`Message`].
+pub fn encode_call_args<'a, I>(id: u64, kind: &str, name: &str, args: I, out: &mut Vec<u8>)
+where
+    I: IntoIterator<Item = &'a str>,
+    I::IntoIter: ExactSizeIterator,
+{
+    let start = out.len();
+    out.extend_from_slice(&[0; PREFIX_LEN]);
+    let mut w = Writer(out);
+    w.u8(tag::CALL);
+    w.u64(id);
+    w.str(kind);
+    w.str(name);
+    w.u8(0);
+    let args = args.into_iter();
+    w.count(args.len());
+    for a in args {
+        w.str(a);
+    }
+    finish_frame(out, start);
+}
+
+/// Appends the frame of a `transform` call ([`Message::Call`] with [`Payload::Bytes`]) built
+/// from a borrowed input: the same bytes as [`encode`].
+pub fn encode_call_bytes(id: u64, kind: &str, name: &str, bytes: &[u8], out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0; PREFIX_LEN]);
+    let mut w = Writer(out);
+    w.u8(tag::CALL);
+    w.u64(id);
+    w.str(kind);
+    w.str(name);
+    w.u8(1);
+    w.bytes(bytes);
+    finish_frame(out, start);
+}
+
+/// Appends the frame of [`Message::Reply`] from a borrowed result: the same bytes as
+/// [`encode`].
+pub fn encode_reply(id: u64, result: Result<&[u8], (bool, &str)>, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0; PREFIX_LEN]);
+    let mut w = Writer(out);
+    w.u8(tag::REPLY);
+    w.u64(id);
+    match result {
+        Ok(bytes) => {
+            w.u8(0);
+            w.bytes(bytes);
+        }
+        Err((panicked, message)) => {
+            w.u8(if panicked { 2 } else { 1 });
+            w.str(message);
+        }
+    }
+    finish_frame(out, start);
+}
+
+/// A [`Message::Reply`] read in place ([`decode_reply`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyRef<'a> {
+    /// The call's id.
+    pub id: u64,
+    /// The output, or `(panicked, message)`.
+    pub result: Result<&'a [u8], (bool, &'a str)>,
+}
+
+/// A [`Message::Call`]'s arguments read in place ([`decode_call`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadRef<'a> {
+    /// A `command`'s arguments: `count` strings, read with [`PayloadRef::args`].
+    Args {
+        /// How many.
+        count: usize,
+        /// Their encoding (each a `u32 LE` length and UTF-8 bytes, already checked).
+        raw: &'a [u8],
+    },
+    /// A `transform`'s input.
+    Bytes(&'a [u8]),
+}
+
+impl<'a> PayloadRef<'a> {
+    /// The arguments of an [`PayloadRef::Args`] payload (none for bytes).
+    pub fn args(&self) -> impl Iterator<Item = &'a str> {
+        let (count, raw) = match *self {
+            PayloadRef::Args { count, raw } => (count, raw),
+            PayloadRef::Bytes(_) => (0, &[][..]),
+        };
+        let mut r = Reader { bytes: raw, at: 0 };
+        // Checked by `decode_call`: every item is there and UTF-8.
+        (0..count).map_while(move |_| r.bytes().ok().and_then(|b| std::str::from_utf8(b).ok()))
+    }
+}
+
+/// A [`Message::Call`] read in place ([`decode_call`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallRef<'a> {
+    /// The call's id.
+    pub id: u64,
+    /// The kind's name.
+    pub kind: &'a str,
+    /// The capability's name.
+    pub name: &'a str,
+    /// The arguments.
+    pub payload: PayloadRef<'a>,
+}
+
+/// What [`decode_reply`] / [`decode_call`] found: the message expected, read in place, or
+/// another valid message (decoded whole).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Borrowed<T> {
+    /// The message expected.
+    Expected(T),
+    /// Another message.
+    Other(Message),
+}
+
+/// Decodes the frame at the start of `bytes` as [`decode`] does, reading a `Reply` in place
+/// (no allocation); any other message is decoded whole. Same checks, same errors.
+pub fn decode_reply(bytes: &[u8]) -> Result<(Borrowed<ReplyRef<'_>>, usize), DecodeError> {
+    let (body, total) = frame_body(bytes)?;
+    if body.first() != Some(&tag::REPLY) {
+        return decode(bytes).map(|(m, n)| (Borrowed::Other(m), n));
+    }
+    let mut r = Reader { bytes: body, at: 1 };
+    let id = r.u64()?;
+    let result = match r.u8()? {
+        0 => Ok(r.bytes()?),
+        outcome @ (1 | 2) => Err((outcome == 2, r.str_ref()?)),
+        _ => return Err(DecodeError::Malformed("unknown reply outcome")),
+    };
+    r.end()?;
+    Ok((Borrowed::Expected(ReplyRef { id, result }), total))
+}
+
+/// Decodes the frame at the start of `bytes` as [`decode`] does, reading a `Call` in place
+/// (no allocation); any other message is decoded whole. Same checks, same errors.
+pub fn decode_call(bytes: &[u8]) -> Result<(Borrowed<CallRef<'_>>, usize), DecodeError> {
+    let (body, total) = frame_body(bytes)?;
+    if body.first() != Some(&tag::CALL) {
+        return decode(bytes).map(|(m, n)| (Borrowed::Other(m), n));
+    }
+    let mut r = Reader { bytes: body, at: 1 };
+    let id = r.u64()?;
+    let kind = r.name_ref()?;
+    let name = r.name_ref()?;
+    let payload = match r.u8()? {
+        0 => {
+            let count = r.count(4)?;
+            let from = r.at;
+            for _ in 0..count {
+                r.str_ref()?;
+            }
+            PayloadRef::Args {
+                count,
+                raw: &body[from..r.at],
+            }
+        }
+        1 => PayloadRef::Bytes(r.bytes()?),
+        _ => return Err(DecodeError::Malformed("unknown payload type")),
+    };
+    r.end()?;
+    Ok((
+        Borrowed::Expected(CallRef {
+            id,
+            kind,
+            name,
+            payload,
+        }),
+        total,
+    ))
+}
+
+/// The body of the frame at the start of `bytes` (after its prefix) and the frame's length.
+fn frame_body(bytes: &[u8]) -> Result<(&[u8], usize), DecodeError> {
+    let Some(prefix) = bytes.get(..PREFIX_LEN) else {
+        return Err(DecodeError::Incomplete { needed: PREFIX_LEN });
+    };
+    let len = u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
+    if len > MAX_FRAME_LEN {
+        return Err(DecodeError::TooLong(len as u64));
+    }
+    let total = PREFIX_LEN + len;
+    match bytes.get(PREFIX_LEN..total) {
+        Some(body) => Ok((body, total)),
+        None => Err(DecodeError::Incomplete { needed: total }),
+    }
 }
 
 /// Whether an encoded frame (prefix included) is within [`MAX_FRAME_LEN`].
@@ -401,22 +612,10 @@ pub fn frame_fits(frame: &[u8]) -> bool {
 ///
 /// Never panics, and allocates at most what the frame itself holds.
 pub fn decode(bytes: &[u8]) -> Result<(Message, usize), DecodeError> {
-    let Some(prefix) = bytes.get(..PREFIX_LEN) else {
-        return Err(DecodeError::Incomplete { needed: PREFIX_LEN });
-    };
-    let len = u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
-    if len > MAX_FRAME_LEN {
-        return Err(DecodeError::TooLong(len as u64));
-    }
-    let total = PREFIX_LEN + len;
-    let Some(body) = bytes.get(PREFIX_LEN..total) else {
-        return Err(DecodeError::Incomplete { needed: total });
-    };
+    let (body, total) = frame_body(bytes)?;
     let mut r = Reader { bytes: body, at: 0 };
     let message = r.message()?;
-    if r.at != body.len() {
-        return Err(DecodeError::Malformed("bytes left over after the message"));
-    }
+    r.end()?;
     Ok((message, total))
 }
 
@@ -501,10 +700,24 @@ impl<'a> Reader<'a> {
         self.take(n)
     }
     fn text(&mut self) -> Result<String, DecodeError> {
+        self.str_ref().map(str::to_owned)
+    }
+    fn str_ref(&mut self) -> Result<&'a str, DecodeError> {
         let b = self.bytes()?;
-        std::str::from_utf8(b)
-            .map(str::to_owned)
-            .map_err(|_| DecodeError::Malformed("a string is not UTF-8"))
+        std::str::from_utf8(b).map_err(|_| DecodeError::Malformed("a string is not UTF-8"))
+    }
+    fn name_ref(&mut self) -> Result<&'a str, DecodeError> {
+        let s = self.str_ref()?;
+        if s.len() > MAX_NAME_LEN {
+            return Err(DecodeError::Malformed("a name exceeds the length limit"));
+        }
+        Ok(s)
+    }
+    fn end(&self) -> Result<(), DecodeError> {
+        if self.at != self.bytes.len() {
+            return Err(DecodeError::Malformed("bytes left over after the message"));
+        }
+        Ok(())
     }
     fn name(&mut self) -> Result<String, DecodeError> {
         let s = self.text()?;

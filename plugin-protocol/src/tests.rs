@@ -187,6 +187,7 @@ fn bounds_and_garbage_are_refused() {
 #[test]
 fn negotiation_picks_the_newest_common_version() {
     assert_eq!(negotiate(1, 1), Some(1));
+    assert_eq!(negotiate(1, 2), Some(2));
     assert_eq!(negotiate(1, 99), Some(PROTOCOL_VERSION));
     assert_eq!(negotiate(PROTOCOL_VERSION + 1, 99), None);
     assert_eq!(negotiate(0, 0), None);
@@ -261,4 +262,100 @@ fn decode_survives_random_and_mutated_input() {
         }
     }
     assert!(accepted > 100, "the mutations reached valid frames too");
+}
+
+#[test]
+fn the_hot_path_codec_writes_and_reads_the_same_bytes() {
+    for message in samples() {
+        let mut whole = Vec::new();
+        encode(&message, &mut whole);
+        let mut fast = Vec::new();
+        match &message {
+            Message::Call {
+                id,
+                kind,
+                name,
+                payload: Payload::Args(args),
+            } => encode_call_args(*id, kind, name, args.iter().map(String::as_str), &mut fast),
+            Message::Call {
+                id,
+                kind,
+                name,
+                payload: Payload::Bytes(bytes),
+            } => encode_call_bytes(*id, kind, name, bytes, &mut fast),
+            Message::Reply { id, result } => encode_reply(
+                *id,
+                result
+                    .as_ref()
+                    .map(Vec::as_slice)
+                    .map_err(|f| (f.panicked, f.message.as_str())),
+                &mut fast,
+            ),
+            _ => fast = whole.clone(),
+        }
+        assert_eq!(fast, whole, "{message:?}");
+        // Read back in place: the same fields.
+        match (&message, decode_call(&whole).unwrap()) {
+            (
+                Message::Call {
+                    id,
+                    kind,
+                    name,
+                    payload,
+                },
+                (Borrowed::Expected(call), n),
+            ) => {
+                assert_eq!(n, whole.len());
+                assert_eq!(
+                    (call.id, call.kind, call.name),
+                    (*id, kind.as_str(), name.as_str())
+                );
+                match (payload, call.payload) {
+                    (Payload::Args(args), p @ PayloadRef::Args { .. }) => {
+                        assert_eq!(p.args().collect::<Vec<_>>(), *args)
+                    }
+                    (Payload::Bytes(b), PayloadRef::Bytes(got)) => assert_eq!(got, &b[..]),
+                    other => panic!("{other:?}"),
+                }
+            }
+            (other, (Borrowed::Other(m), _)) => assert_eq!(&m, other),
+            other => panic!("{other:?}"),
+        }
+        match (&message, decode_reply(&whole).unwrap()) {
+            (Message::Reply { id, result }, (Borrowed::Expected(reply), _)) => {
+                assert_eq!(reply.id, *id);
+                let want = result
+                    .as_ref()
+                    .map(Vec::as_slice)
+                    .map_err(|f| (f.panicked, f.message.as_str()));
+                assert_eq!(reply.result, want);
+            }
+            (other, (Borrowed::Other(m), _)) => assert_eq!(&m, other),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn the_hot_path_decoders_refuse_what_decode_refuses() {
+    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    for message in samples() {
+        let mut frame = Vec::new();
+        encode(&message, &mut frame);
+        for _ in 0..300 {
+            let mut bad = frame.clone();
+            let at = PREFIX_LEN + rng.below(bad.len() - PREFIX_LEN);
+            bad[at] = rng.next() as u8;
+            let whole = decode(&bad).is_ok();
+            assert_eq!(decode_call(&bad).is_ok(), whole, "{bad:?}");
+            assert_eq!(decode_reply(&bad).is_ok(), whole, "{bad:?}");
+        }
+        // Every strict prefix is incomplete for them too.
+        for cut in 0..frame.len() {
+            assert!(matches!(
+                decode_reply(&frame[..cut]),
+                Err(DecodeError::Incomplete { .. })
+            ));
+        }
+    }
 }

@@ -392,6 +392,9 @@ fn lying_workers_and_garbage_frames_never_crash_the_host() {
     let good = write_bin(f, "good", &welcome(COOKIE, 1));
     let bad_cookie = write_bin(f, "cookie", &welcome(*b"not a plugin-hst", 1));
     let bad_version = write_bin(f, "version", &welcome(COOKIE, 99));
+    // Version 2 moves calls to the shared-memory channel: a worker that chooses it must
+    // answer there too.
+    let shm_version = write_bin(f, "shm-version", &welcome(COOKIE, 2));
     let garbage = write_bin(f, "garbage", b"\x05\x00\x00\x00\xeeGARBAGE");
     let huge = write_bin(f, "huge", &[0xff, 0xff, 0xff, 0xff, 1]);
     let registered = write_bin(
@@ -426,6 +429,11 @@ fn lying_workers_and_garbage_frames_never_crash_the_host() {
             "version",
             script(&format!("cat {bad_version}; le32 $$")),
             "protocol version 99",
+        ),
+        (
+            "never-maps-the-channel",
+            script(&format!("cat {shm_version}; le32 $$")),
+            "did not answer on the shared-memory call channel within 1s",
         ),
         (
             "pid",

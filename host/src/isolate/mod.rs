@@ -23,8 +23,16 @@
 //! [`crate::LookupError::Unregistered`], and [`Host::isolated`] says why.
 //!
 //! What it costs: a process per isolated plugin, a start (tens of milliseconds: exec,
-//! handshake, verification and loading in the worker), and per call a round trip over a
-//! socket with the arguments and results copied through it.
+//! handshake, verification and loading in the worker), and per call a round trip through
+//! shared memory ([`shm`]): the call encoded into a reused buffer, copied into the ring, the
+//! reply copied out into another reused buffer and read in place — no allocation on the
+//! host's side beyond what the capability returns (a command's `RString`), no system call
+//! while the worker is awake, a futex wake-up when it sleeps (BENCHMARKS.md has the numbers).
+//!
+//! Channels: a worker gets a control socket (`--fd N`: handshake, `load`, the plugin's log
+//! records) and the shared-memory call channel (`--shm M`: `call`, `reply`, `shutdown`),
+//! which protocol version 2 adds; a worker that speaks only version 1 gets its calls over the
+//! socket, through the same `Sender`/`Receiver` transport as before (see `spawn`).
 //!
 //! Calls to one isolated plugin are served **one at a time**, in the order they take its
 //! lock: a worker runs one call at a time, and a deadline applies from the moment a call is
@@ -40,9 +48,11 @@
 //! on the old worker and no call fails because of it (see [`ReloadError`]).
 //!
 //! Orphans: each worker gets `PR_SET_PDEATHSIG(SIGKILL)` (set by a long-lived spawner thread,
-//! since Linux sends it when the *thread* that forked ends) and exits at end of file on its
-//! control socket, so workers die with the host; dropping the [`Host`] stops them gracefully
-//! (shutdown message, then `SIGKILL` after a grace period).
+//! since Linux sends it when the *thread* that forked ends), and watches the host: through
+//! the call channel (the host's pidfd, and the host's end being closed) for a version-2
+//! worker, at end of file on its control socket for a version-1 one. So workers die with the
+//! host; dropping the [`Host`] stops them gracefully (shutdown message, then `SIGKILL` after a
+//! grace period).
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -63,7 +73,7 @@ use crate::report::{PluginReport, Status};
 
 mod proxy;
 mod reload;
-/// The shared-memory channel: the fast transport isolated plugins are moving to.
+/// The shared-memory channel: the transport of isolated plugins' calls (protocol version 2).
 #[cfg(target_os = "linux")]
 pub mod shm;
 mod spawn;

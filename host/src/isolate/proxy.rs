@@ -5,13 +5,12 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
+use super::spawn::Input;
+use super::Supervisor;
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RBox, RResult, RSlice, RStr, RString, RVec};
 use plugin_api::kinds::{FfiCommand, FfiCommand_TO, FfiTransform, FfiTransform_TO};
 use plugin_api::{CallError, CallErrorKind, CapabilityExport, CommandKind, TransformKind};
-use plugin_protocol::Payload;
-
-use super::Supervisor;
 
 /// The kinds that have a wire encoding, and so can be isolated.
 pub(crate) const WIRE_KINDS: [&str; 2] = ["command", "transform"];
@@ -41,16 +40,13 @@ fn caught<T>(plugin: &str, f: impl FnOnce() -> Result<T, CallError>) -> RResult<
 impl FfiCommand for CommandProxy {
     fn call(&self, args: RSlice<'_, RStr<'_>>) -> RResult<RString, CallError> {
         caught(self.supervisor.plugin(), || {
-            let args = args.iter().map(|a| a.as_str().to_owned()).collect();
-            let out = self
-                .supervisor
-                .call("command", &self.name, Payload::Args(args))?;
             // The worker sends the command's text; a worker that sends bytes that are not
-            // UTF-8 gets them replaced, never read as a `str` unchecked.
-            Ok(match String::from_utf8(out) {
-                Ok(text) => RString::from(text),
-                Err(e) => RString::from(String::from_utf8_lossy(e.as_bytes()).into_owned()),
-            })
+            // UTF-8 gets them replaced, never read as a `str` unchecked. The returned string
+            // is the only allocation (an in-process command makes it too).
+            self.supervisor
+                .call("command", &self.name, Input::Args(args.as_slice()), |out| {
+                    RString::from(String::from_utf8_lossy(out).into_owned())
+                })
         })
     }
 }
@@ -58,13 +54,12 @@ impl FfiCommand for CommandProxy {
 impl FfiTransform for TransformProxy {
     fn apply(&self, input: RSlice<'_, u8>, output: &mut RVec<u8>) -> RResult<(), CallError> {
         caught(self.supervisor.plugin(), || {
-            let out = self.supervisor.call(
+            self.supervisor.call(
                 "transform",
                 &self.name,
-                Payload::Bytes(input.as_slice().to_vec()),
-            )?;
-            output.extend_from_copy_slice(&out);
-            Ok(())
+                Input::Bytes(input.as_slice()),
+                |out| output.extend_from_copy_slice(out),
+            )
         })
     }
 }

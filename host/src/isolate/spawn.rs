@@ -1,5 +1,22 @@
 //! Starting a worker: the process (from a long-lived spawner thread), its control socket,
-//! the thread that reads its frames, the thread that reads its stderr, and the handshake.
+//! its shared-memory call channel, the thread that reads its control frames, the thread that
+//! reads its stderr, and the handshake; and one call's round trip ([`Worker::exchange`]).
+//!
+//! Two channels per worker:
+//! - the **control socket** (a Unix socket pair, `--fd N`): handshake, `load` / `registered`,
+//!   and the worker's log records, read by a reader thread. It is also the whole conversation
+//!   with a worker that speaks only protocol version 1 (an older build): calls then go over it
+//!   through the [`Sender`]/[`Receiver`] transport, as before.
+//! - the **call channel** ([`super::shm`], `--shm M`, protocol version 2): `call`, `reply` and
+//!   `shutdown`, moved by the calling thread itself (no reader thread, no hand-off between
+//!   threads), with the encode and receive buffers kept in the [`Worker`] and reused, and
+//!   replies read in place ([`plugin_protocol::decode_reply`]): no allocation per call on this
+//!   side. The channel watches the worker's pidfd, so a worker that dies mid-call ends the wait
+//!   with `PeerGone` within [`super::shm::LIVENESS_SLICE`]; it is then reaped for its status and
+//!   stderr tail. The worker watches the host the same way (and keeps `PR_SET_PDEATHSIG`), and
+//!   exits when the host's end of the channel is closed (dropped): that replaces the end of
+//!   file on the control socket as the orphan guard, since a version-2 worker no longer reads
+//!   the socket after loading.
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -13,10 +30,13 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use abi_stable::std_types::RStr;
 use plugin_protocol::{
-    encode, Capability, Load, Message, COOKIE, PROTOCOL_VERSION, PROTOCOL_VERSION_MIN,
+    decode, decode_reply, encode, encode_call_args, encode_call_bytes, Borrowed, Capability, Load,
+    Message, COOKIE, PROTOCOL_VERSION, PROTOCOL_VERSION_MIN,
 };
 
+use super::shm;
 use super::transport::{Receiver, RecvError, Sender, SocketReceiver, SocketSender};
 use crate::reason::ReasonCode;
 
@@ -85,15 +105,54 @@ impl std::fmt::Display for SendError {
     }
 }
 
+/// The capacity of each ring of a worker's call channel: a 256 KiB transform chunk and its
+/// reply fit whole; larger messages stream through.
+pub(crate) const RING_CAPACITY: usize = 1 << 20;
+
+/// The protocol version from which calls go over the shared-memory channel.
+const SHM_VERSION: u16 = 2;
+
 /// A running worker.
 pub(crate) struct Worker {
     pub(crate) child: Child,
     pub(crate) pid: u32,
+    /// The control socket's sending half (and the calls' with a version-1 worker).
     pub(crate) sender: Box<dyn Sender>,
+    /// What the control socket's reader thread hands over.
     pub(crate) events: mpsc::Receiver<Event>,
     pub(crate) tail: Arc<Tail>,
     /// A reusable buffer for encoding frames.
     pub(crate) frame: Vec<u8>,
+    /// The call channel: during the handshake, offered; after it, `Some` if the worker speaks
+    /// protocol version 2 (else calls go over the control socket).
+    pub(crate) shm: Option<shm::Channel>,
+    /// A reusable buffer for receiving frames from the call channel.
+    pub(crate) rx: Vec<u8>,
+}
+
+/// A call's arguments, borrowed from the caller.
+#[derive(Clone, Copy)]
+pub(crate) enum Input<'a> {
+    /// A `command`'s arguments.
+    Args(&'a [RStr<'a>]),
+    /// A `transform`'s input.
+    Bytes(&'a [u8]),
+}
+
+/// How one round trip ended ([`Worker::exchange`]).
+pub(crate) enum Exchange<T> {
+    /// The worker's reply: what `take` made of the output, or the plugin's failure.
+    Reply(Result<T, plugin_protocol::CallFailure>),
+    /// The call is larger than a frame may be: nothing was sent, the worker is fine.
+    TooLarge(String),
+    /// The worker answered with another message (its name).
+    Other(&'static str),
+    /// Garbage: a frame that does not decode, or a corrupt shared channel.
+    Broken(String),
+    /// The worker is gone (it ended, or its channel was closed).
+    Closed,
+    /// No reply before the deadline.
+    Timeout,
 }
 
 /// How to start a worker for one plugin.
@@ -175,7 +234,22 @@ pub(crate) fn start(spec: &Spec) -> Result<(Worker, Vec<Capability>), StartError
     command
         .args(&spec.args)
         .arg("--fd")
-        .arg(their_fd.to_string())
+        .arg(their_fd.to_string());
+    // The call channel. Without one (no memfd here), the worker is offered version 1 only
+    // and calls go over the control socket.
+    let mut channel = match shm::Channel::create(RING_CAPACITY) {
+        Ok((mut channel, fd)) => {
+            channel.set_max_message(plugin_protocol::MAX_FRAME_LEN + plugin_protocol::PREFIX_LEN);
+            let raw = shm::pass_fd(&mut command, fd);
+            command.arg("--shm").arg(raw.to_string());
+            Some(channel)
+        }
+        Err(e) => {
+            tracing::debug!("plugin `{plugin}`: no shared-memory call channel ({e}); calls go over the control socket");
+            None
+        }
+    };
+    command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -214,6 +288,13 @@ pub(crate) fn start(spec: &Spec) -> Result<(Worker, Vec<Capability>), StartError
     })?;
     drop(theirs);
     let pid = child.id();
+    // Our own unwaited child: its pid cannot have been reused yet.
+    if let Some(c) = &mut channel {
+        if let Err(e) = c.watch_pid(pid) {
+            tracing::debug!("plugin `{plugin}`: cannot watch the worker's pidfd ({e}); calls go over the control socket");
+            channel = None;
+        }
+    }
     let tail = Arc::new(Tail::default());
     if let Some(stderr) = child.stderr.take() {
         let tail = tail.clone();
@@ -277,6 +358,8 @@ pub(crate) fn start(spec: &Spec) -> Result<(Worker, Vec<Capability>), StartError
         events,
         tail,
         frame: Vec::new(),
+        shm: channel,
+        rx: Vec::new(),
     };
     match handshake(&mut worker, spec, deadline) {
         Ok(capabilities) => Ok((worker, capabilities)),
@@ -336,6 +419,120 @@ impl Worker {
         self.sender
             .send(&self.frame)
             .map_err(|e| SendError::Io(format!("sending to the worker failed: {e}")))
+    }
+
+    /// Asks the worker to finish, on the channel it reads (best effort).
+    pub(crate) fn shutdown(&mut self) {
+        match &mut self.shm {
+            Some(channel) => {
+                self.frame.clear();
+                encode(&Message::Shutdown, &mut self.frame);
+                let deadline = Instant::now() + Duration::from_millis(100);
+                let _ = channel.send(&self.frame, Some(deadline));
+            }
+            None => {
+                let _ = self.send(&Message::Shutdown);
+            }
+        }
+    }
+
+    /// Sends call `id` of capability `name` of `kind` and waits for its reply until
+    /// `deadline`; `take` turns the output bytes (borrowed from the receive buffer) into the
+    /// caller's value. Over the call channel this allocates nothing once the buffers have
+    /// grown to the largest call and reply.
+    pub(crate) fn exchange<T>(
+        &mut self,
+        id: u64,
+        kind: &str,
+        name: &str,
+        input: Input<'_>,
+        deadline: Instant,
+        take: impl FnOnce(&[u8]) -> T,
+    ) -> Exchange<T> {
+        self.frame.clear();
+        match input {
+            Input::Args(args) => encode_call_args(
+                id,
+                kind,
+                name,
+                args.iter().map(|a| a.as_str()),
+                &mut self.frame,
+            ),
+            Input::Bytes(bytes) => encode_call_bytes(id, kind, name, bytes, &mut self.frame),
+        }
+        if !plugin_protocol::frame_fits(&self.frame) {
+            return Exchange::TooLarge(format!(
+                "the call message is larger than the protocol's limit of {} bytes",
+                plugin_protocol::MAX_FRAME_LEN
+            ));
+        }
+        let Some(channel) = &mut self.shm else {
+            return self.exchange_over_socket(id, deadline, take);
+        };
+        // Anything on the control socket now is a lie (garbage, or a message out of turn):
+        // a version-2 worker only sends log records there, which the reader thread handles.
+        match self.events.try_recv() {
+            Ok(Event::Broken(e)) => return Exchange::Broken(format!("on its control socket: {e}")),
+            Ok(Event::Message(m)) => return Exchange::Other(m.name()),
+            Ok(Event::Closed) | Err(_) => {}
+        }
+        match channel.send(&self.frame, Some(deadline)) {
+            Ok(()) => {}
+            Err(shm::SendError::PeerGone) => return Exchange::Closed,
+            Err(shm::SendError::Timeout) => return Exchange::Timeout,
+            Err(shm::SendError::TooLarge { .. }) => {
+                return Exchange::TooLarge(format!(
+                    "the call message is larger than the channel's limit of {} bytes",
+                    plugin_protocol::MAX_FRAME_LEN
+                ))
+            }
+            Err(e) => return Exchange::Broken(e.to_string()),
+        }
+        match channel.recv_into(&mut self.rx, Some(deadline)) {
+            Ok(_) => {}
+            Err(shm::RecvError::PeerGone) => return Exchange::Closed,
+            Err(shm::RecvError::Timeout) => return Exchange::Timeout,
+            Err(e) => return Exchange::Broken(e.to_string()),
+        }
+        match decode_reply(&self.rx) {
+            Ok((_, used)) if used != self.rx.len() => {
+                Exchange::Broken("bytes after the reply in its message".into())
+            }
+            Ok((Borrowed::Expected(reply), _)) if reply.id == id => {
+                Exchange::Reply(match reply.result {
+                    Ok(out) => Ok(take(out)),
+                    Err((panicked, message)) => Err(plugin_protocol::CallFailure {
+                        panicked,
+                        message: message.to_owned(),
+                    }),
+                })
+            }
+            Ok((Borrowed::Expected(_), _)) => Exchange::Other("reply (to another call)"),
+            Ok((Borrowed::Other(m), _)) => Exchange::Other(m.name()),
+            Err(e) => Exchange::Broken(e.to_string()),
+        }
+    }
+
+    /// The round trip of a version-1 worker: the frame in `self.frame` over the control
+    /// socket, the reply from the reader thread.
+    fn exchange_over_socket<T>(
+        &mut self,
+        id: u64,
+        deadline: Instant,
+        take: impl FnOnce(&[u8]) -> T,
+    ) -> Exchange<T> {
+        if self.sender.send(&self.frame).is_err() {
+            return Exchange::Closed;
+        }
+        match next(self, deadline) {
+            Some(Event::Message(Message::Reply { id: got, result })) if got == id => {
+                Exchange::Reply(result.map(|out| take(&out)))
+            }
+            Some(Event::Message(other)) => Exchange::Other(other.name()),
+            Some(Event::Broken(e)) => Exchange::Broken(e),
+            Some(Event::Closed) => Exchange::Closed,
+            None => Exchange::Timeout,
+        }
     }
 
     /// Kills the worker and reaps it.
@@ -406,6 +603,61 @@ pub(crate) fn next(worker: &Worker, deadline: Instant) -> Option<Event> {
     }
 }
 
+/// Version 2: the worker proves it mapped the call channel by sending its welcome again there.
+fn shm_welcome(
+    worker: &mut Worker,
+    spec: &Spec,
+    deadline: Instant,
+    pid: u32,
+    failed: &impl Fn(&mut Worker, String) -> StartError,
+) -> Result<(), StartError> {
+    let Some(channel) = &mut worker.shm else {
+        return Ok(());
+    };
+    let got = channel.recv_into(&mut worker.rx, Some(deadline));
+    let what = match got {
+        Ok(_) => match decode(&worker.rx) {
+            Ok((
+                Message::Welcome {
+                    cookie,
+                    version,
+                    pid: again,
+                },
+                used,
+            )) if cookie == COOKIE
+                && version == SHM_VERSION
+                && again == pid
+                && used == worker.rx.len() =>
+            {
+                return Ok(())
+            }
+            Ok((other, _)) => format!(
+                "answered on the shared-memory call channel with a {} message that does not \
+                 match its welcome",
+                other.name()
+            ),
+            Err(e) => format!("sent garbage on the shared-memory call channel ({e})"),
+        },
+        Err(shm::RecvError::Timeout) => format!(
+            "chose protocol version {SHM_VERSION} (calls in shared memory) but did not answer on \
+             the shared-memory call channel within {}s",
+            spec.start_timeout.as_secs_f64()
+        ),
+        Err(shm::RecvError::PeerGone) => {
+            let death = worker.death();
+            return Err(StartError::new(
+                ReasonCode::HandshakeFailed,
+                format!(
+                    "plugin `{}`: the worker ended before the handshake: {death}",
+                    spec.plugin
+                ),
+            ));
+        }
+        Err(e) => format!("broke the shared-memory call channel in the handshake ({e})"),
+    };
+    Err(failed(worker, what))
+}
+
 fn handshake(
     worker: &mut Worker,
     spec: &Spec,
@@ -432,7 +684,11 @@ fn handshake(
     let hello = Message::Hello {
         cookie: COOKIE,
         min_version: PROTOCOL_VERSION_MIN,
-        max_version: PROTOCOL_VERSION,
+        max_version: if worker.shm.is_some() {
+            PROTOCOL_VERSION
+        } else {
+            SHM_VERSION - 1
+        },
     };
     // A failed send (the worker is already gone) shows as the end of its stream, next.
     let _ = worker.send(&hello);
@@ -465,6 +721,12 @@ fn handshake(
                     worker,
                     format!("claims to be pid {pid}, not the process the host started"),
                 ));
+            }
+            if version < SHM_VERSION || worker.shm.is_none() {
+                // An older worker: calls go over the control socket.
+                worker.shm = None;
+            } else {
+                shm_welcome(worker, spec, deadline, pid, &failed)?;
             }
         }
         Some(Event::Message(Message::Refused { message, .. })) => {
@@ -527,7 +789,7 @@ fn handshake(
             reason,
             message,
         })) => {
-            let _ = worker.send(&Message::Shutdown);
+            worker.shutdown();
             worker.kill();
             let reason = ReasonCode::parse(&reason).unwrap_or(ReasonCode::ProtocolError);
             Err(StartError {

@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use plugin_api::{CallError, CallErrorKind};
-use plugin_protocol::{Capability, Message, Payload};
+use plugin_protocol::Capability;
 
-use super::spawn::{next, start, Event, SendError, Spec, StartError, Worker};
+use super::spawn::{start, Exchange, Input, Spec, StartError, Worker};
 use super::{IsolatedPlugin, MAX_FAILURES};
 use crate::reason::ReasonCode;
 
@@ -99,14 +99,16 @@ impl Supervisor {
         }
     }
 
-    /// Calls capability `name` of `kind` in the worker: the output bytes, or the plugin's
-    /// own error, or a failure of the worker (with its reason code at the end of the message).
-    pub(crate) fn call(
+    /// Calls capability `name` of `kind` in the worker: what `take` made of the output bytes,
+    /// or the plugin's own error, or a failure of the worker (with its reason code at the end
+    /// of the message). Allocates nothing in steady state (see [`Worker::exchange`]).
+    pub(crate) fn call<T>(
         &self,
         kind: &str,
         name: &str,
-        payload: Payload,
-    ) -> Result<Vec<u8>, CallError> {
+        input: Input<'_>,
+        take: impl FnOnce(&[u8]) -> T,
+    ) -> Result<T, CallError> {
         let mut state = self.lock();
         let plugin = &self.plugin;
         if let Some((reason, message)) = &state.retired {
@@ -144,7 +146,7 @@ impl Supervisor {
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let worker = state.worker.as_mut().expect("a worker was started above");
-        match self.exchange(worker, id, kind, name, payload) {
+        match self.exchange(worker, id, kind, name, input, take) {
             Ok(result) => {
                 state.failures = 0;
                 state.not_before = None;
@@ -165,69 +167,55 @@ impl Supervisor {
     }
 
     /// Sends one call and waits for its reply until the deadline.
-    fn exchange(
+    fn exchange<T>(
         &self,
         worker: &mut Worker,
         id: u64,
         kind: &str,
         name: &str,
-        payload: Payload,
-    ) -> Result<Result<Vec<u8>, plugin_protocol::CallFailure>, Failure> {
+        input: Input<'_>,
+        take: impl FnOnce(&[u8]) -> T,
+    ) -> Result<Result<T, plugin_protocol::CallFailure>, Failure> {
         let plugin = &self.plugin;
-        let what = format!("{kind} `{name}`");
-        let call = Message::Call {
-            id,
-            kind: kind.to_owned(),
-            name: name.to_owned(),
-            payload,
-        };
+        let what = || format!("{kind} `{name}`");
         let deadline = Instant::now() + self.call_timeout;
-        if let Err(e) = worker.send(&call) {
-            if let SendError::TooLarge(e) = e {
-                // Too large to send: the worker is fine, the call is refused.
-                return Ok(Err(plugin_protocol::CallFailure {
-                    panicked: false,
-                    message: format!("plugin `{plugin}` (isolated): {e}"),
-                }));
-            }
-            let death = worker.death();
-            return Err(Failure {
-                reason: ReasonCode::PluginCrashed,
-                message: format!("plugin `{plugin}` crashed before {what} was sent: {death}"),
-            });
-        }
         // Log records never come here: the reader thread emits them as they arrive.
-        match next(worker, deadline) {
-            Some(Event::Message(Message::Reply { id: got, result })) if got == id => Ok(result),
-            Some(Event::Message(other)) => {
+        match worker.exchange(id, kind, name, input, deadline, take) {
+            Exchange::Reply(result) => Ok(result),
+            // Too large to send: the worker is fine, the call is refused.
+            Exchange::TooLarge(e) => Ok(Err(plugin_protocol::CallFailure {
+                panicked: false,
+                message: format!("plugin `{plugin}` (isolated): {e}"),
+            })),
+            Exchange::Other(other) => {
                 worker.kill();
                 Err(Failure {
                     reason: ReasonCode::ProtocolError,
                     message: format!(
-                        "plugin `{plugin}`'s worker answered {what} with a {} message; it was \
+                        "plugin `{plugin}`'s worker answered {} with a {other} message; it was \
                          killed",
-                        other.name()
+                        what()
                     ),
                 })
             }
-            Some(Event::Broken(e)) => {
+            Exchange::Broken(e) => {
                 worker.kill();
                 Err(Failure {
                     reason: ReasonCode::ProtocolError,
                     message: format!(
-                        "plugin `{plugin}`'s worker sent garbage during {what} ({e}); it was \
-                         killed"
+                        "plugin `{plugin}`'s worker sent garbage during {} ({e}); it was killed",
+                        what()
                     ),
                 })
             }
-            Some(Event::Closed) => {
+            Exchange::Closed => {
                 let death = worker.death();
                 Err(Failure {
                     reason: ReasonCode::PluginCrashed,
-                    message: format!("plugin `{plugin}` crashed during {what}: {death}"),
+                    message: format!("plugin `{plugin}` crashed during {}: {death}", what()),
                 })
             }
-            None => {
+            Exchange::Timeout => {
                 worker.kill();
                 let tail = worker.tail.text(Duration::from_millis(200));
                 let tail = if tail.is_empty() {
@@ -238,8 +226,9 @@ impl Supervisor {
                 Err(Failure {
                     reason: ReasonCode::PluginTimeout,
                     message: format!(
-                        "plugin `{plugin}` did not answer {what} within {}s; its worker (pid {}) \
+                        "plugin `{plugin}` did not answer {} within {}s; its worker (pid {}) \
                          was killed{tail}",
+                        what(),
                         self.call_timeout.as_secs_f64(),
                         worker.pid
                     ),
@@ -313,7 +302,7 @@ impl Supervisor {
 /// Stops a worker gracefully: the shutdown message, then `SIGKILL` if it has not exited
 /// after [`GRACE`].
 pub(crate) fn stop(mut worker: Worker) {
-    let _ = worker.send(&Message::Shutdown);
+    worker.shutdown();
     let until = Instant::now() + GRACE;
     loop {
         match worker.child.try_wait() {

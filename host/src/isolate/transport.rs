@@ -1,5 +1,8 @@
-//! How frames move between host and worker: a small pair of traits, so that another
-//! transport (shared memory, planned) can replace the socket without touching supervision.
+//! How frames move over the control socket: a small pair of traits. The control socket
+//! carries the handshake, `load` and log records, and all calls of a worker that speaks only
+//! protocol version 1; version-2 calls go over the shared-memory channel instead (see
+//! `spawn`'s module documentation), moved by the calling thread without these traits, since
+//! they read replies in place rather than as owned [`Message`]s.
 //!
 //! The socket transport writes each frame whole ([`plugin_protocol::encode`]) and reads into
 //! a buffer until [`plugin_protocol::decode`] finds a whole frame.

@@ -1,4 +1,4 @@
-//! The worker side: the body of `plugin-host __worker --fd N`.
+//! The worker side: the body of `plugin-host __worker --fd N [--shm M]`.
 //!
 //! An application that isolates plugins runs the same in its own `main`, before anything
 //! else, so that its binary can serve as its workers (the host starts them as
@@ -13,11 +13,17 @@
 //! The worker answers the handshake, then verifies, loads and registers the one plugin the
 //! host names, exactly as [`Host::load`] does, under the policy the host sends, with the
 //! host's configuration string; then it serves calls, one at a time, until the host says
-//! `shutdown` or its control socket ends (the host is gone). The plugin's log records go to
-//! the host as log messages; anything written to stderr (or stdout) is read by the host and
-//! logged under the plugin's name.
+//! `shutdown` or goes away. The plugin's log records go to the host as log messages on the
+//! control socket; anything written to stderr (or stdout) is read by the host and logged
+//! under the plugin's name.
+//!
+//! With `--shm M` (the host's shared-memory call channel, [`super::shm`]) the worker offers
+//! protocol version 2: calls, replies and `shutdown` then go over the channel, and the worker
+//! ends when the host closes its end or its process ends (the channel watches the parent's
+//! pidfd). Without it, or with a host that speaks only version 1, everything goes over the
+//! control socket, which ends the worker at end of file.
 
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,9 +33,11 @@ use abi_stable::std_types::{RSlice, RStr, RVec};
 use plugin_api::logger::LogLevel;
 use plugin_api::{CallError, CallErrorKind, CommandKind, TransformKind};
 use plugin_protocol::{
-    encode, negotiate, CallFailure, Capability, Level, Load, Message, Payload, COOKIE,
+    decode_call, encode, encode_reply, negotiate, Borrowed, CallFailure, Capability, Level, Load,
+    Message, Payload, PayloadRef, COOKIE,
 };
 
+use super::shm;
 use super::transport::{Receiver, Sender, SocketReceiver, SocketSender};
 use crate::host::{Host, HostIdentity};
 use crate::policy::{CheckKind, Policy, Severity};
@@ -47,12 +55,16 @@ pub fn serve_if_worker(blob: &[u8]) -> Option<ExitCode> {
         Some([flag, n]) if flag == "--fd" => n.parse().ok(),
         _ => None,
     };
+    let shm = match args.get(3..5) {
+        Some([flag, n]) if flag == "--shm" => n.parse().ok(),
+        _ => None,
+    };
     let Some(fd) = fd else {
-        eprintln!("usage: __worker --fd N");
+        eprintln!("usage: __worker --fd N [--shm M]");
         return Some(ExitCode::from(2));
     };
     Some(match HostIdentity::from_blob(blob) {
-        Ok(identity) => serve(identity, fd),
+        Ok(identity) => serve_with_channel(identity, fd, shm),
         Err(e) => {
             eprintln!("worker: the application's provenance is unreadable: {e}");
             ExitCode::from(2)
@@ -61,8 +73,38 @@ pub fn serve_if_worker(blob: &[u8]) -> Option<ExitCode> {
 }
 
 /// Serves the host on control socket `fd` (inherited from the host), judging the plugin
-/// against `identity`. Returns when the host says `shutdown` or goes away.
+/// against `identity`, with calls over that socket (protocol version 1). Returns when the host
+/// says `shutdown` or goes away.
 pub fn serve(identity: HostIdentity, fd: RawFd) -> ExitCode {
+    serve_with_channel(identity, fd, None)
+}
+
+/// Serves the host as [`serve`] does, with the host's shared-memory call channel `shm` (the
+/// descriptor after `--shm`, inherited from the host) if it gave one: calls then go over it.
+pub fn serve_with_channel(identity: HostIdentity, fd: RawFd, shm: Option<RawFd>) -> ExitCode {
+    // A channel that cannot be mapped is no reason to fail: the worker offers version 1 only.
+    let channel = shm.and_then(|raw| {
+        // SAFETY: `raw` is the descriptor the host passed on the command line (`--shm M`),
+        // inherited open and owned by nobody else in this process; it is taken once, here.
+        let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+        let mut channel = match shm::Channel::from_fd(owned) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("worker: cannot map the call channel ({e}); calls go over the socket");
+                return None;
+            }
+        };
+        channel.set_max_message(plugin_protocol::MAX_FRAME_LEN + plugin_protocol::PREFIX_LEN);
+        // The host is our parent (checked: a re-parented worker's host is gone). Watching it
+        // ends every wait with `PeerGone` within a slice once it dies.
+        // SAFETY: `getppid` has no arguments and cannot fail.
+        let parent = unsafe { libc::getppid() };
+        if parent <= 1 || channel.watch_pid(parent as u32).is_err() {
+            eprintln!("worker: cannot watch the host process; calls go over the socket");
+            return None;
+        }
+        Some(channel)
+    });
     // SAFETY: `fd` is the control socket the host passed on the command line (`--fd N`),
     // inherited open and owned by nobody else in this process; it is taken once, here.
     let stream = unsafe { UnixStream::from_raw_fd(fd) };
@@ -75,7 +117,7 @@ pub fn serve(identity: HostIdentity, fd: RawFd) -> ExitCode {
     };
     let sender: Arc<Mutex<Box<dyn Sender>>> = Arc::new(Mutex::new(Box::new(SocketSender(sender))));
     let mut receiver = SocketReceiver::new(stream);
-    match run(identity, &sender, &mut receiver) {
+    match run(identity, &sender, &mut receiver, channel) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("worker: {e}");
@@ -101,6 +143,7 @@ fn run(
     identity: HostIdentity,
     sender: &Arc<Mutex<Box<dyn Sender>>>,
     receiver: &mut dyn Receiver,
+    mut channel: Option<shm::Channel>,
 ) -> Result<(), String> {
     // 1. The handshake.
     let Some(Message::Hello {
@@ -114,7 +157,13 @@ fn run(
     if cookie != COOKIE {
         return Err("the host sent another cookie".into());
     }
-    let Some(version) = negotiate(min_version, max_version) else {
+    // Version 2 needs the call channel.
+    let ours = if channel.is_some() {
+        max_version
+    } else {
+        max_version.min(1)
+    };
+    let Some(version) = negotiate(min_version, ours) else {
         let message = format!(
             "no common protocol version: the host speaks {min_version}..={max_version}, this \
              worker {}..={}",
@@ -129,14 +178,23 @@ fn run(
         send(sender, &refused)?;
         return Err(message);
     };
-    send(
-        sender,
-        &Message::Welcome {
-            cookie: COOKIE,
-            version,
-            pid: std::process::id(),
-        },
-    )?;
+    let welcome = Message::Welcome {
+        cookie: COOKIE,
+        version,
+        pid: std::process::id(),
+    };
+    send(sender, &welcome)?;
+    if version < 2 {
+        channel = None;
+    }
+    if let Some(channel) = &mut channel {
+        // Proof that this worker mapped the channel.
+        let mut frame = Vec::new();
+        encode(&welcome, &mut frame);
+        channel
+            .send(&frame, None)
+            .map_err(|e| format!("sending welcome on the call channel failed: {e}"))?;
+    }
     // 2. The plugin.
     let Some(Message::Load(load)) = recv(receiver)? else {
         return Err("the host did not ask for a plugin".into());
@@ -172,6 +230,9 @@ fn run(
         return Ok(());
     }
     // 3. Calls, one at a time.
+    if let Some(channel) = channel {
+        return serve_calls(&host, channel);
+    }
     while let Some(message) = recv(receiver)? {
         match message {
             Message::Call {
@@ -180,7 +241,17 @@ fn run(
                 name,
                 payload,
             } => {
-                let result = call(&host, &kind, &name, payload);
+                let mut output = RVec::new();
+                let result = match &payload {
+                    Payload::Args(args) => {
+                        let args: Vec<RStr<'_>> = args.iter().map(|a| a.as_str().into()).collect();
+                        call(&host, &kind, &name, Input::Args(&args), &mut output)
+                    }
+                    Payload::Bytes(bytes) => {
+                        call(&host, &kind, &name, Input::Bytes(bytes), &mut output)
+                    }
+                };
+                let result = result.map(|()| output.into_vec());
                 send(sender, &Message::Reply { id, result })?;
             }
             Message::Shutdown => break,
@@ -250,7 +321,78 @@ fn load_plugin(identity: HostIdentity, load: &Load) -> (Host, Message) {
     (host, answer)
 }
 
-fn call(host: &Host, kind: &str, name: &str, payload: Payload) -> Result<Vec<u8>, CallFailure> {
+/// Serves calls from the shared-memory channel until `shutdown`, or until the host closes its
+/// end or dies. The buffers are reused from call to call.
+fn serve_calls(host: &Host, mut channel: shm::Channel) -> Result<(), String> {
+    let mut rx = Vec::new();
+    let mut frame = Vec::new();
+    let mut output = RVec::new();
+    loop {
+        match channel.recv_into(&mut rx, None) {
+            Ok(_) => {}
+            Err(shm::RecvError::PeerGone) => return Ok(()),
+            Err(e) => return Err(format!("from the host: {e}")),
+        }
+        let request = match decode_call(&rx) {
+            Ok((_, used)) if used != rx.len() => {
+                return Err("from the host: bytes after the call in its message".into())
+            }
+            Ok((Borrowed::Expected(request), _)) => request,
+            Ok((Borrowed::Other(Message::Shutdown), _)) => return Ok(()),
+            Ok((Borrowed::Other(other), _)) => {
+                return Err(format!("unexpected {} message from the host", other.name()))
+            }
+            Err(e) => return Err(format!("from the host: {e}")),
+        };
+        output.clear();
+        let result = match request.payload {
+            PayloadRef::Bytes(bytes) => call(
+                host,
+                request.kind,
+                request.name,
+                Input::Bytes(bytes),
+                &mut output,
+            ),
+            p @ PayloadRef::Args { .. } => {
+                // (The worker side allocates the argument list; the host side does not.)
+                let args: Vec<RStr<'_>> = p.args().map(RStr::from).collect();
+                call(
+                    host,
+                    request.kind,
+                    request.name,
+                    Input::Args(&args),
+                    &mut output,
+                )
+            }
+        };
+        frame.clear();
+        match &result {
+            Ok(()) => encode_reply(request.id, Ok(output.as_slice()), &mut frame),
+            Err(f) => encode_reply(request.id, Err((f.panicked, &f.message)), &mut frame),
+        }
+        match channel.send(&frame, None) {
+            Ok(()) => {}
+            Err(shm::SendError::PeerGone) => return Ok(()),
+            Err(e) => return Err(format!("sending a reply to the host failed: {e}")),
+        }
+    }
+}
+
+/// A call's arguments.
+enum Input<'a> {
+    Args(&'a [RStr<'a>]),
+    Bytes(&'a [u8]),
+}
+
+/// Calls capability `name` of `kind`; its output (a command's text, a transform's bytes) is
+/// appended to `output`.
+fn call(
+    host: &Host,
+    kind: &str,
+    name: &str,
+    input: Input<'_>,
+    output: &mut RVec<u8>,
+) -> Result<(), CallFailure> {
     let failure = |e: CallError| CallFailure {
         panicked: e.kind == CallErrorKind::Panicked,
         message: e.message_lossy().into_owned(),
@@ -259,29 +401,26 @@ fn call(host: &Host, kind: &str, name: &str, payload: Payload) -> Result<Vec<u8>
         panicked: false,
         message,
     };
-    match (kind, payload) {
-        ("command", Payload::Args(args)) => {
+    match (kind, input) {
+        ("command", Input::Args(args)) => {
             let command = host
                 .registry()
                 .get::<CommandKind>(name)
                 .map_err(|e| refused(e.to_string()))?;
-            let args: Vec<RStr<'_>> = args.iter().map(|a| RStr::from(a.as_str())).collect();
             command
-                .call(RSlice::from_slice(&args))
+                .call(RSlice::from_slice(args))
                 .into_result()
-                .map(|out| out.as_bytes().to_vec())
+                .map(|out| output.extend_from_copy_slice(out.as_bytes()))
                 .map_err(failure)
         }
-        ("transform", Payload::Bytes(input)) => {
+        ("transform", Input::Bytes(input)) => {
             let transform = host
                 .registry()
                 .get::<TransformKind>(name)
                 .map_err(|e| refused(e.to_string()))?;
-            let mut output = RVec::new();
             transform
-                .apply(RSlice::from_slice(&input), &mut output)
+                .apply(RSlice::from_slice(input), output)
                 .into_result()
-                .map(|()| output.into_vec())
                 .map_err(failure)
         }
         (kind, _) => Err(refused(format!(
