@@ -17,6 +17,31 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// The section's bytes, 4-byte aligned as ELF notes must be.
+#[cfg(target_os = "linux")]
+#[repr(C, align(4))]
+struct ProvenanceNote([u8; plugin_api::__provenance_section!().len()]);
+
+/// This binary's build provenance as an ELF note (`.note.plgprov`, as plugins carry it): how a
+/// host reads a **worker**'s toolchain without running it (`host::read_worker_provenance`,
+/// `--worker`). The same bytes `provenance_blob!()` gives `identity()`, framed as a note.
+// SAFETY (`link_section`): the static is plain bytes that nothing reads through a pointer;
+// placing it in a note section of its own changes no other item's layout.
+#[cfg(target_os = "linux")]
+#[used]
+#[unsafe(link_section = ".note.plgprov")]
+static PROVENANCE_NOTE: ProvenanceNote = {
+    // Copy the bytes into an array: a static of its own bytes, no pointer.
+    let section = plugin_api::__provenance_section!();
+    let mut bytes = [0u8; plugin_api::__provenance_section!().len()];
+    let mut i = 0;
+    while i < bytes.len() {
+        bytes[i] = section[i];
+        i += 1;
+    }
+    ProvenanceNote(bytes)
+};
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     if let Err(e) = cli::init_logging(&cli.log) {

@@ -29,7 +29,7 @@ mod positioned;
 #[cfg(target_os = "linux")]
 pub(crate) mod segments;
 
-use elf::{elf_machine, elf_section, format_name, machine_name, NATIVE};
+use elf::{elf_machine, elf_section, format_name, machine_name, Expect, NATIVE};
 
 /// The largest provenance section accepted: a full blob plus generous alignment padding.
 pub(crate) const MAX_SECTION_LEN: u64 = (frame::HEADER_LEN + frame::MAX_PAYLOAD_LEN + 4096) as u64;
@@ -169,6 +169,34 @@ pub fn read_provenance(path: &Path) -> Result<Provenance, ReadError> {
     read_sized(path, &file, meta.len())
 }
 
+/// Reads the provenance note of a **worker binary** (an executable such as the `plugin-host`
+/// CLI, whose build.rs records it), without running it: how the host learns which toolchain
+/// a worker was built with ([`crate::Host::with_worker`]). The same bounded reader as for
+/// plugins, except that executables are accepted (plugins never are).
+pub fn read_worker_provenance(path: &Path) -> Result<Provenance, ReadError> {
+    let (file, meta) = open_sized(path)?;
+    #[cfg(unix)]
+    {
+        let reader =
+            positioned::FileReader::new(&file, meta.len()).map_err(|source| ReadError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+        decode(
+            path,
+            &provenance_section(path, &reader, Expect::Executable)?,
+        )
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        decode(
+            path,
+            &provenance_section(path, &ReadCache::new(&file), Expect::Executable)?,
+        )
+    }
+}
+
 /// Like [`read_provenance`], from a file already open (`path` is used in messages only).
 pub fn read_provenance_from(path: &Path, file: &File) -> Result<Provenance, ReadError> {
     let len = file.metadata().map_err(|source| ReadError::Io {
@@ -186,12 +214,15 @@ pub(crate) fn read_sized(path: &Path, file: &File, len: u64) -> Result<Provenanc
             path: path.to_owned(),
             source,
         })?;
-        decode(path, &provenance_section(path, &reader)?)
+        decode(path, &provenance_section(path, &reader, Expect::Library)?)
     }
     #[cfg(not(unix))]
     {
         let _ = len;
-        decode(path, &provenance_section(path, &ReadCache::new(file))?)
+        decode(
+            path,
+            &provenance_section(path, &ReadCache::new(file), Expect::Library)?,
+        )
     }
 }
 
@@ -226,13 +257,14 @@ pub fn read_provenance_counted(path: &Path) -> (Result<Provenance, ReadError>, R
             return (Err(error), ReadCost::default());
         }
     };
-    let result = provenance_section(path, &reader).and_then(|blob| decode(path, &blob));
+    let result =
+        provenance_section(path, &reader, Expect::Library).and_then(|blob| decode(path, &blob));
     (result, reader.cost())
 }
 
 /// Like [`read_provenance`], from the bytes of a file (for fuzzing and tools).
 pub fn read_provenance_bytes(path: &Path, bytes: &[u8]) -> Result<Provenance, ReadError> {
-    decode(path, &provenance_section(path, bytes)?)
+    decode(path, &provenance_section(path, bytes, Expect::Library)?)
 }
 
 fn decode(path: &Path, blob: &[u8]) -> Result<Provenance, ReadError> {
@@ -281,7 +313,11 @@ fn lists_its_interface(p: &Provenance) -> Result<(), String> {
 }
 
 /// Finds and copies out the raw provenance section.
-fn provenance_section<'a, R: ReadRef<'a>>(path: &Path, data: R) -> Result<Vec<u8>, ReadError> {
+fn provenance_section<'a, R: ReadRef<'a>>(
+    path: &Path,
+    data: R,
+    expect: Expect,
+) -> Result<Vec<u8>, ReadError> {
     let not_a_library = |detail: String| ReadError::NotALibrary {
         path: path.to_owned(),
         detail,
@@ -306,12 +342,14 @@ fn provenance_section<'a, R: ReadRef<'a>>(path: &Path, data: R) -> Result<Vec<u8
                     path,
                     data,
                     &wrong_target,
+                    expect,
                 )
             } else {
                 elf_section::<object::elf::FileHeader32<object::Endianness>, R>(
                     path,
                     data,
                     &wrong_target,
+                    expect,
                 )
             }
         }
@@ -328,7 +366,7 @@ fn provenance_section<'a, R: ReadRef<'a>>(path: &Path, data: R) -> Result<Vec<u8
         | FileKind::MachOFat32
         | FileKind::MachOFat64 => {
             if NATIVE.kind == kind {
-                native_section(path, data, kind)
+                native_section(path, data, kind, expect)
             } else {
                 Err(wrong_target(format_name(kind).to_owned()))
             }
@@ -351,6 +389,7 @@ fn native_section<'a, R: ReadRef<'a>>(
     path: &Path,
     data: R,
     kind: FileKind,
+    expect: Expect,
 ) -> Result<Vec<u8>, ReadError> {
     use object::{Object, ObjectKind, ObjectSection};
     let (format, name) = match kind {
@@ -361,7 +400,11 @@ fn native_section<'a, R: ReadRef<'a>>(
         path: path.to_owned(),
         detail: format!("truncated or corrupt file ({format} header): {e}"),
     })?;
-    if file.kind() != ObjectKind::Dynamic {
+    let accepted = match expect {
+        Expect::Library => file.kind() == ObjectKind::Dynamic,
+        Expect::Executable => matches!(file.kind(), ObjectKind::Dynamic | ObjectKind::Executable),
+    };
+    if !accepted {
         return Err(not_shared(
             path,
             &format!("{format} file of kind {:?}", file.kind()),

@@ -109,7 +109,9 @@ pub(super) fn elf_section<'a, Elf: FileHeader<Endian = object::Endianness>, R: R
     path: &Path,
     data: R,
     wrong_target: &impl Fn(String) -> ReadError,
+    expect: Expect,
 ) -> Result<Vec<u8>, ReadError> {
+    let executable = expect == Expect::Executable;
     let corrupt = |detail: String| ReadError::NotALibrary {
         path: path.to_owned(),
         detail: format!("truncated or corrupt ELF file: {detail}"),
@@ -135,6 +137,7 @@ pub(super) fn elf_section<'a, Elf: FileHeader<Endian = object::Endianness>, R: R
     }
     match header.e_type(endian) {
         object::elf::ET_DYN => {}
+        object::elf::ET_EXEC if executable => {}
         object::elf::ET_EXEC => return Err(not_shared(path, "an ELF executable")),
         object::elf::ET_REL => return Err(not_shared(path, "an ELF relocatable object")),
         object::elf::ET_CORE => return Err(not_shared(path, "an ELF core dump")),
@@ -162,9 +165,10 @@ pub(super) fn elf_section<'a, Elf: FileHeader<Endian = object::Endianness>, R: R
         .map_err(|e| corrupt(e.to_string()))?;
     // A position-independent executable is `ET_DYN` too; a program interpreter says it is
     // one. Refused even with a provenance note: the host loads libraries only.
-    if segments
-        .iter()
-        .any(|s| s.p_type(endian) == object::elf::PT_INTERP)
+    if !executable
+        && segments
+            .iter()
+            .any(|s| s.p_type(endian) == object::elf::PT_INTERP)
     {
         return Err(not_shared(path, PIE));
     }
@@ -207,7 +211,7 @@ pub(super) fn elf_section<'a, Elf: FileHeader<Endian = object::Endianness>, R: R
     }
     // No provenance note: a static position-independent executable has no interpreter, but
     // says what it is in its dynamic flags. Only non-plugins pay for this read.
-    if is_pie::<Elf, R>(data, endian, segments) {
+    if !executable && is_pie::<Elf, R>(data, endian, segments) {
         return Err(not_shared(path, PIE));
     }
 
@@ -271,6 +275,16 @@ pub(super) fn elf_section<'a, Elf: FileHeader<Endian = object::Endianness>, R: R
                 }
             ),
         })
+}
+
+/// What kind of ELF file the reader accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Expect {
+    /// A shared library (a plugin): executables are refused, even with a provenance note.
+    Library,
+    /// An executable (a worker binary, [`crate::read_worker_provenance`]): a
+    /// position-independent or fixed-address executable, or a library.
+    Executable,
 }
 
 /// What a position-independent executable is called in messages.
