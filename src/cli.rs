@@ -194,6 +194,11 @@ struct LoadArgs {
     /// (default 30s); past it the worker is killed and the call fails `plugin-timeout`.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     call_timeout: Option<std::time::Duration>,
+    /// A worker binary built with another toolchain (repeatable; `plugin-host builder
+    /// worker` builds one): a plugin refused in-process for a toolchain difference runs
+    /// isolated in the first one it matches. See the README's "Skewed plugins".
+    #[arg(long = "worker", value_name = "PATH")]
+    workers: Vec<PathBuf>,
 }
 
 /// Parses a duration: a number with a unit, `ms`, `s` or `m` (`500ms`, `2s`, `1.5s`, `1m`).
@@ -247,6 +252,9 @@ impl LoadArgs {
         }
         if let Some(timeout) = self.call_timeout {
             host = host.with_call_timeout(timeout);
+        }
+        for worker in &self.workers {
+            host = host.with_worker(worker);
         }
         Ok(host.with_builtin(crate::builtins::BUILTIN))
     }

@@ -211,6 +211,9 @@ impl Table {
         if let (Some(reason), Some(message)) = (r.reason, &r.message) {
             text.push_str(&format!("\n    error[{reason}]: {}", printable(message)));
         }
+        if let Some(worker) = &r.worker {
+            text.push_str(&format!("\n    note: {worker}"));
+        }
         // Under `strict` several checks may fail: the first is the reason above, the others
         // are listed too, so one rebuild can fix them all.
         let first = r.message.as_deref();

@@ -12,7 +12,7 @@ use crate::discover::{discover, DiscoverError};
 use crate::error::PluginError;
 use crate::load::{init_root, register, Registration};
 use crate::map::{LoadFrom, Mapper, Verified};
-use crate::policy::{judge_with, Policy, PreparedHost};
+use crate::policy::{judge_with, CheckKind, Policy, PreparedHost};
 use crate::read::{open_sized, read_sized, ReadError};
 use crate::reason::ReasonCode;
 use crate::registry::{Kinds, Registry};
@@ -377,15 +377,28 @@ impl Host {
             Ok(sealed) => sealed,
             Err(e) => return (report.with_error(Status::Rejected, e), None),
         };
-        let verdict = judge_with(
+        let policy = self.policy_for(&provenance.name);
+        let mut verdict = judge_with(
             &self.identity.provenance,
             &self.host_deps,
             &provenance,
-            self.policy_for(&provenance.name),
+            policy,
         );
-        let failure = verdict
-            .failure()
-            .map(|c| (c.check.reason(), c.message.clone()));
+        // Refused for a toolchain difference: a registered worker built with the plugin's
+        // toolchain runs it instead, judged against that worker's provenance.
+        if let Some(refused) = verdict.failure().map(|c| c.check) {
+            if let Some((choice, against_worker)) = self.pick_worker(&provenance, policy, refused) {
+                verdict = against_worker;
+                report.worker = Some(choice);
+            }
+        }
+        let failure = verdict.failure().map(|c| {
+            let mut message = c.message.clone();
+            if matches!(c.check, CheckKind::Rustc | CheckKind::Dependencies) {
+                message.push_str(&self.worker_hint(&provenance, policy));
+            }
+            (c.check.reason(), message)
+        });
         report.checks = verdict.checks;
         let differences = verdict
             .differences
@@ -449,7 +462,7 @@ impl Host {
             hook(&path);
         }
         let resolved = fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
-        if self.isolation.isolates(&name) {
+        if self.isolation.isolates(&name) || report.worker.is_some() {
             return self.load_isolated(report, verified, resolved);
         }
         tracing::debug!("loading {}", printable(&path.display().to_string()));

@@ -75,6 +75,9 @@ pub struct PluginReport {
     pub trust_warnings: Vec<TrustWarning>,
     /// Whether it runs in a worker process of its own ([`crate::isolate`]).
     pub isolated: bool,
+    /// The worker built with another toolchain that runs it, when the host refused it
+    /// in-process for a toolchain difference ([`crate::Host::with_worker`]).
+    pub worker: Option<crate::isolate::WorkerChoice>,
     /// Its sha256, size and provenance digest, when the trust step hashed it.
     #[serde(skip)]
     pub digest: Option<FileDigest>,
@@ -107,6 +110,7 @@ impl PluginReport {
             signature: None,
             trust_warnings: Vec::new(),
             isolated: false,
+            worker: None,
             digest: None,
             error: None,
             file_id: None,

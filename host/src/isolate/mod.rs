@@ -76,12 +76,15 @@ mod reload;
 /// The shared-memory channel: the transport of isolated plugins' calls (protocol version 2).
 #[cfg(target_os = "linux")]
 pub mod shm;
+mod skew;
 mod spawn;
 mod supervise;
 mod transport;
 pub mod worker;
 
 pub use reload::ReloadError;
+pub(crate) use skew::WorkerBinary;
+pub use skew::{worker_file_name, WorkerChoice};
 pub(crate) use supervise::Supervisor;
 
 /// The default deadline of a call into an isolated plugin.
@@ -103,6 +106,10 @@ pub(crate) struct Settings {
     pub(crate) supervisors: Vec<Arc<Supervisor>>,
     /// The path each isolated plugin was loaded from, by name: what [`Host::reload`] opens.
     pub(crate) sources: HashMap<String, PathBuf>,
+    /// Worker binaries built with other toolchains ([`Host::with_worker`]).
+    pub(crate) workers: Vec<WorkerBinary>,
+    /// The worker binary each skewed plugin runs in, by name.
+    pub(crate) chosen: HashMap<String, PathBuf>,
 }
 
 impl Default for Settings {
@@ -115,6 +122,8 @@ impl Default for Settings {
             worker: None,
             supervisors: Vec::new(),
             sources: HashMap::new(),
+            workers: Vec::new(),
+            chosen: HashMap::new(),
         }
     }
 }
@@ -228,6 +237,12 @@ impl Host {
         let path = report.path.clone();
         let name = verified.provenance.name.clone();
         let shown = path.display().to_string();
+        if let Some(choice) = &report.worker {
+            tracing::info!("plugin `{name}` {choice}");
+            self.isolation
+                .chosen
+                .insert(name.clone(), choice.path.clone());
+        }
         // The verified bytes: the trust step's sealed copy when it made one, else the file
         // opened for verification (so a file renamed over the path is never what runs).
         let file = verified.sealed.unwrap_or(verified.file);
@@ -309,7 +324,9 @@ impl Host {
         shown: &str,
         file: std::fs::File,
     ) -> Result<spawn::Spec, String> {
-        let (program, args) = match &self.isolation.worker {
+        let chosen = self.isolation.chosen.get(name);
+        let chosen = chosen.map(|path| (path.clone(), vec![OsString::from("__worker")]));
+        let (program, args) = match chosen.as_ref().or(self.isolation.worker.as_ref()) {
             Some(worker) => worker.clone(),
             None => match std::env::current_exe() {
                 Ok(exe) => (exe, vec![OsString::from("__worker")]),

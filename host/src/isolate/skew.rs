@@ -1,0 +1,191 @@
+//! Skewed plugins that still run: workers built with another toolchain.
+//!
+//! A plugin refused in-process because another compiler built it (`rustc-mismatch`, or
+//! `dependency-mismatch` under `strict`) can still run isolated, in a worker built with the
+//! plugin's own toolchain: the host↔worker protocol does not depend on the toolchain. An
+//! application registers such workers with [`Host::with_worker`] (`--worker PATH` on the
+//! command line; `plugin-host builder worker --toolchain T --out DIR` builds one). The host
+//! reads each worker binary's provenance note without running it
+//! ([`crate::read_worker_provenance`]) and, for a plugin it refuses for a toolchain
+//! difference, judges the plugin against each worker's provenance under the same policy: the
+//! first worker against which it passes every check runs it. The worker judges it again
+//! against its own identity before loading it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use plugin_api::provenance::{Provenance, Rustc};
+use serde::Serialize;
+
+use crate::host::Host;
+use crate::policy::{judge_with, toolchain_name, CheckKind, Policy, PreparedHost, Verdict};
+use crate::text::printable;
+
+/// A worker binary registered with [`Host::with_worker`].
+#[derive(Clone)]
+pub(crate) struct WorkerBinary {
+    pub(crate) path: PathBuf,
+    /// Its provenance, prepared for judging, or why it could not be read.
+    pub(crate) identity: Result<Arc<(Provenance, PreparedHost)>, String>,
+}
+
+/// The worker a plugin refused in-process runs in instead, and why (in a [`crate::PluginReport`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WorkerChoice {
+    /// The worker binary.
+    #[serde(serialize_with = "lossy_path")]
+    pub path: PathBuf,
+    /// The compiler that built it (and the plugin), as `rustc --version` prints it.
+    pub rustc: String,
+    /// Why the plugin does not run in-process.
+    pub why: String,
+}
+
+fn lossy_path<S: serde::Serializer>(path: &Path, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&path.to_string_lossy())
+}
+
+impl std::fmt::Display for WorkerChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "runs in worker {} (rustc {}): {}",
+            printable(&self.path.to_string_lossy()),
+            self.rustc,
+            self.why
+        )
+    }
+}
+
+/// The file name `plugin-host builder worker` gives a worker built by compiler `rustc`:
+/// `plugin-host-worker-<toolchain>` (e.g. `plugin-host-worker-nightly-2026-04-15`, the
+/// rustup name of the toolchain as [`toolchain_name`] guesses it; release and commit for a
+/// compiler it cannot name).
+pub fn worker_file_name(rustc: &Rustc) -> String {
+    let short = match toolchain_name(rustc) {
+        Some((name, _)) => name,
+        None => {
+            let hash: String = rustc.commit_hash.chars().take(9).collect();
+            format!("{}-{hash}", rustc.release)
+        }
+    };
+    let safe: String = short
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("plugin-host-worker-{safe}")
+}
+
+impl Host {
+    /// Registers a worker binary built with another toolchain (repeatable): a plugin the host
+    /// refuses in-process for a toolchain difference (`rustc-mismatch`, or
+    /// `dependency-mismatch` under `strict`) runs isolated in the first registered worker
+    /// against whose provenance it passes every check of its policy. `path` is a
+    /// `plugin-host` binary (it serves `__worker`) built with the plugin's toolchain, e.g.
+    /// by `plugin-host builder worker`; its provenance note is read now, without running it.
+    /// A worker whose provenance cannot be read is never chosen (the refusal says why).
+    pub fn with_worker(mut self, path: impl Into<PathBuf>) -> Self {
+        let path = path.into();
+        let identity = match crate::read::read_worker_provenance(&path) {
+            Ok(p) => {
+                let prepared = PreparedHost::new(&p);
+                Ok(Arc::new((p, prepared)))
+            }
+            Err(e) => {
+                tracing::warn!("worker {}: {e}", printable(&path.to_string_lossy()));
+                Err(e.to_string())
+            }
+        };
+        self.isolation.workers.push(WorkerBinary { path, identity });
+        self
+    }
+
+    /// The first registered worker that can run `plugin`, refused in-process by `refused`
+    /// (a failed check): the worker's choice and the verdict against its provenance. `None`
+    /// when the refusal is not about the toolchain or no worker passes.
+    pub(crate) fn pick_worker(
+        &self,
+        plugin: &Provenance,
+        policy: &Policy,
+        refused: CheckKind,
+    ) -> Option<(WorkerChoice, Verdict)> {
+        if !matches!(refused, CheckKind::Rustc | CheckKind::Dependencies) {
+            return None;
+        }
+        let host = &self.identity().provenance;
+        self.isolation.workers.iter().find_map(|w| {
+            let (provenance, prepared) = &**w.identity.as_ref().ok()?;
+            let verdict = judge_with(provenance, prepared, plugin, policy);
+            if verdict.failure().is_some() {
+                return None;
+            }
+            let why = match refused {
+                CheckKind::Rustc => format!(
+                    "built by another rustc than the host ({}; host: {})",
+                    plugin.rustc.short(),
+                    host.rustc.short()
+                ),
+                _ => "it shares crates with the host at other versions or contents, and the \
+                      policy requires the same"
+                    .to_owned(),
+            };
+            let choice = WorkerChoice {
+                path: w.path.clone(),
+                rustc: provenance.rustc.short(),
+                why,
+            };
+            Some((choice, verdict))
+        })
+    }
+
+    /// What to add to a refusal for a toolchain difference no registered worker resolves:
+    /// how to build a worker with the plugin's toolchain (and why each registered worker did
+    /// not fit). Empty when the plugin's compiler is the host's.
+    pub(crate) fn worker_hint(&self, plugin: &Provenance, policy: &Policy) -> String {
+        let host = &self.identity().provenance.rustc;
+        if plugin.rustc.release == host.release && plugin.rustc.commit_hash == host.commit_hash {
+            return String::new();
+        }
+        let toolchain = toolchain_name(&plugin.rustc)
+            .map(|(name, _)| name)
+            .unwrap_or_else(|| plugin.rustc.release.clone());
+        let mut hint = format!(
+            "; or run it isolated in a worker built with its compiler: `plugin-host builder \
+             worker --toolchain {toolchain} --out DIR`, then `--worker DIR/{}`",
+            worker_file_name(&plugin.rustc)
+        );
+        let tried: Vec<String> = self
+            .isolation
+            .workers
+            .iter()
+            .map(|w| {
+                let shown = printable(&w.path.to_string_lossy()).into_owned();
+                match &w.identity {
+                    Err(e) => format!("{shown}: unreadable ({e})"),
+                    Ok(id) => {
+                        let (provenance, prepared) = &**id;
+                        let verdict = judge_with(provenance, prepared, plugin, policy);
+                        let failed = verdict
+                            .failure()
+                            .map(|c| c.check.reason().as_str())
+                            .unwrap_or("?");
+                        format!("{shown} (rustc {}): [{failed}]", provenance.rustc.short())
+                    }
+                }
+            })
+            .collect();
+        if !tried.is_empty() {
+            hint.push_str(&format!(
+                " (no registered worker fits: {})",
+                tried.join("; ")
+            ));
+        }
+        hint
+    }
+}
