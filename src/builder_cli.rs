@@ -56,6 +56,28 @@ pub enum BuilderCommand {
         #[command(flatten)]
         engine: EngineArg,
     },
+    /// Build a worker for plugins built by another compiler: this CLI built from the host's
+    /// source with toolchain TOOLCHAIN (`cargo +TOOLCHAIN build -p plugin-host`), copied to
+    /// `--out` as `plugin-host-worker-<toolchain>`; pass it to `--worker`. Needs the host's
+    /// source checkout (found from this binary's provenance, or `--source`) and rustup.
+    Worker {
+        /// The rustup toolchain to build with, e.g. `nightly` or `1.80.0`.
+        #[arg(long)]
+        toolchain: String,
+        /// Where the worker binary goes.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// The host's workspace (default: where this binary was built from).
+        #[arg(long, value_name = "DIR")]
+        source: Option<PathBuf>,
+        /// The target directory (default: `<source>/target/worker-<toolchain>`).
+        #[arg(long, value_name = "DIR")]
+        target_dir: Option<PathBuf>,
+        /// Build with the release profile (default: debug). Under `--policy strict` the
+        /// worker's profile must be its plugins' profile.
+        #[arg(long)]
+        release: bool,
+    },
 }
 
 #[derive(Args)]
@@ -183,6 +205,124 @@ fn run_command(command: BuilderCommand, host: HostIdentity) -> Result<ExitCode> 
             let built = container::build_plugin(&host, engine.as_ref(), &request)?;
             println!("{}  sha256:{}", built.path.display(), built.sha256);
         }
+        BuilderCommand::Worker {
+            toolchain,
+            out,
+            source,
+            target_dir,
+            release,
+        } => {
+            let request = WorkerRequest {
+                toolchain,
+                out,
+                source,
+                target_dir,
+                release,
+            };
+            let path = build_worker(&host, &request)?;
+            println!("{}", path.display());
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `builder worker` builds.
+struct WorkerRequest {
+    toolchain: String,
+    out: PathBuf,
+    source: Option<PathBuf>,
+    target_dir: Option<PathBuf>,
+    release: bool,
+}
+
+/// The host's workspace: the parent of the `host` crate this binary was built from (its
+/// provenance lists it with its path), when that directory still has a Cargo.toml.
+fn host_source(host: &HostIdentity) -> Option<PathBuf> {
+    let dep = host
+        .provenance
+        .dependencies
+        .iter()
+        .find(|d| d.name() == "host")?;
+    let plugin_api::provenance::SourceKind::Path(path) = dep.source_kind() else {
+        return None;
+    };
+    let workspace = std::path::Path::new(path).parent()?;
+    workspace
+        .join("Cargo.toml")
+        .is_file()
+        .then(|| workspace.to_owned())
+}
+
+/// Builds the worker and copies it to `out`; returns the copy's path.
+fn build_worker(host: &HostIdentity, request: &WorkerRequest) -> Result<PathBuf> {
+    let source = match &request.source {
+        Some(dir) => dir.clone(),
+        None => host_source(host).ok_or_else(|| {
+            anyhow!(
+                "cannot find the host's source checkout (this binary's provenance names none \
+                 that still exists); pass `--source DIR`"
+            )
+        })?,
+    };
+    let safe: String = request
+        .toolchain
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let target = request
+        .target_dir
+        .clone()
+        .unwrap_or_else(|| source.join("target").join(format!("worker-{safe}")));
+    let mut command = std::process::Command::new("cargo");
+    command
+        .arg(format!("+{}", request.toolchain))
+        .args(["build", "-p", "plugin-host", "--target-dir"])
+        .arg(&target)
+        .current_dir(&source)
+        // The toolchain is the one asked for, not whatever started this process.
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env_remove("RUSTC")
+        .env_remove("CARGO")
+        .env_remove("CARGO_TARGET_DIR");
+    if request.release {
+        command.arg("--release");
+    }
+    eprintln!(
+        "building a worker: cargo +{} build -p plugin-host{} in {}",
+        request.toolchain,
+        if request.release { " --release" } else { "" },
+        source.display()
+    );
+    let status = command
+        .status()
+        .context("cannot run `cargo` (rustup's proxy is needed for `+TOOLCHAIN`)")?;
+    if !status.success() {
+        return Err(anyhow!(
+            "`cargo +{} build -p plugin-host` in {} failed ({status})",
+            request.toolchain,
+            source.display()
+        ));
+    }
+    let built = target
+        .join(if request.release { "release" } else { "debug" })
+        .join(format!("plugin-host{}", std::env::consts::EXE_SUFFIX));
+    let provenance = host::read_worker_provenance(&built)?;
+    let name = host::isolate::worker_file_name(&provenance.rustc);
+    std::fs::create_dir_all(&request.out)
+        .with_context(|| format!("cannot create {}", request.out.display()))?;
+    let path = request.out.join(name);
+    // Through a temporary name: a worker in use is never rewritten in place.
+    let partial = path.with_extension("partial");
+    std::fs::copy(&built, &partial)
+        .with_context(|| format!("cannot copy {} to {}", built.display(), partial.display()))?;
+    std::fs::rename(&partial, &path)
+        .with_context(|| format!("cannot rename {} to {}", partial.display(), path.display()))?;
+    eprintln!("worker built by rustc {}", provenance.rustc.short());
+    Ok(path)
 }
