@@ -218,7 +218,7 @@ impl Table {
         // are listed too, so one rebuild can fix them all.
         let first = r.message.as_deref();
         for c in r.checks.iter().filter(|c| c.status == CheckStatus::Fail) {
-            if first.is_some_and(|m| m.ends_with(c.message.as_str())) {
+            if first.is_some_and(|m| m.contains(c.message.as_str())) {
                 continue;
             }
             text.push_str(&format!(

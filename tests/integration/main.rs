@@ -22,6 +22,7 @@ mod provenance;
 mod readme;
 mod registration;
 mod skew;
+mod skew_worker;
 mod traces;
 mod trust;
 mod untrusted;

@@ -152,14 +152,20 @@ impl Host {
         if plugin.rustc.release == host.release && plugin.rustc.commit_hash == host.commit_hash {
             return String::new();
         }
-        let toolchain = toolchain_name(&plugin.rustc)
-            .map(|(name, _)| name)
-            .unwrap_or_else(|| plugin.rustc.release.clone());
+        let (toolchain, guessed) =
+            toolchain_name(&plugin.rustc).unwrap_or_else(|| (plugin.rustc.release.clone(), true));
         let mut hint = format!(
             "; or run it isolated in a worker built with its compiler: `plugin-host builder \
              worker --toolchain {toolchain} --out DIR`, then `--worker DIR/{}`",
             worker_file_name(&plugin.rustc)
         );
+        if guessed {
+            hint.push_str(&format!(
+                " (`{toolchain}` is guessed from the compiler's date: any toolchain with rustc {} \
+                 will do)",
+                plugin.rustc.short()
+            ));
+        }
         let tried: Vec<String> = self
             .isolation
             .workers
