@@ -22,14 +22,14 @@ use clap::Parser;
 #[repr(C, align(4))]
 struct ProvenanceNote([u8; plugin_api::__provenance_section!().len()]);
 
-/// This binary's build provenance as an ELF note (`.note.plgprov`, as plugins carry it): how a
+/// This binary's build provenance as an ELF note (`.note.plgwork`, named `PLGWORK`): how a
 /// host reads a **worker**'s toolchain without running it (`host::read_worker_provenance`,
 /// `--worker`). The same bytes `provenance_blob!()` gives `identity()`, framed as a note.
 // SAFETY (`link_section`): the static is plain bytes that nothing reads through a pointer;
 // placing it in a note section of its own changes no other item's layout.
 #[cfg(target_os = "linux")]
 #[used]
-#[unsafe(link_section = ".note.plgprov")]
+#[unsafe(link_section = ".note.plgwork")]
 static PROVENANCE_NOTE: ProvenanceNote = {
     // Copy the bytes into an array: a static of its own bytes, no pointer.
     let section = plugin_api::__provenance_section!();
@@ -38,6 +38,14 @@ static PROVENANCE_NOTE: ProvenanceNote = {
     while i < bytes.len() {
         bytes[i] = section[i];
         i += 1;
+    }
+    // A worker's note has a name of its own: a plugin reader never takes this binary for a
+    // plugin (its provenance note is `PLGPROV`), only the worker reader looks for it.
+    let name = *plugin_api::frame::WORKER_NOTE_NAME;
+    let mut j = 0;
+    while j < name.len() {
+        bytes[12 + j] = name[j];
+        j += 1;
     }
     ProvenanceNote(bytes)
 };

@@ -27,6 +27,9 @@ pub const SECTION_ELF: &str = ".note.plgprov";
 pub const SECTION_PE: &str = ".plgprov";
 /// The name of the ELF note that carries the blob (with its NUL, as notes store it).
 pub const NOTE_NAME: &[u8; 8] = b"PLGPROV\0";
+/// The name of the note a **worker** binary carries its provenance in (same length as
+/// [`NOTE_NAME`], same framing): a plugin reader never takes a worker for a plugin.
+pub const WORKER_NOTE_NAME: &[u8; 8] = b"PLGWORK\0";
 /// The ELF note type of the blob (`PLG1` read as a little-endian word).
 pub const NOTE_TYPE: u32 = u32::from_le_bytes(*b"PLG1");
 /// Size of an ELF note header (`namesz`, `descsz`, `type`) plus [`NOTE_NAME`].

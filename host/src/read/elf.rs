@@ -193,6 +193,11 @@ pub(super) fn elf_section<'a, Elf: FileHeader<Endian = object::Endianness>, R: R
         path,
         big_endian: !header.is_little_endian(),
         left: MAX_NOTES,
+        name: if executable {
+            &frame::WORKER_NOTE_NAME[..]
+        } else {
+            &frame::NOTE_NAME[..]
+        },
     };
     for segment in segments
         .iter()
@@ -332,6 +337,8 @@ struct NoteWalk<'p> {
     big_endian: bool,
     /// Notes that may still be examined.
     left: u32,
+    /// The note's name: a plugin's, or a worker's.
+    name: &'static [u8],
 }
 
 impl NoteWalk<'_> {
@@ -349,7 +356,7 @@ impl NoteWalk<'_> {
         // Notes are 4-byte aligned, or 8 in an 8-aligned segment (`.note.gnu.property`).
         let align = if align == 8 { 8 } else { 4 };
         let pad = |n: u64| n.checked_next_multiple_of(align);
-        let name = &frame::NOTE_NAME[..];
+        let name = self.name;
         // `at` is relative to the start of the notes, which are themselves aligned.
         let mut at: u64 = 0;
         while size.saturating_sub(at) >= 12 && self.left > 0 {
