@@ -290,8 +290,7 @@ pub fn negotiate(min: u16, max: u16) -> Option<u16> {
 /// A message larger than [`MAX_FRAME_LEN`] is still written: [`decode`] refuses it, so the
 /// sender should check [`frame_fits`] (the host and worker turn such a call into an error).
 pub fn encode(message: &Message, out: &mut Vec<u8>) {
-    let start = out.len();
-    out.extend_from_slice(&[0; PREFIX_LEN]);
+    let start = start_frame(out);
     let mut w = Writer(out);
     match message {
         Message::Hello {
@@ -402,11 +401,21 @@ pub fn encode(message: &Message, out: &mut Vec<u8>) {
         }
         Message::Shutdown => w.u8(tag::SHUTDOWN),
     }
-    finish_frame(out, start);
+    finish_frame(out, start, 0);
 }
 
-fn finish_frame(out: &mut [u8], start: usize) {
-    let len = (out.len() - start - PREFIX_LEN) as u64;
+/// Opens a frame at the end of `out`: room for its length prefix, which [`finish_frame`]
+/// fills in. Returns where the frame starts.
+fn start_frame(out: &mut Vec<u8>) -> usize {
+    let start = out.len();
+    out.extend_from_slice(&[0; PREFIX_LEN]);
+    start
+}
+
+/// Closes the frame opened at `start`: its length is what follows the prefix in `out`, plus
+/// `trailing` bytes the caller sends after `out` (a payload not copied into it).
+fn finish_frame(out: &mut [u8], start: usize, trailing: usize) {
+    let len = (out.len() - start - PREFIX_LEN) as u64 + trailing as u64;
     let len = u32::try_from(len).unwrap_or(u32::MAX);
     out[start..start + PREFIX_LEN].copy_from_slice(&len.to_le_bytes());
 }
@@ -418,8 +427,7 @@ where
     I: IntoIterator<Item = &'a str>,
     I::IntoIter: ExactSizeIterator,
 {
-    let start = out.len();
-    out.extend_from_slice(&[0; PREFIX_LEN]);
+    let start = start_frame(out);
     let mut w = Writer(out);
     w.u8(tag::CALL);
     w.u64(id);
@@ -431,43 +439,115 @@ where
     for a in args {
         w.str(a);
     }
-    finish_frame(out, start);
+    finish_frame(out, start, 0);
 }
 
 /// Appends the frame of a `transform` call ([`Message::Call`] with [`Payload::Bytes`]) built
 /// from a borrowed input: the same bytes as [`encode`].
 pub fn encode_call_bytes(id: u64, kind: &str, name: &str, bytes: &[u8], out: &mut Vec<u8>) {
-    let start = out.len();
-    out.extend_from_slice(&[0; PREFIX_LEN]);
+    encode_call_bytes_head(id, kind, name, bytes.len(), out);
+    out.extend_from_slice(bytes);
+}
+
+/// Appends the frame of a `transform` call whose `len` input bytes are not copied: the frame
+/// is what this appends followed by the input, to be sent as two pieces (a transport that
+/// gathers them writes the input once). Same bytes as [`encode_call_bytes`].
+pub fn encode_call_bytes_head(id: u64, kind: &str, name: &str, len: usize, out: &mut Vec<u8>) {
+    let start = start_frame(out);
     let mut w = Writer(out);
     w.u8(tag::CALL);
     w.u64(id);
     w.str(kind);
     w.str(name);
     w.u8(1);
-    w.bytes(bytes);
-    finish_frame(out, start);
+    w.count(len);
+    finish_frame(out, start, len);
 }
 
 /// Appends the frame of [`Message::Reply`] from a borrowed result: the same bytes as
 /// [`encode`].
 pub fn encode_reply(id: u64, result: Result<&[u8], (bool, &str)>, out: &mut Vec<u8>) {
-    let start = out.len();
-    out.extend_from_slice(&[0; PREFIX_LEN]);
+    match result {
+        Ok(bytes) => {
+            encode_reply_head(id, bytes.len(), out);
+            out.extend_from_slice(bytes);
+        }
+        Err((panicked, message)) => {
+            let start = start_frame(out);
+            let mut w = Writer(out);
+            w.u8(tag::REPLY);
+            w.u64(id);
+            w.u8(if panicked { 2 } else { 1 });
+            w.str(message);
+            finish_frame(out, start, 0);
+        }
+    }
+}
+
+/// Appends the frame of a successful [`Message::Reply`] whose `len` output bytes are not
+/// copied: the frame is what this appends ([`REPLY_HEAD_LEN`] bytes) followed by the output.
+/// Same bytes as [`encode_reply`].
+pub fn encode_reply_head(id: u64, len: usize, out: &mut Vec<u8>) {
+    let start = start_frame(out);
     let mut w = Writer(out);
     w.u8(tag::REPLY);
     w.u64(id);
-    match result {
-        Ok(bytes) => {
-            w.u8(0);
-            w.bytes(bytes);
-        }
-        Err((panicked, message)) => {
-            w.u8(if panicked { 2 } else { 1 });
-            w.str(message);
-        }
+    w.u8(0);
+    w.count(len);
+    finish_frame(out, start, len);
+}
+
+/// The length of a reply frame up to its output or error message: prefix, tag, id, outcome
+/// and the payload's length. A receiver can read this much first and the rest straight to
+/// where it belongs ([`decode_reply_head`]).
+pub const REPLY_HEAD_LEN: usize = PREFIX_LEN + 1 + 8 + 1 + 4;
+
+/// What a reply's head says ([`decode_reply_head`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyHead {
+    /// The call's id.
+    pub id: u64,
+    /// `None`: the call succeeded; `Some(panicked)`: it failed, and the payload is the
+    /// error message (UTF-8).
+    pub failed: Option<bool>,
+    /// How many payload bytes follow the head.
+    pub len: usize,
+}
+
+/// Reads the first [`REPLY_HEAD_LEN`] bytes of a frame (`head`, at least that long) as a
+/// reply's head, checking that the frame's length agrees with the payload's. `Ok(None)`: the
+/// frame is another message (decode it whole with [`decode`]). The payload itself is the
+/// caller's to check (an error message must be UTF-8).
+pub fn decode_reply_head(head: &[u8]) -> Result<Option<ReplyHead>, DecodeError> {
+    let Some(head) = head.get(..REPLY_HEAD_LEN) else {
+        return Err(DecodeError::Incomplete {
+            needed: REPLY_HEAD_LEN,
+        });
+    };
+    let frame_len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    if frame_len > MAX_FRAME_LEN {
+        return Err(DecodeError::TooLong(frame_len as u64));
     }
-    finish_frame(out, start);
+    let mut r = Reader {
+        bytes: &head[PREFIX_LEN..],
+        at: 0,
+    };
+    if r.u8()? != tag::REPLY {
+        return Ok(None);
+    }
+    let id = r.u64()?;
+    let failed = match r.u8()? {
+        0 => None,
+        outcome @ (1 | 2) => Some(outcome == 2),
+        _ => return Err(DecodeError::Malformed("unknown reply outcome")),
+    };
+    let len = r.u32()? as usize;
+    if frame_len != REPLY_HEAD_LEN - PREFIX_LEN + len {
+        return Err(DecodeError::Malformed(
+            "a reply's length disagrees with its frame's",
+        ));
+    }
+    Ok(Some(ReplyHead { id, failed, len }))
 }
 
 /// A [`Message::Reply`] read in place ([`decode_reply`]).

@@ -359,3 +359,87 @@ fn the_hot_path_decoders_refuse_what_decode_refuses() {
         }
     }
 }
+
+#[test]
+fn heads_with_a_trailing_payload_are_the_same_frames_and_read_back() {
+    for message in samples() {
+        let mut whole = Vec::new();
+        encode(&message, &mut whole);
+        // The head encoders plus the payload sent after them: the same bytes.
+        let mut head = Vec::new();
+        match &message {
+            Message::Call {
+                id,
+                kind,
+                name,
+                payload: Payload::Bytes(bytes),
+            } => {
+                encode_call_bytes_head(*id, kind, name, bytes.len(), &mut head);
+                head.extend_from_slice(bytes);
+                assert_eq!(head, whole, "{message:?}");
+            }
+            Message::Reply {
+                id,
+                result: Ok(out),
+            } => {
+                encode_reply_head(*id, out.len(), &mut head);
+                assert_eq!(head.len(), REPLY_HEAD_LEN);
+                head.extend_from_slice(out);
+                assert_eq!(head, whole, "{message:?}");
+            }
+            _ => {}
+        }
+        // A reply's head read alone: its id, outcome and payload length.
+        if whole.len() < REPLY_HEAD_LEN {
+            assert!(matches!(
+                decode_reply_head(&whole),
+                Err(DecodeError::Incomplete { .. })
+            ));
+            continue;
+        }
+        match (
+            &message,
+            decode_reply_head(&whole[..REPLY_HEAD_LEN]).unwrap(),
+        ) {
+            (Message::Reply { id, result }, Some(h)) => {
+                assert_eq!(h.id, *id);
+                match result {
+                    Ok(out) => assert_eq!((h.failed, h.len), (None, out.len())),
+                    Err(f) => assert_eq!((h.failed, h.len), (Some(f.panicked), f.message.len())),
+                }
+                assert_eq!(&whole[REPLY_HEAD_LEN..].len(), &h.len);
+            }
+            (Message::Reply { .. }, None) => panic!("a reply not read as one"),
+            (_, Some(h)) => panic!("{message:?} read as a reply {h:?}"),
+            (_, None) => {}
+        }
+    }
+}
+
+#[test]
+fn a_reply_head_that_disagrees_with_its_frame_is_refused() {
+    let mut frame = Vec::new();
+    encode_reply(7, Ok(b"output"), &mut frame);
+    // The payload's length one more than the frame holds.
+    let mut bad = frame.clone();
+    bad[REPLY_HEAD_LEN - 4] += 1;
+    assert_eq!(
+        decode_reply_head(&bad),
+        Err(DecodeError::Malformed(
+            "a reply's length disagrees with its frame's"
+        ))
+    );
+    // An unknown outcome, and a frame over the limit.
+    let mut bad = frame.clone();
+    bad[PREFIX_LEN + 9] = 3;
+    assert!(matches!(
+        decode_reply_head(&bad),
+        Err(DecodeError::Malformed(_))
+    ));
+    let mut bad = frame.clone();
+    bad[..PREFIX_LEN].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert!(matches!(
+        decode_reply_head(&bad),
+        Err(DecodeError::TooLong(_))
+    ));
+}

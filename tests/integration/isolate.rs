@@ -166,6 +166,53 @@ fn consecutive_failures_unregister_the_plugin() {
 }
 
 #[test]
+fn an_isolated_transform_appends_its_output_and_a_failure_leaves_the_output_alone() {
+    let dir = plugin_dir(&["unruly"]);
+    let mut host = isolated_host();
+    host.scan(&[dir.path()], ScanMode::Load).unwrap();
+    let transform = host.registry().get::<TransformKind>("misbehave").unwrap();
+    let apply = |input: &[u8], output: &mut RVec<u8>| {
+        transform
+            .apply(RSlice::from_slice(input), output)
+            .into_result()
+    };
+    // Appended after what the caller's buffer holds, small and larger than the call
+    // channel's rings (streamed through them), read back the same.
+    for len in [1, 17, 18, 19, 4096, 300_000, 3 << 20] {
+        let input: Vec<u8> = (0..len).map(|i| (i * 7 + i / 13) as u8 | 1).collect();
+        let mut output = RVec::from(b"kept: ".to_vec());
+        apply(&input, &mut output).unwrap();
+        assert_eq!(&output[..6], b"kept: ");
+        assert!(
+            output[6..].iter().eq(input.iter().rev()),
+            "{len} bytes came back different"
+        );
+    }
+    // A failure: the plugin's message, and the caller's buffer as it was (the plugin's
+    // half-written output stays in the worker).
+    let mut output = RVec::from(b"kept".to_vec());
+    let e = apply(b"fail now", &mut output).unwrap_err();
+    assert_eq!(e.kind, CallErrorKind::Failed);
+    assert_eq!(
+        &*e.message_lossy(),
+        "misbehave was asked to fail after 8 bytes"
+    );
+    assert_eq!(&output[..], b"kept");
+    let e = apply(b"panic", &mut output).unwrap_err();
+    assert_eq!(e.kind, CallErrorKind::Panicked, "{e:?}");
+    assert!(
+        e.message_lossy()
+            .contains("misbehave was asked to panic in a transform"),
+        "{e:?}"
+    );
+    assert_eq!(&output[..], b"kept");
+    // The worker served all of it: a failure in a call is not a crash.
+    apply(b"ab", &mut output).unwrap();
+    assert_eq!(&output[..], b"keptba");
+    assert!(host.isolated().iter().all(|p| p.starts == 1));
+}
+
+#[test]
 fn eight_threads_call_one_isolated_plugin() {
     let dir = plugin_dir(&["unruly", "redact"]);
     let mut host = isolated_host();

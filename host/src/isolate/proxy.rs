@@ -40,13 +40,20 @@ fn caught<T>(plugin: &str, f: impl FnOnce() -> Result<T, CallError>) -> RResult<
 impl FfiCommand for CommandProxy {
     fn call(&self, args: RSlice<'_, RStr<'_>>) -> RResult<RString, CallError> {
         caught(self.supervisor.plugin(), || {
-            // The worker sends the command's text; a worker that sends bytes that are not
-            // UTF-8 gets them replaced, never read as a `str` unchecked. The returned string
-            // is the only allocation (an in-process command makes it too).
-            self.supervisor
-                .call("command", &self.name, Input::Args(args.as_slice()), |out| {
-                    RString::from(String::from_utf8_lossy(out).into_owned())
-                })
+            // The worker sends the command's text, copied straight into the string's buffer:
+            // the only allocation (an in-process command makes it too). A worker that sends
+            // bytes that are not UTF-8 gets them replaced, never read as a `str` unchecked.
+            let mut text = Vec::new();
+            self.supervisor.call(
+                "command",
+                &self.name,
+                Input::Args(args.as_slice()),
+                &mut text,
+            )?;
+            Ok(RString::from(match String::from_utf8(text) {
+                Ok(text) => text,
+                Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+            }))
         })
     }
 }
@@ -54,11 +61,12 @@ impl FfiCommand for CommandProxy {
 impl FfiTransform for TransformProxy {
     fn apply(&self, input: RSlice<'_, u8>, output: &mut RVec<u8>) -> RResult<(), CallError> {
         caught(self.supervisor.plugin(), || {
+            // The output is copied straight out of the channel into `output`.
             self.supervisor.call(
                 "transform",
                 &self.name,
                 Input::Bytes(input.as_slice()),
-                |out| output.extend_from_copy_slice(out),
+                output,
             )
         })
     }

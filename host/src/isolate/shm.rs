@@ -241,6 +241,77 @@ enum Want {
     Space(u32),
 }
 
+/// A growable byte buffer a message is copied into straight out of the ring
+/// ([`Channel::recv_split`]): `Vec<u8>`, and `RVec<u8>` (a transform's output).
+///
+/// # Safety
+/// `spare(n)` must return a pointer valid for writing `n` bytes just past the buffer's
+/// contents, and `commit(n)` (after those bytes were written) must make them part of the
+/// contents.
+pub unsafe trait ByteSink {
+    /// Room for `n` more bytes after the contents: where to write them.
+    fn spare(&mut self, n: usize) -> *mut u8;
+    /// Adds the `n` bytes written at [`ByteSink::spare`] to the contents.
+    ///
+    /// # Safety
+    /// Those `n` bytes were written, after a `spare(n)` (or larger) with no change since.
+    unsafe fn commit(&mut self, n: usize);
+    /// The contents.
+    fn contents(&self) -> &[u8];
+    /// Keeps the first `len` bytes of the contents.
+    fn truncate(&mut self, len: usize);
+    /// Appends `bytes` (a copy).
+    fn put(&mut self, bytes: &[u8]) {
+        let dst = self.spare(bytes.len());
+        // SAFETY: `spare` made `dst` valid for `bytes.len()` writes past the contents, which
+        // cannot overlap `bytes` (borrowed, not part of this buffer's spare room); then exactly
+        // those bytes are committed.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, bytes.len());
+            self.commit(bytes.len());
+        }
+    }
+}
+
+// SAFETY: `reserve(n)` guarantees capacity for `n` more elements, so the pointer past the
+// length is valid for `n` writes; `set_len` then covers only written bytes.
+unsafe impl ByteSink for Vec<u8> {
+    fn contents(&self) -> &[u8] {
+        self
+    }
+    fn truncate(&mut self, len: usize) {
+        Vec::<u8>::truncate(self, len)
+    }
+    fn spare(&mut self, n: usize) -> *mut u8 {
+        self.reserve(n);
+        // SAFETY: `len <= capacity`: the offset stays inside (or one past) the allocation.
+        unsafe { self.as_mut_ptr().add(self.len()) }
+    }
+    unsafe fn commit(&mut self, n: usize) {
+        // SAFETY: the caller wrote the `n` bytes after the length, reserved by `spare`.
+        unsafe { self.set_len(self.len() + n) }
+    }
+}
+
+// SAFETY: as for `Vec<u8>`: `RVec::reserve` has the same guarantee.
+unsafe impl ByteSink for abi_stable::std_types::RVec<u8> {
+    fn contents(&self) -> &[u8] {
+        self
+    }
+    fn truncate(&mut self, len: usize) {
+        abi_stable::std_types::RVec::<u8>::truncate(self, len)
+    }
+    fn spare(&mut self, n: usize) -> *mut u8 {
+        self.reserve(n);
+        // SAFETY: `len <= capacity`: the offset stays inside (or one past) the allocation.
+        unsafe { self.as_mut_ptr().add(self.len()) }
+    }
+    unsafe fn commit(&mut self, n: usize) {
+        // SAFETY: the caller wrote the `n` bytes after the length, reserved by `spare`.
+        unsafe { self.set_len(self.len() + n) }
+    }
+}
+
 /// One end of a shared-memory channel. See the [module documentation](self).
 pub struct Channel {
     base: NonNull<u8>,
@@ -254,6 +325,8 @@ pub struct Channel {
     rx_head: u32,
     /// Payload bytes still to come of the message being received (streamed), if one is.
     rx_remaining: Option<u32>,
+    /// Of that message, the bytes already put in a split receive's tail.
+    rx_tail_received: usize,
     max_message: usize,
     spin: Duration,
     peer: Option<OwnedFd>,
@@ -395,6 +468,7 @@ impl Channel {
             tx_tail: 0,
             rx_head: 0,
             rx_remaining: None,
+            rx_tail_received: 0,
             max_message: DEFAULT_MAX_MESSAGE,
             spin: DEFAULT_SPIN,
             peer: None,
@@ -454,15 +528,27 @@ impl Channel {
     /// Waits (spin, then futex) for room until `deadline` (`None`: no deadline, but a watched
     /// peer's death still ends the wait).
     pub fn send(&mut self, msg: &[u8], deadline: Option<Instant>) -> Result<(), SendError> {
+        self.send_parts(&[msg], deadline)
+    }
+
+    /// Sends one message made of `parts`, one after the other (a frame's head and a payload
+    /// kept elsewhere): each byte is copied once, straight into the ring. As [`Channel::send`]
+    /// otherwise.
+    pub fn send_parts(
+        &mut self,
+        parts: &[&[u8]],
+        deadline: Option<Instant>,
+    ) -> Result<(), SendError> {
         if let Some(why) = self.corrupt {
             return Err(SendError::Corrupt(why));
         }
         if self.tx_broken {
             return Err(SendError::Broken);
         }
-        if msg.len() > self.max_message {
+        let len = parts.iter().map(|p| p.len()).sum::<usize>();
+        if len > self.max_message {
             return Err(SendError::TooLarge {
-                len: msg.len(),
+                len,
                 max: self.max_message,
             });
         }
@@ -470,14 +556,15 @@ impl Channel {
             return Err(SendError::PeerGone);
         }
         let ring = self.tx_ring();
-        let header = (msg.len() as u32).to_le_bytes();
+        let header = (len as u32).to_le_bytes();
         // Batch pieces: wait for room for the whole frame, or a quarter of the ring if larger.
         let mut sent_header = false;
-        let mut rest = msg;
+        let mut left = len;
+        let (mut part, mut at) = (0, 0);
         loop {
-            let left = rest.len() + if sent_header { 0 } else { FRAME_HEADER };
-            let want = left.min(self.capacity as usize / 4).max(1) as u32;
-            let free = match self.wait(Want::Space(want), deadline) {
+            let want = left + if sent_header { 0 } else { FRAME_HEADER };
+            let want = want.min(self.capacity as usize / 4).max(1) as u32;
+            let mut free = match self.wait(Want::Space(want), deadline) {
                 Ok(free) => free as usize,
                 Err(e) => {
                     if sent_header {
@@ -486,17 +573,22 @@ impl Channel {
                     return Err(self.poison_send(e.into()));
                 }
             };
-            let mut free = free;
             if !sent_header {
                 self.write_ring(ring, &header);
                 free -= FRAME_HEADER;
                 sent_header = true;
             }
-            let n = free.min(rest.len());
-            self.write_ring(ring, &rest[..n]);
-            rest = &rest[n..];
+            while free > 0 && part < parts.len() {
+                let rest = &parts[part][at..];
+                let n = free.min(rest.len());
+                self.write_ring(ring, &rest[..n]);
+                (free, left, at) = (free - n, left - n, at + n);
+                if at == parts[part].len() {
+                    (part, at) = (part + 1, 0);
+                }
+            }
             self.publish(ring, R_TAIL, self.tx_tail, R_DATA_WAITING, R_DATA_SEQ);
-            if rest.is_empty() {
+            if left == 0 {
                 return Ok(());
             }
         }
@@ -513,23 +605,96 @@ impl Channel {
         buf: &mut Vec<u8>,
         deadline: Option<Instant>,
     ) -> Result<usize, RecvError> {
+        self.recv_parts(buf, usize::MAX, None, deadline)
+    }
+
+    /// Receives one message, its first `head_len` bytes into `head` (cleared first) and the
+    /// rest appended to `tail`, each byte copied once, straight out of the ring: a reply's
+    /// payload lands in the caller's buffer. Returns the message's length. As
+    /// [`Channel::recv_into`] otherwise (after a timeout, call again with the same buffers).
+    pub fn recv_split(
+        &mut self,
+        head: &mut Vec<u8>,
+        head_len: usize,
+        tail: &mut dyn ByteSink,
+        deadline: Option<Instant>,
+    ) -> Result<usize, RecvError> {
+        self.recv_parts(head, head_len, Some(tail), deadline)
+    }
+
+    /// Receives one message and hands it to `read` **in place** when the whole of it is
+    /// already in the ring in one piece, else copied into `buf` first (as
+    /// [`Channel::recv_into`]); the ring's room is given back after `read` returns.
+    ///
+    /// For a side that trusts its peer not to write into a message it has published: the
+    /// worker reading its host (its parent, which could as well write into its memory). The
+    /// host never reads a worker's message in place.
+    pub fn recv_in_place<R>(
+        &mut self,
+        buf: &mut Vec<u8>,
+        deadline: Option<Instant>,
+        read: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, RecvError> {
+        if let Some(why) = self.corrupt {
+            return Err(RecvError::Corrupt(why));
+        }
+        if self.rx_remaining.is_none() {
+            let len = self.begin_message(deadline)?;
+            buf.clear();
+            let ring = self.rx_ring();
+            let at = (self.rx_head & (self.capacity - 1)) as usize;
+            let whole = matches!(self.check(Want::Data(len)), Ok(Some(_)));
+            if whole && at + len as usize <= self.capacity as usize {
+                // SAFETY: `len` bytes from `at` are inside this ring's data area (checked just
+                // above) and were published by the peer, who does not write there again until
+                // our head passes them: it is trusted to keep to that (see the doc comment).
+                // The slice lives only during `read`, before the head is moved.
+                let message =
+                    unsafe { std::slice::from_raw_parts(self.data(ring).add(at), len as usize) };
+                let result = read(message);
+                self.rx_head = self.rx_head.wrapping_add(len);
+                self.rx_remaining = None;
+                self.publish(ring, R_HEAD, self.rx_head, R_SPACE_WAITING, R_SPACE_SEQ);
+                return Ok(result);
+            }
+        }
+        self.recv_parts(buf, usize::MAX, None, deadline)?;
+        Ok(read(buf))
+    }
+
+    /// Reads the next message's length prefix (waiting for it); the message is then being
+    /// received.
+    fn begin_message(&mut self, deadline: Option<Instant>) -> Result<u32, RecvError> {
+        let avail = self.wait(Want::Data(FRAME_HEADER as u32), deadline);
+        self.poison_recv(avail)?;
+        let mut header = [0u8; FRAME_HEADER];
+        self.read_ring(self.rx_ring(), &mut header);
+        let len = u32::from_le_bytes(header);
+        if len as usize > self.max_message {
+            return Err(self.corrupt_now("message length over the limit"));
+        }
+        self.rx_remaining = Some(len);
+        Ok(len)
+    }
+
+    fn recv_parts(
+        &mut self,
+        head: &mut Vec<u8>,
+        head_len: usize,
+        mut tail: Option<&mut dyn ByteSink>,
+        deadline: Option<Instant>,
+    ) -> Result<usize, RecvError> {
         if let Some(why) = self.corrupt {
             return Err(RecvError::Corrupt(why));
         }
         let ring = self.rx_ring();
-        let mut remaining = match self.rx_remaining {
-            Some(r) => r,
+        let (mut remaining, mut received) = match self.rx_remaining {
+            Some(r) => (r, head.len() + self.rx_tail_received),
             None => {
-                let avail = self.wait(Want::Data(FRAME_HEADER as u32), deadline);
-                self.poison_recv(avail)?;
-                let mut header = [0u8; FRAME_HEADER];
-                self.read_ring(ring, &mut header);
-                let len = u32::from_le_bytes(header);
-                if len as usize > self.max_message {
-                    return Err(self.corrupt_now("message length over the limit"));
-                }
-                buf.clear();
-                len
+                let len = self.begin_message(deadline)?;
+                head.clear();
+                self.rx_tail_received = 0;
+                (len, 0)
             }
         };
         loop {
@@ -544,23 +709,40 @@ impl Channel {
                     return Err(self.poison_recv(Err(e)).unwrap_err());
                 }
             };
-            let n = avail.min(remaining) as usize;
-            buf.reserve(n);
-            let start = buf.len();
-            // SAFETY: `reserve` made room for `n` more bytes after `start`, and `n` is at most
-            // the bytes checked readable; `read_ring_raw` initialises exactly those `n` bytes
-            // (raw copies; any byte value is a valid `u8`), so the new length covers only
-            // initialised bytes.
-            unsafe {
-                self.read_ring_raw(ring, buf.as_mut_ptr().add(start), n);
-                buf.set_len(start + n);
+            let mut n = avail.min(remaining) as usize;
+            let to_head = head_len.saturating_sub(head.len()).min(n);
+            if to_head > 0 {
+                // SAFETY: `spare(to_head)` is valid for that many writes, and `to_head` is at
+                // most the bytes checked readable; `read_ring_raw` initialises exactly those.
+                unsafe {
+                    let dst = head.spare(to_head);
+                    self.read_ring_raw(ring, dst, to_head);
+                    head.commit(to_head);
+                }
+                n -= to_head;
             }
-            remaining -= n as u32;
+            if n > 0 {
+                // Only a split receive has bytes left after the head (`head_len` is the
+                // whole message otherwise).
+                let tail = tail
+                    .as_deref_mut()
+                    .expect("bytes past the head have a tail");
+                // SAFETY: as above, for the tail's room.
+                unsafe {
+                    let dst = tail.spare(n);
+                    self.read_ring_raw(ring, dst, n);
+                    tail.commit(n);
+                }
+                self.rx_tail_received += n;
+            }
+            let taken = to_head + n;
+            remaining -= taken as u32;
+            received += taken;
             self.publish(ring, R_HEAD, self.rx_head, R_SPACE_WAITING, R_SPACE_SEQ);
         }
         self.rx_remaining = None;
         self.publish(ring, R_HEAD, self.rx_head, R_SPACE_WAITING, R_SPACE_SEQ);
-        Ok(buf.len())
+        Ok(received)
     }
 
     fn poison_recv(&mut self, r: Result<u32, WaitError>) -> Result<u32, RecvError> {

@@ -32,11 +32,12 @@ use std::time::{Duration, Instant};
 
 use abi_stable::std_types::RStr;
 use plugin_protocol::{
-    decode, decode_reply, encode, encode_call_args, encode_call_bytes, Borrowed, Capability, Load,
-    Message, COOKIE, PROTOCOL_VERSION, PROTOCOL_VERSION_MIN,
+    decode, decode_reply, decode_reply_head, encode, encode_call_args, encode_call_bytes_head,
+    Borrowed, Capability, Load, Message, COOKIE, MAX_FRAME_LEN, PREFIX_LEN, PROTOCOL_VERSION,
+    PROTOCOL_VERSION_MIN, REPLY_HEAD_LEN,
 };
 
-use super::shm;
+use super::shm::{self, ByteSink};
 use super::transport::{Receiver, RecvError, Sender, SocketReceiver, SocketSender};
 use crate::reason::ReasonCode;
 
@@ -140,9 +141,10 @@ pub(crate) enum Input<'a> {
 }
 
 /// How one round trip ended ([`Worker::exchange`]).
-pub(crate) enum Exchange<T> {
-    /// The worker's reply: what `take` made of the output, or the plugin's failure.
-    Reply(Result<T, plugin_protocol::CallFailure>),
+pub(crate) enum Exchange {
+    /// The worker's reply: the call succeeded (its output was appended to the caller's
+    /// buffer), or the plugin's failure.
+    Reply(Result<(), plugin_protocol::CallFailure>),
     /// The call is larger than a frame may be: nothing was sent, the worker is fine.
     TooLarge(String),
     /// The worker answered with another message (its name).
@@ -436,38 +438,38 @@ impl Worker {
         }
     }
 
-    /// Sends call `id` of capability `name` of `kind` and waits for its reply until
-    /// `deadline`; `take` turns the output bytes (borrowed from the receive buffer) into the
-    /// caller's value. Over the call channel this allocates nothing once the buffers have
-    /// grown to the largest call and reply.
-    pub(crate) fn exchange<T>(
+    /// One round trip: sends call `id` and waits for its reply until `deadline`. A successful
+    /// call's output is appended to `output`, copied straight out of the channel.
+    pub(crate) fn exchange(
         &mut self,
         id: u64,
         kind: &str,
         name: &str,
         input: Input<'_>,
         deadline: Instant,
-        take: impl FnOnce(&[u8]) -> T,
-    ) -> Exchange<T> {
+        output: &mut dyn ByteSink,
+    ) -> Exchange {
         self.frame.clear();
-        match input {
-            Input::Args(args) => encode_call_args(
-                id,
-                kind,
-                name,
-                args.iter().map(|a| a.as_str()),
-                &mut self.frame,
-            ),
-            Input::Bytes(bytes) => encode_call_bytes(id, kind, name, bytes, &mut self.frame),
-        }
-        if !plugin_protocol::frame_fits(&self.frame) {
+        // A transform's input is not copied into the frame: it follows the frame's head.
+        let payload: &[u8] = match input {
+            Input::Args(args) => {
+                let args = args.iter().map(|a| a.as_str());
+                encode_call_args(id, kind, name, args, &mut self.frame);
+                &[]
+            }
+            Input::Bytes(bytes) => {
+                encode_call_bytes_head(id, kind, name, bytes.len(), &mut self.frame);
+                bytes
+            }
+        };
+        if self.frame.len() - PREFIX_LEN + payload.len() > MAX_FRAME_LEN {
             return Exchange::TooLarge(format!(
-                "the call message is larger than the protocol's limit of {} bytes",
-                plugin_protocol::MAX_FRAME_LEN
+                "the call message is larger than the protocol's limit of {MAX_FRAME_LEN} bytes"
             ));
         }
         let Some(channel) = &mut self.shm else {
-            return self.exchange_over_socket(id, deadline, take);
+            self.frame.extend_from_slice(payload);
+            return self.exchange_over_socket(id, deadline, output);
         };
         // Anything on the control socket now is a lie (garbage, or a message out of turn):
         // a version-2 worker only sends log records there, which the reader thread handles.
@@ -476,57 +478,78 @@ impl Worker {
             Ok(Event::Message(m)) => return Exchange::Other(m.name()),
             Ok(Event::Closed) | Err(_) => {}
         }
-        match channel.send(&self.frame, Some(deadline)) {
+        match channel.send_parts(&[&self.frame, payload], Some(deadline)) {
             Ok(()) => {}
             Err(shm::SendError::PeerGone) => return Exchange::Closed,
             Err(shm::SendError::Timeout) => return Exchange::Timeout,
             Err(shm::SendError::TooLarge { .. }) => {
                 return Exchange::TooLarge(format!(
-                    "the call message is larger than the channel's limit of {} bytes",
-                    plugin_protocol::MAX_FRAME_LEN
+                    "the call message is larger than the channel's limit of {MAX_FRAME_LEN} bytes"
                 ))
             }
             Err(e) => return Exchange::Broken(e.to_string()),
         }
-        match channel.recv_into(&mut self.rx, Some(deadline)) {
+        // The reply's head here, its payload straight into `output`.
+        let before = output.contents().len();
+        let received = channel.recv_split(&mut self.rx, REPLY_HEAD_LEN, output, Some(deadline));
+        if received.is_err() {
+            // A part of a streamed reply may be there: the call failed, it has no output.
+            output.truncate(before);
+        }
+        match received {
             Ok(_) => {}
             Err(shm::RecvError::PeerGone) => return Exchange::Closed,
             Err(shm::RecvError::Timeout) => return Exchange::Timeout,
             Err(e) => return Exchange::Broken(e.to_string()),
         }
-        match decode_reply(&self.rx) {
-            Ok((_, used)) if used != self.rx.len() => {
-                Exchange::Broken("bytes after the reply in its message".into())
+        if self.rx.len() < REPLY_HEAD_LEN {
+            // Shorter than any reply with a payload: decoded whole (an error, or a message
+            // out of turn).
+            return reply(id, decode_reply(&self.rx), |_| ());
+        }
+        let head = match decode_reply_head(&self.rx) {
+            Ok(Some(head)) => head,
+            Ok(None) => {
+                // Another message: put it back together to name it.
+                self.rx.extend_from_slice(&output.contents()[before..]);
+                output.truncate(before);
+                return reply(id, decode_reply(&self.rx), |_| ());
             }
-            Ok((Borrowed::Expected(reply), _)) if reply.id == id => {
-                Exchange::Reply(match reply.result {
-                    Ok(out) => Ok(take(out)),
-                    Err((panicked, message)) => Err(plugin_protocol::CallFailure {
-                        panicked,
-                        message: message.to_owned(),
-                    }),
-                })
+            Err(e) => {
+                output.truncate(before);
+                return Exchange::Broken(e.to_string());
             }
-            Ok((Borrowed::Expected(_), _)) => Exchange::Other("reply (to another call)"),
-            Ok((Borrowed::Other(m), _)) => Exchange::Other(m.name()),
-            Err(e) => Exchange::Broken(e.to_string()),
+        };
+        if head.id != id {
+            output.truncate(before);
+            return Exchange::Other("reply (to another call)");
+        }
+        let Some(panicked) = head.failed else {
+            return Exchange::Reply(Ok(()));
+        };
+        // The plugin's error message went to `output`: taken back out of it.
+        let message = std::str::from_utf8(&output.contents()[before..]).map(str::to_owned);
+        output.truncate(before);
+        match message {
+            Ok(message) => Exchange::Reply(Err(plugin_protocol::CallFailure { panicked, message })),
+            Err(_) => Exchange::Broken("an error message that is not UTF-8".into()),
         }
     }
 
     /// The round trip of a version-1 worker: the frame in `self.frame` over the control
     /// socket, the reply from the reader thread.
-    fn exchange_over_socket<T>(
+    fn exchange_over_socket(
         &mut self,
         id: u64,
         deadline: Instant,
-        take: impl FnOnce(&[u8]) -> T,
-    ) -> Exchange<T> {
+        output: &mut dyn ByteSink,
+    ) -> Exchange {
         if self.sender.send(&self.frame).is_err() {
             return Exchange::Closed;
         }
         match next(self, deadline) {
             Some(Event::Message(Message::Reply { id: got, result })) if got == id => {
-                Exchange::Reply(result.map(|out| take(&out)))
+                Exchange::Reply(result.map(|out| output.put(&out)))
             }
             Some(Event::Message(other)) => Exchange::Other(other.name()),
             Some(Event::Broken(e)) => Exchange::Broken(e),
@@ -565,6 +588,32 @@ impl Worker {
         } else {
             format!("{how} (pid {}); its stderr ended with: {tail}", self.pid)
         }
+    }
+}
+
+/// A reply decoded whole (`decoded`, from [`decode_reply`]) as the answer to call `id`; a
+/// successful call's output goes to `put`.
+fn reply(
+    id: u64,
+    decoded: Result<(Borrowed<plugin_protocol::ReplyRef<'_>>, usize), plugin_protocol::DecodeError>,
+    put: impl FnOnce(&[u8]),
+) -> Exchange {
+    match decoded {
+        Ok((Borrowed::Expected(reply), _)) if reply.id == id => {
+            Exchange::Reply(match reply.result {
+                Ok(out) => {
+                    put(out);
+                    Ok(())
+                }
+                Err((panicked, message)) => Err(plugin_protocol::CallFailure {
+                    panicked,
+                    message: message.to_owned(),
+                }),
+            })
+        }
+        Ok((Borrowed::Expected(_), _)) => Exchange::Other("reply (to another call)"),
+        Ok((Borrowed::Other(m), _)) => Exchange::Other(m.name()),
+        Err(e) => Exchange::Broken(e.to_string()),
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use plugin_api::{CallError, CallErrorKind};
 use plugin_protocol::Capability;
 
+use super::shm::ByteSink;
 use super::spawn::{start, Exchange, Input, Spec, StartError, Worker};
 use super::{IsolatedPlugin, MAX_FAILURES};
 use crate::reason::ReasonCode;
@@ -99,16 +100,16 @@ impl Supervisor {
         }
     }
 
-    /// Calls capability `name` of `kind` in the worker: what `take` made of the output bytes,
-    /// or the plugin's own error, or a failure of the worker (with its reason code at the end
+    /// Calls capability `name` of `kind` in the worker, its output appended to `output` (only
+    /// if it succeeds); or the plugin's own error, or a failure of the worker (with its reason code at the end
     /// of the message). Allocates nothing in steady state (see [`Worker::exchange`]).
-    pub(crate) fn call<T>(
+    pub(crate) fn call(
         &self,
         kind: &str,
         name: &str,
         input: Input<'_>,
-        take: impl FnOnce(&[u8]) -> T,
-    ) -> Result<T, CallError> {
+        output: &mut dyn ByteSink,
+    ) -> Result<(), CallError> {
         let mut state = self.lock();
         let plugin = &self.plugin;
         if let Some((reason, message)) = &state.retired {
@@ -146,7 +147,7 @@ impl Supervisor {
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let worker = state.worker.as_mut().expect("a worker was started above");
-        match self.exchange(worker, id, kind, name, input, take) {
+        match self.exchange(worker, id, kind, name, input, output) {
             Ok(result) => {
                 state.failures = 0;
                 state.not_before = None;
@@ -167,20 +168,20 @@ impl Supervisor {
     }
 
     /// Sends one call and waits for its reply until the deadline.
-    fn exchange<T>(
+    fn exchange(
         &self,
         worker: &mut Worker,
         id: u64,
         kind: &str,
         name: &str,
         input: Input<'_>,
-        take: impl FnOnce(&[u8]) -> T,
-    ) -> Result<Result<T, plugin_protocol::CallFailure>, Failure> {
+        output: &mut dyn ByteSink,
+    ) -> Result<Result<(), plugin_protocol::CallFailure>, Failure> {
         let plugin = &self.plugin;
         let what = || format!("{kind} `{name}`");
         let deadline = Instant::now() + self.call_timeout;
         // Log records never come here: the reader thread emits them as they arrive.
-        match worker.exchange(id, kind, name, input, deadline, take) {
+        match worker.exchange(id, kind, name, input, deadline, output) {
             Exchange::Reply(result) => Ok(result),
             // Too large to send: the worker is fine, the call is refused.
             Exchange::TooLarge(e) => Ok(Err(plugin_protocol::CallFailure {

@@ -33,8 +33,8 @@ use abi_stable::std_types::{RSlice, RStr, RVec};
 use plugin_api::logger::LogLevel;
 use plugin_api::{CallError, CallErrorKind, CommandKind, TransformKind};
 use plugin_protocol::{
-    decode_call, encode, encode_reply, negotiate, Borrowed, CallFailure, Capability, Level, Load,
-    Message, Payload, PayloadRef, COOKIE,
+    decode_call, encode, encode_reply, encode_reply_head, negotiate, Borrowed, CallFailure,
+    Capability, Level, Load, Message, Payload, PayloadRef, COOKIE,
 };
 
 use super::shm;
@@ -322,55 +322,63 @@ fn load_plugin(identity: HostIdentity, load: &Load) -> (Host, Message) {
 }
 
 /// Serves calls from the shared-memory channel until `shutdown`, or until the host closes its
-/// end or dies. The buffers are reused from call to call.
+/// end or dies. A call is read in place in the channel when it lies there in one piece, and a
+/// transform's output goes from its buffer straight into the channel; the buffers are reused
+/// from call to call.
 fn serve_calls(host: &Host, mut channel: shm::Channel) -> Result<(), String> {
     let mut rx = Vec::new();
-    let mut frame = Vec::new();
+    let mut head = Vec::new();
     let mut output = RVec::new();
     loop {
-        match channel.recv_into(&mut rx, None) {
-            Ok(_) => {}
-            Err(shm::RecvError::PeerGone) => return Ok(()),
-            Err(e) => return Err(format!("from the host: {e}")),
-        }
-        let request = match decode_call(&rx) {
-            Ok((_, used)) if used != rx.len() => {
-                return Err("from the host: bytes after the call in its message".into())
-            }
-            Ok((Borrowed::Expected(request), _)) => request,
-            Ok((Borrowed::Other(Message::Shutdown), _)) => return Ok(()),
-            Ok((Borrowed::Other(other), _)) => {
-                return Err(format!("unexpected {} message from the host", other.name()))
-            }
-            Err(e) => return Err(format!("from the host: {e}")),
-        };
+        head.clear();
         output.clear();
-        let result = match request.payload {
-            PayloadRef::Bytes(bytes) => call(
-                host,
-                request.kind,
-                request.name,
-                Input::Bytes(bytes),
-                &mut output,
-            ),
-            p @ PayloadRef::Args { .. } => {
-                // (The worker side allocates the argument list; the host side does not.)
-                let args: Vec<RStr<'_>> = p.args().map(RStr::from).collect();
-                call(
+        let served = channel.recv_in_place(&mut rx, None, |message| {
+            let request = match decode_call(message) {
+                Ok((_, used)) if used != message.len() => {
+                    return Err("from the host: bytes after the call in its message".into())
+                }
+                Ok((Borrowed::Expected(request), _)) => request,
+                Ok((Borrowed::Other(Message::Shutdown), _)) => return Ok(None),
+                Ok((Borrowed::Other(other), _)) => {
+                    return Err(format!("unexpected {} message from the host", other.name()))
+                }
+                Err(e) => return Err(format!("from the host: {e}")),
+            };
+            let result = match request.payload {
+                PayloadRef::Bytes(bytes) => call(
                     host,
                     request.kind,
                     request.name,
-                    Input::Args(&args),
+                    Input::Bytes(bytes),
                     &mut output,
-                )
+                ),
+                p @ PayloadRef::Args { .. } => {
+                    // (The worker side allocates the argument list; the host side does not.)
+                    let args: Vec<RStr<'_>> = p.args().map(RStr::from).collect();
+                    call(
+                        host,
+                        request.kind,
+                        request.name,
+                        Input::Args(&args),
+                        &mut output,
+                    )
+                }
+            };
+            match &result {
+                Ok(()) => encode_reply_head(request.id, output.len(), &mut head),
+                Err(f) => encode_reply(request.id, Err((f.panicked, &f.message)), &mut head),
             }
+            Ok(Some(result.is_ok()))
+        });
+        let succeeded = match served {
+            Ok(Ok(Some(succeeded))) => succeeded,
+            Ok(Ok(None)) | Err(shm::RecvError::PeerGone) => return Ok(()),
+            Ok(Err(e)) => return Err(e),
+            Err(e) => return Err(format!("from the host: {e}")),
         };
-        frame.clear();
-        match &result {
-            Ok(()) => encode_reply(request.id, Ok(output.as_slice()), &mut frame),
-            Err(f) => encode_reply(request.id, Err((f.panicked, &f.message)), &mut frame),
-        }
-        match channel.send(&frame, None) {
+        // The reply: its head, then the output (sent from where the plugin wrote it).
+        let payload: &[u8] = if succeeded { &output } else { &[] };
+        match channel.send_parts(&[&head, payload], None) {
             Ok(()) => {}
             Err(shm::SendError::PeerGone) => return Ok(()),
             Err(e) => return Err(format!("sending a reply to the host failed: {e}")),

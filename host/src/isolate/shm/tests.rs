@@ -412,3 +412,49 @@ fn from_fd_rejects_bad_regions() {
     assert!(Channel::create(5000).is_err());
     assert!(Channel::create(2048).is_err());
 }
+
+#[test]
+fn parts_split_receives_and_in_place_reads_carry_the_same_bytes() {
+    // Sizes around the ring's end and a quarter of it, so that messages wrap, stream, and
+    // sometimes lie in one piece; the parts split them at every kind of place.
+    let (mut host, mut worker) = pair(4096);
+    let sizes = [
+        0, 1, 17, 18, 19, 1000, 1023, 1024, 1025, 3000, 4092, 4096, 9000, 20_000,
+    ];
+    let peer = std::thread::spawn(move || {
+        let (mut buf, mut in_place) = (Vec::new(), 0);
+        for (i, &len) in sizes.iter().enumerate() {
+            let buf_at = buf.as_ptr() as usize;
+            let got = worker
+                .recv_in_place(&mut buf, soon(5000), |m| {
+                    (m.to_vec(), m.as_ptr() as usize != buf_at)
+                })
+                .unwrap();
+            assert_eq!(got.0, pattern(i, len), "message {i}");
+            in_place += got.1 as usize;
+            // Echo it back in three parts.
+            let (a, rest) = got.0.split_at(len / 3);
+            let (b, c) = rest.split_at(rest.len() / 2);
+            worker.send_parts(&[a, b, &[], c], soon(5000)).unwrap();
+        }
+        in_place
+    });
+    let mut head = Vec::new();
+    let mut tail = abi_stable::std_types::RVec::from(vec![9u8, 9]);
+    for (i, &len) in sizes.iter().enumerate() {
+        host.send(&pattern(i, len), soon(5000)).unwrap();
+        let n = host
+            .recv_split(&mut head, 18, &mut tail, soon(5000))
+            .unwrap();
+        assert_eq!(n, len);
+        let mut whole = head.clone();
+        whole.extend_from_slice(&tail[2..]);
+        assert_eq!(whole, pattern(i, len), "message {i}");
+        assert_eq!(head.len(), len.min(18));
+        tail.truncate(2);
+    }
+    let in_place = peer.join().unwrap();
+    // Small messages that do not wrap are read in place; the ones larger than the ring cannot be.
+    assert!(in_place >= 4, "{in_place} of {} read in place", sizes.len());
+    assert!(in_place < sizes.len());
+}
