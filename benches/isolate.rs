@@ -81,10 +81,7 @@ mod linux {
     const BULK_BYTES: usize = 64 << 20;
     const CHUNK: usize = 256 * 1024;
 
-    fn median(mut v: Vec<f64>) -> f64 {
-        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        v[v.len() / 2]
-    }
+    use super::support::median;
 
     fn deadline() -> Option<Instant> {
         Some(Instant::now() + Duration::from_secs(10))

@@ -20,12 +20,7 @@ use abi_stable::std_types::{RSlice, RStr};
 use host::{ScanMode, Status};
 use plugin_api::{CommandKind, PluginRootRef};
 
-use support::{artifacts, host, linked_copies, rename_plugin, rss_bytes, scratch};
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
+use support::{artifacts, host, linked_copies, median, rename_plugin, rss_bytes, scratch};
 
 fn per_file(total: Duration, files: usize) -> f64 {
     total.as_secs_f64() * 1e6 / files as f64

@@ -156,3 +156,10 @@ pub fn log_lines(size: usize) -> Vec<u8> {
     out.truncate(size);
     out
 }
+
+/// The median of measurements (the upper one of an even count): benchmarks here take it over
+/// rounds interleaved with the baseline's, so that a noisy moment hits both.
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}

@@ -494,7 +494,7 @@ impl Host {
     /// capabilities: configuration, kinds, validation and conflicts are the same for both.
     pub(crate) fn register_entry(
         &mut self,
-        mut report: PluginReport,
+        report: PluginReport,
         entry: Entry,
         watch: crate::watch::Watch,
     ) -> PluginReport {
@@ -559,18 +559,8 @@ impl Host {
             };
             return report.with_error(Status::Failed, error);
         }
-        if let Some((kind, capability, holder)) = self.registry.conflict(&registration.staged) {
-            let error = PluginError::CapabilityConflict {
-                path,
-                name,
-                kind,
-                capability,
-                holder,
-            };
-            return report.with_error(Status::Failed, error);
-        }
         let staged = std::mem::take(&mut registration.staged);
-        if self.check_layouts {
+        if self.check_layouts && self.registry.conflict(&staged).is_none() {
             if let Err((kind, capability, detail)) = self.kinds.check_layouts(&staged) {
                 let error = PluginError::Load {
                     path,
@@ -584,7 +574,42 @@ impl Host {
                 return report.with_error(Status::Failed, error);
             }
         }
-        let plugin: Arc<str> = name.into();
+        let plugin = Committed {
+            resolved,
+            provenance,
+            differences,
+            builtin,
+        };
+        self.commit_plugin(report, plugin, staged, None)
+    }
+
+    /// Commits a registered plugin's capabilities (its own, or an isolated plugin's proxies
+    /// with their `supervisor`) and records the plugin: refused when another plugin holds
+    /// one of the names.
+    pub(crate) fn commit_plugin(
+        &mut self,
+        mut report: PluginReport,
+        plugin: Committed,
+        staged: Vec<plugin_api::CapabilityExport>,
+        supervisor: Option<Arc<crate::isolate::Supervisor>>,
+    ) -> PluginReport {
+        let Committed {
+            resolved,
+            provenance,
+            differences,
+            builtin,
+        } = plugin;
+        if let Some((kind, capability, holder)) = self.registry.conflict(&staged) {
+            let error = PluginError::CapabilityConflict {
+                path: report.path.clone(),
+                name: provenance.name.clone(),
+                kind,
+                capability,
+                holder,
+            };
+            return report.with_error(Status::Failed, error);
+        }
+        let plugin: Arc<str> = provenance.name.as_str().into();
         let mut capabilities: Vec<_> = staged
             .iter()
             .map(|c| crate::registry::CapabilityInfo {
@@ -596,6 +621,9 @@ impl Host {
         let differences: Arc<[String]> = differences.into();
         self.registry
             .commit(&plugin, &differences, &self.kinds, staged);
+        if let Some(supervisor) = supervisor {
+            self.registry.supervise(plugin.clone(), supervisor);
+        }
         self.plugins.push(LoadedPlugin {
             name: plugin,
             path: resolved,
@@ -612,53 +640,14 @@ impl Host {
     }
 }
 
-impl Host {
-    /// Commits the proxies of an isolated plugin's capabilities (after its worker
-    /// registered them): refused when another plugin holds one of the names.
-    pub(crate) fn commit_isolated(
-        &mut self,
-        mut report: PluginReport,
-        resolved: PathBuf,
-        provenance: Provenance,
-        differences: Vec<String>,
-        staged: Vec<plugin_api::CapabilityExport>,
-        supervisor: Arc<crate::isolate::Supervisor>,
-    ) -> PluginReport {
-        let path = report.path.clone();
-        let name = provenance.name.clone();
-        if let Some((kind, capability, holder)) = self.registry.conflict(&staged) {
-            let error = PluginError::CapabilityConflict {
-                path,
-                name,
-                kind,
-                capability,
-                holder,
-            };
-            return report.with_error(Status::Failed, error);
-        }
-        let plugin: Arc<str> = name.into();
-        let mut capabilities: Vec<_> = staged
-            .iter()
-            .map(|c| crate::registry::CapabilityInfo {
-                kind: c.kind().to_owned(),
-                name: c.name().to_owned(),
-            })
-            .collect();
-        capabilities.sort();
-        let differences: Arc<[String]> = differences.into();
-        self.registry
-            .commit(&plugin, &differences, &self.kinds, staged);
-        self.registry.supervise(plugin.clone(), supervisor);
-        self.plugins.push(LoadedPlugin {
-            name: plugin,
-            path: resolved,
-            provenance,
-            builtin: false,
-        });
-        report.capabilities = capabilities;
-        report.status = Status::Loaded;
-        report
-    }
+/// What is recorded of a plugin whose capabilities are committed ([`Host::commit_plugin`]).
+pub(crate) struct Committed {
+    /// The path recorded in [`LoadedPlugin::path`].
+    pub resolved: PathBuf,
+    pub provenance: Provenance,
+    /// Crates shared with the host at other versions or contents.
+    pub differences: Vec<String>,
+    pub builtin: bool,
 }
 
 /// A plugin about to register: its entry point and where it came from.

@@ -299,14 +299,13 @@ impl Host {
             }
             staged.extend(proxy::export(&supervisor, &c.kind, &c.name));
         }
-        let report = self.commit_isolated(
-            report,
+        let plugin = crate::host::Committed {
             resolved,
-            verified.provenance,
-            verified.differences,
-            staged,
-            supervisor.clone(),
-        );
+            provenance: verified.provenance,
+            differences: verified.differences,
+            builtin: false,
+        };
+        let report = self.commit_plugin(report, plugin, staged, Some(supervisor.clone()));
         if report.status == Status::Loaded {
             self.isolation.supervisors.push(supervisor);
             self.isolation.sources.insert(name, report.path.clone());
