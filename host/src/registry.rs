@@ -21,6 +21,8 @@ pub struct Kinds {
 struct KindInfo {
     type_id: TypeId,
     layout: &'static TypeLayout,
+    /// How its calls cross to a worker, if the application said ([`Kinds::with_wire`]).
+    wire: Option<crate::isolate::wire::WireFns>,
 }
 
 impl Kinds {
@@ -39,9 +41,10 @@ impl Kinds {
     /// # Panics
     /// If another type already claimed `K::KIND`.
     pub fn with<K: CapabilityKind>(mut self) -> Self {
-        let info = KindInfo {
+        let mut info = KindInfo {
             type_id: TypeId::of::<K>(),
             layout: <K::Object as StableAbi>::LAYOUT,
+            wire: None,
         };
         if let Some(existing) = self.kinds.insert(K::KIND, info) {
             assert!(
@@ -49,8 +52,31 @@ impl Kinds {
                 "capability kind `{}` declared twice with different types",
                 K::KIND
             );
+            info.wire = existing.wire;
+            self.kinds.insert(K::KIND, info);
         }
         self
+    }
+
+    /// Adds kind `W::Kind` with a wire encoding, so that its capabilities can be isolated
+    /// (see [`crate::isolate::wire`]). The worker needs the same: pass these kinds to
+    /// [`crate::isolate::worker::serve_if_worker_with`].
+    ///
+    /// # Panics
+    /// As [`Kinds::with`].
+    pub fn with_wire<W: crate::isolate::wire::WireEncoding>(self) -> Self {
+        let mut kinds = self.with::<W::Kind>();
+        if let Some(info) = kinds.kinds.get_mut(<W::Kind as CapabilityKind>::KIND) {
+            info.wire = Some(crate::isolate::wire::WireFns::of::<W>());
+        }
+        kinds
+    }
+
+    /// The wire encoding of `kind` an application gave ([`Kinds::with_wire`]), with the
+    /// kind's name.
+    pub(crate) fn wire(&self, kind: &str) -> Option<(&'static str, crate::isolate::wire::WireFns)> {
+        let (name, info) = self.kinds.get_key_value(kind)?;
+        Some((*name, info.wire?))
     }
 
     /// The names of the kinds, sorted.

@@ -107,6 +107,48 @@ fn example_app_loads_its_plugin_greets_and_shows_its_logs() {
 }
 
 #[test]
+fn example_app_isolates_its_own_kind_by_its_wire_encoding() {
+    let plugins = tempfile::tempdir().unwrap();
+    let plugin = &example().plugin;
+    fs::copy(plugin, plugins.path().join(plugin.file_name().unwrap())).unwrap();
+    let run = |who: &str| {
+        Command::new(&example().app)
+            .args(["--isolate", plugins.path().to_str().unwrap(), "polite", who])
+            .env("RUST_LOG", "info")
+            .output()
+            .expect("run greeter-app --isolate")
+    };
+
+    // The application's `greeter` kind, in a worker (the application's own binary), called
+    // through its proxy: the same greeting as in-process.
+    let out = run("Ada");
+    let (text, errors) = (stdout(&out), stderr(&out));
+    assert!(out.status.success(), "{text}{errors}");
+    let row = text.lines().next().unwrap_or_default();
+    assert!(
+        row.starts_with("loaded ")
+            && row.contains("greeter-plugin 0.1.0 [greeter:polite] [isolated]"),
+        "{text}{errors}"
+    );
+    assert!(text.ends_with("\nGood day, Ada.\n"), "{text}{errors}");
+    // The plugin's log line, from the worker, under the plugin's name.
+    let log = errors
+        .lines()
+        .find(|l| l.contains("greeting for greeter-app 0.1.0"))
+        .unwrap_or_else(|| panic!("no plugin log line in:\n{errors}"));
+    assert!(log.contains("greeter-plugin"), "{log}");
+
+    // The greeter's own error comes back through the wire as it is.
+    let out = run("");
+    let (text, errors) = (stdout(&out), stderr(&out));
+    assert!(!out.status.success(), "{text}{errors}");
+    assert!(
+        errors.contains("error: whom should I greet?"),
+        "{text}{errors}"
+    );
+}
+
+#[test]
 fn plugin_of_a_kind_the_app_does_not_know_fails() {
     // `hello` registers a `command`: a demo kind, which the example application does not take.
     let plugins = plugin_dir(&["hello"]);

@@ -24,10 +24,12 @@
 //!
 //! What it costs: a process per isolated plugin, a start (tens of milliseconds: exec,
 //! handshake, verification and loading in the worker), and per call a round trip through
-//! shared memory ([`shm`]): the call encoded into a reused buffer, copied into the ring, the
-//! reply copied out into another reused buffer and read in place — no allocation on the
-//! host's side beyond what the capability returns (a command's `RString`), no system call
-//! while the worker is awake, a futex wake-up when it sleeps (BENCHMARKS.md has the numbers).
+//! shared memory ([`shm`]): the call's head encoded into a reused buffer and copied into the
+//! ring with its payload (a transform's input straight from the caller's slice), read in
+//! place by the worker; the reply's head copied out into another reused buffer and its
+//! payload straight into the caller's output — no allocation on the host's side beyond what
+//! the capability returns (a command's `RString`), no system call while the worker is awake,
+//! a futex wake-up when it sleeps (BENCHMARKS.md has the numbers).
 //!
 //! Channels: a worker gets a control socket (`--fd N`: handshake, `load`, the plugin's log
 //! records) and the shared-memory call channel (`--shm M`: `call`, `reply`, `shutdown`),
@@ -40,8 +42,9 @@
 //!
 //! The wire: [`plugin_protocol`] (no I/O, versioned apart from `plugin-api`). Only kinds with
 //! a wire encoding can be isolated; the two built-in kinds have one (`command`: arguments as
-//! strings in, UTF-8 text out; `transform`: bytes in, bytes out). A plugin that registers
-//! another kind fails to load isolated (`invalid-capability`).
+//! strings in, UTF-8 text out; `transform`: bytes in, bytes out), and an application gives
+//! its own kinds one with [`wire::WireEncoding`] and [`crate::Kinds::with_wire`]. A plugin
+//! that registers another kind fails to load isolated (`invalid-capability`).
 //!
 //! Reload: [`Host::reload`] replaces an isolated plugin's worker by one started on the
 //! plugin's current file, verified again, without restarting the host; calls in flight finish
@@ -80,6 +83,7 @@ mod skew;
 mod spawn;
 mod supervise;
 mod transport;
+pub mod wire;
 pub mod worker;
 
 pub use reload::ReloadError;
@@ -226,6 +230,21 @@ pub fn reason(error: &CallError) -> Option<ReasonCode> {
 }
 
 impl Host {
+    /// Whether capabilities of `kind` can be isolated: a built-in kind with its wire
+    /// encoding, or one the application gave one ([`crate::Kinds::with_wire`]).
+    fn can_isolate(&self, kind: &str) -> bool {
+        self.kinds().wire(kind).is_some() || proxy::WIRE_KINDS.contains(&kind)
+    }
+
+    /// The kinds of this host that can be isolated, sorted.
+    fn wire_kinds(&self) -> Vec<&str> {
+        let mut kinds: Vec<&str> = self.kinds().names();
+        kinds.retain(|k| self.can_isolate(k));
+        kinds
+    }
+}
+
+impl Host {
     /// Starts a worker for a verified plugin and registers proxies for its capabilities.
     pub(crate) fn load_isolated(
         &mut self,
@@ -279,12 +298,12 @@ impl Host {
                     "more than {} capabilities",
                     crate::limits::MAX_CAPABILITIES
                 ))
-            } else if !proxy::WIRE_KINDS.contains(&c.kind.as_str()) || !known {
+            } else if !known || !self.can_isolate(&c.kind) {
                 Some(format!(
                     "a capability of kind `{}`, which cannot be isolated (only kinds with a wire \
                      encoding can: {}); load the plugin in-process",
                     crate::text::printable(&c.kind),
-                    proxy::WIRE_KINDS.join(", ")
+                    self.wire_kinds().join(", ")
                 ))
             } else {
                 crate::limits::capability_name(c.name.as_bytes()).err()
@@ -297,7 +316,12 @@ impl Host {
                 };
                 return report.with_error(Status::Failed, error);
             }
-            staged.extend(proxy::export(&supervisor, &c.kind, &c.name));
+            match self.kinds().wire(&c.kind) {
+                Some((kind, wire)) => {
+                    staged.push(wire::export_with(wire, &supervisor, kind, &c.name));
+                }
+                None => staged.extend(proxy::export(&supervisor, &c.kind, &c.name)),
+            }
         }
         let plugin = crate::host::Committed {
             resolved,

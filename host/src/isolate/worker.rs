@@ -41,12 +41,21 @@ use super::shm;
 use super::transport::{Receiver, Sender, SocketReceiver, SocketSender};
 use crate::host::{Host, HostIdentity};
 use crate::policy::{CheckKind, Policy, Severity};
+use crate::registry::Kinds;
 use crate::report::Status;
 
 /// Runs the worker when the process's arguments are `__worker --fd N` (as the host starts
 /// it): `Some(exit code)` then, `None` for any other arguments. `blob` is the application's
 /// provenance (`plugin_api::provenance_blob!()`), the identity plugins are judged against.
+/// Plugins may register the built-in kinds ([`Kinds::demo`]); an application with kinds of
+/// its own uses [`serve_if_worker_with`].
 pub fn serve_if_worker(blob: &[u8]) -> Option<ExitCode> {
+    serve_if_worker_with(blob, Kinds::demo())
+}
+
+/// [`serve_if_worker`] for an application's own `kinds`: the same as its host's, with the
+/// wire encodings of the kinds it isolates ([`Kinds::with_wire`]).
+pub fn serve_if_worker_with(blob: &[u8], kinds: Kinds) -> Option<ExitCode> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) != Some("__worker") {
         return None;
@@ -64,7 +73,7 @@ pub fn serve_if_worker(blob: &[u8]) -> Option<ExitCode> {
         return Some(ExitCode::from(2));
     };
     Some(match HostIdentity::from_blob(blob) {
-        Ok(identity) => serve_with_channel(identity, fd, shm),
+        Ok(identity) => serve_with(identity, kinds, fd, shm),
         Err(e) => {
             eprintln!("worker: the application's provenance is unreadable: {e}");
             ExitCode::from(2)
@@ -82,6 +91,12 @@ pub fn serve(identity: HostIdentity, fd: RawFd) -> ExitCode {
 /// Serves the host as [`serve`] does, with the host's shared-memory call channel `shm` (the
 /// descriptor after `--shm`, inherited from the host) if it gave one: calls then go over it.
 pub fn serve_with_channel(identity: HostIdentity, fd: RawFd, shm: Option<RawFd>) -> ExitCode {
+    serve_with(identity, Kinds::demo(), fd, shm)
+}
+
+/// Serves the host as [`serve_with_channel`] does, with plugins registering `kinds` (an
+/// application's own, see [`serve_if_worker_with`]).
+pub fn serve_with(identity: HostIdentity, kinds: Kinds, fd: RawFd, shm: Option<RawFd>) -> ExitCode {
     // A channel that cannot be mapped is no reason to fail: the worker offers version 1 only.
     let channel = shm.and_then(|raw| {
         // SAFETY: `raw` is the descriptor the host passed on the command line (`--shm M`),
@@ -117,7 +132,7 @@ pub fn serve_with_channel(identity: HostIdentity, fd: RawFd, shm: Option<RawFd>)
     };
     let sender: Arc<Mutex<Box<dyn Sender>>> = Arc::new(Mutex::new(Box::new(SocketSender(sender))));
     let mut receiver = SocketReceiver::new(stream);
-    match run(identity, &sender, &mut receiver, channel) {
+    match run(identity, kinds, &sender, &mut receiver, channel) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("worker: {e}");
@@ -141,6 +156,7 @@ fn recv(receiver: &mut dyn Receiver) -> Result<Option<Message>, String> {
 
 fn run(
     identity: HostIdentity,
+    kinds: Kinds,
     sender: &Arc<Mutex<Box<dyn Sender>>>,
     receiver: &mut dyn Receiver,
     mut channel: Option<shm::Channel>,
@@ -224,7 +240,7 @@ fn run(
         };
         let _ = send(&forward, &record);
     });
-    let (host, answer) = load_plugin(identity, &load);
+    let (host, answer) = load_plugin(identity, kinds, &load);
     send(sender, &answer)?;
     if !matches!(answer, Message::Registered { .. }) {
         return Ok(());
@@ -263,7 +279,7 @@ fn run(
 
 /// Verifies, loads and registers the plugin as the host would in-process: the host (kept
 /// for the calls) and the answer for the host.
-fn load_plugin(identity: HostIdentity, load: &Load) -> (Host, Message) {
+fn load_plugin(identity: HostIdentity, kinds: Kinds, load: &Load) -> (Host, Message) {
     let mut policy =
         Policy::preset(load.policy.split('+').next().unwrap_or("default")).unwrap_or_default();
     for (check, severity) in &load.checks {
@@ -275,6 +291,7 @@ fn load_plugin(identity: HostIdentity, load: &Load) -> (Host, Message) {
         }
     }
     let mut host = Host::new(identity)
+        .with_kinds(kinds)
         .with_policy(policy)
         .with_config(load.name.clone(), load.config.clone());
     let fd_path = format!("/proc/self/fd/{}", load.file_fd);
@@ -409,6 +426,10 @@ fn call(
         panicked: false,
         message,
     };
+    // An application's own wire encoding first (it may even replace a built-in one's).
+    if let (Some((_, wire)), Input::Bytes(request)) = (host.kinds().wire(kind), &input) {
+        return (wire.serve)(host.registry(), name, request, output).map_err(failure);
+    }
     match (kind, input) {
         ("command", Input::Args(args)) => {
             let command = host

@@ -1,0 +1,140 @@
+//! An application's own capability kinds, isolated: the wire encoding the application
+//! provides ([`WireEncoding`]), registered with [`crate::Kinds::with_wire`] in the host and in
+//! its worker ([`super::worker::serve_if_worker_with`]).
+//!
+//! A call to an isolated capability of such a kind goes as bytes: the host's proxy object (the
+//! application's, built by [`WireEncoding::proxy`]) encodes its arguments and sends them
+//! through a [`Remote`]; the worker looks the plugin's real object up and hands it the bytes
+//! ([`WireEncoding::serve`]), whose reply bytes come back to the proxy. Transport, deadlines,
+//! crash handling, restarts and reload are the host's, as for the built-in kinds.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use abi_stable::std_types::RVec;
+use plugin_api::{CallError, CallErrorKind, CapabilityExport, CapabilityKind};
+
+use super::spawn::Input;
+use super::Supervisor;
+use crate::registry::Registry;
+
+/// How the calls of capability kind [`WireEncoding::Kind`] cross to a worker and back. An
+/// application implements it on a type of its own (the kind may come from another crate) and
+/// registers it with [`crate::Kinds::with_wire`], both in its host and in its worker.
+///
+/// The encoding is the application's business; the host carries `request` and `reply` as
+/// opaque bytes, up to the protocol's frame limit.
+pub trait WireEncoding: 'static {
+    /// The kind this encodes.
+    type Kind: CapabilityKind;
+
+    /// Host side: the object callers get for an isolated capability of this kind. Each of its
+    /// calls encodes its arguments and sends them with [`Remote::call`], then decodes the
+    /// reply (or returns the error, which carries the reason code of a worker's failure).
+    fn proxy(remote: Remote) -> <Self::Kind as CapabilityKind>::Object;
+
+    /// Worker side: one call to the plugin's `object`, with `request` as the proxy encoded
+    /// it; the reply's bytes are appended to `reply`. The object's own error (or panic,
+    /// caught by the kind's guard) is returned as it is.
+    fn serve(
+        object: &<Self::Kind as CapabilityKind>::Object,
+        request: &[u8],
+        reply: &mut RVec<u8>,
+    ) -> Result<(), CallError>;
+}
+
+/// The way from a proxy object to its isolated capability in the worker ([`WireEncoding`]).
+#[derive(Clone)]
+pub struct Remote {
+    supervisor: Arc<Supervisor>,
+    kind: &'static str,
+    name: Arc<str>,
+}
+
+impl Remote {
+    /// Sends one call (`request`, encoded by the kind's [`WireEncoding::proxy`]) and appends
+    /// the worker's reply to `reply`. Errors: the plugin's own, or a failure of the worker
+    /// (crash, deadline, protocol) whose message ends in its reason code
+    /// ([`super::reason`]). Never panics.
+    pub fn call(&self, request: &[u8], reply: &mut RVec<u8>) -> Result<(), CallError> {
+        let call = || {
+            self.supervisor
+                .call(self.kind, &self.name, Input::Bytes(request), reply)
+        };
+        catch_unwind(AssertUnwindSafe(call)).unwrap_or_else(|_| {
+            Err(CallError {
+                kind: CallErrorKind::Failed,
+                message: format!(
+                    "the host's proxy for isolated plugin `{}` panicked",
+                    self.supervisor.plugin()
+                )
+                .into(),
+            })
+        })
+    }
+
+    /// The plugin's name.
+    pub fn plugin(&self) -> &str {
+        self.supervisor.plugin()
+    }
+
+    /// The capability's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// Serves one call in the worker: capability `name`, found in the registry, called with the
+/// request; the reply appended.
+type ServeFn = fn(&Registry, &str, &[u8], &mut RVec<u8>) -> Result<(), CallError>;
+
+/// A [`WireEncoding`] with its types erased, as [`crate::Kinds`] keeps it.
+#[derive(Clone, Copy)]
+pub(crate) struct WireFns {
+    /// The proxy capability for a remote capability.
+    pub(crate) export: fn(Remote) -> CapabilityExport,
+    /// Serves one call in the worker.
+    pub(crate) serve: ServeFn,
+}
+
+impl WireFns {
+    pub(crate) fn of<W: WireEncoding>() -> Self {
+        WireFns {
+            export: export::<W>,
+            serve: serve::<W>,
+        }
+    }
+}
+
+fn export<W: WireEncoding>(remote: Remote) -> CapabilityExport {
+    let name = remote.name.clone();
+    CapabilityExport::new::<W::Kind>(&name, W::proxy(remote))
+}
+
+fn serve<W: WireEncoding>(
+    registry: &Registry,
+    name: &str,
+    request: &[u8],
+    reply: &mut RVec<u8>,
+) -> Result<(), CallError> {
+    let object = registry.get::<W::Kind>(name).map_err(|e| CallError {
+        kind: CallErrorKind::Failed,
+        message: e.to_string().into(),
+    })?;
+    W::serve(object, request, reply)
+}
+
+/// The proxy capability for `(kind, name)` of the supervised plugin, by the application's
+/// wire encoding of `kind`.
+pub(crate) fn export_with(
+    wire: WireFns,
+    supervisor: &Arc<Supervisor>,
+    kind: &'static str,
+    name: &str,
+) -> CapabilityExport {
+    (wire.export)(Remote {
+        supervisor: supervisor.clone(),
+        kind,
+        name: name.into(),
+    })
+}
