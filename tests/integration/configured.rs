@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::config::Machine;
 use crate::fixtures::fixtures;
-use crate::support::{file_name, host_info, rewrite_provenance, stderr, stdout};
+use crate::support::{claim_rustc_commit, file_name, rewrite_provenance, stderr, stdout};
 
 /// Copies fixture `name` into the machine's `rel` directory; returns the path as text.
 fn install(m: &Machine, rel: &str, name: &str) -> String {
@@ -285,39 +285,13 @@ fn trust_settings_and_the_lock_file_beside_the_project_file() {
     assert_eq!(named(&s, "wc")["reason"], "unsigned", "{s:#}");
 }
 
-/// Replaces, in `file`, every `"commit_hash":"…"` of the host's compiler with `fake` (same
-/// length): the file's provenance now says another compiler built it. For a copy of the CLI
-/// this changes both its worker note (what the host judges plugins against) and its own
-/// identity (what it judges them against as a worker) — a stand-in for a worker built with
-/// another toolchain, with no second toolchain needed.
-fn claim_commit(file: &Path, fake: &str) {
-    let real = host_info()["rustc"]["commit_hash"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert_eq!(real.len(), fake.len());
-    let from = format!("\"commit_hash\":\"{real}\"").into_bytes();
-    let to = format!("\"commit_hash\":\"{fake}\"").into_bytes();
-    let mut data = fs::read(file).unwrap();
-    let mut replaced = 0;
-    let mut at = 0;
-    while let Some(i) = data[at..].windows(from.len()).position(|w| w == from) {
-        let i = at + i;
-        data[i..i + to.len()].copy_from_slice(&to);
-        replaced += 1;
-        at = i + to.len();
-    }
-    assert!(replaced > 0, "no provenance in {}", file.display());
-    fs::write(file, data).unwrap();
-}
-
 #[test]
 fn configured_workers_are_registered_and_worker_flags_come_first() {
     const FAKE: &str = "0123456789abcdef0123456789abcdef01234567";
     let m = Machine::new();
     // `hello`, claiming another compiler's commit: refused in-process under strict.
     let hello = install(&m, "proj/plugins", "hello");
-    claim_commit(Path::new(&hello), FAKE);
+    claim_rustc_commit(Path::new(&hello), FAKE);
     // The CLI itself, as a worker: a real one, but of the host's compiler.
     let stable = env!("CARGO_BIN_EXE_plugin-host");
     m.write(
@@ -356,7 +330,7 @@ fn configured_workers_are_registered_and_worker_flags_come_first() {
     let fits = m.path("proj/workers/w-fake");
     fs::create_dir_all(fits.parent().unwrap()).unwrap();
     fs::copy(stable, &fits).unwrap();
-    claim_commit(&fits, FAKE);
+    claim_rustc_commit(&fits, FAKE);
     let flagged = m.path("flagged-worker");
     fs::hard_link(&fits, &flagged).unwrap();
     m.write(
