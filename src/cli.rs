@@ -196,7 +196,8 @@ struct LoadArgs {
     call_timeout: Option<std::time::Duration>,
     /// A worker binary built with another toolchain (repeatable; `plugin-host builder
     /// worker` builds one): a plugin refused in-process for a toolchain difference runs
-    /// isolated in the first one it matches. See the README's "Skewed plugins".
+    /// isolated in the first one it matches. Added before the configuration's `[isolation]
+    /// workers`. See the README's "Skewed plugins".
     #[arg(long = "worker", value_name = "PATH")]
     workers: Vec<PathBuf>,
 }
@@ -227,7 +228,8 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 }
 
 impl LoadArgs {
-    fn apply(&self, mut host: Host) -> Result<Host> {
+    /// These flags applied to `host`; the workers are `--worker`'s, then `config`'s.
+    fn apply(&self, config: &Config, mut host: Host) -> Result<Host> {
         if self.load_in_place {
             host = host.with_load_from(LoadFrom::File);
         }
@@ -253,7 +255,7 @@ impl LoadArgs {
         if let Some(timeout) = self.call_timeout {
             host = host.with_call_timeout(timeout);
         }
-        for worker in &self.workers {
+        for worker in crate::configured::workers(&self.workers, config) {
             host = host.with_worker(worker);
         }
         Ok(host.with_builtin(crate::builtins::BUILTIN))
@@ -363,7 +365,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let host = policy
                 .host(&config)?
                 .with_layout_check_at_load(check_layouts);
-            let mut host = trust.apply(&config, load.apply(host)?)?;
+            let mut host = trust.apply(&config, load.apply(&config, host)?)?;
             let mode = if no_load {
                 ScanMode::VerifyOnly
             } else {
@@ -487,7 +489,7 @@ fn lazy(args: &PluginArgs) -> Result<Host> {
     if let Some(cache) = index_cache(&host.identity().name) {
         host = host.with_index_cache(cache);
     }
-    let host = args.load.apply(host)?;
+    let host = args.load.apply(&config, host)?;
     let mut host = args.trust.apply(&config, host)?;
     log_reports(&host.index(&dirs)?);
     Ok(host)

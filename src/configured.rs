@@ -121,6 +121,21 @@ pub fn apply(config: &Config, flags: &PolicyFlags, mut host: Host) -> Result<Hos
     Ok(host)
 }
 
+/// The worker binaries to register, in the order they are tried: the ones given on the
+/// command line (`--worker`) first, then the configuration's `[isolation] workers` — the flags
+/// add to the configured list, as `--trusted-key` does to `[trust] keys`. A path given both
+/// ways is registered once, where the flag puts it.
+pub fn workers(given: &[PathBuf], config: &Config) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    let configured = config.workers().iter().map(|w| &w.value);
+    for path in given.iter().chain(configured) {
+        if !out.contains(path) {
+            out.push(path.clone());
+        }
+    }
+    out
+}
+
 /// The directories to scan: the ones given on the command line, else the configured search
 /// paths (or their defaults). Empty is an error that says where plugins are looked for.
 pub fn search_paths(given: &[PathBuf], config: &Config) -> Result<Vec<PathBuf>> {

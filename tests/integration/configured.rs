@@ -1,14 +1,16 @@
 //! The configuration drives the commands: search paths instead of `--plugins`, the
 //! `[plugins.NAME]` tables (enabled, path, policy, replace-builtin, isolation), `[trust]` and
-//! the lock file beside the project file; command-line flags override the files.
+//! the lock file beside the project file, `[isolation] workers`; command-line flags override
+//! the files.
 
 use std::fs;
+use std::path::Path;
 
 use serde_json::Value;
 
 use crate::config::Machine;
 use crate::fixtures::fixtures;
-use crate::support::{file_name, rewrite_provenance, stderr, stdout};
+use crate::support::{claim_rustc_commit, file_name, rewrite_provenance, stderr, stdout};
 
 /// Copies fixture `name` into the machine's `rel` directory; returns the path as text.
 fn install(m: &Machine, rel: &str, name: &str) -> String {
@@ -281,4 +283,79 @@ fn trust_settings_and_the_lock_file_beside_the_project_file() {
     // The command line's mode replaces every configured one.
     let s = scan(&m, &["--signatures", "require"]);
     assert_eq!(named(&s, "wc")["reason"], "unsigned", "{s:#}");
+}
+
+#[test]
+fn configured_workers_are_registered_and_worker_flags_come_first() {
+    const FAKE: &str = "0123456789abcdef0123456789abcdef01234567";
+    let m = Machine::new();
+    // `hello`, claiming another compiler's commit: refused in-process under strict.
+    let hello = install(&m, "proj/plugins", "hello");
+    claim_rustc_commit(Path::new(&hello), FAKE);
+    // The CLI itself, as a worker: a real one, but of the host's compiler.
+    let stable = env!("CARGO_BIN_EXE_plugin-host");
+    m.write(
+        "proj/plugin-host.toml",
+        &format!(
+            "[search]\npaths = [\"plugins\"]\n\n[policy]\npreset = \"strict\"\n\n\
+             [isolation]\nworkers = [\"{stable}\"]\n"
+        ),
+    );
+    // `config` shows it with where it was set.
+    let out = m.run(&["config"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let project = m.path("proj/plugin-host.toml");
+    let line = format!(
+        "isolation.workers[0] = \"{stable}\"  # {}:8:12",
+        project.display()
+    );
+    assert!(
+        stdout(&out).lines().any(|l| l == line),
+        "no {line:?} in {}",
+        stdout(&out)
+    );
+    // The configured worker was judged, and the refusal says why it does not fit.
+    let s = scan(&m, &[]);
+    let h = named(&s, "hello");
+    assert_eq!(h["status"], "rejected", "{h:#}");
+    assert_eq!(h["reason"], "rustc-mismatch", "{h:#}");
+    let message = h["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("no registered worker fits: {stable} (rustc ")),
+        "{message}"
+    );
+    assert!(message.contains("[rustc-mismatch]"), "{message}");
+
+    // Copies of the CLI that claim the plugin's compiler: workers that fit.
+    let fits = m.path("proj/workers/w-fake");
+    fs::create_dir_all(fits.parent().unwrap()).unwrap();
+    fs::copy(stable, &fits).unwrap();
+    claim_rustc_commit(&fits, FAKE);
+    let flagged = m.path("flagged-worker");
+    fs::hard_link(&fits, &flagged).unwrap();
+    m.write(
+        "proj/plugin-host.toml",
+        "[search]\npaths = [\"plugins\"]\n\n[policy]\npreset = \"strict\"\n\n\
+         [isolation]\nworkers = [\"workers/w-fake\"]\n",
+    );
+    let s = scan(&m, &[]);
+    let h = named(&s, "hello");
+    assert_eq!(h["status"], "loaded", "{h:#}");
+    assert_eq!(h["isolated"], true, "{h:#}");
+    assert_eq!(h["worker"]["path"], fits.to_str().unwrap(), "{h:#}");
+    // And its command answers from that worker (which judged the plugin against its own,
+    // claimed, provenance before loading it).
+    let out = m.run(&["run", "hello", "Ada"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("hello, Ada!"), "{}", stdout(&out));
+
+    // `--worker` adds to the configured list, ahead of it: both fit, the flag's is chosen.
+    let s = scan(&m, &["--worker", flagged.to_str().unwrap()]);
+    let h = named(&s, "hello");
+    assert_eq!(h["worker"]["path"], flagged.to_str().unwrap(), "{h:#}");
+    // A flag worker that does not fit leaves the configured one in the list.
+    let s = scan(&m, &["--worker", stable]);
+    let h = named(&s, "hello");
+    assert_eq!(h["status"], "loaded", "{h:#}");
+    assert_eq!(h["worker"]["path"], fits.to_str().unwrap(), "{h:#}");
 }

@@ -780,3 +780,275 @@ fn transform_reloads_its_isolated_plugins_on_sighup() {
     assert!(log_has("SIGHUP: reloaded plugin `redact`"));
     assert!(!log_has("ERROR"), "{}", log.lock().unwrap());
 }
+
+/// How the scribbling worker (this test binary, re-run as [`scribbling_worker`]) damages the
+/// call channel once the host's first call arrives.
+const SCRIBBLE_ALWAYS: &str = "always";
+/// Only the first worker scribbles; the ones started after it serve calls.
+const SCRIBBLE_ONCE: &str = "once";
+
+/// A host whose worker is this test binary running [`scribbling_worker`] in `mode`, counting
+/// its starts in `starts` (a file).
+fn scribbling_host(mode: &str, starts: &Path) -> Host {
+    let exe = std::env::current_exe().unwrap();
+    host()
+        .with_worker_command(
+            exe,
+            [
+                "isolate::scribbling_worker",
+                "--exact",
+                "--include-ignored",
+                "--nocapture",
+                "--test-threads=1",
+                // The host appends `--fd N --shm M`: after `--`, free arguments the worker
+                // reads (and test filters that match no test).
+                "--",
+                mode,
+                starts.to_str().unwrap(),
+            ],
+        )
+        .with_default_isolation(Isolation::Process)
+        .with_start_timeout(Duration::from_secs(5))
+        .with_call_timeout(Duration::from_secs(5))
+}
+
+#[test]
+fn a_worker_scribbling_over_the_shared_channel_fails_the_call_and_never_crashes_the_host() {
+    let dir = plugin_dir(&["hello"]);
+    let state_dir = tempfile::tempdir().unwrap();
+
+    // Every worker scribbles (out-of-range positions, then an impossible frame length, then
+    // positions again): each call fails `protocol-error` at once, saying what happened, and
+    // the third failure in a row retires the plugin, with that reason.
+    let starts = state_dir.path().join("always");
+    let mut host = scribbling_host(SCRIBBLE_ALWAYS, &starts);
+    let reports = host.scan(&[dir.path()], ScanMode::Load).unwrap();
+    let hello = report_of(&reports, "hello");
+    assert_eq!(hello.status, Status::Loaded, "{:?}", hello.message);
+    assert!(hello.isolated);
+    let handle = host.registry().get::<CommandKind>("hello").unwrap();
+    let damage = [
+        "peer's write position is out of range",
+        "message length over the limit",
+        "peer's write position is out of range",
+    ];
+    for (i, needle) in damage.iter().enumerate() {
+        let started = Instant::now();
+        let args = [RStr::from("Ada")];
+        let error = handle
+            .call(RSlice::from_slice(&args))
+            .into_result()
+            .expect_err("a scribbled channel cannot give a reply");
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "call {i} waited {:?}: the corruption was not noticed at once",
+            started.elapsed()
+        );
+        assert_eq!(
+            host::isolate::reason(&error),
+            Some(ReasonCode::ProtocolError),
+            "call {i}: {error}"
+        );
+        let message = error.message.as_str();
+        for n in [
+            "plugin `hello`",
+            "sent garbage during command `hello`",
+            "corrupt shared channel",
+            needle,
+            "killed",
+        ] {
+            assert!(message.contains(n), "call {i} lacks {n:?}: {message}");
+        }
+    }
+    assert_eq!(
+        fs::read_to_string(&starts).unwrap().len(),
+        3,
+        "three workers"
+    );
+    let state = &host.isolated()[0];
+    assert_eq!(state.starts, 3, "{state:?}");
+    let (reason, why) = state
+        .unregistered
+        .clone()
+        .expect("retired after 3 failures");
+    assert_eq!(reason, ReasonCode::ProtocolError);
+    assert!(
+        why.contains("unregistered after 3 consecutive failures"),
+        "{why}"
+    );
+    // Retired: the old handle fails with the reason, no new worker is started, lookups fail.
+    let args = [RStr::from("Ada")];
+    let error = handle.call(RSlice::from_slice(&args)).unwrap_err();
+    assert!(error.message.ends_with("[protocol-error]"), "{error}");
+    assert_eq!(fs::read_to_string(&starts).unwrap().len(), 3);
+    match host.registry().get::<CommandKind>("hello") {
+        Err(e @ LookupError::Unregistered { .. }) => {
+            assert_eq!(e.reason(), Some(ReasonCode::ProtocolError))
+        }
+        Err(e) => panic!("not retired: {e}"),
+        Ok(_) => panic!("a retired plugin is still registered"),
+    }
+
+    // Only the first worker scribbles: the call fails, and the next is served by a restarted
+    // worker, which resets the failure count.
+    let starts = state_dir.path().join("once");
+    let mut host = scribbling_host(SCRIBBLE_ONCE, &starts);
+    host.scan(&[dir.path()], ScanMode::Load).unwrap();
+    let error = call(&host, "hello", &["Ada"]).unwrap_err();
+    assert_eq!(
+        host::isolate::reason(&error),
+        Some(ReasonCode::ProtocolError),
+        "{error}"
+    );
+    assert_eq!(
+        call(&host, "hello", &["Ada"]).unwrap(),
+        "hello, Ada! (from a restarted fake worker)"
+    );
+    let state = &host.isolated()[0];
+    assert_eq!(
+        (
+            state.starts,
+            state.consecutive_failures,
+            state.unregistered.is_none()
+        ),
+        (2, 0, true),
+        "{state:?}"
+    );
+}
+
+/// Not a test: the fake worker [`scribbling_host`] starts (this binary, re-run on this one
+/// function with `--include-ignored`). It completes the version-2 handshake as a real worker
+/// does — `welcome` on the control socket and again on the shared-memory call channel, then
+/// `registered` for `hello` — and, when the host's first call arrives, scribbles over the
+/// channel's reply ring: a write position claiming more than the ring holds, or a frame
+/// length far over any limit. In mode `once`, only the first worker does; later ones serve.
+#[test]
+#[ignore = "a fake worker for a_worker_scribbling_over_the_shared_channel_…, run by that test"]
+fn scribbling_worker() {
+    use plugin_protocol::{Capability, Message, COOKIE};
+    use std::io::{Read, Write};
+    use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+    use std::os::unix::net::UnixStream;
+
+    let args: Vec<String> = std::env::args().collect();
+    let after = |flag: &str| {
+        let at = args.iter().position(|a| a == flag)?;
+        args.get(at + 1).cloned()
+    };
+    let (Some(fd), Some(shm)) = (after("--fd"), after("--shm")) else {
+        return; // Run by hand or with --include-ignored: nothing to serve.
+    };
+    let at = args.iter().position(|a| a == "--").unwrap();
+    let (mode, starts) = (args[at + 1].clone(), args[at + 2].clone());
+    let mut count = fs::read_to_string(&starts).unwrap_or_default();
+    count.push('x');
+    fs::write(&starts, &count).unwrap();
+    let nth = count.len();
+    let scribble = mode == SCRIBBLE_ALWAYS || nth == 1;
+
+    let (fd, shm): (RawFd, RawFd) = (fd.parse().unwrap(), shm.parse().unwrap());
+    // SAFETY: the host passed this descriptor, open and ours alone, as the control socket.
+    let mut socket = unsafe { UnixStream::from_raw_fd(fd) };
+    let read_frame = |socket: &mut UnixStream| {
+        let mut len = [0u8; 4];
+        socket.read_exact(&mut len).unwrap();
+        let mut frame = len.to_vec();
+        frame.resize(4 + u32::from_le_bytes(len) as usize, 0);
+        socket.read_exact(&mut frame[4..]).unwrap();
+        plugin_protocol::decode(&frame).unwrap().0
+    };
+    let bytes = |m: &Message| {
+        let mut out = Vec::new();
+        plugin_protocol::encode(m, &mut out);
+        out
+    };
+    assert!(matches!(read_frame(&mut socket), Message::Hello { .. }));
+    let welcome = bytes(&Message::Welcome {
+        cookie: COOKIE,
+        version: 2,
+        pid: std::process::id(),
+    });
+    socket.write_all(&welcome).unwrap();
+    // SAFETY: `dup` of the descriptor the host passed; the copy is ours to own.
+    let copy = unsafe { OwnedFd::from_raw_fd(libc::dup(shm)) };
+    let mut channel = host::isolate::shm::Channel::from_fd(copy).unwrap();
+    channel.send(&welcome, None).unwrap();
+    assert!(matches!(read_frame(&mut socket), Message::Load(_)));
+    let registered = Message::Registered {
+        name: "hello".into(),
+        version: "0.1.0".into(),
+        capabilities: vec![Capability {
+            kind: "command".into(),
+            name: "hello".into(),
+        }],
+    };
+    socket.write_all(&bytes(&registered)).unwrap();
+
+    let mut rx = Vec::new();
+    loop {
+        if channel.recv_into(&mut rx, None).is_err() {
+            return;
+        }
+        let id = match plugin_protocol::decode(&rx).unwrap().0 {
+            Message::Call { id, .. } => id,
+            _ => return, // shutdown
+        };
+        if !scribble {
+            let reply = Message::Reply {
+                id,
+                result: Ok(b"hello, Ada! (from a restarted fake worker)".to_vec()),
+            };
+            channel.send(&bytes(&reply), None).unwrap();
+            continue;
+        }
+        // The region, mapped again here to write where the channel never would.
+        // SAFETY: `fstat` on an open descriptor into a zeroed struct; result checked.
+        let size = unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            assert_eq!(libc::fstat(shm, &mut st), 0);
+            st.st_size as usize
+        };
+        // SAFETY: a fresh shared mapping of the whole memfd (no address hint); checked below.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                shm,
+                0,
+            )
+        };
+        assert_ne!(base, libc::MAP_FAILED);
+        let word = |offset: usize| {
+            assert!(offset + 4 <= size && offset % 4 == 0);
+            // SAFETY: in bounds of the live mapping (checked above) and 4-aligned (the
+            // mapping is page-aligned); shared words are only ever accessed atomically.
+            unsafe { &*(base.cast::<u8>().add(offset) as *const std::sync::atomic::AtomicU32) }
+        };
+        let seq = std::sync::atomic::Ordering::SeqCst;
+        let capacity = word(8).load(seq) as usize;
+        // Ring 1 (worker → host): control at 0x180, `tail` its first word; data after the
+        // 4096-byte header and ring 0's data.
+        let tail = word(0x180);
+        let written = tail.load(seq);
+        if nth % 2 == 1 {
+            // A write position 2 GiB ahead of what the host has read.
+            tail.store(written.wrapping_add(0x8000_0000), seq);
+        } else {
+            // A whole frame header, claiming a length no message may have. Frames are not
+            // aligned: byte by byte, wrapping as the ring does.
+            for (k, b) in 0xFFFF_FFF0u32.to_le_bytes().into_iter().enumerate() {
+                let at = 4096 + capacity + (written as usize + k) % capacity;
+                assert!(at < size);
+                // SAFETY: in bounds of the live mapping (checked above); a byte store.
+                unsafe { std::ptr::write_volatile(base.cast::<u8>().add(at), b) };
+            }
+            tail.store(written.wrapping_add(4), seq);
+        }
+        // No futex wake-up: the host re-reads the ring within its liveness slice. Then wait
+        // to be killed, as a lying worker would (never more than a minute).
+        std::thread::sleep(Duration::from_secs(60));
+        return;
+    }
+}

@@ -1,9 +1,15 @@
 //! Skewed plugins that still run: a plugin built by nightly, refused in-process under
-//! `strict`, runs isolated in a worker built with nightly (`--worker`), and only there.
+//! `strict`, runs isolated in a worker built with nightly (`--worker`), and only there; a
+//! reload keeps it in a worker of its toolchain.
 
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+
+use abi_stable::std_types::{RSlice, RStr};
+use host::{Host, Policy, ScanMode, Status};
+use plugin_api::CommandKind;
 
 use crate::fixtures::{root, run_suggested, scratch_workspace, tmp};
 use crate::support::*;
@@ -216,4 +222,168 @@ fn the_worker_reader_accepts_executables_only_for_workers() {
     // A plugin reader still refuses it.
     let e = host::read_provenance(exe).unwrap_err();
     assert_eq!(e.reason(), host::ReasonCode::NotALibrary, "{e}");
+}
+
+/// The executable process `pid` runs, as the kernel names it.
+fn exe_of(pid: u32) -> PathBuf {
+    fs::read_link(format!("/proc/{pid}/exe")).unwrap()
+}
+
+/// The plugin's worker: its pid and the executable it runs.
+fn worker_of(host: &Host, plugin: &str) -> (u32, PathBuf) {
+    let state = host
+        .isolated()
+        .into_iter()
+        .find(|p| p.name == plugin)
+        .unwrap_or_else(|| panic!("`{plugin}` is not isolated"));
+    let pid = state.pid.expect("a worker runs");
+    (pid, exe_of(pid))
+}
+
+fn call(host: &Host, command: &str) -> String {
+    let cmd = host.registry().get::<CommandKind>(command).unwrap();
+    let args = [RStr::from("Ada")];
+    cmd.call(RSlice::from_slice(&args))
+        .into_result()
+        .unwrap_or_else(|e| panic!("{command}: {e}"))
+        .into()
+}
+
+fn strict() -> Policy {
+    Policy::preset("strict").unwrap()
+}
+
+#[test]
+fn a_reloaded_nightly_plugin_stays_in_its_nightly_worker_and_serves() {
+    let Some((worker, plugins)) = nightly_build() else {
+        return skip("a_reloaded_nightly_plugin_stays_in_its_nightly_worker_and_serves");
+    };
+    // A directory of its own: the test installs a "new build" over the plugin.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(lib_name());
+    fs::copy(plugins.join(lib_name()), &file).unwrap();
+    let mut host = host().with_policy(strict()).with_worker(worker);
+    let reports = host.scan(&[dir.path()], ScanMode::Load).unwrap();
+    let r = reports
+        .iter()
+        .find(|r| r.name.as_deref() == Some("skewed"))
+        .unwrap_or_else(|| panic!("{reports:#?}"));
+    assert_eq!(r.status, Status::Loaded, "{r:#?}");
+    assert_eq!(r.worker.as_ref().map(|w| &w.path), Some(worker), "{r:#?}");
+    let handle = host
+        .registry()
+        .get::<CommandKind>("skewed-command")
+        .unwrap();
+    assert_eq!(call(&host, "skewed-command"), "skewed");
+    let nightly = worker.canonicalize().unwrap();
+    let (first, exe) = worker_of(&host, "skewed");
+    assert_eq!(exe, nightly);
+
+    // A new build installed at the path (the same nightly build, a new file), then reloads.
+    let staging = dir.path().join("staging");
+    fs::copy(&file, &staging).unwrap();
+    fs::rename(&staging, &file).unwrap();
+    let mut pids = vec![first];
+    for i in 0..2 {
+        let report = host
+            .reload("skewed")
+            .unwrap_or_else(|e| panic!("reload {i}: {e}"));
+        assert_eq!(report.status, Status::Loaded, "{report:#?}");
+        assert!(report.isolated, "{report:#?}");
+        assert_eq!(
+            report.worker.as_ref().map(|w| &w.path),
+            Some(worker),
+            "{report:#?}"
+        );
+        let (pid, exe) = worker_of(&host, "skewed");
+        assert!(!pids.contains(&pid), "reload {i} started no new worker");
+        assert_eq!(exe, nightly, "reload {i} left the nightly worker");
+        pids.push(pid);
+        // Served by the new worker, through the handle taken before the reloads too.
+        assert_eq!(call(&host, "skewed-command"), "skewed");
+        let args = [RStr::from("Ada")];
+        assert_eq!(
+            handle.call(RSlice::from_slice(&args)).unwrap().as_str(),
+            "skewed"
+        );
+    }
+    assert_eq!(host.isolated()[0].consecutive_failures, 0);
+}
+
+/// Two copies of the CLI claiming compiler commits `a` and `b`: workers of two "other"
+/// toolchains, without installing any.
+fn claimed_workers(dir: &Path, a: &str, b: &str) -> (PathBuf, PathBuf) {
+    let cli = Path::new(env!("CARGO_BIN_EXE_plugin-host"));
+    let out = |name: &str, commit: &str| {
+        let path = dir.join(name);
+        fs::copy(cli, &path).unwrap();
+        claim_rustc_commit(&path, commit);
+        path
+    };
+    (out("worker-a", a), out("worker-b", b))
+}
+
+/// `hello`, claiming compiler commit `commit`, installed at `dest` by a rename.
+fn install_hello_claiming(dest: &Path, commit: Option<&str>) {
+    let staging = dest.with_extension("new");
+    fs::copy(crate::fixtures::fixtures().lib("hello"), &staging).unwrap();
+    if let Some(commit) = commit {
+        claim_rustc_commit(&staging, commit);
+    }
+    fs::rename(&staging, dest).unwrap();
+}
+
+#[test]
+fn a_reload_runs_the_new_file_in_the_worker_that_fits_it() {
+    const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+    let dir = tempfile::tempdir().unwrap();
+    let (worker_a, worker_b) = claimed_workers(dir.path(), A, B);
+    let plugins = dir.path().join("plugins");
+    fs::create_dir(&plugins).unwrap();
+    let file = plugins.join(file_name("hello"));
+    install_hello_claiming(&file, Some(A));
+    let mut host = host()
+        .with_policy(strict())
+        .with_worker_command(env!("CARGO_BIN_EXE_plugin-host"), ["__worker"])
+        .with_worker(&worker_a)
+        .with_worker(&worker_b);
+    let reports = host.scan(&[&plugins], ScanMode::Load).unwrap();
+    let r = reports
+        .iter()
+        .find(|r| r.name.as_deref() == Some("hello"))
+        .unwrap_or_else(|| panic!("{reports:#?}"));
+    assert_eq!(r.status, Status::Loaded, "{r:#?}");
+    assert_eq!(
+        worker_of(&host, "hello").1,
+        worker_a.canonicalize().unwrap()
+    );
+    assert!(call(&host, "hello").starts_with("hello, Ada!"));
+
+    // A new build by the other compiler: reloaded, it runs in the worker of that compiler.
+    install_hello_claiming(&file, Some(B));
+    let report = host.reload("hello").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        report.worker.as_ref().map(|w| &w.path),
+        Some(&worker_b),
+        "{report:#?}"
+    );
+    assert_eq!(
+        worker_of(&host, "hello").1,
+        worker_b.canonicalize().unwrap()
+    );
+    assert!(call(&host, "hello").starts_with("hello, Ada!"));
+
+    // A new build by the host's own compiler: it still runs isolated (a reload never moves
+    // a plugin into the host), in the host's worker.
+    install_hello_claiming(&file, None);
+    let report = host.reload("hello").unwrap_or_else(|e| panic!("{e}"));
+    assert!(report.worker.is_none(), "{report:#?}");
+    assert_eq!(
+        worker_of(&host, "hello").1,
+        Path::new(env!("CARGO_BIN_EXE_plugin-host"))
+            .canonicalize()
+            .unwrap()
+    );
+    assert!(call(&host, "hello").starts_with("hello, Ada!"));
 }

@@ -168,6 +168,32 @@ pub fn rewrite_provenance(path: &Path, edit: impl FnOnce(&mut Value)) {
     fs::write(path, data).unwrap();
 }
 
+/// Replaces, in `file`, every `"commit_hash":"…"` of the host's compiler with `fake` (same
+/// length): the file's provenance now says another compiler built it. For a copy of the CLI
+/// this changes both its worker note (what the host judges plugins against) and its own
+/// identity (what it judges them against as a worker) — a stand-in for a worker built with
+/// another toolchain, with no second toolchain needed.
+pub fn claim_rustc_commit(file: &Path, fake: &str) {
+    let real = host_info()["rustc"]["commit_hash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(real.len(), fake.len());
+    let from = format!("\"commit_hash\":\"{real}\"").into_bytes();
+    let to = format!("\"commit_hash\":\"{fake}\"").into_bytes();
+    let mut data = fs::read(file).unwrap();
+    let mut replaced = 0;
+    let mut at = 0;
+    while let Some(i) = data[at..].windows(from.len()).position(|w| w == from) {
+        let i = at + i;
+        data[i..i + to.len()].copy_from_slice(&to);
+        replaced += 1;
+        at = i + to.len();
+    }
+    assert!(replaced > 0, "no provenance in {}", file.display());
+    fs::write(file, data).unwrap();
+}
+
 /// Overwrites raw bytes of the provenance section, starting `at` bytes into it.
 pub fn patch_section(path: &Path, at: usize, bytes: &[u8]) {
     let mut data = fs::read(path).unwrap();

@@ -25,6 +25,7 @@ pub struct Config {
     policy: Option<Policy>,
     trust: Trust,
     plugins: BTreeMap<String, PluginSettings>,
+    workers: Vec<Valued<PathBuf>>,
 }
 
 impl Config {
@@ -65,6 +66,7 @@ impl Config {
             policy: None,
             trust: Trust::default(),
             plugins: BTreeMap::new(),
+            workers: Vec::new(),
         };
         for layer in layers {
             config.apply(layer);
@@ -87,6 +89,9 @@ impl Config {
         }
         if layer.signatures.is_some() {
             self.trust.signatures = layer.signatures;
+        }
+        if let Some(workers) = layer.workers {
+            self.workers = workers;
         }
         for (name, settings) in layer.plugins {
             self.plugins.entry(name).or_default().merge(settings);
@@ -198,6 +203,13 @@ impl Config {
     /// The `[trust]` table.
     pub fn trust(&self) -> &Trust {
         &self.trust
+    }
+
+    /// `[isolation] workers`: worker binaries built with other toolchains (resolved, each an
+    /// existing file), with origins; the array of the last layer that set it. See
+    /// [`crate::Host::with_worker`].
+    pub fn workers(&self) -> &[Valued<PathBuf>] {
+        &self.workers
     }
 
     /// The effective `[plugins.NAME]` settings, when any layer has that table.

@@ -108,6 +108,13 @@ impl Config {
                 &s.origin,
             ));
         }
+        for (i, w) in self.workers().iter().enumerate() {
+            out.push(Entry::set(
+                format!("isolation.workers[{i}]"),
+                path_json(&w.value),
+                &w.origin,
+            ));
+        }
         for (name, p) in self.plugins() {
             let key = |k: &str| format!("plugins.{name}.{k}");
             if let Some(v) = &p.path {

@@ -42,6 +42,10 @@
 //! keys = ["RWQf6LRCGA9i53mlYecO4IzT51TGPpvWucNSCh1CBM0QTaLn73Y7GFO3"]
 //! signatures = "require"                       # "ignore" | "warn" | "require"
 //!
+//! [isolation]
+//! workers = ["workers/plugin-host-worker-nightly"]  # worker binaries built with other
+//!                                              # toolchains (Host::with_worker); must exist
+//!
 //! [plugins.redact]                             # NAME: the plugin's cargo package name
 //! path = "vendor/libredact.so"                 # a plugin file; must exist
 //! enabled = true

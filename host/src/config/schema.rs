@@ -25,12 +25,14 @@ pub(crate) struct Layer {
     pub keys: Option<Vec<Valued<String>>>,
     pub signatures: Option<Valued<SignatureMode>>,
     pub plugins: BTreeMap<String, PluginSettings>,
+    pub workers: Option<Vec<Valued<PathBuf>>>,
 }
 
-const TOP: &[&str] = &["search", "policy", "trust", "plugins"];
+const TOP: &[&str] = &["search", "policy", "trust", "isolation", "plugins"];
 const SEARCH: &[&str] = &["paths"];
 const POLICY: &[&str] = &["preset", "checks"];
 const TRUST: &[&str] = &["keys", "signatures"];
+const ISOLATION: &[&str] = &["workers"];
 const PLUGIN: &[&str] = &[
     "path",
     "enabled",
@@ -63,6 +65,7 @@ pub(crate) fn parse(kind: LayerKind, file: &Path, text: &str) -> Result<Layer, C
         keys: None,
         signatures: None,
         plugins: BTreeMap::new(),
+        workers: None,
     };
     for field in walker.fields(doc.as_table(), &start, "the top level", TOP)? {
         match field.key {
@@ -88,6 +91,12 @@ pub(crate) fn parse(kind: LayerKind, file: &Path, text: &str) -> Result<Layer, C
                         "keys" => layer.keys = Some(walker.keys(&f, "trust.keys")?),
                         _ => layer.signatures = Some(walker.signatures(&f, "trust.signatures")?),
                     }
+                }
+            }
+            "isolation" => {
+                let table = walker.table(&field, "isolation")?;
+                for f in walker.fields(table, &field.value_at, "[isolation]", ISOLATION)? {
+                    layer.workers = Some(walker.files(&f, "isolation.workers", "worker binary")?);
                 }
             }
             _ => {
@@ -293,6 +302,38 @@ impl Walker<'_> {
         Ok(out)
     }
 
+    /// An array of files (each existing, none a directory); `what` names one in the error.
+    fn files(
+        &self,
+        f: &Field<'_>,
+        key: &str,
+        what: &str,
+    ) -> Result<Vec<Valued<PathBuf>>, ConfigError> {
+        let mut out = Vec::new();
+        for s in self.strings(f, key)? {
+            out.push(self.file(s, key, what)?);
+        }
+        Ok(out)
+    }
+
+    /// `s` resolved against the directory of the file; it must exist and not be a directory.
+    fn file(
+        &self,
+        s: Valued<String>,
+        key: &str,
+        what: &str,
+    ) -> Result<Valued<PathBuf>, ConfigError> {
+        let path = self.existing(s, key)?;
+        if path.value.is_dir() {
+            return Err(ConfigError::Invalid {
+                origin: path.origin,
+                key: key.to_owned(),
+                message: format!("{} is a directory, not a {what}", path.value.display()),
+            });
+        }
+        Ok(path)
+    }
+
     fn keys(&self, f: &Field<'_>, key: &str) -> Result<Vec<Valued<String>>, ConfigError> {
         let keys = self.strings(f, key)?;
         for k in &keys {
@@ -329,20 +370,7 @@ impl Walker<'_> {
         for p in self.fields(table, &f.value_at, &section, PLUGIN)? {
             let key = format!("{prefix}.{}", p.key);
             match p.key {
-                "path" => {
-                    let path = self.existing(self.string(&p, &key)?, &key)?;
-                    if path.value.is_dir() {
-                        return Err(ConfigError::Invalid {
-                            origin: path.origin,
-                            key,
-                            message: format!(
-                                "{} is a directory, not a plugin file",
-                                path.value.display()
-                            ),
-                        });
-                    }
-                    s.path = Some(path);
-                }
+                "path" => s.path = Some(self.file(self.string(&p, &key)?, &key, "plugin file")?),
                 "enabled" => s.enabled = Some(self.bool(&p, &key)?),
                 "config" => s.config = self.config(&p, &key)?,
                 "policy" => s.preset = Some(self.preset(&p, &key)?),

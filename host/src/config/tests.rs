@@ -643,3 +643,137 @@ fn a_broken_layer_applies_nothing() {
     let e = w.load().unwrap_err();
     assert_eq!(e.origin().unwrap().file, w.path(user()));
 }
+
+// ---- [isolation] workers -----------------------------------------------------------------
+
+#[test]
+fn workers_resolve_against_their_file_and_a_higher_layer_replaces_the_list() {
+    let w = World::new();
+    w.write("home/.config/plugin-host/workers/w-nightly", "");
+    w.write("proj/tools/w-beta", "");
+    w.write("proj/tools/w-nightly", "");
+    let u = w.write(user(), "[isolation]\nworkers = [\"workers/w-nightly\"]\n");
+    let c = w.load().unwrap();
+    let workers = c.workers();
+    assert_eq!(workers.len(), 1);
+    assert_eq!(
+        workers[0].value,
+        w.path("home/.config/plugin-host/workers/w-nightly")
+    );
+    assert_eq!(
+        (
+            &workers[0].origin.file,
+            workers[0].origin.line,
+            workers[0].origin.column
+        ),
+        (&u, 2, 12)
+    );
+
+    // The project's array replaces the user's whole, in its order, resolved against the
+    // project directory (not the working directory, `proj/sub`).
+    let p = w.write(
+        project(),
+        "[isolation]\nworkers = [\n  \"tools/w-beta\",\n  \"tools/w-nightly\",\n]\n",
+    );
+    let c = w.load().unwrap();
+    let paths: Vec<_> = c.workers().iter().map(|v| v.value.clone()).collect();
+    assert_eq!(
+        paths,
+        vec![w.path("proj/tools/w-beta"), w.path("proj/tools/w-nightly")]
+    );
+    // `plugin-host config` shows each with where it was set.
+    let entries = c.entries();
+    let second = entries
+        .iter()
+        .find(|e| e.key == "isolation.workers[1]")
+        .unwrap_or_else(|| panic!("no isolation.workers[1] in {entries:#?}"));
+    assert_eq!(
+        second.json,
+        serde_json::json!(w.path("proj/tools/w-nightly").to_str().unwrap())
+    );
+    let origin = second.origin.as_ref().unwrap();
+    assert_eq!((&origin.file, origin.line, origin.column), (&p, 4, 3));
+    assert!(!entries.iter().any(|e| e.key == "isolation.workers[2]"));
+
+    // An empty array in a higher layer clears the list.
+    w.write(project(), "[isolation]\nworkers = []\n");
+    assert!(w.load().unwrap().workers().is_empty());
+    // No [isolation] table anywhere: no workers, no entry.
+    w.write(project(), "");
+    fs::remove_file(w.path(user())).unwrap();
+    let c = w.load().unwrap();
+    assert!(c.workers().is_empty());
+    assert!(!c.entries().iter().any(|e| e.key.starts_with("isolation")));
+}
+
+#[test]
+fn a_worker_that_does_not_exist_or_is_a_directory_is_an_error_at_its_place() {
+    let w = World::new();
+    w.write("proj/w-ok", "");
+    let p = w.write(
+        project(),
+        "[isolation]\nworkers = [\"w-ok\", \"w-missing\"]\n",
+    );
+    let e = err(&w);
+    assert_at(&e, &p, 2, 20, &["`isolation.workers`"]);
+    assert!(
+        e.ends_with(&format!(
+            "{} does not exist",
+            w.path("proj/w-missing").display()
+        )),
+        "{e}"
+    );
+
+    w.mkdir("proj/wdir");
+    w.write(project(), "[isolation]\nworkers = [\"wdir\"]\n");
+    assert_at(
+        &err(&w),
+        &p,
+        2,
+        12,
+        &["is a directory, not a worker binary"],
+    );
+
+    w.write(project(), "[isolation]\nworkers = [\"\"]\n");
+    assert_at(&err(&w), &p, 2, 12, &["an empty path"]);
+}
+
+#[test]
+fn workers_of_the_wrong_type_or_under_a_misspelt_key_are_refused() {
+    let w = World::new();
+    let p = w.write(project(), "[isolation]\nworkers = \"w\"\n");
+    assert_at(
+        &err(&w),
+        &p,
+        2,
+        11,
+        &["`isolation.workers`: expected an array, found a string"],
+    );
+
+    w.write(project(), "[isolation]\nworkers = [\"w\", 3]\n");
+    assert_at(
+        &err(&w),
+        &p,
+        2,
+        17,
+        &["`isolation.workers`: expected a string, found an integer"],
+    );
+
+    w.write(project(), "isolation = [\"w\"]\n");
+    assert_at(&err(&w), &p, 1, 13, &["expected a table, found an array"]);
+
+    w.write(project(), "[isolation]\nworker = [\"w\"]\n");
+    assert_at(
+        &err(&w),
+        &p,
+        2,
+        1,
+        &[
+            "unknown key `worker` in [isolation]",
+            "did you mean `workers`?",
+        ],
+    );
+
+    w.write(project(), "[isolaton]\nworkers = []\n");
+    assert_at(&err(&w), &p, 1, 2, &["did you mean `isolation`?"]);
+}

@@ -60,7 +60,7 @@
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -112,8 +112,6 @@ pub(crate) struct Settings {
     pub(crate) sources: HashMap<String, PathBuf>,
     /// Worker binaries built with other toolchains ([`Host::with_worker`]).
     pub(crate) workers: Vec<WorkerBinary>,
-    /// The worker binary each skewed plugin runs in, by name.
-    pub(crate) chosen: HashMap<String, PathBuf>,
 }
 
 impl Default for Settings {
@@ -127,7 +125,6 @@ impl Default for Settings {
             supervisors: Vec::new(),
             sources: HashMap::new(),
             workers: Vec::new(),
-            chosen: HashMap::new(),
         }
     }
 }
@@ -258,14 +255,12 @@ impl Host {
         let shown = path.display().to_string();
         if let Some(choice) = &report.worker {
             tracing::info!("plugin `{name}` {choice}");
-            self.isolation
-                .chosen
-                .insert(name.clone(), choice.path.clone());
         }
         // The verified bytes: the trust step's sealed copy when it made one, else the file
         // opened for verification (so a file renamed over the path is never what runs).
         let file = verified.sealed.unwrap_or(verified.file);
-        let spec = match self.worker_spec(&name, &shown, file) {
+        let chosen = report.worker.as_ref().map(|w| w.path.as_path());
+        let spec = match self.worker_spec(&name, &shown, file, chosen) {
             Ok(spec) => spec,
             Err(detail) => return fail(report, path, ReasonCode::HandshakeFailed, detail),
         };
@@ -340,15 +335,17 @@ impl Host {
 
 impl Host {
     /// How to start a worker for plugin `name` on the verified bytes in `file` (`shown`:
-    /// the path it was verified at); `Err` when this process cannot name a worker program.
+    /// the path it was verified at): in `chosen`, the worker binary the verification picked
+    /// for a plugin built by another toolchain ([`Host::with_worker`]), else in the host's
+    /// own worker; `Err` when this process cannot name a worker program.
     pub(crate) fn worker_spec(
         &self,
         name: &str,
         shown: &str,
         file: std::fs::File,
+        chosen: Option<&Path>,
     ) -> Result<spawn::Spec, String> {
-        let chosen = self.isolation.chosen.get(name);
-        let chosen = chosen.map(|path| (path.clone(), vec![OsString::from("__worker")]));
+        let chosen = chosen.map(|path| (path.to_owned(), vec![OsString::from("__worker")]));
         let (program, args) = match chosen.as_ref().or(self.isolation.worker.as_ref()) {
             Some(worker) => worker.clone(),
             None => match std::env::current_exe() {

@@ -69,7 +69,11 @@ impl Host {
     /// installed there since), verifies it as [`Host::load`] does (read, trust step, judge:
     /// a lock, signature or policy refusal applies; the file must carry the same plugin
     /// name), starts a new worker on the verified bytes and has it load and register the
-    /// plugin. The new worker must register every capability the plugin registered when it
+    /// plugin. The new worker is the one the new file needs: a file built by another
+    /// compiler than the host's runs in the registered worker it passes against
+    /// ([`Host::with_worker`]), whichever worker the old file ran in; one built by the host's
+    /// compiler in the host's own worker (a reload never moves a plugin in-process). The new
+    /// worker must register every capability the plugin registered when it
     /// was first loaded, since callers may hold handles to them (capabilities it adds are
     /// served by no handle and stay unregistered until the host restarts; a warning says
     /// so); one it drops refuses the reload (`capabilities-changed`).
@@ -137,8 +141,12 @@ impl Host {
         self.run_before_load(path);
         let shown = path.display().to_string();
         let file = verified.sealed.unwrap_or(verified.file);
+        // The worker the NEW file was judged against: a rebuild by another compiler runs in
+        // the registered worker of that compiler, one by the host's compiler in the host's
+        // own worker — not in the worker the old file happened to need.
+        let chosen = report.worker.as_ref().map(|w| w.path.as_path());
         let spec = self
-            .worker_spec(name, &shown, file)
+            .worker_spec(name, &shown, file, chosen)
             .map_err(|detail| refused(ReasonCode::HandshakeFailed, detail))?;
         let (mut worker, capabilities) = super::spawn::start(&spec).map_err(|e| {
             let prefix = format!("{shown}: ");
