@@ -112,6 +112,9 @@ pub(crate) struct Settings {
     pub(crate) sources: HashMap<String, PathBuf>,
     /// Worker binaries built with other toolchains ([`Host::with_worker`]).
     pub(crate) workers: Vec<WorkerBinary>,
+    /// This host is a worker's (it serves one plugin for another host): its refusals do not
+    /// suggest building workers, which is the other host's business.
+    pub(crate) in_worker: bool,
 }
 
 impl Default for Settings {
@@ -125,6 +128,7 @@ impl Default for Settings {
             supervisors: Vec::new(),
             sources: HashMap::new(),
             workers: Vec::new(),
+            in_worker: false,
         }
     }
 }

@@ -149,14 +149,17 @@ impl Host {
     /// not fit). Empty when the plugin's compiler is the host's.
     pub(crate) fn worker_hint(&self, plugin: &Provenance, policy: &Policy) -> String {
         let host = &self.identity().provenance.rustc;
-        if plugin.rustc.release == host.release && plugin.rustc.commit_hash == host.commit_hash {
+        let same =
+            plugin.rustc.release == host.release && plugin.rustc.commit_hash == host.commit_hash;
+        if same || self.isolation.in_worker {
             return String::new();
         }
         let (toolchain, guessed) =
             toolchain_name(&plugin.rustc).unwrap_or_else(|| (plugin.rustc.release.clone(), true));
         let mut hint = format!(
             "; or run it isolated in a worker built with its compiler: `plugin-host builder \
-             worker --toolchain {toolchain} --out DIR`, then `--worker DIR/{}`",
+             worker --toolchain {toolchain} --out DIR`, then `--worker DIR/{}` (or list it in \
+             `[isolation] workers` in the configuration)",
             worker_file_name(&plugin.rustc)
         );
         if guessed {

@@ -13,6 +13,12 @@ use super::spawn::{start, Exchange, Input, Spec, StartError, Worker};
 use super::{IsolatedPlugin, MAX_FAILURES};
 use crate::reason::ReasonCode;
 
+/// What to do about a worker that broke the protocol.
+const PROTOCOL_FIX: &str = ". The next call starts a new worker; if this repeats, either the \
+    worker program is not a plugin-host worker of this version (check `--worker` and \
+    `with_worker_command`), or the plugin corrupts its worker's memory: report it to the \
+    plugin's author, and keep the plugin isolated meanwhile";
+
 /// The longest wait before a restart.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// How long a stopping worker may take to exit after the shutdown message.
@@ -194,7 +200,7 @@ impl Supervisor {
                     reason: ReasonCode::ProtocolError,
                     message: format!(
                         "plugin `{plugin}`'s worker answered {} with a {other} message; it was \
-                         killed",
+                         killed{PROTOCOL_FIX}",
                         what()
                     ),
                 })
@@ -204,7 +210,8 @@ impl Supervisor {
                 Err(Failure {
                     reason: ReasonCode::ProtocolError,
                     message: format!(
-                        "plugin `{plugin}`'s worker sent garbage during {} ({e}); it was killed",
+                        "plugin `{plugin}`'s worker sent garbage during {} ({e}); it was \
+                         killed{PROTOCOL_FIX}",
                         what()
                     ),
                 })

@@ -294,6 +294,7 @@ fn load_plugin(identity: HostIdentity, kinds: Kinds, load: &Load) -> (Host, Mess
         .with_kinds(kinds)
         .with_policy(policy)
         .with_config(load.name.clone(), load.config.clone());
+    host.isolation.in_worker = true;
     let fd_path = format!("/proc/self/fd/{}", load.file_fd);
     let report = host.load(&PathBuf::from(&fd_path));
     // Messages name the file as the host knows it, not the inherited descriptor.
