@@ -346,9 +346,20 @@ fn the_hot_path_decoders_refuse_what_decode_refuses() {
             let mut bad = frame.clone();
             let at = PREFIX_LEN + rng.below(bad.len() - PREFIX_LEN);
             bad[at] = rng.next() as u8;
-            let whole = decode(&bad).is_ok();
+            let decoded = decode(&bad);
+            let whole = decoded.is_ok();
             assert_eq!(decode_call(&bad).is_ok(), whole, "{bad:?}");
             assert_eq!(decode_reply(&bad).is_ok(), whole, "{bad:?}");
+            // A reply's head read alone never panics, and agrees with the whole reply.
+            let head = decode_reply_head(&bad);
+            if let Ok((Message::Reply { id, result }, _)) = &decoded {
+                let h = head.unwrap().expect("a reply's head");
+                assert_eq!(h.id, *id);
+                match result {
+                    Ok(out) => assert_eq!((h.failed, h.len), (None, out.len())),
+                    Err(f) => assert_eq!((h.failed, h.len), (Some(f.panicked), f.message.len())),
+                }
+            }
         }
         // Every strict prefix is incomplete for them too.
         for cut in 0..frame.len() {
