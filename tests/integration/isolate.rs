@@ -786,6 +786,9 @@ fn transform_reloads_its_isolated_plugins_on_sighup() {
 const SCRIBBLE_ALWAYS: &str = "always";
 /// Only the first worker scribbles; the ones started after it serve calls.
 const SCRIBBLE_ONCE: &str = "once";
+/// The channel is left intact, but each worker answers the first call with a lying reply (the
+/// n-th worker the n-th lie of [`scribbling_worker`]).
+const LYING_REPLIES: &str = "lies";
 
 /// A host whose worker is this test binary running [`scribbling_worker`] in `mode`, counting
 /// its starts in `starts` (a file).
@@ -916,6 +919,46 @@ fn a_worker_scribbling_over_the_shared_channel_fails_the_call_and_never_crashes_
     );
 }
 
+#[test]
+fn a_worker_sending_lying_replies_fails_the_call_and_is_killed() {
+    let dir = plugin_dir(&["hello"]);
+    let state_dir = tempfile::tempdir().unwrap();
+    let starts = state_dir.path().join("lies");
+    let mut host = scribbling_host(LYING_REPLIES, &starts);
+    host.scan(&[dir.path()], ScanMode::Load).unwrap();
+    let lies = [
+        "sent garbage during command `hello` (a reply whose length disagrees with the message \
+         that carried it)",
+        "answered command `hello` with a reply (to another call) message",
+        "sent garbage during command `hello` (an error message that is not UTF-8)",
+    ];
+    for (i, lie) in lies.iter().enumerate() {
+        let error = call(&host, "hello", &["Ada"]).expect_err("a lying reply is no reply");
+        assert_eq!(
+            host::isolate::reason(&error),
+            Some(ReasonCode::ProtocolError),
+            "lie {i}: {error}"
+        );
+        let message = error.message.as_str();
+        for n in [
+            "plugin `hello`'s worker",
+            lie,
+            "it was killed",
+            "The next call starts a new worker",
+        ] {
+            assert!(message.contains(n), "lie {i} lacks {n:?}: {message}");
+        }
+    }
+    // Three lies in a row: retired, with that reason; no lie ever reached the caller as output.
+    let state = &host.isolated()[0];
+    assert_eq!(state.starts, 3, "{state:?}");
+    assert_eq!(
+        state.unregistered.as_ref().map(|(reason, _)| *reason),
+        Some(ReasonCode::ProtocolError),
+        "{state:?}"
+    );
+}
+
 /// Not a test: the fake worker [`scribbling_host`] starts (this binary, re-run on this one
 /// function with `--include-ignored`). It completes the version-2 handshake as a real worker
 /// does — `welcome` on the control socket and again on the shared-memory call channel, then
@@ -993,6 +1036,27 @@ fn scribbling_worker() {
             Message::Call { id, .. } => id,
             _ => return, // shutdown
         };
+        if mode == LYING_REPLIES {
+            let mut frame = Vec::new();
+            match nth {
+                // A reply's head saying 5 bytes of output, in a message carrying 40.
+                1 => {
+                    plugin_protocol::encode_reply_head(id, 5, &mut frame);
+                    frame.extend_from_slice(&[b'x'; 40]);
+                }
+                // The reply to another call.
+                2 => plugin_protocol::encode_reply(id + 1, Ok(b"hello, Ada!"), &mut frame),
+                // An error message that is not UTF-8.
+                _ => {
+                    plugin_protocol::encode_reply(id, Err((false, "abcdefgh")), &mut frame);
+                    let at = frame.len() - 8;
+                    frame[at..].copy_from_slice(&[0xff; 8]);
+                }
+            }
+            channel.send(&frame, None).unwrap();
+            std::thread::sleep(Duration::from_secs(60));
+            return;
+        }
         if !scribble {
             let reply = Message::Reply {
                 id,

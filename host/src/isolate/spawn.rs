@@ -505,7 +505,7 @@ impl Worker {
         if self.rx.len() < REPLY_HEAD_LEN {
             // Shorter than any reply with a payload: decoded whole (an error, or a message
             // out of turn).
-            return reply(id, decode_reply(&self.rx), |_| ());
+            return reply(id, decode_reply(&self.rx), self.rx.len(), |_| ());
         }
         let head = match decode_reply_head(&self.rx) {
             Ok(Some(head)) => head,
@@ -513,7 +513,7 @@ impl Worker {
                 // Another message: put it back together to name it.
                 self.rx.extend_from_slice(&output.contents()[before..]);
                 output.truncate(before);
-                return reply(id, decode_reply(&self.rx), |_| ());
+                return reply(id, decode_reply(&self.rx), self.rx.len(), |_| ());
             }
             Err(e) => {
                 output.truncate(before);
@@ -523,6 +523,12 @@ impl Worker {
         if head.id != id {
             output.truncate(before);
             return Exchange::Other("reply (to another call)");
+        }
+        if output.contents().len() - before != head.len {
+            output.truncate(before);
+            return Exchange::Broken(
+                "a reply whose length disagrees with the message that carried it".into(),
+            );
         }
         let Some(panicked) = head.failed else {
             return Exchange::Reply(Ok(()));
@@ -591,14 +597,18 @@ impl Worker {
     }
 }
 
-/// A reply decoded whole (`decoded`, from [`decode_reply`]) as the answer to call `id`; a
-/// successful call's output goes to `put`.
+/// A reply decoded whole (`decoded`, from [`decode_reply`] over a message of `len` bytes)
+/// as the answer to call `id`; a successful call's output goes to `put`.
 fn reply(
     id: u64,
     decoded: Result<(Borrowed<plugin_protocol::ReplyRef<'_>>, usize), plugin_protocol::DecodeError>,
+    len: usize,
     put: impl FnOnce(&[u8]),
 ) -> Exchange {
     match decoded {
+        Ok((_, used)) if used != len => {
+            Exchange::Broken("bytes after the reply in its message".into())
+        }
         Ok((Borrowed::Expected(reply), _)) if reply.id == id => {
             Exchange::Reply(match reply.result {
                 Ok(out) => {
