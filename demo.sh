@@ -27,3 +27,6 @@ cat <<'LOG' | "$host" --log warn transform --plugins "$plugins" redact
 2026-11-21T10:00:03Z WARN  aws key AKIAIOSFODNN7EXAMPLE used from 10.0.0.12
 2026-11-21T10:00:04Z INFO  nothing secret here, version 1.2.3
 LOG
+# The same plugins isolated: each in a worker process of its own, called over shared memory.
+step "$host" scan --isolate all "$plugins"
+step "$host" run --plugins "$plugins" --isolate hello hello Ada
