@@ -542,7 +542,7 @@ pub fn decode_reply_head(head: &[u8]) -> Result<Option<ReplyHead>, DecodeError> 
         _ => return Err(DecodeError::Malformed("unknown reply outcome")),
     };
     let len = r.u32()? as usize;
-    if frame_len != REPLY_HEAD_LEN - PREFIX_LEN + len {
+    if frame_len.checked_sub(REPLY_HEAD_LEN - PREFIX_LEN) != Some(len) {
         return Err(DecodeError::Malformed(
             "a reply's length disagrees with its frame's",
         ));

@@ -206,6 +206,17 @@ fn an_isolated_transform_appends_its_output_and_a_failure_leaves_the_output_alon
         "{e:?}"
     );
     assert_eq!(&output[..], b"kept");
+    // An output the protocol cannot carry fails the call, with what to do; the worker lives.
+    let e = apply(b"grow", &mut output).unwrap_err();
+    assert_eq!(e.kind, CallErrorKind::Failed);
+    let message = e.message_lossy();
+    for needle in [
+        "its output (68157440 bytes) is larger than the protocol's limit",
+        "call it with less input at a time",
+    ] {
+        assert!(message.contains(needle), "{message}");
+    }
+    assert_eq!(&output[..], b"kept");
     // The worker served all of it: a failure in a call is not a crash.
     apply(b"ab", &mut output).unwrap();
     assert_eq!(&output[..], b"keptba");

@@ -5,7 +5,10 @@
 //! worker (inherited across `exec` with [`pass_fd`], or sent over a Unix socket); the worker maps
 //! it with [`Channel::from_fd`]. Both ends then [`send`](Channel::send) and
 //! [`recv_into`](Channel::recv_into) whole messages; nothing is serialized here — a message is
-//! bytes, its encoding is the protocol's business.
+//! bytes, its encoding is the protocol's business. A message can also be sent from several
+//! pieces ([`send_parts`](Channel::send_parts): a frame's head and a payload kept elsewhere)
+//! and received in two ([`recv_split`](Channel::recv_split): a head, and the rest straight into
+//! the caller's buffer), so that a payload is copied once each way.
 //!
 //! # Layout of the shared region
 //!
@@ -75,9 +78,10 @@
 //! - each side keeps its own position privately and only *reads* the peer's; a peer position
 //!   that claims more than `capacity` bytes readable (or free) is `Corrupt`;
 //! - a frame length above the receiver's own `max_message` is `Corrupt`; the payload is copied
-//!   out into the caller's buffer before anything looks at it (no reference into shared memory
-//!   is ever made, only raw-pointer copies, so a concurrent scribble changes bytes, never
-//!   invariants);
+//!   out into the caller's buffer before anything looks at it (the host makes no reference into
+//!   shared memory, only raw-pointer copies, so a concurrent scribble changes bytes, never
+//!   invariants; only the worker, which trusts its host, reads a call in place, with
+//!   `recv_in_place`, which refuses to run on the host's side);
 //! - every offset is masked with `capacity - 1`, so no value from the peer can move an access
 //!   outside the mapping;
 //! - `Corrupt` is sticky: the channel is unusable afterwards (drop it, kill the worker);
@@ -90,7 +94,8 @@
 //!
 //! # Cost
 //!
-//! Per message: one copy in (`send`), one copy out (`recv_into`), a handful of atomic accesses,
+//! Per message: one copy in (`send`, `send_parts`), one copy out (`recv_into`, `recv_split`;
+//! none for the worker's `recv_in_place` when the message lies in one piece), a handful of atomic accesses,
 //! no allocation once the receive buffer has grown to the largest message, and no system call
 //! when the peer is awake (spinning). A sleeping peer costs one `FUTEX_WAKE` on the sender's
 //! side and one `FUTEX_WAIT` return on its own. Spinning burns up to [`DEFAULT_SPIN`] of CPU per
@@ -611,7 +616,8 @@ impl Channel {
     /// Receives one message, its first `head_len` bytes into `head` (cleared first) and the
     /// rest appended to `tail`, each byte copied once, straight out of the ring: a reply's
     /// payload lands in the caller's buffer. Returns the message's length. As
-    /// [`Channel::recv_into`] otherwise (after a timeout, call again with the same buffers).
+    /// [`Channel::recv_into`] otherwise (after a timeout, call again with the same buffers,
+    /// unchanged, to go on; the host does not: it kills a worker whose reply is late).
     pub fn recv_split(
         &mut self,
         head: &mut Vec<u8>,
@@ -629,12 +635,19 @@ impl Channel {
     /// For a side that trusts its peer not to write into a message it has published: the
     /// worker reading its host (its parent, which could as well write into its memory). The
     /// host never reads a worker's message in place.
-    pub fn recv_in_place<R>(
+    ///
+    /// # Panics
+    /// On the host's side of the channel ([`Channel::create`]'s), where the peer is untrusted.
+    pub(crate) fn recv_in_place<R>(
         &mut self,
         buf: &mut Vec<u8>,
         deadline: Option<Instant>,
         read: impl FnOnce(&[u8]) -> R,
     ) -> Result<R, RecvError> {
+        assert!(
+            self.side == Side::Worker,
+            "only a worker reads its (trusted) host's messages in place"
+        );
         if let Some(why) = self.corrupt {
             return Err(RecvError::Corrupt(why));
         }
@@ -674,6 +687,7 @@ impl Channel {
             return Err(self.corrupt_now("message length over the limit"));
         }
         self.rx_remaining = Some(len);
+        self.rx_tail_received = 0;
         Ok(len)
     }
 
@@ -693,7 +707,6 @@ impl Channel {
             None => {
                 let len = self.begin_message(deadline)?;
                 head.clear();
-                self.rx_tail_received = 0;
                 (len, 0)
             }
         };

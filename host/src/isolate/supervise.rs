@@ -108,7 +108,8 @@ impl Supervisor {
 
     /// Calls capability `name` of `kind` in the worker, its output appended to `output` (only
     /// if it succeeds); or the plugin's own error, or a failure of the worker (with its reason code at the end
-    /// of the message). Allocates nothing in steady state (see [`Worker::exchange`]).
+    /// of the message). Allocates nothing once the channel's buffers have grown, beyond what
+    /// `output` needs (see [`Worker::exchange`]).
     pub(crate) fn call(
         &self,
         kind: &str,

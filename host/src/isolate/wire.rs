@@ -29,8 +29,12 @@ pub trait WireEncoding: 'static {
     type Kind: CapabilityKind;
 
     /// Host side: the object callers get for an isolated capability of this kind. Each of its
-    /// calls encodes its arguments and sends them with [`Remote::call`], then decodes the
+    /// calls encodes its arguments and sends them with [`Remote::call_with`], which decodes the
     /// reply (or returns the error, which carries the reason code of a worker's failure).
+    ///
+    /// The reply is the worker's bytes: **untrusted** (the worker runs plugin code). Decode it
+    /// inside `call_with`, which turns a panicking decoder into an error: a panic anywhere
+    /// else in the proxy's methods would reach the kind's FFI shims, which abort the process.
     fn proxy(remote: Remote) -> <Self::Kind as CapabilityKind>::Object;
 
     /// Worker side: one call to the plugin's `object`, with `request` as the proxy encoded
@@ -67,6 +71,32 @@ impl Remote {
                 message: format!(
                     "the host's proxy for isolated plugin `{}` panicked",
                     self.supervisor.plugin()
+                )
+                .into(),
+            })
+        })
+    }
+
+    /// Sends one call as [`Remote::call`] does and decodes the reply with `decode`, which
+    /// reads untrusted bytes: its errors are returned as they are, and a panic in it becomes a
+    /// [`CallError`] too (never an unwinding out of the proxy).
+    pub fn call_with<T>(
+        &self,
+        request: &[u8],
+        decode: impl FnOnce(&[u8]) -> Result<T, CallError>,
+    ) -> Result<T, CallError> {
+        let mut reply = RVec::new();
+        self.call(request, &mut reply)?;
+        catch_unwind(AssertUnwindSafe(|| decode(&reply))).unwrap_or_else(|_| {
+            Err(CallError {
+                kind: CallErrorKind::Failed,
+                message: format!(
+                    "decoding the reply of isolated plugin `{}`'s {} `{}` panicked ({} bytes \
+                     from its worker)",
+                    self.supervisor.plugin(),
+                    self.kind,
+                    self.name,
+                    reply.len()
                 )
                 .into(),
             })

@@ -382,6 +382,20 @@ fn serve_calls(host: &Host, mut channel: shm::Channel) -> Result<(), String> {
                     )
                 }
             };
+            // An output the protocol cannot carry fails the call, not the worker.
+            let limit = plugin_protocol::MAX_FRAME_LEN
+                - (plugin_protocol::REPLY_HEAD_LEN - plugin_protocol::PREFIX_LEN);
+            let result = match result {
+                Ok(()) if output.len() > limit => Err(CallFailure {
+                    panicked: false,
+                    message: format!(
+                        "its output ({} bytes) is larger than the protocol's limit of {limit} \
+                         bytes for an isolated plugin; call it with less input at a time",
+                        output.len()
+                    ),
+                }),
+                other => other,
+            };
             match &result {
                 Ok(()) => encode_reply_head(request.id, output.len(), &mut head),
                 Err(f) => encode_reply(request.id, Err((f.panicked, &f.message)), &mut head),
@@ -429,7 +443,15 @@ fn call(
     };
     // An application's own wire encoding first (it may even replace a built-in one's).
     if let (Some((_, wire)), Input::Bytes(request)) = (host.kinds().wire(kind), &input) {
-        return (wire.serve)(host.registry(), name, request, output).map_err(failure);
+        // The application's code: a panic in it fails this call, not the worker.
+        let serve = || (wire.serve)(host.registry(), name, request, output);
+        return match std::panic::catch_unwind(std::panic::AssertUnwindSafe(serve)) {
+            Ok(result) => result.map_err(failure),
+            Err(_) => Err(CallFailure {
+                panicked: true,
+                message: format!("the application's wire encoding of kind `{kind}` panicked"),
+            }),
+        };
     }
     match (kind, input) {
         ("command", Input::Args(args)) => {

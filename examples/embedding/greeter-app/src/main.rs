@@ -65,10 +65,12 @@ struct RemoteGreeter(Remote);
 
 impl FfiGreeter for RemoteGreeter {
     fn greet(&self, who: RStr<'_>) -> RResult<RString, CallError> {
-        let mut reply = RVec::new();
-        let result = self.0.call(who.as_str().as_bytes(), &mut reply);
-        result
-            .map(|()| RString::from(String::from_utf8_lossy(&reply).into_owned()))
+        // The reply is the worker's bytes, untrusted: decoded in `call_with`, which turns a
+        // panicking decoder into an error (and this one cannot fail: bad UTF-8 is replaced).
+        self.0
+            .call_with(who.as_str().as_bytes(), |reply| {
+                Ok(RString::from(String::from_utf8_lossy(reply).into_owned()))
+            })
             .into()
     }
 }

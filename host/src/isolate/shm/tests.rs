@@ -458,3 +458,28 @@ fn parts_split_receives_and_in_place_reads_carry_the_same_bytes() {
     assert!(in_place >= 4, "{in_place} of {} read in place", sizes.len());
     assert!(in_place < sizes.len());
 }
+
+#[test]
+fn a_message_in_parts_is_too_large_by_its_sum() {
+    let (mut host, mut worker) = pair(4096);
+    worker.set_max_message(100);
+    host.set_max_message(100);
+    let (a, b) = ([1u8; 60], [2u8; 41]);
+    assert_eq!(
+        host.send_parts(&[&a, &b], soon(100)),
+        Err(SendError::TooLarge { len: 101, max: 100 })
+    );
+    // Nothing was sent: the channel is usable, and 100 bytes in parts go through.
+    host.send_parts(&[&a, &b[..40]], soon(100)).unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(worker.recv_into(&mut buf, soon(1000)), Ok(100));
+    assert_eq!(&buf[..60], &a[..]);
+}
+
+#[test]
+#[should_panic(expected = "only a worker reads")]
+fn the_host_never_reads_a_message_in_place() {
+    let (mut host, mut worker) = pair(4096);
+    worker.send(b"untrusted", soon(100)).unwrap();
+    let _ = host.recv_in_place(&mut Vec::new(), soon(100), |m| m.len());
+}
