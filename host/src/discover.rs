@@ -30,14 +30,14 @@ pub fn discover(dirs: &[impl AsRef<Path>]) -> Result<Vec<PathBuf>, DiscoverError
         };
         let mut found = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(error)? {
-            let entry = entry.map_err(error)?;
-            let name = entry.file_name();
+            let name = entry.map_err(error)?.file_name();
             if has_library_suffix(&name) {
-                found.push(entry.path());
+                found.push(name);
             }
         }
-        found.sort();
-        all.extend(found);
+        // Sorted by name (bytes: cheaper than comparing paths component by component).
+        found.sort_unstable();
+        all.extend(found.into_iter().map(|name| dir.join(name)));
     }
     Ok(all)
 }

@@ -207,15 +207,16 @@ impl Host {
         let mut reports = self.register_builtins(&paths);
         let mut cache = self.index_cache.clone().map(cache::Cache::load);
         for path in paths {
-            let cached = cache.as_mut().and_then(|c| c.get(&path));
-            let (name, version, declared) = match cached {
-                Some(e) => (e.name, e.version, e.capabilities),
+            let read;
+            let (name, version, declared) = match cache.as_mut().and_then(|c| c.get(&path)) {
+                Some(e) => (e.name.as_str(), e.version.as_str(), e.capabilities.as_ref()),
                 None => match crate::read::read_provenance(&path) {
                     Ok(p) => {
                         if let Some(cache) = &mut cache {
                             cache.put(&path, &p);
                         }
-                        (p.name, p.version.to_string(), p.capabilities)
+                        read = (p.name, p.version.to_string(), p.capabilities);
+                        (read.0.as_str(), read.1.as_str(), read.2.as_ref())
                     }
                     Err(e) => {
                         let report = PluginReport::new(path);
@@ -224,6 +225,7 @@ impl Host {
                     }
                 },
             };
+            let name = name.to_owned();
             let misnamed = self.configured_name(&path).is_some_and(|n| n != name);
             if misnamed || self.is_disabled(&name) {
                 // Refused or disabled by the configuration: reported as a scan would, and
@@ -237,14 +239,14 @@ impl Host {
                 reports.push(self.verify(&path));
                 continue;
             }
-            match self.lazy.add(&path, &name, declared.as_ref()) {
+            match self.lazy.add(&path, &name, declared) {
                 Placed::Indexed => {
                     tracing::debug!("indexed plugin `{name}` ({})", path.display());
                 }
                 Placed::Shadowed(first) => {
                     let mut report = PluginReport::new(path.clone());
                     report.name = Some(name.clone());
-                    report.version = Some(version);
+                    report.version = Some(version.to_owned());
                     let error = PluginError::Shadowed { path, name, first };
                     reports.push(report.with_error(Status::Shadowed, error));
                 }

@@ -80,8 +80,8 @@ impl Cache {
     }
 
     /// The entry for `path` if the file is the one recorded (same identity) and the entry is
-    /// within the bounds provenance must keep.
-    pub(crate) fn get(&mut self, path: &Path) -> Option<Entry> {
+    /// within the bounds provenance must keep. (It moves to what this run found.)
+    pub(crate) fn get(&mut self, path: &Path) -> Option<&Entry> {
         let key = path.to_str()?;
         let id = identity(path)?;
         let entry = self.old.get(key).filter(|e| e.id == id)?;
@@ -94,8 +94,8 @@ impl Cache {
         if !bounded {
             return None;
         }
-        self.new.insert(key.to_owned(), entry.clone());
-        Some(entry.clone())
+        let (key, entry) = self.old.remove_entry(key)?;
+        Some(self.new.entry(key).or_insert(entry))
     }
 
     /// Records what was read from `path`.
@@ -116,11 +116,13 @@ impl Cache {
     /// Writes the cache if an entry was added or one of `dirs` lost a file; entries outside
     /// `dirs` are kept. Atomic: a temporary file in the same directory, renamed over it.
     pub(crate) fn save(mut self, dirs: &[PathBuf]) {
+        // What is left of the old entries was not found this time (found ones were moved).
         for (key, entry) in std::mem::take(&mut self.old) {
             let path = Path::new(&key);
             let indexed_now = path.parent().is_some_and(|p| dirs.iter().any(|d| d == p));
             if indexed_now {
-                // A file of an indexed directory not seen this time is gone.
+                // A file of an indexed directory not seen this time is gone (or changed,
+                // and then put again).
                 self.dirty |= !self.new.contains_key(&key);
             } else if path.exists() {
                 // Another search path's entry: kept while its file exists.
@@ -177,7 +179,7 @@ mod tests {
         let mut cache = Cache::load(cache_path.clone());
         let entry = cache.get(&lib).expect("a hit for the same file");
         assert_eq!(
-            (entry.name.as_str(), entry.capabilities),
+            (entry.name.as_str(), entry.capabilities.clone()),
             ("a", p.capabilities.clone())
         );
 
