@@ -7,8 +7,9 @@
 //! [`recv_into`](Channel::recv_into) whole messages; nothing is serialized here — a message is
 //! bytes, its encoding is the protocol's business. A message can also be sent from several
 //! pieces ([`send_parts`](Channel::send_parts): a frame's head and a payload kept elsewhere)
-//! and received in two ([`recv_split`](Channel::recv_split): a head, and the rest straight into
-//! the caller's buffer), so that a payload is copied once each way.
+//! and received in two ([`recv_head`](Channel::recv_head), checked, then
+//! [`recv_rest`](Channel::recv_rest) straight into the caller's buffer), so that a payload is
+//! copied once each way.
 //!
 //! # Layout of the shared region
 //!
@@ -94,7 +95,7 @@
 //!
 //! # Cost
 //!
-//! Per message: one copy in (`send`, `send_parts`), one copy out (`recv_into`, `recv_split`;
+//! Per message: one copy in (`send`, `send_parts`), one copy out (`recv_into`, `recv_head` + `recv_rest`;
 //! none for the worker's `recv_in_place` when the message lies in one piece), a handful of atomic accesses,
 //! no allocation once the receive buffer has grown to the largest message, and no system call
 //! when the peer is awake (spinning). A sleeping peer costs one `FUTEX_WAKE` on the sender's
@@ -247,7 +248,7 @@ enum Want {
 }
 
 /// A growable byte buffer a message is copied into straight out of the ring
-/// ([`Channel::recv_split`]): `Vec<u8>`, and `RVec<u8>` (a transform's output).
+/// ([`Channel::recv_rest`]): `Vec<u8>`, and `RVec<u8>` (a transform's output).
 ///
 /// # Safety
 /// `spare(n)` must return a pointer valid for writing `n` bytes just past the buffer's
@@ -613,18 +614,36 @@ impl Channel {
         self.recv_parts(buf, usize::MAX, None, deadline)
     }
 
-    /// Receives one message, its first `head_len` bytes into `head` (cleared first) and the
-    /// rest appended to `tail`, each byte copied once, straight out of the ring: a reply's
-    /// payload lands in the caller's buffer. Returns the message's length. As
-    /// [`Channel::recv_into`] otherwise (after a timeout, call again with the same buffers,
-    /// unchanged, to go on; the host does not: it kills a worker whose reply is late).
-    pub fn recv_split(
+    /// Receives the first `head_len` bytes of the next message into `head` (cleared first;
+    /// the whole message if it is shorter) and returns how many bytes of it are still to
+    /// come: read them with [`Channel::recv_rest`] before anything else. So a receiver can
+    /// check a message's head before it puts a byte of the rest anywhere. Waits as
+    /// [`Channel::recv_into`] does (after a timeout, call again with the same `head`).
+    pub fn recv_head(
         &mut self,
         head: &mut Vec<u8>,
         head_len: usize,
+        deadline: Option<Instant>,
+    ) -> Result<usize, RecvError> {
+        self.recv_parts(head, head_len, None, deadline)?;
+        Ok(self.rx_remaining.unwrap_or(0) as usize)
+    }
+
+    /// Receives the rest of the message [`Channel::recv_head`] began, appended to `tail`,
+    /// each byte copied once, straight out of the ring (a reply's payload into the caller's
+    /// buffer). `head` is the same buffer, as `recv_head` left it. Returns the message's
+    /// whole length. After a timeout, call again with the same buffers, unchanged, to go
+    /// on (the host does not: it kills a worker whose reply is late).
+    pub fn recv_rest(
+        &mut self,
+        head: &mut Vec<u8>,
         tail: &mut dyn ByteSink,
         deadline: Option<Instant>,
     ) -> Result<usize, RecvError> {
+        if self.rx_remaining.is_none() {
+            return Ok(head.len());
+        }
+        let head_len = head.len();
         self.recv_parts(head, head_len, Some(tail), deadline)
     }
 
@@ -715,6 +734,11 @@ impl Channel {
             if remaining == 0 {
                 break;
             }
+            if tail.is_none() && head.len() >= head_len {
+                // The head is in; the message goes on ([`Channel::recv_rest`]).
+                self.publish(ring, R_HEAD, self.rx_head, R_SPACE_WAITING, R_SPACE_SEQ);
+                return Ok(received);
+            }
             let avail = match self.wait(Want::Data(1), deadline) {
                 Ok(avail) => avail,
                 Err(e) => {
@@ -722,8 +746,13 @@ impl Channel {
                     return Err(self.poison_recv(Err(e)).unwrap_err());
                 }
             };
+            // Without a tail, only up to the head: the rest waits for `recv_rest`.
+            let room = head_len.saturating_sub(head.len());
             let mut n = avail.min(remaining) as usize;
-            let to_head = head_len.saturating_sub(head.len()).min(n);
+            if tail.is_none() {
+                n = n.min(room);
+            }
+            let to_head = room.min(n);
             if to_head > 0 {
                 // SAFETY: `spare(to_head)` is valid for that many writes, and `to_head` is at
                 // most the bytes checked readable; `read_ring_raw` initialises exactly those.
@@ -734,12 +763,8 @@ impl Channel {
                 }
                 n -= to_head;
             }
-            if n > 0 {
-                // Only a split receive has bytes left after the head (`head_len` is the
-                // whole message otherwise).
-                let tail = tail
-                    .as_deref_mut()
-                    .expect("bytes past the head have a tail");
+            // Bytes past the head (only with a tail, see above).
+            if let (true, Some(tail)) = (n > 0, tail.as_deref_mut()) {
                 // SAFETY: as above, for the tail's room.
                 unsafe {
                     let dst = tail.spare(n);

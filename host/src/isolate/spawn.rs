@@ -489,54 +489,55 @@ impl Worker {
             }
             Err(e) => return Exchange::Broken(e.to_string()),
         }
-        // The reply's head here, its payload straight into `output`.
-        let before = output.contents().len();
-        let received = channel.recv_split(&mut self.rx, REPLY_HEAD_LEN, output, Some(deadline));
-        if received.is_err() {
-            // A part of a streamed reply may be there: the call failed, it has no output.
-            output.truncate(before);
-        }
-        match received {
-            Ok(_) => {}
-            Err(shm::RecvError::PeerGone) => return Exchange::Closed,
-            Err(shm::RecvError::Timeout) => return Exchange::Timeout,
-            Err(e) => return Exchange::Broken(e.to_string()),
-        }
+        // The reply's head here, checked; only then its payload, straight into `output`.
+        let received = channel.recv_head(&mut self.rx, REPLY_HEAD_LEN, Some(deadline));
+        let rest = match received {
+            Ok(rest) => rest,
+            Err(e) => return lost(e),
+        };
         if self.rx.len() < REPLY_HEAD_LEN {
-            // Shorter than any reply with a payload: decoded whole (an error, or a message
-            // out of turn).
+            // Shorter than any reply with a payload (and so all there is): decoded whole, an
+            // error or a message out of turn.
             return reply(id, decode_reply(&self.rx), self.rx.len(), |_| ());
         }
         let head = match decode_reply_head(&self.rx) {
             Ok(Some(head)) => head,
             Ok(None) => {
-                // Another message: put it back together to name it.
-                self.rx.extend_from_slice(&output.contents()[before..]);
-                output.truncate(before);
+                // Another message: read whole (bounded by the channel) to name it.
+                let mut other = Vec::new();
+                if let Err(e) = channel.recv_rest(&mut self.rx, &mut other, Some(deadline)) {
+                    return lost(e);
+                }
+                self.rx.extend_from_slice(&other);
                 return reply(id, decode_reply(&self.rx), self.rx.len(), |_| ());
             }
-            Err(e) => {
-                output.truncate(before);
-                return Exchange::Broken(e.to_string());
-            }
+            Err(e) => return Exchange::Broken(e.to_string()),
         };
         if head.id != id {
-            output.truncate(before);
             return Exchange::Other("reply (to another call)");
         }
-        if output.contents().len() - before != head.len {
-            output.truncate(before);
+        if head.len != rest {
             return Exchange::Broken(
                 "a reply whose length disagrees with the message that carried it".into(),
             );
         }
         let Some(panicked) = head.failed else {
-            return Exchange::Reply(Ok(()));
+            let before = output.contents().len();
+            return match channel.recv_rest(&mut self.rx, output, Some(deadline)) {
+                Ok(_) => Exchange::Reply(Ok(())),
+                Err(e) => {
+                    // A part of a streamed reply may be there: the call has no output.
+                    output.truncate(before);
+                    lost(e)
+                }
+            };
         };
-        // The plugin's error message went to `output`: taken back out of it.
-        let message = std::str::from_utf8(&output.contents()[before..]).map(str::to_owned);
-        output.truncate(before);
-        match message {
+        // The plugin's error message.
+        let mut message = Vec::new();
+        if let Err(e) = channel.recv_rest(&mut self.rx, &mut message, Some(deadline)) {
+            return lost(e);
+        }
+        match String::from_utf8(message) {
             Ok(message) => Exchange::Reply(Err(plugin_protocol::CallFailure { panicked, message })),
             Err(_) => Exchange::Broken("an error message that is not UTF-8".into()),
         }
@@ -594,6 +595,15 @@ impl Worker {
         } else {
             format!("{how} (pid {}); its stderr ended with: {tail}", self.pid)
         }
+    }
+}
+
+/// How a round trip ended when the channel failed while receiving the reply.
+fn lost(e: shm::RecvError) -> Exchange {
+    match e {
+        shm::RecvError::PeerGone => Exchange::Closed,
+        shm::RecvError::Timeout => Exchange::Timeout,
+        e => Exchange::Broken(e.to_string()),
     }
 }
 

@@ -443,9 +443,10 @@ fn parts_split_receives_and_in_place_reads_carry_the_same_bytes() {
     let mut tail = abi_stable::std_types::RVec::from(vec![9u8, 9]);
     for (i, &len) in sizes.iter().enumerate() {
         host.send(&pattern(i, len), soon(5000)).unwrap();
-        let n = host
-            .recv_split(&mut head, 18, &mut tail, soon(5000))
-            .unwrap();
+        let rest = host.recv_head(&mut head, 18, soon(5000)).unwrap();
+        assert_eq!((head.len(), rest), (len.min(18), len.saturating_sub(18)));
+        assert_eq!(&tail[..], &[9, 9], "nothing past the head before recv_rest");
+        let n = host.recv_rest(&mut head, &mut tail, soon(5000)).unwrap();
         assert_eq!(n, len);
         let mut whole = head.clone();
         whole.extend_from_slice(&tail[2..]);
