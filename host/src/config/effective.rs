@@ -48,7 +48,12 @@ impl Config {
                     env: (c.kind == LayerKind::Explicit).then(|| env.clone()),
                     source,
                 })?;
-            layers.push(schema::parse(c.kind, &file, &text)?);
+            layers.push(schema::parse(
+                c.kind,
+                &file,
+                &text,
+                locations.home.as_deref(),
+            )?);
         }
         let project_dir = layers
             .iter()

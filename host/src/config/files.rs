@@ -74,6 +74,9 @@ pub struct Locations {
     /// `$XDG_DATA_HOME/<app>/plugins`, then `<dir>/<app>/plugins` for each `$XDG_DATA_DIRS`
     /// entry.
     pub data: Vec<PathBuf>,
+    /// The user's home directory (`$HOME`, absolute): what a path starting with `~/` in a
+    /// configuration file starts from.
+    pub home: Option<PathBuf>,
 }
 
 impl Locations {
@@ -88,6 +91,7 @@ impl Locations {
             user: None,
             cwd: cwd.into(),
             data: Vec::new(),
+            home: None,
         }
     }
 
@@ -143,6 +147,7 @@ impl Locations {
             user: config_home.map(|d| d.join(app).join("config.toml")),
             cwd,
             data,
+            home,
         }
     }
 

@@ -22,7 +22,8 @@
 //!
 //! Merging: tables merge recursively, including a plugin's `config` table; arrays and scalars
 //! are replaced whole (a project's `[search] paths` replaces the user's list, it does not
-//! extend it). Relative paths are resolved against the directory of the file that says them.
+//! extend it). Relative paths are resolved against the directory of the file that says them;
+//! `~` and `~/…` against the home directory ([`Locations::home`]).
 //!
 //! Every layer is read and validated before any is applied: the first bad file is a
 //! [`ConfigError`] naming `file:line:column`, and no [`Config`] at all comes back.

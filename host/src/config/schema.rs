@@ -44,11 +44,17 @@ const PLUGIN: &[&str] = &[
     "isolation",
 ];
 
-/// Parses and validates `text`, the contents of `file`.
-pub(crate) fn parse(kind: LayerKind, file: &Path, text: &str) -> Result<Layer, ConfigError> {
+/// Parses and validates `text`, the contents of `file`; `home` is where `~/` paths start.
+pub(crate) fn parse(
+    kind: LayerKind,
+    file: &Path,
+    text: &str,
+    home: Option<&Path>,
+) -> Result<Layer, ConfigError> {
     let walker = Walker {
         file,
         dir: file.parent().unwrap_or(Path::new("")),
+        home,
         text,
     };
     let doc = Document::parse(text).map_err(|e| ConfigError::Malformed {
@@ -122,6 +128,7 @@ struct Field<'d> {
 struct Walker<'a> {
     file: &'a Path,
     dir: &'a Path,
+    home: Option<&'a Path>,
     text: &'a str,
 }
 
@@ -266,7 +273,8 @@ impl Walker<'_> {
             .collect()
     }
 
-    /// `s` resolved against the directory of the file; it must exist.
+    /// `s` resolved against the directory of the file (`~` or `~/…`: against the home
+    /// directory); it must exist.
     fn existing(&self, s: Valued<String>, key: &str) -> Result<Valued<PathBuf>, ConfigError> {
         if s.value.is_empty() {
             return Err(ConfigError::Invalid {
@@ -275,7 +283,23 @@ impl Walker<'_> {
                 message: "an empty path".to_owned(),
             });
         }
-        let path = self.dir.join(&s.value);
+        let under_home = match s.value.strip_prefix('~') {
+            Some("") => Some(""),
+            Some(rest) => rest.strip_prefix('/'),
+            None => None,
+        };
+        let path = match (under_home, self.home) {
+            (Some(rest), Some(home)) => home.join(rest),
+            (Some(_), None) => {
+                return Err(ConfigError::Invalid {
+                    origin: s.origin,
+                    key: key.to_owned(),
+                    message: "a path under `~`, but $HOME is not set (to an absolute path)"
+                        .to_owned(),
+                })
+            }
+            (None, _) => self.dir.join(&s.value),
+        };
         if !path.exists() {
             return Err(ConfigError::MissingPath {
                 origin: s.origin,

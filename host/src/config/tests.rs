@@ -379,6 +379,39 @@ enabled = true
 }
 
 #[test]
+fn a_path_under_tilde_starts_from_home() {
+    let w = World::new();
+    w.mkdir("home/plugins");
+    w.write("home/workers/w", "");
+    w.write(
+        project(),
+        "[search]\npaths = [\"~/plugins\", \"~\"]\n[isolation]\nworkers = [\"~/workers/w\"]\n",
+    );
+    let c = w.load().unwrap();
+    assert_eq!(
+        c.search_paths(),
+        vec![w.path("home/plugins"), w.path("home")]
+    );
+    assert_eq!(c.workers()[0].value, w.path("home/workers/w"));
+
+    // `~user` is not expanded: a path relative to the file like any other.
+    w.write(project(), "[search]\npaths = [\"~ada/plugins\"]\n");
+    let e = err(&w);
+    assert!(
+        e.contains("plugin-host.toml:2:") && e.contains("~ada/plugins"),
+        "{e}"
+    );
+
+    // Without a home directory, a `~` path is an error at its place, saying why.
+    w.write(project(), "[search]\npaths = [\"~/plugins\"]\n");
+    let e = Config::load(&w.locations_with(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("plugin-host.toml:2:10"), "{e}");
+    assert!(e.contains("$HOME is not set"), "{e}");
+}
+
+#[test]
 fn relative_paths_resolve_against_the_file_that_says_them() {
     let w = World::new();
     w.mkdir("home/.config/plugin-host/user-plugins");

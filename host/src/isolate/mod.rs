@@ -76,7 +76,7 @@ use crate::report::{PluginReport, Status};
 
 mod proxy;
 mod reload;
-/// The shared-memory channel: the transport of isolated plugins' calls (protocol version 2).
+// The shared-memory channel: the transport of isolated plugins' calls (protocol version 2).
 #[cfg(target_os = "linux")]
 pub mod shm;
 mod skew;
