@@ -617,14 +617,9 @@ pub fn decode_reply(bytes: &[u8]) -> Result<(Borrowed<ReplyRef<'_>>, usize), Dec
         return decode(bytes).map(|(m, n)| (Borrowed::Other(m), n));
     }
     let mut r = Reader { bytes: body, at: 1 };
-    let id = r.u64()?;
-    let result = match r.u8()? {
-        0 => Ok(r.bytes()?),
-        outcome @ (1 | 2) => Err((outcome == 2, r.str_ref()?)),
-        _ => return Err(DecodeError::Malformed("unknown reply outcome")),
-    };
+    let reply = r.reply_ref()?;
     r.end()?;
-    Ok((Borrowed::Expected(ReplyRef { id, result }), total))
+    Ok((Borrowed::Expected(reply), total))
 }
 
 /// Decodes the frame at the start of `bytes` as [`decode`] does, reading a `Call` in place
@@ -635,34 +630,9 @@ pub fn decode_call(bytes: &[u8]) -> Result<(Borrowed<CallRef<'_>>, usize), Decod
         return decode(bytes).map(|(m, n)| (Borrowed::Other(m), n));
     }
     let mut r = Reader { bytes: body, at: 1 };
-    let id = r.u64()?;
-    let kind = r.name_ref()?;
-    let name = r.name_ref()?;
-    let payload = match r.u8()? {
-        0 => {
-            let count = r.count(4)?;
-            let from = r.at;
-            for _ in 0..count {
-                r.str_ref()?;
-            }
-            PayloadRef::Args {
-                count,
-                raw: &body[from..r.at],
-            }
-        }
-        1 => PayloadRef::Bytes(r.bytes()?),
-        _ => return Err(DecodeError::Malformed("unknown payload type")),
-    };
+    let call = r.call_ref()?;
     r.end()?;
-    Ok((
-        Borrowed::Expected(CallRef {
-            id,
-            kind,
-            name,
-            payload,
-        }),
-        total,
-    ))
+    Ok((Borrowed::Expected(call), total))
 }
 
 /// The body of the frame at the start of `bytes` (after its prefix) and the frame's length.
@@ -800,11 +770,57 @@ impl<'a> Reader<'a> {
         Ok(())
     }
     fn name(&mut self) -> Result<String, DecodeError> {
-        let s = self.text()?;
-        if s.len() > MAX_NAME_LEN {
-            return Err(DecodeError::Malformed("a name exceeds the length limit"));
+        self.name_ref().map(str::to_owned)
+    }
+    /// A counted list of items, each read by `item` and taking at least `min_item` bytes.
+    fn list<T>(
+        &mut self,
+        min_item: usize,
+        mut item: impl FnMut(&mut Self) -> Result<T, DecodeError>,
+    ) -> Result<Vec<T>, DecodeError> {
+        let n = self.count(min_item)?;
+        let mut items = Vec::with_capacity(n);
+        for _ in 0..n {
+            items.push(item(self)?);
         }
-        Ok(s)
+        Ok(items)
+    }
+    /// A call's fields after its tag, in place.
+    fn call_ref(&mut self) -> Result<CallRef<'a>, DecodeError> {
+        let id = self.u64()?;
+        let kind = self.name_ref()?;
+        let name = self.name_ref()?;
+        let payload = match self.u8()? {
+            0 => {
+                let count = self.count(4)?;
+                let from = self.at;
+                for _ in 0..count {
+                    self.str_ref()?;
+                }
+                PayloadRef::Args {
+                    count,
+                    raw: &self.bytes[from..self.at],
+                }
+            }
+            1 => PayloadRef::Bytes(self.bytes()?),
+            _ => return Err(DecodeError::Malformed("unknown payload type")),
+        };
+        Ok(CallRef {
+            id,
+            kind,
+            name,
+            payload,
+        })
+    }
+    /// A reply's fields after its tag, in place.
+    fn reply_ref(&mut self) -> Result<ReplyRef<'a>, DecodeError> {
+        let id = self.u64()?;
+        let result = match self.u8()? {
+            0 => Ok(self.bytes()?),
+            outcome @ (1 | 2) => Err((outcome == 2, self.str_ref()?)),
+            _ => return Err(DecodeError::Malformed("unknown reply outcome")),
+        };
+        Ok(ReplyRef { id, result })
     }
 
     fn message(&mut self) -> Result<Message, DecodeError> {
@@ -825,11 +841,7 @@ impl<'a> Reader<'a> {
                 let path = self.text()?;
                 let file_fd = self.u32()?;
                 let policy = self.name()?;
-                let n = self.count(8)?;
-                let mut checks = Vec::with_capacity(n);
-                for _ in 0..n {
-                    checks.push((self.name()?, self.name()?));
-                }
+                let checks = self.list(8, |r| Ok((r.name()?, r.name()?)))?;
                 let config = self.text()?;
                 let max_log_level = self.u8()?;
                 if max_log_level > 5 {
@@ -848,14 +860,12 @@ impl<'a> Reader<'a> {
             tag::REGISTERED => {
                 let name = self.name()?;
                 let version = self.name()?;
-                let n = self.count(8)?;
-                let mut capabilities = Vec::with_capacity(n);
-                for _ in 0..n {
-                    capabilities.push(Capability {
-                        kind: self.name()?,
-                        name: self.name()?,
-                    });
-                }
+                let capabilities = self.list(8, |r| {
+                    Ok(Capability {
+                        kind: r.name()?,
+                        name: r.name()?,
+                    })
+                })?;
                 Message::Registered {
                     name,
                     version,
@@ -868,39 +878,31 @@ impl<'a> Reader<'a> {
                 message: self.text()?,
             },
             tag::CALL => {
-                let id = self.u64()?;
-                let kind = self.name()?;
-                let name = self.name()?;
-                let payload = match self.u8()? {
-                    0 => {
-                        let n = self.count(4)?;
-                        let mut args = Vec::with_capacity(n);
-                        for _ in 0..n {
-                            args.push(self.text()?);
-                        }
-                        Payload::Args(args)
-                    }
-                    1 => Payload::Bytes(self.bytes()?.to_vec()),
-                    _ => return Err(DecodeError::Malformed("unknown payload type")),
-                };
+                let call = self.call_ref()?;
                 Message::Call {
-                    id,
-                    kind,
-                    name,
-                    payload,
+                    id: call.id,
+                    kind: call.kind.to_owned(),
+                    name: call.name.to_owned(),
+                    payload: match call.payload {
+                        args @ PayloadRef::Args { .. } => {
+                            Payload::Args(args.args().map(str::to_owned).collect())
+                        }
+                        PayloadRef::Bytes(bytes) => Payload::Bytes(bytes.to_vec()),
+                    },
                 }
             }
             tag::REPLY => {
-                let id = self.u64()?;
-                let result = match self.u8()? {
-                    0 => Ok(self.bytes()?.to_vec()),
-                    outcome @ (1 | 2) => Err(CallFailure {
-                        panicked: outcome == 2,
-                        message: self.text()?,
-                    }),
-                    _ => return Err(DecodeError::Malformed("unknown reply outcome")),
-                };
-                Message::Reply { id, result }
+                let reply = self.reply_ref()?;
+                Message::Reply {
+                    id: reply.id,
+                    result: reply
+                        .result
+                        .map(<[u8]>::to_vec)
+                        .map_err(|(panicked, message)| CallFailure {
+                            panicked,
+                            message: message.to_owned(),
+                        }),
+                }
             }
             tag::LOG => Message::Log {
                 level: Level::from_u8(self.u8()?)
