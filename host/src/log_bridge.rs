@@ -28,6 +28,20 @@ pub(crate) fn forward_records_to(
     let _ = FORWARD.set((max_level, Box::new(forward)));
 }
 
+/// The level numbered `n` as [`LogLevel`] numbers them (0 off, 1 error … 5 trace; anything
+/// higher: trace). The worker protocol numbers its levels the same way
+/// (`plugin_protocol::Level`, 1 … 5), so this reads both.
+pub(crate) fn level_numbered(n: u8) -> LogLevel {
+    match n {
+        0 => LogLevel::Off,
+        1 => LogLevel::Error,
+        2 => LogLevel::Warn,
+        3 => LogLevel::Info,
+        4 => LogLevel::Debug,
+        _ => LogLevel::Trace,
+    }
+}
+
 /// The level filter a plugin logger starts with: the host's `tracing` filter.
 pub(crate) fn current_level() -> LogLevel {
     match LevelFilter::current() {

@@ -382,13 +382,7 @@ fn read_events(mut receiver: impl Receiver, events: mpsc::Sender<Event>, span: t
                 target,
                 message,
             })) => {
-                let level = match level {
-                    plugin_protocol::Level::Error => plugin_api::logger::LogLevel::Error,
-                    plugin_protocol::Level::Warn => plugin_api::logger::LogLevel::Warn,
-                    plugin_protocol::Level::Info => plugin_api::logger::LogLevel::Info,
-                    plugin_protocol::Level::Debug => plugin_api::logger::LogLevel::Debug,
-                    plugin_protocol::Level::Trace => plugin_api::logger::LogLevel::Trace,
-                };
+                let level = crate::log_bridge::level_numbered(level as u8);
                 crate::log_bridge::emit(&span, level, &target, &message);
                 continue;
             }

@@ -30,7 +30,6 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 use abi_stable::std_types::{RSlice, RStr, RVec};
-use plugin_api::logger::LogLevel;
 use plugin_api::{CallError, CallErrorKind, CommandKind, TransformKind};
 use plugin_protocol::{
     decode_call, encode, encode_reply, encode_reply_head, negotiate, Borrowed, CallFailure,
@@ -216,22 +215,11 @@ fn run(
         return Err("the host did not ask for a plugin".into());
     };
     let forward = sender.clone();
-    let max_level = match load.max_log_level {
-        0 => LogLevel::Off,
-        1 => LogLevel::Error,
-        2 => LogLevel::Warn,
-        3 => LogLevel::Info,
-        4 => LogLevel::Debug,
-        _ => LogLevel::Trace,
-    };
+    let max_level = crate::log_bridge::level_numbered(load.max_log_level);
     crate::log_bridge::forward_records_to(max_level, move |level, target, message| {
-        let level = match level {
-            LogLevel::Error => Level::Error,
-            LogLevel::Warn => Level::Warn,
-            LogLevel::Info => Level::Info,
-            LogLevel::Debug => Level::Debug,
-            LogLevel::Trace => Level::Trace,
-            LogLevel::Off => return,
+        // The protocol numbers levels as `LogLevel` does; `Off` (0) has no record.
+        let Some(level) = Level::from_u8(level as u8) else {
+            return;
         };
         let record = Message::Log {
             level,
