@@ -13,11 +13,9 @@ mod hello;
 #[path = "../plugins/redact/src/redactor.rs"]
 mod redact;
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use abi_stable::std_types::{RSlice, RStr, RVec};
@@ -28,38 +26,8 @@ use plugin_api::{CallResult, CommandKind, TransformKind};
 
 use support::{artifacts, host, log_lines, scratch};
 
-/// Counts allocations made by this binary while `COUNTING` is on (the plugins allocate
-/// through their own copy of the allocator, which this does not see). Off while timing, so
-/// that the compiled-in baselines do not pay for the count.
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-static COUNTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-// SAFETY: forwards to `System`, only counting.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: support::Counting = support::Counting;
 
 const LINE: &[u8] =
     b"2026-11-21T10:00:01Z INFO  login ok user=ada@example.com ip=192.168.10.7 took=12ms\n";
@@ -133,22 +101,10 @@ fn call_overhead(c: &mut Criterion) {
     // Allocations on the host side of a transform call, with the output buffer reused.
     let mut out = RVec::with_capacity(256);
     transform.apply(RSlice::from_slice(LINE), &mut out).unwrap();
-    COUNTING.store(true, Ordering::Relaxed);
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
-    for _ in 0..10_000 {
+    let per_call = support::allocations_per_call(10_000, || {
         out.clear();
         transform.apply(RSlice::from_slice(LINE), &mut out).unwrap();
-    }
-    let per_call = (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / 10_000.0;
-    // Control: the counter does see this binary's allocations.
-    let control = ALLOCATIONS.load(Ordering::Relaxed);
-    black_box(String::from("control"));
-    assert_eq!(
-        ALLOCATIONS.load(Ordering::Relaxed) - control,
-        1,
-        "the counter counts"
-    );
-    COUNTING.store(false, Ordering::Relaxed);
+    });
     println!("host-side allocations per transform call (output buffer reused): {per_call}");
 }
 

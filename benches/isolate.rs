@@ -26,12 +26,10 @@ mod redact;
 
 #[cfg(target_os = "linux")]
 mod linux {
-    use std::alloc::{GlobalAlloc, Layout, System};
     use std::hint::black_box;
     use std::io::{BufRead, BufReader, Read, Write};
     use std::os::fd::{FromRawFd, OwnedFd};
     use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::time::{Duration, Instant};
 
     use abi_stable::std_types::{RSlice, RStr};
@@ -43,36 +41,8 @@ mod linux {
 
     use super::{hello, redact, support};
 
-    /// Counts this binary's allocations while `COUNTING` is on (off while timing).
-    struct Counting;
-
-    static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-    static COUNTING: AtomicBool = AtomicBool::new(false);
-
-    // SAFETY: forwards to `System`, only counting.
-    unsafe impl GlobalAlloc for Counting {
-        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-            if COUNTING.load(Ordering::Relaxed) {
-                ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-            }
-            // SAFETY: same contract as the caller's.
-            unsafe { System.alloc(layout) }
-        }
-        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-            // SAFETY: same contract as the caller's.
-            unsafe { System.dealloc(ptr, layout) }
-        }
-        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-            if COUNTING.load(Ordering::Relaxed) {
-                ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-            }
-            // SAFETY: same contract as the caller's.
-            unsafe { System.realloc(ptr, layout, new_size) }
-        }
-    }
-
     #[global_allocator]
-    static GLOBAL: Counting = Counting;
+    static GLOBAL: support::Counting = support::Counting;
 
     /// Set in the environment of this binary re-run as a peer: `MODE` or `MODE,FD`.
     const CHILD_ENV: &str = "PLUGIN_HOST_BENCH_ISOLATE_CHILD";
@@ -216,6 +186,48 @@ mod linux {
         (child, stdin, stdout)
     }
 
+    /// The pipe + JSON baseline's client (the go-plugin / nushell style): a request line out
+    /// to [`json_child`], a response line back, buffers reused.
+    struct JsonPipe<'a> {
+        input: &'a mut ChildStdin,
+        output: &'a mut BufReader<ChildStdout>,
+        payload: String,
+        encoded: Vec<u8>,
+        line: String,
+    }
+
+    impl<'a> JsonPipe<'a> {
+        fn new(
+            input: &'a mut ChildStdin,
+            output: &'a mut BufReader<ChildStdout>,
+            payload: &[u8],
+        ) -> Self {
+            JsonPipe {
+                input,
+                output,
+                payload: String::from_utf8(payload.to_vec()).unwrap(),
+                encoded: Vec::new(),
+                line: String::new(),
+            }
+        }
+
+        /// One echo request and its response.
+        fn round_trip(&mut self, id: u64) -> Response {
+            self.encoded.clear();
+            let request = Request {
+                id,
+                method: "echo".into(),
+                payload: self.payload.clone(),
+            };
+            serde_json::to_writer(&mut self.encoded, &request).unwrap();
+            self.encoded.push(b'\n');
+            self.input.write_all(&self.encoded).unwrap();
+            self.line.clear();
+            self.output.read_line(&mut self.line).unwrap();
+            serde_json::from_str(&self.line).unwrap()
+        }
+    }
+
     /// Per-operation time in ns of `n` calls of `f`.
     fn per_op(n: usize, mut f: impl FnMut(usize)) -> f64 {
         let start = Instant::now();
@@ -261,24 +273,9 @@ mod linux {
             greet.recv_into(&mut gbuf, deadline()).unwrap();
             assert_eq!(gbuf[0], 0);
         };
-        let text = String::from_utf8(payload.clone()).unwrap();
-        let (mut encoded, mut line) = (Vec::new(), String::new());
+        let mut json_pipe = JsonPipe::new(&mut json_in, &mut json_out, &payload);
         let mut json = |i: usize| {
-            encoded.clear();
-            serde_json::to_writer(
-                &mut encoded,
-                &Request {
-                    id: i as u64,
-                    method: "echo".into(),
-                    payload: text.clone(),
-                },
-            )
-            .unwrap();
-            encoded.push(b'\n');
-            json_in.write_all(&encoded).unwrap();
-            line.clear();
-            json_out.read_line(&mut line).unwrap();
-            let resp: Response = serde_json::from_str(&line).unwrap();
+            let resp = json_pipe.round_trip(i as u64);
             assert_eq!((resp.id, resp.payload.len()), (i as u64, SMALL));
         };
         let mut rbuf = [0u8; SMALL];
@@ -376,20 +373,7 @@ mod linux {
         );
 
         // Host-side allocations per round trip, buffers reused.
-        COUNTING.store(true, Ordering::Relaxed);
-        let before = ALLOCATIONS.load(Ordering::Relaxed);
-        for _ in 0..10_000 {
-            shm_echo(0);
-        }
-        let per_call = (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / 10_000.0;
-        let control = ALLOCATIONS.load(Ordering::Relaxed);
-        black_box(String::from("control"));
-        assert_eq!(
-            ALLOCATIONS.load(Ordering::Relaxed) - control,
-            1,
-            "the counter counts"
-        );
-        COUNTING.store(false, Ordering::Relaxed);
+        let per_call = support::allocations_per_call(10_000, || shm_echo(0));
         println!("  host-side allocations per shm round trip: {per_call}");
 
         let spun_children: Vec<Child> = spun.into_iter().map(|(_, _, child)| child).collect();
@@ -592,23 +576,9 @@ mod linux {
         // The pipe + JSON baseline (go-plugin / nushell style), as in `rtt`.
         let (json_child, mut json_in, mut json_out) = spawn_pipe("json");
         let text = "a".repeat(SMALL);
-        let (mut encoded, mut line) = (Vec::new(), String::new());
+        let mut json_pipe = JsonPipe::new(&mut json_in, &mut json_out, text.as_bytes());
         let mut json = |i: usize| {
-            encoded.clear();
-            serde_json::to_writer(
-                &mut encoded,
-                &Request {
-                    id: i as u64,
-                    method: "echo".into(),
-                    payload: text.clone(),
-                },
-            )
-            .unwrap();
-            encoded.push(b'\n');
-            json_in.write_all(&encoded).unwrap();
-            line.clear();
-            json_out.read_line(&mut line).unwrap();
-            let resp: Response = serde_json::from_str(&line).unwrap();
+            let resp = json_pipe.round_trip(i as u64);
             assert_eq!(resp.id, i as u64);
         };
         per_op(5_000, &mut iso);
@@ -655,13 +625,7 @@ mod linux {
             ("isolated", &mut iso as &mut dyn FnMut(usize)),
             ("in-process", &mut inp),
         ] {
-            COUNTING.store(true, Ordering::Relaxed);
-            let before = ALLOCATIONS.load(Ordering::Relaxed);
-            for _ in 0..10_000 {
-                f(0);
-            }
-            let n = (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / 10_000.0;
-            COUNTING.store(false, Ordering::Relaxed);
+            let n = support::allocations_per_call(10_000, || f(0));
             println!("  host-side allocations per call, {label:10}: {n} (the greeting `RString` returned is one)");
         }
         drop((json_in, json_out));
@@ -764,15 +728,9 @@ mod linux {
         if let Ok(spec) = std::env::var(CHILD_ENV) {
             return child(&spec);
         }
-        // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing: run only for real.
-        if !std::env::args().any(|a| a == "--bench") {
+        let Some(run) = support::sections() else {
             return;
-        }
-        let chosen: Vec<String> = std::env::args()
-            .skip(1)
-            .filter(|a| !a.starts_with("--"))
-            .collect();
-        let run = |name: &str| chosen.is_empty() || chosen.iter().any(|c| c == name);
+        };
         println!(
             "machine: {} cores; load average {}",
             std::thread::available_parallelism().map_or(0, |n| n.get()),

@@ -442,16 +442,10 @@ fn trust_hash_vs_verify() {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing: run only for real.
-    if !std::env::args().any(|a| a == "--bench") {
-        return;
-    }
     // `cargo bench --bench loading -- worst-case growth` runs only the sections named.
-    let chosen: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    let run = |name: &str| chosen.is_empty() || chosen.iter().any(|c| c == name);
+    let Some(run) = support::sections() else {
+        return;
+    };
     println!(
         "machine: {} cores; {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),

@@ -3,9 +3,12 @@
 
 #![allow(dead_code)] // each bench binary uses part of this module
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::fs;
+use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use host::{Host, HostIdentity};
@@ -162,4 +165,69 @@ pub fn log_lines(size: usize) -> Vec<u8> {
 pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
+}
+
+/// The sections `cargo bench --bench NAME -- SECTION…` asks for (all when none is named), as
+/// a test of a section's name; `None` when not run by `cargo bench` (`cargo test --benches`
+/// passes no `--bench`): then nothing is run.
+pub fn sections() -> Option<impl Fn(&str) -> bool> {
+    if !std::env::args().any(|a| a == "--bench") {
+        return None;
+    }
+    let chosen: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    Some(move |name: &str| chosen.is_empty() || chosen.iter().any(|c| c == name))
+}
+
+/// A global allocator that counts this binary's allocations while [`allocations_per_call`]
+/// runs (the plugins allocate through their own copy of the allocator, which it does not
+/// see). A benchmark that measures allocations installs it:
+/// `#[global_allocator] static GLOBAL: support::Counting = support::Counting;`.
+pub struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+static COUNTING: AtomicBool = AtomicBool::new(false);
+
+// SAFETY: forwards to `System`, only counting.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+/// This binary's allocations per call of `f`, over `n` calls (counted by [`Counting`], which
+/// must be the global allocator: a control allocation checks that the counter counts).
+pub fn allocations_per_call(n: usize, mut f: impl FnMut()) -> f64 {
+    COUNTING.store(true, Ordering::Relaxed);
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for _ in 0..n {
+        f();
+    }
+    let per_call = (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / n as f64;
+    let control = ALLOCATIONS.load(Ordering::Relaxed);
+    black_box(String::from("control"));
+    let counted = ALLOCATIONS.load(Ordering::Relaxed) - control;
+    COUNTING.store(false, Ordering::Relaxed);
+    assert_eq!(
+        counted, 1,
+        "the counter counts (is `Counting` the global allocator?)"
+    );
+    per_call
 }
