@@ -450,8 +450,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             crate::reload_signal::block_sighup();
             let mut host = lazy(&plugins)?;
             for name in &names {
+                // Each load logs only the reports it added (the list keeps them all).
+                let seen = host.lazy_reports().len();
                 let loaded = host.load_capability(TransformKind::KIND, name);
-                log_reports(host.lazy_reports());
+                log_reports(&host.lazy_reports()[seen..]);
                 loaded?;
             }
             let transforms = names
@@ -498,11 +500,9 @@ fn lazy(args: &PluginArgs) -> Result<Host> {
 /// `$XDG_CACHE_HOME/<app>/index.json` (else under `~/.cache`): where the capability index
 /// keeps what it read from each plugin file.
 fn index_cache(app: &str) -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| Some(PathBuf::from(std::env::var_os("HOME")?).join(".cache")))?;
-    Some(base.join(app).join("index.json"))
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let cache = host::config::Locations::from_env(app, cwd).cache?;
+    Some(cache.join("index.json"))
 }
 
 /// Logs the plugins that were refused, failed or shadowed, and every warning.

@@ -77,6 +77,8 @@ pub struct Locations {
     /// The user's home directory (`$HOME`, absolute): what a path starting with `~/` in a
     /// configuration file starts from.
     pub home: Option<PathBuf>,
+    /// The application's cache directory: `$XDG_CACHE_HOME/<app>`, else `~/.cache/<app>`.
+    pub cache: Option<PathBuf>,
 }
 
 impl Locations {
@@ -92,6 +94,7 @@ impl Locations {
             cwd: cwd.into(),
             data: Vec::new(),
             home: None,
+            cache: None,
         }
     }
 
@@ -129,6 +132,7 @@ impl Locations {
 
         let config_home = base_home("XDG_CONFIG_HOME", ".config");
         let data_home = base_home("XDG_DATA_HOME", ".local/share");
+        let cache = base_home("XDG_CACHE_HOME", ".cache").map(|d| d.join(app));
         let mut system: Vec<PathBuf> = dirs("XDG_CONFIG_DIRS", "/etc/xdg")
             .into_iter()
             .map(|d| d.join(app).join("config.toml"))
@@ -148,6 +152,7 @@ impl Locations {
             cwd,
             data,
             home,
+            cache,
         }
     }
 

@@ -133,9 +133,11 @@ fn xdg_defaults_and_overrides() {
         ]
     );
     assert_eq!(l.explicit, None);
+    assert_eq!(l.cache, Some(w.path("home/.cache/plugin-host")));
 
     let l = w.locations_with(&[
         ("HOME", "home"),
+        ("XDG_CACHE_HOME", "cache"),
         ("XDG_CONFIG_HOME", "cfg"),
         ("XDG_CONFIG_DIRS", "a:b"),
         ("XDG_DATA_HOME", "data"),
@@ -143,6 +145,7 @@ fn xdg_defaults_and_overrides() {
         ("PLUGIN_HOST_CONFIG", "x.toml"),
     ]);
     assert_eq!(l.user, Some(w.path("cfg/plugin-host/config.toml")));
+    assert_eq!(l.cache, Some(w.path("cache/plugin-host")));
     // Lowest priority first: the last XDG_CONFIG_DIRS entry.
     assert_eq!(
         l.system,
