@@ -560,20 +560,6 @@ impl Host {
             return report.with_error(Status::Failed, error);
         }
         let staged = std::mem::take(&mut registration.staged);
-        if self.check_layouts && self.registry.conflict(&staged).is_none() {
-            if let Err((kind, capability, detail)) = self.kinds.check_layouts(&staged) {
-                let error = PluginError::Load {
-                    path,
-                    reason: ReasonCode::LayoutMismatch,
-                    detail: format!(
-                        "its {kind} `{capability}` does not have the layout this host \
-                         expects, so it could never be used: {detail}; {}",
-                        crate::registry::layout_fix(&differences)
-                    ),
-                };
-                return report.with_error(Status::Failed, error);
-            }
-        }
         let plugin = Committed {
             resolved,
             provenance,
@@ -585,7 +571,7 @@ impl Host {
 
     /// Commits a registered plugin's capabilities (its own, or an isolated plugin's proxies
     /// with their `supervisor`) and records the plugin: refused when another plugin holds
-    /// one of the names.
+    /// one of the names, or (its own) when one does not have the layout of its kind's type.
     pub(crate) fn commit_plugin(
         &mut self,
         mut report: PluginReport,
@@ -608,6 +594,22 @@ impl Host {
                 holder,
             };
             return report.with_error(Status::Failed, error);
+        }
+        // An isolated plugin's proxies are the host's own objects: only a plugin's own
+        // capabilities can have another layout.
+        if self.check_layouts && supervisor.is_none() {
+            if let Err((kind, capability, detail)) = self.kinds.check_layouts(&staged) {
+                let error = PluginError::Load {
+                    path: report.path.clone(),
+                    reason: ReasonCode::LayoutMismatch,
+                    detail: format!(
+                        "its {kind} `{capability}` does not have the layout this host \
+                         expects, so it could never be used: {detail}; {}",
+                        crate::registry::layout_fix(&differences)
+                    ),
+                };
+                return report.with_error(Status::Failed, error);
+            }
         }
         let plugin: Arc<str> = provenance.name.as_str().into();
         let mut capabilities: Vec<_> = staged
