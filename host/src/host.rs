@@ -458,9 +458,7 @@ impl Host {
     fn load_verified(&mut self, report: PluginReport, verified: Verified) -> PluginReport {
         let path = report.path.clone();
         let name = verified.provenance.name.clone();
-        if let Some(hook) = &self.before_load {
-            hook(&path);
-        }
+        self.run_before_load(&path);
         let resolved = fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
         if self.isolation.isolates(&name) || report.worker.is_some() {
             return self.load_isolated(report, verified, resolved);
@@ -509,11 +507,10 @@ impl Host {
         } = entry;
         tracing::debug!("registering {name}");
         watch.step(format!("registering plugin `{name}` ({})", path.display()));
-        let no_config = String::new();
         let mut registration = Registration {
             host_name: &self.identity.name,
             host_version: &self.identity.version,
-            config: self.configs.get(&name).unwrap_or(&no_config),
+            config: self.config_for(&name),
             kinds: &self.kinds,
             staged: Vec::new(),
             self_conflict: None,

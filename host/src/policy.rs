@@ -351,7 +351,7 @@ pub fn judge_with(
     );
 
     let (hr, pr) = (&host.rustc, &plugin.rustc);
-    let same_rustc = hr.release == pr.release && hr.commit_hash == pr.commit_hash;
+    let same_rustc = same_rustc(hr, pr);
     push(
         CheckKind::Rustc,
         prepared.rustc.clone(),
@@ -458,6 +458,14 @@ fn profile_text(p: &Provenance) -> String {
         "{} (opt-level {}, debug-assertions {assertions})",
         p.profile.name, p.profile.opt_level
     )
+}
+
+/// Whether two builds come from the same compiler: the same release and commit.
+pub(crate) fn same_rustc(
+    a: &plugin_api::provenance::Rustc,
+    b: &plugin_api::provenance::Rustc,
+) -> bool {
+    a.release == b.release && a.commit_hash == b.commit_hash
 }
 
 #[cfg(test)]

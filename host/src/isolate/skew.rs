@@ -149,9 +149,7 @@ impl Host {
     /// not fit). Empty when the plugin's compiler is the host's.
     pub(crate) fn worker_hint(&self, plugin: &Provenance, policy: &Policy) -> String {
         let host = &self.identity().provenance.rustc;
-        let same =
-            plugin.rustc.release == host.release && plugin.rustc.commit_hash == host.commit_hash;
-        if same || self.isolation.in_worker {
+        if crate::policy::same_rustc(&plugin.rustc, host) || self.isolation.in_worker {
             return String::new();
         }
         let (toolchain, guessed) =
