@@ -75,13 +75,34 @@ impl Tail {
 
     /// The tail as one line (`a | b | c`), waiting up to `wait` for the stream's end (a
     /// crash report wants the dying words).
-    pub(crate) fn text(&self, wait: Duration) -> String {
+    fn text(&self, wait: Duration) -> String {
         let done = self.done.lock().unwrap_or_else(|p| p.into_inner());
         let _ = self
             .done_changed
             .wait_timeout_while(done, wait, |done| !*done);
         let lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
         lines.iter().cloned().collect::<Vec<_>>().join(" | ")
+    }
+
+    /// The tail as a clause of a message: `its stderr ended with: …`, or `it wrote nothing
+    /// to stderr` (waiting as [`Tail::text`] does).
+    pub(crate) fn clause(&self, wait: Duration) -> String {
+        let tail = self.text(wait);
+        if tail.is_empty() {
+            "it wrote nothing to stderr".to_owned()
+        } else {
+            format!("its stderr ended with: {tail}")
+        }
+    }
+
+    /// The tail to append to a message: `; its stderr ended with: …`, or nothing.
+    pub(crate) fn suffix(&self, wait: Duration) -> String {
+        let tail = self.text(wait);
+        if tail.is_empty() {
+            String::new()
+        } else {
+            format!("; its stderr ended with: {tail}")
+        }
     }
 
     fn finish(&self) {
@@ -583,12 +604,8 @@ impl Worker {
             Some(status) => describe(status),
             None => "it ended in an unknown way".to_owned(),
         };
-        let tail = self.tail.text(Duration::from_millis(500));
-        if tail.is_empty() {
-            format!("{how} (pid {}); it wrote nothing to stderr", self.pid)
-        } else {
-            format!("{how} (pid {}); its stderr ended with: {tail}", self.pid)
-        }
+        let tail = self.tail.clause(Duration::from_millis(500));
+        format!("{how} (pid {}); {tail}", self.pid)
     }
 }
 
@@ -729,12 +746,7 @@ fn handshake(
     let plugin = &spec.plugin;
     let failed = |worker: &mut Worker, what: String| {
         worker.kill();
-        let tail = worker.tail.text(Duration::from_millis(300));
-        let tail = if tail.is_empty() {
-            "it wrote nothing to stderr".to_owned()
-        } else {
-            format!("its stderr ended with: {tail}")
-        };
+        let tail = worker.tail.clause(Duration::from_millis(300));
         StartError::new(
             ReasonCode::HandshakeFailed,
             format!(
@@ -820,19 +832,14 @@ fn handshake(
     match next(worker, deadline) {
         None => {
             worker.kill();
-            let tail = worker.tail.text(Duration::from_millis(300));
+            let tail = worker.tail.suffix(Duration::from_millis(300));
             Err(StartError::new(
                 ReasonCode::PluginTimeout,
                 format!(
                     "plugin `{plugin}` did not finish loading and registering within {}s in \
-                     its worker (pid {}), which was killed{}",
+                     its worker (pid {}), which was killed{tail}",
                     spec.start_timeout.as_secs_f64(),
                     worker.pid,
-                    if tail.is_empty() {
-                        String::new()
-                    } else {
-                        format!("; its stderr ended with: {tail}")
-                    }
                 ),
             ))
         }

@@ -226,12 +226,7 @@ impl Supervisor {
             }
             Exchange::Timeout => {
                 worker.kill();
-                let tail = worker.tail.text(Duration::from_millis(200));
-                let tail = if tail.is_empty() {
-                    String::new()
-                } else {
-                    format!("; its stderr ended with: {tail}")
-                };
+                let tail = worker.tail.suffix(Duration::from_millis(200));
                 Err(Failure {
                     reason: ReasonCode::PluginTimeout,
                     message: format!(
