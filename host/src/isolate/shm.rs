@@ -1066,9 +1066,9 @@ fn futex_wake(word: &AtomicU32) {
 
 /// Lets a child spawned from `cmd` inherit `fd` under the same number, which is returned (pass
 /// it to the child, e.g. in an argument or the environment). The descriptor stays close-on-exec
-/// in this process, so concurrently spawned children do not get it; it is closed here when
-/// `cmd` is dropped.
-pub fn pass_fd(cmd: &mut Command, fd: OwnedFd) -> RawFd {
+/// in this process, so concurrently spawned children do not get it; `cmd` holds it (an
+/// `OwnedFd` is closed here, a shared one released, when `cmd` is dropped).
+pub fn pass_fd(cmd: &mut Command, fd: impl AsRawFd + Send + Sync + 'static) -> RawFd {
     let raw = fd.as_raw_fd();
     // SAFETY: the closure runs in the forked child before `exec` and only calls `fcntl`, which
     // is async-signal-safe; it allocates nothing and takes no lock.

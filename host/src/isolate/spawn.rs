@@ -21,7 +21,7 @@
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -220,7 +220,10 @@ fn spawn_from_spawner(command: Command) -> std::io::Result<Child> {
             .name("plugin-worker-spawner".into())
             .spawn(move || {
                 for (mut command, reply) in rx {
-                    let _ = reply.send(command.spawn());
+                    let spawned = command.spawn();
+                    // Closes this side's copies of what the child inherited before answering.
+                    drop(command);
+                    let _ = reply.send(spawned);
                 }
             })
             .expect("start the worker spawner thread");
@@ -251,9 +254,11 @@ pub(crate) fn start(spec: &Spec) -> Result<(Worker, Vec<Capability>), StartError
         )
     };
     let (ours, theirs) = UnixStream::pair().map_err(|e| io("cannot make a socket pair", e))?;
-    let their_fd = theirs.as_raw_fd();
-    let file_fd = spec.file.as_raw_fd();
     let mut command = Command::new(&spec.program);
+    // The two descriptors the worker inherits (close-on-exec in the host); the verified
+    // file's number is the one `spec.load` names.
+    let their_fd = shm::pass_fd(&mut command, OwnedFd::from(theirs));
+    shm::pass_fd(&mut command, spec.file.clone());
     command
         .args(&spec.args)
         .arg("--fd")
@@ -278,8 +283,8 @@ pub(crate) fn start(spec: &Spec) -> Result<(Worker, Vec<Capability>), StartError
         .stderr(Stdio::piped());
     let parent = std::process::id();
     // SAFETY: the closure runs in the child between fork and exec, and only makes
-    // async-signal-safe system calls (prctl, getppid, fcntl, dup2) on descriptors that are
-    // open in the child; it allocates nothing and takes no lock.
+    // async-signal-safe system calls (prctl, getppid, dup2) on descriptors that are open in
+    // the child; it allocates nothing and takes no lock.
     unsafe {
         command.pre_exec(move || {
             // Die with the host (with the spawner thread, which lives as long as the process).
@@ -289,12 +294,6 @@ pub(crate) fn start(spec: &Spec) -> Result<(Worker, Vec<Capability>), StartError
             // The host died before the line above: nobody would ever kill this worker.
             if libc::getppid() as u32 != parent {
                 return Err(std::io::Error::other("the host is gone"));
-            }
-            // The two descriptors the worker inherits (both are close-on-exec in the host).
-            for fd in [their_fd, file_fd] {
-                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
             }
             // Whatever the plugin prints to stdout goes where its stderr goes: to the host's log.
             if libc::dup2(2, 1) < 0 {
@@ -309,7 +308,6 @@ pub(crate) fn start(spec: &Spec) -> Result<(Worker, Vec<Capability>), StartError
             e,
         )
     })?;
-    drop(theirs);
     let pid = child.id();
     // Our own unwaited child: its pid cannot have been reused yet.
     if let Some(c) = &mut channel {
