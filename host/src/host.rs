@@ -365,8 +365,10 @@ impl Host {
             ));
             return (report, None);
         }
+        let bound = self.configured_name(path) == Some(provenance.name.as_str());
         let trusted = self.trust.step(
             self.mapper.load_from,
+            bound,
             path,
             &file,
             &meta,

@@ -26,7 +26,9 @@ pub enum LoadFrom {
     SealedCopy,
     /// The verified file itself (through its open descriptor). Faster to load, but writing
     /// to the plugin file in place while the host runs changes the code it runs — bytes
-    /// that were never verified — or kills it with `SIGBUS`.
+    /// that were never verified — or kills it with `SIGBUS`. A file the lock lists or whose
+    /// signature is checked is loaded from the sealed copy it was hashed from all the same:
+    /// the lock and the signature vouch for those bytes only.
     File,
 }
 
@@ -67,9 +69,10 @@ impl Mapper {
         let info = crate::read::segments::load_info(&verified.file, len);
         let sealed;
         let file = match (self.load_from, &verified.sealed) {
-            (LoadFrom::SealedCopy, Some(copy)) => {
-                // Hashed (and signature-checked) as it is: its provenance must still be
-                // the one judged, read before the copy was made.
+            // Hashed (and signature-checked) as it is, whatever the mode: a lock or a
+            // signature vouches for these bytes, not for whatever the file holds later. Its
+            // provenance must still be the one judged, read before the copy was made.
+            (_, Some(copy)) => {
                 if !read_sized(path, copy, len).is_ok_and(|p| p == verified.provenance) {
                     return Err(written_while_loading(path));
                 }
@@ -83,7 +86,7 @@ impl Mapper {
                 sealed = sealed_copy(verified, ranges, path)?;
                 &sealed
             }
-            (LoadFrom::File, _) => &verified.file,
+            (LoadFrom::File, None) => &verified.file,
         };
         let info = info.unwrap_or_default();
         let area = self.staging.get_or_init(|| {

@@ -5,7 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use host::{Lock, ScanMode, SignatureMode, Status, TrustedKey};
+use host::{LoadFrom, Lock, ScanMode, SignatureMode, Status, TrustedKey};
 use object::{Object, ObjectSection};
 use plugin_api::CommandKind;
 
@@ -488,15 +488,147 @@ fn library_signature_modes_per_plugin() {
     let keys = tempfile::tempdir().unwrap();
     let (key, _, _) = minisign_keypair(keys.path(), "author");
     let dir = plugin_dir(&["hello", "wc"]);
-    let host = host()
-        .with_trusted_key(TrustedKey::parse(&key).unwrap())
-        .with_signature_mode(SignatureMode::Require)
-        .with_plugin_signature_mode("wc", SignatureMode::Ignore);
+    let wc_path = dir.path().join("libwc.so");
+    let strict = || {
+        host()
+            .with_trusted_key(TrustedKey::parse(&key).unwrap())
+            .with_signature_mode(SignatureMode::Require)
+    };
+    // A mode stricter than the host's follows the name; an exemption follows the file.
+    let host = strict()
+        .with_plugin_signature_mode("wc", SignatureMode::Ignore)
+        .with_plugin_file("wc", &wc_path);
     assert_eq!(host.signature_mode("hello"), SignatureMode::Require);
     assert_eq!(host.signature_mode("wc"), SignatureMode::Ignore);
     let hello = host.verify(&dir.path().join("libhello.so"));
     assert_eq!(hello.reason.map(|r| r.as_str()), Some("unsigned"));
-    let wc = host.verify(&dir.path().join("libwc.so"));
+    let wc = host.verify(&wc_path);
     assert_eq!(wc.status, Status::Verified, "{:?}", wc.message);
     assert_eq!(wc.signature, None);
+}
+
+#[test]
+fn an_exemption_does_not_follow_a_self_declared_name() {
+    // `[plugins.hello] signatures = "ignore"` under a global `require`: an impostor that
+    // calls itself `hello`, dropped where the configured file is not, is held to `require`.
+    let keys = tempfile::tempdir().unwrap();
+    let (key, _, _) = minisign_keypair(keys.path(), "author");
+    let dir = plugin_dir(&["hello"]);
+    let configured = dir.path().join("libhello.so");
+    let early = tempfile::tempdir().unwrap();
+    let impostor = copy_into(&early, "hello", "libevil_hello.so");
+    let host = || {
+        host()
+            .with_trusted_key(TrustedKey::parse(&key).unwrap())
+            .with_signature_mode(SignatureMode::Require)
+            .with_plugin_signature_mode("hello", SignatureMode::Ignore)
+    };
+    // Not bound to any file: the exemption applies to none.
+    let evil = host().verify(&impostor);
+    assert_eq!(evil.status, Status::Rejected);
+    assert_eq!(evil.reason.map(|r| r.as_str()), Some("unsigned"));
+    let message = evil.message.unwrap();
+    for needle in [
+        "signatures = \"ignore\"",
+        "configured `path` or a locked file",
+        "libevil_hello.so",
+        "[plugins.hello]",
+    ] {
+        assert!(message.contains(needle), "{needle}: {message}");
+    }
+    // Bound by the configured path: the configured file is exempt, the impostor is not.
+    let bound = host().with_plugin_file("hello", &configured);
+    assert_eq!(bound.verify(&configured).status, Status::Verified);
+    let mut scanning = host().with_plugin_file("hello", &configured);
+    let reports = scanning
+        .scan(&[early.path(), dir.path()], ScanMode::VerifyOnly)
+        .unwrap();
+    let evil = reports.iter().find(|r| r.path == impostor).unwrap();
+    assert_eq!(
+        evil.reason.map(|r| r.as_str()),
+        Some("unsigned"),
+        "{reports:?}"
+    );
+    // Bound by the lock: the locked file is exempt (its hash is checked), the impostor —
+    // another file under the locked name — is refused for its hash first.
+    let lock_path = dir.path().join("plugin-host.lock");
+    let mut lock = Lock::new(&lock_path);
+    assert!(lock.lock_report(
+        &host()
+            .with_digests(true)
+            .with_signature_mode(SignatureMode::Ignore)
+            .verify(&configured)
+    ));
+    lock.write().unwrap();
+    let locked = || host().with_lock(Lock::read(&lock_path).unwrap(), false);
+    assert_eq!(locked().verify(&configured).status, Status::Verified);
+    flip_comment_byte(&impostor);
+    let evil = locked().verify(&impostor);
+    assert_eq!(evil.reason.map(|r| r.as_str()), Some("checksum-mismatch"));
+}
+
+/// Truncates `path` in place (same inode): what a write between verification and loading
+/// does to a library mapped from the file itself.
+fn truncate_in_place(path: &Path) {
+    fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+}
+
+#[test]
+fn load_in_place_loads_the_hashed_copy_when_a_lock_or_signature_vouches() {
+    let keys = tempfile::tempdir().unwrap();
+    let (key, _, secret) = minisign_keypair(keys.path(), "author");
+    let load = |host: host::Host, dir: &Path| {
+        let path = dir.join(file_name("hello"));
+        let mut host = host
+            .with_load_from(LoadFrom::File)
+            .with_before_load(truncate_in_place);
+        let reports = host.scan(&[dir], ScanMode::Load).unwrap();
+        let report = reports.into_iter().find(|r| r.path == path).unwrap();
+        let works = host
+            .registry()
+            .get::<CommandKind>("hello")
+            .is_ok_and(|hello| {
+                hello
+                    .call(abi_stable::std_types::RSlice::from_slice(&[
+                        abi_stable::std_types::RStr::from("Ada"),
+                    ]))
+                    .into_result()
+                    .is_ok()
+            });
+        (report, works)
+    };
+    // The control: nothing vouches for the file, so `LoadFrom::File` maps the file itself —
+    // emptied after verification, it cannot be loaded.
+    let plain = plugin_dir(&["hello"]);
+    let (report, works) = load(host(), plain.path());
+    assert_eq!(report.status, Status::Failed, "{:?}", report.message);
+    assert!(!works);
+    // Locked: the sealed copy that was hashed is what the loader maps.
+    let locked = plugin_dir(&["hello"]);
+    let lock_path = locked.path().join("plugin-host.lock");
+    let mut lock = Lock::new(&lock_path);
+    assert!(lock.lock_report(
+        &host()
+            .with_digests(true)
+            .verify(&locked.path().join(file_name("hello")))
+    ));
+    lock.write().unwrap();
+    let (report, works) = load(host().with_lock(lock, true), locked.path());
+    assert_eq!(report.status, Status::Loaded, "{:?}", report.message);
+    assert!(works);
+    // Signatures required: the same.
+    let signed = plugin_dir(&["hello"]);
+    minisign_sign(&secret, &signed.path().join(file_name("hello")), false);
+    let host = host()
+        .with_trusted_key(TrustedKey::parse(&key).unwrap())
+        .with_signature_mode(SignatureMode::Require);
+    let (report, works) = load(host, signed.path());
+    assert_eq!(report.status, Status::Loaded, "{:?}", report.message);
+    assert_eq!(report.signature, Some(host::SignatureStatus::Signed));
+    assert!(works);
 }

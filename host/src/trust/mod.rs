@@ -67,18 +67,34 @@ pub(crate) struct Trust {
 }
 
 impl Trust {
-    /// The signature mode for plugin `name`: its own, else the host's, else `warn` when any
-    /// key is trusted, else `ignore`.
-    pub(crate) fn mode_for(&self, name: &str) -> SignatureMode {
-        self.per_plugin
-            .get(name)
-            .copied()
-            .or(self.mode)
-            .unwrap_or(if self.keys.is_empty() {
-                SignatureMode::Ignore
-            } else {
-                SignatureMode::Warn
-            })
+    /// The host's own signature mode, for every plugin without one of its own: as set, else
+    /// `warn` when any key is trusted, else `ignore`.
+    pub(crate) fn global_mode(&self) -> SignatureMode {
+        self.mode.unwrap_or(if self.keys.is_empty() {
+            SignatureMode::Ignore
+        } else {
+            SignatureMode::Warn
+        })
+    }
+
+    /// The signature mode for plugin `name`: its own when set, else the host's.
+    ///
+    /// A mode of its own that is looser than the host's is an exemption, and an exemption
+    /// follows a file, not the name a file declares for itself: it applies only when the file
+    /// is `bound` to the name (it is the plugin's configured path, or the lock lists the name,
+    /// so its hash is checked). Otherwise the host's mode applies, and the exemption that was
+    /// not applied comes back too, to say why.
+    pub(crate) fn mode_for(
+        &self,
+        name: &str,
+        bound: bool,
+    ) -> (SignatureMode, Option<SignatureMode>) {
+        let global = self.global_mode();
+        match self.per_plugin.get(name).copied() {
+            Some(own) if own >= global || bound => (own, None),
+            Some(own) => (global, Some(own)),
+            None => (global, None),
+        }
     }
 }
 
@@ -87,7 +103,10 @@ impl Trust {
 /// Unless configured: `warn` when any trusted key is configured, else `ignore`. Under `warn`
 /// and `require` an invalid signature always refuses the file (the file or its signature was
 /// changed after signing); `unsigned` and `untrusted-key` refuse only under `require`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+///
+/// Modes are ordered from the loosest to the strictest (`Ignore < Warn < Require`): what a
+/// setting that may only tighten another is compared by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SignatureMode {
     /// Signatures are not looked at (the status is not known: `null` in JSON, `-` in a scan).

@@ -38,6 +38,12 @@ impl Host {
     }
 
     /// Sets the signature mode for the plugin named `plugin` only.
+    ///
+    /// A mode stricter than the host's applies to every file that says it is `plugin`. A
+    /// looser one (an exemption: `ignore` under a host-wide `require`) applies only to the file
+    /// configured for the plugin ([`Host::with_plugin_file`]) or to a file the lock lists
+    /// under that name (its hash is then checked): a file that merely declares the name in its
+    /// provenance — an `evil_hello.so` dropped in an earlier directory — gets the host's mode.
     pub fn with_plugin_signature_mode(
         mut self,
         plugin: impl Into<String>,
@@ -62,9 +68,12 @@ impl Host {
             .map(|(lock, locked)| (lock, *locked))
     }
 
-    /// The signature mode that applies to the plugin named `plugin`.
+    /// The signature mode that applies to a file of the plugin named `plugin` that is bound
+    /// to that name (its configured path, or a file the lock lists). Any other file claiming
+    /// the name gets the host's mode when the plugin's own is looser (see
+    /// [`Host::with_plugin_signature_mode`]).
     pub fn signature_mode(&self, plugin: &str) -> SignatureMode {
-        self.trust.mode_for(plugin)
+        self.trust.mode_for(plugin, true).0
     }
 }
 
@@ -72,11 +81,19 @@ impl Trust {
     /// The trust step for a file whose provenance was read: fills `report.signature`,
     /// `report.digest` and `report.trust_warnings`; an error refuses the file.
     ///
+    /// `bound`: the file is the one configured for its plugin's name (see
+    /// [`Trust::mode_for`]).
+    ///
     /// Returns the sealed copy of the whole file when one was made to be hashed (the
-    /// loader then maps that very copy).
+    /// loader then maps that very copy). When the lock or a signature vouches for the file,
+    /// the copy is made whatever `load_from` says: they vouch for the bytes hashed, so those
+    /// bytes are what runs — mapping the file itself would let a write after the hash run
+    /// unchecked code.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn step(
         &self,
         load_from: LoadFrom,
+        bound: bool,
         path: &Path,
         file: &File,
         meta: &Metadata,
@@ -103,7 +120,7 @@ impl Trust {
                 ));
             }
         }
-        let mode = self.mode_for(name);
+        let (mode, unapplied) = self.mode_for(name, bound || entry.is_some());
         let found = (mode != SignatureMode::Ignore).then(|| signature::find(path, &self.keys));
         let hash = entry.is_some() || self.record_digests;
         let mut checker = match &found {
@@ -113,7 +130,14 @@ impl Trust {
         let mut sealed = None;
         if hash || checker.is_some() {
             let len = meta.len();
-            sealed = whole_sealed_copy(load_from, name, file, len, path)?;
+            let vouched = entry.is_some() || checker.is_some();
+            sealed = whole_sealed_copy(
+                load_from == LoadFrom::SealedCopy || vouched,
+                name,
+                file,
+                len,
+                path,
+            )?;
             let mut sha = hash.then(Sha256::new);
             read_once(sealed.as_ref().unwrap_or(file), len, &mut |chunk| {
                 if let Some(sha) = &mut sha {
@@ -219,10 +243,17 @@ impl Trust {
         };
         report.signature = Some(status);
         if mode == SignatureMode::Require || status == SignatureStatus::InvalidSignature {
-            let message = if mode == SignatureMode::Require {
-                format!("{message} (signatures are required)")
-            } else {
-                message
+            let message = match unapplied {
+                Some(own) if mode == SignatureMode::Require => format!(
+                    "{message} (signatures are required; the plugin's own `signatures = \"{own}\"` \
+                     applies only to its configured `path` or a locked file, and {} is neither: \
+                     set `path` in its `[plugins.{name}]` table or run `plugin-host lock`)",
+                    path.display()
+                ),
+                None if mode == SignatureMode::Require => {
+                    format!("{message} (signatures are required)")
+                }
+                _ => message,
             };
             return Err(refuse(reason, message));
         }
@@ -237,13 +268,13 @@ impl Trust {
 /// A sealed copy of the whole file, when the loader maps sealed copies (Linux).
 #[cfg(target_os = "linux")]
 fn whole_sealed_copy(
-    load_from: LoadFrom,
+    wanted: bool,
     name: &str,
     file: &File,
     len: u64,
     path: &Path,
 ) -> Result<Option<File>, PluginError> {
-    if load_from != LoadFrom::SealedCopy {
+    if !wanted {
         return Ok(None);
     }
     crate::seal::sealed_copy(name, file, len, &[(0, len)])
@@ -262,7 +293,7 @@ fn whole_sealed_copy(
 
 #[cfg(not(target_os = "linux"))]
 fn whole_sealed_copy(
-    _load_from: LoadFrom,
+    _wanted: bool,
     _name: &str,
     _file: &File,
     _len: u64,
