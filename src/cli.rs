@@ -110,10 +110,15 @@ enum Command {
     Builder(crate::builder_cli::BuilderCommand),
     /// Show the effective configuration (system, user and project files, or the one
     /// $PLUGIN_HOST_CONFIG names) and the file and line each value comes from.
+    ///
+    /// A project file (`plugin-host.toml` found by walking up) is ignored until you trust it
+    /// with `config trust`.
     Config {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        #[command(subcommand)]
+        action: Option<crate::config_cli::ConfigAction>,
     },
     /// Verify every plugin in the directories and write the lock file (sha256, size and
     /// provenance digest of each). Exit 0 all locked, 1 some rejected (not locked), 2 error.
@@ -426,7 +431,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             crate::authoring::preflight(args, &identity()?, policy.build(&load_config()?)?)
         }
         Command::Builder(command) => crate::builder_cli::run(command, identity()?),
-        Command::Config { json } => crate::config_cli::run(json),
+        Command::Config { json, action } => crate::config_cli::run(json, action),
         Command::Lock {
             dirs,
             lock_file,

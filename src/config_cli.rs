@@ -5,7 +5,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use std::sync::Once;
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
 use host::config::{Config, LayerKind, Locations};
 use host::text::printable;
 use serde::Serialize;
@@ -14,15 +17,91 @@ use serde::Serialize;
 /// `~/.config/plugin-host/config.toml`, `$PLUGIN_HOST_CONFIG`, …).
 pub const APP: &str = "plugin-host";
 
-/// Loads the CLI's configuration from the process environment and working directory: what the
-/// other commands call before applying their flags over it.
-pub fn load_config() -> Result<Config> {
+/// What `plugin-host config` does besides printing the configuration.
+#[derive(Subcommand)]
+pub enum ConfigAction {
+    /// Trust a project file as it is now: until then it is ignored (its plugins, search paths
+    /// and settings). Recorded with its sha256 in the user's data directory
+    /// ($XDG_DATA_HOME/plugin-host/trusted-projects); a changed file must be trusted again.
+    Trust {
+        /// The project file (default: the `plugin-host.toml` found from here upwards).
+        file: Option<PathBuf>,
+    },
+    /// Stop trusting a project file.
+    Untrust {
+        /// The project file (default: the `plugin-host.toml` found from here upwards).
+        file: Option<PathBuf>,
+    },
+}
+
+fn locations() -> Result<Locations> {
     let cwd = std::env::current_dir().context("cannot determine the working directory")?;
-    Ok(Config::load(&Locations::from_env(APP, cwd))?)
+    Ok(Locations::from_env(APP, cwd))
+}
+
+/// Loads the CLI's configuration from the process environment and working directory: what the
+/// other commands call before applying their flags over it. A project file that is ignored,
+/// and a project setting that would have lowered a trust setting, are said on stderr — once
+/// per run, however many times the configuration is loaded.
+pub fn load_config() -> Result<Config> {
+    let config = Config::load(&locations()?)?;
+    static SAID: Once = Once::new();
+    SAID.call_once(|| {
+        for file in config.ignored() {
+            eprintln!("warning: {}", printable(&file.message(APP)));
+        }
+        for notice in config.notices() {
+            eprintln!("warning: {}", printable(notice));
+        }
+    });
+    Ok(config)
+}
+
+/// `plugin-host config [trust|untrust]`.
+pub fn run(json: bool, action: Option<ConfigAction>) -> Result<ExitCode> {
+    match action {
+        None => show(json),
+        Some(ConfigAction::Trust { file }) => {
+            let locations = locations()?;
+            let file = project_file(&locations, file)?;
+            let trusted = host::config::trust_project(&locations, &file)?;
+            println!(
+                "trusted {}: its plugins and settings are used from now on (until it changes)",
+                printable(&trusted.display().to_string())
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(ConfigAction::Untrust { file }) => {
+            let locations = locations()?;
+            let file = project_file(&locations, file)?;
+            let shown = printable(&file.display().to_string()).into_owned();
+            if host::config::untrust_project(&locations, &file)? {
+                println!("no longer trusted: {shown}");
+            } else {
+                println!("{shown} was not trusted; nothing changed");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The file given, else the project file found from the working directory upwards.
+fn project_file(locations: &Locations, given: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(file) = given {
+        return Ok(locations.cwd.join(file));
+    }
+    match locations.project_file() {
+        Some(file) => Ok(file),
+        None => bail!(
+            "no {} in {} or a parent directory; name the file to trust",
+            locations.project_file_name(),
+            printable(&locations.cwd.display().to_string())
+        ),
+    }
 }
 
 /// Prints the effective configuration.
-pub fn run(json: bool) -> Result<ExitCode> {
+fn show(json: bool) -> Result<ExitCode> {
     let config = load_config()?;
     if json {
         print_json(&config)?;
@@ -54,7 +133,13 @@ fn print_text(config: &Config) -> Result<()> {
                 if found { "" } else { "  (absent)" }
             ),
         };
-        writeln!(out, "#   {:<8} {what}", c.kind.as_str())?;
+        let ignored = config
+            .ignored()
+            .iter()
+            .find(|i| i.path == c.path)
+            .map(|i| format!("  (ignored: {})", ignored_reason(&i.why)))
+            .unwrap_or_default();
+        writeln!(out, "#   {:<8} {what}{ignored}", c.kind.as_str())?;
     }
     if let Some(dir) = config.project_dir() {
         writeln!(
@@ -92,6 +177,9 @@ struct FileDoc<'a> {
     layer: &'a str,
     path: &'a Path,
     found: bool,
+    /// Why a found file is not used (`not-trusted`, `changed`, `other-owner`, `no-record`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ignored: Option<&'a host::config::Untrusted>,
 }
 
 #[derive(Serialize)]
@@ -115,6 +203,11 @@ fn print_json(config: &Config) -> Result<()> {
                 layer: c.kind.as_str(),
                 path: &c.path,
                 found: c.found,
+                ignored: config
+                    .ignored()
+                    .iter()
+                    .find(|i| i.path == c.path)
+                    .map(|i| &i.why),
             })
             .collect(),
         values: config
@@ -133,6 +226,17 @@ fn print_json(config: &Config) -> Result<()> {
     serde_json::to_writer_pretty(&mut out, &doc)?;
     writeln!(out)?;
     Ok(())
+}
+
+/// A few words on why a project file is ignored (the whole message is on stderr).
+fn ignored_reason(why: &host::config::Untrusted) -> String {
+    use host::config::Untrusted;
+    match why {
+        Untrusted::NotTrusted => format!("not trusted; `{APP} config trust` trusts it"),
+        Untrusted::Changed => format!("changed since trusted; `{APP} config trust` again"),
+        Untrusted::OtherOwner { uid, .. } => format!("owned by user {uid}"),
+        _ => "nowhere to record trust".to_owned(),
+    }
 }
 
 fn file_name(path: &Path) -> String {

@@ -54,6 +54,15 @@ impl Machine {
         cmd.output().expect("run plugin-host")
     }
 
+    /// Writes the project file `proj/plugin-host.toml` and trusts it (`config trust`), as its
+    /// user would before its settings apply.
+    pub(crate) fn project(&self, text: &str) -> PathBuf {
+        let file = self.write("proj/plugin-host.toml", text);
+        let out = self.run(&["config", "trust"], None);
+        assert!(out.status.success(), "config trust: {}", stderr(&out));
+        file
+    }
+
     fn json(&self, explicit: Option<&Path>) -> Value {
         let out = self.run(&["config", "--json"], explicit);
         assert!(out.status.success(), "{}", stderr(&out));
@@ -73,8 +82,7 @@ impl Machine {
             "home/.config/plugin-host/config.toml",
             "[trust]\nsignatures = \"warn\"\n\n[plugins.redact.config]\nreplacement = \"#\"\nkinds = \"email\"\n",
         );
-        let project = self.write(
-            "proj/plugin-host.toml",
+        let project = self.project(
             "[search]\npaths = [\"plugins\"]\n\n[plugins.redact.config]\nkinds = \"ipv4\"\n",
         );
         (system, user, project)
@@ -248,7 +256,10 @@ fn a_broken_file_exits_2_naming_file_line_and_column() {
         );
     }
 
-    let project = m.write("proj/plugin-host.toml", "[search]\npaths = [\"gone\"]\n");
+    // Trusted, then broken without a change to its text: the path it names is removed.
+    fs::create_dir_all(m.path("proj/gone")).unwrap();
+    let project = m.project("[search]\npaths = [\"gone\"]\n");
+    fs::remove_dir(m.path("proj/gone")).unwrap();
     fs::write(&user, "").unwrap();
     let out = m.run(&["config"], None);
     assert_eq!(out.status.code(), Some(2));
@@ -318,10 +329,7 @@ fn a_config_files_plugin_table_reaches_the_plugin() {
         "home/.config/plugin-host/config.toml",
         "[plugins.redact.config]\nreplacement = \"user-{kind}\"\nkinds = [\"email\"]\n",
     );
-    m.write(
-        "proj/plugin-host.toml",
-        "[plugins.redact.config]\nkinds = [\"ipv4\"]\n",
-    );
+    m.project("[plugins.redact.config]\nkinds = [\"ipv4\"]\n");
     let mut locations = Locations::project_only("plugin-host", m.path("proj/src"));
     locations.user = Some(m.path("home/.config/plugin-host/config.toml"));
     let config = Config::load(&locations).unwrap();

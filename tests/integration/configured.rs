@@ -43,8 +43,7 @@ fn search_paths_plugin_tables_and_policies_come_from_the_files_and_flags_overrid
     for name in ["hello", "wc", "old-semver"] {
         install(&m, "proj/plugins", name);
     }
-    m.write(
-        "proj/plugin-host.toml",
+    m.project(
         "[search]\npaths = [\"plugins\"]\n\n[policy]\npreset = \"strict\"\n\n\
          [plugins.wc]\nenabled = false\n\n[plugins.old-semver]\npolicy = \"default\"\n",
     );
@@ -109,7 +108,7 @@ fn default_search_paths_and_the_error_when_there_is_none() {
     install(&m, "home/.local/share/plugin-host/plugins", "hello");
     let out = m.run(&["run", "hello", "Ada"], None);
     assert!(out.status.success(), "{}", stderr(&out));
-    m.write("proj/plugin-host.toml", "");
+    m.project("");
     install(&m, "proj/.plugins", "hello");
     let s = scan(&m, &[]);
     let hellos: Vec<&Value> = s["plugins"]
@@ -134,10 +133,9 @@ fn a_configured_plugin_file_is_loaded_first_and_must_carry_its_name() {
     install(&m, "elsewhere", "hello");
     install(&m, "proj/plugins", "wc");
     let hello = format!("../elsewhere/{}", file_name("hello"));
-    m.write(
-        "proj/plugin-host.toml",
-        &format!("[search]\npaths = [\"plugins\"]\n\n[plugins.hello]\npath = \"{hello}\"\n"),
-    );
+    m.project(&format!(
+        "[search]\npaths = [\"plugins\"]\n\n[plugins.hello]\npath = \"{hello}\"\n"
+    ));
     let s = scan(&m, &[]);
     let entry = named(&s, "hello");
     assert_eq!(entry["status"], "loaded", "{s:#}");
@@ -145,10 +143,9 @@ fn a_configured_plugin_file_is_loaded_first_and_must_carry_its_name() {
     assert_eq!(named(&s, "wc")["status"], "loaded");
 
     // The table of `wc` pointing at hello's file.
-    m.write(
-        "proj/plugin-host.toml",
-        &format!("[search]\npaths = [\"plugins\"]\n\n[plugins.wc]\npath = \"{hello}\"\n"),
-    );
+    m.project(&format!(
+        "[search]\npaths = [\"plugins\"]\n\n[plugins.wc]\npath = \"{hello}\"\n"
+    ));
     let s = scan(&m, &[]);
     let wrong = named(&s, "hello");
     assert_eq!(wrong["status"], "rejected", "{s:#}");
@@ -168,16 +165,13 @@ fn a_builtin_is_replaced_only_when_the_config_says_so() {
         j["rustc"]["commit_date"] = "".into();
         j["rustc"]["llvm"] = "".into();
     });
-    m.write("proj/plugin-host.toml", "[search]\npaths = [\"plugins\"]\n");
+    m.project("[search]\npaths = [\"plugins\"]\n");
     let s = scan(&m, &[]);
     let entries = s["plugins"].as_array().unwrap();
     assert_eq!(entries[0]["status"], "builtin", "{s:#}");
     assert_eq!(entries[1]["reason"], "duplicate-plugin", "{s:#}");
 
-    m.write(
-        "proj/plugin-host.toml",
-        "[search]\npaths = [\"plugins\"]\n\n[plugins.plugin-host]\nreplace-builtin = true\n",
-    );
+    m.project("[search]\npaths = [\"plugins\"]\n\n[plugins.plugin-host]\nreplace-builtin = true\n");
     let s = scan(&m, &[]);
     let entries = s["plugins"].as_array().unwrap();
     assert!(entries.iter().all(|p| p["status"] != "builtin"), "{s:#}");
@@ -191,10 +185,7 @@ fn isolation_process_runs_the_plugin_in_a_worker() {
     let m = Machine::new();
     install(&m, "proj/plugins", "hello");
     install(&m, "proj/plugins", "unruly");
-    m.write(
-        "proj/plugin-host.toml",
-        "[search]\npaths = [\"plugins\"]\n\n[plugins.hello]\nisolation = \"process\"\n",
-    );
+    m.project("[search]\npaths = [\"plugins\"]\n\n[plugins.hello]\nisolation = \"process\"\n");
     let scan = scan(&m, &[]);
     let hello = named(&scan, "hello");
     assert_eq!(hello["status"], "loaded", "{hello:#}");
@@ -220,7 +211,7 @@ fn a_broken_file_stops_every_command_before_any_plugin_is_touched() {
         .unwrap()
         .to_owned();
     m.write(
-        "proj/plugin-host.toml",
+        "home/.config/plugin-host/config.toml",
         "[plugins.hello]\nenabeld = false\n",
     );
     for args in [
@@ -230,7 +221,7 @@ fn a_broken_file_stops_every_command_before_any_plugin_is_touched() {
         let out = m.run(args, None);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stdout(&out));
         let err = stderr(&out);
-        assert!(err.contains("plugin-host.toml:2:1"), "{err}");
+        assert!(err.contains("plugin-host/config.toml:2:1"), "{err}");
         assert!(err.contains("did you mean `enabled`"), "{err}");
         assert!(!err.contains("registering"), "{err}");
     }
@@ -241,7 +232,7 @@ fn trust_settings_and_the_lock_file_beside_the_project_file() {
     let m = Machine::new();
     let hello = install(&m, "proj/plugins", "hello");
     install(&m, "proj/plugins", "wc");
-    m.write("proj/plugin-host.toml", "[search]\npaths = [\"plugins\"]\n");
+    m.project("[search]\npaths = [\"plugins\"]\n");
 
     // `lock` without arguments: the search paths, the lock beside the project file.
     let out = m.run(&["lock"], None);
@@ -257,18 +248,18 @@ fn trust_settings_and_the_lock_file_beside_the_project_file() {
     assert_eq!(named(&s, "wc")["status"], "loaded");
     fs::remove_file(m.path("proj/plugin-host.lock")).unwrap();
 
-    // `[trust]`: a key and `require`; per-plugin `ignore` for wc.
+    // `[trust]`: a key and `require`; per-plugin `ignore` for wc — an exemption, so bound to
+    // wc's configured file.
     let out = m.run(&["keygen", "--out", m.path("key").to_str().unwrap()], None);
     assert!(out.status.success(), "{}", stderr(&out));
     let public = fs::read_to_string(m.path("key.pub")).unwrap();
     let key = public.lines().nth(1).unwrap();
-    m.write(
-        "proj/plugin-host.toml",
-        &format!(
-            "[search]\npaths = [\"plugins\"]\n\n[trust]\nkeys = [\"{key}\"]\n\
-             signatures = \"require\"\n\n[plugins.wc]\nsignatures = \"ignore\"\n"
-        ),
-    );
+    m.project(&format!(
+        "[search]\npaths = [\"plugins\"]\n\n[trust]\nkeys = [\"{key}\"]\n\
+             signatures = \"require\"\n\n[plugins.wc]\nsignatures = \"ignore\"\n\
+             path = \"plugins/{}\"\n",
+        file_name("wc")
+    ));
     let s = scan(&m, &[]);
     assert_eq!(named(&s, "hello")["reason"], "unsigned", "{s:#}");
     assert_eq!(named(&s, "wc")["status"], "loaded", "{s:#}");
@@ -294,13 +285,10 @@ fn configured_workers_are_registered_and_worker_flags_come_first() {
     claim_rustc_commit(Path::new(&hello), FAKE);
     // The CLI itself, as a worker: a real one, but of the host's compiler.
     let stable = env!("CARGO_BIN_EXE_plugin-host");
-    m.write(
-        "proj/plugin-host.toml",
-        &format!(
-            "[search]\npaths = [\"plugins\"]\n\n[policy]\npreset = \"strict\"\n\n\
+    m.project(&format!(
+        "[search]\npaths = [\"plugins\"]\n\n[policy]\npreset = \"strict\"\n\n\
              [isolation]\nworkers = [\"{stable}\"]\n"
-        ),
-    );
+    ));
     // `config` shows it with where it was set.
     let out = m.run(&["config"], None);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -333,8 +321,7 @@ fn configured_workers_are_registered_and_worker_flags_come_first() {
     claim_rustc_commit(&fits, FAKE);
     let flagged = m.path("flagged-worker");
     fs::hard_link(&fits, &flagged).unwrap();
-    m.write(
-        "proj/plugin-host.toml",
+    m.project(
         "[search]\npaths = [\"plugins\"]\n\n[policy]\npreset = \"strict\"\n\n\
          [isolation]\nworkers = [\"workers/w-fake\"]\n",
     );

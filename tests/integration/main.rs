@@ -18,6 +18,7 @@ mod isolate;
 mod lazy;
 mod loading;
 mod malformed;
+mod project_trust;
 mod provenance;
 mod readme;
 mod registration;

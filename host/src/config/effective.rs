@@ -8,6 +8,7 @@ use super::files::{Candidate, LayerKind, Locations};
 use super::origin::Valued;
 use super::schema::{self, Layer};
 use super::settings::{PluginSettings, Trust};
+use super::trusted::{self, IgnoredFile};
 use crate::policy::{CheckKind, Policy, Severity};
 
 /// The effective configuration: every layer read, merged key by key, each value with the
@@ -17,6 +18,8 @@ pub struct Config {
     app: String,
     candidates: Vec<Candidate>,
     files: Vec<(LayerKind, PathBuf)>,
+    ignored: Vec<IgnoredFile>,
+    notices: Vec<String>,
     project_dir: Option<PathBuf>,
     data: Vec<PathBuf>,
     search_paths: Option<Vec<Valued<PathBuf>>>,
@@ -35,6 +38,7 @@ impl Config {
         let candidates = locations.candidates();
         let env = Locations::env_var(&locations.app);
         let mut layers = Vec::new();
+        let mut ignored = Vec::new();
         for c in &candidates {
             if !c.found && c.kind != LayerKind::Explicit {
                 continue;
@@ -42,12 +46,21 @@ impl Config {
             // An explicit relative file is relative to the working directory, like any
             // command-line path.
             let file = locations.cwd.join(&c.path);
-            let text =
-                std::fs::read_to_string(&file).map_err(|source| ConfigError::Unreadable {
-                    file: file.clone(),
-                    env: (c.kind == LayerKind::Explicit).then(|| env.clone()),
-                    source,
-                })?;
+            // A project file found by walking up is someone else's until the user trusts it.
+            if c.kind == LayerKind::Project {
+                if let Some(why) = trusted::owner_refusal(&file) {
+                    ignored.push(IgnoredFile { path: file, why });
+                    continue;
+                }
+            }
+            let named_by = (c.kind == LayerKind::Explicit).then(|| env.clone());
+            let text = read_layer(&file, named_by)?;
+            if c.kind == LayerKind::Project {
+                if let Some(why) = trusted::record_refusal(locations, &file, &text)? {
+                    ignored.push(IgnoredFile { path: file, why });
+                    continue;
+                }
+            }
             layers.push(schema::parse(
                 c.kind,
                 &file,
@@ -63,6 +76,8 @@ impl Config {
             app: locations.app.clone(),
             candidates,
             files: layers.iter().map(|l| (l.kind, l.file.clone())).collect(),
+            ignored,
+            notices: Vec::new(),
             project_dir,
             data: locations.data.clone(),
             search_paths: None,
@@ -74,7 +89,11 @@ impl Config {
             workers: Vec::new(),
         };
         for layer in layers {
-            config.apply(layer);
+            if layer.kind == LayerKind::Project {
+                config.apply_project(layer);
+            } else {
+                config.apply(layer);
+            }
         }
         config.build_policies();
         Ok(config)
@@ -101,6 +120,81 @@ impl Config {
         for (name, settings) in layer.plugins {
             self.plugins.entry(name).or_default().merge(settings);
         }
+    }
+
+    /// Lays the project layer over the system and user layers, whose trust settings are a
+    /// floor: the project's keys and workers are added after theirs, and a signature mode or
+    /// a plugin's isolation looser than what they set is not applied (a notice says so).
+    fn apply_project(&mut self, mut layer: Layer) {
+        let floor = self.trust.mode();
+        let floor_origin = self
+            .trust
+            .signatures
+            .as_ref()
+            .map(|s| s.origin.to_string())
+            .or_else(|| {
+                self.trust
+                    .keys
+                    .first()
+                    .map(|k| format!("the keys trusted at {}", k.origin))
+            })
+            .unwrap_or_default();
+        if let Some(keys) = layer.keys.take() {
+            for key in keys {
+                if !self.trust.keys.iter().any(|k| k.value == key.value) {
+                    self.trust.keys.push(key);
+                }
+            }
+        }
+        if let Some(workers) = layer.workers.take() {
+            for worker in workers {
+                if !self.workers.iter().any(|w| w.value == worker.value) {
+                    self.workers.push(worker);
+                }
+            }
+        }
+        if let Some(mode) = layer.signatures.take() {
+            if mode.value < floor {
+                self.notices.push(looser(
+                    &mode.origin,
+                    &format!("[trust] signatures = \"{}\"", mode.value),
+                    &format!("`{floor}` ({floor_origin})"),
+                ));
+            } else {
+                self.trust.signatures = Some(mode);
+            }
+        }
+        for (name, settings) in &mut layer.plugins {
+            let existing = self.plugins.get(name);
+            if let Some(mode) = &settings.signatures {
+                let (own, origin) = match existing.and_then(|e| e.signatures.as_ref()) {
+                    Some(set) => (set.value, set.origin.to_string()),
+                    None => (floor, floor_origin.clone()),
+                };
+                if mode.value < own {
+                    self.notices.push(looser(
+                        &mode.origin,
+                        &format!("[plugins.{name}] signatures = \"{}\"", mode.value),
+                        &format!("`{own}` ({origin})"),
+                    ));
+                    settings.signatures = None;
+                }
+            }
+            if let (Some(mode), Some(set)) = (
+                &settings.isolation,
+                existing.and_then(|e| e.isolation.as_ref()),
+            ) {
+                if mode.value < set.value {
+                    self.notices.push(looser(
+                        &mode.origin,
+                        &format!("[plugins.{name}] isolation = \"{}\"", mode.value),
+                        &format!("`{}` ({})", set.value, set.origin),
+                    ));
+                    settings.isolation = None;
+                }
+            }
+        }
+        self.apply(layer);
     }
 
     fn build_policies(&mut self) {
@@ -141,6 +235,19 @@ impl Config {
     /// The layer files read, lowest first.
     pub fn files(&self) -> impl Iterator<Item = (LayerKind, &Path)> {
         self.files.iter().map(|(k, p)| (*k, p.as_path()))
+    }
+
+    /// The project file that was found but not used, and why: not trusted by the user, changed
+    /// since, or owned by another user. Tell the user (once), with
+    /// [`IgnoredFile::message`].
+    pub fn ignored(&self) -> &[IgnoredFile] {
+        &self.ignored
+    }
+
+    /// The project file's settings that were not applied because they would have lowered a
+    /// trust setting of the system or user files, each naming both places.
+    pub fn notices(&self) -> &[String] {
+        &self.notices
     }
 
     /// Every place a file was looked for, lowest layer first, found or not.
@@ -226,4 +333,21 @@ impl Config {
     pub fn plugins(&self) -> impl Iterator<Item = (&str, &PluginSettings)> {
         self.plugins.iter().map(|(n, s)| (n.as_str(), s))
     }
+}
+
+/// A notice that `what`, set at `origin` in the project file, is looser than `floor`.
+fn looser(origin: &super::origin::Origin, what: &str, floor: &str) -> String {
+    format!(
+        "{origin}: `{what}` is not applied: it is looser than {floor}, and a project file may \
+         add keys and tighten trust settings, never loosen them"
+    )
+}
+
+/// Reads one layer's file; `env` names the environment variable that named it, if one did.
+pub(crate) fn read_layer(file: &Path, env: Option<String>) -> Result<String, ConfigError> {
+    std::fs::read_to_string(file).map_err(|source| ConfigError::Unreadable {
+        file: file.to_owned(),
+        env,
+        source,
+    })
 }

@@ -83,13 +83,30 @@ pub enum ConfigError {
         /// The path, resolved against the directory of the file that names it.
         path: PathBuf,
     },
+    /// A project file that cannot be trusted (another user owns it, or there is nowhere to
+    /// record trust).
+    #[error("{message}")]
+    Untrusted {
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// The record of trusted project files cannot be read or written.
+    #[error("{}: the record of trusted project files: {detail}", file.display())]
+    TrustRecord {
+        /// The record.
+        file: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
 }
 
 impl ConfigError {
     /// Where the problem is, when it is inside a file.
     pub fn origin(&self) -> Option<&Origin> {
         match self {
-            ConfigError::Unreadable { .. } => None,
+            ConfigError::Unreadable { .. }
+            | ConfigError::Untrusted { .. }
+            | ConfigError::TrustRecord { .. } => None,
             ConfigError::Malformed { origin, .. }
             | ConfigError::UnknownKey { origin, .. }
             | ConfigError::WrongType { origin, .. }

@@ -41,6 +41,21 @@ impl fmt::Display for LayerKind {
     }
 }
 
+/// Whether a project file found by walking up needs the user's trust (see the module
+/// `trusted`): a project file may come with a cloned repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProjectTrust {
+    /// Used only when this record lists it with its present contents
+    /// ([`crate::config::trust_project`]). What [`Locations::from_env`] sets:
+    /// `$XDG_DATA_HOME/<app>/trusted-projects`.
+    Recorded(PathBuf),
+    /// Never used: there is nowhere to record trust (no `$XDG_DATA_HOME`, no `$HOME`).
+    Never,
+    /// Used as found (still never when another user owns it): for an application that chose
+    /// the directory itself, and tests. What [`Locations::project_only`] sets.
+    Implicit,
+}
+
 /// One place a configuration file was looked for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Candidate {
@@ -79,12 +94,15 @@ pub struct Locations {
     pub home: Option<PathBuf>,
     /// The application's cache directory: `$XDG_CACHE_HOME/<app>`, else `~/.cache/<app>`.
     pub cache: Option<PathBuf>,
+    /// Whether the project file needs the user's trust, and where trust is recorded.
+    pub project_trust: ProjectTrust,
 }
 
 impl Locations {
     /// Nothing but the project file (looked for from `cwd`): no system, user or data
-    /// directories, no explicit file. A base for tests and for applications that set their
-    /// own places.
+    /// directories, no explicit file; the project file used without a record of trust
+    /// ([`ProjectTrust::Implicit`]). A base for tests and for applications that set their own
+    /// places.
     pub fn project_only(app: &str, cwd: impl Into<PathBuf>) -> Self {
         Locations {
             app: app.to_owned(),
@@ -95,6 +113,7 @@ impl Locations {
             data: Vec::new(),
             home: None,
             cache: None,
+            project_trust: ProjectTrust::Implicit,
         }
     }
 
@@ -133,6 +152,13 @@ impl Locations {
         let config_home = base_home("XDG_CONFIG_HOME", ".config");
         let data_home = base_home("XDG_DATA_HOME", ".local/share");
         let cache = base_home("XDG_CACHE_HOME", ".cache").map(|d| d.join(app));
+        let project_trust = match &data_home {
+            Some(d) => ProjectTrust::Recorded(
+                d.join(app)
+                    .join(crate::config::trusted::TRUSTED_PROJECTS_FILE),
+            ),
+            None => ProjectTrust::Never,
+        };
         let mut system: Vec<PathBuf> = dirs("XDG_CONFIG_DIRS", "/etc/xdg")
             .into_iter()
             .map(|d| d.join(app).join("config.toml"))
@@ -153,6 +179,7 @@ impl Locations {
             data,
             home,
             cache,
+            project_trust,
         }
     }
 

@@ -13,6 +13,18 @@
 //!    has one. Its directory is the *project directory*: the lock file goes there, and its
 //!    `.plugins` directory is a default search path.
 //!
+//! # Trust
+//!
+//! A project file is someone else's until the user says otherwise: found by walking up, it
+//! may come with a cloned repository. It is used only once the user trusts it
+//! ([`trust_project`], recorded with its sha256 under [`ProjectTrust::Recorded`]; a changed
+//! file must be trusted again), and never when another user than root owns it or its
+//! directory. Until then it is ignored whole — plugins, search paths, settings — and
+//! [`Config::ignored`] says so. And even a trusted project file cannot lower the trust
+//! settings of the system and user files: it may add `[trust] keys` and `[isolation] workers`
+//! (after the user's) and tighten `signatures` and a plugin's `isolation`, never loosen them
+//! ([`Config::notices`] names each setting that was held to the floor).
+//!
 //! Missing files are skipped. When the environment variable named after the app is set
 //! (`PLUGIN_HOST_CONFIG` for `plugin-host`: the name uppercased, `-` → `_`, then `_CONFIG`;
 //! see [`Locations::env_var`]), the file it names is the **only** layer — no system, user or
@@ -88,14 +100,16 @@ mod origin;
 mod schema;
 mod settings;
 mod table;
+pub(crate) mod trusted;
 
 pub use effective::Config;
 pub use entries::Entry;
 pub use error::ConfigError;
-pub use files::{Candidate, LayerKind, Locations};
+pub use files::{Candidate, LayerKind, Locations, ProjectTrust};
 pub use origin::{Origin, Valued};
 pub use settings::{Isolation, PluginSettings, Trust};
 pub use table::{ConfigLeaf, PluginConfig};
+pub use trusted::{trust_project, untrust_project, IgnoredFile, Untrusted, TRUSTED_PROJECTS_FILE};
 
 #[cfg(test)]
 mod tests;

@@ -12,8 +12,9 @@ use crate::policy::{CheckKind, Policy, Severity};
 use crate::trust::SignatureMode;
 
 /// How a plugin is run: loaded into the host, or in a worker process of its own
-/// ([`crate::isolate`], [`crate::Host::with_isolation`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+/// ([`crate::isolate`], [`crate::Host::with_isolation`]). Ordered from the least isolated
+/// to the most (`InProcess < Process`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Isolation {
     /// Loaded into the host process (the default).

@@ -65,8 +65,18 @@ impl World {
         })
     }
 
-    /// System dirs `etc1:etc2`, home `home`, data dirs under the world.
+    /// [`World::locations`], the project file used without a record of trust: what the
+    /// layering tests are about (trust has tests of its own).
     fn locations(&self) -> Locations {
+        Locations {
+            project_trust: ProjectTrust::Implicit,
+            ..self.recorded_locations()
+        }
+    }
+
+    /// System dirs `etc1:etc2`, home `home`, data dirs under the world; a project file is
+    /// used once trusted, as the CLI has it.
+    fn recorded_locations(&self) -> Locations {
         self.locations_with(&[
             ("HOME", "home"),
             ("XDG_CONFIG_DIRS", "etc1:etc2"),
@@ -407,7 +417,11 @@ fn a_path_under_tilde_starts_from_home() {
 
     // Without a home directory, a `~` path is an error at its place, saying why.
     w.write(project(), "[search]\npaths = [\"~/plugins\"]\n");
-    let e = Config::load(&w.locations_with(&[]))
+    let homeless = Locations {
+        project_trust: ProjectTrust::Implicit,
+        ..w.locations_with(&[])
+    };
+    let e = Config::load(&homeless)
         .unwrap_err()
         .to_string();
     assert!(e.contains("plugin-host.toml:2:10"), "{e}");
@@ -683,7 +697,7 @@ fn a_broken_layer_applies_nothing() {
 // ---- [isolation] workers -----------------------------------------------------------------
 
 #[test]
-fn workers_resolve_against_their_file_and_a_higher_layer_replaces_the_list() {
+fn workers_resolve_against_their_file_and_a_project_adds_to_the_list() {
     let w = World::new();
     w.write("home/.config/plugin-host/workers/w-nightly", "");
     w.write("proj/tools/w-beta", "");
@@ -705,8 +719,9 @@ fn workers_resolve_against_their_file_and_a_higher_layer_replaces_the_list() {
         (&u, 2, 12)
     );
 
-    // The project's array replaces the user's whole, in its order, resolved against the
-    // project directory (not the working directory, `proj/sub`).
+    // The project's array adds to the user's (a project may add workers, not take the
+    // user's away), in its order, resolved against the project directory (not the working
+    // directory, `proj/sub`).
     let p = w.write(
         project(),
         "[isolation]\nworkers = [\n  \"tools/w-beta\",\n  \"tools/w-nightly\",\n]\n",
@@ -715,25 +730,29 @@ fn workers_resolve_against_their_file_and_a_higher_layer_replaces_the_list() {
     let paths: Vec<_> = c.workers().iter().map(|v| v.value.clone()).collect();
     assert_eq!(
         paths,
-        vec![w.path("proj/tools/w-beta"), w.path("proj/tools/w-nightly")]
+        vec![
+            w.path("home/.config/plugin-host/workers/w-nightly"),
+            w.path("proj/tools/w-beta"),
+            w.path("proj/tools/w-nightly")
+        ]
     );
     // `plugin-host config` shows each with where it was set.
     let entries = c.entries();
     let second = entries
         .iter()
-        .find(|e| e.key == "isolation.workers[1]")
-        .unwrap_or_else(|| panic!("no isolation.workers[1] in {entries:#?}"));
+        .find(|e| e.key == "isolation.workers[2]")
+        .unwrap_or_else(|| panic!("no isolation.workers[2] in {entries:#?}"));
     assert_eq!(
         second.json,
         serde_json::json!(w.path("proj/tools/w-nightly").to_str().unwrap())
     );
     let origin = second.origin.as_ref().unwrap();
     assert_eq!((&origin.file, origin.line, origin.column), (&p, 4, 3));
-    assert!(!entries.iter().any(|e| e.key == "isolation.workers[2]"));
+    assert!(!entries.iter().any(|e| e.key == "isolation.workers[3]"));
 
-    // An empty array in a higher layer clears the list.
+    // An empty array in the project adds nothing; in the user file it clears the system's.
     w.write(project(), "[isolation]\nworkers = []\n");
-    assert!(w.load().unwrap().workers().is_empty());
+    assert_eq!(w.load().unwrap().workers().len(), 1);
     // No [isolation] table anywhere: no workers, no entry.
     w.write(project(), "");
     fs::remove_file(w.path(user())).unwrap();
@@ -812,4 +831,80 @@ fn workers_of_the_wrong_type_or_under_a_misspelt_key_are_refused() {
 
     w.write(project(), "[isolaton]\nworkers = []\n");
     assert_at(&err(&w), &p, 1, 2, &["did you mean `isolation`?"]);
+}
+
+#[test]
+fn trust_is_recorded_in_the_data_home_and_a_project_file_is_used_once_trusted() {
+    let w = World::new();
+    let locations = w.recorded_locations();
+    assert_eq!(
+        locations.project_trust,
+        ProjectTrust::Recorded(w.path("home/.local/share/plugin-host/trusted-projects"))
+    );
+    let project = w.write("proj/plugin-host.toml", "[policy]\npreset = \"strict\"\n");
+    let config = Config::load(&locations).unwrap();
+    assert_eq!(config.policy_preset(), None);
+    assert_eq!(config.project_dir(), None);
+    assert_eq!(config.ignored().len(), 1);
+    assert_eq!(config.ignored()[0].why, Untrusted::NotTrusted);
+    let message = config.ignored()[0].message("plugin-host");
+    assert!(
+        message.contains(&format!(
+            "run `plugin-host config trust {}`",
+            project.display()
+        )),
+        "{message}"
+    );
+
+    assert_eq!(
+        trust_project(&locations, &project).unwrap(),
+        project.canonicalize().unwrap()
+    );
+    let config = Config::load(&locations).unwrap();
+    assert!(config.ignored().is_empty());
+    assert_eq!(config.policy_preset().unwrap().value, "strict");
+    assert_eq!(config.project_dir(), Some(w.path("proj").as_path()));
+
+    // A changed file is another file: ignored until trusted again.
+    w.write("proj/plugin-host.toml", "[policy]\npreset = \"default\"\n");
+    let config = Config::load(&locations).unwrap();
+    assert_eq!(config.ignored()[0].why, Untrusted::Changed);
+    assert_eq!(config.policy_preset(), None);
+
+    assert!(untrust_project(&locations, &project).unwrap());
+    assert!(!untrust_project(&locations, &project).unwrap());
+    // Without a data directory, nothing can be trusted.
+    let homeless = Locations {
+        project_trust: ProjectTrust::Never,
+        ..locations.clone()
+    };
+    assert_eq!(
+        Config::load(&homeless).unwrap().ignored()[0].why,
+        Untrusted::NoRecord
+    );
+    assert!(matches!(
+        trust_project(&homeless, &project),
+        Err(ConfigError::Untrusted { .. })
+    ));
+}
+
+#[test]
+fn a_broken_file_cannot_be_trusted_and_a_broken_record_is_an_error() {
+    let w = World::new();
+    let locations = w.recorded_locations();
+    let project = w.write("proj/plugin-host.toml", "[policy]\npresett = \"strict\"\n");
+    let err = trust_project(&locations, &project).unwrap_err();
+    assert!(err.to_string().contains("did you mean `preset`"), "{err}");
+    let record = w.write(
+        "home/.local/share/plugin-host/trusted-projects",
+        "sha256:zz /x\n",
+    );
+    let err = Config::load(&locations).unwrap_err().to_string();
+    assert!(err.contains(&record.display().to_string()), "{err}");
+    assert!(err.contains("line 1"), "{err}");
+    // Not a regular file: refused, not read.
+    fs::remove_file(&record).unwrap();
+    fs::create_dir(&record).unwrap();
+    let err = Config::load(&locations).unwrap_err().to_string();
+    assert!(err.contains("not a regular file"), "{err}");
 }

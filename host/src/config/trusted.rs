@@ -1,0 +1,298 @@
+//! Which project files the user trusts.
+//!
+//! A project file is found by walking up from the working directory, so it may come from a
+//! cloned repository, an unpacked archive or a shared directory: someone else's file. Until
+//! the user trusts it ([`trust_project`]; `plugin-host config trust`), it is ignored — its
+//! plugins, search paths and settings alike — as git's `safe.directory`, direnv's `allow` and
+//! mise's `trust` do. Trust is recorded with the file's sha256, as direnv does: a file changed
+//! since (a `git pull`) is ignored again until the user has looked at it and trusted it anew.
+//! A file owned by another user (not root), or in a directory another user owns, is never
+//! used, trusted or not.
+//!
+//! The record is a text file in the user's data directory (`$XDG_DATA_HOME/<app>/
+//! trusted-projects`), one `sha256:<hex> <absolute path>` line per file.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::error::ConfigError;
+use super::files::{Locations, ProjectTrust};
+
+/// The record's name in `$XDG_DATA_HOME/<app>/`.
+pub const TRUSTED_PROJECTS_FILE: &str = "trusted-projects";
+
+/// The most the record may hold: far more than any user's list of projects.
+const RECORD_LIMIT: u64 = 1 << 20;
+
+/// Why a project file found by walking up was not used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "reason", rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Untrusted {
+    /// The user has not trusted it.
+    NotTrusted,
+    /// The user trusted it, but it has changed since.
+    Changed,
+    /// It (or the directory it is in, or the file a link of it names) is owned by another
+    /// user, not root: never used.
+    OtherOwner {
+        /// The path owned by the other user.
+        path: PathBuf,
+        /// That user's id.
+        uid: u32,
+    },
+    /// There is nowhere to record trust: no `$XDG_DATA_HOME` and no `$HOME`.
+    NoRecord,
+}
+
+/// A project file that was found but not used, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IgnoredFile {
+    /// The file.
+    pub path: PathBuf,
+    /// Why it was ignored.
+    #[serde(flatten)]
+    pub why: Untrusted,
+}
+
+impl IgnoredFile {
+    /// What happened and what the user can do, for an application whose name is `app` and
+    /// whose command to trust a file is `<app> config trust FILE`.
+    pub fn message(&self, app: &str) -> String {
+        let file = crate::text::printable(&self.path.display().to_string()).into_owned();
+        let quoted = shell_quote(&file);
+        match &self.why {
+            Untrusted::NotTrusted => format!(
+                "{file} is not trusted, so it is ignored (its plugins, search paths and \
+                 settings); if you trust this project, run `{app} config trust {quoted}`"
+            ),
+            Untrusted::Changed => format!(
+                "{file} changed since you trusted it, so it is ignored; review the change, \
+                 then run `{app} config trust {quoted}` again"
+            ),
+            Untrusted::OtherOwner { path, uid } => format!(
+                "{file} is ignored: {} is owned by user {uid}, not by you or root, and a file \
+                 another user can change must not decide what you run; copy it into a \
+                 directory of your own if you mean to use it",
+                crate::text::printable(&path.display().to_string())
+            ),
+            Untrusted::NoRecord => format!(
+                "{file} is ignored: there is no data directory ($XDG_DATA_HOME or $HOME) to \
+                 record that you trust it; set HOME, or name it with ${}",
+                Locations::env_var(app)
+            ),
+        }
+    }
+}
+
+/// Quotes `s` for a POSIX shell when it needs it.
+fn shell_quote(s: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+:@%,=".contains(c);
+    if !s.is_empty() && s.chars().all(plain) {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// Whether `file` (a project file) may be used at all: `Some` when it, a link to it, the file
+/// the link names, or its directory is owned by another user than this process's (root
+/// excepted). Checked before the file is read.
+pub(crate) fn owner_refusal(file: &Path) -> Option<Untrusted> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        // SAFETY: geteuid takes no arguments, cannot fail and touches no memory of ours.
+        let me = unsafe { libc::geteuid() };
+        let dir = file.parent().unwrap_or(Path::new("/"));
+        let checks = [
+            (file, fs::symlink_metadata(file)),
+            (file, fs::metadata(file)),
+            (dir, fs::metadata(dir)),
+        ];
+        for (path, meta) in checks {
+            if let Ok(meta) = meta {
+                if meta.uid() != me && meta.uid() != 0 {
+                    return Some(Untrusted::OtherOwner {
+                        path: path.to_owned(),
+                        uid: meta.uid(),
+                    });
+                }
+            }
+        }
+        None
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = file;
+        None
+    }
+}
+
+/// Whether the project file `file`, whose contents are `text`, is trusted under `locations`:
+/// `None` when it may be used.
+pub(crate) fn record_refusal(
+    locations: &Locations,
+    file: &Path,
+    text: &str,
+) -> Result<Option<Untrusted>, ConfigError> {
+    let record = match &locations.project_trust {
+        ProjectTrust::Implicit => return Ok(None),
+        ProjectTrust::Never => return Ok(Some(Untrusted::NoRecord)),
+        ProjectTrust::Recorded(record) => record,
+    };
+    let key = absolute(file);
+    let digest = sha256_hex(text.as_bytes());
+    let entries = read_record(record)?;
+    Ok(match entries.iter().find(|(_, path)| *path == key) {
+        Some((recorded, _)) if *recorded == digest => None,
+        Some(_) => Some(Untrusted::Changed),
+        None => Some(Untrusted::NotTrusted),
+    })
+}
+
+/// Records that the user trusts the project file `file` as it is now; returns its absolute
+/// path. A file another user owns cannot be trusted; a file that is not a valid
+/// configuration is refused with its error (trusting it would change nothing).
+pub fn trust_project(locations: &Locations, file: &Path) -> Result<PathBuf, ConfigError> {
+    let record = record_path(locations, file)?;
+    let file = absolute(&locations.cwd.join(file));
+    if let Some(why) = owner_refusal(&file) {
+        return Err(ConfigError::Untrusted {
+            message: IgnoredFile {
+                path: file.clone(),
+                why,
+            }
+            .message(&locations.app),
+        });
+    }
+    let text = super::effective::read_layer(&file, None)?;
+    super::schema::parse(
+        super::files::LayerKind::Project,
+        &file,
+        &text,
+        locations.home.as_deref(),
+    )?;
+    let digest = sha256_hex(text.as_bytes());
+    let mut entries = read_record(&record)?;
+    entries.retain(|(_, path)| *path != file);
+    entries.push((digest, file.clone()));
+    write_record(&record, &entries)?;
+    Ok(file)
+}
+
+/// Forgets that the user trusts the project file `file`; returns whether it was trusted.
+pub fn untrust_project(locations: &Locations, file: &Path) -> Result<bool, ConfigError> {
+    let record = record_path(locations, file)?;
+    let file = absolute(&locations.cwd.join(file));
+    let mut entries = read_record(&record)?;
+    let before = entries.len();
+    entries.retain(|(_, path)| *path != file);
+    if entries.len() == before {
+        return Ok(false);
+    }
+    write_record(&record, &entries)?;
+    Ok(true)
+}
+
+fn record_path(locations: &Locations, file: &Path) -> Result<PathBuf, ConfigError> {
+    match &locations.project_trust {
+        ProjectTrust::Recorded(record) => Ok(record.clone()),
+        ProjectTrust::Implicit | ProjectTrust::Never => Err(ConfigError::Untrusted {
+            message: IgnoredFile {
+                path: file.to_owned(),
+                why: Untrusted::NoRecord,
+            }
+            .message(&locations.app),
+        }),
+    }
+}
+
+/// The canonical path when there is one (a project reached through a link is one project),
+/// else the path as given.
+fn absolute(path: &Path) -> PathBuf {
+    fs::canonicalize(path).unwrap_or_else(|_| path.to_owned())
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The record's entries; none when it does not exist. A regular file only, of bounded size.
+fn read_record(record: &Path) -> Result<Vec<(String, PathBuf)>, ConfigError> {
+    let bad = |detail: String| ConfigError::TrustRecord {
+        file: record.to_owned(),
+        detail,
+    };
+    let meta = match fs::symlink_metadata(record) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(bad(e.to_string())),
+    };
+    if !meta.file_type().is_file() {
+        return Err(bad("not a regular file; remove it".to_owned()));
+    }
+    let mut text = String::new();
+    fs::File::open(record)
+        .and_then(|f| f.take(RECORD_LIMIT + 1).read_to_string(&mut text))
+        .map_err(|e| bad(e.to_string()))?;
+    if text.len() as u64 > RECORD_LIMIT {
+        return Err(bad(format!("larger than {RECORD_LIMIT} bytes")));
+    }
+    let mut entries = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let parsed = line
+            .strip_prefix("sha256:")
+            .and_then(|rest| rest.split_once(' '))
+            .filter(|(hex, path)| {
+                hex.len() == 64
+                    && hex.bytes().all(|b| b.is_ascii_hexdigit())
+                    && Path::new(path).is_absolute()
+            });
+        match parsed {
+            Some((hex, path)) => entries.push((hex.to_ascii_lowercase(), PathBuf::from(path))),
+            None => {
+                return Err(bad(format!(
+                    "line {}: expected `sha256:<64 hex digits> <absolute path>`; fix or remove \
+                     the line",
+                    n + 1
+                )))
+            }
+        }
+    }
+    Ok(entries)
+}
+
+/// Replaces the record with `entries`: a new file beside it, renamed over it (a crash leaves
+/// the old record or the new one, never half of one).
+fn write_record(record: &Path, entries: &[(String, PathBuf)]) -> Result<(), ConfigError> {
+    let bad = |detail: String| ConfigError::TrustRecord {
+        file: record.to_owned(),
+        detail,
+    };
+    let mut text = String::new();
+    for (hex, path) in entries {
+        let Some(path) = path.to_str().filter(|p| !p.contains(['\n', '\r'])) else {
+            return Err(bad(format!(
+                "cannot record {}: only UTF-8 paths without line breaks can be trusted",
+                path.display()
+            )));
+        };
+        text.push_str(&format!("sha256:{hex} {path}\n"));
+    }
+    let dir = record.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(|e| bad(e.to_string()))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| bad(e.to_string()))?;
+    tmp.write_all(text.as_bytes())
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(|e| bad(e.to_string()))?;
+    tmp.persist(record).map_err(|e| bad(e.error.to_string()))?;
+    Ok(())
+}
