@@ -421,9 +421,7 @@ fn a_path_under_tilde_starts_from_home() {
         project_trust: ProjectTrust::Implicit,
         ..w.locations_with(&[])
     };
-    let e = Config::load(&homeless)
-        .unwrap_err()
-        .to_string();
+    let e = Config::load(&homeless).unwrap_err().to_string();
     assert!(e.contains("plugin-host.toml:2:10"), "{e}");
     assert!(e.contains("$HOME is not set"), "{e}");
 }
