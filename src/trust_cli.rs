@@ -82,6 +82,18 @@ impl TrustArgs {
     /// Applies the lock file (when it exists) and the signature settings.
     pub fn apply(&self, config: &Config, host: Host) -> Result<Host> {
         let lock_file = lock_file(self.lock_file.as_deref(), config);
+        // An ignored (untrusted) project's lock is the project's too: not read unless named.
+        if self.lock_file.is_none() && !config.ignored().is_empty() {
+            if self.locked {
+                bail!(
+                    "--locked: the project file {} is not used (see the warning above), so \
+                     neither is a lock beside it; trust the project file, or name the lock with \
+                     --lock-file",
+                    config.ignored()[0].path.display()
+                );
+            }
+            return self.signatures.apply(config, host);
+        }
         let host = match Lock::read_if_exists(&lock_file)? {
             Some(lock) => host.with_lock(lock, self.locked),
             None if self.locked => bail!(

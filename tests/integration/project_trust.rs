@@ -56,6 +56,17 @@ fn an_untrusted_project_file_runs_none_of_its_plugins() {
         project.display()
     );
     assert_eq!(err.matches(&said).count(), 1, "said once: {err}");
+    // Its lock is the project's too: not read, and `--locked` says why.
+    fs::create_dir_all(m.path("home/.local/share/plugin-host/plugins")).unwrap();
+    fs::write(m.path("proj/src/plugin-host.lock"), "").unwrap();
+    let out = m.run(&["run", "--locked", "hello", "Ada"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("so neither is a lock beside it"),
+        "{}",
+        stderr(&out)
+    );
+    fs::remove_file(m.path("proj/src/plugin-host.lock")).unwrap();
     // `config` shows the file as ignored, and the user's mode in force.
     let out = m.run(&["config", "--json"], None);
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
