@@ -400,9 +400,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             args,
         } => {
             crate::reload_signal::block_sighup();
-            let mut host = lazy(&plugins)?;
+            let (mut host, no_dirs) = lazy(&plugins)?;
             let loaded = host.load_capability(CommandKind::KIND, &command);
             log_reports(host.lazy_reports());
+            if let (Err(_), Some(no_dirs)) = (&loaded, no_dirs) {
+                return Err(no_dirs);
+            }
             loaded?;
             let cmd = host.registry().get::<CommandKind>(&command)?;
             let args: Vec<RStr<'_>> = args.iter().map(|a| RStr::from(a.as_str())).collect();
@@ -453,12 +456,17 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Sign { files, key } => crate::trust_cli::sign(&files, &key),
         Command::Transform { plugins, names } => {
             crate::reload_signal::block_sighup();
-            let mut host = lazy(&plugins)?;
+            let (mut host, mut no_dirs) = lazy(&plugins)?;
             for name in &names {
                 // Each load logs only the reports it added (the list keeps them all).
                 let seen = host.lazy_reports().len();
                 let loaded = host.load_capability(TransformKind::KIND, name);
                 log_reports(&host.lazy_reports()[seen..]);
+                if loaded.is_err() {
+                    if let Some(no_dirs) = no_dirs.take() {
+                        return Err(no_dirs);
+                    }
+                }
                 loaded?;
             }
             let transforms = names
@@ -489,9 +497,16 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 /// A host with the capability index of the plugin directories: builtins registered, plugins
 /// that declare no capabilities loaded, the others loaded on first use
 /// ([`Host::load_capability`]). Refusals so far are logged.
-fn lazy(args: &PluginArgs) -> Result<Host> {
+///
+/// With no plugin directory at all the builtins still answer (`run version`): the error that
+/// says where plugins are looked for comes back beside the host, for the caller to give when
+/// anything else is asked for.
+fn lazy(args: &PluginArgs) -> Result<(Host, Option<anyhow::Error>)> {
     let config = load_config()?;
-    let dirs = crate::configured::search_paths(&args.dirs, &config)?;
+    let (dirs, no_dirs) = match crate::configured::search_paths(&args.dirs, &config) {
+        Ok(dirs) => (dirs, None),
+        Err(e) => (Vec::new(), Some(e)),
+    };
     let mut host = args.policy.host(&config)?;
     if let Some(cache) = index_cache(&host.identity().name) {
         host = host.with_index_cache(cache);
@@ -499,7 +514,7 @@ fn lazy(args: &PluginArgs) -> Result<Host> {
     let host = args.load.apply(&config, host)?;
     let mut host = args.trust.apply(&config, host)?;
     log_reports(&host.index(&dirs)?);
-    Ok(host)
+    Ok((host, no_dirs))
 }
 
 /// `$XDG_CACHE_HOME/<app>/index.json` (else under `~/.cache`): where the capability index

@@ -102,6 +102,17 @@ fn default_search_paths_and_the_error_when_there_is_none() {
     let err = stderr(&out);
     assert!(err.contains("no plugin directory"), "{err}");
     assert!(err.contains(".local/share/plugin-host/plugins"), "{err}");
+    let out = m.run(&["transform", "echo,nope"], None);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no plugin directory"),
+        "{}",
+        stderr(&out)
+    );
+    // The builtins answer all the same: they need no plugin directory.
+    let out = m.run(&["run", "version"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("plugin-host "), "{}", stdout(&out));
 
     // The user's data directory is a default search path, and so is `.plugins` beside the
     // project file (first).
