@@ -74,6 +74,7 @@ use crate::policy::{CheckKind, Severity};
 use crate::reason::ReasonCode;
 use crate::report::{PluginReport, Status};
 
+mod bounds;
 mod proxy;
 mod reload;
 // The shared-memory channel: the transport of isolated plugins' calls (protocol version 2).
@@ -83,6 +84,7 @@ mod skew;
 mod spawn;
 mod supervise;
 mod transport;
+mod tree;
 pub mod wire;
 pub mod worker;
 

@@ -188,7 +188,22 @@ impl Supervisor {
         let what = || format!("{kind} `{name}`");
         let deadline = Instant::now() + self.call_timeout;
         // Log records never come here: the reader thread emits them as they arrive.
-        match worker.exchange(id, kind, name, input, deadline, output) {
+        let before = output.contents().len();
+        let exchanged = worker.exchange(id, kind, name, input, deadline, output);
+        // A bound broken meanwhile (the worker is killed, see `bounds`) fails the call, even
+        // one that was answered.
+        if let Some(bound) = worker.bounds.broken() {
+            output.truncate(before);
+            worker.kill();
+            return Err(Failure {
+                reason: ReasonCode::ProtocolError,
+                message: format!(
+                    "plugin `{plugin}`'s worker {bound} during {}; it was killed{PROTOCOL_FIX}",
+                    what()
+                ),
+            });
+        }
+        match exchanged {
             Exchange::Reply(result) => Ok(result),
             // Too large to send: the worker is fine, the call is refused.
             Exchange::TooLarge(e) => Ok(Err(plugin_protocol::CallFailure {
@@ -304,20 +319,11 @@ impl Supervisor {
 }
 
 /// Stops a worker gracefully: the shutdown message, then `SIGKILL` if it has not exited
-/// after [`GRACE`].
+/// after [`GRACE`]; either way, whatever is left of its process group is killed.
 pub(crate) fn stop(mut worker: Worker) {
     worker.shutdown();
-    let until = Instant::now() + GRACE;
-    loop {
-        match worker.child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(2)),
-            _ => {
-                worker.kill();
-                break;
-            }
-        }
-    }
+    worker.ended_by(Instant::now() + GRACE);
+    worker.kill();
 }
 
 impl Drop for Supervisor {
