@@ -362,6 +362,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let config = load_config()?;
             let dirs = crate::configured::search_paths(&dirs, &config)?;
+            crate::isolation_flags::check_names(&load.isolate, &dirs, &config)?;
             let host = policy
                 .host(&config)?
                 .with_layout_check_at_load(check_layouts);
@@ -399,6 +400,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let loaded = host.load_capability(CommandKind::KIND, &command);
             log_reports(host.lazy_reports());
             loaded?;
+            crate::isolation_flags::warn_timeout_in_process(
+                &host,
+                plugins.load.call_timeout,
+                &[(CommandKind::KIND, &command)],
+            );
             let cmd = host.registry().get::<CommandKind>(&command)?;
             let args: Vec<RStr<'_>> = args.iter().map(|a| RStr::from(a.as_str())).collect();
             let called = crate::reload_signal::reloading_on_sighup(&host, || {
@@ -456,6 +462,15 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 log_reports(&host.lazy_reports()[seen..]);
                 loaded?;
             }
+            let called: Vec<(&str, &str)> = names
+                .iter()
+                .map(|n| (TransformKind::KIND, n.as_str()))
+                .collect();
+            crate::isolation_flags::warn_timeout_in_process(
+                &host,
+                plugins.load.call_timeout,
+                &called,
+            );
             let transforms = names
                 .iter()
                 .map(|n| host.registry().get::<TransformKind>(n))
@@ -487,6 +502,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 fn lazy(args: &PluginArgs) -> Result<Host> {
     let config = load_config()?;
     let dirs = crate::configured::search_paths(&args.dirs, &config)?;
+    crate::isolation_flags::check_names(&args.load.isolate, &dirs, &config)?;
     let mut host = args.policy.host(&config)?;
     if let Some(cache) = index_cache(&host.identity().name) {
         host = host.with_index_cache(cache);

@@ -342,6 +342,70 @@ fn the_cli_isolates_reports_and_forwards_logs() {
     assert!(stdout(&out).contains(&format!("{} [isolated]", file_name("unruly"))));
 }
 
+#[test]
+fn isolation_flags_that_would_do_nothing_say_so() {
+    let dir = plugin_dir(&["hello", "unruly", "redact"]);
+    let d = dir.path().to_str().unwrap();
+    // A typo in `--isolate`: an error before any plugin runs, with the near name.
+    for command in [
+        &["run", "--plugins", d, "--isolate", "unrluy", "misbehave", "echo", "ran"][..],
+        &["scan", d, "--isolate", "unrluy"][..],
+    ] {
+        let out = cli(command);
+        assert_eq!(out.status.code(), Some(2), "{command:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("--isolate unrluy: no plugin of that name in the plugin directories"),
+            "{err}"
+        );
+        assert!(err.contains("did you mean `--isolate unruly`?"), "{err}");
+        assert!(stdout(&out).is_empty(), "{command:?} ran: {}", stdout(&out));
+    }
+    // No near name: the names there.
+    let out = cli(&["run", "--plugins", d, "--isolate", "zzz", "hello", "Ada"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("the plugins there are: hello, redact, unruly"),
+        "{}",
+        stderr(&out)
+    );
+
+    // `--call-timeout` with an in-process plugin: a warning, once, naming it and the fix.
+    let out = cli(&[
+        "run", "--plugins", d, "--call-timeout", "300ms", "misbehave", "echo", "ran",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "ran\n");
+    let err = stderr(&out);
+    let warning = "--call-timeout 0.3s does not apply to plugin `unruly`: it runs in-process";
+    assert_eq!(err.matches(warning).count(), 1, "{err}");
+    assert!(err.contains("add `--isolate unruly`"), "{err}");
+    // Isolated, the deadline applies: no warning.
+    let out = cli(&[
+        "run", "--plugins", d, "--isolate", "unruly", "--call-timeout", "300ms", "misbehave",
+        "echo", "ran",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("does not apply"), "{}", stderr(&out));
+    // A chain of transforms: one warning naming each in-process plugin once.
+    let out = cli_with(
+        &[
+            "transform", "--plugins", d, "--isolate", "unruly", "--call-timeout", "2s",
+            "redact,misbehave,redact",
+        ],
+        &[],
+        Some(b"abc"),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert_eq!(err.matches("does not apply").count(), 1, "{err}");
+    assert!(
+        err.contains("does not apply to plugin `redact`: it runs in-process"),
+        "{err}"
+    );
+    assert!(!err.contains("`unruly`"), "{err}");
+}
+
 /// The pids whose parent is `parent`.
 fn children(parent: u32) -> Vec<u32> {
     let mut found = Vec::new();

@@ -94,6 +94,7 @@ pub use entries::Entry;
 pub use error::ConfigError;
 pub use files::{Candidate, LayerKind, Locations};
 pub use origin::{Origin, Valued};
+pub use schema::suggest;
 pub use settings::{Isolation, PluginSettings, Trust};
 pub use table::{ConfigLeaf, PluginConfig};
 
