@@ -407,9 +407,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             );
             let cmd = host.registry().get::<CommandKind>(&command)?;
             let args: Vec<RStr<'_>> = args.iter().map(|a| RStr::from(a.as_str())).collect();
+            // An exit or a crash in an in-process plugin's call names it and the command.
+            let watch = host.calling(&[(CommandKind::KIND, &command)]);
             let called = crate::reload_signal::reloading_on_sighup(&host, || {
                 cmd.call(RSlice::from_slice(&args)).into_result()
             });
+            drop(watch);
             match called {
                 Ok(out) => {
                     // The command's output is its data; only made valid UTF-8.
@@ -477,9 +480,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 .collect::<Result<Vec<_>, _>>()?;
             let stdin = std::io::stdin().lock();
             let stdout = std::io::stdout().lock();
+            let watch = host.calling(&called);
             let piped = crate::reload_signal::reloading_on_sighup(&host, || {
                 crate::stream::pipe(&transforms, stdin, stdout)
             });
+            drop(watch);
             match piped {
                 Ok(_) => Ok(ExitCode::SUCCESS),
                 Err(crate::stream::StreamError::Io(e))
