@@ -421,11 +421,17 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 Err(e) => {
                     let provider = host.registry().provider("command", &command).unwrap_or("?");
-                    eprintln!(
-                        "error: command `{}` (plugin `{provider}`) {}",
-                        printable(&command),
-                        printable(&e.to_string())
-                    );
+                    let message = e.to_string();
+                    if message.contains(&format!("plugin `{provider}`")) {
+                        // An isolated plugin's failure names the plugin and the command.
+                        eprintln!("error: {}", printable(&message));
+                    } else {
+                        eprintln!(
+                            "error: command `{}` (plugin `{provider}`) {}",
+                            printable(&command),
+                            printable(&message)
+                        );
+                    }
                     Ok(ExitCode::from(1))
                 }
             }

@@ -137,6 +137,12 @@ fn consecutive_failures_unregister_the_plugin() {
             Some(ReasonCode::PluginCrashed),
             "{error}"
         );
+        // The plugin is named once, also when the last failure is quoted.
+        assert_eq!(
+            error.message.matches("plugin `unruly`").count(),
+            1,
+            "{error}"
+        );
         let unregistered = error
             .message
             .contains("was unregistered after 3 consecutive");
@@ -404,6 +410,22 @@ fn isolation_flags_that_would_do_nothing_say_so() {
         "{err}"
     );
     assert!(!err.contains("`unruly`"), "{err}");
+}
+
+#[test]
+fn the_cli_names_a_crashed_isolated_plugin_once() {
+    let dir = plugin_dir(&["unruly"]);
+    let d = dir.path().to_str().unwrap();
+    let out = cli(&["run", "--plugins", d, "--isolate", "unruly", "misbehave", "abort"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line: {err}"));
+    assert_eq!(line.matches("plugin `unruly`").count(), 1, "{line}");
+    assert_eq!(line.matches("command `misbehave`").count(), 1, "{line}");
+    assert!(line.contains("SIGABRT") && line.ends_with("[plugin-crashed]"), "{line}");
 }
 
 /// The pids whose parent is `parent`.

@@ -146,7 +146,10 @@ impl Supervisor {
                 Err(e) => {
                     let failure = Failure {
                         reason: e.reason,
-                        message: format!("restarting its worker failed: {}", e.message),
+                        message: format!(
+                            "plugin `{plugin}`: restarting its worker failed: {}",
+                            without_subject(plugin, &e.message)
+                        ),
                     };
                     return Err(self.failed(&mut state, failure));
                 }
@@ -266,8 +269,9 @@ impl Supervisor {
         if state.failures >= MAX_FAILURES {
             let why = format!(
                 "plugin `{plugin}` was unregistered after {} consecutive failures of its \
-                 worker; the last: {message}",
-                state.failures
+                 worker; the last: {}",
+                state.failures,
+                without_subject(plugin, &message)
             );
             tracing::error!("[{reason}] {}", crate::text::printable(&why));
             state.retired = Some((reason, why.clone()));
@@ -280,6 +284,25 @@ impl Supervisor {
         };
         state.not_before = Some(Instant::now() + backoff);
         error(format!("{message} [{reason}]"))
+    }
+}
+
+/// `message` without its leading "plugin `NAME`", for a sentence that already names the
+/// plugin: "plugin `p` crashed …" → "it crashed …", "plugin `p`'s worker …" → "its worker …",
+/// "plugin `p`: …" → "…".
+fn without_subject(plugin: &str, message: &str) -> String {
+    let subject = format!("plugin `{plugin}`");
+    let Some(rest) = message.strip_prefix(&subject) else {
+        return message.to_owned();
+    };
+    if let Some(rest) = rest.strip_prefix("'s ") {
+        format!("its {rest}")
+    } else if let Some(rest) = rest.strip_prefix(": ") {
+        rest.to_owned()
+    } else if rest.starts_with(' ') {
+        format!("it{rest}")
+    } else {
+        message.to_owned()
     }
 }
 
@@ -331,6 +354,25 @@ impl Drop for Supervisor {
         let state = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
         if let Some(worker) = state.worker.take() {
             stop(worker);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_subject;
+
+    #[test]
+    fn a_message_loses_its_subject_once() {
+        let cases = [
+            ("plugin `p` crashed during x", "it crashed during x"),
+            ("plugin `p`'s worker sent garbage", "its worker sent garbage"),
+            ("plugin `p`: the worker ended", "the worker ended"),
+            ("plugin `pq` crashed", "plugin `pq` crashed"),
+            ("restarting failed", "restarting failed"),
+        ];
+        for (message, expected) in cases {
+            assert_eq!(without_subject("p", message), expected);
         }
     }
 }
