@@ -52,6 +52,7 @@ mod settings;
 #[cfg(target_os = "linux")]
 mod stage;
 pub mod text;
+pub mod toolchains;
 pub mod trust;
 mod watch;
 
