@@ -55,7 +55,11 @@ pub fn check_names(isolate: &[String], dirs: &[PathBuf], config: &Config) -> Res
 /// Warns, once, when `--call-timeout` was given but some of the plugins about to be called
 /// (the providers of `capabilities`, `(kind, name)`) run in-process, where a call cannot be
 /// stopped: the deadline applies only to isolated plugins.
-pub fn warn_timeout_in_process(host: &Host, timeout: Option<Duration>, capabilities: &[(&str, &str)]) {
+pub fn warn_timeout_in_process(
+    host: &Host,
+    timeout: Option<Duration>,
+    capabilities: &[(&str, &str)],
+) {
     let Some(timeout) = timeout else { return };
     let isolated: Vec<String> = host.isolated().into_iter().map(|p| p.name).collect();
     let mut in_process: Vec<&str> = Vec::new();

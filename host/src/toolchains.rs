@@ -108,9 +108,19 @@ mod tests {
         let dir = home.path();
         let triple = "x86_64-unknown-linux-gnu";
         fake(dir, &format!("stable-{triple}"), "1.95.0", "aaaa");
-        fake(dir, &format!("nightly-{triple}"), "1.97.0-nightly", "e50aa6fba");
+        fake(
+            dir,
+            &format!("nightly-{triple}"),
+            "1.97.0-nightly",
+            "e50aa6fba",
+        );
         // Named after a date, but another compiler.
-        fake(dir, &format!("nightly-2026-05-20-{triple}"), "1.97.0-nightly", "other");
+        fake(
+            dir,
+            &format!("nightly-2026-05-20-{triple}"),
+            "1.97.0-nightly",
+            "other",
+        );
         let found = find_in(dir, &rustc("1.97.0-nightly", "e50aa6fba")).unwrap();
         assert_eq!(found.name, format!("nightly-{triple}"));
         assert_eq!(short_name(&found, triple), "nightly");

@@ -426,6 +426,9 @@ impl crate::Host {
         if parts.is_empty() {
             return None;
         }
-        Some(CallWatch::enter(&format!("calling {}", parts.join(", then "))))
+        Some(CallWatch::enter(&format!(
+            "calling {}",
+            parts.join(", then ")
+        )))
     }
 }

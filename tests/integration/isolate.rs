@@ -354,7 +354,16 @@ fn isolation_flags_that_would_do_nothing_say_so() {
     let d = dir.path().to_str().unwrap();
     // A typo in `--isolate`: an error before any plugin runs, with the near name.
     for command in [
-        &["run", "--plugins", d, "--isolate", "unrluy", "misbehave", "echo", "ran"][..],
+        &[
+            "run",
+            "--plugins",
+            d,
+            "--isolate",
+            "unrluy",
+            "misbehave",
+            "echo",
+            "ran",
+        ][..],
         &["scan", d, "--isolate", "unrluy"][..],
     ] {
         let out = cli(command);
@@ -378,7 +387,14 @@ fn isolation_flags_that_would_do_nothing_say_so() {
 
     // `--call-timeout` with an in-process plugin: a warning, once, naming it and the fix.
     let out = cli(&[
-        "run", "--plugins", d, "--call-timeout", "300ms", "misbehave", "echo", "ran",
+        "run",
+        "--plugins",
+        d,
+        "--call-timeout",
+        "300ms",
+        "misbehave",
+        "echo",
+        "ran",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "ran\n");
@@ -388,15 +404,29 @@ fn isolation_flags_that_would_do_nothing_say_so() {
     assert!(err.contains("add `--isolate unruly`"), "{err}");
     // Isolated, the deadline applies: no warning.
     let out = cli(&[
-        "run", "--plugins", d, "--isolate", "unruly", "--call-timeout", "300ms", "misbehave",
-        "echo", "ran",
+        "run",
+        "--plugins",
+        d,
+        "--isolate",
+        "unruly",
+        "--call-timeout",
+        "300ms",
+        "misbehave",
+        "echo",
+        "ran",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!stderr(&out).contains("does not apply"), "{}", stderr(&out));
     // A chain of transforms: one warning naming each in-process plugin once.
     let out = cli_with(
         &[
-            "transform", "--plugins", d, "--isolate", "unruly", "--call-timeout", "2s",
+            "transform",
+            "--plugins",
+            d,
+            "--isolate",
+            "unruly",
+            "--call-timeout",
+            "2s",
             "redact,misbehave,redact",
         ],
         &[],
@@ -416,7 +446,15 @@ fn isolation_flags_that_would_do_nothing_say_so() {
 fn the_cli_names_a_crashed_isolated_plugin_once() {
     let dir = plugin_dir(&["unruly"]);
     let d = dir.path().to_str().unwrap();
-    let out = cli(&["run", "--plugins", d, "--isolate", "unruly", "misbehave", "abort"]);
+    let out = cli(&[
+        "run",
+        "--plugins",
+        d,
+        "--isolate",
+        "unruly",
+        "misbehave",
+        "abort",
+    ]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
     let line = err
@@ -425,7 +463,10 @@ fn the_cli_names_a_crashed_isolated_plugin_once() {
         .unwrap_or_else(|| panic!("no error line: {err}"));
     assert_eq!(line.matches("plugin `unruly`").count(), 1, "{line}");
     assert_eq!(line.matches("command `misbehave`").count(), 1, "{line}");
-    assert!(line.contains("SIGABRT") && line.ends_with("[plugin-crashed]"), "{line}");
+    assert!(
+        line.contains("SIGABRT") && line.ends_with("[plugin-crashed]"),
+        "{line}"
+    );
 }
 
 /// The pids whose parent is `parent`.
@@ -1186,7 +1227,10 @@ fn a_worker_flooding_stderr_or_its_control_socket_is_killed_and_the_host_stays_s
         for n in ["plugin `hello`'s worker", bound, "it was killed"] {
             assert!(message.contains(n), "{mode} lacks {n:?}: {message}");
         }
-        assert!(host.isolated()[0].pid.is_none(), "{mode}: the worker is gone");
+        assert!(
+            host.isolated()[0].pid.is_none(),
+            "{mode}: the worker is gone"
+        );
     }
 }
 

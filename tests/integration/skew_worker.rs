@@ -84,15 +84,17 @@ fn run_printed_worker_command(message: &str, file: &str) {
     let mut args: Vec<&str> = command
         .split_whitespace()
         .skip(1)
-        .map(|w| if w == "DIR" { out_dir.path().to_str().unwrap() } else { w })
+        .map(|w| {
+            if w == "DIR" {
+                out_dir.path().to_str().unwrap()
+            } else {
+                w
+            }
+        })
         .collect();
     args.extend(["--target-dir", target.to_str().unwrap()]);
     let out = cli(&args);
-    assert!(
-        out.status.success(),
-        "`{command}` failed: {}",
-        stderr(&out)
-    );
+    assert!(out.status.success(), "`{command}` failed: {}", stderr(&out));
     let built = PathBuf::from(stdout(&out).trim());
     assert_eq!(built, out_dir.path().join(file), "`{command}`");
     assert!(built.is_file());
@@ -137,10 +139,7 @@ fn nightly_plugin_runs_isolated_in_a_nightly_worker() {
     let message = e["message"].as_str().unwrap();
     // The toolchain is the installed one that holds the plugin's compiler (not a name guessed
     // from its date), so the printed command runs as printed.
-    assert!(
-        !message.contains("no installed toolchain has"),
-        "{message}"
-    );
+    assert!(!message.contains("no installed toolchain has"), "{message}");
     run_printed_worker_command(message, expected_worker);
 
     // With the nightly worker: loaded, isolated, and the report says where and why.

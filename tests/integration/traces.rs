@@ -121,7 +121,11 @@ fn an_in_process_plugin_that_exits_or_aborts_in_a_call_is_named() {
     let file = file_name("unruly");
     for (what, args, stdin) in [
         ("command", &["run", "--plugins", d, "misbehave"][..], None),
-        ("transform", &["transform", "--plugins", d, "misbehave"][..], Some(())),
+        (
+            "transform",
+            &["transform", "--plugins", d, "misbehave"][..],
+            Some(()),
+        ),
     ] {
         let note = format!("calling {what} `misbehave` of plugin `unruly` (");
         for mode in ["exit", "abort"] {
@@ -140,7 +144,9 @@ fn an_in_process_plugin_that_exits_or_aborts_in_a_call_is_named() {
                     "{what}: {err}"
                 );
                 assert!(
-                    err.contains(&format!("the process was ended (exit() was called) while {note}")),
+                    err.contains(&format!(
+                        "the process was ended (exit() was called) while {note}"
+                    )),
                     "{what}: {err}"
                 );
             } else {

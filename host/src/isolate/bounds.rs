@@ -75,7 +75,10 @@ impl Bounds {
     /// Which bound the worker broke, if it did: e.g. "wrote a line of more than 65536 bytes
     /// to stderr (the limit)".
     pub(crate) fn broken(&self) -> Option<String> {
-        self.broken.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.broken
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -138,7 +141,10 @@ mod tests {
     fn lines_are_split_and_a_line_over_the_bound_breaks_it() {
         assert_eq!(
             lines(b"a\nbb\n\nlast"),
-            (vec!["a".into(), "bb".into(), "".into(), "last".into()], None)
+            (
+                vec!["a".into(), "bb".into(), "".into(), "last".into()],
+                None
+            )
         );
         let mut long = vec![b'x'; MAX_STDERR_LINE];
         long.push(b'\n');

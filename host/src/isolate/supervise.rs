@@ -366,7 +366,10 @@ mod tests {
     fn a_message_loses_its_subject_once() {
         let cases = [
             ("plugin `p` crashed during x", "it crashed during x"),
-            ("plugin `p`'s worker sent garbage", "its worker sent garbage"),
+            (
+                "plugin `p`'s worker sent garbage",
+                "its worker sent garbage",
+            ),
             ("plugin `p`: the worker ended", "the worker ended"),
             ("plugin `pq` crashed", "plugin `pq` crashed"),
             ("restarting failed", "restarting failed"),
