@@ -1152,8 +1152,10 @@ fn a_worker_sending_lying_replies_fails_the_call_and_is_killed() {
             "lie {i}: {error}"
         );
         let message = error.message.as_str();
+        // Named once, also in the third failure's "unregistered …; the last: its worker …".
+        assert_eq!(message.matches("plugin `hello`").count(), 1, "{message}");
         for n in [
-            "plugin `hello`'s worker",
+            "worker",
             lie,
             "it was killed",
             "The next call starts a new worker",
