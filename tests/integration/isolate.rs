@@ -1215,8 +1215,10 @@ fn a_worker_flooding_stderr_or_its_control_socket_is_killed_and_the_host_stays_s
         let before = reset_peak_rss();
         let error = call(&host, "hello", &["Ada"]).expect_err("a flooding worker is cut off");
         let grown = peak_rss().saturating_sub(before);
+        // Generous (other tests run in this process meanwhile), and far below the floods'
+        // 200 MiB and more.
         assert!(
-            grown < 64 << 20,
+            grown < 96 << 20,
             "{mode}: the host grew by {} MiB",
             grown >> 20
         );
