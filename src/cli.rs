@@ -367,6 +367,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let config = load_config()?;
             let dirs = crate::configured::search_paths(&dirs, &config)?;
+            crate::isolation_flags::check_names(&load.isolate, &dirs, &config)?;
             let host = policy
                 .host(&config)?
                 .with_layout_check_at_load(check_layouts);
@@ -407,11 +408,19 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 return Err(no_dirs);
             }
             loaded?;
+            crate::isolation_flags::warn_timeout_in_process(
+                &host,
+                plugins.load.call_timeout,
+                &[(CommandKind::KIND, &command)],
+            );
             let cmd = host.registry().get::<CommandKind>(&command)?;
             let args: Vec<RStr<'_>> = args.iter().map(|a| RStr::from(a.as_str())).collect();
+            // An exit or a crash in an in-process plugin's call names it and the command.
+            let watch = host.calling(&[(CommandKind::KIND, &command)]);
             let called = crate::reload_signal::reloading_on_sighup(&host, || {
                 cmd.call(RSlice::from_slice(&args)).into_result()
             });
+            drop(watch);
             match called {
                 Ok(out) => {
                     // The command's output is its data; only made valid UTF-8.
@@ -420,11 +429,17 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 Err(e) => {
                     let provider = host.registry().provider("command", &command).unwrap_or("?");
-                    eprintln!(
-                        "error: command `{}` (plugin `{provider}`) {}",
-                        printable(&command),
-                        printable(&e.to_string())
-                    );
+                    let message = e.to_string();
+                    if message.contains(&format!("plugin `{provider}`")) {
+                        // An isolated plugin's failure names the plugin and the command.
+                        eprintln!("error: {}", printable(&message));
+                    } else {
+                        eprintln!(
+                            "error: command `{}` (plugin `{provider}`) {}",
+                            printable(&command),
+                            printable(&message)
+                        );
+                    }
                     Ok(ExitCode::from(1))
                 }
             }
@@ -469,15 +484,26 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 loaded?;
             }
+            let called: Vec<(&str, &str)> = names
+                .iter()
+                .map(|n| (TransformKind::KIND, n.as_str()))
+                .collect();
+            crate::isolation_flags::warn_timeout_in_process(
+                &host,
+                plugins.load.call_timeout,
+                &called,
+            );
             let transforms = names
                 .iter()
                 .map(|n| host.registry().get::<TransformKind>(n))
                 .collect::<Result<Vec<_>, _>>()?;
             let stdin = std::io::stdin().lock();
             let stdout = std::io::stdout().lock();
+            let watch = host.calling(&called);
             let piped = crate::reload_signal::reloading_on_sighup(&host, || {
                 crate::stream::pipe(&transforms, stdin, stdout)
             });
+            drop(watch);
             match piped {
                 Ok(_) => Ok(ExitCode::SUCCESS),
                 Err(crate::stream::StreamError::Io(e))
@@ -507,6 +533,7 @@ fn lazy(args: &PluginArgs) -> Result<(Host, Option<anyhow::Error>)> {
         Ok(dirs) => (dirs, None),
         Err(e) => (Vec::new(), Some(e)),
     };
+    crate::isolation_flags::check_names(&args.load.isolate, &dirs, &config)?;
     let mut host = args.policy.host(&config)?;
     if let Some(cache) = index_cache(&host.identity().name) {
         host = host.with_index_cache(cache);

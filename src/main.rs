@@ -8,6 +8,7 @@ mod builtins;
 mod cli;
 mod config_cli;
 mod configured;
+mod isolation_flags;
 mod output;
 mod reload_signal;
 mod stream;

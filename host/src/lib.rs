@@ -52,6 +52,7 @@ mod settings;
 #[cfg(target_os = "linux")]
 mod stage;
 pub mod text;
+pub mod toolchains;
 pub mod trust;
 mod watch;
 
@@ -79,7 +80,7 @@ pub use reason::ReasonCode;
 pub use registry::{CapabilityInfo, Kinds, LookupError, Registry};
 pub use report::{PluginReport, Status};
 pub use trust::{Lock, LockEntry, LockError, SignatureMode, SignatureStatus, TrustedKey};
-pub use watch::PLUGIN_EXIT_STATUS;
+pub use watch::{CallWatch, PLUGIN_EXIT_STATUS};
 
 pub use plugin_api::provenance::Provenance;
 pub use plugin_api::Builtin;

@@ -1,5 +1,7 @@
 //! Watching the plugin code the host runs while loading: which plugin it is, whether it
-//! has been running for too long, and whether it ended the process.
+//! has been running for too long, and whether it ended the process; and, for the calls an
+//! application notes ([`crate::Host::calling`]), which plugin and capability a thread calls,
+//! so that an `exit` or a crash in a call names them too.
 //!
 //! A library's constructors run inside `dlopen`, and its `register` right after. If either
 //! never returns, a scan hangs with no word; if either calls `exit`, the process ends and a
@@ -39,40 +41,74 @@ static LOADING: Mutex<()> = Mutex::new(());
 
 /// What runs now, for the exit hook and the signal handler, which may neither lock nor
 /// allocate: the bytes of the (escaped, bounded) description, and their length (0: nothing
-/// runs). Written only by the thread holding `LOADING`; a concurrent reader sees at worst a
-/// torn description, never memory that is not there.
+/// runs). A torn description is the worst a concurrent reader can see, never memory that is
+/// not there.
 const NOTE_CAPACITY: usize = 512;
-static NOTE: [AtomicU8; NOTE_CAPACITY] = [const { AtomicU8::new(0) }; NOTE_CAPACITY];
-static NOTE_LEN: AtomicUsize = AtomicUsize::new(0);
+
+struct Note {
+    bytes: [AtomicU8; NOTE_CAPACITY],
+    len: AtomicUsize,
+}
+
+impl Note {
+    const fn new() -> Note {
+        Note {
+            bytes: [const { AtomicU8::new(0) }; NOTE_CAPACITY],
+            len: AtomicUsize::new(0),
+        }
+    }
+
+    fn set(&self, what: &str) {
+        let text = crate::text::printable(what);
+        let text = crate::text::bounded(&text, NOTE_CAPACITY / 4);
+        let bytes = &text.as_bytes()[..text.len().min(NOTE_CAPACITY)];
+        self.len.store(0, Ordering::SeqCst);
+        for (slot, &b) in self.bytes.iter().zip(bytes) {
+            slot.store(b, Ordering::Relaxed);
+        }
+        self.len.store(bytes.len(), Ordering::SeqCst);
+    }
+
+    fn clear(&self) {
+        self.len.store(0, Ordering::SeqCst);
+    }
+
+    /// Copies the note into `buffer`; returns its length (0: no note).
+    fn read(&self, buffer: &mut [u8; NOTE_CAPACITY]) -> usize {
+        let len = self.len.load(Ordering::SeqCst).min(NOTE_CAPACITY);
+        for (b, slot) in buffer.iter_mut().zip(&self.bytes[..len]) {
+            *b = slot.load(Ordering::Relaxed);
+        }
+        len
+    }
+}
+
+/// The plugin being loaded or registered: written only by the thread holding `LOADING`.
+static NOTE: Note = Note::new();
+
+thread_local! {
+    /// The in-process plugin code this thread calls now ([`CallWatch`]). Const-initialised
+    /// and without a destructor: reading it from a signal handler or an exit hook on this
+    /// thread is a plain thread-local access.
+    static CALL_NOTE: Note = const { Note::new() };
+}
 
 fn set_note(what: &str) {
-    let text = crate::text::printable(what);
-    let text = crate::text::bounded(&text, NOTE_CAPACITY / 4);
-    let bytes = &text.as_bytes()[..text.len().min(NOTE_CAPACITY)];
-    NOTE_LEN.store(0, Ordering::SeqCst);
-    for (slot, &b) in NOTE.iter().zip(bytes) {
-        slot.store(b, Ordering::Relaxed);
-    }
-    NOTE_LEN.store(bytes.len(), Ordering::SeqCst);
+    NOTE.set(what);
 }
 
-/// Copies the note into `buffer`; returns its length (0: no plugin code runs).
+/// Copies what runs now into `buffer` — the call this thread is making, else the plugin
+/// being loaded —; returns its length (0: no plugin code runs for the host).
 fn read_note(buffer: &mut [u8; NOTE_CAPACITY]) -> usize {
-    let len = NOTE_LEN.load(Ordering::SeqCst).min(NOTE_CAPACITY);
-    for (b, slot) in buffer.iter_mut().zip(&NOTE[..len]) {
-        *b = slot.load(Ordering::Relaxed);
+    let call = CALL_NOTE.try_with(|note| note.read(buffer)).unwrap_or(0);
+    if call > 0 {
+        return call;
     }
-    len
+    NOTE.read(buffer)
 }
 
-/// Plugin code is running for the host until this is dropped.
-pub(crate) struct Watch {
-    _serial: MutexGuard<'static, ()>,
-}
-
-/// Notes that plugin code runs now for `what`; warns if it runs for longer than
-/// `warn_after`.
-pub(crate) fn enter(what: String, warn_after: Option<Duration>) -> Watch {
+/// Installs the exit hook, the fatal-signal handlers and the hang watchdog, once.
+fn install() {
     static START: Once = Once::new();
     START.call_once(|| {
         #[cfg(unix)]
@@ -89,6 +125,44 @@ pub(crate) fn enter(what: String, warn_after: Option<Duration>) -> Watch {
             tracing::debug!("cannot start the hang watchdog: {e}");
         }
     });
+}
+
+/// This thread calls in-process plugin code until this is dropped ([`Host::calling`]): an
+/// `exit` or a fatal signal meanwhile names it, as during loading.
+///
+/// [`Host::calling`]: crate::Host::calling
+#[must_use = "the call is noted only while the watch lives"]
+pub struct CallWatch {
+    /// Not `Send`: the note is this thread's.
+    _thread: std::marker::PhantomData<*const ()>,
+}
+
+impl CallWatch {
+    /// Notes that this thread runs `what` (e.g. "calling command `x` of plugin `p` (PATH)").
+    pub(crate) fn enter(what: &str) -> CallWatch {
+        install();
+        CALL_NOTE.with(|note| note.set(what));
+        CallWatch {
+            _thread: std::marker::PhantomData,
+        }
+    }
+}
+
+impl Drop for CallWatch {
+    fn drop(&mut self) {
+        let _ = CALL_NOTE.try_with(Note::clear);
+    }
+}
+
+/// Plugin code is running for the host until this is dropped.
+pub(crate) struct Watch {
+    _serial: MutexGuard<'static, ()>,
+}
+
+/// Notes that plugin code runs now for `what`; warns if it runs for longer than
+/// `warn_after`.
+pub(crate) fn enter(what: String, warn_after: Option<Duration>) -> Watch {
+    install();
     let serial = LOADING.lock().unwrap_or_else(PoisonError::into_inner);
     set_note(&what);
     set(Some(Running {
@@ -113,7 +187,7 @@ impl Watch {
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        NOTE_LEN.store(0, Ordering::SeqCst);
+        NOTE.clear();
         set(None);
     }
 }
@@ -309,5 +383,52 @@ mod crash {
                 }
             }
         }
+    }
+}
+
+impl crate::Host {
+    /// Notes, until the returned watch is dropped, that this thread is about to call the
+    /// capabilities `(kind, name)` (one, or a chain of transforms): if an in-process plugin
+    /// among their providers calls `exit` or crashes the process meanwhile, what is printed
+    /// names the capability, the plugin and its file, as during loading (an exit then ends
+    /// the process with [`PLUGIN_EXIT_STATUS`]). `None` when no provider runs in-process (an
+    /// isolated plugin's crash is an error of the call).
+    ///
+    /// ```ignore
+    /// let _watch = host.calling(&[("command", "hello")]);
+    /// let out = command.call(args);
+    /// ```
+    pub fn calling(&self, capabilities: &[(&str, &str)]) -> Option<CallWatch> {
+        let mut parts = Vec::new();
+        for (kind, name) in capabilities {
+            let Some(provider) = self.registry().provider(kind, name) else {
+                continue;
+            };
+            let isolated = self
+                .isolation
+                .supervisors
+                .iter()
+                .any(|s| s.plugin() == provider);
+            if isolated {
+                continue;
+            }
+            let part = match self.plugins().iter().find(|p| *p.name == *provider) {
+                Some(p) if !p.builtin => format!(
+                    "{kind} `{name}` of plugin `{provider}` ({})",
+                    p.path.display()
+                ),
+                _ => format!("{kind} `{name}` of plugin `{provider}`"),
+            };
+            if !parts.contains(&part) {
+                parts.push(part);
+            }
+        }
+        if parts.is_empty() {
+            return None;
+        }
+        Some(CallWatch::enter(&format!(
+            "calling {}",
+            parts.join(", then ")
+        )))
     }
 }

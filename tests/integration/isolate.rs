@@ -137,6 +137,12 @@ fn consecutive_failures_unregister_the_plugin() {
             Some(ReasonCode::PluginCrashed),
             "{error}"
         );
+        // The plugin is named once, also when the last failure is quoted.
+        assert_eq!(
+            error.message.matches("plugin `unruly`").count(),
+            1,
+            "{error}"
+        );
         let unregistered = error
             .message
             .contains("was unregistered after 3 consecutive");
@@ -342,6 +348,127 @@ fn the_cli_isolates_reports_and_forwards_logs() {
     assert!(stdout(&out).contains(&format!("{} [isolated]", file_name("unruly"))));
 }
 
+#[test]
+fn isolation_flags_that_would_do_nothing_say_so() {
+    let dir = plugin_dir(&["hello", "unruly", "redact"]);
+    let d = dir.path().to_str().unwrap();
+    // A typo in `--isolate`: an error before any plugin runs, with the near name.
+    for command in [
+        &[
+            "run",
+            "--plugins",
+            d,
+            "--isolate",
+            "unrluy",
+            "misbehave",
+            "echo",
+            "ran",
+        ][..],
+        &["scan", d, "--isolate", "unrluy"][..],
+    ] {
+        let out = cli(command);
+        assert_eq!(out.status.code(), Some(2), "{command:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("--isolate unrluy: no plugin of that name in the plugin directories"),
+            "{err}"
+        );
+        assert!(err.contains("did you mean `--isolate unruly`?"), "{err}");
+        assert!(stdout(&out).is_empty(), "{command:?} ran: {}", stdout(&out));
+    }
+    // No near name: the names there.
+    let out = cli(&["run", "--plugins", d, "--isolate", "zzz", "hello", "Ada"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("the plugins there are: hello, redact, unruly"),
+        "{}",
+        stderr(&out)
+    );
+
+    // `--call-timeout` with an in-process plugin: a warning, once, naming it and the fix.
+    let out = cli(&[
+        "run",
+        "--plugins",
+        d,
+        "--call-timeout",
+        "300ms",
+        "misbehave",
+        "echo",
+        "ran",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "ran\n");
+    let err = stderr(&out);
+    let warning = "--call-timeout 0.3s does not apply to plugin `unruly`: it runs in-process";
+    assert_eq!(err.matches(warning).count(), 1, "{err}");
+    assert!(err.contains("add `--isolate unruly`"), "{err}");
+    // Isolated, the deadline applies: no warning.
+    let out = cli(&[
+        "run",
+        "--plugins",
+        d,
+        "--isolate",
+        "unruly",
+        "--call-timeout",
+        "300ms",
+        "misbehave",
+        "echo",
+        "ran",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("does not apply"), "{}", stderr(&out));
+    // A chain of transforms: one warning naming each in-process plugin once.
+    let out = cli_with(
+        &[
+            "transform",
+            "--plugins",
+            d,
+            "--isolate",
+            "unruly",
+            "--call-timeout",
+            "2s",
+            "redact,misbehave,redact",
+        ],
+        &[],
+        Some(b"abc"),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert_eq!(err.matches("does not apply").count(), 1, "{err}");
+    assert!(
+        err.contains("does not apply to plugin `redact`: it runs in-process"),
+        "{err}"
+    );
+    assert!(!err.contains("`unruly`"), "{err}");
+}
+
+#[test]
+fn the_cli_names_a_crashed_isolated_plugin_once() {
+    let dir = plugin_dir(&["unruly"]);
+    let d = dir.path().to_str().unwrap();
+    let out = cli(&[
+        "run",
+        "--plugins",
+        d,
+        "--isolate",
+        "unruly",
+        "misbehave",
+        "abort",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line: {err}"));
+    assert_eq!(line.matches("plugin `unruly`").count(), 1, "{line}");
+    assert_eq!(line.matches("command `misbehave`").count(), 1, "{line}");
+    assert!(
+        line.contains("SIGABRT") && line.ends_with("[plugin-crashed]"),
+        "{line}"
+    );
+}
+
 /// The pids whose parent is `parent`.
 fn children(parent: u32) -> Vec<u32> {
     let mut found = Vec::new();
@@ -408,6 +535,80 @@ fn workers_die_within_a_second_when_the_host_is_killed() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Waits for the pid a plugin's `misbehave spawn FILE` wrote to FILE.
+fn spawned_pid(file: &Path) -> u32 {
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(text) = fs::read_to_string(file) {
+            return text.trim().parse().unwrap();
+        }
+        assert!(Instant::now() < until, "the plugin never spawned its child");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Asserts that `pid` (a plugin's child) is gone within a second of `since`.
+fn gone_within_a_second(pid: u32, since: Instant, after: &str) {
+    while !gone(pid) {
+        if since.elapsed() > Duration::from_secs(1) {
+            // SAFETY: `kill` with the pid of the fixture's `sleep`; no memory is involved.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            panic!("the plugin's child {pid} outlived its worker by a second after {after}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_plugins_children_die_with_its_worker_when_a_call_times_out() {
+    let dir = plugin_dir(&["unruly"]);
+    let files = tempfile::tempdir().unwrap();
+    let pidfile = files.path().join("child");
+    let mut host = isolated_host().with_call_timeout(Duration::from_millis(1500));
+    host.scan(&[dir.path()], ScanMode::Load).unwrap();
+    let file = pidfile.to_str().unwrap();
+    let error = call(&host, "misbehave", &["spawn", file, "hang"]).unwrap_err();
+    let killed = Instant::now();
+    assert_eq!(
+        host::isolate::reason(&error),
+        Some(ReasonCode::PluginTimeout),
+        "{error}"
+    );
+    gone_within_a_second(spawned_pid(&pidfile), killed, "a call timeout");
+    // A child left behind by a call that returned dies when the worker is stopped.
+    let pidfile = files.path().join("returned");
+    let out = call(&host, "misbehave", &["spawn", pidfile.to_str().unwrap()]).unwrap();
+    let child = spawned_pid(&pidfile);
+    assert_eq!(out, child.to_string());
+    assert!(!gone(child), "the child runs while its worker does");
+    drop(host);
+    gone_within_a_second(child, Instant::now(), "the host was dropped");
+}
+
+#[test]
+fn a_plugins_children_die_within_a_second_when_the_host_is_killed() {
+    let dir = plugin_dir(&["unruly"]);
+    let files = tempfile::tempdir().unwrap();
+    let pidfile = files.path().join("child");
+    let mut cli = Command::new(WORKER)
+        .args(["run", "--plugins", dir.path().to_str().unwrap()])
+        .args(["--isolate", "all", "misbehave", "spawn"])
+        .arg(&pidfile)
+        .arg("hang")
+        .env("PLUGIN_HOST_LOG", "warn")
+        .env("XDG_CACHE_HOME", crate::fixtures::tmp().join("xdg-cache"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let child = spawned_pid(&pidfile);
+    // SAFETY: `kill` with a pid this test started; no memory is involved.
+    assert_eq!(unsafe { libc::kill(cli.id() as i32, libc::SIGKILL) }, 0);
+    cli.wait().unwrap();
+    gone_within_a_second(child, Instant::now(), "the host was killed");
 }
 
 /// A fake worker: bash running `script` with `$2` the control socket's descriptor.
@@ -951,8 +1152,10 @@ fn a_worker_sending_lying_replies_fails_the_call_and_is_killed() {
             "lie {i}: {error}"
         );
         let message = error.message.as_str();
+        // Named once, also in the third failure's "unregistered …; the last: its worker …".
+        assert_eq!(message.matches("plugin `hello`").count(), 1, "{message}");
         for n in [
-            "plugin `hello`'s worker",
+            "worker",
             lie,
             "it was killed",
             "The next call starts a new worker",
@@ -968,6 +1171,71 @@ fn a_worker_sending_lying_replies_fails_the_call_and_is_killed() {
         Some(ReasonCode::ProtocolError),
         "{state:?}"
     );
+}
+
+/// The worker answers the first call only after writing 256 MiB to stderr, without a newline.
+const FLOOD_STDERR: &str = "flood-stderr";
+/// The worker answers the first call only after sending 200,000 valid `registered` messages
+/// (1 KiB each) on its control socket.
+const FLOOD_CONTROL: &str = "flood-control";
+
+/// This process's peak resident set (`VmHWM`), in bytes, after resetting it to the current
+/// resident set (where the kernel allows it).
+fn reset_peak_rss() -> u64 {
+    let _ = fs::write("/proc/self/clear_refs", "5");
+    peak_rss()
+}
+
+fn peak_rss() -> u64 {
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+#[test]
+fn a_worker_flooding_stderr_or_its_control_socket_is_killed_and_the_host_stays_small() {
+    let dir = plugin_dir(&["hello"]);
+    let state_dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            FLOOD_STDERR,
+            "wrote a line of more than 65536 bytes to stderr (the limit of one line)",
+        ),
+        (
+            FLOOD_CONTROL,
+            "sent more than 64 control messages that were not asked for",
+        ),
+    ];
+    for (mode, bound) in cases {
+        let starts = state_dir.path().join(mode);
+        let mut host = scribbling_host(mode, &starts);
+        let reports = host.scan(&[dir.path()], ScanMode::Load).unwrap();
+        assert_eq!(report_of(&reports, "hello").status, Status::Loaded);
+        let before = reset_peak_rss();
+        let error = call(&host, "hello", &["Ada"]).expect_err("a flooding worker is cut off");
+        let grown = peak_rss().saturating_sub(before);
+        // Generous (other tests run in this process meanwhile), and far below the floods'
+        // 200 MiB and more.
+        assert!(
+            grown < 96 << 20,
+            "{mode}: the host grew by {} MiB",
+            grown >> 20
+        );
+        assert_eq!(
+            host::isolate::reason(&error),
+            Some(ReasonCode::ProtocolError),
+            "{mode}: {error}"
+        );
+        let message = error.message.as_str();
+        for n in ["plugin `hello`'s worker", bound, "it was killed"] {
+            assert!(message.contains(n), "{mode} lacks {n:?}: {message}");
+        }
+        assert!(
+            host.isolated()[0].pid.is_none(),
+            "{mode}: the worker is gone"
+        );
+    }
 }
 
 /// Not a test: the fake worker [`scribbling_host`] starts (this binary, re-run on this one
@@ -1047,6 +1315,27 @@ fn scribbling_worker() {
             Message::Call { id, .. } => id,
             _ => return, // shutdown
         };
+        if nth == 1 && mode == FLOOD_STDERR {
+            let chunk = vec![b'x'; 1 << 20];
+            let mut stderr = std::io::stderr().lock();
+            for _ in 0..256 {
+                if stderr.write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+        }
+        if nth == 1 && mode == FLOOD_CONTROL {
+            let flood = bytes(&Message::Registered {
+                name: "x".repeat(1024),
+                version: "0.1.0".into(),
+                capabilities: Vec::new(),
+            });
+            for _ in 0..200_000 {
+                if socket.write_all(&flood).is_err() {
+                    break;
+                }
+            }
+        }
         if mode == LYING_REPLIES {
             let mut frame = Vec::new();
             match nth {
@@ -1068,7 +1357,7 @@ fn scribbling_worker() {
             std::thread::sleep(Duration::from_secs(60));
             return;
         }
-        if !scribble {
+        if !scribble || mode == FLOOD_STDERR || mode == FLOOD_CONTROL {
             let reply = Message::Reply {
                 id,
                 result: Ok(b"hello, Ada! (from a restarted fake worker)".to_vec()),

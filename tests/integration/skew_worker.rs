@@ -69,6 +69,37 @@ fn nightly_build() -> Option<&'static (PathBuf, PathBuf)> {
         .as_ref()
 }
 
+/// Runs the `plugin-host builder worker …` command `message` prints, as printed but for its
+/// `DIR` (a directory here) and the build directory shared with [`nightly_build`] (so that
+/// the worker is not compiled twice); asserts that it writes the worker `file` the message
+/// names for `--worker DIR/…`.
+fn run_printed_worker_command(message: &str, file: &str) {
+    let start = message
+        .find("`plugin-host builder worker ")
+        .unwrap_or_else(|| panic!("no worker command in: {message}"));
+    let command = &message[start + 1..];
+    let command = &command[..command.find('`').unwrap()];
+    let out_dir = tempfile::tempdir().unwrap();
+    let target = tmp().join("nightly-target");
+    let mut args: Vec<&str> = command
+        .split_whitespace()
+        .skip(1)
+        .map(|w| {
+            if w == "DIR" {
+                out_dir.path().to_str().unwrap()
+            } else {
+                w
+            }
+        })
+        .collect();
+    args.extend(["--target-dir", target.to_str().unwrap()]);
+    let out = cli(&args);
+    assert!(out.status.success(), "`{command}` failed: {}", stderr(&out));
+    let built = PathBuf::from(stdout(&out).trim());
+    assert_eq!(built, out_dir.path().join(file), "`{command}`");
+    assert!(built.is_file());
+}
+
 fn skip(test: &str) {
     eprintln!(
         "\n======== SKIPPED {test}: `rustup run nightly rustc -V` failed (no nightly toolchain \
@@ -100,11 +131,16 @@ fn nightly_plugin_runs_isolated_in_a_nightly_worker() {
         "rustc-mismatch",
         &[
             "nightly",
-            "plugin-host builder worker --toolchain nightly-",
+            "`plugin-host builder worker --toolchain ",
             &format!("--worker DIR/{expected_worker}"),
         ],
     );
     assert!(e["worker"].is_null(), "{e:#}");
+    let message = e["message"].as_str().unwrap();
+    // The toolchain is the installed one that holds the plugin's compiler (not a name guessed
+    // from its date), so the printed command runs as printed.
+    assert!(!message.contains("no installed toolchain has"), "{message}");
+    run_printed_worker_command(message, expected_worker);
 
     // With the nightly worker: loaded, isolated, and the report says where and why.
     let scan = scan_json(plugins, &["--policy", "strict", "--worker", worker_arg]);
@@ -386,4 +422,30 @@ fn a_reload_runs_the_new_file_in_the_worker_that_fits_it() {
             .unwrap()
     );
     assert!(call(&host, "hello").starts_with("hello, Ada!"));
+}
+
+#[test]
+fn the_worker_hint_says_what_to_install_when_no_toolchain_holds_the_compiler() {
+    let dir = plugin_dir(&["hello"]);
+    let path = dir.path().join(file_name("hello"));
+    rewrite_provenance(&path, |p| {
+        p["rustc"]["release"] = "1.97.0-nightly".into();
+        p["rustc"]["channel"] = "nightly".into();
+        // Shorter than a real hash: the rewritten provenance must fit where the old one was.
+        p["rustc"]["commit_hash"] = "0123456789abcdef0123456789ab".into();
+        p["rustc"]["commit_date"] = "2026-05-19".into();
+    });
+    let scan = scan_json(dir.path(), &["--policy", "strict"]);
+    let e = entry(&scan, &file_name("hello"));
+    assert_outcome(
+        e,
+        "rejected",
+        "rustc-mismatch",
+        &[
+            "`plugin-host builder worker --toolchain nightly-2026-05-20 --out DIR` (no installed \
+             toolchain has rustc 1.97.0-nightly (012345678): install it first, `rustup \
+             toolchain install nightly-2026-05-20`",
+            "`rustc +nightly-2026-05-20 -vV` must show commit-hash 0123456789abcdef0123456789ab",
+        ],
+    );
 }

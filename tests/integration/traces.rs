@@ -1,5 +1,5 @@
-//! A plugin that exits, hangs or crashes while it is being loaded leaves a trace of which
-//! plugin it was, and never a report that looks like success.
+//! A plugin that exits, hangs or crashes while it is being loaded — or, in-process, during a
+//! call — leaves a trace of which plugin it was, and never a report that looks like success.
 
 use crate::support::*;
 
@@ -111,4 +111,52 @@ fn each_step_is_logged_before_it_runs() {
         loading.is_some() && registering.is_some() && loading < registering,
         "{err}"
     );
+}
+
+#[test]
+fn an_in_process_plugin_that_exits_or_aborts_in_a_call_is_named() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = plugin_dir(&["unruly"]);
+    let d = dir.path().to_str().unwrap();
+    let file = file_name("unruly");
+    for (what, args, stdin) in [
+        ("command", &["run", "--plugins", d, "misbehave"][..], None),
+        (
+            "transform",
+            &["transform", "--plugins", d, "misbehave"][..],
+            Some(()),
+        ),
+    ] {
+        let note = format!("calling {what} `misbehave` of plugin `unruly` (");
+        for mode in ["exit", "abort"] {
+            let mut args = args.to_vec();
+            let input = format!("{mode}\n");
+            if stdin.is_none() {
+                args.push(mode);
+            }
+            let out = cli_with(&args, &[], stdin.map(|()| input.as_bytes()));
+            let err = stderr(&out);
+            if mode == "exit" {
+                // Not the plugin's 7 (nor success): the host's status for a plugin's exit.
+                assert_eq!(
+                    out.status.code(),
+                    Some(host::PLUGIN_EXIT_STATUS),
+                    "{what}: {err}"
+                );
+                assert!(
+                    err.contains(&format!(
+                        "the process was ended (exit() was called) while {note}"
+                    )),
+                    "{what}: {err}"
+                );
+            } else {
+                assert_eq!(out.status.signal(), Some(6), "{what}: {:?}", out.status);
+                assert!(
+                    err.contains(&format!("SIGABRT -- error: fatal signal while {note}")),
+                    "{what}: {err}"
+                );
+            }
+            assert!(err.contains(&file), "{what} {mode}: {err}");
+        }
+    }
 }

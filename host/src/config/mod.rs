@@ -107,6 +107,7 @@ pub use entries::Entry;
 pub use error::ConfigError;
 pub use files::{Candidate, LayerKind, Locations, ProjectTrust};
 pub use origin::{Origin, Valued};
+pub use schema::suggest;
 pub use settings::{Isolation, PluginSettings, Trust};
 pub use table::{ConfigLeaf, PluginConfig};
 pub use trusted::{trust_project, untrust_project, IgnoredFile, Untrusted, TRUSTED_PROJECTS_FILE};

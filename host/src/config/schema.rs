@@ -460,8 +460,9 @@ fn value_type(value: &Value) -> &'static str {
     }
 }
 
-/// The known word closest to `key`, when it is close enough to be a likely typo.
-pub(crate) fn suggest<'k>(key: &str, known: impl Iterator<Item = &'k str>) -> Option<String> {
+/// The known word closest to `key`, when it is close enough to be a likely typo (the
+/// configuration's did-you-mean, also the command line's).
+pub fn suggest<'k>(key: &str, known: impl Iterator<Item = &'k str>) -> Option<String> {
     known
         .map(|k| (strsim::jaro_winkler(key, k), k))
         .filter(|(score, _)| *score > 0.8)

@@ -55,7 +55,13 @@
 //! the call channel (the host's pidfd, and the host's end being closed) for a version-2
 //! worker, at end of file on its control socket for a version-1 one. So workers die with the
 //! host; dropping the [`Host`] stops them gracefully (shutdown message, then `SIGKILL` after a
-//! grace period).
+//! grace period). Whatever a plugin forks dies with its worker: each worker leads a process
+//! group of its own, which the host kills whole, and which a guard process the worker forks
+//! kills when the host could not (see `tree`).
+//!
+//! Floods: what a worker can make the host hold (its stderr lines, the control messages
+//! waiting for a caller) is bounded; a worker past a bound is killed and the call fails
+//! `protocol-error` naming it (see `bounds`).
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -74,6 +80,7 @@ use crate::policy::{CheckKind, Severity};
 use crate::reason::ReasonCode;
 use crate::report::{PluginReport, Status};
 
+mod bounds;
 mod proxy;
 mod reload;
 // The shared-memory channel: the transport of isolated plugins' calls (protocol version 2).
@@ -83,6 +90,7 @@ mod skew;
 mod spawn;
 mod supervise;
 mod transport;
+mod tree;
 pub mod wire;
 pub mod worker;
 

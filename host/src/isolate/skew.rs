@@ -12,7 +12,7 @@
 //! against its own identity before loading it.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use plugin_api::provenance::{Provenance, Rustc};
 use serde::Serialize;
@@ -80,6 +80,21 @@ pub fn worker_file_name(rustc: &Rustc) -> String {
         })
         .collect();
     format!("plugin-host-worker-{safe}")
+}
+
+/// The installed toolchain holding `rustc` ([`crate::toolchains::find_installed`]), looked
+/// up once per compiler and process: a scan may refuse many plugins of one compiler.
+fn installed_toolchain(rustc: &Rustc) -> Option<crate::toolchains::Installed> {
+    type Seen = Vec<((String, String), Option<crate::toolchains::Installed>)>;
+    static SEEN: Mutex<Seen> = Mutex::new(Vec::new());
+    let key = (rustc.release.clone(), rustc.commit_hash.clone());
+    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, found)) = seen.iter().find(|(k, _)| *k == key) {
+        return found.clone();
+    }
+    let found = crate::toolchains::find_installed(rustc);
+    seen.push((key, found.clone()));
+    found
 }
 
 impl Host {
@@ -152,21 +167,53 @@ impl Host {
         if crate::policy::same_rustc(&plugin.rustc, host) || self.isolation.in_worker {
             return String::new();
         }
-        let (toolchain, guessed) =
-            toolchain_name(&plugin.rustc).unwrap_or_else(|| (plugin.rustc.release.clone(), true));
+        // The installed toolchain that holds the plugin's compiler, whatever its name; else
+        // the name it is released under, to install.
+        let installed = installed_toolchain(&plugin.rustc);
+        let triple = &self.identity().provenance.target;
+        let (toolchain, missing) = match &installed {
+            Some(found) => (
+                crate::toolchains::short_name(found, triple).to_owned(),
+                String::new(),
+            ),
+            None => {
+                let r = &plugin.rustc;
+                match toolchain_name(r) {
+                    Some((name, guessed)) => {
+                        let check = if guessed {
+                            format!(
+                                "; it is named after the day after the commit date {}: \
+                                 `rustc +{name} -vV` must show commit-hash {}",
+                                r.commit_date, r.commit_hash
+                            )
+                        } else {
+                            String::new()
+                        };
+                        let missing = format!(
+                            " (no installed toolchain has rustc {}: install it first, `rustup \
+                             toolchain install {name}`{check})",
+                            r.short()
+                        );
+                        (name, missing)
+                    }
+                    None => {
+                        let missing = format!(
+                            " (no installed toolchain has rustc {}, commit {}: install one \
+                             that does and name it here)",
+                            r.short(),
+                            r.commit_hash
+                        );
+                        (r.release.clone(), missing)
+                    }
+                }
+            }
+        };
         let mut hint = format!(
             "; or run it isolated in a worker built with its compiler: `plugin-host builder \
-             worker --toolchain {toolchain} --out DIR`, then `--worker DIR/{}` (or list it in \
-             `[isolation] workers` in the configuration)",
+             worker --toolchain {toolchain} --out DIR`{missing}, then `--worker DIR/{}` (or list \
+             it in `[isolation] workers` in the configuration)",
             worker_file_name(&plugin.rustc)
         );
-        if guessed {
-            hint.push_str(&format!(
-                " (`{toolchain}` is guessed from the compiler's date: any toolchain with rustc {} \
-                 will do)",
-                plugin.rustc.short()
-            ));
-        }
         let tried: Vec<String> = self
             .isolation
             .workers

@@ -20,7 +20,6 @@
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -37,6 +36,7 @@ use plugin_protocol::{
     PROTOCOL_VERSION_MIN, REPLY_HEAD_LEN,
 };
 
+use super::bounds::{self, Bounds, MAX_QUEUED};
 use super::shm::{self, ByteSink};
 use super::transport::{Receiver, RecvError, Sender, SocketReceiver, SocketSender};
 use crate::reason::ReasonCode;
@@ -136,13 +136,18 @@ const SHM_VERSION: u16 = 2;
 
 /// A running worker.
 pub(crate) struct Worker {
-    pub(crate) child: Child,
+    child: Child,
     pub(crate) pid: u32,
     /// The control socket's sending half (and the calls' with a version-1 worker).
     pub(crate) sender: Box<dyn Sender>,
     /// What the control socket's reader thread hands over.
     pub(crate) events: mpsc::Receiver<Event>,
     pub(crate) tail: Arc<Tail>,
+    /// The bound the worker broke, if it did (see [`super::bounds`]).
+    pub(crate) bounds: Arc<Bounds>,
+    /// Set once the worker was reaped (only [`Worker::kill`] and [`Worker::death`] reap it,
+    /// after killing its group): its status, if waiting for it worked.
+    reaped: Option<Option<std::process::ExitStatus>>,
     /// A reusable buffer for encoding frames.
     pub(crate) frame: Vec<u8>,
     /// The call channel: during the handshake, offered; after it, `Some` if the worker speaks
@@ -283,10 +288,12 @@ pub(crate) fn start(spec: &Spec) -> Result<(Worker, Vec<Capability>), StartError
         .stderr(Stdio::piped());
     let parent = std::process::id();
     // SAFETY: the closure runs in the child between fork and exec, and only makes
-    // async-signal-safe system calls (prctl, getppid, dup2) on descriptors that are open in
-    // the child; it allocates nothing and takes no lock.
+    // async-signal-safe system calls (setpgid, prctl, getppid, dup2) on descriptors that are
+    // open in the child; it allocates nothing and takes no lock.
     unsafe {
         command.pre_exec(move || {
+            // A process group of its own, killed whole with the worker (see `tree`).
+            super::tree::own_group()?;
             // Die with the host (with the spawner thread, which lives as long as the process).
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
                 return Err(std::io::Error::last_os_error());
@@ -309,6 +316,7 @@ pub(crate) fn start(spec: &Spec) -> Result<(Worker, Vec<Capability>), StartError
         )
     })?;
     let pid = child.id();
+    let bounds = Arc::new(Bounds::of(pid));
     // Our own unwaited child: its pid cannot have been reused yet.
     if let Some(c) = &mut channel {
         if let Err(e) = c.watch_pid(pid) {
@@ -319,22 +327,16 @@ pub(crate) fn start(spec: &Spec) -> Result<(Worker, Vec<Capability>), StartError
     let tail = Arc::new(Tail::default());
     if let Some(stderr) = child.stderr.take() {
         let tail = tail.clone();
+        let bounds = bounds.clone();
         let span = crate::log_bridge::span_for(plugin);
         let _ = std::thread::Builder::new()
             .name(format!("plugin-stderr-{plugin}"))
             .spawn(move || {
-                let mut reader = BufReader::new(stderr);
-                let mut line = Vec::new();
-                loop {
-                    line.clear();
-                    match reader.read_until(b'\n', &mut line) {
-                        Ok(0) | Err(_) => break,
-                        Ok(_) => {}
-                    }
-                    let text = crate::text::lossy(&line);
+                bounds::read_lines(stderr, &bounds, |line| {
+                    let text = crate::text::lossy(line);
                     let text = text.trim_end();
                     if text.is_empty() {
-                        continue;
+                        return;
                     }
                     crate::log_bridge::emit(
                         &span,
@@ -346,7 +348,7 @@ pub(crate) fn start(spec: &Spec) -> Result<(Worker, Vec<Capability>), StartError
                         crate::text::printable(&crate::text::bounded(text, TAIL_LINE_BYTES))
                             .into_owned(),
                     );
-                }
+                });
                 tail.finish();
             });
     } else {
@@ -355,18 +357,22 @@ pub(crate) fn start(spec: &Spec) -> Result<(Worker, Vec<Capability>), StartError
     let reader = match ours.try_clone() {
         Ok(r) => r,
         Err(e) => {
+            super::tree::kill_group(pid);
             let _ = child.kill();
             let _ = child.wait();
             return Err(io("cannot clone the socket", e));
         }
     };
-    let (events_tx, events) = mpsc::channel();
+    // Bounded: a worker has at most one answer outstanding (see `bounds`).
+    let (events_tx, events) = mpsc::sync_channel(MAX_QUEUED);
     {
         let span = crate::log_bridge::span_for(plugin);
+        let bounds = bounds.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("plugin-reader-{plugin}"))
-            .spawn(move || read_events(SocketReceiver::new(reader), events_tx, span));
+            .spawn(move || read_events(SocketReceiver::new(reader), events_tx, &bounds, span));
         if let Err(e) = spawned {
+            super::tree::kill_group(pid);
             let _ = child.kill();
             let _ = child.wait();
             return Err(io("cannot start the reader thread", e));
@@ -378,6 +384,8 @@ pub(crate) fn start(spec: &Spec) -> Result<(Worker, Vec<Capability>), StartError
         sender: Box::new(SocketSender(ours)),
         events,
         tail,
+        bounds,
+        reaped: None,
         frame: Vec::new(),
         shm: channel,
         rx: Vec::new(),
@@ -392,8 +400,13 @@ pub(crate) fn start(spec: &Spec) -> Result<(Worker, Vec<Capability>), StartError
 }
 
 /// The reader thread: log records go to the host's log at once, everything else to whoever
-/// waits on the worker.
-fn read_events(mut receiver: impl Receiver, events: mpsc::Sender<Event>, span: tracing::Span) {
+/// waits on the worker, at most [`MAX_QUEUED`] messages at a time (more break a bound).
+fn read_events(
+    mut receiver: impl Receiver,
+    events: mpsc::SyncSender<Event>,
+    bounds: &Bounds,
+    span: tracing::Span,
+) {
     loop {
         let event = match receiver.recv() {
             Ok(Some(Message::Log {
@@ -413,8 +426,16 @@ fn read_events(mut receiver: impl Receiver, events: mpsc::Sender<Event>, span: t
             Err(e) => Event::Broken(e.to_string()),
         };
         let last = !matches!(event, Event::Message(_));
-        if events.send(event).is_err() || last {
-            return;
+        match events.try_send(event) {
+            Ok(()) if !last => {}
+            Err(mpsc::TrySendError::Full(_)) => {
+                return bounds.break_with(format!(
+                    "sent more than {MAX_QUEUED} control messages that were not asked for (the \
+                     limit of its queue)"
+                ))
+            }
+            // The end of the stream when the queue is full: the caller sees the worker gone.
+            _ => return,
         }
     }
 }
@@ -578,29 +599,50 @@ impl Worker {
         }
     }
 
-    /// Kills the worker and reaps it.
+    /// Kills the worker and its process group (whatever the plugin started, see
+    /// [`super::tree`]), and reaps it.
     pub(crate) fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.reap(true);
+    }
+
+    /// Waits until `until` for the worker to end by itself: whether it did (it is not
+    /// reaped: [`Worker::kill`] or [`Worker::death`] still kill its group and reap it).
+    pub(crate) fn ended_by(&self, until: Instant) -> bool {
+        loop {
+            if super::tree::has_ended(self.pid) {
+                return true;
+            }
+            if Instant::now() >= until {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Kills the worker's process group (and the worker, if `kill`) before reaping the
+    /// worker, whose group's id cannot be reused until then: its status, if it has one.
+    fn reap(&mut self, kill: bool) -> Option<std::process::ExitStatus> {
+        if let Some(status) = self.reaped {
+            return status; // the group is no longer ours to kill
+        }
+        super::tree::kill_group(self.pid);
+        if kill {
+            let _ = self.child.kill();
+        }
+        let status = self.child.wait().ok();
+        self.reaped = Some(status);
+        status
     }
 
     /// The worker died (or is dying): waits for it (killing it if it lingers) and says how
     /// it ended, with the tail of its stderr.
     pub(crate) fn death(&mut self) -> String {
-        let until = Instant::now() + Duration::from_secs(1);
-        let status = loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => break Some(status),
-                Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(5)),
-                _ => {
-                    self.kill();
-                    break self.child.try_wait().ok().flatten();
-                }
-            }
-        };
-        let how = match status {
-            Some(status) => describe(status),
-            None => "it ended in an unknown way".to_owned(),
+        let ended = self.ended_by(Instant::now() + Duration::from_secs(1));
+        let status = self.reap(!ended);
+        let how = match (status, self.bounds.broken()) {
+            (_, Some(bound)) => format!("it {bound}, and the host killed it"),
+            (Some(status), None) => describe(status),
+            (None, None) => "it ended in an unknown way".to_owned(),
         };
         let tail = self.tail.clause(Duration::from_millis(500));
         format!("{how} (pid {}); {tail}", self.pid)

@@ -146,7 +146,10 @@ impl Supervisor {
                 Err(e) => {
                     let failure = Failure {
                         reason: e.reason,
-                        message: format!("restarting its worker failed: {}", e.message),
+                        message: format!(
+                            "plugin `{plugin}`: restarting its worker failed: {}",
+                            without_subject(plugin, &e.message)
+                        ),
                     };
                     return Err(self.failed(&mut state, failure));
                 }
@@ -188,7 +191,22 @@ impl Supervisor {
         let what = || format!("{kind} `{name}`");
         let deadline = Instant::now() + self.call_timeout;
         // Log records never come here: the reader thread emits them as they arrive.
-        match worker.exchange(id, kind, name, input, deadline, output) {
+        let before = output.contents().len();
+        let exchanged = worker.exchange(id, kind, name, input, deadline, output);
+        // A bound broken meanwhile (the worker is killed, see `bounds`) fails the call, even
+        // one that was answered.
+        if let Some(bound) = worker.bounds.broken() {
+            output.truncate(before);
+            worker.kill();
+            return Err(Failure {
+                reason: ReasonCode::ProtocolError,
+                message: format!(
+                    "plugin `{plugin}`'s worker {bound} during {}; it was killed{PROTOCOL_FIX}",
+                    what()
+                ),
+            });
+        }
+        match exchanged {
             Exchange::Reply(result) => Ok(result),
             // Too large to send: the worker is fine, the call is refused.
             Exchange::TooLarge(e) => Ok(Err(plugin_protocol::CallFailure {
@@ -251,8 +269,9 @@ impl Supervisor {
         if state.failures >= MAX_FAILURES {
             let why = format!(
                 "plugin `{plugin}` was unregistered after {} consecutive failures of its \
-                 worker; the last: {message}",
-                state.failures
+                 worker; the last: {}",
+                state.failures,
+                without_subject(plugin, &message)
             );
             tracing::error!("[{reason}] {}", crate::text::printable(&why));
             state.retired = Some((reason, why.clone()));
@@ -265,6 +284,25 @@ impl Supervisor {
         };
         state.not_before = Some(Instant::now() + backoff);
         error(format!("{message} [{reason}]"))
+    }
+}
+
+/// `message` without its leading "plugin `NAME`", for a sentence that already names the
+/// plugin: "plugin `p` crashed …" → "it crashed …", "plugin `p`'s worker …" → "its worker …",
+/// "plugin `p`: …" → "…".
+fn without_subject(plugin: &str, message: &str) -> String {
+    let subject = format!("plugin `{plugin}`");
+    let Some(rest) = message.strip_prefix(&subject) else {
+        return message.to_owned();
+    };
+    if let Some(rest) = rest.strip_prefix("'s ") {
+        format!("its {rest}")
+    } else if let Some(rest) = rest.strip_prefix(": ") {
+        rest.to_owned()
+    } else if rest.starts_with(' ') {
+        format!("it{rest}")
+    } else {
+        message.to_owned()
     }
 }
 
@@ -304,20 +342,11 @@ impl Supervisor {
 }
 
 /// Stops a worker gracefully: the shutdown message, then `SIGKILL` if it has not exited
-/// after [`GRACE`].
+/// after [`GRACE`]; either way, whatever is left of its process group is killed.
 pub(crate) fn stop(mut worker: Worker) {
     worker.shutdown();
-    let until = Instant::now() + GRACE;
-    loop {
-        match worker.child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(2)),
-            _ => {
-                worker.kill();
-                break;
-            }
-        }
-    }
+    worker.ended_by(Instant::now() + GRACE);
+    worker.kill();
 }
 
 impl Drop for Supervisor {
@@ -325,6 +354,28 @@ impl Drop for Supervisor {
         let state = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
         if let Some(worker) = state.worker.take() {
             stop(worker);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_subject;
+
+    #[test]
+    fn a_message_loses_its_subject_once() {
+        let cases = [
+            ("plugin `p` crashed during x", "it crashed during x"),
+            (
+                "plugin `p`'s worker sent garbage",
+                "its worker sent garbage",
+            ),
+            ("plugin `p`: the worker ended", "the worker ended"),
+            ("plugin `pq` crashed", "plugin `pq` crashed"),
+            ("restarting failed", "restarting failed"),
+        ];
+        for (message, expected) in cases {
+            assert_eq!(without_subject("p", message), expected);
         }
     }
 }

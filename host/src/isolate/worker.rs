@@ -96,6 +96,11 @@ pub fn serve_with_channel(identity: HostIdentity, fd: RawFd, shm: Option<RawFd>)
 /// Serves the host as [`serve_with_channel`] does, with plugins registering `kinds` (an
 /// application's own, see [`serve_if_worker_with`]).
 pub fn serve_with(identity: HostIdentity, kinds: Kinds, fd: RawFd, shm: Option<RawFd>) -> ExitCode {
+    // Before any plugin code runs: whatever the plugin starts dies with this worker, even
+    // when the host is killed (see `tree`).
+    if let Err(e) = super::tree::start_guard() {
+        eprintln!("worker: cannot start the guard of its process group ({e}); a process the plugin starts may outlive the host");
+    }
     // A channel that cannot be mapped is no reason to fail: the worker offers version 1 only.
     let channel = shm.and_then(|raw| {
         // SAFETY: `raw` is the descriptor the host passed on the command line (`--shm M`),
