@@ -28,7 +28,7 @@ fn scan(m: &Machine, extra: &[&str]) -> Value {
 }
 
 /// The scan entry of the plugin named `name` (the first, when several files carry it).
-fn named<'a>(scan: &'a Value, name: &str) -> &'a Value {
+pub(crate) fn named<'a>(scan: &'a Value, name: &str) -> &'a Value {
     scan["plugins"]
         .as_array()
         .unwrap()

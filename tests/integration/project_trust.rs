@@ -91,12 +91,7 @@ fn an_untrusted_project_file_runs_none_of_its_plugins() {
     let out = m.run(&["scan", "--json"], None);
     let err = stderr(&out);
     let scan: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let hello = scan["plugins"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "hello")
-        .unwrap_or_else(|| panic!("{scan:#}"));
+    let hello = crate::configured::named(&scan, "hello");
     assert_eq!(hello["status"], "rejected", "{scan:#}");
     assert_eq!(hello["reason"], "unsigned", "{scan:#}");
     for needle in [
