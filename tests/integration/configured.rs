@@ -296,17 +296,18 @@ fn configured_workers_are_registered_and_worker_flags_come_first() {
     claim_rustc_commit(Path::new(&hello), FAKE);
     // The CLI itself, as a worker: a real one, but of the host's compiler.
     let stable = env!("CARGO_BIN_EXE_plugin-host");
-    m.project(&format!(
-        "[search]\npaths = [\"plugins\"]\n\n[policy]\npreset = \"strict\"\n\n\
-             [isolation]\nworkers = [\"{stable}\"]\n"
-    ));
+    // Workers are named by the user's file (a project's cannot name code to run).
+    m.project("[search]\npaths = [\"plugins\"]\n\n[policy]\npreset = \"strict\"\n");
+    let user = m.write(
+        "home/.config/plugin-host/config.toml",
+        &format!("[isolation]\nworkers = [\"{stable}\"]\n"),
+    );
     // `config` shows it with where it was set.
     let out = m.run(&["config"], None);
     assert!(out.status.success(), "{}", stderr(&out));
-    let project = m.path("proj/plugin-host.toml");
     let line = format!(
-        "isolation.workers[0] = \"{stable}\"  # {}:8:12",
-        project.display()
+        "isolation.workers[0] = \"{stable}\"  # {}:2:12",
+        user.display()
     );
     assert!(
         stdout(&out).lines().any(|l| l == line),
@@ -326,15 +327,15 @@ fn configured_workers_are_registered_and_worker_flags_come_first() {
     assert!(message.contains("[rustc-mismatch]"), "{message}");
 
     // Copies of the CLI that claim the plugin's compiler: workers that fit.
-    let fits = m.path("proj/workers/w-fake");
+    let fits = m.path("home/.config/plugin-host/workers/w-fake");
     fs::create_dir_all(fits.parent().unwrap()).unwrap();
     fs::copy(stable, &fits).unwrap();
     claim_rustc_commit(&fits, FAKE);
     let flagged = m.path("flagged-worker");
     fs::hard_link(&fits, &flagged).unwrap();
-    m.project(
-        "[search]\npaths = [\"plugins\"]\n\n[policy]\npreset = \"strict\"\n\n\
-         [isolation]\nworkers = [\"workers/w-fake\"]\n",
+    m.write(
+        "home/.config/plugin-host/config.toml",
+        "[isolation]\nworkers = [\"workers/w-fake\"]\n",
     );
     let s = scan(&m, &[]);
     let h = named(&s, "hello");

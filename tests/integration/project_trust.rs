@@ -129,7 +129,7 @@ fn an_untrusted_project_file_runs_none_of_its_plugins() {
 }
 
 #[test]
-fn a_trusted_project_adds_keys_and_workers_after_the_users_and_only_tightens() {
+fn a_trusted_project_adds_keys_after_the_users_and_only_tightens() {
     let m = Machine::new();
     let cli = env!("CARGO_BIN_EXE_plugin-host");
     m.write(
@@ -137,14 +137,17 @@ fn a_trusted_project_adds_keys_and_workers_after_the_users_and_only_tightens() {
         &format!(
             "[trust]\nkeys = [\"RWQf6LRCGA9i53mlYecO4IzT51TGPpvWucNSCh1CBM0QTaLn73Y7GFO3\"]\n\n\
              [isolation]\nworkers = [\"{cli}\"]\n\n\
-             [plugins.hello]\nisolation = \"process\"\n"
+             [plugins.hello]\nisolation = \"process\"\n\n\
+             [plugins.old]\nenabled = false\nsignatures = \"ignore\"\npath = \"{cli}\"\n"
         ),
     );
     fs::write(m.path("proj/worker"), "").unwrap();
+    fs::write(m.path("proj/libold.so"), "").unwrap();
     m.project(
         "[trust]\nkeys = [\"RWS5vvvMn6QzMl+yNZFZEKuYWmKMLL1G/6/62dcC2YKKVaqWeYLtjxlH\"]\n\
          signatures = \"require\"\n\n[isolation]\nworkers = [\"worker\"]\n\n\
-         [plugins.hello]\nisolation = \"in-process\"\n\n[plugins.wc]\nisolation = \"process\"\n",
+         [plugins.hello]\nisolation = \"in-process\"\n\n[plugins.wc]\nisolation = \"process\"\n\n\
+         [plugins.old]\nenabled = true\npath = \"libold.so\"\n",
     );
     let out = m.run(&["config", "--json"], None);
     let err = stderr(&out);
@@ -158,7 +161,7 @@ fn a_trusted_project_adds_keys_and_workers_after_the_users_and_only_tightens() {
             .map(|v| v["value"].clone())
             .unwrap_or(Value::Null)
     };
-    // Keys and workers: the user's first, the project's added.
+    // Keys: the user's first, the project's added.
     assert_eq!(
         value("trust.keys[0]"),
         "RWQf6LRCGA9i53mlYecO4IzT51TGPpvWucNSCh1CBM0QTaLn73Y7GFO3"
@@ -167,10 +170,12 @@ fn a_trusted_project_adds_keys_and_workers_after_the_users_and_only_tightens() {
         value("trust.keys[1]"),
         "RWS5vvvMn6QzMl+yNZFZEKuYWmKMLL1G/6/62dcC2YKKVaqWeYLtjxlH"
     );
+    // Workers: the user's only; a project cannot name code to run unchecked.
     assert_eq!(value("isolation.workers[0]"), cli);
-    assert_eq!(
-        value("isolation.workers[1]"),
-        m.path("proj/worker").to_str().unwrap()
+    assert_eq!(value("isolation.workers[1]"), Value::Null);
+    assert!(
+        err.contains("plugin-host.toml:6:12: `[isolation] workers` is not applied"),
+        "{err}"
     );
     // Tightened: signatures from warn (keys) to require; wc isolated.
     assert_eq!(value("trust.signatures"), "require", "{doc:#}");
@@ -181,6 +186,25 @@ fn a_trusted_project_adds_keys_and_workers_after_the_users_and_only_tightens() {
         err.contains("`[plugins.hello] isolation = \"in-process\"` is not applied"),
         "{err}"
     );
+    // A plugin the user disabled stays disabled; the user's exemption for `old` does not
+    // follow the project's `path` to the project's file.
+    assert_eq!(value("plugins.old.enabled"), false);
+    assert!(
+        err.contains("`[plugins.old] enabled = true` is not applied"),
+        "{err}"
+    );
+    assert_eq!(
+        value("plugins.old.path"),
+        m.path("proj/libold.so").to_str().unwrap()
+    );
+    assert_eq!(value("plugins.old.signatures"), Value::Null, "{doc:#}");
+    assert!(
+        err.contains(
+            "`[plugins.old] path` is applied, and the exemption `signatures = \"ignore\"`"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("held to `require`"), "{err}");
 }
 
 #[test]

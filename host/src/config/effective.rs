@@ -123,8 +123,10 @@ impl Config {
     }
 
     /// Lays the project layer over the system and user layers, whose trust settings are a
-    /// floor: the project's keys and workers are added after theirs, and a signature mode or
-    /// a plugin's isolation looser than what they set is not applied (a notice says so).
+    /// floor: the project's keys are added after theirs; its workers, a signature mode or a
+    /// plugin's isolation looser than theirs, and a plugin they disabled (or kept from
+    /// replacing a builtin) turned back on, are not applied (a notice says so); its `path` for a
+    /// plugin they exempt from signatures ends the exemption.
     fn apply_project(&mut self, mut layer: Layer) {
         let floor = self.trust.mode();
         let floor_origin = self
@@ -146,11 +148,16 @@ impl Config {
                 }
             }
         }
+        // Worker binaries run as trusted code, with no signature or lock to check them: a
+        // project (whose binaries a `git pull` may change) cannot name them.
         if let Some(workers) = layer.workers.take() {
-            for worker in workers {
-                if !self.workers.iter().any(|w| w.value == worker.value) {
-                    self.workers.push(worker);
-                }
+            if let Some(first) = workers.first() {
+                self.notices.push(format!(
+                    "{}: `[isolation] workers` is not applied: a worker binary runs as trusted \
+                     code, unchecked, so only the system and user files (or --worker) name \
+                     them; move it to your user file if you trust it",
+                    first.origin
+                ));
             }
         }
         if let Some(mode) = layer.signatures.take() {
@@ -164,7 +171,23 @@ impl Config {
                 self.trust.signatures = Some(mode);
             }
         }
+        // The host-wide mode once the project's (tightening) mode is applied: a plugin's mode
+        // below it is an exemption.
+        let global = self.trust.mode().max(floor);
         for (name, settings) in &mut layer.plugins {
+            // An exemption set below follows the file set below: a project's `path` for the
+            // plugin ends it (else the project would move the user's exemption onto a file of
+            // its own).
+            if let (Some(path), Some(entry)) = (&settings.path, self.plugins.get_mut(name)) {
+                if let Some(own) = entry.signatures.take_if(|own| own.value < global) {
+                    self.notices.push(format!(
+                        "{}: `[plugins.{name}] path` is applied, and the exemption \
+                         `signatures = \"{}\"` ({}) does not follow it to another file: that \
+                         file is held to `{global}`",
+                        path.origin, own.value, own.origin
+                    ));
+                }
+            }
             let existing = self.plugins.get(name);
             if let Some(mode) = &settings.signatures {
                 let (own, origin) = match existing.and_then(|e| e.signatures.as_ref()) {
@@ -178,6 +201,30 @@ impl Config {
                         &format!("`{own}` ({origin})"),
                     ));
                     settings.signatures = None;
+                }
+            }
+            // Switches the files below turned off stay off.
+            for (key, theirs, mine) in [
+                (
+                    "enabled",
+                    &mut settings.enabled,
+                    existing.and_then(|e| e.enabled.as_ref()),
+                ),
+                (
+                    "replace-builtin",
+                    &mut settings.replace_builtin,
+                    existing.and_then(|e| e.replace_builtin.as_ref()),
+                ),
+            ] {
+                if let (Some(on), Some(off)) = (theirs.as_ref(), mine) {
+                    if on.value && !off.value {
+                        self.notices.push(looser(
+                            &on.origin,
+                            &format!("[plugins.{name}] {key} = true"),
+                            &format!("`false` ({})", off.origin),
+                        ));
+                        *theirs = None;
+                    }
                 }
             }
             if let (Some(mode), Some(set)) = (

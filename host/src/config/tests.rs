@@ -298,7 +298,7 @@ fn plugin_tables_and_their_config_merge_per_key_recursively() {
         user(),
         r#"
 [plugins.redact]
-enabled = false
+enabled = true
 signatures = "require"
 [plugins.redact.config]
 replacement = "XXX"
@@ -312,7 +312,7 @@ change = "user"
         project(),
         r#"
 [plugins.redact]
-enabled = true
+enabled = false
 config = { patterns = ["c"], nested = { change = "project", added = true } }
 [plugins.hello]
 replace-builtin = true
@@ -321,7 +321,7 @@ isolation = "process"
     );
     let c = w.load().unwrap();
     let r = c.plugin("redact").unwrap();
-    assert!(r.enabled());
+    assert!(!r.enabled());
     assert_eq!(r.enabled.as_ref().unwrap().origin.file, p);
     assert_eq!(r.signature_mode(), Some(SignatureMode::Require));
     assert_eq!(r.signatures.as_ref().unwrap().origin.file, u);
@@ -396,10 +396,8 @@ fn a_path_under_tilde_starts_from_home() {
     let w = World::new();
     w.mkdir("home/plugins");
     w.write("home/workers/w", "");
-    w.write(
-        project(),
-        "[search]\npaths = [\"~/plugins\", \"~\"]\n[isolation]\nworkers = [\"~/workers/w\"]\n",
-    );
+    w.write(project(), "[search]\npaths = [\"~/plugins\", \"~\"]\n");
+    w.write(user(), "[isolation]\nworkers = [\"~/workers/w\"]\n");
     let c = w.load().unwrap();
     assert_eq!(
         c.search_paths(),
@@ -695,7 +693,7 @@ fn a_broken_layer_applies_nothing() {
 // ---- [isolation] workers -----------------------------------------------------------------
 
 #[test]
-fn workers_resolve_against_their_file_and_a_project_adds_to_the_list() {
+fn workers_resolve_against_their_file_and_a_project_names_none() {
     let w = World::new();
     w.write("home/.config/plugin-host/workers/w-nightly", "");
     w.write("proj/tools/w-beta", "");
@@ -717,10 +715,9 @@ fn workers_resolve_against_their_file_and_a_project_adds_to_the_list() {
         (&u, 2, 12)
     );
 
-    // The project's array adds to the user's (a project may add workers, not take the
-    // user's away), in its order, resolved against the project directory (not the working
-    // directory, `proj/sub`).
-    let p = w.write(
+    // The project's array is not applied: a worker runs as trusted code, unchecked, so a
+    // project cannot name one (a notice says so).
+    w.write(
         project(),
         "[isolation]\nworkers = [\n  \"tools/w-beta\",\n  \"tools/w-nightly\",\n]\n",
     );
@@ -728,29 +725,32 @@ fn workers_resolve_against_their_file_and_a_project_adds_to_the_list() {
     let paths: Vec<_> = c.workers().iter().map(|v| v.value.clone()).collect();
     assert_eq!(
         paths,
-        vec![
-            w.path("home/.config/plugin-host/workers/w-nightly"),
-            w.path("proj/tools/w-beta"),
-            w.path("proj/tools/w-nightly")
-        ]
+        vec![w.path("home/.config/plugin-host/workers/w-nightly")]
     );
-    // `plugin-host config` shows each with where it was set.
+    assert!(
+        c.notices()[0].contains("`[isolation] workers` is not applied"),
+        "{:?}",
+        c.notices()
+    );
+    // The explicit file (the user's choice) names workers, resolved against its directory.
+    let explicit = Locations {
+        explicit: Some(w.path("proj/plugin-host.toml")),
+        ..w.locations()
+    };
+    let c = Config::load(&explicit).unwrap();
+    let paths: Vec<_> = c.workers().iter().map(|v| v.value.clone()).collect();
+    assert_eq!(
+        paths,
+        vec![w.path("proj/tools/w-beta"), w.path("proj/tools/w-nightly")]
+    );
     let entries = c.entries();
     let second = entries
         .iter()
-        .find(|e| e.key == "isolation.workers[2]")
-        .unwrap_or_else(|| panic!("no isolation.workers[2] in {entries:#?}"));
-    assert_eq!(
-        second.json,
-        serde_json::json!(w.path("proj/tools/w-nightly").to_str().unwrap())
-    );
+        .find(|e| e.key == "isolation.workers[1]")
+        .unwrap_or_else(|| panic!("no isolation.workers[1] in {entries:#?}"));
     let origin = second.origin.as_ref().unwrap();
-    assert_eq!((&origin.file, origin.line, origin.column), (&p, 4, 3));
-    assert!(!entries.iter().any(|e| e.key == "isolation.workers[3]"));
+    assert_eq!(origin.line, 4);
 
-    // An empty array in the project adds nothing; in the user file it clears the system's.
-    w.write(project(), "[isolation]\nworkers = []\n");
-    assert_eq!(w.load().unwrap().workers().len(), 1);
     // No [isolation] table anywhere: no workers, no entry.
     w.write(project(), "");
     fs::remove_file(w.path(user())).unwrap();
@@ -868,6 +868,18 @@ fn trust_is_recorded_in_the_data_home_and_a_project_file_is_used_once_trusted() 
     let config = Config::load(&locations).unwrap();
     assert_eq!(config.ignored()[0].why, Untrusted::Changed);
     assert_eq!(config.policy_preset(), None);
+
+    // A project file that links to a trusted one is another file, of another directory.
+    trust_project(&locations, &project).unwrap();
+    w.mkdir("other/sub");
+    std::os::unix::fs::symlink(&project, w.path("other/plugin-host.toml")).unwrap();
+    let elsewhere = Locations {
+        cwd: w.path("other/sub"),
+        ..locations.clone()
+    };
+    let config = Config::load(&elsewhere).unwrap();
+    assert_eq!(config.ignored()[0].why, Untrusted::NotTrusted);
+    assert_eq!(config.project_dir(), None);
 
     assert!(untrust_project(&locations, &project).unwrap());
     assert!(!untrust_project(&locations, &project).unwrap());

@@ -145,7 +145,7 @@ pub(crate) fn record_refusal(
         ProjectTrust::Never => return Ok(Some(Untrusted::NoRecord)),
         ProjectTrust::Recorded(record) => record,
     };
-    let key = absolute(file);
+    let key = record_key(file);
     let digest = sha256_hex(text.as_bytes());
     let entries = read_record(record)?;
     Ok(match entries.iter().find(|(_, path)| *path == key) {
@@ -155,12 +155,12 @@ pub(crate) fn record_refusal(
     })
 }
 
-/// Records that the user trusts the project file `file` as it is now; returns its absolute
-/// path. A file another user owns cannot be trusted; a file that is not a valid
+/// Records that the user trusts the project file `file` as it is now; returns the path it is
+/// recorded under (its directory canonical). A file another user owns cannot be trusted; a file that is not a valid
 /// configuration is refused with its error (trusting it would change nothing).
 pub fn trust_project(locations: &Locations, file: &Path) -> Result<PathBuf, ConfigError> {
     let record = record_path(locations, file)?;
-    let file = absolute(&locations.cwd.join(file));
+    let file = record_key(&locations.cwd.join(file));
     if let Some(why) = owner_refusal(&file) {
         return Err(ConfigError::Untrusted {
             message: IgnoredFile {
@@ -188,7 +188,7 @@ pub fn trust_project(locations: &Locations, file: &Path) -> Result<PathBuf, Conf
 /// Forgets that the user trusts the project file `file`; returns whether it was trusted.
 pub fn untrust_project(locations: &Locations, file: &Path) -> Result<bool, ConfigError> {
     let record = record_path(locations, file)?;
-    let file = absolute(&locations.cwd.join(file));
+    let file = record_key(&locations.cwd.join(file));
     let mut entries = read_record(&record)?;
     let before = entries.len();
     entries.retain(|(_, path)| *path != file);
@@ -212,10 +212,18 @@ fn record_path(locations: &Locations, file: &Path) -> Result<PathBuf, ConfigErro
     }
 }
 
-/// The canonical path when there is one (a project reached through a link is one project),
-/// else the path as given.
-fn absolute(path: &Path) -> PathBuf {
-    fs::canonicalize(path).unwrap_or_else(|_| path.to_owned())
+/// What the record knows a project file by: its directory's canonical path and its own name.
+/// A project directory reached by another path is the same project; but the file's own link
+/// is not followed, so a `plugin-host.toml` that links to a trusted file elsewhere is another
+/// file — its directory, which its relative paths and `.plugins` belong to, is another.
+fn record_key(path: &Path) -> PathBuf {
+    match (
+        path.parent().and_then(|dir| fs::canonicalize(dir).ok()),
+        path.file_name(),
+    ) {
+        (Some(dir), Some(name)) => dir.join(name),
+        _ => path.to_owned(),
+    }
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

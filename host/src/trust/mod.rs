@@ -81,9 +81,8 @@ impl Trust {
     ///
     /// A mode of its own that is looser than the host's is an exemption, and an exemption
     /// follows a file, not the name a file declares for itself: it applies only when the file
-    /// is `bound` to the name (it is the plugin's configured path, or the lock lists the name,
-    /// so its hash is checked). Otherwise the host's mode applies, and the exemption that was
-    /// not applied comes back too, to say why.
+    /// is `bound` to the name (it is the plugin's configured path). Otherwise the host's mode
+    /// applies, and the exemption that was not applied comes back too, to say why.
     pub(crate) fn mode_for(
         &self,
         name: &str,

@@ -41,9 +41,10 @@ impl Host {
     ///
     /// A mode stricter than the host's applies to every file that says it is `plugin`. A
     /// looser one (an exemption: `ignore` under a host-wide `require`) applies only to the file
-    /// configured for the plugin ([`Host::with_plugin_file`]) or to a file the lock lists
-    /// under that name (its hash is then checked): a file that merely declares the name in its
-    /// provenance — an `evil_hello.so` dropped in an earlier directory — gets the host's mode.
+    /// configured for the plugin ([`Host::with_plugin_file`]): a file that merely declares the
+    /// name in its provenance — an `evil_hello.so` dropped in an earlier directory — gets the
+    /// host's mode. (Not a file the lock lists: a lock is found in the working directory too,
+    /// where anyone's checkout may have put one.)
     pub fn with_plugin_signature_mode(
         mut self,
         plugin: impl Into<String>,
@@ -69,7 +70,7 @@ impl Host {
     }
 
     /// The signature mode that applies to a file of the plugin named `plugin` that is bound
-    /// to that name (its configured path, or a file the lock lists). Any other file claiming
+    /// to that name (its configured path). Any other file claiming
     /// the name gets the host's mode when the plugin's own is looser (see
     /// [`Host::with_plugin_signature_mode`]).
     pub fn signature_mode(&self, plugin: &str) -> SignatureMode {
@@ -120,7 +121,7 @@ impl Trust {
                 ));
             }
         }
-        let (mode, unapplied) = self.mode_for(name, bound || entry.is_some());
+        let (mode, unapplied) = self.mode_for(name, bound);
         let found = (mode != SignatureMode::Ignore).then(|| signature::find(path, &self.keys));
         let hash = entry.is_some() || self.record_digests;
         let mut checker = match &found {
@@ -246,8 +247,9 @@ impl Trust {
             let message = match unapplied {
                 Some(own) if mode == SignatureMode::Require => format!(
                     "{message} (signatures are required; the plugin's own `signatures = \"{own}\"` \
-                     applies only to its configured `path` or a locked file, and {} is neither: \
-                     set `path` in its `[plugins.{name}]` table or run `plugin-host lock`)",
+                     applies only to the file at its configured `path`, and {} is not that \
+                     file: if it is the file you mean to exempt, set `path` to it in the \
+                     `[plugins.{name}]` table, otherwise sign it or remove it)",
                     path.display()
                 ),
                 None if mode == SignatureMode::Require => {
