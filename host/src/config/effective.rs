@@ -42,12 +42,13 @@ impl Config {
             // An explicit relative file is relative to the working directory, like any
             // command-line path.
             let file = locations.cwd.join(&c.path);
-            let text =
-                std::fs::read_to_string(&file).map_err(|source| ConfigError::Unreadable {
+            let text = super::CONFIG_FILE.read_to_string(&file).map_err(|source| {
+                ConfigError::Unreadable {
                     file: file.clone(),
                     env: (c.kind == LayerKind::Explicit).then(|| env.clone()),
                     source,
-                })?;
+                }
+            })?;
             layers.push(schema::parse(
                 c.kind,
                 &file,

@@ -8,7 +8,7 @@ use toml_edit::{Document, Item, TableLike, Value};
 
 use super::error::ConfigError;
 use super::files::LayerKind;
-use super::origin::{Origin, Valued};
+use super::origin::{Lines, Origin, Valued};
 use super::settings::{Isolation, PluginSettings};
 use super::table::PluginConfig;
 use crate::policy::{CheckKind, Policy, PolicyError, Severity};
@@ -55,13 +55,13 @@ pub(crate) fn parse(
         file,
         dir: file.parent().unwrap_or(Path::new("")),
         home,
-        text,
+        lines: Lines::new(text),
     };
     let doc = Document::parse(text).map_err(|e| ConfigError::Malformed {
-        origin: Origin::at(file, text, e.span().map_or(0, |s| s.start)),
+        origin: walker.lines.origin(file, e.span().map_or(0, |s| s.start)),
         message: e.message().trim().replace('\n', " "),
     })?;
-    let start = Origin::at(file, text, 0);
+    let start = walker.lines.origin(file, 0);
     let mut layer = Layer {
         kind,
         file: file.to_owned(),
@@ -129,7 +129,8 @@ struct Walker<'a> {
     file: &'a Path,
     dir: &'a Path,
     home: Option<&'a Path>,
-    text: &'a str,
+    /// The file's text, indexed once: every key's origin is a lookup, not a scan.
+    lines: Lines<'a>,
 }
 
 impl Walker<'_> {
@@ -141,14 +142,11 @@ impl Walker<'_> {
         name: &str,
         known: &[&str],
     ) -> Result<Vec<Field<'d>>, ConfigError> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(table.len());
         for (key, item) in table.iter() {
-            let key_at = Origin::of(
-                self.file,
-                self.text,
-                table.key(key).and_then(|k| k.span()),
-                at,
-            );
+            let key_at = self
+                .lines
+                .of(self.file, table.key(key).and_then(|k| k.span()), at);
             if !known.is_empty() && !known.contains(&key) {
                 return Err(ConfigError::UnknownKey {
                     origin: key_at,
@@ -157,7 +155,7 @@ impl Walker<'_> {
                     suggestion: suggest(key, known.iter().copied()),
                 });
             }
-            let value_at = Origin::of(self.file, self.text, item.span(), &key_at);
+            let value_at = self.lines.of(self.file, item.span(), &key_at);
             out.push(Field {
                 key,
                 item,
@@ -252,7 +250,7 @@ impl Walker<'_> {
         Ok(array
             .iter()
             .map(|v| {
-                let at = Origin::of(self.file, self.text, v.span(), &f.value_at);
+                let at = self.lines.of(self.file, v.span(), &f.value_at);
                 (v, at)
             })
             .collect())
