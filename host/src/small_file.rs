@@ -181,6 +181,33 @@ impl SmallFile {
     }
 }
 
+/// A new file `.NAME.tmp.PID.N` in `dir`, created exclusively (`O_CREAT|O_EXCL`, and
+/// `O_NOFOLLOW`): a file or a symbolic link already at that name — planted by someone who
+/// guessed it — is never written through; the next `N` is tried. Write it, then rename it over
+/// the real file.
+pub(crate) fn create_temp(dir: &Path, name: &str) -> io::Result<(PathBuf, File)> {
+    let pid = std::process::id();
+    for n in 0..100u32 {
+        let path = dir.join(format!(".{name}.tmp.{pid}.{n}"));
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+        }
+        match options.open(&path) {
+            Ok(file) => return Ok((path, file)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        "too many stale temporary files",
+    ))
+}
+
 #[cfg(all(test, unix))]
 mod tests {
     use super::*;
