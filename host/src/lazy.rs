@@ -71,6 +71,11 @@ pub(crate) struct Index {
     by_capability: HashMap<(String, String), Vec<usize>>,
     /// Every plugin name met so far → the first file carrying it.
     names: HashMap<String, PathBuf>,
+    /// Every file placed, in path order, and whether it was loaded at once (undeclared):
+    /// what [`Host::reindex_without_cache`] places again.
+    placed: Vec<(PathBuf, bool)>,
+    /// The files whose name and declaration came from the index cache, not from the file.
+    cached: std::collections::HashSet<PathBuf>,
 }
 
 /// What the index made of one file.
@@ -93,12 +98,15 @@ impl Index {
         declared: Option<&BTreeMap<String, Vec<String>>>,
     ) -> Placed {
         if let Some(first) = self.names.get(name) {
+            self.placed.push((path.to_owned(), false));
             return Placed::Shadowed(first.clone());
         }
         self.names.insert(name.to_owned(), path.to_owned());
         let Some(declared) = declared else {
+            self.placed.push((path.to_owned(), true));
             return Placed::Undeclared;
         };
+        self.placed.push((path.to_owned(), false));
         let at = self.plugins.len();
         for (kind, names) in declared {
             for name in names {
@@ -209,7 +217,10 @@ impl Host {
         for path in paths {
             let read;
             let (name, version, declared) = match cache.as_mut().and_then(|c| c.get(&path)) {
-                Some(e) => (e.name.as_str(), e.version.as_str(), e.capabilities.as_ref()),
+                Some(e) => {
+                    self.lazy.cached.insert(path.clone());
+                    (e.name.as_str(), e.version.as_str(), e.capabilities.as_ref())
+                }
                 None => match crate::read::read_provenance(&path) {
                     Ok(p) => {
                         if let Some(cache) = &mut cache {
@@ -316,7 +327,14 @@ impl Host {
                     reason,
                     message,
                 },
-                // Loaded without it: the declaration lied, or the index entry was stale.
+                // Loaded without it, but the index entry came from the cache: the entry is
+                // stale or forged (another plugin's name and declaration). Read every file
+                // again and start over; the error, if any, then names the right file.
+                _ if self.lazy.cached.contains(&path) => {
+                    self.reindex_without_cache(&path, &plugin_name, kind, name);
+                    return self.load_capability(kind, name);
+                }
+                // Loaded without it: the declaration lied.
                 _ => self.not_registered(kind, name, plugin_name, path),
             };
             failure.get_or_insert(error);
@@ -371,6 +389,83 @@ impl Host {
     pub fn get_lazy<K: CapabilityKind>(&mut self, name: &str) -> Result<&K::Object, LazyError> {
         self.load_capability(K::KIND, name)?;
         Ok(self.registry().get::<K>(name)?)
+    }
+
+    /// The index cache said `path` is plugin `claimed` with some declaration, and the library
+    /// loaded from it did not register what was declared: the entry is stale or forged. The
+    /// cache file is removed (the next index writes it afresh), and every file placed so far
+    /// is read again and placed anew, in path order; what was loaded or refused stays so, and
+    /// a file never tried that now turns out to declare nothing is loaded as `index` would.
+    fn reindex_without_cache(&mut self, path: &Path, claimed: &str, kind: &str, name: &str) {
+        let actual = crate::read::read_provenance(path).ok().map(|p| p.name);
+        let cache = self
+            .index_cache
+            .as_deref()
+            .map(|c| c.display().to_string())
+            .unwrap_or_default();
+        let lie = match actual {
+            Some(actual) if actual != claimed => format!(
+                "says {} is plugin `{claimed}`, but that file is plugin `{actual}`",
+                path.display()
+            ),
+            _ => format!(
+                "says plugin `{claimed}` ({}) declares {kind} `{name}`, but the library did not \
+                 register it",
+                path.display()
+            ),
+        };
+        tracing::warn!(
+            "the index cache {cache} {lie}: the cache is stale or forged; it is removed and \
+             every plugin file is read again"
+        );
+        if let Some(cache) = &self.index_cache {
+            let _ = std::fs::remove_file(cache);
+        }
+        let old = std::mem::take(&mut self.lazy);
+        let tried = |file: &Path, undeclared: bool| {
+            undeclared
+                || old
+                    .plugins
+                    .iter()
+                    .any(|p| p.path == file && p.state != IndexedState::Pending)
+        };
+        for (file, undeclared) in &old.placed {
+            let provenance = match crate::read::read_provenance(file) {
+                Ok(p) => p,
+                Err(e) => {
+                    let report = PluginReport::new(file.clone());
+                    self.lazy_reports
+                        .push(report.with_error(Status::Rejected, e.into()));
+                    continue;
+                }
+            };
+            let name = provenance.name.clone();
+            match self.lazy.add(file, &name, provenance.capabilities.as_ref()) {
+                Placed::Indexed => {
+                    if let Some(before) = old.plugins.iter().find(|p| &p.path == file) {
+                        let at = self.lazy.plugins.len() - 1;
+                        self.lazy.plugins[at].state = before.state.clone();
+                    }
+                }
+                Placed::Shadowed(first) => {
+                    let mut report = PluginReport::new(file.clone());
+                    report.name = Some(name.clone());
+                    report.version = Some(provenance.version.to_string());
+                    let error = PluginError::Shadowed {
+                        path: file.clone(),
+                        name,
+                        first,
+                    };
+                    self.lazy_reports
+                        .push(report.with_error(Status::Shadowed, error));
+                }
+                Placed::Undeclared if !tried(file, *undeclared) => {
+                    let report = self.load(file);
+                    self.lazy_reports.push(report);
+                }
+                Placed::Undeclared => {}
+            }
+        }
     }
 
     fn not_registered(&self, kind: &str, name: &str, plugin: String, path: PathBuf) -> LazyError {
