@@ -7,6 +7,33 @@ use host::text::{bounded, printable};
 use host::{CheckStatus, Host, PluginReport, Provenance, Status};
 use serde::Serialize;
 
+/// Set once standard output's reader has gone: later lines are dropped.
+static READER_GONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Writes one line of command output to stdout (the [`outln!`] macro). When the reader has
+/// gone (`EPIPE`, as when piped into `head -c 10`), this line and every later one are dropped
+/// and `Ok` comes back: the command finishes its work (`lock` still writes the lock file, `sign`
+/// signs every file) and exits as it would have, without output and without a panic.
+///
+/// Why not `SIGPIPE` back to its default, as C tools have it: the host also writes to its
+/// workers' sockets and pipes, where a worker that died must be an error the host reports
+/// (`plugin-crashed`), not a signal that kills the host, and a command killed half-way
+/// through `lock` would leave no lock file.
+pub fn print_line(args: std::fmt::Arguments<'_>) -> std::io::Result<()> {
+    use std::sync::atomic::Ordering;
+    if READER_GONE.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    match out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            READER_GONE.store(true, Ordering::Relaxed);
+            Ok(())
+        }
+        written => written,
+    }
+}
+
 /// Prints a provenance record (in human form, every line escaped: an `inspect`ed file is
 /// untrusted).
 pub fn provenance(p: &Provenance, json: bool) -> Result<()> {
