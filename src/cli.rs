@@ -225,16 +225,17 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         .trim()
         .parse()
         .map_err(|_| format!("`{text}` is not a duration such as `2s`, `500ms` or `1m`"))?;
-    let duration = std::time::Duration::try_from_secs_f64(value * scale)
-        .map_err(|e| format!("`{text}`: {e}"))?;
-    if duration.is_zero() {
-        return Err(format!("`{text}`: a deadline must be longer than zero"));
-    }
-    if duration > MAX_CALL_TIMEOUT {
+    let seconds = value * scale;
+    if seconds > MAX_CALL_TIMEOUT.as_secs_f64() {
         return Err(format!(
             "`{text}` is longer than the longest deadline, {}s (one day)",
             MAX_CALL_TIMEOUT.as_secs()
         ));
+    }
+    let duration =
+        std::time::Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))?;
+    if duration.is_zero() {
+        return Err(format!("`{text}`: a deadline must be longer than zero"));
     }
     Ok(duration)
 }

@@ -127,7 +127,8 @@ fn a_registration_outside_the_declaration_is_refused() {
     // Lazily, the same refusal, as an error naming it.
     let plugins = dir.path().to_str().unwrap();
     let out = cli(&["run", "--plugins", plugins, "declared"]);
-    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    // The plugin was refused: exit 1 (the README's exit-status table).
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     let err = stderr(&out);
     assert!(
         err.contains("undeclared-capability") && err.contains("`sneaky`"),
@@ -146,7 +147,7 @@ fn a_registration_outside_the_declaration_is_refused() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out).trim(), "declared");
     let out = run("ghost");
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
         err.contains("declares command `ghost` but did not register it")
