@@ -71,6 +71,37 @@ fn config_load(c: &mut Criterion) {
     g.finish();
 }
 
+/// This process's CPU time (user + system), from `getrusage`.
+fn cpu_time() -> Duration {
+    // SAFETY: `getrusage` fills the zeroed struct it is handed; RUSAGE_SELF is always valid.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// CPU time per load, beside criterion's wall-clock time: on a shared machine the wall clock
+/// also counts the time other processes had the core.
+fn cpu_per_load() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in [
+        ("1MiB-one-table", one_table()),
+        ("1MiB-one-line", one_line()),
+    ] {
+        std::fs::write(dir.path().join("config.toml"), &text).unwrap();
+        let n = 20;
+        let start = cpu_time();
+        for _ in 0..n {
+            black_box(load(dir.path()));
+        }
+        let per = (cpu_time() - start) / n;
+        println!("config/{name}: CPU time per load (user + system, {n} loads): {per:.1?}");
+    }
+}
+
 /// `criterion_group!` makes an undocumented public function.
 #[allow(missing_docs)]
 mod group {
@@ -79,6 +110,7 @@ mod group {
 }
 
 fn main() {
+    cpu_per_load();
     group::benches();
     Criterion::default().configure_from_args().final_summary();
 }

@@ -117,11 +117,12 @@ pub(crate) fn parse(
     Ok(layer)
 }
 
-/// One key of a table, with where the key and its value are.
+/// One key of a table, with where its value is (and where the key is, placed only when an
+/// error needs it: see [`Walker::key_at`]).
 struct Field<'d> {
     key: &'d str,
     item: &'d Item,
-    key_at: Origin,
+    key_span: Option<std::ops::Range<usize>>,
     value_at: Origin,
 }
 
@@ -144,26 +145,32 @@ impl Walker<'_> {
     ) -> Result<Vec<Field<'d>>, ConfigError> {
         let mut out = Vec::with_capacity(table.len());
         for (key, item) in table.iter() {
-            let key_at = self
-                .lines
-                .of(self.file, table.key(key).and_then(|k| k.span()), at);
+            let key_span = table.key(key).and_then(|k| k.span());
             if !known.is_empty() && !known.contains(&key) {
                 return Err(ConfigError::UnknownKey {
-                    origin: key_at,
+                    origin: self.lines.of(self.file, key_span, at),
                     key: key.to_owned(),
                     table: name.to_owned(),
                     suggestion: suggest(key, known.iter().copied()),
                 });
             }
-            let value_at = self.lines.of(self.file, item.span(), &key_at);
+            let value_at = match item.span() {
+                Some(span) => self.lines.origin(self.file, span.start),
+                None => self.lines.of(self.file, key_span.clone(), at),
+            };
             out.push(Field {
                 key,
                 item,
-                key_at,
+                key_span,
                 value_at,
             });
         }
         Ok(out)
+    }
+
+    /// Where the key of `f` is (its value's place when the parser gave the key no span).
+    fn key_at(&self, f: &Field<'_>) -> Origin {
+        self.lines.of(self.file, f.key_span.clone(), &f.value_at)
     }
 
     fn table<'d>(&self, f: &Field<'d>, key: &str) -> Result<&'d dyn TableLike, ConfigError> {
@@ -231,7 +238,7 @@ impl Walker<'_> {
             let full = format!("{key}.{}", c.key);
             if !check.adjustable() {
                 return Err(ConfigError::Invalid {
-                    origin: c.key_at,
+                    origin: self.key_at(&c),
                     key: full,
                     message: PolicyError::NotAdjustable(check).to_string(),
                 });
@@ -378,7 +385,7 @@ impl Walker<'_> {
         let name = f.key;
         if !is_package_name(name) {
             return Err(ConfigError::Invalid {
-                origin: f.key_at.clone(),
+                origin: self.key_at(f),
                 key: format!("plugins.{}", toml_edit::Key::new(name).display_repr()),
                 message: "a plugin name is a cargo package name: ASCII letters, digits, `-` \
                           and `_`, starting with a letter"
