@@ -71,9 +71,12 @@ pub(crate) struct Index {
     by_capability: HashMap<(String, String), Vec<usize>>,
     /// Every plugin name met so far → the first file carrying it.
     names: HashMap<String, PathBuf>,
-    /// Every file placed, in path order, and whether it was loaded at once (undeclared):
-    /// what [`Host::reindex_without_cache`] places again.
-    placed: Vec<(PathBuf, bool)>,
+    /// Every file `index` considered, in path order: what [`Host::reindex_without_cache`]
+    /// reads and places again.
+    considered: Vec<PathBuf>,
+    /// The files `index` already reported (loaded at once, verified and refused, shadowed):
+    /// not reported again.
+    settled: std::collections::HashSet<PathBuf>,
     /// The files whose name and declaration came from the index cache, not from the file.
     cached: std::collections::HashSet<PathBuf>,
 }
@@ -98,15 +101,12 @@ impl Index {
         declared: Option<&BTreeMap<String, Vec<String>>>,
     ) -> Placed {
         if let Some(first) = self.names.get(name) {
-            self.placed.push((path.to_owned(), false));
             return Placed::Shadowed(first.clone());
         }
         self.names.insert(name.to_owned(), path.to_owned());
         let Some(declared) = declared else {
-            self.placed.push((path.to_owned(), true));
             return Placed::Undeclared;
         };
-        self.placed.push((path.to_owned(), false));
         let at = self.plugins.len();
         for (kind, names) in declared {
             for name in names {
@@ -237,20 +237,27 @@ impl Host {
                 },
             };
             let name = name.to_owned();
+            self.lazy.considered.push(path.clone());
             let misnamed = self.configured_name(&path).is_some_and(|n| n != name);
             if misnamed || self.is_disabled(&name) {
                 // Refused or disabled by the configuration: reported as a scan would, and
                 // never indexed.
                 reports.push(self.verify(&path));
+                self.lazy.settled.insert(path);
                 continue;
             }
             if self.plugins().iter().any(|p| p.builtin && *p.name == name) {
                 // Not replaceable (a replaced builtin was never registered): a conflict,
                 // judged as a scan would.
                 reports.push(self.verify(&path));
+                self.lazy.settled.insert(path);
                 continue;
             }
-            match self.lazy.add(&path, &name, declared) {
+            let placed = self.lazy.add(&path, &name, declared);
+            if placed != Placed::Indexed {
+                self.lazy.settled.insert(path.clone());
+            }
+            match placed {
                 Placed::Indexed => {
                     tracing::debug!("indexed plugin `{name}` ({})", path.display());
                 }
@@ -393,9 +400,9 @@ impl Host {
 
     /// The index cache said `path` is plugin `claimed` with some declaration, and the library
     /// loaded from it did not register what was declared: the entry is stale or forged. The
-    /// cache file is removed (the next index writes it afresh), and every file placed so far
-    /// is read again and placed anew, in path order; what was loaded or refused stays so, and
-    /// a file never tried that now turns out to declare nothing is loaded as `index` would.
+    /// cache file is removed (the next index writes it afresh), and every file `index`
+    /// considered is read again and placed anew, in path order, as `index` would; what was
+    /// loaded, refused or reported stays so and is not reported again.
     fn reindex_without_cache(&mut self, path: &Path, claimed: &str, kind: &str, name: &str) {
         let actual = crate::read::read_provenance(path).ok().map(|p| p.name);
         let cache = self
@@ -422,14 +429,15 @@ impl Host {
             let _ = std::fs::remove_file(cache);
         }
         let old = std::mem::take(&mut self.lazy);
-        let tried = |file: &Path, undeclared: bool| {
-            undeclared
+        // Reported before (at index time, or loaded on first use since): not again.
+        let settled = |file: &Path| {
+            old.settled.contains(file)
                 || old
                     .plugins
                     .iter()
                     .any(|p| p.path == file && p.state != IndexedState::Pending)
         };
-        for (file, undeclared) in &old.placed {
+        for file in &old.considered {
             let provenance = match crate::read::read_provenance(file) {
                 Ok(p) => p,
                 Err(e) => {
@@ -439,14 +447,32 @@ impl Host {
                     continue;
                 }
             };
+            self.lazy.considered.push(file.clone());
             let name = provenance.name.clone();
-            match self.lazy.add(file, &name, provenance.capabilities.as_ref()) {
+            // As `index` does: refused or disabled by the configuration, or taking a builtin's
+            // name, reported and never indexed.
+            let misnamed = self.configured_name(file).is_some_and(|n| n != name);
+            let builtin = self.plugins().iter().any(|p| p.builtin && *p.name == name);
+            if misnamed || self.is_disabled(&name) || builtin {
+                if !settled(file) {
+                    let report = self.verify(file);
+                    self.lazy_reports.push(report);
+                }
+                self.lazy.settled.insert(file.clone());
+                continue;
+            }
+            let placed = self.lazy.add(file, &name, provenance.capabilities.as_ref());
+            if placed != Placed::Indexed {
+                self.lazy.settled.insert(file.clone());
+            }
+            match placed {
                 Placed::Indexed => {
                     if let Some(before) = old.plugins.iter().find(|p| &p.path == file) {
                         let at = self.lazy.plugins.len() - 1;
                         self.lazy.plugins[at].state = before.state.clone();
                     }
                 }
+                _ if settled(file) => {}
                 Placed::Shadowed(first) => {
                     let mut report = PluginReport::new(file.clone());
                     report.name = Some(name.clone());
@@ -459,11 +485,10 @@ impl Host {
                     self.lazy_reports
                         .push(report.with_error(Status::Shadowed, error));
                 }
-                Placed::Undeclared if !tried(file, *undeclared) => {
+                Placed::Undeclared => {
                     let report = self.load(file);
                     self.lazy_reports.push(report);
                 }
-                Placed::Undeclared => {}
             }
         }
     }
