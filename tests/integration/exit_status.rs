@@ -210,8 +210,24 @@ fn sign_without_a_key_names_the_key_and_the_command_that_makes_it() {
 
 #[cfg(unix)]
 #[test]
-fn a_lock_file_linked_to_dev_zero_or_a_fifo_key_is_an_error_at_once() {
+fn a_config_or_lock_linked_to_dev_zero_or_a_fifo_key_is_an_error_at_once() {
     let empty = tempfile::tempdir().unwrap();
+    // $PLUGIN_HOST_CONFIG naming /dev/zero (through a link): an error, not a read without end.
+    let zero = empty.path().join("config.toml");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    let out = cli_with(
+        &["scan", s(empty.path())],
+        &[("PLUGIN_HOST_CONFIG", &zero)],
+        None,
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("configuration file is a device, not a regular file"),
+        "{err}"
+    );
+    std::fs::remove_file(&zero).unwrap();
+
     let lock = empty.path().join("plugin-host.lock");
     std::os::unix::fs::symlink("/dev/zero", &lock).unwrap();
     let out = cli(&["scan", s(empty.path()), "--lock-file", s(&lock)]);
