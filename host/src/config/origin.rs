@@ -20,7 +20,7 @@ pub struct Origin {
 impl Origin {
     /// The origin of byte `offset` of `text`, the contents of `file`.
     ///
-    /// This scans `text` up to `offset`; the configuration reader instead indexes a file's
+    /// This scans all of `text`; the configuration reader instead indexes a file's
     /// lines once and places each of its keys by binary search.
     pub fn at(file: &Path, text: &str, offset: usize) -> Origin {
         Lines::new(text).origin(file, offset)
