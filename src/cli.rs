@@ -138,7 +138,7 @@ enum Command {
     /// mode 0600); never overwrites.
     Keygen {
         /// Where to write the keys: PREFIX.pub and PREFIX.key.
-        #[arg(long, value_name = "PREFIX", default_value = "plugin-host")]
+        #[arg(long, value_name = "PREFIX", default_value = crate::trust_cli::DEFAULT_KEY_PREFIX)]
         out: PathBuf,
     },
     /// Serve one isolated plugin for a host, on the control socket `--fd` (started by the
@@ -158,9 +158,10 @@ enum Command {
         /// The files to sign.
         #[arg(required = true)]
         files: Vec<PathBuf>,
-        /// The secret key (from `plugin-host keygen`, or `minisign -G -W`).
-        #[arg(long, value_name = "PATH", default_value = "plugin-host.key")]
-        key: PathBuf,
+        /// The secret key (from `plugin-host keygen`, or `minisign -G -W`); default:
+        /// `plugin-host.key` in the working directory, where `keygen` writes it.
+        #[arg(long, value_name = "PATH")]
+        key: Option<PathBuf>,
     },
 }
 
@@ -196,7 +197,8 @@ struct LoadArgs {
     #[arg(long = "isolate", value_name = "NAME|all")]
     isolate: Vec<String>,
     /// The deadline of each call into an isolated plugin, e.g. `2s`, `500ms`, `1m`
-    /// (default 30s); past it the worker is killed and the call fails `plugin-timeout`.
+    /// (default 30s, at most 1 day); past it the worker is killed and the call fails
+    /// `plugin-timeout`.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     call_timeout: Option<std::time::Duration>,
     /// A worker binary built with another toolchain (repeatable; `plugin-host builder
@@ -206,6 +208,10 @@ struct LoadArgs {
     #[arg(long = "worker", value_name = "PATH")]
     workers: Vec<PathBuf>,
 }
+
+/// The longest `--call-timeout`: one day. Longer is refused at parse time (a deadline is
+/// `now + timeout`, which overflows for absurd values such as `1e19s`).
+const MAX_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
 
 /// Parses a duration: a number with a unit, `ms`, `s` or `m` (`500ms`, `2s`, `1.5s`, `1m`).
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
@@ -224,8 +230,15 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         .trim()
         .parse()
         .map_err(|_| format!("`{text}` is not a duration such as `2s`, `500ms` or `1m`"))?;
-    let duration = std::time::Duration::try_from_secs_f64(value * scale)
-        .map_err(|e| format!("`{text}`: {e}"))?;
+    let seconds = value * scale;
+    if seconds > MAX_CALL_TIMEOUT.as_secs_f64() {
+        return Err(format!(
+            "`{text}` is longer than the longest deadline, {}s (one day)",
+            MAX_CALL_TIMEOUT.as_secs()
+        ));
+    }
+    let duration =
+        std::time::Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))?;
     if duration.is_zero() {
         return Err(format!("`{text}`: a deadline must be longer than zero"));
     }
@@ -403,17 +416,23 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             crate::reload_signal::block_sighup();
             let (mut host, no_dirs) = lazy(&plugins)?;
             let loaded = host.load_capability(CommandKind::KIND, &command);
-            log_reports(host.lazy_reports());
-            if let (Err(_), Some(no_dirs)) = (&loaded, no_dirs) {
-                return Err(no_dirs);
+            log_reports_but(host.lazy_reports(), &loaded);
+            if let Err(e) = loaded {
+                // No plugin directory at all: say where plugins are looked for.
+                return match no_dirs {
+                    Some(no_dirs) => Err(no_dirs),
+                    None => Ok(unavailable(&e)),
+                };
             }
-            loaded?;
             crate::isolation_flags::warn_timeout_in_process(
                 &host,
                 plugins.load.call_timeout,
                 &[(CommandKind::KIND, &command)],
             );
-            let cmd = host.registry().get::<CommandKind>(&command)?;
+            let cmd = match host.registry().get::<CommandKind>(&command) {
+                Ok(cmd) => cmd,
+                Err(e) => return Ok(unavailable(&e)),
+            };
             let args: Vec<RStr<'_>> = args.iter().map(|a| RStr::from(a.as_str())).collect();
             // An exit or a crash in an in-process plugin's call names it and the command.
             let watch = host.calling(&[(CommandKind::KIND, &command)]);
@@ -424,7 +443,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             match called {
                 Ok(out) => {
                     // The command's output is its data; only made valid UTF-8.
-                    println!("{}", String::from_utf8_lossy(out.as_bytes()));
+                    outln!("{}", String::from_utf8_lossy(out.as_bytes()))?;
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {
@@ -468,7 +487,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             fd,
             shm,
         )),
-        Command::Sign { files, key } => crate::trust_cli::sign(&files, &key),
+        Command::Sign { files, key } => crate::trust_cli::sign(&files, key.as_deref()),
         Command::Transform { plugins, names } => {
             crate::reload_signal::block_sighup();
             let (mut host, mut no_dirs) = lazy(&plugins)?;
@@ -476,13 +495,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 // Each load logs only the reports it added (the list keeps them all).
                 let seen = host.lazy_reports().len();
                 let loaded = host.load_capability(TransformKind::KIND, name);
-                log_reports(&host.lazy_reports()[seen..]);
-                if loaded.is_err() {
-                    if let Some(no_dirs) = no_dirs.take() {
-                        return Err(no_dirs);
-                    }
+                log_reports_but(&host.lazy_reports()[seen..], &loaded);
+                if let Err(e) = loaded {
+                    return match no_dirs.take() {
+                        Some(no_dirs) => Err(no_dirs),
+                        None => Ok(unavailable(&e)),
+                    };
                 }
-                loaded?;
             }
             let called: Vec<(&str, &str)> = names
                 .iter()
@@ -493,10 +512,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 plugins.load.call_timeout,
                 &called,
             );
-            let transforms = names
+            let transforms = match names
                 .iter()
                 .map(|n| host.registry().get::<TransformKind>(n))
-                .collect::<Result<Vec<_>, _>>()?;
+                .collect::<Result<Vec<_>, _>>()
+            {
+                Ok(transforms) => transforms,
+                Err(e) => return Ok(unavailable(&e)),
+            };
             let stdin = std::io::stdin().lock();
             let stdout = std::io::stdout().lock();
             let watch = host.calling(&called);
@@ -552,10 +575,38 @@ fn index_cache(app: &str) -> Option<PathBuf> {
     Some(cache.join("index.json"))
 }
 
+/// A capability `run` or `transform` asked for that no plugin provides, or whose plugin was
+/// refused or failed: said once, exit status 1 (the README's exit-status table).
+fn unavailable(error: &dyn std::error::Error) -> ExitCode {
+    eprintln!("error: {}", printable(&error.to_string()));
+    ExitCode::from(1)
+}
+
+/// [`log_reports`], except the refusal that `loaded` reports as its error: that one is
+/// printed once, as the error, not also as a warning before it.
+fn log_reports_but(reports: &[host::PluginReport], loaded: &Result<(), host::LazyError>) {
+    let refused = match loaded {
+        Err(host::LazyError::Refused { path, .. }) => Some(path.as_path()),
+        _ => None,
+    };
+    log_reports_where(reports, |r| Some(r.path.as_path()) != refused);
+}
+
 /// Logs the plugins that were refused, failed or shadowed, and every warning.
 fn log_reports(reports: &[host::PluginReport]) {
+    log_reports_where(reports, |_| true);
+}
+
+/// [`log_reports`], the refusal line only for the reports `refusal` accepts.
+fn log_reports_where(
+    reports: &[host::PluginReport],
+    refusal: impl Fn(&host::PluginReport) -> bool,
+) {
     for report in reports {
-        if let (Some(reason), Some(message)) = (report.reason, &report.message) {
+        // A report left out still has its warnings logged: the error does not repeat them.
+        if let (true, Some(reason), Some(message)) =
+            (refusal(report), report.reason, &report.message)
+        {
             tracing::warn!(
                 "{} [{reason}]: {}",
                 report.status.as_str(),

@@ -2,6 +2,14 @@
 //!
 //! See `plugin-host --help`, and the README for the contract of each command.
 
+/// `println!` for command output that ends quietly when the reader has gone (`plugin-host
+/// lock | head -c 10`): see [`output::print_line`]. Evaluates to `std::io::Result<()>`.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::output::print_line(format_args!($($arg)*))
+    };
+}
+
 mod authoring;
 mod builder_cli;
 mod builtins;
@@ -54,7 +62,7 @@ static PROVENANCE_NOTE: ProvenanceNote = {
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     if let Err(e) = cli::init_logging(&cli.log) {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", chain_text(&e));
         return ExitCode::from(2);
     }
     match cli::run(cli) {
@@ -62,10 +70,30 @@ fn main() -> ExitCode {
         // `plugin-host … | head` closing the pipe early is not an error.
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", host::text::printable(&format!("{e:#}")));
+            eprintln!("error: {}", host::text::printable(&chain_text(&e)));
             ExitCode::from(2)
         }
     }
+}
+
+/// The error and its causes, `: `-separated, each said once: a cause whose text the message
+/// so far already holds is skipped. Library errors include their source in their own message
+/// (so that `{e}` alone is complete, as `PluginReport::message` and embedders use it) and also
+/// return it from `source()`; printing the whole chain (`{e:#}`) said it twice (`No such file
+/// or directory (os error 2): No such file or directory (os error 2)`).
+fn chain_text(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let said = cause.to_string();
+        if said.is_empty() || text.contains(&said) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&said);
+    }
+    text
 }
 
 fn is_broken_pipe(error: &anyhow::Error) -> bool {

@@ -7,6 +7,33 @@ use host::text::{bounded, printable};
 use host::{CheckStatus, Host, PluginReport, Provenance, Status};
 use serde::Serialize;
 
+/// Set once standard output's reader has gone: later lines are dropped.
+static READER_GONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Writes one line of command output to stdout (the [`outln!`] macro). When the reader has
+/// gone (`EPIPE`, as when piped into `head -c 10`), this line and every later one are dropped
+/// and `Ok` comes back: the command finishes its work (`lock` still writes the lock file, `sign`
+/// signs every file) and exits as it would have, without output and without a panic.
+///
+/// Why not `SIGPIPE` back to its default, as C tools have it: the host also writes to its
+/// workers' sockets and pipes, where a worker that died must be an error the host reports
+/// (`plugin-crashed`), not a signal that kills the host, and a command killed half-way
+/// through `lock` would leave no lock file.
+pub fn print_line(args: std::fmt::Arguments<'_>) -> std::io::Result<()> {
+    use std::sync::atomic::Ordering;
+    if READER_GONE.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    match out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            READER_GONE.store(true, Ordering::Relaxed);
+            Ok(())
+        }
+        written => written,
+    }
+}
+
 /// Prints a provenance record (in human form, every line escaped: an `inspect`ed file is
 /// untrusted).
 pub fn provenance(p: &Provenance, json: bool) -> Result<()> {
@@ -185,11 +212,12 @@ impl Table {
         if r.capabilities.len() > MAX_LISTED {
             caps.push(format!("(+{} more)", r.capabilities.len() - MAX_LISTED));
         }
-        let caps = if caps.is_empty() {
-            "-".to_owned()
-        } else {
-            caps.join(", ")
-        };
+        // The list is wrapped to its column: its first line is in the row, the others below
+        // it, in the same column (the builtin's `command:version, transform:echo` alone is
+        // wider than the column and pushed the path out of line).
+        let caps: Vec<String> = caps.iter().map(|c| printable(c).into_owned()).collect();
+        let mut caps = wrap(&caps, WIDTHS[3]).into_iter();
+        let first_caps = caps.next().unwrap_or_else(|| "-".to_owned());
         let name = r.name.as_deref().unwrap_or("-");
         let version = r.version.as_deref().unwrap_or("-");
         // The signature's status, when it was checked, follows the path.
@@ -205,9 +233,13 @@ impl Table {
             r.status.as_str(),
             &bounded(name, 64),
             &bounded(version, 32),
-            &caps,
+            &first_caps,
             &path,
         ]);
+        for more in caps {
+            let indent: usize = WIDTHS[..3].iter().map(|w| w + 2).sum();
+            text.push_str(&format!("\n{}{more}", " ".repeat(indent)));
+        }
         if let (Some(reason), Some(message)) = (r.reason, &r.message) {
             text.push_str(&format!("\n    error[{reason}]: {}", printable(message)));
         }
@@ -272,6 +304,34 @@ impl Table {
     }
 }
 
+/// `items` (already escaped) as lines of at most `width` characters, `, `-separated (a line
+/// that goes on ends in `,`); an item wider than the column alone is cut, ending in `…`.
+/// None for no items.
+fn wrap(items: &[String], width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut current = String::new();
+    for (i, item) in items.iter().enumerate() {
+        let last = i + 1 == items.len();
+        // Room for the `,` that follows every item but the last.
+        let room = if last { width } else { width - 1 };
+        let item = bounded(item, room);
+        let len = |s: &str| s.chars().count();
+        if !current.is_empty() && len(&current) + 1 + len(&item) + usize::from(!last) > width {
+            lines.push(std::mem::take(&mut current));
+        } else if !current.is_empty() {
+            current.push(' ');
+        }
+        current.push_str(&item);
+        if !last {
+            current.push(',');
+        }
+    }
+    if !current.is_empty() {
+        lines.push(current);
+    }
+    lines
+}
+
 /// One table line: each cell escaped, the first four padded to their column.
 fn line(cells: [&str; 5]) -> String {
     let mut s = String::new();
@@ -284,4 +344,51 @@ fn line(cells: [&str; 5]) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn items(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn capability_lists_wrap_to_their_column() {
+        let width = WIDTHS[3];
+        // The builtin's list: one character too wide for one line.
+        let builtin = wrap(&items(&["command:version", "transform:echo"]), width);
+        assert_eq!(builtin, ["command:version,", "transform:echo"]);
+        assert_eq!(wrap(&items(&["command:hello"]), width), ["command:hello"]);
+        assert!(wrap(&[], width).is_empty());
+        let long = "command:".to_owned() + &"x".repeat(100);
+        let many = items(&[
+            "command:a",
+            &long,
+            "transform:b",
+            "transform:c",
+            "(+3 more)",
+        ]);
+        let lines = wrap(&many, width);
+        assert_eq!(lines[0], "command:a,");
+        assert!(lines[1].ends_with("…,"), "{lines:?}");
+        assert_eq!(&lines[2..], ["transform:b, transform:c,", "(+3 more)"]);
+        for l in &lines {
+            assert!(l.chars().count() <= width, "{l:?} is wider than {width}");
+        }
+    }
+
+    #[test]
+    fn every_row_keeps_the_path_in_its_column() {
+        let head = line(["STATUS", "NAME", "VERSION", "CAPABILITIES", "PATH"]);
+        let row = line([
+            "builtin",
+            "plugin-host",
+            "0.1.0",
+            "command:version,",
+            "<builtin>",
+        ]);
+        assert_eq!(head.find("PATH"), row.find("<builtin>"));
+    }
 }

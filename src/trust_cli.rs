@@ -10,9 +10,22 @@ use std::process::ExitCode;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use host::config::Config;
+use host::small_file::{Links, SmallFile};
 use host::text::printable;
 use host::trust::{signature_path, LOCK_FILE_NAME};
 use host::{Host, Lock, ScanMode, SignatureMode, Status, TrustedKey};
+
+/// How key files (`--trusted-key FILE`, `sign --key FILE`) are read: regular files (links
+/// followed), at most 64 KiB — a minisign key file is a few hundred bytes.
+const KEY_FILE: SmallFile = SmallFile {
+    what: "key file",
+    limit: 64 << 10,
+    links: Links::Follow,
+};
+
+/// What `keygen` writes without `--out`: `plugin-host.pub` and `plugin-host.key` in the
+/// working directory; `sign` without `--key` uses that `.key`.
+pub const DEFAULT_KEY_PREFIX: &str = "plugin-host";
 
 /// Signature checking, for every command that verifies plugins.
 #[derive(Args)]
@@ -48,8 +61,12 @@ impl SignatureArgs {
             }
         }
         for key in &self.trusted_keys {
-            let text = if Path::new(key).is_file() {
-                fs::read_to_string(key).with_context(|| format!("--trusted-key {key}"))?
+            // A path (anything that exists there) is read as a `.pub` file: a regular file,
+            // bounded, never blocking on a FIFO.
+            let text = if Path::new(key).symlink_metadata().is_ok() {
+                KEY_FILE
+                    .read_to_string(Path::new(key))
+                    .with_context(|| format!("--trusted-key {key}"))?
             } else {
                 key.clone()
             };
@@ -127,30 +144,30 @@ pub fn lock(host: Host, dirs: &[PathBuf], lock_file: &Path) -> Result<ExitCode> 
         let path = printable(&report.path.to_string_lossy()).into_owned();
         if lock.lock_report(&report) {
             let digest = report.digest.as_ref().map(|d| d.sha256_hex());
-            println!(
+            outln!(
                 "locked   {} {}  {path}  sha256:{}",
                 printable(report.name.as_deref().unwrap_or("-")),
                 printable(report.version.as_deref().unwrap_or("-")),
                 digest.unwrap_or_default()
-            );
+            )?;
         } else if matches!(report.status, Status::Disabled | Status::Shadowed) {
             // Not used by this configuration, so not locked; nothing is wrong with it.
-            println!(
+            outln!(
                 "skipped  {path}: {}",
                 printable(report.message.as_deref().unwrap_or(report.status.as_str()))
-            );
+            )?;
         } else {
             skipped += 1;
             let reason = report.reason.map(|r| r.as_str()).unwrap_or("-");
-            println!(
+            outln!(
                 "rejected {path}: not locked [{reason}]: {}",
                 printable(report.message.as_deref().unwrap_or(""))
-            );
+            )?;
         }
     }
     lock.write()?;
     let count = lock.entries().count();
-    println!(
+    outln!(
         "\nwrote {}: {count} plugin{} locked{}",
         lock_file.display(),
         if count == 1 { "" } else { "s" },
@@ -161,7 +178,7 @@ pub fn lock(host: Host, dirs: &[PathBuf], lock_file: &Path) -> Result<ExitCode> 
                 if n == 1 { "" } else { "s" }
             ),
         }
-    );
+    )?;
     Ok(if skipped == 0 {
         ExitCode::SUCCESS
     } else {
@@ -203,13 +220,13 @@ pub fn keygen(prefix: &Path) -> Result<ExitCode> {
     write_new(&secret, sk.as_bytes(), 0o600)?;
     write_new(&public, pk.as_bytes(), 0o644)?;
     let line = pk.lines().nth(1).unwrap_or_default();
-    println!("public key  {}", public.display());
-    println!(
+    outln!("public key  {}", public.display())?;
+    outln!(
         "secret key  {} (unencrypted: keep it private)",
         secret.display()
-    );
-    println!("\ntrust it with:  --trusted-key {line}");
-    println!("or in config:   [trust] keys = [\"{line}\"]");
+    )?;
+    outln!("\ntrust it with:  --trusted-key {line}")?;
+    outln!("or in config:   [trust] keys = [\"{line}\"]")?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -232,10 +249,26 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
 }
 
 /// `plugin-host sign`: writes `FILE.minisig` for each file (prehashed, minisign's format,
-/// with a trusted comment naming the file and the time).
-pub fn sign(files: &[PathBuf], key: &Path) -> Result<ExitCode> {
-    let text = fs::read_to_string(key)
-        .with_context(|| format!("{}: cannot read the secret key", key.display()))?;
+/// with a trusted comment naming the file and the time). Without `--key`, the secret key
+/// `keygen` writes by default: `plugin-host.key` in the working directory.
+pub fn sign(files: &[PathBuf], key: Option<&Path>) -> Result<ExitCode> {
+    let default = PathBuf::from(format!("{DEFAULT_KEY_PREFIX}.key"));
+    let text = match (key, KEY_FILE.read_to_string(key.unwrap_or(&default))) {
+        (_, Ok(text)) => text,
+        (None, Err(e)) if e.is_not_found() => {
+            let cwd = std::env::current_dir().unwrap_or_default();
+            bail!(
+                "no secret key {}: without --key, `sign` uses the key `plugin-host keygen` writes \
+                 by default, in the working directory ({}); make one with `plugin-host keygen` \
+                 (and trust its public key, {DEFAULT_KEY_PREFIX}.pub, where plugins are loaded), \
+                 or give one with --key PATH",
+                default.display(),
+                cwd.display()
+            )
+        }
+        (_, Err(e)) => return Err(e).context("cannot read the secret key"),
+    };
+    let key = key.unwrap_or(&default);
     let sk = minisign::SecretKeyBox::from_string(&text)
         .and_then(|b| b.into_unencrypted_secret_key())
         .map_err(|e| {
@@ -270,7 +303,7 @@ pub fn sign(files: &[PathBuf], key: &Path) -> Result<ExitCode> {
         let out = signature_path(file);
         fs::write(&out, signature.into_string())
             .with_context(|| format!("{}: cannot write the signature", out.display()))?;
-        println!("signed {}  ->  {}", file.display(), out.display());
+        outln!("signed {}  ->  {}", file.display(), out.display())?;
     }
     Ok(ExitCode::SUCCESS)
 }

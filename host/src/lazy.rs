@@ -71,6 +71,14 @@ pub(crate) struct Index {
     by_capability: HashMap<(String, String), Vec<usize>>,
     /// Every plugin name met so far → the first file carrying it.
     names: HashMap<String, PathBuf>,
+    /// Every file `index` considered, in path order: what [`Host::reindex_without_cache`]
+    /// reads and places again.
+    considered: Vec<PathBuf>,
+    /// The files `index` already reported (loaded at once, verified and refused, shadowed):
+    /// not reported again.
+    settled: std::collections::HashSet<PathBuf>,
+    /// The files whose name and declaration came from the index cache, not from the file.
+    cached: std::collections::HashSet<PathBuf>,
 }
 
 /// What the index made of one file.
@@ -209,7 +217,10 @@ impl Host {
         for path in paths {
             let read;
             let (name, version, declared) = match cache.as_mut().and_then(|c| c.get(&path)) {
-                Some(e) => (e.name.as_str(), e.version.as_str(), e.capabilities.as_ref()),
+                Some(e) => {
+                    self.lazy.cached.insert(path.clone());
+                    (e.name.as_str(), e.version.as_str(), e.capabilities.as_ref())
+                }
                 None => match crate::read::read_provenance(&path) {
                     Ok(p) => {
                         if let Some(cache) = &mut cache {
@@ -226,20 +237,27 @@ impl Host {
                 },
             };
             let name = name.to_owned();
+            self.lazy.considered.push(path.clone());
             let misnamed = self.configured_name(&path).is_some_and(|n| n != name);
             if misnamed || self.is_disabled(&name) {
                 // Refused or disabled by the configuration: reported as a scan would, and
                 // never indexed.
                 reports.push(self.verify(&path));
+                self.lazy.settled.insert(path);
                 continue;
             }
             if self.plugins().iter().any(|p| p.builtin && *p.name == name) {
                 // Not replaceable (a replaced builtin was never registered): a conflict,
                 // judged as a scan would.
                 reports.push(self.verify(&path));
+                self.lazy.settled.insert(path);
                 continue;
             }
-            match self.lazy.add(&path, &name, declared) {
+            let placed = self.lazy.add(&path, &name, declared);
+            if placed != Placed::Indexed {
+                self.lazy.settled.insert(path.clone());
+            }
+            match placed {
                 Placed::Indexed => {
                     tracing::debug!("indexed plugin `{name}` ({})", path.display());
                 }
@@ -316,7 +334,14 @@ impl Host {
                     reason,
                     message,
                 },
-                // Loaded without it: the declaration lied, or the index entry was stale.
+                // Loaded without it, but the index entry came from the cache: the entry is
+                // stale or forged (another plugin's name and declaration). Read every file
+                // again and start over; the error, if any, then names the right file.
+                _ if self.lazy.cached.contains(&path) => {
+                    self.reindex_without_cache(&path, &plugin_name, kind, name);
+                    return self.load_capability(kind, name);
+                }
+                // Loaded without it: the declaration lied.
                 _ => self.not_registered(kind, name, plugin_name, path),
             };
             failure.get_or_insert(error);
@@ -371,6 +396,101 @@ impl Host {
     pub fn get_lazy<K: CapabilityKind>(&mut self, name: &str) -> Result<&K::Object, LazyError> {
         self.load_capability(K::KIND, name)?;
         Ok(self.registry().get::<K>(name)?)
+    }
+
+    /// The index cache said `path` is plugin `claimed` with some declaration, and the library
+    /// loaded from it did not register what was declared: the entry is stale or forged. The
+    /// cache file is removed (the next index writes it afresh), and every file `index`
+    /// considered is read again and placed anew, in path order, as `index` would; what was
+    /// loaded, refused or reported stays so and is not reported again.
+    fn reindex_without_cache(&mut self, path: &Path, claimed: &str, kind: &str, name: &str) {
+        let actual = crate::read::read_provenance(path).ok().map(|p| p.name);
+        let cache = self
+            .index_cache
+            .as_deref()
+            .map(|c| c.display().to_string())
+            .unwrap_or_default();
+        let lie = match actual {
+            Some(actual) if actual != claimed => format!(
+                "says {} is plugin `{claimed}`, but that file is plugin `{actual}`",
+                path.display()
+            ),
+            _ => format!(
+                "says plugin `{claimed}` ({}) declares {kind} `{name}`, but the library did not \
+                 register it",
+                path.display()
+            ),
+        };
+        tracing::warn!(
+            "the index cache {cache} {lie}: the cache is stale or forged; it is removed and \
+             every plugin file is read again"
+        );
+        if let Some(cache) = &self.index_cache {
+            let _ = std::fs::remove_file(cache);
+        }
+        let old = std::mem::take(&mut self.lazy);
+        // Reported before (at index time, or loaded on first use since): not again.
+        let settled = |file: &Path| {
+            old.settled.contains(file)
+                || old
+                    .plugins
+                    .iter()
+                    .any(|p| p.path == file && p.state != IndexedState::Pending)
+        };
+        for file in &old.considered {
+            let provenance = match crate::read::read_provenance(file) {
+                Ok(p) => p,
+                Err(e) => {
+                    let report = PluginReport::new(file.clone());
+                    self.lazy_reports
+                        .push(report.with_error(Status::Rejected, e.into()));
+                    continue;
+                }
+            };
+            self.lazy.considered.push(file.clone());
+            let name = provenance.name.clone();
+            // As `index` does: refused or disabled by the configuration, or taking a builtin's
+            // name, reported and never indexed.
+            let misnamed = self.configured_name(file).is_some_and(|n| n != name);
+            let builtin = self.plugins().iter().any(|p| p.builtin && *p.name == name);
+            if misnamed || self.is_disabled(&name) || builtin {
+                if !settled(file) {
+                    let report = self.verify(file);
+                    self.lazy_reports.push(report);
+                }
+                self.lazy.settled.insert(file.clone());
+                continue;
+            }
+            let placed = self.lazy.add(file, &name, provenance.capabilities.as_ref());
+            if placed != Placed::Indexed {
+                self.lazy.settled.insert(file.clone());
+            }
+            match placed {
+                Placed::Indexed => {
+                    if let Some(before) = old.plugins.iter().find(|p| &p.path == file) {
+                        let at = self.lazy.plugins.len() - 1;
+                        self.lazy.plugins[at].state = before.state.clone();
+                    }
+                }
+                _ if settled(file) => {}
+                Placed::Shadowed(first) => {
+                    let mut report = PluginReport::new(file.clone());
+                    report.name = Some(name.clone());
+                    report.version = Some(provenance.version.to_string());
+                    let error = PluginError::Shadowed {
+                        path: file.clone(),
+                        name,
+                        first,
+                    };
+                    self.lazy_reports
+                        .push(report.with_error(Status::Shadowed, error));
+                }
+                Placed::Undeclared => {
+                    let report = self.load(file);
+                    self.lazy_reports.push(report);
+                }
+            }
+        }
     }
 
     fn not_registered(&self, kind: &str, name: &str, plugin: String, path: PathBuf) -> LazyError {

@@ -49,6 +49,7 @@ mod report;
 #[cfg(target_os = "linux")]
 mod seal;
 mod settings;
+pub mod small_file;
 #[cfg(target_os = "linux")]
 mod stage;
 pub mod text;

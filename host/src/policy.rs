@@ -227,14 +227,21 @@ impl Policy {
         Ok(())
     }
 
-    /// How a user can accept a difference this policy refuses: `default` tolerates it, or an
-    /// override does. Empty for soundness checks, which nothing may lower.
+    /// How a user can accept a difference this policy refuses: `--policy default` when the
+    /// preset is what fails it and `default` tolerates it, else an override (`--set`
+    /// applies last, so it helps whatever set the check to fail: `--set CHECK=fail`, a
+    /// configuration's `[policy.checks]`). Empty for soundness checks, which nothing may lower.
     fn escape_hint(&self, check: CheckKind) -> String {
         if !check.adjustable() {
             return String::new();
         }
         let default = Policy::default();
-        if self.name != default.name && default.severity(check) != Severity::Fail {
+        // `set` tags the name with each override: `strict+rustc=fail`.
+        let overridden = self.name.contains(&format!("+{check}="));
+        if !overridden
+            && self.name.split('+').next() != Some(default.name.as_str())
+            && default.severity(check) != Severity::Fail
+        {
             " or use --policy default".to_owned()
         } else {
             format!(" or accept it with `--set {check}=warn`")

@@ -142,7 +142,7 @@ pub(crate) fn open_sized(path: &Path) -> Result<(File, std::fs::Metadata), ReadE
     Ok((file, meta))
 }
 
-fn describe(file_type: &std::fs::FileType) -> &'static str {
+pub(crate) fn describe(file_type: &std::fs::FileType) -> &'static str {
     #[cfg(unix)]
     {
         use std::os::unix::fs::FileTypeExt;

@@ -127,7 +127,8 @@ fn a_registration_outside_the_declaration_is_refused() {
     // Lazily, the same refusal, as an error naming it.
     let plugins = dir.path().to_str().unwrap();
     let out = cli(&["run", "--plugins", plugins, "declared"]);
-    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    // The plugin was refused: exit 1 (the README's exit-status table).
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     let err = stderr(&out);
     assert!(
         err.contains("undeclared-capability") && err.contains("`sneaky`"),
@@ -146,7 +147,7 @@ fn a_registration_outside_the_declaration_is_refused() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out).trim(), "declared");
     let out = run("ghost");
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
         err.contains("declares command `ghost` but did not register it")
@@ -337,10 +338,11 @@ fn the_index_cache_only_chooses_what_is_verified() {
 
     // A forged entry: `hello` claims to be the plugin providing `wc`. It is used (hello is
     // loaded first), but it only chose what to verify: `hello` does not register `wc`, so the
-    // next declarer, the real `wc`, is verified, loaded and answers.
+    // cache is dropped, every file read again, and the real `wc` is verified, loaded and
+    // answers.
     entry["capabilities"] = serde_json::json!({"command": ["wc"]});
     std::fs::write(&cache, serde_json::to_vec(&json).unwrap()).unwrap();
-    let file = cache.to_str().unwrap();
+    let file = hello.to_str().unwrap();
     let out = cli_with(&["run", "--plugins", plugins, "wc", file], &env, None);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
@@ -348,5 +350,62 @@ fn the_index_cache_only_chooses_what_is_verified() {
         "the cache was read: {}",
         stderr(&out)
     );
-    assert!(stdout(&out).contains("index.json"), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "says plugin `hello` ({file}) declares command `wc`, but the library did not \
+             register it"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains(file), "{}", stdout(&out));
+}
+
+#[test]
+fn a_cache_that_swaps_two_plugins_is_dropped_and_the_right_file_loaded() {
+    let dir = plugin_dir(&["hello", "wc"]);
+    let xdg = tempfile::tempdir().unwrap();
+    let env = [("XDG_CACHE_HOME", xdg.path())];
+    let plugins = dir.path().to_str().unwrap();
+    let out = cli_with(&["run", "--plugins", plugins, "hello", "Ada"], &env, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cache = xdg.path().join("plugin-host/index.json");
+    let mut json: Value = serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
+    let hello = dir.path().join(file_name("hello"));
+    let wc = dir.path().join(file_name("wc"));
+    let (hello_key, wc_key) = (hello.to_str().unwrap(), wc.to_str().unwrap());
+
+    // A forged cache: each file's entry carries the other's name and declaration (the file
+    // identities stay, so both entries are used).
+    let entries = &mut json["entries"];
+    let mut swapped = entries[hello_key].clone();
+    for field in ["name", "version", "capabilities"] {
+        swapped[field] = entries[wc_key][field].clone();
+        let hello_value = entries[hello_key][field].clone();
+        entries[wc_key][field] = hello_value;
+    }
+    entries[hello_key] = swapped;
+    assert_eq!(entries[wc_key]["name"], "hello");
+    std::fs::write(&cache, serde_json::to_vec(&json).unwrap()).unwrap();
+
+    let out = cli_with(&["run", "--plugins", plugins, "hello", "Ada"], &env, None);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(stdout(&out).contains("hello, Ada!"), "{}", stdout(&out));
+    // Said once, naming the cache, the file it lied about and what that file really is.
+    assert!(err.contains(cache.to_str().unwrap()), "{err}");
+    assert!(
+        err.contains(&format!(
+            "says {wc_key} is plugin `hello`, but that file is plugin `wc`"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("did not register it"), "{err}");
+    // The forged cache is gone; the next run writes a true one.
+    assert!(!cache.exists());
+    let out = cli_with(&["run", "--plugins", plugins, "hello", "Ada"], &env, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: Value = serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
+    assert_eq!(json["entries"][hello_key]["name"], "hello");
+    assert_eq!(json["entries"][wc_key]["name"], "wc");
 }

@@ -13,6 +13,7 @@ mod config;
 mod configured;
 mod docs;
 mod embedding;
+mod exit_status;
 mod hostile;
 mod isolate;
 mod lazy;

@@ -71,7 +71,8 @@ fn capability_conflict_is_reported() {
         dir.path().to_str().unwrap(),
         "twin-only",
     ]);
-    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    // Refused (`capability-conflict`): exit 1.
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     // Lazily too: loading the twin for `twin-only` loads `hello` first (it declares `hello`
     // too, earlier in path order), so the conflict is reported, not hidden.
     let err = stderr(&out);

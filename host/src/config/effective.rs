@@ -46,21 +46,37 @@ impl Config {
             // An explicit relative file is relative to the working directory, like any
             // command-line path.
             let file = locations.cwd.join(&c.path);
-            // A project file found by walking up is someone else's until the user trusts it.
-            if c.kind == LayerKind::Project {
-                if let Some(why) = trusted::owner_refusal(&file) {
+            let unreadable = |source| ConfigError::Unreadable {
+                file: file.clone(),
+                env: (c.kind == LayerKind::Explicit).then(|| env.clone()),
+                source,
+            };
+            let text = if c.kind == LayerKind::Project {
+                // Found by walking up: someone else's until the user trusts it. Its owner is
+                // checked on the descriptor it is read from, its link's and directory's on
+                // their paths.
+                if let Some(why) = trusted::path_refusal(&file) {
                     ignored.push(IgnoredFile { path: file, why });
                     continue;
                 }
-            }
-            let named_by = (c.kind == LayerKind::Explicit).then(|| env.clone());
-            let text = read_layer(&file, named_by)?;
-            if c.kind == LayerKind::Project {
+                let (bytes, meta) = super::CONFIG_FILE
+                    .read_with_metadata(&file)
+                    .map_err(unreadable)?;
+                if let Some(why) = trusted::owner_refusal(&file, &meta) {
+                    ignored.push(IgnoredFile { path: file, why });
+                    continue;
+                }
+                let text = super::CONFIG_FILE.text(&file, bytes).map_err(unreadable)?;
                 if let Some(why) = trusted::record_refusal(locations, &file, &text)? {
                     ignored.push(IgnoredFile { path: file, why });
                     continue;
                 }
-            }
+                text
+            } else {
+                super::CONFIG_FILE
+                    .read_to_string(&file)
+                    .map_err(unreadable)?
+            };
             layers.push(schema::parse(
                 c.kind,
                 &file,
@@ -388,13 +404,4 @@ fn looser(origin: &super::origin::Origin, what: &str, floor: &str) -> String {
         "{origin}: `{what}` is not applied: it is looser than {floor}, and a project file may \
          add keys and tighten trust settings, never loosen them"
     )
-}
-
-/// Reads one layer's file; `env` names the environment variable that named it, if one did.
-pub(crate) fn read_layer(file: &Path, env: Option<String>) -> Result<String, ConfigError> {
-    std::fs::read_to_string(file).map_err(|source| ConfigError::Unreadable {
-        file: file.to_owned(),
-        env,
-        source,
-    })
 }

@@ -9,15 +9,16 @@ use super::origin::Origin;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
-    /// A file that exists (or was named explicitly) but cannot be read.
-    #[error("{}: cannot read configuration{}: {source}", file.display(), named_by(.env))]
+    /// A file that exists (or was named explicitly) but cannot be read, or is not a regular
+    /// file, or is larger than [`MAX_CONFIG_LEN`](super::MAX_CONFIG_LEN).
+    #[error("{source}{}", named_by(.env))]
     Unreadable {
         /// The file.
         file: PathBuf,
         /// The environment variable that named it, when one did.
         env: Option<String>,
-        /// Why.
-        source: std::io::Error,
+        /// Why (naming the file).
+        source: crate::small_file::SmallFileError,
     },
     /// Not TOML.
     #[error("{origin}: malformed TOML: {message}")]
@@ -119,7 +120,7 @@ impl ConfigError {
 
 fn named_by(env: &Option<String>) -> String {
     env.as_ref()
-        .map(|var| format!(" (named by ${var})"))
+        .map(|var| format!(" (it is named by ${var})"))
         .unwrap_or_default()
 }
 

@@ -19,18 +19,58 @@ pub struct Origin {
 
 impl Origin {
     /// The origin of byte `offset` of `text`, the contents of `file`.
+    ///
+    /// This scans all of `text`; the configuration reader instead indexes a file's
+    /// lines once and places each of its keys by binary search.
     pub fn at(file: &Path, text: &str, offset: usize) -> Origin {
-        let offset = offset.min(text.len());
+        Lines::new(text).origin(file, offset)
+    }
+}
+
+/// Where the lines of a text start and where its multi-byte characters are, found in one pass:
+/// the [`Origin`] of any offset is then a binary search, not a scan from the start (placing
+/// every key of a file stays linear in its size).
+#[derive(Debug, Clone)]
+pub(crate) struct Lines<'t> {
+    text: &'t str,
+    /// The byte offset of the start of each line; the first is 0.
+    starts: Vec<usize>,
+    /// The byte offset of each UTF-8 continuation byte: a column counts characters, so these
+    /// bytes do not count.
+    continuations: Vec<usize>,
+}
+
+impl<'t> Lines<'t> {
+    /// Indexes `text`.
+    pub(crate) fn new(text: &'t str) -> Self {
+        let mut starts = vec![0];
+        let mut continuations = Vec::new();
+        for (i, b) in text.bytes().enumerate() {
+            if b == b'\n' {
+                starts.push(i + 1);
+            } else if b & 0xC0 == 0x80 {
+                continuations.push(i);
+            }
+        }
+        Lines {
+            text,
+            starts,
+            continuations,
+        }
+    }
+
+    /// The origin of byte `offset` of the text, the contents of `file`.
+    pub(crate) fn origin(&self, file: &Path, offset: usize) -> Origin {
+        let mut offset = offset.min(self.text.len());
         // A span may end inside a multi-byte character only if the parser said so; stay on
-        // a boundary anyway.
-        let offset = (0..=offset)
-            .rev()
-            .find(|&i| text.is_char_boundary(i))
-            .unwrap_or(0);
-        let before = &text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let column = before[line_start..].chars().count() + 1;
+        // a boundary anyway (at most 3 bytes back).
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let line = self.starts.partition_point(|&s| s <= offset);
+        let start = self.starts[line - 1];
+        let before = |at: usize| self.continuations.partition_point(|&c| c < at);
+        let column = offset - start - (before(offset) - before(start)) + 1;
         Origin {
             file: file.to_owned(),
             line,
@@ -40,14 +80,9 @@ impl Origin {
 
     /// The origin of the start of `span`, or `fallback` when there is no span (the parser
     /// gives none for implicit tables).
-    pub(crate) fn of(
-        file: &Path,
-        text: &str,
-        span: Option<Range<usize>>,
-        fallback: &Origin,
-    ) -> Origin {
+    pub(crate) fn of(&self, file: &Path, span: Option<Range<usize>>, fallback: &Origin) -> Origin {
         match span {
-            Some(span) => Origin::at(file, text, span.start),
+            Some(span) => self.origin(file, span.start),
             None => fallback.clone(),
         }
     }
@@ -89,5 +124,23 @@ mod tests {
         let eq = text.find(" = 2").unwrap() + 1;
         assert_eq!((at(eq).line, at(eq).column), (2, 5));
         assert_eq!(at(eq).to_string(), "f.toml:2:5");
+    }
+
+    #[test]
+    fn lines_place_every_offset_as_a_scan_from_the_start_would() {
+        let text = "a = 1\n\u{e9}t\u{e9} = \"\u{1f600}\"\n\n[b]\r\nc = 2";
+        let lines = Lines::new(text);
+        for offset in 0..=text.len() + 2 {
+            let clamped = (0..=offset.min(text.len()))
+                .rev()
+                .find(|&i| text.is_char_boundary(i))
+                .unwrap();
+            let before = &text[..clamped];
+            let line = before.matches('\n').count() + 1;
+            let start = before.rfind('\n').map_or(0, |i| i + 1);
+            let column = before[start..].chars().count() + 1;
+            let got = lines.origin(Path::new("f"), offset);
+            assert_eq!((got.line, got.column), (line, column), "offset {offset}");
+        }
     }
 }

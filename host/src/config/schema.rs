@@ -8,7 +8,7 @@ use toml_edit::{Document, Item, TableLike, Value};
 
 use super::error::ConfigError;
 use super::files::LayerKind;
-use super::origin::{Origin, Valued};
+use super::origin::{Lines, Origin, Valued};
 use super::settings::{Isolation, PluginSettings};
 use super::table::PluginConfig;
 use crate::policy::{CheckKind, Policy, PolicyError, Severity};
@@ -55,13 +55,13 @@ pub(crate) fn parse(
         file,
         dir: file.parent().unwrap_or(Path::new("")),
         home,
-        text,
+        lines: Lines::new(text),
     };
     let doc = Document::parse(text).map_err(|e| ConfigError::Malformed {
-        origin: Origin::at(file, text, e.span().map_or(0, |s| s.start)),
+        origin: walker.lines.origin(file, e.span().map_or(0, |s| s.start)),
         message: e.message().trim().replace('\n', " "),
     })?;
-    let start = Origin::at(file, text, 0);
+    let start = walker.lines.origin(file, 0);
     let mut layer = Layer {
         kind,
         file: file.to_owned(),
@@ -117,11 +117,12 @@ pub(crate) fn parse(
     Ok(layer)
 }
 
-/// One key of a table, with where the key and its value are.
+/// One key of a table, with where its value is (and where the key is, placed only when an
+/// error needs it: see [`Walker::key_at`]).
 struct Field<'d> {
     key: &'d str,
     item: &'d Item,
-    key_at: Origin,
+    key_span: Option<std::ops::Range<usize>>,
     value_at: Origin,
 }
 
@@ -129,7 +130,8 @@ struct Walker<'a> {
     file: &'a Path,
     dir: &'a Path,
     home: Option<&'a Path>,
-    text: &'a str,
+    /// The file's text, indexed once: every key's origin is a lookup, not a scan.
+    lines: Lines<'a>,
 }
 
 impl Walker<'_> {
@@ -141,31 +143,34 @@ impl Walker<'_> {
         name: &str,
         known: &[&str],
     ) -> Result<Vec<Field<'d>>, ConfigError> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(table.len());
         for (key, item) in table.iter() {
-            let key_at = Origin::of(
-                self.file,
-                self.text,
-                table.key(key).and_then(|k| k.span()),
-                at,
-            );
+            let key_span = table.key(key).and_then(|k| k.span());
             if !known.is_empty() && !known.contains(&key) {
                 return Err(ConfigError::UnknownKey {
-                    origin: key_at,
+                    origin: self.lines.of(self.file, key_span, at),
                     key: key.to_owned(),
                     table: name.to_owned(),
                     suggestion: suggest(key, known.iter().copied()),
                 });
             }
-            let value_at = Origin::of(self.file, self.text, item.span(), &key_at);
+            let value_at = match item.span() {
+                Some(span) => self.lines.origin(self.file, span.start),
+                None => self.lines.of(self.file, key_span.clone(), at),
+            };
             out.push(Field {
                 key,
                 item,
-                key_at,
+                key_span,
                 value_at,
             });
         }
         Ok(out)
+    }
+
+    /// Where the key of `f` is (its value's place when the parser gave the key no span).
+    fn key_at(&self, f: &Field<'_>) -> Origin {
+        self.lines.of(self.file, f.key_span.clone(), &f.value_at)
     }
 
     fn table<'d>(&self, f: &Field<'d>, key: &str) -> Result<&'d dyn TableLike, ConfigError> {
@@ -233,7 +238,7 @@ impl Walker<'_> {
             let full = format!("{key}.{}", c.key);
             if !check.adjustable() {
                 return Err(ConfigError::Invalid {
-                    origin: c.key_at,
+                    origin: self.key_at(&c),
                     key: full,
                     message: PolicyError::NotAdjustable(check).to_string(),
                 });
@@ -252,7 +257,7 @@ impl Walker<'_> {
         Ok(array
             .iter()
             .map(|v| {
-                let at = Origin::of(self.file, self.text, v.span(), &f.value_at);
+                let at = self.lines.of(self.file, v.span(), &f.value_at);
                 (v, at)
             })
             .collect())
@@ -380,7 +385,7 @@ impl Walker<'_> {
         let name = f.key;
         if !is_package_name(name) {
             return Err(ConfigError::Invalid {
-                origin: f.key_at.clone(),
+                origin: self.key_at(f),
                 key: format!("plugins.{}", toml_edit::Key::new(name).display_repr()),
                 message: "a plugin name is a cargo package name: ASCII letters, digits, `-` \
                           and `_`, starting with a letter"

@@ -54,6 +54,11 @@ impl PluginConfig {
 
     /// Lays `later` over `self`: tables merge, anything else in `later` replaces.
     pub(crate) fn merge(&mut self, later: PluginConfig) {
+        if self.entries.is_empty() {
+            // The first layer that sets anything (the usual case): nothing to merge.
+            self.entries = later.entries;
+            return;
+        }
         for (key, node) in later.entries {
             match (self.entries.get_mut(&key), node) {
                 (Some(Node::Table(mine)), Node::Table(theirs)) => mine.merge(theirs),

@@ -668,7 +668,8 @@ fn an_unreadable_layer_is_an_error() {
     w.mkdir(user());
     let e = err(&w);
     assert!(e.starts_with(&w.path(user()).display().to_string()), "{e}");
-    assert!(e.contains("cannot read configuration"), "{e}");
+    assert!(e.contains("configuration file"), "{e}");
+    assert!(e.contains("a directory, not a regular file"), "{e}");
 }
 
 #[test]
@@ -917,4 +918,80 @@ fn a_broken_file_cannot_be_trusted_and_a_broken_record_is_an_error() {
     fs::create_dir(&record).unwrap();
     let err = Config::load(&locations).unwrap_err().to_string();
     assert!(err.contains("not a regular file"), "{err}");
+}
+
+// ---- size and file type ------------------------------------------------------------------
+
+/// A user file of `keys` keys in one plugin's `config` table, padded with a comment to exactly
+/// `len` bytes.
+fn big_config(keys: usize, len: usize) -> String {
+    let mut text = String::from("[plugins.big.config]\n");
+    for i in 0..keys {
+        text.push_str(&format!("key{i} = {i}\n"));
+    }
+    assert!(text.len() < len, "{} keys do not fit in {len} bytes", keys);
+    text.push('#');
+    text.push_str(&"x".repeat(len - text.len()));
+    text
+}
+
+#[test]
+fn a_one_mebibyte_file_of_many_keys_is_read_and_every_key_placed() {
+    // 60 000 keys in 1 MiB: with a scan from the start of the file for every key (as before)
+    // this took minutes; each origin is now a lookup in line starts computed once.
+    let w = World::new();
+    let keys = 60_000;
+    let p = w.write(user(), &big_config(keys, MAX_CONFIG_LEN as usize));
+    assert_eq!(fs::metadata(&p).unwrap().len(), MAX_CONFIG_LEN);
+    let config = w.load().unwrap();
+    let leaves = config.plugin("big").unwrap().config.leaves();
+    assert_eq!(leaves.len(), keys);
+    let last = leaves
+        .iter()
+        .find(|l| l.key == format!("key{}", keys - 1))
+        .unwrap();
+    // `key59999 = 59999`: the value is at column 12.
+    assert_eq!((last.origin.line, last.origin.column), (keys + 1, 12));
+
+    // All on one line (an inline table): columns are lookups too.
+    let mut line = String::from("[plugins.big]\nconfig = { ");
+    for i in 0..20_000 {
+        line.push_str(&format!("k{i} = \"\u{e9}\", "));
+    }
+    line.push_str("end = 1 }\n");
+    w.write(user(), &line);
+    let config = w.load().unwrap();
+    let leaves = config.plugin("big").unwrap().config.leaves();
+    let end = leaves.iter().find(|l| l.key == "end").unwrap();
+    let byte = line.lines().nth(1).unwrap().find("end = 1").unwrap() + "end = ".len();
+    // Each `é` is 2 bytes and 1 column.
+    assert_eq!((end.origin.line, end.origin.column), (2, byte - 20_000 + 1));
+}
+
+#[test]
+fn a_file_over_the_limit_is_refused_naming_it_and_the_limit() {
+    let w = World::new();
+    let p = w.write(user(), &big_config(10, MAX_CONFIG_LEN as usize + 1));
+    let e = err(&w);
+    assert!(e.contains(&p.display().to_string()), "{e}");
+    assert!(e.contains("larger than 1048576 bytes"), "{e}");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_fifo_or_a_device_named_as_configuration_is_refused_at_once() {
+    let w = World::new();
+    let fifo = w.path("fifo.toml");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: `c` is a NUL-terminated path that lives across the call.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let zero = w.path("zero.toml");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    for (file, kind) in [(&fifo, "a FIFO"), (&zero, "a device")] {
+        let locations = w.locations_with(&[("PLUGIN_HOST_CONFIG", file.to_str().unwrap())]);
+        let e = Config::load(&locations).unwrap_err().to_string();
+        assert!(e.contains(&format!("is {kind}, not a regular file")), "{e}");
+        assert!(e.contains(&file.display().to_string()), "{e}");
+        assert!(e.contains("$PLUGIN_HOST_CONFIG"), "{e}");
+    }
 }

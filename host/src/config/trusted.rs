@@ -13,7 +13,7 @@
 //! trusted-projects`), one `sha256:<hex> <absolute path>` line per file.
 
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -47,6 +47,13 @@ pub enum Untrusted {
     },
     /// There is nowhere to record trust: no `$XDG_DATA_HOME` and no `$HOME`.
     NoRecord,
+    /// Its owner (or its directory's) could not be checked.
+    Unchecked {
+        /// The path that could not be checked.
+        path: PathBuf,
+        /// Why.
+        detail: String,
+    },
 }
 
 /// A project file that was found but not used, and why.
@@ -80,6 +87,10 @@ impl IgnoredFile {
                  directory of your own if you mean to use it",
                 crate::text::printable(&path.display().to_string())
             ),
+            Untrusted::Unchecked { path, detail } => format!(
+                "{file} is ignored: who owns {} cannot be checked ({detail})",
+                crate::text::printable(&path.display().to_string())
+            ),
             Untrusted::NoRecord => format!(
                 "{file} is ignored: there is no data directory ($XDG_DATA_HOME or $HOME) to \
                  record that you trust it; set HOME, or name it with ${}",
@@ -99,29 +110,25 @@ fn shell_quote(s: &str) -> String {
     }
 }
 
-/// Whether `file` (a project file) may be used at all: `Some` when it, a link to it, the file
-/// the link names, or its directory is owned by another user than this process's (root
-/// excepted). Checked before the file is read.
-pub(crate) fn owner_refusal(file: &Path) -> Option<Untrusted> {
+/// Whether the project file `file` may be used as far as its path tells, before it is read:
+/// `Some` when the link at its name (if it is one) or its directory is owned by another user
+/// than this process's (root excepted), or cannot be checked. The file itself is checked on the
+/// descriptor it is read from ([`owner_refusal`]).
+pub(crate) fn path_refusal(file: &Path) -> Option<Untrusted> {
     #[cfg(unix)]
     {
-        use std::os::unix::fs::MetadataExt;
-        // SAFETY: geteuid takes no arguments, cannot fail and touches no memory of ours.
-        let me = unsafe { libc::geteuid() };
         let dir = file.parent().unwrap_or(Path::new("/"));
-        let checks = [
-            (file, fs::symlink_metadata(file)),
-            (file, fs::metadata(file)),
-            (dir, fs::metadata(dir)),
-        ];
-        for (path, meta) in checks {
-            if let Ok(meta) = meta {
-                if meta.uid() != me && meta.uid() != 0 {
-                    return Some(Untrusted::OtherOwner {
-                        path: path.to_owned(),
-                        uid: meta.uid(),
-                    });
-                }
+        for (path, meta) in [(file, fs::symlink_metadata(file)), (dir, fs::metadata(dir))] {
+            let refusal = match meta {
+                Ok(meta) => owner_refusal(path, &meta),
+                // Fail closed: what cannot be checked is not used.
+                Err(e) => Some(Untrusted::Unchecked {
+                    path: path.to_owned(),
+                    detail: e.to_string(),
+                }),
+            };
+            if refusal.is_some() {
+                return refusal;
             }
         }
         None
@@ -129,6 +136,26 @@ pub(crate) fn owner_refusal(file: &Path) -> Option<Untrusted> {
     #[cfg(not(unix))]
     {
         let _ = file;
+        None
+    }
+}
+
+/// `Some` when `meta` (of `path`) says another user than this process's owns it, root
+/// excepted.
+pub(crate) fn owner_refusal(path: &Path, meta: &fs::Metadata) -> Option<Untrusted> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        // SAFETY: geteuid takes no arguments, cannot fail and touches no memory of ours.
+        let me = unsafe { libc::geteuid() };
+        (meta.uid() != me && meta.uid() != 0).then(|| Untrusted::OtherOwner {
+            path: path.to_owned(),
+            uid: meta.uid(),
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (path, meta);
         None
     }
 }
@@ -161,16 +188,28 @@ pub(crate) fn record_refusal(
 pub fn trust_project(locations: &Locations, file: &Path) -> Result<PathBuf, ConfigError> {
     let record = record_path(locations, file)?;
     let file = record_key(&locations.cwd.join(file));
-    if let Some(why) = owner_refusal(&file) {
-        return Err(ConfigError::Untrusted {
-            message: IgnoredFile {
-                path: file.clone(),
-                why,
-            }
-            .message(&locations.app),
-        });
+    let refuse = |why| ConfigError::Untrusted {
+        message: IgnoredFile {
+            path: file.clone(),
+            why,
+        }
+        .message(&locations.app),
+    };
+    if let Some(why) = path_refusal(&file) {
+        return Err(refuse(why));
     }
-    let text = super::effective::read_layer(&file, None)?;
+    let unreadable = |source| ConfigError::Unreadable {
+        file: file.clone(),
+        env: None,
+        source,
+    };
+    let (bytes, meta) = super::CONFIG_FILE
+        .read_with_metadata(&file)
+        .map_err(unreadable)?;
+    if let Some(why) = owner_refusal(&file, &meta) {
+        return Err(refuse(why));
+    }
+    let text = super::CONFIG_FILE.text(&file, bytes).map_err(unreadable)?;
     super::schema::parse(
         super::files::LayerKind::Project,
         &file,
@@ -233,27 +272,30 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// The record's entries; none when it does not exist. A regular file only, of bounded size.
+/// The record, as the host writes it: a regular file, never a link (one there was planted).
+const RECORD: crate::small_file::SmallFile = crate::small_file::SmallFile {
+    what: "record of trusted project files",
+    limit: RECORD_LIMIT,
+    links: crate::small_file::Links::Refuse,
+};
+
+/// The record's entries; none when it does not exist.
 fn read_record(record: &Path) -> Result<Vec<(String, PathBuf)>, ConfigError> {
     let bad = |detail: String| ConfigError::TrustRecord {
         file: record.to_owned(),
         detail,
     };
-    let meta = match fs::symlink_metadata(record) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(bad(e.to_string())),
+    let text = match RECORD.read_to_string(record) {
+        Ok(text) => text,
+        Err(e) if e.is_not_found() => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(ConfigError::Unreadable {
+                file: record.to_owned(),
+                env: None,
+                source: e,
+            })
+        }
     };
-    if !meta.file_type().is_file() {
-        return Err(bad("not a regular file; remove it".to_owned()));
-    }
-    let mut text = String::new();
-    fs::File::open(record)
-        .and_then(|f| f.take(RECORD_LIMIT + 1).read_to_string(&mut text))
-        .map_err(|e| bad(e.to_string()))?;
-    if text.len() as u64 > RECORD_LIMIT {
-        return Err(bad(format!("larger than {RECORD_LIMIT} bytes")));
-    }
     let mut entries = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let parsed = line
@@ -297,10 +339,15 @@ fn write_record(record: &Path, entries: &[(String, PathBuf)]) -> Result<(), Conf
     }
     let dir = record.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(|e| bad(e.to_string()))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| bad(e.to_string()))?;
-    tmp.write_all(text.as_bytes())
-        .and_then(|()| tmp.as_file().sync_all())
+    let (tmp, mut out) = crate::small_file::create_temp(dir, TRUSTED_PROJECTS_FILE)
         .map_err(|e| bad(e.to_string()))?;
-    tmp.persist(record).map_err(|e| bad(e.error.to_string()))?;
+    let written = out
+        .write_all(text.as_bytes())
+        .and_then(|()| out.sync_all())
+        .and_then(|()| fs::rename(&tmp, record));
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(bad(e.to_string()));
+    }
     Ok(())
 }

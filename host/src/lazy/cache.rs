@@ -16,6 +16,14 @@ use serde::{Deserialize, Serialize};
 /// The format version; another version is ignored (and replaced).
 const VERSION: u32 = 1;
 
+/// How the cache is read: a regular file (never a link: the host writes it by renaming a
+/// file over it) of at most 64 MiB.
+const CACHE_FILE: crate::small_file::SmallFile = crate::small_file::SmallFile {
+    what: "index cache",
+    limit: 64 << 20,
+    links: crate::small_file::Links::Refuse,
+};
+
 /// What the index needs of one file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Entry {
@@ -63,9 +71,16 @@ fn identity(path: &Path) -> Option<[i128; 5]> {
 }
 
 impl Cache {
-    /// Loads the cache file at `path` (missing or unreadable: empty).
+    /// Loads the cache file at `path` (missing, unreadable, not a regular file, too large or
+    /// malformed: empty, and said in the debug log).
     pub(crate) fn load(path: PathBuf) -> Cache {
-        let old = std::fs::read(&path)
+        let old = CACHE_FILE
+            .read(&path)
+            .inspect_err(|e| {
+                if !e.is_not_found() {
+                    tracing::debug!("index cache not used: {e}");
+                }
+            })
             .ok()
             .and_then(|bytes| serde_json::from_slice::<File>(&bytes).ok())
             .filter(|f| f.version == VERSION)
@@ -142,21 +157,22 @@ impl Cache {
     }
 }
 
+/// Writes `file` to a new temporary file in the cache's directory (created exclusively, never
+/// through a link planted at its name), then renames it over `path`.
 fn write_atomically(path: &Path, file: &File) -> std::io::Result<()> {
+    use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("index"),
-        std::process::id()
-    ));
-    std::fs::write(
-        &tmp,
-        serde_json::to_vec(file).map_err(std::io::Error::other)?,
-    )?;
-    std::fs::rename(&tmp, path).inspect_err(|_| {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("index");
+    let (tmp, mut out) = crate::small_file::create_temp(dir, name)?;
+    let written = serde_json::to_vec(file)
+        .map_err(std::io::Error::other)
+        .and_then(|bytes| out.write_all(&bytes))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
-    })
+    }
+    written
 }
 
 #[cfg(test)]
@@ -198,5 +214,78 @@ mod tests {
         // Garbage: no cache, no error.
         std::fs::write(&cache_path, b"{not json").unwrap();
         assert!(Cache::load(cache_path).get(&lib).is_none());
+    }
+
+    /// A cache with one entry for `lib`, written at `cache_path`.
+    #[cfg(unix)]
+    fn one_entry(lib: &Path, cache_path: &Path) {
+        let p = crate::lazy::tests::provenance("a", Some(&[("command", &["hello"])]));
+        let mut cache = Cache::load(cache_path.to_owned());
+        cache.put(lib, &p);
+        cache.save(&[lib.parent().unwrap().to_owned()]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_a_device_or_a_link_as_the_cache_is_no_cache_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let lib = dir.path().join("liba.so");
+        std::fs::write(&lib, b"one").unwrap();
+        let cache_path = dir.path().join("index.json");
+        let fifo = std::ffi::CString::new(cache_path.to_str().unwrap()).unwrap();
+        // SAFETY: `fifo` is a NUL-terminated path that lives across the call.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        assert!(Cache::load(cache_path.clone()).get(&lib).is_none());
+        std::fs::remove_file(&cache_path).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &cache_path).unwrap();
+        assert!(Cache::load(cache_path.clone()).get(&lib).is_none());
+
+        // A link to a real cache is not followed either.
+        std::fs::remove_file(&cache_path).unwrap();
+        let real = dir.path().join("real.json");
+        one_entry(&lib, &real);
+        assert!(Cache::load(real.clone()).get(&lib).is_some());
+        std::os::unix::fs::symlink(&real, &cache_path).unwrap();
+        assert!(Cache::load(cache_path.clone()).get(&lib).is_none());
+
+        // Larger than the limit: not read.
+        std::fs::remove_file(&cache_path).unwrap();
+        std::fs::copy(&real, &cache_path).unwrap();
+        assert!(Cache::load(cache_path.clone()).get(&lib).is_some());
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&cache_path)
+            .unwrap();
+        f.set_len(CACHE_FILE.limit + 1).unwrap();
+        assert!(Cache::load(cache_path).get(&lib).is_none());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_temporary_file_is_never_written_through_a_planted_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let lib = dir.path().join("liba.so");
+        std::fs::write(&lib, b"one").unwrap();
+        let cache_dir = dir.path().join("cache");
+        std::fs::create_dir(&cache_dir).unwrap();
+        let cache_path = cache_dir.join("index.json");
+        // Links at the temporary names this process would use, to a file of the victim's.
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        let pid = std::process::id();
+        for name in [
+            format!(".index.json.{pid}.tmp"),
+            format!(".index.json.tmp.{pid}.0"),
+            format!(".index.json.tmp.{pid}.1"),
+        ] {
+            std::os::unix::fs::symlink(&victim, cache_dir.join(name)).unwrap();
+        }
+        one_entry(&lib, &cache_path);
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert!(!cache_path.is_symlink() && cache_path.is_file());
+        assert!(
+            Cache::load(cache_path).get(&lib).is_some(),
+            "the cache was written"
+        );
     }
 }

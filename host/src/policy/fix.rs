@@ -82,19 +82,19 @@ pub(super) fn rustc(host: &Provenance) -> String {
         "release" => " --release".to_owned(),
         other => format!(" --profile {other}"),
     };
+    // One command that wins over whatever chose the plugin's compiler (a `+toolchain`, a
+    // rust-toolchain.toml, `RUSTUP_TOOLCHAIN`): telling a user who typed `cargo +nightly` to
+    // "pin" a toolchain would tell them to do what they did.
     let guess = if guessed {
         format!(
-            " (the toolchain name is a best guess: nightlies are usually named after the day \
-             after their commit date, {}; `rustc +{toolchain} -vV` must show commit-hash {})",
-            r.commit_date, r.commit_hash
+            " (name guessed: `rustc +{toolchain} -vV` must show commit-hash {})",
+            r.commit_hash.get(..9).unwrap_or(&r.commit_hash)
         )
     } else {
         String::new()
     };
     format!(
-        "rebuild the plugin with the host's compiler: `cargo +{toolchain} build{profile}` \
-         (`rustup toolchain install {toolchain}` first if it is missing), or pin it in the \
-         plugin's rust-toolchain.toml: `[toolchain] channel = \"{toolchain}\"`{guess}"
+        "rebuild it with exactly the host's compiler: `cargo +{toolchain} build{profile}`{guess}"
     )
 }
 

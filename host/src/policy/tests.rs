@@ -205,8 +205,9 @@ fn rustc_fix_builds_with_the_hosts_toolchain() {
     };
     let m = message(&host);
     assert!(m.contains("`cargo +1.95.0 build`"), "{m}");
-    assert!(m.contains("channel = \"1.95.0\""), "{m}");
     assert!(!m.contains("rustup install"), "{m}");
+    // One command, not advice to "pin" a toolchain (a user who typed `cargo +nightly` has).
+    assert!(!m.contains("pin"), "{m}");
 
     host.profile.name = "release".into();
     assert!(message(&host).contains("`cargo +1.95.0 build --release`"));
@@ -219,7 +220,45 @@ fn rustc_fix_builds_with_the_hosts_toolchain() {
         m.contains("`cargo +nightly-2026-07-01 build --release`"),
         "{m}"
     );
-    assert!(m.contains("best guess"), "{m}");
+    assert!(m.contains("name guessed"), "{m}");
+    assert!(!m.contains("pin"), "{m}");
+    // Short enough to read: it was about 700 characters.
+    assert!(
+        m.chars().count() <= 320,
+        "{} characters: {m}",
+        m.chars().count()
+    );
+}
+
+#[test]
+fn the_advice_to_accept_a_difference_is_one_that_would_help() {
+    let mut host = record(&[]);
+    let mut plugin = host.clone();
+    host.profile.opt_level = "3".into();
+    plugin.profile.opt_level = "0".into();
+    plugin.rustc.commit_hash = "1".repeat(40);
+    let failure = |policy: &Policy| judge(&host, &plugin, policy).failure().cloned().unwrap();
+    // Failed by the strict preset, which `default` relaxes.
+    let c = failure(&strict());
+    assert_eq!(c.check, CheckKind::Rustc);
+    assert!(
+        c.message.ends_with(" or use --policy default"),
+        "{}",
+        c.message
+    );
+    // Failed by an override (`--set CHECK=fail`, or `[policy.checks]`): `--policy default`
+    // would still fail it; `--set CHECK=warn` (applied last) would not.
+    for (preset, kind) in [
+        ("default", CheckKind::Profile),
+        ("strict", CheckKind::Rustc),
+    ] {
+        let mut policy = Policy::preset(preset).unwrap();
+        policy.set(kind, Severity::Fail).unwrap();
+        let c = failure(&policy);
+        assert_eq!(c.check, kind);
+        let hint = format!(" or accept it with `--set {kind}=warn`");
+        assert!(c.message.ends_with(&hint), "{}", c.message);
+    }
 }
 
 #[test]

@@ -29,7 +29,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -95,6 +95,17 @@ fn display_path(file: &Path, dir: &Path) -> String {
     shown.to_string_lossy().into_owned()
 }
 
+/// The largest lock file read, in bytes (16 MiB: tens of thousands of plugins).
+pub const MAX_LOCK_LEN: u64 = 16 << 20;
+
+/// How the lock file is read: the host writes it as a regular file (a temporary file renamed
+/// over it), so a symbolic link there is refused rather than followed.
+const LOCK_FILE: crate::small_file::SmallFile = crate::small_file::SmallFile {
+    what: "lock file",
+    limit: MAX_LOCK_LEN,
+    links: crate::small_file::Links::Refuse,
+};
+
 /// A lock file: where it lives and its entries, by plugin name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lock {
@@ -116,6 +127,10 @@ pub enum LockError {
         /// The OS error.
         source: io::Error,
     },
+    /// The file cannot be read, is not a regular file (a FIFO, a device, a symbolic link:
+    /// the lock is only ever written as a regular file), or is larger than [`MAX_LOCK_LEN`].
+    #[error(transparent)]
+    Unreadable(#[from] crate::small_file::SmallFileError),
     /// The file is not valid TOML, or not a lock of this format.
     #[error(
         "{}{}: {message}; it is generated: run `plugin-host lock` again to rewrite it",
@@ -141,14 +156,12 @@ impl Lock {
         }
     }
 
-    /// Reads and parses the lock file at `path`.
+    /// Reads and parses the lock file at `path`: a regular file of at most [`MAX_LOCK_LEN`]
+    /// bytes, not a symbolic link (a lock shipped in a repository as a link to `/dev/zero` or
+    /// a FIFO is an error at once, not a hang).
     pub fn read(path: impl Into<PathBuf>) -> Result<Self, LockError> {
         let path = path.into();
-        let text = fs::read_to_string(&path).map_err(|source| LockError::Io {
-            path: path.clone(),
-            action: "cannot read the lock file",
-            source,
-        })?;
+        let text = LOCK_FILE.read_to_string(&path)?;
         Self::parse(path, &text)
     }
 
@@ -156,9 +169,7 @@ impl Lock {
     pub fn read_if_exists(path: impl Into<PathBuf>) -> Result<Option<Self>, LockError> {
         let path = path.into();
         match Self::read(path) {
-            Err(LockError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-                Ok(None)
-            }
+            Err(LockError::Unreadable(e)) if e.is_not_found() => Ok(None),
             other => other.map(Some),
         }
     }
@@ -360,7 +371,7 @@ impl Lock {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| LOCK_FILE_NAME.to_owned());
-        let (temp, mut file) = create_temp(dir, &file_name)
+        let (temp, mut file) = crate::small_file::create_temp(dir, &file_name)
             .map_err(io("cannot create a temporary file beside the lock file"))?;
         let written = file
             .write_all(self.render().as_bytes())
@@ -377,23 +388,6 @@ impl Lock {
         }
         Ok(())
     }
-}
-
-/// A new file `.NAME.tmp.PID.N` in `dir`, created exclusively.
-fn create_temp(dir: &Path, name: &str) -> io::Result<(PathBuf, File)> {
-    let pid = std::process::id();
-    for n in 0..100u32 {
-        let path = dir.join(format!(".{name}.tmp.{pid}.{n}"));
-        match OpenOptions::new().write(true).create_new(true).open(&path) {
-            Ok(file) => return Ok((path, file)),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(io::Error::new(
-        io::ErrorKind::AlreadyExists,
-        "too many stale temporary lock files",
-    ))
 }
 
 /// A TOML basic string.
@@ -460,6 +454,47 @@ mod tests {
         assert_eq!(back, lock);
         assert_eq!(back.dir(), Path::new("dir"));
         assert_eq!(Lock::new("plugin-host.lock").dir(), Path::new("."));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_a_device_a_link_or_a_huge_file_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LOCK_FILE_NAME);
+        assert!(Lock::read_if_exists(&path).unwrap().is_none());
+
+        // A lock shipped as a link to /dev/zero: refused as a link, not read forever.
+        std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+        let e = Lock::read_if_exists(&path).unwrap_err().to_string();
+        assert!(e.starts_with(&path.display().to_string()), "{e}");
+        assert!(e.contains("lock file is a symbolic link"), "{e}");
+        // A link to a good lock is refused too: the host never writes one.
+        fs::remove_file(&path).unwrap();
+        let good = dir.path().join("good.lock");
+        fs::write(&good, Lock::new(&good).render()).unwrap();
+        std::os::unix::fs::symlink(&good, &path).unwrap();
+        assert!(matches!(
+            Lock::read(&path),
+            Err(LockError::Unreadable(
+                crate::small_file::SmallFileError::Symlink { .. }
+            ))
+        ));
+
+        fs::remove_file(&path).unwrap();
+        let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: `c` is a NUL-terminated path that lives across the call.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = Lock::read(&path).unwrap_err().to_string();
+        assert!(e.contains("lock file is a FIFO, not a regular file"), "{e}");
+
+        fs::remove_file(&path).unwrap();
+        let big = fs::File::create(&path).unwrap();
+        big.set_len(MAX_LOCK_LEN + 1).unwrap();
+        let e = Lock::read(&path).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("larger than {MAX_LOCK_LEN} bytes")),
+            "{e}"
+        );
     }
 
     #[test]

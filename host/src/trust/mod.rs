@@ -38,7 +38,7 @@ use std::str::FromStr;
 use serde::Serialize;
 
 pub use hash::FileDigest;
-pub use lock::{Lock, LockEntry, LockError, LOCK_FILE_NAME, LOCK_FORMAT_VERSION};
+pub use lock::{Lock, LockEntry, LockError, LOCK_FILE_NAME, LOCK_FORMAT_VERSION, MAX_LOCK_LEN};
 pub use signature::{signature_path, KeyError, SignatureStatus, TrustedKey, MAX_SIGNATURE_LEN};
 
 use crate::reason::ReasonCode;

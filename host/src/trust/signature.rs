@@ -111,8 +111,9 @@ pub(crate) enum Found<'k> {
     Unsigned,
     Invalid(String),
     Untrusted(String),
-    /// A well-formed signature by this trusted key: the file must be read to check it.
-    Check(&'k TrustedKey, Signature),
+    /// A well-formed signature by a key id that these trusted keys have (one, unless two
+    /// trusted keys share an id): the file must be read to check it against each.
+    Check(Vec<&'k TrustedKey>, Signature),
 }
 
 /// Reads `FILE.minisig` (bounded) and finds the trusted key it names.
@@ -136,60 +137,62 @@ pub(crate) fn find<'k>(file: &Path, keys: &'k [TrustedKey]) -> Found<'k> {
     let Some(id) = id else {
         return Found::Invalid("it is not a minisign signature".into());
     };
-    match keys.iter().find(|k| k.id == id) {
-        Some(key) => Found::Check(key, signature),
-        None => Found::Untrusted(key_id_hex(&id)),
+    // A key id is 8 bytes any key's owner chooses (it is not derived from the key): a
+    // trusted key listed first with the same id must not hide the one that signed.
+    let matching: Vec<&TrustedKey> = keys.iter().filter(|k| k.id == id).collect();
+    if matching.is_empty() {
+        Found::Untrusted(key_id_hex(&id))
+    } else {
+        Found::Check(matching, signature)
     }
 }
 
-/// The text of the signature file, `None` when there is none.
+/// The text of the signature file, `None` when there is none. Read as every small file the
+/// host is pointed at is ([`crate::small_file`]): a regular file (a link to one is followed),
+/// never blocking, at most [`MAX_SIGNATURE_LEN`] bytes.
 fn read_bounded(path: &Path) -> Result<Option<String>, String> {
-    use std::io::Read;
-    let (file, meta) = match crate::read::open_sized(path) {
-        Ok(opened) => opened,
-        Err(crate::read::ReadError::Io { source, .. })
-            if source.kind() == std::io::ErrorKind::NotFound =>
-        {
-            return Ok(None)
-        }
-        Err(crate::read::ReadError::Io { source, .. }) => {
-            return Err(format!("it cannot be read ({source})"))
-        }
-        Err(_) => return Err("it is not a regular file".into()),
+    use crate::small_file::{Links, SmallFile, SmallFileError};
+    const SIGNATURE_FILE: SmallFile = SmallFile {
+        what: "signature",
+        limit: MAX_SIGNATURE_LEN,
+        links: Links::Follow,
     };
-    if meta.len() > MAX_SIGNATURE_LEN {
-        return Err(format!(
-            "it is {} bytes, not a minisign signature (at most {MAX_SIGNATURE_LEN})",
-            meta.len()
-        ));
+    match SIGNATURE_FILE.read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(SmallFileError::Io { source, .. }) => Err(format!("it cannot be read ({source})")),
+        Err(SmallFileError::NotRegular { kind, .. }) => {
+            Err(format!("it is {kind}, not a regular file"))
+        }
+        Err(SmallFileError::TooLarge { .. }) => Err(format!(
+            "it is more than {MAX_SIGNATURE_LEN} bytes, not a minisign signature"
+        )),
+        Err(SmallFileError::NotText { .. }) => {
+            Err("it is not text, so not a minisign signature".into())
+        }
+        Err(e) => Err(e.to_string()),
     }
-    let mut bytes = Vec::new();
-    (&file)
-        .take(MAX_SIGNATURE_LEN + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("it cannot be read ({e})"))?;
-    if bytes.len() as u64 > MAX_SIGNATURE_LEN {
-        return Err("it grew past the size of a minisign signature".into());
-    }
-    String::from_utf8(bytes)
-        .map(Some)
-        .map_err(|_| "it is not text, so not a minisign signature".into())
 }
 
-/// Checks a signature against the file's bytes as they are read, once.
+/// Checks a signature against the file's bytes as they are read, once, for every trusted key
+/// with the signature's key id.
 pub(crate) enum Checker<'a> {
-    /// `ED`: BLAKE2b-512 of the file, streamed.
-    Prehashed(Box<StreamVerifier<'a>>),
+    /// `ED`: BLAKE2b-512 of the file, streamed (once per key).
+    Prehashed(Vec<StreamVerifier<'a>>),
     /// Legacy `Ed`: the whole file is signed, so it is kept.
-    Legacy(&'a TrustedKey, &'a Signature, Vec<u8>),
+    Legacy(Vec<&'a TrustedKey>, &'a Signature, Vec<u8>),
 }
 
 impl<'a> Checker<'a> {
-    pub(crate) fn new(key: &'a TrustedKey, signature: &'a Signature, len: u64) -> Self {
-        match key.key.verify_stream(signature) {
-            Ok(stream) => Checker::Prehashed(Box::new(stream)),
+    pub(crate) fn new(keys: &[&'a TrustedKey], signature: &'a Signature, len: u64) -> Self {
+        let streams: Result<Vec<_>, _> = keys
+            .iter()
+            .map(|k| k.key.verify_stream(signature))
+            .collect();
+        match streams {
+            Ok(streams) => Checker::Prehashed(streams),
             Err(_) => Checker::Legacy(
-                key,
+                keys.to_vec(),
                 signature,
                 Vec::with_capacity(len.min(1 << 28) as usize),
             ),
@@ -198,16 +201,19 @@ impl<'a> Checker<'a> {
 
     pub(crate) fn update(&mut self, chunk: &[u8]) {
         match self {
-            Checker::Prehashed(stream) => stream.update(chunk),
+            Checker::Prehashed(streams) => streams.iter_mut().for_each(|s| s.update(chunk)),
             Checker::Legacy(_, _, data) => data.extend_from_slice(chunk),
         }
     }
 
-    /// Whether the signature (and its global signature) is valid for what was read.
+    /// Whether the signature (and its global signature) is valid for what was read, by one
+    /// of the keys.
     pub(crate) fn finish(self) -> bool {
         match self {
-            Checker::Prehashed(mut stream) => stream.finalize().is_ok(),
-            Checker::Legacy(key, signature, data) => key.key.verify(&data, signature, true).is_ok(),
+            Checker::Prehashed(streams) => streams.into_iter().any(|mut s| s.finalize().is_ok()),
+            Checker::Legacy(keys, signature, data) => keys
+                .iter()
+                .any(|k| k.key.verify(&data, signature, true).is_ok()),
         }
     }
 }
@@ -267,8 +273,8 @@ jghuqLNgSd2Z0xfF8ueCOmgavtLHAf9waRJJOZOZjtRkgYR6UhNCf9phbvro70una2NlwvQ9oyqmGVxT
     /// `find`, then the checker over `data` in two chunks.
     fn check(file: &Path, keys: &[TrustedKey], data: &[u8]) -> Result<bool, String> {
         match find(file, keys) {
-            Found::Check(key, signature) => {
-                let mut checker = Checker::new(key, &signature, data.len() as u64);
+            Found::Check(matching, signature) => {
+                let mut checker = Checker::new(&matching, &signature, data.len() as u64);
                 let (a, b) = data.split_at(data.len() / 2);
                 checker.update(a);
                 checker.update(b);
@@ -306,6 +312,53 @@ jghuqLNgSd2Z0xfF8ueCOmgavtLHAf9waRJJOZOZjtRkgYR6UhNCf9phbvro70una2NlwvQ9oyqmGVxT
             check(&file, &[], b""),
             Err("untrusted 353A9B49AE7B477".into())
         );
+    }
+
+    /// Standard base64 with padding (the inverse of `base64_decode`).
+    fn base64_encode(bytes: &[u8]) -> String {
+        const ABC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let mut n = [0u8; 3];
+            n[..chunk.len()].copy_from_slice(chunk);
+            let n = u32::from_be_bytes([0, n[0], n[1], n[2]]);
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_trusted_key_with_the_signatures_key_id_is_tried() {
+        // A second key forced to the id of the key that signed: "Ed", the same 8-byte id,
+        // another 32-byte Ed25519 key (the other test key's).
+        let signer = base64_decode(PUB).unwrap();
+        let other =
+            base64_decode("RWQf6LRCGA9i53mlYecO4IzT51TGPpvWucNSCh1CBM0QTaLXn9MVMmtb").unwrap();
+        let mut colliding = signer[..10].to_vec();
+        colliding.extend_from_slice(&other[10..]);
+        let colliding = TrustedKey::parse(&base64_encode(&colliding)).unwrap();
+        let signer = TrustedKey::parse(PUB).unwrap();
+        assert_eq!(colliding.id(), signer.id());
+        assert_ne!(colliding.base64(), signer.base64());
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("libx.so");
+        for sig in [SIG, LEGACY] {
+            std::fs::write(signature_path(&file), sig).unwrap();
+            // The colliding key listed first: the signature is still valid.
+            let keys = [colliding.clone(), signer.clone()];
+            assert_eq!(check(&file, &keys, b"plugin bytes\n"), Ok(true));
+            assert_eq!(check(&file, &keys, b"plugin bytes!"), Ok(false));
+            // Only the colliding key: invalid, as before.
+            let keys = [colliding.clone()];
+            assert_eq!(check(&file, &keys, b"plugin bytes\n"), Ok(false));
+        }
     }
 
     #[test]

@@ -125,7 +125,7 @@ impl Trust {
         let found = (mode != SignatureMode::Ignore).then(|| signature::find(path, &self.keys));
         let hash = entry.is_some() || self.record_digests;
         let mut checker = match &found {
-            Some(Found::Check(key, signature)) => Some(Checker::new(key, signature, meta.len())),
+            Some(Found::Check(keys, signature)) => Some(Checker::new(keys, signature, meta.len())),
             _ => None,
         };
         let mut sealed = None;
@@ -203,15 +203,19 @@ impl Trust {
                 report.signature = Some(SignatureStatus::Signed);
                 return Ok(sealed);
             }
-            Found::Check(key, _) => (
+            Found::Check(keys, _) => (
                 SignatureStatus::InvalidSignature,
                 ReasonCode::InvalidSignature,
                 format!(
-                    "its signature {sig} (key {}) does not match the file: the file or its \
+                    "its signature {sig} (key {}{}) does not match the file: the file or its \
                      signature was changed after signing; reinstall the plugin from its \
                      author, or sign the file again if you rebuilt it (`minisign -Sm FILE` or \
                      `plugin-host sign FILE`)",
-                    key.id()
+                    keys[0].id(),
+                    match keys.len() {
+                        1 => String::new(),
+                        n => format!(", tried with each of the {n} trusted keys of that id"),
+                    }
                 ),
             ),
             Found::Invalid(detail) => (
