@@ -995,3 +995,20 @@ fn a_fifo_or_a_device_named_as_configuration_is_refused_at_once() {
         assert!(e.contains("$PLUGIN_HOST_CONFIG"), "{e}");
     }
 }
+
+#[test]
+fn a_project_file_whose_owner_cannot_be_checked_is_not_used() {
+    // Fail closed: a file (or directory) gone between being found and being checked — a swap
+    // in progress — is not taken for one of the user's own.
+    let w = World::new();
+    let gone = w.path("gone/plugin-host.toml");
+    match super::trusted::path_refusal(&gone) {
+        Some(Untrusted::Unchecked { path, detail }) => {
+            assert_eq!(path, gone);
+            assert!(detail.contains("No such file"), "{detail}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let mine = w.write("proj/plugin-host.toml", "");
+    assert_eq!(super::trusted::path_refusal(&mine), None);
+}
