@@ -199,11 +199,8 @@ fn text(
     dir: &Path,
 ) -> Result<()> {
     let k = &report.krate;
-    let toolchain = k
-        .toolchain_file
-        .as_ref()
-        .map(|f| format!(", toolchain from {}", f.display()))
-        .unwrap_or_default();
+    // What decides the compiler: a toolchain file, or what overrides it.
+    let toolchain = format!(", toolchain from {}", k.toolchain);
     writeln!(
         out,
         "{}",

@@ -1,8 +1,9 @@
 //! Preflight: what the host will say about a plugin crate's build, before building it.
 //!
 //! The crate's resolved dependencies (its lockfile, through the recorder's own `cargo tree`
-//! query), its toolchain (what `rustc -vV` says in its directory, so rust-toolchain files,
-//! rustup overrides and `RUSTUP_TOOLCHAIN` count), its profile (the root manifest's
+//! query), its toolchain (what `rustc -vV` says for the toolchain rustup would pick there —
+//! rust-toolchain files, rustup overrides and `RUSTUP_TOOLCHAIN` count — read without running
+//! any program the crate names: see [`crate::cargo`]), its profile (the root manifest's
 //! `[profile.*]` over cargo's defaults) and its `plugin-api` make a predicted
 //! [`Provenance`], which the host's own judge ([`host::judge`]) then judges under the policy:
 //! preflight and `plugin-host check` agree by construction.
@@ -125,8 +126,11 @@ pub struct CrateRef {
     pub dir: PathBuf,
     /// The workspace root, whose lockfile and profiles count.
     pub workspace_root: PathBuf,
-    /// The rust-toolchain file that picks its compiler, if any.
+    /// The rust-toolchain file that picks its compiler, if one does (not when
+    /// `RUSTUP_TOOLCHAIN`, `$RUSTC` or a rustup override decides over it).
     pub toolchain_file: Option<PathBuf>,
+    /// What picks its compiler, as rustup decides it.
+    pub toolchain: cargo::ToolchainChoice,
     /// The cargo profile the prediction is for (`dev`, `release`).
     pub cargo_profile: String,
 }
@@ -200,7 +204,8 @@ impl<'a> Preflight<'a> {
             (krate, compiler)
         });
         let krate = krate?;
-        let predicted = self.predict_with(&krate, compiler?)?;
+        let (rustc, target, choice) = compiler?;
+        let predicted = self.predict_with(&krate, (rustc, target))?;
         let verdict = host::judge(&self.host.provenance, &predicted, &self.policy);
         let fixes = fixes(
             &self.host.provenance,
@@ -215,7 +220,8 @@ impl<'a> Preflight<'a> {
                 version: krate.version.to_string(),
                 dir: dir.to_owned(),
                 workspace_root: krate.root.clone(),
-                toolchain_file: manifest::toolchain_file(dir),
+                toolchain_file: choice.file().map(Path::to_owned),
+                toolchain: choice,
                 cargo_profile: self.cargo_profile.clone(),
             },
             policy: self.policy.name().to_owned(),
@@ -229,7 +235,8 @@ impl<'a> Preflight<'a> {
 
     /// The provenance the recorder would write for a build of `krate` in `dir`.
     fn predict(&self, dir: &Path, krate: &PluginCrate) -> Result<Provenance, PreflightError> {
-        self.predict_with(krate, cargo::rustc(dir)?)
+        let (rustc, target, _) = cargo::rustc(dir)?;
+        self.predict_with(krate, (rustc, target))
     }
 
     /// [`Self::predict`], with the compiler `rustc -vV` in `dir` reported and its host triple.

@@ -349,3 +349,145 @@ fn bad_input_is_an_error_with_exit_2() {
         stderr(&out)
     );
 }
+
+/// A program at `path` that appends its name to `marker` and fails.
+fn marker_program(path: &Path, marker: &Path) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(
+        path,
+        format!("#!/bin/sh\necho \"$0\" >> '{}'\nexit 1\n", marker.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn preflight_runs_no_rustc_wrapper_the_crate_configures() {
+    let dir = scaffold("scaffold-wrapper", "command");
+    let marker = dir.join("wrapper-ran");
+    marker_program(&dir.join("wrapper.sh"), &marker);
+    fs::create_dir_all(dir.join(".cargo")).unwrap();
+    fs::write(
+        dir.join(".cargo/config.toml"),
+        format!(
+            "[build]\nrustc-wrapper = \"{}\"\n",
+            dir.join("wrapper.sh").display()
+        ),
+    )
+    .unwrap();
+    let (code, report) = preflight(&dir, &[], &[]);
+    assert_eq!(code, 0, "{report:#}");
+    let out = cli_in(&dir, &["preflight", "--fix"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("a build would be accepted"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        !marker.exists(),
+        "preflight ran the crate's rustc-wrapper: {}",
+        fs::read_to_string(&marker).unwrap_or_default()
+    );
+}
+
+#[test]
+fn preflight_refuses_a_toolchain_named_by_path_without_running_it() {
+    let dir = scaffold("scaffold-path-toolchain", "command");
+    let file = dir.join("rust-toolchain.toml");
+    let pinned = fs::read_to_string(&file).unwrap();
+    let channel = pinned
+        .lines()
+        .find_map(|l| l.strip_prefix("channel = "))
+        .unwrap()
+        .trim_matches('"')
+        .to_owned();
+    let marker = dir.join("toolchain-ran");
+    let toolchain = dir.join("own-toolchain");
+    for program in ["cargo", "rustc"] {
+        marker_program(&toolchain.join("bin").join(program), &marker);
+    }
+    fs::write(
+        &file,
+        format!("[toolchain]\npath = \"{}\"\n", toolchain.display()),
+    )
+    .unwrap();
+    for args in [&["preflight"][..], &["preflight", "--fix"]] {
+        let out = cli_in(&dir, args, &[]);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stdout(&out));
+        let message = stderr(&out);
+        for needle in [
+            "rust-toolchain.toml names its toolchain by path",
+            "preflight runs no program a crate names",
+            "RUSTUP_TOOLCHAIN=NAME",
+        ] {
+            assert!(message.contains(needle), "{args:?} {needle}: {message}");
+        }
+    }
+    assert!(
+        !marker.exists(),
+        "preflight ran the crate's toolchain: {}",
+        fs::read_to_string(&marker).unwrap_or_default()
+    );
+    assert_eq!(
+        fs::read_to_string(&file).unwrap(),
+        format!("[toolchain]\npath = \"{}\"\n", toolchain.display()),
+        "--fix changed a crate it refused"
+    );
+    // The way out the message names: a toolchain chosen for the run decides over the file.
+    let out = cli_in(&dir, &["preflight"], &[("RUSTUP_TOOLCHAIN", &channel)]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("toolchain from RUSTUP_TOOLCHAIN={channel}")),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!marker.exists());
+}
+
+#[test]
+fn fix_reports_only_real_changes_and_names_what_decides_the_toolchain() {
+    let dir = scaffold("scaffold-decides", "command");
+    // The file decides: the header names it.
+    let out = cli_in(&dir, &["preflight"], &[]);
+    let header = stdout(&out);
+    assert!(
+        header.contains(&format!(
+            "toolchain from {}",
+            dir.join("rust-toolchain.toml").display()
+        )),
+        "{header}"
+    );
+    let nightly = Command::new("rustup")
+        .args(["run", "nightly", "rustc", "-V"])
+        .output();
+    if !nightly.is_ok_and(|o| o.status.success()) {
+        eprintln!(
+            "\n======== SKIPPED the RUSTUP_TOOLCHAIN half of \
+             fix_reports_only_real_changes_and_names_what_decides_the_toolchain: no nightly \
+             toolchain here ========\n"
+        );
+        return;
+    }
+    let before = fs::read_to_string(dir.join("rust-toolchain.toml")).unwrap();
+    let env = [("RUSTUP_TOOLCHAIN", "nightly")];
+    let out = cli_in(&dir, &["preflight", "--fix", "--policy", "strict"], &env);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("toolchain from RUSTUP_TOOLCHAIN=nightly)"),
+        "{text}"
+    );
+    assert!(!text.contains("fixed: rust-toolchain.toml"), "{text}");
+    assert!(
+        text.contains("NOT aligned [rustc]")
+            && text.contains("RUSTUP_TOOLCHAIN=nightly decides the toolchain here")
+            && text.contains("unset RUSTUP_TOOLCHAIN"),
+        "{text}"
+    );
+    assert_eq!(
+        fs::read_to_string(dir.join("rust-toolchain.toml")).unwrap(),
+        before
+    );
+}

@@ -139,6 +139,14 @@ pub enum ContainerError {
         /// Highest `GLIBC_` version the host needs.
         floor: String,
     },
+    /// The build left something other than a regular file where its library should be.
+    #[error("{} is a {kind}, not a regular file: the build left it where the library should be, and it is not copied (a build's output is copied only as a regular file, never through a link); nothing was written to the output directory", path.display())]
+    NotARegularFile {
+        /// The file the build left.
+        path: PathBuf,
+        /// What it is (`symbolic link`, `FIFO`, …).
+        kind: &'static str,
+    },
     /// A program the builder runs failed.
     #[error("`{command}` failed ({status}):\n{detail}")]
     CommandFailed {

@@ -11,7 +11,7 @@ use host::HostIdentity;
 use super::context::{host_crates, image_tag, HostCrate, IMAGE_ROOT};
 use super::engine::Engine;
 use super::error::{tail, ContainerError};
-use super::files::{copy_tree, sha256_file};
+use super::files::{copy_regular, copy_tree};
 use super::glibc;
 use super::toolchain;
 
@@ -91,51 +91,68 @@ pub fn build_plugin(
     );
     let built = match engine {
         Some(engine) => in_image(engine, host, &plugin, stage.path(), debug, &file)?,
-        None => on_machine(
-            host,
-            &plugin,
-            stage.path(),
-            &crates,
-            debug,
-            &file,
-            &request.checker,
-        )?,
+        None => on_machine(host, &plugin, stage.path(), &crates, debug, &file)?,
     };
 
-    if let (Some(needs), Some(floor)) = (
-        glibc::glibc_needed(&built)?,
-        glibc::glibc_needed(&request.checker)?,
-    ) {
+    // Nothing half-written in the output directory: a hidden temporary file beside the final
+    // name (a regular file copied from the build's, never through a link), checked, then
+    // renamed over the final name.
+    let name = output_name(host, &plugin.name, &plugin.version);
+    let target = request.out_dir.join(&name);
+    let partial = request
+        .out_dir
+        .join(format!(".partial-{}-{name}", std::process::id()));
+    let (from_dir, from_name) = match (built.parent(), built.file_name().and_then(|n| n.to_str())) {
+        (Some(dir), Some(file)) => (dir, file),
+        _ => {
+            return Err(ContainerError::Io {
+                path: built.clone(),
+                source: std::io::Error::other("not a file name"),
+            })
+        }
+    };
+    let sha256 = copy_regular(from_dir, from_name, &partial)?;
+    let checked = check_written(&plugin, &partial, &request.checker)
+        .and_then(|()| fs::rename(&partial, &target).map_err(ContainerError::io(&target)));
+    if let Err(e) = checked {
+        let _ = fs::remove_file(&partial);
+        return Err(e);
+    }
+    Ok(Built {
+        sha256,
+        path: target,
+    })
+}
+
+/// The checks of the very bytes written to the output directory (`file`): the C library it
+/// needs is not newer than the host's, and the host's CLI accepts it under `--policy strict`.
+fn check_written(plugin: &PluginCrate, file: &Path, checker: &Path) -> Result<(), ContainerError> {
+    if let (Some(needs), Some(floor)) = (glibc::glibc_needed(file)?, glibc::glibc_needed(checker)?)
+    {
         if needs > floor {
             return Err(ContainerError::GlibcTooNew {
-                name: plugin.name,
+                name: plugin.name.clone(),
                 needs: glibc::show(needs),
                 floor: glibc::show(floor),
             });
         }
     }
-
-    // Nothing half-written in the output directory: a hidden temporary file beside the final
-    // name, renamed over it once complete.
-    let name = output_name(host, &plugin.name, &plugin.version);
-    let target = request.out_dir.join(&name);
-    let partial = request
-        .out_dir
-        .join(format!(".{name}.partial-{}", std::process::id()));
-    let written = fs::copy(&built, &partial)
-        .and_then(|_| fs::File::open(&partial)?.sync_all())
-        .and_then(|_| fs::rename(&partial, &target));
-    if let Err(source) = written {
-        let _ = fs::remove_file(&partial);
-        return Err(ContainerError::Io {
-            path: target,
+    let check = Command::new(checker)
+        .args(["check", "--policy", "strict"])
+        .arg(file)
+        .env("PLUGIN_HOST_LOG", "warn")
+        .output()
+        .map_err(|source| ContainerError::Spawn {
+            program: checker.display().to_string(),
             source,
+        })?;
+    if !check.status.success() {
+        return Err(ContainerError::Refused {
+            name: plugin.name.clone(),
+            report: tail(&[check.stdout.as_slice(), &check.stderr].concat(), 30),
         });
     }
-    Ok(Built {
-        sha256: sha256_file(&target)?,
-        path: target,
-    })
+    Ok(())
 }
 
 /// Reads the crate's manifest with `cargo metadata` and checks it is a standalone plugin
@@ -380,7 +397,6 @@ fn on_machine(
     crates: &[HostCrate],
     debug: bool,
     file: &str,
-    checker: &Path,
 ) -> Result<PathBuf, ContainerError> {
     let toolchain = toolchain::find(&host.provenance.rustc)?;
     // `cargo +TOOLCHAIN`, without needing rustup's proxy on PATH: that toolchain's own cargo
@@ -416,26 +432,10 @@ fn on_machine(
             log: tail(&out.stderr, 30),
         });
     }
-    let built = stage
+    Ok(stage
         .join("target")
         .join(if debug { "debug" } else { "release" })
-        .join(file);
-    let check = Command::new(checker)
-        .args(["check", "--policy", "strict"])
-        .arg(&built)
-        .env("PLUGIN_HOST_LOG", "warn")
-        .output()
-        .map_err(|source| ContainerError::Spawn {
-            program: checker.display().to_string(),
-            source,
-        })?;
-    if !check.status.success() {
-        return Err(ContainerError::Refused {
-            name: plugin.name.clone(),
-            report: tail(&[check.stdout.as_slice(), &check.stderr].concat(), 30),
-        });
-    }
-    Ok(built)
+        .join(file))
 }
 
 #[cfg(test)]

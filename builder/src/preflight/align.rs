@@ -122,7 +122,7 @@ impl Preflight<'_> {
         not_aligned: &mut Vec<NotAligned>,
     ) -> Result<(), PreflightError> {
         let host = &self.host.provenance.rustc;
-        let (rustc, _) = cargo::rustc(dir)?;
+        let (rustc, _, _) = cargo::rustc(dir)?;
         if (&rustc.release, &rustc.commit_hash) == (&host.release, &host.commit_hash) {
             return Ok(());
         }
@@ -139,25 +139,39 @@ impl Preflight<'_> {
             });
             return Ok(());
         };
+        // Only a real change is reported as one (the file may pin the host's compiler
+        // already, while something else decides over it).
+        let before = fs::read(file).ok();
         write_toolchain(file, &toolchain)?;
         let name = file.file_name().unwrap_or_default().to_string_lossy();
-        applied.push(format!("{name}: channel = \"{toolchain}\""));
-        let now = cargo::rustc(dir).map(|(r, _)| r);
+        if fs::read(file).ok() != before {
+            applied.push(format!("{name}: channel = \"{toolchain}\""));
+        }
+        let now = cargo::rustc(dir);
         if now
             .as_ref()
-            .is_ok_and(|r| r.commit_hash == host.commit_hash)
+            .is_ok_and(|(r, _, _)| r.commit_hash == host.commit_hash)
         {
             return Ok(());
         }
-        let reason = match (&now, std::env::var("RUSTUP_TOOLCHAIN")) {
-            (_, Ok(t)) => format!(
-                "RUSTUP_TOOLCHAIN={t} in this environment overrides {name}; unset it to build with {toolchain}"
-            ),
-            (Err(e), _) => format!(
+        let same = |f: &Path| f.canonicalize().ok() == file.canonicalize().ok();
+        let reason = match &now {
+            Ok((_, _, choice)) if !choice.file().is_some_and(same) => {
+                let undo = match choice {
+                    cargo::ToolchainChoice::Env { .. } => "unset RUSTUP_TOOLCHAIN".to_owned(),
+                    cargo::ToolchainChoice::Rustc { .. } => "unset RUSTC".to_owned(),
+                    cargo::ToolchainChoice::Override { dir, .. } => {
+                        format!("`rustup override unset --path {}`", dir.display())
+                    }
+                    _ => format!("pin {toolchain} there instead"),
+                };
+                format!("{choice} decides the toolchain here, over {name}: {undo} to build with {toolchain}")
+            }
+            Err(e) => format!(
                 "toolchain {toolchain} does not run here (`rustup toolchain install {toolchain}` first): {}",
                 e.cargo_reason()
             ),
-            (Ok(r), _) => format!(
+            Ok((r, _, _)) => format!(
                 "toolchain {toolchain} is rustc {}, not the host's {}{}",
                 r.short(),
                 host.short(),
