@@ -34,6 +34,7 @@ pub use align::{Alignment, NotAligned};
 pub(crate) use manifest::PluginCrate;
 
 use crate::cargo::{self, ToolError};
+pub use crate::lockfile::ImageGap;
 
 /// Why a crate could not be preflighted (as opposed to: it would be refused).
 #[derive(Debug, thiserror::Error)]
@@ -169,6 +170,20 @@ pub struct Report {
     pub fixes: Vec<Fix>,
     /// The predicted provenance of the build.
     pub predicted: Provenance,
+    /// Whether the builder image (`plugin-host builder build`) holds every crate of the lock;
+    /// `None` when the host's Cargo.lock is not found (the host's source checkout is gone).
+    pub builder_image: Option<ImagePrediction>,
+}
+
+/// What preflight predicts of a build in the builder image: it holds only the crates of the
+/// host's lock, at the host's versions, and has no network.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImagePrediction {
+    /// The host's Cargo.lock the crate's lock was compared with.
+    pub host_lockfile: PathBuf,
+    /// The crates of the crate's lock (build-time and proc-macro crates too) the image does
+    /// not hold: a build there fails until each is moved to the host's version.
+    pub missing: Vec<ImageGap>,
 }
 
 impl<'a> Preflight<'a> {
@@ -213,7 +228,9 @@ impl<'a> Preflight<'a> {
             &verdict,
             &self.cargo_profile,
         );
+        let builder_image = self.image_prediction(&krate)?;
         Ok(Report {
+            builder_image,
             host: format!("{} {}", self.host.name, self.host.version),
             krate: CrateRef {
                 name: krate.name.clone(),
@@ -231,6 +248,27 @@ impl<'a> Preflight<'a> {
             fixes,
             predicted,
         })
+    }
+
+    /// The crates of `krate`'s lock the builder image does not hold, when the host's lock is
+    /// found.
+    fn image_prediction(
+        &self,
+        krate: &PluginCrate,
+    ) -> Result<Option<ImagePrediction>, PreflightError> {
+        let Some(host_lockfile) = crate::container::host_lockfile(self.host) else {
+            return Ok(None);
+        };
+        let missing = crate::lockfile::gaps_between(&host_lockfile, &krate.lockfile()).map_err(
+            |message| PreflightError::Io {
+                path: krate.lockfile(),
+                source: std::io::Error::other(message),
+            },
+        )?;
+        Ok(Some(ImagePrediction {
+            host_lockfile,
+            missing,
+        }))
     }
 
     /// The provenance the recorder would write for a build of `krate` in `dir`.
@@ -323,8 +361,13 @@ pub(crate) enum Update {
 
 impl Update {
     pub(crate) fn command(name: &str, from: &str, to: &str) -> String {
-        format!("cargo update -p {name}@{from} --precise {to}")
+        update_command(name, from, to)
     }
+}
+
+/// `cargo update -p NAME@FROM --precise TO`.
+pub(crate) fn update_command(name: &str, from: &str, to: &str) -> String {
+    format!("cargo update -p {name}@{from} --precise {to}")
 }
 
 /// For every crate both link at other versions: the update that aligns it.
@@ -381,7 +424,7 @@ pub(crate) fn updates(host: &Provenance, plugin: &Provenance) -> Vec<Update> {
     out
 }
 
-fn series(v: &semver::Version) -> (u64, u64) {
+pub(crate) fn series(v: &semver::Version) -> (u64, u64) {
     if v.major > 0 {
         (v.major, 0)
     } else {

@@ -12,7 +12,7 @@ use crate::support::{stderr, stdout};
 
 /// Runs `plugin-host ARGS` in `dir` as a user's shell would: rustup picks the toolchain from
 /// the directory (no `RUSTUP_TOOLCHAIN`, `RUSTC` or `CARGO` from the test run), plus `env`.
-fn cli_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) fn cli_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_plugin-host"));
     cmd.args(args)
         .current_dir(dir)
@@ -27,7 +27,7 @@ fn cli_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 /// A fresh scaffold `name` (of `kind`) under the test's scratch directory.
-fn scaffold(name: &str, kind: &str) -> PathBuf {
+pub(crate) fn scaffold(name: &str, kind: &str) -> PathBuf {
     let parent = tmp().join("builder");
     fs::create_dir_all(&parent).unwrap();
     let dir = parent.join(name);
@@ -490,4 +490,118 @@ fn fix_reports_only_real_changes_and_names_what_decides_the_toolchain() {
         fs::read_to_string(dir.join("rust-toolchain.toml")).unwrap(),
         before
     );
+}
+
+/// The (name, version, source) of every `[[package]]` of a Cargo.lock.
+pub(crate) fn locked(lock: &Path) -> Vec<(String, String, Option<String>)> {
+    let text = fs::read_to_string(lock).unwrap();
+    let mut out = Vec::new();
+    for block in text.split("[[package]]").skip(1) {
+        let field = |key: &str| {
+            block.lines().find_map(|l| {
+                l.strip_prefix(&format!("{key} = \""))
+                    .map(|v| v.trim_end_matches('"').to_owned())
+            })
+        };
+        out.push((
+            field("name").unwrap(),
+            field("version").unwrap(),
+            field("source"),
+        ));
+    }
+    out
+}
+
+/// The registry crates of the lock in `dir` that the host's Cargo.lock (so the builder
+/// image) does not have at that version, as `name version`.
+pub(crate) fn off_the_hosts_lock(dir: &Path) -> Vec<String> {
+    let host = locked(&crate::fixtures::root().join("Cargo.lock"));
+    locked(&dir.join("Cargo.lock"))
+        .into_iter()
+        .filter(|(name, version, source)| {
+            source.is_some() && !host.iter().any(|(n, v, _)| n == name && v == version)
+        })
+        .map(|(name, version, _)| format!("{name} {version}"))
+        .collect()
+}
+
+/// Moves the newest `syn` of the lock in `dir` (a proc-macro crate: linked into no plugin,
+/// so `check` does not see it, but the builder image holds only the host's version) to its
+/// newest release, fetched; returns (host's version, new version).
+pub(crate) fn move_syn_off_the_hosts_version(dir: &Path) -> (String, String) {
+    let newest = |dir: &Path| {
+        locked(&dir.join("Cargo.lock"))
+            .into_iter()
+            .filter(|(n, _, _)| n == "syn")
+            .map(|(_, v, _)| v)
+            .max_by_key(|v| {
+                v.split('.')
+                    .map(|p| p.parse::<u64>().unwrap_or(0))
+                    .collect::<Vec<_>>()
+            })
+            .expect("syn in the lock")
+    };
+    let host = newest(dir);
+    run_suggested(dir, &format!("cargo update -p syn@{host}"), &[]);
+    run_suggested(dir, "cargo fetch", &[]);
+    let moved = newest(dir);
+    assert_ne!(
+        moved, host,
+        "no release of syn newer than the host's {host} to test with"
+    );
+    (host, moved)
+}
+
+#[test]
+fn new_starts_from_the_hosts_lock_and_preflight_predicts_and_fixes_the_image() {
+    let dir = scaffold("scaffold-image-a", "command");
+    assert_eq!(off_the_hosts_lock(&dir), Vec::<String>::new());
+    // A newer syn in cargo's cache: a lock resolved anew (not from the host's) would take it.
+    let (host_syn, newer) = move_syn_off_the_hosts_version(&dir);
+    let fresh = scaffold("scaffold-image-b", "command");
+    assert_eq!(
+        off_the_hosts_lock(&fresh),
+        Vec::<String>::new(),
+        "`new` left crates off the host's lock"
+    );
+
+    // The moved crate is linked into no plugin: `check` would accept the build, but the
+    // builder image does not hold it.
+    let command = format!("cargo update -p syn@{newer} --precise {host_syn}");
+    let (code, report) = preflight(&dir, &[], &[]);
+    assert_eq!(code, 0, "{report:#}");
+    let missing = &report["builder_image"]["missing"];
+    assert_eq!(missing[0]["name"], "syn", "{report:#}");
+    assert_eq!(missing[0]["version"], newer.as_str());
+    assert_eq!(missing[0]["command"], command.as_str());
+    let text = stdout(&cli_in(&dir, &["preflight", "--policy", "strict"], &[]));
+    for needle in [
+        "builder image: a build there would fail",
+        &format!("syn {newer}"),
+        &command,
+        "a build in the builder image would fail",
+    ] {
+        assert!(text.contains(needle), "{needle}: {text}");
+    }
+    // The printed command, run as printed, repairs it…
+    run_suggested(&dir, &command, &[]);
+    let (_, report) = preflight(&dir, &[], &[]);
+    assert_eq!(report["builder_image"]["missing"], serde_json::json!([]));
+    assert_eq!(off_the_hosts_lock(&dir), Vec::<String>::new());
+
+    // …and so does --fix.
+    move_syn_off_the_hosts_version(&dir);
+    let (code, fixed) = preflight(&dir, &["--fix"], &[]);
+    assert_eq!(code, 0, "{fixed:#}");
+    assert!(
+        fixed["applied"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == command.as_str()),
+        "{:#}",
+        fixed["applied"]
+    );
+    assert_eq!(fixed["builder_image"]["missing"], serde_json::json!([]));
+    assert_eq!(off_the_hosts_lock(&dir), Vec::<String>::new());
 }

@@ -283,3 +283,41 @@ fn a_build_that_leaves_a_symlink_to_a_host_file_is_refused_and_nothing_is_copied
         "a file of this machine"
     );
 }
+
+#[test]
+fn a_crate_made_by_new_builds_in_the_image_and_a_lock_off_the_hosts_is_told_the_commands() {
+    let Some(engine) = engine() else { return };
+    ensure_image(&engine);
+    let krate = crate::builder::scaffold("image-new", "command");
+    let out = tempfile::tempdir().unwrap();
+    let (file, _) = build(&krate, out.path(), &engine);
+    assert_strict_accepts(&file);
+
+    // A proc-macro crate at a release the image does not hold: the build fails there, and
+    // says which commands bring the lock back to the host's versions.
+    let (host_syn, newer) = crate::builder::move_syn_off_the_hosts_version(&krate);
+    let failed = tempfile::tempdir().unwrap();
+    let o = cli(&[
+        "builder",
+        "build",
+        krate.to_str().unwrap(),
+        "--out",
+        failed.path().to_str().unwrap(),
+        "--engine",
+        &engine,
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let message = stderr(&o);
+    let command = format!("cargo update -p syn@{newer} --precise {host_syn}");
+    assert!(
+        message.contains(&format!("\n  {command}")),
+        "{command}: {message}"
+    );
+    assert_eq!(fs::read_dir(failed.path()).unwrap().count(), 0);
+    // Every command it prints, run as printed, and the build succeeds.
+    for printed in message.lines().filter_map(|l| l.strip_prefix("  cargo ")) {
+        crate::fixtures::run_suggested(&krate, &format!("cargo {printed}"), &[]);
+    }
+    let (file, _) = build(&krate, failed.path(), &engine);
+    assert_strict_accepts(&file);
+}

@@ -112,7 +112,7 @@ pub enum ContainerError {
         known: String,
     },
     /// The build itself failed.
-    #[error("building {name} {where_} failed:\n{log}\nfix the crate so `cargo build --offline` succeeds with only the host's crates (the image has no network and holds only the crates the host links)")]
+    #[error("building {name} {where_} failed:\n{log}\n{advice}")]
     BuildFailed {
         /// The plugin.
         name: String,
@@ -120,6 +120,9 @@ pub enum ContainerError {
         where_: String,
         /// The end of the build's output.
         log: String,
+        /// What to do: the exact `cargo update` commands when the crate's lock names crates
+        /// the image does not hold.
+        advice: String,
     },
     /// The built file was refused by the host's strict check.
     #[error("the host refused the build of {name} under --policy strict:\n{report}")]

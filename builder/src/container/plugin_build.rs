@@ -353,6 +353,7 @@ fn in_image(
             name: plugin.name.clone(),
             where_: format!("in the image {tag}"),
             log: tail(&out.stderr, 30),
+            advice: image_advice(host, &stage.join("crate")),
         }),
         Some(71) => Err(ContainerError::Refused {
             name: plugin.name.clone(),
@@ -364,6 +365,42 @@ fn in_image(
             detail: tail(&out.stderr, 20),
         }),
     }
+}
+
+/// What to do about a build that failed in the image: the `cargo update` commands that move
+/// each crate of the lock the image does not hold to the host's version, when there are any.
+fn image_advice(host: &HostIdentity, staged: &Path) -> String {
+    let general = "fix the crate so `cargo build --offline` succeeds with only the host's crates (the image has no network and holds only the crates of the host's Cargo.lock, at its versions)";
+    let Some(host_lock) = super::context::host_lockfile(host) else {
+        return general.to_owned();
+    };
+    let gaps = match crate::lockfile::gaps_between(&host_lock, &staged.join("Cargo.lock")) {
+        Ok(gaps) if !gaps.is_empty() => gaps,
+        _ => return general.to_owned(),
+    };
+    let mut advice = format!(
+        "the image holds only the crates of the host's {}, at its versions, and the crate's Cargo.lock names others",
+        host_lock.display()
+    );
+    let commands: Vec<&str> = gaps.iter().filter_map(|g| g.command.as_deref()).collect();
+    if !commands.is_empty() {
+        advice.push_str("; run in the crate's directory (or `plugin-host preflight --fix` there):");
+        for command in commands {
+            advice.push_str(&format!("\n  {command}"));
+        }
+    }
+    let unmovable: Vec<String> = gaps
+        .iter()
+        .filter(|g| g.command.is_none())
+        .map(ToString::to_string)
+        .collect();
+    if !unmovable.is_empty() {
+        advice.push_str("\nand change the crate's requirements for:");
+        for gap in unmovable {
+            advice.push_str(&format!("\n  {gap}"));
+        }
+    }
+    advice
 }
 
 /// The `--remap-path-prefix` flags that make a build on this machine name the paths it
@@ -430,6 +467,7 @@ fn on_machine(
             name: plugin.name.clone(),
             where_: format!("on this machine with {}", toolchain.name),
             log: tail(&out.stderr, 30),
+            advice: "fix the crate so `cargo build` succeeds with the host's toolchain".into(),
         });
     }
     Ok(stage

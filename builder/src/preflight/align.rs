@@ -110,6 +110,7 @@ impl Preflight<'_> {
         self.align_toolchain(dir, toolchain_file, &mut applied, &mut not_aligned)?;
         self.align_profile(&krate, &mut applied)?;
         self.align_lock(dir, &krate, &mut applied, &mut not_aligned)?;
+        self.align_image(&krate, &mut applied, &mut not_aligned)?;
         Ok((applied, not_aligned))
     }
 
@@ -290,6 +291,61 @@ impl Preflight<'_> {
                             });
                         }
                     }
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Preflight<'_> {
+    /// Moves every crate of the lock the builder image does not hold (build-time and
+    /// proc-macro crates too) to the host's version, until none is left to move.
+    fn align_image(
+        &self,
+        krate: &PluginCrate,
+        applied: &mut Vec<String>,
+        not_aligned: &mut Vec<NotAligned>,
+    ) -> Result<(), PreflightError> {
+        let mut tried: Vec<String> = Vec::new();
+        for _ in 0..UPDATE_ROUNDS {
+            let Some(prediction) = self.image_prediction(krate)? else {
+                return Ok(());
+            };
+            let mut progressed = false;
+            for gap in prediction.missing {
+                let what = format!("{} {}", gap.name, gap.version);
+                let Some(command) = gap.command.clone() else {
+                    if !not_aligned.iter().any(|n| n.what == what) {
+                        not_aligned.push(NotAligned {
+                            check: CheckKind::Dependencies,
+                            what,
+                            reason: format!(
+                                "the builder image holds only the host's crates ({}): {gap}",
+                                prediction.host_lockfile.display()
+                            ),
+                        });
+                    }
+                    continue;
+                };
+                if tried.contains(&command) {
+                    continue;
+                }
+                tried.push(command.clone());
+                let args: Vec<&str> = command.split(' ').skip(1).collect();
+                match cargo::cargo_offline_first(&krate.root, &args) {
+                    Ok(_) => {
+                        applied.push(command);
+                        progressed = true;
+                    }
+                    Err(e) => not_aligned.push(NotAligned {
+                        check: CheckKind::Dependencies,
+                        what: command,
+                        reason: e.cargo_reason(),
+                    }),
                 }
             }
             if !progressed {
