@@ -142,6 +142,24 @@ fn scaffold_builds_and_passes_strict() {
         assert_agree(&predicted, &checked);
         // The scaffold's own unit test passes.
         run_suggested(&dir, "cargo test", &target_arg(&target));
+        // Predicted for another profile, the fix is the host's build command: run as
+        // printed, its build is accepted.
+        let other = if crate::support::host_info()["profile"]["name"] == "release" {
+            "dev"
+        } else {
+            "release"
+        };
+        let (_, report) = preflight(&dir, &["--profile", other], &[]);
+        let command = report["fixes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["check"] == "profile")
+            .and_then(|f| f["command"].as_str())
+            .unwrap_or_else(|| panic!("no profile fix command: {report:#}"))
+            .to_owned();
+        run_suggested(&dir, &command, &target_arg(&target));
+        assert_eq!(check_strict(&lib_in(&target, name)).0, 0);
     }
 }
 

@@ -321,3 +321,54 @@ fn a_crate_made_by_new_builds_in_the_image_and_a_lock_off_the_hosts_is_told_the_
     let (file, _) = build(&krate, failed.path(), &engine);
     assert_strict_accepts(&file);
 }
+
+#[test]
+fn build_runs_no_toolchain_the_crate_names_on_this_machine() {
+    let Some(engine) = engine() else { return };
+    ensure_image(&engine);
+    let (dir, krate) = standalone_plugin("own-toolchain");
+    // A toolchain "by path" whose cargo and rustc leave a marker: rustup's proxy would run
+    // them for any cargo started in the crate's directory.
+    let marker = dir.path().join("ran");
+    for program in ["cargo", "rustc"] {
+        let path = dir.path().join("toolchain/bin").join(program);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(
+            &path,
+            format!("#!/bin/sh\necho \"$0\" >> '{}'\nexit 1\n", marker.display()),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    fs::write(
+        krate.join("rust-toolchain.toml"),
+        format!(
+            "[toolchain]\npath = \"{}\"\n",
+            dir.path().join("toolchain").display()
+        ),
+    )
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    // Started in the crate's directory, as an author would.
+    let o = crate::builder::cli_in(
+        &krate,
+        &[
+            "builder",
+            "build",
+            ".",
+            "--out",
+            out.path().to_str().unwrap(),
+            "--engine",
+            &engine,
+        ],
+        &[],
+    );
+    assert!(
+        !marker.exists(),
+        "the crate's own toolchain ran on this machine: {}",
+        fs::read_to_string(&marker).unwrap_or_default()
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(fs::read_dir(out.path()).unwrap().count(), 1);
+}

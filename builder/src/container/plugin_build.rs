@@ -162,6 +162,10 @@ fn inspect(dir: &Path) -> Result<PluginCrate, ContainerError> {
         dir: dir.to_path_buf(),
         detail,
     };
+    let manifest = dir
+        .join("Cargo.toml")
+        .canonicalize()
+        .map_err(|e| not_a_crate(format!("no Cargo.toml ({e})")))?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(&cargo)
         .args([
@@ -172,7 +176,15 @@ fn inspect(dir: &Path) -> Result<PluginCrate, ContainerError> {
             "--offline",
         ])
         .arg("--manifest-path")
-        .arg(dir.join("Cargo.toml"))
+        .arg(&manifest)
+        // Read on this machine, before the build is confined: from `/`, so rustup and cargo
+        // read no toolchain file or `.cargo/config.toml` of the crate (nothing it names runs
+        // here), and with no rustc wrapper.
+        .current_dir("/")
+        .env("RUSTC_WRAPPER", "")
+        .env("RUSTC_WORKSPACE_WRAPPER", "")
+        .env("CARGO_BUILD_RUSTC_WRAPPER", "")
+        .env("CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER", "")
         .output()
         .map_err(|source| ContainerError::Spawn {
             program: cargo,
@@ -183,10 +195,6 @@ fn inspect(dir: &Path) -> Result<PluginCrate, ContainerError> {
     }
     let meta: serde_json::Value =
         serde_json::from_slice(&out.stdout).map_err(|e| not_a_crate(e.to_string()))?;
-    let manifest = dir
-        .join("Cargo.toml")
-        .canonicalize()
-        .map_err(ContainerError::io(dir))?;
     let package = meta["packages"]
         .as_array()
         .into_iter()
