@@ -416,3 +416,64 @@ pub(crate) fn linked_crates(
     deps.retain(|d| !(d.name() == name && d.version() == version));
     Ok(deps)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn toolchain_files_are_read_and_a_path_toolchain_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = file(
+            dir.path(),
+            "rust-toolchain.toml",
+            "[toolchain]\nchannel = \"1.95.0\"\ncomponents = [\"clippy\"]\n",
+        );
+        assert_eq!(
+            read_toolchain_file(&toml).unwrap(),
+            ToolchainChoice::File {
+                file: toml.clone(),
+                name: Some("1.95.0".into())
+            }
+        );
+        let by_path = file(
+            dir.path(),
+            "rust-toolchain.toml",
+            "[toolchain]\npath = \"/home/x/evil\"\n",
+        );
+        let error = read_toolchain_file(&by_path).unwrap_err().to_string();
+        assert!(
+            error.contains("names its toolchain by path (`path = \"/home/x/evil\"`)"),
+            "{error}"
+        );
+        // The legacy one-line file: a name, or something rustup may take for a path.
+        let legacy = file(dir.path(), "rust-toolchain", "nightly-2026-05-20\n");
+        assert_eq!(
+            read_toolchain_file(&legacy).unwrap().name(),
+            Some("nightly-2026-05-20")
+        );
+        let legacy = file(dir.path(), "rust-toolchain", "./my-toolchain\n");
+        assert!(matches!(
+            read_toolchain_file(&legacy),
+            Err(ToolError::PathToolchain { .. })
+        ));
+        // No channel: rustup's default.
+        let empty = file(dir.path(), "rust-toolchain.toml", "[toolchain]\n");
+        assert_eq!(read_toolchain_file(&empty).unwrap().name(), None);
+    }
+
+    #[test]
+    fn a_toolchain_file_that_is_not_a_regular_file_is_an_error_not_a_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rust-toolchain.toml");
+        std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+        let error = read_toolchain_file(&path).unwrap_err().to_string();
+        assert!(error.contains("not a regular file"), "{error}");
+    }
+}
