@@ -288,10 +288,25 @@ fn another_rustc_is_predicted_and_refused() {
         .find(|f| f["check"] == "rustc")
         .expect("a rustc fix")
         .clone();
-    assert!(rustc_fix["command"]
-        .as_str()
-        .unwrap()
-        .starts_with("rustup override set "));
+    let command = rustc_fix["command"].as_str().unwrap();
+    assert!(command.starts_with("rustup override set "), "{command}");
+    // The command, run as printed (against a copy of rustup's settings: an override is
+    // machine-wide state), makes the build accepted, and preflight says the override decides.
+    let rustup_home = rustup_home_copy();
+    let home = rustup_home.path().to_str().unwrap();
+    let mut words = command.split_whitespace();
+    let ran = Command::new(words.next().unwrap())
+        .args(words)
+        .current_dir(&dir)
+        .env("RUSTUP_HOME", home)
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .output()
+        .unwrap();
+    assert!(ran.status.success(), "{command}: {}", stderr(&ran));
+    let overridden = preflight(&dir, &[], &[("RUSTUP_HOME", home)]);
+    assert_eq!(overridden.0, 0, "{:#}", overridden.1);
+    assert_eq!(overridden.1["crate"]["toolchain"]["by"], "override");
+    assert_eq!(overridden.1["crate"]["toolchain_file"], Value::Null);
     let fixed = preflight(&dir, &["--fix"], &[]);
     assert_eq!(fixed.0, 0, "{:#}", fixed.1);
     let now = fs::read_to_string(&file).unwrap();
@@ -301,6 +316,24 @@ fn another_rustc_is_predicted_and_refused() {
             .map(str::to_owned)
     };
     assert_eq!(channel(&now), channel(&pinned));
+}
+
+/// A rustup home of this test's own: rustup's settings copied, its toolchains linked.
+fn rustup_home_copy() -> tempfile::TempDir {
+    let real = std::env::var_os("RUSTUP_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".rustup"));
+    let copy = tempfile::tempdir().unwrap();
+    for entry in fs::read_dir(&real).unwrap() {
+        let entry = entry.unwrap();
+        let to = copy.path().join(entry.file_name());
+        if entry.file_name() == "settings.toml" {
+            fs::copy(entry.path(), to).unwrap();
+        } else {
+            std::os::unix::fs::symlink(entry.path(), to).unwrap();
+        }
+    }
+    copy
 }
 
 #[test]
