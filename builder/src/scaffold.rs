@@ -5,8 +5,8 @@
 //! host's profile settings in `Cargo.toml`, and comes with a `Cargo.lock` that starts from the
 //! host's own (when the host's source checkout has one): every crate the host locks —
 //! proc-macro and build-time crates too — is at the host's version, as the builder image holds
-//! it. It is written in a scratch directory beside the
-//! target and moved into place at the end: a failure leaves nothing half-written.
+//! it. It is written in a scratch directory beside the target and moved into place at the
+//! end: a failure leaves nothing half-written.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {

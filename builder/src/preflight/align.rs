@@ -299,9 +299,7 @@ impl Preflight<'_> {
         }
         Ok(())
     }
-}
 
-impl Preflight<'_> {
     /// Moves every crate of the lock the builder image does not hold (build-time and
     /// proc-macro crates too) to the host's version, until none is left to move.
     fn align_image(
