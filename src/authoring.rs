@@ -121,6 +121,7 @@ pub fn new(args: NewArgs, host: &HostIdentity) -> Result<ExitCode> {
         writeln!(out, "preflight --policy strict: a build would be REJECTED:")?;
         report_lines(&mut out, &done.report)?;
     }
+    image_lines(&mut out, &done.report)?;
     not_aligned_lines(&mut out, "not aligned", &done.not_aligned)?;
     writeln!(out, "next:")?;
     writeln!(
@@ -199,11 +200,8 @@ fn text(
     dir: &Path,
 ) -> Result<()> {
     let k = &report.krate;
-    let toolchain = k
-        .toolchain_file
-        .as_ref()
-        .map(|f| format!(", toolchain from {}", f.display()))
-        .unwrap_or_default();
+    // What decides the compiler: a toolchain file, or what overrides it.
+    let toolchain = format!(", toolchain from {}", k.toolchain);
     writeln!(
         out,
         "{}",
@@ -227,9 +225,38 @@ fn text(
         }
     }
     report_lines(out, report)?;
+    image_lines(out, report)?;
+    let in_image = match &report.builder_image {
+        Some(image) if !image.missing.is_empty() => {
+            "; a build in the builder image would fail (`plugin-host preflight --fix` moves those crates to the host's versions)"
+        }
+        _ => "",
+    };
     match &report.reason {
-        None => writeln!(out, "a build would be accepted")?,
-        Some(reason) => writeln!(out, "a build would be rejected [{reason}]")?,
+        None => writeln!(out, "a build would be accepted{in_image}")?,
+        Some(reason) => writeln!(out, "a build would be rejected [{reason}]{in_image}")?,
+    }
+    Ok(())
+}
+
+/// What a build in the builder image would miss: the crates of the lock it does not hold.
+fn image_lines(out: &mut impl Write, report: &Report) -> Result<()> {
+    match &report.builder_image {
+        None => writeln!(
+            out,
+            "  builder image: not predicted (the host's Cargo.lock is not found)"
+        )?,
+        Some(image) if image.missing.is_empty() => {}
+        Some(image) => {
+            writeln!(
+                out,
+                "  builder image: a build there would fail: it holds only the crates of {}, and not these of the crate's lock:",
+                printable(&image.host_lockfile.display().to_string())
+            )?;
+            for gap in &image.missing {
+                writeln!(out, "    {}", printable(&gap.to_string()))?;
+            }
+        }
     }
     Ok(())
 }

@@ -73,11 +73,34 @@ pub enum BuilderCommand {
         /// The target directory (default: `<source>/target/worker-<toolchain>`).
         #[arg(long, value_name = "DIR")]
         target_dir: Option<PathBuf>,
-        /// Build with the release profile (default: debug). Under `--policy strict` the
-        /// worker's profile must be its plugins' profile.
-        #[arg(long)]
+        /// The profile to build with (default: the host's, which is the profile of plugins
+        /// built for it; under `--policy strict` a worker's profile must be its plugins').
+        #[arg(long, value_enum, value_name = "PROFILE")]
+        profile: Option<WorkerProfile>,
+        /// The same as `--profile release`.
+        #[arg(long, hide = true, conflicts_with = "profile")]
         release: bool,
     },
+}
+
+/// The cargo profile of a worker build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum WorkerProfile {
+    /// `cargo build` (`target/…/debug`).
+    Debug,
+    /// `cargo build --release`.
+    Release,
+}
+
+impl WorkerProfile {
+    /// The host's profile, as its provenance records it.
+    fn of(host: &HostIdentity) -> Self {
+        if host.provenance.profile.name == "release" {
+            WorkerProfile::Release
+        } else {
+            WorkerProfile::Debug
+        }
+    }
 }
 
 #[derive(Args)]
@@ -210,20 +233,36 @@ fn run_command(command: BuilderCommand, host: HostIdentity) -> Result<ExitCode> 
             out,
             source,
             target_dir,
+            profile,
             release,
         } => {
+            let profile = worker_profile(&host, profile, release);
             let request = WorkerRequest {
                 toolchain,
                 out,
                 source,
                 target_dir,
-                release,
+                release: profile == WorkerProfile::Release,
             };
             let path = build_worker(&host, &request)?;
             println!("{}", path.display());
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The profile a worker is built with: the one asked for, else the host's (a worker for
+/// plugins built for this host, with its profile, as `--policy strict` requires).
+fn worker_profile(
+    host: &HostIdentity,
+    asked: Option<WorkerProfile>,
+    release: bool,
+) -> WorkerProfile {
+    match (asked, release) {
+        (Some(profile), _) => profile,
+        (None, true) => WorkerProfile::Release,
+        (None, false) => WorkerProfile::of(host),
+    }
 }
 
 /// What `builder worker` builds.
@@ -325,4 +364,26 @@ fn build_worker(host: &HostIdentity, request: &WorkerRequest) -> Result<PathBuf>
         .with_context(|| format!("cannot rename {} to {}", partial.display(), path.display()))?;
     eprintln!("worker built by rustc {}", provenance.rustc.short());
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_is_built_with_the_hosts_profile_unless_told() {
+        let mut host = HostIdentity::from_blob(plugin_api::provenance_blob!()).unwrap();
+        for (recorded, wanted) in [
+            ("release", WorkerProfile::Release),
+            ("debug", WorkerProfile::Debug),
+        ] {
+            host.provenance.profile.name = recorded.into();
+            assert_eq!(worker_profile(&host, None, false), wanted, "{recorded}");
+            assert_eq!(
+                worker_profile(&host, Some(WorkerProfile::Debug), false),
+                WorkerProfile::Debug
+            );
+            assert_eq!(worker_profile(&host, None, true), WorkerProfile::Release);
+        }
+    }
 }

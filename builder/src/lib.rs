@@ -9,5 +9,6 @@
 
 pub mod cargo;
 pub mod container;
+pub mod lockfile;
 pub mod preflight;
 pub mod scaffold;

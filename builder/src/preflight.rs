@@ -1,8 +1,9 @@
 //! Preflight: what the host will say about a plugin crate's build, before building it.
 //!
 //! The crate's resolved dependencies (its lockfile, through the recorder's own `cargo tree`
-//! query), its toolchain (what `rustc -vV` says in its directory, so rust-toolchain files,
-//! rustup overrides and `RUSTUP_TOOLCHAIN` count), its profile (the root manifest's
+//! query), its toolchain (what `rustc -vV` says for the toolchain rustup would pick there —
+//! rust-toolchain files, rustup overrides and `RUSTUP_TOOLCHAIN` count — read without running
+//! any program the crate names: see [`crate::cargo`]), its profile (the root manifest's
 //! `[profile.*]` over cargo's defaults) and its `plugin-api` make a predicted
 //! [`Provenance`], which the host's own judge ([`host::judge`]) then judges under the policy:
 //! preflight and `plugin-host check` agree by construction.
@@ -33,6 +34,7 @@ pub use align::{Alignment, NotAligned};
 pub(crate) use manifest::PluginCrate;
 
 use crate::cargo::{self, ToolError};
+pub use crate::lockfile::ImageGap;
 
 /// Why a crate could not be preflighted (as opposed to: it would be refused).
 #[derive(Debug, thiserror::Error)]
@@ -125,8 +127,11 @@ pub struct CrateRef {
     pub dir: PathBuf,
     /// The workspace root, whose lockfile and profiles count.
     pub workspace_root: PathBuf,
-    /// The rust-toolchain file that picks its compiler, if any.
+    /// The rust-toolchain file that picks its compiler, if one does (not when
+    /// `RUSTUP_TOOLCHAIN`, `$RUSTC` or a rustup override decides over it).
     pub toolchain_file: Option<PathBuf>,
+    /// What picks its compiler, as rustup decides it.
+    pub toolchain: cargo::ToolchainChoice,
     /// The cargo profile the prediction is for (`dev`, `release`).
     pub cargo_profile: String,
 }
@@ -165,6 +170,20 @@ pub struct Report {
     pub fixes: Vec<Fix>,
     /// The predicted provenance of the build.
     pub predicted: Provenance,
+    /// Whether the builder image (`plugin-host builder build`) holds every crate of the lock;
+    /// `None` when the host's Cargo.lock is not found (the host's source checkout is gone).
+    pub builder_image: Option<ImagePrediction>,
+}
+
+/// What preflight predicts of a build in the builder image: it holds only the crates of the
+/// host's lock, at the host's versions, and has no network.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImagePrediction {
+    /// The host's Cargo.lock the crate's lock was compared with.
+    pub host_lockfile: PathBuf,
+    /// The crates of the crate's lock (build-time and proc-macro crates too) the image does
+    /// not hold: a build there fails until each is moved to the host's version.
+    pub missing: Vec<ImageGap>,
 }
 
 impl<'a> Preflight<'a> {
@@ -200,7 +219,8 @@ impl<'a> Preflight<'a> {
             (krate, compiler)
         });
         let krate = krate?;
-        let predicted = self.predict_with(&krate, compiler?)?;
+        let (rustc, target, choice) = compiler?;
+        let predicted = self.predict_with(&krate, (rustc, target))?;
         let verdict = host::judge(&self.host.provenance, &predicted, &self.policy);
         let fixes = fixes(
             &self.host.provenance,
@@ -208,14 +228,17 @@ impl<'a> Preflight<'a> {
             &verdict,
             &self.cargo_profile,
         );
+        let builder_image = self.image_prediction(&krate)?;
         Ok(Report {
+            builder_image,
             host: format!("{} {}", self.host.name, self.host.version),
             krate: CrateRef {
                 name: krate.name.clone(),
                 version: krate.version.to_string(),
                 dir: dir.to_owned(),
                 workspace_root: krate.root.clone(),
-                toolchain_file: manifest::toolchain_file(dir),
+                toolchain_file: choice.file().map(Path::to_owned),
+                toolchain: choice,
                 cargo_profile: self.cargo_profile.clone(),
             },
             policy: self.policy.name().to_owned(),
@@ -227,9 +250,31 @@ impl<'a> Preflight<'a> {
         })
     }
 
+    /// The crates of `krate`'s lock the builder image does not hold, when the host's lock is
+    /// found.
+    fn image_prediction(
+        &self,
+        krate: &PluginCrate,
+    ) -> Result<Option<ImagePrediction>, PreflightError> {
+        let Some(host_lockfile) = crate::container::host_lockfile(self.host) else {
+            return Ok(None);
+        };
+        let missing = crate::lockfile::gaps_between(&host_lockfile, &krate.lockfile()).map_err(
+            |message| PreflightError::Io {
+                path: krate.lockfile(),
+                source: std::io::Error::other(message),
+            },
+        )?;
+        Ok(Some(ImagePrediction {
+            host_lockfile,
+            missing,
+        }))
+    }
+
     /// The provenance the recorder would write for a build of `krate` in `dir`.
     fn predict(&self, dir: &Path, krate: &PluginCrate) -> Result<Provenance, PreflightError> {
-        self.predict_with(krate, cargo::rustc(dir)?)
+        let (rustc, target, _) = cargo::rustc(dir)?;
+        self.predict_with(krate, (rustc, target))
     }
 
     /// [`Self::predict`], with the compiler `rustc -vV` in `dir` reported and its host triple.
@@ -316,8 +361,13 @@ pub(crate) enum Update {
 
 impl Update {
     pub(crate) fn command(name: &str, from: &str, to: &str) -> String {
-        format!("cargo update -p {name}@{from} --precise {to}")
+        update_command(name, from, to)
     }
+}
+
+/// `cargo update -p NAME@FROM --precise TO`.
+pub(crate) fn update_command(name: &str, from: &str, to: &str) -> String {
+    format!("cargo update -p {name}@{from} --precise {to}")
 }
 
 /// For every crate both link at other versions: the update that aligns it.
@@ -374,7 +424,7 @@ pub(crate) fn updates(host: &Provenance, plugin: &Provenance) -> Vec<Update> {
     out
 }
 
-fn series(v: &semver::Version) -> (u64, u64) {
+pub(crate) fn series(v: &semver::Version) -> (u64, u64) {
     if v.major > 0 {
         (v.major, 0)
     } else {

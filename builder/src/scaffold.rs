@@ -2,9 +2,11 @@
 //!
 //! The crate depends on the host's own `plugin-api` (same version and source), records its
 //! provenance from `build.rs`, pins the host's compiler in `rust-toolchain.toml` and the
-//! host's profile settings in `Cargo.toml`, and comes with a `Cargo.lock` whose crates shared
-//! with the host are at the host's versions. It is written in a scratch directory beside the
-//! target and moved into place at the end: a failure leaves nothing half-written.
+//! host's profile settings in `Cargo.toml`, and comes with a `Cargo.lock` that starts from the
+//! host's own (when the host's source checkout has one): every crate the host locks —
+//! proc-macro and build-time crates too — is at the host's version, as the builder image holds
+//! it. It is written in a scratch directory beside the target and moved into place at the
+//! end: a failure leaves nothing half-written.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -179,9 +181,25 @@ impl Scaffold {
             }
             fs::write(&path, text).map_err(io(&path))?;
         }
+        // The lock starts as the host's: every crate the host locks — build-time and
+        // proc-macro crates too, which the builder image holds only at those versions —
+        // stays at the host's version; cargo adds the new package and drops the rest.
+        let mut seeded = Vec::new();
+        if let Some(host_lock) = crate::container::host_lockfile(host) {
+            let lock = scratch.path().join("Cargo.lock");
+            fs::copy(&host_lock, &lock).map_err(io(&host_lock))?;
+            crate::cargo::cargo_offline_first(scratch.path(), &["update", "--workspace"])
+                .map_err(PreflightError::from)?;
+            seeded.push(format!(
+                "Cargo.lock from the host's {}, then cargo update --workspace",
+                host_lock.display()
+            ));
+        }
         let preflight = Preflight::new(host, Policy::preset("strict").expect("strict exists"));
-        let (applied, not_aligned) = preflight
+        let (mut applied, not_aligned) = preflight
             .align_in_place(scratch.path(), &scratch.path().join("rust-toolchain.toml"))?;
+        seeded.append(&mut applied);
+        let applied = seeded;
 
         if occupied {
             // --force: the scaffold's files replace their namesakes; the rest stays.

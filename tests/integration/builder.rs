@@ -12,7 +12,7 @@ use crate::support::{stderr, stdout};
 
 /// Runs `plugin-host ARGS` in `dir` as a user's shell would: rustup picks the toolchain from
 /// the directory (no `RUSTUP_TOOLCHAIN`, `RUSTC` or `CARGO` from the test run), plus `env`.
-fn cli_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) fn cli_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_plugin-host"));
     cmd.args(args)
         .current_dir(dir)
@@ -27,7 +27,7 @@ fn cli_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 /// A fresh scaffold `name` (of `kind`) under the test's scratch directory.
-fn scaffold(name: &str, kind: &str) -> PathBuf {
+pub(crate) fn scaffold(name: &str, kind: &str) -> PathBuf {
     let parent = tmp().join("builder");
     fs::create_dir_all(&parent).unwrap();
     let dir = parent.join(name);
@@ -142,6 +142,24 @@ fn scaffold_builds_and_passes_strict() {
         assert_agree(&predicted, &checked);
         // The scaffold's own unit test passes.
         run_suggested(&dir, "cargo test", &target_arg(&target));
+        // Predicted for another profile, the fix is the host's build command: run as
+        // printed, its build is accepted.
+        let other = if crate::support::host_info()["profile"]["name"] == "release" {
+            "dev"
+        } else {
+            "release"
+        };
+        let (_, report) = preflight(&dir, &["--profile", other], &[]);
+        let command = report["fixes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["check"] == "profile")
+            .and_then(|f| f["command"].as_str())
+            .unwrap_or_else(|| panic!("no profile fix command: {report:#}"))
+            .to_owned();
+        run_suggested(&dir, &command, &target_arg(&target));
+        assert_eq!(check_strict(&lib_in(&target, name)).0, 0);
     }
 }
 
@@ -227,7 +245,8 @@ fn older_shared_crate_is_predicted_then_fixed() {
             .unwrap()
             .file_name()
             .to_string_lossy()
-            .contains(".plugin-host-")),
+            // This crate's (other tests scaffold beside it at the same time).
+            .starts_with(".scaffold-old-itoa.plugin-host-")),
         "--fix left its scratch copy behind"
     );
 }
@@ -269,10 +288,25 @@ fn another_rustc_is_predicted_and_refused() {
         .find(|f| f["check"] == "rustc")
         .expect("a rustc fix")
         .clone();
-    assert!(rustc_fix["command"]
-        .as_str()
-        .unwrap()
-        .starts_with("rustup override set "));
+    let command = rustc_fix["command"].as_str().unwrap();
+    assert!(command.starts_with("rustup override set "), "{command}");
+    // The command, run as printed (against a copy of rustup's settings: an override is
+    // machine-wide state), makes the build accepted, and preflight says the override decides.
+    let rustup_home = rustup_home_copy();
+    let home = rustup_home.path().to_str().unwrap();
+    let mut words = command.split_whitespace();
+    let ran = Command::new(words.next().unwrap())
+        .args(words)
+        .current_dir(&dir)
+        .env("RUSTUP_HOME", home)
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .output()
+        .unwrap();
+    assert!(ran.status.success(), "{command}: {}", stderr(&ran));
+    let overridden = preflight(&dir, &[], &[("RUSTUP_HOME", home)]);
+    assert_eq!(overridden.0, 0, "{:#}", overridden.1);
+    assert_eq!(overridden.1["crate"]["toolchain"]["by"], "override");
+    assert_eq!(overridden.1["crate"]["toolchain_file"], Value::Null);
     let fixed = preflight(&dir, &["--fix"], &[]);
     assert_eq!(fixed.0, 0, "{:#}", fixed.1);
     let now = fs::read_to_string(&file).unwrap();
@@ -282,6 +316,24 @@ fn another_rustc_is_predicted_and_refused() {
             .map(str::to_owned)
     };
     assert_eq!(channel(&now), channel(&pinned));
+}
+
+/// A rustup home of this test's own: rustup's settings copied, its toolchains linked.
+fn rustup_home_copy() -> tempfile::TempDir {
+    let real = std::env::var_os("RUSTUP_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".rustup"));
+    let copy = tempfile::tempdir().unwrap();
+    for entry in fs::read_dir(&real).unwrap() {
+        let entry = entry.unwrap();
+        let to = copy.path().join(entry.file_name());
+        if entry.file_name() == "settings.toml" {
+            fs::copy(entry.path(), to).unwrap();
+        } else {
+            std::os::unix::fs::symlink(entry.path(), to).unwrap();
+        }
+    }
+    copy
 }
 
 #[test]
@@ -348,4 +400,260 @@ fn bad_input_is_an_error_with_exit_2() {
         "{}",
         stderr(&out)
     );
+}
+
+/// A program at `path` that appends its name to `marker` and fails.
+fn marker_program(path: &Path, marker: &Path) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(
+        path,
+        format!("#!/bin/sh\necho \"$0\" >> '{}'\nexit 1\n", marker.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn preflight_runs_no_rustc_wrapper_the_crate_configures() {
+    let dir = scaffold("scaffold-wrapper", "command");
+    let marker = dir.join("wrapper-ran");
+    marker_program(&dir.join("wrapper.sh"), &marker);
+    fs::create_dir_all(dir.join(".cargo")).unwrap();
+    fs::write(
+        dir.join(".cargo/config.toml"),
+        format!(
+            "[build]\nrustc-wrapper = \"{}\"\n",
+            dir.join("wrapper.sh").display()
+        ),
+    )
+    .unwrap();
+    let (code, report) = preflight(&dir, &[], &[]);
+    assert_eq!(code, 0, "{report:#}");
+    let out = cli_in(&dir, &["preflight", "--fix"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("a build would be accepted"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        !marker.exists(),
+        "preflight ran the crate's rustc-wrapper: {}",
+        fs::read_to_string(&marker).unwrap_or_default()
+    );
+}
+
+#[test]
+fn preflight_refuses_a_toolchain_named_by_path_without_running_it() {
+    let dir = scaffold("scaffold-path-toolchain", "command");
+    let file = dir.join("rust-toolchain.toml");
+    let pinned = fs::read_to_string(&file).unwrap();
+    let channel = pinned
+        .lines()
+        .find_map(|l| l.strip_prefix("channel = "))
+        .unwrap()
+        .trim_matches('"')
+        .to_owned();
+    let marker = dir.join("toolchain-ran");
+    let toolchain = dir.join("own-toolchain");
+    for program in ["cargo", "rustc"] {
+        marker_program(&toolchain.join("bin").join(program), &marker);
+    }
+    fs::write(
+        &file,
+        format!("[toolchain]\npath = \"{}\"\n", toolchain.display()),
+    )
+    .unwrap();
+    for args in [&["preflight"][..], &["preflight", "--fix"]] {
+        let out = cli_in(&dir, args, &[]);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stdout(&out));
+        let message = stderr(&out);
+        for needle in [
+            "rust-toolchain.toml names its toolchain by path",
+            "preflight runs no program a crate names",
+            "RUSTUP_TOOLCHAIN=NAME",
+        ] {
+            assert!(message.contains(needle), "{args:?} {needle}: {message}");
+        }
+    }
+    assert!(
+        !marker.exists(),
+        "preflight ran the crate's toolchain: {}",
+        fs::read_to_string(&marker).unwrap_or_default()
+    );
+    assert_eq!(
+        fs::read_to_string(&file).unwrap(),
+        format!("[toolchain]\npath = \"{}\"\n", toolchain.display()),
+        "--fix changed a crate it refused"
+    );
+    // The way out the message names: a toolchain chosen for the run decides over the file.
+    let out = cli_in(&dir, &["preflight"], &[("RUSTUP_TOOLCHAIN", &channel)]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("toolchain from RUSTUP_TOOLCHAIN={channel}")),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!marker.exists());
+}
+
+#[test]
+fn fix_reports_only_real_changes_and_names_what_decides_the_toolchain() {
+    let dir = scaffold("scaffold-decides", "command");
+    // The file decides: the header names it.
+    let out = cli_in(&dir, &["preflight"], &[]);
+    let header = stdout(&out);
+    assert!(
+        header.contains(&format!(
+            "toolchain from {}",
+            dir.join("rust-toolchain.toml").display()
+        )),
+        "{header}"
+    );
+    let nightly = Command::new("rustup")
+        .args(["run", "nightly", "rustc", "-V"])
+        .output();
+    if !nightly.is_ok_and(|o| o.status.success()) {
+        eprintln!(
+            "\n======== SKIPPED the RUSTUP_TOOLCHAIN half of \
+             fix_reports_only_real_changes_and_names_what_decides_the_toolchain: no nightly \
+             toolchain here ========\n"
+        );
+        return;
+    }
+    let before = fs::read_to_string(dir.join("rust-toolchain.toml")).unwrap();
+    let env = [("RUSTUP_TOOLCHAIN", "nightly")];
+    let out = cli_in(&dir, &["preflight", "--fix", "--policy", "strict"], &env);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("toolchain from RUSTUP_TOOLCHAIN=nightly)"),
+        "{text}"
+    );
+    assert!(!text.contains("fixed: rust-toolchain.toml"), "{text}");
+    assert!(
+        text.contains("NOT aligned [rustc]")
+            && text.contains("RUSTUP_TOOLCHAIN=nightly decides the toolchain here")
+            && text.contains("unset RUSTUP_TOOLCHAIN"),
+        "{text}"
+    );
+    assert_eq!(
+        fs::read_to_string(dir.join("rust-toolchain.toml")).unwrap(),
+        before
+    );
+}
+
+/// The (name, version, source) of every `[[package]]` of a Cargo.lock.
+pub(crate) fn locked(lock: &Path) -> Vec<(String, String, Option<String>)> {
+    let text = fs::read_to_string(lock).unwrap();
+    let mut out = Vec::new();
+    for block in text.split("[[package]]").skip(1) {
+        let field = |key: &str| {
+            block.lines().find_map(|l| {
+                l.strip_prefix(&format!("{key} = \""))
+                    .map(|v| v.trim_end_matches('"').to_owned())
+            })
+        };
+        out.push((
+            field("name").unwrap(),
+            field("version").unwrap(),
+            field("source"),
+        ));
+    }
+    out
+}
+
+/// The registry crates of the lock in `dir` that the host's Cargo.lock (so the builder
+/// image) does not have at that version, as `name version`.
+pub(crate) fn off_the_hosts_lock(dir: &Path) -> Vec<String> {
+    let host = locked(&crate::fixtures::root().join("Cargo.lock"));
+    locked(&dir.join("Cargo.lock"))
+        .into_iter()
+        .filter(|(name, version, source)| {
+            source.is_some() && !host.iter().any(|(n, v, _)| n == name && v == version)
+        })
+        .map(|(name, version, _)| format!("{name} {version}"))
+        .collect()
+}
+
+/// Moves the newest `syn` of the lock in `dir` (a proc-macro crate: linked into no plugin,
+/// so `check` does not see it, but the builder image holds only the host's version) to its
+/// newest release, fetched; returns (host's version, new version).
+pub(crate) fn move_syn_off_the_hosts_version(dir: &Path) -> (String, String) {
+    let newest = |dir: &Path| {
+        locked(&dir.join("Cargo.lock"))
+            .into_iter()
+            .filter(|(n, _, _)| n == "syn")
+            .map(|(_, v, _)| v)
+            .max_by_key(|v| {
+                v.split('.')
+                    .map(|p| p.parse::<u64>().unwrap_or(0))
+                    .collect::<Vec<_>>()
+            })
+            .expect("syn in the lock")
+    };
+    let host = newest(dir);
+    run_suggested(dir, &format!("cargo update -p syn@{host}"), &[]);
+    run_suggested(dir, "cargo fetch", &[]);
+    let moved = newest(dir);
+    assert_ne!(
+        moved, host,
+        "no release of syn newer than the host's {host} to test with"
+    );
+    (host, moved)
+}
+
+#[test]
+fn new_starts_from_the_hosts_lock_and_preflight_predicts_and_fixes_the_image() {
+    let dir = scaffold("scaffold-image-a", "command");
+    assert_eq!(off_the_hosts_lock(&dir), Vec::<String>::new());
+    // A newer syn in cargo's cache: a lock resolved anew (not from the host's) would take it.
+    let (host_syn, newer) = move_syn_off_the_hosts_version(&dir);
+    let fresh = scaffold("scaffold-image-b", "command");
+    assert_eq!(
+        off_the_hosts_lock(&fresh),
+        Vec::<String>::new(),
+        "`new` left crates off the host's lock"
+    );
+
+    // The moved crate is linked into no plugin: `check` would accept the build, but the
+    // builder image does not hold it.
+    let command = format!("cargo update -p syn@{newer} --precise {host_syn}");
+    let (code, report) = preflight(&dir, &[], &[]);
+    assert_eq!(code, 0, "{report:#}");
+    let missing = &report["builder_image"]["missing"];
+    assert_eq!(missing[0]["name"], "syn", "{report:#}");
+    assert_eq!(missing[0]["version"], newer.as_str());
+    assert_eq!(missing[0]["command"], command.as_str());
+    let text = stdout(&cli_in(&dir, &["preflight", "--policy", "strict"], &[]));
+    for needle in [
+        "builder image: a build there would fail",
+        &format!("syn {newer}"),
+        &command,
+        "a build in the builder image would fail",
+    ] {
+        assert!(text.contains(needle), "{needle}: {text}");
+    }
+    // The printed command, run as printed, repairs it…
+    run_suggested(&dir, &command, &[]);
+    let (_, report) = preflight(&dir, &[], &[]);
+    assert_eq!(report["builder_image"]["missing"], serde_json::json!([]));
+    assert_eq!(off_the_hosts_lock(&dir), Vec::<String>::new());
+
+    // …and so does --fix.
+    move_syn_off_the_hosts_version(&dir);
+    let (code, fixed) = preflight(&dir, &["--fix"], &[]);
+    assert_eq!(code, 0, "{fixed:#}");
+    assert!(
+        fixed["applied"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == command.as_str()),
+        "{:#}",
+        fixed["applied"]
+    );
+    assert_eq!(fixed["builder_image"]["missing"], serde_json::json!([]));
+    assert_eq!(off_the_hosts_lock(&dir), Vec::<String>::new());
 }

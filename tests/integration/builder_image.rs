@@ -33,6 +33,36 @@ fn engine() -> Option<String> {
     }
 }
 
+/// Serializes the tests that make or need the builder image: one `builder image` at a time.
+static IMAGE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Makes the base and builder images unless an image of the builder's tag is there already
+/// (a test that builds in it needs one, not necessarily of this very CLI).
+fn ensure_image(engine: &str) {
+    let _one = IMAGE.lock().unwrap_or_else(|e| e.into_inner());
+    let record = crate::support::host_info();
+    let tag = format!(
+        "{}-plugin-builder:{}-{}",
+        record["name"].as_str().unwrap(),
+        record["version"].as_str().unwrap(),
+        record["target"].as_str().unwrap()
+    );
+    let there = Command::new(engine)
+        .args(["image", "exists", &tag])
+        .status()
+        .is_ok_and(|s| s.success());
+    if there {
+        return;
+    }
+    for step in [
+        &["builder", "base", "--engine", engine][..],
+        &["builder", "image", "--engine", engine],
+    ] {
+        let o = cli(step);
+        assert!(o.status.success(), "{step:?} failed: {}", stderr(&o));
+    }
+}
+
 /// A standalone plugin crate (its own `[workspace]`, the host's Cargo.lock) in a fresh dir.
 fn standalone_plugin(name: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
@@ -93,6 +123,7 @@ fn assert_strict_accepts(file: &Path) {
 #[test]
 fn image_builds_named_strict_accepted_byte_identical_plugins_offline() {
     let Some(engine) = engine() else { return };
+    let one = IMAGE.lock().unwrap_or_else(|e| e.into_inner());
     for step in [
         &["builder", "base", "--engine", &engine][..],
         &["builder", "image", "--engine", &engine],
@@ -103,6 +134,7 @@ fn image_builds_named_strict_accepted_byte_identical_plugins_offline() {
     // Kept between runs: a second `image` reuses it.
     let o = cli(&["builder", "image", "--engine", &engine]);
     assert!(stdout(&o).contains("up to date"), "{}", stdout(&o));
+    drop(one);
 
     let (_dir, krate) = standalone_plugin("boxed");
     let (out_a, out_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -172,6 +204,11 @@ fn a_missing_engine_is_an_error_with_the_fix() {
 /// Runs `builder build` of `krate` into an --out holding one file, expects exit 2 with
 /// `needle` in the message, and the directory as it was.
 fn assert_refused_untouched(krate: &Path, needle: &str) {
+    assert_refused_untouched_by(krate, "none", &[needle]);
+}
+
+/// [`assert_refused_untouched`] with `engine`, and every one of `needles` in the message.
+fn assert_refused_untouched_by(krate: &Path, engine: &str, needles: &[&str]) {
     let out = tempfile::tempdir().unwrap();
     fs::write(out.path().join("keep.txt"), "kept").unwrap();
     let o = cli(&[
@@ -181,10 +218,12 @@ fn assert_refused_untouched(krate: &Path, needle: &str) {
         "--out",
         out.path().to_str().unwrap(),
         "--engine",
-        "none",
+        engine,
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains(needle), "{}", stderr(&o));
+    for needle in needles {
+        assert!(stderr(&o).contains(needle), "{needle}: {}", stderr(&o));
+    }
     let left: Vec<_> = fs::read_dir(out.path())
         .unwrap()
         .map(|e| e.unwrap().file_name())
@@ -213,4 +252,123 @@ fn a_build_that_fails_is_reported_with_its_errors() {
     let (_dir, krate) = standalone_plugin("broken");
     fs::write(krate.join("src/lib.rs"), "fn oops( {}\n").unwrap();
     assert_refused_untouched(&krate, "failed");
+}
+
+#[test]
+fn a_build_that_leaves_a_symlink_to_a_host_file_is_refused_and_nothing_is_copied() {
+    let Some(engine) = engine() else { return };
+    ensure_image(&engine);
+    let (dir, krate) = standalone_plugin("linker");
+    let secret = dir.path().join("host-secret.txt");
+    fs::write(&secret, "a file of this machine").unwrap();
+    // In the container: the library's place in /build/out becomes a link to a path of this
+    // machine (which it creates in the container, so the copy there succeeds).
+    fs::write(
+        krate.join("build.rs"),
+        format!(
+            r#"fn main() {{
+    plugin_api::build::record();
+    let secret = std::path::Path::new({secret:?});
+    let _ = std::fs::create_dir_all(secret.parent().unwrap());
+    let _ = std::fs::write(secret, "");
+    let _ = std::os::unix::fs::symlink(secret, "/build/out/liblinker.so");
+}}
+"#
+        ),
+    )
+    .unwrap();
+    assert_refused_untouched_by(&krate, &engine, &["liblinker.so", "symbolic link"]);
+    assert_eq!(
+        fs::read_to_string(&secret).unwrap(),
+        "a file of this machine"
+    );
+}
+
+#[test]
+fn a_crate_made_by_new_builds_in_the_image_and_a_lock_off_the_hosts_is_told_the_commands() {
+    let Some(engine) = engine() else { return };
+    ensure_image(&engine);
+    let krate = crate::builder::scaffold("image-new", "command");
+    let out = tempfile::tempdir().unwrap();
+    let (file, _) = build(&krate, out.path(), &engine);
+    assert_strict_accepts(&file);
+
+    // A proc-macro crate at a release the image does not hold: the build fails there, and
+    // says which commands bring the lock back to the host's versions.
+    let (host_syn, newer) = crate::builder::move_syn_off_the_hosts_version(&krate);
+    let failed = tempfile::tempdir().unwrap();
+    let o = cli(&[
+        "builder",
+        "build",
+        krate.to_str().unwrap(),
+        "--out",
+        failed.path().to_str().unwrap(),
+        "--engine",
+        &engine,
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let message = stderr(&o);
+    let command = format!("cargo update -p syn@{newer} --precise {host_syn}");
+    assert!(
+        message.contains(&format!("\n  {command}")),
+        "{command}: {message}"
+    );
+    assert_eq!(fs::read_dir(failed.path()).unwrap().count(), 0);
+    // Every command it prints, run as printed, and the build succeeds.
+    for printed in message.lines().filter_map(|l| l.strip_prefix("  cargo ")) {
+        crate::fixtures::run_suggested(&krate, &format!("cargo {printed}"), &[]);
+    }
+    let (file, _) = build(&krate, failed.path(), &engine);
+    assert_strict_accepts(&file);
+}
+
+#[test]
+fn build_runs_no_toolchain_the_crate_names_on_this_machine() {
+    let Some(engine) = engine() else { return };
+    ensure_image(&engine);
+    let (dir, krate) = standalone_plugin("own-toolchain");
+    // A toolchain "by path" whose cargo and rustc leave a marker: rustup's proxy would run
+    // them for any cargo started in the crate's directory.
+    let marker = dir.path().join("ran");
+    for program in ["cargo", "rustc"] {
+        let path = dir.path().join("toolchain/bin").join(program);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(
+            &path,
+            format!("#!/bin/sh\necho \"$0\" >> '{}'\nexit 1\n", marker.display()),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    fs::write(
+        krate.join("rust-toolchain.toml"),
+        format!(
+            "[toolchain]\npath = \"{}\"\n",
+            dir.path().join("toolchain").display()
+        ),
+    )
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    // Started in the crate's directory, as an author would.
+    let o = crate::builder::cli_in(
+        &krate,
+        &[
+            "builder",
+            "build",
+            ".",
+            "--out",
+            out.path().to_str().unwrap(),
+            "--engine",
+            &engine,
+        ],
+        &[],
+    );
+    assert!(
+        !marker.exists(),
+        "the crate's own toolchain ran on this machine: {}",
+        fs::read_to_string(&marker).unwrap_or_default()
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(fs::read_dir(out.path()).unwrap().count(), 1);
 }

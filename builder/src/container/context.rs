@@ -93,19 +93,26 @@ pub fn host_crates(host: &HostIdentity) -> Vec<HostCrate> {
         .collect()
 }
 
+/// The host's `Cargo.lock`: the first above the host's first path crate (its source
+/// checkout), when there is one. The builder image holds the crates it locks, at its versions.
+pub fn host_lockfile(host: &HostIdentity) -> Option<PathBuf> {
+    let crates = host_crates(host);
+    let from = crates.first().map(|c| c.dir.clone())?;
+    from.ancestors()
+        .map(|d| d.join("Cargo.lock"))
+        .find(|p| p.is_file())
+}
+
 fn lockfile(host: &HostIdentity, options: &ContextOptions) -> Result<PathBuf, ContainerError> {
     if let Some(lock) = &options.lockfile {
         return Ok(lock.clone());
     }
-    let crates = host_crates(host);
-    let from = crates
-        .first()
-        .map(|c| c.dir.clone())
-        .unwrap_or_else(|| PathBuf::from("."));
-    from.ancestors()
-        .map(|d| d.join("Cargo.lock"))
-        .find(|p| p.is_file())
-        .ok_or(ContainerError::NoLockfile { from })
+    host_lockfile(host).ok_or_else(|| ContainerError::NoLockfile {
+        from: host_crates(host)
+            .first()
+            .map(|c| c.dir.clone())
+            .unwrap_or_else(|| PathBuf::from(".")),
+    })
 }
 
 /// The digest of everything an image is made from: the host's provenance (toolchain,

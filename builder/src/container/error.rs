@@ -112,7 +112,7 @@ pub enum ContainerError {
         known: String,
     },
     /// The build itself failed.
-    #[error("building {name} {where_} failed:\n{log}\nfix the crate so `cargo build --offline` succeeds with only the host's crates (the image has no network and holds only the crates the host links)")]
+    #[error("building {name} {where_} failed:\n{log}\n{advice}")]
     BuildFailed {
         /// The plugin.
         name: String,
@@ -120,6 +120,9 @@ pub enum ContainerError {
         where_: String,
         /// The end of the build's output.
         log: String,
+        /// What to do: the exact `cargo update` commands when the crate's lock names crates
+        /// the image does not hold.
+        advice: String,
     },
     /// The built file was refused by the host's strict check.
     #[error("the host refused the build of {name} under --policy strict:\n{report}")]
@@ -138,6 +141,14 @@ pub enum ContainerError {
         needs: String,
         /// Highest `GLIBC_` version the host needs.
         floor: String,
+    },
+    /// The build left something other than a regular file where its library should be.
+    #[error("{} is a {kind}, not a regular file: the build left it where the library should be, and it is not copied (a build's output is copied only as a regular file, never through a link); nothing was written to the output directory", path.display())]
+    NotARegularFile {
+        /// The file the build left.
+        path: PathBuf,
+        /// What it is (`symbolic link`, `FIFO`, …).
+        kind: &'static str,
     },
     /// A program the builder runs failed.
     #[error("`{command}` failed ({status}):\n{detail}")]

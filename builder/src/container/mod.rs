@@ -16,7 +16,7 @@ pub mod image;
 pub mod plugin_build;
 pub mod toolchain;
 
-pub use context::{image_tag, write_context, Context, ContextOptions, DEFAULT_BASE};
+pub use context::{host_lockfile, image_tag, write_context, Context, ContextOptions, DEFAULT_BASE};
 pub use engine::{Engine, EngineChoice};
 pub use error::ContainerError;
 pub use files::sha256_file;

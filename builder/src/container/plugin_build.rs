@@ -11,7 +11,7 @@ use host::HostIdentity;
 use super::context::{host_crates, image_tag, HostCrate, IMAGE_ROOT};
 use super::engine::Engine;
 use super::error::{tail, ContainerError};
-use super::files::{copy_tree, sha256_file};
+use super::files::{copy_regular, copy_tree};
 use super::glibc;
 use super::toolchain;
 
@@ -91,51 +91,68 @@ pub fn build_plugin(
     );
     let built = match engine {
         Some(engine) => in_image(engine, host, &plugin, stage.path(), debug, &file)?,
-        None => on_machine(
-            host,
-            &plugin,
-            stage.path(),
-            &crates,
-            debug,
-            &file,
-            &request.checker,
-        )?,
+        None => on_machine(host, &plugin, stage.path(), &crates, debug, &file)?,
     };
 
-    if let (Some(needs), Some(floor)) = (
-        glibc::glibc_needed(&built)?,
-        glibc::glibc_needed(&request.checker)?,
-    ) {
+    // Nothing half-written in the output directory: a hidden temporary file beside the final
+    // name (a regular file copied from the build's, never through a link), checked, then
+    // renamed over the final name.
+    let name = output_name(host, &plugin.name, &plugin.version);
+    let target = request.out_dir.join(&name);
+    let partial = request
+        .out_dir
+        .join(format!(".partial-{}-{name}", std::process::id()));
+    let (from_dir, from_name) = match (built.parent(), built.file_name().and_then(|n| n.to_str())) {
+        (Some(dir), Some(file)) => (dir, file),
+        _ => {
+            return Err(ContainerError::Io {
+                path: built.clone(),
+                source: std::io::Error::other("not a file name"),
+            })
+        }
+    };
+    let sha256 = copy_regular(from_dir, from_name, &partial)?;
+    let checked = check_written(&plugin, &partial, &request.checker)
+        .and_then(|()| fs::rename(&partial, &target).map_err(ContainerError::io(&target)));
+    if let Err(e) = checked {
+        let _ = fs::remove_file(&partial);
+        return Err(e);
+    }
+    Ok(Built {
+        sha256,
+        path: target,
+    })
+}
+
+/// The checks of the very bytes written to the output directory (`file`): the C library it
+/// needs is not newer than the host's, and the host's CLI accepts it under `--policy strict`.
+fn check_written(plugin: &PluginCrate, file: &Path, checker: &Path) -> Result<(), ContainerError> {
+    if let (Some(needs), Some(floor)) = (glibc::glibc_needed(file)?, glibc::glibc_needed(checker)?)
+    {
         if needs > floor {
             return Err(ContainerError::GlibcTooNew {
-                name: plugin.name,
+                name: plugin.name.clone(),
                 needs: glibc::show(needs),
                 floor: glibc::show(floor),
             });
         }
     }
-
-    // Nothing half-written in the output directory: a hidden temporary file beside the final
-    // name, renamed over it once complete.
-    let name = output_name(host, &plugin.name, &plugin.version);
-    let target = request.out_dir.join(&name);
-    let partial = request
-        .out_dir
-        .join(format!(".{name}.partial-{}", std::process::id()));
-    let written = fs::copy(&built, &partial)
-        .and_then(|_| fs::File::open(&partial)?.sync_all())
-        .and_then(|_| fs::rename(&partial, &target));
-    if let Err(source) = written {
-        let _ = fs::remove_file(&partial);
-        return Err(ContainerError::Io {
-            path: target,
+    let check = Command::new(checker)
+        .args(["check", "--policy", "strict"])
+        .arg(file)
+        .env("PLUGIN_HOST_LOG", "warn")
+        .output()
+        .map_err(|source| ContainerError::Spawn {
+            program: checker.display().to_string(),
             source,
+        })?;
+    if !check.status.success() {
+        return Err(ContainerError::Refused {
+            name: plugin.name.clone(),
+            report: tail(&[check.stdout.as_slice(), &check.stderr].concat(), 30),
         });
     }
-    Ok(Built {
-        sha256: sha256_file(&target)?,
-        path: target,
-    })
+    Ok(())
 }
 
 /// Reads the crate's manifest with `cargo metadata` and checks it is a standalone plugin
@@ -145,6 +162,10 @@ fn inspect(dir: &Path) -> Result<PluginCrate, ContainerError> {
         dir: dir.to_path_buf(),
         detail,
     };
+    let manifest = dir
+        .join("Cargo.toml")
+        .canonicalize()
+        .map_err(|e| not_a_crate(format!("no Cargo.toml ({e})")))?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(&cargo)
         .args([
@@ -155,7 +176,15 @@ fn inspect(dir: &Path) -> Result<PluginCrate, ContainerError> {
             "--offline",
         ])
         .arg("--manifest-path")
-        .arg(dir.join("Cargo.toml"))
+        .arg(&manifest)
+        // Read on this machine, before the build is confined: from `/`, so rustup and cargo
+        // read no toolchain file or `.cargo/config.toml` of the crate (nothing it names runs
+        // here), and with no rustc wrapper.
+        .current_dir("/")
+        .env("RUSTC_WRAPPER", "")
+        .env("RUSTC_WORKSPACE_WRAPPER", "")
+        .env("CARGO_BUILD_RUSTC_WRAPPER", "")
+        .env("CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER", "")
         .output()
         .map_err(|source| ContainerError::Spawn {
             program: cargo,
@@ -166,10 +195,6 @@ fn inspect(dir: &Path) -> Result<PluginCrate, ContainerError> {
     }
     let meta: serde_json::Value =
         serde_json::from_slice(&out.stdout).map_err(|e| not_a_crate(e.to_string()))?;
-    let manifest = dir
-        .join("Cargo.toml")
-        .canonicalize()
-        .map_err(ContainerError::io(dir))?;
     let package = meta["packages"]
         .as_array()
         .into_iter()
@@ -336,6 +361,7 @@ fn in_image(
             name: plugin.name.clone(),
             where_: format!("in the image {tag}"),
             log: tail(&out.stderr, 30),
+            advice: image_advice(host, &stage.join("crate")),
         }),
         Some(71) => Err(ContainerError::Refused {
             name: plugin.name.clone(),
@@ -347,6 +373,42 @@ fn in_image(
             detail: tail(&out.stderr, 20),
         }),
     }
+}
+
+/// What to do about a build that failed in the image: the `cargo update` commands that move
+/// each crate of the lock the image does not hold to the host's version, when there are any.
+fn image_advice(host: &HostIdentity, staged: &Path) -> String {
+    let general = "fix the crate so `cargo build --offline` succeeds with only the host's crates (the image has no network and holds only the crates of the host's Cargo.lock, at its versions)";
+    let Some(host_lock) = super::context::host_lockfile(host) else {
+        return general.to_owned();
+    };
+    let gaps = match crate::lockfile::gaps_between(&host_lock, &staged.join("Cargo.lock")) {
+        Ok(gaps) if !gaps.is_empty() => gaps,
+        _ => return general.to_owned(),
+    };
+    let mut advice = format!(
+        "the image holds only the crates of the host's {}, at its versions, and the crate's Cargo.lock names others",
+        host_lock.display()
+    );
+    let commands: Vec<&str> = gaps.iter().filter_map(|g| g.command.as_deref()).collect();
+    if !commands.is_empty() {
+        advice.push_str("; run in the crate's directory (or `plugin-host preflight --fix` there):");
+        for command in commands {
+            advice.push_str(&format!("\n  {command}"));
+        }
+    }
+    let unmovable: Vec<String> = gaps
+        .iter()
+        .filter(|g| g.command.is_none())
+        .map(ToString::to_string)
+        .collect();
+    if !unmovable.is_empty() {
+        advice.push_str("\nand change the crate's requirements for:");
+        for gap in unmovable {
+            advice.push_str(&format!("\n  {gap}"));
+        }
+    }
+    advice
 }
 
 /// The `--remap-path-prefix` flags that make a build on this machine name the paths it
@@ -380,7 +442,6 @@ fn on_machine(
     crates: &[HostCrate],
     debug: bool,
     file: &str,
-    checker: &Path,
 ) -> Result<PathBuf, ContainerError> {
     let toolchain = toolchain::find(&host.provenance.rustc)?;
     // `cargo +TOOLCHAIN`, without needing rustup's proxy on PATH: that toolchain's own cargo
@@ -414,28 +475,13 @@ fn on_machine(
             name: plugin.name.clone(),
             where_: format!("on this machine with {}", toolchain.name),
             log: tail(&out.stderr, 30),
+            advice: "fix the crate so `cargo build` succeeds with the host's toolchain".into(),
         });
     }
-    let built = stage
+    Ok(stage
         .join("target")
         .join(if debug { "debug" } else { "release" })
-        .join(file);
-    let check = Command::new(checker)
-        .args(["check", "--policy", "strict"])
-        .arg(&built)
-        .env("PLUGIN_HOST_LOG", "warn")
-        .output()
-        .map_err(|source| ContainerError::Spawn {
-            program: checker.display().to_string(),
-            source,
-        })?;
-    if !check.status.success() {
-        return Err(ContainerError::Refused {
-            name: plugin.name.clone(),
-            report: tail(&[check.stdout.as_slice(), &check.stderr].concat(), 30),
-        });
-    }
-    Ok(built)
+        .join(file))
 }
 
 #[cfg(test)]

@@ -110,6 +110,7 @@ impl Preflight<'_> {
         self.align_toolchain(dir, toolchain_file, &mut applied, &mut not_aligned)?;
         self.align_profile(&krate, &mut applied)?;
         self.align_lock(dir, &krate, &mut applied, &mut not_aligned)?;
+        self.align_image(&krate, &mut applied, &mut not_aligned)?;
         Ok((applied, not_aligned))
     }
 
@@ -122,7 +123,7 @@ impl Preflight<'_> {
         not_aligned: &mut Vec<NotAligned>,
     ) -> Result<(), PreflightError> {
         let host = &self.host.provenance.rustc;
-        let (rustc, _) = cargo::rustc(dir)?;
+        let (rustc, _, _) = cargo::rustc(dir)?;
         if (&rustc.release, &rustc.commit_hash) == (&host.release, &host.commit_hash) {
             return Ok(());
         }
@@ -139,25 +140,39 @@ impl Preflight<'_> {
             });
             return Ok(());
         };
+        // Only a real change is reported as one (the file may pin the host's compiler
+        // already, while something else decides over it).
+        let before = fs::read(file).ok();
         write_toolchain(file, &toolchain)?;
         let name = file.file_name().unwrap_or_default().to_string_lossy();
-        applied.push(format!("{name}: channel = \"{toolchain}\""));
-        let now = cargo::rustc(dir).map(|(r, _)| r);
+        if fs::read(file).ok() != before {
+            applied.push(format!("{name}: channel = \"{toolchain}\""));
+        }
+        let now = cargo::rustc(dir);
         if now
             .as_ref()
-            .is_ok_and(|r| r.commit_hash == host.commit_hash)
+            .is_ok_and(|(r, _, _)| r.commit_hash == host.commit_hash)
         {
             return Ok(());
         }
-        let reason = match (&now, std::env::var("RUSTUP_TOOLCHAIN")) {
-            (_, Ok(t)) => format!(
-                "RUSTUP_TOOLCHAIN={t} in this environment overrides {name}; unset it to build with {toolchain}"
-            ),
-            (Err(e), _) => format!(
+        let same = |f: &Path| f.canonicalize().ok() == file.canonicalize().ok();
+        let reason = match &now {
+            Ok((_, _, choice)) if !choice.file().is_some_and(same) => {
+                let undo = match choice {
+                    cargo::ToolchainChoice::Env { .. } => "unset RUSTUP_TOOLCHAIN".to_owned(),
+                    cargo::ToolchainChoice::Rustc { .. } => "unset RUSTC".to_owned(),
+                    cargo::ToolchainChoice::Override { dir, .. } => {
+                        format!("`rustup override unset --path {}`", dir.display())
+                    }
+                    _ => format!("pin {toolchain} there instead"),
+                };
+                format!("{choice} decides the toolchain here, over {name}: {undo} to build with {toolchain}")
+            }
+            Err(e) => format!(
                 "toolchain {toolchain} does not run here (`rustup toolchain install {toolchain}` first): {}",
                 e.cargo_reason()
             ),
-            (Ok(r), _) => format!(
+            Ok((r, _, _)) => format!(
                 "toolchain {toolchain} is rustc {}, not the host's {}{}",
                 r.short(),
                 host.short(),
@@ -276,6 +291,59 @@ impl Preflight<'_> {
                             });
                         }
                     }
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves every crate of the lock the builder image does not hold (build-time and
+    /// proc-macro crates too) to the host's version, until none is left to move.
+    fn align_image(
+        &self,
+        krate: &PluginCrate,
+        applied: &mut Vec<String>,
+        not_aligned: &mut Vec<NotAligned>,
+    ) -> Result<(), PreflightError> {
+        let mut tried: Vec<String> = Vec::new();
+        for _ in 0..UPDATE_ROUNDS {
+            let Some(prediction) = self.image_prediction(krate)? else {
+                return Ok(());
+            };
+            let mut progressed = false;
+            for gap in prediction.missing {
+                let what = format!("{} {}", gap.name, gap.version);
+                let Some(command) = gap.command.clone() else {
+                    if !not_aligned.iter().any(|n| n.what == what) {
+                        not_aligned.push(NotAligned {
+                            check: CheckKind::Dependencies,
+                            what,
+                            reason: format!(
+                                "the builder image holds only the host's crates ({}): {gap}",
+                                prediction.host_lockfile.display()
+                            ),
+                        });
+                    }
+                    continue;
+                };
+                if tried.contains(&command) {
+                    continue;
+                }
+                tried.push(command.clone());
+                let args: Vec<&str> = command.split(' ').skip(1).collect();
+                match cargo::cargo_offline_first(&krate.root, &args) {
+                    Ok(_) => {
+                        applied.push(command);
+                        progressed = true;
+                    }
+                    Err(e) => not_aligned.push(NotAligned {
+                        check: CheckKind::Dependencies,
+                        what: command,
+                        reason: e.cargo_reason(),
+                    }),
                 }
             }
             if !progressed {

@@ -9,7 +9,7 @@ use serde_json::Value;
 use toml_edit::DocumentMut;
 
 use super::PreflightError;
-use crate::cargo;
+use crate::cargo::{self, ToolError};
 
 /// A plugin crate, as its manifests describe it.
 #[derive(Debug, Clone)]
@@ -52,9 +52,13 @@ impl PluginCrate {
                 &manifest.to_string_lossy(),
             ],
         )
-        .map_err(|source| PreflightError::Manifest {
-            path: manifest.clone(),
-            source,
+        .map_err(|source| match source {
+            ToolError::Failed { .. } | ToolError::Output { .. } => PreflightError::Manifest {
+                path: manifest.clone(),
+                source,
+            },
+            // Not the manifest's fault: the toolchain or the program.
+            other => PreflightError::Tool(other),
         })?;
         let metadata: Value =
             serde_json::from_str(&text).map_err(|e| PreflightError::Metadata(e.to_string()))?;
