@@ -148,10 +148,10 @@ impl Inputs {
     }
 }
 
-fn made(what: &str, name: &str, made: Made) {
+fn made(what: &str, name: &str, made: Made) -> std::io::Result<()> {
     match made {
-        Made::Reused => println!("{what} {name}: up to date (reused)"),
-        _ => println!("{what} {name}: built"),
+        Made::Reused => outln!("{what} {name}: up to date (reused)"),
+        _ => outln!("{what} {name}: built"),
     }
 }
 
@@ -174,17 +174,17 @@ fn run_command(command: BuilderCommand, host: HostIdentity) -> Result<ExitCode> 
     match command {
         BuilderCommand::Context { dir, inputs } => {
             let written = container::write_context(&host, &inputs.options()?, &dir)?;
-            println!(
+            outln!(
                 "wrote {} (toolchain {}, key {})",
                 written.dir.display(),
                 written.toolchain.name,
                 written.key
-            );
-            println!(
+            )?;
+            outln!(
                 "build it: podman build --runtime runc --pull=never -t {} {}",
                 container::image_tag(&host),
                 written.dir.display()
-            );
+            )?;
         }
         BuilderCommand::Base {
             engine,
@@ -202,7 +202,7 @@ fn run_command(command: BuilderCommand, host: HostIdentity) -> Result<ExitCode> 
                 "base image",
                 &image,
                 container::make_base(&engine, &options)?,
-            );
+            )?;
         }
         BuilderCommand::Image {
             engine,
@@ -212,7 +212,7 @@ fn run_command(command: BuilderCommand, host: HostIdentity) -> Result<ExitCode> 
             let engine = engine.engine()?;
             let outcome =
                 container::make_image(&engine, &host, &inputs.options()?, context.as_deref())?;
-            made("builder image", &container::image_tag(&host), outcome);
+            made("builder image", &container::image_tag(&host), outcome)?;
         }
         BuilderCommand::Build {
             crate_dir,
@@ -226,7 +226,7 @@ fn run_command(command: BuilderCommand, host: HostIdentity) -> Result<ExitCode> 
                 checker: std::env::current_exe().context("cannot find this program's own file")?,
             };
             let built = container::build_plugin(&host, engine.as_ref(), &request)?;
-            println!("{}  sha256:{}", built.path.display(), built.sha256);
+            outln!("{}  sha256:{}", built.path.display(), built.sha256)?;
         }
         BuilderCommand::Worker {
             toolchain,
@@ -245,7 +245,7 @@ fn run_command(command: BuilderCommand, host: HostIdentity) -> Result<ExitCode> 
                 release: profile == WorkerProfile::Release,
             };
             let path = build_worker(&host, &request)?;
-            println!("{}", path.display());
+            outln!("{}", path.display())?;
         }
     }
     Ok(ExitCode::SUCCESS)

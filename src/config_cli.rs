@@ -65,10 +65,10 @@ pub fn run(json: bool, action: Option<ConfigAction>) -> Result<ExitCode> {
             let locations = locations()?;
             let file = project_file(&locations, file)?;
             let trusted = host::config::trust_project(&locations, &file)?;
-            println!(
+            outln!(
                 "trusted {}: its plugins and settings are used from now on (until it changes)",
                 printable(&trusted.display().to_string())
-            );
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Some(ConfigAction::Untrust { file }) => {
@@ -76,9 +76,9 @@ pub fn run(json: bool, action: Option<ConfigAction>) -> Result<ExitCode> {
             let file = project_file(&locations, file)?;
             let shown = printable(&file.display().to_string()).into_owned();
             if host::config::untrust_project(&locations, &file)? {
-                println!("no longer trusted: {shown}");
+                outln!("no longer trusted: {shown}")?;
             } else {
-                println!("{shown} was not trusted; nothing changed");
+                outln!("{shown} was not trusted; nothing changed")?;
             }
             Ok(ExitCode::SUCCESS)
         }
