@@ -7,7 +7,9 @@ use plugin_api::{Builtin, CallResult, Initializer, RVec, RegisterResult};
 
 /// `version` (a command: the host's name, version and rustc) and `echo` (a transform: its
 /// input unchanged).
+// ANCHOR: builtin
 pub const BUILTIN: Builtin = plugin_api::builtin_plugin!(register);
+// ANCHOR_END: builtin
 
 fn register(init: &mut Initializer<'_>) -> RegisterResult {
     let rustc = host::Provenance::decode(plugin_api::provenance_blob!())

@@ -142,7 +142,7 @@ enum Command {
         out: PathBuf,
     },
     /// Serve one isolated plugin for a host, on the control socket `--fd` (started by the
-    /// host itself; see the README's "Isolation").
+    /// host itself; see the book's "Isolation" chapter).
     #[command(name = "__worker", hide = true)]
     Worker {
         /// The inherited control socket.
@@ -193,7 +193,7 @@ struct LoadArgs {
     #[arg(long = "replace-builtin", value_name = "NAME")]
     replace_builtins: Vec<String>,
     /// Run plugin NAME (or `all` plugins) in a worker process of its own (repeatable); see
-    /// the README's "Isolation".
+    /// the book's "Isolation" chapter.
     #[arg(long = "isolate", value_name = "NAME|all")]
     isolate: Vec<String>,
     /// The deadline of each call into an isolated plugin, e.g. `2s`, `500ms`, `1m`
@@ -204,7 +204,7 @@ struct LoadArgs {
     /// A worker binary built with another toolchain (repeatable; `plugin-host builder
     /// worker` builds one): a plugin refused in-process for a toolchain difference runs
     /// isolated in the first one it matches. Added before the configuration's `[isolation]
-    /// workers`. See the README's "Skewed plugins".
+    /// workers`. See "Skewed plugins" in the book's "Isolation" chapter.
     #[arg(long = "worker", value_name = "PATH")]
     workers: Vec<PathBuf>,
 }
@@ -276,7 +276,9 @@ impl LoadArgs {
         for worker in crate::configured::workers(&self.workers, config) {
             host = host.with_worker(worker);
         }
+        // ANCHOR: with_builtin
         Ok(host.with_builtin(crate::builtins::BUILTIN))
+        // ANCHOR_END: with_builtin
     }
 }
 
@@ -576,7 +578,7 @@ fn index_cache(app: &str) -> Option<PathBuf> {
 }
 
 /// A capability `run` or `transform` asked for that no plugin provides, or whose plugin was
-/// refused or failed: said once, exit status 1 (the README's exit-status table).
+/// refused or failed: said once, exit status 1 (the book's exit-status table).
 fn unavailable(error: &dyn std::error::Error) -> ExitCode {
     eprintln!("error: {}", printable(&error.to_string()));
     ExitCode::from(1)

@@ -1,6 +1,6 @@
 //! `plugin-host`: the command-line face of the `host` loader.
 //!
-//! See `plugin-host --help`, and the README for the contract of each command.
+//! See `plugin-host --help`, and the book (docs/src/reference/cli.md) for the contract of each command.
 
 /// `println!` for command output that ends quietly when the reader has gone (`plugin-host
 /// lock | head -c 10`): see [`output::print_line`]. Evaluates to `std::io::Result<()>`.

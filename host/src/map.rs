@@ -129,7 +129,7 @@ impl Mapper {
         }
     }
 
-    /// Elsewhere: the canonical path, right after verification (see the README).
+    /// Elsewhere: the canonical path, right after verification (see the book, docs/src/security/what-runs-is-what-was-verified.md).
     #[cfg(not(target_os = "linux"))]
     pub(crate) fn map(
         &self,

@@ -1,7 +1,7 @@
 //! Reason codes: the stable, kebab-case names of every way a plugin can be refused or fail.
 //!
-//! They appear in `--json` output, beside every human message, and in the README's table,
-//! which a test keeps equal to [`ReasonCode::ALL`].
+//! They appear in `--json` output, beside every human message, and in the book's table
+//! (`docs/src/reference/reason-codes.md`), which a test keeps equal to [`ReasonCode::ALL`].
 
 use std::fmt;
 

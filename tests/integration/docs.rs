@@ -1,22 +1,21 @@
-//! The README documents every reason code, and only those.
+//! The book documents every reason code (and only those), every command, and the builder's
+//! lock workflow.
 
 use host::ReasonCode;
 
 #[test]
-fn readme_lists_exactly_the_reason_codes() {
-    let readme = std::fs::read_to_string(crate::fixtures::root().join("README.md")).unwrap();
-    let section = readme
-        .split("## Reason codes")
-        .nth(1)
-        .expect("README has a `## Reason codes` section");
-    let section = section.split("\n## ").next().unwrap();
+fn the_book_lists_exactly_the_reason_codes() {
+    let section = crate::book::chapter("reference/reason-codes.md");
     let documented: Vec<&str> = section
         .lines()
         .filter_map(|l| l.strip_prefix("| `"))
         .filter_map(|l| l.split('`').next())
         .collect();
     let code: Vec<&str> = ReasonCode::ALL.iter().map(|r| r.as_str()).collect();
-    assert_eq!(documented, code, "README table and ReasonCode::ALL differ");
+    assert_eq!(
+        documented, code,
+        "the reason-code table and ReasonCode::ALL differ"
+    );
 }
 
 /// The subcommands a `--help` lists (without `help`).
@@ -34,19 +33,18 @@ fn commands(help: &str) -> Vec<String> {
 }
 
 #[test]
-fn readme_synopsis_lists_every_command_and_builder_subcommand() {
-    let readme = std::fs::read_to_string(crate::fixtures::root().join("README.md")).unwrap();
-    let synopsis = readme
-        .split("## The CLI")
+fn the_cli_synopsis_lists_every_command_and_builder_subcommand() {
+    let chapter = crate::book::chapter("reference/cli.md");
+    let synopsis = chapter
+        .split("```text")
         .nth(1)
-        .and_then(|s| s.split("```text").nth(1))
         .and_then(|s| s.split("```").next())
-        .expect("README has a synopsis under `## The CLI`");
+        .expect("the CLI chapter opens with a synopsis");
     let help = crate::support::stdout(&crate::support::cli(&["--help"]));
     for command in commands(&help) {
         assert!(
             synopsis.contains(&format!("plugin-host {command}")),
-            "the README's synopsis does not show `plugin-host {command}`"
+            "the CLI chapter's synopsis does not show `plugin-host {command}`"
         );
     }
     let builder_lines: Vec<&str> = synopsis
@@ -59,19 +57,18 @@ fn readme_synopsis_lists_every_command_and_builder_subcommand() {
             builder_lines
                 .iter()
                 .any(|l| l.split_whitespace().any(|w| w == command)),
-            "the README's synopsis does not show `plugin-host builder {command}`: {builder_lines:?}"
+            "the CLI chapter's synopsis does not show `plugin-host builder {command}`: {builder_lines:?}"
         );
     }
 }
 
 #[test]
-fn readme_builder_section_connects_the_lock_of_new_with_the_image() {
-    let readme = std::fs::read_to_string(crate::fixtures::root().join("README.md")).unwrap();
-    let section = readme
-        .split("### The builder image")
+fn the_builder_chapter_connects_the_lock_of_new_with_the_image() {
+    let chapter = crate::book::chapter("authors/building-for-a-host.md");
+    let section = chapter
+        .split("## The builder image")
         .nth(1)
-        .and_then(|s| s.split("\n## ").next())
-        .expect("README has a builder image section");
+        .expect("the builder chapter has a builder image section");
     // A crate made by `new` already has the lock the image needs: no separate copy step.
     assert!(
         !section.contains("copy the host's `Cargo.lock` beside it"),

@@ -1,4 +1,4 @@
-//! The CLI's contract with scripts: the exit-status table of the README (each row), output into
+//! The CLI's contract with scripts: the book's exit-status table (each row), output into
 //! a closed pipe, flags refused at parse time, and errors said once.
 
 use std::path::Path;

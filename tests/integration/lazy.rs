@@ -64,6 +64,7 @@ fn run_opens_only_the_library_that_declares_the_command() {
 #[test]
 fn the_host_loads_one_library_on_first_use() {
     let dir = plugin_dir(INSTALLED);
+    // ANCHOR: lazy
     let mut host = host();
     let reports = host.index(&[dir.path()]).unwrap();
     assert!(
@@ -74,6 +75,7 @@ fn the_host_loads_one_library_on_first_use() {
     assert!(host.plugins().is_empty(), "nothing loaded by indexing");
 
     host.get_lazy::<CommandKind>("wc").unwrap();
+    // ANCHOR_END: lazy
     let loaded: Vec<&str> = host.plugins().iter().map(|p| &*p.name).collect();
     assert_eq!(loaded, ["wc"]);
     let pending = host
@@ -127,7 +129,7 @@ fn a_registration_outside_the_declaration_is_refused() {
     // Lazily, the same refusal, as an error naming it.
     let plugins = dir.path().to_str().unwrap();
     let out = cli(&["run", "--plugins", plugins, "declared"]);
-    // The plugin was refused: exit 1 (the README's exit-status table).
+    // The plugin was refused: exit 1 (the book's exit-status table).
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     let err = stderr(&out);
     assert!(

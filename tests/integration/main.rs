@@ -5,6 +5,7 @@ mod fixtures;
 mod support;
 mod worst_case;
 
+mod book;
 mod builder;
 mod builder_image;
 mod builtin;

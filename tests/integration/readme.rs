@@ -1,4 +1,4 @@
-//! The README's "Writing a plugin" example builds outside this workspace, following the README's
+//! The book's "Writing a plugin" example builds outside this workspace, following the chapter's
 //! steps exactly, and passes `--policy strict`; without the host's lock, the alignment command
 //! `check --policy strict` prints makes it pass.
 
@@ -13,19 +13,17 @@ fn block<'a>(section: &'a str, file: &str) -> &'a str {
     let after = section
         .split(&format!("`{file}`\n"))
         .nth(1)
-        .unwrap_or_else(|| panic!("README names no `{file}`"));
+        .unwrap_or_else(|| panic!("the chapter names no `{file}`"));
     let body = after.split_once("\n").unwrap().1;
     body.split("\n```").next().unwrap()
 }
 
-/// The "Writing a plugin" section.
+/// The book's "Writing a plugin" chapter.
 fn section() -> String {
-    let readme = fs::read_to_string(root().join("README.md")).unwrap();
-    let section = readme.split("## Writing a plugin").nth(1).unwrap();
-    section.split("\n## ").next().unwrap().to_owned()
+    crate::book::chapter("authors/writing-a-plugin.md")
 }
 
-/// Writes the README's plugin crate into `dir`, its paths pointing at this checkout.
+/// Writes the chapter's plugin crate into `dir`, its paths pointing at this checkout.
 fn write_plugin(section: &str, dir: &Path) {
     let api = root().join("plugin-api");
     let manifest =
@@ -48,7 +46,7 @@ fn readme_plugin_builds_and_loads() {
     let target = fixtures().libs.parent().unwrap().to_owned();
     let lib = target.join("debug").join(file_name_of_shout());
 
-    // The commands after "try it", run as the README says, with this checkout's paths.
+    // The commands after "try it", run as the chapter says, with this checkout's paths.
     let steps = section
         .split("```sh\n")
         .nth(1)
@@ -65,7 +63,7 @@ fn readme_plugin_builds_and_loads() {
                 let name = Path::new(&from).file_name().unwrap().to_owned();
                 fs::copy(&from, dir.path().join(name)).unwrap();
             }
-            // The README builds in release, the profile of an installed `plugin-host`; the
+            // The chapter builds in release, the profile of an installed `plugin-host`; the
             // `plugin-host` under test is a debug build, so the plugin is built in debug too:
             // what is tested is that a plugin of the host's profile passes strict.
             ["cargo", "build", "--release"] => {

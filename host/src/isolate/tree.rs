@@ -17,7 +17,7 @@
 //!
 //! What it does not cover: a process that leaves the group on purpose (`setsid`,
 //! `setpgid`). Only a cgroup or a PID namespace contains those; isolation here is about
-//! crashes and hangs, not about a plugin that tries to escape (see the README).
+//! crashes and hangs, not about a plugin that tries to escape (see the book, docs/src/applications/isolation.md).
 
 use std::io;
 

@@ -28,6 +28,7 @@ pub use redactor::{Redactor, Secret, UnknownSecret, CUSTOM, DEFAULT_REPLACEMENT}
 use plugin_api::{export_plugin, CallResult, Initializer, RVec, RegisterResult};
 use serde::Deserialize;
 
+// ANCHOR: settings
 /// `redact`'s configuration table.
 #[derive(Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
@@ -39,6 +40,7 @@ pub struct Settings {
     /// The replacement template (default `[REDACTED:{kind}]`).
     pub replacement: Option<String>,
 }
+// ANCHOR_END: settings
 
 impl Settings {
     /// The settings a configuration string gives: a TOML table, or (the older form) kind names
@@ -78,6 +80,7 @@ impl Settings {
     }
 }
 
+// ANCHOR: config_as
 fn register(init: &mut Initializer<'_>) -> RegisterResult {
     let settings = match Settings::from_list(init.config()) {
         Some(settings) => settings,
@@ -98,6 +101,7 @@ fn register(init: &mut Initializer<'_>) -> RegisterResult {
     )?;
     Ok(())
 }
+// ANCHOR_END: config_as
 
 export_plugin!(register);
 

@@ -1,3 +1,4 @@
+// ANCHOR: all
 //! `greeter-app`: loads the plugins in a directory and greets someone with one of their
 //! greeters.
 //!
@@ -24,12 +25,14 @@ use host::{Host, HostIdentity, PluginReport, ScanMode};
 mod wire;
 
 fn main() -> ExitCode {
+    // ANCHOR: worker
     // Started by the host as a worker for an isolated plugin: serve it, and nothing else.
     if let Some(code) =
         host::isolate::worker::serve_if_worker_with(plugin_api::provenance_blob!(), wire::kinds())
     {
         return code;
     }
+    // ANCHOR_END: worker
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -105,3 +108,4 @@ fn print_report(report: &PluginReport) {
         );
     }
 }
+// ANCHOR_END: all
