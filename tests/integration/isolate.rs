@@ -467,6 +467,8 @@ fn the_cli_names_a_crashed_isolated_plugin_once() {
         line.contains("SIGABRT") && line.ends_with("[plugin-crashed]"),
         "{line}"
     );
+    // Said once: the error, not also a warning before it.
+    assert_eq!(err.matches("[plugin-crashed]").count(), 1, "{err}");
 }
 
 /// The pids whose parent is `parent`.

@@ -265,7 +265,9 @@ impl Supervisor {
         let plugin = &self.plugin;
         state.failures += 1;
         let Failure { reason, message } = failure;
-        tracing::warn!("[{reason}] {}", crate::text::printable(&message));
+        // The failure is this call's error, which its caller reports: logged at debug only,
+        // so that it is said once (`host=debug` shows it as it happens).
+        tracing::debug!("[{reason}] {}", crate::text::printable(&message));
         if state.failures >= MAX_FAILURES {
             let why = format!(
                 "plugin `{plugin}` was unregistered after {} consecutive failures of its \
@@ -273,7 +275,7 @@ impl Supervisor {
                 state.failures,
                 without_subject(plugin, &message)
             );
-            tracing::error!("[{reason}] {}", crate::text::printable(&why));
+            tracing::debug!("[{reason}] {}", crate::text::printable(&why));
             state.retired = Some((reason, why.clone()));
             return error(format!("{why} [{reason}]"));
         }
