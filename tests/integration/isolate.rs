@@ -588,6 +588,59 @@ fn a_plugins_children_die_with_its_worker_when_a_call_times_out() {
 }
 
 #[test]
+fn a_plugin_that_waits_for_all_its_children_is_not_blocked_by_the_guard() {
+    // The worker's guard (see `isolate::tree`) is not the worker's child: a plugin's
+    // `while wait(NULL) > 0` ends at once with ECHILD instead of waiting for the guard.
+    let dir = plugin_dir(&["unruly"]);
+    let mut host = isolated_host().with_call_timeout(Duration::from_secs(5));
+    host.scan(&[dir.path()], ScanMode::Load).unwrap();
+    let started = Instant::now();
+    let out = call(&host, "misbehave", &["wait-children"]).unwrap_or_else(|e| {
+        panic!("waiting for all children blocked the call: {e}");
+    });
+    assert_eq!(out, "no children left (0 reaped)");
+    assert!(started.elapsed() < Duration::from_secs(4));
+    // The guard still does its work: a child the plugin leaves behind dies with the worker.
+    let files = tempfile::tempdir().unwrap();
+    let pidfile = files.path().join("returned");
+    call(&host, "misbehave", &["spawn", pidfile.to_str().unwrap()]).unwrap();
+    let child = spawned_pid(&pidfile);
+    drop(host);
+    gone_within_a_second(child, Instant::now(), "the host was dropped");
+}
+
+#[test]
+fn a_plugins_children_inherit_only_stdin_stdout_and_stderr_from_the_worker() {
+    let dir = plugin_dir(&["unruly"]);
+    let files = tempfile::tempdir().unwrap();
+    let listing = files.path().join("fds");
+    let mut host = isolated_host();
+    host.scan(&[dir.path()], ScanMode::Load).unwrap();
+    assert_eq!(
+        call(&host, "misbehave", &["fds", listing.to_str().unwrap()]).unwrap(),
+        "listed"
+    );
+    // `ls -l /proc/self/fd/`: `lrwx------ … 5 -> socket:[123]`. Besides 0, 1 and 2, only the
+    // directory `ls` itself opened to list them may be there.
+    let text = fs::read_to_string(&listing).unwrap();
+    let mut fds = Vec::new();
+    for line in text.lines().filter(|l| l.contains(" -> ")) {
+        let (left, target) = line.split_once(" -> ").unwrap();
+        let fd: u32 = left.split_whitespace().last().unwrap().parse().unwrap();
+        let own_listing = target.starts_with("/proc/") && target.ends_with("/fd");
+        assert!(
+            fd <= 2 || own_listing,
+            "descriptor {fd} ({target}) of the worker leaked into the plugin's child:\n{text}"
+        );
+        fds.push(fd);
+    }
+    assert!(
+        fds.starts_with(&[0, 1, 2]),
+        "the child has its standard descriptors: {text}"
+    );
+}
+
+#[test]
 fn a_plugins_children_die_within_a_second_when_the_host_is_killed() {
     let dir = plugin_dir(&["unruly"]);
     let files = tempfile::tempdir().unwrap();
