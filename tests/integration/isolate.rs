@@ -349,6 +349,30 @@ fn the_cli_isolates_reports_and_forwards_logs() {
 }
 
 #[test]
+fn a_long_log_record_of_an_isolated_plugin_is_logged_cut() {
+    let dir = plugin_dir(&["unruly"]);
+    let d = dir.path().to_str().unwrap();
+    let out = cli(&[
+        "run", "--plugins", d, "--isolate", "all", "misbehave", "log-long", "1048576",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    let line = err
+        .lines()
+        .find(|l| l.contains("misbehave logs long: "))
+        .unwrap_or_else(|| panic!("the record is not logged: {}", &err[..err.len().min(2000)]));
+    // "misbehave logs long: " (21 bytes), a MiB of x, " end": cut after 65536 bytes.
+    let cut = 21 + (1 << 20) + 4 - 65536;
+    assert!(
+        line.contains(&format!("xxx… ({cut} bytes cut)")),
+        "{}",
+        &line[line.len().saturating_sub(300)..]
+    );
+    assert!(!line.contains(" end"));
+    assert!(err.len() < 80 * 1024, "{} bytes of log", err.len());
+}
+
+#[test]
 fn isolation_flags_that_would_do_nothing_say_so() {
     let dir = plugin_dir(&["hello", "unruly", "redact"]);
     let d = dir.path().to_str().unwrap();
@@ -1232,6 +1256,10 @@ const FLOOD_STDERR: &str = "flood-stderr";
 /// (1 KiB each) on its control socket.
 const FLOOD_CONTROL: &str = "flood-control";
 
+/// The worker answers the first call only after sending 8 valid `refused` messages of 16 MiB
+/// each on its control socket (128 MiB in 8 frames, far under the 64-message bound).
+const FLOOD_LARGE: &str = "flood-large";
+
 /// This process's peak resident set (`VmHWM`), in bytes, after resetting it to the current
 /// resident set (where the kernel allows it).
 fn reset_peak_rss() -> u64 {
@@ -1258,6 +1286,11 @@ fn a_worker_flooding_stderr_or_its_control_socket_is_killed_and_the_host_stays_s
         (
             FLOOD_CONTROL,
             "sent more than 64 control messages that were not asked for",
+        ),
+        (
+            FLOOD_LARGE,
+            "sent control messages that were not asked for of more than 4194304 bytes in all \
+             (the limit of its queue; the last, a refused message, of 16777",
         ),
     ];
     for (mode, bound) in cases {
@@ -1389,6 +1422,18 @@ fn scribbling_worker() {
                 }
             }
         }
+        if nth == 1 && mode == FLOOD_LARGE {
+            let flood = bytes(&Message::Refused {
+                status: "failed".into(),
+                reason: "load-failed".into(),
+                message: "x".repeat(16 << 20),
+            });
+            for _ in 0..8 {
+                if socket.write_all(&flood).is_err() {
+                    break;
+                }
+            }
+        }
         if mode == LYING_REPLIES {
             let mut frame = Vec::new();
             match nth {
@@ -1410,7 +1455,7 @@ fn scribbling_worker() {
             std::thread::sleep(Duration::from_secs(60));
             return;
         }
-        if !scribble || mode == FLOOD_STDERR || mode == FLOOD_CONTROL {
+        if !scribble || [FLOOD_STDERR, FLOOD_CONTROL, FLOOD_LARGE].contains(&mode.as_str()) {
             let reply = Message::Reply {
                 id,
                 result: Ok(b"hello, Ada! (from a restarted fake worker)".to_vec()),

@@ -370,7 +370,8 @@ fn load_plugin(identity: HostIdentity, kinds: Kinds, load: &Load) -> (Host, Mess
                 .unwrap_or(crate::ReasonCode::LoadFailed)
                 .as_str()
                 .into(),
-            message,
+            // Within what the host queues for it (see `bounds::MAX_QUEUED_BYTES`).
+            message: super::bounds::cut(&message, super::bounds::MAX_LOG_TEXT).into_owned(),
         },
     };
     (host, answer)
