@@ -353,7 +353,14 @@ fn a_long_log_record_of_an_isolated_plugin_is_logged_cut() {
     let dir = plugin_dir(&["unruly"]);
     let d = dir.path().to_str().unwrap();
     let out = cli(&[
-        "run", "--plugins", d, "--isolate", "all", "misbehave", "log-long", "1048576",
+        "run",
+        "--plugins",
+        d,
+        "--isolate",
+        "all",
+        "misbehave",
+        "log-long",
+        "1048576",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
@@ -1290,7 +1297,7 @@ fn a_worker_flooding_stderr_or_its_control_socket_is_killed_and_the_host_stays_s
         (
             FLOOD_LARGE,
             "sent control messages that were not asked for of more than 4194304 bytes in all \
-             (the limit of its queue; the last, a refused message, of 16777",
+             (the limit of its queue; the last, a refused message, of 16777246 bytes)",
         ),
     ];
     for (mode, bound) in cases {

@@ -163,7 +163,11 @@ pub(crate) fn cut(text: &str, max: usize) -> Cow<'_, str> {
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    Cow::Owned(format!("{}… ({} bytes cut)", &text[..end], text.len() - end))
+    Cow::Owned(format!(
+        "{}… ({} bytes cut)",
+        &text[..end],
+        text.len() - end
+    ))
 }
 
 fn too_long(bounds: &Bounds) {
@@ -218,10 +222,16 @@ mod tests {
         let bounds = Bounds::of(u32::MAX); // no such process: no pidfd
         assert!(bounds.admit(MAX_QUEUED_BYTES - 10, false));
         assert!(!bounds.admit(11, false), "over the budget");
-        assert!(!bounds.admit(64 << 20, true), "a large reply waits alone only");
+        assert!(
+            !bounds.admit(64 << 20, true),
+            "a large reply waits alone only"
+        );
         bounds.taken(MAX_QUEUED_BYTES - 10);
         assert!(!bounds.admit(MAX_QUEUED_BYTES + 1, false));
-        assert!(bounds.admit(64 << 20, true), "a version-1 reply up to a frame");
+        assert!(
+            bounds.admit(64 << 20, true),
+            "a version-1 reply up to a frame"
+        );
         assert!(!bounds.admit(1, false), "nothing after it");
     }
 
