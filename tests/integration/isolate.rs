@@ -349,6 +349,37 @@ fn the_cli_isolates_reports_and_forwards_logs() {
 }
 
 #[test]
+fn a_long_log_record_of_an_isolated_plugin_is_logged_cut() {
+    let dir = plugin_dir(&["unruly"]);
+    let d = dir.path().to_str().unwrap();
+    let out = cli(&[
+        "run",
+        "--plugins",
+        d,
+        "--isolate",
+        "all",
+        "misbehave",
+        "log-long",
+        "1048576",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    let line = err
+        .lines()
+        .find(|l| l.contains("misbehave logs long: "))
+        .unwrap_or_else(|| panic!("the record is not logged: {}", &err[..err.len().min(2000)]));
+    // "misbehave logs long: " (21 bytes), a MiB of x, " end": cut after 65536 bytes.
+    let cut = 21 + (1 << 20) + 4 - 65536;
+    assert!(
+        line.contains(&format!("xxx… ({cut} bytes cut)")),
+        "{}",
+        &line[line.len().saturating_sub(300)..]
+    );
+    assert!(!line.contains(" end"));
+    assert!(err.len() < 80 * 1024, "{} bytes of log", err.len());
+}
+
+#[test]
 fn isolation_flags_that_would_do_nothing_say_so() {
     let dir = plugin_dir(&["hello", "unruly", "redact"]);
     let d = dir.path().to_str().unwrap();
@@ -587,6 +618,59 @@ fn a_plugins_children_die_with_its_worker_when_a_call_times_out() {
     assert!(!gone(child), "the child runs while its worker does");
     drop(host);
     gone_within_a_second(child, Instant::now(), "the host was dropped");
+}
+
+#[test]
+fn a_plugin_that_waits_for_all_its_children_is_not_blocked_by_the_guard() {
+    // The worker's guard (see `isolate::tree`) is not the worker's child: a plugin's
+    // `while wait(NULL) > 0` ends at once with ECHILD instead of waiting for the guard.
+    let dir = plugin_dir(&["unruly"]);
+    let mut host = isolated_host().with_call_timeout(Duration::from_secs(5));
+    host.scan(&[dir.path()], ScanMode::Load).unwrap();
+    let started = Instant::now();
+    let out = call(&host, "misbehave", &["wait-children"]).unwrap_or_else(|e| {
+        panic!("waiting for all children blocked the call: {e}");
+    });
+    assert_eq!(out, "no children left (0 reaped)");
+    assert!(started.elapsed() < Duration::from_secs(4));
+    // The guard still does its work: a child the plugin leaves behind dies with the worker.
+    let files = tempfile::tempdir().unwrap();
+    let pidfile = files.path().join("returned");
+    call(&host, "misbehave", &["spawn", pidfile.to_str().unwrap()]).unwrap();
+    let child = spawned_pid(&pidfile);
+    drop(host);
+    gone_within_a_second(child, Instant::now(), "the host was dropped");
+}
+
+#[test]
+fn a_plugins_children_inherit_only_stdin_stdout_and_stderr_from_the_worker() {
+    let dir = plugin_dir(&["unruly"]);
+    let files = tempfile::tempdir().unwrap();
+    let listing = files.path().join("fds");
+    let mut host = isolated_host();
+    host.scan(&[dir.path()], ScanMode::Load).unwrap();
+    assert_eq!(
+        call(&host, "misbehave", &["fds", listing.to_str().unwrap()]).unwrap(),
+        "listed"
+    );
+    // `ls -l /proc/self/fd/`: `lrwx------ … 5 -> socket:[123]`. Besides 0, 1 and 2, only the
+    // directory `ls` itself opened to list them may be there.
+    let text = fs::read_to_string(&listing).unwrap();
+    let mut fds = Vec::new();
+    for line in text.lines().filter(|l| l.contains(" -> ")) {
+        let (left, target) = line.split_once(" -> ").unwrap();
+        let fd: u32 = left.split_whitespace().last().unwrap().parse().unwrap();
+        let own_listing = target.starts_with("/proc/") && target.ends_with("/fd");
+        assert!(
+            fd <= 2 || own_listing,
+            "descriptor {fd} ({target}) of the worker leaked into the plugin's child:\n{text}"
+        );
+        fds.push(fd);
+    }
+    assert!(
+        fds.starts_with(&[0, 1, 2]),
+        "the child has its standard descriptors: {text}"
+    );
 }
 
 #[test]
@@ -1181,6 +1265,10 @@ const FLOOD_STDERR: &str = "flood-stderr";
 /// (1 KiB each) on its control socket.
 const FLOOD_CONTROL: &str = "flood-control";
 
+/// The worker answers the first call only after sending 8 valid `refused` messages of 16 MiB
+/// each on its control socket (128 MiB in 8 frames, far under the 64-message bound).
+const FLOOD_LARGE: &str = "flood-large";
+
 /// This process's peak resident set (`VmHWM`), in bytes, after resetting it to the current
 /// resident set (where the kernel allows it).
 fn reset_peak_rss() -> u64 {
@@ -1207,6 +1295,11 @@ fn a_worker_flooding_stderr_or_its_control_socket_is_killed_and_the_host_stays_s
         (
             FLOOD_CONTROL,
             "sent more than 64 control messages that were not asked for",
+        ),
+        (
+            FLOOD_LARGE,
+            "sent control messages that were not asked for of more than 4194304 bytes in all \
+             (the limit of its queue; the last, a refused message, of 16777246 bytes)",
         ),
     ];
     for (mode, bound) in cases {
@@ -1338,6 +1431,18 @@ fn scribbling_worker() {
                 }
             }
         }
+        if nth == 1 && mode == FLOOD_LARGE {
+            let flood = bytes(&Message::Refused {
+                status: "failed".into(),
+                reason: "load-failed".into(),
+                message: "x".repeat(16 << 20),
+            });
+            for _ in 0..8 {
+                if socket.write_all(&flood).is_err() {
+                    break;
+                }
+            }
+        }
         if mode == LYING_REPLIES {
             let mut frame = Vec::new();
             match nth {
@@ -1359,7 +1464,7 @@ fn scribbling_worker() {
             std::thread::sleep(Duration::from_secs(60));
             return;
         }
-        if !scribble || mode == FLOOD_STDERR || mode == FLOOD_CONTROL {
+        if !scribble || [FLOOD_STDERR, FLOOD_CONTROL, FLOOD_LARGE].contains(&mode.as_str()) {
             let reply = Message::Reply {
                 id,
                 result: Ok(b"hello, Ada! (from a restarted fake worker)".to_vec()),

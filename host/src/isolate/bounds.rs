@@ -6,27 +6,46 @@
 //!
 //! - **stderr**: read in pieces, split into lines; one line may hold at most
 //!   [`MAX_STDERR_LINE`] bytes (the longest a log line could usefully be);
-//! - **the control socket**: frames are bounded by the protocol ([`plugin_protocol::MAX_FRAME_LEN`]);
-//!   log records are logged as they arrive; any other message waits for the caller in a
-//!   queue of at most [`MAX_QUEUED`] messages (a worker never has more than one answer
-//!   outstanding, so a longer queue is a flood).
+//! - **the control socket**: frames are bounded by the protocol ([`plugin_protocol::MAX_FRAME_LEN`],
+//!   64 MiB); log records are logged as they arrive, their message and target cut to
+//!   [`MAX_LOG_TEXT`] bytes ([`cut`]); any other message waits for the caller in a queue of
+//!   at most [`MAX_QUEUED`] messages and [`MAX_QUEUED_BYTES`] bytes of frames, except that a
+//!   version-1 reply (up to a frame) may wait alone (a worker never has more than one answer
+//!   outstanding, so more is a flood). The host so holds at most one queued frame, the frame
+//!   being read, and the message being decoded — not 64 frames of 64 MiB.
 //!
 //! A worker that passes a bound has broken the protocol: it is killed at once (through its
 //! pidfd, from the reading thread) and the call in flight, or the next, fails `protocol-error`
 //! naming the bound ([`Bounds::broken`]).
 
+use std::borrow::Cow;
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// The most bytes of one line a worker may write to stderr.
 pub(crate) const MAX_STDERR_LINE: usize = 64 * 1024;
 /// The most control messages (other than log records) waiting for the caller.
 pub(crate) const MAX_QUEUED: usize = 64;
+/// The most bytes of frames (other than log records) waiting for the caller. The largest
+/// message a worker legitimately sends there, besides a version-1 reply (admitted alone, see
+/// [`Bounds::admit`]), is its `registered` report: at most
+/// [`crate::limits::MAX_CAPABILITIES`] (4096) capabilities whose names the worker's own
+/// checks held to [`crate::limits::MAX_CAPABILITY_NAME`] (128) characters, about 0.6 MiB
+/// (2.2 MiB if every character took 4 bytes); a `refused` report's message is cut to
+/// [`MAX_LOG_TEXT`] by the worker. 4 MiB is a little above all of them.
+pub(crate) const MAX_QUEUED_BYTES: usize = 4 << 20;
+/// The most bytes of a plugin log record's message (and of its target) the host logs: the
+/// stderr line bound. Escaping control characters ([`crate::text::printable`]) may make the
+/// logged text up to 10 times longer, so the cut comes first.
+pub(crate) const MAX_LOG_TEXT: usize = MAX_STDERR_LINE;
 
 /// The bound a worker broke, if it did, and the means to kill it for that from any thread.
 pub(crate) struct Bounds {
     broken: Mutex<Option<String>>,
+    /// Bytes of frames in the queue (added by the reading thread, taken by the caller).
+    queued: AtomicUsize,
     /// The worker's pidfd (`None` without `pidfd_open`: the reading thread then only stops
     /// reading, and the call in flight ends at its deadline, with the same message).
     pidfd: Option<OwnedFd>,
@@ -44,8 +63,27 @@ impl Bounds {
         });
         Bounds {
             broken: Mutex::new(None),
+            queued: AtomicUsize::new(0),
             pidfd,
         }
+    }
+
+    /// Whether a message of `len` bytes may join the queue (then counted): if the queue stays
+    /// within [`MAX_QUEUED_BYTES`], or if it is empty and the message is the one answer a
+    /// version-1 worker may have outstanding (`alone`: a reply, up to a frame). Called by the
+    /// one thread that fills the queue.
+    pub(crate) fn admit(&self, len: usize, alone: bool) -> bool {
+        let queued = self.queued.load(Ordering::Acquire);
+        if queued + len > MAX_QUEUED_BYTES && !(alone && queued == 0) {
+            return false;
+        }
+        self.queued.fetch_add(len, Ordering::AcqRel);
+        true
+    }
+
+    /// A message of `len` bytes left the queue.
+    pub(crate) fn taken(&self, len: usize) {
+        self.queued.fetch_sub(len, Ordering::AcqRel);
     }
 
     /// The worker broke a bound (`what` says which, e.g. "wrote … to stderr"): noted (the
@@ -115,6 +153,23 @@ pub(crate) fn read_lines(mut stderr: impl Read, bounds: &Bounds, mut line: impl 
     }
 }
 
+/// `text` cut to at most `max` bytes (at a character boundary), the cut marked as
+/// "… (N bytes cut)"; borrowed when it fits.
+pub(crate) fn cut(text: &str, max: usize) -> Cow<'_, str> {
+    if text.len() <= max {
+        return Cow::Borrowed(text);
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!(
+        "{}… ({} bytes cut)",
+        &text[..end],
+        text.len() - end
+    ))
+}
+
 fn too_long(bounds: &Bounds) {
     bounds.break_with(format!(
         "wrote a line of more than {MAX_STDERR_LINE} bytes to stderr (the limit of one line)"
@@ -128,6 +183,7 @@ mod tests {
     fn lines(input: &[u8]) -> (Vec<String>, Option<String>) {
         let bounds = Bounds {
             broken: Mutex::new(None),
+            queued: AtomicUsize::new(0),
             pidfd: None,
         };
         let mut got = Vec::new();
@@ -159,5 +215,35 @@ mod tests {
         let (got, broken) = lines(&after);
         assert_eq!(got, vec!["fine".to_owned()]);
         assert!(broken.is_some());
+    }
+
+    #[test]
+    fn queued_bytes_are_bounded_but_a_reply_may_wait_alone() {
+        let bounds = Bounds::of(u32::MAX); // no such process: no pidfd
+        assert!(bounds.admit(MAX_QUEUED_BYTES - 10, false));
+        assert!(!bounds.admit(11, false), "over the budget");
+        assert!(
+            !bounds.admit(64 << 20, true),
+            "a large reply waits alone only"
+        );
+        bounds.taken(MAX_QUEUED_BYTES - 10);
+        assert!(!bounds.admit(MAX_QUEUED_BYTES + 1, false));
+        assert!(
+            bounds.admit(64 << 20, true),
+            "a version-1 reply up to a frame"
+        );
+        assert!(!bounds.admit(1, false), "nothing after it");
+    }
+
+    #[test]
+    fn long_text_is_cut_at_a_character_boundary_and_says_so() {
+        assert!(matches!(cut("short", 5), Cow::Borrowed("short")));
+        assert_eq!(cut("abcdef", 4), "abcd… (2 bytes cut)");
+        // 'é' is two bytes: the cut falls before it, not inside it.
+        assert_eq!(cut("abcé", 4), "abc… (2 bytes cut)");
+        let long = "x".repeat(1 << 20);
+        let cut = cut(&long, MAX_LOG_TEXT);
+        assert!(cut.len() < MAX_LOG_TEXT + 32);
+        assert!(cut.ends_with(&format!("… ({} bytes cut)", (1 << 20) - MAX_LOG_TEXT)));
     }
 }

@@ -56,11 +56,12 @@
 //! worker, at end of file on its control socket for a version-1 one. So workers die with the
 //! host; dropping the [`Host`] stops them gracefully (shutdown message, then `SIGKILL` after a
 //! grace period). Whatever a plugin forks dies with its worker: each worker leads a process
-//! group of its own, which the host kills whole, and which a guard process the worker forks
-//! kills when the host could not (see `tree`).
+//! group of its own, which the host kills whole, and which a guard process the worker starts
+//! (not its child) kills when the host could not (see `tree`). A plugin's children inherit no
+//! descriptor of the worker's but 0, 1 and 2.
 //!
-//! Floods: what a worker can make the host hold (its stderr lines, the control messages
-//! waiting for a caller) is bounded; a worker past a bound is killed and the call fails
+//! Floods: what a worker can make the host hold (its stderr lines, its log records, the
+//! control messages waiting for a caller, in number and in bytes) is bounded; a worker past a bound is killed and the call fails
 //! `protocol-error` naming it (see `bounds`).
 
 use std::collections::HashMap;

@@ -36,7 +36,7 @@ use plugin_protocol::{
     PROTOCOL_VERSION_MIN, REPLY_HEAD_LEN,
 };
 
-use super::bounds::{self, Bounds, MAX_QUEUED};
+use super::bounds::{self, Bounds, MAX_LOG_TEXT, MAX_QUEUED, MAX_QUEUED_BYTES};
 use super::shm::{self, ByteSink};
 use super::transport::{Receiver, RecvError, Sender, SocketReceiver, SocketSender};
 use crate::reason::ReasonCode;
@@ -141,7 +141,8 @@ pub(crate) struct Worker {
     /// The control socket's sending half (and the calls' with a version-1 worker).
     pub(crate) sender: Box<dyn Sender>,
     /// What the control socket's reader thread hands over.
-    pub(crate) events: mpsc::Receiver<Event>,
+    /// What the reader thread queued, each with its frame's bytes (see [`Bounds::admit`]).
+    pub(crate) events: mpsc::Receiver<(Event, usize)>,
     pub(crate) tail: Arc<Tail>,
     /// The bound the worker broke, if it did (see [`super::bounds`]).
     pub(crate) bounds: Arc<Bounds>,
@@ -363,7 +364,8 @@ pub(crate) fn start(spec: &Spec) -> Result<(Worker, Vec<Capability>), StartError
             return Err(io("cannot clone the socket", e));
         }
     };
-    // Bounded: a worker has at most one answer outstanding (see `bounds`).
+    // Bounded in messages here and in bytes by `bounds`: a worker has at most one answer
+    // outstanding.
     let (events_tx, events) = mpsc::sync_channel(MAX_QUEUED);
     {
         let span = crate::log_bridge::span_for(plugin);
@@ -399,34 +401,51 @@ pub(crate) fn start(spec: &Spec) -> Result<(Worker, Vec<Capability>), StartError
     }
 }
 
-/// The reader thread: log records go to the host's log at once, everything else to whoever
-/// waits on the worker, at most [`MAX_QUEUED`] messages at a time (more break a bound).
+/// The reader thread: log records go to the host's log at once (cut to [`MAX_LOG_TEXT`]),
+/// everything else to whoever waits on the worker, at most [`MAX_QUEUED`] messages and
+/// [`MAX_QUEUED_BYTES`] bytes at a time (more break a bound, see [`Bounds::admit`]).
 fn read_events(
     mut receiver: impl Receiver,
-    events: mpsc::SyncSender<Event>,
+    events: mpsc::SyncSender<(Event, usize)>,
     bounds: &Bounds,
     span: tracing::Span,
 ) {
     loop {
-        let event = match receiver.recv() {
-            Ok(Some(Message::Log {
-                level,
-                target,
-                message,
-            })) => {
+        let (event, len) = match receiver.recv_sized() {
+            Ok(Some((
+                Message::Log {
+                    level,
+                    target,
+                    message,
+                },
+                _,
+            ))) => {
                 let level = crate::log_bridge::level_numbered(level as u8);
+                let target = bounds::cut(&target, MAX_LOG_TEXT);
+                let message = bounds::cut(&message, MAX_LOG_TEXT);
                 crate::log_bridge::emit(&span, level, &target, &message);
                 continue;
             }
-            Ok(Some(message)) => Event::Message(message),
-            Ok(None) => Event::Closed,
-            Err(RecvError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {
-                Event::Closed
+            Ok(Some((message, len))) => {
+                let alone = matches!(message, Message::Reply { .. });
+                if !bounds.admit(len, alone) {
+                    return bounds.break_with(format!(
+                        "sent control messages that were not asked for of more than \
+                         {MAX_QUEUED_BYTES} bytes in all (the limit of its queue; the last, a \
+                         {} message, of {len} bytes)",
+                        message.name()
+                    ));
+                }
+                (Event::Message(message), len)
             }
-            Err(e) => Event::Broken(e.to_string()),
+            Ok(None) => (Event::Closed, 0),
+            Err(RecvError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                (Event::Closed, 0)
+            }
+            Err(e) => (Event::Broken(e.to_string()), 0),
         };
         let last = !matches!(event, Event::Message(_));
-        match events.try_send(event) {
+        match events.try_send((event, len)) {
             Ok(()) if !last => {}
             Err(mpsc::TrySendError::Full(_)) => {
                 return bounds.break_with(format!(
@@ -507,7 +526,10 @@ impl Worker {
         };
         // Anything on the control socket now is a lie (garbage, or a message out of turn):
         // a version-2 worker only sends log records there, which the reader thread handles.
-        match self.events.try_recv() {
+        match self.events.try_recv().map(|(event, len)| {
+            self.bounds.taken(len);
+            event
+        }) {
             Ok(Event::Broken(e)) => return Exchange::Broken(format!("on its control socket: {e}")),
             Ok(Event::Message(m)) => return Exchange::Other(m.name()),
             Ok(Event::Closed) | Err(_) => {}
@@ -717,7 +739,10 @@ fn describe(status: std::process::ExitStatus) -> String {
 pub(crate) fn next(worker: &Worker, deadline: Instant) -> Option<Event> {
     let left = deadline.saturating_duration_since(Instant::now());
     match worker.events.recv_timeout(left) {
-        Ok(event) => Some(event),
+        Ok((event, len)) => {
+            worker.bounds.taken(len);
+            Some(event)
+        }
         Err(mpsc::RecvTimeoutError::Timeout) => None,
         Err(mpsc::RecvTimeoutError::Disconnected) => Some(Event::Closed),
     }

@@ -20,8 +20,14 @@ pub(crate) trait Sender: Send {
 
 /// The receiving half.
 pub(crate) trait Receiver: Send {
+    /// Blocks for the next message and the length of its frame (after the prefix); `Ok(None)`
+    /// at a clean end of stream (between frames).
+    fn recv_sized(&mut self) -> Result<Option<(Message, usize)>, RecvError>;
+
     /// Blocks for the next message; `Ok(None)` at a clean end of stream (between frames).
-    fn recv(&mut self) -> Result<Option<Message>, RecvError>;
+    fn recv(&mut self) -> Result<Option<Message>, RecvError> {
+        Ok(self.recv_sized()?.map(|(message, _)| message))
+    }
 }
 
 /// Why a receiver stopped.
@@ -51,6 +57,10 @@ impl Sender for SocketSender {
     }
 }
 
+const INITIAL_CAPACITY: usize = 64 * 1024;
+/// A receive buffer emptied with more capacity than this gives it back.
+const SHRINK_ABOVE: usize = 1 << 20;
+
 /// Reads frames from a Unix stream socket.
 pub(crate) struct SocketReceiver {
     stream: UnixStream,
@@ -63,14 +73,14 @@ impl SocketReceiver {
     pub(crate) fn new(stream: UnixStream) -> Self {
         SocketReceiver {
             stream,
-            buf: Vec::with_capacity(64 * 1024),
+            buf: Vec::with_capacity(INITIAL_CAPACITY),
             start: 0,
         }
     }
 }
 
 impl Receiver for SocketReceiver {
-    fn recv(&mut self) -> Result<Option<Message>, RecvError> {
+    fn recv_sized(&mut self) -> Result<Option<(Message, usize)>, RecvError> {
         loop {
             match decode(&self.buf[self.start..]) {
                 Ok((message, used)) => {
@@ -78,8 +88,12 @@ impl Receiver for SocketReceiver {
                     if self.start == self.buf.len() {
                         self.buf.clear();
                         self.start = 0;
+                        // One large frame does not keep its buffer for the worker's life.
+                        if self.buf.capacity() > SHRINK_ABOVE {
+                            self.buf.shrink_to(INITIAL_CAPACITY);
+                        }
                     }
-                    return Ok(Some(message));
+                    return Ok(Some((message, used - plugin_protocol::PREFIX_LEN)));
                 }
                 Err(DecodeError::Incomplete { needed }) => {
                     // Keep only the unread bytes, then read at least up to `needed` (bounded

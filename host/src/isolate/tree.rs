@@ -10,10 +10,11 @@
 //!   crash, a graceful stop), always *before* reaping the worker, so that the group's id
 //!   cannot have been reused;
 //! - the host may die without a chance to do that (`SIGKILL`): the worker then dies of its
-//!   `PR_SET_PDEATHSIG`, and its **guard** ([`start_guard`]) — a small process the worker
-//!   forks before it loads the plugin, which runs no plugin code and holds none of the
-//!   worker's descriptors — sees the worker end (through its pidfd) and kills the group,
-//!   itself included. The guard also covers a worker that crashes or exits between calls.
+//!   `PR_SET_PDEATHSIG`, and its **guard** ([`start_guard`]) — a small process in the
+//!   worker's group, started (by a double fork, so that it is not the worker's child) before
+//!   the plugin is loaded, which runs no plugin code and holds none of the worker's
+//!   descriptors — sees the worker end (through its pidfd) and kills the group, itself
+//!   included. The guard also covers a worker that crashes or exits between calls.
 //!
 //! What it does not cover: a process that leaves the group on purpose (`setsid`,
 //! `setpgid`). Only a cgroup or a PID namespace contains those; isolation here is about
@@ -62,33 +63,64 @@ pub(crate) fn has_ended(pid: u32) -> bool {
     r != 0 || unsafe { info.si_pid() } != 0
 }
 
-/// In the worker, before the plugin is loaded: forks the guard that kills this worker's
+/// In the worker, before the plugin is loaded: starts the guard that kills this worker's
 /// process group once the worker has ended, however it ended. Does nothing unless the worker
 /// leads its own group (as the host starts it): the guard must never kill a group it does not
 /// own, such as a shell's.
+///
+/// The guard is started by a double fork, so it is **not the worker's child**: plugin code
+/// that waits for all its children (`while wait(NULL) > 0`) is not blocked by it, and the
+/// plugin cannot move it into another group (`setpgid` works only on oneself and one's own
+/// children). The intermediate process exits at once and is reaped here, before this returns.
+///
+/// Why the guard's kill is sound: the guard stays in the worker's group, and Linux never hands
+/// out a number that is still some live process's group id. So while the guard lives in group
+/// `worker`, the number `worker` names the worker (alive or a zombie) or nothing — never a
+/// new process — and `kill(0, SIGKILL)` from the guard hits exactly the worker's group. The
+/// guard checks `getpgrp() == worker` before that kill and does nothing if it was moved.
 pub(crate) fn start_guard() -> io::Result<()> {
     // SAFETY: `getpid` and `getpgrp` take no arguments and cannot fail.
     let (worker, group) = unsafe { (libc::getpid(), libc::getpgrp()) };
     if worker != group {
         return Ok(());
     }
-    // SAFETY: `fork` takes no arguments. The child runs only `guard`, which makes
-    // async-signal-safe system calls and allocates nothing (another thread may have held the
-    // allocator's lock at the fork), and never returns.
-    match unsafe { libc::fork() } {
-        -1 => Err(io::Error::last_os_error()),
-        0 => guard(worker),
-        _ => Ok(()),
+    // SAFETY: `fork` takes no arguments. The child (the intermediate) only forks again and
+    // `_exit`s; its child runs only `guard`, which makes async-signal-safe system calls and
+    // allocates nothing (another thread may have held the allocator's lock at the fork), and
+    // never returns.
+    let intermediate = match unsafe { libc::fork() } {
+        -1 => return Err(io::Error::last_os_error()),
+        // SAFETY: in the intermediate: `fork` and `_exit` are async-signal-safe; `_exit`
+        // never returns.
+        0 => unsafe {
+            if libc::fork() == 0 {
+                guard(worker)
+            }
+            libc::_exit(0)
+        },
+        pid => pid,
+    };
+    // The intermediate is our child: reaped here, so the plugin never sees it.
+    loop {
+        // SAFETY: `waitpid` on our own child with a null status pointer.
+        let r = unsafe { libc::waitpid(intermediate, std::ptr::null_mut(), 0) };
+        if r >= 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
     }
 }
 
-/// The guard's body: closes every inherited descriptor, waits for `worker` (its parent) to
-/// end, kills its group, and exits.
+/// The guard's body: closes every inherited descriptor, waits for `worker` to end, kills its
+/// group (which the guard is in, see [`start_guard`]), and exits.
 fn guard(worker: libc::pid_t) -> ! {
     // SAFETY: only system calls without Rust-side state: `close_range`/`close` on
     // descriptors this process owns (the worker's copies stay open in the worker),
-    // `pidfd_open`, `poll` on one valid `pollfd`, `getppid`, `nanosleep` with a valid
-    // timespec, `kill`, and `_exit`, which never returns.
+    // `pidfd_open`, `poll` on one valid `pollfd`, `kill`, `getpgrp`, `nanosleep` with a valid
+    // timespec, and `_exit`, which never returns.
     unsafe {
         // Nothing of the worker's stays open here: the host sees the worker's end of
         // file when the worker ends, not when the guard does.
@@ -97,28 +129,32 @@ fn guard(worker: libc::pid_t) -> ! {
                 libc::close(fd);
             }
         }
+        // The number `worker` cannot have been reused while we are in its group (see
+        // `start_guard`): a pidfd opened now names the worker, or fails if it is reaped.
         let pidfd = libc::syscall(libc::SYS_pidfd_open, worker, 0);
-        // The worker may have ended before the pidfd was opened: then we were re-parented.
-        if libc::getppid() == worker {
-            if pidfd >= 0 {
-                let mut pfd = libc::pollfd {
-                    fd: pidfd as libc::c_int,
-                    events: libc::POLLIN,
-                    revents: 0,
-                };
-                while libc::poll(&mut pfd, 1, -1) < 0 {}
-            } else {
-                // No pidfd (Linux before 5.3): notice the re-parenting instead.
-                let slice = libc::timespec {
-                    tv_sec: 0,
-                    tv_nsec: 50_000_000,
-                };
-                while libc::getppid() == worker {
-                    libc::nanosleep(&slice, std::ptr::null_mut());
-                }
+        if pidfd >= 0 {
+            let mut pfd = libc::pollfd {
+                fd: pidfd as libc::c_int,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            while libc::poll(&mut pfd, 1, -1) < 0 {}
+        } else if *libc::__errno_location() == libc::ENOSYS {
+            // No pidfd (Linux before 5.3): wait until the worker is reaped (a worker whose
+            // host is gone is reaped by init; a zombie's host kills the group itself).
+            let slice = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 50_000_000,
+            };
+            while libc::kill(worker, 0) == 0 {
+                libc::nanosleep(&slice, std::ptr::null_mut());
             }
         }
-        libc::kill(-worker, libc::SIGKILL);
+        // Moved out of the worker's group (only a parent or an ancestor reaper could): the
+        // group is no longer known to be the worker's, so it is left alone.
+        if libc::getpgrp() == worker {
+            libc::kill(0, libc::SIGKILL);
+        }
         libc::_exit(0)
     }
 }

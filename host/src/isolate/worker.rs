@@ -101,6 +101,12 @@ pub fn serve_with(identity: HostIdentity, kinds: Kinds, fd: RawFd, shm: Option<R
     if let Err(e) = super::tree::start_guard() {
         eprintln!("worker: cannot start the guard of its process group ({e}); a process the plugin starts may outlive the host");
     }
+    // Every descriptor the worker inherited or holds (the control socket, the call channel,
+    // the plugin file, whatever the host's process had open) stays open here but is not
+    // handed on to the processes the plugin starts.
+    if let Err(e) = close_on_exec_from(3) {
+        eprintln!("worker: cannot mark its descriptors close-on-exec ({e}); a process the plugin starts may inherit them");
+    }
     // A channel that cannot be mapped is no reason to fail: the worker offers version 1 only.
     let channel = shm.and_then(|raw| {
         // SAFETY: `raw` is the descriptor the host passed on the command line (`--shm M`),
@@ -143,6 +149,44 @@ pub fn serve_with(identity: HostIdentity, kinds: Kinds, fd: RawFd, shm: Option<R
             ExitCode::from(2)
         }
     }
+}
+
+/// Sets `FD_CLOEXEC` on every open descriptor from `first` on: `close_range` with
+/// `CLOSE_RANGE_CLOEXEC` (Linux 5.11), else each descriptor listed in `/proc/self/fd`.
+fn close_on_exec_from(first: RawFd) -> std::io::Result<()> {
+    // SAFETY: `close_range` takes no pointers; with `CLOSE_RANGE_CLOEXEC` it closes nothing,
+    // it only marks descriptors. The result is checked.
+    let marked = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if marked == 0 {
+        return Ok(());
+    }
+    mark_listed_from(first)
+}
+
+/// [`close_on_exec_from`] without `close_range`: each descriptor `/proc/self/fd` lists.
+fn mark_listed_from(first: RawFd) -> std::io::Result<()> {
+    let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")?
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd >= first)
+        .collect();
+    for fd in fds {
+        // SAFETY: `fcntl` on a descriptor number takes no pointers; one that was closed
+        // meanwhile (the directory listing's own) is `EBADF`, skipped.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn send(sender: &Mutex<Box<dyn Sender>>, message: &Message) -> Result<(), String> {
@@ -326,7 +370,8 @@ fn load_plugin(identity: HostIdentity, kinds: Kinds, load: &Load) -> (Host, Mess
                 .unwrap_or(crate::ReasonCode::LoadFailed)
                 .as_str()
                 .into(),
-            message,
+            // Within what the host queues for it (see `bounds::MAX_QUEUED_BYTES`).
+            message: super::bounds::cut(&message, super::bounds::MAX_LOG_TEXT).into_owned(),
         },
     };
     (host, answer)
@@ -471,5 +516,31 @@ fn call(
         (kind, _) => Err(refused(format!(
             "the worker cannot call a {kind} with these arguments"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptors_are_marked_close_on_exec_without_close_range_too() {
+        let cloexec = |fd: RawFd| {
+            // SAFETY: `fcntl(F_GETFD)` takes no pointers.
+            let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+            assert!(flags >= 0);
+            flags & libc::FD_CLOEXEC != 0
+        };
+        for mark in [close_on_exec_from, mark_listed_from] {
+            // SAFETY: `open` of a constant path without `O_CLOEXEC`; checked, then owned.
+            let fd = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY) };
+            assert!(fd >= 3);
+            // SAFETY: just opened above, ours alone.
+            let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+            assert!(!cloexec(fd));
+            mark(fd).unwrap();
+            assert!(cloexec(fd), "descriptor {fd} is not close-on-exec");
+            drop(owned);
+        }
     }
 }
