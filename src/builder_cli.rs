@@ -356,12 +356,16 @@ fn build_worker(host: &HostIdentity, request: &WorkerRequest) -> Result<PathBuf>
     std::fs::create_dir_all(&request.out)
         .with_context(|| format!("cannot create {}", request.out.display()))?;
     let path = request.out.join(name);
-    // Through a temporary name: a worker in use is never rewritten in place.
-    let partial = path.with_extension("partial");
-    std::fs::copy(&built, &partial)
-        .with_context(|| format!("cannot copy {} to {}", built.display(), partial.display()))?;
-    std::fs::rename(&partial, &path)
-        .with_context(|| format!("cannot rename {} to {}", partial.display(), path.display()))?;
+    // Through a new temporary file renamed over it: a worker in use is never rewritten in
+    // place, and nothing is written through a link planted at either name.
+    let mut source =
+        std::fs::File::open(&built).with_context(|| format!("cannot read {}", built.display()))?;
+    host::small_file::write_atomically_with(&path, |out| {
+        use std::os::unix::fs::PermissionsExt;
+        std::io::copy(&mut source, out)?;
+        out.set_permissions(std::fs::Permissions::from_mode(0o755))
+    })
+    .with_context(|| format!("cannot copy {} to {}", built.display(), path.display()))?;
     eprintln!("worker built by rustc {}", provenance.rustc.short());
     Ok(path)
 }

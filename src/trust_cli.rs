@@ -301,7 +301,8 @@ pub fn sign(files: &[PathBuf], key: Option<&Path>) -> Result<ExitCode> {
         )
         .map_err(|e| anyhow!("{}: cannot sign: {e}", file.display()))?;
         let out = signature_path(file);
-        fs::write(&out, signature.into_string())
+        // Never through a link planted at FILE.minisig: a new file renamed over it.
+        host::small_file::write_atomically(&out, signature.into_string().as_bytes())
             .with_context(|| format!("{}: cannot write the signature", out.display()))?;
         outln!("signed {}  ->  {}", file.display(), out.display())?;
     }

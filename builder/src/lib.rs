@@ -9,6 +9,7 @@
 
 pub mod cargo;
 pub mod container;
+pub mod copy;
 pub mod lockfile;
 pub mod preflight;
 pub mod scaffold;

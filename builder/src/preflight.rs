@@ -98,6 +98,9 @@ pub enum PreflightError {
         /// Why.
         source: std::io::Error,
     },
+    /// The workspace could not be copied for `--fix` (a FIFO, a link out of it, …).
+    #[error(transparent)]
+    Copy(#[from] crate::copy::CopyError),
     /// A TOML file is malformed.
     #[error("{}: {message}", path.display())]
     Toml {

@@ -222,6 +222,43 @@ pub(crate) fn create_temp(dir: &Path, name: &str) -> io::Result<(PathBuf, File)>
     ))
 }
 
+/// Writes `path` atomically and never through a link: `bytes` go to a new temporary file
+/// beside it ([`create_temp`]: created exclusively, `O_NOFOLLOW`), which is synced and renamed
+/// over `path`; the directory is synced too. A symbolic link at `path` is replaced, not
+/// followed; a reader sees the old file or the new one, never half of one.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomically_with(path, |file| io::Write::write_all(file, bytes))
+}
+
+/// [`write_atomically`], with the temporary file's content written by `write` (which may,
+/// say, stream a large file into it or set its permissions).
+pub fn write_atomically_with(
+    path: &Path,
+    write: impl FnOnce(&mut File) -> io::Result<()>,
+) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".to_owned());
+    let (tmp, mut file) = create_temp(dir, &name)?;
+    let written = write(&mut file)
+        .and_then(|()| file.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    // The rename itself must reach the disk too.
+    if let Ok(dir) = File::open(dir) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
 #[cfg(all(test, unix))]
 mod tests {
     use super::*;
@@ -266,6 +303,25 @@ mod tests {
             CONFIG.read_to_string(&f),
             Err(SmallFileError::NotText { .. })
         ));
+    }
+
+    #[test]
+    fn an_atomic_write_goes_through_no_link_planted_at_the_file_or_a_temporary_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        let path = dir.path().join("out.minisig");
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        let pid = std::process::id();
+        for n in 0..3 {
+            let name = dir.path().join(format!(".out.minisig.tmp.{pid}.{n}"));
+            std::os::unix::fs::symlink(&victim, name).unwrap();
+        }
+        write_atomically(&path, b"new").unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert!(meta.is_file(), "{meta:?}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
     }
 
     #[test]

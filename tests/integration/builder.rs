@@ -402,6 +402,59 @@ fn bad_input_is_an_error_with_exit_2() {
     );
 }
 
+#[test]
+fn fix_refuses_a_fifo_in_the_crate_at_once_and_leaves_no_scratch_copy() {
+    use std::time::{Duration, Instant};
+    let dir = scaffold("scaffold-fifo", "command");
+    let pipe = dir.join("src/pipe");
+    let c = std::ffi::CString::new(pipe.to_str().unwrap()).unwrap();
+    // SAFETY: `c` is a NUL-terminated path that lives across the call.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let manifest = fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+
+    // Copying the crate used to open the FIFO and wait for a writer forever: a guard, not a
+    // measurement.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_plugin-host"))
+        .args(["preflight", "--fix"])
+        .current_dir(&dir)
+        .env("PLUGIN_HOST_LOG", "warn")
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env_remove("RUSTC")
+        .env_remove("CARGO")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(120) {
+            child.kill().unwrap();
+            panic!("preflight --fix on a crate with a FIFO did not end in 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("{}: a FIFO, not a regular file", pipe.display()))
+            && err.contains("remove it"),
+        "{err}"
+    );
+    assert!(
+        !fs::read_dir(dir.parent().unwrap()).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".scaffold-fifo.plugin-host-")),
+        "--fix left its scratch copy behind"
+    );
+    assert_eq!(
+        fs::read_to_string(dir.join("Cargo.toml")).unwrap(),
+        manifest
+    );
+}
+
 /// A program at `path` that appends its name to `marker` and fails.
 fn marker_program(path: &Path, marker: &Path) {
     fs::create_dir_all(path.parent().unwrap()).unwrap();

@@ -248,6 +248,20 @@ fn a_crate_without_the_recorder_is_refused_and_out_untouched() {
 }
 
 #[test]
+fn a_fifo_in_the_crate_is_refused_by_name_and_out_untouched() {
+    // Copying the crate into the build's stage used to open the FIFO and wait forever.
+    let (_dir, krate) = standalone_plugin("fifo");
+    let pipe = krate.join("src/pipe");
+    let c = std::ffi::CString::new(pipe.to_str().unwrap()).unwrap();
+    // SAFETY: `c` is a NUL-terminated path that lives across the call.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    assert_refused_untouched(
+        &krate,
+        &format!("{}: a FIFO, not a regular file", pipe.display()),
+    );
+}
+
+#[test]
 fn a_build_that_fails_is_reported_with_its_errors() {
     let (_dir, krate) = standalone_plugin("broken");
     fs::write(krate.join("src/lib.rs"), "fn oops( {}\n").unwrap();

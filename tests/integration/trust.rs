@@ -484,6 +484,39 @@ fn keygen_and_sign_interoperate_with_minisign() {
 }
 
 #[test]
+fn sign_replaces_a_link_planted_at_the_signature_and_leaves_its_target_alone() {
+    let work = tempfile::tempdir().unwrap();
+    let prefix = work.path().join("mine");
+    let out = cli(&["keygen", "--out", s(&prefix)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (public, secret) = (work.path().join("mine.pub"), work.path().join("mine.key"));
+    let dir = plugin_dir(&["hello"]);
+    let hello = dir.path().join(file_name("hello"));
+    let victim = work.path().join("victim");
+    fs::write(&victim, "precious").unwrap();
+    let signature = dir.path().join(format!("{}.minisig", file_name("hello")));
+    std::os::unix::fs::symlink(&victim, &signature).unwrap();
+
+    let out = cli(&["sign", s(&hello), "--key", s(&secret)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+    assert!(
+        fs::symlink_metadata(&signature).unwrap().is_file(),
+        "the signature is not a regular file"
+    );
+    let verified = minisign(&["-V", "-p", s(&public), "-m", s(&hello)]);
+    assert!(verified.status.success(), "{}", stderr(&verified));
+    assert!(
+        !fs::read_dir(dir.path()).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains(".tmp.")),
+        "a temporary file was left behind"
+    );
+}
+
+#[test]
 fn library_signature_modes_per_plugin() {
     let keys = tempfile::tempdir().unwrap();
     let (key, _, _) = minisign_keypair(keys.path(), "author");

@@ -11,9 +11,10 @@ use plugin_api::provenance::SourceKind;
 use sha2::{Digest, Sha256};
 
 use super::error::{tail, ContainerError};
-use super::files::{copy_tree, hex, make_executable, sha256_file, write};
+use super::files::{hex, make_executable, sha256_file, write};
 use super::glibc;
 use super::toolchain::{self, Toolchain};
+use crate::copy::copy_tree;
 
 /// Where the builder's files live inside the image.
 pub const IMAGE_ROOT: &str = "/opt/plugin-builder";
@@ -230,7 +231,8 @@ fn copy_host_crate(krate: &HostCrate, to: &Path) -> Result<(), ContainerError> {
             && (name.starts_with('.')
                 || rel == Path::new("target")
                 || root.join(rel).join("Cargo.toml").is_file())
-    })
+    })?;
+    Ok(())
 }
 
 fn uses_workspace(dir: &Path) -> bool {

@@ -168,6 +168,9 @@ pub enum ContainerError {
         /// Why.
         source: std::io::Error,
     },
+    /// A crate or toolchain tree could not be copied (a FIFO, a link out of it, …).
+    #[error(transparent)]
+    Copy(#[from] crate::copy::CopyError),
     /// Reading or writing a file failed.
     #[error("{}: {source}", path.display())]
     Io {

@@ -11,48 +11,6 @@ use sha2::{Digest, Sha256};
 
 use super::error::ContainerError;
 
-/// Copies the tree `from` to `to` (created), keeping symlinks as symlinks and permission
-/// bits; `skip(relative_path, is_dir)` leaves an entry out.
-pub(crate) fn copy_tree(
-    from: &Path,
-    to: &Path,
-    skip: &dyn Fn(&Path, bool) -> bool,
-) -> Result<(), ContainerError> {
-    copy_below(from, to, Path::new(""), skip)
-}
-
-fn copy_below(
-    from: &Path,
-    to: &Path,
-    relative: &Path,
-    skip: &dyn Fn(&Path, bool) -> bool,
-) -> Result<(), ContainerError> {
-    fs::create_dir_all(to).map_err(ContainerError::io(to))?;
-    let mut entries: Vec<_> = fs::read_dir(from)
-        .map_err(ContainerError::io(from))?
-        .collect::<Result<_, _>>()
-        .map_err(ContainerError::io(from))?;
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        let source = entry.path();
-        let target = to.join(entry.file_name());
-        let rel = relative.join(entry.file_name());
-        let kind = entry.file_type().map_err(ContainerError::io(&source))?;
-        if skip(&rel, kind.is_dir()) {
-            continue;
-        }
-        if kind.is_symlink() {
-            let link = fs::read_link(&source).map_err(ContainerError::io(&source))?;
-            std::os::unix::fs::symlink(&link, &target).map_err(ContainerError::io(&target))?;
-        } else if kind.is_dir() {
-            copy_below(&source, &target, &rel, skip)?;
-        } else {
-            fs::copy(&source, &target).map_err(ContainerError::io(&target))?;
-        }
-    }
-    Ok(())
-}
-
 /// The largest build output [`copy_regular`] copies (a plugin library is far smaller).
 pub(crate) const MAX_OUTPUT: u64 = 1 << 30;
 

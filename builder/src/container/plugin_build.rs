@@ -11,9 +11,10 @@ use host::HostIdentity;
 use super::context::{host_crates, image_tag, HostCrate, IMAGE_ROOT};
 use super::engine::Engine;
 use super::error::{tail, ContainerError};
-use super::files::{copy_regular, copy_tree};
+use super::files::copy_regular;
 use super::glibc;
 use super::toolchain;
+use crate::copy::copy_tree;
 
 /// Where the plugin crate is inside the image (and what its path is remapped to elsewhere).
 pub const CRATE_DIR: &str = "/build/crate";

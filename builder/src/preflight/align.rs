@@ -51,7 +51,7 @@ impl Preflight<'_> {
             .and_then(|f| f.strip_prefix(&root).ok().map(Path::to_owned))
             .unwrap_or_else(|| PathBuf::from("rust-toolchain.toml"));
         let scratch = Scratch::beside(&root, "fix")?;
-        copy_tree(&root, scratch.path())?;
+        copy_workspace(&root, scratch.path())?;
         let copy_dir = scratch.path().join(relative);
         let (applied, not_aligned) =
             self.align_in_place(&copy_dir, &scratch.path().join(&toolchain))?;
@@ -375,17 +375,12 @@ fn write_toolchain(path: &Path, toolchain: &str) -> Result<(), PreflightError> {
     write_atomic(path, text.as_bytes())
 }
 
-/// Writes `path` through a temporary file beside it and a rename.
+/// Writes `path` through a new temporary file beside it and a rename: never through a link
+/// planted at `path` or at a temporary name ([`host::small_file::write_atomically`]).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PreflightError> {
-    let tmp = path.with_extension(format!("plugin-host-{}.tmp", std::process::id()));
-    let io = |source| PreflightError::Io {
+    host::small_file::write_atomically(path, bytes).map_err(|source| PreflightError::Io {
         path: path.to_owned(),
         source,
-    };
-    fs::write(&tmp, bytes).map_err(io)?;
-    fs::rename(&tmp, path).map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        io(e)
     })
 }
 
@@ -428,28 +423,50 @@ impl Drop for Scratch {
 }
 
 /// Copies a workspace's sources: everything but `target/` and hidden entries other than
-/// `.cargo/` (which holds config that changes resolution).
-fn copy_tree(from: &Path, to: &Path) -> Result<(), PreflightError> {
-    let io = |path: &Path| {
-        let path = path.to_owned();
-        move |source| PreflightError::Io { path, source }
-    };
-    fs::create_dir_all(to).map_err(io(to))?;
-    for entry in fs::read_dir(from).map_err(io(from))? {
-        let entry = entry.map_err(io(from))?;
-        let name = entry.file_name();
-        let text = name.to_string_lossy();
-        if text == "target" || (text.starts_with('.') && text != ".cargo") {
-            continue;
+/// `.cargo/` (which holds config that changes resolution). Nothing is read through a link;
+/// a FIFO, a device or a link out of the workspace is an error ([`crate::copy`]).
+fn copy_workspace(from: &Path, to: &Path) -> Result<(), PreflightError> {
+    crate::copy::copy_tree(from, to, &|rel, _| {
+        let name = rel.file_name().unwrap_or_default().to_string_lossy();
+        name == "target" || (name.starts_with('.') && name != ".cargo")
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn a_toolchain_file_is_written_through_no_link_planted_at_a_temporary_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "precious").unwrap();
+        let path = dir.path().join("rust-toolchain.toml");
+        let pid = std::process::id();
+        // The name the writer once used, and the ones it now tries first.
+        let mut planted = vec![path.with_extension(format!("plugin-host-{pid}.tmp"))];
+        planted.extend((0..3).map(|n| {
+            dir.path()
+                .join(format!(".rust-toolchain.toml.tmp.{pid}.{n}"))
+        }));
+        for name in &planted {
+            symlink(&victim, name).unwrap();
         }
-        let (src, dest) = (entry.path(), to.join(&name));
-        // Follows symlinks: the copy has the content cargo would read.
-        let meta = fs::metadata(&src).map_err(io(&src))?;
-        if meta.is_dir() {
-            copy_tree(&src, &dest)?;
-        } else {
-            fs::copy(&src, &dest).map_err(io(&src))?;
+        write_toolchain(&path, "1.80.0").unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+        assert!(fs::symlink_metadata(&path).unwrap().is_file());
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            "[toolchain]\nchannel = \"1.80.0\"\n"
+        );
+        for name in &planted {
+            assert!(
+                fs::symlink_metadata(name).unwrap().is_symlink(),
+                "{}",
+                name.display()
+            );
         }
     }
-    Ok(())
 }

@@ -13,7 +13,6 @@
 //! trusted-projects`), one `sha256:<hex> <absolute path>` line per file.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -339,15 +338,5 @@ fn write_record(record: &Path, entries: &[(String, PathBuf)]) -> Result<(), Conf
     }
     let dir = record.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(|e| bad(e.to_string()))?;
-    let (tmp, mut out) = crate::small_file::create_temp(dir, TRUSTED_PROJECTS_FILE)
-        .map_err(|e| bad(e.to_string()))?;
-    let written = out
-        .write_all(text.as_bytes())
-        .and_then(|()| out.sync_all())
-        .and_then(|()| fs::rename(&tmp, record));
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(bad(e.to_string()));
-    }
-    Ok(())
+    crate::small_file::write_atomically(record, text.as_bytes()).map_err(|e| bad(e.to_string()))
 }

@@ -160,19 +160,10 @@ impl Cache {
 /// Writes `file` to a new temporary file in the cache's directory (created exclusively, never
 /// through a link planted at its name), then renames it over `path`.
 fn write_atomically(path: &Path, file: &File) -> std::io::Result<()> {
-    use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("index");
-    let (tmp, mut out) = crate::small_file::create_temp(dir, name)?;
-    let written = serde_json::to_vec(file)
-        .map_err(std::io::Error::other)
-        .and_then(|bytes| out.write_all(&bytes))
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
+    let bytes = serde_json::to_vec(file).map_err(std::io::Error::other)?;
+    crate::small_file::write_atomically(path, &bytes)
 }
 
 #[cfg(test)]

@@ -29,8 +29,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use super::hash::FileDigest;
@@ -365,28 +365,8 @@ impl Lock {
                 source,
             }
         };
-        let dir = self.dir();
-        let file_name = self
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| LOCK_FILE_NAME.to_owned());
-        let (temp, mut file) = crate::small_file::create_temp(dir, &file_name)
-            .map_err(io("cannot create a temporary file beside the lock file"))?;
-        let written = file
-            .write_all(self.render().as_bytes())
-            .and_then(|()| file.sync_all())
-            .and_then(|()| fs::rename(&temp, &self.path));
-        if let Err(e) = written {
-            let _ = fs::remove_file(&temp);
-            return Err(io("cannot write the lock file")(e));
-        }
-        // The rename itself must reach the disk too.
-        #[cfg(unix)]
-        if let Ok(dir) = File::open(dir) {
-            let _ = dir.sync_all();
-        }
-        Ok(())
+        crate::small_file::write_atomically(&self.path, self.render().as_bytes())
+            .map_err(io("cannot write the lock file"))
     }
 }
 
