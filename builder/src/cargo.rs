@@ -11,7 +11,6 @@
 //! no `[target] runner`, no `paths`), `RUSTUP_TOOLCHAIN` set to the chosen toolchain, and
 //! the rustc wrappers of the environment disabled.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -170,25 +169,17 @@ impl std::fmt::Display for ToolchainChoice {
 /// The largest toolchain or rustup settings file read.
 const MAX_SETTINGS: u64 = 1 << 20;
 
+/// A toolchain or rustup settings file: a regular file (a link followed, as rustup does),
+/// bounded, never blocking.
+const SETTINGS_FILE: host::small_file::SmallFile = host::small_file::SmallFile {
+    what: "toolchain file",
+    limit: MAX_SETTINGS,
+    links: host::small_file::Links::Follow,
+};
+
 /// Reads a small regular file (following a link, as rustup does), bounded.
 fn read_small(path: &Path) -> Result<String, String> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| e.to_string())?;
-    if !file.metadata().map_err(|e| e.to_string())?.is_file() {
-        return Err("not a regular file".into());
-    }
-    let mut text = String::new();
-    file.take(MAX_SETTINGS + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| e.to_string())?;
-    if text.len() as u64 > MAX_SETTINGS {
-        return Err(format!("larger than {MAX_SETTINGS} bytes"));
-    }
-    Ok(text)
+    SETTINGS_FILE.read_to_string(path).map_err(|e| e.detail())
 }
 
 /// The directory overrides in rustup's settings (`rustup override set`), as (dir, name).

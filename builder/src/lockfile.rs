@@ -2,7 +2,6 @@
 //! have at that version — and so the builder image does not hold either (it holds the host's
 //! crates at the host's versions) — each with the `cargo update` that moves it to the host's.
 
-use std::io::Read;
 use std::path::Path;
 
 use serde::Serialize;
@@ -21,22 +20,12 @@ pub(crate) struct Locked {
 
 /// The packages of the lockfile at `path` (a regular file of at most 16 MiB).
 pub(crate) fn read(path: &Path) -> Result<Vec<Locked>, String> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| e.to_string())?;
-    if !file.metadata().map_err(|e| e.to_string())?.is_file() {
-        return Err("not a regular file".into());
-    }
-    let mut text = String::new();
-    file.take(MAX_LOCKFILE + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| e.to_string())?;
-    if text.len() as u64 > MAX_LOCKFILE {
-        return Err(format!("larger than {MAX_LOCKFILE} bytes"));
-    }
+    const LOCKFILE: host::small_file::SmallFile = host::small_file::SmallFile {
+        what: "Cargo.lock",
+        limit: MAX_LOCKFILE,
+        links: host::small_file::Links::Follow,
+    };
+    let text = LOCKFILE.read_to_string(path).map_err(|e| e.detail())?;
     let doc: toml_edit::DocumentMut = text
         .parse()
         .map_err(|e: toml_edit::TomlError| e.to_string())?;

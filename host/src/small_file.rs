@@ -97,6 +97,16 @@ impl SmallFileError {
         matches!(self, SmallFileError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
     }
 
+    /// What is wrong, without the file's path: for a caller whose own message names it.
+    pub fn detail(&self) -> String {
+        let text = self.to_string();
+        let prefix = format!("{}: ", self.path().display());
+        match text.strip_prefix(&prefix) {
+            Some(detail) => detail.to_owned(),
+            None => text,
+        }
+    }
+
     /// The file.
     pub fn path(&self) -> &Path {
         match self {
