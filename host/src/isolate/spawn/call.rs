@@ -1,0 +1,255 @@
+//! A started worker's calls: a request out, its reply back (or why there is none), and
+//! stopping it.
+
+use super::*;
+
+impl Worker {
+    /// Encodes and sends one message.
+    pub(crate) fn send(&mut self, message: &Message) -> Result<(), SendError> {
+        self.frame.clear();
+        encode(message, &mut self.frame);
+        if !plugin_protocol::frame_fits(&self.frame) {
+            return Err(SendError::TooLarge(format!(
+                "the {} message is larger than the protocol's limit of {} bytes",
+                message.name(),
+                plugin_protocol::MAX_FRAME_LEN
+            )));
+        }
+        self.sender
+            .send(&self.frame)
+            .map_err(|e| SendError::Io(format!("sending to the worker failed: {e}")))
+    }
+
+    /// Asks the worker to finish, on the channel it reads (best effort).
+    pub(crate) fn shutdown(&mut self) {
+        match &mut self.shm {
+            Some(channel) => {
+                self.frame.clear();
+                encode(&Message::Shutdown, &mut self.frame);
+                let deadline = Instant::now() + Duration::from_millis(100);
+                let _ = channel.send(&self.frame, Some(deadline));
+            }
+            None => {
+                let _ = self.send(&Message::Shutdown);
+            }
+        }
+    }
+
+    /// One round trip: sends call `id` and waits for its reply until `deadline`. A successful
+    /// call's output is appended to `output`, copied straight out of the channel.
+    pub(crate) fn exchange(
+        &mut self,
+        id: u64,
+        kind: &str,
+        name: &str,
+        input: Input<'_>,
+        deadline: Instant,
+        output: &mut dyn ByteSink,
+    ) -> Exchange {
+        self.frame.clear();
+        // A transform's input is not copied into the frame: it follows the frame's head.
+        let payload: &[u8] = match input {
+            Input::Args(args) => {
+                let args = args.iter().map(|a| a.as_str());
+                encode_call_args(id, kind, name, args, &mut self.frame);
+                &[]
+            }
+            Input::Bytes(bytes) => {
+                encode_call_bytes_head(id, kind, name, bytes.len(), &mut self.frame);
+                bytes
+            }
+        };
+        if self.frame.len() - PREFIX_LEN + payload.len() > MAX_FRAME_LEN {
+            return Exchange::TooLarge(format!(
+                "the call message is larger than the protocol's limit of {MAX_FRAME_LEN} bytes"
+            ));
+        }
+        let Some(channel) = &mut self.shm else {
+            self.frame.extend_from_slice(payload);
+            return self.exchange_over_socket(id, deadline, output);
+        };
+        // Anything on the control socket now is a lie (garbage, or a message out of turn):
+        // a version-2 worker only sends log records there, which the reader thread handles.
+        match self.events.try_recv().map(|(event, len)| {
+            self.bounds.taken(len);
+            event
+        }) {
+            Ok(Event::Broken(e)) => return Exchange::Broken(format!("on its control socket: {e}")),
+            Ok(Event::Message(m)) => return Exchange::Other(m.name()),
+            Ok(Event::Closed) | Err(_) => {}
+        }
+        match channel.send_parts(&[&self.frame, payload], Some(deadline)) {
+            Ok(()) => {}
+            Err(shm::SendError::PeerGone) => return Exchange::Closed,
+            Err(shm::SendError::Timeout) => return Exchange::Timeout,
+            Err(shm::SendError::TooLarge { .. }) => {
+                return Exchange::TooLarge(format!(
+                    "the call message is larger than the channel's limit of {MAX_FRAME_LEN} bytes"
+                ))
+            }
+            Err(e) => return Exchange::Broken(e.to_string()),
+        }
+        // The reply's head here, checked; only then its payload, straight into `output`.
+        let received = channel.recv_head(&mut self.rx, REPLY_HEAD_LEN, Some(deadline));
+        let rest = match received {
+            Ok(rest) => rest,
+            Err(e) => return lost(e),
+        };
+        if self.rx.len() < REPLY_HEAD_LEN {
+            // Shorter than any reply with a payload (and so all there is): decoded whole, an
+            // error or a message out of turn.
+            return reply(id, decode_reply(&self.rx), self.rx.len(), |_| ());
+        }
+        let head = match decode_reply_head(&self.rx) {
+            Ok(Some(head)) => head,
+            Ok(None) => {
+                // Another message: read whole (bounded by the channel) to name it.
+                let mut other = Vec::new();
+                if let Err(e) = channel.recv_rest(&mut self.rx, &mut other, Some(deadline)) {
+                    return lost(e);
+                }
+                self.rx.extend_from_slice(&other);
+                return reply(id, decode_reply(&self.rx), self.rx.len(), |_| ());
+            }
+            Err(e) => return Exchange::Broken(e.to_string()),
+        };
+        if head.id != id {
+            return Exchange::Other("reply (to another call)");
+        }
+        if head.len != rest {
+            return Exchange::Broken(
+                "a reply whose length disagrees with the message that carried it".into(),
+            );
+        }
+        let Some(panicked) = head.failed else {
+            let before = output.contents().len();
+            return match channel.recv_rest(&mut self.rx, output, Some(deadline)) {
+                Ok(_) => Exchange::Reply(Ok(())),
+                Err(e) => {
+                    // A part of a streamed reply may be there: the call has no output.
+                    output.truncate(before);
+                    lost(e)
+                }
+            };
+        };
+        // The plugin's error message.
+        let mut message = Vec::new();
+        if let Err(e) = channel.recv_rest(&mut self.rx, &mut message, Some(deadline)) {
+            return lost(e);
+        }
+        match String::from_utf8(message) {
+            Ok(message) => Exchange::Reply(Err(plugin_protocol::CallFailure { panicked, message })),
+            Err(_) => Exchange::Broken("an error message that is not UTF-8".into()),
+        }
+    }
+
+    /// The round trip of a version-1 worker: the frame in `self.frame` over the control
+    /// socket, the reply from the reader thread.
+    pub(super) fn exchange_over_socket(
+        &mut self,
+        id: u64,
+        deadline: Instant,
+        output: &mut dyn ByteSink,
+    ) -> Exchange {
+        if self.sender.send(&self.frame).is_err() {
+            return Exchange::Closed;
+        }
+        match next(self, deadline) {
+            Some(Event::Message(Message::Reply { id: got, result })) if got == id => {
+                Exchange::Reply(result.map(|out| output.put(&out)))
+            }
+            Some(Event::Message(other)) => Exchange::Other(other.name()),
+            Some(Event::Broken(e)) => Exchange::Broken(e),
+            Some(Event::Closed) => Exchange::Closed,
+            None => Exchange::Timeout,
+        }
+    }
+
+    /// Kills the worker and its process group (whatever the plugin started, see
+    /// [`super::tree`]), and reaps it.
+    pub(crate) fn kill(&mut self) {
+        self.reap(true);
+    }
+
+    /// Waits until `until` for the worker to end by itself: whether it did (it is not
+    /// reaped: [`Worker::kill`] or [`Worker::death`] still kill its group and reap it).
+    pub(crate) fn ended_by(&self, until: Instant) -> bool {
+        loop {
+            if crate::isolate::tree::has_ended(self.pid) {
+                return true;
+            }
+            if Instant::now() >= until {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Kills the worker's process group (and the worker, if `kill`) before reaping the
+    /// worker, whose group's id cannot be reused until then: its status, if it has one.
+    pub(super) fn reap(&mut self, kill: bool) -> Option<std::process::ExitStatus> {
+        if let Some(status) = self.reaped {
+            return status; // the group is no longer ours to kill
+        }
+        crate::isolate::tree::kill_group(self.pid);
+        if kill {
+            let _ = self.child.kill();
+        }
+        let status = self.child.wait().ok();
+        self.reaped = Some(status);
+        status
+    }
+
+    /// The worker died (or is dying): waits for it (killing it if it lingers) and says how
+    /// it ended, with the tail of its stderr.
+    pub(crate) fn death(&mut self) -> String {
+        let ended = self.ended_by(Instant::now() + Duration::from_secs(1));
+        let status = self.reap(!ended);
+        let how = match (status, self.bounds.broken()) {
+            (_, Some(bound)) => format!("it {bound}, and the host killed it"),
+            (Some(status), None) => describe(status),
+            (None, None) => "it ended in an unknown way".to_owned(),
+        };
+        let tail = self.tail.clause(Duration::from_millis(500));
+        format!("{how} (pid {}); {tail}", self.pid)
+    }
+}
+
+/// How a round trip ended when the channel failed while receiving the reply.
+fn lost(e: shm::RecvError) -> Exchange {
+    match e {
+        shm::RecvError::PeerGone => Exchange::Closed,
+        shm::RecvError::Timeout => Exchange::Timeout,
+        e => Exchange::Broken(e.to_string()),
+    }
+}
+
+/// A reply decoded whole (`decoded`, from [`decode_reply`] over a message of `len` bytes)
+/// as the answer to call `id`; a successful call's output goes to `put`.
+fn reply(
+    id: u64,
+    decoded: Result<(Borrowed<plugin_protocol::ReplyRef<'_>>, usize), plugin_protocol::DecodeError>,
+    len: usize,
+    put: impl FnOnce(&[u8]),
+) -> Exchange {
+    match decoded {
+        Ok((_, used)) if used != len => {
+            Exchange::Broken("bytes after the reply in its message".into())
+        }
+        Ok((Borrowed::Expected(reply), _)) if reply.id == id => {
+            Exchange::Reply(match reply.result {
+                Ok(out) => {
+                    put(out);
+                    Ok(())
+                }
+                Err((panicked, message)) => Err(plugin_protocol::CallFailure {
+                    panicked,
+                    message: message.to_owned(),
+                }),
+            })
+        }
+        Ok((Borrowed::Expected(_), _)) => Exchange::Other("reply (to another call)"),
+        Ok((Borrowed::Other(m), _)) => Exchange::Other(m.name()),
+        Err(e) => Exchange::Broken(e.to_string()),
+    }
+}
