@@ -125,7 +125,7 @@ fn copy_below(
         } else {
             return Err(CopyError::Special {
                 path: source,
-                kind: special_kind(&kind),
+                kind: host::small_file::kind_of(&kind),
             });
         }
     }
@@ -145,7 +145,7 @@ fn copy_file(source: &Path, target: &Path, copied: &mut u64) -> Result<(), CopyE
     if !meta.is_file() {
         return Err(CopyError::Special {
             path: source.to_owned(),
-            kind: special_kind(&meta.file_type()),
+            kind: host::small_file::kind_of(&meta.file_type()),
         });
     }
     check_size(source, meta.len(), *copied)?;
@@ -214,24 +214,6 @@ pub(crate) fn link_stays_inside(relative: &Path, link: &Path) -> bool {
         }
     }
     ups <= depth && link.as_os_str() != ""
-}
-
-/// What a file that is not a regular file, a directory or a link is, in words.
-fn special_kind(kind: &fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    if kind.is_fifo() {
-        "a FIFO"
-    } else if kind.is_socket() {
-        "a socket"
-    } else if kind.is_block_device() || kind.is_char_device() {
-        "a device"
-    } else if kind.is_dir() {
-        "a directory"
-    } else if kind.is_symlink() {
-        "a symbolic link"
-    } else {
-        "a special file"
-    }
 }
 
 #[cfg(test)]

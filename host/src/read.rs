@@ -136,31 +136,10 @@ pub(crate) fn open_sized(path: &Path) -> Result<(File, std::fs::Metadata), ReadE
     if !meta.is_file() {
         return Err(ReadError::NotALibrary {
             path: path.to_owned(),
-            detail: format!("it is {}", describe(&meta.file_type())),
+            detail: format!("it is {}", crate::small_file::kind_of(&meta.file_type())),
         });
     }
     Ok((file, meta))
-}
-
-pub(crate) fn describe(file_type: &std::fs::FileType) -> &'static str {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileTypeExt;
-        if file_type.is_fifo() {
-            return "a FIFO";
-        }
-        if file_type.is_socket() {
-            return "a socket";
-        }
-        if file_type.is_block_device() || file_type.is_char_device() {
-            return "a device";
-        }
-    }
-    if file_type.is_dir() {
-        "a directory"
-    } else {
-        "not a regular file"
-    }
 }
 
 /// Reads the provenance embedded in the library at `path`, without loading it.

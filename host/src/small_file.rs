@@ -169,7 +169,7 @@ impl SmallFile {
             return Err(SmallFileError::NotRegular {
                 what: self.what,
                 path: path.to_owned(),
-                kind: crate::read::describe(&meta.file_type()),
+                kind: kind_of(&meta.file_type()),
             });
         }
         let too_large = || SmallFileError::TooLarge {
@@ -202,6 +202,33 @@ impl SmallFile {
             what: self.what,
             path: path.to_owned(),
         })
+    }
+}
+
+/// What a file type is, in words with their article (`a FIFO`, `a device`, `a directory`, …):
+/// for messages about a file that is not what was expected.
+pub fn kind_of(file_type: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if file_type.is_fifo() {
+            return "a FIFO";
+        }
+        if file_type.is_socket() {
+            return "a socket";
+        }
+        if file_type.is_block_device() || file_type.is_char_device() {
+            return "a device";
+        }
+    }
+    if file_type.is_file() {
+        "a regular file"
+    } else if file_type.is_dir() {
+        "a directory"
+    } else if file_type.is_symlink() {
+        "a symbolic link"
+    } else {
+        "a special file"
     }
 }
 

@@ -143,11 +143,11 @@ pub enum ContainerError {
         floor: String,
     },
     /// The build left something other than a regular file where its library should be.
-    #[error("{} is a {kind}, not a regular file: the build left it where the library should be, and it is not copied (a build's output is copied only as a regular file, never through a link); nothing was written to the output directory", path.display())]
+    #[error("{} is {kind}, not a regular file: the build left it where the library should be, and it is not copied (a build's output is copied only as a regular file, never through a link); nothing was written to the output directory", path.display())]
     NotARegularFile {
         /// The file the build left.
         path: PathBuf,
-        /// What it is (`symbolic link`, `FIFO`, …).
+        /// What it is (`a symbolic link`, `a FIFO`, …).
         kind: &'static str,
     },
     /// A program the builder runs failed.

@@ -55,7 +55,7 @@ pub(crate) fn copy_regular(dir: &Path, name: &str, to: &Path) -> Result<String, 
             // O_NOFOLLOW on a symlink.
             Some(libc::ELOOP) => ContainerError::NotARegularFile {
                 path: source,
-                kind: "symbolic link",
+                kind: "a symbolic link",
             },
             _ => ContainerError::Io {
                 path: source,
@@ -66,8 +66,8 @@ pub(crate) fn copy_regular(dir: &Path, name: &str, to: &Path) -> Result<String, 
     // SAFETY: `fd` was just returned by openat, is valid and owned by nothing else.
     let mut file = fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
     let meta = file.metadata().map_err(io(&source))?;
-    let kind = file_kind(&meta.file_type());
-    if kind != "regular file" {
+    if !meta.is_file() {
+        let kind = host::small_file::kind_of(&meta.file_type());
         return Err(ContainerError::NotARegularFile { path: source, kind });
     }
     if meta.len() > MAX_OUTPUT {
@@ -112,26 +112,6 @@ pub(crate) fn copy_regular(dir: &Path, name: &str, to: &Path) -> Result<String, 
         let _ = fs::remove_file(to);
     }
     copied
-}
-
-/// What a file type is, in words.
-fn file_kind(kind: &fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    if kind.is_file() {
-        "regular file"
-    } else if kind.is_dir() {
-        "directory"
-    } else if kind.is_symlink() {
-        "symbolic link"
-    } else if kind.is_fifo() {
-        "FIFO"
-    } else if kind.is_socket() {
-        "socket"
-    } else if kind.is_block_device() || kind.is_char_device() {
-        "device"
-    } else {
-        "special file"
-    }
 }
 
 /// Makes `path` executable by everyone (`rwxr-xr-x`).
