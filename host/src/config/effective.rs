@@ -52,26 +52,20 @@ impl Config {
                 source,
             };
             let text = if c.kind == LayerKind::Project {
-                // Found by walking up: someone else's until the user trusts it. Its owner is
-                // checked on the descriptor it is read from, its link's and directory's on
-                // their paths.
-                if let Some(why) = trusted::path_refusal(&file) {
-                    ignored.push(IgnoredFile { path: file, why });
-                    continue;
+                // Found by walking up: someone else's until the user trusts it.
+                let used = match trusted::read_project(&file).map_err(unreadable)? {
+                    Ok(text) => {
+                        trusted::record_refusal(locations, &file, &text)?.map_or(Ok(text), Err)
+                    }
+                    Err(why) => Err(why),
+                };
+                match used {
+                    Ok(text) => text,
+                    Err(why) => {
+                        ignored.push(IgnoredFile { path: file, why });
+                        continue;
+                    }
                 }
-                let (bytes, meta) = super::CONFIG_FILE
-                    .read_with_metadata(&file)
-                    .map_err(unreadable)?;
-                if let Some(why) = trusted::owner_refusal(&file, &meta) {
-                    ignored.push(IgnoredFile { path: file, why });
-                    continue;
-                }
-                let text = super::CONFIG_FILE.text(&file, bytes).map_err(unreadable)?;
-                if let Some(why) = trusted::record_refusal(locations, &file, &text)? {
-                    ignored.push(IgnoredFile { path: file, why });
-                    continue;
-                }
-                text
             } else {
                 super::CONFIG_FILE
                     .read_to_string(&file)

@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 
 use super::error::ConfigError;
 use super::files::{Locations, ProjectTrust};
+use crate::small_file::SmallFileError;
 
 /// The record's name in `$XDG_DATA_HOME/<app>/`.
 pub const TRUSTED_PROJECTS_FILE: &str = "trusted-projects";
@@ -139,9 +140,24 @@ pub(crate) fn path_refusal(file: &Path) -> Option<Untrusted> {
     }
 }
 
+/// Reads the project file `file` when its owners allow it to be used: `Ok(Err(why))` when they
+/// do not. Its link's and directory's owners are checked on their paths before it is read,
+/// its own on the descriptor it is read from (so a file swapped in between is not taken for
+/// the one checked).
+pub(crate) fn read_project(file: &Path) -> Result<Result<String, Untrusted>, SmallFileError> {
+    if let Some(why) = path_refusal(file) {
+        return Ok(Err(why));
+    }
+    let (bytes, meta) = super::CONFIG_FILE.read_with_metadata(file)?;
+    if let Some(why) = owner_refusal(file, &meta) {
+        return Ok(Err(why));
+    }
+    super::CONFIG_FILE.text(file, bytes).map(Ok)
+}
+
 /// `Some` when `meta` (of `path`) says another user than this process's owns it, root
 /// excepted.
-pub(crate) fn owner_refusal(path: &Path, meta: &fs::Metadata) -> Option<Untrusted> {
+fn owner_refusal(path: &Path, meta: &fs::Metadata) -> Option<Untrusted> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
@@ -194,21 +210,13 @@ pub fn trust_project(locations: &Locations, file: &Path) -> Result<PathBuf, Conf
         }
         .message(&locations.app),
     };
-    if let Some(why) = path_refusal(&file) {
-        return Err(refuse(why));
-    }
-    let unreadable = |source| ConfigError::Unreadable {
-        file: file.clone(),
-        env: None,
-        source,
-    };
-    let (bytes, meta) = super::CONFIG_FILE
-        .read_with_metadata(&file)
-        .map_err(unreadable)?;
-    if let Some(why) = owner_refusal(&file, &meta) {
-        return Err(refuse(why));
-    }
-    let text = super::CONFIG_FILE.text(&file, bytes).map_err(unreadable)?;
+    let text = read_project(&file)
+        .map_err(|source| ConfigError::Unreadable {
+            file: file.clone(),
+            env: None,
+            source,
+        })?
+        .map_err(refuse)?;
     super::schema::parse(
         super::files::LayerKind::Project,
         &file,
