@@ -264,23 +264,16 @@ impl Preflight<'_> {
                 match update {
                     Update::Precise { name, from, to } => {
                         let command = Update::command(&name, &from, &to);
-                        if tried.contains(&command) {
-                            continue;
-                        }
-                        tried.push(command.clone());
                         let spec = format!("{name}@{from}");
                         let args = ["update", "-p", &spec, "--precise", &to];
-                        match cargo::cargo_offline_first(&krate.root, &args) {
-                            Ok(_) => {
-                                applied.push(command);
-                                progressed = true;
-                            }
-                            Err(e) => not_aligned.push(NotAligned {
-                                check: CheckKind::Dependencies,
-                                what: command,
-                                reason: e.cargo_reason(),
-                            }),
-                        }
+                        progressed |= run_update(
+                            &krate.root,
+                            command,
+                            &args,
+                            &mut tried,
+                            applied,
+                            not_aligned,
+                        );
                     }
                     Update::Manifest { name, action } => {
                         if !not_aligned.iter().any(|n| n.what == name) {
@@ -329,28 +322,52 @@ impl Preflight<'_> {
                     }
                     continue;
                 };
-                if tried.contains(&command) {
-                    continue;
-                }
-                tried.push(command.clone());
                 let args: Vec<&str> = command.split(' ').skip(1).collect();
-                match cargo::cargo_offline_first(&krate.root, &args) {
-                    Ok(_) => {
-                        applied.push(command);
-                        progressed = true;
-                    }
-                    Err(e) => not_aligned.push(NotAligned {
-                        check: CheckKind::Dependencies,
-                        what: command,
-                        reason: e.cargo_reason(),
-                    }),
-                }
+                progressed |= run_update(
+                    &krate.root,
+                    command.clone(),
+                    &args,
+                    &mut tried,
+                    applied,
+                    not_aligned,
+                );
             }
             if !progressed {
                 break;
             }
         }
         Ok(())
+    }
+}
+
+/// Runs `cargo ARGS` (one `cargo update`, printed as `command`) in the crate at `root`, unless
+/// it was tried already; records it in `applied` or, with cargo's reason, in `not_aligned`.
+/// Whether it moved something.
+fn run_update(
+    root: &Path,
+    command: String,
+    args: &[&str],
+    tried: &mut Vec<String>,
+    applied: &mut Vec<String>,
+    not_aligned: &mut Vec<NotAligned>,
+) -> bool {
+    if tried.contains(&command) {
+        return false;
+    }
+    tried.push(command.clone());
+    match cargo::cargo_offline_first(root, args) {
+        Ok(_) => {
+            applied.push(command);
+            true
+        }
+        Err(e) => {
+            not_aligned.push(NotAligned {
+                check: CheckKind::Dependencies,
+                what: command,
+                reason: e.cargo_reason(),
+            });
+            false
+        }
     }
 }
 
