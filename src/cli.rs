@@ -420,11 +420,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let loaded = host.load_capability(CommandKind::KIND, &command);
             log_reports_but(host.lazy_reports(), &loaded);
             if let Err(e) = loaded {
-                // No plugin directory at all: say where plugins are looked for.
-                return match no_dirs {
-                    Some(no_dirs) => Err(no_dirs),
-                    None => Ok(unavailable(&e)),
-                };
+                return not_loaded(&e, no_dirs);
             }
             crate::isolation_flags::warn_timeout_in_process(
                 &host,
@@ -492,17 +488,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Sign { files, key } => crate::trust_cli::sign(&files, key.as_deref()),
         Command::Transform { plugins, names } => {
             crate::reload_signal::block_sighup();
-            let (mut host, mut no_dirs) = lazy(&plugins)?;
+            let (mut host, no_dirs) = lazy(&plugins)?;
             for name in &names {
                 // Each load logs only the reports it added (the list keeps them all).
                 let seen = host.lazy_reports().len();
                 let loaded = host.load_capability(TransformKind::KIND, name);
                 log_reports_but(&host.lazy_reports()[seen..], &loaded);
                 if let Err(e) = loaded {
-                    return match no_dirs.take() {
-                        Some(no_dirs) => Err(no_dirs),
-                        None => Ok(unavailable(&e)),
-                    };
+                    return not_loaded(&e, no_dirs);
                 }
             }
             let called: Vec<(&str, &str)> = names
@@ -579,6 +572,15 @@ fn index_cache(app: &str) -> Option<PathBuf> {
 
 /// A capability `run` or `transform` asked for that no plugin provides, or whose plugin was
 /// refused or failed: said once, exit status 1 (the book's exit-status table).
+/// A capability `run`/`transform` asked for could not be loaded: with no plugin directory at
+/// all, the error that says where plugins are looked for (exit 2); else this one, exit 1.
+fn not_loaded(error: &host::LazyError, no_dirs: Option<anyhow::Error>) -> Result<ExitCode> {
+    match no_dirs {
+        Some(no_dirs) => Err(no_dirs),
+        None => Ok(unavailable(error)),
+    }
+}
+
 fn unavailable(error: &dyn std::error::Error) -> ExitCode {
     eprintln!("error: {}", printable(&error.to_string()));
     ExitCode::from(1)

@@ -321,8 +321,14 @@ fn run_without_a_plugin_directory_says_so() {
     assert!(stderr(&out).contains("--plugins DIR"), "{}", stderr(&out));
 }
 
-#[test]
-fn the_index_cache_only_chooses_what_is_verified() {
+/// `hello` and `wc` in a directory, indexed by a `run` with an index cache of its own: the
+/// directory, the cache's `XDG_CACHE_HOME`, the cache file and its JSON.
+fn hello_and_wc_indexed() -> (
+    tempfile::TempDir,
+    tempfile::TempDir,
+    std::path::PathBuf,
+    Value,
+) {
     let dir = plugin_dir(&["hello", "wc"]);
     let xdg = tempfile::tempdir().unwrap();
     let env = [("XDG_CACHE_HOME", xdg.path())];
@@ -330,7 +336,15 @@ fn the_index_cache_only_chooses_what_is_verified() {
     let out = cli_with(&["run", "--plugins", plugins, "hello", "Ada"], &env, None);
     assert!(out.status.success(), "{}", stderr(&out));
     let cache = xdg.path().join("plugin-host/index.json");
-    let mut json: Value = serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
+    let json: Value = serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
+    (dir, xdg, cache, json)
+}
+
+#[test]
+fn the_index_cache_only_chooses_what_is_verified() {
+    let (dir, xdg, cache, mut json) = hello_and_wc_indexed();
+    let env = [("XDG_CACHE_HOME", xdg.path())];
+    let plugins = dir.path().to_str().unwrap();
     let hello = dir.path().join(file_name("hello"));
     let entry = &mut json["entries"][hello.to_str().unwrap()];
     assert_eq!(
@@ -365,14 +379,9 @@ fn the_index_cache_only_chooses_what_is_verified() {
 
 #[test]
 fn a_cache_that_swaps_two_plugins_is_dropped_and_the_right_file_loaded() {
-    let dir = plugin_dir(&["hello", "wc"]);
-    let xdg = tempfile::tempdir().unwrap();
+    let (dir, xdg, cache, mut json) = hello_and_wc_indexed();
     let env = [("XDG_CACHE_HOME", xdg.path())];
     let plugins = dir.path().to_str().unwrap();
-    let out = cli_with(&["run", "--plugins", plugins, "hello", "Ada"], &env, None);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let cache = xdg.path().join("plugin-host/index.json");
-    let mut json: Value = serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
     let hello = dir.path().join(file_name("hello"));
     let wc = dir.path().join(file_name("wc"));
     let (hello_key, wc_key) = (hello.to_str().unwrap(), wc.to_str().unwrap());
