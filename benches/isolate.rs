@@ -1,4 +1,4 @@
-//! Isolation transport benchmarks: the shared-memory channel (`host::isolate::shm`) against a
+//! Isolation transport benchmarks: the shared-memory channel (`plugin_isolate::shm`) against a
 //! pipe + JSON baseline (the go-plugin / nushell style: serde_json encode, write, read, decode)
 //! and against in-process calls, side by side in one run.
 //!
@@ -33,10 +33,10 @@ mod linux {
     use std::time::{Duration, Instant};
 
     use abi_stable::std_types::{RSlice, RStr};
-    use host::config::Isolation;
-    use host::isolate::shm::{self, pass_fd, Channel, RecvError};
     use host::{Host, ScanMode, Status};
     use plugin_api::{CommandKind, TransformKind};
+    use plugin_isolate::shm::{self, pass_fd, Channel, RecvError};
+    use plugin_isolate::{Isolation, Mode};
     use serde::{Deserialize, Serialize};
 
     use super::{hello, redact, support};
@@ -538,13 +538,15 @@ mod linux {
         for lib in libs {
             std::fs::copy(lib, dir.join(lib.file_name().unwrap())).unwrap();
         }
-        let mut host = support::host();
+        let mut host = support::builder();
         if isolated {
-            host = host
-                .with_worker_command(&support::artifacts().cli, ["__worker"])
-                .with_default_isolation(Isolation::Process)
-                .with_call_timeout(Duration::from_secs(10));
+            let isolation = Isolation::new()
+                .worker_command(&support::artifacts().cli, ["__worker"])
+                .default_mode(Mode::Process)
+                .call_timeout(Duration::from_secs(10));
+            host = host.placement(isolation);
         }
+        let mut host = host.build();
         let reports = host.scan(&[dir.as_path()], ScanMode::Load).unwrap();
         for r in &reports {
             assert_eq!(r.status, Status::Loaded, "{name}: {:?}", r.message);
@@ -696,7 +698,7 @@ mod linux {
             let start = Instant::now();
             let error = misbehave.call(RSlice::from_slice(&abort)).unwrap_err();
             assert_eq!(
-                host::isolate::reason(&error),
+                plugin_isolate::reason(&error),
                 Some(host::ReasonCode::PluginCrashed)
             );
             let crashed = Instant::now();

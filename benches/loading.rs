@@ -20,7 +20,7 @@ use abi_stable::std_types::{RSlice, RStr};
 use host::{ScanMode, Status};
 use plugin_api::{CommandKind, PluginRootRef};
 
-use support::{artifacts, host, linked_copies, median, rename_plugin, rss_bytes, scratch};
+use support::{artifacts, builder, host, linked_copies, median, rename_plugin, rss_bytes, scratch};
 
 fn per_file(total: Duration, files: usize) -> f64 {
     total.as_secs_f64() * 1e6 / files as f64
@@ -117,14 +117,15 @@ fn scan_load_register() {
     for round in 0..5 {
         // The same, loading each plugin file in place instead of from a sealed copy.
         let dir = scratch(&format!("scan-in-place-{round}"));
-        let mut placed = host().with_load_from(host::LoadFrom::File);
+        let mut placed = builder().load_from(host::LoadFrom::File);
         for i in 0..PLUGINS {
             let path = dir.join(format!("libq{i:04}.so"));
             fs::copy(&a.hello, &path).unwrap();
             let name = format!("q{round}{i:03}");
             rename_plugin(&path, &name);
-            placed = placed.with_config(name.clone(), name);
+            placed = placed.plugin(name.clone(), configured(name));
         }
+        let mut placed = placed.build();
         let start = Instant::now();
         let reports = placed.scan(&[&dir], ScanMode::Load).unwrap();
         in_place.push(start.elapsed().as_secs_f64() * 1e3);
@@ -133,14 +134,15 @@ fn scan_load_register() {
         // Ours: 100 distinct plugins (renamed copies of `hello`, each configured to register
         // its own command name), discovered, verified, loaded and registered.
         let dir = scratch(&format!("scan-round-{round}"));
-        let mut host = host();
+        let mut host = builder();
         for i in 0..PLUGINS {
             let path = dir.join(format!("libp{i:04}.so"));
             fs::copy(&a.hello, &path).unwrap();
             let name = format!("p{round}{i:03}");
             rename_plugin(&path, &name);
-            host = host.with_config(name.clone(), name);
+            host = host.plugin(name.clone(), configured(name));
         }
+        let mut host = host.build();
         let before = rss_bytes();
         let start = Instant::now();
         let reports = host.scan(&[&dir], ScanMode::Load).unwrap();
@@ -192,13 +194,13 @@ fn lazy_one_of_many() {
     for round in 0..ROUNDS {
         // Fresh copies every round: a library is loaded once per process.
         let dir = scratch(&format!("lazy-many-{round}"));
-        let mut configured = host();
+        let mut many_host = builder();
         for i in 0..PLUGINS {
             let path = dir.join(format!("libl{i:04}.so"));
             fs::copy(&a.hello, &path).unwrap();
             let name = format!("l{}{i:03}", round % 10);
             rename_plugin(&path, &name);
-            configured = configured.with_config(name.clone(), name);
+            many_host = many_host.plugin(name.clone(), configured(name));
         }
         let single = scratch(&format!("lazy-one-{round}"));
         let path = single.join("libs0000.so");
@@ -210,24 +212,27 @@ fn lazy_one_of_many() {
         let cache1 = cache_dir.join(format!("one-{round}.json"));
         let cache100 = cache_dir.join(format!("many-{round}.json"));
         // Warm the page cache for both directories, and the index caches.
-        support::host()
-            .with_index_cache(&cache100)
+        builder()
+            .index_cache(&cache100)
+            .build()
             .index(&[&dir])
             .unwrap();
-        support::host()
-            .with_index_cache(&cache1)
+        builder()
+            .index_cache(&cache1)
+            .build()
             .index(&[&single])
             .unwrap();
 
-        let mut host1 = host()
-            .with_config(only.clone(), only.clone())
-            .with_index_cache(&cache1);
+        let mut host1 = builder()
+            .plugin(only.clone(), configured(only.clone()))
+            .index_cache(&cache1)
+            .build();
         let start = Instant::now();
         assert!(host1.index(&[&single]).unwrap().is_empty());
         call(&mut host1, &only);
         one.push(start.elapsed().as_secs_f64() * 1e3);
 
-        let mut host100 = configured.with_index_cache(&cache100);
+        let mut host100 = many_host.index_cache(&cache100).build();
         let start = Instant::now();
         assert!(host100.index(&[&dir]).unwrap().is_empty());
         call(&mut host100, &wanted);
@@ -240,7 +245,7 @@ fn lazy_one_of_many() {
         index_only.push(start.elapsed().as_secs_f64() * 1e3);
         assert_eq!(indexing.indexed().len(), PLUGINS);
 
-        let mut indexing = host().with_index_cache(&cache100);
+        let mut indexing = builder().index_cache(&cache100).build();
         let start = Instant::now();
         indexing.index(&[&dir]).unwrap();
         index_cached.push(start.elapsed().as_secs_f64() * 1e3);
@@ -250,14 +255,15 @@ fn lazy_one_of_many() {
             // The eager way, on other fresh copies (a library already loaded is not loaded
             // again): every library verified, loaded and registered.
             let dir = scratch(&format!("lazy-eager-{round}"));
-            let mut all = host();
+            let mut all = builder();
             for i in 0..PLUGINS {
                 let path = dir.join(format!("libe{i:04}.so"));
                 fs::copy(&a.hello, &path).unwrap();
                 let name = format!("e{}{i:03}", round % 10);
                 rename_plugin(&path, &name);
-                all = all.with_config(name.clone(), name);
+                all = all.plugin(name.clone(), configured(name));
             }
+            let mut all = all.build();
             let start = Instant::now();
             let reports = all.scan(&[&dir], ScanMode::Load).unwrap();
             let cmd = all
@@ -407,9 +413,9 @@ fn trust_hash_vs_verify() {
         fs::copy(lib, &path).unwrap();
         let lock_path = dir.join("plugin-host.lock");
         let mut lock = host::Lock::new(&lock_path);
-        assert!(lock.lock_report(&host().with_digests(true).verify(&path)));
+        assert!(lock.lock_report(&builder().digests(true).build().verify(&path)));
         let plain = host();
-        let locked = host().with_lock(lock, true);
+        let locked = builder().lock(lock, true).build();
         let size = fs::metadata(&path).unwrap().len();
         const BLOCK: usize = 50;
         let (mut verify, mut hash, mut under_lock) = (Vec::new(), Vec::new(), Vec::new());
@@ -483,4 +489,10 @@ fn cpu_model() -> String {
                 .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
         })
         .unwrap_or_else(|| "unknown CPU".into())
+}
+
+/// The settings of a renamed copy of `hello`: its configuration names the command it
+/// registers.
+fn configured(name: String) -> host::PluginSettings {
+    host::PluginSettings::new().config(name)
 }

@@ -352,7 +352,7 @@ fn build_worker(host: &HostIdentity, request: &WorkerRequest) -> Result<PathBuf>
         .join(if request.release { "release" } else { "debug" })
         .join(format!("plugin-host{}", std::env::consts::EXE_SUFFIX));
     let provenance = host::read_worker_provenance(&built)?;
-    let name = host::isolate::worker_file_name(&provenance.rustc);
+    let name = plugin_isolate::worker_file_name(&provenance.rustc);
     std::fs::create_dir_all(&request.out)
         .with_context(|| format!("cannot create {}", request.out.display()))?;
     let path = request.out.join(name);

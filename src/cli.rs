@@ -7,14 +7,15 @@ use abi_stable::std_types::{RSlice, RStr};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use host::text::printable;
-use host::{Host, HostIdentity, LoadFrom, Policy, ReadError, ScanMode, Status};
+use host::{Host, HostIdentity, LoadFrom, PluginSettings, Policy, ReadError, ScanMode, Status};
 use plugin_api::{CapabilityKind, CommandKind, TransformKind};
+use plugin_isolate::Mode;
 
 use crate::authoring::{NewArgs, PreflightArgs};
 use crate::config_cli::load_config;
-use crate::configured::PolicyFlags;
+use crate::configured::{PolicyFlags, Setup};
 use crate::output;
-use host::config::{Config, Isolation};
+use host::config::Config;
 
 /// Load native Rust plugins safely: verify their build provenance before any of their code runs.
 #[derive(Parser)]
@@ -247,38 +248,43 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 
 impl LoadArgs {
     /// These flags applied to `host`; the workers are `--worker`'s, then `config`'s.
-    fn apply(&self, config: &Config, mut host: Host) -> Result<Host> {
+    fn apply(&self, config: &Config, setup: Setup) -> Result<Setup> {
+        let Setup {
+            mut host,
+            mut isolation,
+        } = setup;
         if self.load_in_place {
-            host = host.with_load_from(LoadFrom::File);
+            host = host.load_from(LoadFrom::File);
         }
         let hang = std::time::Duration::try_from_secs_f64(self.hang_warning)
             .map_err(|e| anyhow!("--hang-warning {}: {e}", self.hang_warning))?;
-        host = host.with_hang_warning((!hang.is_zero()).then_some(hang));
+        host = host.hang_warning((!hang.is_zero()).then_some(hang));
         for c in &self.configs {
             let (name, config) = c
                 .split_once('=')
                 .ok_or_else(|| anyhow!("--plugin-config expects NAME=CONFIG, got `{c}`"))?;
-            host = host.with_config(name, config);
+            host = host.plugin(name, PluginSettings::new().config(config));
         }
         for name in &self.replace_builtins {
-            host = host.with_replaceable_builtin(name);
+            host = host.plugin(name, PluginSettings::new().replaces_builtin());
         }
         for name in &self.isolate {
-            host = if name == "all" {
-                host.with_default_isolation(Isolation::Process)
+            isolation = if name == "all" {
+                isolation.default_mode(Mode::Process)
             } else {
-                host.with_isolation(name, Isolation::Process)
+                isolation.plugin(name, Mode::Process)
             };
         }
         if let Some(timeout) = self.call_timeout {
-            host = host.with_call_timeout(timeout);
+            isolation = isolation.call_timeout(timeout);
         }
         for worker in crate::configured::workers(&self.workers, config) {
-            host = host.with_worker(worker);
+            isolation = isolation.worker(worker);
         }
         // ANCHOR: with_builtin
-        Ok(host.with_builtin(crate::builtins::BUILTIN))
+        let host = host.builtin(crate::builtins::BUILTIN);
         // ANCHOR_END: with_builtin
+        Ok(Setup { host, isolation })
     }
 }
 
@@ -308,8 +314,8 @@ impl PolicyArgs {
     }
 
     /// A host with the configuration's policies and plugin tables, these flags over them.
-    fn host(&self, config: &Config) -> Result<Host> {
-        crate::configured::apply(config, &self.flags()?, Host::new(identity()?))
+    fn host(&self, config: &Config) -> Result<Setup> {
+        crate::configured::apply(config, &self.flags()?, Setup::new(identity()?))
     }
 }
 
@@ -358,7 +364,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             if !file.exists() && file.symlink_metadata().is_err() {
                 bail!("{}: no such file", file.display());
             }
-            let host = policy.host(&load_config()?)?;
+            let host = policy.host(&load_config()?)?.build();
             let report = host.verify(&file);
             if let Some(host::PluginError::Read(ReadError::Io { .. })) = &report.error {
                 bail!("{}", report.message.unwrap_or_default());
@@ -383,10 +389,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let config = load_config()?;
             let dirs = crate::configured::search_paths(&dirs, &config)?;
             crate::isolation_flags::check_names(&load.isolate, &dirs, &config)?;
-            let host = policy
-                .host(&config)?
-                .with_layout_check_at_load(check_layouts);
-            let mut host = trust.apply(&config, load.apply(&config, host)?)?;
+            let mut setup = policy.host(&config)?;
+            setup.host = setup.host.layout_check_at_load(check_layouts);
+            let mut host = trust.apply(&config, load.apply(&config, setup)?)?.build();
             let mode = if no_load {
                 ScanMode::VerifyOnly
             } else {
@@ -476,11 +481,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let config = load_config()?;
             let dirs = crate::configured::search_paths(&dirs, &config)?;
             let lock_file = crate::trust_cli::lock_file(lock_file.as_deref(), &config);
-            let host = signatures.apply(&config, policy.host(&config)?)?;
-            crate::trust_cli::lock(host, &dirs, &lock_file)
+            let setup = signatures.apply(&config, policy.host(&config)?)?;
+            crate::trust_cli::lock(setup, &dirs, &lock_file)
         }
         Command::Keygen { out } => crate::trust_cli::keygen(&out),
-        Command::Worker { fd, shm } => Ok(host::isolate::worker::serve_with_channel(
+        Command::Worker { fd, shm } => Ok(plugin_isolate::worker::serve_with_channel(
             identity()?,
             fd,
             shm,
@@ -552,12 +557,12 @@ fn lazy(args: &PluginArgs) -> Result<(Host, Option<anyhow::Error>)> {
         Err(e) => (Vec::new(), Some(e)),
     };
     crate::isolation_flags::check_names(&args.load.isolate, &dirs, &config)?;
-    let mut host = args.policy.host(&config)?;
-    if let Some(cache) = index_cache(&host.identity().name) {
-        host = host.with_index_cache(cache);
+    let mut setup = args.policy.host(&config)?;
+    if let Some(cache) = index_cache(&identity()?.name) {
+        setup.host = setup.host.index_cache(cache);
     }
-    let host = args.load.apply(&config, host)?;
-    let mut host = args.trust.apply(&config, host)?;
+    let setup = args.load.apply(&config, setup)?;
+    let mut host = args.trust.apply(&config, setup)?.build();
     log_reports(&host.index(&dirs)?);
     Ok((host, no_dirs))
 }

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail, Result};
 use host::config::Config;
 use host::text::printable;
-use host::{CheckKind, Host, Policy, Severity};
+use host::{CheckKind, Host, HostBuilder, PluginSettings, Policy, Severity};
+use plugin_isolate::Isolation;
 
 /// The policy flags of the command line, parsed.
 #[derive(Default)]
@@ -94,31 +95,55 @@ impl PolicyFlags {
     }
 }
 
-/// Applies the configuration's policies and `[plugins.NAME]` tables to `host`. The command
-/// line's own per-plugin flags are applied after this, so they win.
-pub fn apply(config: &Config, flags: &PolicyFlags, mut host: Host) -> Result<Host> {
-    host = host.with_policy(flags.global(config)?);
-    for (name, settings) in config.plugins() {
-        if let Some(isolation) = &settings.isolation {
-            host = host.with_isolation(name, isolation.value);
-        }
-        if let Some(policy) = flags.plugin(config, name)? {
-            host = host.with_plugin_policy(name, policy);
-        }
-        if !settings.enabled() {
-            host = host.with_disabled(name);
-        }
-        if let Some(path) = &settings.path {
-            host = host.with_plugin_file(name, path.value.clone());
-        }
-        if let Some(text) = settings.config_text() {
-            host = host.with_config(name, text);
-        }
-        if settings.replace_builtin() {
-            host = host.with_replaceable_builtin(name);
+/// A host being set up from the configuration and the command line: the host's settings,
+/// and those of the isolation placement it gets when built.
+pub struct Setup {
+    pub host: HostBuilder,
+    pub isolation: Isolation,
+}
+
+impl Setup {
+    /// A host for this application with nothing set yet.
+    pub fn new(identity: host::HostIdentity) -> Self {
+        Setup {
+            host: Host::builder(identity),
+            isolation: Isolation::new(),
         }
     }
-    Ok(host)
+
+    /// The host, placing the plugins the settings isolate in workers.
+    pub fn build(self) -> Host {
+        self.host.placement(self.isolation).build()
+    }
+}
+
+/// Applies the configuration's policies and `[plugins.NAME]` tables to `setup`. The command
+/// line's own per-plugin flags are applied after this, so they win.
+pub fn apply(config: &Config, flags: &PolicyFlags, mut setup: Setup) -> Result<Setup> {
+    setup.host = setup.host.policy(flags.global(config)?);
+    for (name, settings) in config.plugins() {
+        if let Some(isolation) = &settings.isolation {
+            setup.isolation = setup.isolation.plugin(name, isolation.value);
+        }
+        let mut plugin = PluginSettings::new();
+        if let Some(policy) = flags.plugin(config, name)? {
+            plugin = plugin.policy(policy);
+        }
+        if !settings.enabled() {
+            plugin = plugin.disabled();
+        }
+        if let Some(path) = &settings.path {
+            plugin = plugin.file(path.value.clone());
+        }
+        if let Some(text) = settings.config_text() {
+            plugin = plugin.config(text);
+        }
+        if settings.replace_builtin() {
+            plugin = plugin.replaces_builtin();
+        }
+        setup.host = setup.host.plugin(name, plugin);
+    }
+    Ok(setup)
 }
 
 /// The worker binaries to register, in the order they are tried: the ones given on the

@@ -61,7 +61,10 @@ pub fn warn_timeout_in_process(
     capabilities: &[(&str, &str)],
 ) {
     let Some(timeout) = timeout else { return };
-    let isolated: Vec<String> = host.isolated().into_iter().map(|p| p.name).collect();
+    let isolated: Vec<String> = plugin_isolate::isolated(host)
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
     let mut in_process: Vec<&str> = Vec::new();
     for (kind, name) in capabilities {
         let Some(provider) = host.registry().provider(kind, name) else {

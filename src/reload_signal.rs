@@ -76,7 +76,7 @@ pub fn reloading_on_sighup<R>(host: &Host, body: impl FnOnce() -> R) -> R {
 
 /// Reloads every isolated plugin of `host`, logging each outcome.
 fn reload_all(host: &Host) {
-    let isolated = host.isolated();
+    let isolated = plugin_isolate::isolated(host);
     if isolated.is_empty() {
         tracing::info!("SIGHUP: no isolated plugin is loaded, nothing to reload");
         return;

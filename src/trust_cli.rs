@@ -13,7 +13,9 @@ use host::config::Config;
 use host::small_file::{Links, SmallFile};
 use host::text::printable;
 use host::trust::{signature_path, LOCK_FILE_NAME};
-use host::{Host, Lock, ScanMode, SignatureMode, Status, TrustedKey};
+use host::{Lock, PluginSettings, ScanMode, SignatureMode, Status, TrustedKey};
+
+use crate::configured::Setup;
 
 /// How key files (`--trusted-key FILE`, `sign --key FILE`) are read: regular files (links
 /// followed), at most 64 KiB — a minisign key file is a few hundred bytes.
@@ -43,20 +45,21 @@ pub struct SignatureArgs {
 impl SignatureArgs {
     /// Applies the configuration's `[trust]` table and per-plugin `signatures`, then these
     /// flags: `--trusted-key` adds keys, `--signatures` replaces every configured mode.
-    pub fn apply(&self, config: &Config, mut host: Host) -> Result<Host> {
+    pub fn apply(&self, config: &Config, mut setup: Setup) -> Result<Setup> {
+        let mut host = setup.host;
         let trust = config.trust();
         for key in &trust.keys {
             let parsed = TrustedKey::parse(&key.value)
                 .map_err(|e| anyhow!("{}: in [trust] keys: {e}", key.origin))?;
-            host = host.with_trusted_key(parsed);
+            host = host.trusted_key(parsed);
         }
         if let Some(mode) = &trust.signatures {
-            host = host.with_signature_mode(mode.value);
+            host = host.signatures(mode.value);
         }
         if self.signatures.is_none() {
             for (name, settings) in config.plugins() {
                 if let Some(mode) = settings.signature_mode() {
-                    host = host.with_plugin_signature_mode(name, mode);
+                    host = host.plugin(name, PluginSettings::new().signatures(mode));
                 }
             }
         }
@@ -71,12 +74,13 @@ impl SignatureArgs {
                 key.clone()
             };
             let key = TrustedKey::parse(&text).map_err(|e| anyhow!("--trusted-key: {e}"))?;
-            host = host.with_trusted_key(key);
+            host = host.trusted_key(key);
         }
         if let Some(mode) = self.signatures {
-            host = host.with_signature_mode(mode);
+            host = host.signatures(mode);
         }
-        Ok(host)
+        setup.host = host;
+        Ok(setup)
     }
 }
 
@@ -97,7 +101,7 @@ pub struct TrustArgs {
 
 impl TrustArgs {
     /// Applies the lock file (when it exists) and the signature settings.
-    pub fn apply(&self, config: &Config, host: Host) -> Result<Host> {
+    pub fn apply(&self, config: &Config, mut setup: Setup) -> Result<Setup> {
         let lock_file = lock_file(self.lock_file.as_deref(), config);
         // An ignored (untrusted) project's lock is the project's too: not read unless named.
         if self.lock_file.is_none() && !config.ignored().is_empty() {
@@ -109,18 +113,18 @@ impl TrustArgs {
                     config.ignored()[0].path.display()
                 );
             }
-            return self.signatures.apply(config, host);
+            return self.signatures.apply(config, setup);
         }
-        let host = match Lock::read_if_exists(&lock_file)? {
-            Some(lock) => host.with_lock(lock, self.locked),
+        match Lock::read_if_exists(&lock_file)? {
+            Some(lock) => setup.host = setup.host.lock(lock, self.locked),
             None if self.locked => bail!(
                 "{}: no lock file, and --locked loads only locked plugins; run `plugin-host \
                  lock` first (or give its path with --lock-file)",
                 lock_file.display()
             ),
-            None => host,
-        };
-        self.signatures.apply(config, host)
+            None => {}
+        }
+        self.signatures.apply(config, setup)
     }
 }
 
@@ -136,8 +140,9 @@ pub fn lock_file(given: Option<&Path>, config: &Config) -> PathBuf {
 
 /// `plugin-host lock`: verifies every plugin file in `dirs` and writes the lock file.
 /// Exit 0 when every file was locked, 1 when some were rejected (and so not locked).
-pub fn lock(host: Host, dirs: &[PathBuf], lock_file: &Path) -> Result<ExitCode> {
-    let mut host = host.with_digests(true);
+pub fn lock(mut setup: Setup, dirs: &[PathBuf], lock_file: &Path) -> Result<ExitCode> {
+    setup.host = setup.host.digests(true);
+    let mut host = setup.build();
     let mut lock = Lock::new(lock_file);
     let mut skipped = 0;
     for report in host.scan(dirs, ScanMode::VerifyOnly)? {

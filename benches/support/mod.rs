@@ -64,9 +64,16 @@ pub fn artifacts() -> &'static Artifacts {
     })
 }
 
-/// A host with this benchmark binary's own provenance (the `plugin-host` package's).
+/// The settings of a host with this benchmark binary's own provenance (the `plugin-host`
+/// package's).
+pub fn builder() -> host::HostBuilder {
+    Host::builder(HostIdentity::from_blob(plugin_api::provenance_blob!()).expect("own provenance"))
+}
+
+/// A host with this benchmark binary's own provenance.
+#[allow(dead_code)]
 pub fn host() -> Host {
-    Host::new(HostIdentity::from_blob(plugin_api::provenance_blob!()).expect("own provenance"))
+    builder().build()
 }
 
 /// A scratch directory under `target/`, emptied first.

@@ -1,51 +1,27 @@
-//! The host: verification, loading and registration of plugins, one file or whole directories.
+//! The host: an orchestrator of parts. A file goes discover → [`Gate`] (read, trust, judge)
+//! → placement ([`InProcess`], a builtin, or the application's [`Placement`]) → registry,
+//! and the host keeps one record per plugin ([`LoadedPlugin`]).
 
 use std::collections::HashMap;
-use std::fs::{self, Metadata};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use plugin_api::provenance::{DecodeError, Provenance};
+use plugin_api::{Builtin, CapabilityExport, CapabilityKind};
 
+use crate::builder::HostBuilder;
+use crate::builtin::{Builtins, BUILTIN_PATH};
 use crate::discover::{discover, DiscoverError};
 use crate::error::PluginError;
-use crate::load::{init_root, register, Registration};
-use crate::map::{LoadFrom, Mapper, Verified};
-use crate::policy::{judge_with, CheckKind, Policy, PreparedHost};
-use crate::read::{open_sized, read_sized, ReadError};
+use crate::gate::{file_id, Context, Gate, Seen};
+use crate::identity::HostIdentity;
+use crate::lazy::{IndexedPlugin, Lazy, LazyError, Loader};
+use crate::load::{registered, Registering};
+use crate::place::{InProcess, Placement, Request, Running, Verified};
+use crate::policy::Policy;
 use crate::reason::ReasonCode;
-use crate::registry::{Kinds, Registry};
+use crate::registry::{CapabilityInfo, Kinds, Registry};
 use crate::report::{PluginReport, Status};
-use crate::text::printable;
-
-/// Who the host is: the application's name and version, and its own build provenance, which
-/// every plugin is judged against.
-#[derive(Debug, Clone)]
-pub struct HostIdentity {
-    /// Application name, told to plugins.
-    pub name: String,
-    /// Application version, told to plugins.
-    pub version: String,
-    /// The host's own provenance (from its `build.rs`, via `plugin_api::provenance_blob!()`).
-    pub provenance: Provenance,
-}
-
-impl HostIdentity {
-    /// Builds the identity from the application's embedded provenance blob:
-    ///
-    /// ```ignore
-    /// let me = HostIdentity::from_blob(plugin_api::provenance_blob!())?;
-    /// ```
-    pub fn from_blob(blob: &[u8]) -> Result<Self, DecodeError> {
-        let provenance = Provenance::decode(blob)?;
-        Ok(HostIdentity {
-            name: provenance.name.clone(),
-            version: provenance.version.to_string(),
-            provenance,
-        })
-    }
-}
+use crate::trust::{Lock, SignatureMode};
 
 /// Whether a scan loads the plugins it verifies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,8 +32,8 @@ pub enum ScanMode {
     VerifyOnly,
 }
 
-/// A plugin that was loaded and registered.
-#[derive(Debug, Clone)]
+/// A plugin that was loaded and registered: the host's one record of it.
+#[derive(Clone)]
 pub struct LoadedPlugin {
     /// Its name.
     pub name: Arc<str>,
@@ -65,9 +41,93 @@ pub struct LoadedPlugin {
     pub path: PathBuf,
     /// Its provenance (a builtin's: the host's own).
     pub provenance: Provenance,
-    /// Whether it is compiled into the host ([`Host::with_builtin`]); `path` is then
+    /// Whether it is compiled into the host ([`HostBuilder::builtin`]); `path` is then
     /// [`crate::BUILTIN_PATH`].
     pub builtin: bool,
+    /// The path it was found at, as given: what [`Host::reload`] verifies again.
+    source: PathBuf,
+    /// Its instance out of process ([`Placement`]); `None` in-process.
+    running: Option<Arc<dyn Running>>,
+}
+
+use plugin_api::provenance::Provenance;
+
+impl LoadedPlugin {
+    /// Its instance, when a [`Placement`] runs it out of process.
+    pub fn running(&self) -> Option<&Arc<dyn Running>> {
+        self.running.as_ref()
+    }
+}
+
+impl std::fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPlugin")
+            .field("name", &self.name)
+            .field("path", &self.path)
+            .field("provenance", &self.provenance)
+            .field("builtin", &self.builtin)
+            .field("out_of_process", &self.running.is_some())
+            .finish()
+    }
+}
+
+/// Why [`Host::reload`] did not switch a plugin to a new instance. In every case the plugin
+/// serves on as before: its calls never fail because of a reload.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReloadError {
+    /// No plugin of that name is loaded.
+    #[error("no plugin named `{name}` is loaded, so there is nothing to reload")]
+    NotLoaded {
+        /// The name asked for.
+        name: String,
+    },
+    /// The plugin runs in-process (or is built into the host): a loaded library is never
+    /// unloaded, so only isolated plugins can be reloaded.
+    #[error(
+        "plugin `{name}` runs in-process and cannot be reloaded: a loaded library is never \
+         unloaded; only isolated plugins reload (`isolation = \"process\"`, `--isolate {name}`)"
+    )]
+    InProcess {
+        /// The plugin.
+        name: String,
+    },
+    /// The new file was refused (verification, the trust step, the policy, another plugin's
+    /// name), its worker failed to start or register, or it no longer registers a
+    /// capability the host holds: the old worker serves on.
+    #[error("reloading plugin `{name}` failed, its old worker serves on: {message} [{reason}]")]
+    Refused {
+        /// The plugin.
+        name: String,
+        /// Why, as a reason code.
+        reason: ReasonCode,
+        /// Why, in words.
+        message: String,
+    },
+}
+
+impl ReloadError {
+    /// The reason code of a refused reload; `None` when there was nothing to reload.
+    pub fn reason(&self) -> Option<ReasonCode> {
+        match self {
+            ReloadError::Refused { reason, .. } => Some(*reason),
+            ReloadError::NotLoaded { .. } | ReloadError::InProcess { .. } => None,
+        }
+    }
+}
+
+/// See [`HostBuilder::before_load`].
+pub(crate) type BeforeLoad = Box<dyn Fn(&Path) + Send + Sync>;
+
+/// The parts a [`HostBuilder`] builds a host from.
+pub(crate) struct Parts {
+    pub gate: Gate,
+    pub kinds: Kinds,
+    pub in_process: InProcess,
+    pub placement: Option<Arc<dyn Placement>>,
+    pub before_load: Option<BeforeLoad>,
+    pub builtins: Builtins,
+    pub index_cache: Option<PathBuf>,
 }
 
 /// Loads verified plugins and keeps their capabilities.
@@ -75,143 +135,62 @@ pub struct LoadedPlugin {
 /// Loaded libraries are never unloaded: capabilities may hold pointers into them for the
 /// rest of the process.
 pub struct Host {
-    identity: HostIdentity,
-    host_deps: PreparedHost,
-    policy: Policy,
+    /// Whether a file may run: identity, policy, per-plugin settings, trust.
+    gate: Gate,
     kinds: Kinds,
-    configs: HashMap<String, String>,
+    /// Where plugins run: in-process, or the application's placement for those it takes.
+    in_process: InProcess,
+    placement: Option<Arc<dyn Placement>>,
+    before_load: Option<BeforeLoad>,
+    builtins: Builtins,
+    /// What runs: the capabilities, and one record per plugin.
     registry: Registry,
     plugins: Vec<LoadedPlugin>,
-    before_load: Option<BeforeLoad>,
-    mapper: Mapper,
-    hang_warning: Option<Duration>,
-    check_layouts: bool,
-    pub(crate) builtins: crate::builtin::Builtins,
-    pub(crate) settings: crate::settings::Settings,
-    pub(crate) trust: crate::trust::Trust,
-    pub(crate) lazy: crate::lazy::Index,
-    pub(crate) lazy_reports: Vec<PluginReport>,
-    pub(crate) index_cache: Option<PathBuf>,
-    pub(crate) isolation: crate::isolate::Settings,
-}
-
-/// See [`Host::with_before_load`].
-type BeforeLoad = Box<dyn Fn(&Path) + Send + Sync>;
-
-/// How long plugin code may run while loading or registering before the host warns.
-pub const DEFAULT_HANG_WARNING: Duration = Duration::from_secs(5);
-
-/// The outcome of the first path to a file in a scan, for the other paths to it.
-pub(crate) struct Seen {
-    first: PathBuf,
-    status: Status,
-    reason: Option<ReasonCode>,
-    message: Option<String>,
+    lazy: Lazy,
 }
 
 impl Host {
-    /// A host with the `default` policy and the demo capability kinds.
+    /// A host with the `default` policy, the demo capability kinds and nothing else set:
+    /// [`Host::builder`]`(identity).build()`.
     pub fn new(identity: HostIdentity) -> Self {
+        Host::builder(identity).build()
+    }
+
+    /// The settings of a host, to [`HostBuilder::build`] it.
+    pub fn builder(identity: HostIdentity) -> HostBuilder {
+        HostBuilder::new(identity)
+    }
+
+    pub(crate) fn from_parts(parts: Parts) -> Self {
         Host {
-            host_deps: PreparedHost::new(&identity.provenance),
-            identity,
-            policy: Policy::default(),
-            kinds: Kinds::demo(),
-            configs: HashMap::new(),
+            gate: parts.gate,
+            kinds: parts.kinds,
+            in_process: parts.in_process,
+            placement: parts.placement,
+            before_load: parts.before_load,
+            builtins: parts.builtins,
             registry: Registry::default(),
             plugins: Vec::new(),
-            before_load: None,
-            mapper: Mapper::default(),
-            hang_warning: Some(DEFAULT_HANG_WARNING),
-            check_layouts: false,
-            builtins: Default::default(),
-            settings: Default::default(),
-            trust: Default::default(),
-            lazy: Default::default(),
-            lazy_reports: Vec::new(),
-            index_cache: None,
-            isolation: Default::default(),
+            lazy: Lazy {
+                cache: parts.index_cache,
+                ..Lazy::default()
+            },
         }
-    }
-
-    /// Sets what the dynamic loader maps: a sealed private copy (the default) or the
-    /// plugin file itself (see [`LoadFrom`] for what that risks).
-    pub fn with_load_from(mut self, load_from: LoadFrom) -> Self {
-        self.mapper.load_from = load_from;
-        self
-    }
-
-    /// Sets how long a plugin's constructors or `register` may run before the host logs a
-    /// warning naming it ([`DEFAULT_HANG_WARNING`]; `None`: never warn).
-    pub fn with_hang_warning(mut self, after: Option<Duration>) -> Self {
-        self.hang_warning = after;
-        self
-    }
-
-    /// Checks the layout of every capability when it is registered, not on first use: a
-    /// plugin with a capability the host could never use then ends `failed`
-    /// (`layout-mismatch`) instead of `loaded`. Costs `abi_stable`'s layout check per
-    /// capability at load time.
-    pub fn with_layout_check_at_load(mut self, eager: bool) -> Self {
-        self.check_layouts = eager;
-        self
-    }
-
-    /// Calls `hook` with the path of each file that passed verification, just before it is
-    /// loaded (for instrumentation, and for tests that swap files at that moment).
-    pub fn with_before_load(mut self, hook: impl Fn(&Path) + Send + Sync + 'static) -> Self {
-        self.before_load = Some(Box::new(hook));
-        self
-    }
-
-    /// Runs the [`Host::with_before_load`] hook, if one is set.
-    pub(crate) fn run_before_load(&self, path: &Path) {
-        if let Some(hook) = &self.before_load {
-            hook(path);
-        }
-    }
-
-    /// Sets the policy plugins are judged under.
-    pub fn with_policy(mut self, policy: Policy) -> Self {
-        self.policy = policy;
-        self
-    }
-
-    /// Sets the capability kinds this host accepts.
-    pub fn with_kinds(mut self, kinds: Kinds) -> Self {
-        self.kinds = kinds;
-        self
-    }
-
-    /// Sets the configuration string handed to the plugin named `plugin`.
-    pub fn with_config(mut self, plugin: impl Into<String>, config: impl Into<String>) -> Self {
-        self.configs.insert(plugin.into(), config.into());
-        self
     }
 
     /// The host's identity.
     pub fn identity(&self) -> &HostIdentity {
-        &self.identity
-    }
-
-    /// The capability kinds this host accepts.
-    pub(crate) fn kinds(&self) -> &Kinds {
-        &self.kinds
-    }
-
-    /// The configuration string of the plugin named `name` (empty when none was set).
-    pub(crate) fn config_for(&self, name: &str) -> &str {
-        self.configs.get(name).map_or("", String::as_str)
-    }
-
-    /// How long plugin code may run before the host warns.
-    pub(crate) fn hang_warning(&self) -> Option<Duration> {
-        self.hang_warning
+        &self.gate.identity
     }
 
     /// The policy in force.
     pub fn policy(&self) -> &Policy {
-        &self.policy
+        &self.gate.policy
+    }
+
+    /// The capability kinds this host accepts.
+    pub fn kinds(&self) -> &Kinds {
+        &self.kinds
     }
 
     /// The capabilities of all loaded plugins.
@@ -224,17 +203,34 @@ impl Host {
         &self.plugins
     }
 
+    /// The placement out of process, if the application gave one.
+    pub fn placement(&self) -> Option<&dyn Placement> {
+        self.placement.as_deref()
+    }
+
+    /// The lock in force, and whether unlisted plugins are refused.
+    pub fn lock(&self) -> Option<(&Lock, bool)> {
+        let (lock, locked) = self.gate.trust.lock.as_ref()?;
+        Some((lock, *locked))
+    }
+
+    /// The signature mode that applies to a file of the plugin named `plugin` that is bound
+    /// to that name (its configured path). Any other file claiming the name gets the host's
+    /// mode when the plugin's own is looser (see [`crate::PluginSettings::signatures`]).
+    pub fn signature_mode(&self, plugin: &str) -> SignatureMode {
+        self.gate.trust.mode_for(plugin, true).0
+    }
+
     /// Judges one file without loading it.
     pub fn verify(&self, path: &Path) -> PluginReport {
-        self.verify_inner(path, &HashMap::new(), None, None).0
+        self.verify_with(path, &HashMap::new(), None, None).0
     }
 
     /// Verifies, loads and registers one file.
     pub fn load(&mut self, path: &Path) -> PluginReport {
-        let (report, verified) = self.verify_inner(path, &HashMap::new(), None, None);
-        match verified {
-            Some(verified) => self.load_verified(report, verified),
-            None => report,
+        match self.verify_with(path, &HashMap::new(), None, None) {
+            (report, Some(verified)) => self.place(report, verified),
+            (report, None) => report,
         }
     }
 
@@ -264,18 +260,18 @@ impl Host {
     ) -> Result<(), DiscoverError> {
         let mut verified_names = HashMap::new();
         let mut seen: HashMap<(u64, u64), Seen> = HashMap::new();
-        let paths = self.candidates(discover(dirs)?);
+        let paths = self.gate.candidates(discover(dirs)?);
         for report in self.register_builtins(&paths) {
             each(report);
         }
         for path in paths {
-            let (report, verified) = self.verify_inner(&path, &verified_names, Some(&seen), None);
+            let (report, verified) = self.verify_with(&path, &verified_names, Some(&seen), None);
             let id = verified
                 .as_ref()
                 .and_then(|v| file_id(&v.meta))
                 .or(report.file_id);
             let report = match (verified, mode) {
-                (Some(verified), ScanMode::Load) => self.load_verified(report, verified),
+                (Some(verified), ScanMode::Load) => self.place(report, verified),
                 (Some(verified), ScanMode::VerifyOnly) => {
                     verified_names.insert(verified.provenance.name, report.path.clone());
                     report
@@ -295,386 +291,347 @@ impl Host {
         Ok(())
     }
 
-    /// Opens, reads, runs the trust step on and judges one file. `reloading`: the name of a
-    /// loaded plugin whose file this is being verified again ([`Host::reload`]), which then
-    /// does not count as already loaded.
-    pub(crate) fn verify_inner(
+    /// The gate's verdict on one file, in this host's context: `verified_names` are the
+    /// plugins a verify-only scan admitted so far; `reloading` the name of a loaded plugin
+    /// whose file this is being verified again ([`Host::reload`]), which then does not count
+    /// as already loaded.
+    fn verify_with(
         &self,
         path: &Path,
         verified_names: &HashMap<String, PathBuf>,
         seen: Option<&HashMap<(u64, u64), Seen>>,
         reloading: Option<&str>,
     ) -> (PluginReport, Option<Verified>) {
-        let mut report = PluginReport::new(path.to_owned());
-        let (file, meta) = match open_sized(path) {
-            Ok(opened) => opened,
-            Err(ReadError::Io { path, source })
-                if crate::error::out_of_descriptors(&source).is_some() =>
-            {
-                let detail = crate::error::out_of_descriptors(&source).unwrap_or_default();
-                let error = PluginError::Resources { path, detail };
-                return (report.with_error(Status::Rejected, error), None);
-            }
-            Err(e) => return (report.with_error(Status::Rejected, e.into()), None),
+        let taken = |name: &str| {
+            self.plugins
+                .iter()
+                .find(|p| *p.name == *name && reloading != Some(&*p.name))
+                .map(|p| (p.path.clone(), p.builtin))
+                .or_else(|| Some((verified_names.get(name)?.clone(), false)))
         };
-        report.file_id = file_id(&meta);
-        if let Some(first) = report.file_id.and_then(|id| seen?.get(&id)) {
-            // Nothing of this path is loaded: the first outcome stands for both.
-            let reason = first.reason.unwrap_or(ReasonCode::DuplicatePlugin);
-            let message = match &first.message {
-                Some(message) => message.clone(),
-                None => "that file is already loaded or verified; remove one of the two paths"
-                    .to_owned(),
-            };
-            let error = PluginError::SameFile {
-                path: path.to_owned(),
-                first: first.first.clone(),
-                reason,
-                message,
-            };
-            // A path to a plugin in use (or shadowed) is shadowed by the first path to it.
-            let status = match first.status {
-                Status::Rejected | Status::Failed => Status::Rejected,
-                _ => Status::Shadowed,
-            };
-            return (report.with_error(status, error), None);
-        }
-        let len = meta.len();
-        let provenance = match read_sized(path, &file, len) {
-            Ok(p) => p,
-            Err(e) => return (report.with_error(Status::Rejected, e.into()), None),
+        let cx = Context {
+            load_from: self.in_process.load_from(),
+            placement: self.placement.as_deref(),
+            taken: &taken,
+            seen,
         };
-
-        report.name = Some(provenance.name.clone());
-        report.version = Some(provenance.version.to_string());
-        if let Some(expected) = self.configured_name(path) {
-            if expected != provenance.name {
-                let error = PluginError::NameMismatch {
-                    path: path.to_owned(),
-                    expected: expected.to_owned(),
-                    found: provenance.name.clone(),
-                };
-                return (report.with_error(Status::Rejected, error), None);
-            }
-        }
-        if self.is_disabled(&provenance.name) {
-            report.status = Status::Disabled;
-            report.message = Some(format!(
-                "plugin `{}` is disabled in the configuration (`enabled = false`)",
-                provenance.name
-            ));
-            return (report, None);
-        }
-        let bound = self.configured_name(path) == Some(provenance.name.as_str());
-        let trusted = self.trust.step(
-            self.mapper.load_from,
-            bound,
-            path,
-            &file,
-            &meta,
-            &provenance,
-            &mut report,
-        );
-        let sealed = match trusted {
-            Ok(sealed) => sealed,
-            Err(e) => return (report.with_error(Status::Rejected, e), None),
-        };
-        let policy = self.policy_for(&provenance.name);
-        let mut verdict = judge_with(
-            &self.identity.provenance,
-            &self.host_deps,
-            &provenance,
-            policy,
-        );
-        // Refused for a toolchain difference: a registered worker built with the plugin's
-        // toolchain runs it instead, judged against that worker's provenance.
-        if let Some(refused) = verdict.failure().map(|c| c.check) {
-            if let Some((choice, against_worker)) = self.pick_worker(&provenance, policy, refused) {
-                verdict = against_worker;
-                report.worker = Some(choice);
-            }
-        }
-        let failure = verdict.failure().map(|c| {
-            let mut message = c.message.clone();
-            if matches!(c.check, CheckKind::Rustc | CheckKind::Dependencies) {
-                message.push_str(&self.worker_hint(&provenance, policy));
-            }
-            (c.check.reason(), message)
-        });
-        report.checks = verdict.checks;
-        let differences = verdict
-            .differences
-            .iter()
-            .map(|d| {
-                if d.content_only {
-                    format!("{} {}, not the host's copy ({})", d.name, d.plugin, d.host)
-                } else {
-                    format!("{} {} (host: {})", d.name, d.plugin, d.host)
-                }
-            })
-            .collect();
-        if let Some((reason, message)) = failure {
-            let error = PluginError::Rejected {
-                path: path.to_owned(),
-                reason,
-                message,
-            };
-            return (report.with_error(Status::Rejected, error), None);
-        }
-        let first = self
-            .plugins
-            .iter()
-            .find(|p| *p.name == provenance.name && reloading != Some(&*p.name))
-            .map(|p| (p.path.clone(), p.builtin))
-            .or_else(|| Some((verified_names.get(&provenance.name)?.clone(), false)));
-        if let Some((first, builtin)) = first {
-            let (path, name) = (path.to_owned(), provenance.name.clone());
-            // A builtin's name taken by a file is a conflict to resolve; a file that repeats
-            // a plugin found earlier in the search path is shadowed by it.
-            let (status, error) = if builtin {
-                (
-                    Status::Rejected,
-                    PluginError::DuplicateBuiltin { path, name },
-                )
-            } else {
-                (
-                    Status::Shadowed,
-                    PluginError::Shadowed { path, name, first },
-                )
-            };
-            return (report.with_error(status, error), None);
-        }
-        report.status = Status::Verified;
-        (
-            report,
-            Some(Verified {
-                file,
-                meta,
-                provenance,
-                differences,
-                sealed,
-            }),
-        )
+        self.gate.verify(path, &cx)
     }
 
-    fn load_verified(&mut self, report: PluginReport, verified: Verified) -> PluginReport {
+    /// What a placement is told about the verified plugin `name` at `path`.
+    fn request<'a>(
+        &'a self,
+        name: &'a str,
+        path: &'a Path,
+        resolved: &'a Path,
+        report: &'a PluginReport,
+    ) -> Request<'a> {
+        Request {
+            name,
+            path,
+            resolved,
+            host: &self.gate.identity,
+            policy: self.gate.policy_for(name),
+            config: self.gate.config_for(name),
+            kinds: &self.kinds,
+            worker: report.worker.as_ref(),
+        }
+    }
+
+    /// Places a verified plugin (in-process, or out of process when the placement takes it
+    /// or rescued it) and commits what it registered.
+    fn place(&mut self, mut report: PluginReport, verified: Verified) -> PluginReport {
         let path = report.path.clone();
         let name = verified.provenance.name.clone();
-        self.run_before_load(&path);
-        let resolved = fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
-        if self.isolation.isolates(&name) || report.worker.is_some() {
-            return self.load_isolated(report, verified, resolved);
+        if let Some(hook) = &self.before_load {
+            hook(&path);
         }
-        tracing::debug!("loading {}", printable(&path.display().to_string()));
-        let watch = crate::watch::enter(
-            format!("loading plugin `{name}` from {}", path.display()),
-            self.hang_warning,
-        );
-        let header = match self.mapper.map(&verified, &path, &resolved) {
-            Ok(header) => header,
-            Err(e) => return report.with_error(Status::Failed, e),
+        let resolved = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+        let out = self
+            .placement
+            .clone()
+            .filter(|p| report.worker.is_some() || p.takes(&name));
+        let provenance = verified.provenance.clone();
+        let differences = verified.differences.clone();
+        // Set before placing: a plugin that fails in its worker was isolated all the same.
+        report.isolated = out.is_some();
+        let request = self.request(&name, &path, &resolved, &report);
+        let placed = match &out {
+            Some(placement) => placement.place(&request, verified),
+            None => self.in_process.place(&request, verified),
         };
-        let root = match init_root(header, &path, &verified.differences) {
-            Ok(root) => root,
-            Err(e) => return report.with_error(Status::Failed, e),
+        let placed = match placed {
+            Ok(placed) => placed,
+            Err(refusal) => return report.with_error(refusal.status, *refusal.error),
         };
-        let entry = Entry {
-            path,
-            resolved,
-            name,
-            register: root.register(),
-            differences: verified.differences,
-            provenance: verified.provenance,
+        let record = LoadedPlugin {
+            name: name.as_str().into(),
+            path: resolved,
+            provenance,
             builtin: false,
+            source: path,
+            running: placed.running,
         };
-        self.register_entry(report, entry, watch)
+        self.commit(report, record, differences, placed.exports)
     }
 
-    /// Runs a plugin's `register` (loaded or builtin) and, when all went well, commits its
-    /// capabilities: configuration, kinds, validation and conflicts are the same for both.
-    pub(crate) fn register_entry(
-        &mut self,
-        report: PluginReport,
-        entry: Entry,
-        watch: crate::watch::Watch,
-    ) -> PluginReport {
-        let Entry {
-            path,
-            resolved,
-            name,
-            register: register_fn,
-            differences,
-            provenance,
-            builtin,
-        } = entry;
-        tracing::debug!("registering {name}");
-        watch.step(format!("registering plugin `{name}` ({})", path.display()));
-        let mut registration = Registration {
-            host_name: &self.identity.name,
-            host_version: &self.identity.version,
-            config: self.config_for(&name),
-            kinds: &self.kinds,
-            staged: Vec::new(),
-            self_conflict: None,
-            invalid: None,
-            foreign: None,
-        };
-        let registered = register(register_fn, &path, &name, &mut registration);
-        drop(watch);
-        if let Some(detail) = registration.invalid.take() {
-            let error = PluginError::InvalidCapability { path, name, detail };
-            return report.with_error(Status::Failed, error);
-        }
-        if let Err(e) = registered {
-            // A plugin that gives up because the host lacks a kind it needs was most likely
-            // written for another application: say that, not "fix its configuration".
-            let e = match (e, registration.foreign.take()) {
-                (PluginError::RegisterFailed { path, name, .. }, Some(detail)) => {
-                    PluginError::ForeignKind { path, name, detail }
-                }
-                (e, _) => e,
-            };
-            return report.with_error(Status::Failed, e);
-        }
-        if let Some((kind, capability)) = registration.self_conflict.take() {
-            let error = PluginError::CapabilityTwice {
-                path,
-                name,
-                kind,
-                capability,
-            };
-            return report.with_error(Status::Failed, error);
-        }
-        let undeclared = registration
-            .staged
-            .iter()
-            .find(|c| provenance.declares(c.kind(), c.name()) == Some(false));
-        if let Some(c) = undeclared {
-            let error = PluginError::UndeclaredCapability {
-                path,
-                name,
-                kind: c.kind().to_owned(),
-                capability: c.name().to_owned(),
-            };
-            return report.with_error(Status::Failed, error);
-        }
-        let staged = std::mem::take(&mut registration.staged);
-        let plugin = Committed {
-            resolved,
-            provenance,
-            differences,
-            builtin,
-        };
-        self.commit_plugin(report, plugin, staged, None)
-    }
-
-    /// Commits a registered plugin's capabilities (its own, or an isolated plugin's proxies
-    /// with their `supervisor`) and records the plugin: refused when another plugin holds
-    /// one of the names, or (its own) when one does not have the layout of its kind's type.
-    pub(crate) fn commit_plugin(
+    /// Commits a placed plugin's capabilities and keeps its record: refused when another
+    /// plugin holds one of the names.
+    fn commit(
         &mut self,
         mut report: PluginReport,
-        plugin: Committed,
-        staged: Vec<plugin_api::CapabilityExport>,
-        supervisor: Option<Arc<crate::isolate::Supervisor>>,
+        record: LoadedPlugin,
+        differences: Vec<String>,
+        exports: Vec<CapabilityExport>,
     ) -> PluginReport {
-        let Committed {
-            resolved,
-            provenance,
-            differences,
-            builtin,
-        } = plugin;
-        if let Some((kind, capability, holder)) = self.registry.conflict(&staged) {
+        if let Some((kind, capability, holder)) = self.registry.conflict(&exports) {
             let error = PluginError::CapabilityConflict {
                 path: report.path.clone(),
-                name: provenance.name.clone(),
+                name: record.name.to_string(),
                 kind,
                 capability,
                 holder,
             };
             return report.with_error(Status::Failed, error);
         }
-        // An isolated plugin's proxies are the host's own objects: only a plugin's own
-        // capabilities can have another layout.
-        if self.check_layouts && supervisor.is_none() {
-            if let Err((kind, capability, detail)) = self.kinds.check_layouts(&staged) {
-                let error = PluginError::Load {
-                    path: report.path.clone(),
-                    reason: ReasonCode::LayoutMismatch,
-                    detail: format!(
-                        "its {kind} `{capability}` does not have the layout this host \
-                         expects, so it could never be used: {detail}; {}",
-                        crate::registry::layout_fix(&differences)
-                    ),
-                };
-                return report.with_error(Status::Failed, error);
-            }
-        }
-        let plugin: Arc<str> = provenance.name.as_str().into();
-        let mut capabilities: Vec<_> = staged
+        let mut capabilities: Vec<_> = exports
             .iter()
-            .map(|c| crate::registry::CapabilityInfo {
+            .map(|c| CapabilityInfo {
                 kind: c.kind().to_owned(),
                 name: c.name().to_owned(),
             })
             .collect();
         capabilities.sort();
         let differences: Arc<[String]> = differences.into();
-        self.registry
-            .commit(&plugin, &differences, &self.kinds, staged);
-        if let Some(supervisor) = supervisor {
-            self.registry.supervise(plugin.clone(), supervisor);
-        }
-        self.plugins.push(LoadedPlugin {
-            name: plugin,
-            path: resolved,
-            provenance,
-            builtin,
-        });
+        self.registry.commit(
+            &record.name,
+            &differences,
+            &self.kinds,
+            exports,
+            record.running.as_ref(),
+        );
         report.capabilities = capabilities;
-        report.status = if builtin {
+        report.status = if record.builtin {
             Status::Builtin
         } else {
             Status::Loaded
         };
+        self.plugins.push(record);
         report
     }
-}
 
-/// What is recorded of a plugin whose capabilities are committed ([`Host::commit_plugin`]).
-pub(crate) struct Committed {
-    /// The path recorded in [`LoadedPlugin::path`].
-    pub resolved: PathBuf,
-    pub provenance: Provenance,
-    /// Crates shared with the host at other versions or contents.
-    pub differences: Vec<String>,
-    pub builtin: bool,
-}
-
-/// A plugin about to register: its entry point and where it came from.
-pub(crate) struct Entry {
-    /// The path reported (a builtin's: [`crate::BUILTIN_PATH`]).
-    pub path: PathBuf,
-    /// The path recorded in [`LoadedPlugin::path`].
-    pub resolved: PathBuf,
-    pub name: String,
-    pub register: plugin_api::RegisterFn,
-    /// Crates shared with the host at other versions or contents.
-    pub differences: Vec<String>,
-    pub provenance: Provenance,
-    pub builtin: bool,
-}
-
-/// The identity of a file: device and inode.
-fn file_id(meta: &Metadata) -> Option<(u64, u64)> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        Some((meta.dev(), meta.ino()))
+    /// Registers a builtin now (no replacement applies): [`Status::Builtin`], or `failed`
+    /// with the reason a loaded plugin would get.
+    pub fn add_builtin(&mut self, builtin: Builtin) -> PluginReport {
+        let name = builtin.name.as_str().to_owned();
+        let path = PathBuf::from(BUILTIN_PATH);
+        let mut report = PluginReport::new(path.clone());
+        report.name = Some(name.clone());
+        report.version = Some(builtin.version.as_str().to_owned());
+        if let Some(first) = self.plugins.iter().find(|p| *p.name == name) {
+            let error = PluginError::Duplicate {
+                path,
+                name,
+                first: first.path.clone(),
+            };
+            return report.with_error(Status::Failed, error);
+        }
+        let provenance = crate::builtin::provenance_of(&builtin, &self.gate.identity.provenance);
+        let watch = crate::watch::enter(
+            format!("registering builtin plugin `{name}`"),
+            self.in_process.hang_warning(),
+        );
+        let registering = Registering {
+            path: &path,
+            name: &name,
+            provenance: &provenance,
+            host: &self.gate.identity,
+            config: self.gate.config_for(&name),
+            kinds: &self.kinds,
+        };
+        let exports = registered(builtin.register, &registering);
+        drop(watch);
+        let exports = match exports {
+            Ok(exports) => exports,
+            Err(e) => return report.with_error(Status::Failed, e),
+        };
+        let record = LoadedPlugin {
+            name: name.as_str().into(),
+            path: path.clone(),
+            provenance,
+            builtin: true,
+            source: path,
+            running: None,
+        };
+        self.commit(report, record, Vec::new(), exports)
     }
-    #[cfg(not(unix))]
-    {
-        let _ = meta;
-        None
+
+    /// Reloads the plugin `name`, placed out of process, from its file, without restarting
+    /// the host.
+    ///
+    /// Opens the file at the path the plugin was loaded from (a new build may have been
+    /// installed there since), verifies it as [`Host::load`] does (read, trust step, judge:
+    /// a lock, signature or policy refusal applies; the file must carry the same plugin
+    /// name), and hands it to the plugin's running instance ([`Running::reload`]), which
+    /// starts it anew — for the `plugin-isolate` crate: a new worker that must register every
+    /// capability the host holds, then the switch, calls in flight finishing on the old
+    /// worker (see its documentation). A file built by another compiler than the host's runs
+    /// in the worker the placement rescues it with, whichever worker the old file ran in.
+    ///
+    /// A reload that fails at any step leaves the old instance serving and says why
+    /// ([`ReloadError::Refused`], with a reason code). Calls never fail because of a reload.
+    /// In-process plugins cannot be reloaded ([`ReloadError::InProcess`]): their libraries
+    /// are never unloaded. [`Host::plugins`] keeps listing the provenance of the first load.
+    ///
+    /// Takes `&self`, so one thread can reload while others call through their handles.
+    pub fn reload(&self, name: &str) -> Result<PluginReport, ReloadError> {
+        let Some(record) = self.plugins.iter().find(|p| &*p.name == name) else {
+            return Err(ReloadError::NotLoaded {
+                name: name.to_owned(),
+            });
+        };
+        let Some(running) = &record.running else {
+            return Err(ReloadError::InProcess {
+                name: name.to_owned(),
+            });
+        };
+        let refused = |reason: ReasonCode, message: String| {
+            tracing::warn!(
+                "[{reason}] reloading plugin `{name}` failed, its old worker serves on: {}",
+                crate::text::printable(&message)
+            );
+            ReloadError::Refused {
+                name: name.to_owned(),
+                reason,
+                message,
+            }
+        };
+        let path = &record.source;
+        tracing::debug!("reloading plugin `{name}` from {}", path.display());
+        let (mut report, verified) = self.verify_with(path, &HashMap::new(), None, Some(name));
+        let Some(verified) = verified else {
+            let reason = report.reason.unwrap_or(ReasonCode::NotALibrary);
+            let message = report
+                .message
+                .unwrap_or_else(|| format!("the file is {}", report.status.as_str()));
+            return Err(refused(reason, message));
+        };
+        if verified.provenance.name != name {
+            let message = format!(
+                "{} now holds plugin `{}`, not `{name}`",
+                path.display(),
+                crate::text::printable(&verified.provenance.name)
+            );
+            return Err(refused(ReasonCode::NameMismatch, message));
+        }
+        if let Some(hook) = &self.before_load {
+            hook(path);
+        }
+        let version = verified.provenance.version.to_string();
+        let request = self.request(name, path, &record.path, &report);
+        let capabilities = running
+            .reload(&request, verified)
+            .map_err(|(reason, message)| refused(reason, message))?;
+        tracing::info!("reloaded plugin `{name}` {version} from {}", path.display());
+        report.isolated = true;
+        report.status = Status::Loaded;
+        report.capabilities = capabilities;
+        Ok(report)
+    }
+
+    /// Builds the capability index of `dirs` (in order) from provenance alone, registering
+    /// the builtins first and loading at once the plugins that declare no capabilities (see
+    /// the [module documentation](crate::lazy)). Returns the reports of what was decided now:
+    /// builtins, files refused for unreadable provenance, shadowed files, files that take a
+    /// builtin's name, and the plugins loaded up front. The indexed plugins are not reported
+    /// until they are loaded ([`Host::lazy_reports`]); [`Host::indexed`] lists them.
+    ///
+    /// Calling it again adds more directories after those already indexed.
+    pub fn index(&mut self, dirs: &[impl AsRef<Path>]) -> Result<Vec<PluginReport>, DiscoverError> {
+        let mut lazy = std::mem::take(&mut self.lazy);
+        let reports = lazy.index(self, dirs);
+        self.lazy = lazy;
+        reports
+    }
+
+    /// The plugins in the index, in path order, and whether each was loaded.
+    pub fn indexed(&self) -> &[IndexedPlugin] {
+        self.lazy.index.plugins()
+    }
+
+    /// The reports of the plugins loaded (or tried) on first use, in that order.
+    pub fn lazy_reports(&self) -> &[PluginReport] {
+        &self.lazy.reports
+    }
+
+    /// Makes capability `name` of kind `kind` available in the [`Host::registry`]: at once if
+    /// it is there, else by verifying, loading and registering the indexed plugin that
+    /// declares it (the next one in path order if that one is refused or does not register
+    /// it). No other library is opened, but for earlier plugins declaring one of the same
+    /// capabilities (see the [module documentation](crate::lazy)).
+    pub fn load_capability(&mut self, kind: &str, name: &str) -> Result<(), LazyError> {
+        let mut lazy = std::mem::take(&mut self.lazy);
+        let outcome = lazy.load_capability(self, kind, name);
+        self.lazy = lazy;
+        outcome
+    }
+
+    /// [`Host::load_capability`] of `K`'s kind, then the capability as `K`'s type
+    /// ([`crate::Registry::get`], layout check included).
+    pub fn get_lazy<K: CapabilityKind>(&mut self, name: &str) -> Result<&K::Object, LazyError> {
+        self.load_capability(K::KIND, name)?;
+        Ok(self.registry.get::<K>(name)?)
+    }
+
+    /// Notes, until the returned watch is dropped, that this thread is about to call the
+    /// capabilities `(kind, name)` (one, or a chain of transforms): if an in-process plugin
+    /// among their providers calls `exit` or crashes the process meanwhile, what is printed
+    /// names the capability, the plugin and its file, as during loading (an exit then ends
+    /// the process with [`PLUGIN_EXIT_STATUS`]). `None` when no provider runs in-process (an
+    /// isolated plugin's crash is an error of the call).
+    ///
+    /// ```ignore
+    /// let _watch = host.calling(&[("command", "hello")]);
+    /// let out = command.call(args);
+    /// ```
+    pub fn calling(&self, capabilities: &[(&str, &str)]) -> Option<crate::CallWatch> {
+        crate::watch::calling(&self.registry, &self.plugins, capabilities)
+    }
+
+    /// Registers the pending builtins, except those a file among `candidates` replaces.
+    fn register_builtins(&mut self, candidates: &[PathBuf]) -> Vec<PluginReport> {
+        let pending = self.builtins.take(candidates);
+        pending.into_iter().map(|b| self.add_builtin(b)).collect()
+    }
+}
+
+impl Loader for Host {
+    fn candidates(&self, found: Vec<PathBuf>) -> Vec<PathBuf> {
+        self.gate.candidates(found)
+    }
+
+    fn register_builtins(&mut self, candidates: &[PathBuf]) -> Vec<PluginReport> {
+        Host::register_builtins(self, candidates)
+    }
+
+    fn load(&mut self, path: &Path) -> PluginReport {
+        Host::load(self, path)
+    }
+
+    fn verify(&self, path: &Path) -> PluginReport {
+        Host::verify(self, path)
+    }
+
+    fn refused_by_settings(&self, path: &Path, name: &str) -> bool {
+        let misnamed = self.gate.configured_name(path).is_some_and(|n| n != name);
+        misnamed || self.gate.is_disabled(name)
+    }
+
+    fn is_builtin(&self, name: &str) -> bool {
+        self.plugins.iter().any(|p| p.builtin && *p.name == *name)
+    }
+
+    fn registry(&self) -> &Registry {
+        &self.registry
     }
 }

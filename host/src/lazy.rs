@@ -27,15 +27,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use plugin_api::CapabilityKind;
-
 mod cache;
 
 use crate::discover::{discover, DiscoverError};
 use crate::error::PluginError;
-use crate::host::Host;
 use crate::reason::ReasonCode;
-use crate::registry::LookupError;
+use crate::registry::{LookupError, Registry};
 use crate::report::{PluginReport, Status};
 
 /// A plugin file the index knows by its declaration.
@@ -71,7 +68,7 @@ pub(crate) struct Index {
     by_capability: HashMap<(String, String), Vec<usize>>,
     /// Every plugin name met so far → the first file carrying it.
     names: HashMap<String, PathBuf>,
-    /// Every file `index` considered, in path order: what [`Host::reindex_without_cache`]
+    /// Every file `index` considered, in path order: what `Lazy::reindex_without_cache`
     /// reads and places again.
     considered: Vec<PathBuf>,
     /// The files `index` already reported (loaded at once, verified and refused, shadowed):
@@ -93,6 +90,11 @@ pub(crate) enum Placed {
 }
 
 impl Index {
+    /// The indexed plugins, in path order.
+    pub(crate) fn plugins(&self) -> &[IndexedPlugin] {
+        &self.plugins
+    }
+
     /// Places one file (in path order) by its provenance.
     pub(crate) fn add(
         &mut self,
@@ -201,7 +203,35 @@ impl LazyError {
     }
 }
 
-impl Host {
+/// What lazy loading needs of the host: its loading, and what its settings say of a file.
+pub(crate) trait Loader {
+    /// The configured files, then the `found` ones.
+    fn candidates(&self, found: Vec<PathBuf>) -> Vec<PathBuf>;
+    /// Registers the pending builtins, but those a file among `candidates` replaces.
+    fn register_builtins(&mut self, candidates: &[PathBuf]) -> Vec<PluginReport>;
+    /// Verifies, loads and registers one file.
+    fn load(&mut self, path: &Path) -> PluginReport;
+    /// Judges one file without loading it.
+    fn verify(&self, path: &Path) -> PluginReport;
+    /// Whether the settings refuse the file at `path`, carrying plugin `name` (configured for
+    /// another name, or disabled).
+    fn refused_by_settings(&self, path: &Path, name: &str) -> bool;
+    /// Whether a builtin holds the name `name`.
+    fn is_builtin(&self, name: &str) -> bool;
+    /// The capabilities registered so far.
+    fn registry(&self) -> &Registry;
+}
+
+/// Lazy loading's state in a host: the index, the reports of what it loaded, and where its
+/// cache lives.
+#[derive(Debug, Default)]
+pub(crate) struct Lazy {
+    pub(crate) index: Index,
+    pub(crate) reports: Vec<PluginReport>,
+    pub(crate) cache: Option<PathBuf>,
+}
+
+impl Lazy {
     /// Builds the capability index of `dirs` (in order) from provenance alone, registering
     /// the builtins first and loading at once the plugins that declare no capabilities (see
     /// the [module documentation](crate::lazy)). Returns the reports of what was decided now:
@@ -210,15 +240,19 @@ impl Host {
     /// until they are loaded ([`Host::lazy_reports`]); [`Host::indexed`] lists them.
     ///
     /// Calling it again adds more directories after those already indexed.
-    pub fn index(&mut self, dirs: &[impl AsRef<Path>]) -> Result<Vec<PluginReport>, DiscoverError> {
-        let paths = self.candidates(discover(dirs)?);
-        let mut reports = self.register_builtins(&paths);
-        let mut cache = self.index_cache.clone().map(cache::Cache::load);
+    pub(crate) fn index(
+        &mut self,
+        host: &mut dyn Loader,
+        dirs: &[impl AsRef<Path>],
+    ) -> Result<Vec<PluginReport>, DiscoverError> {
+        let paths = host.candidates(discover(dirs)?);
+        let mut reports = host.register_builtins(&paths);
+        let mut cache = self.cache.clone().map(cache::Cache::load);
         for path in paths {
             let read;
             let (name, version, declared) = match cache.as_mut().and_then(|c| c.get(&path)) {
                 Some(e) => {
-                    self.lazy.cached.insert(path.clone());
+                    self.index.cached.insert(path.clone());
                     (e.name.as_str(), e.version.as_str(), e.capabilities.as_ref())
                 }
                 None => match crate::read::read_provenance(&path) {
@@ -237,25 +271,24 @@ impl Host {
                 },
             };
             let name = name.to_owned();
-            self.lazy.considered.push(path.clone());
-            let misnamed = self.configured_name(&path).is_some_and(|n| n != name);
-            if misnamed || self.is_disabled(&name) {
+            self.index.considered.push(path.clone());
+            if host.refused_by_settings(&path, &name) {
                 // Refused or disabled by the configuration: reported as a scan would, and
                 // never indexed.
-                reports.push(self.verify(&path));
-                self.lazy.settled.insert(path);
+                reports.push(host.verify(&path));
+                self.index.settled.insert(path);
                 continue;
             }
-            if self.plugins().iter().any(|p| p.builtin && *p.name == name) {
+            if host.is_builtin(&name) {
                 // Not replaceable (a replaced builtin was never registered): a conflict,
                 // judged as a scan would.
-                reports.push(self.verify(&path));
-                self.lazy.settled.insert(path);
+                reports.push(host.verify(&path));
+                self.index.settled.insert(path);
                 continue;
             }
-            let placed = self.lazy.add(&path, &name, declared);
+            let placed = self.index.add(&path, &name, declared);
             if placed != Placed::Indexed {
-                self.lazy.settled.insert(path.clone());
+                self.index.settled.insert(path.clone());
             }
             match placed {
                 Placed::Indexed => {
@@ -273,7 +306,7 @@ impl Host {
                         "plugin `{name}` ({}) declares no capabilities: loading it now",
                         path.display()
                     );
-                    reports.push(self.load(&path));
+                    reports.push(host.load(&path));
                 }
             }
         }
@@ -284,46 +317,31 @@ impl Host {
         Ok(reports)
     }
 
-    /// Keeps what [`Host::index`] reads from each file in a cache file at `path` (e.g.
-    /// `$XDG_CACHE_HOME/<app>/index.json`), so the next index `stat`s each file instead of
-    /// reading its provenance. An entry counts only for the very file it was made from (same
-    /// device, inode, size, modification and change times); even a stale one only chooses
-    /// which library to verify, which is then read, trusted and judged afresh before loading.
-    pub fn with_index_cache(mut self, path: impl Into<PathBuf>) -> Self {
-        self.index_cache = Some(path.into());
-        self
-    }
-
-    /// The plugins in the index, in path order, and whether each was loaded.
-    pub fn indexed(&self) -> &[IndexedPlugin] {
-        &self.lazy.plugins
-    }
-
-    /// The reports of the plugins loaded (or tried) on first use, in that order.
-    pub fn lazy_reports(&self) -> &[PluginReport] {
-        &self.lazy_reports
-    }
-
     /// Makes capability `name` of kind `kind` available in the [`Host::registry`]: at once if
     /// it is there, else by verifying, loading and registering the indexed plugin that
     /// declares it (the next one in path order if that one is refused or does not register
     /// it). No other library is opened, but for earlier plugins declaring one of the same
     /// capabilities (see the module documentation).
-    pub fn load_capability(&mut self, kind: &str, name: &str) -> Result<(), LazyError> {
-        if self.registry().provider(kind, name).is_some() {
+    pub(crate) fn load_capability(
+        &mut self,
+        host: &mut dyn Loader,
+        kind: &str,
+        name: &str,
+    ) -> Result<(), LazyError> {
+        if host.registry().provider(kind, name).is_some() {
             return Ok(());
         }
         // The first failure in path order, should no other plugin provide it.
         let mut failure = None;
-        for at in self.lazy.candidates(kind, name) {
-            let state = match &self.lazy.plugins[at].state {
-                IndexedState::Pending => self.load_indexed(at),
+        for at in self.index.candidates(kind, name) {
+            let state = match &self.index.plugins[at].state {
+                IndexedState::Pending => self.load_indexed(host, at),
                 done => done.clone(),
             };
-            if state == IndexedState::Loaded && self.registry().provider(kind, name).is_some() {
+            if state == IndexedState::Loaded && host.registry().provider(kind, name).is_some() {
                 return Ok(());
             }
-            let plugin = &self.lazy.plugins[at];
+            let plugin = &self.index.plugins[at];
             let (path, plugin_name) = (plugin.path.clone(), plugin.name.clone());
             let error = match state {
                 IndexedState::Refused(reason, message) => LazyError::Refused {
@@ -337,20 +355,20 @@ impl Host {
                 // Loaded without it, but the index entry came from the cache: the entry is
                 // stale or forged (another plugin's name and declaration). Read every file
                 // again and start over; the error, if any, then names the right file.
-                _ if self.lazy.cached.contains(&path) => {
-                    self.reindex_without_cache(&path, &plugin_name, kind, name);
-                    return self.load_capability(kind, name);
+                _ if self.index.cached.contains(&path) => {
+                    self.reindex_without_cache(host, &path, &plugin_name, kind, name);
+                    return self.load_capability(host, kind, name);
                 }
                 // Loaded without it: the declaration lied.
-                _ => self.not_registered(kind, name, plugin_name, path),
+                _ => not_registered(host.registry(), kind, name, plugin_name, path),
             };
             failure.get_or_insert(error);
         }
         if let Some(error) = failure {
             return Err(error);
         }
-        let mut available = self.registry().names(kind);
-        available.extend(self.lazy.names(kind));
+        let mut available = host.registry().names(kind);
+        available.extend(self.index.names(kind));
         available.sort();
         available.dedup();
         Err(LookupError::NotFound {
@@ -365,37 +383,30 @@ impl Host {
     /// its capabilities too: as in a scan, where the earlier one registers first and the later
     /// one is then refused (`capability-conflict`), so an overlap is reported, not hidden by
     /// laziness. Only a misconfigured search path pays for those extra loads.
-    fn load_indexed(&mut self, at: usize) -> IndexedState {
-        let mut earlier: Vec<usize> = self.lazy.plugins[at]
+    fn load_indexed(&mut self, host: &mut dyn Loader, at: usize) -> IndexedState {
+        let mut earlier: Vec<usize> = self.index.plugins[at]
             .capabilities
             .iter()
             .flat_map(|(kind, names)| names.iter().map(move |n| (kind, n)))
-            .flat_map(|(kind, name)| self.lazy.candidates(kind, name))
+            .flat_map(|(kind, name)| self.index.candidates(kind, name))
             .filter(|&j| j < at)
             .collect();
         earlier.sort_unstable();
         earlier.dedup();
         for j in earlier {
-            if self.lazy.plugins[j].state == IndexedState::Pending {
-                self.load_indexed(j);
+            if self.index.plugins[j].state == IndexedState::Pending {
+                self.load_indexed(host, j);
             }
         }
-        let path = self.lazy.plugins[at].path.clone();
-        let report = self.load(&path);
+        let path = self.index.plugins[at].path.clone();
+        let report = host.load(&path);
         let state = match (&report.reason, &report.message) {
             (Some(reason), Some(message)) => IndexedState::Refused(*reason, message.clone()),
             _ => IndexedState::Loaded,
         };
-        self.lazy.plugins[at].state = state.clone();
-        self.lazy_reports.push(report);
+        self.index.plugins[at].state = state.clone();
+        self.reports.push(report);
         state
-    }
-
-    /// [`Host::load_capability`] of `K`'s kind, then the capability as `K`'s type
-    /// ([`crate::Registry::get`], layout check included).
-    pub fn get_lazy<K: CapabilityKind>(&mut self, name: &str) -> Result<&K::Object, LazyError> {
-        self.load_capability(K::KIND, name)?;
-        Ok(self.registry().get::<K>(name)?)
     }
 
     /// The index cache said `path` is plugin `claimed` with some declaration, and the library
@@ -403,10 +414,17 @@ impl Host {
     /// cache file is removed (the next index writes it afresh), and every file `index`
     /// considered is read again and placed anew, in path order, as `index` would; what was
     /// loaded, refused or reported stays so and is not reported again.
-    fn reindex_without_cache(&mut self, path: &Path, claimed: &str, kind: &str, name: &str) {
+    fn reindex_without_cache(
+        &mut self,
+        host: &mut dyn Loader,
+        path: &Path,
+        claimed: &str,
+        kind: &str,
+        name: &str,
+    ) {
         let actual = crate::read::read_provenance(path).ok().map(|p| p.name);
         let cache = self
-            .index_cache
+            .cache
             .as_deref()
             .map(|c| c.display().to_string())
             .unwrap_or_default();
@@ -425,10 +443,10 @@ impl Host {
             "the index cache {cache} {lie}: the cache is stale or forged; it is removed and \
              every plugin file is read again"
         );
-        if let Some(cache) = &self.index_cache {
+        if let Some(cache) = &self.cache {
             let _ = std::fs::remove_file(cache);
         }
-        let old = std::mem::take(&mut self.lazy);
+        let old = std::mem::take(&mut self.index);
         // Reported before (at index time, or loaded on first use since): not again.
         let settled = |file: &Path| {
             old.settled.contains(file)
@@ -442,34 +460,34 @@ impl Host {
                 Ok(p) => p,
                 Err(e) => {
                     let report = PluginReport::new(file.clone());
-                    self.lazy_reports
+                    self.reports
                         .push(report.with_error(Status::Rejected, e.into()));
                     continue;
                 }
             };
-            self.lazy.considered.push(file.clone());
+            self.index.considered.push(file.clone());
             let name = provenance.name.clone();
             // As `index` does: refused or disabled by the configuration, or taking a builtin's
             // name, reported and never indexed.
-            let misnamed = self.configured_name(file).is_some_and(|n| n != name);
-            let builtin = self.plugins().iter().any(|p| p.builtin && *p.name == name);
-            if misnamed || self.is_disabled(&name) || builtin {
+            if host.refused_by_settings(file, &name) || host.is_builtin(&name) {
                 if !settled(file) {
-                    let report = self.verify(file);
-                    self.lazy_reports.push(report);
+                    let report = host.verify(file);
+                    self.reports.push(report);
                 }
-                self.lazy.settled.insert(file.clone());
+                self.index.settled.insert(file.clone());
                 continue;
             }
-            let placed = self.lazy.add(file, &name, provenance.capabilities.as_ref());
+            let placed = self
+                .index
+                .add(file, &name, provenance.capabilities.as_ref());
             if placed != Placed::Indexed {
-                self.lazy.settled.insert(file.clone());
+                self.index.settled.insert(file.clone());
             }
             match placed {
                 Placed::Indexed => {
                     if let Some(before) = old.plugins.iter().find(|p| &p.path == file) {
-                        let at = self.lazy.plugins.len() - 1;
-                        self.lazy.plugins[at].state = before.state.clone();
+                        let at = self.index.plugins.len() - 1;
+                        self.index.plugins[at].state = before.state.clone();
                     }
                 }
                 _ if settled(file) => {}
@@ -482,32 +500,37 @@ impl Host {
                         name,
                         first,
                     };
-                    self.lazy_reports
+                    self.reports
                         .push(report.with_error(Status::Shadowed, error));
                 }
                 Placed::Undeclared => {
-                    let report = self.load(file);
-                    self.lazy_reports.push(report);
+                    let report = host.load(file);
+                    self.reports.push(report);
                 }
             }
         }
     }
+}
 
-    fn not_registered(&self, kind: &str, name: &str, plugin: String, path: PathBuf) -> LazyError {
-        let registered = self
-            .registry()
-            .list()
-            .into_iter()
-            .filter(|c| self.registry().provider(&c.kind, &c.name) == Some(plugin.as_str()))
-            .map(|c| format!("{}:{}", c.kind, c.name))
-            .collect();
-        LazyError::NotRegistered {
-            kind: kind.to_owned(),
-            name: name.to_owned(),
-            plugin,
-            path,
-            registered,
-        }
+fn not_registered(
+    registry: &Registry,
+    kind: &str,
+    name: &str,
+    plugin: String,
+    path: PathBuf,
+) -> LazyError {
+    let registered = registry
+        .list()
+        .into_iter()
+        .filter(|c| registry.provider(&c.kind, &c.name) == Some(plugin.as_str()))
+        .map(|c| format!("{}:{}", c.kind, c.name))
+        .collect();
+    LazyError::NotRegistered {
+        kind: kind.to_owned(),
+        name: name.to_owned(),
+        plugin,
+        path,
+        registered,
     }
 }
 

@@ -12,7 +12,9 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # let blob: &[u8] = &[];
 //! // In a real application: HostIdentity::from_blob(plugin_api::provenance_blob!())
-//! let mut host = Host::new(HostIdentity::from_blob(blob)?);
+//! let mut host = Host::builder(HostIdentity::from_blob(blob)?)
+//!     .policy(host::Policy::preset("strict").unwrap())
+//!     .build();
 //! for report in host.scan(&["plugins"], ScanMode::Load)? {
 //!     println!("{}: {:?} {:?}", report.path.display(), report.status, report.reason);
 //! }
@@ -21,26 +23,47 @@
 //! # Ok(()) }
 //! ```
 //!
-//! To open only what is used, [`Host::index`] builds a capability index from the plugins'
-//! declared capabilities (read from provenance, nothing loaded) and [`Host::get_lazy`] loads
-//! the one library that declares a capability on its first use (see [`lazy`]).
+//! # The parts, along the flow
+//!
+//! A file goes **discover → read → trust → judge → place → register → use**; each step is a
+//! part the [`Host`] holds, and the host only runs the flow and keeps one record per plugin
+//! ([`LoadedPlugin`]):
+//!
+//! | step | part | modules |
+//! |---|---|---|
+//! | settings | [`HostBuilder`] → [`Host`]; [`PluginSettings`] per plugin | `builder`, [`config`] (files) |
+//! | discover | the search path, in order | `discover` |
+//! | read | provenance from the file, nothing mapped | `read` (ELF, PE, Mach-O), `small_file` |
+//! | trust | lock and signatures, on the bytes that will run | [`trust`], `seal` |
+//! | judge | the [`Policy`] against the host's identity | `policy`, `gate` (the three steps for one file) |
+//! | place | where it runs: [`place::InProcess`], builtins, or a [`place::Placement`] out of process (the `plugin-isolate` crate) | [`place`], `map`, `stage`, `builtin`, [`wire`] |
+//! | register | the plugin's `register`, its offers checked | `load`, [`log_bridge`], `watch` |
+//! | use | capabilities by kind and name, layout-checked on first use | `registry` |
+//! | lazily | the capability index: the flow deferred to first use | [`lazy`] |
+//!
+//! Lower modules never reach into the host: the gate gets what it needs of the rest through a
+//! context, a placement through a [`place::Request`], lazy loading through a small loader
+//! trait the host implements.
 //!
 //! Safety notes: a verified plugin is trusted native code running in this process. Its
 //! panics are caught and reported, but an abort or a crash in it takes the host down, and
-//! loaded libraries are never unloaded — unless it is isolated: [`isolate`] runs a plugin in
-//! a worker process of its own, behind the same capability handles.
+//! loaded libraries are never unloaded — unless it runs out of process: the `plugin-isolate`
+//! crate runs a plugin in a worker process of its own, behind the same capability handles.
 
+mod builder;
 mod builtin;
 pub mod config;
 mod discover;
 mod error;
+mod gate;
 mod host;
-pub mod isolate;
+mod identity;
 pub mod lazy;
 pub mod limits;
 mod load;
-mod log_bridge;
+pub mod log_bridge;
 mod map;
+pub mod place;
 mod policy;
 mod read;
 mod reason;
@@ -48,7 +71,6 @@ mod registry;
 mod report;
 #[cfg(target_os = "linux")]
 mod seal;
-mod settings;
 pub mod small_file;
 #[cfg(target_os = "linux")]
 mod stage;
@@ -56,17 +78,21 @@ pub mod text;
 pub mod toolchains;
 pub mod trust;
 mod watch;
+pub mod wire;
 
+pub use builder::{HostBuilder, PluginSettings};
 pub use builtin::BUILTIN_PATH;
 pub use discover::{discover, DiscoverError, LIBRARY_SUFFIX};
 pub use error::PluginError;
-pub use host::{Host, HostIdentity, LoadedPlugin, ScanMode, DEFAULT_HANG_WARNING};
-pub use isolate::{IsolatedPlugin, ReloadError};
+pub use host::{Host, LoadedPlugin, ReloadError, ScanMode};
+pub use identity::HostIdentity;
 pub use lazy::{IndexedPlugin, IndexedState, LazyError};
 pub use map::LoadFrom;
+pub use place::in_process::DEFAULT_HANG_WARNING;
 pub use policy::{
-    api_compatible, dependency_line, dependency_source, judge, judge_with, toolchain_name, Check,
-    CheckKind, CheckStatus, CrateDifference, Policy, PolicyError, PreparedHost, Severity, Verdict,
+    api_compatible, dependency_line, dependency_source, judge, judge_with, same_rustc,
+    toolchain_name, Check, CheckKind, CheckStatus, CrateDifference, Policy, PolicyError,
+    PreparedHost, Severity, Verdict,
 };
 #[doc(hidden)]
 #[cfg(unix)]
@@ -79,7 +105,7 @@ pub use read::{
 };
 pub use reason::ReasonCode;
 pub use registry::{CapabilityInfo, Kinds, LookupError, Registry};
-pub use report::{PluginReport, Status};
+pub use report::{PluginReport, Status, WorkerChoice};
 pub use trust::{Lock, LockEntry, LockError, SignatureMode, SignatureStatus, TrustedKey};
 pub use watch::{CallWatch, PLUGIN_EXIT_STATUS};
 

@@ -127,7 +127,7 @@ fn check_field(what: &str, value: &str) -> Result<(), String> {
 
 /// A capability name as the plugin sent it, checked: UTF-8, 1 to [`MAX_CAPABILITY_NAME`]
 /// bytes, no control, format or whitespace characters.
-pub(crate) fn capability_name(bytes: &[u8]) -> Result<&str, String> {
+pub fn capability_name(bytes: &[u8]) -> Result<&str, String> {
     let Ok(name) = std::str::from_utf8(bytes) else {
         return Err(format!(
             "a capability name that is not UTF-8 ({:?})",

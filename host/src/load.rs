@@ -93,7 +93,7 @@ fn classify_with(error: LibraryError, path: &Path, differences: &[String]) -> Pl
 }
 
 /// What the host tells a plugin during registration, and what the plugin offered.
-pub(crate) struct Registration<'h> {
+struct Registration<'h> {
     pub host_name: &'h str,
     pub host_version: &'h str,
     pub config: &'h str,
@@ -167,7 +167,7 @@ impl HostServices for Registration<'_> {
 }
 
 /// Calls the plugin's `register` (a loaded plugin's, or a builtin's) with `registration` and the plugin's logger.
-pub(crate) fn register(
+fn register(
     register: plugin_api::RegisterFn,
     path: &Path,
     name: &str,
@@ -188,4 +188,71 @@ pub(crate) fn register(
             message: e.message_lossy().into_owned(),
         }),
     }
+}
+
+/// A plugin about to register (loaded or builtin): what it is told, and what its
+/// capabilities are checked against.
+pub(crate) struct Registering<'a> {
+    /// The path reported (a builtin's: [`crate::BUILTIN_PATH`]).
+    pub path: &'a Path,
+    pub name: &'a str,
+    pub provenance: &'a plugin_api::provenance::Provenance,
+    pub host: &'a crate::identity::HostIdentity,
+    pub config: &'a str,
+    pub kinds: &'a Kinds,
+}
+
+/// Runs a plugin's `register` and checks what it offered: configuration, kinds, validation
+/// and the declaration are the same for loaded plugins and builtins. The capabilities, or why
+/// the plugin fails.
+pub(crate) fn registered(
+    register_fn: plugin_api::RegisterFn,
+    r: &Registering<'_>,
+) -> Result<Vec<CapabilityExport>, PluginError> {
+    let (path, name) = (r.path.to_owned(), r.name.to_owned());
+    let mut registration = Registration {
+        host_name: &r.host.name,
+        host_version: &r.host.version,
+        config: r.config,
+        kinds: r.kinds,
+        staged: Vec::new(),
+        self_conflict: None,
+        invalid: None,
+        foreign: None,
+    };
+    let outcome = register(register_fn, r.path, r.name, &mut registration);
+    if let Some(detail) = registration.invalid.take() {
+        return Err(PluginError::InvalidCapability { path, name, detail });
+    }
+    if let Err(e) = outcome {
+        // A plugin that gives up because the host lacks a kind it needs was most likely
+        // written for another application: say that, not "fix its configuration".
+        return Err(match (e, registration.foreign.take()) {
+            (PluginError::RegisterFailed { path, name, .. }, Some(detail)) => {
+                PluginError::ForeignKind { path, name, detail }
+            }
+            (e, _) => e,
+        });
+    }
+    if let Some((kind, capability)) = registration.self_conflict.take() {
+        return Err(PluginError::CapabilityTwice {
+            path,
+            name,
+            kind,
+            capability,
+        });
+    }
+    let undeclared = registration
+        .staged
+        .iter()
+        .find(|c| r.provenance.declares(c.kind(), c.name()) == Some(false));
+    if let Some(c) = undeclared {
+        return Err(PluginError::UndeclaredCapability {
+            path,
+            name,
+            kind: c.kind().to_owned(),
+            capability: c.name().to_owned(),
+        });
+    }
+    Ok(registration.staged)
 }

@@ -1,5 +1,6 @@
 //! The host side of the plugin logger: records arrive from the plugin's `log` macros and are
-//! re-emitted as `tracing` events inside a `plugin{name=…}` span.
+//! re-emitted as `tracing` events inside a `plugin{name=…}` span; and what a placement out of
+//! process uses to forward a plugin's records from its worker and emit them in the host.
 
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -19,9 +20,9 @@ type Forward = Box<dyn Fn(LogLevel, &str, &str) + Send + Sync>;
 
 static FORWARD: OnceLock<(LogLevel, Forward)> = OnceLock::new();
 
-/// In a worker process ([`crate::isolate::worker`]): hands every plugin record up to
+/// In a worker process (the `plugin-isolate` crate's worker): hands every plugin record up to
 /// `max_level` to `forward` (which sends it to the host) instead of emitting it here.
-pub(crate) fn forward_records_to(
+pub fn forward_records_to(
     max_level: LogLevel,
     forward: impl Fn(LogLevel, &str, &str) + Send + Sync + 'static,
 ) {
@@ -31,7 +32,7 @@ pub(crate) fn forward_records_to(
 /// The level numbered `n` as [`LogLevel`] numbers them (0 off, 1 error … 5 trace; anything
 /// higher: trace). The worker protocol numbers its levels the same way
 /// (`plugin_protocol::Level`, 1 … 5), so this reads both.
-pub(crate) fn level_numbered(n: u8) -> LogLevel {
+pub fn level_numbered(n: u8) -> LogLevel {
     match n {
         0 => LogLevel::Off,
         1 => LogLevel::Error,
@@ -43,7 +44,7 @@ pub(crate) fn level_numbered(n: u8) -> LogLevel {
 }
 
 /// The level filter a plugin logger starts with: the host's `tracing` filter.
-pub(crate) fn current_level() -> LogLevel {
+pub fn current_level() -> LogLevel {
     match LevelFilter::current() {
         LevelFilter::OFF => LogLevel::Off,
         LevelFilter::ERROR => LogLevel::Error,
@@ -56,7 +57,7 @@ pub(crate) fn current_level() -> LogLevel {
 
 /// Emits one plugin record as a `tracing` event in `span` (a `plugin{name=…}` span). The
 /// text is plugin text: control characters are escaped, so it cannot forge log lines.
-pub(crate) fn emit(span: &tracing::Span, level: LogLevel, module: &str, message: &str) {
+pub fn emit(span: &tracing::Span, level: LogLevel, module: &str, message: &str) {
     let message = crate::text::printable(message);
     let module = crate::text::printable(module);
     let module = &*module;
@@ -71,7 +72,7 @@ pub(crate) fn emit(span: &tracing::Span, level: LogLevel, module: &str, message:
 }
 
 /// The span a plugin's records are emitted in.
-pub(crate) fn span_for(plugin: &str) -> tracing::Span {
+pub fn span_for(plugin: &str) -> tracing::Span {
     // An error-level span is enabled whenever any plugin event can be.
     tracing::error_span!("plugin", name = %plugin)
 }

@@ -4,10 +4,9 @@
 use std::fs::{File, Metadata};
 use std::path::{Path, PathBuf};
 
-use plugin_api::provenance::Provenance;
-
 use crate::error::PluginError;
 use crate::load::open_library;
+use crate::place::Verified;
 #[cfg(target_os = "linux")]
 use crate::read::read_sized;
 #[cfg(target_os = "linux")]
@@ -30,19 +29,6 @@ pub enum LoadFrom {
     /// signature is checked is loaded from the sealed copy it was hashed from all the same:
     /// the lock and the signature vouch for those bytes only.
     File,
-}
-
-/// A file whose provenance passed the policy, still open: what is loaded is this very file.
-pub(crate) struct Verified {
-    pub(crate) file: File,
-    pub(crate) meta: Metadata,
-    pub(crate) provenance: Provenance,
-    /// The crates it shares with the host at another version or content, described: what
-    /// a layout mismatch is most likely due to.
-    pub(crate) differences: Vec<String>,
-    /// A sealed copy of the whole file, made by the trust step to hash exactly what is
-    /// loaded: mapped instead of a new copy.
-    pub(crate) sealed: Option<File>,
 }
 
 /// How verified files are handed to the loader, for one host.

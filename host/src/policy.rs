@@ -468,10 +468,7 @@ fn profile_text(p: &Provenance) -> String {
 }
 
 /// Whether two builds come from the same compiler: the same release and commit.
-pub(crate) fn same_rustc(
-    a: &plugin_api::provenance::Rustc,
-    b: &plugin_api::provenance::Rustc,
-) -> bool {
+pub fn same_rustc(a: &plugin_api::provenance::Rustc, b: &plugin_api::provenance::Rustc) -> bool {
     a.release == b.release && a.commit_hash == b.commit_hash
 }
 

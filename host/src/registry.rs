@@ -22,7 +22,7 @@ struct KindInfo {
     type_id: TypeId,
     layout: &'static TypeLayout,
     /// How its calls cross to a worker, if the application said ([`Kinds::with_wire`]).
-    wire: Option<crate::isolate::wire::WireFns>,
+    wire: Option<crate::wire::WireFns>,
 }
 
 impl Kinds {
@@ -59,22 +59,22 @@ impl Kinds {
     }
 
     /// Adds kind `W::Kind` with a wire encoding, so that its capabilities can be isolated
-    /// (see [`crate::isolate::wire`]). The worker needs the same: pass these kinds to
-    /// [`crate::isolate::worker::serve_if_worker_with`].
+    /// (see [`crate::wire`]). The worker needs the same: pass these kinds to
+    /// the `plugin-isolate` crate's `worker::serve_if_worker_with`.
     ///
     /// # Panics
     /// As [`Kinds::with`].
-    pub fn with_wire<W: crate::isolate::wire::WireEncoding>(self) -> Self {
+    pub fn with_wire<W: crate::wire::WireEncoding>(self) -> Self {
         let mut kinds = self.with::<W::Kind>();
         if let Some(info) = kinds.kinds.get_mut(<W::Kind as CapabilityKind>::KIND) {
-            info.wire = Some(crate::isolate::wire::WireFns::of::<W>());
+            info.wire = Some(crate::wire::WireFns::of::<W>());
         }
         kinds
     }
 
     /// The wire encoding of `kind` an application gave ([`Kinds::with_wire`]), with the
     /// kind's name.
-    pub(crate) fn wire(&self, kind: &str) -> Option<(&'static str, crate::isolate::wire::WireFns)> {
+    pub fn wire(&self, kind: &str) -> Option<(&'static str, crate::wire::WireFns)> {
         let (name, info) = self.kinds.get_key_value(kind)?;
         Some((*name, info.wire?))
     }
@@ -105,7 +105,7 @@ impl Kinds {
     /// Its layout is checked against the kind's type when the host first asks for it (see
     /// [`Registry::get`]): `abi_stable`'s check walks the whole type graph, and a scan
     /// should not pay it for capabilities nobody uses.
-    pub(crate) fn admit(&self, capability: &CapabilityExport) -> Result<(), String> {
+    pub fn admit(&self, capability: &CapabilityExport) -> Result<(), String> {
         if self.kinds.contains_key(capability.kind()) {
             return Ok(());
         }
@@ -134,14 +134,15 @@ struct Entry {
     export: CapabilityExport,
     /// The outcome of the layout check, made on first use.
     layout_checked: OnceLock<Result<(), String>>,
+    /// The plugin's instance placed out of process (the one its plugin record holds), whose
+    /// retirement makes lookups fail; `None` in-process.
+    running: Option<Arc<dyn crate::place::Running>>,
 }
 
 /// The capabilities of all loaded plugins, by kind and name.
 #[derive(Default)]
 pub struct Registry {
     by_kind: HashMap<String, HashMap<String, Entry>>,
-    /// The supervisors of isolated plugins, by plugin name.
-    isolated: HashMap<Arc<str>, Arc<crate::isolate::Supervisor>>,
 }
 
 /// Why a lookup found nothing usable.
@@ -179,7 +180,7 @@ pub enum LookupError {
         differences: Vec<String>,
     },
     /// The capability belongs to an isolated plugin that was unregistered after too many
-    /// consecutive failures of its worker ([`crate::isolate::MAX_FAILURES`]).
+    /// consecutive failures of its worker (`plugin_isolate::MAX_FAILURES`).
     #[error("{kind} `{name}` is unavailable: {message} [{reason}]")]
     Unregistered {
         /// The kind.
@@ -310,12 +311,8 @@ impl Registry {
                 name: name.to_owned(),
                 available: self.names(K::KIND),
             })?;
-        // In-process plugins pay nothing here: the map is empty without isolated plugins.
-        let retired = if self.isolated.is_empty() {
-            None
-        } else {
-            self.isolated.get(&entry.plugin).and_then(|s| s.retired())
-        };
+        // In-process plugins pay one test of `None` here.
+        let retired = entry.running.as_ref().and_then(|r| r.retired());
         if let Some((reason, message)) = retired {
             return Err(LookupError::Unregistered {
                 kind: K::KIND.to_owned(),
@@ -384,15 +381,6 @@ impl Registry {
         })
     }
 
-    /// Notes that `plugin`'s capabilities are proxies served by `supervisor`.
-    pub(crate) fn supervise(
-        &mut self,
-        plugin: Arc<str>,
-        supervisor: Arc<crate::isolate::Supervisor>,
-    ) {
-        self.isolated.insert(plugin, supervisor);
-    }
-
     /// Adds a plugin's admitted capabilities (after [`Registry::conflict`] found none).
     pub(crate) fn commit(
         &mut self,
@@ -400,6 +388,7 @@ impl Registry {
         differences: &Arc<[String]>,
         kinds: &Kinds,
         staged: Vec<CapabilityExport>,
+        running: Option<&Arc<dyn crate::place::Running>>,
     ) {
         for export in staged {
             let kind = kinds.kinds[export.kind()];
@@ -414,6 +403,7 @@ impl Registry {
                         kind,
                         export,
                         layout_checked: OnceLock::new(),
+                        running: running.cloned(),
                     },
                 );
         }

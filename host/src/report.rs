@@ -73,11 +73,12 @@ pub struct PluginReport {
     pub signature: Option<SignatureStatus>,
     /// What the trust step found that did not refuse it (signature mode `warn`).
     pub trust_warnings: Vec<TrustWarning>,
-    /// Whether it runs in a worker process of its own ([`crate::isolate`]).
+    /// Whether it runs in a worker process of its own (a [`crate::place::Placement`] out of
+    /// process: the `plugin-isolate` crate).
     pub isolated: bool,
     /// The worker built with another toolchain that runs it, when the host refused it
-    /// in-process for a toolchain difference ([`crate::Host::with_worker`]).
-    pub worker: Option<crate::isolate::WorkerChoice>,
+    /// in-process for a toolchain difference ([`crate::place::Placement::rescue`]).
+    pub worker: Option<WorkerChoice>,
     /// Its sha256, size and provenance digest, when the trust step hashed it.
     #[serde(skip)]
     pub digest: Option<FileDigest>,
@@ -97,7 +98,8 @@ fn lossy_path<S: serde::Serializer>(
 }
 
 impl PluginReport {
-    pub(crate) fn new(path: PathBuf) -> Self {
+    /// A report of `path` about to be judged: `rejected`, nothing known yet.
+    pub fn new(path: PathBuf) -> Self {
         PluginReport {
             path,
             name: None,
@@ -117,7 +119,8 @@ impl PluginReport {
         }
     }
 
-    pub(crate) fn with_error(mut self, status: Status, error: PluginError) -> Self {
+    /// The report ending `status` because of `error` (its reason code and message).
+    pub fn with_error(mut self, status: Status, error: PluginError) -> Self {
         self.status = status;
         self.reason = Some(error.reason());
         self.message = Some(error.to_string());
@@ -135,6 +138,30 @@ impl PluginReport {
         matches!(
             self.status,
             Status::Builtin | Status::Loaded | Status::Verified
+        )
+    }
+}
+
+/// The worker a plugin refused in-process runs in instead, and why (in a [`PluginReport`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WorkerChoice {
+    /// The worker binary.
+    #[serde(serialize_with = "lossy_path")]
+    pub path: PathBuf,
+    /// The compiler that built it (and the plugin), as `rustc --version` prints it.
+    pub rustc: String,
+    /// Why the plugin does not run in-process.
+    pub why: String,
+}
+
+impl std::fmt::Display for WorkerChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "runs in worker {} (rustc {}): {}",
+            crate::text::printable(&self.path.to_string_lossy()),
+            self.rustc,
+            self.why
         )
     }
 }

@@ -386,49 +386,35 @@ mod crash {
     }
 }
 
-impl crate::Host {
-    /// Notes, until the returned watch is dropped, that this thread is about to call the
-    /// capabilities `(kind, name)` (one, or a chain of transforms): if an in-process plugin
-    /// among their providers calls `exit` or crashes the process meanwhile, what is printed
-    /// names the capability, the plugin and its file, as during loading (an exit then ends
-    /// the process with [`PLUGIN_EXIT_STATUS`]). `None` when no provider runs in-process (an
-    /// isolated plugin's crash is an error of the call).
-    ///
-    /// ```ignore
-    /// let _watch = host.calling(&[("command", "hello")]);
-    /// let out = command.call(args);
-    /// ```
-    pub fn calling(&self, capabilities: &[(&str, &str)]) -> Option<CallWatch> {
-        let mut parts = Vec::new();
-        for (kind, name) in capabilities {
-            let Some(provider) = self.registry().provider(kind, name) else {
-                continue;
-            };
-            let isolated = self
-                .isolation
-                .supervisors
-                .iter()
-                .any(|s| s.plugin() == provider);
-            if isolated {
-                continue;
-            }
-            let part = match self.plugins().iter().find(|p| *p.name == *provider) {
-                Some(p) if !p.builtin => format!(
-                    "{kind} `{name}` of plugin `{provider}` ({})",
-                    p.path.display()
-                ),
-                _ => format!("{kind} `{name}` of plugin `{provider}`"),
-            };
-            if !parts.contains(&part) {
-                parts.push(part);
-            }
+/// A watch naming the in-process providers among `capabilities` (see [`crate::Host::calling`]).
+pub(crate) fn calling(
+    registry: &crate::Registry,
+    plugins: &[crate::LoadedPlugin],
+    capabilities: &[(&str, &str)],
+) -> Option<CallWatch> {
+    let mut parts = Vec::new();
+    for (kind, name) in capabilities {
+        let Some(provider) = registry.provider(kind, name) else {
+            continue;
+        };
+        let part = match plugins.iter().find(|p| *p.name == *provider) {
+            // An isolated plugin's crash is an error of the call.
+            Some(p) if p.running().is_some() => continue,
+            Some(p) if !p.builtin => format!(
+                "{kind} `{name}` of plugin `{provider}` ({})",
+                p.path.display()
+            ),
+            _ => format!("{kind} `{name}` of plugin `{provider}`"),
+        };
+        if !parts.contains(&part) {
+            parts.push(part);
         }
-        if parts.is_empty() {
-            return None;
-        }
-        Some(CallWatch::enter(&format!(
-            "calling {}",
-            parts.join(", then ")
-        )))
     }
+    if parts.is_empty() {
+        return None;
+    }
+    Some(CallWatch::enter(&format!(
+        "calling {}",
+        parts.join(", then ")
+    )))
 }

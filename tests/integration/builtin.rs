@@ -108,28 +108,29 @@ fn greets(init: &mut Initializer<'_>) -> RegisterResult {
 
 #[test]
 fn builtins_register_like_loaded_plugins() {
-    let mut host = host()
-        .with_config("greeter", "hello")
-        .with_builtin(plugin_api::builtin_plugin!(
+    let mut host = builder()
+        .plugin("greeter", host::PluginSettings::new().config("hello"))
+        .builtin(plugin_api::builtin_plugin!(
             fails,
             name = "failing",
             version = "1.0.0"
         ))
-        .with_builtin(plugin_api::builtin_plugin!(
+        .builtin(plugin_api::builtin_plugin!(
             panics,
             name = "panicking",
             version = "1.0.0"
         ))
-        .with_builtin(plugin_api::builtin_plugin!(
+        .builtin(plugin_api::builtin_plugin!(
             greets,
             name = "greeter",
             version = "0.2.0"
         ))
-        .with_builtin(plugin_api::builtin_plugin!(
+        .builtin(plugin_api::builtin_plugin!(
             greets,
             name = "greeter-2",
             version = "0.2.0"
-        ));
+        ))
+        .build();
     let empty = tempfile::tempdir().unwrap();
     let reports = host.scan(&[empty.path()], ScanMode::Load).unwrap();
     assert_eq!(reports.len(), 4);
@@ -170,14 +171,14 @@ fn builtins_register_like_loaded_plugins() {
 #[test]
 fn a_replaceable_builtin_stays_when_no_file_replaces_it() {
     let dir = plugin_dir(&["hello"]);
-    let mut host =
-        host()
-            .with_replaceable_builtin("greeter")
-            .with_builtin(plugin_api::builtin_plugin!(
-                greets,
-                name = "greeter",
-                version = "0.2.0"
-            ));
+    let mut host = builder()
+        .plugin("greeter", host::PluginSettings::new().replaces_builtin())
+        .builtin(plugin_api::builtin_plugin!(
+            greets,
+            name = "greeter",
+            version = "0.2.0"
+        ))
+        .build();
     let reports = host.scan(&[dir.path()], ScanMode::Load).unwrap();
     assert_eq!(reports[0].status, Status::Builtin);
     assert_eq!(reports[1].status, Status::Loaded);

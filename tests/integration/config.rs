@@ -336,7 +336,9 @@ fn a_config_files_plugin_table_reaches_the_plugin() {
     let text = config.plugin("redact").unwrap().config_text().unwrap();
 
     let dir = crate::support::plugin_dir(&["redact"]);
-    let mut host = crate::support::host().with_config("redact", text);
+    let mut host = crate::support::builder()
+        .plugin("redact", host::PluginSettings::new().config(text))
+        .build();
     host.scan(&[dir.path()], host::ScanMode::Load).unwrap();
     let redact = host.registry().get::<TransformKind>("redact").unwrap();
     let mut out = RVec::new();

@@ -34,23 +34,23 @@ fn example() -> &'static Example {
 }
 
 /// Copies `examples/embedding` to `dest` (replacing what was there) with its path
-/// dependencies on `plugin-api` and `host` pointing into this checkout, and the main
+/// dependencies on `plugin-api`, `host` and `plugin-isolate` pointing into this checkout, and the main
 /// workspace's Cargo.lock, so that it links the crate versions the host does.
 pub fn copy_example(dest: &Path) {
     let _ = fs::remove_dir_all(dest);
     copy_sources(&root().join("examples/embedding"), dest);
     let manifest = fs::read_to_string(dest.join("Cargo.toml")).unwrap();
     let mut rewritten = manifest.clone();
-    for krate in ["plugin-api", "host"] {
-        let path = root().join(krate);
+    for dir in ["plugin-api", "host", "isolate"] {
+        let path = root().join(dir);
         rewritten = rewritten.replace(
-            &format!("path = \"../../{krate}\""),
+            &format!("path = \"../../{dir}\""),
             &format!("path = {:?}", path.to_str().unwrap()),
         );
     }
     assert_eq!(
         manifest.matches("../../").count(),
-        2,
+        3,
         "the example's path dependencies changed shape"
     );
     fs::write(dest.join("Cargo.toml"), rewritten).unwrap();

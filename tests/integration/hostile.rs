@@ -27,10 +27,12 @@ fn a_file_swapped_after_verification_is_never_loaded() {
     fs::copy(fixtures().lib("ctor-marker"), &impostor).unwrap();
     let swapped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = swapped.clone();
-    let mut host = host().with_before_load(move |path| {
-        fs::rename(&impostor, path).unwrap();
-        flag.store(true, std::sync::atomic::Ordering::SeqCst);
-    });
+    let mut host = builder()
+        .before_load(move |path| {
+            fs::rename(&impostor, path).unwrap();
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        })
+        .build();
     let reports = host.scan(&[dir.path()], ScanMode::Load).unwrap();
     assert!(
         swapped.load(std::sync::atomic::Ordering::SeqCst),

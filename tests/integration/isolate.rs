@@ -8,19 +8,24 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use abi_stable::std_types::{RSlice, RStr, RVec};
-use host::config::Isolation;
-use host::{Host, LookupError, ReasonCode, ScanMode, Status};
+use host::{Host, LookupError, PluginSettings, ReasonCode, ScanMode, Status};
 use plugin_api::{CallError, CallErrorKind, CommandKind, TransformKind};
+use plugin_isolate::{Isolation, Mode};
 
 use crate::support::*;
 
 const WORKER: &str = env!("CARGO_BIN_EXE_plugin-host");
 
-/// A host whose plugins all run in workers (the `plugin-host` binary, as the CLI runs them).
+/// Every plugin in a worker (the `plugin-host` binary, as the CLI runs them).
+fn isolation() -> Isolation {
+    Isolation::new()
+        .worker_command(WORKER, ["__worker"])
+        .default_mode(Mode::Process)
+}
+
+/// A host whose plugins all run in workers.
 fn isolated_host() -> Host {
-    host()
-        .with_worker_command(WORKER, ["__worker"])
-        .with_default_isolation(Isolation::Process)
+    builder().placement(isolation()).build()
 }
 
 fn call(host: &Host, command: &str, args: &[&str]) -> Result<String, CallError> {
@@ -53,9 +58,10 @@ fn misbehaviour_in_register_is_reported_and_the_host_serves_on() {
     ];
     for (mode, reason, needle) in cases {
         let dir = plugin_dir(&["unruly", "hello"]);
-        let mut host = isolated_host()
-            .with_start_timeout(Duration::from_millis(1500))
-            .with_config("unruly", mode);
+        let mut host = builder()
+            .plugin("unruly", PluginSettings::new().config(mode))
+            .placement(isolation().start_timeout(Duration::from_millis(1500)))
+            .build();
         let started = Instant::now();
         let reports = host.scan(&[dir.path()], ScanMode::Load).unwrap();
         assert!(started.elapsed() < Duration::from_secs(20), "{mode}");
@@ -78,7 +84,9 @@ fn misbehaviour_in_register_is_reported_and_the_host_serves_on() {
 #[test]
 fn misbehaviour_in_a_call_fails_that_call_and_the_next_call_is_served() {
     let dir = plugin_dir(&["unruly"]);
-    let mut host = isolated_host().with_call_timeout(Duration::from_secs(1));
+    let mut host = builder()
+        .placement(isolation().call_timeout(Duration::from_secs(1)))
+        .build();
     let reports = host.scan(&[dir.path()], ScanMode::Load).unwrap();
     assert_eq!(
         reports[0].status,
@@ -86,7 +94,7 @@ fn misbehaviour_in_a_call_fails_that_call_and_the_next_call_is_served() {
         "{:?}",
         reports[0].message
     );
-    let first_pid = host.isolated()[0].pid.unwrap();
+    let first_pid = plugin_isolate::isolated(&host)[0].pid.unwrap();
     assert_ne!(first_pid, std::process::id());
     let cases = [
         ("abort", Some(ReasonCode::PluginCrashed), "SIGABRT"),
@@ -104,12 +112,12 @@ fn misbehaviour_in_a_call_fails_that_call_and_the_next_call_is_served() {
         let started = Instant::now();
         let error = call(&host, "misbehave", &[mode]).unwrap_err();
         assert!(started.elapsed() < Duration::from_secs(5), "{mode}");
-        assert_eq!(host::isolate::reason(&error), reason, "{mode}: {error}");
+        assert_eq!(plugin_isolate::reason(&error), reason, "{mode}: {error}");
         assert!(error.message.contains(needle), "{mode}: {error}");
         if reason.is_some() {
             assert!(error.message.contains("plugin `unruly`"), "{mode}: {error}");
             assert!(
-                host.isolated()[0].pid.is_none(),
+                plugin_isolate::isolated(&host)[0].pid.is_none(),
                 "{mode}: the worker is gone"
             );
         }
@@ -119,7 +127,7 @@ fn misbehaviour_in_a_call_fails_that_call_and_the_next_call_is_served() {
         // The next call restarts the worker (when it died) and is served.
         assert_eq!(call(&host, "misbehave", &["echo", mode]).unwrap(), mode);
     }
-    let status = &host.isolated()[0];
+    let status = &plugin_isolate::isolated(&host)[0];
     assert_eq!(status.starts, 5, "{status:?}");
     assert_eq!(status.consecutive_failures, 0);
     assert!(status.unregistered.is_none());
@@ -130,10 +138,10 @@ fn consecutive_failures_unregister_the_plugin() {
     let dir = plugin_dir(&["unruly"]);
     let mut host = isolated_host();
     host.scan(&[dir.path()], ScanMode::Load).unwrap();
-    for attempt in 1..=host::isolate::MAX_FAILURES {
+    for attempt in 1..=plugin_isolate::MAX_FAILURES {
         let error = call(&host, "misbehave", &["abort"]).unwrap_err();
         assert_eq!(
-            host::isolate::reason(&error),
+            plugin_isolate::reason(&error),
             Some(ReasonCode::PluginCrashed),
             "{error}"
         );
@@ -148,7 +156,7 @@ fn consecutive_failures_unregister_the_plugin() {
             .contains("was unregistered after 3 consecutive");
         assert_eq!(
             unregistered,
-            attempt == host::isolate::MAX_FAILURES,
+            attempt == plugin_isolate::MAX_FAILURES,
             "{error}"
         );
     }
@@ -163,7 +171,7 @@ fn consecutive_failures_unregister_the_plugin() {
         Err(other) => panic!("{other}"),
         Ok(_) => panic!("an unregistered plugin is still handed out"),
     }
-    let status = &host.isolated()[0];
+    let status = &plugin_isolate::isolated(&host)[0];
     assert!(status.pid.is_none());
     assert_eq!(
         status.unregistered.as_ref().unwrap().0,
@@ -226,7 +234,9 @@ fn an_isolated_transform_appends_its_output_and_a_failure_leaves_the_output_alon
     // The worker served all of it: a failure in a call is not a crash.
     apply(b"ab", &mut output).unwrap();
     assert_eq!(&output[..], b"keptba");
-    assert!(host.isolated().iter().all(|p| p.starts == 1));
+    assert!(plugin_isolate::isolated(&host)
+        .iter()
+        .all(|p| p.starts == 1));
 }
 
 #[test]
@@ -258,15 +268,18 @@ fn eight_threads_call_one_isolated_plugin() {
             });
         }
     });
-    assert!(host.isolated().iter().all(|p| p.starts == 1));
+    assert!(plugin_isolate::isolated(&host)
+        .iter()
+        .all(|p| p.starts == 1));
 }
 
 #[test]
 fn in_process_and_isolated_plugins_mix_in_one_host() {
     let dir = plugin_dir(&["hello", "unruly"]);
-    let mut host = host()
-        .with_worker_command(WORKER, ["__worker"])
-        .with_isolation("unruly", Isolation::Process);
+    let isolation = Isolation::new()
+        .worker_command(WORKER, ["__worker"])
+        .plugin("unruly", Mode::Process);
+    let mut host = builder().placement(isolation).build();
     let reports = host.scan(&[dir.path()], ScanMode::Load).unwrap();
     let (hello, unruly) = (report_of(&reports, "hello"), report_of(&reports, "unruly"));
     assert_eq!((hello.status, hello.isolated), (Status::Loaded, false));
@@ -280,7 +293,10 @@ fn in_process_and_isolated_plugins_mix_in_one_host() {
     assert!(call(&host, "hello", &["Bo"])
         .unwrap()
         .starts_with("hello, Bo!"));
-    let names: Vec<_> = host.isolated().into_iter().map(|p| p.name).collect();
+    let names: Vec<_> = plugin_isolate::isolated(&host)
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
     assert_eq!(names, ["unruly"]);
 }
 
@@ -599,13 +615,15 @@ fn a_plugins_children_die_with_its_worker_when_a_call_times_out() {
     let dir = plugin_dir(&["unruly"]);
     let files = tempfile::tempdir().unwrap();
     let pidfile = files.path().join("child");
-    let mut host = isolated_host().with_call_timeout(Duration::from_millis(1500));
+    let mut host = builder()
+        .placement(isolation().call_timeout(Duration::from_millis(1500)))
+        .build();
     host.scan(&[dir.path()], ScanMode::Load).unwrap();
     let file = pidfile.to_str().unwrap();
     let error = call(&host, "misbehave", &["spawn", file, "hang"]).unwrap_err();
     let killed = Instant::now();
     assert_eq!(
-        host::isolate::reason(&error),
+        plugin_isolate::reason(&error),
         Some(ReasonCode::PluginTimeout),
         "{error}"
     );
@@ -625,7 +643,9 @@ fn a_plugin_that_waits_for_all_its_children_is_not_blocked_by_the_guard() {
     // The worker's guard (see `isolate::tree`) is not the worker's child: a plugin's
     // `while wait(NULL) > 0` ends at once with ECHILD instead of waiting for the guard.
     let dir = plugin_dir(&["unruly"]);
-    let mut host = isolated_host().with_call_timeout(Duration::from_secs(5));
+    let mut host = builder()
+        .placement(isolation().call_timeout(Duration::from_secs(5)))
+        .build();
     host.scan(&[dir.path()], ScanMode::Load).unwrap();
     let started = Instant::now();
     let out = call(&host, "misbehave", &["wait-children"]).unwrap_or_else(|e| {
@@ -699,11 +719,12 @@ fn a_plugins_children_die_within_a_second_when_the_host_is_killed() {
 
 /// A fake worker: bash running `script` with `$2` the control socket's descriptor.
 fn fake_host(script: &str) -> Host {
-    host()
-        .with_worker_command("/bin/bash", ["-c", script, "fake-worker"])
-        .with_default_isolation(Isolation::Process)
-        .with_start_timeout(Duration::from_secs(1))
-        .with_call_timeout(Duration::from_secs(2))
+    let isolation = Isolation::new()
+        .worker_command("/bin/bash", ["-c", script, "fake-worker"])
+        .default_mode(Mode::Process)
+        .start_timeout(Duration::from_secs(1))
+        .call_timeout(Duration::from_secs(2));
+    builder().placement(isolation).build()
 }
 
 fn frame(message: &plugin_protocol::Message) -> Vec<u8> {
@@ -819,7 +840,7 @@ fn lying_workers_and_garbage_frames_never_crash_the_host() {
     assert_eq!(hello.status, Status::Loaded, "{:?}", hello.message);
     let error = call(&host, "hello", &["Ada"]).unwrap_err();
     assert_eq!(
-        host::isolate::reason(&error),
+        plugin_isolate::reason(&error),
         Some(ReasonCode::ProtocolError),
         "{error}"
     );
@@ -851,7 +872,7 @@ fn reload_under_a_steady_call_loop_fails_no_call_and_switches_to_the_new_build()
     let mut host = isolated_host();
     let reports = host.scan(&[dir.path()], ScanMode::Load).unwrap();
     assert_eq!(report_of(&reports, "hello").status, Status::Loaded);
-    let first_pid = host.isolated()[0].pid.unwrap();
+    let first_pid = plugin_isolate::isolated(&host)[0].pid.unwrap();
     // A handle taken before any reload: it must follow every switch.
     let hello = host.registry().get::<CommandKind>("hello").unwrap();
     let stop = AtomicBool::new(false);
@@ -905,7 +926,7 @@ fn reload_under_a_steady_call_loop_fails_no_call_and_switches_to_the_new_build()
         twins.load(Ordering::Relaxed) >= 20,
         "new calls got the new build"
     );
-    let status = &host.isolated()[0];
+    let status = &plugin_isolate::isolated(&host)[0];
     assert_eq!(status.starts, 22);
     assert_eq!(status.consecutive_failures, 0);
     assert_ne!(status.pid, Some(first_pid));
@@ -926,8 +947,7 @@ fn a_failed_reload_keeps_the_old_worker_serving_and_says_why() {
         let args = [RStr::from("Ada")];
         let out = hello.call(RSlice::from_slice(&args)).unwrap();
         assert!(out.as_str().starts_with("hello, Ada!"), "{out}");
-        let status = host
-            .isolated()
+        let status = plugin_isolate::isolated(host)
             .into_iter()
             .find(|p| p.name == "hello")
             .unwrap();
@@ -1092,8 +1112,8 @@ const LYING_REPLIES: &str = "lies";
 /// its starts in `starts` (a file).
 fn scribbling_host(mode: &str, starts: &Path) -> Host {
     let exe = std::env::current_exe().unwrap();
-    host()
-        .with_worker_command(
+    let isolation = Isolation::new()
+        .worker_command(
             exe,
             [
                 "isolate::scribbling_worker",
@@ -1108,9 +1128,10 @@ fn scribbling_host(mode: &str, starts: &Path) -> Host {
                 starts.to_str().unwrap(),
             ],
         )
-        .with_default_isolation(Isolation::Process)
-        .with_start_timeout(Duration::from_secs(5))
-        .with_call_timeout(Duration::from_secs(5))
+        .default_mode(Mode::Process)
+        .start_timeout(Duration::from_secs(5))
+        .call_timeout(Duration::from_secs(5));
+    builder().placement(isolation).build()
 }
 
 #[test]
@@ -1146,7 +1167,7 @@ fn a_worker_scribbling_over_the_shared_channel_fails_the_call_and_never_crashes_
             started.elapsed()
         );
         assert_eq!(
-            host::isolate::reason(&error),
+            plugin_isolate::reason(&error),
             Some(ReasonCode::ProtocolError),
             "call {i}: {error}"
         );
@@ -1166,7 +1187,7 @@ fn a_worker_scribbling_over_the_shared_channel_fails_the_call_and_never_crashes_
         3,
         "three workers"
     );
-    let state = &host.isolated()[0];
+    let state = &plugin_isolate::isolated(&host)[0];
     assert_eq!(state.starts, 3, "{state:?}");
     let (reason, why) = state
         .unregistered
@@ -1197,7 +1218,7 @@ fn a_worker_scribbling_over_the_shared_channel_fails_the_call_and_never_crashes_
     host.scan(&[dir.path()], ScanMode::Load).unwrap();
     let error = call(&host, "hello", &["Ada"]).unwrap_err();
     assert_eq!(
-        host::isolate::reason(&error),
+        plugin_isolate::reason(&error),
         Some(ReasonCode::ProtocolError),
         "{error}"
     );
@@ -1205,7 +1226,7 @@ fn a_worker_scribbling_over_the_shared_channel_fails_the_call_and_never_crashes_
         call(&host, "hello", &["Ada"]).unwrap(),
         "hello, Ada! (from a restarted fake worker)"
     );
-    let state = &host.isolated()[0];
+    let state = &plugin_isolate::isolated(&host)[0];
     assert_eq!(
         (
             state.starts,
@@ -1233,7 +1254,7 @@ fn a_worker_sending_lying_replies_fails_the_call_and_is_killed() {
     for (i, lie) in lies.iter().enumerate() {
         let error = call(&host, "hello", &["Ada"]).expect_err("a lying reply is no reply");
         assert_eq!(
-            host::isolate::reason(&error),
+            plugin_isolate::reason(&error),
             Some(ReasonCode::ProtocolError),
             "lie {i}: {error}"
         );
@@ -1250,7 +1271,7 @@ fn a_worker_sending_lying_replies_fails_the_call_and_is_killed() {
         }
     }
     // Three lies in a row: retired, with that reason; no lie ever reached the caller as output.
-    let state = &host.isolated()[0];
+    let state = &plugin_isolate::isolated(&host)[0];
     assert_eq!(state.starts, 3, "{state:?}");
     assert_eq!(
         state.unregistered.as_ref().map(|(reason, _)| *reason),
@@ -1318,7 +1339,7 @@ fn a_worker_flooding_stderr_or_its_control_socket_is_killed_and_the_host_stays_s
             grown >> 20
         );
         assert_eq!(
-            host::isolate::reason(&error),
+            plugin_isolate::reason(&error),
             Some(ReasonCode::ProtocolError),
             "{mode}: {error}"
         );
@@ -1327,7 +1348,7 @@ fn a_worker_flooding_stderr_or_its_control_socket_is_killed_and_the_host_stays_s
             assert!(message.contains(n), "{mode} lacks {n:?}: {message}");
         }
         assert!(
-            host.isolated()[0].pid.is_none(),
+            plugin_isolate::isolated(&host)[0].pid.is_none(),
             "{mode}: the worker is gone"
         );
     }
@@ -1388,7 +1409,7 @@ fn scribbling_worker() {
     socket.write_all(&welcome).unwrap();
     // SAFETY: `dup` of the descriptor the host passed; the copy is ours to own.
     let copy = unsafe { OwnedFd::from_raw_fd(libc::dup(shm)) };
-    let mut channel = host::isolate::shm::Channel::from_fd(copy).unwrap();
+    let mut channel = plugin_isolate::shm::Channel::from_fd(copy).unwrap();
     channel.send(&welcome, None).unwrap();
     assert!(matches!(read_frame(&mut socket), Message::Load(_)));
     let registered = Message::Registered {

@@ -158,7 +158,9 @@ fn a_registration_outside_the_declaration_is_refused() {
     );
     assert!(!err.contains("panicked"), "{err}");
 
-    let mut host = host().with_config("liar", "honest");
+    let mut host = crate::support::builder()
+        .plugin("liar", host::PluginSettings::new().config("honest"))
+        .build();
     host.index(&[dir.path()]).unwrap();
     let error = host.load_capability("command", "ghost").unwrap_err();
     assert!(

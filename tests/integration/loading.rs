@@ -61,13 +61,15 @@ fn overwriting_a_loaded_plugin_in_place_does_not_reach_the_host() {
 fn a_write_while_loading_is_refused_before_any_of_it_runs() {
     let dir = plugin_dir(&["hello"]);
     let plugin = dir.path().join(file_name("hello"));
-    let mut host = host().with_before_load(move |path| {
-        // Verified, not yet loaded: an in-place write (same inode) lands now.
-        let mut bytes = fs::read(path).unwrap();
-        let at = bytes.len() / 2;
-        bytes[at] ^= 0xff;
-        fs::write(path, bytes).unwrap();
-    });
+    let mut host = builder()
+        .before_load(move |path| {
+            // Verified, not yet loaded: an in-place write (same inode) lands now.
+            let mut bytes = fs::read(path).unwrap();
+            let at = bytes.len() / 2;
+            bytes[at] ^= 0xff;
+            fs::write(path, bytes).unwrap();
+        })
+        .build();
     let report = host.load(&plugin);
     assert_eq!(report.status, host::Status::Failed, "{report:?}");
     assert_eq!(report.reason, Some(host::ReasonCode::LoadFailed));

@@ -115,7 +115,7 @@ fn same_plugin_twice_is_shadowed_by_the_first() {
 #[test]
 fn unknown_kind_is_refused_to_the_plugin() {
     let dir = plugin_dir(&["hello"]);
-    let mut host = host().with_kinds(Kinds::new());
+    let mut host = builder().kinds(Kinds::new()).build();
     let report = host.load(&dir.path().join(file_name("hello")));
     assert_eq!(report.status, Status::Failed);
     assert_eq!(report.reason, Some(ReasonCode::RegisterFailed));
@@ -138,7 +138,7 @@ impl CapabilityKind for WrongCommand {
 #[test]
 fn capability_layout_is_checked_across_the_boundary() {
     let dir = plugin_dir(&["hello"]);
-    let mut host = host().with_kinds(Kinds::new().with::<WrongCommand>());
+    let mut host = builder().kinds(Kinds::new().with::<WrongCommand>()).build();
     let report = host.load(&dir.path().join(file_name("hello")));
     assert_eq!(report.status, Status::Loaded, "{:?}", report.message);
     // The host asks for `hello` as its own `command` type: abi_stable's layout check of the
@@ -172,9 +172,10 @@ fn capability_layout_is_checked_across_the_boundary() {
 #[test]
 fn layouts_can_be_checked_while_loading() {
     let dir = plugin_dir(&["hello"]);
-    let mut host = host()
-        .with_kinds(Kinds::new().with::<WrongCommand>())
-        .with_layout_check_at_load(true);
+    let mut host = builder()
+        .kinds(Kinds::new().with::<WrongCommand>())
+        .layout_check_at_load(true)
+        .build();
     let report = host.load(&dir.path().join(file_name("hello")));
     assert_eq!(report.status, Status::Failed);
     assert_eq!(report.reason, Some(ReasonCode::LayoutMismatch));
@@ -203,7 +204,7 @@ impl CapabilityKind for Greeting {
 #[test]
 fn applications_define_their_own_kinds() {
     let dir = plugin_dir(&["calls"]);
-    let mut host = host().with_kinds(Kinds::demo().with::<Greeting>());
+    let mut host = builder().kinds(Kinds::demo().with::<Greeting>()).build();
     let reports = host.scan(&[dir.path()], ScanMode::Load).unwrap();
     assert_eq!(
         reports[0].status,
@@ -229,5 +230,5 @@ fn applications_define_their_own_kinds() {
 }
 
 fn host_without_greeting() -> host::Host {
-    host().with_kinds(Kinds::demo())
+    builder().kinds(Kinds::demo()).build()
 }

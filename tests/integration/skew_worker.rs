@@ -267,8 +267,7 @@ fn exe_of(pid: u32) -> PathBuf {
 
 /// The plugin's worker: its pid and the executable it runs.
 fn worker_of(host: &Host, plugin: &str) -> (u32, PathBuf) {
-    let state = host
-        .isolated()
+    let state = plugin_isolate::isolated(host)
         .into_iter()
         .find(|p| p.name == plugin)
         .unwrap_or_else(|| panic!("`{plugin}` is not isolated"));
@@ -298,7 +297,10 @@ fn a_reloaded_nightly_plugin_stays_in_its_nightly_worker_and_serves() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join(lib_name());
     fs::copy(plugins.join(lib_name()), &file).unwrap();
-    let mut host = host().with_policy(strict()).with_worker(worker);
+    let mut host = builder()
+        .policy(strict())
+        .placement(plugin_isolate::Isolation::new().worker(worker))
+        .build();
     let reports = host.scan(&[dir.path()], ScanMode::Load).unwrap();
     let r = reports
         .iter()
@@ -343,7 +345,7 @@ fn a_reloaded_nightly_plugin_stays_in_its_nightly_worker_and_serves() {
             "skewed"
         );
     }
-    assert_eq!(host.isolated()[0].consecutive_failures, 0);
+    assert_eq!(plugin_isolate::isolated(&host)[0].consecutive_failures, 0);
 }
 
 /// Two copies of the CLI claiming compiler commits `a` and `b`: workers of two "other"
@@ -379,11 +381,11 @@ fn a_reload_runs_the_new_file_in_the_worker_that_fits_it() {
     fs::create_dir(&plugins).unwrap();
     let file = plugins.join(file_name("hello"));
     install_hello_claiming(&file, Some(A));
-    let mut host = host()
-        .with_policy(strict())
-        .with_worker_command(env!("CARGO_BIN_EXE_plugin-host"), ["__worker"])
-        .with_worker(&worker_a)
-        .with_worker(&worker_b);
+    let isolation = plugin_isolate::Isolation::new()
+        .worker_command(env!("CARGO_BIN_EXE_plugin-host"), ["__worker"])
+        .worker(&worker_a)
+        .worker(&worker_b);
+    let mut host = builder().policy(strict()).placement(isolation).build();
     let reports = host.scan(&[&plugins], ScanMode::Load).unwrap();
     let r = reports
         .iter()

@@ -127,9 +127,15 @@ pub fn host_info() -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// The settings of a host in this test process, with the same provenance as the
+/// `plugin-host` binary.
+pub fn builder() -> host::HostBuilder {
+    Host::builder(HostIdentity::from_blob(plugin_api::provenance_blob!()).unwrap())
+}
+
 /// A host in this test process, with the same provenance as the `plugin-host` binary.
 pub fn host() -> Host {
-    Host::new(HostIdentity::from_blob(plugin_api::provenance_blob!()).unwrap())
+    builder().build()
 }
 
 /// File offset of the provenance note section.

@@ -266,16 +266,19 @@ fn a_write_after_hashing_cannot_change_what_is_loaded() {
     let path = dir.path().join(file_name("hello"));
     let lock_path = dir.path().join("plugin-host.lock");
     let mut lock = Lock::new(&lock_path);
-    let recorder = host().with_digests(true);
+    let recorder = builder().digests(true).build();
     let report = recorder.verify(&path);
     assert!(lock.lock_report(&report), "{:?}", report.message);
     lock.write().unwrap();
     let victim = path.clone();
-    let mut host = host().with_lock(lock, true).with_before_load(move |_| {
-        // Rewrite the same inode in place, provenance and all, between verification and
-        // loading.
-        rewrite_provenance(&victim, |p| p["target"] = "i686-unknown-linux-gnu".into());
-    });
+    let mut host = builder()
+        .lock(lock, true)
+        .before_load(move |_| {
+            // Rewrite the same inode in place, provenance and all, between verification and
+            // loading.
+            rewrite_provenance(&victim, |p| p["target"] = "i686-unknown-linux-gnu".into());
+        })
+        .build();
     let reports = host.scan(&[dir.path()], ScanMode::Load).unwrap();
     let report = reports.iter().find(|r| r.path == path).unwrap();
     assert_eq!(report.status, Status::Loaded, "{:?}", report.message);
@@ -290,7 +293,9 @@ fn a_write_after_hashing_cannot_change_what_is_loaded() {
 }
 
 fn host_with_lock(lock_path: &Path) -> host::Host {
-    host().with_lock(Lock::read(lock_path).unwrap(), false)
+    builder()
+        .lock(Lock::read(lock_path).unwrap(), false)
+        .build()
 }
 
 #[test]
@@ -523,14 +528,15 @@ fn library_signature_modes_per_plugin() {
     let dir = plugin_dir(&["hello", "wc"]);
     let wc_path = dir.path().join("libwc.so");
     let strict = || {
-        host()
-            .with_trusted_key(TrustedKey::parse(&key).unwrap())
-            .with_signature_mode(SignatureMode::Require)
+        builder()
+            .trusted_key(TrustedKey::parse(&key).unwrap())
+            .signatures(SignatureMode::Require)
     };
     // A mode stricter than the host's follows the name; an exemption follows the file.
-    let host = strict()
-        .with_plugin_signature_mode("wc", SignatureMode::Ignore)
-        .with_plugin_file("wc", &wc_path);
+    let wc = host::PluginSettings::new()
+        .signatures(SignatureMode::Ignore)
+        .file(&wc_path);
+    let host = strict().plugin("wc", wc).build();
     assert_eq!(host.signature_mode("hello"), SignatureMode::Require);
     assert_eq!(host.signature_mode("wc"), SignatureMode::Ignore);
     let hello = host.verify(&dir.path().join("libhello.so"));
@@ -551,13 +557,16 @@ fn an_exemption_does_not_follow_a_self_declared_name() {
     let early = tempfile::tempdir().unwrap();
     let impostor = copy_into(&early, "hello", "libevil_hello.so");
     let host = || {
-        host()
-            .with_trusted_key(TrustedKey::parse(&key).unwrap())
-            .with_signature_mode(SignatureMode::Require)
-            .with_plugin_signature_mode("hello", SignatureMode::Ignore)
+        builder()
+            .trusted_key(TrustedKey::parse(&key).unwrap())
+            .signatures(SignatureMode::Require)
+            .plugin(
+                "hello",
+                host::PluginSettings::new().signatures(SignatureMode::Ignore),
+            )
     };
     // Not bound to any file: the exemption applies to none.
-    let evil = host().verify(&impostor);
+    let evil = host().build().verify(&impostor);
     assert_eq!(evil.status, Status::Rejected);
     assert_eq!(evil.reason.map(|r| r.as_str()), Some("unsigned"));
     let message = evil.message.unwrap();
@@ -570,9 +579,13 @@ fn an_exemption_does_not_follow_a_self_declared_name() {
         assert!(message.contains(needle), "{needle}: {message}");
     }
     // Bound by the configured path: the configured file is exempt, the impostor is not.
-    let bound = host().with_plugin_file("hello", &configured);
+    let bound = host()
+        .plugin("hello", host::PluginSettings::new().file(&configured))
+        .build();
     assert_eq!(bound.verify(&configured).status, Status::Verified);
-    let mut scanning = host().with_plugin_file("hello", &configured);
+    let mut scanning = host()
+        .plugin("hello", host::PluginSettings::new().file(&configured))
+        .build();
     let reports = scanning
         .scan(&[early.path(), dir.path()], ScanMode::VerifyOnly)
         .unwrap();
@@ -587,11 +600,12 @@ fn an_exemption_does_not_follow_a_self_declared_name() {
     let lock_path = early.path().join("plugin-host.lock");
     let mut lock = Lock::new(&lock_path);
     let recorder = host()
-        .with_digests(true)
-        .with_signature_mode(SignatureMode::Ignore);
+        .digests(true)
+        .signatures(SignatureMode::Ignore)
+        .build();
     assert!(lock.lock_report(&recorder.verify(&impostor)));
     lock.write().unwrap();
-    let locked = host().with_lock(Lock::read(&lock_path).unwrap(), true);
+    let locked = host().lock(Lock::read(&lock_path).unwrap(), true).build();
     let evil = locked.verify(&impostor);
     assert_eq!(evil.reason.map(|r| r.as_str()), Some("unsigned"));
 }
@@ -611,11 +625,12 @@ fn truncate_in_place(path: &Path) {
 fn load_in_place_loads_the_hashed_copy_when_a_lock_or_signature_vouches() {
     let keys = tempfile::tempdir().unwrap();
     let (key, _, secret) = minisign_keypair(keys.path(), "author");
-    let load = |host: host::Host, dir: &Path| {
+    let load = |host: host::HostBuilder, dir: &Path| {
         let path = dir.join(file_name("hello"));
         let mut host = host
-            .with_load_from(LoadFrom::File)
-            .with_before_load(truncate_in_place);
+            .load_from(LoadFrom::File)
+            .before_load(truncate_in_place)
+            .build();
         let reports = host.scan(&[dir], ScanMode::Load).unwrap();
         let report = reports.into_iter().find(|r| r.path == path).unwrap();
         let works = host
@@ -634,7 +649,7 @@ fn load_in_place_loads_the_hashed_copy_when_a_lock_or_signature_vouches() {
     // The control: nothing vouches for the file, so `LoadFrom::File` maps the file itself —
     // emptied after verification, it cannot be loaded.
     let plain = plugin_dir(&["hello"]);
-    let (report, works) = load(host(), plain.path());
+    let (report, works) = load(builder(), plain.path());
     assert_eq!(report.status, Status::Failed, "{:?}", report.message);
     assert!(!works);
     // Locked: the sealed copy that was hashed is what the loader maps.
@@ -642,20 +657,21 @@ fn load_in_place_loads_the_hashed_copy_when_a_lock_or_signature_vouches() {
     let lock_path = locked.path().join("plugin-host.lock");
     let mut lock = Lock::new(&lock_path);
     assert!(lock.lock_report(
-        &host()
-            .with_digests(true)
+        &builder()
+            .digests(true)
+            .build()
             .verify(&locked.path().join(file_name("hello")))
     ));
     lock.write().unwrap();
-    let (report, works) = load(host().with_lock(lock, true), locked.path());
+    let (report, works) = load(builder().lock(lock, true), locked.path());
     assert_eq!(report.status, Status::Loaded, "{:?}", report.message);
     assert!(works);
     // Signatures required: the same.
     let signed = plugin_dir(&["hello"]);
     minisign_sign(&secret, &signed.path().join(file_name("hello")), false);
-    let host = host()
-        .with_trusted_key(TrustedKey::parse(&key).unwrap())
-        .with_signature_mode(SignatureMode::Require);
+    let host = builder()
+        .trusted_key(TrustedKey::parse(&key).unwrap())
+        .signatures(SignatureMode::Require);
     let (report, works) = load(host, signed.path());
     assert_eq!(report.status, Status::Loaded, "{:?}", report.message);
     assert_eq!(report.signature, Some(host::SignatureStatus::Signed));

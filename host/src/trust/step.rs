@@ -1,4 +1,5 @@
-//! The trust step (between read and judge), and the [`Host`] methods that configure it.
+//! The trust step, between read and judge (configured with [`crate::HostBuilder::lock`],
+//! [`crate::HostBuilder::trusted_key`], [`crate::HostBuilder::signatures`]).
 
 use std::fs::{File, Metadata};
 use std::path::Path;
@@ -8,75 +9,11 @@ use sha2::{Digest, Sha256};
 
 use super::hash::{provenance_digest, read_once, FileDigest};
 use super::signature::{self, Checker, Found, SignatureStatus};
-use super::{Lock, SignatureMode, Trust, TrustWarning, TrustedKey};
+use super::{SignatureMode, Trust, TrustWarning};
 use crate::error::PluginError;
-use crate::host::Host;
 use crate::map::LoadFrom;
 use crate::reason::ReasonCode;
 use crate::report::PluginReport;
-
-impl Host {
-    /// Enforces `lock`: a plugin it lists is refused `checksum-mismatch` unless its file has
-    /// the locked sha256, size and provenance digest; with `locked`, a plugin it does not
-    /// list is refused `not-locked`. Either way before any of its code runs.
-    pub fn with_lock(mut self, lock: Lock, locked: bool) -> Self {
-        self.trust.lock = Some((lock, locked));
-        self
-    }
-
-    /// Trusts signatures made by `key` (see [`TrustedKey::parse`]). Unless a mode is set,
-    /// trusting any key makes the signature mode `warn`.
-    pub fn with_trusted_key(mut self, key: TrustedKey) -> Self {
-        self.trust.keys.push(key);
-        self
-    }
-
-    /// Sets what the host does about plugin signatures (see [`SignatureMode`]).
-    pub fn with_signature_mode(mut self, mode: SignatureMode) -> Self {
-        self.trust.mode = Some(mode);
-        self
-    }
-
-    /// Sets the signature mode for the plugin named `plugin` only.
-    ///
-    /// A mode stricter than the host's applies to every file that says it is `plugin`. A
-    /// looser one (an exemption: `ignore` under a host-wide `require`) applies only to the file
-    /// configured for the plugin ([`Host::with_plugin_file`]): a file that merely declares the
-    /// name in its provenance — an `evil_hello.so` dropped in an earlier directory — gets the
-    /// host's mode. (Not a file the lock lists: a lock is found in the working directory too,
-    /// where anyone's checkout may have put one.)
-    pub fn with_plugin_signature_mode(
-        mut self,
-        plugin: impl Into<String>,
-        mode: SignatureMode,
-    ) -> Self {
-        self.trust.per_plugin.insert(plugin.into(), mode);
-        self
-    }
-
-    /// Hashes every file verified, lock or not, and keeps the result in
-    /// [`PluginReport::digest`]: what [`Lock::lock_report`] records (`plugin-host lock`).
-    pub fn with_digests(mut self, record: bool) -> Self {
-        self.trust.record_digests = record;
-        self
-    }
-
-    /// The lock in force, and whether unlisted plugins are refused.
-    pub fn lock(&self) -> Option<(&Lock, bool)> {
-        self.trust
-            .lock
-            .as_ref()
-            .map(|(lock, locked)| (lock, *locked))
-    }
-
-    /// The signature mode that applies to a file of the plugin named `plugin` that is bound
-    /// to that name (its configured path). Any other file claiming
-    /// the name gets the host's mode when the plugin's own is looser (see
-    /// [`Host::with_plugin_signature_mode`]).
-    pub fn signature_mode(&self, plugin: &str) -> SignatureMode {
-        self.trust.mode_for(plugin, true).0
-    }
-}
 
 impl Trust {
     /// The trust step for a file whose provenance was read: fills `report.signature`,

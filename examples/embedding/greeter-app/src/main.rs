@@ -19,8 +19,8 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use greeter_kind::GreeterKind;
-use host::config::Isolation;
 use host::{Host, HostIdentity, PluginReport, ScanMode};
+use plugin_isolate::{Isolation, Mode};
 
 mod wire;
 
@@ -28,7 +28,7 @@ fn main() -> ExitCode {
     // ANCHOR: worker
     // Started by the host as a worker for an isolated plugin: serve it, and nothing else.
     if let Some(code) =
-        host::isolate::worker::serve_if_worker_with(plugin_api::provenance_blob!(), wire::kinds())
+        plugin_isolate::worker::serve_if_worker_with(plugin_api::provenance_blob!(), wire::kinds())
     {
         return code;
     }
@@ -66,10 +66,12 @@ fn run() -> Result<(), Box<dyn Error>> {
     // Plugins are judged against this application's own provenance (see build.rs), and may
     // only register the kinds it knows.
     let identity = HostIdentity::from_blob(plugin_api::provenance_blob!())?;
-    let mut host = Host::new(identity).with_kinds(wire::kinds());
+    let mut builder = Host::builder(identity).kinds(wire::kinds());
     if isolate {
-        host = host.with_default_isolation(Isolation::Process);
+        // Every plugin in a worker: this very binary (see the first lines of `main`).
+        builder = builder.placement(Isolation::new().default_mode(Mode::Process));
     }
+    let mut host = builder.build();
 
     for report in host.scan(&[dir], ScanMode::Load)? {
         print_report(&report);

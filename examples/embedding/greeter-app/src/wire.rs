@@ -4,7 +4,7 @@
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RBox, RResult, RStr, RString, RVec};
 use greeter_kind::{FfiGreeter, FfiGreeter_TO, GreeterKind};
-use host::isolate::wire::{Remote, WireEncoding};
+use host::wire::{Remote, WireEncoding};
 use host::Kinds;
 use plugin_api::{CallError, CallErrorKind};
 

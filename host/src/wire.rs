@@ -1,12 +1,13 @@
-//! An application's own capability kinds, isolated: the wire encoding the application
+//! An application's own capability kinds, carried as bytes: the wire encoding the application
 //! provides ([`WireEncoding`]), registered with [`crate::Kinds::with_wire`] in the host and in
-//! its worker ([`super::worker::serve_if_worker_with`]).
+//! its worker (the `plugin-isolate` crate's `worker::serve_if_worker_with`).
 //!
 //! A call to an isolated capability of such a kind goes as bytes: the host's proxy object (the
 //! application's, built by [`WireEncoding::proxy`]) encodes its arguments and sends them
 //! through a [`Remote`]; the worker looks the plugin's real object up and hands it the bytes
 //! ([`WireEncoding::serve`]), whose reply bytes come back to the proxy. Transport, deadlines,
-//! crash handling, restarts and reload are the host's, as for the built-in kinds.
+//! crash handling, restarts and reload belong to the placement that carries the bytes (the
+//! `plugin-isolate` crate, through a [`Channel`]), as for the built-in kinds.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -14,8 +15,6 @@ use std::sync::Arc;
 use abi_stable::std_types::RVec;
 use plugin_api::{CallError, CallErrorKind, CapabilityExport, CapabilityKind};
 
-use super::spawn::Input;
-use super::Supervisor;
 use crate::registry::Registry;
 
 /// How the calls of capability kind [`WireEncoding::Kind`] cross to a worker and back. An
@@ -47,10 +46,26 @@ pub trait WireEncoding: 'static {
     ) -> Result<(), CallError>;
 }
 
+/// What carries a call's bytes to a plugin placed elsewhere and its reply back: implemented
+/// by a placement (the `plugin-isolate` crate's supervisor of a worker).
+pub trait Channel: Send + Sync {
+    /// The plugin's name.
+    fn plugin(&self) -> &str;
+    /// Sends `request` to capability `name` of `kind` and appends the reply to `reply`; the
+    /// error is the plugin's own or the carrier's (its reason code at the end of the message).
+    fn call(
+        &self,
+        kind: &str,
+        name: &str,
+        request: &[u8],
+        reply: &mut RVec<u8>,
+    ) -> Result<(), CallError>;
+}
+
 /// The way from a proxy object to its isolated capability in the worker ([`WireEncoding`]).
 #[derive(Clone)]
 pub struct Remote {
-    supervisor: Arc<Supervisor>,
+    channel: Arc<dyn Channel>,
     kind: &'static str,
     name: Arc<str>,
 }
@@ -59,18 +74,15 @@ impl Remote {
     /// Sends one call (`request`, encoded by the kind's [`WireEncoding::proxy`]) and appends
     /// the worker's reply to `reply`. Errors: the plugin's own, or a failure of the worker
     /// (crash, deadline, protocol) whose message ends in its reason code
-    /// ([`super::reason`]). Never panics.
+    /// (`plugin_isolate::reason`). Never panics.
     pub fn call(&self, request: &[u8], reply: &mut RVec<u8>) -> Result<(), CallError> {
-        let call = || {
-            self.supervisor
-                .call(self.kind, &self.name, Input::Bytes(request), reply)
-        };
+        let call = || self.channel.call(self.kind, &self.name, request, reply);
         catch_unwind(AssertUnwindSafe(call)).unwrap_or_else(|_| {
             Err(CallError {
                 kind: CallErrorKind::Failed,
                 message: format!(
                     "the host's proxy for isolated plugin `{}` panicked",
-                    self.supervisor.plugin()
+                    self.channel.plugin()
                 )
                 .into(),
             })
@@ -93,7 +105,7 @@ impl Remote {
                 message: format!(
                     "decoding the reply of isolated plugin `{}`'s {} `{}` panicked ({} bytes \
                      from its worker)",
-                    self.supervisor.plugin(),
+                    self.channel.plugin(),
                     self.kind,
                     self.name,
                     reply.len()
@@ -105,7 +117,7 @@ impl Remote {
 
     /// The plugin's name.
     pub fn plugin(&self) -> &str {
-        self.supervisor.plugin()
+        self.channel.plugin()
     }
 
     /// The capability's name.
@@ -116,15 +128,15 @@ impl Remote {
 
 /// Serves one call in the worker: capability `name`, found in the registry, called with the
 /// request; the reply appended.
-type ServeFn = fn(&Registry, &str, &[u8], &mut RVec<u8>) -> Result<(), CallError>;
+pub type ServeFn = fn(&Registry, &str, &[u8], &mut RVec<u8>) -> Result<(), CallError>;
 
 /// A [`WireEncoding`] with its types erased, as [`crate::Kinds`] keeps it.
 #[derive(Clone, Copy)]
-pub(crate) struct WireFns {
+pub struct WireFns {
     /// The proxy capability for a remote capability.
-    pub(crate) export: fn(Remote) -> CapabilityExport,
+    pub export: fn(Remote) -> CapabilityExport,
     /// Serves one call in the worker.
-    pub(crate) serve: ServeFn,
+    pub serve: ServeFn,
 }
 
 impl WireFns {
@@ -154,16 +166,16 @@ fn serve<W: WireEncoding>(
     W::serve(object, request, reply)
 }
 
-/// The proxy capability for `(kind, name)` of the supervised plugin, by the application's
-/// wire encoding of `kind`.
-pub(crate) fn export_with(
+/// The proxy capability for `(kind, name)` of a plugin reached through `channel`, by the
+/// application's wire encoding of `kind`.
+pub fn export_with(
     wire: WireFns,
-    supervisor: &Arc<Supervisor>,
+    channel: Arc<dyn Channel>,
     kind: &'static str,
     name: &str,
 ) -> CapabilityExport {
     (wire.export)(Remote {
-        supervisor: supervisor.clone(),
+        channel,
         kind,
         name: name.into(),
     })

@@ -175,7 +175,7 @@ impl Worker {
     /// reaped: [`Worker::kill`] or [`Worker::death`] still kill its group and reap it).
     pub(crate) fn ended_by(&self, until: Instant) -> bool {
         loop {
-            if crate::isolate::tree::has_ended(self.pid) {
+            if crate::tree::has_ended(self.pid) {
                 return true;
             }
             if Instant::now() >= until {
@@ -191,7 +191,7 @@ impl Worker {
         if let Some(status) = self.reaped {
             return status; // the group is no longer ours to kill
         }
-        crate::isolate::tree::kill_group(self.pid);
+        crate::tree::kill_group(self.pid);
         if kill {
             let _ = self.child.kill();
         }

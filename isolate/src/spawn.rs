@@ -39,7 +39,7 @@ use plugin_protocol::{
 use super::bounds::{self, Bounds, MAX_LOG_TEXT, MAX_QUEUED, MAX_QUEUED_BYTES};
 use super::shm::{self, ByteSink};
 use super::transport::{Receiver, RecvError, Sender, SocketReceiver, SocketSender};
-use crate::reason::ReasonCode;
+use host::ReasonCode;
 
 mod call;
 
@@ -331,24 +331,24 @@ pub(crate) fn start(spec: &Spec) -> Result<(Worker, Vec<Capability>), StartError
     if let Some(stderr) = child.stderr.take() {
         let tail = tail.clone();
         let bounds = bounds.clone();
-        let span = crate::log_bridge::span_for(plugin);
+        let span = host::log_bridge::span_for(plugin);
         let _ = std::thread::Builder::new()
             .name(format!("plugin-stderr-{plugin}"))
             .spawn(move || {
                 bounds::read_lines(stderr, &bounds, |line| {
-                    let text = crate::text::lossy(line);
+                    let text = host::text::lossy(line);
                     let text = text.trim_end();
                     if text.is_empty() {
                         return;
                     }
-                    crate::log_bridge::emit(
+                    host::log_bridge::emit(
                         &span,
                         plugin_api::logger::LogLevel::Info,
                         "stderr",
                         text,
                     );
                     tail.push(
-                        crate::text::printable(&crate::text::bounded(text, TAIL_LINE_BYTES))
+                        host::text::printable(&host::text::bounded(text, TAIL_LINE_BYTES))
                             .into_owned(),
                     );
                 });
@@ -370,7 +370,7 @@ pub(crate) fn start(spec: &Spec) -> Result<(Worker, Vec<Capability>), StartError
     // outstanding.
     let (events_tx, events) = mpsc::sync_channel(MAX_QUEUED);
     {
-        let span = crate::log_bridge::span_for(plugin);
+        let span = host::log_bridge::span_for(plugin);
         let bounds = bounds.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("plugin-reader-{plugin}"))
@@ -422,10 +422,10 @@ fn read_events(
                 },
                 _,
             ))) => {
-                let level = crate::log_bridge::level_numbered(level as u8);
+                let level = host::log_bridge::level_numbered(level as u8);
                 let target = bounds::cut(&target, MAX_LOG_TEXT);
                 let message = bounds::cut(&message, MAX_LOG_TEXT);
-                crate::log_bridge::emit(&span, level, &target, &message);
+                host::log_bridge::emit(&span, level, &target, &message);
                 continue;
             }
             Ok(Some((message, len))) => {
@@ -621,7 +621,7 @@ fn handshake(
             }
         }
         Some(Event::Message(Message::Refused { message, .. })) => {
-            let message = crate::text::printable(&message).into_owned();
+            let message = host::text::printable(&message).into_owned();
             return Err(failed(worker, format!("refused the handshake: {message}")));
         }
         Some(Event::Message(other)) => {
@@ -665,7 +665,7 @@ fn handshake(
             if name != *spec.plugin {
                 return Err(failed(
                     worker,
-                    format!("loaded plugin `{}` instead", crate::text::printable(&name)),
+                    format!("loaded plugin `{}` instead", host::text::printable(&name)),
                 ));
             }
             Ok(capabilities)
@@ -680,7 +680,7 @@ fn handshake(
             let reason = ReasonCode::parse(&reason).unwrap_or(ReasonCode::ProtocolError);
             Err(StartError {
                 reason,
-                message: crate::text::printable(&message).into_owned(),
+                message: host::text::printable(&message).into_owned(),
                 refused: Some(status),
             })
         }

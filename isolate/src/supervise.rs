@@ -11,7 +11,7 @@ use plugin_protocol::Capability;
 use super::shm::ByteSink;
 use super::spawn::{start, Exchange, Input, Spec, StartError, Worker};
 use super::{IsolatedPlugin, MAX_FAILURES};
-use crate::reason::ReasonCode;
+use host::ReasonCode;
 
 /// What to do about a worker that broke the protocol.
 const PROTOCOL_FIX: &str = ". The next call starts a new worker; if this repeats, either the \
@@ -267,7 +267,7 @@ impl Supervisor {
         let Failure { reason, message } = failure;
         // The failure is this call's error, which its caller reports: logged at debug only,
         // so that it is said once (`host=debug` shows it as it happens).
-        tracing::debug!("[{reason}] {}", crate::text::printable(&message));
+        tracing::debug!("[{reason}] {}", host::text::printable(&message));
         if state.failures >= MAX_FAILURES {
             let why = format!(
                 "plugin `{plugin}` was unregistered after {} consecutive failures of its \
@@ -275,7 +275,7 @@ impl Supervisor {
                 state.failures,
                 without_subject(plugin, &message)
             );
-            tracing::debug!("[{reason}] {}", crate::text::printable(&why));
+            tracing::debug!("[{reason}] {}", host::text::printable(&why));
             state.retired = Some((reason, why.clone()));
             return error(format!("{why} [{reason}]"));
         }

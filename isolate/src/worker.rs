@@ -2,10 +2,10 @@
 //!
 //! An application that isolates plugins runs the same in its own `main`, before anything
 //! else, so that its binary can serve as its workers (the host starts them as
-//! `<this executable> __worker --fd N`, see [`crate::Host::with_worker_command`]):
+//! `<this executable> __worker --fd N`, see [`crate::Isolation::worker_command`]):
 //!
 //! ```ignore
-//! if let Some(code) = host::isolate::worker::serve_if_worker(plugin_api::provenance_blob!()) {
+//! if let Some(code) = plugin_isolate::worker::serve_if_worker(plugin_api::provenance_blob!()) {
 //!     return code;
 //! }
 //! ```
@@ -38,10 +38,7 @@ use plugin_protocol::{
 
 use super::shm;
 use super::transport::{Receiver, Sender, SocketReceiver, SocketSender};
-use crate::host::{Host, HostIdentity};
-use crate::policy::{CheckKind, Policy, Severity};
-use crate::registry::Kinds;
-use crate::report::Status;
+use host::{CheckKind, Host, HostIdentity, Kinds, PluginSettings, Policy, Severity, Status};
 
 /// Runs the worker when the process's arguments are `__worker --fd N` (as the host starts
 /// it): `Some(exit code)` then, `None` for any other arguments. `blob` is the application's
@@ -236,7 +233,7 @@ fn run(
         );
         let refused = Message::Refused {
             status: "failed".into(),
-            reason: crate::ReasonCode::HandshakeFailed.as_str().into(),
+            reason: host::ReasonCode::HandshakeFailed.as_str().into(),
             message: message.clone(),
         };
         send(sender, &refused)?;
@@ -264,15 +261,15 @@ fn run(
         return Err("the host did not ask for a plugin".into());
     };
     let forward = sender.clone();
-    let max_level = crate::log_bridge::level_numbered(load.max_log_level);
-    crate::log_bridge::forward_records_to(max_level, move |level, target, message| {
+    let max_level = host::log_bridge::level_numbered(load.max_log_level);
+    host::log_bridge::forward_records_to(max_level, move |level, target, message| {
         // The protocol numbers levels as `LogLevel` does; `Off` (0) has no record.
         let Some(level) = Level::from_u8(level as u8) else {
             return;
         };
         let record = Message::Log {
             level,
-            target: crate::text::bounded(target, plugin_protocol::MAX_NAME_LEN / 2).into_owned(),
+            target: host::text::bounded(target, plugin_protocol::MAX_NAME_LEN / 2).into_owned(),
             message: message.to_owned(),
         };
         let _ = send(&forward, &record);
@@ -327,11 +324,13 @@ fn load_plugin(identity: HostIdentity, kinds: Kinds, load: &Load) -> (Host, Mess
             }
         }
     }
-    let mut host = Host::new(identity)
-        .with_kinds(kinds)
-        .with_policy(policy)
-        .with_config(load.name.clone(), load.config.clone());
-    host.isolation.in_worker = true;
+    // No placement out of process: the worker runs its plugin in-process, and its refusals
+    // suggest no worker (that is the other host's business).
+    let mut host = Host::builder(identity)
+        .kinds(kinds)
+        .policy(policy)
+        .plugin(&load.name, PluginSettings::new().config(&load.config))
+        .build();
     let fd_path = format!("/proc/self/fd/{}", load.file_fd);
     let report = host.load(&PathBuf::from(&fd_path));
     // Messages name the file as the host knows it, not the inherited descriptor.
@@ -355,7 +354,7 @@ fn load_plugin(identity: HostIdentity, kinds: Kinds, load: &Load) -> (Host, Mess
         },
         (Status::Loaded, name) => Message::Refused {
             status: Status::Rejected.as_str().into(),
-            reason: crate::ReasonCode::NameMismatch.as_str().into(),
+            reason: host::ReasonCode::NameMismatch.as_str().into(),
             message: format!(
                 "{}: the worker was handed plugin `{}`, not `{}`",
                 load.path,
@@ -367,7 +366,7 @@ fn load_plugin(identity: HostIdentity, kinds: Kinds, load: &Load) -> (Host, Mess
             status: status.as_str().into(),
             reason: report
                 .reason
-                .unwrap_or(crate::ReasonCode::LoadFailed)
+                .unwrap_or(host::ReasonCode::LoadFailed)
                 .as_str()
                 .into(),
             // Within what the host queues for it (see `bounds::MAX_QUEUED_BYTES`).

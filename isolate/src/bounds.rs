@@ -31,13 +31,13 @@ pub(crate) const MAX_QUEUED: usize = 64;
 /// The most bytes of frames (other than log records) waiting for the caller. The largest
 /// message a worker legitimately sends there, besides a version-1 reply (admitted alone, see
 /// [`Bounds::admit`]), is its `registered` report: at most
-/// [`crate::limits::MAX_CAPABILITIES`] (4096) capabilities whose names the worker's own
-/// checks held to [`crate::limits::MAX_CAPABILITY_NAME`] (128) characters, about 0.6 MiB
+/// [`host::limits::MAX_CAPABILITIES`] (4096) capabilities whose names the worker's own
+/// checks held to [`host::limits::MAX_CAPABILITY_NAME`] (128) characters, about 0.6 MiB
 /// (2.2 MiB if every character took 4 bytes); a `refused` report's message is cut to
 /// [`MAX_LOG_TEXT`] by the worker. 4 MiB is a little above all of them.
 pub(crate) const MAX_QUEUED_BYTES: usize = 4 << 20;
 /// The most bytes of a plugin log record's message (and of its target) the host logs: the
-/// stderr line bound. Escaping control characters ([`crate::text::printable`]) may make the
+/// stderr line bound. Escaping control characters ([`host::text::printable`]) may make the
 /// logged text up to 10 times longer, so the cut comes first.
 pub(crate) const MAX_LOG_TEXT: usize = MAX_STDERR_LINE;
 

@@ -1,0 +1,279 @@
+//! The gate: whether one file may run, decided before any of its code runs — open, read its
+//! provenance, apply the per-plugin settings, the trust step (lock, signatures), and the
+//! judge (the policy against the host's identity).
+
+use std::collections::HashMap;
+use std::fs::Metadata;
+use std::path::{Path, PathBuf};
+
+use crate::builder::PluginSettings;
+use crate::error::PluginError;
+use crate::identity::HostIdentity;
+use crate::map::LoadFrom;
+use crate::place::{Placement, Verified};
+use crate::policy::{judge_with, CheckKind, Policy, PreparedHost};
+use crate::read::{open_sized, read_sized, ReadError};
+use crate::reason::ReasonCode;
+use crate::report::{PluginReport, Status};
+use crate::trust::Trust;
+
+/// What the host knows to decide: its identity, its policy, the settings by plugin name and
+/// the trust settings.
+pub(crate) struct Gate {
+    pub(crate) identity: HostIdentity,
+    host_deps: PreparedHost,
+    pub(crate) policy: Policy,
+    /// Settings by plugin name.
+    pub(crate) plugins: HashMap<String, PluginSettings>,
+    /// Files configured for a plugin, in the order given, with the name each must carry.
+    files: Vec<(PathBuf, String)>,
+    pub(crate) trust: Trust,
+}
+
+/// The outcome of the first path to a file in a scan, for the other paths to it.
+pub(crate) struct Seen {
+    pub(crate) first: PathBuf,
+    pub(crate) status: Status,
+    pub(crate) reason: Option<ReasonCode>,
+    pub(crate) message: Option<String>,
+}
+
+/// What else one verification depends on: the host's parts beyond the gate.
+pub(crate) struct Context<'a> {
+    /// What the loader will map (the trust step seals a copy when it must).
+    pub load_from: LoadFrom,
+    /// The placement out of process, if any: it may rescue a toolchain refusal.
+    pub placement: Option<&'a dyn Placement>,
+    /// The plugin that already holds a name: its path and whether it is a builtin.
+    pub taken: &'a dyn Fn(&str) -> Option<(PathBuf, bool)>,
+    /// The outcomes of other paths to the same files, in a scan.
+    pub seen: Option<&'a HashMap<(u64, u64), Seen>>,
+}
+
+impl Gate {
+    pub(crate) fn new(
+        identity: HostIdentity,
+        policy: Policy,
+        plugins: HashMap<String, PluginSettings>,
+        files: Vec<(PathBuf, String)>,
+        trust: Trust,
+    ) -> Self {
+        Gate {
+            host_deps: PreparedHost::new(&identity.provenance),
+            identity,
+            policy,
+            plugins,
+            files,
+            trust,
+        }
+    }
+
+    /// The policy the plugin named `name` is judged under.
+    pub(crate) fn policy_for(&self, name: &str) -> &Policy {
+        self.plugins
+            .get(name)
+            .and_then(|s| s.policy.as_ref())
+            .unwrap_or(&self.policy)
+    }
+
+    /// The configuration string of the plugin named `name` (empty when none was set).
+    pub(crate) fn config_for(&self, name: &str) -> &str {
+        self.plugins
+            .get(name)
+            .and_then(|s| s.config.as_deref())
+            .unwrap_or("")
+    }
+
+    /// Whether the plugin named `name` is disabled.
+    pub(crate) fn is_disabled(&self, name: &str) -> bool {
+        self.plugins.get(name).is_some_and(|s| s.disabled)
+    }
+
+    /// The name the file at `path` must carry, when it was configured for a plugin.
+    pub(crate) fn configured_name(&self, path: &Path) -> Option<&str> {
+        self.files
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, n)| n.as_str())
+    }
+
+    /// The configured files, then the `found` ones (a configured file found again in a
+    /// directory is listed once, first).
+    pub(crate) fn candidates(&self, found: Vec<PathBuf>) -> Vec<PathBuf> {
+        if self.files.is_empty() {
+            return found;
+        }
+        let mut all: Vec<PathBuf> = self.files.iter().map(|(p, _)| p.clone()).collect();
+        let same = |a: &Path, b: &Path| match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => a == b,
+        };
+        for path in found {
+            if !all.iter().any(|c| same(c, &path)) {
+                all.push(path);
+            }
+        }
+        all
+    }
+
+    /// Opens, reads, runs the trust step on and judges one file: its report, and the file
+    /// when it may run.
+    pub(crate) fn verify(&self, path: &Path, cx: &Context<'_>) -> (PluginReport, Option<Verified>) {
+        let mut report = PluginReport::new(path.to_owned());
+        let (file, meta) = match open_sized(path) {
+            Ok(opened) => opened,
+            Err(ReadError::Io { path, source })
+                if crate::error::out_of_descriptors(&source).is_some() =>
+            {
+                let detail = crate::error::out_of_descriptors(&source).unwrap_or_default();
+                let error = PluginError::Resources { path, detail };
+                return (report.with_error(Status::Rejected, error), None);
+            }
+            Err(e) => return (report.with_error(Status::Rejected, e.into()), None),
+        };
+        report.file_id = file_id(&meta);
+        if let Some(first) = report.file_id.and_then(|id| cx.seen?.get(&id)) {
+            return (same_file(report, path, first), None);
+        }
+        let provenance = match read_sized(path, &file, meta.len()) {
+            Ok(p) => p,
+            Err(e) => return (report.with_error(Status::Rejected, e.into()), None),
+        };
+        report.name = Some(provenance.name.clone());
+        report.version = Some(provenance.version.to_string());
+        let configured = self.configured_name(path);
+        if let Some(expected) = configured.filter(|n| *n != provenance.name) {
+            let error = PluginError::NameMismatch {
+                path: path.to_owned(),
+                expected: expected.to_owned(),
+                found: provenance.name.clone(),
+            };
+            return (report.with_error(Status::Rejected, error), None);
+        }
+        if self.is_disabled(&provenance.name) {
+            report.status = Status::Disabled;
+            report.message = Some(format!(
+                "plugin `{}` is disabled in the configuration (`enabled = false`)",
+                provenance.name
+            ));
+            return (report, None);
+        }
+        let bound = configured.is_some();
+        let trusted = self.trust.step(
+            cx.load_from,
+            bound,
+            path,
+            &file,
+            &meta,
+            &provenance,
+            &mut report,
+        );
+        let sealed = match trusted {
+            Ok(sealed) => sealed,
+            Err(e) => return (report.with_error(Status::Rejected, e), None),
+        };
+        let policy = self.policy_for(&provenance.name);
+        let host = &self.identity.provenance;
+        let mut verdict = judge_with(host, &self.host_deps, &provenance, policy);
+        // Refused for a toolchain difference: the placement out of process may run it
+        // elsewhere (a worker built with the plugin's toolchain), judged against that.
+        if let (Some(refused), Some(placement)) = (verdict.failure().map(|c| c.check), cx.placement)
+        {
+            if let Some((choice, against)) = placement.rescue(host, &provenance, policy, refused) {
+                verdict = against;
+                report.worker = Some(choice);
+            }
+        }
+        let failure = verdict.failure().map(|c| {
+            let mut message = c.message.clone();
+            if matches!(c.check, CheckKind::Rustc | CheckKind::Dependencies) {
+                if let Some(placement) = cx.placement {
+                    message.push_str(&placement.hint(host, &provenance, policy));
+                }
+            }
+            (c.check.reason(), message)
+        });
+        report.checks = verdict.checks;
+        let differences = verdict
+            .differences
+            .iter()
+            .map(|d| {
+                if d.content_only {
+                    format!("{} {}, not the host's copy ({})", d.name, d.plugin, d.host)
+                } else {
+                    format!("{} {} (host: {})", d.name, d.plugin, d.host)
+                }
+            })
+            .collect();
+        if let Some((reason, message)) = failure {
+            let error = PluginError::Rejected {
+                path: path.to_owned(),
+                reason,
+                message,
+            };
+            return (report.with_error(Status::Rejected, error), None);
+        }
+        if let Some((first, builtin)) = (cx.taken)(&provenance.name) {
+            let (path, name) = (path.to_owned(), provenance.name.clone());
+            // A builtin's name taken by a file is a conflict to resolve; a file that repeats
+            // a plugin found earlier in the search path is shadowed by it.
+            let (status, error) = if builtin {
+                (
+                    Status::Rejected,
+                    PluginError::DuplicateBuiltin { path, name },
+                )
+            } else {
+                (
+                    Status::Shadowed,
+                    PluginError::Shadowed { path, name, first },
+                )
+            };
+            return (report.with_error(status, error), None);
+        }
+        report.status = Status::Verified;
+        let verified = Verified {
+            file,
+            meta,
+            provenance,
+            differences,
+            sealed,
+        };
+        (report, Some(verified))
+    }
+}
+
+/// The report of another path to a file already judged in this scan: nothing of this path
+/// is loaded, the first outcome stands for both.
+fn same_file(report: PluginReport, path: &Path, first: &Seen) -> PluginReport {
+    let reason = first.reason.unwrap_or(ReasonCode::DuplicatePlugin);
+    let message = match &first.message {
+        Some(message) => message.clone(),
+        None => "that file is already loaded or verified; remove one of the two paths".to_owned(),
+    };
+    let error = PluginError::SameFile {
+        path: path.to_owned(),
+        first: first.first.clone(),
+        reason,
+        message,
+    };
+    // A path to a plugin in use (or shadowed) is shadowed by the first path to it.
+    let status = match first.status {
+        Status::Rejected | Status::Failed => Status::Rejected,
+        _ => Status::Shadowed,
+    };
+    report.with_error(status, error)
+}
+
+/// The identity of a file: device and inode.
+pub(crate) fn file_id(meta: &Metadata) -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Some((meta.dev(), meta.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        None
+    }
+}

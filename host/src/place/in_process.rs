@@ -1,0 +1,102 @@
+//! The in-process placement: the verified bytes mapped into this process, the plugin's
+//! `register` run here.
+
+use std::time::Duration;
+
+use super::{Placed, Refusal, Request, Verified};
+use crate::error::PluginError;
+use crate::load::{init_root, registered, Registering};
+use crate::map::{LoadFrom, Mapper};
+use crate::reason::ReasonCode;
+
+/// How long plugin code may run while loading or registering before the host warns.
+pub const DEFAULT_HANG_WARNING: Duration = Duration::from_secs(5);
+
+/// Maps verified plugins into this process and registers their own capabilities.
+pub struct InProcess {
+    mapper: Mapper,
+    hang_warning: Option<Duration>,
+    check_layouts: bool,
+}
+
+impl Default for InProcess {
+    fn default() -> Self {
+        InProcess {
+            mapper: Mapper::default(),
+            hang_warning: Some(DEFAULT_HANG_WARNING),
+            check_layouts: false,
+        }
+    }
+}
+
+impl InProcess {
+    pub(crate) fn set_load_from(&mut self, load_from: LoadFrom) {
+        self.mapper.load_from = load_from;
+    }
+
+    pub(crate) fn load_from(&self) -> LoadFrom {
+        self.mapper.load_from
+    }
+
+    pub(crate) fn set_hang_warning(&mut self, after: Option<Duration>) {
+        self.hang_warning = after;
+    }
+
+    pub(crate) fn hang_warning(&self) -> Option<Duration> {
+        self.hang_warning
+    }
+
+    pub(crate) fn set_layout_check_at_load(&mut self, eager: bool) {
+        self.check_layouts = eager;
+    }
+
+    /// Maps the verified bytes, initialises the root module and runs `register`; with the
+    /// layout check at load, every capability's layout is checked too.
+    pub(crate) fn place(
+        &self,
+        request: &Request<'_>,
+        verified: Verified,
+    ) -> Result<Placed, Refusal> {
+        let (path, name) = (request.path, request.name);
+        tracing::debug!(
+            "loading {}",
+            crate::text::printable(&path.display().to_string())
+        );
+        let watch = crate::watch::enter(
+            format!("loading plugin `{name}` from {}", path.display()),
+            self.hang_warning,
+        );
+        let header = self.mapper.map(&verified, path, request.resolved)?;
+        let root = init_root(header, path, &verified.differences)?;
+        tracing::debug!("registering {name}");
+        watch.step(format!("registering plugin `{name}` ({})", path.display()));
+        let registering = Registering {
+            path,
+            name,
+            provenance: &verified.provenance,
+            host: request.host,
+            config: request.config,
+            kinds: request.kinds,
+        };
+        let exports = registered(root.register(), &registering)?;
+        drop(watch);
+        if self.check_layouts {
+            if let Err((kind, capability, detail)) = request.kinds.check_layouts(&exports) {
+                return Err(PluginError::Load {
+                    path: path.to_owned(),
+                    reason: ReasonCode::LayoutMismatch,
+                    detail: format!(
+                        "its {kind} `{capability}` does not have the layout this host \
+                         expects, so it could never be used: {detail}; {}",
+                        crate::registry::layout_fix(&verified.differences)
+                    ),
+                }
+                .into());
+            }
+        }
+        Ok(Placed {
+            exports,
+            running: None,
+        })
+    }
+}
