@@ -16,6 +16,7 @@ mod builtins;
 mod cli;
 mod config_cli;
 mod configured;
+mod host_flags;
 mod isolation_flags;
 mod output;
 mod reload_signal;

@@ -26,6 +26,7 @@ mod readme;
 mod registration;
 mod skew;
 mod skew_worker;
+mod structure;
 mod traces;
 mod trust;
 mod untrusted;
