@@ -133,6 +133,33 @@ enum Command {
         #[command(flatten)]
         signatures: crate::trust_cli::SignatureArgs,
     },
+    /// Publish a plugin file (and FILE.minisig) to an OCI registry as a build for this host
+    /// (or `--for-host`), added to the tag's index of builds.
+    Publish {
+        /// The plugin file.
+        file: PathBuf,
+        /// Where: oci://REGISTRY/REPOSITORY:TAG.
+        reference: String,
+        /// The host the build is for (default: this one), e.g. `plugin-host@0.2.0`.
+        #[arg(long, value_name = "NAME@VERSION")]
+        for_host: Option<String>,
+        #[command(flatten)]
+        registry: crate::registry_cli::RegistryArgs,
+    },
+    /// Pull the build of oci://REGISTRY/REPOSITORY:TAG (or @sha256:DIGEST) that matches this
+    /// host: checked, judged and only then placed in the plugin directory, and locked.
+    Pull {
+        /// oci://REGISTRY/REPOSITORY:TAG or oci://REGISTRY/REPOSITORY@sha256:DIGEST.
+        reference: String,
+        #[command(flatten)]
+        args: crate::registry_cli::PullArgs,
+    },
+    /// Pull every plugin the configuration declares (`[plugins.NAME] source = "oci://…"`)
+    /// that is in no search path.
+    Sync {
+        #[command(flatten)]
+        args: crate::registry_cli::PullArgs,
+    },
     /// Make a minisign key pair for signing plugins: PREFIX.pub and PREFIX.key (unencrypted,
     /// mode 0600); never overwrites.
     Keygen {
@@ -325,6 +352,22 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             crate::trust_cli::lock(setup, &dirs, &lock_file)
         }
         Command::Keygen { out } => crate::trust_cli::keygen(&out),
+        Command::Publish {
+            file,
+            reference,
+            for_host,
+            registry,
+        } => crate::registry_cli::publish(
+            &file,
+            &reference,
+            for_host.as_deref(),
+            &registry,
+            &identity()?,
+        ),
+        Command::Pull { reference, args } => {
+            crate::registry_cli::pull(&reference, &args, &load_config()?)
+        }
+        Command::Sync { args } => crate::registry_cli::sync(&args, &load_config()?),
         Command::Worker { fd, shm } => Ok(plugin_isolate::worker::serve_with_channel(
             identity()?,
             fd,

@@ -19,6 +19,7 @@ mod configured;
 mod host_flags;
 mod isolation_flags;
 mod output;
+mod registry_cli;
 mod reload_signal;
 mod stream;
 mod trust_cli;

@@ -24,6 +24,7 @@ mod project_trust;
 mod provenance;
 mod readme;
 mod registration;
+mod registry;
 mod skew;
 mod skew_worker;
 mod structure;
