@@ -145,6 +145,13 @@ fn fails(out: &Output, needles: &[&str]) -> String {
     err
 }
 
+/// `plugin-host pull REFERENCE --dir DIR EXTRA...` on machine `m`.
+fn pull_into(m: &Machine, reference: &str, dir: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["pull", reference, "--dir", dir.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    m.run(&args, None)
+}
+
 /// The names of what a directory holds, sorted.
 fn listing(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(dir)
@@ -200,15 +207,12 @@ fn publish_pull_run_and_what_another_oci_tool_sees() {
 
     let dir = m.path("plugins");
     let lock = m.path("plugin-host.lock");
-    let args = [
-        "pull",
+    let pulled = ok(&pull_into(
+        &m,
         &to,
-        "--dir",
-        dir.to_str().unwrap(),
-        "--lock-file",
-        lock.to_str().unwrap(),
-    ];
-    let pulled = ok(&m.run(&args, None));
+        &dir,
+        &["--lock-file", lock.to_str().unwrap()],
+    ));
     assert!(pulled.starts_with("pulled hello 0.1.0 from"), "{pulled}");
     assert_eq!(listing(&dir), [file_name("hello")]);
     let run = m.run(
@@ -258,7 +262,7 @@ fn two_host_versions_under_one_tag_each_host_pulls_its_own() {
     ));
     // This host gets the build for its own version.
     let dir = m.path("plugins");
-    let pulled = ok(&m.run(&["pull", &to, "--dir", dir.to_str().unwrap()], None));
+    let pulled = ok(&pull_into(&m, &to, &dir, &[]));
     assert!(pulled.starts_with("pulled hello 0.1.0"), "{pulled}");
     // A host of version 0.0.9 gets the other (same target): the library's own pull, with that
     // host's identity.
@@ -296,7 +300,7 @@ fn no_build_for_this_host_lists_what_the_tag_has() {
     let to = registry.reference("team/hello:arm");
     ok(&m.run(&["publish", hello.to_str().unwrap(), &to], None));
     let dir = m.path("plugins");
-    let out = m.run(&["pull", &to, "--dir", dir.to_str().unwrap()], None);
+    let out = pull_into(&m, &to, &dir, &[]);
     fails(
         &out,
         &[
@@ -336,7 +340,7 @@ fn a_tampered_blob_or_a_refused_build_leaves_the_directory_as_it_was() {
         let at = bytes.len() / 2;
         bytes[at] ^= 0xff;
         fs::write(&blob, bytes).unwrap();
-        let out = m.run(&["pull", &to, "--dir", dir.to_str().unwrap()], None);
+        let out = pull_into(&m, &to, &dir, &[]);
         fails(&out, &["does not match its digest", "nothing was placed"]);
         assert_eq!(listing(&dir), ["keep.txt"]);
     }
@@ -348,16 +352,8 @@ fn a_tampered_blob_or_a_refused_build_leaves_the_directory_as_it_was() {
     });
     let to = registry.reference("team/skewed:1");
     ok(&m.run(&["publish", skewed.to_str().unwrap(), &to], None));
-    let strict = [
-        "pull",
-        &to,
-        "--dir",
-        dir.to_str().unwrap(),
-        "--policy",
-        "strict",
-    ];
     fails(
-        &m.run(&strict, None),
+        &pull_into(&m, &to, &dir, &["--policy", "strict"]),
         &[
             "is refused by this host",
             "[rustc-mismatch]",
@@ -379,18 +375,8 @@ fn locked_refuses_a_tag_that_moved() {
     let to = registry.reference("team/hello:latest");
     ok(&m.run(&["publish", hello.to_str().unwrap(), &to], None));
     let pull = |locked: bool| {
-        let mut args = vec![
-            "pull",
-            &to,
-            "--dir",
-            dir.to_str().unwrap(),
-            "--lock-file",
-            lock.to_str().unwrap(),
-        ];
-        if locked {
-            args.push("--locked");
-        }
-        m.run(&args, None)
+        let lock = ["--lock-file", lock.to_str().unwrap(), "--locked"];
+        pull_into(&m, &to, &dir, &lock[..if locked { 3 } else { 2 }])
     };
     ok(&pull(false));
     ok(&pull(true));
@@ -421,7 +407,7 @@ fn registry_errors_are_exit_2_and_say_what_to_do() {
     let dir = m.path("plugins");
     let missing = registry.reference("team/none:1");
     fails(
-        &m.run(&["pull", &missing, "--dir", dir.to_str().unwrap()], None),
+        &pull_into(&m, &missing, &dir, &[]),
         &["is not in the registry (404)"],
     );
     let port = TcpListener::bind("127.0.0.1:0")
@@ -430,10 +416,7 @@ fn registry_errors_are_exit_2_and_say_what_to_do() {
         .unwrap()
         .port();
     let down = format!("oci://127.0.0.1:{port}/team/x:1");
-    fails(
-        &m.run(&["pull", &down, "--dir", dir.to_str().unwrap()], None),
-        &["is unreachable"],
-    );
+    fails(&pull_into(&m, &down, &dir, &[]), &["is unreachable"]);
     fails(
         &m.run(&["pull", "docker://x/y:1", "--dir", "d"], None),
         &["must start with `oci://`"],
@@ -561,15 +544,7 @@ fn an_oversized_manifest_or_a_layer_that_is_not_a_library_is_refused() {
     let mut huge = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#.to_vec();
     huge.resize(5 << 20, b' ');
     let addr = fake_registry(vec![("/manifests/1".to_owned(), INDEX, huge, false)]);
-    let out = m.run(
-        &[
-            "pull",
-            &format!("oci://{addr}/team/x:1"),
-            "--dir",
-            dir.to_str().unwrap(),
-        ],
-        None,
-    );
+    let out = pull_into(&m, &format!("oci://{addr}/team/x:1"), &dir, &[]);
     fails(&out, &["is larger than 4194304 bytes"]);
     // A build whose library layer holds a text file: the host refuses it before placing it.
     let text = b"#!/bin/sh\necho not a library\n".to_vec();
@@ -611,15 +586,7 @@ fn an_oversized_manifest_or_a_layer_that_is_not_a_library_is_refused() {
         ),
     ];
     let addr = fake_registry(routes);
-    let out = m.run(
-        &[
-            "pull",
-            &format!("oci://{addr}/team/x:1"),
-            "--dir",
-            dir.to_str().unwrap(),
-        ],
-        None,
-    );
+    let out = pull_into(&m, &format!("oci://{addr}/team/x:1"), &dir, &[]);
     fails(&out, &["is refused by this host", "nothing was placed"]);
     assert!(listing(&dir).is_empty(), "{:?}", listing(&dir));
 }
@@ -667,15 +634,7 @@ fn a_registry_that_dies_mid_pull_leaves_the_directory_as_it_was() {
     fs::create_dir_all(&dir).unwrap();
     let old = dir.join(file_name("hello"));
     fs::write(&old, "the old build").unwrap();
-    let out = m.run(
-        &[
-            "pull",
-            &format!("oci://{addr}/team/hello:1"),
-            "--dir",
-            dir.to_str().unwrap(),
-        ],
-        None,
-    );
+    let out = pull_into(&m, &format!("oci://{addr}/team/hello:1"), &dir, &[]);
     fails(&out, &["blob sha256:"]);
     assert_eq!(listing(&dir), [file_name("hello")]);
     assert_eq!(fs::read_to_string(&old).unwrap(), "the old build");
