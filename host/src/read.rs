@@ -267,8 +267,7 @@ fn lists_its_interface(p: &Provenance) -> Result<(), String> {
         ("abi_stable", "abi_stable", &p.abi_stable),
     ] {
         // The common case, found without writing the version out: listed at that version.
-        if p
-            .dependencies
+        if p.dependencies
             .iter()
             .any(|d| d.name() == name && is_version(d.version(), version))
         {
@@ -466,13 +465,32 @@ mod tests {
     #[test]
     fn a_version_is_compared_as_semver_writes_it() {
         let texts = [
-            "0.11.3", "0.11.30", "0.11", "0.11.3.0", "00.11.3", "0.011.3", "0.11.3-", "0.11.3+",
-            "0.11.3-rc.1", "0.11.3-rc.1+b7", "0.11.3+b7", "1.0.0-alpha-1", "18446744073709551615.0.0",
-            "", "..", "x.y.z",
+            "0.11.3",
+            "0.11.30",
+            "0.11",
+            "0.11.3.0",
+            "00.11.3",
+            "0.011.3",
+            "0.11.3-",
+            "0.11.3+",
+            "0.11.3-rc.1",
+            "0.11.3-rc.1+b7",
+            "0.11.3+b7",
+            "1.0.0-alpha-1",
+            "18446744073709551615.0.0",
+            "",
+            "..",
+            "x.y.z",
         ];
         let versions = [
-            "0.11.3", "0.11.30", "0.11.3-rc.1", "0.11.3-rc.1+b7", "0.11.3+b7", "1.0.0-alpha-1",
-            "18446744073709551615.0.0", "0.0.0",
+            "0.11.3",
+            "0.11.30",
+            "0.11.3-rc.1",
+            "0.11.3-rc.1+b7",
+            "0.11.3+b7",
+            "1.0.0-alpha-1",
+            "18446744073709551615.0.0",
+            "0.0.0",
         ];
         for v in versions {
             let version: semver::Version = v.parse().unwrap();

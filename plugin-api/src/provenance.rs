@@ -358,7 +358,15 @@ mod tests {
             ("x", "1.0", Some("/a path/with spaces"))
         );
         assert_eq!(Dependency::parse("x 1.0 ()").unwrap().source(), Some(""));
-        for bad in ["", "log", "log 1.0 /path", " 1.0", "log  (x)", "log 1.0 (", "log 1.0 )"] {
+        for bad in [
+            "",
+            "log",
+            "log 1.0 /path",
+            " 1.0",
+            "log  (x)",
+            "log 1.0 (",
+            "log 1.0 )",
+        ] {
             assert_eq!(Dependency::parse(bad), None, "{bad:?}");
         }
     }

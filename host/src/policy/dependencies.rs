@@ -126,11 +126,13 @@ pub(super) fn compare(host: &HostCrates, plugin: &Provenance) -> Comparison {
         let first_byte = name.as_bytes().first();
         let skipped = host_rest
             .iter()
-            .take_while(|(host_name, _)| match host_name.as_bytes().first().cmp(&first_byte) {
-                std::cmp::Ordering::Less => true,
-                std::cmp::Ordering::Equal => host_name.as_str() < name,
-                std::cmp::Ordering::Greater => false,
-            })
+            .take_while(
+                |(host_name, _)| match host_name.as_bytes().first().cmp(&first_byte) {
+                    std::cmp::Ordering::Less => true,
+                    std::cmp::Ordering::Equal => host_name.as_str() < name,
+                    std::cmp::Ordering::Greater => false,
+                },
+            )
             .count();
         host_rest = &host_rest[skipped..];
         let host_crates = match host_rest.first() {

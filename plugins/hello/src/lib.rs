@@ -12,10 +12,11 @@
 
 mod greet;
 
-pub use greet::greet;
+pub use greet::{greet, greet_into};
 
-use plugin_api::{export_plugin, Initializer, RegisterResult};
+use plugin_api::{export_plugin, CallResult, CommandWriter, Initializer, RString, RegisterResult};
 
+// ANCHOR: register
 fn register(init: &mut Initializer<'_>) -> RegisterResult {
     let host = format!("{} {}", init.host_name(), init.host_version());
     let name = match init.config().trim() {
@@ -23,11 +24,17 @@ fn register(init: &mut Initializer<'_>) -> RegisterResult {
         configured => configured.to_owned(),
     };
     log::info!("registering `{name}` for {host}");
-    init.add_command(&name, move |args: &[&str]| {
-        log::debug!("hello called with {} argument(s)", args.len());
-        greet(args, &host)
-    })?;
+    // Written into the caller's buffer: a host calling `call_into` with a reused buffer
+    // pays no allocation per call (`call` still returns a new string).
+    init.add_command(
+        &name,
+        CommandWriter(move |args: &[&str], out: &mut RString| -> CallResult<()> {
+            log::debug!("hello called with {} argument(s)", args.len());
+            Ok(greet_into(args, &host, out)?)
+        }),
+    )?;
     Ok(())
 }
 
 export_plugin!(register);
+// ANCHOR_END: register
