@@ -180,7 +180,7 @@ fn commands_write_into_a_callers_buffer() {
             .into_result();
         (result, out.to_string())
     };
-    // `hello` writes into the buffer (a `CommandWriter`); `echo` returns a string, copied.
+    // `hello` writes into the buffer (`Command::run_into`); `echo` returns a string, copied.
     assert_eq!(
         call_into("hello", &["Ada"]),
         (Ok(()), "hello, Ada! (from plugin-host 0.1.0)".to_owned())

@@ -7,7 +7,8 @@ pub fn greet(
     args: &[&str],
     host: &str,
 ) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
-    let mut out = String::new();
+    let words: usize = args.iter().map(|a| a.len() + 1).sum();
+    let mut out = String::with_capacity(16 + words.max(5) + host.len());
     greet_into(args, host, &mut out)?;
     Ok(out)
 }

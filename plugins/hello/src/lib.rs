@@ -14,7 +14,7 @@ mod greet;
 
 pub use greet::{greet, greet_into};
 
-use plugin_api::{export_plugin, CallResult, CommandWriter, Initializer, RString, RegisterResult};
+use plugin_api::{export_plugin, CallResult, Command, Initializer, RString, RegisterResult};
 
 // ANCHOR: register
 fn register(init: &mut Initializer<'_>) -> RegisterResult {
@@ -24,17 +24,29 @@ fn register(init: &mut Initializer<'_>) -> RegisterResult {
         configured => configured.to_owned(),
     };
     log::info!("registering `{name}` for {host}");
-    // Written into the caller's buffer: a host calling `call_into` with a reused buffer
-    // pays no allocation per call (`call` still returns a new string).
-    init.add_command(
-        &name,
-        CommandWriter(move |args: &[&str], out: &mut RString| -> CallResult<()> {
-            log::debug!("hello called with {} argument(s)", args.len());
-            Ok(greet_into(args, &host, out)?)
-        }),
-    )?;
+    init.add_command(&name, Greeter { host })?;
     Ok(())
 }
 
 export_plugin!(register);
 // ANCHOR_END: register
+
+// ANCHOR: greeter
+/// Both call forms: `call` returns a new string, `call_into` writes into the caller's buffer
+/// (a host that reuses it pays no allocation per call).
+struct Greeter {
+    host: String,
+}
+
+impl Command for Greeter {
+    fn run(&self, args: &[&str]) -> CallResult<String> {
+        log::debug!("hello called with {} argument(s)", args.len());
+        greet(args, &self.host)
+    }
+
+    fn run_into(&self, args: &[&str], out: &mut RString) -> CallResult<()> {
+        log::debug!("hello called with {} argument(s)", args.len());
+        Ok(greet_into(args, &self.host, out)?)
+    }
+}
+// ANCHOR_END: greeter
