@@ -94,7 +94,7 @@ fn call_overhead(c: &mut Criterion) {
         })
     });
     let greet_into: fn(&[&str], &str, &mut String) -> std::fmt::Result =
-        black_box(|args, host, out| hello::greet_into(args, host, out));
+        black_box(hello::greet_into::<String>);
     let mut text = String::with_capacity(256);
     g.bench_function("compiled in, fn pointer", |b| {
         b.iter(|| {
@@ -106,7 +106,7 @@ fn call_overhead(c: &mut Criterion) {
     // calls into abi_stable, `String`'s are inlined): the call's own cost is the difference
     // between the plugin and this row.
     let greet_into_r: fn(&[&str], &str, &mut RString) -> std::fmt::Result =
-        black_box(|args, host, out| hello::greet_into(args, host, out));
+        black_box(hello::greet_into::<RString>);
     g.bench_function("compiled in, fn pointer, into an RString", |b| {
         b.iter(|| {
             out.clear();

@@ -269,7 +269,8 @@ fn seal_steps() {
         let seals =
             libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
         // SAFETY: an open memfd made with `MFD_ALLOW_SEALING`.
-        assert_eq!(unsafe { libc::fcntl(copy.as_raw_fd(), libc::F_ADD_SEALS, seals) }, 0);
+        let sealed = unsafe { libc::fcntl(copy.as_raw_fd(), libc::F_ADD_SEALS, seals) };
+        assert_eq!(sealed, 0);
     };
     let by_sendfile = |from: &fs::File| {
         let copy = memfd();
@@ -277,7 +278,12 @@ fn seal_steps() {
         while (offset as u64) < len {
             // SAFETY: open descriptors; `offset` is updated by the call.
             let n = unsafe {
-                libc::sendfile(copy.as_raw_fd(), from.as_raw_fd(), &mut offset, len as usize)
+                libc::sendfile(
+                    copy.as_raw_fd(),
+                    from.as_raw_fd(),
+                    &mut offset,
+                    len as usize,
+                )
             };
             assert!(n > 0);
         }
@@ -333,9 +339,15 @@ fn seal_steps() {
     };
     let mut rows: Vec<(&str, Vec<f64>)> = vec![
         ("copy: memfd + sendfile (whole file) + seals", vec![]),
-        ("copy: memfd + copy_file_range (else sendfile) + seals", vec![]),
+        (
+            "copy: memfd + copy_file_range (else sendfile) + seals",
+            vec![],
+        ),
         ("copy: memfd + pread/pwrite 256 KiB + seals", vec![]),
-        ("abi_stable load from the sealed copy (/proc/self/fd/N)", vec![]),
+        (
+            "abi_stable load from the sealed copy (/proc/self/fd/N)",
+            vec![],
+        ),
         ("abi_stable load of the file itself (page cache)", vec![]),
     ];
     for _ in 0..5 {
@@ -418,7 +430,13 @@ fn plugin_mappings_kib(pid: u32, file: &str) -> (u64, u64) {
         if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
             inside = line.contains("memfd:plugin:hello") || line.ends_with(file);
         } else if inside {
-            let kib = || line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap();
+            let kib = || {
+                line.split_whitespace()
+                    .nth(1)
+                    .unwrap()
+                    .parse::<u64>()
+                    .unwrap()
+            };
             if line.starts_with("Rss:") {
                 rss += kib();
             } else if line.starts_with("Pss:") {
@@ -516,10 +534,18 @@ fn startup() {
                 rename_plugin_bytes(&mut whole, &format!("s{i:04}"));
                 let path = dir.join(format!("lib{i:05}.so"));
                 fs::write(&path, &whole[..4096]).unwrap();
-                fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(len).unwrap();
+                fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .unwrap()
+                    .set_len(len)
+                    .unwrap();
             }
             let cache = cache_dir.join(format!("{round}.json"));
-            support::host().with_index_cache(&cache).index(&[&dir]).unwrap(); // warm
+            support::host()
+                .with_index_cache(&cache)
+                .index(&[&dir])
+                .unwrap(); // warm
             let mut warm = host()
                 .with_config(wanted.clone(), wanted.clone())
                 .with_index_cache(&cache);

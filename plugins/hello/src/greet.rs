@@ -14,7 +14,7 @@ pub fn greet(
 }
 
 /// Appends the greeting to `out`, piece by piece: nothing is allocated when `out` has room.
-pub fn greet_into(args: &[&str], host: &str, out: &mut impl Write) -> std::fmt::Result {
+pub fn greet_into<W: Write>(args: &[&str], host: &str, out: &mut W) -> std::fmt::Result {
     out.write_str("hello, ")?;
     match args.split_first() {
         None => out.write_str("world")?,
