@@ -212,14 +212,23 @@ impl LookupError {
 ///
 /// A plugin built against an older `plugin-api` 0.1 may lack methods added since at the end of
 /// a kind's vtable (a prefix type, such as [`plugin_api::kinds::FfiCommand::call_into`]):
-/// `abi_stable` refuses a layout with fewer fields than the one expected, so such a layout is
-/// also accepted when it checks the other way round — when what the host expects extends it.
-/// Calling a method the plugin's vtable lacks then runs that method's default (`abi_stable`
-/// tells from the vtable which methods it has).
+/// `abi_stable` refuses a layout with fewer fields than the one expected. Such a layout is
+/// accepted when that is the only difference — every error is a type with fewer fields than
+/// expected — and it checks the other way round (what the host expects extends it: only a
+/// prefix type may have more fields there). Calling a method the plugin's vtable lacks then
+/// runs that method's default (`abi_stable` tells from the vtable which methods it has).
 fn check_layout(expected: &'static TypeLayout, export: &CapabilityExport) -> Result<(), String> {
+    use abi_stable::abi_stability::abi_checking::AbiInstability;
     let forward = check_layout_compatibility(expected, export.layout());
-    if forward.is_err() && check_layout_compatibility(export.layout(), expected).is_ok() {
-        return Ok(());
+    if let Err(errors) = &forward {
+        let mut differences = errors.errors.iter().flat_map(|e| e.errs.iter()).peekable();
+        let fewer_fields_only = differences.peek().is_some()
+            && differences.all(
+                |d| matches!(d, AbiInstability::FieldCountMismatch(n) if n.expected > n.found),
+            );
+        if fewer_fields_only && check_layout_compatibility(export.layout(), expected).is_ok() {
+            return Ok(());
+        }
     }
     forward.map_err(|errors| {
         let full = errors.to_string();
