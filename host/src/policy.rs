@@ -455,7 +455,7 @@ pub fn api_compatible(host: &Version, plugin: &Version) -> bool {
 /// `version` as text; `known` when it is `same` (whose text that is, prepared once per host),
 /// so that judging a plugin built like the host formats nothing.
 fn version_text(version: &Version, same: &Version, known: &str) -> String {
-    if version == same && version.build == same.build {
+    if version == same {
         known.to_owned()
     } else {
         version.to_string()
