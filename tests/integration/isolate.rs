@@ -1129,8 +1129,11 @@ fn scribbling_host(mode: &str, starts: &Path) -> Host {
             ],
         )
         .default_mode(Mode::Process)
-        .start_timeout(Duration::from_secs(5))
-        .call_timeout(Duration::from_secs(5));
+        // Deadlines far beyond what these workers need on a quiet machine: each test expects
+        // another failure than a timeout, and a busy 2-core machine (a full test run) can take
+        // seconds to move 128 MiB of flood.
+        .start_timeout(Duration::from_secs(20))
+        .call_timeout(Duration::from_secs(20));
     builder().placement(isolation).build()
 }
 

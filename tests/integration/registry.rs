@@ -276,6 +276,7 @@ fn two_host_versions_under_one_tag_each_host_pulls_its_own() {
         dir: other.path(),
         lock: None,
         locked: false,
+        expect: Some("wc"),
     };
     let pulled = plugin_registry::pull(&source, &reference, &old, options).unwrap();
     assert_eq!((pulled.name.as_str(), pulled.exact), ("wc", true));
@@ -301,14 +302,14 @@ fn no_build_for_this_host_lists_what_the_tag_has() {
     ok(&m.run(&["publish", hello.to_str().unwrap(), &to], None));
     let dir = m.path("plugins");
     let out = pull_into(&m, &to, &dir, &[]);
-    fails(
-        &out,
-        &[
-            "has no build for this host",
-            "target x86_64-unknown-linux-gnu",
-            "hello (plugin-host 0.1.0 on i686-unknown-linux-gnu)",
-        ],
+    let info = crate::support::host_info();
+    let target = format!("target {}", info["target"].as_str().unwrap());
+    let other = format!(
+        "hello ({} {} on i686-unknown-linux-gnu)",
+        info["name"].as_str().unwrap(),
+        info["version"].as_str().unwrap()
     );
+    fails(&out, &["has no build for this host", &target, &other]);
     assert!(listing(&dir).is_empty());
 }
 
@@ -638,4 +639,87 @@ fn a_registry_that_dies_mid_pull_leaves_the_directory_as_it_was() {
     fails(&out, &["blob sha256:"]);
     assert_eq!(listing(&dir), [file_name("hello")]);
     assert_eq!(fs::read_to_string(&old).unwrap(), "the old build");
+}
+
+#[test]
+fn locked_takes_the_pinned_build_or_nothing() {
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    let m = Machine::new();
+    let dir = m.path("plugins");
+    let lock = m.path("plugin-host.lock");
+    let lock_args = ["--lock-file", lock.to_str().unwrap()];
+    let (_a, hello) = library("hello");
+    let (_b, wc) = library("wc");
+    let to = registry.reference("team/tools:1");
+    ok(&m.run(&["publish", hello.to_str().unwrap(), &to], None));
+    ok(&pull_into(&m, &to, &dir, &lock_args));
+    // Another build under the tag, for another host version: a fallback the pin excludes.
+    let for_other = [
+        "publish",
+        wc.to_str().unwrap(),
+        &to,
+        "--for-host",
+        "plugin-host@0.0.9",
+    ];
+    ok(&m.run(&for_other, None));
+    // The pinned build is now refused (signatures required, and it has none): --locked
+    // takes nothing else.
+    let keys = m.path("keys");
+    fs::create_dir_all(&keys).unwrap();
+    let (key, _, _) = crate::trust::minisign_keypair(&keys, "author");
+    let strict = [
+        "--lock-file",
+        lock.to_str().unwrap(),
+        "--locked",
+        "--signatures",
+        "require",
+        "--trusted-key",
+        &key,
+    ];
+    fails(
+        &pull_into(&m, &to, &dir, &strict),
+        &["[unsigned]", "nothing was placed"],
+    );
+    assert_eq!(listing(&dir), [file_name("hello")]);
+}
+
+#[test]
+fn the_registry_names_neither_the_file_nor_a_path() {
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    let m = Machine::new();
+    let dir = m.path("plugins");
+    // A `hello` build whose layer is titled as another plugin's file: placed as hello's.
+    let src = tempfile::tempdir().unwrap();
+    let disguised = src.path().join(file_name("wc"));
+    fs::copy(crate::fixtures::fixtures().lib("hello"), &disguised).unwrap();
+    let to = registry.reference("team/hello:1");
+    ok(&m.run(&["publish", disguised.to_str().unwrap(), &to], None));
+    ok(&pull_into(&m, &to, &dir, &[]));
+    assert_eq!(listing(&dir), [file_name("hello")]);
+    // An index whose entry's digest is a path: refused before it names a URL or a file.
+    let victim = m.write("victim.txt", "precious");
+    let target = crate::support::host_info()["target"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let index = serde_json::json!({
+        "schemaVersion": 2, "mediaType": INDEX,
+        "manifests": [{"mediaType": MANIFEST, "digest": victim.to_str().unwrap(), "size": 1,
+                       "annotations": {"dev.plugin-host.target": target}}],
+    });
+    let routes = vec![(
+        "/manifests/1".to_owned(),
+        INDEX,
+        serde_json::to_vec(&index).unwrap(),
+        false,
+    )];
+    let addr = fake_registry(routes);
+    let out = pull_into(&m, &format!("oci://{addr}/team/x:1"), &dir, &[]);
+    fails(&out, &["is not `sha256:` and 64 lowercase hex digits"]);
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+    assert_eq!(listing(&dir), [file_name("hello")]);
 }
