@@ -68,6 +68,9 @@ impl Client {
         let scheme = scheme(reference, insecure);
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_secs(10))
+            // A whole request, however slowly the other side drips it: half an hour (a 1 GiB
+            // library at 0.6 MB/s).
+            .timeout(Duration::from_secs(1800))
             .timeout_read(Duration::from_secs(60))
             .timeout_write(Duration::from_secs(60))
             .redirects(0)
@@ -237,6 +240,13 @@ impl Client {
         let detail = String::from_utf8_lossy(&body);
         let detail = host::text::printable(detail.trim()).into_owned();
         match code {
+            401 | 403 if self.basic.is_none() => Error::Unauthorized {
+                registry: self.registry.clone(),
+                detail: format!(
+                    "{what}: {code} {detail}(no credentials for {} were found)",
+                    self.registry
+                ),
+            },
             401 | 403 => Error::Unauthorized {
                 registry: self.registry.clone(),
                 detail: format!("{what}: {code} {detail}"),

@@ -62,7 +62,7 @@ pub enum Error {
         detail: String,
     },
     /// 401 or 403.
-    #[error("registry {registry} refused the credentials: {detail}; log in (`podman login` / `docker login`, read from $REGISTRY_AUTH_FILE or ~/.docker/config.json)")]
+    #[error("registry {registry} refused access: {detail}; log in (`podman login` / `docker login`: credentials are read from $REGISTRY_AUTH_FILE, podman's auth.json or ~/.docker/config.json)")]
     Unauthorized {
         /// The registry.
         registry: String,

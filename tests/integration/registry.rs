@@ -26,6 +26,11 @@ impl Registry {
     /// Starts one, or `None` (skip) where `docker-registry` is not installed and the run does
     /// not require it.
     fn start() -> Option<Registry> {
+        Registry::start_with("")
+    }
+
+    /// [`Registry::start`], with `extra` appended to its configuration.
+    fn start_with(extra: &str) -> Option<Registry> {
         if Command::new("docker-registry")
             .arg("--version")
             .output()
@@ -49,7 +54,7 @@ impl Registry {
         fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n{extra}",
                 storage.path().join("data").display()
             ),
         )
@@ -722,4 +727,79 @@ fn the_registry_names_neither_the_file_nor_a_path() {
     fails(&out, &["is not `sha256:` and 64 lowercase hex digits"]);
     assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
     assert_eq!(listing(&dir), [file_name("hello")]);
+}
+
+#[test]
+fn a_registry_that_asks_for_credentials_gets_those_of_the_usual_file() {
+    // An htpasswd (bcrypt) user, made with Python's crypt as `htpasswd -B` would.
+    let htpasswd = tempfile::tempdir().unwrap();
+    let made = Command::new("python3")
+        .args(["-W", "ignore", "-c", "import crypt; print('ada:' + crypt.crypt('secret', crypt.mksalt(crypt.METHOD_BLOWFISH)))"])
+        .output()
+        .expect("python3");
+    assert!(made.status.success(), "{}", stderr(&made));
+    let file = htpasswd.path().join("htpasswd");
+    fs::write(&file, &made.stdout).unwrap();
+    let extra = format!(
+        "auth:\n  htpasswd:\n    realm: basic-realm\n    path: {}\n",
+        file.display()
+    );
+    let Some(registry) = Registry::start_with(&extra) else {
+        return;
+    };
+    let m = Machine::new();
+    let (_a, hello) = library("hello");
+    let to = registry.reference("team/hello:1");
+    // No credentials: 401, said as such.
+    let out = m.run(&["publish", hello.to_str().unwrap(), &to], None);
+    fails(
+        &out,
+        &[
+            "refused access",
+            "401",
+            "no credentials for",
+            "docker login",
+        ],
+    );
+    // Wrong ones: 401 again.
+    let auth = |user_password: &str| {
+        use base64_encode as b64;
+        format!(
+            r#"{{"auths": {{"{}": {{"auth": "{}"}}}}}}"#,
+            registry.addr,
+            b64(user_password)
+        )
+    };
+    m.write("home/.docker/config.json", &auth("ada:wrong"));
+    fails(
+        &m.run(&["publish", hello.to_str().unwrap(), &to], None),
+        &["refused access", "401"],
+    );
+    // The right ones, from ~/.docker/config.json: publish and pull.
+    m.write("home/.docker/config.json", &auth("ada:secret"));
+    ok(&m.run(&["publish", hello.to_str().unwrap(), &to], None));
+    let dir = m.path("plugins");
+    ok(&pull_into(&m, &to, &dir, &[]));
+    assert_eq!(listing(&dir), [file_name("hello")]);
+}
+
+/// Base64 (standard, padded), for a test's credentials file.
+fn base64_encode(text: &str) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (*b as u32) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(TABLE[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
