@@ -313,19 +313,25 @@ impl Cache {
     }
 
     /// Writes the cache if something changed: an entry added or changed, a directory's
-    /// identity, a file of a listed directory gone. Directories not listed this time are
-    /// kept while they exist. Atomic: a temporary file in the same directory, renamed over
+    /// identity, a file gone. Directories not listed this time are kept while they exist, and
+    /// their entries while their files do. Atomic: a temporary file in the same directory, renamed over
     /// it.
     pub(crate) fn save(mut self) {
         let before = self.dirs.len();
         self.dirs.retain(|d| d.indexed || d.path.is_dir());
         self.dirty |= self.dirs.len() != before;
         for record in &mut self.dirs {
+            let before = record.files.len();
             if record.indexed {
-                let before = record.files.len();
                 record.files.retain(|f| f.seen);
-                self.dirty |= record.files.len() != before;
+            } else {
+                // Another search path's (or a configured file's): kept while the file exists.
+                let dir = &record.path;
+                record
+                    .files
+                    .retain(|f| f.seen || dir.join(&f.name).exists());
             }
+            self.dirty |= record.files.len() != before;
         }
         if !self.dirty {
             return;
@@ -808,5 +814,25 @@ mod tests {
         // The JSON cache of the format before: ignored (and rewritten).
         std::fs::write(&cache_path, br#"{"version":1,"entries":{}}"#).unwrap();
         assert!(Cache::load(cache_path).dirs.is_empty());
+    }
+
+    #[test]
+    fn entries_of_directories_not_listed_are_kept_while_their_files_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let cache_path = elsewhere.path().join("index.bin");
+        let (a, b) = (dir.path().join("liba.so"), dir.path().join("libb.so"));
+        let mut cache = Cache::load(cache_path.clone());
+        for lib in [&a, &b] {
+            std::fs::write(lib, b"x").unwrap();
+            cache.put(lib, &crate::lazy::tests::provenance("a", None));
+        }
+        cache.save();
+        // Another run that lists nothing there: `a` is kept, `b` (removed) dropped.
+        std::fs::remove_file(&b).unwrap();
+        Cache::load(cache_path.clone()).save();
+        let dirs = decode(&std::fs::read(&cache_path).unwrap()).unwrap();
+        let names: Vec<_> = dirs[0].files.iter().map(|f| f.name.clone()).collect();
+        assert_eq!(names, ["liba.so"]);
     }
 }
