@@ -75,7 +75,8 @@ pub(crate) struct Index {
     /// not reported again.
     settled: std::collections::HashSet<PathBuf>,
     /// The files whose name and declaration came from the index cache, not from the file.
-    cached: std::collections::HashSet<PathBuf>,
+    /// (By position in `plugins`: hashing a path costs more than the rest of indexing it.)
+    cached: std::collections::HashSet<usize>,
     /// Of those, the ones trusted by their directory's identity, with the identity each had
     /// when its entry was made: checked one by one before a capability is said not found.
     unchecked: Vec<(PathBuf, cache::Id)>,
@@ -262,13 +263,14 @@ impl Lazy {
         let mut reports = host.register_builtins(&paths);
         for path in paths {
             let read;
+            let mut from_cache = false;
             let (name, version, declared) = match cache.as_mut().and_then(|c| c.get(&path)) {
                 Some(found) => {
                     let e = found.entry;
                     if !found.checked {
                         self.index.unchecked.push((path.clone(), e.id));
                     }
-                    self.index.cached.insert(path.clone());
+                    from_cache = true;
                     (e.name.as_str(), e.version.as_str(), e.capabilities.as_ref())
                 }
                 None => match crate::read::read_provenance(&path) {
@@ -311,6 +313,9 @@ impl Lazy {
             }
             match placed {
                 Placed::Indexed => {
+                    if from_cache {
+                        self.index.cached.insert(self.index.plugins.len() - 1);
+                    }
                     tracing::debug!("indexed plugin `{name}` ({})", path.display());
                 }
                 Placed::Shadowed(first) => {
@@ -373,7 +378,7 @@ impl Lazy {
                 // Loaded without it, but the index entry came from the cache: the entry is
                 // stale or forged (another plugin's name and declaration). Read every file
                 // again and start over; the error, if any, then names the right file.
-                _ if self.index.cached.contains(&path) => {
+                _ if self.index.cached.contains(&at) => {
                     self.reindex_without_cache(host, &path, &plugin_name, kind, name);
                     return self.load_capability(host, kind, name);
                 }

@@ -236,7 +236,11 @@ impl Cache {
     /// provenance must keep.
     pub(crate) fn get(&mut self, path: &Path) -> Option<Found<'_>> {
         let (dir, name) = (path.parent()?, path.file_name()?);
-        let record = self.dirs.iter_mut().find(|d| d.path == dir)?;
+        // The same bytes first: comparing paths component by component costs more.
+        let record = self
+            .dirs
+            .iter_mut()
+            .find(|d| d.path.as_os_str() == dir.as_os_str() || d.path == dir)?;
         let at = record
             .files
             .binary_search_by(|f| f.name.as_encoded_bytes().cmp(name.as_encoded_bytes()))
