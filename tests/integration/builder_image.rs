@@ -158,6 +158,69 @@ fn image_builds_named_strict_accepted_byte_identical_plugins_offline() {
 }
 
 #[test]
+fn build_publish_puts_the_built_file_in_a_registry() {
+    let Some(registry) = crate::registry::Registry::start() else {
+        return;
+    };
+    let (_dir, krate) = standalone_plugin("published");
+    let out = tempfile::tempdir().unwrap();
+    let to = registry.reference("team/published:1");
+    let o = cli(&[
+        "builder",
+        "build",
+        krate.to_str().unwrap(),
+        "--out",
+        out.path().to_str().unwrap(),
+        "--engine",
+        "none",
+        "--publish",
+        &to,
+    ]);
+    assert!(
+        o.status.success(),
+        "builder build --publish failed: {}",
+        stderr(&o)
+    );
+    assert!(
+        stdout(&o).contains("published published 0.1.0 for"),
+        "{}",
+        stdout(&o)
+    );
+    // What was published is what was built: pulled back, byte for byte.
+    let back = tempfile::tempdir().unwrap();
+    let pulled = cli(&[
+        "pull",
+        &to,
+        "--dir",
+        back.path().to_str().unwrap(),
+        "--lock-file",
+        back.path().join("l.lock").to_str().unwrap(),
+    ]);
+    assert!(pulled.status.success(), "{}", stderr(&pulled));
+    let built = fs::read(out.path().join(expected_name("published"))).unwrap();
+    let name = plugin_registry::library_file_name("published");
+    assert_eq!(fs::read(back.path().join(name)).unwrap(), built);
+    // A bad reference is refused before any building.
+    let o = cli(&[
+        "builder",
+        "build",
+        krate.to_str().unwrap(),
+        "--out",
+        out.path().to_str().unwrap(),
+        "--engine",
+        "none",
+        "--publish",
+        "docker://x/y:1",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("must start with `oci://`"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
 fn engine_none_builds_with_the_pinned_toolchain_and_is_accepted() {
     let (_dir, krate) = standalone_plugin("unboxed");
     let out = tempfile::tempdir().unwrap();

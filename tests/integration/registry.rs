@@ -16,7 +16,7 @@ use crate::config::Machine;
 use crate::support::{file_name, rewrite_provenance, stderr, stdout};
 
 /// A registry on a free loopback port, stopped when dropped.
-struct Registry {
+pub(crate) struct Registry {
     child: Child,
     addr: String,
     storage: tempfile::TempDir,
@@ -25,7 +25,7 @@ struct Registry {
 impl Registry {
     /// Starts one, or `None` (skip) where `docker-registry` is not installed and the run does
     /// not require it.
-    fn start() -> Option<Registry> {
+    pub(crate) fn start() -> Option<Registry> {
         Registry::start_with("")
     }
 
@@ -79,7 +79,7 @@ impl Registry {
         Some(registry)
     }
 
-    fn reference(&self, path: &str) -> String {
+    pub(crate) fn reference(&self, path: &str) -> String {
         format!("oci://{}/{path}", self.addr)
     }
 

@@ -1,0 +1,288 @@
+//! The index cache against hostile and stale files: forged, truncated, linked, changed.
+use super::*;
+
+#[test]
+fn an_entry_is_used_only_for_the_same_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("liba.so");
+    std::fs::write(&lib, b"one").unwrap();
+    let cache_path = dir.path().join("cache/index.bin");
+    let mut p = crate::lazy::tests::provenance("a", Some(&[("command", &["hello"])]));
+    let mut cache = Cache::load(cache_path.clone());
+    assert!(cache.get(&lib).is_none());
+    cache.put(&lib, &p);
+    cache.save();
+    assert!(cache_path.is_file(), "written");
+
+    let mut cache = Cache::load(cache_path.clone());
+    let entry = cache.get(&lib).expect("a hit for the same file").entry;
+    assert_eq!(
+        (entry.name.as_str(), entry.capabilities.clone()),
+        ("a", p.capabilities.clone())
+    );
+
+    // Another content (another size, another ctime): a miss.
+    std::fs::write(&lib, b"other").unwrap();
+    let mut cache = Cache::load(cache_path.clone());
+    assert!(cache.get(&lib).is_none());
+
+    // An entry beyond the bounds (a forged cache) is not used.
+    p.capabilities = Some(BTreeMap::from([("command".into(), vec!["x".repeat(500)])]));
+    let mut cache = Cache::load(cache_path.clone());
+    cache.put(&lib, &p);
+    cache.save();
+    assert!(Cache::load(cache_path.clone()).get(&lib).is_none());
+
+    // Garbage: no cache, no error.
+    std::fs::write(&cache_path, b"{not a cache").unwrap();
+    assert!(Cache::load(cache_path).get(&lib).is_none());
+}
+
+/// A cache with one entry for `lib`, written at `cache_path`.
+#[cfg(unix)]
+fn one_entry(lib: &Path, cache_path: &Path) {
+    let p = crate::lazy::tests::provenance("a", Some(&[("command", &["hello"])]));
+    let mut cache = Cache::load(cache_path.to_owned());
+    cache.put(lib, &p);
+    cache.save();
+}
+
+#[cfg(unix)]
+#[test]
+fn a_fifo_a_device_or_a_link_as_the_cache_is_no_cache_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("liba.so");
+    std::fs::write(&lib, b"one").unwrap();
+    let cache_path = dir.path().join("index.bin");
+    let fifo = std::ffi::CString::new(cache_path.to_str().unwrap()).unwrap();
+    // SAFETY: `fifo` is a NUL-terminated path that lives across the call.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    assert!(Cache::load(cache_path.clone()).get(&lib).is_none());
+    std::fs::remove_file(&cache_path).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &cache_path).unwrap();
+    assert!(Cache::load(cache_path.clone()).get(&lib).is_none());
+
+    // A link to a real cache is not followed either.
+    std::fs::remove_file(&cache_path).unwrap();
+    let real = dir.path().join("real.bin");
+    one_entry(&lib, &real);
+    assert!(Cache::load(real.clone()).get(&lib).is_some());
+    std::os::unix::fs::symlink(&real, &cache_path).unwrap();
+    assert!(Cache::load(cache_path.clone()).get(&lib).is_none());
+
+    // Larger than the limit: not read.
+    std::fs::remove_file(&cache_path).unwrap();
+    std::fs::copy(&real, &cache_path).unwrap();
+    assert!(Cache::load(cache_path.clone()).get(&lib).is_some());
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&cache_path)
+        .unwrap();
+    f.set_len(CACHE_FILE.limit + 1).unwrap();
+    assert!(Cache::load(cache_path).get(&lib).is_none());
+}
+
+#[cfg(unix)]
+#[test]
+fn the_temporary_file_is_never_written_through_a_planted_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("liba.so");
+    std::fs::write(&lib, b"one").unwrap();
+    let cache_dir = dir.path().join("cache");
+    std::fs::create_dir(&cache_dir).unwrap();
+    let cache_path = cache_dir.join("index.bin");
+    // Links at the temporary names this process would use, to a file of the victim's.
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+    let pid = std::process::id();
+    for name in [
+        format!(".index.bin.{pid}.tmp"),
+        format!(".index.bin.tmp.{pid}.0"),
+        format!(".index.bin.tmp.{pid}.1"),
+    ] {
+        std::os::unix::fs::symlink(&victim, cache_dir.join(name)).unwrap();
+    }
+    one_entry(&lib, &cache_path);
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    assert!(!cache_path.is_symlink() && cache_path.is_file());
+    assert!(
+        Cache::load(cache_path).get(&lib).is_some(),
+        "the cache was written"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_settled_directory_is_trusted_by_its_identity_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("liba.so");
+    std::fs::write(&lib, b"one").unwrap();
+    // The cache lives elsewhere: writing it must not change the plugin directory.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let cache_path = elsewhere.path().join("index.bin");
+    let p = crate::lazy::tests::provenance("a", Some(&[("command", &["hello"])]));
+    std::thread::sleep(SETTLE * 2);
+
+    let mut cache = Cache::load(cache_path.clone());
+    assert!(cache.listing(dir.path()).is_none(), "nothing recorded yet");
+    assert!(cache.get(&lib).is_none());
+    cache.put(&lib, &p);
+    cache.save();
+
+    // The directory is unchanged: its listing and entry are used, the file not checked.
+    let mut cache = Cache::load(cache_path.clone());
+    assert_eq!(cache.listing(dir.path()), Some(vec![lib.clone()]));
+    let found = cache.get(&lib).expect("a hit");
+    assert!(!found.checked);
+    assert_eq!(found.entry.name, "a");
+
+    // Overwritten in place (same inode, the directory untouched): still used on the
+    // directory's word — the file is judged afresh when loaded, and `Lazy` checks it one by
+    // one before saying a capability is not found (`cache::identity` differs).
+    std::fs::write(&lib, b"other content").unwrap();
+    let mut cache = Cache::load(cache_path.clone());
+    assert!(cache.listing(dir.path()).is_some());
+    let found = cache.get(&lib).expect("used on the directory's word");
+    assert!(!found.checked);
+    assert_ne!(identity(&lib).map(|(id, _)| id), Some(found.entry.id));
+
+    // A file added: the directory changed. Listed again, each file checked on its own
+    // (the overwritten one misses), and, changed just now, its identity is not recorded.
+    std::fs::write(dir.path().join("libb.so"), b"b").unwrap();
+    let mut cache = Cache::load(cache_path.clone());
+    assert!(cache.listing(dir.path()).is_none());
+    assert!(cache.get(&lib).is_none(), "checked by its own identity");
+    cache.put(&lib, &p);
+    cache.save();
+    let mut cache = Cache::load(cache_path.clone());
+    assert!(
+        cache.listing(dir.path()).is_none(),
+        "not settled: not trusted"
+    );
+    assert!(cache.get(&lib).is_some_and(|f| f.checked));
+}
+
+#[cfg(unix)]
+#[test]
+fn a_linked_file_is_always_checked_on_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = tempfile::tempdir().unwrap();
+    let real = target.path().join("real.so");
+    std::fs::write(&real, b"one").unwrap();
+    let lib = dir.path().join("liba.so");
+    std::os::unix::fs::symlink(&real, &lib).unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let cache_path = elsewhere.path().join("index.bin");
+    let p = crate::lazy::tests::provenance("a", Some(&[("command", &["hello"])]));
+    std::thread::sleep(SETTLE * 2);
+    let mut cache = Cache::load(cache_path.clone());
+    assert!(cache.listing(dir.path()).is_none());
+    cache.put(&lib, &p);
+    cache.save();
+    let mut cache = Cache::load(cache_path.clone());
+    assert!(
+        cache.listing(dir.path()).is_some(),
+        "the directory is trusted"
+    );
+    assert!(
+        cache.get(&lib).is_some_and(|f| f.checked),
+        "the link is not"
+    );
+    // The link's target changes; the directory does not.
+    std::fs::write(&real, b"other content").unwrap();
+    let mut cache = Cache::load(cache_path);
+    assert!(cache.listing(dir.path()).is_some());
+    assert!(cache.get(&lib).is_none());
+}
+
+#[test]
+fn a_truncated_forged_or_corrupted_cache_is_refused_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache_path = dir.path().join("index.bin");
+    let mut cache = Cache::load(cache_path.clone());
+    for (file, name) in [("liba.so", "a"), ("libb.so", "b")] {
+        let lib = dir.path().join(file);
+        std::fs::write(&lib, name).unwrap();
+        let p = crate::lazy::tests::provenance(name, Some(&[("command", &[name])]));
+        cache.put(&lib, &p);
+    }
+    cache.unreadable(&dir.path().join("libc.so"));
+    cache.save();
+    let bytes = std::fs::read(&cache_path).unwrap();
+    let dirs = decode(&bytes).expect("its own output decodes");
+    assert_eq!(dirs[0].files.len(), 3);
+    assert!(
+        dirs[0].files[2].entry.is_none(),
+        "the unreadable file stays listed"
+    );
+    assert_eq!(
+        encode(&dirs),
+        bytes,
+        "decoding and encoding again is the identity"
+    );
+
+    for end in 0..bytes.len() {
+        assert!(decode(&bytes[..end]).is_none(), "truncated at {end}");
+    }
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert!(decode(&longer).is_none(), "trailing bytes");
+    // Any byte flipped: decoded or refused, never a panic or an allocation beyond the file.
+    for at in 0..bytes.len() {
+        let mut flipped = bytes.clone();
+        flipped[at] ^= 0xff;
+        let _ = decode(&flipped);
+    }
+    // A count far beyond the bytes left.
+    let mut huge = MAGIC.to_vec();
+    huge.extend_from_slice(&u32::MAX.to_le_bytes());
+    assert!(decode(&huge).is_none());
+    // Files out of order, or a name that is a path: refused.
+    let forged = |names: &[&str]| {
+        let files = names
+            .iter()
+            .map(|n| FileRecord {
+                name: (*n).into(),
+                entry: None,
+                seen: true,
+            })
+            .collect();
+        let dirs = [DirRecord {
+            path: "/d".into(),
+            stamp: None,
+            files,
+            indexed: false,
+            fresh: false,
+        }];
+        decode(&encode(&dirs)).is_some()
+    };
+    assert!(forged(&["a.so", "b.so"]));
+    assert!(!forged(&["b.so", "a.so"]));
+    assert!(!forged(&["a.so", "a.so"]));
+    assert!(!forged(&["../x.so"]));
+    assert!(!forged(&[".."]));
+    assert!(!forged(&[""]));
+    // The JSON cache of the format before: ignored (and rewritten).
+    std::fs::write(&cache_path, br#"{"version":1,"entries":{}}"#).unwrap();
+    assert!(Cache::load(cache_path).dirs.is_empty());
+}
+
+#[test]
+fn entries_of_directories_not_listed_are_kept_while_their_files_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let cache_path = elsewhere.path().join("index.bin");
+    let (a, b) = (dir.path().join("liba.so"), dir.path().join("libb.so"));
+    let mut cache = Cache::load(cache_path.clone());
+    for lib in [&a, &b] {
+        std::fs::write(lib, b"x").unwrap();
+        cache.put(lib, &crate::lazy::tests::provenance("a", None));
+    }
+    cache.save();
+    // Another run that lists nothing there: `a` is kept, `b` (removed) dropped.
+    std::fs::remove_file(&b).unwrap();
+    Cache::load(cache_path.clone()).save();
+    let dirs = decode(&std::fs::read(&cache_path).unwrap()).unwrap();
+    let names: Vec<_> = dirs[0].files.iter().map(|f| f.name.clone()).collect();
+    assert_eq!(names, ["liba.so"]);
+}
