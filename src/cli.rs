@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use host::text::printable;
 use host::{Host, HostIdentity, LoadFrom, PluginSettings, Policy, ReadError, ScanMode, Status};
 use plugin_api::{CapabilityKind, CommandKind, TransformKind};
+#[cfg(unix)]
 use plugin_isolate::Mode;
 
 use crate::authoring::{NewArgs, PreflightArgs};
@@ -37,7 +38,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show a file's provenance, read without loading it.
+    /// Show a file's provenance, read without loading it (a library for any platform: a
+    /// `.dll` on Linux too).
     Inspect {
         /// The plugin file.
         file: PathBuf,
@@ -251,6 +253,7 @@ impl LoadArgs {
     fn apply(&self, config: &Config, setup: Setup) -> Result<Setup> {
         let Setup {
             mut host,
+            #[cfg(unix)]
             mut isolation,
         } = setup;
         if self.load_in_place {
@@ -268,23 +271,55 @@ impl LoadArgs {
         for name in &self.replace_builtins {
             host = host.plugin(name, PluginSettings::new().replaces_builtin());
         }
-        for name in &self.isolate {
-            isolation = if name == "all" {
-                isolation.default_mode(Mode::Process)
-            } else {
-                isolation.plugin(name, Mode::Process)
-            };
+        #[cfg(unix)]
+        {
+            for name in &self.isolate {
+                isolation = if name == "all" {
+                    isolation.default_mode(Mode::Process)
+                } else {
+                    isolation.plugin(name, Mode::Process)
+                };
+            }
+            if let Some(timeout) = self.call_timeout {
+                isolation = isolation.call_timeout(timeout);
+            }
+            for worker in crate::configured::workers(&self.workers, config) {
+                isolation = isolation.worker(worker);
+            }
         }
-        if let Some(timeout) = self.call_timeout {
-            isolation = isolation.call_timeout(timeout);
-        }
-        for worker in crate::configured::workers(&self.workers, config) {
-            isolation = isolation.worker(worker);
-        }
+        #[cfg(not(unix))]
+        self.refuse_isolation(config)?;
         // ANCHOR: with_builtin
         let host = host.builtin(crate::builtins::BUILTIN);
         // ANCHOR_END: with_builtin
-        Ok(Setup { host, isolation })
+        Ok(Setup {
+            host,
+            #[cfg(unix)]
+            isolation,
+        })
+    }
+
+    /// Without process isolation, its flags and the configuration's workers are errors, not
+    /// silently ignored.
+    #[cfg(not(unix))]
+    fn refuse_isolation(&self, config: &Config) -> Result<()> {
+        use crate::unix_only::isolation;
+        if !self.isolate.is_empty() {
+            return Err(isolation("`--isolate`"));
+        }
+        if self.call_timeout.is_some() {
+            return Err(isolation("`--call-timeout`"));
+        }
+        if !self.workers.is_empty() {
+            return Err(isolation("`--worker`"));
+        }
+        if let Some(worker) = config.workers().first() {
+            return Err(isolation(&format!(
+                "`[isolation] workers` ({})",
+                worker.origin
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -349,7 +384,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             output::provenance(&id.provenance, json)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Inspect { file, json } => match host::read_provenance(&file) {
+        Command::Inspect { file, json } => match host::read_provenance_any_platform(&file) {
             Ok(p) => {
                 output::provenance(&p, json)?;
                 Ok(ExitCode::SUCCESS)
@@ -485,11 +520,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             crate::trust_cli::lock(setup, &dirs, &lock_file)
         }
         Command::Keygen { out } => crate::trust_cli::keygen(&out),
+        #[cfg(unix)]
         Command::Worker { fd, shm } => Ok(plugin_isolate::worker::serve_with_channel(
             identity()?,
             fd,
             shm,
         )),
+        #[cfg(not(unix))]
+        Command::Worker { .. } => Err(crate::unix_only::isolation("`plugin-host __worker`")),
         Command::Sign { files, key } => crate::trust_cli::sign(&files, key.as_deref()),
         Command::Transform { plugins, names } => {
             crate::reload_signal::block_sighup();

@@ -10,7 +10,9 @@ macro_rules! outln {
     };
 }
 
+#[cfg(unix)]
 mod authoring;
+#[cfg(unix)]
 mod builder_cli;
 mod builtins;
 mod cli;
@@ -18,9 +20,14 @@ mod config_cli;
 mod configured;
 mod isolation_flags;
 mod output;
+#[cfg(unix)]
 mod reload_signal;
 mod stream;
 mod trust_cli;
+#[cfg(not(unix))]
+mod unix_only;
+#[cfg(not(unix))]
+use unix_only::{authoring, builder_cli, reload_signal};
 
 use std::process::ExitCode;
 
