@@ -11,9 +11,8 @@ use anyhow::{anyhow, Error};
 /// The error for `what`, which needs `because`, absent here.
 pub fn unavailable(what: &str, because: &str) -> Error {
     anyhow!(
-        "{what} is not available on {}: it needs {because}, which only the Unix build has; run it \
-         on Linux (see the book's \"Windows\" chapter for what the Windows build does)",
-        std::env::consts::OS
+        "{what} is not available on Windows: it needs {because}, which only the Unix build has; \
+         run it on Linux (see the book's \"Windows\" chapter for what the Windows build does)"
     )
 }
 
