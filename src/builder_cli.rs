@@ -55,6 +55,10 @@ pub enum BuilderCommand {
         out: PathBuf,
         #[command(flatten)]
         engine: EngineArg,
+        /// Also publish the built file to oci://REGISTRY/REPOSITORY:TAG, as a build for this
+        /// host (see `plugin-host publish`).
+        #[arg(long, value_name = "REFERENCE")]
+        publish: Option<String>,
     },
     /// Build a worker for plugins built by another compiler: this CLI built from the host's
     /// source with toolchain TOOLCHAIN (`cargo +TOOLCHAIN build -p plugin-host`), copied to
@@ -218,7 +222,12 @@ fn run_command(command: BuilderCommand, host: HostIdentity) -> Result<ExitCode> 
             crate_dir,
             out,
             engine,
+            publish,
         } => {
+            // A bad reference is an error before minutes of building.
+            if let Some(to) = &publish {
+                plugin_registry::Reference::parse(to)?;
+            }
             let engine = Engine::find(engine.choice()?)?;
             let request = container::BuildRequest {
                 crate_dir,
@@ -227,6 +236,9 @@ fn run_command(command: BuilderCommand, host: HostIdentity) -> Result<ExitCode> 
             };
             let built = container::build_plugin(&host, engine.as_ref(), &request)?;
             outln!("{}  sha256:{}", built.path.display(), built.sha256)?;
+            if let Some(to) = &publish {
+                crate::registry_cli::publish_built(&built.path, to, &host)?;
+            }
         }
         BuilderCommand::Worker {
             toolchain,

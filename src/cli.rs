@@ -4,19 +4,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use abi_stable::std_types::{RSlice, RStr};
-use anyhow::{anyhow, bail, Context, Result};
-use clap::{Args, Parser, Subcommand};
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
 use host::text::printable;
-use host::{Host, HostIdentity, LoadFrom, PluginSettings, Policy, ReadError, ScanMode, Status};
+use host::{Host, ReadError, ScanMode, Status};
 use plugin_api::{CapabilityKind, CommandKind, TransformKind};
-#[cfg(unix)]
-use plugin_isolate::Mode;
 
 use crate::authoring::{NewArgs, PreflightArgs};
 use crate::config_cli::load_config;
-use crate::configured::{PolicyFlags, Setup};
+use crate::host_flags::{identity, LoadArgs, PluginArgs, PolicyArgs};
 use crate::output;
-use host::config::Config;
 
 /// Load native Rust plugins safely: verify their build provenance before any of their code runs.
 #[derive(Parser)]
@@ -137,6 +134,33 @@ enum Command {
         #[command(flatten)]
         signatures: crate::trust_cli::SignatureArgs,
     },
+    /// Publish a plugin file (and FILE.minisig) to an OCI registry as a build for this host
+    /// (or `--for-host`), added to the tag's index of builds.
+    Publish {
+        /// The plugin file.
+        file: PathBuf,
+        /// Where: oci://REGISTRY/REPOSITORY:TAG.
+        reference: String,
+        /// The host the build is for (default: this one), e.g. `plugin-host@0.2.0`.
+        #[arg(long, value_name = "NAME@VERSION")]
+        for_host: Option<String>,
+        #[command(flatten)]
+        registry: crate::registry_cli::RegistryArgs,
+    },
+    /// Pull the build of oci://REGISTRY/REPOSITORY:TAG (or @sha256:DIGEST) that matches this
+    /// host: checked, judged and only then placed in the plugin directory, and locked.
+    Pull {
+        /// oci://REGISTRY/REPOSITORY:TAG or oci://REGISTRY/REPOSITORY@sha256:DIGEST.
+        reference: String,
+        #[command(flatten)]
+        args: crate::registry_cli::PullArgs,
+    },
+    /// Pull every plugin the configuration declares (`[plugins.NAME] source = "oci://…"`)
+    /// that is in no search path.
+    Sync {
+        #[command(flatten)]
+        args: crate::registry_cli::PullArgs,
+    },
     /// Make a minisign key pair for signing plugins: PREFIX.pub and PREFIX.key (unencrypted,
     /// mode 0600); never overwrites.
     Keygen {
@@ -168,192 +192,6 @@ enum Command {
     },
 }
 
-#[derive(Args)]
-struct PolicyArgs {
-    /// Policy preset: `default` or `strict` (default: the configuration's `[policy] preset`,
-    /// else `default`).
-    #[arg(long)]
-    policy: Option<String>,
-    /// Override one check: CHECK=ignore|warn|fail (checks: rustc, panic-strategy, profile, dependencies).
-    #[arg(long = "set", value_name = "CHECK=LEVEL")]
-    overrides: Vec<String>,
-}
-
-#[derive(Args)]
-struct LoadArgs {
-    /// Map each plugin from its file instead of from a sealed private copy: faster, but
-    /// writing to a plugin file in place while the host runs changes the code it runs or
-    /// crashes it (SIGBUS).
-    #[arg(long)]
-    load_in_place: bool,
-    /// Warn when a plugin's constructors or `register` have run this long (0: never).
-    #[arg(long, value_name = "SECONDS", default_value_t = host::DEFAULT_HANG_WARNING.as_secs_f64())]
-    hang_warning: f64,
-    /// Configuration for one plugin: NAME=CONFIG (repeatable).
-    #[arg(long = "plugin-config", value_name = "NAME=CONFIG")]
-    configs: Vec<String>,
-    /// Let a plugin file named NAME replace the builtin plugin of that name (repeatable).
-    #[arg(long = "replace-builtin", value_name = "NAME")]
-    replace_builtins: Vec<String>,
-    /// Run plugin NAME (or `all` plugins) in a worker process of its own (repeatable); see
-    /// the book's "Isolation" chapter.
-    #[arg(long = "isolate", value_name = "NAME|all")]
-    isolate: Vec<String>,
-    /// The deadline of each call into an isolated plugin, e.g. `2s`, `500ms`, `1m`
-    /// (default 30s, at most 1 day); past it the worker is killed and the call fails
-    /// `plugin-timeout`.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    call_timeout: Option<std::time::Duration>,
-    /// A worker binary built with another toolchain (repeatable; `plugin-host builder
-    /// worker` builds one): a plugin refused in-process for a toolchain difference runs
-    /// isolated in the first one it matches. Added before the configuration's `[isolation]
-    /// workers`. See "Skewed plugins" in the book's "Isolation" chapter.
-    #[arg(long = "worker", value_name = "PATH")]
-    workers: Vec<PathBuf>,
-}
-
-/// The longest `--call-timeout`: one day. Longer is refused at parse time (a deadline is
-/// `now + timeout`, which overflows for absurd values such as `1e19s`).
-const MAX_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
-
-/// Parses a duration: a number with a unit, `ms`, `s` or `m` (`500ms`, `2s`, `1.5s`, `1m`).
-fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = text.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = text.strip_suffix('m') {
-        (n, 60.0)
-    } else {
-        return Err(format!(
-            "`{text}` has no unit: write e.g. `2s`, `500ms` or `1m`"
-        ));
-    };
-    let value: f64 = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration such as `2s`, `500ms` or `1m`"))?;
-    let seconds = value * scale;
-    if seconds > MAX_CALL_TIMEOUT.as_secs_f64() {
-        return Err(format!(
-            "`{text}` is longer than the longest deadline, {}s (one day)",
-            MAX_CALL_TIMEOUT.as_secs()
-        ));
-    }
-    let duration =
-        std::time::Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))?;
-    if duration.is_zero() {
-        return Err(format!("`{text}`: a deadline must be longer than zero"));
-    }
-    Ok(duration)
-}
-
-impl LoadArgs {
-    /// These flags applied to `host`; the workers are `--worker`'s, then `config`'s.
-    fn apply(&self, config: &Config, setup: Setup) -> Result<Setup> {
-        let Setup {
-            mut host,
-            #[cfg(unix)]
-            mut isolation,
-        } = setup;
-        if self.load_in_place {
-            host = host.load_from(LoadFrom::File);
-        }
-        let hang = std::time::Duration::try_from_secs_f64(self.hang_warning)
-            .map_err(|e| anyhow!("--hang-warning {}: {e}", self.hang_warning))?;
-        host = host.hang_warning((!hang.is_zero()).then_some(hang));
-        for c in &self.configs {
-            let (name, config) = c
-                .split_once('=')
-                .ok_or_else(|| anyhow!("--plugin-config expects NAME=CONFIG, got `{c}`"))?;
-            host = host.plugin(name, PluginSettings::new().config(config));
-        }
-        for name in &self.replace_builtins {
-            host = host.plugin(name, PluginSettings::new().replaces_builtin());
-        }
-        #[cfg(unix)]
-        {
-            for name in &self.isolate {
-                isolation = if name == "all" {
-                    isolation.default_mode(Mode::Process)
-                } else {
-                    isolation.plugin(name, Mode::Process)
-                };
-            }
-            if let Some(timeout) = self.call_timeout {
-                isolation = isolation.call_timeout(timeout);
-            }
-            for worker in crate::configured::workers(&self.workers, config) {
-                isolation = isolation.worker(worker);
-            }
-        }
-        #[cfg(not(unix))]
-        self.refuse_isolation(config)?;
-        // ANCHOR: with_builtin
-        let host = host.builtin(crate::builtins::BUILTIN);
-        // ANCHOR_END: with_builtin
-        Ok(Setup {
-            host,
-            #[cfg(unix)]
-            isolation,
-        })
-    }
-
-    /// Without process isolation, its flags and the configuration's workers are errors, not
-    /// silently ignored.
-    #[cfg(not(unix))]
-    fn refuse_isolation(&self, config: &Config) -> Result<()> {
-        use crate::unix_only::isolation;
-        if !self.isolate.is_empty() {
-            return Err(isolation("`--isolate`"));
-        }
-        if self.call_timeout.is_some() {
-            return Err(isolation("`--call-timeout`"));
-        }
-        if !self.workers.is_empty() {
-            return Err(isolation("`--worker`"));
-        }
-        if let Some(worker) = config.workers().first() {
-            return Err(isolation(&format!(
-                "`[isolation] workers` ({})",
-                worker.origin
-            )));
-        }
-        Ok(())
-    }
-}
-
-#[derive(Args)]
-struct PluginArgs {
-    /// Plugin directory (repeatable; default: the configured search paths), searched in
-    /// order: the first plugin that declares the capability is loaded, and only it (plugins
-    /// declaring none are loaded up front).
-    #[arg(long = "plugins", value_name = "DIR")]
-    dirs: Vec<PathBuf>,
-    #[command(flatten)]
-    policy: PolicyArgs,
-    #[command(flatten)]
-    load: LoadArgs,
-    #[command(flatten)]
-    trust: crate::trust_cli::TrustArgs,
-}
-
-impl PolicyArgs {
-    fn flags(&self) -> Result<PolicyFlags> {
-        PolicyFlags::parse(self.policy.as_deref(), &self.overrides)
-    }
-
-    /// The host's policy: these flags over the configuration's.
-    fn build(&self, config: &Config) -> Result<Policy> {
-        self.flags()?.global(config)
-    }
-
-    /// A host with the configuration's policies and plugin tables, these flags over them.
-    fn host(&self, config: &Config) -> Result<Setup> {
-        crate::configured::apply(config, &self.flags()?, Setup::new(identity()?))
-    }
-}
-
 /// Sets up `tracing` output on stderr.
 pub fn init_logging(filter: &Option<String>) -> Result<()> {
     let filter = match filter {
@@ -369,11 +207,6 @@ pub fn init_logging(filter: &Option<String>) -> Result<()> {
         .without_time()
         .init();
     Ok(())
-}
-
-fn identity() -> Result<HostIdentity> {
-    HostIdentity::from_blob(plugin_api::provenance_blob!())
-        .context("the host's own embedded provenance is unreadable")
 }
 
 /// Runs the parsed command.
@@ -520,6 +353,22 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             crate::trust_cli::lock(setup, &dirs, &lock_file)
         }
         Command::Keygen { out } => crate::trust_cli::keygen(&out),
+        Command::Publish {
+            file,
+            reference,
+            for_host,
+            registry,
+        } => crate::registry_cli::publish(
+            &file,
+            &reference,
+            for_host.as_deref(),
+            &registry,
+            &identity()?,
+        ),
+        Command::Pull { reference, args } => {
+            crate::registry_cli::pull(&reference, &args, &load_config()?)
+        }
+        Command::Sync { args } => crate::registry_cli::sync(&args, &load_config()?),
         #[cfg(unix)]
         Command::Worker { fd, shm } => Ok(plugin_isolate::worker::serve_with_channel(
             identity()?,

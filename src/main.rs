@@ -18,8 +18,10 @@ mod builtins;
 mod cli;
 mod config_cli;
 mod configured;
+mod host_flags;
 mod isolation_flags;
 mod output;
+mod registry_cli;
 #[cfg(unix)]
 mod reload_signal;
 mod stream;

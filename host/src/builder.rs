@@ -10,96 +10,27 @@ use plugin_api::Builtin;
 
 use crate::builtin::Builtins;
 use crate::gate::Gate;
-use crate::host::{BeforeLoad, Host};
+use crate::host::{BeforeLoad, Host, Parts};
 use crate::identity::HostIdentity;
+use crate::kinds::Kinds;
 use crate::map::LoadFrom;
 use crate::place::{InProcess, Placement};
 use crate::policy::Policy;
-use crate::registry::Kinds;
+use crate::settings::PluginSettings;
 use crate::trust::{Lock, SignatureMode, Trust, TrustedKey};
 
-/// The settings of one plugin, by its name ([`HostBuilder::plugin`]); unset fields take the
-/// host's.
-#[derive(Debug, Clone, Default)]
-pub struct PluginSettings {
-    pub(crate) policy: Option<Policy>,
-    pub(crate) disabled: bool,
-    pub(crate) file: Option<PathBuf>,
-    pub(crate) config: Option<String>,
-    pub(crate) signatures: Option<SignatureMode>,
-    pub(crate) replaces_builtin: bool,
-}
-
-impl PluginSettings {
-    /// No setting of its own.
-    pub fn new() -> Self {
-        PluginSettings::default()
+/// A host's constructors live with its builder: the host itself knows nothing of how it is
+/// set up.
+impl Host {
+    /// A host with the `default` policy, the demo capability kinds and nothing else set:
+    /// [`Host::builder`]`(identity).build()`.
+    pub fn new(identity: HostIdentity) -> Self {
+        Host::builder(identity).build()
     }
 
-    /// Judges the plugin under `policy` instead of the host's.
-    pub fn policy(mut self, policy: Policy) -> Self {
-        self.policy = Some(policy);
-        self
-    }
-
-    /// Never loads the plugin: a file carrying its name is reported
-    /// [`crate::Status::Disabled`] once its provenance is read (no plugin code runs).
-    pub fn disabled(mut self) -> Self {
-        self.disabled = true;
-        self
-    }
-
-    /// Names the plugin's file: every scan considers it before the files found in
-    /// directories (so it wins over another file of that name), and it is refused
-    /// `name-mismatch` when it turns out to carry another name.
-    pub fn file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.file = Some(path.into());
-        self
-    }
-
-    /// The configuration string handed to the plugin when it registers.
-    pub fn config(mut self, config: impl Into<String>) -> Self {
-        self.config = Some(config.into());
-        self
-    }
-
-    /// The plugin's own signature mode.
-    ///
-    /// A mode stricter than the host's applies to every file that says it is this plugin. A
-    /// looser one (an exemption: `ignore` under a host-wide `require`) applies only to the
-    /// file configured for the plugin ([`PluginSettings::file`]): a file that merely declares
-    /// the name in its provenance — an `evil_hello.so` dropped in an earlier directory — gets
-    /// the host's mode. (Not a file the lock lists: a lock is found in the working directory
-    /// too, where anyone's checkout may have put one.)
-    pub fn signatures(mut self, mode: SignatureMode) -> Self {
-        self.signatures = Some(mode);
-        self
-    }
-
-    /// Lets a plugin file of this name replace the builtin of that name: when a scan finds
-    /// one, the builtin is not registered and the file is loaded as any other (if it is then
-    /// refused, neither is there).
-    pub fn replaces_builtin(mut self) -> Self {
-        self.replaces_builtin = true;
-        self
-    }
-
-    /// `later`'s settings over these.
-    fn merge(&mut self, later: PluginSettings) {
-        if later.policy.is_some() {
-            self.policy = later.policy;
-        }
-        self.disabled |= later.disabled;
-        if later.file.is_some() {
-            self.file = later.file;
-        }
-        if later.config.is_some() {
-            self.config = later.config;
-        }
-        if later.signatures.is_some() {
-            self.signatures = later.signatures;
-        }
-        self.replaces_builtin |= later.replaces_builtin;
+    /// The settings of a host, to [`HostBuilder::build`] it.
+    pub fn builder(identity: HostIdentity) -> HostBuilder {
+        HostBuilder::new(identity)
     }
 }
 
@@ -120,7 +51,7 @@ pub struct HostBuilder {
 }
 
 impl HostBuilder {
-    pub(crate) fn new(identity: HostIdentity) -> Self {
+    fn new(identity: HostIdentity) -> Self {
         HostBuilder {
             identity,
             policy: Policy::default(),
@@ -265,7 +196,7 @@ impl HostBuilder {
             }
         }
         let gate = Gate::new(self.identity, self.policy, self.plugins, files, self.trust);
-        Host::from_parts(crate::host::Parts {
+        Host::from_parts(Parts {
             gate,
             kinds: self.kinds,
             in_process: self.in_process,

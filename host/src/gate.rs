@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::fs::Metadata;
 use std::path::{Path, PathBuf};
 
-use crate::builder::PluginSettings;
 use crate::error::PluginError;
 use crate::identity::HostIdentity;
 use crate::map::LoadFrom;
@@ -15,6 +14,7 @@ use crate::policy::{judge_with, CheckKind, Policy, PreparedHost};
 use crate::read::{open_sized, read_sized, ReadError};
 use crate::reason::ReasonCode;
 use crate::report::{PluginReport, Status};
+use crate::settings::PluginSettings;
 use crate::trust::Trust;
 
 /// What the host knows to decide: its identity, its policy, the settings by plugin name and

@@ -8,18 +8,19 @@ use std::sync::Arc;
 
 use plugin_api::{Builtin, CapabilityExport, CapabilityKind};
 
-use crate::builder::HostBuilder;
 use crate::builtin::{Builtins, BUILTIN_PATH};
 use crate::discover::{discover, DiscoverError};
 use crate::error::PluginError;
 use crate::gate::{file_id, Context, Gate, Seen};
 use crate::identity::HostIdentity;
+use crate::kinds::Kinds;
 use crate::lazy::{IndexedPlugin, Lazy, LazyError, Loader};
 use crate::load::{registered, Registering};
-use crate::place::{InProcess, Placement, Request, Running, Verified};
+use crate::place::{InProcess, Placement, Request, Verified};
 use crate::policy::Policy;
 use crate::reason::ReasonCode;
-use crate::registry::{CapabilityInfo, Kinds, Registry};
+use crate::record::{LoadedPlugin, ReloadError};
+use crate::registry::{CapabilityInfo, Registry};
 use crate::report::{PluginReport, Status};
 use crate::trust::{Lock, SignatureMode};
 
@@ -32,91 +33,7 @@ pub enum ScanMode {
     VerifyOnly,
 }
 
-/// A plugin that was loaded and registered: the host's one record of it.
-#[derive(Clone)]
-pub struct LoadedPlugin {
-    /// Its name.
-    pub name: Arc<str>,
-    /// The file it was loaded from (resolved, absolute).
-    pub path: PathBuf,
-    /// Its provenance (a builtin's: the host's own).
-    pub provenance: Provenance,
-    /// Whether it is compiled into the host ([`HostBuilder::builtin`]); `path` is then
-    /// [`crate::BUILTIN_PATH`].
-    pub builtin: bool,
-    /// The path it was found at, as given: what [`Host::reload`] verifies again.
-    source: PathBuf,
-    /// Its instance out of process ([`Placement`]); `None` in-process.
-    running: Option<Arc<dyn Running>>,
-}
-
-use plugin_api::provenance::Provenance;
-
-impl LoadedPlugin {
-    /// Its instance, when a [`Placement`] runs it out of process.
-    pub fn running(&self) -> Option<&Arc<dyn Running>> {
-        self.running.as_ref()
-    }
-}
-
-impl std::fmt::Debug for LoadedPlugin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoadedPlugin")
-            .field("name", &self.name)
-            .field("path", &self.path)
-            .field("provenance", &self.provenance)
-            .field("builtin", &self.builtin)
-            .field("out_of_process", &self.running.is_some())
-            .finish()
-    }
-}
-
-/// Why [`Host::reload`] did not switch a plugin to a new instance. In every case the plugin
-/// serves on as before: its calls never fail because of a reload.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ReloadError {
-    /// No plugin of that name is loaded.
-    #[error("no plugin named `{name}` is loaded, so there is nothing to reload")]
-    NotLoaded {
-        /// The name asked for.
-        name: String,
-    },
-    /// The plugin runs in-process (or is built into the host): a loaded library is never
-    /// unloaded, so only isolated plugins can be reloaded.
-    #[error(
-        "plugin `{name}` runs in-process and cannot be reloaded: a loaded library is never \
-         unloaded; only isolated plugins reload (`isolation = \"process\"`, `--isolate {name}`)"
-    )]
-    InProcess {
-        /// The plugin.
-        name: String,
-    },
-    /// The new file was refused (verification, the trust step, the policy, another plugin's
-    /// name), its worker failed to start or register, or it no longer registers a
-    /// capability the host holds: the old worker serves on.
-    #[error("reloading plugin `{name}` failed, its old worker serves on: {message} [{reason}]")]
-    Refused {
-        /// The plugin.
-        name: String,
-        /// Why, as a reason code.
-        reason: ReasonCode,
-        /// Why, in words.
-        message: String,
-    },
-}
-
-impl ReloadError {
-    /// The reason code of a refused reload; `None` when there was nothing to reload.
-    pub fn reason(&self) -> Option<ReasonCode> {
-        match self {
-            ReloadError::Refused { reason, .. } => Some(*reason),
-            ReloadError::NotLoaded { .. } | ReloadError::InProcess { .. } => None,
-        }
-    }
-}
-
-/// See [`HostBuilder::before_load`].
+/// See [`crate::HostBuilder::before_load`].
 pub(crate) type BeforeLoad = Box<dyn Fn(&Path) + Send + Sync>;
 
 /// The parts a [`HostBuilder`] builds a host from.
@@ -150,17 +67,6 @@ pub struct Host {
 }
 
 impl Host {
-    /// A host with the `default` policy, the demo capability kinds and nothing else set:
-    /// [`Host::builder`]`(identity).build()`.
-    pub fn new(identity: HostIdentity) -> Self {
-        Host::builder(identity).build()
-    }
-
-    /// The settings of a host, to [`HostBuilder::build`] it.
-    pub fn builder(identity: HostIdentity) -> HostBuilder {
-        HostBuilder::new(identity)
-    }
-
     pub(crate) fn from_parts(parts: Parts) -> Self {
         Host {
             gate: parts.gate,
@@ -403,13 +309,13 @@ impl Host {
             .collect();
         capabilities.sort();
         let differences: Arc<[String]> = differences.into();
-        self.registry.commit(
-            &record.name,
-            &differences,
-            &self.kinds,
-            exports,
-            record.running.as_ref(),
-        );
+        let retired: Option<crate::registry::Retired> = record.running.clone().map(|r| {
+            let retired: crate::registry::Retired = Arc::new(move || r.retired());
+            retired
+        });
+        let exports = self.kinds.infos(exports);
+        self.registry
+            .commit(&record.name, &differences, exports, retired.as_ref());
         report.capabilities = capabilities;
         report.status = if record.builtin {
             Status::Builtin

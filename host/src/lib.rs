@@ -58,6 +58,7 @@ mod error;
 mod gate;
 mod host;
 mod identity;
+mod kinds;
 pub mod lazy;
 pub mod limits;
 mod load;
@@ -67,10 +68,12 @@ pub mod place;
 mod policy;
 mod read;
 mod reason;
+mod record;
 mod registry;
 mod report;
 #[cfg(target_os = "linux")]
 mod seal;
+mod settings;
 pub mod small_file;
 #[cfg(target_os = "linux")]
 mod stage;
@@ -80,12 +83,13 @@ pub mod trust;
 mod watch;
 pub mod wire;
 
-pub use builder::{HostBuilder, PluginSettings};
+pub use builder::HostBuilder;
 pub use builtin::BUILTIN_PATH;
 pub use discover::{discover, DiscoverError, LIBRARY_SUFFIX};
 pub use error::PluginError;
-pub use host::{Host, LoadedPlugin, ReloadError, ScanMode};
+pub use host::{Host, ScanMode};
 pub use identity::HostIdentity;
+pub use kinds::Kinds;
 pub use lazy::{IndexedPlugin, IndexedState, LazyError};
 pub use map::LoadFrom;
 pub use place::in_process::DEFAULT_HANG_WARNING;
@@ -104,8 +108,10 @@ pub use read::{
     read_provenance_from, read_worker_provenance, ReadError,
 };
 pub use reason::ReasonCode;
-pub use registry::{CapabilityInfo, Kinds, LookupError, Registry};
+pub use record::{LoadedPlugin, ReloadError};
+pub use registry::{CapabilityInfo, LookupError, Registry};
 pub use report::{PluginReport, Status, WorkerChoice};
+pub use settings::PluginSettings;
 pub use trust::{Lock, LockEntry, LockError, SignatureMode, SignatureStatus, TrustedKey};
 pub use watch::{CallWatch, PLUGIN_EXIT_STATUS};
 

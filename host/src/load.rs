@@ -8,9 +8,9 @@ use abi_stable::std_types::{RResult, RStr, RString};
 use plugin_api::{CallErrorKind, CapabilityExport, HostServices, HostServices_TO, PluginRootRef};
 
 use crate::error::PluginError;
+use crate::kinds::Kinds;
 use crate::limits::{capability_name, MAX_CAPABILITIES};
 use crate::reason::ReasonCode;
-use crate::registry::Kinds;
 
 /// Maps the library at `load_path` (absolute) and finds its `abi_stable` header; `path` is
 /// the name used in messages. On error nothing stays mapped.

@@ -26,9 +26,10 @@ use plugin_api::CapabilityExport;
 
 use crate::error::PluginError;
 use crate::identity::HostIdentity;
+use crate::kinds::Kinds;
 use crate::policy::{CheckKind, Policy, Verdict};
 use crate::reason::ReasonCode;
-use crate::registry::{CapabilityInfo, Kinds};
+use crate::registry::CapabilityInfo;
 use crate::report::{Status, WorkerChoice};
 
 pub(crate) mod in_process;

@@ -6,116 +6,20 @@ use std::sync::{Arc, OnceLock};
 
 use abi_stable::abi_stability::abi_checking::check_layout_compatibility;
 use abi_stable::type_layout::TypeLayout;
-use abi_stable::StableAbi;
-use plugin_api::{CapabilityExport, CapabilityKind, CommandKind, TransformKind};
+use plugin_api::{CapabilityExport, CapabilityKind};
 use serde::Serialize;
 
-/// The capability kinds a host accepts: each a name, the Rust type the host will use it as,
-/// and that type's `abi_stable` layout.
-#[derive(Clone, Default)]
-pub struct Kinds {
-    kinds: HashMap<&'static str, KindInfo>,
-}
-
+/// A capability kind as the registry checks it: the Rust type the host uses it as, and that
+/// type's `abi_stable` layout.
 #[derive(Clone, Copy)]
-struct KindInfo {
-    type_id: TypeId,
-    layout: &'static TypeLayout,
-    /// How its calls cross to a worker, if the application said ([`Kinds::with_wire`]).
-    wire: Option<crate::wire::WireFns>,
+pub(crate) struct KindInfo {
+    pub(crate) type_id: TypeId,
+    pub(crate) layout: &'static TypeLayout,
 }
 
-impl Kinds {
-    /// No kinds at all.
-    pub fn new() -> Self {
-        Kinds::default()
-    }
-
-    /// The demo kinds: `command` and `transform`.
-    pub fn demo() -> Self {
-        Kinds::new().with::<CommandKind>().with::<TransformKind>()
-    }
-
-    /// Adds kind `K` (an application's own kinds are added the same way).
-    ///
-    /// # Panics
-    /// If another type already claimed `K::KIND`.
-    pub fn with<K: CapabilityKind>(mut self) -> Self {
-        let mut info = KindInfo {
-            type_id: TypeId::of::<K>(),
-            layout: <K::Object as StableAbi>::LAYOUT,
-            wire: None,
-        };
-        if let Some(existing) = self.kinds.insert(K::KIND, info) {
-            assert!(
-                existing.type_id == info.type_id,
-                "capability kind `{}` declared twice with different types",
-                K::KIND
-            );
-            info.wire = existing.wire;
-            self.kinds.insert(K::KIND, info);
-        }
-        self
-    }
-
-    /// Adds kind `W::Kind` with a wire encoding, so that its capabilities can be isolated
-    /// (see [`crate::wire`]). The worker needs the same: pass these kinds to
-    /// the `plugin-isolate` crate's `worker::serve_if_worker_with`.
-    ///
-    /// # Panics
-    /// As [`Kinds::with`].
-    pub fn with_wire<W: crate::wire::WireEncoding>(self) -> Self {
-        let mut kinds = self.with::<W::Kind>();
-        if let Some(info) = kinds.kinds.get_mut(<W::Kind as CapabilityKind>::KIND) {
-            info.wire = Some(crate::wire::WireFns::of::<W>());
-        }
-        kinds
-    }
-
-    /// The wire encoding of `kind` an application gave ([`Kinds::with_wire`]), with the
-    /// kind's name.
-    pub fn wire(&self, kind: &str) -> Option<(&'static str, crate::wire::WireFns)> {
-        let (name, info) = self.kinds.get_key_value(kind)?;
-        Some((*name, info.wire?))
-    }
-
-    /// The names of the kinds, sorted.
-    pub fn names(&self) -> Vec<&'static str> {
-        let mut names: Vec<_> = self.kinds.keys().copied().collect();
-        names.sort_unstable();
-        names
-    }
-
-    /// Checks the layout of every capability in `staged` against its kind's type:
-    /// `Err((kind, name, what differs))` for the first that does not match.
-    pub(crate) fn check_layouts(
-        &self,
-        staged: &[CapabilityExport],
-    ) -> Result<(), (String, String, String)> {
-        for export in staged {
-            let kind = self.kinds[export.kind()];
-            check_layout(kind.layout, export)
-                .map_err(|detail| (export.kind().to_owned(), export.name().to_owned(), detail))?;
-        }
-        Ok(())
-    }
-
-    /// Admits an offered capability if this host knows its kind; `Err` says why not.
-    ///
-    /// Its layout is checked against the kind's type when the host first asks for it (see
-    /// [`Registry::get`]): `abi_stable`'s check walks the whole type graph, and a scan
-    /// should not pay it for capabilities nobody uses.
-    pub fn admit(&self, capability: &CapabilityExport) -> Result<(), String> {
-        if self.kinds.contains_key(capability.kind()) {
-            return Ok(());
-        }
-        Err(format!(
-            "this host has no capability kind `{}` (it knows: {})",
-            capability.kind(),
-            self.names().join(", ")
-        ))
-    }
-}
+/// Set once a plugin placed out of process was given up on: the last failure's reason code
+/// and why (what [`crate::place::Running::retired`] says).
+pub(crate) type Retired = Arc<dyn Fn() -> Option<(crate::ReasonCode, String)> + Send + Sync>;
 
 /// A capability as listed in reports.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -134,9 +38,9 @@ struct Entry {
     export: CapabilityExport,
     /// The outcome of the layout check, made on first use.
     layout_checked: OnceLock<Result<(), String>>,
-    /// The plugin's instance placed out of process (the one its plugin record holds), whose
-    /// retirement makes lookups fail; `None` in-process.
-    running: Option<Arc<dyn crate::place::Running>>,
+    /// Whether the plugin's instance placed out of process was retired, which makes lookups
+    /// fail; `None` in-process.
+    retired: Option<Retired>,
 }
 
 /// The capabilities of all loaded plugins, by kind and name.
@@ -210,7 +114,10 @@ impl LookupError {
 
 /// `abi_stable`'s layout check of a capability's object against the type its kind expects;
 /// `Err` holds the differences, most telling first (the full report is logged at debug).
-fn check_layout(expected: &'static TypeLayout, export: &CapabilityExport) -> Result<(), String> {
+pub(crate) fn check_layout(
+    expected: &'static TypeLayout,
+    export: &CapabilityExport,
+) -> Result<(), String> {
     check_layout_compatibility(expected, export.layout()).map_err(|errors| {
         let full = errors.to_string();
         tracing::debug!("layout check of `{}`: {full}", export.name());
@@ -312,7 +219,7 @@ impl Registry {
                 available: self.names(K::KIND),
             })?;
         // In-process plugins pay one test of `None` here.
-        let retired = entry.running.as_ref().and_then(|r| r.retired());
+        let retired = entry.retired.as_ref().and_then(|r| r());
         if let Some((reason, message)) = retired {
             return Err(LookupError::Unregistered {
                 kind: K::KIND.to_owned(),
@@ -386,12 +293,10 @@ impl Registry {
         &mut self,
         plugin: &Arc<str>,
         differences: &Arc<[String]>,
-        kinds: &Kinds,
-        staged: Vec<CapabilityExport>,
-        running: Option<&Arc<dyn crate::place::Running>>,
+        staged: Vec<(KindInfo, CapabilityExport)>,
+        retired: Option<&Retired>,
     ) {
-        for export in staged {
-            let kind = kinds.kinds[export.kind()];
+        for (kind, export) in staged {
             self.by_kind
                 .entry(export.kind().to_owned())
                 .or_default()
@@ -403,7 +308,7 @@ impl Registry {
                         kind,
                         export,
                         layout_checked: OnceLock::new(),
-                        running: running.cloned(),
+                        retired: retired.cloned(),
                     },
                 );
         }

@@ -552,37 +552,6 @@ impl Drop for Channel {
     }
 }
 
-/// Sleeps while `*word == expected`, at most `timeout` (spurious returns are fine: callers loop).
-/// Returns whether the whole timeout passed.
-fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) -> bool {
-    let ts = libc::timespec {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_nsec: timeout.subsec_nanos() as libc::c_long,
-    };
-    // SAFETY: `word` is a live, aligned 4-byte word; `ts` outlives the call. Shared (not
-    // FUTEX_PRIVATE) so that a waker in another process mapping the same file finds us.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAIT,
-            expected,
-            &ts as *const libc::timespec,
-            std::ptr::null::<u32>(),
-            0u32,
-        )
-    };
-    ret != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ETIMEDOUT)
-}
-
-/// Wakes the (at most one) waiter on `word`.
-fn futex_wake(word: &AtomicU32) {
-    // SAFETY: `word` is a live, aligned 4-byte word; FUTEX_WAKE only reads its address.
-    unsafe {
-        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, 1i32);
-    }
-}
-
 /// Lets a child spawned from `cmd` inherit `fd` under the same number, which is returned (pass
 /// it to the child, e.g. in an argument or the environment). The descriptor stays close-on-exec
 /// in this process, so concurrently spawned children do not get it; `cmd` holds it (an
@@ -600,8 +569,11 @@ pub fn pass_fd(cmd: &mut Command, fd: impl AsRawFd + Send + Sync + 'static) -> R
     raw
 }
 
+mod futex;
 mod recv;
 mod ring;
+
+use futex::{futex_wait, futex_wake};
 mod send;
 
 #[cfg(test)]

@@ -45,7 +45,7 @@ fn minisign(args: &[&str]) -> std::process::Output {
 }
 
 /// A minisign key pair made by the tool (`-W`: no password): (public key line, .pub, .key).
-fn minisign_keypair(dir: &Path, name: &str) -> (String, PathBuf, PathBuf) {
+pub(crate) fn minisign_keypair(dir: &Path, name: &str) -> (String, PathBuf, PathBuf) {
     let (public, secret) = (
         dir.join(format!("{name}.pub")),
         dir.join(format!("{name}.key")),
@@ -61,7 +61,7 @@ fn minisign_keypair(dir: &Path, name: &str) -> (String, PathBuf, PathBuf) {
     (line, public, secret)
 }
 
-fn minisign_sign(secret: &Path, file: &Path, legacy: bool) {
+pub(crate) fn minisign_sign(secret: &Path, file: &Path, legacy: bool) {
     let mut args = vec!["-S", "-s", s(secret), "-m", s(file)];
     if legacy {
         args.push("-l");

@@ -140,6 +140,9 @@ impl Config {
             if let Some(v) = &p.isolation {
                 out.push(Entry::set(key("isolation"), str_json(v), &v.origin));
             }
+            if let Some(v) = &p.source {
+                out.push(Entry::set(key("source"), str_json(v), &v.origin));
+            }
             for leaf in p.config.leaves() {
                 out.push(Entry {
                     key: key(&format!("config.{}", leaf.key)),

@@ -7,6 +7,9 @@ use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+/// The record's name in `$XDG_DATA_HOME/<app>/`.
+pub const TRUSTED_PROJECTS_FILE: &str = "trusted-projects";
+
 use serde::Serialize;
 
 /// Which layer a file is. Layers apply in this order, each overriding the ones before it.
@@ -153,10 +156,7 @@ impl Locations {
         let data_home = base_home("XDG_DATA_HOME", ".local/share");
         let cache = base_home("XDG_CACHE_HOME", ".cache").map(|d| d.join(app));
         let project_trust = match &data_home {
-            Some(d) => ProjectTrust::Recorded(
-                d.join(app)
-                    .join(crate::config::trusted::TRUSTED_PROJECTS_FILE),
-            ),
+            Some(d) => ProjectTrust::Recorded(d.join(app).join(TRUSTED_PROJECTS_FILE)),
             None => ProjectTrust::Never,
         };
         let mut system: Vec<PathBuf> = dirs("XDG_CONFIG_DIRS", "/etc/xdg")

@@ -42,6 +42,7 @@ const PLUGIN: &[&str] = &[
     "signatures",
     "replace-builtin",
     "isolation",
+    "source",
 ];
 
 /// Parses and validates `text`, the contents of `file`; `home` is where `~/` paths start.
@@ -406,6 +407,19 @@ impl Walker<'_> {
                 "checks" => s.checks = self.checks(&p, &key)?,
                 "signatures" => s.signatures = Some(self.signatures(&p, &key)?),
                 "replace-builtin" => s.replace_builtin = Some(self.bool(&p, &key)?),
+                "source" => {
+                    let source = self.string(&p, &key)?;
+                    if !source.value.starts_with("oci://") {
+                        return Err(ConfigError::Invalid {
+                            origin: source.origin.clone(),
+                            key,
+                            message: "a plugin's source is an OCI reference: \
+                                      `oci://REGISTRY/REPOSITORY:TAG` (or `@sha256:DIGEST`)"
+                                .to_owned(),
+                        });
+                    }
+                    s.source = Some(source);
+                }
                 _ => {
                     let allowed: Vec<_> = Isolation::ALL.iter().map(|i| i.as_str()).collect();
                     s.isolation = Some(self.word(&p, &key, &allowed, Isolation::parse)?);

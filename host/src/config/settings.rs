@@ -69,6 +69,8 @@ pub struct PluginSettings {
     pub replace_builtin: Option<Valued<bool>>,
     /// `isolation`: in-process (the default) or in a worker process.
     pub isolation: Option<Valued<Isolation>>,
+    /// `source`: the OCI reference `plugin-host sync` installs the plugin from.
+    pub source: Option<Valued<String>>,
     /// The policy override built from `policy`/`checks` (set on the effective settings).
     pub(crate) policy: Option<Policy>,
 }
@@ -115,6 +117,7 @@ impl PluginSettings {
             }
         }
         over(&mut self.path, later.path);
+        over(&mut self.source, later.source);
         over(&mut self.enabled, later.enabled);
         self.config.merge(later.config);
         over(&mut self.preset, later.preset);

@@ -22,8 +22,7 @@ use super::error::ConfigError;
 use super::files::{Locations, ProjectTrust};
 use crate::small_file::SmallFileError;
 
-/// The record's name in `$XDG_DATA_HOME/<app>/`.
-pub const TRUSTED_PROJECTS_FILE: &str = "trusted-projects";
+pub use super::files::TRUSTED_PROJECTS_FILE;
 
 /// The most the record may hold: far more than any user's list of projects.
 const RECORD_LIMIT: u64 = 1 << 20;

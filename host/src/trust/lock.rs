@@ -57,6 +57,12 @@ pub struct LockEntry {
     pub size: u64,
     /// `sha256:HEX` of its provenance's canonical JSON ([`super::hash::provenance_digest`]).
     pub provenance: String,
+    /// Where it was pulled from (`oci://REGISTRY/REPOSITORY:TAG`), when it came from a
+    /// registry (`plugin-host pull`).
+    pub source: Option<String>,
+    /// The digest (`sha256:HEX`) of the manifest it was pulled as: `pull --locked` refuses a
+    /// tag that now names another.
+    pub manifest: Option<String>,
 }
 
 impl LockEntry {
@@ -76,6 +82,8 @@ impl LockEntry {
             sha256: digest.sha256_hex(),
             size: digest.size,
             provenance: digest.provenance.clone(),
+            source: None,
+            manifest: None,
         }
     }
 
@@ -237,7 +245,17 @@ impl Lock {
                     .ok_or_else(|| invalid(item.span(), format!("`{key}` must be a string")))
             };
             for (key, item) in table.iter() {
-                if !["name", "version", "path", "sha256", "size", "provenance"].contains(&key) {
+                let known = [
+                    "name",
+                    "version",
+                    "path",
+                    "sha256",
+                    "size",
+                    "provenance",
+                    "source",
+                    "manifest",
+                ];
+                if !known.contains(&key) {
                     return Err(invalid(
                         item.span(),
                         format!("unknown key `{key}` in a `[[plugin]]`"),
@@ -263,6 +281,11 @@ impl Lock {
                 sha256: string("sha256")?,
                 size,
                 provenance: string("provenance")?,
+                source: table.get("source").map(|_| string("source")).transpose()?,
+                manifest: table
+                    .get("manifest")
+                    .map(|_| string("manifest"))
+                    .transpose()?,
             };
             let hex64 = |s: &str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
             if !hex64(&entry.sha256) {
@@ -275,6 +298,15 @@ impl Lock {
                     span,
                     "`provenance` must be `sha256:` and 64 hex digits".into(),
                 ));
+            }
+            if let Some(manifest) = &entry.manifest {
+                if !manifest.strip_prefix("sha256:").is_some_and(hex64) {
+                    let span = table.get("manifest").and_then(|i| i.span());
+                    return Err(invalid(
+                        span,
+                        "`manifest` must be `sha256:` and 64 hex digits".into(),
+                    ));
+                }
             }
             let name = entry.name.clone();
             if lock.entries.insert(name.clone(), entry).is_some() {
@@ -318,7 +350,12 @@ impl Lock {
         if !report.is_ok() {
             return false;
         }
-        let entry = LockEntry::new(name, version, &report.path, self.dir(), digest);
+        let mut entry = LockEntry::new(name, version, &report.path, self.dir(), digest);
+        // The same bytes, locked again: where they were pulled from still holds.
+        if let Some(old) = self.get(name).filter(|old| old.sha256 == entry.sha256) {
+            entry.source.clone_from(&old.source);
+            entry.manifest.clone_from(&old.manifest);
+        }
         self.insert(entry);
         true
     }
@@ -349,6 +386,12 @@ impl Lock {
                 e.size,
                 quote(&e.provenance),
             );
+            if let Some(source) = &e.source {
+                let _ = writeln!(s, "source = {}", quote(source));
+            }
+            if let Some(manifest) = &e.manifest {
+                let _ = writeln!(s, "manifest = {}", quote(manifest));
+            }
         }
         s
     }
@@ -402,7 +445,29 @@ mod tests {
             sha256: "ab".repeat(32),
             size: 42,
             provenance: format!("sha256:{}", "cd".repeat(32)),
+            source: None,
+            manifest: None,
         }
+    }
+
+    #[test]
+    fn where_a_plugin_was_pulled_from_is_kept() {
+        let mut lock = Lock::new("plugin-host.lock");
+        let mut pulled = entry("hello");
+        pulled.source = Some("oci://127.0.0.1:5000/team/hello:1".to_owned());
+        pulled.manifest = Some(format!("sha256:{}", "ef".repeat(32)));
+        lock.insert(pulled.clone());
+        lock.insert(entry("wc"));
+        let text = lock.render();
+        assert!(text.contains("source = \"oci://127.0.0.1:5000/team/hello:1\"\n"));
+        let back = Lock::parse("plugin-host.lock", &text).unwrap();
+        assert_eq!(back.get("hello"), Some(&pulled));
+        assert_eq!(back.get("wc").unwrap().source, None);
+        let bad = text.replace(&"ef".repeat(32), "xyz");
+        let e = Lock::parse("plugin-host.lock", &bad)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`manifest` must be `sha256:`"), "{e}");
     }
 
     #[test]

@@ -42,7 +42,7 @@ fn spawn_child(capacity: usize, mode: &str) -> (Channel, Child) {
     let raw = pass_fd(&mut cmd, fd);
     cmd.args([
         "--exact",
-        "isolate::shm::tests::child_helper",
+        "shm::tests::child_helper",
         "--include-ignored",
         "--nocapture",
         "--test-threads=1",

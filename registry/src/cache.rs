@@ -1,0 +1,221 @@
+//! What was pulled, kept for `--offline`: blobs by digest (`blobs/sha256/HEX`) and the digest
+//! each tag named when last pulled (`refs/REGISTRY/REPOSITORY/TAG`), under
+//! `$XDG_CACHE_HOME/plugin-host/oci` (else `~/.cache/plugin-host/oci`).
+//!
+//! The cache is a hint, never trusted: every blob read from it is checked against its digest
+//! and size as it is read, like one from the registry, and what is pulled from it is verified
+//! by the host as any pull is. A failure to write the cache is logged, not fatal.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use host::small_file::{Links, SmallFile};
+use sha2::{Digest, Sha256};
+
+use crate::artifact::Descriptor;
+use crate::client::{sha256_digest, Fetched, MAX_MANIFEST};
+use crate::reference::{is_digest, Reference};
+use crate::Error;
+
+const REF_FILE: SmallFile = SmallFile {
+    what: "cached tag",
+    limit: 128,
+    links: Links::Refuse,
+};
+
+const BLOB_FILE: SmallFile = SmallFile {
+    what: "cached manifest",
+    limit: MAX_MANIFEST,
+    links: Links::Refuse,
+};
+
+/// The cache directory.
+#[derive(Debug, Clone)]
+pub struct Cache {
+    dir: PathBuf,
+}
+
+impl Cache {
+    /// The cache in `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Cache {
+        Cache { dir: dir.into() }
+    }
+
+    /// `$XDG_CACHE_HOME/plugin-host/oci`, else `~/.cache/plugin-host/oci`.
+    pub fn default_dir() -> Option<PathBuf> {
+        let base = match std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+            Some(dir) => PathBuf::from(dir),
+            None => PathBuf::from(std::env::var_os("HOME")?).join(".cache"),
+        };
+        Some(base.join("plugin-host/oci"))
+    }
+
+    /// The cache directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn blob_path(&self, digest: &str) -> Option<PathBuf> {
+        is_digest(digest).then(|| self.dir.join("blobs/sha256").join(&digest[7..]))
+    }
+
+    fn ref_path(&self, reference: &Reference) -> PathBuf {
+        // Registry `host:port` and repository components are plain names (checked when the
+        // reference was parsed); `:` is kept out of the file name.
+        self.dir
+            .join("refs")
+            .join(reference.registry.replace(':', "_"))
+            .join(&reference.repository)
+            .join(&reference.reference)
+    }
+
+    fn not_cached(&self, what: String) -> Error {
+        Error::NotCached {
+            what,
+            cache: self.dir.display().to_string(),
+        }
+    }
+
+    /// Keeps a manifest (by digest) and, for a tag, the digest it named.
+    pub(crate) fn put_manifest(&self, reference: &Reference, fetched: &Fetched) {
+        let Some(blob) = self.blob_path(&fetched.digest) else {
+            return;
+        };
+        let mut kept = write(&blob, &fetched.bytes);
+        if !reference.is_digest() {
+            let media = if fetched.media_type == crate::client::INDEX {
+                "index"
+            } else {
+                "manifest"
+            };
+            let line = format!("{} {media}\n", fetched.digest);
+            kept = kept.and_then(|()| write(&self.ref_path(reference), line.as_bytes()));
+        }
+        if let Err(e) = kept {
+            tracing::warn!(
+                "cannot keep {reference} in the cache {}: {e}",
+                self.dir.display()
+            );
+        }
+    }
+
+    /// The manifest or index at `reference`, as last pulled.
+    pub(crate) fn manifest(&self, reference: &Reference) -> Result<Fetched, Error> {
+        let (digest, media_type) = if reference.is_digest() {
+            (reference.reference.clone(), None)
+        } else {
+            let line = REF_FILE
+                .read_to_string(&self.ref_path(reference))
+                .map_err(|_| self.not_cached(reference.to_string()))?;
+            let (digest, media) = line.trim().split_once(' ').unwrap_or((line.trim(), ""));
+            (digest.to_owned(), Some(media.to_owned()))
+        };
+        let path = self
+            .blob_path(&digest)
+            .ok_or_else(|| self.not_cached(reference.to_string()))?;
+        let bytes = BLOB_FILE
+            .read(&path)
+            .map_err(|_| self.not_cached(format!("{reference} ({digest})")))?;
+        let found = sha256_digest(&bytes);
+        if found != digest {
+            return Err(Error::DigestMismatch {
+                what: format!("the cached {reference}"),
+                expected: digest,
+                found,
+            });
+        }
+        let media_type = match media_type.as_deref() {
+            Some("index") => crate::client::INDEX.to_owned(),
+            _ => serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v["mediaType"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| crate::client::MANIFEST.to_owned()),
+        };
+        Ok(Fetched {
+            bytes,
+            media_type,
+            digest,
+        })
+    }
+
+    /// Keeps the blob `digest` written at `path` (already checked).
+    pub(crate) fn put_blob_from(&self, digest: &str, path: &Path) {
+        let Some(blob) = self.blob_path(digest) else {
+            return;
+        };
+        let kept = (|| {
+            let dir = blob.parent().expect("a blob path has a directory");
+            fs::create_dir_all(dir)?;
+            host::small_file::write_atomically_with(&blob, |out| {
+                std::io::copy(&mut fs::File::open(path)?, out).map(|_| ())
+            })
+        })();
+        if let Err(e) = kept {
+            tracing::warn!(
+                "cannot keep blob {digest} in the cache {}: {e}",
+                self.dir.display()
+            );
+        }
+    }
+
+    /// Copies the cached blob of `descriptor` into `out`, checked against its digest and size.
+    pub(crate) fn blob_to(&self, descriptor: &Descriptor, out: &mut fs::File) -> Result<(), Error> {
+        let what = format!("blob {}", descriptor.digest);
+        let path = self
+            .blob_path(&descriptor.digest)
+            .ok_or_else(|| self.not_cached(what.clone()))?;
+        let file = open_no_follow(&path).map_err(|_| self.not_cached(what.clone()))?;
+        let mut reader = file.take(descriptor.size + 1);
+        let mut hasher = Sha256::new();
+        let mut buffer = vec![0u8; 64 << 10];
+        let mut total = 0u64;
+        loop {
+            let n = reader.read(&mut buffer).map_err(|e| Error::Io {
+                what: format!("reading the cached {what}"),
+                source: e,
+            })?;
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+            hasher.update(&buffer[..n]);
+            out.write_all(&buffer[..n]).map_err(|e| Error::Io {
+                what: format!("writing {what}"),
+                source: e,
+            })?;
+        }
+        let found = format!("sha256:{:x}", hasher.finalize());
+        if total != descriptor.size || found != descriptor.digest {
+            return Err(Error::DigestMismatch {
+                what: format!("the cached {what}"),
+                expected: format!("{} ({} bytes)", descriptor.digest, descriptor.size),
+                found: format!("{found} ({total} bytes)"),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    host::small_file::write_atomically(path, bytes)
+}
+
+/// Opens a regular file, refusing a link.
+fn open_no_follow(path: &Path) -> std::io::Result<fs::File> {
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW);
+    }
+    let file = options.open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok(file)
+}

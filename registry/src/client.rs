@@ -1,0 +1,404 @@
+//! The OCI distribution API, as much of it as plugins need: manifests and blobs, read with a
+//! bound and checked against their digests, and uploaded whole.
+//!
+//! Plain HTTP only to a registry on this machine (loopback) or with `insecure`; HTTPS (rustls,
+//! the Mozilla roots) everywhere else. Credentials come from the usual Docker file
+//! (`$REGISTRY_AUTH_FILE`, else `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`):
+//! Basic auth, and the registry token flow (`WWW-Authenticate: Bearer …`) with them.
+
+use std::io::{Read, Write};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+
+use crate::reference::Reference;
+use crate::Error;
+
+/// The most bytes a manifest or an index may hold.
+pub const MAX_MANIFEST: u64 = 4 << 20;
+/// The most bytes a token response may hold.
+const MAX_TOKEN: u64 = 64 << 10;
+/// The most bytes of an error body quoted in a message.
+const MAX_ERROR_BODY: u64 = 4 << 10;
+
+/// OCI manifest media types.
+pub const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// OCI index media type.
+pub const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// A connection to one registry.
+pub struct Client {
+    agent: ureq::Agent,
+    base: String,
+    registry: String,
+    basic: Option<String>,
+    token: Mutex<Option<String>>,
+}
+
+/// A manifest or an index as the registry served it.
+pub struct Fetched {
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+    /// Its media type (from the document, else the response's `Content-Type`).
+    pub media_type: String,
+    /// `sha256:HEX` of the bytes.
+    pub digest: String,
+}
+
+impl Client {
+    /// A client for `reference`'s registry: HTTPS, or plain HTTP on loopback or when
+    /// `insecure`.
+    pub fn new(reference: &Reference, insecure: bool) -> Result<Client, Error> {
+        let scheme = scheme(reference, insecure);
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(10))
+            .timeout_read(Duration::from_secs(60))
+            .timeout_write(Duration::from_secs(60))
+            .redirects(5)
+            .user_agent(concat!("plugin-host/", env!("CARGO_PKG_VERSION")))
+            .build();
+        Ok(Client {
+            agent,
+            base: format!("{scheme}://{}", reference.registry),
+            registry: reference.registry.clone(),
+            basic: crate::auth::basic_for(&reference.registry)?,
+            token: Mutex::new(None),
+        })
+    }
+
+    fn url(&self, repository: &str, path: &str) -> String {
+        format!("{}/v2/{repository}/{path}", self.base)
+    }
+
+    /// Sends a request (`body` with its content type), authenticating once when the registry
+    /// asks (Basic, or a bearer token from its realm).
+    fn send(
+        &self,
+        method: &str,
+        url: &str,
+        accept: Option<&str>,
+        body: Option<(&[u8], &str)>,
+        what: &str,
+    ) -> Result<ureq::Response, Error> {
+        let mut retried = false;
+        loop {
+            let mut request = self.agent.request(method, url);
+            if let Some(accept) = accept {
+                request = request.set("Accept", accept);
+            }
+            let token = self.token.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            if let Some(token) = &token {
+                request = request.set("Authorization", &format!("Bearer {token}"));
+            } else if let Some(basic) = &self.basic {
+                request = request.set("Authorization", &format!("Basic {basic}"));
+            }
+            let sent = match body {
+                Some((bytes, content_type)) => {
+                    request.set("Content-Type", content_type).send_bytes(bytes)
+                }
+                None => request.call(),
+            };
+            match sent {
+                Ok(response) => return Ok(response),
+                Err(ureq::Error::Status(401, response)) if !retried => {
+                    retried = true;
+                    let challenge = response.header("WWW-Authenticate").unwrap_or("").to_owned();
+                    match self.authenticate(&challenge)? {
+                        true => continue,
+                        false => return Err(self.status_error(401, response, what)),
+                    }
+                }
+                Err(ureq::Error::Status(code, response)) => {
+                    return Err(self.status_error(code, response, what))
+                }
+                Err(ureq::Error::Transport(e)) => {
+                    return Err(Error::Unreachable {
+                        registry: self.registry.clone(),
+                        detail: e.to_string(),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Answers a `WWW-Authenticate` challenge: a bearer token fetched from its realm (with the
+    /// credentials, when there are some). `false` when there is nothing to try.
+    fn authenticate(&self, challenge: &str) -> Result<bool, Error> {
+        let Some(params) = challenge.strip_prefix("Bearer ") else {
+            return Ok(false);
+        };
+        let param = |name: &str| {
+            params.split(',').find_map(|p| {
+                let (k, v) = p.trim().split_once('=')?;
+                (k == name).then(|| v.trim_matches('"').to_owned())
+            })
+        };
+        let Some(realm) = param("realm") else {
+            return Ok(false);
+        };
+        let mut request = self.agent.get(&realm);
+        for name in ["service", "scope"] {
+            if let Some(value) = param(name) {
+                request = request.query(name, &value);
+            }
+        }
+        if let Some(basic) = &self.basic {
+            request = request.set("Authorization", &format!("Basic {basic}"));
+        }
+        let response = match request.call() {
+            Ok(r) => r,
+            Err(ureq::Error::Status(code, _)) => {
+                return Err(Error::Unauthorized {
+                    registry: self.registry.clone(),
+                    detail: format!("its token service ({realm}) answered {code}"),
+                })
+            }
+            Err(ureq::Error::Transport(e)) => {
+                return Err(Error::Unreachable {
+                    registry: realm,
+                    detail: e.to_string(),
+                })
+            }
+        };
+        let body = read_bounded(response, MAX_TOKEN, "token response")?;
+        let value: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| Error::Malformed {
+                what: "token response".to_owned(),
+                detail: e.to_string(),
+            })?;
+        let token = value["token"]
+            .as_str()
+            .or(value["access_token"].as_str())
+            .ok_or_else(|| Error::Malformed {
+                what: "token response".to_owned(),
+                detail: "no `token`".to_owned(),
+            })?;
+        *self.token.lock().unwrap_or_else(|p| p.into_inner()) = Some(token.to_owned());
+        Ok(true)
+    }
+
+    fn status_error(&self, code: u16, response: ureq::Response, what: &str) -> Error {
+        let body = read_bounded(response, MAX_ERROR_BODY, "error").unwrap_or_default();
+        let detail = String::from_utf8_lossy(&body);
+        let detail = host::text::printable(detail.trim()).into_owned();
+        match code {
+            401 | 403 => Error::Unauthorized {
+                registry: self.registry.clone(),
+                detail: format!("{what}: {code} {detail}"),
+            },
+            404 => Error::NotFound {
+                what: what.to_owned(),
+            },
+            _ => Error::Status {
+                what: what.to_owned(),
+                status: code,
+                detail,
+            },
+        }
+    }
+
+    /// The manifest or index at `reference` (a tag or a digest), at most [`MAX_MANIFEST`]
+    /// bytes; a digest reference must match what arrived.
+    pub fn manifest(&self, reference: &Reference) -> Result<Fetched, Error> {
+        let url = self.url(
+            &reference.repository,
+            &format!("manifests/{}", reference.reference),
+        );
+        let what = format!("{reference}");
+        let response = self.send(
+            "GET",
+            &url,
+            Some(&format!("{INDEX}, {MANIFEST}")),
+            None,
+            &what,
+        )?;
+        let content_type = response.content_type().to_owned();
+        let bytes = read_bounded(response, MAX_MANIFEST, &what)?;
+        let digest = sha256_digest(&bytes);
+        if reference.is_digest() && digest != reference.reference {
+            return Err(Error::DigestMismatch {
+                what,
+                expected: reference.reference.clone(),
+                found: digest,
+            });
+        }
+        let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v["mediaType"].as_str().map(str::to_owned))
+            .unwrap_or(content_type);
+        Ok(Fetched {
+            bytes,
+            media_type,
+            digest,
+        })
+    }
+
+    /// Streams blob `digest` of `size` bytes into `out`, checking its size and digest as it
+    /// arrives: nothing more than `size` bytes is read.
+    pub fn blob_to(
+        &self,
+        repository: &str,
+        digest: &str,
+        size: u64,
+        out: &mut dyn Write,
+    ) -> Result<(), Error> {
+        let url = self.url(repository, &format!("blobs/{digest}"));
+        let what = format!("blob {digest}");
+        let response = self.send("GET", &url, None, None, &what)?;
+        let mut reader = response.into_reader().take(size + 1);
+        let mut hasher = Sha256::new();
+        let mut buffer = vec![0u8; 64 << 10];
+        let mut total = 0u64;
+        loop {
+            let n = reader.read(&mut buffer).map_err(|e| Error::Unreachable {
+                registry: self.registry.clone(),
+                detail: format!("reading {what}: {e}"),
+            })?;
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+            if total > size {
+                return Err(Error::TooLarge { what, limit: size });
+            }
+            hasher.update(&buffer[..n]);
+            out.write_all(&buffer[..n]).map_err(|e| Error::Io {
+                what: format!("writing {what}"),
+                source: e,
+            })?;
+        }
+        let found = format!("sha256:{}", hex(&hasher.finalize()));
+        if total != size || found != digest {
+            return Err(Error::DigestMismatch {
+                what,
+                expected: format!("{digest} ({size} bytes)"),
+                found: format!("{found} ({total} bytes)"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Uploads `bytes` as a blob (once: a blob the repository has is not sent again); its
+    /// digest.
+    pub fn put_blob(&self, repository: &str, bytes: &[u8]) -> Result<String, Error> {
+        let digest = sha256_digest(bytes);
+        let what = format!("blob {digest}");
+        let head = self.url(repository, &format!("blobs/{digest}"));
+        match self.send("HEAD", &head, None, None, &what) {
+            Ok(_) => return Ok(digest),
+            Err(Error::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        let start = self.url(repository, "blobs/uploads/");
+        let response = self.send(
+            "POST",
+            &start,
+            None,
+            Some((&[], "application/octet-stream")),
+            &what,
+        )?;
+        let location = response
+            .header("Location")
+            .ok_or_else(|| Error::Malformed {
+                what: "upload session".to_owned(),
+                detail: "no Location header".to_owned(),
+            })?
+            .to_owned();
+        let location = if location.starts_with('/') {
+            format!("{}{location}", self.base)
+        } else {
+            location
+        };
+        let separator = if location.contains('?') { '&' } else { '?' };
+        let put = format!("{location}{separator}digest={digest}");
+        self.send(
+            "PUT",
+            &put,
+            None,
+            Some((bytes, "application/octet-stream")),
+            &what,
+        )?;
+        Ok(digest)
+    }
+
+    /// Uploads a manifest or an index at `reference` (a tag, or its own digest); its digest.
+    pub fn put_manifest(
+        &self,
+        reference: &Reference,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<String, Error> {
+        let url = self.url(
+            &reference.repository,
+            &format!("manifests/{}", reference.reference),
+        );
+        self.send(
+            "PUT",
+            &url,
+            None,
+            Some((bytes, media_type)),
+            &reference.to_string(),
+        )?;
+        Ok(sha256_digest(bytes))
+    }
+}
+
+/// `http` on loopback or when `insecure`, else `https`.
+fn scheme(reference: &Reference, insecure: bool) -> &'static str {
+    if reference.is_loopback() || insecure {
+        "http"
+    } else {
+        "https"
+    }
+}
+
+/// Reads a response body of at most `limit` bytes.
+fn read_bounded(response: ureq::Response, limit: u64, what: &str) -> Result<Vec<u8>, Error> {
+    let mut bytes = Vec::new();
+    response
+        .into_reader()
+        .take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::Unreachable {
+            registry: what.to_owned(),
+            detail: e.to_string(),
+        })?;
+    if bytes.len() as u64 > limit {
+        return Err(Error::TooLarge {
+            what: what.to_owned(),
+            limit,
+        });
+    }
+    Ok(bytes)
+}
+
+/// `sha256:HEX` of `bytes`.
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex(&Sha256::digest(bytes)))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `user:password`, Base64, as HTTP Basic auth sends it.
+pub(crate) fn basic(user: &str, password: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_on_loopback_or_when_asked() {
+        let at = |text: &str| Reference::parse(text).unwrap();
+        assert_eq!(scheme(&at("oci://127.0.0.1:5000/x:1"), false), "http");
+        assert_eq!(scheme(&at("oci://localhost/x:1"), false), "http");
+        assert_eq!(scheme(&at("oci://ghcr.io/x:1"), false), "https");
+        assert_eq!(scheme(&at("oci://10.0.0.7:5000/x:1"), false), "https");
+        assert_eq!(scheme(&at("oci://10.0.0.7:5000/x:1"), true), "http");
+    }
+}
