@@ -18,13 +18,13 @@ use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use abi_stable::std_types::{RSlice, RStr, RVec};
+use abi_stable::std_types::{RSlice, RStr, RString, RVec};
 use criterion::{criterion_group, Criterion, Throughput};
 
 use host::{ScanMode, Status};
-use plugin_api::{CallResult, CommandKind, TransformKind};
+use plugin_api::{CallResult, CommandKind, CommandWriter, TransformKind};
 
-use support::{artifacts, host, log_lines, scratch};
+use support::{artifacts, builder, log_lines, scratch};
 
 #[global_allocator]
 static GLOBAL: support::Counting = support::Counting;
@@ -33,11 +33,17 @@ const LINE: &[u8] =
     b"2026-11-21T10:00:01Z INFO  login ok user=ada@example.com ip=192.168.10.7 took=12ms\n";
 
 fn loaded_host() -> host::Host {
+    loaded_host_from(host::LoadFrom::default())
+}
+
+/// The host with `hello` and `redact` loaded; `LoadFrom::File` (loaded in place) lets a
+/// profiler find the plugins' symbols, which it cannot in a sealed copy.
+fn loaded_host_from(load_from: host::LoadFrom) -> host::Host {
     let a = artifacts();
     let dir = scratch("calls-plugins");
     std::fs::copy(&a.hello, dir.join("libhello.so")).unwrap();
     std::fs::copy(&a.redact, dir.join("libredact.so")).unwrap();
-    let mut host = host();
+    let mut host = builder().load_from(load_from).build();
     let reports = host.scan(&[&dir], ScanMode::Load).unwrap();
     assert!(reports.iter().all(|r| r.status == Status::Loaded));
     host
@@ -74,6 +80,65 @@ fn call_overhead(c: &mut Criterion) {
         b.iter(|| local.call(black_box(RSlice::from_slice(&args))))
     });
     g.finish();
+
+    // The same command, its output written into the caller's reused buffer (`call_into`),
+    // against the compiled-in writer behind a fn pointer into a reused `String`.
+    let mut g = c.benchmark_group("command hello into a reused buffer");
+    let mut out = RString::with_capacity(256);
+    g.bench_function("plugin, held handle, call_into", |b| {
+        b.iter(|| {
+            out.clear();
+            command
+                .call_into(black_box(RSlice::from_slice(&args)), &mut out)
+                .unwrap();
+        })
+    });
+    let greet_into: fn(&[&str], &str, &mut String) -> std::fmt::Result =
+        black_box(hello::greet_into::<String>);
+    let mut text = String::with_capacity(256);
+    g.bench_function("compiled in, fn pointer", |b| {
+        b.iter(|| {
+            text.clear();
+            greet_into(black_box(&["Ada"]), &host_label, &mut text).unwrap();
+        })
+    });
+    // The same writer into the buffer type the plugin writes to (`RString`'s appends are
+    // calls into abi_stable, `String`'s are inlined): the call's own cost is the difference
+    // between the plugin and this row.
+    let greet_into_r: fn(&[&str], &str, &mut RString) -> std::fmt::Result =
+        black_box(hello::greet_into::<RString>);
+    g.bench_function("compiled in, fn pointer, into an RString", |b| {
+        b.iter(|| {
+            out.clear();
+            greet_into_r(black_box(&["Ada"]), &host_label, &mut out).unwrap();
+        })
+    });
+    let label = host_label.clone();
+    let local_writer = CommandKind::object(CommandWriter(
+        move |args: &[&str], out: &mut RString| -> CallResult<()> {
+            Ok(hello::greet_into(args, &label, out)?)
+        },
+    ));
+    g.bench_function("compiled in, FFI object, call_into", |b| {
+        b.iter(|| {
+            out.clear();
+            local_writer
+                .call_into(black_box(RSlice::from_slice(&args)), &mut out)
+                .unwrap();
+        })
+    });
+    g.finish();
+    out.clear();
+    command
+        .call_into(RSlice::from_slice(&args), &mut out)
+        .unwrap();
+    let per_call = support::allocations_per_call(10_000, || {
+        out.clear();
+        command
+            .call_into(RSlice::from_slice(&args), &mut out)
+            .unwrap();
+    });
+    println!("host-side allocations per command call_into (output buffer reused): {per_call}");
 
     let mut g = c.benchmark_group("transform redact (one 84-byte line)");
     let transform = registry.get::<TransformKind>("redact").unwrap();
@@ -253,15 +318,16 @@ fn compiled_in_filter() {
     }
 }
 
-/// Set (to `PATH:N`, `PATH` one of `plugin-command`, `compiled-command`, `plugin-transform`,
-/// `compiled-transform`) to make N calls down one path and exit: run that under
+/// Set (to `PATH:N`, `PATH` one of `plugin-command`, `compiled-command`,
+/// `plugin-command-into`, `compiled-command-into`, `compiled-command-into-rstring`,
+/// `plugin-transform`, `compiled-transform`) to make N calls down one path and exit: run that under
 /// `valgrind --tool=callgrind` with N and with 0 to count the instructions of one call.
 const LOOP_ENV: &str = "PLUGIN_HOST_BENCH_CALL_LOOP";
 
 fn call_loop(spec: &str) {
     let (path, n) = spec.split_once(':').expect("PATH:N");
     let n: usize = n.parse().expect("N");
-    let host = loaded_host();
+    let host = loaded_host_from(host::LoadFrom::File);
     let registry = host.registry();
     let command = registry.get::<CommandKind>("hello").unwrap();
     let transform = registry.get::<TransformKind>("redact").unwrap();
@@ -269,10 +335,25 @@ fn call_loop(spec: &str) {
     let greet: fn(&[&str], &str) -> CallResult<String> = black_box(hello::greet);
     let args = [RStr::from("Ada")];
     let (mut rout, mut vout) = (RVec::with_capacity(256), Vec::with_capacity(256));
+    let (mut sout, mut tout) = (RString::with_capacity(256), String::with_capacity(256));
     for _ in 0..n {
         match path {
             "plugin-command" => drop(black_box(command.call(RSlice::from_slice(&args)))),
             "compiled-command" => drop(black_box(greet(&["Ada"], "plugin-host 0.1.0"))),
+            "plugin-command-into" => {
+                sout.clear();
+                command
+                    .call_into(RSlice::from_slice(black_box(&args)), &mut sout)
+                    .unwrap();
+            }
+            "compiled-command-into" => {
+                tout.clear();
+                hello::greet_into(black_box(&["Ada"]), "plugin-host 0.1.0", &mut tout).unwrap();
+            }
+            "compiled-command-into-rstring" => {
+                sout.clear();
+                hello::greet_into(black_box(&["Ada"]), "plugin-host 0.1.0", &mut sout).unwrap();
+            }
             "plugin-transform" => {
                 rout.clear();
                 transform

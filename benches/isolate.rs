@@ -534,6 +534,11 @@ mod linux {
 
     /// A host holding `libs` (copied into a fresh directory), isolated or not.
     fn loaded(name: &str, libs: &[&std::path::Path], isolated: bool) -> Host {
+        loaded_with(name, libs, isolated, 1)
+    }
+
+    /// The same, with `workers` worker slots per isolated plugin.
+    fn loaded_with(name: &str, libs: &[&std::path::Path], isolated: bool, workers: usize) -> Host {
         let dir = support::scratch(name);
         for lib in libs {
             std::fs::copy(lib, dir.join(lib.file_name().unwrap())).unwrap();
@@ -543,7 +548,8 @@ mod linux {
             let isolation = Isolation::new()
                 .worker_command(&support::artifacts().cli, ["__worker"])
                 .default_mode(Mode::Process)
-                .call_timeout(Duration::from_secs(10));
+                .call_timeout(Duration::from_secs(10))
+                .workers(workers);
             host = host.placement(isolation);
         }
         let mut host = host.build();
@@ -726,6 +732,93 @@ mod linux {
         println!("  crash to next call served, in all:       median {:6.1} ms  max {:6.1} ms   (target <= 100 ms)", median(whole.clone()), max(&whole));
     }
 
+    /// More than one call in flight to one isolated plugin: a pool of two workers, called by
+    /// one thread and by two, side by side (`redact` over 64 MiB in 256 KiB chunks, and the
+    /// `hello` command), and in-process `redact` by one and two threads for scale.
+    fn pool() {
+        let a = support::artifacts();
+        let libs = [a.hello.as_path(), a.redact.as_path()];
+        let isolated = loaded_with("isolate-pool", &libs, true, 2);
+        let in_process = loaded("isolate-pool-in-process", &libs, false);
+        let input = support::log_lines(BULK_BYTES);
+        let pieces = chunks(&input);
+        type Out = abi_stable::std_types::RVec<u8>;
+        // `threads` threads share the chunks (thread t takes every t-th): MiB/s in all.
+        let bulk = |host: &Host, threads: usize| {
+            let redact = host.registry().get::<TransformKind>("redact").unwrap();
+            let start = Instant::now();
+            std::thread::scope(|s| {
+                for t in 0..threads {
+                    let (redact, pieces) = (&redact, &pieces);
+                    s.spawn(move || {
+                        let mut out = Out::new();
+                        for p in pieces.iter().skip(t).step_by(threads) {
+                            out.clear();
+                            redact.apply(RSlice::from_slice(p), &mut out).unwrap();
+                            black_box(out.len());
+                        }
+                    });
+                }
+            });
+            mib_per_s(input.len(), start)
+        };
+        const CALLS: usize = 100_000;
+        // `threads` threads make CALLS `hello` calls in all: calls per µs.
+        let calls = |host: &Host, threads: usize| {
+            let hello = host.registry().get::<CommandKind>("hello").unwrap();
+            let start = Instant::now();
+            std::thread::scope(|s| {
+                for _ in 0..threads {
+                    let hello = &hello;
+                    s.spawn(move || {
+                        let args = [RStr::from("Ada")];
+                        for _ in 0..CALLS / threads {
+                            black_box(hello.call(RSlice::from_slice(&args)).unwrap());
+                        }
+                    });
+                }
+            });
+            CALLS as f64 / start.elapsed().as_secs_f64() / 1e6
+        };
+        // Warm both workers of the pool.
+        bulk(&isolated, 2);
+        calls(&isolated, 2);
+        let mut rows: [Vec<f64>; 6] = Default::default();
+        for _ in 0..7 {
+            rows[0].push(bulk(&isolated, 1));
+            rows[1].push(bulk(&isolated, 2));
+            rows[2].push(bulk(&in_process, 1));
+            rows[3].push(bulk(&in_process, 2));
+            rows[4].push(calls(&isolated, 1));
+            rows[5].push(calls(&isolated, 2));
+        }
+        let spread = |v: &Vec<f64>| {
+            let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = v.iter().copied().fold(0.0, f64::max);
+            format!("[{lo:.2}, {hi:.2}]")
+        };
+        let ratios = |a: &Vec<f64>, b: &Vec<f64>| -> Vec<f64> {
+            a.iter().zip(b).map(|(x, y)| x / y).collect()
+        };
+        let r_bulk = ratios(&rows[1], &rows[0]);
+        let r_inp = ratios(&rows[3], &rows[2]);
+        let r_calls = ratios(&rows[5], &rows[4]);
+        let m: Vec<f64> = rows.iter().map(|r| median(r.clone())).collect();
+        println!("one isolated plugin, a pool of 2 workers, 1 thread vs 2 threads (medians of 7 interleaved rounds):");
+        println!(
+            "  `redact` 64 MiB, isolated:   1 thread {:6.0} MiB/s   2 threads {:6.0} MiB/s   2/1 = {:.2} {} (target >= 1.7)",
+            m[0], m[1], median(r_bulk.clone()), spread(&r_bulk)
+        );
+        println!(
+            "  `redact` 64 MiB, in-process: 1 thread {:6.0} MiB/s   2 threads {:6.0} MiB/s   2/1 = {:.2} {}",
+            m[2], m[3], median(r_inp.clone()), spread(&r_inp)
+        );
+        println!(
+            "  `hello` calls, isolated:     1 thread {:6.3} /µs      2 threads {:6.3} /µs      2/1 = {:.2} {}",
+            m[4], m[5], median(r_calls.clone()), spread(&r_calls)
+        );
+    }
+
     pub fn main() {
         if let Ok(spec) = std::env::var(CHILD_ENV) {
             return child(&spec);
@@ -748,6 +841,9 @@ mod linux {
         }
         if run("worker") {
             worker();
+        }
+        if run("pool") {
+            pool();
         }
     }
 }

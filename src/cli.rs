@@ -454,12 +454,12 @@ fn lazy(args: &PluginArgs) -> Result<(Host, Option<anyhow::Error>)> {
     Ok((host, no_dirs))
 }
 
-/// `$XDG_CACHE_HOME/<app>/index.json` (else under `~/.cache`): where the capability index
+/// `$XDG_CACHE_HOME/<app>/index.bin` (else under `~/.cache`): where the capability index
 /// keeps what it read from each plugin file.
 fn index_cache(app: &str) -> Option<PathBuf> {
     let cwd = std::env::current_dir().unwrap_or_default();
     let cache = host::config::Locations::from_env(app, cwd).cache?;
-    Some(cache.join("index.json"))
+    Some(cache.join("index.bin"))
 }
 
 /// A capability `run` or `transform` asked for that no plugin provides, or whose plugin was

@@ -103,6 +103,15 @@ impl Puller {
         let mut setup = args.signatures.apply(config, args.policy.host(config)?)?;
         setup.host = setup.host.digests(true);
         let host = setup.build();
+        // An ignored (untrusted) project's lock is the project's too: not read, not written.
+        if args.lock_file.is_none() && !config.ignored().is_empty() {
+            bail!(
+                "the project file {} is not used (see the warning above), so neither is a lock \
+                 beside it; trust the project file (`plugin-host config trust`), or name the \
+                 lock with --lock-file",
+                config.ignored()[0].path.display()
+            );
+        }
         let lock_file = crate::trust_cli::lock_file(args.lock_file.as_deref(), config);
         let lock = Lock::read_if_exists(&lock_file)?.unwrap_or_else(|| Lock::new(&lock_file));
         let dir = match &args.dir {
@@ -119,7 +128,8 @@ impl Puller {
         })
     }
 
-    fn pull(&mut self, reference: &Reference, args: &PullArgs) -> Result<()> {
+    /// Pulls `reference` (which must hold plugin `expect`, when given).
+    fn pull(&mut self, reference: &Reference, args: &PullArgs, expect: Option<&str>) -> Result<()> {
         let source = if args.offline {
             let cache = self.cache.clone().ok_or_else(|| {
                 anyhow!("--offline: no cache directory ($XDG_CACHE_HOME or $HOME is unset)")
@@ -132,6 +142,7 @@ impl Puller {
             dir: &self.dir,
             lock: Some(&mut self.lock),
             locked: args.locked,
+            expect,
         };
         let pulled = plugin_registry::pull(&source, reference, &self.host, options)?;
         let how = if pulled.exact {
@@ -155,7 +166,7 @@ impl Puller {
 pub fn pull(from: &str, args: &PullArgs, config: &Config) -> Result<ExitCode> {
     let reference = reference(from)?;
     let mut puller = Puller::new(args, config)?;
-    puller.pull(&reference, args)?;
+    puller.pull(&reference, args, None)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -188,7 +199,7 @@ pub fn sync(args: &PullArgs, config: &Config) -> Result<ExitCode> {
         let reference = Reference::parse(&source.value)
             .with_context(|| format!("{}: [plugins.{name}] source", source.origin))?;
         puller
-            .pull(&reference, args)
+            .pull(&reference, args, Some(&name))
             .with_context(|| format!("syncing plugin `{name}`"))?;
     }
     Ok(ExitCode::SUCCESS)

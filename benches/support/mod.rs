@@ -102,8 +102,14 @@ pub fn linked_copies(lib: &Path, dir: &Path, count: usize) -> Vec<PathBuf> {
 /// under the name its configuration gives).
 pub fn rename_plugin(path: &Path, name: &str) {
     let mut data = fs::read(path).unwrap();
+    rename_plugin_bytes(&mut data, name);
+    fs::write(path, data).unwrap();
+}
+
+/// [`rename_plugin`] on the bytes of a plugin file.
+pub fn rename_plugin_bytes(data: &mut [u8], name: &str) {
     let (offset, size) = {
-        let file = object::File::parse(&*data).unwrap();
+        let file = object::File::parse(&data[..]).unwrap();
         let section = file
             .section_by_name(plugin_api::frame::SECTION_ELF)
             .unwrap();
@@ -126,7 +132,6 @@ pub fn rename_plugin(path: &Path, name: &str) {
     let mut payload = serde_json::to_vec(&json).unwrap();
     payload.resize(len, b' ');
     data[offset + 16..offset + 16 + len].copy_from_slice(&payload);
-    fs::write(path, data).unwrap();
 }
 
 /// Resident set size of this process, in bytes.

@@ -162,11 +162,13 @@ impl HostBuilder {
         self
     }
 
-    /// Keeps what [`Host::index`] reads from each file in a cache file at `path` (e.g.
-    /// `$XDG_CACHE_HOME/<app>/index.json`), so the next index `stat`s each file instead of
-    /// reading its provenance. An entry counts only for the very file it was made from (same
-    /// device, inode, size, modification and change times); even a stale one only chooses
-    /// which library to verify, which is then read, trusted and judged afresh before loading.
+    /// Keeps what [`Host::index`] reads from each file, and what it lists in each directory,
+    /// in a cache file at `path` (e.g. `$XDG_CACHE_HOME/<app>/index.bin`), so the next index
+    /// neither reads the files nor lists a directory that did not change. An entry counts
+    /// only for the very directory it was listed in (same device, inode, modification and
+    /// change times), or else for the very file it was made from (same device, inode, size,
+    /// modification and change times); even a stale one only chooses which library to
+    /// verify, which is then read, trusted and judged afresh before loading.
     pub fn index_cache(mut self, path: impl Into<PathBuf>) -> Self {
         self.index_cache = Some(path.into());
         self

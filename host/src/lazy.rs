@@ -75,7 +75,11 @@ pub(crate) struct Index {
     /// not reported again.
     settled: std::collections::HashSet<PathBuf>,
     /// The files whose name and declaration came from the index cache, not from the file.
-    cached: std::collections::HashSet<PathBuf>,
+    /// (By position in `plugins`: hashing a path costs more than the rest of indexing it.)
+    cached: std::collections::HashSet<usize>,
+    /// Of those, the ones trusted by their directory's identity, with the identity each had
+    /// when its entry was made: checked one by one before a capability is said not found.
+    unchecked: Vec<(PathBuf, cache::Id)>,
 }
 
 /// What the index made of one file.
@@ -245,14 +249,28 @@ impl Lazy {
         host: &mut dyn Loader,
         dirs: &[impl AsRef<Path>],
     ) -> Result<Vec<PluginReport>, DiscoverError> {
-        let paths = host.candidates(discover(dirs)?);
-        let mut reports = host.register_builtins(&paths);
         let mut cache = self.cache.clone().map(cache::Cache::load);
+        // A directory the cache knows unchanged is not listed (see `cache`).
+        let mut found = Vec::new();
+        for dir in dirs {
+            let dir = dir.as_ref();
+            match cache.as_mut().and_then(|c| c.listing(dir)) {
+                Some(files) => found.extend(files),
+                None => found.extend(discover(&[dir])?),
+            }
+        }
+        let paths = host.candidates(found);
+        let mut reports = host.register_builtins(&paths);
         for path in paths {
             let read;
+            let mut from_cache = false;
             let (name, version, declared) = match cache.as_mut().and_then(|c| c.get(&path)) {
-                Some(e) => {
-                    self.index.cached.insert(path.clone());
+                Some(found) => {
+                    let e = found.entry;
+                    if !found.checked {
+                        self.index.unchecked.push((path.clone(), e.id));
+                    }
+                    from_cache = true;
                     (e.name.as_str(), e.version.as_str(), e.capabilities.as_ref())
                 }
                 None => match crate::read::read_provenance(&path) {
@@ -264,6 +282,9 @@ impl Lazy {
                         (read.0.as_str(), read.1.as_str(), read.2.as_ref())
                     }
                     Err(e) => {
+                        if let Some(cache) = &mut cache {
+                            cache.unreadable(&path);
+                        }
                         let report = PluginReport::new(path);
                         reports.push(report.with_error(Status::Rejected, e.into()));
                         continue;
@@ -292,6 +313,9 @@ impl Lazy {
             }
             match placed {
                 Placed::Indexed => {
+                    if from_cache {
+                        self.index.cached.insert(self.index.plugins.len() - 1);
+                    }
                     tracing::debug!("indexed plugin `{name}` ({})", path.display());
                 }
                 Placed::Shadowed(first) => {
@@ -311,8 +335,7 @@ impl Lazy {
             }
         }
         if let Some(cache) = cache {
-            let dirs: Vec<PathBuf> = dirs.iter().map(|d| d.as_ref().to_owned()).collect();
-            cache.save(&dirs);
+            cache.save();
         }
         Ok(reports)
     }
@@ -355,7 +378,7 @@ impl Lazy {
                 // Loaded without it, but the index entry came from the cache: the entry is
                 // stale or forged (another plugin's name and declaration). Read every file
                 // again and start over; the error, if any, then names the right file.
-                _ if self.index.cached.contains(&path) => {
+                _ if self.index.cached.contains(&at) => {
                     self.reindex_without_cache(host, &path, &plugin_name, kind, name);
                     return self.load_capability(host, kind, name);
                 }
@@ -366,6 +389,26 @@ impl Lazy {
         }
         if let Some(error) = failure {
             return Err(error);
+        }
+        // Not declared by any file as the index knows them. Entries trusted by their
+        // directory's identity miss a file overwritten in place (same inode, its directory
+        // untouched): check those files one by one before saying so.
+        let unchecked = std::mem::take(&mut self.index.unchecked);
+        if let Some((changed, _)) = unchecked
+            .iter()
+            .find(|(path, id)| cache::identity(path).map(|(now, _)| now) != Some(*id))
+        {
+            let cache = self.cache_shown();
+            tracing::debug!(
+                "the index cache {cache} has an entry for {}, which changed since: the \
+                 cache is removed and every plugin file is read again",
+                changed.display()
+            );
+            if let Some(cache) = &self.cache {
+                let _ = std::fs::remove_file(cache);
+            }
+            self.read_again(host);
+            return self.load_capability(host, kind, name);
         }
         let mut available = host.registry().names(kind);
         available.extend(self.index.names(kind));
@@ -423,11 +466,7 @@ impl Lazy {
         name: &str,
     ) {
         let actual = crate::read::read_provenance(path).ok().map(|p| p.name);
-        let cache = self
-            .cache
-            .as_deref()
-            .map(|c| c.display().to_string())
-            .unwrap_or_default();
+        let cache = self.cache_shown();
         let lie = match actual {
             Some(actual) if actual != claimed => format!(
                 "says {} is plugin `{claimed}`, but that file is plugin `{actual}`",
@@ -446,6 +485,20 @@ impl Lazy {
         if let Some(cache) = &self.cache {
             let _ = std::fs::remove_file(cache);
         }
+        self.read_again(host);
+    }
+
+    /// The index cache's path, as messages show it.
+    fn cache_shown(&self) -> String {
+        self.cache
+            .as_deref()
+            .map(|c| c.display().to_string())
+            .unwrap_or_default()
+    }
+
+    /// Reads every file `index` considered again and places it anew, in path order, as
+    /// `index` would; what was loaded, refused or reported stays so and is not reported again.
+    fn read_again(&mut self, host: &mut dyn Loader) {
         let old = std::mem::take(&mut self.index);
         // Reported before (at index time, or loaded on first use since): not again.
         let settled = |file: &Path| {

@@ -150,18 +150,21 @@ fn sealed_copy(
     };
     let name = &verified.provenance.name;
     let mut copy = crate::seal::sealed_copy(name, &verified.file, len, ranges).map_err(fail)?;
+    // The copy is sealed: once read, what it holds cannot change, so each copy is read once.
     let holds_verified =
         |copy: &File| read_sized(path, copy, len).is_ok_and(|p| p == verified.provenance);
-    if !holds_verified(&copy) {
+    let mut holds = holds_verified(&copy);
+    if !holds {
         // The provenance lies outside the segments (found through the section table):
         // copy everything.
         copy = crate::seal::sealed_copy(name, &verified.file, len, &[(0, len)]).map_err(fail)?;
+        holds = holds_verified(&copy);
     }
     let unchanged = verified
         .file
         .metadata()
         .is_ok_and(|now| same_contents(&verified.meta, &now));
-    if !unchanged || !holds_verified(&copy) {
+    if !unchanged || !holds {
         return Err(written_while_loading(path));
     }
     Ok(copy)

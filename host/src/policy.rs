@@ -332,7 +332,7 @@ pub fn judge_with(
     push(
         CheckKind::PluginApi,
         prepared.plugin_api.clone(),
-        p.to_string(),
+        version_text(p, h, &prepared.plugin_api),
         (!api_compatible(h, p)).then(|| {
             format!(
             "built against plugin-api {p}, but this host provides plugin-api {h}, which serves \
@@ -347,7 +347,7 @@ pub fn judge_with(
     push(
         CheckKind::AbiStable,
         prepared.abi_stable.clone(),
-        p.to_string(),
+        version_text(p, h, &prepared.abi_stable),
         (series(h) != series(p)).then(|| {
             format!(
             "built with abi_stable {p}, but this host uses abi_stable {h}; their layouts are not \
@@ -359,10 +359,16 @@ pub fn judge_with(
 
     let (hr, pr) = (&host.rustc, &plugin.rustc);
     let same_rustc = same_rustc(hr, pr);
+    // The same compiler (release and commit) prints the same short form: the host's, made once.
+    let plugin_rustc = if same_rustc {
+        prepared.rustc.clone()
+    } else {
+        pr.short()
+    };
     push(
         CheckKind::Rustc,
         prepared.rustc.clone(),
-        pr.short(),
+        plugin_rustc,
         (!same_rustc).then(|| {
             format!(
                 "built with rustc {}, but this host was built with rustc {}; {}",
@@ -391,7 +397,15 @@ pub fn judge_with(
         }),
     );
 
-    let (h, p) = (prepared.profile.clone(), profile_text(plugin));
+    let same_profile = host.profile.name == plugin.profile.name
+        && host.profile.opt_level == plugin.profile.opt_level
+        && host.profile.debug_assertions == plugin.profile.debug_assertions;
+    let p = if same_profile {
+        prepared.profile.clone()
+    } else {
+        profile_text(plugin)
+    };
+    let h = prepared.profile.clone();
     let differs = (host.profile.opt_level != plugin.profile.opt_level
         || host.profile.debug_assertions != plugin.profile.debug_assertions)
         .then(|| {
@@ -424,7 +438,28 @@ pub fn judge_with(
 /// A plugin built against `plugin` can be served by a host providing `host` when the host's
 /// version satisfies `^plugin`: same semver series, and not older than what the plugin expects.
 pub fn api_compatible(host: &Version, plugin: &Version) -> bool {
+    if host.pre.is_empty() && plugin.pre.is_empty() {
+        // What `^plugin` means for plain releases (build metadata never counts), without
+        // writing and parsing the requirement: not older, and the same left-most non-zero part.
+        let series = match (plugin.major, plugin.minor) {
+            (0, 0) => host.major == 0 && host.minor == 0 && host.patch == plugin.patch,
+            (0, minor) => host.major == 0 && host.minor == minor,
+            (major, _) => host.major == major,
+        };
+        return series
+            && (host.major, host.minor, host.patch) >= (plugin.major, plugin.minor, plugin.patch);
+    }
     VersionReq::parse(&format!("^{plugin}")).is_ok_and(|req| req.matches(host))
+}
+
+/// `version` as text; `known` when it is `same` (whose text that is, prepared once per host),
+/// so that judging a plugin built like the host formats nothing.
+fn version_text(version: &Version, same: &Version, known: &str) -> String {
+    if version == same {
+        known.to_owned()
+    } else {
+        version.to_string()
+    }
 }
 
 fn series_req(host: &Version) -> String {

@@ -295,6 +295,13 @@ fn lists_its_interface(p: &Provenance) -> Result<(), String> {
         ("plugin-api", "plugin_api", &p.plugin_api),
         ("abi_stable", "abi_stable", &p.abi_stable),
     ] {
+        // The common case, found without writing the version out: listed at that version.
+        if p.dependencies
+            .iter()
+            .any(|d| d.name() == name && is_version(d.version(), version))
+        {
+            continue;
+        }
         let listed: Vec<&str> = p
             .dependencies
             .iter()
@@ -318,6 +325,41 @@ fn lists_its_interface(p: &Provenance) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Whether `text` is `version` as semver writes it (`major.minor.patch[-pre][+build]`),
+/// compared part by part instead of formatting the version.
+fn is_version(text: &str, version: &semver::Version) -> bool {
+    fn number(text: &str, n: u64) -> bool {
+        // Written without leading zeros, as `u64`'s `Display` writes it.
+        let mut digits = [0u8; 20];
+        let (mut at, mut n) = (digits.len(), n);
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        text.as_bytes() == &digits[at..]
+    }
+    // `-` and `+` are written only before a part that is not empty.
+    fn suffix<'t>(text: &'t str, at: char, part: &str) -> Option<&'t str> {
+        match text.split_once(at) {
+            Some((head, tail)) => (!tail.is_empty() && tail == part).then_some(head),
+            None => part.is_empty().then_some(text),
+        }
+    }
+    let Some(text) = suffix(text, '+', version.build.as_str()) else {
+        return false;
+    };
+    let Some(text) = suffix(text, '-', version.pre.as_str()) else {
+        return false;
+    };
+    let mut parts = text.split('.');
+    let mut next = |n| parts.next().is_some_and(|part| number(part, n));
+    next(version.major) && next(version.minor) && next(version.patch) && parts.next().is_none()
 }
 
 /// Finds and copies out the raw provenance section.
@@ -445,4 +487,51 @@ fn check_section_size(path: &Path, size: u64) -> Result<(), ReadError> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_version;
+
+    #[test]
+    fn a_version_is_compared_as_semver_writes_it() {
+        let texts = [
+            "0.11.3",
+            "0.11.30",
+            "0.11",
+            "0.11.3.0",
+            "00.11.3",
+            "0.011.3",
+            "0.11.3-",
+            "0.11.3+",
+            "0.11.3-rc.1",
+            "0.11.3-rc.1+b7",
+            "0.11.3+b7",
+            "1.0.0-alpha-1",
+            "18446744073709551615.0.0",
+            "",
+            "..",
+            "x.y.z",
+        ];
+        let versions = [
+            "0.11.3",
+            "0.11.30",
+            "0.11.3-rc.1",
+            "0.11.3-rc.1+b7",
+            "0.11.3+b7",
+            "1.0.0-alpha-1",
+            "18446744073709551615.0.0",
+            "0.0.0",
+        ];
+        for v in versions {
+            let version: semver::Version = v.parse().unwrap();
+            for text in texts {
+                assert_eq!(
+                    is_version(text, &version),
+                    version.to_string() == text,
+                    "{text:?} against {version}"
+                );
+            }
+        }
+    }
 }

@@ -114,11 +114,31 @@ impl LookupError {
 
 /// `abi_stable`'s layout check of a capability's object against the type its kind expects;
 /// `Err` holds the differences, most telling first (the full report is logged at debug).
+///
+/// A plugin built against an older `plugin-api` 0.1 may lack methods added since at the end of
+/// a kind's vtable (a prefix type, such as [`plugin_api::kinds::FfiCommand::call_into`]):
+/// `abi_stable` refuses a layout with fewer fields than the one expected. Such a layout is
+/// accepted when that is the only difference — every error is a type with fewer fields than
+/// expected — and it checks the other way round (what the host expects extends it: only a
+/// prefix type may have more fields there). Calling a method the plugin's vtable lacks then
+/// runs that method's default (`abi_stable` tells from the vtable which methods it has).
 pub(crate) fn check_layout(
     expected: &'static TypeLayout,
     export: &CapabilityExport,
 ) -> Result<(), String> {
-    check_layout_compatibility(expected, export.layout()).map_err(|errors| {
+    use abi_stable::abi_stability::abi_checking::AbiInstability;
+    let forward = check_layout_compatibility(expected, export.layout());
+    if let Err(errors) = &forward {
+        let mut differences = errors.errors.iter().flat_map(|e| e.errs.iter()).peekable();
+        let fewer_fields_only = differences.peek().is_some()
+            && differences.all(
+                |d| matches!(d, AbiInstability::FieldCountMismatch(n) if n.expected > n.found),
+            );
+        if fewer_fields_only && check_layout_compatibility(export.layout(), expected).is_ok() {
+            return Ok(());
+        }
+    }
+    forward.map_err(|errors| {
         let full = errors.to_string();
         tracing::debug!("layout check of `{}`: {full}", export.name());
         layout_differences(&full)
@@ -318,6 +338,68 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use abi_stable::StableAbi;
+    use plugin_api::{CommandKind, TransformKind};
+
+    /// A command kind whose object is `FfiCommand` as plugin-api 0.1.0 declared it.
+    struct OldCommandKind;
+    impl CapabilityKind for OldCommandKind {
+        const KIND: &'static str = "command";
+        type Object = plugin_api::kinds::before_call_into::FfiCommand_TO<
+            'static,
+            abi_stable::std_types::RBox<()>,
+        >;
+    }
+
+    struct Echo;
+    impl plugin_api::kinds::before_call_into::FfiCommand for Echo {
+        fn call(
+            &self,
+            args: abi_stable::std_types::RSlice<'_, abi_stable::std_types::RStr<'_>>,
+        ) -> abi_stable::std_types::RResult<abi_stable::std_types::RString, plugin_api::CallError>
+        {
+            abi_stable::std_types::RResult::ROk(
+                args.iter().map(|a| a.as_str()).collect::<String>().into(),
+            )
+        }
+    }
+
+    /// `TransformKind`'s object offered as a command: no prefix of the other.
+    struct NotACommand;
+    impl CapabilityKind for NotACommand {
+        const KIND: &'static str = "command";
+        type Object = <TransformKind as CapabilityKind>::Object;
+    }
+
+    #[test]
+    fn a_command_built_before_call_into_is_accepted_and_other_layouts_are_not() {
+        use abi_stable::sabi_trait::TD_Opaque;
+        use plugin_api::kinds::before_call_into::FfiCommand_TO;
+        let expected = <<CommandKind as CapabilityKind>::Object as StableAbi>::LAYOUT;
+        let old = CapabilityExport::new::<OldCommandKind>(
+            "echo",
+            FfiCommand_TO::from_value(Echo, TD_Opaque),
+        );
+        assert_eq!(check_layout(expected, &old), Ok(()));
+        // Once accepted, `call_into` runs the default on it: `call`, then a copy.
+        // SAFETY: the layout check above passed for `CommandKind`.
+        let command = unsafe { old.object_unchecked::<CommandKind>() };
+        let mut out = abi_stable::std_types::RString::new();
+        command
+            .call_into(
+                abi_stable::std_types::RSlice::from_slice(&["a".into(), "b".into()]),
+                &mut out,
+            )
+            .unwrap();
+        assert_eq!(out, "ab");
+
+        let transform = CapabilityExport::new::<NotACommand>(
+            "t",
+            TransformKind::object(|_: &[u8], _: &mut plugin_api::RVec<u8>| Ok(())),
+        );
+        let refused = check_layout(expected, &transform).unwrap_err();
+        assert!(!refused.is_empty(), "names the difference");
+    }
 
     #[test]
     fn layout_differences_come_first_and_short() {

@@ -49,9 +49,16 @@
 //! which protocol version 2 adds; a worker that speaks only version 1 gets its calls over the
 //! socket, through the same `Sender`/`Receiver` transport as before (see `spawn`).
 //!
-//! Calls to one isolated plugin are served **one at a time**, in the order they take its
-//! lock: a worker runs one call at a time, and a deadline applies from the moment a call is
-//! sent. Different isolated plugins run in parallel.
+//! Concurrency: a worker runs one call at a time. By default a plugin has one worker, so its
+//! calls are served one at a time, in the order they take its lock. With
+//! [`Isolation::workers`]`(n)` it has a pool of `n` worker slots: call `k` goes to slot
+//! `k % n` (or to any other free slot with a running worker, else it waits for its own), so
+//! up to `n` calls to one plugin run at once, each in a worker process of its own; the first
+//! worker starts with the plugin, the others on their slot's first call. Each call has its
+//! own deadline from the moment it is sent, each worker its own bounds; a worker that
+//! crashes, times out or breaks a bound fails only its own call and is replaced on its
+//! slot's next call; failures count for the plugin as a whole ([`MAX_FAILURES`] in a row
+//! unregister it). Different isolated plugins run in parallel.
 //!
 //! The wire: [`plugin_protocol`] (no I/O, versioned apart from `plugin-api`). Only kinds with
 //! a wire encoding can be isolated; the two built-in kinds have one (`command`: arguments as
@@ -125,6 +132,7 @@ pub struct Isolation {
     by_name: HashMap<String, Mode>,
     default: Mode,
     call_timeout: Duration,
+    workers: usize,
     settings: Arc<Settings>,
 }
 
@@ -153,6 +161,7 @@ impl Isolation {
             by_name: HashMap::new(),
             default: Mode::InProcess,
             call_timeout: DEFAULT_CALL_TIMEOUT,
+            workers: 1,
             settings: Arc::new(Settings {
                 start_timeout: DEFAULT_START_TIMEOUT,
                 worker: None,
@@ -182,6 +191,14 @@ impl Isolation {
     /// past it the worker is killed and the call fails `plugin-timeout`.
     pub fn call_timeout(mut self, timeout: Duration) -> Self {
         self.call_timeout = timeout;
+        self
+    }
+
+    /// Gives each isolated plugin a pool of `n` worker processes (at least 1, the default),
+    /// so that up to `n` calls to one plugin run at once (see the crate documentation): for
+    /// plugins called from several threads. Each worker costs a process and its memory.
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n.max(1);
         self
     }
 
@@ -335,22 +352,22 @@ impl Placement for Isolation {
         let spec = spec(&self.settings, request, verified.into_file())
             .map_err(|detail| fail(request, ReasonCode::HandshakeFailed, detail))?;
         tracing::debug!("starting a worker for plugin `{name}` ({shown})");
-        let (supervisor, capabilities) =
-            Supervisor::start(spec, self.call_timeout).map_err(|e| {
-                let status = match e.refused.as_deref() {
-                    Some("rejected") => Status::Rejected,
-                    _ => Status::Failed,
-                };
-                // The worker's own report names the file already.
-                let prefix = format!("{shown}: ");
-                let detail = e.message.strip_prefix(&prefix).unwrap_or(&e.message);
-                let error = PluginError::Load {
-                    path: path.to_owned(),
-                    reason: e.reason,
-                    detail: detail.to_owned(),
-                };
-                Refusal::new(status, error)
-            })?;
+        let (supervisor, capabilities) = Supervisor::start(spec, self.call_timeout, self.workers)
+            .map_err(|e| {
+            let status = match e.refused.as_deref() {
+                Some("rejected") => Status::Rejected,
+                _ => Status::Failed,
+            };
+            // The worker's own report names the file already.
+            let prefix = format!("{shown}: ");
+            let detail = e.message.strip_prefix(&prefix).unwrap_or(&e.message);
+            let error = PluginError::Load {
+                path: path.to_owned(),
+                reason: e.reason,
+                detail: detail.to_owned(),
+            };
+            Refusal::new(status, error)
+        })?;
         let supervisor = Arc::new(supervisor);
         let kinds = request.kinds;
         let mut exports = Vec::with_capacity(capabilities.len());

@@ -57,8 +57,7 @@ pub(crate) fn reload(
         );
     }
     let pid = worker.pid;
-    let old = supervisor.replace(spec, worker, capabilities);
-    if let Some(old) = old {
+    for old in supervisor.replace(spec, worker, capabilities) {
         stop(old);
     }
     tracing::debug!("plugin `{name}` switched to worker pid {pid}");

@@ -1,8 +1,14 @@
-//! Supervising one isolated plugin: its worker, calls with deadlines, restarts with backoff,
+//! Supervising one isolated plugin: its workers, calls with deadlines, restarts with backoff,
 //! and giving up after [`MAX_FAILURES`] consecutive failures.
+//!
+//! A plugin has a pool of one or more worker slots ([`crate::Isolation::workers`]), each
+//! serving one call at a time: call `n` goes to slot `n % slots` (waiting for it when busy),
+//! so up to `slots` calls run at once, each in a process of its own. The first slot's
+//! worker starts with the plugin, the others on their first call; a worker that failed is
+//! replaced on its slot's next call. Failures count for the plugin as a whole.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
 use plugin_api::{CallError, CallErrorKind};
@@ -33,12 +39,14 @@ pub(crate) struct Supervisor {
     call_timeout: Duration,
     next_id: AtomicU64,
     state: Mutex<State>,
+    /// The worker slots, each serving one call at a time. Lock order: a slot, then `state`
+    /// (never the other way round); never two slots but in [`Supervisor::replace`], in order.
+    slots: Box<[Mutex<Option<Worker>>]>,
 }
 
 struct State {
     /// How to start a worker: the first load's, or the last reload's.
     spec: Spec,
-    worker: Option<Worker>,
     /// What the current file's worker registered: every restart must register the same.
     capabilities: Vec<Capability>,
     starts: u32,
@@ -59,16 +67,19 @@ impl Supervisor {
     pub(crate) fn start(
         spec: Spec,
         call_timeout: Duration,
+        workers: usize,
     ) -> Result<(Supervisor, Vec<Capability>), StartError> {
         let (worker, capabilities) = start(&spec)?;
+        let mut slots = vec![Some(worker)];
+        slots.resize_with(workers.max(1), || None);
         let supervisor = Supervisor {
             plugin: spec.plugin.clone(),
             registered: capabilities.clone(),
             call_timeout,
             next_id: AtomicU64::new(1),
+            slots: slots.into_iter().map(Mutex::new).collect(),
             state: Mutex::new(State {
                 spec,
-                worker: Some(worker),
                 capabilities: capabilities.clone(),
                 starts: 1,
                 failures: 0,
@@ -85,6 +96,28 @@ impl Supervisor {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The slot call `id` runs on: its own (`id % slots`) when free; else any free slot with
+    /// a running worker; else its own, once free.
+    fn slot(&self, id: u64) -> MutexGuard<'_, Option<Worker>> {
+        let own = &self.slots[(id % self.slots.len() as u64) as usize];
+        fn try_lock(slot: &Mutex<Option<Worker>>) -> Option<MutexGuard<'_, Option<Worker>>> {
+            match slot.try_lock() {
+                Ok(guard) => Some(guard),
+                Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+                Err(TryLockError::WouldBlock) => None,
+            }
+        }
+        if let Some(guard) = try_lock(own) {
+            return guard;
+        }
+        for slot in self.slots.iter() {
+            if let Some(guard) = try_lock(slot).filter(|g| g.is_some()) {
+                return guard;
+            }
+        }
+        own.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The plugin's name.
     pub(crate) fn plugin(&self) -> &str {
         &self.plugin
@@ -96,10 +129,15 @@ impl Supervisor {
     }
 
     pub(crate) fn status(&self) -> IsolatedPlugin {
+        let pid = self.slots[0]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|w| w.pid);
         let state = self.lock();
         IsolatedPlugin {
             name: self.plugin.to_string(),
-            pid: state.worker.as_ref().map(|w| w.pid),
+            pid,
             starts: state.starts,
             consecutive_failures: state.failures,
             unregistered: state.retired.clone(),
@@ -117,12 +155,17 @@ impl Supervisor {
         input: Input<'_>,
         output: &mut dyn ByteSink,
     ) -> Result<(), CallError> {
-        let mut state = self.lock();
         let plugin = &self.plugin;
-        if let Some((reason, message)) = &state.retired {
+        if let Some((reason, message)) = &self.lock().retired {
             return Err(error(format!("{message} [{reason}]")));
         }
-        if state.worker.is_none() {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut slot = self.slot(id);
+        if slot.is_none() {
+            let mut state = self.lock();
+            if let Some((reason, message)) = &state.retired {
+                return Err(error(format!("{message} [{reason}]")));
+            }
             if let Some(when) = state.not_before {
                 std::thread::sleep(when.saturating_duration_since(Instant::now()));
             }
@@ -141,7 +184,7 @@ impl Supervisor {
                 }
                 Ok((worker, _)) => {
                     tracing::info!("plugin `{plugin}`: worker restarted (pid {})", worker.pid);
-                    state.worker = Some(worker);
+                    *slot = Some(worker);
                 }
                 Err(e) => {
                     let failure = Failure {
@@ -155,12 +198,13 @@ impl Supervisor {
                 }
             }
         }
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let worker = state.worker.as_mut().expect("a worker was started above");
+        let worker = slot.as_mut().expect("a worker was started above");
         match self.exchange(worker, id, kind, name, input, output) {
             Ok(result) => {
+                let mut state = self.lock();
                 state.failures = 0;
                 state.not_before = None;
+                drop(state);
                 result.map_err(|f| CallError {
                     kind: if f.panicked {
                         CallErrorKind::Panicked
@@ -171,8 +215,8 @@ impl Supervisor {
                 })
             }
             Err(failure) => {
-                state.worker = None;
-                Err(self.failed(&mut state, failure))
+                *slot = None;
+                Err(self.failed(&mut self.lock(), failure))
             }
         }
     }
@@ -322,16 +366,22 @@ impl Supervisor {
     }
 
     /// Switches to a reloaded worker, started from `spec` and registering `capabilities`
-    /// (which include [`Supervisor::registered`]): waits for the call in flight (calls hold
-    /// the lock), so that call finishes on the old worker and every later one goes to the
-    /// new. Clears the failure count and an unregistration. The old worker, for the caller
-    /// to [`stop`] once the lock is released.
+    /// (which include [`Supervisor::registered`]), on the first slot; the other slots' workers
+    /// are retired too (their next call starts one from `spec`). Waits for the calls in
+    /// flight (a call holds its slot), so they finish on the old workers and every later one
+    /// goes to a new one. Clears the failure count and an unregistration. The old workers,
+    /// for the caller to [`stop`] once the locks are released.
     pub(crate) fn replace(
         &self,
         spec: Spec,
         worker: Worker,
         capabilities: Vec<Capability>,
-    ) -> Option<Worker> {
+    ) -> Vec<Worker> {
+        let mut slots: Vec<_> = self
+            .slots
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()))
+            .collect();
         let mut state = self.lock();
         state.spec = spec;
         state.capabilities = capabilities;
@@ -339,7 +389,9 @@ impl Supervisor {
         state.failures = 0;
         state.not_before = None;
         state.retired = None;
-        state.worker.replace(worker)
+        let old: Vec<Worker> = slots.iter_mut().filter_map(|s| s.take()).collect();
+        *slots[0] = Some(worker);
+        old
     }
 }
 
@@ -353,9 +405,11 @@ pub(crate) fn stop(mut worker: Worker) {
 
 impl Drop for Supervisor {
     fn drop(&mut self) {
-        let state = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
-        if let Some(worker) = state.worker.take() {
-            stop(worker);
+        for slot in self.slots.iter_mut() {
+            let slot = slot.get_mut().unwrap_or_else(|p| p.into_inner());
+            if let Some(worker) = slot.take() {
+                stop(worker);
+            }
         }
     }
 }

@@ -162,7 +162,7 @@ impl Builtin {
 ///
 /// ```ignore
 /// pub const BUILTIN: plugin_api::Builtin = plugin_api::builtin_plugin!(register);
-/// // in the host: Host::new(identity).with_builtin(my_plugin::BUILTIN)
+/// // in the host: Host::builder(identity).builtin(my_plugin::BUILTIN).build()
 /// ```
 ///
 /// `builtin_plugin!(register, name = "x", version = "1.0.0")` names it otherwise (several

@@ -21,9 +21,24 @@ use crate::capability::CapabilityKind;
 use crate::error::{guard, CallError, CallResult};
 
 /// A named command: arguments in, text out.
+///
+/// Two ways to give the output: [`Command::run`] returns a new string (the convenient one, and
+/// what a closure `Fn(&[&str]) -> CallResult<String>` is); [`Command::run_into`] appends it to
+/// a buffer the caller owns and reuses, so that a command that writes its output piece by
+/// piece allocates nothing per call. Implement `run_into` (or register a [`CommandWriter`])
+/// for a command called in a hot loop; a host calling [`FfiCommand::call_into`] on a command
+/// that only has `run` gets the same text, copied.
 pub trait Command: Send + Sync + 'static {
     /// Runs the command.
     fn run(&self, args: &[&str]) -> CallResult<String>;
+
+    /// Runs the command, appending its output to `out` (what [`FfiCommand::call_into`]
+    /// runs). On an error, `out` may hold part of the output. The default runs
+    /// [`Self::run`] and copies its string.
+    fn run_into(&self, args: &[&str], out: &mut RString) -> CallResult<()> {
+        out.push_str(&self.run(args)?);
+        Ok(())
+    }
 }
 
 impl<F> Command for F
@@ -32,6 +47,27 @@ where
 {
     fn run(&self, args: &[&str]) -> CallResult<String> {
         self(args)
+    }
+}
+
+/// A command given as a function that appends its output to a caller's buffer:
+/// `init.add_command(name, CommandWriter(|args: &[&str], out: &mut RString| …))`. Called
+/// through [`FfiCommand::call_into`] it allocates nothing of its own; through
+/// [`FfiCommand::call`] it writes into a new string.
+pub struct CommandWriter<F>(pub F);
+
+impl<F> Command for CommandWriter<F>
+where
+    F: Fn(&[&str], &mut RString) -> CallResult<()> + Send + Sync + 'static,
+{
+    fn run(&self, args: &[&str]) -> CallResult<String> {
+        let mut out = RString::new();
+        (self.0)(args, &mut out)?;
+        Ok(out.into_string())
+    }
+
+    fn run_into(&self, args: &[&str], out: &mut RString) -> CallResult<()> {
+        (self.0)(args, out)
     }
 }
 
@@ -58,11 +94,24 @@ where
 }
 
 /// The FFI face of a [`Command`].
+///
+/// A prefix type: methods are only ever added after the last one, each with a default, so
+/// that a host and a plugin built against different `plugin-api` 0.1 releases still fit.
 #[sabi_trait]
 pub trait FfiCommand: Send + Sync {
     /// Runs the command; errors and panics come back as [`CallError`].
     #[sabi(last_prefix_field)]
     fn call(&self, args: RSlice<'_, RStr<'_>>) -> RResult<RString, CallError>;
+
+    /// Runs the command, appending its output to `out`: a caller that reuses `out` pays no
+    /// allocation per call for a command that implements [`Command::run_into`]. Errors and
+    /// panics come back as [`CallError`] (and `out` may then hold part of the output).
+    ///
+    /// Added after `call`: on a plugin built before it, the host runs this default instead —
+    /// [`Self::call`], then a copy into `out`.
+    fn call_into(&self, args: RSlice<'_, RStr<'_>>, out: &mut RString) -> RResult<(), CallError> {
+        self.call(args).map(|text| out.push_str(&text))
+    }
 }
 
 /// The FFI face of a [`Transform`].
@@ -78,26 +127,32 @@ const INLINE_ARGS: usize = 16;
 
 struct GuardedCommand<C>(C);
 
+/// Runs `f` with `args` as `&[&str]`: on the stack for up to [`INLINE_ARGS`] arguments.
+#[inline(always)]
+fn with_args<T>(args: RSlice<'_, RStr<'_>>, f: impl FnOnce(&[&str]) -> T) -> T {
+    if args.len() <= INLINE_ARGS {
+        let mut inline = [MaybeUninit::<&str>::uninit(); INLINE_ARGS];
+        for (slot, arg) in inline.iter_mut().zip(args.iter()) {
+            slot.write(arg.as_str());
+        }
+        // SAFETY: the first `args.len()` slots were written just above, and
+        // `MaybeUninit<&str>` has the layout of `&str`.
+        let args =
+            unsafe { std::slice::from_raw_parts(inline.as_ptr().cast::<&str>(), args.len()) };
+        f(args)
+    } else {
+        let args: Vec<&str> = args.iter().map(RStr::as_str).collect();
+        f(&args)
+    }
+}
+
 impl<C: Command> FfiCommand for GuardedCommand<C> {
     fn call(&self, args: RSlice<'_, RStr<'_>>) -> RResult<RString, CallError> {
-        guard(|| {
-            let output = if args.len() <= INLINE_ARGS {
-                let mut inline = [MaybeUninit::<&str>::uninit(); INLINE_ARGS];
-                for (slot, arg) in inline.iter_mut().zip(args.iter()) {
-                    slot.write(arg.as_str());
-                }
-                // SAFETY: the first `args.len()` slots were written just above, and
-                // `MaybeUninit<&str>` has the layout of `&str`.
-                let args = unsafe {
-                    std::slice::from_raw_parts(inline.as_ptr().cast::<&str>(), args.len())
-                };
-                self.0.run(args)?
-            } else {
-                let args: Vec<&str> = args.iter().map(RStr::as_str).collect();
-                self.0.run(&args)?
-            };
-            Ok(RString::from(output))
-        })
+        guard(|| Ok(RString::from(with_args(args, |args| self.0.run(args))?)))
+    }
+
+    fn call_into(&self, args: RSlice<'_, RStr<'_>>, out: &mut RString) -> RResult<(), CallError> {
+        guard(|| with_args(args, |args| self.0.run_into(args, out)))
     }
 }
 
@@ -139,6 +194,25 @@ impl TransformKind {
     }
 }
 
+/// `FfiCommand` as plugin-api 0.1.0 declared it, before [`FfiCommand::call_into`]: frozen, so
+/// that tests (here and in hosts) can hold a newer host to accepting commands of plugins built
+/// against it. Not for use in plugins.
+#[doc(hidden)]
+pub mod before_call_into {
+    use abi_stable::sabi_trait;
+    use abi_stable::std_types::{RResult, RSlice, RStr, RString};
+
+    use crate::error::CallError;
+
+    /// The FFI face of a command, as of plugin-api 0.1.0.
+    #[sabi_trait]
+    pub trait FfiCommand: Send + Sync {
+        /// Runs the command.
+        #[sabi(last_prefix_field)]
+        fn call(&self, args: RSlice<'_, RStr<'_>>) -> RResult<RString, CallError>;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,6 +242,108 @@ mod tests {
             (err.kind, err.message.as_str()),
             (CallErrorKind::Failed, "asked to fail")
         );
+    }
+
+    #[test]
+    fn command_output_into_a_callers_buffer() {
+        let args = [RStr::from("a"), RStr::from("b")];
+        let mut out = RString::from("> ");
+        // A command that only returns strings: the default copies.
+        let joined =
+            CommandKind::object(|args: &[&str]| -> CallResult<String> { Ok(args.join("+")) });
+        joined
+            .call_into(RSlice::from_slice(&args), &mut out)
+            .unwrap();
+        assert_eq!(out, "> a+b");
+        // A writer: the same text both ways.
+        let writer = CommandKind::object(CommandWriter(
+            |args: &[&str], out: &mut RString| -> CallResult<()> {
+                match args.first() {
+                    Some(&"panic") => panic!("asked to"),
+                    Some(&"fail") => {
+                        out.push_str("part");
+                        Err("asked to fail".into())
+                    }
+                    _ => {
+                        for arg in args {
+                            out.push_str(arg);
+                        }
+                        Ok(())
+                    }
+                }
+            },
+        ));
+        out.clear();
+        writer
+            .call_into(RSlice::from_slice(&args), &mut out)
+            .unwrap();
+        writer
+            .call_into(RSlice::from_slice(&args), &mut out)
+            .unwrap();
+        assert_eq!(out, "abab", "appended");
+        assert_eq!(writer.call(RSlice::from_slice(&args)).unwrap(), "ab");
+        let many: Vec<RStr<'_>> = (0..20).map(|_| RStr::from("x")).collect();
+        out.clear();
+        writer
+            .call_into(RSlice::from_slice(&many), &mut out)
+            .unwrap();
+        assert_eq!(out.len(), 20);
+        let err = writer
+            .call_into(RSlice::from_slice(&[RStr::from("panic")]), &mut out)
+            .unwrap_err();
+        assert_eq!(err.kind, CallErrorKind::Panicked);
+        out.clear();
+        let err = writer
+            .call_into(RSlice::from_slice(&[RStr::from("fail")]), &mut out)
+            .unwrap_err();
+        assert_eq!(
+            (err.kind, err.message.as_str(), out.as_str()),
+            (CallErrorKind::Failed, "asked to fail", "part")
+        );
+    }
+
+    /// The vtable of a command made before `call_into` existed lacks it: `call_into` then
+    /// runs the default (`call`, then a copy), as `abi_stable` does for a method added after
+    /// the last prefix field.
+    #[test]
+    fn call_into_on_a_command_built_before_it_runs_the_default() {
+        use abi_stable::std_types::RBox;
+        use abi_stable::StableAbi;
+        struct Shout;
+        impl crate::kinds::before_call_into::FfiCommand for Shout {
+            fn call(&self, args: RSlice<'_, RStr<'_>>) -> RResult<RString, CallError> {
+                RResult::ROk(
+                    args.iter()
+                        .map(|a| a.as_str().to_uppercase())
+                        .collect::<String>()
+                        .into(),
+                )
+            }
+        }
+        type Old = crate::kinds::before_call_into::FfiCommand_TO<'static, RBox<()>>;
+        type New = FfiCommand_TO<'static, RBox<()>>;
+        assert_eq!(
+            (
+                <Old as StableAbi>::LAYOUT.size(),
+                <Old as StableAbi>::LAYOUT.alignment()
+            ),
+            (
+                <New as StableAbi>::LAYOUT.size(),
+                <New as StableAbi>::LAYOUT.alignment()
+            )
+        );
+        let old: Old = crate::kinds::before_call_into::FfiCommand_TO::from_value(Shout, TD_Opaque);
+        // SAFETY: what the host does with an older plugin's command once its layout is found
+        // to be a prefix of this one (`host::registry`): the same `RObject`, whose vtable is a
+        // prefix type that tells which methods it has.
+        let new: New = unsafe { std::mem::transmute::<Old, New>(old) };
+        let mut out = RString::from("> ");
+        new.call_into(
+            RSlice::from_slice(&[RStr::from("a"), RStr::from("b")]),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(out, "> AB");
     }
 
     #[test]

@@ -57,6 +57,9 @@ pub mod logger;
 #[cfg(feature = "abi")]
 mod root;
 
+/// The output buffer [`Command::run_into`] appends to (`abi_stable`'s FFI-safe `String`).
+#[cfg(feature = "abi")]
+pub use abi_stable::std_types::RString;
 /// The output buffer transforms append to (`abi_stable`'s FFI-safe `Vec`).
 #[cfg(feature = "abi")]
 pub use abi_stable::std_types::RVec;
@@ -69,7 +72,7 @@ pub use export::Builtin;
 #[cfg(feature = "abi")]
 pub use initializer::{HostServices, HostServices_TO, Initializer, RawInitializer, Refused};
 #[cfg(feature = "abi")]
-pub use kinds::{Command, CommandKind, Transform, TransformKind};
+pub use kinds::{Command, CommandKind, CommandWriter, Transform, TransformKind};
 #[cfg(feature = "abi")]
 pub use logger::Logger;
 #[cfg(feature = "abi")]

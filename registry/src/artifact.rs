@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::client::{INDEX, MANIFEST};
+use crate::reference::is_digest;
 use crate::Error;
 
 /// The artifact type of a plugin build.
@@ -188,8 +189,18 @@ pub fn builds(media_type: &str, bytes: &[u8], digest: &str) -> Result<Vec<Build>
         INDEX => {
             let index: Index =
                 serde_json::from_slice(bytes).map_err(|e| malformed(e.to_string()))?;
-            if index.manifests.len() > 4096 {
-                return Err(malformed("an index of more than 4096 builds".to_owned()));
+            if index.manifests.len() > MAX_BUILDS {
+                return Err(malformed(format!(
+                    "an index of more than {MAX_BUILDS} builds"
+                )));
+            }
+            // A registry's word for a digest becomes part of a URL and of a cache path: one
+            // that is not a digest refuses the whole index.
+            if let Some(bad) = index.manifests.iter().find(|d| !is_digest(&d.digest)) {
+                return Err(malformed(format!(
+                    "an entry's digest `{}` is not `sha256:` and 64 lowercase hex digits",
+                    host::text::bounded(&bad.digest, 80)
+                )));
             }
             Ok(index
                 .manifests
@@ -199,8 +210,7 @@ pub fn builds(media_type: &str, bytes: &[u8], digest: &str) -> Result<Vec<Build>
                 .collect())
         }
         MANIFEST => {
-            let manifest: Manifest =
-                serde_json::from_slice(bytes).map_err(|e| malformed(e.to_string()))?;
+            let manifest = parse_manifest(bytes).map_err(malformed)?;
             let descriptor = Descriptor {
                 media_type: MANIFEST.to_owned(),
                 digest: digest.to_owned(),
@@ -216,6 +226,25 @@ pub fn builds(media_type: &str, bytes: &[u8], digest: &str) -> Result<Vec<Build>
             host::text::printable(other)
         ))),
     }
+}
+
+/// The most builds an index may list.
+pub const MAX_BUILDS: usize = 4096;
+
+/// A manifest whose every descriptor names a digest (checked before any of them is used).
+pub fn parse_manifest(bytes: &[u8]) -> Result<Manifest, String> {
+    let manifest: Manifest = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    if manifest.layers.len() > 16 {
+        return Err("more than 16 layers".to_owned());
+    }
+    let descriptors = std::iter::once(&manifest.config).chain(&manifest.layers);
+    if let Some(bad) = descriptors.clone().find(|d| !is_digest(&d.digest)) {
+        return Err(format!(
+            "a layer's digest `{}` is not `sha256:` and 64 lowercase hex digits",
+            host::text::bounded(&bad.digest, 80)
+        ));
+    }
+    Ok(manifest)
 }
 
 /// The OCI platform of a target triple, where it has one.
@@ -277,7 +306,7 @@ mod tests {
         assert!(index.put(again));
         assert_eq!(index.manifests.len(), 3);
         let bytes = serde_json::to_vec(&index).unwrap();
-        let builds = builds(INDEX, &bytes, "sha256:x").unwrap();
+        let builds = super::builds(INDEX, &bytes, "sha256:x").unwrap();
         assert_eq!(builds.len(), 3);
         assert_eq!(
             builds[2].describe(),

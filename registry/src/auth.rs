@@ -1,6 +1,8 @@
-//! Registry credentials from the usual Docker file: `$REGISTRY_AUTH_FILE` (podman, skopeo),
-//! else `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`. Only inline credentials
-//! (`auth`, or `username` and `password`) are read; credential helpers are not run.
+//! Registry credentials from the usual files: `$REGISTRY_AUTH_FILE` (podman, skopeo), else
+//! podman's `$XDG_RUNTIME_DIR/containers/auth.json` when it exists, else
+//! `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`. Only inline credentials
+//! (`auth`, or `username` and `password`) are read; credential helpers (`credsStore`,
+//! `credHelpers`) are not run.
 
 use std::path::PathBuf;
 
@@ -20,11 +22,17 @@ fn auth_file() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("REGISTRY_AUTH_FILE") {
         return Some(PathBuf::from(path));
     }
+    if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR") {
+        let podman = PathBuf::from(dir).join("containers/auth.json");
+        if podman.is_file() {
+            return Some(podman);
+        }
+    }
     if let Some(dir) = std::env::var_os("DOCKER_CONFIG") {
         return Some(PathBuf::from(dir).join("config.json"));
     }
-    let home = std::env::var_os("HOME")?;
-    Some(PathBuf::from(home).join(".docker/config.json"))
+    let home = std::env::var_os("HOME").or_else(|| std::env::var_os("USERPROFILE"))?;
+    Some(PathBuf::from(home).join(".docker").join("config.json"))
 }
 
 /// The Basic credentials (`user:password` in Base64) for `registry`, when the credentials file

@@ -42,13 +42,15 @@ impl Cache {
         Cache { dir: dir.into() }
     }
 
-    /// `$XDG_CACHE_HOME/plugin-host/oci`, else `~/.cache/plugin-host/oci`.
+    /// `$XDG_CACHE_HOME/plugin-host/oci`, else `~/.cache/plugin-host/oci` (on Windows,
+    /// `%LOCALAPPDATA%\plugin-host\oci`).
     pub fn default_dir() -> Option<PathBuf> {
         let base = match std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
             Some(dir) => PathBuf::from(dir),
+            None if cfg!(windows) => PathBuf::from(std::env::var_os("LOCALAPPDATA")?),
             None => PathBuf::from(std::env::var_os("HOME")?).join(".cache"),
         };
-        Some(base.join("plugin-host/oci"))
+        Some(base.join("plugin-host").join("oci"))
     }
 
     /// The cache directory.
@@ -60,14 +62,19 @@ impl Cache {
         is_digest(digest).then(|| self.dir.join("blobs/sha256").join(&digest[7..]))
     }
 
-    fn ref_path(&self, reference: &Reference) -> PathBuf {
-        // Registry `host:port` and repository components are plain names (checked when the
-        // reference was parsed); `:` is kept out of the file name.
-        self.dir
-            .join("refs")
-            .join(reference.registry.replace(':', "_"))
-            .join(&reference.repository)
-            .join(&reference.reference)
+    /// Where the digest a tag named is kept; `None` for anything but a tag. The registry,
+    /// repository and tag were checked when the reference was parsed: plain names, no `..`,
+    /// nothing absolute.
+    fn ref_path(&self, reference: &Reference) -> Option<PathBuf> {
+        if !reference.is_tag() {
+            return None;
+        }
+        let registry = reference.registry.replace([':', '[', ']'], "_");
+        let mut path = self.dir.join("refs").join(registry);
+        for component in reference.repository.split('/') {
+            path.push(component);
+        }
+        Some(path.join(&reference.reference))
     }
 
     fn not_cached(&self, what: String) -> Error {
@@ -82,15 +89,15 @@ impl Cache {
         let Some(blob) = self.blob_path(&fetched.digest) else {
             return;
         };
-        let mut kept = write(&blob, &fetched.bytes);
-        if !reference.is_digest() {
+        let mut kept = self.write(&blob, &fetched.bytes);
+        if let Some(path) = self.ref_path(reference) {
             let media = if fetched.media_type == crate::client::INDEX {
                 "index"
             } else {
                 "manifest"
             };
             let line = format!("{} {media}\n", fetched.digest);
-            kept = kept.and_then(|()| write(&self.ref_path(reference), line.as_bytes()));
+            kept = kept.and_then(|()| self.write(&path, line.as_bytes()));
         }
         if let Err(e) = kept {
             tracing::warn!(
@@ -105,8 +112,11 @@ impl Cache {
         let (digest, media_type) = if reference.is_digest() {
             (reference.reference.clone(), None)
         } else {
+            let path = self
+                .ref_path(reference)
+                .ok_or_else(|| self.not_cached(reference.to_string()))?;
             let line = REF_FILE
-                .read_to_string(&self.ref_path(reference))
+                .read_to_string(&path)
                 .map_err(|_| self.not_cached(reference.to_string()))?;
             let (digest, media) = line.trim().split_once(' ').unwrap_or((line.trim(), ""));
             (digest.to_owned(), Some(media.to_owned()))
@@ -146,7 +156,7 @@ impl Cache {
         };
         let kept = (|| {
             let dir = blob.parent().expect("a blob path has a directory");
-            fs::create_dir_all(dir)?;
+            self.make_dirs(dir)?;
             host::small_file::write_atomically_with(&blob, |out| {
                 std::io::copy(&mut fs::File::open(path)?, out).map(|_| ())
             })
@@ -197,11 +207,50 @@ impl Cache {
     }
 }
 
-fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir)?;
+impl Cache {
+    /// Writes a cache file atomically, its directories made first.
+    fn write(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        if let Some(dir) = path.parent() {
+            self.make_dirs(dir)?;
+        }
+        host::small_file::write_atomically(path, bytes)
     }
-    host::small_file::write_atomically(path, bytes)
+
+    /// Makes `dir` (under the cache directory) and its parents, private (0700), refusing a
+    /// symbolic link on the way: a link planted in the cache would send a write elsewhere.
+    fn make_dirs(&self, dir: &Path) -> std::io::Result<()> {
+        let relative = dir
+            .strip_prefix(&self.dir)
+            .map_err(|_| std::io::Error::other("outside the cache"))?;
+        let mut at = self.dir.clone();
+        let steps = std::iter::once(None).chain(relative.components().map(Some));
+        for component in steps {
+            if let Some(component) = component {
+                at.push(component);
+            }
+            match fs::symlink_metadata(&at) {
+                Ok(meta) if meta.is_dir() => continue,
+                Ok(_) => {
+                    return Err(std::io::Error::other(format!(
+                        "{} is not a directory (a link?)",
+                        at.display()
+                    )))
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    let mut builder = fs::DirBuilder::new();
+                    builder.recursive(component.is_none());
+                    #[cfg(unix)]
+                    {
+                        use std::os::unix::fs::DirBuilderExt;
+                        builder.mode(0o700);
+                    }
+                    builder.create(&at)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Opens a regular file, refusing a link.

@@ -2,9 +2,11 @@
 //! bound and checked against their digests, and uploaded whole.
 //!
 //! Plain HTTP only to a registry on this machine (loopback) or with `insecure`; HTTPS (rustls,
-//! the Mozilla roots) everywhere else. Credentials come from the usual Docker file
-//! (`$REGISTRY_AUTH_FILE`, else `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`):
-//! Basic auth, and the registry token flow (`WWW-Authenticate: Bearer …`) with them.
+//! the Mozilla roots) everywhere else. Credentials (see `auth`) are sent only when the
+//! registry itself asks (a 401 from its own origin): as Basic auth, or to the token service it
+//! names (`WWW-Authenticate: Bearer realm=…`, which must be HTTPS unless the registry is on
+//! loopback) for a bearer token. Redirects are not followed but for blobs, by hand: to HTTPS
+//! (or loopback to loopback), with no credentials unless the origin is the registry's.
 
 use std::io::{Read, Write};
 use std::sync::Mutex;
@@ -13,7 +15,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
-use crate::reference::Reference;
+use crate::reference::{is_loopback, url_host, Reference};
 use crate::Error;
 
 /// The most bytes a manifest or an index may hold.
@@ -33,9 +35,21 @@ pub struct Client {
     agent: ureq::Agent,
     base: String,
     registry: String,
+    loopback: bool,
     basic: Option<String>,
-    token: Mutex<Option<String>>,
+    /// What the registry asked for: nothing yet, Basic, or a bearer token.
+    auth: Mutex<Auth>,
 }
+
+#[derive(Clone)]
+enum Auth {
+    None,
+    Basic,
+    Bearer(String),
+}
+
+/// The most redirects a blob download follows.
+const MAX_REDIRECTS: usize = 5;
 
 /// A manifest or an index as the registry served it.
 pub struct Fetched {
@@ -54,26 +68,35 @@ impl Client {
         let scheme = scheme(reference, insecure);
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_secs(10))
+            // A whole request, however slowly the other side drips it: half an hour (a 1 GiB
+            // library at 0.6 MB/s).
+            .timeout(Duration::from_secs(1800))
             .timeout_read(Duration::from_secs(60))
             .timeout_write(Duration::from_secs(60))
-            .redirects(5)
+            .redirects(0)
             .user_agent(concat!("plugin-host/", env!("CARGO_PKG_VERSION")))
             .build();
         Ok(Client {
             agent,
             base: format!("{scheme}://{}", reference.registry),
             registry: reference.registry.clone(),
+            loopback: reference.is_loopback(),
             basic: crate::auth::basic_for(&reference.registry)?,
-            token: Mutex::new(None),
+            auth: Mutex::new(Auth::None),
         })
+    }
+
+    /// Whether `url` is on the registry's own origin (scheme, host and port).
+    fn same_origin(&self, url: &str) -> bool {
+        url == self.base || url.starts_with(&format!("{}/", self.base))
     }
 
     fn url(&self, repository: &str, path: &str) -> String {
         format!("{}/v2/{repository}/{path}", self.base)
     }
 
-    /// Sends a request (`body` with its content type), authenticating once when the registry
-    /// asks (Basic, or a bearer token from its realm).
+    /// Sends a request (`body` with its content type) to the registry's origin,
+    /// authenticating once when it asks (Basic, or a bearer token from its realm).
     fn send(
         &self,
         method: &str,
@@ -88,11 +111,18 @@ impl Client {
             if let Some(accept) = accept {
                 request = request.set("Accept", accept);
             }
-            let token = self.token.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            if let Some(token) = &token {
-                request = request.set("Authorization", &format!("Bearer {token}"));
-            } else if let Some(basic) = &self.basic {
-                request = request.set("Authorization", &format!("Basic {basic}"));
+            if self.same_origin(url) {
+                match self.auth.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+                    Auth::None => {}
+                    Auth::Basic => {
+                        if let Some(basic) = &self.basic {
+                            request = request.set("Authorization", &format!("Basic {basic}"));
+                        }
+                    }
+                    Auth::Bearer(token) => {
+                        request = request.set("Authorization", &format!("Bearer {token}"));
+                    }
+                }
             }
             let sent = match body {
                 Some((bytes, content_type)) => {
@@ -102,13 +132,18 @@ impl Client {
             };
             match sent {
                 Ok(response) => return Ok(response),
-                Err(ureq::Error::Status(401, response)) if !retried => {
+                Err(ureq::Error::Status(401, response))
+                    if !retried && self.same_origin(response.get_url()) =>
+                {
                     retried = true;
-                    let challenge = response.header("WWW-Authenticate").unwrap_or("").to_owned();
-                    match self.authenticate(&challenge)? {
-                        true => continue,
-                        false => return Err(self.status_error(401, response, what)),
+                    let challenge = response
+                        .header("WWW-Authenticate")
+                        .map(|c| host::text::bounded(c, 2048).into_owned())
+                        .unwrap_or_default();
+                    if self.authenticate(&challenge)? {
+                        continue;
                     }
+                    return Err(self.status_error(401, response, what));
                 }
                 Err(ureq::Error::Status(code, response)) => {
                     return Err(self.status_error(code, response, what))
@@ -123,9 +158,17 @@ impl Client {
         }
     }
 
-    /// Answers a `WWW-Authenticate` challenge: a bearer token fetched from its realm (with the
-    /// credentials, when there are some). `false` when there is nothing to try.
+    /// Answers a `WWW-Authenticate` challenge from the registry: Basic with the credentials,
+    /// or a bearer token fetched from its realm (HTTPS, unless the registry is on loopback).
+    /// `false` when there is nothing to try.
     fn authenticate(&self, challenge: &str) -> Result<bool, Error> {
+        if challenge.starts_with("Basic") {
+            if self.basic.is_none() {
+                return Ok(false);
+            }
+            *self.auth.lock().unwrap_or_else(|p| p.into_inner()) = Auth::Basic;
+            return Ok(true);
+        }
         let Some(params) = challenge.strip_prefix("Bearer ") else {
             return Ok(false);
         };
@@ -138,6 +181,17 @@ impl Client {
         let Some(realm) = param("realm") else {
             return Ok(false);
         };
+        let realm_loopback = url_host(&realm).is_some_and(is_loopback);
+        let realm_allowed = realm.starts_with("https://") || (self.loopback && realm_loopback);
+        if !realm_allowed {
+            return Err(Error::Unauthorized {
+                registry: self.registry.clone(),
+                detail: format!(
+                    "its token service `{}` is not HTTPS; credentials are not sent there",
+                    host::text::printable(&realm)
+                ),
+            });
+        }
         let mut request = self.agent.get(&realm);
         for name in ["service", "scope"] {
             if let Some(value) = param(name) {
@@ -162,7 +216,7 @@ impl Client {
                 })
             }
         };
-        let body = read_bounded(response, MAX_TOKEN, "token response")?;
+        let body = self.read_bounded(response, MAX_TOKEN, "its token response")?;
         let value: serde_json::Value =
             serde_json::from_slice(&body).map_err(|e| Error::Malformed {
                 what: "token response".to_owned(),
@@ -175,15 +229,24 @@ impl Client {
                 what: "token response".to_owned(),
                 detail: "no `token`".to_owned(),
             })?;
-        *self.token.lock().unwrap_or_else(|p| p.into_inner()) = Some(token.to_owned());
+        *self.auth.lock().unwrap_or_else(|p| p.into_inner()) = Auth::Bearer(token.to_owned());
         Ok(true)
     }
 
     fn status_error(&self, code: u16, response: ureq::Response, what: &str) -> Error {
-        let body = read_bounded(response, MAX_ERROR_BODY, "error").unwrap_or_default();
+        let body = self
+            .read_bounded(response, MAX_ERROR_BODY, "its error")
+            .unwrap_or_default();
         let detail = String::from_utf8_lossy(&body);
         let detail = host::text::printable(detail.trim()).into_owned();
         match code {
+            401 | 403 if self.basic.is_none() => Error::Unauthorized {
+                registry: self.registry.clone(),
+                detail: format!(
+                    "{what}: {code} {detail}(no credentials for {} were found)",
+                    self.registry
+                ),
+            },
             401 | 403 => Error::Unauthorized {
                 registry: self.registry.clone(),
                 detail: format!("{what}: {code} {detail}"),
@@ -197,6 +260,31 @@ impl Client {
                 detail,
             },
         }
+    }
+
+    /// Reads a response body of at most `limit` bytes.
+    fn read_bounded(
+        &self,
+        response: ureq::Response,
+        limit: u64,
+        what: &str,
+    ) -> Result<Vec<u8>, Error> {
+        let mut bytes = Vec::new();
+        response
+            .into_reader()
+            .take(limit + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| Error::Unreachable {
+                registry: self.registry.clone(),
+                detail: format!("reading {what}: {e}"),
+            })?;
+        if bytes.len() as u64 > limit {
+            return Err(Error::TooLarge {
+                what: what.to_owned(),
+                limit,
+            });
+        }
+        Ok(bytes)
     }
 
     /// The manifest or index at `reference` (a tag or a digest), at most [`MAX_MANIFEST`]
@@ -215,7 +303,7 @@ impl Client {
             &what,
         )?;
         let content_type = response.content_type().to_owned();
-        let bytes = read_bounded(response, MAX_MANIFEST, &what)?;
+        let bytes = self.read_bounded(response, MAX_MANIFEST, &what)?;
         let digest = sha256_digest(&bytes);
         if reference.is_digest() && digest != reference.reference {
             return Err(Error::DigestMismatch {
@@ -246,7 +334,44 @@ impl Client {
     ) -> Result<(), Error> {
         let url = self.url(repository, &format!("blobs/{digest}"));
         let what = format!("blob {digest}");
-        let response = self.send("GET", &url, None, None, &what)?;
+        let mut response = self.send("GET", &url, None, None, &what)?;
+        // A registry may send blobs from elsewhere (object storage): followed by hand, to
+        // HTTPS (or loopback to loopback), without the registry's credentials.
+        for _ in 0..MAX_REDIRECTS {
+            if !(300..400).contains(&response.status()) {
+                break;
+            }
+            let location = response.header("Location").unwrap_or("").to_owned();
+            let allowed = location.starts_with("https://")
+                || (self.loopback && url_host(&location).is_some_and(is_loopback));
+            if !allowed {
+                return Err(Error::Status {
+                    what,
+                    status: response.status(),
+                    detail: format!(
+                        "a redirect to `{}`, which is not HTTPS, is not followed",
+                        host::text::bounded(&location, 200)
+                    ),
+                });
+            }
+            response = match self.agent.get(&location).call() {
+                Ok(r) => r,
+                Err(ureq::Error::Status(code, r)) => return Err(self.status_error(code, r, &what)),
+                Err(ureq::Error::Transport(e)) => {
+                    return Err(Error::Unreachable {
+                        registry: url_host(&location).unwrap_or("?").to_owned(),
+                        detail: e.to_string(),
+                    })
+                }
+            };
+        }
+        if !(200..300).contains(&response.status()) {
+            return Err(Error::Status {
+                what,
+                status: response.status(),
+                detail: "too many redirects, or an answer without the blob".to_owned(),
+            });
+        }
         let mut reader = response.into_reader().take(size + 1);
         let mut hasher = Sha256::new();
         let mut buffer = vec![0u8; 64 << 10];
@@ -299,6 +424,7 @@ impl Client {
             Some((&[], "application/octet-stream")),
             &what,
         )?;
+        let upload_status = response.status();
         let location = response
             .header("Location")
             .ok_or_else(|| Error::Malformed {
@@ -311,6 +437,17 @@ impl Client {
         } else {
             location
         };
+        // The upload (and the credentials with it) go nowhere but to the registry.
+        if !self.same_origin(&location) {
+            return Err(Error::Status {
+                what,
+                status: upload_status,
+                detail: format!(
+                    "it sent the upload to `{}`, another origin: refused",
+                    host::text::bounded(&location, 200)
+                ),
+            });
+        }
         let separator = if location.contains('?') { '&' } else { '?' };
         let put = format!("{location}{separator}digest={digest}");
         self.send(
@@ -352,26 +489,6 @@ fn scheme(reference: &Reference, insecure: bool) -> &'static str {
     } else {
         "https"
     }
-}
-
-/// Reads a response body of at most `limit` bytes.
-fn read_bounded(response: ureq::Response, limit: u64, what: &str) -> Result<Vec<u8>, Error> {
-    let mut bytes = Vec::new();
-    response
-        .into_reader()
-        .take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| Error::Unreachable {
-            registry: what.to_owned(),
-            detail: e.to_string(),
-        })?;
-    if bytes.len() as u64 > limit {
-        return Err(Error::TooLarge {
-            what: what.to_owned(),
-            limit,
-        });
-    }
-    Ok(bytes)
 }
 
 /// `sha256:HEX` of `bytes`.

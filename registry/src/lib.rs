@@ -62,7 +62,7 @@ pub enum Error {
         detail: String,
     },
     /// 401 or 403.
-    #[error("registry {registry} refused the credentials: {detail}; log in (`podman login` / `docker login`, read from $REGISTRY_AUTH_FILE or ~/.docker/config.json)")]
+    #[error("registry {registry} refused access: {detail}; log in (`podman login` / `docker login`: credentials are read from $REGISTRY_AUTH_FILE, podman's auth.json or ~/.docker/config.json)")]
     Unauthorized {
         /// The registry.
         registry: String,
@@ -287,11 +287,21 @@ pub fn publish(
         detail: e.to_string(),
     })?;
     let io = |what: String| move |source| Error::Io { what, source };
-    let library = fs::read(file).map_err(io(format!("reading {}", file.display())))?;
-    if library.len() as u64 > MAX_LIBRARY {
+    let len = fs::metadata(file)
+        .map_err(io(format!("reading {}", file.display())))?
+        .len();
+    if len > MAX_LIBRARY {
         return Err(Error::TooLarge {
             what: file.display().to_string(),
             limit: MAX_LIBRARY,
+        });
+    }
+    let library = fs::read(file).map_err(io(format!("reading {}", file.display())))?;
+    // The bytes published are the bytes whose provenance the annotations describe.
+    if host::read_provenance_bytes(file, &library).ok().as_ref() != Some(&provenance) {
+        return Err(Error::NotAPlugin {
+            reference: file.display().to_string(),
+            detail: "it changed while it was being read; publish it again".to_owned(),
         });
     }
     let signature_path = host::trust::signature_path(file);
@@ -370,7 +380,7 @@ pub fn publish(
     };
     let bytes = serde_json::to_vec(&manifest).expect("a manifest serializes");
     let digest = client::sha256_digest(&bytes);
-    client.put_manifest(&reference.with_reference(&digest), &bytes, MANIFEST)?;
+    client.put_manifest(&reference.at_digest(&digest)?, &bytes, MANIFEST)?;
     // The tag's index: the builds already there, this one added (or replacing the build for
     // the same target and host).
     let mut index = match client.manifest(reference) {
@@ -419,8 +429,11 @@ pub struct PullOptions<'a> {
     pub dir: &'a Path,
     /// The lock to record it in (and, with `locked`, to hold the tag to).
     pub lock: Option<&'a mut Lock>,
-    /// Refuse a tag whose build's manifest digest is not the one the lock pins.
+    /// Take only the build the lock pins for this reference (its manifest digest), nothing
+    /// else.
     pub locked: bool,
+    /// The plugin name the build must carry (`sync` knows which plugin it installs).
+    pub expect: Option<&'a str>,
 }
 
 /// What [`pull`] placed.
@@ -440,17 +453,22 @@ pub struct Pulled {
     pub exact: bool,
 }
 
+/// The most builds [`pull`] downloads and judges before it gives up.
+pub const MAX_TRIED: usize = 8;
+
 /// Pulls the build of `reference` that matches `host`: resolves the tag, picks the builds
 /// for this host's target (the one for this very host first, then the others of this host's
-/// name, newest first, then any), and for each in turn downloads it, checks its digest, and
-/// has `host` verify it (read, signature, judge) — the first that passes is placed in
-/// `options.dir` and recorded in the lock. `host` should be made without a lock (the pulled
-/// file is new) and with digests ([`host::HostBuilder::digests`]) to be recorded.
+/// name, newest first, then any), and for each in turn (at most [`MAX_TRIED`]) downloads it,
+/// checks its digest, and has `host` verify it (read, signature, judge) — the first that
+/// passes is placed in `options.dir` as `lib<name>.so` (the name its verified provenance
+/// carries) and recorded in the lock. With `locked`, only the build the lock pins for this
+/// reference is taken. `host` should be made without a lock (the pulled file is new) and
+/// with digests ([`host::HostBuilder::digests`]) to be recorded.
 pub fn pull(
     source: &Source,
     reference: &Reference,
     host: &Host,
-    options: PullOptions<'_>,
+    mut options: PullOptions<'_>,
 ) -> Result<Pulled, Error> {
     let identity = host.identity();
     let target = &identity.provenance.target;
@@ -461,14 +479,22 @@ pub fn pull(
         .filter(|b| b.target() == target.as_str())
         .collect();
     if candidates.is_empty() {
+        let mut available: Vec<String> = all
+            .iter()
+            .take(20)
+            .map(|b| {
+                let line = format!("{} ({} on {})", b.name(), b.host(), b.target());
+                host::text::bounded(&line, 200).into_owned()
+            })
+            .collect();
+        if all.len() > 20 {
+            available.push(format!("and {} more", all.len() - 20));
+        }
         return Err(Error::NoBuild {
             reference: reference.to_string(),
             host: format!("{} {}", identity.name, identity.version),
             target: target.clone(),
-            available: all
-                .iter()
-                .map(|b| format!("{} ({} on {})", b.name(), b.host(), b.target()))
-                .collect(),
+            available,
         });
     }
     let rank = |b: &Build| {
@@ -481,51 +507,47 @@ pub fn pull(
     };
     candidates.sort_by_key(|b| rank(b));
     if options.locked {
-        let pinned = options
-            .lock
-            .as_deref()
-            .and_then(|lock| lock.get(candidates[0].name()))
-            .and_then(|e| e.manifest.clone());
-        let found = &candidates[0].descriptor.digest;
-        match pinned {
-            Some(locked) if &locked != found => {
-                return Err(Error::Moved {
-                    reference: reference.to_string(),
-                    locked,
-                    found: found.clone(),
-                })
-            }
-            Some(_) => {}
+        let source_text = reference.to_string();
+        let pinned = options.lock.as_deref().and_then(|lock| {
+            lock.entries()
+                .find(|e| e.source.as_deref() == Some(source_text.as_str()))
+                .and_then(|e| e.manifest.clone())
+        });
+        let Some(pinned) = pinned else {
+            return Err(Error::Refused {
+                reference: source_text,
+                build: candidates[0].describe(),
+                reason: ReasonCode::NotLocked,
+                message: "the lock pins no build pulled from this reference, and --locked pulls \
+                          only pinned builds; pull it once without --locked"
+                    .to_owned(),
+            });
+        };
+        // The pinned build and nothing else: no fallback to another build of the tag.
+        match candidates.iter().find(|b| b.descriptor.digest == pinned) {
+            Some(build) => candidates = vec![*build],
             None => {
-                return Err(Error::Refused {
-                    reference: reference.to_string(),
-                    build: candidates[0].describe(),
-                    reason: ReasonCode::NotLocked,
-                    message: "the lock pins no build of it, and --locked pulls only pinned builds; pull it once without --locked".to_owned(),
+                return Err(Error::Moved {
+                    reference: source_text,
+                    locked: pinned,
+                    found: candidates[0].descriptor.digest.clone(),
                 })
             }
         }
     }
     let mut refusals = Vec::new();
-    for build in &candidates {
+    for build in candidates.iter().take(MAX_TRIED) {
         let exact = !rank(build).0;
-        match fetch_and_place(source, reference, build, host, options.dir) {
-            Ok((path, report)) => {
-                let name = report.name.clone().unwrap_or_default();
-                let version = report.version.clone().unwrap_or_default();
-                if let (Some(lock), Some(digest)) = (options.lock, &report.digest) {
-                    let mut entry = LockEntry::new(&name, &version, &path, lock.dir(), digest);
-                    entry.source = Some(reference.to_string());
-                    entry.manifest = Some(build.descriptor.digest.clone());
-                    lock.insert(entry);
-                    lock.write().map_err(|e| Error::Io {
-                        what: format!("writing the lock {}", lock.path().display()),
-                        source: std::io::Error::other(e.to_string()),
-                    })?;
+        let placed = fetch_and_place(source, reference, build, host, &options);
+        match placed {
+            Ok((path, report, updated)) => {
+                // The caller's lock in step with the file (a `sync` pulls several).
+                if let (Some(lock), Some(updated)) = (options.lock.as_deref_mut(), updated) {
+                    *lock = updated;
                 }
                 return Ok(Pulled {
-                    name,
-                    version,
+                    name: report.name.clone().unwrap_or_default(),
+                    version: report.version.clone().unwrap_or_default(),
                     path,
                     manifest: build.descriptor.digest.clone(),
                     build: build.describe(),
@@ -540,29 +562,30 @@ pub fn pull(
     Err(refusals.remove(0))
 }
 
-/// Downloads `build` into a private directory inside `dir`, checks and verifies it, and
-/// renames it (and its signature) into `dir`: the path and the host's report.
+/// The file name a plugin named `name` is placed under: what discovery looks for.
+pub fn library_file_name(name: &str) -> String {
+    let prefix = if cfg!(windows) { "" } else { "lib" };
+    format!("{prefix}{name}{}", host::LIBRARY_SUFFIX)
+}
+
+/// Downloads `build` into a private directory inside the plugin directory, checks and
+/// verifies it, records it in the lock, and renames it (and its signature) into the
+/// directory: the path, the host's report and the lock as written. On any failure the
+/// directory and the lock file are as they were.
 fn fetch_and_place(
     source: &Source,
     reference: &Reference,
     build: &Build,
     host: &Host,
-    dir: &Path,
-) -> Result<(PathBuf, host::PluginReport), Error> {
-    let at = reference.with_reference(&build.descriptor.digest);
+    options: &PullOptions<'_>,
+) -> Result<(PathBuf, host::PluginReport, Option<Lock>), Error> {
+    let dir = options.dir;
+    let at = reference.at_digest(&build.descriptor.digest)?;
     let fetched = source.manifest(&at)?;
-    if fetched.digest != build.descriptor.digest {
-        return Err(Error::DigestMismatch {
-            what: at.to_string(),
-            expected: build.descriptor.digest.clone(),
-            found: fetched.digest,
-        });
-    }
-    let manifest: Manifest =
-        serde_json::from_slice(&fetched.bytes).map_err(|e| Error::Malformed {
-            what: at.to_string(),
-            detail: e.to_string(),
-        })?;
+    let manifest = artifact::parse_manifest(&fetched.bytes).map_err(|detail| Error::Malformed {
+        what: at.to_string(),
+        detail,
+    })?;
     let not_plugin = |detail: &str| Error::NotAPlugin {
         reference: at.to_string(),
         detail: detail.to_owned(),
@@ -592,69 +615,99 @@ fn fetch_and_place(
             limit: MAX_SIGNATURE,
         });
     }
-    let file_name = library
-        .annotations
-        .get(artifact::TITLE)
-        .filter(|t| is_library_name(t))
-        .cloned()
-        .ok_or_else(|| not_plugin("its library layer has no plain file name (`org.opencontainers.image.title`, e.g. libhello.so)"))?;
     let io = |what: String| move |source| Error::Io { what, source };
     fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
     let staging = Staging::new(dir).map_err(io(format!(
         "creating a private directory in {}",
         dir.display()
     )))?;
-    let staged = staging.path.join(&file_name);
+    // The registry does not choose the name: staged under a fixed one, placed under the
+    // name its verified provenance carries.
+    let staged = staging.path.join(library_file_name("pulled"));
     source.blob_to(&reference.repository, library, &staged)?;
     let staged_signature = host::trust::signature_path(&staged);
     if let Some(signature) = signature {
         source.blob_to(&reference.repository, signature, &staged_signature)?;
     }
     let report = host.verify(&staged);
+    let refused = |reason: ReasonCode, message: String| Error::Refused {
+        reference: reference.to_string(),
+        build: build.describe(),
+        reason,
+        message,
+    };
     if report.status != Status::Verified {
         let reason = report.reason.unwrap_or(ReasonCode::NotALibrary);
         let message = report
             .message
             .clone()
             .unwrap_or_else(|| format!("it is {}", report.status.as_str()))
-            .replace(&staged.display().to_string(), &file_name);
-        return Err(Error::Refused {
-            reference: reference.to_string(),
-            build: build.describe(),
-            reason,
-            message,
+            .replace(&staged.display().to_string(), "the pulled library");
+        return Err(refused(reason, message));
+    }
+    let name = report.name.clone().unwrap_or_default();
+    let version = report.version.clone().unwrap_or_default();
+    if let Some(expected) = options.expect.filter(|e| *e != name) {
+        return Err(refused(
+            ReasonCode::NameMismatch,
+            format!(
+                "it is plugin `{}`, not `{expected}`",
+                host::text::printable(&name)
+            ),
+        ));
+    }
+    let placed = dir.join(library_file_name(&name));
+    let placed_signature = host::trust::signature_path(&placed);
+    // The lock first (so a failure leaves nothing placed), then the signature, then the
+    // library; each step undone if a later one fails.
+    let lock = match (&options.lock, &report.digest) {
+        (Some(lock), Some(digest)) => {
+            let mut updated: Lock = (**lock).clone();
+            let mut entry = LockEntry::new(&name, &version, &placed, updated.dir(), digest);
+            entry.source = Some(reference.to_string());
+            entry.manifest = Some(build.descriptor.digest.clone());
+            updated.insert(entry);
+            updated.write().map_err(|e| Error::Io {
+                what: format!("writing the lock {}", updated.path().display()),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+            Some(((**lock).clone(), updated))
+        }
+        _ => None,
+    };
+    let undo_lock = |lock: &Option<(Lock, Lock)>| {
+        if let Some((old, _)) = lock {
+            let _ = old.write();
+        }
+    };
+    let old_signature = staging.path.join("old.minisig");
+    let had_signature = fs::symlink_metadata(&placed_signature).is_ok();
+    let swapped = (|| -> std::io::Result<()> {
+        if had_signature {
+            fs::rename(&placed_signature, &old_signature)?;
+        }
+        if signature.is_some() {
+            fs::rename(&staged_signature, &placed_signature)?;
+        }
+        fs::rename(&staged, &placed)
+    })();
+    if let Err(e) = swapped {
+        if signature.is_some() {
+            let _ = fs::rename(&placed_signature, &staged_signature);
+        }
+        if had_signature {
+            let _ = fs::rename(&old_signature, &placed_signature);
+        }
+        undo_lock(&lock);
+        return Err(Error::Io {
+            what: format!("placing {}", placed.display()),
+            source: e,
         });
     }
-    let placed = dir.join(&file_name);
-    let placed_signature = host::trust::signature_path(&placed);
-    if signature.is_some() {
-        fs::rename(&staged_signature, &placed_signature)
-            .map_err(io(format!("placing {}", placed_signature.display())))?;
-    } else if fs::symlink_metadata(&placed_signature).is_ok() {
-        // An old build's signature would now sign nothing it matches.
-        fs::remove_file(&placed_signature).map_err(io(format!(
-            "removing the old {}",
-            placed_signature.display()
-        )))?;
-    }
-    fs::rename(&staged, &placed).map_err(io(format!("placing {}", placed.display())))?;
     let mut report = report;
     report.path = placed.clone();
-    Ok((placed, report))
+    Ok((placed, report, lock.map(|(_, updated)| updated)))
 }
-
-/// A file name a library layer may be placed under: one plain component.
-fn is_library_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 255
-        && name != "."
-        && name != ".."
-        && !name.starts_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-}
-
 /// A private directory inside the plugin directory (so the final rename stays on one file
 /// system), removed with whatever is left in it.
 struct Staging {
@@ -663,9 +716,15 @@ struct Staging {
 
 impl Staging {
     fn new(dir: &Path) -> std::io::Result<Staging> {
+        let mut builder = fs::DirBuilder::new();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
         for attempt in 0..100u32 {
             let path = dir.join(format!(".pull-{}-{attempt}", std::process::id()));
-            match fs::create_dir(&path) {
+            match builder.create(&path) {
                 Ok(()) => return Ok(Staging { path }),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),

@@ -33,6 +33,8 @@ impl Reference {
             .split_once('/')
             .ok_or_else(|| bad("no repository after the registry"))?;
         if registry.is_empty()
+            || registry.starts_with('.')
+            || !registry.chars().any(|c| c.is_ascii_alphanumeric())
             || !registry
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
@@ -75,22 +77,32 @@ impl Reference {
         is_digest(&self.reference)
     }
 
-    /// The same repository at `reference` (a tag or a digest).
-    pub fn with_reference(&self, reference: &str) -> Reference {
-        Reference {
-            reference: reference.to_owned(),
-            ..self.clone()
+    /// The same repository at `digest`, which must be one (`sha256:` and 64 hex digits):
+    /// a registry's word for a digest is checked before it becomes part of a URL or a path.
+    pub fn at_digest(&self, digest: &str) -> Result<Reference, Error> {
+        if !is_digest(digest) {
+            return Err(Error::Malformed {
+                what: format!("{self}"),
+                detail: format!(
+                    "`{}` is not a digest (`sha256:` and 64 lowercase hex digits)",
+                    host::text::bounded(digest, 80)
+                ),
+            });
         }
+        Ok(Reference {
+            reference: digest.to_owned(),
+            ..self.clone()
+        })
+    }
+
+    /// Whether it names a tag (checked when parsed): what may name a file in the cache.
+    pub(crate) fn is_tag(&self) -> bool {
+        is_tag(&self.reference)
     }
 
     /// Whether the registry is on this machine (plain HTTP is allowed there).
     pub fn is_loopback(&self) -> bool {
-        let host = match self.registry.rsplit_once(':') {
-            Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
-            _ => &self.registry,
-        };
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        is_loopback(&self.registry)
     }
 }
 
@@ -103,6 +115,24 @@ impl fmt::Display for Reference {
             self.registry, self.repository, self.reference
         )
     }
+}
+
+/// Whether `host[:port]` is this machine: `localhost` or a loopback address.
+pub fn is_loopback(host_port: &str) -> bool {
+    let host = match host_port.rsplit_once(':') {
+        Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
+        _ => host_port,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The `host[:port]` of an `http(s)://` URL.
+pub fn url_host(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))?;
+    Some(rest.split(['/', '?', '#']).next().unwrap_or(rest))
 }
 
 /// `sha256:` and 64 lowercase hex digits.
@@ -174,6 +204,8 @@ mod tests {
             ("oci://r/x@sha256:12", "a digest is"),
             ("oci://r/../x:1", "a repository is"),
             ("oci://r r/x:1", "the registry must be"),
+            ("oci://../x:1", "the registry must be"),
+            ("oci://./x:1", "the registry must be"),
         ] {
             let e = Reference::parse(text).unwrap_err().to_string();
             assert!(e.contains(why), "{text}: {e}");

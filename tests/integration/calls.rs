@@ -158,3 +158,47 @@ fn failing_and_panicking_calls_come_back_as_errors() {
     );
     assert_eq!(registry.provider("command", "echo"), Some("calls"));
 }
+
+#[test]
+fn commands_write_into_a_callers_buffer() {
+    let dir = plugin_dir(&["calls", "hello"]);
+    let mut host = host();
+    let reports = host.scan(&[dir.path()], host::ScanMode::Load).unwrap();
+    assert!(
+        reports.iter().all(|r| r.status == Status::Loaded),
+        "{reports:?}"
+    );
+    let registry = host.registry();
+    let mut out = abi_stable::std_types::RString::new();
+    let mut call_into = |name: &str, args: &[&str]| {
+        let args: Vec<RStr<'_>> = args.iter().map(|a| RStr::from(*a)).collect();
+        out.clear();
+        let result = registry
+            .get::<CommandKind>(name)
+            .unwrap()
+            .call_into(RSlice::from_slice(&args), &mut out)
+            .into_result();
+        (result, out.to_string())
+    };
+    // `hello` writes into the buffer (`Command::run_into`); `echo` returns a string, copied.
+    assert_eq!(
+        call_into("hello", &["Ada"]),
+        (Ok(()), "hello, Ada! (from plugin-host 0.1.0)".to_owned())
+    );
+    assert_eq!(call_into("echo", &["a", "b"]), (Ok(()), "a b".to_owned()));
+    let (boom, _) = call_into("boom", &[]);
+    let boom = boom.unwrap_err();
+    assert_eq!(
+        (boom.kind, boom.message.as_str()),
+        (CallErrorKind::Panicked, "boom on purpose")
+    );
+    // The writer still answers `call` with a string of its own.
+    let hello = registry.get::<CommandKind>("hello").unwrap();
+    assert_eq!(
+        hello
+            .call(RSlice::from_slice(&[RStr::from("Ada")]))
+            .into_result()
+            .unwrap(),
+        "hello, Ada! (from plugin-host 0.1.0)"
+    );
+}

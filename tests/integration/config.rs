@@ -46,6 +46,11 @@ impl Machine {
             .env_remove("XDG_CONFIG_HOME")
             .env_remove("XDG_DATA_HOME")
             .env_remove("PLUGIN_HOST_CONFIG")
+            // The cache is under HOME; registry credentials are this machine's only.
+            .env_remove("XDG_CACHE_HOME")
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("REGISTRY_AUTH_FILE")
+            .env_remove("DOCKER_CONFIG")
             .env("PLUGIN_HOST_LOG", "info")
             .stdin(Stdio::null());
         if let Some(file) = explicit {

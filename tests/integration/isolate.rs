@@ -1129,8 +1129,11 @@ fn scribbling_host(mode: &str, starts: &Path) -> Host {
             ],
         )
         .default_mode(Mode::Process)
-        .start_timeout(Duration::from_secs(5))
-        .call_timeout(Duration::from_secs(5));
+        // Deadlines far beyond what these workers need on a quiet machine: each test expects
+        // another failure than a timeout, and a busy 2-core machine (a full test run) can take
+        // seconds to move 128 MiB of flood.
+        .start_timeout(Duration::from_secs(20))
+        .call_timeout(Duration::from_secs(20));
     builder().placement(isolation).build()
 }
 
@@ -1543,4 +1546,58 @@ fn scribbling_worker() {
         std::thread::sleep(Duration::from_secs(60));
         return;
     }
+}
+
+#[test]
+fn a_pool_of_workers_serves_a_call_while_another_hangs() {
+    // Two worker slots: a call that hangs holds one worker; a call made meanwhile is served by
+    // the other at once (with one worker it would wait for the first call's deadline). The
+    // hanging call still fails `plugin-timeout` at its own deadline, its worker killed, and
+    // the plugin serves on.
+    let dir = plugin_dir(&["unruly"]);
+    let scratch = tempfile::tempdir().unwrap();
+    let mut host = builder()
+        .placement(isolation().workers(2).call_timeout(Duration::from_secs(4)))
+        .build();
+    let reports = host.scan(&[dir.path()], ScanMode::Load).unwrap();
+    assert_eq!(
+        reports[0].status,
+        Status::Loaded,
+        "{:?}",
+        reports[0].message
+    );
+    let in_flight = scratch.path().join("in-flight");
+    let hung = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let hanging = s.spawn(|| {
+            let file = in_flight.to_str().unwrap();
+            let result = call(&host, "misbehave", &["spawn", file, "hang"]);
+            hung.store(true, std::sync::atomic::Ordering::SeqCst);
+            result
+        });
+        // The hanging call is inside its worker once the file exists.
+        while !in_flight.exists() {
+            assert!(!hanging.is_finished(), "the hanging call ended early");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(
+            call(&host, "misbehave", &["echo", "meanwhile"]).unwrap(),
+            "meanwhile"
+        );
+        assert!(
+            !hung.load(std::sync::atomic::Ordering::SeqCst),
+            "the second call waited for the first: calls did not run at once"
+        );
+        let e = hanging.join().unwrap().unwrap_err();
+        assert_eq!(
+            plugin_isolate::reason(&e),
+            Some(ReasonCode::PluginTimeout),
+            "{e}"
+        );
+        assert!(e.message.contains("within 4s"), "{e}");
+    });
+    for _ in 0..4 {
+        assert_eq!(call(&host, "misbehave", &["echo", "ok"]).unwrap(), "ok");
+    }
+    assert_eq!(plugin_isolate::isolated(&host)[0].consecutive_failures, 0);
 }

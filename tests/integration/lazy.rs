@@ -323,43 +323,102 @@ fn run_without_a_plugin_directory_says_so() {
     assert!(stderr(&out).contains("--plugins DIR"), "{}", stderr(&out));
 }
 
-/// `hello` and `wc` in a directory, indexed by a `run` with an index cache of its own: the
-/// directory, the cache's `XDG_CACHE_HOME`, the cache file and its JSON.
-fn hello_and_wc_indexed() -> (
-    tempfile::TempDir,
-    tempfile::TempDir,
-    std::path::PathBuf,
-    Value,
-) {
+/// Long enough for a directory's last change to count as settled, so that the index cache
+/// records its identity (`SETTLE`, 100 ms, in `host/src/lazy/cache.rs`), with room.
+const SETTLED: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// `hello` and `wc` in a directory, left to settle, then indexed by a `run` with an index cache
+/// of its own: the directory, the cache's `XDG_CACHE_HOME` and the cache file (which now
+/// records the directory's identity).
+fn hello_and_wc_indexed() -> (tempfile::TempDir, tempfile::TempDir, std::path::PathBuf) {
     let dir = plugin_dir(&["hello", "wc"]);
+    std::thread::sleep(SETTLED);
     let xdg = tempfile::tempdir().unwrap();
     let env = [("XDG_CACHE_HOME", xdg.path())];
     let plugins = dir.path().to_str().unwrap();
     let out = cli_with(&["run", "--plugins", plugins, "hello", "Ada"], &env, None);
     assert!(out.status.success(), "{}", stderr(&out));
-    let cache = xdg.path().join("plugin-host/index.json");
-    let json: Value = serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
-    (dir, xdg, cache, json)
+    let cache = xdg.path().join("plugin-host/index.bin");
+    assert!(cache.is_file(), "the index cache was written");
+    (dir, xdg, cache)
+}
+
+/// One forged entry: a file of the directory, the plugin name and the declaration it claims.
+type Forged<'a> = (&'a str, &'a str, &'a [(&'a str, &'a [&'a str])]);
+
+/// Writes, at `cache`, an index cache in the host's format (see `host/src/lazy/cache.rs`)
+/// that lists `entries` in `dir` and carries `dir`'s current identity and each file's: the
+/// host uses every entry on the directory's word alone, the strongest forgery there is.
+fn forge_cache(cache: &std::path::Path, dir: &std::path::Path, entries: &[Forged<'_>]) {
+    use std::os::unix::fs::MetadataExt;
+    fn u32_(out: &mut Vec<u8>, n: usize) {
+        out.extend_from_slice(&(n as u32).to_le_bytes());
+    }
+    fn bytes(out: &mut Vec<u8>, b: &[u8]) {
+        u32_(out, b.len());
+        out.extend_from_slice(b);
+    }
+    fn id(out: &mut Vec<u8>, m: &std::fs::Metadata, size: bool) {
+        let ns = |s: i64, n: i64| s * 1_000_000_000 + n;
+        let size = if size { m.size() as i64 } else { 0 };
+        let fields = [
+            m.dev() as i64,
+            m.ino() as i64,
+            size,
+            ns(m.mtime(), m.mtime_nsec()),
+            ns(m.ctime(), m.ctime_nsec()),
+        ];
+        for n in fields {
+            out.extend_from_slice(&n.to_le_bytes());
+        }
+    }
+    let mut entries = entries.to_vec();
+    entries.sort_by_key(|e| e.0);
+    let mut out = b"PHINDEX\x02".to_vec();
+    u32_(&mut out, 1);
+    bytes(&mut out, dir.to_str().unwrap().as_bytes());
+    out.push(1);
+    id(&mut out, &std::fs::metadata(dir).unwrap(), false);
+    u32_(&mut out, entries.len());
+    for (file, name, declared) in entries {
+        bytes(&mut out, file.as_bytes());
+        out.push(1);
+        id(&mut out, &std::fs::metadata(dir.join(file)).unwrap(), true);
+        bytes(&mut out, name.as_bytes());
+        bytes(&mut out, b"0.1.0");
+        out.push(1);
+        u32_(&mut out, declared.len());
+        for (kind, names) in declared {
+            bytes(&mut out, kind.as_bytes());
+            u32_(&mut out, names.len());
+            for n in *names {
+                bytes(&mut out, n.as_bytes());
+            }
+        }
+    }
+    std::fs::write(cache, out).unwrap();
 }
 
 #[test]
 fn the_index_cache_only_chooses_what_is_verified() {
-    let (dir, xdg, cache, mut json) = hello_and_wc_indexed();
+    let (dir, xdg, cache) = hello_and_wc_indexed();
     let env = [("XDG_CACHE_HOME", xdg.path())];
     let plugins = dir.path().to_str().unwrap();
     let hello = dir.path().join(file_name("hello"));
-    let entry = &mut json["entries"][hello.to_str().unwrap()];
-    assert_eq!(
-        entry["capabilities"],
-        serde_json::json!({"command": ["hello"]})
-    );
+    let (hello_file, wc_file) = (file_name("hello"), file_name("wc"));
 
     // A forged entry: `hello` claims to be the plugin providing `wc`. It is used (hello is
     // loaded first), but it only chose what to verify: `hello` does not register `wc`, so the
     // cache is dropped, every file read again, and the real `wc` is verified, loaded and
     // answers.
-    entry["capabilities"] = serde_json::json!({"command": ["wc"]});
-    std::fs::write(&cache, serde_json::to_vec(&json).unwrap()).unwrap();
+    forge_cache(
+        &cache,
+        dir.path(),
+        &[
+            (&hello_file, "hello", &[("command", &["wc"])]),
+            (&wc_file, "wc", &[("command", &["wc"])]),
+        ],
+    );
     let file = hello.to_str().unwrap();
     let out = cli_with(&["run", "--plugins", plugins, "wc", file], &env, None);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -381,25 +440,23 @@ fn the_index_cache_only_chooses_what_is_verified() {
 
 #[test]
 fn a_cache_that_swaps_two_plugins_is_dropped_and_the_right_file_loaded() {
-    let (dir, xdg, cache, mut json) = hello_and_wc_indexed();
+    let (dir, xdg, cache) = hello_and_wc_indexed();
     let env = [("XDG_CACHE_HOME", xdg.path())];
     let plugins = dir.path().to_str().unwrap();
-    let hello = dir.path().join(file_name("hello"));
     let wc = dir.path().join(file_name("wc"));
-    let (hello_key, wc_key) = (hello.to_str().unwrap(), wc.to_str().unwrap());
+    let wc_key = wc.to_str().unwrap();
+    let (hello_file, wc_file) = (file_name("hello"), file_name("wc"));
 
-    // A forged cache: each file's entry carries the other's name and declaration (the file
-    // identities stay, so both entries are used).
-    let entries = &mut json["entries"];
-    let mut swapped = entries[hello_key].clone();
-    for field in ["name", "version", "capabilities"] {
-        swapped[field] = entries[wc_key][field].clone();
-        let hello_value = entries[hello_key][field].clone();
-        entries[wc_key][field] = hello_value;
-    }
-    entries[hello_key] = swapped;
-    assert_eq!(entries[wc_key]["name"], "hello");
-    std::fs::write(&cache, serde_json::to_vec(&json).unwrap()).unwrap();
+    // A forged cache: each file's entry carries the other's name and declaration, with the
+    // directory's and the files' true identities, so both entries are used.
+    forge_cache(
+        &cache,
+        dir.path(),
+        &[
+            (&hello_file, "wc", &[("command", &["wc"])]),
+            (&wc_file, "hello", &[("command", &["hello"])]),
+        ],
+    );
 
     let out = cli_with(&["run", "--plugins", plugins, "hello", "Ada"], &env, None);
     let err = stderr(&out);
@@ -414,11 +471,66 @@ fn a_cache_that_swaps_two_plugins_is_dropped_and_the_right_file_loaded() {
         "{err}"
     );
     assert!(!err.contains("did not register it"), "{err}");
-    // The forged cache is gone; the next run writes a true one.
+    // The forged cache is gone; the next run writes a true one, which the run after it
+    // uses without complaint.
     assert!(!cache.exists());
     let out = cli_with(&["run", "--plugins", plugins, "hello", "Ada"], &env, None);
     assert!(out.status.success(), "{}", stderr(&out));
-    let json: Value = serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
-    assert_eq!(json["entries"][hello_key]["name"], "hello");
-    assert_eq!(json["entries"][wc_key]["name"], "wc");
+    assert!(cache.is_file());
+    let out = cli_with(&["run", "--plugins", plugins, "wc", wc_key], &env, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("stale or forged"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_file_overwritten_in_place_is_judged_afresh_before_it_runs() {
+    // The cache trusts the unchanged directory; `hello` is then rewritten in place (same
+    // inode, the directory untouched) claiming another target. Its entry is used, but the
+    // file is read and judged again: refused, and it never runs.
+    let (dir, xdg, cache) = hello_and_wc_indexed();
+    let env = [("XDG_CACHE_HOME", xdg.path())];
+    let plugins = dir.path().to_str().unwrap();
+    let hello = dir.path().join(file_name("hello"));
+    let dir_before = std::fs::metadata(dir.path()).unwrap().modified().unwrap();
+    rewrite_provenance(&hello, |j| j["target"] = "i686-unknown-linux-gnu".into());
+    assert_eq!(
+        std::fs::metadata(dir.path()).unwrap().modified().unwrap(),
+        dir_before,
+        "an in-place write leaves the directory as it was"
+    );
+    let out = cli_with(&["run", "--plugins", plugins, "hello", "Ada"], &env, None);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("hello, Ada!"), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("[target-mismatch]"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(cache.is_file());
+}
+
+#[test]
+fn a_capability_a_file_gained_in_place_is_found() {
+    // `wc`'s file is overwritten in place by `redact`: the directory is unchanged, so its cached
+    // listing says `wc`. Before `transform redact` is said not found, the files trusted by the
+    // directory are checked one by one: `wc`'s changed, so every file is read again and
+    // `redact` is found there.
+    let (dir, xdg, cache) = hello_and_wc_indexed();
+    let env = [("XDG_CACHE_HOME", xdg.path())];
+    let plugins = dir.path().to_str().unwrap();
+    let wc = dir.path().join(file_name("wc"));
+    let redact = std::fs::read(crate::fixtures::fixtures().lib("redact")).unwrap();
+    std::fs::write(&wc, redact).unwrap();
+    let out = cli_with(
+        &["transform", "--plugins", plugins, "redact"],
+        &env,
+        Some(b"mail ada@example.com\n"),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "mail [REDACTED:email]\n");
+    assert!(!cache.exists(), "the stale cache was dropped");
 }

@@ -26,6 +26,11 @@ impl Registry {
     /// Starts one, or `None` (skip) where `docker-registry` is not installed and the run does
     /// not require it.
     fn start() -> Option<Registry> {
+        Registry::start_with("")
+    }
+
+    /// [`Registry::start`], with `extra` appended to its configuration.
+    fn start_with(extra: &str) -> Option<Registry> {
         if Command::new("docker-registry")
             .arg("--version")
             .output()
@@ -49,7 +54,7 @@ impl Registry {
         fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n{extra}",
                 storage.path().join("data").display()
             ),
         )
@@ -276,6 +281,7 @@ fn two_host_versions_under_one_tag_each_host_pulls_its_own() {
         dir: other.path(),
         lock: None,
         locked: false,
+        expect: Some("wc"),
     };
     let pulled = plugin_registry::pull(&source, &reference, &old, options).unwrap();
     assert_eq!((pulled.name.as_str(), pulled.exact), ("wc", true));
@@ -301,14 +307,14 @@ fn no_build_for_this_host_lists_what_the_tag_has() {
     ok(&m.run(&["publish", hello.to_str().unwrap(), &to], None));
     let dir = m.path("plugins");
     let out = pull_into(&m, &to, &dir, &[]);
-    fails(
-        &out,
-        &[
-            "has no build for this host",
-            "target x86_64-unknown-linux-gnu",
-            "hello (plugin-host 0.1.0 on i686-unknown-linux-gnu)",
-        ],
+    let info = crate::support::host_info();
+    let target = format!("target {}", info["target"].as_str().unwrap());
+    let other = format!(
+        "hello ({} {} on i686-unknown-linux-gnu)",
+        info["name"].as_str().unwrap(),
+        info["version"].as_str().unwrap()
     );
+    fails(&out, &["has no build for this host", &target, &other]);
     assert!(listing(&dir).is_empty());
 }
 
@@ -638,4 +644,162 @@ fn a_registry_that_dies_mid_pull_leaves_the_directory_as_it_was() {
     fails(&out, &["blob sha256:"]);
     assert_eq!(listing(&dir), [file_name("hello")]);
     assert_eq!(fs::read_to_string(&old).unwrap(), "the old build");
+}
+
+#[test]
+fn locked_takes_the_pinned_build_or_nothing() {
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    let m = Machine::new();
+    let dir = m.path("plugins");
+    let lock = m.path("plugin-host.lock");
+    let lock_args = ["--lock-file", lock.to_str().unwrap()];
+    let (_a, hello) = library("hello");
+    let (_b, wc) = library("wc");
+    let to = registry.reference("team/tools:1");
+    ok(&m.run(&["publish", hello.to_str().unwrap(), &to], None));
+    ok(&pull_into(&m, &to, &dir, &lock_args));
+    // Another build under the tag, for another host version: a fallback the pin excludes.
+    let for_other = [
+        "publish",
+        wc.to_str().unwrap(),
+        &to,
+        "--for-host",
+        "plugin-host@0.0.9",
+    ];
+    ok(&m.run(&for_other, None));
+    // The pinned build is now refused (signatures required, and it has none): --locked
+    // takes nothing else.
+    let keys = m.path("keys");
+    fs::create_dir_all(&keys).unwrap();
+    let (key, _, _) = crate::trust::minisign_keypair(&keys, "author");
+    let strict = [
+        "--lock-file",
+        lock.to_str().unwrap(),
+        "--locked",
+        "--signatures",
+        "require",
+        "--trusted-key",
+        &key,
+    ];
+    fails(
+        &pull_into(&m, &to, &dir, &strict),
+        &["[unsigned]", "nothing was placed"],
+    );
+    assert_eq!(listing(&dir), [file_name("hello")]);
+}
+
+#[test]
+fn the_registry_names_neither_the_file_nor_a_path() {
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    let m = Machine::new();
+    let dir = m.path("plugins");
+    // A `hello` build whose layer is titled as another plugin's file: placed as hello's.
+    let src = tempfile::tempdir().unwrap();
+    let disguised = src.path().join(file_name("wc"));
+    fs::copy(crate::fixtures::fixtures().lib("hello"), &disguised).unwrap();
+    let to = registry.reference("team/hello:1");
+    ok(&m.run(&["publish", disguised.to_str().unwrap(), &to], None));
+    ok(&pull_into(&m, &to, &dir, &[]));
+    assert_eq!(listing(&dir), [file_name("hello")]);
+    // An index whose entry's digest is a path: refused before it names a URL or a file.
+    let victim = m.write("victim.txt", "precious");
+    let target = crate::support::host_info()["target"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let index = serde_json::json!({
+        "schemaVersion": 2, "mediaType": INDEX,
+        "manifests": [{"mediaType": MANIFEST, "digest": victim.to_str().unwrap(), "size": 1,
+                       "annotations": {"dev.plugin-host.target": target}}],
+    });
+    let routes = vec![(
+        "/manifests/1".to_owned(),
+        INDEX,
+        serde_json::to_vec(&index).unwrap(),
+        false,
+    )];
+    let addr = fake_registry(routes);
+    let out = pull_into(&m, &format!("oci://{addr}/team/x:1"), &dir, &[]);
+    fails(&out, &["is not `sha256:` and 64 lowercase hex digits"]);
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+    assert_eq!(listing(&dir), [file_name("hello")]);
+}
+
+#[test]
+fn a_registry_that_asks_for_credentials_gets_those_of_the_usual_file() {
+    // An htpasswd (bcrypt) user, made with Python's crypt as `htpasswd -B` would.
+    let htpasswd = tempfile::tempdir().unwrap();
+    let made = Command::new("python3")
+        .args(["-W", "ignore", "-c", "import crypt; print('ada:' + crypt.crypt('secret', crypt.mksalt(crypt.METHOD_BLOWFISH)))"])
+        .output()
+        .expect("python3");
+    assert!(made.status.success(), "{}", stderr(&made));
+    let file = htpasswd.path().join("htpasswd");
+    fs::write(&file, &made.stdout).unwrap();
+    let extra = format!(
+        "auth:\n  htpasswd:\n    realm: basic-realm\n    path: {}\n",
+        file.display()
+    );
+    let Some(registry) = Registry::start_with(&extra) else {
+        return;
+    };
+    let m = Machine::new();
+    let (_a, hello) = library("hello");
+    let to = registry.reference("team/hello:1");
+    // No credentials: 401, said as such.
+    let out = m.run(&["publish", hello.to_str().unwrap(), &to], None);
+    fails(
+        &out,
+        &[
+            "refused access",
+            "401",
+            "no credentials for",
+            "docker login",
+        ],
+    );
+    // Wrong ones: 401 again.
+    let auth = |user_password: &str| {
+        use base64_encode as b64;
+        format!(
+            r#"{{"auths": {{"{}": {{"auth": "{}"}}}}}}"#,
+            registry.addr,
+            b64(user_password)
+        )
+    };
+    m.write("home/.docker/config.json", &auth("ada:wrong"));
+    fails(
+        &m.run(&["publish", hello.to_str().unwrap(), &to], None),
+        &["refused access", "401"],
+    );
+    // The right ones, from ~/.docker/config.json: publish and pull.
+    m.write("home/.docker/config.json", &auth("ada:secret"));
+    ok(&m.run(&["publish", hello.to_str().unwrap(), &to], None));
+    let dir = m.path("plugins");
+    ok(&pull_into(&m, &to, &dir, &[]));
+    assert_eq!(listing(&dir), [file_name("hello")]);
+}
+
+/// Base64 (standard, padded), for a test's credentials file.
+fn base64_encode(text: &str) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (*b as u32) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(TABLE[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }

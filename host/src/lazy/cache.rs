@@ -1,20 +1,46 @@
 //! The index cache: what indexing read from each plugin file's provenance (name, version,
-//! declared capabilities), keyed by the file's path and identity — device, inode, size,
-//! modification and change times — so a later index `stat`s each file instead of reading it.
+//! declared capabilities), and the names it listed in each directory, so that a later index
+//! neither reads the files nor, mostly, `stat`s them.
+//!
+//! **Validation.** Each directory's record carries the directory's own identity (device,
+//! inode, modification and change times — which change whenever an entry is added, removed
+//! or renamed in it). When a directory's identity is unchanged, its listing and its files'
+//! entries are used as they are: one `stat` for the directory instead of one per file and a
+//! listing. Otherwise (or for a file reached through a symbolic link, whose target may change
+//! without its directory) each file is checked by its own identity (device, inode, size,
+//! modification and change times), as before. A directory changed within [`SETTLE`] of the
+//! index (a timestamp's granularity) gets no identity recorded, so a change in the same
+//! clock tick is not missed.
 //!
 //! A stale or forged entry is harmless to soundness: it only chooses which library the host
 //! verifies, and that library's provenance is read again from the file, trusted and judged
-//! before anything is loaded (the normal path). Entries are bounded like provenance on the
-//! way in. The file is rewritten atomically (a temporary file renamed over it) and only when
-//! something changed; any error reading or writing it just means no cache.
+//! before anything is loaded (the normal path) — so a file overwritten in place (same inode,
+//! its directory untouched) is still refused or re-read before it runs. Entries are bounded
+//! like provenance on the way in.
+//!
+//! **Format** (binary, little-endian; any error anywhere and the whole file is ignored,
+//! then rewritten): the magic `PHINDEX` and a format byte, then the directories, each with
+//! its path, its identity or none, and its files sorted by name, each with an entry or none
+//! (a file whose provenance could not be read: listed, so it is reported again). Every count
+//! is checked against the bytes left before anything is allocated for it; the file is read
+//! with a size limit, never through a link. It is rewritten atomically (a temporary file
+//! renamed over it) and only when something changed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
+/// The first bytes of the file: the format's name and version (another version is ignored,
+/// and replaced).
+const MAGIC: &[u8; 8] = b"PHINDEX\x02";
 
-/// The format version; another version is ignored (and replaced).
-const VERSION: u32 = 1;
+/// How old a directory's last change must be for its identity to be recorded: longer than
+/// the granularity of a file system's timestamps (a clock tick, a few milliseconds, on Linux
+/// file systems with nanosecond timestamps).
+pub(crate) const SETTLE: Duration = Duration::from_millis(100);
+/// The same for a file system whose timestamps are whole seconds (FAT keeps 2 s).
+const SETTLE_COARSE: Duration = Duration::from_secs(3);
 
 /// How the cache is read: a regular file (never a link: the host writes it by renaming a
 /// file over it) of at most 64 MiB.
@@ -24,44 +50,81 @@ const CACHE_FILE: crate::small_file::SmallFile = crate::small_file::SmallFile {
     links: crate::small_file::Links::Refuse,
 };
 
+/// Device, inode, size, mtime (ns), ctime (ns). A directory's size is recorded as 0.
+pub(crate) type Id = [i64; 5];
+
 /// What the index needs of one file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Entry {
-    /// Device, inode, size, mtime (ns), ctime (ns).
-    id: [i128; 5],
+    /// The file's identity when it was read.
+    pub(crate) id: Id,
+    /// Reached through a symbolic link: always checked by its own identity.
+    linked: bool,
     pub name: String,
     pub version: String,
     pub capabilities: Option<BTreeMap<String, Vec<String>>>,
 }
 
-#[derive(Default, Serialize, Deserialize)]
-struct File {
-    version: u32,
-    entries: HashMap<String, Entry>,
+/// A file listed in a directory, with its entry (none: its provenance could not be read).
+struct FileRecord {
+    name: OsString,
+    entry: Option<Entry>,
+    /// Found by this index run (else dropped when an indexed directory is saved).
+    seen: bool,
+}
+
+/// One directory: its identity when listed (none: unsettled or unknown) and its files,
+/// sorted by name.
+struct DirRecord {
+    path: PathBuf,
+    stamp: Option<Id>,
+    files: Vec<FileRecord>,
+    /// Listed by this index run.
+    indexed: bool,
+    /// Its identity matched: its listing and entries are used without a `stat` per file.
+    fresh: bool,
 }
 
 /// The cache as loaded, and what this index run found.
 pub(crate) struct Cache {
     path: PathBuf,
-    old: HashMap<String, Entry>,
-    new: HashMap<String, Entry>,
+    dirs: Vec<DirRecord>,
     dirty: bool,
 }
 
-/// The identity of the file at `path` (symlinks followed), or `None` (no cache for it).
-fn identity(path: &Path) -> Option<[i128; 5]> {
+/// An entry found for a file, and whether the file's own identity was checked (`false`: its
+/// directory's was).
+pub(crate) struct Found<'a> {
+    pub(crate) entry: &'a Entry,
+    pub(crate) checked: bool,
+}
+
+fn ns(s: i64, n: i64) -> i64 {
+    s.saturating_mul(1_000_000_000).saturating_add(n)
+}
+
+#[cfg(unix)]
+fn id_of(m: &std::fs::Metadata, size: bool) -> Id {
+    use std::os::unix::fs::MetadataExt;
+    [
+        m.dev() as i64,
+        m.ino() as i64,
+        if size { m.size() as i64 } else { 0 },
+        ns(m.mtime(), m.mtime_nsec()),
+        ns(m.ctime(), m.ctime_nsec()),
+    ]
+}
+
+/// The identity of the file at `path` and whether it is reached through a symbolic link, or
+/// `None` (no cache for it).
+pub(crate) fn identity(path: &Path) -> Option<(Id, bool)> {
     #[cfg(unix)]
     {
-        use std::os::unix::fs::MetadataExt;
-        let m = std::fs::metadata(path).ok()?;
-        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
-        Some([
-            m.dev().into(),
-            m.ino().into(),
-            m.size().into(),
-            ns(m.mtime(), m.mtime_nsec()),
-            ns(m.ctime(), m.ctime_nsec()),
-        ])
+        let m = std::fs::symlink_metadata(path).ok()?;
+        if m.is_symlink() {
+            return Some((id_of(&std::fs::metadata(path).ok()?, true), true));
+        }
+        Some((id_of(&m, true), false))
     }
     #[cfg(not(unix))]
     {
@@ -70,11 +133,36 @@ fn identity(path: &Path) -> Option<[i128; 5]> {
     }
 }
 
+/// The identity of directory `dir` (links followed, as listing it does).
+fn dir_identity(dir: &Path) -> Option<Id> {
+    #[cfg(unix)]
+    {
+        Some(id_of(&std::fs::metadata(dir).ok()?, false))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        None
+    }
+}
+
+/// Whether directory identity `id` is old enough, at `now`, that a change within the same
+/// timestamp tick cannot have gone unseen.
+fn settled(id: &Id, now: SystemTime) -> bool {
+    let Ok(now) = now.duration_since(UNIX_EPOCH) else {
+        return false;
+    };
+    let whole_seconds = id[3] % 1_000_000_000 == 0 && id[4] % 1_000_000_000 == 0;
+    let settle = if whole_seconds { SETTLE_COARSE } else { SETTLE };
+    let latest = i128::from(id[3].max(id[4]));
+    latest + (settle.as_nanos() as i128) < now.as_nanos() as i128
+}
+
 impl Cache {
     /// Loads the cache file at `path` (missing, unreadable, not a regular file, too large or
     /// malformed: empty, and said in the debug log).
     pub(crate) fn load(path: PathBuf) -> Cache {
-        let old = CACHE_FILE
+        let dirs = CACHE_FILE
             .read(&path)
             .inspect_err(|e| {
                 if !e.is_not_found() {
@@ -82,24 +170,88 @@ impl Cache {
                 }
             })
             .ok()
-            .and_then(|bytes| serde_json::from_slice::<File>(&bytes).ok())
-            .filter(|f| f.version == VERSION)
-            .map(|f| f.entries)
+            .and_then(|bytes| {
+                let decoded = decode(&bytes);
+                if decoded.is_none() {
+                    tracing::debug!("index cache {} not used: malformed", path.display());
+                }
+                decoded
+            })
             .unwrap_or_default();
         Cache {
             path,
-            old,
-            new: HashMap::new(),
+            dirs,
             dirty: false,
         }
     }
 
-    /// The entry for `path` if the file is the one recorded (same identity) and the entry is
-    /// within the bounds provenance must keep. (It moves to what this run found.)
-    pub(crate) fn get(&mut self, path: &Path) -> Option<&Entry> {
-        let key = path.to_str()?;
-        let id = identity(path)?;
-        let entry = self.old.get(key).filter(|e| e.id == id)?;
+    fn record(&mut self, dir: &Path) -> &mut DirRecord {
+        let at = match self.dirs.iter().position(|d| d.path == dir) {
+            Some(at) => at,
+            None => {
+                self.dirs.push(DirRecord {
+                    path: dir.to_owned(),
+                    stamp: None,
+                    files: Vec::new(),
+                    indexed: false,
+                    fresh: false,
+                });
+                self.dirs.len() - 1
+            }
+        };
+        &mut self.dirs[at]
+    }
+
+    /// The plugin files of search directory `dir` as recorded, when the directory is the one
+    /// recorded (same identity): no need to list it, and its files' entries are used without
+    /// a `stat` each. `None`: list it (its identity is recorded for the next run once settled).
+    pub(crate) fn listing(&mut self, dir: &Path) -> Option<Vec<PathBuf>> {
+        let now = SystemTime::now();
+        let current = dir_identity(dir);
+        let record = self.record(dir);
+        record.indexed = true;
+        let settled = current.filter(|id| settled(id, now));
+        if settled.is_some() && record.stamp == settled {
+            record.fresh = true;
+            let files = record
+                .files
+                .iter_mut()
+                .map(|f| {
+                    f.seen = true;
+                    dir.join(&f.name)
+                })
+                .collect();
+            return Some(files);
+        }
+        record.fresh = false;
+        if record.stamp != settled {
+            record.stamp = settled;
+            self.dirty = true;
+        }
+        None
+    }
+
+    /// The entry for `path` if the file is the one recorded — by its directory's identity
+    /// (see [`Cache::listing`]), else by its own — and the entry is within the bounds
+    /// provenance must keep.
+    pub(crate) fn get(&mut self, path: &Path) -> Option<Found<'_>> {
+        let (dir, name) = (path.parent()?, path.file_name()?);
+        // The same bytes first: comparing paths component by component costs more.
+        let record = self
+            .dirs
+            .iter_mut()
+            .find(|d| d.path.as_os_str() == dir.as_os_str() || d.path == dir)?;
+        let at = record
+            .files
+            .binary_search_by(|f| f.name.as_encoded_bytes().cmp(name.as_encoded_bytes()))
+            .ok()?;
+        let fresh = record.fresh;
+        let file = &mut record.files[at];
+        let entry = file.entry.as_ref()?;
+        let checked = !fresh || entry.linked;
+        if checked && identity(path) != Some((entry.id, entry.linked)) {
+            return None;
+        }
         let bounded = crate::limits::check_name(&entry.name).is_ok()
             && entry.version.len() <= crate::limits::MAX_FIELD
             && entry
@@ -109,61 +261,293 @@ impl Cache {
         if !bounded {
             return None;
         }
-        let (key, entry) = self.old.remove_entry(key)?;
-        Some(self.new.entry(key).or_insert(entry))
+        file.seen = true;
+        Some(Found {
+            entry: file.entry.as_ref()?,
+            checked,
+        })
+    }
+
+    fn set(&mut self, path: &Path, entry: Option<Entry>) {
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+            return;
+        };
+        let record = self.record(dir);
+        let file = FileRecord {
+            name: name.to_owned(),
+            entry,
+            seen: true,
+        };
+        match record
+            .files
+            .binary_search_by(|f| f.name.as_encoded_bytes().cmp(name.as_encoded_bytes()))
+        {
+            Ok(at) => {
+                let old = &mut record.files[at];
+                let changed = old.entry != file.entry;
+                *old = file;
+                self.dirty |= changed;
+            }
+            Err(at) => {
+                record.files.insert(at, file);
+                self.dirty = true;
+            }
+        }
     }
 
     /// Records what was read from `path`.
     pub(crate) fn put(&mut self, path: &Path, provenance: &plugin_api::provenance::Provenance) {
-        let (Some(key), Some(id)) = (path.to_str(), identity(path)) else {
+        let Some((id, linked)) = identity(path) else {
             return;
         };
         let entry = Entry {
             id,
+            linked,
             name: provenance.name.clone(),
             version: provenance.version.to_string(),
             capabilities: provenance.capabilities.clone(),
         };
-        self.new.insert(key.to_owned(), entry);
-        self.dirty = true;
+        self.set(path, Some(entry));
     }
 
-    /// Writes the cache if an entry was added or one of `dirs` lost a file; entries outside
-    /// `dirs` are kept. Atomic: a temporary file in the same directory, renamed over it.
-    pub(crate) fn save(mut self, dirs: &[PathBuf]) {
-        // What is left of the old entries was not found this time (found ones were moved).
-        for (key, entry) in std::mem::take(&mut self.old) {
-            let path = Path::new(&key);
-            let indexed_now = path.parent().is_some_and(|p| dirs.iter().any(|d| d == p));
-            if indexed_now {
-                // A file of an indexed directory not seen this time is gone (or changed,
-                // and then put again).
-                self.dirty |= !self.new.contains_key(&key);
-            } else if path.exists() {
-                // Another search path's entry: kept while its file exists.
-                self.new.entry(key).or_insert(entry);
+    /// Records that `path`'s provenance could not be read (it stays listed, to be read and
+    /// reported again).
+    pub(crate) fn unreadable(&mut self, path: &Path) {
+        self.set(path, None);
+    }
+
+    /// Writes the cache if something changed: an entry added or changed, a directory's
+    /// identity, a file gone. Directories not listed this time are kept while they exist, and
+    /// their entries while their files do. Atomic: a temporary file in the same directory, renamed over
+    /// it.
+    pub(crate) fn save(mut self) {
+        let before = self.dirs.len();
+        self.dirs.retain(|d| d.indexed || d.path.is_dir());
+        self.dirty |= self.dirs.len() != before;
+        for record in &mut self.dirs {
+            let before = record.files.len();
+            if record.indexed {
+                record.files.retain(|f| f.seen);
+            } else {
+                // Another search path's (or a configured file's): kept while the file exists.
+                let dir = &record.path;
+                record
+                    .files
+                    .retain(|f| f.seen || dir.join(&f.name).exists());
             }
+            self.dirty |= record.files.len() != before;
         }
         if !self.dirty {
             return;
         }
-        let file = File {
-            version: VERSION,
-            entries: self.new,
-        };
-        if let Err(e) = write_atomically(&self.path, &file) {
+        if let Err(e) = write_atomically(&self.path, &encode(&self.dirs)) {
             tracing::debug!("cannot write the index cache {}: {e}", self.path.display());
         }
     }
 }
 
-/// Writes `file` to a new temporary file in the cache's directory (created exclusively, never
-/// through a link planted at its name), then renames it over `path`.
-fn write_atomically(path: &Path, file: &File) -> std::io::Result<()> {
+/// Writes `bytes` to a new temporary file in the cache's directory (created exclusively,
+/// never through a link planted at its name), then renames it over `path`.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let bytes = serde_json::to_vec(file).map_err(std::io::Error::other)?;
-    crate::small_file::write_atomically(path, &bytes)
+    crate::small_file::write_atomically(path, bytes)
+}
+
+fn put_u32(out: &mut Vec<u8>, n: usize) {
+    out.extend_from_slice(&u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes());
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_u32(out, bytes.len());
+    out.extend_from_slice(bytes);
+}
+
+fn put_id(out: &mut Vec<u8>, id: &Id) {
+    for n in id {
+        out.extend_from_slice(&n.to_le_bytes());
+    }
+}
+
+fn encode(dirs: &[DirRecord]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4096);
+    out.extend_from_slice(MAGIC);
+    put_u32(&mut out, dirs.len());
+    for dir in dirs {
+        put_bytes(&mut out, dir.path.as_os_str().as_encoded_bytes());
+        match &dir.stamp {
+            Some(id) => {
+                out.push(1);
+                put_id(&mut out, id);
+            }
+            None => out.push(0),
+        }
+        put_u32(&mut out, dir.files.len());
+        for file in &dir.files {
+            put_bytes(&mut out, file.name.as_encoded_bytes());
+            let Some(entry) = &file.entry else {
+                out.push(0);
+                continue;
+            };
+            out.push(if entry.linked { 2 } else { 1 });
+            put_id(&mut out, &entry.id);
+            put_bytes(&mut out, entry.name.as_bytes());
+            put_bytes(&mut out, entry.version.as_bytes());
+            match &entry.capabilities {
+                None => out.push(0),
+                Some(kinds) => {
+                    out.push(1);
+                    put_u32(&mut out, kinds.len());
+                    for (kind, names) in kinds {
+                        put_bytes(&mut out, kind.as_bytes());
+                        put_u32(&mut out, names.len());
+                        for name in names {
+                            put_bytes(&mut out, name.as_bytes());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A bounded reader over the cache's bytes: every read checks what is left.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if n > self.0.len() {
+            return None;
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(head)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        Some(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Option<usize> {
+        let bytes = self.take(4)?.try_into().ok()?;
+        usize::try_from(u32::from_le_bytes(bytes)).ok()
+    }
+    /// A count of items of at least `min` bytes each, checked against the bytes left.
+    fn count(&mut self, min: usize) -> Option<usize> {
+        let n = self.u32()?;
+        (n.checked_mul(min)? <= self.0.len()).then_some(n)
+    }
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let n = self.u32()?;
+        self.take(n)
+    }
+    fn string(&mut self) -> Option<String> {
+        std::str::from_utf8(self.bytes()?).ok().map(str::to_owned)
+    }
+    fn id(&mut self) -> Option<Id> {
+        let mut id = [0; 5];
+        for n in &mut id {
+            *n = i64::from_le_bytes(self.take(8)?.try_into().ok()?);
+        }
+        Some(id)
+    }
+}
+
+#[cfg(unix)]
+fn os_string(bytes: &[u8]) -> OsString {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::OsStr::from_bytes(bytes).to_owned()
+}
+
+#[cfg(not(unix))]
+fn os_string(bytes: &[u8]) -> OsString {
+    String::from_utf8_lossy(bytes).into_owned().into()
+}
+
+/// The directories of a cache file, or `None` if anything in it is malformed: a wrong magic,
+/// a count larger than the bytes left, text that is not UTF-8, files out of order, a file
+/// name that is not one (empty, `.`, `..`, a separator), trailing bytes.
+fn decode(bytes: &[u8]) -> Option<Vec<DirRecord>> {
+    let mut r = Reader(bytes);
+    if r.take(MAGIC.len())? != MAGIC {
+        return None;
+    }
+    let dir_count = r.count(9)?;
+    let mut dirs = Vec::with_capacity(dir_count);
+    for _ in 0..dir_count {
+        let path = PathBuf::from(os_string(r.bytes()?));
+        let stamp = match r.u8()? {
+            0 => None,
+            1 => Some(r.id()?),
+            _ => return None,
+        };
+        let file_count = r.count(5)?;
+        let mut files: Vec<FileRecord> = Vec::with_capacity(file_count);
+        for _ in 0..file_count {
+            let name = r.bytes()?;
+            let plain = !name.is_empty()
+                && name != b"."
+                && name != b".."
+                && !name.contains(&b'/')
+                && !name.contains(&0);
+            let ordered = files
+                .last()
+                .is_none_or(|last| last.name.as_encoded_bytes() < name);
+            if !plain || !ordered {
+                return None;
+            }
+            let name = os_string(name);
+            let linked = match r.u8()? {
+                0 => {
+                    files.push(FileRecord {
+                        name,
+                        entry: None,
+                        seen: false,
+                    });
+                    continue;
+                }
+                1 => false,
+                2 => true,
+                _ => return None,
+            };
+            let id = r.id()?;
+            let plugin = r.string()?;
+            let version = r.string()?;
+            let capabilities = match r.u8()? {
+                0 => None,
+                1 => {
+                    let mut kinds = BTreeMap::new();
+                    for _ in 0..r.count(8)? {
+                        let kind = r.string()?;
+                        let names = (0..r.count(4)?)
+                            .map(|_| r.string())
+                            .collect::<Option<Vec<_>>>()?;
+                        kinds.insert(kind, names);
+                    }
+                    Some(kinds)
+                }
+                _ => return None,
+            };
+            files.push(FileRecord {
+                name,
+                entry: Some(Entry {
+                    id,
+                    linked,
+                    name: plugin,
+                    version,
+                    capabilities,
+                }),
+                seen: false,
+            });
+        }
+        dirs.push(DirRecord {
+            path,
+            stamp,
+            files,
+            indexed: false,
+            fresh: false,
+        });
+    }
+    r.0.is_empty().then_some(dirs)
 }
 
 #[cfg(test)]
@@ -175,16 +559,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let lib = dir.path().join("liba.so");
         std::fs::write(&lib, b"one").unwrap();
-        let cache_path = dir.path().join("cache/index.json");
+        let cache_path = dir.path().join("cache/index.bin");
         let mut p = crate::lazy::tests::provenance("a", Some(&[("command", &["hello"])]));
         let mut cache = Cache::load(cache_path.clone());
         assert!(cache.get(&lib).is_none());
         cache.put(&lib, &p);
-        cache.save(&[dir.path().to_owned()]);
+        cache.save();
         assert!(cache_path.is_file(), "written");
 
         let mut cache = Cache::load(cache_path.clone());
-        let entry = cache.get(&lib).expect("a hit for the same file");
+        let entry = cache.get(&lib).expect("a hit for the same file").entry;
         assert_eq!(
             (entry.name.as_str(), entry.capabilities.clone()),
             ("a", p.capabilities.clone())
@@ -199,11 +583,11 @@ mod tests {
         p.capabilities = Some(BTreeMap::from([("command".into(), vec!["x".repeat(500)])]));
         let mut cache = Cache::load(cache_path.clone());
         cache.put(&lib, &p);
-        cache.save(&[dir.path().to_owned()]);
+        cache.save();
         assert!(Cache::load(cache_path.clone()).get(&lib).is_none());
 
         // Garbage: no cache, no error.
-        std::fs::write(&cache_path, b"{not json").unwrap();
+        std::fs::write(&cache_path, b"{not a cache").unwrap();
         assert!(Cache::load(cache_path).get(&lib).is_none());
     }
 
@@ -213,7 +597,7 @@ mod tests {
         let p = crate::lazy::tests::provenance("a", Some(&[("command", &["hello"])]));
         let mut cache = Cache::load(cache_path.to_owned());
         cache.put(lib, &p);
-        cache.save(&[lib.parent().unwrap().to_owned()]);
+        cache.save();
     }
 
     #[cfg(unix)]
@@ -222,7 +606,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let lib = dir.path().join("liba.so");
         std::fs::write(&lib, b"one").unwrap();
-        let cache_path = dir.path().join("index.json");
+        let cache_path = dir.path().join("index.bin");
         let fifo = std::ffi::CString::new(cache_path.to_str().unwrap()).unwrap();
         // SAFETY: `fifo` is a NUL-terminated path that lives across the call.
         assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
@@ -233,7 +617,7 @@ mod tests {
 
         // A link to a real cache is not followed either.
         std::fs::remove_file(&cache_path).unwrap();
-        let real = dir.path().join("real.json");
+        let real = dir.path().join("real.bin");
         one_entry(&lib, &real);
         assert!(Cache::load(real.clone()).get(&lib).is_some());
         std::os::unix::fs::symlink(&real, &cache_path).unwrap();
@@ -259,15 +643,15 @@ mod tests {
         std::fs::write(&lib, b"one").unwrap();
         let cache_dir = dir.path().join("cache");
         std::fs::create_dir(&cache_dir).unwrap();
-        let cache_path = cache_dir.join("index.json");
+        let cache_path = cache_dir.join("index.bin");
         // Links at the temporary names this process would use, to a file of the victim's.
         let victim = dir.path().join("victim");
         std::fs::write(&victim, b"precious").unwrap();
         let pid = std::process::id();
         for name in [
-            format!(".index.json.{pid}.tmp"),
-            format!(".index.json.tmp.{pid}.0"),
-            format!(".index.json.tmp.{pid}.1"),
+            format!(".index.bin.{pid}.tmp"),
+            format!(".index.bin.tmp.{pid}.0"),
+            format!(".index.bin.tmp.{pid}.1"),
         ] {
             std::os::unix::fs::symlink(&victim, cache_dir.join(name)).unwrap();
         }
@@ -278,5 +662,181 @@ mod tests {
             Cache::load(cache_path).get(&lib).is_some(),
             "the cache was written"
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_settled_directory_is_trusted_by_its_identity_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let lib = dir.path().join("liba.so");
+        std::fs::write(&lib, b"one").unwrap();
+        // The cache lives elsewhere: writing it must not change the plugin directory.
+        let elsewhere = tempfile::tempdir().unwrap();
+        let cache_path = elsewhere.path().join("index.bin");
+        let p = crate::lazy::tests::provenance("a", Some(&[("command", &["hello"])]));
+        std::thread::sleep(SETTLE * 2);
+
+        let mut cache = Cache::load(cache_path.clone());
+        assert!(cache.listing(dir.path()).is_none(), "nothing recorded yet");
+        assert!(cache.get(&lib).is_none());
+        cache.put(&lib, &p);
+        cache.save();
+
+        // The directory is unchanged: its listing and entry are used, the file not checked.
+        let mut cache = Cache::load(cache_path.clone());
+        assert_eq!(cache.listing(dir.path()), Some(vec![lib.clone()]));
+        let found = cache.get(&lib).expect("a hit");
+        assert!(!found.checked);
+        assert_eq!(found.entry.name, "a");
+
+        // Overwritten in place (same inode, the directory untouched): still used on the
+        // directory's word — the file is judged afresh when loaded, and `Lazy` checks it one by
+        // one before saying a capability is not found (`cache::identity` differs).
+        std::fs::write(&lib, b"other content").unwrap();
+        let mut cache = Cache::load(cache_path.clone());
+        assert!(cache.listing(dir.path()).is_some());
+        let found = cache.get(&lib).expect("used on the directory's word");
+        assert!(!found.checked);
+        assert_ne!(identity(&lib).map(|(id, _)| id), Some(found.entry.id));
+
+        // A file added: the directory changed. Listed again, each file checked on its own
+        // (the overwritten one misses), and, changed just now, its identity is not recorded.
+        std::fs::write(dir.path().join("libb.so"), b"b").unwrap();
+        let mut cache = Cache::load(cache_path.clone());
+        assert!(cache.listing(dir.path()).is_none());
+        assert!(cache.get(&lib).is_none(), "checked by its own identity");
+        cache.put(&lib, &p);
+        cache.save();
+        let mut cache = Cache::load(cache_path.clone());
+        assert!(
+            cache.listing(dir.path()).is_none(),
+            "not settled: not trusted"
+        );
+        assert!(cache.get(&lib).is_some_and(|f| f.checked));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_linked_file_is_always_checked_on_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = tempfile::tempdir().unwrap();
+        let real = target.path().join("real.so");
+        std::fs::write(&real, b"one").unwrap();
+        let lib = dir.path().join("liba.so");
+        std::os::unix::fs::symlink(&real, &lib).unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let cache_path = elsewhere.path().join("index.bin");
+        let p = crate::lazy::tests::provenance("a", Some(&[("command", &["hello"])]));
+        std::thread::sleep(SETTLE * 2);
+        let mut cache = Cache::load(cache_path.clone());
+        assert!(cache.listing(dir.path()).is_none());
+        cache.put(&lib, &p);
+        cache.save();
+        let mut cache = Cache::load(cache_path.clone());
+        assert!(
+            cache.listing(dir.path()).is_some(),
+            "the directory is trusted"
+        );
+        assert!(
+            cache.get(&lib).is_some_and(|f| f.checked),
+            "the link is not"
+        );
+        // The link's target changes; the directory does not.
+        std::fs::write(&real, b"other content").unwrap();
+        let mut cache = Cache::load(cache_path);
+        assert!(cache.listing(dir.path()).is_some());
+        assert!(cache.get(&lib).is_none());
+    }
+
+    #[test]
+    fn a_truncated_forged_or_corrupted_cache_is_refused_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache_path = dir.path().join("index.bin");
+        let mut cache = Cache::load(cache_path.clone());
+        for (file, name) in [("liba.so", "a"), ("libb.so", "b")] {
+            let lib = dir.path().join(file);
+            std::fs::write(&lib, name).unwrap();
+            let p = crate::lazy::tests::provenance(name, Some(&[("command", &[name])]));
+            cache.put(&lib, &p);
+        }
+        cache.unreadable(&dir.path().join("libc.so"));
+        cache.save();
+        let bytes = std::fs::read(&cache_path).unwrap();
+        let dirs = decode(&bytes).expect("its own output decodes");
+        assert_eq!(dirs[0].files.len(), 3);
+        assert!(
+            dirs[0].files[2].entry.is_none(),
+            "the unreadable file stays listed"
+        );
+        assert_eq!(
+            encode(&dirs),
+            bytes,
+            "decoding and encoding again is the identity"
+        );
+
+        for end in 0..bytes.len() {
+            assert!(decode(&bytes[..end]).is_none(), "truncated at {end}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(decode(&longer).is_none(), "trailing bytes");
+        // Any byte flipped: decoded or refused, never a panic or an allocation beyond the file.
+        for at in 0..bytes.len() {
+            let mut flipped = bytes.clone();
+            flipped[at] ^= 0xff;
+            let _ = decode(&flipped);
+        }
+        // A count far beyond the bytes left.
+        let mut huge = MAGIC.to_vec();
+        huge.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert!(decode(&huge).is_none());
+        // Files out of order, or a name that is a path: refused.
+        let forged = |names: &[&str]| {
+            let files = names
+                .iter()
+                .map(|n| FileRecord {
+                    name: (*n).into(),
+                    entry: None,
+                    seen: true,
+                })
+                .collect();
+            let dirs = [DirRecord {
+                path: "/d".into(),
+                stamp: None,
+                files,
+                indexed: false,
+                fresh: false,
+            }];
+            decode(&encode(&dirs)).is_some()
+        };
+        assert!(forged(&["a.so", "b.so"]));
+        assert!(!forged(&["b.so", "a.so"]));
+        assert!(!forged(&["a.so", "a.so"]));
+        assert!(!forged(&["../x.so"]));
+        assert!(!forged(&[".."]));
+        assert!(!forged(&[""]));
+        // The JSON cache of the format before: ignored (and rewritten).
+        std::fs::write(&cache_path, br#"{"version":1,"entries":{}}"#).unwrap();
+        assert!(Cache::load(cache_path).dirs.is_empty());
+    }
+
+    #[test]
+    fn entries_of_directories_not_listed_are_kept_while_their_files_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let cache_path = elsewhere.path().join("index.bin");
+        let (a, b) = (dir.path().join("liba.so"), dir.path().join("libb.so"));
+        let mut cache = Cache::load(cache_path.clone());
+        for lib in [&a, &b] {
+            std::fs::write(lib, b"x").unwrap();
+            cache.put(lib, &crate::lazy::tests::provenance("a", None));
+        }
+        cache.save();
+        // Another run that lists nothing there: `a` is kept, `b` (removed) dropped.
+        std::fs::remove_file(&b).unwrap();
+        Cache::load(cache_path.clone()).save();
+        let dirs = decode(&std::fs::read(&cache_path).unwrap()).unwrap();
+        let names: Vec<_> = dirs[0].files.iter().map(|f| f.name.clone()).collect();
+        assert_eq!(names, ["liba.so"]);
     }
 }

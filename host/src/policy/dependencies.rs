@@ -31,10 +31,11 @@ struct HostCrate {
     identity: Option<String>,
 }
 
-/// The host's dependencies, indexed by name once per host.
+/// The host's dependencies, grouped by name once per host and sorted by it: a plugin's
+/// sorted list is compared in one merge walk, without a lookup per crate.
 #[derive(Debug, Clone, Default)]
 pub(super) struct HostCrates {
-    by_name: BTreeMap<String, Vec<HostCrate>>,
+    by_name: Vec<(String, Vec<HostCrate>)>,
     count: usize,
 }
 
@@ -52,7 +53,7 @@ impl HostCrates {
             }
         }
         HostCrates {
-            by_name,
+            by_name: by_name.into_iter().collect(),
             count: host.dependencies.len(),
         }
     }
@@ -60,8 +61,9 @@ impl HostCrates {
     /// The host's `plugin-api`, when its record lists it.
     pub(super) fn plugin_api(&self) -> Option<&Dependency> {
         self.by_name
-            .get("plugin-api")
-            .and_then(|list| list.first())
+            .binary_search_by(|(name, _)| name.as_str().cmp("plugin-api"))
+            .ok()
+            .and_then(|at| self.by_name[at].1.first())
             .map(|c| &c.dependency)
     }
 }
@@ -113,13 +115,29 @@ pub(super) fn compare(host: &HostCrates, plugin: &Provenance) -> Comparison {
     let mut differences = Vec::new();
     let mut fixes = Fixes::default();
     let mut rest = &deps[..];
+    // Both sides sorted by name: the host's crates still to compare.
+    let mut host_rest = &host.by_name[..];
     while let Some(first) = rest.first() {
         let name = first.name();
         let count = rest.iter().take_while(|d| d.name() == name).count();
         let (versions, after) = rest.split_at(count);
         rest = after;
-        let Some(host_crates) = host.by_name.get(name) else {
-            continue;
+        // Most host crates are passed over on their first byte, without a string comparison.
+        let first_byte = name.as_bytes().first();
+        let skipped = host_rest
+            .iter()
+            .take_while(
+                |(host_name, _)| match host_name.as_bytes().first().cmp(&first_byte) {
+                    std::cmp::Ordering::Less => true,
+                    std::cmp::Ordering::Equal => host_name.as_str() < name,
+                    std::cmp::Ordering::Greater => false,
+                },
+            )
+            .count();
+        host_rest = &host_rest[skipped..];
+        let host_crates = match host_rest.first() {
+            Some((host_name, crates)) if host_name == name => crates,
+            _ => continue,
         };
         shared += 1;
         let known = |v: &str| host_crates.iter().any(|c| c.dependency.version() == v);

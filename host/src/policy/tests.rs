@@ -291,3 +291,68 @@ fn api_fix_names_the_hosts_source() {
         c.message
     );
 }
+
+#[test]
+fn plugin_api_compatibility_is_semver_caret() {
+    let versions = [
+        "0.0.3",
+        "0.0.4",
+        "0.1.0",
+        "0.1.1",
+        "0.2.0",
+        "1.0.0",
+        "1.2.3",
+        "1.3.0",
+        "2.0.0",
+        "0.1.0+b1",
+        "1.2.3+b1",
+        "1.2.3-rc.1",
+        "1.3.0-rc.1",
+        "0.1.1-alpha",
+    ];
+    for host in versions {
+        for plugin in versions {
+            let (h, p): (Version, Version) = (host.parse().unwrap(), plugin.parse().unwrap());
+            let req = VersionReq::parse(&format!("^{p}")).unwrap();
+            assert_eq!(
+                api_compatible(&h, &p),
+                req.matches(&h),
+                "host {h}, plugin {p}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_plugin_built_like_the_host_shows_the_same_values() {
+    let host = record(&["log 0.4.35", "plugin-api 0.1.0", "abi_stable 0.11.3"]);
+    let mut plugin = host.clone();
+    let verdict = judge(&host, &plugin, &strict());
+    let same = |c: &&Check| c.check != CheckKind::Dependencies;
+    assert!(
+        verdict
+            .checks
+            .iter()
+            .filter(same)
+            .all(|c| c.host == c.plugin),
+        "{verdict:#?}"
+    );
+    assert_eq!(
+        check(&verdict, CheckKind::Profile).plugin,
+        "debug (opt-level 0, debug-assertions on)"
+    );
+    // Built otherwise: the plugin's own values, not the host's.
+    plugin.plugin_api = "0.1.0+b2".parse().unwrap(); // differs in build metadata only
+    plugin.rustc.commit_hash = "0123456789abcdef".into();
+    plugin.profile.name = "dev".into();
+    let verdict = judge(&host, &plugin, &strict());
+    assert_eq!(check(&verdict, CheckKind::PluginApi).plugin, "0.1.0+b2");
+    assert_eq!(
+        check(&verdict, CheckKind::Rustc).plugin,
+        "1.95.0 (012345678)"
+    );
+    assert_eq!(
+        check(&verdict, CheckKind::Profile).plugin,
+        "dev (opt-level 0, debug-assertions on)"
+    );
+}

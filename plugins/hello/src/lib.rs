@@ -12,10 +12,11 @@
 
 mod greet;
 
-pub use greet::greet;
+pub use greet::{greet, greet_into};
 
-use plugin_api::{export_plugin, Initializer, RegisterResult};
+use plugin_api::{export_plugin, CallResult, Command, Initializer, RString, RegisterResult};
 
+// ANCHOR: register
 fn register(init: &mut Initializer<'_>) -> RegisterResult {
     let host = format!("{} {}", init.host_name(), init.host_version());
     let name = match init.config().trim() {
@@ -23,11 +24,29 @@ fn register(init: &mut Initializer<'_>) -> RegisterResult {
         configured => configured.to_owned(),
     };
     log::info!("registering `{name}` for {host}");
-    init.add_command(&name, move |args: &[&str]| {
-        log::debug!("hello called with {} argument(s)", args.len());
-        greet(args, &host)
-    })?;
+    init.add_command(&name, Greeter { host })?;
     Ok(())
 }
 
 export_plugin!(register);
+// ANCHOR_END: register
+
+// ANCHOR: greeter
+/// Both call forms: `call` returns a new string, `call_into` writes into the caller's buffer
+/// (a host that reuses it pays no allocation per call).
+struct Greeter {
+    host: String,
+}
+
+impl Command for Greeter {
+    fn run(&self, args: &[&str]) -> CallResult<String> {
+        log::debug!("hello called with {} argument(s)", args.len());
+        greet(args, &self.host)
+    }
+
+    fn run_into(&self, args: &[&str], out: &mut RString) -> CallResult<()> {
+        log::debug!("hello called with {} argument(s)", args.len());
+        Ok(greet_into(args, &self.host, out)?)
+    }
+}
+// ANCHOR_END: greeter

@@ -1,0 +1,170 @@
+//! Lazy start-up against plugins installed: `Host::index` of a directory of 1, 100 or 10 000
+//! plugins with the index cache warm, then verify, load and register the one plugin whose
+//! command is asked for, and call it. Run with `cargo bench --bench lazy`.
+//!
+//! A plain harness, like `loading` (libraries are never unloaded): fixed rounds, the three
+//! sizes interleaved round by round, medians and spread. Only the plugin used must be a real
+//! library; the others are only ever indexed, so they are the first 16 KiB of renamed copies
+//! of `hello` (ELF header, program headers and provenance note: all that indexing reads) in
+//! sparse files of the full size, hard linked into each round's directory — 10 000 full copies would take 6 GiB.
+
+mod support;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use abi_stable::std_types::{RSlice, RStr};
+use plugin_api::CommandKind;
+
+use support::{artifacts, builder, median, rename_plugin, scratch};
+
+const SIZES: [usize; 3] = [1, 100, 10_000];
+const ROUNDS: usize = 11;
+/// What indexing reads of a file is within its first 4 KiB; the rest is never read.
+const PREFIX: usize = 16 << 10;
+
+fn min_max(v: &[f64]) -> (f64, f64) {
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (min, max)
+}
+
+/// `count` distinct plugin names' worth of index-only files in `pool`: `libxNNNN.so`, plugin
+/// `xNNNN` declaring command `xNNNN`; the first [`PREFIX`] bytes of a renamed copy, the rest
+/// a hole (a sparse file of the full size: the reader checks segments against the size).
+fn index_only_pool(hello: &Path, pool: &Path, count: usize) -> Vec<PathBuf> {
+    let template = pool.join("template.so");
+    fs::copy(hello, &template).unwrap();
+    rename_plugin(&template, "x0000");
+    let full = fs::metadata(&template).unwrap().len();
+    let mut prefix = fs::read(&template).unwrap();
+    prefix.truncate(PREFIX);
+    let at: Vec<usize> = (0..prefix.len() - 5)
+        .filter(|&i| &prefix[i..i + 5] == b"x0000")
+        .collect();
+    assert!(!at.is_empty(), "the name is in the first {PREFIX} bytes");
+    (0..count)
+        .map(|i| {
+            let name = format!("x{i:04}");
+            for &i in &at {
+                prefix[i..i + 5].copy_from_slice(name.as_bytes());
+            }
+            let path = pool.join(format!("lib{name}.so"));
+            fs::write(&path, &prefix).unwrap();
+            fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_len(full)
+                .unwrap();
+            path
+        })
+        .collect()
+}
+
+fn main() {
+    let Some(run) = support::sections() else {
+        return;
+    };
+    if !run("lazy") {
+        return;
+    }
+    let a = artifacts();
+    let pool = scratch("lazy-pool");
+    let start = Instant::now();
+    let light = index_only_pool(&a.hello, &pool, SIZES[2] - 1);
+    eprintln!(
+        "pool of {} files made in {:.1?}",
+        light.len(),
+        start.elapsed()
+    );
+
+    // One directory and one cache per size and round; the plugin used is a fresh full copy
+    // (a library is loaded once per process), named `wSRRR` (size index, round).
+    let caches = scratch("lazy-caches");
+    let mut setups = Vec::new();
+    for round in 0..ROUNDS {
+        for (s, &size) in SIZES.iter().enumerate() {
+            let dir = scratch(&format!("lazy-{size}-{round}"));
+            for file in &light[..size - 1] {
+                fs::hard_link(file, dir.join(file.file_name().unwrap())).unwrap();
+            }
+            let wanted = format!("w{s}{round:03}");
+            let path = dir.join(format!("lib{wanted}.so"));
+            fs::copy(&a.hello, &path).unwrap();
+            rename_plugin(&path, &wanted);
+            let cache = caches.join(format!("{size}-{round}.bin"));
+            setups.push((size, dir, cache, wanted));
+        }
+    }
+    // Let the directories settle (the cache records a directory's identity only once its
+    // last change is 100 ms old), then warm the caches: the first index reads every file and
+    // records the directory, the next ones use the record.
+    std::thread::sleep(Duration::from_millis(300));
+    for (size, dir, cache, _) in &setups {
+        for _ in 0..2 {
+            let mut host = builder().index_cache(cache).build();
+            let reports = host.index(&[dir]).unwrap();
+            assert!(
+                reports.is_empty(),
+                "{} refused, the first: {:?}",
+                reports.len(),
+                reports[0].message
+            );
+            assert_eq!(host.indexed().len(), *size);
+        }
+    }
+
+    let mut start_up: Vec<Vec<f64>> = vec![vec![]; SIZES.len()];
+    let mut index_only: Vec<Vec<f64>> = vec![vec![]; SIZES.len()];
+    for round in 0..ROUNDS {
+        for (s, &size) in SIZES.iter().enumerate() {
+            let (_, dir, cache, wanted) = &setups[round * SIZES.len() + s];
+            // Index alone (nothing loaded), then index + load one + call.
+            let mut host = builder().index_cache(cache).build();
+            let t = Instant::now();
+            host.index(&[dir]).unwrap();
+            index_only[s].push(t.elapsed().as_secs_f64() * 1e3);
+            assert_eq!(host.indexed().len(), size);
+
+            let mut host = builder()
+                .plugin(
+                    wanted.clone(),
+                    host::PluginSettings::new().config(wanted.clone()),
+                )
+                .index_cache(cache)
+                .build();
+            let t = Instant::now();
+            assert!(host.index(&[dir]).unwrap().is_empty());
+            let cmd = host.get_lazy::<CommandKind>(wanted).unwrap();
+            let out = cmd.call(RSlice::from_slice(&[RStr::from("Ada")]));
+            start_up[s].push(t.elapsed().as_secs_f64() * 1e3);
+            assert!(out.into_result().is_ok());
+            assert_eq!(host.plugins().len(), 1, "one library loaded");
+        }
+    }
+    println!(
+        "lazy start-up, {ROUNDS} rounds interleaved, index cache warm; median [min, max] in ms"
+    );
+    let base = median(start_up[0].clone());
+    for (s, &size) in SIZES.iter().enumerate() {
+        let (lo, hi) = min_max(&start_up[s]);
+        let m = median(start_up[s].clone());
+        let (ilo, ihi) = min_max(&index_only[s]);
+        let i = median(index_only[s].clone());
+        let diffs: Vec<f64> = start_up[s]
+            .iter()
+            .zip(&start_up[0])
+            .map(|(x, one)| x - one)
+            .collect();
+        let (dlo, dhi) = min_max(&diffs);
+        println!(
+            "lazy  {size:>6} installed: index + load one + call {m:8.3} [{lo:.3}, {hi:.3}]   \
+             over 1 installed {:+.3} (per round {dlo:+.3} .. {dhi:+.3}, median {:+.3})   \
+             index alone {i:8.3} [{ilo:.3}, {ihi:.3}]",
+            m - base,
+            median(diffs.clone()),
+        );
+    }
+}
