@@ -35,7 +35,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show a file's provenance, read without loading it.
+    /// Show a file's provenance, read without loading it (a library for any platform: a
+    /// `.dll` on Linux too).
     Inspect {
         /// The plugin file.
         file: PathBuf,
@@ -216,7 +217,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             output::provenance(&id.provenance, json)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Inspect { file, json } => match host::read_provenance(&file) {
+        Command::Inspect { file, json } => match host::read_provenance_any_platform(&file) {
             Ok(p) => {
                 output::provenance(&p, json)?;
                 Ok(ExitCode::SUCCESS)
@@ -368,11 +369,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             crate::registry_cli::pull(&reference, &args, &load_config()?)
         }
         Command::Sync { args } => crate::registry_cli::sync(&args, &load_config()?),
+        #[cfg(unix)]
         Command::Worker { fd, shm } => Ok(plugin_isolate::worker::serve_with_channel(
             identity()?,
             fd,
             shm,
         )),
+        #[cfg(not(unix))]
+        Command::Worker { .. } => Err(crate::unix_only::isolation("`plugin-host __worker`")),
         Command::Sign { files, key } => crate::trust_cli::sign(&files, key.as_deref()),
         Command::Transform { plugins, names } => {
             crate::reload_signal::block_sighup();

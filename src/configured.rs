@@ -7,6 +7,7 @@ use anyhow::{anyhow, bail, Result};
 use host::config::Config;
 use host::text::printable;
 use host::{CheckKind, Host, HostBuilder, PluginSettings, Policy, Severity};
+#[cfg(unix)]
 use plugin_isolate::Isolation;
 
 /// The policy flags of the command line, parsed.
@@ -99,6 +100,7 @@ impl PolicyFlags {
 /// and those of the isolation placement it gets when built.
 pub struct Setup {
     pub host: HostBuilder,
+    #[cfg(unix)]
     pub isolation: Isolation,
 }
 
@@ -107,13 +109,21 @@ impl Setup {
     pub fn new(identity: host::HostIdentity) -> Self {
         Setup {
             host: Host::builder(identity),
+            #[cfg(unix)]
             isolation: Isolation::new(),
         }
     }
 
     /// The host, placing the plugins the settings isolate in workers.
+    #[cfg(unix)]
     pub fn build(self) -> Host {
         self.host.placement(self.isolation).build()
+    }
+
+    /// The host: every plugin in-process (no isolation here).
+    #[cfg(not(unix))]
+    pub fn build(self) -> Host {
+        self.host.build()
     }
 }
 
@@ -123,7 +133,18 @@ pub fn apply(config: &Config, flags: &PolicyFlags, mut setup: Setup) -> Result<S
     setup.host = setup.host.policy(flags.global(config)?);
     for (name, settings) in config.plugins() {
         if let Some(isolation) = &settings.isolation {
-            setup.isolation = setup.isolation.plugin(name, isolation.value);
+            #[cfg(unix)]
+            {
+                setup.isolation = setup.isolation.plugin(name, isolation.value);
+            }
+            #[cfg(not(unix))]
+            if isolation.value == host::config::Isolation::Process {
+                return Err(crate::unix_only::isolation(&format!(
+                    "`isolation = \"process\"` (plugin `{}`, {})",
+                    printable(name),
+                    isolation.origin
+                )));
+            }
         }
         let mut plugin = PluginSettings::new();
         if let Some(policy) = flags.plugin(config, name)? {
@@ -146,6 +167,7 @@ pub fn apply(config: &Config, flags: &PolicyFlags, mut setup: Setup) -> Result<S
     Ok(setup)
 }
 
+#[cfg(unix)]
 /// The worker binaries to register, in the order they are tried: the ones given on the
 /// command line (`--worker`) first, then the configuration's `[isolation] workers` — the flags
 /// add to the configured list, as `--trusted-key` does to `[trust] keys`. A path given both

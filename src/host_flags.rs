@@ -7,6 +7,7 @@ use anyhow::{anyhow, Context, Result};
 use clap::Args;
 use host::config::Config;
 use host::{HostIdentity, LoadFrom, PluginSettings, Policy};
+#[cfg(unix)]
 use plugin_isolate::Mode;
 
 use crate::configured::{PolicyFlags, Setup};
@@ -96,6 +97,7 @@ impl LoadArgs {
     pub fn apply(&self, config: &Config, setup: Setup) -> Result<Setup> {
         let Setup {
             mut host,
+            #[cfg(unix)]
             mut isolation,
         } = setup;
         if self.load_in_place {
@@ -113,23 +115,55 @@ impl LoadArgs {
         for name in &self.replace_builtins {
             host = host.plugin(name, PluginSettings::new().replaces_builtin());
         }
-        for name in &self.isolate {
-            isolation = if name == "all" {
-                isolation.default_mode(Mode::Process)
-            } else {
-                isolation.plugin(name, Mode::Process)
-            };
+        #[cfg(unix)]
+        {
+            for name in &self.isolate {
+                isolation = if name == "all" {
+                    isolation.default_mode(Mode::Process)
+                } else {
+                    isolation.plugin(name, Mode::Process)
+                };
+            }
+            if let Some(timeout) = self.call_timeout {
+                isolation = isolation.call_timeout(timeout);
+            }
+            for worker in crate::configured::workers(&self.workers, config) {
+                isolation = isolation.worker(worker);
+            }
         }
-        if let Some(timeout) = self.call_timeout {
-            isolation = isolation.call_timeout(timeout);
-        }
-        for worker in crate::configured::workers(&self.workers, config) {
-            isolation = isolation.worker(worker);
-        }
+        #[cfg(not(unix))]
+        self.refuse_isolation(config)?;
         // ANCHOR: with_builtin
         let host = host.builtin(crate::builtins::BUILTIN);
         // ANCHOR_END: with_builtin
-        Ok(Setup { host, isolation })
+        Ok(Setup {
+            host,
+            #[cfg(unix)]
+            isolation,
+        })
+    }
+
+    /// Without process isolation, its flags and the configuration's workers are errors, not
+    /// silently ignored.
+    #[cfg(not(unix))]
+    fn refuse_isolation(&self, config: &Config) -> Result<()> {
+        use crate::unix_only::isolation;
+        if !self.isolate.is_empty() {
+            return Err(isolation("`--isolate`"));
+        }
+        if self.call_timeout.is_some() {
+            return Err(isolation("`--call-timeout`"));
+        }
+        if !self.workers.is_empty() {
+            return Err(isolation("`--worker`"));
+        }
+        if let Some(worker) = config.workers().first() {
+            return Err(isolation(&format!(
+                "`[isolation] workers` ({})",
+                worker.origin
+            )));
+        }
+        Ok(())
     }
 }
 

@@ -14,6 +14,10 @@ use host::Host;
 /// would otherwise run in-process. Names come from each file's provenance (no plugin code
 /// runs); a close name is suggested.
 pub fn check_names(isolate: &[String], dirs: &[PathBuf], config: &Config) -> Result<()> {
+    #[cfg(not(unix))]
+    if !isolate.is_empty() {
+        return Err(crate::unix_only::isolation("`--isolate`"));
+    }
     let named: Vec<&String> = isolate.iter().filter(|n| *n != "all").collect();
     if named.is_empty() {
         return Ok(());
@@ -61,10 +65,14 @@ pub fn warn_timeout_in_process(
     capabilities: &[(&str, &str)],
 ) {
     let Some(timeout) = timeout else { return };
+    #[cfg(unix)]
     let isolated: Vec<String> = plugin_isolate::isolated(host)
         .into_iter()
         .map(|p| p.name)
         .collect();
+    // No plugin is isolated where there is no isolation.
+    #[cfg(not(unix))]
+    let isolated: Vec<String> = Vec::new();
     let mut in_process: Vec<&str> = Vec::new();
     for (kind, name) in capabilities {
         let Some(provider) = host.registry().provider(kind, name) else {

@@ -10,7 +10,9 @@ macro_rules! outln {
     };
 }
 
+#[cfg(unix)]
 mod authoring;
+#[cfg(unix)]
 mod builder_cli;
 mod builtins;
 mod cli;
@@ -20,9 +22,14 @@ mod host_flags;
 mod isolation_flags;
 mod output;
 mod registry_cli;
+#[cfg(unix)]
 mod reload_signal;
 mod stream;
 mod trust_cli;
+#[cfg(not(unix))]
+mod unix_only;
+#[cfg(not(unix))]
+use unix_only::{authoring, builder_cli, reload_signal};
 
 use std::process::ExitCode;
 

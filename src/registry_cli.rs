@@ -206,6 +206,7 @@ pub fn sync(args: &PullArgs, config: &Config) -> Result<ExitCode> {
 }
 
 /// `builder build --publish oci://…`: the built file published as a build for this host.
+#[cfg(unix)]
 pub fn publish_built(file: &Path, to: &str, me: &HostIdentity) -> Result<()> {
     let reference = reference(to)?;
     if !file.is_file() {

@@ -104,8 +104,8 @@ pub use read::read_provenance_counted;
 #[doc(hidden)]
 pub use read::ReadCost;
 pub use read::{
-    open_candidate, read_provenance, read_provenance_bytes, read_provenance_from,
-    read_worker_provenance, ReadError,
+    open_candidate, read_provenance, read_provenance_any_platform, read_provenance_bytes,
+    read_provenance_from, read_worker_provenance, ReadError,
 };
 pub use reason::ReasonCode;
 pub use record::{LoadedPlugin, ReloadError};

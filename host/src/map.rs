@@ -1,8 +1,11 @@
 //! Handing a verified file to the dynamic loader: what it maps (a sealed copy, see
 //! [`crate::seal`], or the file itself) and under which name (see `stage`).
 
+#[cfg(target_os = "linux")]
 use std::fs::{File, Metadata};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+#[cfg(target_os = "linux")]
+use std::path::PathBuf;
 
 use crate::error::PluginError;
 use crate::load::open_library;

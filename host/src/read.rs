@@ -131,6 +131,16 @@ pub(crate) fn open_sized(path: &Path) -> Result<(File, std::fs::Metadata), ReadE
         // `O_NOCTTY`: a terminal device must not become our controlling terminal.
         options.custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC);
     }
+    #[cfg(windows)]
+    {
+        use std::os::windows::fs::OpenOptionsExt;
+        // Shared for reading only: while this handle is open — from verification until the
+        // library is loaded — the file can be neither written, nor renamed, nor deleted, and
+        // no other file can be renamed over its name (each needs a share mode this handle
+        // denies). What `LoadLibrary` then opens by path is the file that was verified.
+        const FILE_SHARE_READ: u32 = 0x0000_0001;
+        options.share_mode(FILE_SHARE_READ);
+    }
     let file = options.open(path).map_err(io)?;
     let meta = file.metadata().map_err(io)?;
     if !meta.is_file() {
@@ -187,20 +197,39 @@ pub fn read_provenance_from(path: &Path, file: &File) -> Result<Provenance, Read
 
 /// [`read_provenance_from`] for a file whose length is known.
 pub(crate) fn read_sized(path: &Path, file: &File, len: u64) -> Result<Provenance, ReadError> {
+    read_expecting(path, file, len, Expect::Library)
+}
+
+/// Reads the provenance of a library built for **any** platform, without loading it: a
+/// `.dll`'s `.plgprov` section on Linux, an ELF note on Windows, a library for another
+/// architecture. What `plugin-host inspect` shows, the same wherever it runs. Plugins to be
+/// loaded are read with [`read_provenance`], which refuses a file for another target by its
+/// headers (`target-mismatch`).
+pub fn read_provenance_any_platform(path: &Path) -> Result<Provenance, ReadError> {
+    let (file, meta) = open_sized(path)?;
+    read_expecting(path, &file, meta.len(), Expect::AnyPlatform)
+}
+
+fn read_expecting(
+    path: &Path,
+    file: &File,
+    len: u64,
+    expect: Expect,
+) -> Result<Provenance, ReadError> {
     #[cfg(unix)]
     {
         let reader = positioned::FileReader::new(file, len).map_err(|source| ReadError::Io {
             path: path.to_owned(),
             source,
         })?;
-        decode(path, &provenance_section(path, &reader, Expect::Library)?)
+        decode(path, &provenance_section(path, &reader, expect)?)
     }
     #[cfg(not(unix))]
     {
         let _ = len;
         decode(
             path,
-            &provenance_section(path, &ReadCache::new(file), Expect::Library)?,
+            &provenance_section(path, &ReadCache::new(file), expect)?,
         )
     }
 }
@@ -357,7 +386,9 @@ fn provenance_section<'a, R: ReadRef<'a>>(
         ),
     };
     match kind {
-        FileKind::Elf64 | FileKind::Elf32 if NATIVE.kind == kind => {
+        FileKind::Elf64 | FileKind::Elf32
+            if NATIVE.kind == kind || expect == Expect::AnyPlatform =>
+        {
             if kind == FileKind::Elf64 {
                 elf_section::<object::elf::FileHeader64<object::Endianness>, R>(
                     path,
@@ -386,7 +417,7 @@ fn provenance_section<'a, R: ReadRef<'a>>(
         | FileKind::MachO64
         | FileKind::MachOFat32
         | FileKind::MachOFat64 => {
-            if NATIVE.kind == kind {
+            if NATIVE.kind == kind || expect == Expect::AnyPlatform {
                 native_section(path, data, kind, expect)
             } else {
                 Err(wrong_target(format_name(kind).to_owned()))
@@ -422,7 +453,7 @@ fn native_section<'a, R: ReadRef<'a>>(
         detail: format!("truncated or corrupt file ({format} header): {e}"),
     })?;
     let accepted = match expect {
-        Expect::Library => file.kind() == ObjectKind::Dynamic,
+        Expect::Library | Expect::AnyPlatform => file.kind() == ObjectKind::Dynamic,
         Expect::Executable => matches!(file.kind(), ObjectKind::Dynamic | ObjectKind::Executable),
     };
     if !accepted {

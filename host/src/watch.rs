@@ -74,6 +74,7 @@ impl Note {
     }
 
     /// Copies the note into `buffer`; returns its length (0: no note).
+    #[cfg(unix)]
     fn read(&self, buffer: &mut [u8; NOTE_CAPACITY]) -> usize {
         let len = self.len.load(Ordering::SeqCst).min(NOTE_CAPACITY);
         for (b, slot) in buffer.iter_mut().zip(&self.bytes[..len]) {
@@ -99,6 +100,7 @@ fn set_note(what: &str) {
 
 /// Copies what runs now into `buffer` — the call this thread is making, else the plugin
 /// being loaded —; returns its length (0: no plugin code runs for the host).
+#[cfg(unix)]
 fn read_note(buffer: &mut [u8; NOTE_CAPACITY]) -> usize {
     let call = CALL_NOTE.try_with(|note| note.read(buffer)).unwrap_or(0);
     if call > 0 {

@@ -237,6 +237,7 @@ impl Cache {
                     )))
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    #[cfg_attr(not(unix), allow(unused_mut))]
                     let mut builder = fs::DirBuilder::new();
                     builder.recursive(component.is_none());
                     #[cfg(unix)]

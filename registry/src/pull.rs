@@ -302,6 +302,7 @@ struct Staging {
 
 impl Staging {
     fn new(dir: &Path) -> std::io::Result<Staging> {
+        #[cfg_attr(not(unix), allow(unused_mut))]
         let mut builder = fs::DirBuilder::new();
         #[cfg(unix)]
         {

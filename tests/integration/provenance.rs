@@ -1,7 +1,10 @@
 //! Provenance is recorded at build time, embedded, and read back without loading.
 
 use std::collections::BTreeSet;
+use std::fs;
 use std::process::Command;
+
+use serde_json::Value;
 
 use crate::fixtures::{cargo, fixtures, root};
 use crate::support::*;
@@ -116,4 +119,68 @@ fn inspect_and_host_info() {
         "{}",
         stderr(&out)
     );
+}
+
+/// A minimal PE32+ DLL for x86-64 whose one section, `.plgprov`, holds `blob`: what
+/// `export_plugin!` leaves in a Windows build, without a Windows toolchain.
+fn pe_dll(blob: &[u8]) -> Vec<u8> {
+    const HEADERS: usize = 0x200;
+    let raw = blob.len().next_multiple_of(0x200);
+    let mut pe = vec![0u8; HEADERS + raw];
+    let put =
+        |pe: &mut Vec<u8>, at: usize, bytes: &[u8]| pe[at..at + bytes.len()].copy_from_slice(bytes);
+    put(&mut pe, 0, b"MZ");
+    put(&mut pe, 0x3c, &0x40u32.to_le_bytes());
+    put(&mut pe, 0x40, b"PE\0\0");
+    // COFF header: x86-64, one section, a 240-byte optional header, an executable DLL.
+    let coff = 0x44;
+    put(&mut pe, coff, &0x8664u16.to_le_bytes());
+    put(&mut pe, coff + 2, &1u16.to_le_bytes());
+    put(&mut pe, coff + 16, &240u16.to_le_bytes());
+    put(&mut pe, coff + 18, &0x2022u16.to_le_bytes());
+    // Optional header (PE32+): alignments, sizes, 16 empty data directories.
+    let opt = coff + 20;
+    put(&mut pe, opt, &0x20bu16.to_le_bytes());
+    put(&mut pe, opt + 24, &0x1_8000_0000u64.to_le_bytes());
+    put(&mut pe, opt + 32, &0x1000u32.to_le_bytes());
+    put(&mut pe, opt + 36, &0x200u32.to_le_bytes());
+    let image = 0x1000 + blob.len().next_multiple_of(0x1000);
+    put(&mut pe, opt + 56, &(image as u32).to_le_bytes());
+    put(&mut pe, opt + 60, &(HEADERS as u32).to_le_bytes());
+    put(&mut pe, opt + 68, &3u16.to_le_bytes());
+    put(&mut pe, opt + 108, &16u32.to_le_bytes());
+    // The section: initialized, readable data.
+    let section = opt + 240;
+    put(&mut pe, section, plugin_api::frame::SECTION_PE.as_bytes());
+    put(&mut pe, section + 8, &(blob.len() as u32).to_le_bytes());
+    put(&mut pe, section + 12, &0x1000u32.to_le_bytes());
+    put(&mut pe, section + 16, &(raw as u32).to_le_bytes());
+    put(&mut pe, section + 20, &(HEADERS as u32).to_le_bytes());
+    put(&mut pe, section + 36, &0x4000_0040u32.to_le_bytes());
+    put(&mut pe, HEADERS, blob);
+    pe
+}
+
+#[test]
+fn inspect_reads_a_dll_here_and_check_refuses_it_by_its_headers() {
+    let mut windows = host::read_provenance(&fixtures().lib("hello")).unwrap();
+    windows.target = "x86_64-pc-windows-gnu".into();
+    let dir = tempfile::tempdir().unwrap();
+    let dll = dir.path().join("hello.dll");
+    fs::write(&dll, pe_dll(&windows.encode())).unwrap();
+    let dll = dll.to_str().unwrap();
+
+    let out = cli(&["inspect", "--json", dll]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown, serde_json::to_value(&windows).unwrap());
+    let text = stdout(&cli(&["inspect", dll]));
+    assert!(text.contains("x86_64-pc-windows-gnu"), "{text}");
+
+    // Loading is another matter: a PE file is not for this host, told by its headers.
+    let out = cli(&["check", dll]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(said.contains("target-mismatch"), "{said}");
+    assert!(said.contains("a PE (Windows) file"), "{said}");
 }

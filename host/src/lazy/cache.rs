@@ -99,6 +99,7 @@ pub(crate) struct Found<'a> {
     pub(crate) checked: bool,
 }
 
+#[cfg(unix)]
 fn ns(s: i64, n: i64) -> i64 {
     s.saturating_mul(1_000_000_000).saturating_add(n)
 }

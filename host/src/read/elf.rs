@@ -119,7 +119,9 @@ pub(super) fn elf_section<'a, Elf: FileHeader<Endian = object::Endianness>, R: R
     let header = Elf::parse(data).map_err(|e| corrupt(e.to_string()))?;
     let endian = header.endian().map_err(|e| corrupt(e.to_string()))?;
     let machine = header.e_machine(endian);
-    if machine != NATIVE.elf_machine || header.is_little_endian() != NATIVE.little_endian {
+    let foreign =
+        machine != NATIVE.elf_machine || header.is_little_endian() != NATIVE.little_endian;
+    if foreign && expect != Expect::AnyPlatform {
         let order = if header.is_little_endian() {
             "little"
         } else {
@@ -290,6 +292,10 @@ pub(crate) enum Expect {
     /// An executable (a worker binary, [`crate::read_worker_provenance`]): a
     /// position-independent or fixed-address executable, or a library.
     Executable,
+    /// A shared library for any platform and architecture (`inspect`): a `.dll` read on
+    /// Linux, a `.so` for another machine. Loading never takes this path: a library for
+    /// another target is refused by its headers before its provenance is read.
+    AnyPlatform,
 }
 
 /// What a position-independent executable is called in messages.

@@ -1,0 +1,74 @@
+//! Windows only: what the host holds on to between verification and `LoadLibrary`. Built for
+//! `x86_64-pc-windows-gnu` and run under wine by `.ci/windows`, with
+//! `$PLUGIN_HOST_WINDOWS_PLUGINS` naming a directory holding `hello.dll` and
+//! `ctor_marker.dll` (whose `DllMain` writes the file named by `$PLUGIN_HOST_TEST_MARKER`).
+#![cfg(windows)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use host::{Host, HostIdentity, ScanMode, Status};
+use plugin_api::CommandKind;
+
+fn plugins() -> PathBuf {
+    PathBuf::from(
+        std::env::var_os("PLUGIN_HOST_WINDOWS_PLUGINS")
+            .expect("$PLUGIN_HOST_WINDOWS_PLUGINS names the built Windows plugins"),
+    )
+}
+
+/// A host whose identity is `hello`'s own provenance under another name: every check passes.
+fn identity(hello: &Path) -> HostIdentity {
+    let mut provenance = host::read_provenance(hello).expect("hello.dll's provenance");
+    provenance.name = "windows-test-host".into();
+    HostIdentity::from_blob(&provenance.encode()).unwrap()
+}
+
+#[test]
+fn a_verified_file_cannot_be_swapped_or_written_before_it_is_loaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("hello.dll");
+    fs::copy(plugins().join("hello.dll"), &target).unwrap();
+    // The impostor: a real, loadable plugin whose DllMain leaves a marker when it is loaded.
+    let impostor = dir.path().join("impostor.bin");
+    fs::copy(plugins().join("ctor_marker.dll"), &impostor).unwrap();
+    let marker = dir.path().join("marker");
+    std::env::set_var("PLUGIN_HOST_TEST_MARKER", &marker);
+
+    let attempts = Arc::new(Mutex::new(Vec::new()));
+    let seen = attempts.clone();
+    let hook_impostor = impostor.clone();
+    let mut host = Host::builder(identity(&target))
+        .before_load(move |path| {
+            let mut seen = seen.lock().unwrap();
+            seen.push(("rename over", fs::rename(&hook_impostor, path).err()));
+            seen.push(("write", fs::OpenOptions::new().write(true).open(path).err()));
+            seen.push(("delete", fs::remove_file(path).err()));
+        })
+        .build();
+    let reports = host.scan(&[dir.path()], ScanMode::Load).unwrap();
+    let attempts = attempts.lock().unwrap();
+    assert_eq!(attempts.len(), 3, "the hook ran once: {attempts:?}");
+    for (what, error) in attempts.iter() {
+        let error = error
+            .as_ref()
+            .unwrap_or_else(|| panic!("{what} of the verified file succeeded before its load"));
+        // ERROR_SHARING_VIOLATION, or ERROR_ACCESS_DENIED for a rename over an open file.
+        assert!(
+            matches!(error.raw_os_error(), Some(32 | 5)),
+            "{what}: {error}"
+        );
+    }
+    let hello: Vec<_> = reports.iter().filter(|r| r.path == target).collect();
+    assert_eq!(hello.len(), 1, "{reports:?}");
+    assert_eq!(hello[0].status, Status::Loaded, "{:?}", hello[0].message);
+    assert!(host.registry().get::<CommandKind>("hello").is_ok());
+    assert!(host.registry().get::<CommandKind>("marker").is_err());
+    assert!(!marker.exists(), "the impostor was loaded");
+    assert_eq!(
+        host::read_provenance(&target).unwrap().name,
+        "hello",
+        "the file at the path is still the verified one"
+    );
+}
