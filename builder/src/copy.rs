@@ -6,7 +6,7 @@
 //! only when `fstat` of the opened descriptor says it is a regular file of at most
 //! [`MAX_FILE`] bytes (the whole copy at most [`MAX_TREE`]); a FIFO, a socket or a device is an
 //! error naming it. A symbolic link is kept as a link when it stays inside the tree (see
-//! [`link_stays_inside`]) and refused otherwise: a build sees only the copy, and a link out of
+//! `link_stays_inside`) and refused otherwise: a build sees only the copy, and a link out of
 //! it would read this machine's files in a build here, or dangle in a container.
 
 use std::fs;

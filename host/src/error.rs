@@ -62,7 +62,7 @@ pub enum PluginError {
         first: PathBuf,
     },
     /// A plugin file carries the name of a plugin compiled into the host.
-    #[error("{}: plugin `{name}` is built into this host; rename this plugin, or let it replace the builtin (`--replace-builtin {name}`, `Host::with_replaceable_builtin`)", path.display())]
+    #[error("{}: plugin `{name}` is built into this host; rename this plugin, or let it replace the builtin (`--replace-builtin {name}`, `PluginSettings::replaces_builtin`)", path.display())]
     DuplicateBuiltin {
         /// The file.
         path: PathBuf,

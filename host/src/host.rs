@@ -378,7 +378,7 @@ impl Host {
     /// Opens the file at the path the plugin was loaded from (a new build may have been
     /// installed there since), verifies it as [`Host::load`] does (read, trust step, judge:
     /// a lock, signature or policy refusal applies; the file must carry the same plugin
-    /// name), and hands it to the plugin's running instance ([`Running::reload`]), which
+    /// name), and hands it to the plugin's running instance ([`crate::place::Running::reload`]), which
     /// starts it anew — for the `plugin-isolate` crate: a new worker that must register every
     /// capability the host holds, then the switch, calls in flight finishing on the old
     /// worker (see its documentation). A file built by another compiler than the host's runs
@@ -493,7 +493,7 @@ impl Host {
     /// capabilities `(kind, name)` (one, or a chain of transforms): if an in-process plugin
     /// among their providers calls `exit` or crashes the process meanwhile, what is printed
     /// names the capability, the plugin and its file, as during loading (an exit then ends
-    /// the process with [`PLUGIN_EXIT_STATUS`]). `None` when no provider runs in-process (an
+    /// the process with [`crate::PLUGIN_EXIT_STATUS`]). `None` when no provider runs in-process (an
     /// isolated plugin's crash is an error of the call).
     ///
     /// ```ignore

@@ -1,13 +1,13 @@
 //! Lazy loading: a capability index built from provenance alone, and libraries loaded only
 //! when one of their capabilities is first used.
 //!
-//! [`Host::index`] discovers the plugin files of the search path and reads each one's
+//! [`crate::Host::index`] discovers the plugin files of the search path and reads each one's
 //! provenance (no trust step, no judging, nothing loaded). A plugin that declares its
 //! capabilities (`[package.metadata.plugin-host] capabilities = { command = ["hello"] }` in
 //! its `Cargo.toml`, recorded by `plugin_api::build::record`) is indexed under each of them.
-//! [`Host::get_lazy`] (or [`Host::load_capability`]) then finds the plugin that declared the
+//! [`crate::Host::get_lazy`] (or [`crate::Host::load_capability`]) then finds the plugin that declared the
 //! capability asked for and takes it through the normal path — open, read, trust, judge, load,
-//! register — exactly as [`Host::load`] does: the index only chooses which file to verify.
+//! register — exactly as [`crate::Host::load`] does: the index only chooses which file to verify.
 //!
 //! Rules:
 //! - **Path order wins.** Directories in the order given, files by name within each. When two
@@ -151,7 +151,7 @@ impl Index {
     }
 }
 
-/// Why [`Host::load_capability`] could not make a capability available.
+/// Why [`crate::Host::load_capability`] could not make a capability available.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum LazyError {
@@ -241,7 +241,7 @@ impl Lazy {
     /// the [module documentation](crate::lazy)). Returns the reports of what was decided now:
     /// builtins, files refused for unreadable provenance, shadowed files, files that take a
     /// builtin's name, and the plugins loaded up front. The indexed plugins are not reported
-    /// until they are loaded ([`Host::lazy_reports`]); [`Host::indexed`] lists them.
+    /// until they are loaded ([`crate::Host::lazy_reports`]); [`crate::Host::indexed`] lists them.
     ///
     /// Calling it again adds more directories after those already indexed.
     pub(crate) fn index(

@@ -160,7 +160,7 @@ pub fn read_provenance(path: &Path) -> Result<Provenance, ReadError> {
 
 /// Reads the provenance note of a **worker binary** (an executable such as the `plugin-host`
 /// CLI, whose build.rs records it), without running it: how the host learns which toolchain
-/// a worker was built with ([`crate::Host::with_worker`]). The same bounded reader as for
+/// a worker was built with (`plugin_isolate::Isolation::worker`). The same bounded reader as for
 /// plugins, except that executables are accepted (plugins never are).
 pub fn read_worker_provenance(path: &Path) -> Result<Provenance, ReadError> {
     let (file, meta) = open_sized(path)?;

@@ -14,7 +14,7 @@ use crate::trust::{FileDigest, SignatureStatus, TrustWarning};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Status {
-    /// Compiled into the host and registered ([`crate::Host::with_builtin`]).
+    /// Compiled into the host and registered ([`crate::HostBuilder::builtin`]).
     Builtin,
     /// Verified, loaded and registered.
     Loaded,

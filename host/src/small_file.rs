@@ -260,7 +260,7 @@ pub(crate) fn create_temp(dir: &Path, name: &str) -> io::Result<(PathBuf, File)>
 }
 
 /// Writes `path` atomically and never through a link: `bytes` go to a new temporary file
-/// beside it ([`create_temp`]: created exclusively, `O_NOFOLLOW`), which is synced and renamed
+/// beside it (`create_temp`: created exclusively, `O_NOFOLLOW`), which is synced and renamed
 /// over `path`; the directory is synced too. A symbolic link at `path` is replaced, not
 /// followed; a reader sees the old file or the new one, never half of one.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {

@@ -68,7 +68,7 @@
 //!
 //! Reload: [`host::Host::reload`] replaces an isolated plugin's worker by one started on the
 //! plugin's current file, verified again, without restarting the host; calls in flight finish
-//! on the old worker and no call fails because of it (see [`ReloadError`]).
+//! on the old worker and no call fails because of it (see [`host::ReloadError`]).
 //!
 //! Orphans: each worker gets `PR_SET_PDEATHSIG(SIGKILL)` (set by a long-lived spawner thread,
 //! since Linux sends it when the *thread* that forked ends), and watches the host: through

@@ -130,7 +130,7 @@ macro_rules! __register_shim {
 
 /// A plugin compiled into the host: its name, version and registration function, which the
 /// host calls through the very same `register(initializer, logger)` path as a loaded
-/// plugin's. Made by [`crate::builtin_plugin!`]; handed to `host::Host::with_builtin`.
+/// plugin's. Made by [`crate::builtin_plugin!`]; handed to `host::HostBuilder::builtin`.
 #[repr(C)]
 #[derive(StableAbi, Clone, Copy, Debug)]
 pub struct Builtin {

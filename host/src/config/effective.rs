@@ -376,7 +376,7 @@ impl Config {
 
     /// `[isolation] workers`: worker binaries built with other toolchains (resolved, each an
     /// existing file), with origins; the array of the last layer that set it. See
-    /// [`crate::Host::with_worker`].
+    /// `plugin_isolate::Isolation::worker`.
     pub fn workers(&self) -> &[Valued<PathBuf>] {
         &self.workers
     }

@@ -57,7 +57,7 @@
 //!
 //! [isolation]
 //! workers = ["workers/plugin-host-worker-nightly"]  # worker binaries built with other
-//!                                              # toolchains (Host::with_worker); must exist
+//!                                              # toolchains (Isolation::worker); must exist
 //!
 //! [plugins.redact]                             # NAME: the plugin's cargo package name
 //! path = "vendor/libredact.so"                 # a plugin file; must exist

@@ -12,7 +12,7 @@ use crate::policy::{CheckKind, Policy, Severity};
 use crate::trust::SignatureMode;
 
 /// How a plugin is run: loaded into the host, or in a worker process of its own
-/// ([`crate::isolate`], [`crate::Host::with_isolation`]). Ordered from the least isolated
+/// (the `plugin-isolate` crate: `Isolation::plugin`). Ordered from the least isolated
 /// to the most (`InProcess < Process`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize)]
 #[serde(rename_all = "kebab-case")]

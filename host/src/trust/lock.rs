@@ -340,7 +340,7 @@ impl Lock {
     }
 
     /// Records the plugin of `report` if it was verified and hashed (a host made
-    /// [`crate::Host::with_digests`]); returns whether it was.
+    /// [`crate::HostBuilder::digests`]); returns whether it was.
     pub fn lock_report(&mut self, report: &crate::PluginReport) -> bool {
         let (Some(name), Some(version), Some(digest)) =
             (&report.name, &report.version, &report.digest)

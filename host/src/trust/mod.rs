@@ -52,9 +52,9 @@ pub struct TrustWarning {
     pub message: String,
 }
 
-/// How the host checks plugin files' bytes: set through [`crate::Host::with_lock`],
-/// [`crate::Host::with_trusted_key`], [`crate::Host::with_signature_mode`] and
-/// [`crate::Host::with_plugin_signature_mode`].
+/// How the host checks plugin files' bytes: set through [`crate::HostBuilder::lock`],
+/// [`crate::HostBuilder::trusted_key`], [`crate::HostBuilder::signatures`] and
+/// [`crate::PluginSettings::signatures`].
 #[derive(Debug, Default)]
 pub(crate) struct Trust {
     /// The lock in force, and whether plugins it does not list are refused.
