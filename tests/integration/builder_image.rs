@@ -165,17 +165,22 @@ fn build_publish_puts_the_built_file_in_a_registry() {
     let (_dir, krate) = standalone_plugin("published");
     let out = tempfile::tempdir().unwrap();
     let to = registry.reference("team/published:1");
-    let o = cli(&[
-        "builder",
-        "build",
-        krate.to_str().unwrap(),
-        "--out",
-        out.path().to_str().unwrap(),
-        "--engine",
-        "none",
-        "--publish",
-        &to,
-    ]);
+    let build_publishing = |to: &str| {
+        let out = out.path().to_str().unwrap();
+        let args = [
+            "builder",
+            "build",
+            krate.to_str().unwrap(),
+            "--out",
+            out,
+            "--engine",
+            "none",
+            "--publish",
+            to,
+        ];
+        cli(&args)
+    };
+    let o = build_publishing(&to);
     assert!(
         o.status.success(),
         "builder build --publish failed: {}",
@@ -201,17 +206,7 @@ fn build_publish_puts_the_built_file_in_a_registry() {
     let name = plugin_registry::library_file_name("published");
     assert_eq!(fs::read(back.path().join(name)).unwrap(), built);
     // A bad reference is refused before any building.
-    let o = cli(&[
-        "builder",
-        "build",
-        krate.to_str().unwrap(),
-        "--out",
-        out.path().to_str().unwrap(),
-        "--engine",
-        "none",
-        "--publish",
-        "docker://x/y:1",
-    ]);
+    let o = build_publishing("docker://x/y:1");
     assert_eq!(o.status.code(), Some(2));
     assert!(
         stderr(&o).contains("must start with `oci://`"),
