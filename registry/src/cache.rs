@@ -7,11 +7,10 @@
 //! by the host as any pull is. A failure to write the cache is logged, not fatal.
 
 use std::fs;
-use std::io::{Read, Write};
+
 use std::path::{Path, PathBuf};
 
 use host::small_file::{Links, SmallFile};
-use sha2::{Digest, Sha256};
 
 use crate::artifact::Descriptor;
 use crate::client::{sha256_digest, Fetched, MAX_MANIFEST};
@@ -176,34 +175,18 @@ impl Cache {
             .blob_path(&descriptor.digest)
             .ok_or_else(|| self.not_cached(what.clone()))?;
         let file = open_no_follow(&path).map_err(|_| self.not_cached(what.clone()))?;
-        let mut reader = file.take(descriptor.size + 1);
-        let mut hasher = Sha256::new();
-        let mut buffer = vec![0u8; 64 << 10];
-        let mut total = 0u64;
-        loop {
-            let n = reader.read(&mut buffer).map_err(|e| Error::Io {
-                what: format!("reading the cached {what}"),
+        let cached = format!("the cached {what}");
+        crate::client::copy_checked(
+            file,
+            out,
+            &descriptor.digest,
+            descriptor.size,
+            &cached,
+            |e| Error::Io {
+                what: format!("reading {cached}"),
                 source: e,
-            })?;
-            if n == 0 {
-                break;
-            }
-            total += n as u64;
-            hasher.update(&buffer[..n]);
-            out.write_all(&buffer[..n]).map_err(|e| Error::Io {
-                what: format!("writing {what}"),
-                source: e,
-            })?;
-        }
-        let found = format!("sha256:{:x}", hasher.finalize());
-        if total != descriptor.size || found != descriptor.digest {
-            return Err(Error::DigestMismatch {
-                what: format!("the cached {what}"),
-                expected: format!("{} ({} bytes)", descriptor.digest, descriptor.size),
-                found: format!("{found} ({total} bytes)"),
-            });
-        }
-        Ok(())
+            },
+        )
     }
 }
 

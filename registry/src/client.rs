@@ -372,37 +372,13 @@ impl Client {
                 detail: "too many redirects, or an answer without the blob".to_owned(),
             });
         }
-        let mut reader = response.into_reader().take(size + 1);
-        let mut hasher = Sha256::new();
-        let mut buffer = vec![0u8; 64 << 10];
-        let mut total = 0u64;
-        loop {
-            let n = reader.read(&mut buffer).map_err(|e| Error::Unreachable {
-                registry: self.registry.clone(),
+        let registry = self.registry.clone();
+        copy_checked(response.into_reader(), out, digest, size, &what, |e| {
+            Error::Unreachable {
+                registry: registry.clone(),
                 detail: format!("reading {what}: {e}"),
-            })?;
-            if n == 0 {
-                break;
             }
-            total += n as u64;
-            if total > size {
-                return Err(Error::TooLarge { what, limit: size });
-            }
-            hasher.update(&buffer[..n]);
-            out.write_all(&buffer[..n]).map_err(|e| Error::Io {
-                what: format!("writing {what}"),
-                source: e,
-            })?;
-        }
-        let found = format!("sha256:{}", hex(&hasher.finalize()));
-        if total != size || found != digest {
-            return Err(Error::DigestMismatch {
-                what,
-                expected: format!("{digest} ({size} bytes)"),
-                found: format!("{found} ({total} bytes)"),
-            });
-        }
-        Ok(())
+        })
     }
 
     /// Uploads `bytes` as a blob (once: a blob the repository has is not sent again); its
@@ -489,6 +465,52 @@ fn scheme(reference: &Reference, insecure: bool) -> &'static str {
     } else {
         "https"
     }
+}
+
+/// Copies a blob of `size` bytes named `digest` from `reader` into `out`, hashing it as it
+/// goes: at most `size` + 1 bytes are read, and more than `size`, fewer, or other bytes are a
+/// [`Error::DigestMismatch`]. A read error is `read_error`'s.
+pub(crate) fn copy_checked(
+    reader: impl Read,
+    out: &mut dyn Write,
+    digest: &str,
+    size: u64,
+    what: &str,
+    read_error: impl Fn(std::io::Error) -> Error,
+) -> Result<(), Error> {
+    let mut reader = reader.take(size + 1);
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 64 << 10];
+    let mut total = 0u64;
+    loop {
+        let n = reader.read(&mut buffer).map_err(&read_error)?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        if total > size {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+        out.write_all(&buffer[..n]).map_err(|e| Error::Io {
+            what: format!("writing {what}"),
+            source: e,
+        })?;
+    }
+    let hashed = format!("sha256:{}", hex(&hasher.finalize()));
+    if total == size && hashed == digest {
+        return Ok(());
+    }
+    let found = if total > size {
+        format!("more than {size} bytes")
+    } else {
+        format!("{hashed} ({total} bytes)")
+    };
+    Err(Error::DigestMismatch {
+        what: what.to_owned(),
+        expected: format!("{digest} ({size} bytes)"),
+        found,
+    })
 }
 
 /// `sha256:HEX` of `bytes`.
