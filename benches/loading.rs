@@ -7,6 +7,8 @@
 //! noisy neighbour hits both), and reports medians and ratios. Run with `cargo bench --bench
 //! loading`.
 
+#[path = "../tests/integration/immutable.rs"]
+mod immutable;
 mod support;
 #[path = "../tests/integration/worst_case.rs"]
 mod worst_case;
@@ -182,7 +184,7 @@ fn scan_load_register() {
     let mut fresh = Fresh::new("scan-fresh");
     const PLUGINS: usize = 100;
     let (mut ours, mut bare, mut rss_per_plugin) = (Vec::new(), Vec::new(), Vec::new());
-    let mut in_place = Vec::new();
+    let (mut in_place, mut unchangeable) = (Vec::new(), Vec::new());
     for round in 0..5 {
         // The same, loading each plugin file in place instead of from a sealed copy.
         let dir = scratch(&format!("scan-in-place-{round}"));
@@ -199,6 +201,27 @@ fn scan_load_register() {
         let reports = placed.scan(&[&dir], ScanMode::Load).unwrap();
         in_place.push(start.elapsed().as_secs_f64() * 1e3);
         assert!(reports.iter().all(|r| r.status == Status::Loaded));
+
+        // The default (sealed copies) over files that cannot change (immutable): no copy.
+        let dir = scratch(&format!("scan-immutable-{round}"));
+        let mut fixed = builder();
+        let mut files = Vec::new();
+        for i in 0..PLUGINS {
+            let path = dir.join(format!("libr{i:04}.so"));
+            fs::copy(&a.hello, &path).unwrap();
+            let name = format!("r{round}{i:03}");
+            rename_plugin(&path, &name);
+            immutable::set_immutable(&path, true).expect("chattr +i (needs root)");
+            files.push(path);
+            fixed = fixed.plugin(name.clone(), configured(name));
+        }
+        let guards: Vec<_> = files.iter().map(|f| immutable::Immutable(f)).collect();
+        let mut fixed = fixed.build();
+        let start = Instant::now();
+        let reports = fixed.scan(&[&dir], ScanMode::Load).unwrap();
+        unchangeable.push(start.elapsed().as_secs_f64() * 1e3);
+        assert!(reports.iter().all(|r| r.status == Status::Loaded));
+        drop(guards);
 
         // Ours: 100 distinct plugins (renamed copies of `hello`, each configured to register
         // its own command name), discovered, verified, loaded and registered.
@@ -235,6 +258,11 @@ fn scan_load_register() {
     println!(
         "100 plugins  the same, loaded in place:       {p:8.2} ms   sealed/in-place = {:.3}",
         o / p
+    );
+    let u = median(unchangeable);
+    println!(
+        "100 plugins  the same, files immutable:       {u:8.2} ms   (sealed copies asked, none needed)  immutable/bare = {:.3}",
+        u / b
     );
     println!("100 plugins  bare abi_stable load:            {b:8.2} ms   ours/bare = {:.3}  (target <= 1.200)", o / b);
     println!(

@@ -237,6 +237,7 @@ impl Gate {
             provenance,
             differences,
             sealed,
+            ahead: None,
         };
         (report, Some(verified))
     }

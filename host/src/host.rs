@@ -170,14 +170,20 @@ impl Host {
         for report in self.register_builtins(&paths) {
             each(report);
         }
-        for path in paths {
+        // While one file loads, the next one's sealed copy is made on another thread.
+        let ahead = self.in_process.copy_ahead(&paths, mode == ScanMode::Load);
+        for (index, path) in paths.into_iter().enumerate() {
+            ahead.reached(index);
             let (report, verified) = self.verify_with(&path, &verified_names, Some(&seen), None);
             let id = verified
                 .as_ref()
                 .and_then(|v| file_id(&v.meta))
                 .or(report.file_id);
             let report = match (verified, mode) {
-                (Some(verified), ScanMode::Load) => self.place(report, verified),
+                (Some(mut verified), ScanMode::Load) => {
+                    ahead.attach(index, &path, &mut verified);
+                    self.place(report, verified)
+                }
                 (Some(verified), ScanMode::VerifyOnly) => {
                     verified_names.insert(verified.provenance.name, report.path.clone());
                     report

@@ -50,6 +50,8 @@
 //! loaded libraries are never unloaded — unless it runs out of process: the `plugin-isolate`
 //! crate runs a plugin in a worker process of its own, behind the same capability handles.
 
+#[cfg(target_os = "linux")]
+mod ahead;
 mod builder;
 mod builtin;
 pub mod config;

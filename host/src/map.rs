@@ -57,17 +57,22 @@ impl Mapper {
         let len = verified.meta.len();
         let info = crate::read::segments::load_info(&verified.file, len);
         let sealed;
-        let file = match (self.load_from, &verified.sealed) {
+        let file = match (self.load_from, &verified.sealed, &verified.ahead) {
             // Hashed (and signature-checked) as it is, whatever the mode: a lock or a
             // signature vouches for these bytes, not for whatever the file holds later. Its
             // provenance must still be the one judged, read before the copy was made.
-            (_, Some(copy)) => {
+            (_, Some(copy), _) => {
                 if !read_sized(path, copy, len).is_ok_and(|p| p == verified.provenance) {
                     return Err(written_while_loading(path));
                 }
                 copy
             }
-            (LoadFrom::SealedCopy, None) => {
+            // A file that cannot change needs no copy: what is mapped stays what was
+            // verified. Checked after the attribute: unchanged since it was verified.
+            (LoadFrom::SealedCopy, None, _) if in_place_is_sealed(verified, path) => &verified.file,
+            // Copied ahead during a scan, and checked then to hold what was verified.
+            (LoadFrom::SealedCopy, None, Some(copy)) => copy,
+            (LoadFrom::SealedCopy, None, None) => {
                 let ranges = match &info {
                     Ok(info) => &info.ranges[..],
                     Err(_) => &[(0, len)][..],
@@ -75,7 +80,7 @@ impl Mapper {
                 sealed = sealed_copy(verified, ranges, path)?;
                 &sealed
             }
-            (LoadFrom::File, None) => &verified.file,
+            (LoadFrom::File, None, _) => &verified.file,
         };
         let info = info.unwrap_or_default();
         let area = self.staging.get_or_init(|| {
@@ -168,6 +173,27 @@ fn sealed_copy(
         return Err(written_while_loading(path));
     }
     Ok(copy)
+}
+
+/// Whether the verified file itself cannot change (see [`crate::seal::Unchangeable`]) and
+/// has not changed since it was verified, so loading it in place is as safe as loading a
+/// sealed copy.
+#[cfg(target_os = "linux")]
+fn in_place_is_sealed(verified: &Verified, path: &Path) -> bool {
+    let Some(why) = crate::seal::cannot_change(&verified.file) else {
+        return false;
+    };
+    let unchanged = verified
+        .file
+        .metadata()
+        .is_ok_and(|now| same_contents(&verified.meta, &now));
+    if unchanged {
+        tracing::debug!(
+            "loading {} without a copy: {why}, so it cannot change while it is loaded",
+            printable(&path.display().to_string())
+        );
+    }
+    unchanged
 }
 
 #[cfg(target_os = "linux")]

@@ -47,6 +47,9 @@ pub struct Verified {
     /// A sealed copy of the whole file, made by the trust step to hash exactly what is
     /// loaded: mapped instead of a new copy.
     pub(crate) sealed: Option<File>,
+    /// A sealed copy made ahead during a scan (Linux, see `ahead`), checked to hold what
+    /// was verified: mapped instead of a new copy.
+    pub(crate) ahead: Option<File>,
 }
 
 impl Verified {

@@ -109,11 +109,131 @@ fn send(from: &File, to: &File, start: u64, end: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// Why a file cannot change while it is mapped, so that mapping it is as safe as mapping a
+/// sealed copy of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unchangeable {
+    /// The immutable attribute (`chattr +i`): no one writes, truncates or renames it until
+    /// a process holding `CAP_LINUX_IMMUTABLE` clears the flag.
+    Immutable,
+    /// fs-verity: the file system refuses every write to it for good.
+    Verity,
+    /// On a file system that is read-only itself (its superblock, as for squashfs or erofs
+    /// images and file systems mounted `ro`), not just through this mount: a read-only bind
+    /// mount of a writable file system does not count, as another mount of it still writes
+    /// the same file.
+    ReadOnlyFileSystem,
+}
+
+impl std::fmt::Display for Unchangeable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Unchangeable::Immutable => "it has the immutable attribute",
+            Unchangeable::Verity => "it is protected by fs-verity",
+            Unchangeable::ReadOnlyFileSystem => "its file system is read-only",
+        })
+    }
+}
+
+/// Whether `file` cannot be written to while it stays so (see [`Unchangeable`]); `None`
+/// when it can, or when that cannot be told.
+pub(crate) fn cannot_change(file: &File) -> Option<Unchangeable> {
+    // SAFETY: `statx` is plain data for which all zeros is a valid value.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: an open descriptor with an empty path and `AT_EMPTY_PATH` describes that
+    // descriptor's file; `stx` is a valid buffer the call fills.
+    let done = unsafe {
+        libc::statx(
+            file.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            libc::STATX_MNT_ID,
+            &mut stx,
+        )
+    };
+    if done != 0 {
+        return None;
+    }
+    let attributes = stx.stx_attributes & stx.stx_attributes_mask;
+    if attributes & libc::STATX_ATTR_IMMUTABLE as u64 != 0 {
+        return Some(Unchangeable::Immutable);
+    }
+    if attributes & libc::STATX_ATTR_VERITY as u64 != 0 {
+        return Some(Unchangeable::Verity);
+    }
+    // Cheap first: a writable mount cannot be on a read-only superblock.
+    // SAFETY: `statvfs` is plain data; the call fills it for an open descriptor.
+    let mut vfs: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::fstatvfs(file.as_raw_fd(), &mut vfs) } != 0
+        || vfs.f_flag & libc::ST_RDONLY == 0
+        || stx.stx_mask & libc::STATX_MNT_ID == 0
+    {
+        return None;
+    }
+    let mountinfo = read_mountinfo()?;
+    superblock_read_only(&mountinfo, stx.stx_mnt_id).then_some(Unchangeable::ReadOnlyFileSystem)
+}
+
+/// This process's `/proc/self/mountinfo`, at most 4 MiB of it.
+fn read_mountinfo() -> Option<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    File::open("/proc/self/mountinfo")
+        .ok()?
+        .take(4 << 20)
+        .read_to_string(&mut text)
+        .ok()?;
+    Some(text)
+}
+
+/// Whether the mount `id` in `mountinfo` (proc(5)) is of a read-only superblock: its super
+/// options, the last field after the `-` separator, include `ro`.
+fn superblock_read_only(mountinfo: &str, id: u64) -> bool {
+    mountinfo.lines().any(|line| {
+        let mut fields = line.split(' ');
+        if fields.next().and_then(|f| f.parse::<u64>().ok()) != Some(id) {
+            return false;
+        }
+        // After the separator: file system type, source, super options.
+        let mut after = fields.skip_while(|f| *f != "-").skip(1);
+        after
+            .nth(2)
+            .is_some_and(|options| options.split(',').any(|o| o == "ro"))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::{Read, Seek, SeekFrom, Write};
     use std::os::unix::fs::FileExt;
+
+    #[test]
+    fn the_super_options_decide_not_the_mount_options() {
+        let info = "\
+22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/vda rw
+92 22 0:40 / /srv/image ro,relatime shared:7 - squashfs /dev/loop0 ro
+93 22 8:1 /data /srv/bound ro,relatime - ext4 /dev/vda rw
+94 22 0:41 / /srv/odd\\040name ro master:3 - erofs /dev/loop1 ro,user_xattr
+95 22 0:42 / /srv/tricky ro - tmpfs ro rw
+";
+        assert!(!superblock_read_only(info, 22));
+        assert!(superblock_read_only(info, 92));
+        // A read-only bind mount of a writable file system: another mount writes the file.
+        assert!(!superblock_read_only(info, 93));
+        assert!(superblock_read_only(info, 94));
+        // The source field says `ro`, the super options do not.
+        assert!(!superblock_read_only(info, 95));
+        assert!(!superblock_read_only(info, 96));
+        assert!(!superblock_read_only("garbage\n- - - ro\n", 0));
+    }
+
+    #[test]
+    fn a_writable_file_can_change() {
+        let file = tempfile::tempfile().unwrap();
+        assert_eq!(cannot_change(&file), None);
+    }
 
     #[test]
     fn copies_ranges_and_refuses_writes() {

@@ -237,3 +237,141 @@ fn without_a_private_directory_plugins_still_load() {
         stderr(&out)
     );
 }
+
+/// Whether this process maps the file at `path` itself (not a copy of it).
+fn maps_file(path: &Path) -> bool {
+    let path = fs::canonicalize(path).unwrap();
+    let path = path.to_str().unwrap();
+    fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .any(|line| line.ends_with(path))
+}
+
+#[test]
+fn a_plugin_file_that_cannot_change_is_loaded_without_a_copy_and_others_from_one() {
+    let scratch = crate::fixtures::tmp().join("immutable");
+    fs::create_dir_all(&scratch).unwrap();
+    let (plain, fixed) = (
+        tempfile::tempdir_in(&scratch).unwrap(),
+        tempfile::tempdir_in(&scratch).unwrap(),
+    );
+    let plain_file = copy_into(&plain, "hello", &file_name("hello"));
+    let fixed_file = copy_into(&fixed, "hello", &file_name("hello"));
+    let _guard = crate::immutable::Immutable(&fixed_file);
+    crate::immutable::set_immutable(&fixed_file, true)
+        .expect("setting the immutable attribute (needs root: CAP_LINUX_IMMUTABLE)");
+
+    // An ordinary file: loaded from a sealed copy, so the file itself is not mapped.
+    let mut host = builder().build();
+    let report = host.load(&plain_file);
+    assert_eq!(report.status, host::Status::Loaded, "{report:?}");
+    assert!(!maps_file(&plain_file));
+
+    // Immutable: nothing can write it, so it is mapped as it is, and stays what was verified.
+    let mut host = builder().build();
+    let report = host.load(&fixed_file);
+    assert_eq!(report.status, host::Status::Loaded, "{report:?}");
+    assert!(maps_file(&fixed_file));
+    let write = fs::OpenOptions::new().write(true).open(&fixed_file);
+    assert_eq!(
+        write.unwrap_err().kind(),
+        std::io::ErrorKind::PermissionDenied
+    );
+    let hello = host
+        .registry()
+        .get::<plugin_api::CommandKind>("hello")
+        .unwrap();
+    let out = hello
+        .call(abi_stable::std_types::RSlice::from_slice(&["ada".into()]))
+        .into_result()
+        .unwrap();
+    assert!(out.as_str().contains("ada"), "{out}");
+}
+
+#[test]
+fn only_a_read_only_file_system_not_a_read_only_mount_saves_the_copy() {
+    // A private mount namespace (root): a read-only tmpfs, and a read-only bind mount of a
+    // writable directory, each holding `hello`.
+    let scratch = tempfile::tempdir_in(crate::fixtures::tmp()).unwrap();
+    let (ro_fs, writable, ro_bind) = (
+        scratch.path().join("ro-fs"),
+        scratch.path().join("writable"),
+        scratch.path().join("ro-bind"),
+    );
+    for dir in [&ro_fs, &writable, &ro_bind] {
+        fs::create_dir(dir).unwrap();
+    }
+    let plugin = fixtures().lib("hello");
+    fs::copy(&plugin, writable.join(file_name("hello"))).unwrap();
+    let script = r#"set -e
+mount -t tmpfs plugin-host-test "$1"
+cp "$4" "$1/"
+mount -o remount,ro "$1"
+mount --bind "$2" "$3"
+mount -o remount,ro,bind "$3"
+for dir in "$1" "$3"; do
+  echo "== $dir"
+  "$5" run --plugins "$dir" hello from-"$(basename "$dir")" 2>&1
+done
+"#;
+    let out = Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ])
+        .args([&ro_fs, &writable, &ro_bind, &plugin])
+        .arg(env!("CARGO_BIN_EXE_plugin-host"))
+        .env("PLUGIN_HOST_LOG", "debug")
+        .env("XDG_CACHE_HOME", scratch.path().join("cache"))
+        .output()
+        .expect("unshare (util-linux)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &stderr(&out);
+    assert!(out.status.success(), "needs root for mounts: {text}");
+    let (on_ro_fs, on_ro_bind) = text.split_once("== ").unwrap().1.split_once("== ").unwrap();
+    assert!(on_ro_fs.contains("from-ro-fs"), "{text}");
+    assert!(
+        on_ro_fs.contains("without a copy: its file system is read-only"),
+        "{text}"
+    );
+    assert!(on_ro_bind.contains("from-ro-bind"), "{text}");
+    assert!(!on_ro_bind.contains("without a copy"), "{text}");
+}
+
+#[test]
+fn a_copy_made_ahead_is_loaded_only_if_it_holds_what_was_verified() {
+    // A scan of two files: while the first loads, the second is copied ahead. Loading the
+    // first rewrites the second in place with another plugin, after that copy was made.
+    let dir = tempfile::tempdir().unwrap();
+    let first = copy_into(&dir, "hello", "liba.so");
+    let second = copy_into(&dir, "wc", "libb.so");
+    let replacement = fs::read(fixtures().lib("redact")).unwrap();
+    let target = second.clone();
+    let mut host = builder()
+        .before_load(move |path| {
+            if path.ends_with("liba.so") {
+                // Time for the copy ahead of the second file to be made, then the write.
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                fs::write(&target, &replacement).unwrap();
+            }
+        })
+        .build();
+    let reports = host.scan(&[dir.path()], host::ScanMode::Load).unwrap();
+    assert_eq!(reports.len(), 2);
+    assert!(
+        reports.iter().all(|r| r.status == host::Status::Loaded),
+        "{reports:?}"
+    );
+    // What runs is what was verified: the plugin the file held when it was verified.
+    assert_eq!(reports[1].name.as_deref(), Some("redact"), "{reports:?}");
+    let registry = host.registry();
+    assert!(registry.get::<plugin_api::TransformKind>("redact").is_ok());
+    assert!(registry.get::<plugin_api::CommandKind>("wc").is_err());
+    assert!(registry.get::<plugin_api::CommandKind>("hello").is_ok());
+    let _ = first;
+}

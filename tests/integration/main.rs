@@ -2,6 +2,7 @@
 //! loaded and called through the `plugin-host` binary or the `host` library.
 
 mod fixtures;
+mod immutable;
 mod support;
 mod worst_case;
 

@@ -1,6 +1,7 @@
 //! The in-process placement: the verified bytes mapped into this process, the plugin's
 //! `register` run here.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{Placed, Refusal, Request, Verified};
@@ -11,6 +12,37 @@ use crate::reason::ReasonCode;
 
 /// How long plugin code may run while loading or registering before the host warns.
 pub const DEFAULT_HANG_WARNING: Duration = Duration::from_secs(5);
+
+/// The copies made ahead for one scan (see [`InProcess::copy_ahead`]).
+pub(crate) struct ScanAhead {
+    #[cfg(target_os = "linux")]
+    ahead: Option<crate::ahead::CopyAhead>,
+    #[cfg(not(target_os = "linux"))]
+    ahead: (),
+}
+
+impl ScanAhead {
+    /// The scan is at its file `index`.
+    pub(crate) fn reached(&self, index: usize) {
+        #[cfg(target_os = "linux")]
+        if let Some(ahead) = &self.ahead {
+            ahead.reached(index);
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = (index, self.ahead);
+    }
+
+    /// Gives `verified`, the scan's file `index` at `path`, the copy made of it ahead, if
+    /// that copy holds what was verified.
+    pub(crate) fn attach(&self, index: usize, path: &Path, verified: &mut Verified) {
+        #[cfg(target_os = "linux")]
+        if let Some(ahead) = &self.ahead {
+            ahead.attach(index, path, verified);
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = (index, path, verified, self.ahead);
+    }
+}
 
 /// Maps verified plugins into this process and registers their own capabilities.
 pub struct InProcess {
@@ -48,6 +80,20 @@ impl InProcess {
 
     pub(crate) fn set_layout_check_at_load(&mut self, eager: bool) {
         self.check_layouts = eager;
+    }
+
+    /// Starts copying a scan's files ahead when loading them from sealed copies (see
+    /// `ahead`; nothing elsewhere than on Linux).
+    pub(crate) fn copy_ahead(&self, paths: &[PathBuf], loading: bool) -> ScanAhead {
+        #[cfg(target_os = "linux")]
+        let ahead = (loading && self.load_from() == LoadFrom::SealedCopy)
+            .then(|| crate::ahead::CopyAhead::start(paths))
+            .flatten();
+        #[cfg(not(target_os = "linux"))]
+        let ahead = {
+            let _ = (paths, loading);
+        };
+        ScanAhead { ahead }
     }
 
     /// Maps the verified bytes, initialises the root module and runs `register`; with the
