@@ -129,12 +129,12 @@ impl Host {
 
     /// Judges one file without loading it.
     pub fn verify(&self, path: &Path) -> PluginReport {
-        self.verify_with(path, &HashMap::new(), None, None).0
+        self.verify_with(path, &HashMap::new(), None, None, false).0
     }
 
     /// Verifies, loads and registers one file.
     pub fn load(&mut self, path: &Path) -> PluginReport {
-        match self.verify_with(path, &HashMap::new(), None, None) {
+        match self.verify_with(path, &HashMap::new(), None, None, true) {
             (report, Some(verified)) => self.place(report, verified),
             (report, None) => report,
         }
@@ -171,18 +171,22 @@ impl Host {
             each(report);
         }
         for path in paths {
-            let (report, verified) = self.verify_with(&path, &verified_names, Some(&seen), None);
+            let place = mode == ScanMode::Load;
+            let (report, verified) =
+                self.verify_with(&path, &verified_names, Some(&seen), None, place);
             let id = verified
                 .as_ref()
                 .and_then(|v| file_id(&v.meta))
                 .or(report.file_id);
-            let report = match (verified, mode) {
-                (Some(verified), ScanMode::Load) => self.place(report, verified),
-                (Some(verified), ScanMode::VerifyOnly) => {
-                    verified_names.insert(verified.provenance.name, report.path.clone());
+            let report = match verified {
+                Some(verified) => self.place(report, verified),
+                None => {
+                    if let (Status::Verified, Some(name)) = (report.status, &report.name) {
+                        // Verify only: admitted, and its name now taken.
+                        verified_names.insert(name.clone(), report.path.clone());
+                    }
                     report
                 }
-                (None, _) => report,
             };
             if let Some(id) = id {
                 seen.entry(id).or_insert_with(|| Seen {
@@ -207,6 +211,7 @@ impl Host {
         verified_names: &HashMap<String, PathBuf>,
         seen: Option<&HashMap<(u64, u64), Seen>>,
         reloading: Option<&str>,
+        place: bool,
     ) -> (PluginReport, Option<Verified>) {
         let taken = |name: &str| {
             self.plugins
@@ -220,6 +225,7 @@ impl Host {
             placement: self.placement.as_deref(),
             taken: &taken,
             seen,
+            place,
         };
         self.gate.verify(path, &cx)
     }
@@ -414,7 +420,8 @@ impl Host {
         };
         let path = &record.source;
         tracing::debug!("reloading plugin `{name}` from {}", path.display());
-        let (mut report, verified) = self.verify_with(path, &HashMap::new(), None, Some(name));
+        let (mut report, verified) =
+            self.verify_with(path, &HashMap::new(), None, Some(name), true);
         let Some(verified) = verified else {
             let reason = report.reason.unwrap_or(ReasonCode::NotALibrary);
             let message = report

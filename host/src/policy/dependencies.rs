@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use plugin_api::provenance::{Dependency, Provenance, SourceKind};
+use plugin_api::provenance::{Dependency, DependencyRef, Provenance, ProvenanceRef, SourceKind};
 use serde::Serialize;
 
 use super::fix;
@@ -45,8 +45,9 @@ impl HostCrates {
         for d in &host.dependencies {
             let list = by_name.entry(d.name().to_owned()).or_default();
             if !list.iter().any(|c| c.dependency.version() == d.version()) {
+                let digest = || host.digests.get(d.key()).map(String::as_str);
                 list.push(HostCrate {
-                    identity: identity(d, host).map(Cow::into_owned),
+                    identity: identity(d.source_kind(), digest).map(Cow::into_owned),
                     dependency: d.clone(),
                 });
                 list.sort_by(|a, b| a.dependency.version().cmp(b.dependency.version()));
@@ -71,13 +72,14 @@ impl HostCrates {
 /// What identifies a crate's content beyond its version: its digest for a path crate (when
 /// the recorder wrote one), its commit for a git crate, its source otherwise. `None` when it
 /// cannot be told (a record from before digests): such a crate is compared by version alone.
-fn identity<'a>(d: &'a Dependency, record: &'a Provenance) -> Option<Cow<'a, str>> {
-    match d.source_kind() {
+/// `digest` looks up the crate's digest in its record.
+fn identity<'a>(
+    kind: SourceKind<'a>,
+    digest: impl FnOnce() -> Option<&'a str>,
+) -> Option<Cow<'a, str>> {
+    match kind {
         SourceKind::Registry => Some(Cow::Borrowed("crates.io")),
-        SourceKind::Path(_) => record
-            .digests
-            .get(d.key())
-            .map(|s| Cow::Borrowed(s.as_str())),
+        SourceKind::Path(_) => digest().map(Cow::Borrowed),
         SourceKind::Git { commit, .. } => Some(Cow::Owned(format!("git {commit}"))),
         SourceKind::Other(source) => Some(Cow::Borrowed(source)),
         _ => None,
@@ -104,11 +106,11 @@ pub(super) struct Comparison {
     pub(super) differences: Vec<CrateDifference>,
 }
 
-pub(super) fn compare(host: &HostCrates, plugin: &Provenance) -> Comparison {
+pub(super) fn compare(host: &HostCrates, plugin: &ProvenanceRef<'_>) -> Comparison {
     // Grouped by name whatever the order of the list (a hand-written record need not be
     // sorted): one sorted list of references, walked a name at a time. Nothing else is
     // allocated unless a crate differs.
-    let mut deps: Vec<&Dependency> = plugin.dependencies.iter().collect();
+    let mut deps: Vec<&DependencyRef<'_>> = plugin.dependencies.iter().collect();
     deps.sort_unstable_by(|a, b| (a.name(), a.version()).cmp(&(b.name(), b.version())));
     deps.dedup_by(|a, b| a.name() == b.name() && a.version() == b.version());
     let mut shared = 0;
@@ -167,7 +169,9 @@ pub(super) fn compare(host: &HostCrates, plugin: &Provenance) -> Comparison {
             else {
                 continue;
             };
-            let (Some(h), Some(p)) = (&host_crate.identity, identity(d, plugin)) else {
+            let digest = || plugin.digests.get(d.key()).map(|s| s.as_str());
+            let (Some(h), Some(p)) = (&host_crate.identity, identity(d.source_kind(), digest))
+            else {
                 continue;
             };
             if h.as_str() != p {
