@@ -35,8 +35,18 @@ struct HostCrate {
 /// sorted list is compared in one merge walk, without a lookup per crate.
 #[derive(Debug, Clone, Default)]
 pub(super) struct HostCrates {
-    by_name: Vec<(String, Vec<HostCrate>)>,
+    /// By name: the name's [`prefix`], the name, its versions.
+    by_name: Vec<(u64, String, Vec<HostCrate>)>,
     count: usize,
+}
+
+/// The first eight bytes of `name`, big-endian, zero-padded: when two prefixes differ, the
+/// names compare as they do (a merge walk compares integers, and strings only on a tie).
+fn prefix(name: &str) -> u64 {
+    let mut bytes = [0u8; 8];
+    let len = name.len().min(8);
+    bytes[..len].copy_from_slice(&name.as_bytes()[..len]);
+    u64::from_be_bytes(bytes)
 }
 
 impl HostCrates {
@@ -54,7 +64,10 @@ impl HostCrates {
             }
         }
         HostCrates {
-            by_name: by_name.into_iter().collect(),
+            by_name: by_name
+                .into_iter()
+                .map(|(name, crates)| (prefix(&name), name, crates))
+                .collect(),
             count: host.dependencies.len(),
         }
     }
@@ -62,9 +75,9 @@ impl HostCrates {
     /// The host's `plugin-api`, when its record lists it.
     pub(super) fn plugin_api(&self) -> Option<&Dependency> {
         self.by_name
-            .binary_search_by(|(name, _)| name.as_str().cmp("plugin-api"))
+            .binary_search_by(|(_, name, _)| name.as_str().cmp("plugin-api"))
             .ok()
-            .and_then(|at| self.by_name[at].1.first())
+            .and_then(|at| self.by_name[at].2.first())
             .map(|c| &c.dependency)
     }
 }
@@ -106,52 +119,61 @@ pub(super) struct Comparison {
     pub(super) differences: Vec<CrateDifference>,
 }
 
+/// A plugin's crate in the walk: its name's [`prefix`], name, version, and itself.
+type Entry<'d> = (u64, &'d str, &'d str, &'d DependencyRef<'d>);
+
+/// What the walk sorts by.
+fn key<'d>(entry: &Entry<'d>) -> (u64, &'d str, &'d str) {
+    (entry.0, entry.1, entry.2)
+}
+
 pub(super) fn compare(host: &HostCrates, plugin: &ProvenanceRef<'_>) -> Comparison {
     // Grouped by name whatever the order of the list (a hand-written record need not be
     // sorted): one sorted list of references, walked a name at a time. Nothing else is
     // allocated unless a crate differs.
-    let mut deps: Vec<&DependencyRef<'_>> = plugin.dependencies.iter().collect();
-    deps.sort_unstable_by(|a, b| (a.name(), a.version()).cmp(&(b.name(), b.version())));
-    deps.dedup_by(|a, b| a.name() == b.name() && a.version() == b.version());
+    // Each crate's name and version taken out once, for the sort and the walk.
+    let mut deps: Vec<Entry<'_>> = plugin
+        .dependencies
+        .iter()
+        .map(|d| (prefix(d.name()), d.name(), d.version(), d))
+        .collect();
+    // The recorder writes the list sorted: then there is nothing to sort.
+    if !deps.is_sorted_by(|a, b| key(a) <= key(b)) {
+        deps.sort_unstable_by(|a, b| key(a).cmp(&key(b)));
+    }
+    deps.dedup_by(|a, b| key(a) == key(b));
     let mut shared = 0;
     let mut differences = Vec::new();
     let mut fixes = Fixes::default();
     let mut rest = &deps[..];
     // Both sides sorted by name: the host's crates still to compare.
     let mut host_rest = &host.by_name[..];
-    while let Some(first) = rest.first() {
-        let name = first.name();
-        let count = rest.iter().take_while(|d| d.name() == name).count();
-        let (versions, after) = rest.split_at(count);
+    while let Some(&(first_prefix, name, _, _)) = rest.first() {
+        let count = rest.iter().take_while(|d| d.1 == name).count();
+        let (group, after) = rest.split_at(count);
         rest = after;
-        // Most host crates are passed over on their first byte, without a string comparison.
-        let first_byte = name.as_bytes().first();
+        // Host crates are passed over on their prefixes, nearly all without a string
+        // comparison.
         let skipped = host_rest
             .iter()
-            .take_while(
-                |(host_name, _)| match host_name.as_bytes().first().cmp(&first_byte) {
-                    std::cmp::Ordering::Less => true,
-                    std::cmp::Ordering::Equal => host_name.as_str() < name,
-                    std::cmp::Ordering::Greater => false,
-                },
-            )
+            .take_while(|(host_prefix, host_name, _)| {
+                *host_prefix < first_prefix
+                    || (*host_prefix == first_prefix && host_name.as_str() < name)
+            })
             .count();
         host_rest = &host_rest[skipped..];
         let host_crates = match host_rest.first() {
-            Some((host_name, crates)) if host_name == name => crates,
+            Some((_, host_name, crates)) if host_name == name => crates,
             _ => continue,
         };
         shared += 1;
         let known = |v: &str| host_crates.iter().any(|c| c.dependency.version() == v);
-        if !versions.iter().all(|d| known(d.version())) {
+        if !group.iter().all(|d| known(d.2)) {
             let host_versions: Vec<&str> =
                 host_crates.iter().map(|c| c.dependency.version()).collect();
-            let other_versions: Vec<&str> = versions
-                .iter()
-                .map(|d| d.version())
-                .filter(|v| !known(v))
-                .collect();
-            let plugin_versions: Vec<&str> = versions.iter().map(|d| d.version()).collect();
+            let other_versions: Vec<&str> =
+                group.iter().map(|d| d.2).filter(|v| !known(v)).collect();
+            let plugin_versions: Vec<&str> = group.iter().map(|d| d.2).collect();
             differences.push(CrateDifference {
                 name: name.to_owned(),
                 host: host_versions.join(", "),
@@ -162,23 +184,25 @@ pub(super) fn compare(host: &HostCrates, plugin: &ProvenanceRef<'_>) -> Comparis
             continue;
         }
         // Same versions: then the same content, where both records can tell.
-        for d in versions {
+        for &(_, _, version, d) in group {
             let Some(host_crate) = host_crates
                 .iter()
-                .find(|c| c.dependency.version() == d.version())
+                .find(|c| c.dependency.version() == version)
             else {
                 continue;
             };
+            let Some(h) = &host_crate.identity else {
+                continue;
+            };
             let digest = || plugin.digests.get(d.key()).map(|s| s.as_str());
-            let (Some(h), Some(p)) = (&host_crate.identity, identity(d.source_kind(), digest))
-            else {
+            let Some(p) = identity(d.source_kind(), digest) else {
                 continue;
             };
             if h.as_str() != p {
                 differences.push(CrateDifference {
                     name: name.to_owned(),
-                    host: format!("{} ({})", d.version(), short(h)),
-                    plugin: format!("{} ({})", d.version(), short(&p)),
+                    host: format!("{version} ({})", short(h)),
+                    plugin: format!("{version} ({})", short(&p)),
                     content_only: true,
                 });
                 fixes.point_at(name, &host_crate.dependency);
