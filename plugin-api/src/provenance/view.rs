@@ -5,6 +5,8 @@
 //!
 //! The same JSON as [`Provenance`], read the same way (the same fields, defaults and errors):
 //! [`ProvenanceRef::to_owned`] of a decoded record equals [`Provenance::decode`] of its blob.
+//! A record in the exact form the recorder writes is read by hand, in one pass (see
+//! `canonical`); any other by serde_json.
 
 use std::borrow::{Borrow, Cow};
 use std::collections::BTreeMap;
@@ -12,6 +14,8 @@ use std::fmt;
 use std::ops::Deref;
 
 use serde::Deserialize;
+
+mod canonical;
 
 use super::{split_spec, DecodeError, Dependency, Profile, Provenance, Rustc, SourceKind};
 use crate::frame;
@@ -242,7 +246,10 @@ impl<'de: 'a, 'a> Deserialize<'de> for DependencyRef<'a> {
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(super::DEPENDENCY_EXPECTED)
             }
-            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                v: &'de str,
+            ) -> Result<Self::Value, E> {
                 DependencyRef::parse(v)
                     .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(v), &self))
             }
@@ -260,6 +267,10 @@ impl<'a> ProvenanceRef<'a> {
     pub fn decode(blob: &'a [u8]) -> Result<Self, DecodeError> {
         let payload = frame::decode(blob).map_err(DecodeError::Frame)?;
         let text = std::str::from_utf8(payload).map_err(DecodeError::Utf8)?;
+        // The recorder's exact form is read by hand; anything else by serde_json.
+        if let Some(record) = canonical::parse(text) {
+            return Ok(record);
+        }
         serde_json::from_str(text).map_err(DecodeError::Json)
     }
 
@@ -296,7 +307,11 @@ impl<'a> ProvenanceRef<'a> {
                 panic: self.profile.panic.to_string(),
             },
             features: strings(&self.features),
-            dependencies: self.dependencies.iter().map(DependencyRef::to_owned).collect(),
+            dependencies: self
+                .dependencies
+                .iter()
+                .map(DependencyRef::to_owned)
+                .collect(),
             digests: self
                 .digests
                 .iter()
