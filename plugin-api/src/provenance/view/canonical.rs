@@ -55,9 +55,10 @@ pub(super) fn parse(json: &str) -> Option<ProvenanceRef<'_>> {
     c.lit(b",\"panic\":")?;
     let panic = c.text()?;
     c.lit(b"},\"features\":")?;
-    let features = c.list(|c| c.text())?;
+    let features = c.list(0, |c| c.text())?;
     c.lit(b",\"dependencies\":")?;
-    let dependencies = c.list(|c| DependencyRef::parse(c.string()?))?;
+    // Room for the crates of a small plugin at once (`hello` links 26).
+    let dependencies = c.list(32, |c| DependencyRef::parse(c.string()?))?;
     let mut digests = BTreeMap::new();
     if c.lit(b",\"digests\":").is_some() {
         c.map(|c, key| {
@@ -70,7 +71,7 @@ pub(super) fn parse(json: &str) -> Option<ProvenanceRef<'_>> {
     if c.lit(b",\"capabilities\":").is_some() {
         let mut declared = BTreeMap::new();
         c.map(|c, kind| {
-            declared.insert(kind, c.list(|c| c.text())?);
+            declared.insert(kind, c.list(0, |c| c.text())?);
             Some(())
         })?;
         capabilities = Some(declared);
@@ -142,13 +143,18 @@ impl<'a> Cursor<'a> {
         semver::Version::parse(self.string()?).ok()
     }
 
-    /// `[]` or `[item,item,...]`.
-    fn list<T>(&mut self, mut item: impl FnMut(&mut Self) -> Option<T>) -> Option<Vec<T>> {
+    /// `[]` or `[item,item,...]`, with room for `capacity` items made at the first.
+    fn list<T>(
+        &mut self,
+        capacity: usize,
+        mut item: impl FnMut(&mut Self) -> Option<T>,
+    ) -> Option<Vec<T>> {
         self.lit(b"[")?;
         let mut items = Vec::new();
         if self.lit(b"]").is_some() {
             return Some(items);
         }
+        items.reserve(capacity);
         loop {
             items.push(item(self)?);
             if self.lit(b"]").is_some() {
