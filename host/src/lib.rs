@@ -95,9 +95,8 @@ pub use map::LoadFrom;
 pub use place::in_process::DEFAULT_HANG_WARNING;
 pub use policy::{
     api_compatible, dependency_line, dependency_source, judge, judge_in_place, judge_with,
-    same_rustc,
-    toolchain_name, Check, CheckKind, CheckStatus, CrateDifference, Policy, PolicyError,
-    PreparedHost, Severity, Verdict,
+    same_rustc, toolchain_name, Check, CheckKind, CheckStatus, CrateDifference, Policy,
+    PolicyError, PreparedHost, Severity, Verdict,
 };
 #[doc(hidden)]
 #[cfg(unix)]

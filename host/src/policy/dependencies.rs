@@ -28,6 +28,8 @@ pub struct CrateDifference {
 #[derive(Debug, Clone)]
 struct HostCrate {
     dependency: Dependency,
+    /// Its version (`dependency.version()`, taken out once).
+    version: String,
     identity: Option<String>,
 }
 
@@ -54,13 +56,14 @@ impl HostCrates {
         let mut by_name: BTreeMap<String, Vec<HostCrate>> = BTreeMap::new();
         for d in &host.dependencies {
             let list = by_name.entry(d.name().to_owned()).or_default();
-            if !list.iter().any(|c| c.dependency.version() == d.version()) {
+            if !list.iter().any(|c| c.version == d.version()) {
                 let digest = || host.digests.get(d.key()).map(String::as_str);
                 list.push(HostCrate {
                     identity: identity(d.source_kind(), digest).map(Cow::into_owned),
+                    version: d.version().to_owned(),
                     dependency: d.clone(),
                 });
-                list.sort_by(|a, b| a.dependency.version().cmp(b.dependency.version()));
+                list.sort_by(|a, b| a.version.cmp(&b.version));
             }
         }
         HostCrates {
@@ -82,6 +85,9 @@ impl HostCrates {
     }
 }
 
+/// The identity of every crate from crates.io.
+const REGISTRY: &str = "crates.io";
+
 /// What identifies a crate's content beyond its version: its digest for a path crate (when
 /// the recorder wrote one), its commit for a git crate, its source otherwise. `None` when it
 /// cannot be told (a record from before digests): such a crate is compared by version alone.
@@ -91,7 +97,7 @@ fn identity<'a>(
     digest: impl FnOnce() -> Option<&'a str>,
 ) -> Option<Cow<'a, str>> {
     match kind {
-        SourceKind::Registry => Some(Cow::Borrowed("crates.io")),
+        SourceKind::Registry => Some(Cow::Borrowed(REGISTRY)),
         SourceKind::Path(_) => digest().map(Cow::Borrowed),
         SourceKind::Git { commit, .. } => Some(Cow::Owned(format!("git {commit}"))),
         SourceKind::Other(source) => Some(Cow::Borrowed(source)),
@@ -135,7 +141,10 @@ pub(super) fn compare(host: &HostCrates, plugin: &ProvenanceRef<'_>) -> Comparis
     let mut deps: Vec<Entry<'_>> = plugin
         .dependencies
         .iter()
-        .map(|d| (prefix(d.name()), d.name(), d.version(), d))
+        .map(|d| {
+            let name = d.name();
+            (prefix(name), name, d.version(), d)
+        })
         .collect();
     // The recorder writes the list sorted: then there is nothing to sort.
     if !deps.is_sorted_by(|a, b| key(a) <= key(b)) {
@@ -149,30 +158,49 @@ pub(super) fn compare(host: &HostCrates, plugin: &ProvenanceRef<'_>) -> Comparis
     // Both sides sorted by name: the host's crates still to compare.
     let mut host_rest = &host.by_name[..];
     while let Some(&(first_prefix, name, _, _)) = rest.first() {
-        let count = rest.iter().take_while(|d| d.1 == name).count();
+        let count = rest
+            .iter()
+            .take_while(|d| d.0 == first_prefix && d.1 == name)
+            .count();
         let (group, after) = rest.split_at(count);
         rest = after;
         // Host crates are passed over on their prefixes, nearly all without a string
-        // comparison.
-        let skipped = host_rest
-            .iter()
-            .take_while(|(host_prefix, host_name, _)| {
-                *host_prefix < first_prefix
-                    || (*host_prefix == first_prefix && host_name.as_str() < name)
-            })
-            .count();
-        host_rest = &host_rest[skipped..];
-        let host_crates = match host_rest.first() {
-            Some((_, host_name, crates)) if host_name == name => crates,
-            _ => continue,
+        // comparison; the names are compared once, where the prefixes tie.
+        let mut host_crates = None;
+        while let Some((host_prefix, host_name, crates)) = host_rest.first() {
+            let order = host_prefix
+                .cmp(&first_prefix)
+                .then_with(|| host_name.as_str().cmp(name));
+            match order {
+                std::cmp::Ordering::Less => host_rest = &host_rest[1..],
+                std::cmp::Ordering::Equal => {
+                    host_crates = Some(crates);
+                    break;
+                }
+                std::cmp::Ordering::Greater => break,
+            }
+        }
+        let Some(host_crates) = host_crates else {
+            continue;
         };
         shared += 1;
-        let known = |v: &str| host_crates.iter().any(|c| c.dependency.version() == v);
-        if !group.iter().all(|d| known(d.2)) {
-            let host_versions: Vec<&str> =
-                host_crates.iter().map(|c| c.dependency.version()).collect();
-            let other_versions: Vec<&str> =
-                group.iter().map(|d| d.2).filter(|v| !known(v)).collect();
+        let find = |v: &str| host_crates.iter().find(|c| c.version == v);
+        // Nearly always one version on each side: found once, for both questions below.
+        let single = match (group, &host_crates[..]) {
+            ([(_, _, v, _)], [c]) => Some((c.version == *v).then_some(c)),
+            _ => None,
+        };
+        let all_known = match single {
+            Some(found) => found.is_some(),
+            None => group.iter().all(|d| find(d.2).is_some()),
+        };
+        if !all_known {
+            let host_versions: Vec<&str> = host_crates.iter().map(|c| c.version.as_str()).collect();
+            let other_versions: Vec<&str> = group
+                .iter()
+                .map(|d| d.2)
+                .filter(|v| find(v).is_none())
+                .collect();
             let plugin_versions: Vec<&str> = group.iter().map(|d| d.2).collect();
             differences.push(CrateDifference {
                 name: name.to_owned(),
@@ -185,15 +213,17 @@ pub(super) fn compare(host: &HostCrates, plugin: &ProvenanceRef<'_>) -> Comparis
         }
         // Same versions: then the same content, where both records can tell.
         for &(_, _, version, d) in group {
-            let Some(host_crate) = host_crates
-                .iter()
-                .find(|c| c.dependency.version() == version)
-            else {
+            let Some(host_crate) = single.flatten().or_else(|| find(version)) else {
                 continue;
             };
             let Some(h) = &host_crate.identity else {
                 continue;
             };
+            // From crates.io on both sides: the same content (a registry's versions are
+            // immutable), told without a comparison.
+            if d.source().is_none() && h == REGISTRY {
+                continue;
+            }
             let digest = || plugin.digests.get(d.key()).map(|s| s.as_str());
             let Some(p) = identity(d.source_kind(), digest) else {
                 continue;
@@ -278,14 +308,14 @@ impl Fixes {
             // The host version the plugin's requirement can accept: same semver series.
             let target = host
                 .iter()
-                .map(|c| c.dependency.version())
+                .map(|c| c.version.as_str())
                 .find(|h| fix::same_series(h, plugin_version));
             match target {
                 Some(h) => self.updates.push(format!(
                     "cargo update -p {name}@{plugin_version} --precise {h}"
                 )),
                 None => {
-                    let wanted: Vec<&str> = host.iter().map(|c| c.dependency.version()).collect();
+                    let wanted: Vec<&str> = host.iter().map(|c| c.version.as_str()).collect();
                     self.requirements.push(format!(
                         "`{name}` {plugin_version} (the host links {}: make the plugin require \
                          `{name} = \"={}\"`)",
