@@ -185,21 +185,22 @@ impl<'a> Cursor<'a> {
 /// How many bytes from the start of `bytes` are neither `"`, nor `\`, nor a control
 /// character (below 0x20): eight bytes at a time.
 fn plain_len(bytes: &[u8]) -> usize {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
     let mut at = 0;
-    let mut words = bytes.chunks_exact(8);
-    for word in &mut words {
-        let x = u64::from_ne_bytes(word.try_into().expect("eight bytes"));
+    while let Some(word) = bytes.get(at..at + 8) {
+        // Little-endian whatever the machine: the first byte is the lowest.
+        let x = u64::from_le_bytes(word.try_into().expect("eight bytes"));
         // A byte's high bit is set in `quote` or `backslash` when it is that byte (every bit
         // of `x ^ ..` is then zero), and in `below` when it is under 0x20, but only for bytes
-        // under 0x80 (`& !x`); a borrow may also flag bytes after a flagged one, which the
-        // byte loop below tells apart.
+        // under 0x80 (`& !x`). A borrow may also flag bytes above one that stops, never
+        // below it: the lowest flag is the first byte that stops.
         let quote = (x ^ (ONES * b'"' as u64)).wrapping_sub(ONES);
         let backslash = (x ^ (ONES * b'\\' as u64)).wrapping_sub(ONES);
         let below = x.wrapping_sub(ONES * 0x20);
-        if (quote | backslash | below) & !x & HIGH != 0 {
-            break;
+        let stops = (quote | backslash | below) & !x & HIGH;
+        if stops != 0 {
+            return at + (stops.trailing_zeros() / 8) as usize;
         }
         at += 8;
     }
@@ -230,6 +231,16 @@ mod tests {
             }
         }
         assert_eq!(plain_len("é\"".as_bytes()), 2);
+        // The first of several that stop, whichever they are.
+        for (text, first) in [
+            (&b"ab\x01\"\\xxxxxxxxxx"[..], 2),
+            (b"abcdefg\\\x00\"", 7),
+            (b"abcdefgh\x1f\x1f\"", 8),
+            (b"\"\"\"\"\"\"\"\"\"", 0),
+            (b"\x7f\x80\xff\x20~~~~\x7f\\", 9),
+        ] {
+            assert_eq!(plain_len(text), first, "{text:?}");
+        }
         assert_eq!(plain_len(b"\xff\xff\xff\xff\xff\xff\xff\xff\"x"), 8);
     }
 }
