@@ -117,7 +117,7 @@ fn verify_vs_load() {
     for _ in 0..10 {
         let start = Instant::now();
         for _ in 0..BLOCK {
-            std::hint::black_box(host::check_provenance_bytes(&pool[0], &head).unwrap());
+            std::hint::black_box(host::check_provenance_bytes(&pool[0], &head)).unwrap();
         }
         decode.push(per_file(start.elapsed(), BLOCK));
         let start = Instant::now();
