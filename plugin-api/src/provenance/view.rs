@@ -95,7 +95,11 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
     }
 }
 
-/// [`Provenance`], read in place (see the [module](self)).
+/// [`Provenance`], read in place: its strings borrowed from the blob it was decoded from
+/// ([`Text`]: copied only when the JSON escapes them), its lists and maps the only
+/// allocations. The same JSON, read the same way as [`Provenance::decode`]: the same fields,
+/// defaults and errors, and [`ProvenanceRef::to_owned`] of a decoded record equals the owned
+/// decode of its blob.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct ProvenanceRef<'a> {
     /// [`Provenance::name`].
