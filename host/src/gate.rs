@@ -10,8 +10,8 @@ use crate::error::PluginError;
 use crate::identity::HostIdentity;
 use crate::map::LoadFrom;
 use crate::place::{Placement, Verified};
-use crate::policy::{judge_with, CheckKind, Policy, PreparedHost};
-use crate::read::{open_sized, read_sized, ReadError};
+use crate::policy::{judge_in_place, CheckKind, Policy, PreparedHost};
+use crate::read::{decode_in_place, open_sized, read_blob, ReadError};
 use crate::reason::ReasonCode;
 use crate::report::{PluginReport, Status};
 use crate::settings::PluginSettings;
@@ -48,6 +48,9 @@ pub(crate) struct Context<'a> {
     pub taken: &'a dyn Fn(&str) -> Option<(PathBuf, bool)>,
     /// The outcomes of other paths to the same files, in a scan.
     pub seen: Option<&'a HashMap<(u64, u64), Seen>>,
+    /// Whether the caller places a verified file: when not, the report is all it needs, and
+    /// no [`Verified`] (nor an owned copy of the record) is made.
+    pub place: bool,
 }
 
 impl Gate {
@@ -135,26 +138,32 @@ impl Gate {
         if let Some(first) = report.file_id.and_then(|id| cx.seen?.get(&id)) {
             return (same_file(report, path, first), None);
         }
-        let provenance = match read_sized(path, &file, meta.len()) {
+        // Read in place: the record's strings stay in `blob`; only what a report shows, and
+        // the record a placed plugin keeps, are copied out.
+        let blob = match read_blob(path, &file, meta.len()) {
+            Ok(blob) => blob,
+            Err(e) => return (report.with_error(Status::Rejected, e.into()), None),
+        };
+        let provenance = match decode_in_place(path, &blob) {
             Ok(p) => p,
             Err(e) => return (report.with_error(Status::Rejected, e.into()), None),
         };
-        report.name = Some(provenance.name.clone());
+        let name = provenance.name.as_str();
+        report.name = Some(name.to_owned());
         report.version = Some(provenance.version.to_string());
         let configured = self.configured_name(path);
-        if let Some(expected) = configured.filter(|n| *n != provenance.name) {
+        if let Some(expected) = configured.filter(|n| *n != name) {
             let error = PluginError::NameMismatch {
                 path: path.to_owned(),
                 expected: expected.to_owned(),
-                found: provenance.name.clone(),
+                found: name.to_owned(),
             };
             return (report.with_error(Status::Rejected, error), None);
         }
-        if self.is_disabled(&provenance.name) {
+        if self.is_disabled(name) {
             report.status = Status::Disabled;
             report.message = Some(format!(
-                "plugin `{}` is disabled in the configuration (`enabled = false`)",
-                provenance.name
+                "plugin `{name}` is disabled in the configuration (`enabled = false`)"
             ));
             return (report, None);
         }
@@ -172,14 +181,18 @@ impl Gate {
             Ok(sealed) => sealed,
             Err(e) => return (report.with_error(Status::Rejected, e), None),
         };
-        let policy = self.policy_for(&provenance.name);
+        let policy = self.policy_for(name);
         let host = &self.identity.provenance;
-        let mut verdict = judge_with(host, &self.host_deps, &provenance, policy);
+        let mut verdict = judge_in_place(host, &self.host_deps, &provenance, policy);
+        // An owned copy of the record, made only for what needs one (a placement's rescue or
+        // hint, a placed plugin).
+        let owned_once = std::cell::OnceCell::new();
+        let owned = || owned_once.get_or_init(|| provenance.to_owned());
         // Refused for a toolchain difference: the placement out of process may run it
         // elsewhere (a worker built with the plugin's toolchain), judged against that.
         if let (Some(refused), Some(placement)) = (verdict.failure().map(|c| c.check), cx.placement)
         {
-            if let Some((choice, against)) = placement.rescue(host, &provenance, policy, refused) {
+            if let Some((choice, against)) = placement.rescue(host, owned(), policy, refused) {
                 verdict = against;
                 report.worker = Some(choice);
             }
@@ -188,7 +201,7 @@ impl Gate {
             let mut message = c.message.clone();
             if matches!(c.check, CheckKind::Rustc | CheckKind::Dependencies) {
                 if let Some(placement) = cx.placement {
-                    message.push_str(&placement.hint(host, &provenance, policy));
+                    message.push_str(&placement.hint(host, owned(), policy));
                 }
             }
             (c.check.reason(), message)
@@ -213,8 +226,8 @@ impl Gate {
             };
             return (report.with_error(Status::Rejected, error), None);
         }
-        if let Some((first, builtin)) = (cx.taken)(&provenance.name) {
-            let (path, name) = (path.to_owned(), provenance.name.clone());
+        if let Some((first, builtin)) = (cx.taken)(name) {
+            let (path, name) = (path.to_owned(), name.to_owned());
             // A builtin's name taken by a file is a conflict to resolve; a file that repeats
             // a plugin found earlier in the search path is shadowed by it.
             let (status, error) = if builtin {
@@ -231,10 +244,15 @@ impl Gate {
             return (report.with_error(status, error), None);
         }
         report.status = Status::Verified;
+        if !cx.place {
+            return (report, None);
+        }
         let verified = Verified {
+            provenance: owned_once
+                .into_inner()
+                .unwrap_or_else(|| provenance.to_owned()),
             file,
             meta,
-            provenance,
             differences,
             sealed,
             ahead: None,

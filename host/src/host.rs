@@ -129,12 +129,12 @@ impl Host {
 
     /// Judges one file without loading it.
     pub fn verify(&self, path: &Path) -> PluginReport {
-        self.verify_with(path, &HashMap::new(), None, None).0
+        self.verify_with(path, &HashMap::new(), None, None, false).0
     }
 
     /// Verifies, loads and registers one file.
     pub fn load(&mut self, path: &Path) -> PluginReport {
-        match self.verify_with(path, &HashMap::new(), None, None) {
+        match self.verify_with(path, &HashMap::new(), None, None, true) {
             (report, Some(verified)) => self.place(report, verified),
             (report, None) => report,
         }
@@ -171,24 +171,28 @@ impl Host {
             each(report);
         }
         // While one file loads, the next one's sealed copy is made on another thread.
-        let ahead = self.in_process.copy_ahead(&paths, mode == ScanMode::Load);
+        let place = mode == ScanMode::Load;
+        let ahead = self.in_process.copy_ahead(&paths, place);
         for (index, path) in paths.into_iter().enumerate() {
             ahead.reached(index);
-            let (report, verified) = self.verify_with(&path, &verified_names, Some(&seen), None);
+            let (report, verified) =
+                self.verify_with(&path, &verified_names, Some(&seen), None, place);
             let id = verified
                 .as_ref()
                 .and_then(|v| file_id(&v.meta))
                 .or(report.file_id);
-            let report = match (verified, mode) {
-                (Some(mut verified), ScanMode::Load) => {
+            let report = match verified {
+                Some(mut verified) => {
                     ahead.attach(index, &path, &mut verified);
                     self.place(report, verified)
                 }
-                (Some(verified), ScanMode::VerifyOnly) => {
-                    verified_names.insert(verified.provenance.name, report.path.clone());
+                None => {
+                    if let (Status::Verified, Some(name)) = (report.status, &report.name) {
+                        // Verify only: admitted, and its name now taken.
+                        verified_names.insert(name.clone(), report.path.clone());
+                    }
                     report
                 }
-                (None, _) => report,
             };
             if let Some(id) = id {
                 seen.entry(id).or_insert_with(|| Seen {
@@ -213,6 +217,7 @@ impl Host {
         verified_names: &HashMap<String, PathBuf>,
         seen: Option<&HashMap<(u64, u64), Seen>>,
         reloading: Option<&str>,
+        place: bool,
     ) -> (PluginReport, Option<Verified>) {
         let taken = |name: &str| {
             self.plugins
@@ -226,6 +231,7 @@ impl Host {
             placement: self.placement.as_deref(),
             taken: &taken,
             seen,
+            place,
         };
         self.gate.verify(path, &cx)
     }
@@ -420,7 +426,8 @@ impl Host {
         };
         let path = &record.source;
         tracing::debug!("reloading plugin `{name}` from {}", path.display());
-        let (mut report, verified) = self.verify_with(path, &HashMap::new(), None, Some(name));
+        let (mut report, verified) =
+            self.verify_with(path, &HashMap::new(), None, Some(name), true);
         let Some(verified) = verified else {
             let reason = report.reason.unwrap_or(ReasonCode::NotALibrary);
             let message = report

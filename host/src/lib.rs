@@ -96,15 +96,15 @@ pub use lazy::{IndexedPlugin, IndexedState, LazyError};
 pub use map::LoadFrom;
 pub use place::in_process::DEFAULT_HANG_WARNING;
 pub use policy::{
-    api_compatible, dependency_line, dependency_source, judge, judge_with, same_rustc,
-    toolchain_name, Check, CheckKind, CheckStatus, CrateDifference, Policy, PolicyError,
-    PreparedHost, Severity, Verdict,
+    api_compatible, dependency_line, dependency_source, judge, judge_in_place, judge_with,
+    same_rustc, toolchain_name, Check, CheckKind, CheckStatus, CrateDifference, Policy,
+    PolicyError, PreparedHost, Severity, Verdict,
 };
 #[doc(hidden)]
 #[cfg(unix)]
 pub use read::read_provenance_counted;
 #[doc(hidden)]
-pub use read::ReadCost;
+pub use read::{check_provenance_bytes, ReadCost};
 pub use read::{
     open_candidate, read_provenance, read_provenance_any_platform, read_provenance_bytes,
     read_provenance_from, read_worker_provenance, ReadError,

@@ -1,7 +1,7 @@
 //! Bounds on what a plugin file or plugin code may declare: names, versions and capability
 //! lists are shown to users and stored by the host, so none may be unbounded or unprintable.
 
-use plugin_api::provenance::Provenance;
+use plugin_api::provenance::ProvenanceRef;
 
 use crate::text::is_unsafe_char;
 
@@ -18,7 +18,7 @@ pub const MAX_CAPABILITY_NAME: usize = 128;
 pub const MAX_CAPABILITIES: usize = 4096;
 
 /// Checks a decoded provenance record against the bounds above; `Err` says what is wrong.
-pub(crate) fn check_provenance(p: &Provenance) -> Result<(), String> {
+pub(crate) fn check_provenance(p: &ProvenanceRef<'_>) -> Result<(), String> {
     check_name(&p.name)?;
     let fields = [
         ("target", p.target.as_str()),
@@ -58,7 +58,7 @@ pub(crate) fn check_provenance(p: &Provenance) -> Result<(), String> {
         check_field("dependency", d.as_str())?;
     }
     if let Some(declared) = &p.capabilities {
-        check_declared(declared)?;
+        check_declared_as(declared)?;
     }
     Ok(())
 }
@@ -67,6 +67,13 @@ pub(crate) fn check_provenance(p: &Provenance) -> Result<(), String> {
 /// kind and name as a registered one must be.
 pub(crate) fn check_declared(
     declared: &std::collections::BTreeMap<String, Vec<String>>,
+) -> Result<(), String> {
+    check_declared_as(declared)
+}
+
+/// [`check_declared`], for owned and borrowed texts alike.
+fn check_declared_as<K: AsRef<str>, N: AsRef<str>>(
+    declared: &std::collections::BTreeMap<K, Vec<N>>,
 ) -> Result<(), String> {
     let count = declared.values().map(Vec::len).sum::<usize>() + declared.len();
     if count > MAX_CAPABILITIES {
@@ -77,14 +84,14 @@ pub(crate) fn check_declared(
         ));
     }
     for (kind, names) in declared {
-        capability_name(kind.as_bytes()).map_err(|e| {
+        capability_name(kind.as_ref().as_bytes()).map_err(|e| {
             format!(
                 "it declares a capability kind that is {}",
                 e.trim_start_matches("a capability ")
             )
         })?;
         for name in names {
-            capability_name(name.as_bytes()).map_err(|e| format!("it declares {e}"))?;
+            capability_name(name.as_ref().as_bytes()).map_err(|e| format!("it declares {e}"))?;
         }
     }
     Ok(())

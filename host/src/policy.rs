@@ -12,7 +12,7 @@ mod fix;
 use std::collections::BTreeMap;
 use std::fmt;
 
-use plugin_api::provenance::Provenance;
+use plugin_api::provenance::{Provenance, ProvenanceRef};
 use semver::{Version, VersionReq};
 use serde::Serialize;
 
@@ -298,6 +298,17 @@ pub fn judge_with(
     plugin: &Provenance,
     policy: &Policy,
 ) -> Verdict {
+    judge_in_place(host, prepared, &plugin.view(), policy)
+}
+
+/// [`judge_with`], for a record read in place (what [`crate::Host`] judges: nothing of the
+/// plugin's record is copied unless a check shows it).
+pub fn judge_in_place(
+    host: &Provenance,
+    prepared: &PreparedHost,
+    plugin: &ProvenanceRef<'_>,
+    policy: &Policy,
+) -> Verdict {
     let mut checks = Vec::with_capacity(CheckKind::ALL.len());
     let mut push = |check: CheckKind, host: String, plugin: String, differs: Option<String>| {
         let (status, message) = match differs {
@@ -323,8 +334,8 @@ pub fn judge_with(
         });
     };
 
-    let (h, p) = (&host.target, &plugin.target);
-    push(CheckKind::Target, h.clone(), p.clone(), (h != p).then(|| {
+    let (h, p) = (host.target.as_str(), plugin.target.as_str());
+    push(CheckKind::Target, h.to_owned(), p.to_owned(), (h != p).then(|| {
         format!("built for target {p}, but this host runs on {h}; rebuild the plugin with `cargo build --target {h}`")
     }));
 
@@ -358,7 +369,7 @@ pub fn judge_with(
     );
 
     let (hr, pr) = (&host.rustc, &plugin.rustc);
-    let same_rustc = same_rustc(hr, pr);
+    let same_rustc = hr.release == *pr.release && hr.commit_hash == *pr.commit_hash;
     // The same compiler (release and commit) prints the same short form: the host's, made once.
     let plugin_rustc = if same_rustc {
         prepared.rustc.clone()
@@ -379,11 +390,11 @@ pub fn judge_with(
         }),
     );
 
-    let (h, p) = (&host.profile.panic, &plugin.profile.panic);
+    let (h, p) = (host.profile.panic.as_str(), plugin.profile.panic.as_str());
     push(
         CheckKind::PanicStrategy,
-        h.clone(),
-        p.clone(),
+        h.to_owned(),
+        p.to_owned(),
         (h != p).then(|| {
             let consequence = if p == "abort" {
                 "a panic in the plugin aborts the whole host instead of coming back as an error"
@@ -397,16 +408,17 @@ pub fn judge_with(
         }),
     );
 
-    let same_profile = host.profile.name == plugin.profile.name
-        && host.profile.opt_level == plugin.profile.opt_level
-        && host.profile.debug_assertions == plugin.profile.debug_assertions;
+    let (hp, pp) = (&host.profile, &plugin.profile);
+    let same_profile = hp.name == *pp.name
+        && hp.opt_level == *pp.opt_level
+        && hp.debug_assertions == pp.debug_assertions;
     let p = if same_profile {
         prepared.profile.clone()
     } else {
-        profile_text(plugin)
+        profile_text(&pp.name, &pp.opt_level, pp.debug_assertions)
     };
     let h = prepared.profile.clone();
-    let differs = (host.profile.opt_level != plugin.profile.opt_level
+    let differs = (hp.opt_level != *pp.opt_level
         || host.profile.debug_assertions != plugin.profile.debug_assertions)
         .then(|| {
             format!(
@@ -485,21 +497,18 @@ impl PreparedHost {
             plugin_api: host.plugin_api.to_string(),
             abi_stable: host.abi_stable.to_string(),
             rustc: host.rustc.short(),
-            profile: profile_text(host),
+            profile: profile_text(
+                &host.profile.name,
+                &host.profile.opt_level,
+                host.profile.debug_assertions,
+            ),
         }
     }
 }
 
-fn profile_text(p: &Provenance) -> String {
-    let assertions = if p.profile.debug_assertions {
-        "on"
-    } else {
-        "off"
-    };
-    format!(
-        "{} (opt-level {}, debug-assertions {assertions})",
-        p.profile.name, p.profile.opt_level
-    )
+fn profile_text(name: &str, opt_level: &str, debug_assertions: bool) -> String {
+    let assertions = if debug_assertions { "on" } else { "off" };
+    format!("{name} (opt-level {opt_level}, debug-assertions {assertions})")
 }
 
 /// Whether two builds come from the same compiler: the same release and commit.

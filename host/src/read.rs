@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use object::ReadCache;
 use object::{FileKind, ReadRef};
 use plugin_api::frame;
-use plugin_api::provenance::Provenance;
+use plugin_api::provenance::{Provenance, ProvenanceRef};
 
 use crate::reason::ReasonCode;
 
@@ -275,12 +275,47 @@ pub fn read_provenance_bytes(path: &Path, bytes: &[u8]) -> Result<Provenance, Re
     decode(path, &provenance_section(path, bytes, Expect::Library)?)
 }
 
+/// [`read_provenance_bytes`] as the gate reads: decoded in place and checked, nothing
+/// copied out (for benchmarks).
+#[doc(hidden)]
+pub fn check_provenance_bytes(path: &Path, bytes: &[u8]) -> Result<(), ReadError> {
+    let blob = provenance_section(path, bytes, Expect::Library)?;
+    decode_in_place(path, &blob).map(drop)
+}
+
 fn decode(path: &Path, blob: &[u8]) -> Result<Provenance, ReadError> {
+    decode_in_place(path, blob).map(|p| p.to_owned())
+}
+
+/// The provenance section of the library `file` (of length `len`; `path` is used in
+/// messages only), to be decoded in place by [`decode_in_place`]: what the gate reads.
+pub(crate) fn read_blob(path: &Path, file: &File, len: u64) -> Result<Vec<u8>, ReadError> {
+    #[cfg(unix)]
+    {
+        let reader = positioned::FileReader::new(file, len).map_err(|source| ReadError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        provenance_section(path, &reader, Expect::Library)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = len;
+        provenance_section(path, &ReadCache::new(file), Expect::Library)
+    }
+}
+
+/// Decodes a provenance blob in place (its strings borrowed from `blob`) and checks it: the
+/// bounds of every field, and that it lists the interface crates it names.
+pub(crate) fn decode_in_place<'b>(
+    path: &Path,
+    blob: &'b [u8],
+) -> Result<ProvenanceRef<'b>, ReadError> {
     let malformed = |detail: String| ReadError::Malformed {
         path: path.to_owned(),
         detail,
     };
-    let provenance = Provenance::decode(blob).map_err(|e| malformed(e.to_string()))?;
+    let provenance = ProvenanceRef::decode(blob).map_err(|e| malformed(e.to_string()))?;
     crate::limits::check_provenance(&provenance).map_err(malformed)?;
     lists_its_interface(&provenance).map_err(malformed)?;
     Ok(provenance)
@@ -290,7 +325,7 @@ fn decode(path: &Path, blob: &[u8]) -> Result<Provenance, ReadError> {
 /// `abi_stable`: a record whose list lacks either at the version its own fields state was not
 /// written by the recorder as it is (an empty list would let the dependencies check compare
 /// nothing and pass).
-fn lists_its_interface(p: &Provenance) -> Result<(), String> {
+fn lists_its_interface(p: &ProvenanceRef<'_>) -> Result<(), String> {
     for (name, field, version) in [
         ("plugin-api", "plugin_api", &p.plugin_api),
         ("abi_stable", "abi_stable", &p.abi_stable),

@@ -10,6 +10,10 @@ use std::fmt;
 
 use crate::frame::{self, FrameError};
 
+mod view;
+
+pub use view::{DependencyRef, ProfileRef, ProvenanceRef, RustcRef, Text};
+
 /// Everything the host needs to judge whether an artifact can be loaded beside it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Provenance {
@@ -82,9 +86,13 @@ pub struct Rustc {
 impl Rustc {
     /// Short form as `rustc --version` prints it: `1.95.0 (59807616e)`.
     pub fn short(&self) -> String {
-        let hash: String = self.commit_hash.chars().take(9).collect();
-        format!("{} ({hash})", self.release)
+        short_rustc(&self.release, &self.commit_hash)
     }
+}
+
+fn short_rustc(release: &str, commit_hash: &str) -> String {
+    let hash: String = commit_hash.chars().take(9).collect();
+    format!("{release} ({hash})")
 }
 
 /// Profile settings of the build.
@@ -128,28 +136,7 @@ impl Dependency {
 
     /// Parses `name version` or `name version (source)`.
     pub fn parse(spec: &str) -> Option<Dependency> {
-        // One pass over the bytes for the first two spaces (a record holds hundreds of these
-        // short strings: `memchr` per split costs more than it saves).
-        let bytes = spec.as_bytes();
-        let mut spaces = bytes
-            .iter()
-            .enumerate()
-            .filter(|&(_, &b)| b == b' ')
-            .map(|(at, _)| at);
-        let name_end = spaces.next()?;
-        let version_end = match spaces.next() {
-            Some(at) => {
-                let source = &bytes[at + 1..];
-                if source.len() < 2 || source[0] != b'(' || source[source.len() - 1] != b')' {
-                    return None;
-                }
-                at
-            }
-            None => bytes.len(),
-        };
-        if name_end == 0 || version_end == name_end + 1 {
-            return None;
-        }
+        let (name_end, version_end) = split_spec(spec)?;
         Some(Dependency {
             name_end,
             version_end,
@@ -180,22 +167,58 @@ impl Dependency {
 
     /// What kind of source it came from, read from [`Self::source`].
     pub fn source_kind(&self) -> SourceKind<'_> {
-        match self.source() {
-            None => SourceKind::Registry,
-            Some(s) if s.starts_with('/') || s.get(1..3) == Some(":\\") => SourceKind::Path(s),
-            Some(s) => match s.split_once("://") {
-                Some(_) if s.contains('#') => {
-                    let (url, commit) = s.rsplit_once('#').unwrap_or((s, ""));
-                    // `cargo tree` shows `URL?rev=..` / `?branch=..` / `?tag=..`: the
-                    // repository is the URL without that query.
-                    let repository = url.split_once('?').map_or(url, |(r, _)| r);
-                    SourceKind::Git { repository, commit }
-                }
-                _ => SourceKind::Other(s),
-            },
-        }
+        source_kind(self.source())
     }
 }
+
+/// Where the ends of the name and of the version are in `name version` or
+/// `name version (source)`; `None` when `spec` is neither.
+fn split_spec(spec: &str) -> Option<(usize, usize)> {
+    // One pass over the bytes for the first two spaces (a record holds hundreds of these
+    // short strings: `memchr` per split costs more than it saves).
+    let bytes = spec.as_bytes();
+    let mut spaces = bytes
+        .iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == b' ')
+        .map(|(at, _)| at);
+    let name_end = spaces.next()?;
+    let version_end = match spaces.next() {
+        Some(at) => {
+            let source = &bytes[at + 1..];
+            if source.len() < 2 || source[0] != b'(' || source[source.len() - 1] != b')' {
+                return None;
+            }
+            at
+        }
+        None => bytes.len(),
+    };
+    if name_end == 0 || version_end == name_end + 1 {
+        return None;
+    }
+    Some((name_end, version_end))
+}
+
+/// What kind of source a dependency's `source` names.
+fn source_kind(source: Option<&str>) -> SourceKind<'_> {
+    match source {
+        None => SourceKind::Registry,
+        Some(s) if s.starts_with('/') || s.get(1..3) == Some(":\\") => SourceKind::Path(s),
+        Some(s) => match s.split_once("://") {
+            Some(_) if s.contains('#') => {
+                let (url, commit) = s.rsplit_once('#').unwrap_or((s, ""));
+                // `cargo tree` shows `URL?rev=..` / `?branch=..` / `?tag=..`: the
+                // repository is the URL without that query.
+                let repository = url.split_once('?').map_or(url, |(r, _)| r);
+                SourceKind::Git { repository, commit }
+            }
+            _ => SourceKind::Other(s),
+        },
+    }
+}
+
+/// What a dependency's JSON string must be (the error of a record that has another).
+const DEPENDENCY_EXPECTED: &str = "a dependency as \"name version\" or \"name version (source)\"";
 
 /// Where a [`Dependency`] came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,7 +264,7 @@ impl<'de> Deserialize<'de> for Dependency {
         impl serde::de::Visitor<'_> for Spec {
             type Value = Dependency;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a dependency as \"name version\" or \"name version (source)\"")
+                f.write_str(DEPENDENCY_EXPECTED)
             }
             fn visit_str<E: serde::de::Error>(self, spec: &str) -> Result<Dependency, E> {
                 Dependency::parse(spec)

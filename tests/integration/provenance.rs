@@ -184,3 +184,44 @@ fn inspect_reads_a_dll_here_and_check_refuses_it_by_its_headers() {
     assert!(said.contains("target-mismatch"), "{said}");
     assert!(said.contains("a PE (Windows) file"), "{said}");
 }
+
+/// A plugin whose record is not in the form this recorder writes — an older recorder's (no
+/// digests, no declared capabilities), with escapes in its strings — is read by the general
+/// decoder and judged exactly as the same plugin read by the fast one; it verifies and loads.
+#[test]
+fn a_record_in_an_older_form_is_judged_as_the_same_record_in_the_current_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let current = copy_into(&dir, "hello", "current.so");
+    let older = copy_into(&dir, "hello", "older.so");
+    let mut json = provenance_json("hello");
+    let record = json.as_object_mut().unwrap();
+    record.remove("digests");
+    record.remove("capabilities");
+    let text = serde_json::to_string(&json).unwrap();
+    // `\u005f` is `_`, `\u006c` is `l`, `\u0069` is `i`: the same strings, escaped.
+    let escaped = text
+        .replacen("\"target\":\"x86_64", "\"target\":\"x86\\u005f64", 1)
+        .replacen("\"name\":\"hello\"", "\"name\":\"hel\\u006co\"", 1)
+        .replacen("\"panic\":\"unwind\"", "\"panic\":\"unw\\u0069nd\"", 1);
+    assert_ne!(escaped, text);
+    relocate_provenance(&older, &framed(escaped.as_bytes()));
+    let verifier = host();
+    let (current, older) = (verifier.verify(&current), verifier.verify(&older));
+    assert_eq!(older.status, host::Status::Verified, "{:?}", older.message);
+    assert_eq!(older.name.as_deref(), Some("hello"));
+    assert_eq!(older.version, current.version);
+    let values = |r: &host::PluginReport| -> Vec<(String, String, String)> {
+        r.checks
+            .iter()
+            .map(|c| (c.check.to_string(), c.host.clone(), c.plugin.clone()))
+            .collect()
+    };
+    assert_eq!(values(&older), values(&current));
+    let read = |file: &str| host::read_provenance(&dir.path().join(file)).unwrap();
+    let (mut older_record, current_record) = (read("older.so"), read("current.so"));
+    older_record.digests = current_record.digests.clone();
+    older_record.capabilities = current_record.capabilities.clone();
+    assert_eq!(older_record, current_record);
+    let loaded = host().load(&dir.path().join("older.so"));
+    assert_eq!(loaded.status, host::Status::Loaded, "{:?}", loaded.message);
+}

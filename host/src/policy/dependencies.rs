@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use plugin_api::provenance::{Dependency, Provenance, SourceKind};
+use plugin_api::provenance::{Dependency, DependencyRef, Provenance, ProvenanceRef, SourceKind};
 use serde::Serialize;
 
 use super::fix;
@@ -28,6 +28,8 @@ pub struct CrateDifference {
 #[derive(Debug, Clone)]
 struct HostCrate {
     dependency: Dependency,
+    /// Its version (`dependency.version()`, taken out once).
+    version: String,
     identity: Option<String>,
 }
 
@@ -35,8 +37,18 @@ struct HostCrate {
 /// sorted list is compared in one merge walk, without a lookup per crate.
 #[derive(Debug, Clone, Default)]
 pub(super) struct HostCrates {
-    by_name: Vec<(String, Vec<HostCrate>)>,
+    /// By name: the name's [`prefix`], the name, its versions.
+    by_name: Vec<(u64, String, Vec<HostCrate>)>,
     count: usize,
+}
+
+/// The first eight bytes of `name`, big-endian, zero-padded: when two prefixes differ, the
+/// names compare as they do (a merge walk compares integers, and strings only on a tie).
+fn prefix(name: &str) -> u64 {
+    let mut bytes = [0u8; 8];
+    let len = name.len().min(8);
+    bytes[..len].copy_from_slice(&name.as_bytes()[..len]);
+    u64::from_be_bytes(bytes)
 }
 
 impl HostCrates {
@@ -44,16 +56,21 @@ impl HostCrates {
         let mut by_name: BTreeMap<String, Vec<HostCrate>> = BTreeMap::new();
         for d in &host.dependencies {
             let list = by_name.entry(d.name().to_owned()).or_default();
-            if !list.iter().any(|c| c.dependency.version() == d.version()) {
+            if !list.iter().any(|c| c.version == d.version()) {
+                let digest = || host.digests.get(d.key()).map(String::as_str);
                 list.push(HostCrate {
-                    identity: identity(d, host).map(Cow::into_owned),
+                    identity: identity(d.source_kind(), digest).map(Cow::into_owned),
+                    version: d.version().to_owned(),
                     dependency: d.clone(),
                 });
-                list.sort_by(|a, b| a.dependency.version().cmp(b.dependency.version()));
+                list.sort_by(|a, b| a.version.cmp(&b.version));
             }
         }
         HostCrates {
-            by_name: by_name.into_iter().collect(),
+            by_name: by_name
+                .into_iter()
+                .map(|(name, crates)| (prefix(&name), name, crates))
+                .collect(),
             count: host.dependencies.len(),
         }
     }
@@ -61,23 +78,27 @@ impl HostCrates {
     /// The host's `plugin-api`, when its record lists it.
     pub(super) fn plugin_api(&self) -> Option<&Dependency> {
         self.by_name
-            .binary_search_by(|(name, _)| name.as_str().cmp("plugin-api"))
+            .binary_search_by(|(_, name, _)| name.as_str().cmp("plugin-api"))
             .ok()
-            .and_then(|at| self.by_name[at].1.first())
+            .and_then(|at| self.by_name[at].2.first())
             .map(|c| &c.dependency)
     }
 }
 
+/// The identity of every crate from crates.io.
+const REGISTRY: &str = "crates.io";
+
 /// What identifies a crate's content beyond its version: its digest for a path crate (when
 /// the recorder wrote one), its commit for a git crate, its source otherwise. `None` when it
 /// cannot be told (a record from before digests): such a crate is compared by version alone.
-fn identity<'a>(d: &'a Dependency, record: &'a Provenance) -> Option<Cow<'a, str>> {
-    match d.source_kind() {
-        SourceKind::Registry => Some(Cow::Borrowed("crates.io")),
-        SourceKind::Path(_) => record
-            .digests
-            .get(d.key())
-            .map(|s| Cow::Borrowed(s.as_str())),
+/// `digest` looks up the crate's digest in its record.
+fn identity<'a>(
+    kind: SourceKind<'a>,
+    digest: impl FnOnce() -> Option<&'a str>,
+) -> Option<Cow<'a, str>> {
+    match kind {
+        SourceKind::Registry => Some(Cow::Borrowed(REGISTRY)),
+        SourceKind::Path(_) => digest().map(Cow::Borrowed),
         SourceKind::Git { commit, .. } => Some(Cow::Owned(format!("git {commit}"))),
         SourceKind::Other(source) => Some(Cow::Borrowed(source)),
         _ => None,
@@ -104,52 +125,83 @@ pub(super) struct Comparison {
     pub(super) differences: Vec<CrateDifference>,
 }
 
-pub(super) fn compare(host: &HostCrates, plugin: &Provenance) -> Comparison {
+/// A plugin's crate in the walk: its name's [`prefix`], name, version, and itself.
+type Entry<'d> = (u64, &'d str, &'d str, &'d DependencyRef<'d>);
+
+/// What the walk sorts by.
+fn key<'d>(entry: &Entry<'d>) -> (u64, &'d str, &'d str) {
+    (entry.0, entry.1, entry.2)
+}
+
+pub(super) fn compare(host: &HostCrates, plugin: &ProvenanceRef<'_>) -> Comparison {
     // Grouped by name whatever the order of the list (a hand-written record need not be
     // sorted): one sorted list of references, walked a name at a time. Nothing else is
     // allocated unless a crate differs.
-    let mut deps: Vec<&Dependency> = plugin.dependencies.iter().collect();
-    deps.sort_unstable_by(|a, b| (a.name(), a.version()).cmp(&(b.name(), b.version())));
-    deps.dedup_by(|a, b| a.name() == b.name() && a.version() == b.version());
+    // Each crate's name and version taken out once, for the sort and the walk.
+    let mut deps: Vec<Entry<'_>> = plugin
+        .dependencies
+        .iter()
+        .map(|d| {
+            let name = d.name();
+            (prefix(name), name, d.version(), d)
+        })
+        .collect();
+    // The recorder writes the list sorted: then there is nothing to sort.
+    if !deps.is_sorted_by(|a, b| key(a) <= key(b)) {
+        deps.sort_unstable_by(|a, b| key(a).cmp(&key(b)));
+    }
+    deps.dedup_by(|a, b| key(a) == key(b));
     let mut shared = 0;
     let mut differences = Vec::new();
     let mut fixes = Fixes::default();
     let mut rest = &deps[..];
     // Both sides sorted by name: the host's crates still to compare.
     let mut host_rest = &host.by_name[..];
-    while let Some(first) = rest.first() {
-        let name = first.name();
-        let count = rest.iter().take_while(|d| d.name() == name).count();
-        let (versions, after) = rest.split_at(count);
-        rest = after;
-        // Most host crates are passed over on their first byte, without a string comparison.
-        let first_byte = name.as_bytes().first();
-        let skipped = host_rest
+    while let Some(&(first_prefix, name, _, _)) = rest.first() {
+        let count = rest
             .iter()
-            .take_while(
-                |(host_name, _)| match host_name.as_bytes().first().cmp(&first_byte) {
-                    std::cmp::Ordering::Less => true,
-                    std::cmp::Ordering::Equal => host_name.as_str() < name,
-                    std::cmp::Ordering::Greater => false,
-                },
-            )
+            .take_while(|d| d.0 == first_prefix && d.1 == name)
             .count();
-        host_rest = &host_rest[skipped..];
-        let host_crates = match host_rest.first() {
-            Some((host_name, crates)) if host_name == name => crates,
-            _ => continue,
+        let (group, after) = rest.split_at(count);
+        rest = after;
+        // Host crates are passed over on their prefixes, nearly all without a string
+        // comparison; the names are compared once, where the prefixes tie.
+        let mut host_crates = None;
+        while let Some((host_prefix, host_name, crates)) = host_rest.first() {
+            let order = host_prefix
+                .cmp(&first_prefix)
+                .then_with(|| host_name.as_str().cmp(name));
+            match order {
+                std::cmp::Ordering::Less => host_rest = &host_rest[1..],
+                std::cmp::Ordering::Equal => {
+                    host_crates = Some(crates);
+                    break;
+                }
+                std::cmp::Ordering::Greater => break,
+            }
+        }
+        let Some(host_crates) = host_crates else {
+            continue;
         };
         shared += 1;
-        let known = |v: &str| host_crates.iter().any(|c| c.dependency.version() == v);
-        if !versions.iter().all(|d| known(d.version())) {
-            let host_versions: Vec<&str> =
-                host_crates.iter().map(|c| c.dependency.version()).collect();
-            let other_versions: Vec<&str> = versions
+        let find = |v: &str| host_crates.iter().find(|c| c.version == v);
+        // Nearly always one version on each side: found once, for both questions below.
+        let single = match (group, &host_crates[..]) {
+            ([(_, _, v, _)], [c]) => Some((c.version == *v).then_some(c)),
+            _ => None,
+        };
+        let all_known = match single {
+            Some(found) => found.is_some(),
+            None => group.iter().all(|d| find(d.2).is_some()),
+        };
+        if !all_known {
+            let host_versions: Vec<&str> = host_crates.iter().map(|c| c.version.as_str()).collect();
+            let other_versions: Vec<&str> = group
                 .iter()
-                .map(|d| d.version())
-                .filter(|v| !known(v))
+                .map(|d| d.2)
+                .filter(|v| find(v).is_none())
                 .collect();
-            let plugin_versions: Vec<&str> = versions.iter().map(|d| d.version()).collect();
+            let plugin_versions: Vec<&str> = group.iter().map(|d| d.2).collect();
             differences.push(CrateDifference {
                 name: name.to_owned(),
                 host: host_versions.join(", "),
@@ -160,21 +212,27 @@ pub(super) fn compare(host: &HostCrates, plugin: &Provenance) -> Comparison {
             continue;
         }
         // Same versions: then the same content, where both records can tell.
-        for d in versions {
-            let Some(host_crate) = host_crates
-                .iter()
-                .find(|c| c.dependency.version() == d.version())
-            else {
+        for &(_, _, version, d) in group {
+            let Some(host_crate) = single.flatten().or_else(|| find(version)) else {
                 continue;
             };
-            let (Some(h), Some(p)) = (&host_crate.identity, identity(d, plugin)) else {
+            let Some(h) = &host_crate.identity else {
+                continue;
+            };
+            // From crates.io on both sides: the same content (a registry's versions are
+            // immutable), told without a comparison.
+            if d.source().is_none() && h == REGISTRY {
+                continue;
+            }
+            let digest = || plugin.digests.get(d.key()).map(|s| s.as_str());
+            let Some(p) = identity(d.source_kind(), digest) else {
                 continue;
             };
             if h.as_str() != p {
                 differences.push(CrateDifference {
                     name: name.to_owned(),
-                    host: format!("{} ({})", d.version(), short(h)),
-                    plugin: format!("{} ({})", d.version(), short(&p)),
+                    host: format!("{version} ({})", short(h)),
+                    plugin: format!("{version} ({})", short(&p)),
                     content_only: true,
                 });
                 fixes.point_at(name, &host_crate.dependency);
@@ -250,14 +308,14 @@ impl Fixes {
             // The host version the plugin's requirement can accept: same semver series.
             let target = host
                 .iter()
-                .map(|c| c.dependency.version())
+                .map(|c| c.version.as_str())
                 .find(|h| fix::same_series(h, plugin_version));
             match target {
                 Some(h) => self.updates.push(format!(
                     "cargo update -p {name}@{plugin_version} --precise {h}"
                 )),
                 None => {
-                    let wanted: Vec<&str> = host.iter().map(|c| c.dependency.version()).collect();
+                    let wanted: Vec<&str> = host.iter().map(|c| c.version.as_str()).collect();
                     self.requirements.push(format!(
                         "`{name}` {plugin_version} (the host links {}: make the plugin require \
                          `{name} = \"={}\"`)",

@@ -356,3 +356,49 @@ fn a_plugin_built_like_the_host_shows_the_same_values() {
         "dev (opt-level 0, debug-assertions on)"
     );
 }
+
+#[test]
+fn names_alike_in_their_first_eight_bytes_and_crates_of_several_versions_are_told_apart() {
+    // The walk passes host crates over on their first eight bytes: names that share them
+    // are still compared whole, and a crate at several versions is matched version by version.
+    let host = record(&[
+        "parking_lot 0.12.5",
+        "parking_lot_core 0.9.12",
+        "parking_lots 1.0.0",
+        "z 1.0.0",
+        "z 2.0.0",
+    ]);
+    let plugin = record(&[
+        "parking_lot_core 0.9.11",
+        "parking_lot 0.12.5",
+        "parking_lot_x 1.0.0",
+        "parking_lots 1.0.0",
+        "z 2.0.0",
+        "z 1.0.0",
+    ]);
+    let verdict = judge(&host, &plugin, &strict());
+    let c = check(&verdict, CheckKind::Dependencies);
+    assert_eq!(c.status, CheckStatus::Fail, "{c:?}");
+    assert_eq!(c.host, "parking_lot_core 0.9.12");
+    assert_eq!(c.plugin, "parking_lot_core 0.9.11");
+    assert!(
+        c.message.starts_with("links 1 of 4 crate(s)"),
+        "{}",
+        c.message
+    );
+    // The same versions from crates.io and from another registry: not the same crate.
+    for (host_z, plugin_z) in [
+        ("z 2.0.0", "z 2.0.0 (sparse+https://other.test/)"),
+        ("z 2.0.0 (sparse+https://other.test/)", "z 2.0.0"),
+    ] {
+        let verdict = judge(&record(&[host_z]), &record(&[plugin_z]), &strict());
+        let c = check(&verdict, CheckKind::Dependencies);
+        assert_eq!(c.status, CheckStatus::Fail, "{c:?}");
+        assert!(verdict.differences()[0].content_only, "{verdict:?}");
+    }
+    let verdict = judge(&record(&["z 2.0.0"]), &record(&["z 2.0.0"]), &strict());
+    assert_eq!(
+        check(&verdict, CheckKind::Dependencies).status,
+        CheckStatus::Pass
+    );
+}

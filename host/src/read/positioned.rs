@@ -4,7 +4,10 @@
 
 use std::cell::{Cell, RefCell};
 use std::fs::File;
+use std::io;
+use std::mem::MaybeUninit;
 use std::ops::Range;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 
 use object::ReadRef;
@@ -19,7 +22,9 @@ const MAX_STRING: u64 = 4096;
 pub(super) struct FileReader<'f> {
     file: &'f File,
     len: u64,
-    head: [u8; HEAD as usize],
+    /// The first block: its first `head_len` bytes are the file's (the rest is never read,
+    /// so never written: a verification does not pay for zeroing 4 KiB it overwrites).
+    head: [MaybeUninit<u8>; HEAD as usize],
     head_len: usize,
     /// Every other range read; only ever pushed to, so the boxed bytes never move.
     ranges: RefCell<Vec<Box<[u8]>>>,
@@ -29,9 +34,9 @@ pub(super) struct FileReader<'f> {
 
 impl<'f> FileReader<'f> {
     pub(super) fn new(file: &'f File, len: u64) -> std::io::Result<Self> {
-        let mut head = [0u8; HEAD as usize];
+        let mut head = [MaybeUninit::uninit(); HEAD as usize];
         let head_len = len.min(HEAD) as usize;
-        file.read_exact_at(&mut head[..head_len], 0)?;
+        read_exact_at_uninit(file, &mut head[..head_len])?;
         Ok(FileReader {
             file,
             len,
@@ -49,6 +54,51 @@ impl<'f> FileReader<'f> {
     pub(super) fn cost(&self) -> ReadCost {
         self.cost.get()
     }
+
+    /// The first block, as read.
+    fn head(&self) -> &[u8] {
+        // SAFETY: `new` returned only after `read_exact_at_uninit` wrote all of the first
+        // `head_len` bytes of `head` (it fails otherwise); nothing writes them since.
+        // `MaybeUninit<u8>` has the layout of `u8`.
+        unsafe { std::slice::from_raw_parts(self.head.as_ptr().cast::<u8>(), self.head_len) }
+    }
+}
+
+/// `read_exact_at(buf, 0)` into memory not yet initialised: every byte of `buf` is written
+/// when it returns `Ok`.
+fn read_exact_at_uninit(file: &File, buf: &mut [MaybeUninit<u8>]) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        let rest = &mut buf[done..];
+        let offset = libc::off_t::try_from(done).map_err(|_| io::ErrorKind::InvalidInput)?;
+        // SAFETY: the pointer and length describe `rest`, memory this function may write;
+        // `pread` writes at most that many bytes there. `MaybeUninit<u8>` has the layout of
+        // `u8`.
+        let got = unsafe {
+            libc::pread(
+                file.as_raw_fd(),
+                rest.as_mut_ptr().cast::<libc::c_void>(),
+                rest.len(),
+                offset,
+            )
+        };
+        match got {
+            0 => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "failed to fill whole buffer",
+                ))
+            }
+            n if n > 0 => done += n as usize,
+            _ => {
+                let error = io::Error::last_os_error();
+                if error.kind() != io::ErrorKind::Interrupted {
+                    return Err(error);
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 impl<'a> ReadRef<'a> for &'a FileReader<'_> {
@@ -62,7 +112,7 @@ impl<'a> ReadRef<'a> for &'a FileReader<'_> {
             return Err(());
         }
         if end <= self.head_len as u64 {
-            return Ok(&self.head[offset as usize..end as usize]);
+            return Ok(&self.head()[offset as usize..end as usize]);
         }
         let size = usize::try_from(size).map_err(|_| ())?;
         let mut bytes = Vec::new();
@@ -96,5 +146,29 @@ impl<'a> ReadRef<'a> for &'a FileReader<'_> {
         let bytes = self.read_bytes_at(range.start, size)?;
         let end = bytes.iter().position(|&b| b == delimiter).ok_or(())?;
         Ok(&bytes[..end])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    #[test]
+    fn the_first_block_is_read_whole_or_not_at_all() {
+        let mut file = tempfile::tempfile().unwrap();
+        let bytes: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
+        file.write_all(&bytes).unwrap();
+        let reader = FileReader::new(&file, 5000).unwrap();
+        assert_eq!(reader.head(), &bytes[..4096]);
+        assert_eq!((&reader).read_bytes_at(4000, 96), Ok(&bytes[4000..4096]));
+        assert_eq!((&reader).read_bytes_at(4090, 20), Ok(&bytes[4090..4110]));
+        let short = FileReader::new(&file, 10).unwrap();
+        assert_eq!(short.head(), &bytes[..10]);
+        // A file shorter than it was said to be: an error, nothing half-read.
+        file.set_len(100).unwrap();
+        let error = FileReader::new(&file, 5000).err().unwrap();
+        assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
     }
 }

@@ -4,7 +4,7 @@
 use std::fs::{File, Metadata};
 use std::path::Path;
 
-use plugin_api::provenance::Provenance;
+use plugin_api::provenance::ProvenanceRef;
 use sha2::{Digest, Sha256};
 
 use super::hash::{provenance_digest, read_once, FileDigest};
@@ -35,7 +35,7 @@ impl Trust {
         path: &Path,
         file: &File,
         meta: &Metadata,
-        provenance: &Provenance,
+        provenance: &ProvenanceRef<'_>,
         report: &mut PluginReport,
     ) -> Result<Option<File>, PluginError> {
         let name = provenance.name.as_str();
@@ -92,7 +92,8 @@ impl Trust {
             report.digest = sha.map(|sha| FileDigest {
                 sha256: sha.finalize().into(),
                 size: len,
-                provenance: provenance_digest(provenance),
+                // The digest of the owned record's JSON, as `plugin-host lock` writes it.
+                provenance: provenance_digest(&provenance.to_owned()),
             });
         }
         if let (Some(entry), Some(digest)) = (entry, &report.digest) {

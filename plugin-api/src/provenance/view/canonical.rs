@@ -1,0 +1,246 @@
+//! The fast path of [`ProvenanceRef::decode`]: a record exactly as the recorder writes it
+//! ([`Provenance::encode`]: serde_json's compact form, the fields in their order, no
+//! whitespace), with no escape in any string, read by hand in one pass.
+//!
+//! Anything else — an escape, whitespace, another field order, an unknown field, a value of
+//! another type, anything serde_json would refuse — makes [`parse`] give up (`None`), and
+//! serde_json decodes the record instead: what this path accepts it reads exactly as
+//! serde_json does, and every error is serde_json's.
+//!
+//! [`Provenance::encode`]: super::Provenance::encode
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use super::{DependencyRef, ProfileRef, ProvenanceRef, RustcRef, Text};
+
+/// The record in `json`, when it is in the recorder's exact form (see the [module](self)).
+pub(super) fn parse(json: &str) -> Option<ProvenanceRef<'_>> {
+    let mut c = Cursor { json, at: 0 };
+    c.lit(b"{\"name\":")?;
+    let name = c.text()?;
+    c.lit(b",\"version\":")?;
+    let version = c.version()?;
+    c.lit(b",\"plugin_api\":")?;
+    let plugin_api = c.version()?;
+    c.lit(b",\"abi_stable\":")?;
+    let abi_stable = c.version()?;
+    c.lit(b",\"rustc\":{\"release\":")?;
+    let release = c.text()?;
+    c.lit(b",\"commit_hash\":")?;
+    let commit_hash = c.text()?;
+    c.lit(b",\"commit_date\":")?;
+    let commit_date = c.text()?;
+    c.lit(b",\"channel\":")?;
+    let channel = c.text()?;
+    c.lit(b",\"llvm\":")?;
+    let llvm = if c.lit(b"null").is_some() {
+        None
+    } else {
+        Some(c.text()?)
+    };
+    c.lit(b"},\"target\":")?;
+    let target = c.text()?;
+    c.lit(b",\"profile\":{\"name\":")?;
+    let profile_name = c.text()?;
+    c.lit(b",\"opt_level\":")?;
+    let opt_level = c.text()?;
+    c.lit(b",\"debug_assertions\":")?;
+    let debug_assertions = if c.lit(b"true").is_some() {
+        true
+    } else {
+        c.lit(b"false")?;
+        false
+    };
+    c.lit(b",\"panic\":")?;
+    let panic = c.text()?;
+    c.lit(b"},\"features\":")?;
+    let features = c.list(0, |c| c.text())?;
+    c.lit(b",\"dependencies\":")?;
+    // Room for the crates of a small plugin at once (`hello` links 26).
+    let dependencies = c.list(32, |c| DependencyRef::parse(c.string()?))?;
+    let mut digests = BTreeMap::new();
+    if c.lit(b",\"digests\":").is_some() {
+        c.map(|c, key| {
+            // The last of equal keys stands, as serde_json's map.
+            digests.insert(key, c.text()?);
+            Some(())
+        })?;
+    }
+    let mut capabilities = None;
+    if c.lit(b",\"capabilities\":").is_some() {
+        let mut declared = BTreeMap::new();
+        c.map(|c, kind| {
+            declared.insert(kind, c.list(0, |c| c.text())?);
+            Some(())
+        })?;
+        capabilities = Some(declared);
+    }
+    c.lit(b"}")?;
+    if c.at != json.len() {
+        return None;
+    }
+    Some(ProvenanceRef {
+        name,
+        version,
+        plugin_api,
+        abi_stable,
+        rustc: RustcRef {
+            release,
+            commit_hash,
+            commit_date,
+            channel,
+            llvm,
+        },
+        target,
+        profile: ProfileRef {
+            name: profile_name,
+            opt_level,
+            debug_assertions,
+            panic,
+        },
+        features,
+        dependencies,
+        digests,
+        capabilities,
+    })
+}
+
+struct Cursor<'a> {
+    json: &'a str,
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    /// Exactly `bytes` next.
+    fn lit(&mut self, bytes: &[u8]) -> Option<()> {
+        let rest = self.json.as_bytes().get(self.at..)?;
+        rest.starts_with(bytes).then(|| self.at += bytes.len())
+    }
+
+    /// A string without escapes (and so without control characters, which JSON requires
+    /// escaped), borrowed.
+    fn string(&mut self) -> Option<&'a str> {
+        self.lit(b"\"")?;
+        let start = self.at;
+        let len = plain_len(&self.json.as_bytes()[start..]);
+        let end = start + len;
+        // Stopped at the closing quote, not at a backslash, a control character or the end.
+        if self.json.as_bytes().get(end) != Some(&b'"') {
+            return None;
+        }
+        self.at = end + 1;
+        // `start` and `end` are next to ASCII quotes: on character boundaries.
+        self.json.get(start..end)
+    }
+
+    fn text(&mut self) -> Option<Text<'a>> {
+        self.string().map(|s| Text(Cow::Borrowed(s)))
+    }
+
+    /// A version, parsed as `semver`'s serde support parses it.
+    fn version(&mut self) -> Option<semver::Version> {
+        semver::Version::parse(self.string()?).ok()
+    }
+
+    /// `[]` or `[item,item,...]`, with room for `capacity` items made at the first.
+    fn list<T>(
+        &mut self,
+        capacity: usize,
+        mut item: impl FnMut(&mut Self) -> Option<T>,
+    ) -> Option<Vec<T>> {
+        self.lit(b"[")?;
+        let mut items = Vec::new();
+        if self.lit(b"]").is_some() {
+            return Some(items);
+        }
+        items.reserve(capacity);
+        loop {
+            items.push(item(self)?);
+            if self.lit(b"]").is_some() {
+                return Some(items);
+            }
+            self.lit(b",")?;
+        }
+    }
+
+    /// `{}` or `{"key":value,...}`, each value read by `entry`.
+    fn map(&mut self, mut entry: impl FnMut(&mut Self, Text<'a>) -> Option<()>) -> Option<()> {
+        self.lit(b"{")?;
+        if self.lit(b"}").is_some() {
+            return Some(());
+        }
+        loop {
+            let key = self.text()?;
+            self.lit(b":")?;
+            entry(self, key)?;
+            if self.lit(b"}").is_some() {
+                return Some(());
+            }
+            self.lit(b",")?;
+        }
+    }
+}
+
+/// How many bytes from the start of `bytes` are neither `"`, nor `\`, nor a control
+/// character (below 0x20): eight bytes at a time.
+fn plain_len(bytes: &[u8]) -> usize {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+    let mut at = 0;
+    while let Some(word) = bytes.get(at..at + 8) {
+        // Little-endian whatever the machine: the first byte is the lowest.
+        let x = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+        // A byte's high bit is set in `quote` or `backslash` when it is that byte (every bit
+        // of `x ^ ..` is then zero), and in `below` when it is under 0x20, but only for bytes
+        // under 0x80 (`& !x`). A borrow may also flag bytes above one that stops, never
+        // below it: the lowest flag is the first byte that stops.
+        let quote = (x ^ (ONES * b'"' as u64)).wrapping_sub(ONES);
+        let backslash = (x ^ (ONES * b'\\' as u64)).wrapping_sub(ONES);
+        let below = x.wrapping_sub(ONES * 0x20);
+        let stops = (quote | backslash | below) & !x & HIGH;
+        if stops != 0 {
+            return at + (stops.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    at + bytes[at..]
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        .unwrap_or(bytes.len() - at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_len;
+
+    #[test]
+    fn plain_len_stops_at_the_first_quote_backslash_or_control_byte() {
+        for len in 0..20 {
+            for at in 0..len {
+                for byte in 0..=255u8 {
+                    let mut text = vec![b'a'; len];
+                    text[at] = byte;
+                    let stops = byte == b'"' || byte == b'\\' || byte < 0x20;
+                    assert_eq!(
+                        plain_len(&text),
+                        if stops { at } else { len },
+                        "{byte:#04x} at {at} of {len}"
+                    );
+                }
+            }
+        }
+        assert_eq!(plain_len("é\"".as_bytes()), 2);
+        // The first of several that stop, whichever they are.
+        for (text, first) in [
+            (&b"ab\x01\"\\xxxxxxxxxx"[..], 2),
+            (b"abcdefg\\\x00\"", 7),
+            (b"abcdefgh\x1f\x1f\"", 8),
+            (b"\"\"\"\"\"\"\"\"\"", 0),
+            (b"\x7f\x80\xff\x20~~~~\x7f\\", 9),
+        ] {
+            assert_eq!(plain_len(text), first, "{text:?}");
+        }
+        assert_eq!(plain_len(b"\xff\xff\xff\xff\xff\xff\xff\xff\"x"), 8);
+    }
+}
