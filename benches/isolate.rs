@@ -680,10 +680,11 @@ mod linux {
         let stream = |host: &Host| {
             let start = Instant::now();
             let mut bytes = 0;
-            let done = plugin_isolate::transform_chunks(host, "redact", pieces.iter().copied(), |out| {
-                bytes += black_box(out.len());
-            })
-            .unwrap();
+            let done =
+                plugin_isolate::transform_chunks(host, "redact", pieces.iter().copied(), |out| {
+                    bytes += black_box(out.len());
+                })
+                .unwrap();
             assert_eq!(done, pieces.len());
             black_box(bytes);
             mib_per_s(input.len(), start)

@@ -58,7 +58,10 @@
 //! own deadline from the moment it is sent, each worker its own bounds; a worker that
 //! crashes, times out or breaks a bound fails only its own call and is replaced on its
 //! slot's next call; failures count for the plugin as a whole ([`MAX_FAILURES`] in a row
-//! unregister it). Different isolated plugins run in parallel.
+//! unregister it). Different isolated plugins run in parallel. A transform run over many
+//! chunks with [`transform_chunks`] keeps two calls in flight to one worker (pipelined: the
+//! worker computes a chunk while the host copies the next one in), each still a call with its
+//! own deadline and bounds.
 //!
 //! The wire: [`plugin_protocol`] (no I/O, versioned apart from `plugin-api`). Only kinds with
 //! a wire encoding can be isolated; the two built-in kinds have one (`command`: arguments as

@@ -384,8 +384,11 @@ impl Supervisor {
                     self.succeeded();
                     for (call, _, sent) in in_flight.drain(..) {
                         output.clear();
-                        let exchanged = worker.recv_reply(call, sent.max(Instant::now()) + timeout, output);
-                        if let Err(lost) = self.judge(worker, target, Some(done), exchanged, output, 0) {
+                        let exchanged =
+                            worker.recv_reply(call, sent.max(Instant::now()) + timeout, output);
+                        if let Err(lost) =
+                            self.judge(worker, target, Some(done), exchanged, output, 0)
+                        {
                             slot.take();
                             // Counted; the error the caller needs is the plugin's, below.
                             let _ = self.failed(&mut self.lock(), lost);

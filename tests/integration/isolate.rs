@@ -271,18 +271,32 @@ fn a_transform_stream_returns_every_chunk_in_order_isolated_and_in_process() {
         .unwrap();
         assert_eq!((done, outputs.len()), (chunks.len(), chunks.len()));
         for (k, (chunk, out)) in chunks.iter().zip(&outputs).enumerate() {
-            assert!(out.iter().eq(chunk.iter().rev()), "chunk {k} came back different");
+            assert!(
+                out.iter().eq(chunk.iter().rev()),
+                "chunk {k} came back different"
+            );
         }
     }
     // One worker served the whole stream, and the handle calls after it.
-    let transform = isolated.registry().get::<TransformKind>("misbehave").unwrap();
+    let transform = isolated
+        .registry()
+        .get::<TransformKind>("misbehave")
+        .unwrap();
     let mut output = RVec::new();
-    transform.apply(RSlice::from_slice(b"ab"), &mut output).unwrap();
+    transform
+        .apply(RSlice::from_slice(b"ab"), &mut output)
+        .unwrap();
     assert_eq!(&output[..], b"ba");
     assert_eq!(plugin_isolate::isolated(&isolated)[0].starts, 1);
     // An unknown transform is a lookup error, as through the registry.
     let e = plugin_isolate::transform_chunks(&isolated, "nope", [&b"x"[..]], |_| ()).unwrap_err();
-    assert!(matches!(e, plugin_isolate::ChunkError::Lookup(LookupError::NotFound { .. })), "{e}");
+    assert!(
+        matches!(
+            e,
+            plugin_isolate::ChunkError::Lookup(LookupError::NotFound { .. })
+        ),
+        "{e}"
+    );
 }
 
 #[test]
@@ -315,9 +329,17 @@ fn a_worker_that_dies_or_hangs_mid_stream_fails_that_chunk_and_loses_none_silent
             panic!("{mode}: {e}");
         };
         assert_eq!(index, 2, "{mode}: {error}");
-        assert_eq!(plugin_isolate::reason(&error), Some(reason), "{mode}: {error}");
+        assert_eq!(
+            plugin_isolate::reason(&error),
+            Some(reason),
+            "{mode}: {error}"
+        );
         let message = error.message_lossy();
-        for needle in [needle, "plugin `unruly`", "transform `misbehave` (chunk 2 of a stream)"] {
+        for needle in [
+            needle,
+            "plugin `unruly`",
+            "transform `misbehave` (chunk 2 of a stream)",
+        ] {
             assert!(message.contains(needle), "{mode}: {message}");
         }
         // The chunks before it were handed on, whole and in order; none after it.
@@ -329,7 +351,10 @@ fn a_worker_that_dies_or_hangs_mid_stream_fails_that_chunk_and_loses_none_silent
         // again for that worker).
         assert_eq!(call(&host, "misbehave", &["echo", mode]).unwrap(), mode);
         let status = &plugin_isolate::isolated(&host)[0];
-        assert_eq!((status.starts, status.consecutive_failures), (round as u32 + 2, 0));
+        assert_eq!(
+            (status.starts, status.consecutive_failures),
+            (round as u32 + 2, 0)
+        );
     }
 }
 
@@ -353,7 +378,11 @@ fn a_plugin_error_mid_stream_fails_that_chunk_and_the_worker_stays_in_step() {
         panic!("{e}");
     };
     assert_eq!(index, 1);
-    assert_eq!(plugin_isolate::reason(&error), None, "the plugin's own error: {error}");
+    assert_eq!(
+        plugin_isolate::reason(&error),
+        None,
+        "the plugin's own error: {error}"
+    );
     assert_eq!(
         &*error.message_lossy(),
         "misbehave was asked to fail after 9 bytes"
@@ -374,7 +403,10 @@ fn a_plugin_error_mid_stream_fails_that_chunk_and_the_worker_stays_in_step() {
     for (chunk, out) in chunks.iter().zip(&outputs) {
         assert!(out.iter().eq(chunk.iter().rev()));
     }
-    assert_eq!(call(&host, "misbehave", &["echo", "after"]).unwrap(), "after");
+    assert_eq!(
+        call(&host, "misbehave", &["echo", "after"]).unwrap(),
+        "after"
+    );
     assert_eq!(plugin_isolate::isolated(&host)[0].starts, 1);
 }
 

@@ -158,7 +158,10 @@ impl Worker {
             Ok(Event::Message(m)) => return Err(Exchange::Other(m.name())),
             Ok(Event::Closed) | Err(_) => {}
         }
-        let channel = self.shm.as_mut().expect("calls in flight need the call channel");
+        let channel = self
+            .shm
+            .as_mut()
+            .expect("calls in flight need the call channel");
         match channel.send_parts(&[&self.frame, payload], Some(deadline)) {
             Ok(()) => {
                 self.in_flight += 1;
@@ -185,7 +188,10 @@ impl Worker {
         deadline: Instant,
         output: &mut dyn ByteSink,
     ) -> Exchange {
-        let channel = self.shm.as_mut().expect("replies in flight need the call channel");
+        let channel = self
+            .shm
+            .as_mut()
+            .expect("replies in flight need the call channel");
         self.in_flight = self.in_flight.saturating_sub(1);
         // The reply's head here, checked; only then its payload, straight into `output`.
         let received = channel.recv_head(&mut self.rx, REPLY_HEAD_LEN, Some(deadline));
