@@ -58,7 +58,10 @@
 //! own deadline from the moment it is sent, each worker its own bounds; a worker that
 //! crashes, times out or breaks a bound fails only its own call and is replaced on its
 //! slot's next call; failures count for the plugin as a whole ([`MAX_FAILURES`] in a row
-//! unregister it). Different isolated plugins run in parallel.
+//! unregister it). Different isolated plugins run in parallel. A transform run over many
+//! chunks with [`transform_chunks`] keeps two calls in flight to one worker (pipelined: the
+//! worker computes a chunk while the host copies the next one in), each still a call with its
+//! own deadline and bounds.
 //!
 //! The wire: [`plugin_protocol`] (no I/O, versioned apart from `plugin-api`). Only kinds with
 //! a wire encoding can be isolated; the two built-in kinds have one (`command`: arguments as
@@ -270,6 +273,81 @@ pub fn reason(error: &CallError) -> Option<ReasonCode> {
     })
 }
 
+/// Why [`transform_chunks`] stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ChunkError {
+    /// No transform of that name can be called (none registered, or its plugin was
+    /// unregistered).
+    #[error(transparent)]
+    Lookup(#[from] host::LookupError),
+    /// Chunk `index` (counted from 0) failed: every chunk before it was handed on, none after
+    /// it was. For an isolated plugin, [`reason`] of `error` says whether its worker failed.
+    #[error("chunk {index}: {error}")]
+    Chunk {
+        /// The chunk's position.
+        index: usize,
+        /// Its error.
+        error: CallError,
+    },
+}
+
+/// Runs the `transform` capability `name` of `host` over `chunks`, in order, handing each
+/// chunk's output to `each` in the same order; returns the number of chunks done.
+///
+/// The result is what calling the transform's handle on each chunk in turn gives
+/// (`registry().get::<TransformKind>(name)` and `apply`), and that is what this does for an
+/// in-process plugin. For an isolated one it **pipelines**: up to two chunks are in flight to
+/// the plugin's worker, which computes one while the host copies the next into its ring and
+/// the output of the last out of it, so a stream of chunks costs the worker's time, not the
+/// worker's time plus the copies. Each chunk is still a call of its own, with the plugin's
+/// deadline ([`Isolation::call_timeout`], counted from when the worker can start on it) and
+/// every bound of a call; a worker that crashes, hangs or breaks a bound mid-stream fails the
+/// chunk it was on ([`ChunkError::Chunk`], its reason code as for a single call) and the later
+/// chunks are not run — none is dropped silently. The stream holds one worker of the
+/// plugin's pool ([`Isolation::workers`]) throughout.
+pub fn transform_chunks<'c>(
+    host: &Host,
+    name: &str,
+    chunks: impl IntoIterator<Item = &'c [u8]>,
+    mut each: impl FnMut(&[u8]),
+) -> Result<usize, ChunkError> {
+    let transform = host.registry().get::<plugin_api::TransformKind>(name)?;
+    let mut output = RVec::new();
+    let mut chunks = chunks.into_iter();
+    // Only the built-in proxy takes raw bytes (an application's own wire encoding of
+    // `transform` is called through the handle, chunk by chunk).
+    let proxied = host.kinds().wire("transform").is_none();
+    let isolated = host
+        .plugins()
+        .iter()
+        .filter(|_| proxied)
+        .filter_map(|p| p.running()?.as_any().downcast_ref::<Isolated>())
+        .find_map(|i| {
+            let index = i
+                .supervisor
+                .registered()
+                .iter()
+                .position(|c| c.kind == "transform" && c.name == name)?;
+            Some((&i.supervisor, index))
+        });
+    if let Some((supervisor, index)) = isolated {
+        return supervisor
+            .transform_stream(name, Some(index), &mut chunks, &mut output, &mut each)
+            .map_err(|(index, error)| ChunkError::Chunk { index, error });
+    }
+    let mut done = 0;
+    for (index, chunk) in chunks.enumerate() {
+        output.clear();
+        transform
+            .apply(chunk.into(), &mut output)
+            .into_result()
+            .map_err(|error| ChunkError::Chunk { index, error })?;
+        each(&output);
+        done += 1;
+    }
+    Ok(done)
+}
+
 /// An isolated plugin as its record keeps it: its supervisor, and how its workers start.
 pub(crate) struct Isolated {
     pub(crate) supervisor: Arc<Supervisor>,
@@ -306,7 +384,13 @@ impl host::wire::Channel for Supervisor {
         request: &[u8],
         reply: &mut RVec<u8>,
     ) -> Result<(), CallError> {
-        Supervisor::call(self, kind, name, spawn::Input::Bytes(request), reply)
+        // An application's own kind: called by name (its wire encoding takes the name).
+        let target = spawn::Target {
+            kind,
+            name,
+            index: None,
+        };
+        Supervisor::call(self, target, spawn::Input::Bytes(request), reply)
     }
 }
 

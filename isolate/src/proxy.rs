@@ -5,7 +5,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use super::spawn::Input;
+use super::spawn::{Input, Target};
 use super::Supervisor;
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RBox, RResult, RSlice, RStr, RString, RVec};
@@ -18,11 +18,14 @@ pub(crate) const WIRE_KINDS: [&str; 2] = ["command", "transform"];
 struct CommandProxy {
     supervisor: Arc<Supervisor>,
     name: String,
+    /// Its position in the supervisor's `registered` list (see [`Target`]).
+    index: usize,
 }
 
 struct TransformProxy {
     supervisor: Arc<Supervisor>,
     name: String,
+    index: usize,
 }
 
 /// Runs `f`, turning a panic (a bug in the host, which must not unwind across `extern "C"`)
@@ -44,12 +47,13 @@ impl FfiCommand for CommandProxy {
             // the only allocation (an in-process command makes it too). A worker that sends
             // bytes that are not UTF-8 gets them replaced, never read as a `str` unchecked.
             let mut text = Vec::new();
-            self.supervisor.call(
-                "command",
-                &self.name,
-                Input::Args(args.as_slice()),
-                &mut text,
-            )?;
+            let target = Target {
+                kind: "command",
+                name: &self.name,
+                index: Some(self.index),
+            };
+            self.supervisor
+                .call(target, Input::Args(args.as_slice()), &mut text)?;
             Ok(RString::from(match String::from_utf8(text) {
                 Ok(text) => text,
                 Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
@@ -62,23 +66,28 @@ impl FfiTransform for TransformProxy {
     fn apply(&self, input: RSlice<'_, u8>, output: &mut RVec<u8>) -> RResult<(), CallError> {
         caught(self.supervisor.plugin(), || {
             // The output is copied straight out of the channel into `output`.
-            self.supervisor.call(
-                "transform",
-                &self.name,
-                Input::Bytes(input.as_slice()),
-                output,
-            )
+            let target = Target {
+                kind: "transform",
+                name: &self.name,
+                index: Some(self.index),
+            };
+            self.supervisor
+                .call(target, Input::Bytes(input.as_slice()), output)
         })
     }
 }
 
 /// The proxy capability for `(kind, name)` of the supervised plugin; `None` for a kind
-/// without a wire encoding.
+/// without a wire encoding, or a capability the plugin did not register.
 pub(crate) fn export(
     supervisor: &Arc<Supervisor>,
     kind: &str,
     name: &str,
 ) -> Option<CapabilityExport> {
+    let index = supervisor
+        .registered()
+        .iter()
+        .position(|c| c.kind == kind && c.name == name)?;
     let supervisor = supervisor.clone();
     let name = name.to_owned();
     Some(match kind {
@@ -87,6 +96,7 @@ pub(crate) fn export(
                 CommandProxy {
                     supervisor,
                     name: name.clone(),
+                    index,
                 },
                 TD_Opaque,
             );
@@ -97,6 +107,7 @@ pub(crate) fn export(
                 TransformProxy {
                     supervisor,
                     name: name.clone(),
+                    index,
                 },
                 TD_Opaque,
             );

@@ -135,7 +135,7 @@ const MAGIC: u32 = u32::from_le_bytes(*b"PHSM");
 const VERSION: u32 = 1;
 const HEADER_BYTES: usize = 4096;
 const LINE: usize = 64;
-const FRAME_HEADER: usize = 4;
+pub(crate) const FRAME_HEADER: usize = 4;
 
 const OFF_MAGIC: usize = 0;
 const OFF_VERSION: usize = 4;

@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 
 use abi_stable::std_types::RStr;
 use plugin_protocol::{
-    decode_reply, decode_reply_head, encode, encode_call_args, encode_call_bytes_head, Borrowed,
-    Capability, Load, Message, MAX_FRAME_LEN, PREFIX_LEN, REPLY_HEAD_LEN,
+    decode_reply, decode_reply_head, encode, encode_call_args_to, encode_call_bytes_head_to,
+    Borrowed, Capability, Load, Message, MAX_FRAME_LEN, PREFIX_LEN, REPLY_HEAD_LEN,
 };
 
 use super::bounds::{self, Bounds, MAX_LOG_TEXT, MAX_QUEUED, MAX_QUEUED_BYTES};
@@ -137,6 +137,8 @@ pub(crate) const RING_CAPACITY: usize = 1 << 20;
 
 /// The protocol version from which calls go over the shared-memory channel.
 const SHM_VERSION: u16 = 2;
+/// The protocol version from which calls name their capability by handle.
+const HANDLE_VERSION: u16 = 3;
 
 /// A running worker.
 pub(crate) struct Worker {
@@ -160,6 +162,24 @@ pub(crate) struct Worker {
     pub(crate) shm: Option<shm::Channel>,
     /// A reusable buffer for receiving frames from the call channel.
     pub(crate) rx: Vec<u8>,
+    /// The protocol version chosen in the handshake (0 before it).
+    pub(crate) version: u16,
+    /// For each capability the host holds a proxy for (the supervisor's `registered`, by
+    /// position), its handle in this worker (its position in this worker's `registered`
+    /// answer), when this worker takes calls by handle ([`Worker::resolve`]).
+    handles: Vec<Option<u32>>,
+    /// Calls sent over the call channel whose replies were not read yet.
+    pub(crate) in_flight: usize,
+}
+
+/// The capability a call is for: its kind and name, and its position in the supervisor's
+/// list of proxied capabilities, if it has one (then the call goes by handle when the worker
+/// takes handles).
+#[derive(Clone, Copy)]
+pub(crate) struct Target<'a> {
+    pub(crate) kind: &'a str,
+    pub(crate) name: &'a str,
+    pub(crate) index: Option<usize>,
 }
 
 /// A call's arguments, borrowed from the caller.
@@ -395,6 +415,9 @@ pub(crate) fn start(spec: &Spec) -> Result<(Worker, Vec<Capability>), StartError
         frame: Vec::new(),
         shm: channel,
         rx: Vec::new(),
+        version: 0,
+        handles: Vec::new(),
+        in_flight: 0,
     };
     match handshake(&mut worker, spec, deadline) {
         Ok(capabilities) => Ok((worker, capabilities)),

@@ -7,15 +7,17 @@
 //! worker starts with the plugin, the others on their first call; a worker that failed is
 //! replaced on its slot's next call. Failures count for the plugin as a whole.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
+use abi_stable::std_types::RVec;
 use plugin_api::{CallError, CallErrorKind};
-use plugin_protocol::Capability;
+use plugin_protocol::{CallFailure, Capability};
 
 use super::shm::ByteSink;
-use super::spawn::{start, Exchange, Input, Spec, StartError, Worker};
+use super::spawn::{start, Exchange, Input, Spec, StartError, Target, Worker};
 use super::{IsolatedPlugin, MAX_FAILURES};
 use host::ReasonCode;
 
@@ -29,6 +31,9 @@ const PROTOCOL_FIX: &str = ". The next call starts a new worker; if this repeats
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// How long a stopping worker may take to exit after the shutdown message.
 const GRACE: Duration = Duration::from_millis(500);
+/// The most calls of one stream in flight to a worker ([`Supervisor::transform_stream`]):
+/// one computed while the next is copied in.
+const MAX_IN_FLIGHT: usize = 2;
 
 /// One isolated plugin's worker and its history.
 pub(crate) struct Supervisor {
@@ -38,6 +43,9 @@ pub(crate) struct Supervisor {
     registered: Vec<Capability>,
     call_timeout: Duration,
     next_id: AtomicU64,
+    /// No failure since the last success and not unregistered: calls need not take `state`'s
+    /// lock (cleared by [`Supervisor::failed`], set again by the next success).
+    healthy: AtomicBool,
     state: Mutex<State>,
     /// The worker slots, each serving one call at a time. Lock order: a slot, then `state`
     /// (never the other way round); never two slots but in [`Supervisor::replace`], in order.
@@ -69,7 +77,8 @@ impl Supervisor {
         call_timeout: Duration,
         workers: usize,
     ) -> Result<(Supervisor, Vec<Capability>), StartError> {
-        let (worker, capabilities) = start(&spec)?;
+        let (mut worker, capabilities) = start(&spec)?;
+        worker.resolve(&capabilities, &capabilities);
         let mut slots = vec![Some(worker)];
         slots.resize_with(workers.max(1), || None);
         let supervisor = Supervisor {
@@ -77,6 +86,7 @@ impl Supervisor {
             registered: capabilities.clone(),
             call_timeout,
             next_id: AtomicU64::new(1),
+            healthy: AtomicBool::new(true),
             slots: slots.into_iter().map(Mutex::new).collect(),
             state: Mutex::new(State {
                 spec,
@@ -144,23 +154,70 @@ impl Supervisor {
         }
     }
 
-    /// Calls capability `name` of `kind` in the worker, its output appended to `output` (only
+    /// The error of a call to a plugin that was unregistered, if it was.
+    fn retired_error(&self) -> Option<CallError> {
+        if self.healthy.load(Ordering::Acquire) {
+            return None;
+        }
+        let state = self.lock();
+        let (reason, message) = state.retired.as_ref()?;
+        Some(error(format!("{message} [{reason}]")))
+    }
+
+    /// Calls capability `target` in the worker, its output appended to `output` (only
     /// if it succeeds); or the plugin's own error, or a failure of the worker (with its reason code at the end
     /// of the message). Allocates nothing once the channel's buffers have grown, beyond what
     /// `output` needs (see [`Worker::exchange`]).
     pub(crate) fn call(
         &self,
-        kind: &str,
-        name: &str,
+        target: Target<'_>,
         input: Input<'_>,
         output: &mut dyn ByteSink,
     ) -> Result<(), CallError> {
-        let plugin = &self.plugin;
-        if let Some((reason, message)) = &self.lock().retired {
-            return Err(error(format!("{message} [{reason}]")));
+        if let Some(e) = self.retired_error() {
+            return Err(e);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut slot = self.slot(id);
+        self.call_on(&mut slot, id, target, input, output)
+    }
+
+    /// [`Supervisor::call`] on the worker of `slot` (started first if there is none).
+    fn call_on(
+        &self,
+        slot: &mut Option<Worker>,
+        id: u64,
+        target: Target<'_>,
+        input: Input<'_>,
+        output: &mut dyn ByteSink,
+    ) -> Result<(), CallError> {
+        let worker = self.ensure_worker(slot)?;
+        let before = output.contents().len();
+        let deadline = Instant::now() + self.call_timeout;
+        // Log records never come here: the reader thread emits them as they arrive.
+        let exchanged = worker.exchange(id, target, input, deadline, output);
+        match self.judge(worker, target, None, exchanged, output, before) {
+            Ok(result) => {
+                self.succeeded();
+                result.map_err(call_error)
+            }
+            Err(failure) => {
+                *slot = None;
+                Err(self.failed(&mut self.lock(), failure))
+            }
+        }
+    }
+
+    /// The worker of `slot`: the one there, or a new one (after the backoff), or why none.
+    /// A worker left with calls in flight (a stream whose caller panicked) is out of step
+    /// with its replies: it is replaced.
+    fn ensure_worker<'s>(&self, slot: &'s mut Option<Worker>) -> Result<&'s mut Worker, CallError> {
+        let plugin = &self.plugin;
+        if let Some(worker) = slot.as_mut().filter(|w| w.in_flight > 0) {
+            tracing::debug!("plugin `{plugin}`: a stream was abandoned; its worker is replaced");
+            worker.kill();
+            *slot = None;
+        }
         if slot.is_none() {
             let mut state = self.lock();
             if let Some((reason, message)) = &state.retired {
@@ -182,8 +239,10 @@ impl Supervisor {
                     };
                     return Err(self.failed(&mut state, failure));
                 }
-                Ok((worker, _)) => {
+                Ok((mut worker, capabilities)) => {
                     tracing::info!("plugin `{plugin}`: worker restarted (pid {})", worker.pid);
+                    // Handles are this worker's: resolved again, whatever the last one had.
+                    worker.resolve(&self.registered, &capabilities);
                     *slot = Some(worker);
                 }
                 Err(e) => {
@@ -198,45 +257,173 @@ impl Supervisor {
                 }
             }
         }
-        let worker = slot.as_mut().expect("a worker was started above");
-        match self.exchange(worker, id, kind, name, input, output) {
-            Ok(result) => {
-                let mut state = self.lock();
-                state.failures = 0;
-                state.not_before = None;
-                drop(state);
-                result.map_err(|f| CallError {
-                    kind: if f.panicked {
-                        CallErrorKind::Panicked
-                    } else {
-                        CallErrorKind::Failed
-                    },
-                    message: f.message.into(),
-                })
+        Ok(slot.as_mut().expect("a worker was started above"))
+    }
+
+    /// A call was answered: the failure count starts again.
+    fn succeeded(&self) {
+        if self.healthy.load(Ordering::Acquire) {
+            return;
+        }
+        let mut state = self.lock();
+        state.failures = 0;
+        state.not_before = None;
+        self.healthy
+            .store(state.retired.is_none(), Ordering::Release);
+    }
+
+    /// Runs the transform `name` (at `index` of [`Supervisor::registered`], if it is one) over
+    /// `chunks`, in order, with up to [`MAX_IN_FLIGHT`] calls in flight to one worker: the
+    /// worker computes one chunk while the next is copied into its ring, and its output is
+    /// copied out while it computes the next. Each chunk's output is put in `output` (cleared
+    /// first) and handed to `each`, in the order of the chunks. Each call keeps its own
+    /// deadline, counted from when the worker could start on it (its call sent and the one
+    /// before answered). Returns the number of chunks done, or the error of the first that
+    /// failed (with its position): every chunk before it was handed to `each`, none after —
+    /// a worker that dies or hangs mid-stream fails the chunk it was on, with its reason code,
+    /// and the chunks after it are not run.
+    ///
+    /// The stream holds one worker slot throughout. Over a version-1 worker (no call
+    /// channel) the chunks go one at a time.
+    pub(crate) fn transform_stream<'c>(
+        &self,
+        name: &str,
+        index: Option<usize>,
+        chunks: &mut dyn Iterator<Item = &'c [u8]>,
+        output: &mut RVec<u8>,
+        each: &mut dyn FnMut(&[u8]),
+    ) -> Result<usize, (usize, CallError)> {
+        let target = Target {
+            kind: "transform",
+            name,
+            index,
+        };
+        if let Some(e) = self.retired_error() {
+            return Err((0, e));
+        }
+        let first = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut slot = self.slot(first);
+        let capacity = match self.ensure_worker(&mut slot) {
+            Ok(worker) => worker.ring_capacity(),
+            Err(e) => return Err((0, e)),
+        };
+        let Some(capacity) = capacity else {
+            let mut done = 0;
+            for (i, chunk) in chunks.enumerate() {
+                let id = if i == 0 {
+                    first
+                } else {
+                    self.next_id.fetch_add(1, Ordering::Relaxed)
+                };
+                output.clear();
+                self.call_on(&mut slot, id, target, Input::Bytes(chunk), output)
+                    .map_err(|e| (i, e))?;
+                each(output);
+                done += 1;
             }
-            Err(failure) => {
-                *slot = None;
-                Err(self.failed(&mut self.lock(), failure))
+            return Ok(done);
+        };
+        let timeout = self.call_timeout;
+        // (id, the bytes it holds in the worker's ring, when it was sent)
+        let mut in_flight: VecDeque<(u64, usize, Instant)> = VecDeque::with_capacity(MAX_IN_FLIGHT);
+        let mut used = 0;
+        let mut done = 0;
+        let mut last_done = Instant::now();
+        let mut next = chunks.next();
+        let mut id = first;
+        loop {
+            let worker = slot.as_mut().expect("the stream's worker");
+            // Send while the worker's ring has room for every call in flight.
+            while let Some(chunk) = next {
+                let input = Input::Bytes(chunk);
+                let bytes = worker.ring_bytes(target, input);
+                if !in_flight.is_empty()
+                    && (in_flight.len() == MAX_IN_FLIGHT || used + bytes > capacity)
+                {
+                    break;
+                }
+                let sent = Instant::now();
+                match worker.send_call(id, target, input, sent + timeout) {
+                    Ok(()) => {}
+                    // Not sent: refused once the calls before it are answered.
+                    Err(Exchange::TooLarge(m)) => {
+                        if !in_flight.is_empty() {
+                            break;
+                        }
+                        let plugin = &self.plugin;
+                        return Err((done, error(format!("plugin `{plugin}` (isolated): {m}"))));
+                    }
+                    Err(exchanged) => {
+                        let failure = self.judge(worker, target, Some(done), exchanged, output, 0);
+                        let failure = failure.expect_err("a failed send is the worker's failure");
+                        slot.take();
+                        return Err((done, self.failed(&mut self.lock(), failure)));
+                    }
+                }
+                in_flight.push_back((id, bytes, sent));
+                used += bytes;
+                next = chunks.next();
+                id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            }
+            let Some((call, bytes, sent)) = in_flight.pop_front() else {
+                return Ok(done);
+            };
+            used -= bytes;
+            output.clear();
+            let exchanged = worker.recv_reply(call, sent.max(last_done) + timeout, output);
+            match self.judge(worker, target, Some(done), exchanged, output, 0) {
+                Ok(Ok(())) => {
+                    self.succeeded();
+                    last_done = Instant::now();
+                    each(output);
+                    done += 1;
+                }
+                Ok(Err(failure)) => {
+                    // The plugin's own error: the worker goes on. The replies of the calls
+                    // still in flight are read and dropped, so that it stays in step.
+                    self.succeeded();
+                    for (call, _, sent) in in_flight.drain(..) {
+                        output.clear();
+                        let exchanged =
+                            worker.recv_reply(call, sent.max(Instant::now()) + timeout, output);
+                        if let Err(lost) =
+                            self.judge(worker, target, Some(done), exchanged, output, 0)
+                        {
+                            slot.take();
+                            // Counted; the error the caller needs is the plugin's, below.
+                            let _ = self.failed(&mut self.lock(), lost);
+                            break;
+                        }
+                    }
+                    output.clear();
+                    return Err((done, call_error(failure)));
+                }
+                Err(failure) => {
+                    slot.take();
+                    return Err((done, self.failed(&mut self.lock(), failure)));
+                }
             }
         }
     }
 
-    /// Sends one call and waits for its reply until the deadline.
-    fn exchange(
+    /// What the round trip `exchanged` of a call to `target` (chunk `chunk` of a stream, if
+    /// it is one) means: the worker's answer, or its failure (the worker then killed, or
+    /// reaped with how it died). `output` loses what the call added past `before` when the
+    /// call fails.
+    fn judge(
         &self,
         worker: &mut Worker,
-        id: u64,
-        kind: &str,
-        name: &str,
-        input: Input<'_>,
+        target: Target<'_>,
+        chunk: Option<usize>,
+        exchanged: Exchange,
         output: &mut dyn ByteSink,
-    ) -> Result<Result<(), plugin_protocol::CallFailure>, Failure> {
+        before: usize,
+    ) -> Result<Result<(), CallFailure>, Failure> {
         let plugin = &self.plugin;
-        let what = || format!("{kind} `{name}`");
-        let deadline = Instant::now() + self.call_timeout;
-        // Log records never come here: the reader thread emits them as they arrive.
-        let before = output.contents().len();
-        let exchanged = worker.exchange(id, kind, name, input, deadline, output);
+        let what = || match chunk {
+            None => format!("{} `{}`", target.kind, target.name),
+            Some(i) => format!("{} `{}` (chunk {i} of a stream)", target.kind, target.name),
+        };
         // A bound broken meanwhile (the worker is killed, see `bounds`) fails the call, even
         // one that was answered.
         if let Some(bound) = worker.bounds.broken() {
@@ -253,7 +440,7 @@ impl Supervisor {
         match exchanged {
             Exchange::Reply(result) => Ok(result),
             // Too large to send: the worker is fine, the call is refused.
-            Exchange::TooLarge(e) => Ok(Err(plugin_protocol::CallFailure {
+            Exchange::TooLarge(e) => Ok(Err(CallFailure {
                 panicked: false,
                 message: format!("plugin `{plugin}` (isolated): {e}"),
             })),
@@ -307,6 +494,7 @@ impl Supervisor {
     /// [`MAX_FAILURES`] in a row. The error for the call.
     fn failed(&self, state: &mut State, failure: Failure) -> CallError {
         let plugin = &self.plugin;
+        self.healthy.store(false, Ordering::Release);
         state.failures += 1;
         let Failure { reason, message } = failure;
         // The failure is this call's error, which its caller reports: logged at debug only,
@@ -352,6 +540,18 @@ fn without_subject(plugin: &str, message: &str) -> String {
     }
 }
 
+/// The plugin's own failure as the caller's error.
+fn call_error(f: CallFailure) -> CallError {
+    CallError {
+        kind: if f.panicked {
+            CallErrorKind::Panicked
+        } else {
+            CallErrorKind::Failed
+        },
+        message: f.message.into(),
+    }
+}
+
 fn error(message: String) -> CallError {
     CallError {
         kind: CallErrorKind::Failed,
@@ -382,6 +582,8 @@ impl Supervisor {
             .iter()
             .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()))
             .collect();
+        let mut worker = worker;
+        worker.resolve(&self.registered, &capabilities);
         let mut state = self.lock();
         state.spec = spec;
         state.capabilities = capabilities;
@@ -389,6 +591,7 @@ impl Supervisor {
         state.failures = 0;
         state.not_before = None;
         state.retired = None;
+        self.healthy.store(true, Ordering::Release);
         let old: Vec<Worker> = slots.iter_mut().filter_map(|s| s.take()).collect();
         *slots[0] = Some(worker);
         old

@@ -30,10 +30,10 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 use abi_stable::std_types::{RSlice, RStr, RVec};
-use plugin_api::{CallError, CallErrorKind, CommandKind, TransformKind};
+use plugin_api::{CallError, CallErrorKind, CapabilityKind, CommandKind, TransformKind};
 use plugin_protocol::{
     decode_call, encode, encode_reply, encode_reply_head, negotiate, Borrowed, CallFailure,
-    Capability, Level, Load, Message, Payload, PayloadRef, COOKIE,
+    Capability, Level, Load, Message, Payload, PayloadRef, Target, COOKIE,
 };
 
 use super::shm;
@@ -276,12 +276,12 @@ fn run(
     });
     let (host, answer) = load_plugin(identity, kinds, &load);
     send(sender, &answer)?;
-    if !matches!(answer, Message::Registered { .. }) {
+    let Message::Registered { capabilities, .. } = &answer else {
         return Ok(());
-    }
+    };
     // 3. Calls, one at a time.
     if let Some(channel) = channel {
-        return serve_calls(&host, channel);
+        return serve_calls(&host, capabilities, channel);
     }
     while let Some(message) = recv(receiver)? {
         match message {
@@ -305,6 +305,7 @@ fn run(
                 send(sender, &Message::Reply { id, result })?;
             }
             Message::Shutdown => break,
+            // Handles are for the call channel (version 3); a version-1 host never sends one.
             other => return Err(format!("unexpected {} message from the host", other.name())),
         }
     }
@@ -376,11 +377,87 @@ fn load_plugin(identity: HostIdentity, kinds: Kinds, load: &Load) -> (Host, Mess
     (host, answer)
 }
 
+/// A capability resolved once, for calls by handle (protocol version 3): handle `i` is the
+/// `i`th capability of the worker's `registered` answer.
+enum Resolved<'h> {
+    Command(&'h <CommandKind as CapabilityKind>::Object),
+    Transform(&'h <TransformKind as CapabilityKind>::Object),
+    /// Called by kind and name: a kind with the application's own wire encoding (which takes
+    /// the name), or one that did not resolve (the call then fails as a call by name would).
+    Named(&'h Capability),
+}
+
+/// The handles of `capabilities`, resolved in `host`'s registry once.
+fn resolve<'h>(host: &'h Host, capabilities: &'h [Capability]) -> Vec<Resolved<'h>> {
+    capabilities
+        .iter()
+        .map(|c| {
+            if host.kinds().wire(&c.kind).is_some() {
+                return Resolved::Named(c);
+            }
+            let registry = host.registry();
+            match c.kind.as_str() {
+                "command" => registry
+                    .get::<CommandKind>(&c.name)
+                    .map_or(Resolved::Named(c), Resolved::Command),
+                "transform" => registry
+                    .get::<TransformKind>(&c.name)
+                    .map_or(Resolved::Named(c), Resolved::Transform),
+                _ => Resolved::Named(c),
+            }
+        })
+        .collect()
+}
+
+/// Calls the capability of `handle` (see [`Resolved`]): as [`call`] does by name, without
+/// looking it up.
+fn call_handle(
+    host: &Host,
+    handles: &[Resolved<'_>],
+    handle: u32,
+    input: Input<'_>,
+    output: &mut RVec<u8>,
+) -> Result<(), CallFailure> {
+    let failure = |e: CallError| CallFailure {
+        panicked: e.kind == CallErrorKind::Panicked,
+        message: e.message_lossy().into_owned(),
+    };
+    match (handles.get(handle as usize), input) {
+        (Some(Resolved::Command(command)), Input::Args(args)) => command
+            .call(RSlice::from_slice(args))
+            .into_result()
+            .map(|out| output.extend_from_copy_slice(out.as_bytes()))
+            .map_err(failure),
+        (Some(Resolved::Transform(transform)), Input::Bytes(input)) => transform
+            .apply(RSlice::from_slice(input), output)
+            .into_result()
+            .map_err(failure),
+        (Some(Resolved::Named(c)), input) => call(host, &c.kind, &c.name, input, output),
+        (Some(Resolved::Command(_) | Resolved::Transform(_)), _) => Err(CallFailure {
+            panicked: false,
+            message: format!("the worker cannot call capability {handle} with these arguments"),
+        }),
+        (None, _) => Err(CallFailure {
+            panicked: false,
+            message: format!(
+                "the worker has no capability {handle} (its plugin registered {})",
+                handles.len()
+            ),
+        }),
+    }
+}
+
 /// Serves calls from the shared-memory channel until `shutdown`, or until the host closes its
 /// end or dies. A call is read in place in the channel when it lies there in one piece, and a
 /// transform's output goes from its buffer straight into the channel; the buffers are reused
-/// from call to call.
-fn serve_calls(host: &Host, mut channel: shm::Channel) -> Result<(), String> {
+/// from call to call. A call by handle (version 3) finds its capability in a table resolved
+/// once, here.
+fn serve_calls(
+    host: &Host,
+    capabilities: &[Capability],
+    mut channel: shm::Channel,
+) -> Result<(), String> {
+    let handles = resolve(host, capabilities);
     let mut rx = Vec::new();
     let mut head = Vec::new();
     let mut output = RVec::new();
@@ -399,24 +476,23 @@ fn serve_calls(host: &Host, mut channel: shm::Channel) -> Result<(), String> {
                 }
                 Err(e) => return Err(format!("from the host: {e}")),
             };
+            let mut call_with = |input: Input<'_>| match request.target {
+                Target::Handle(handle) => call_handle(host, &handles, handle, input, &mut output),
+                Target::Named { kind, name } => call(host, kind, name, input, &mut output),
+            };
             let result = match request.payload {
-                PayloadRef::Bytes(bytes) => call(
-                    host,
-                    request.kind,
-                    request.name,
-                    Input::Bytes(bytes),
-                    &mut output,
-                ),
+                PayloadRef::Bytes(bytes) => call_with(Input::Bytes(bytes)),
+                p @ PayloadRef::Args { count, .. } if count <= ARGS_ON_STACK => {
+                    // Up to a few arguments without allocating.
+                    let mut args = [RStr::from(""); ARGS_ON_STACK];
+                    for (slot, arg) in args.iter_mut().zip(p.args()) {
+                        *slot = RStr::from(arg);
+                    }
+                    call_with(Input::Args(&args[..count]))
+                }
                 p @ PayloadRef::Args { .. } => {
-                    // (The worker side allocates the argument list; the host side does not.)
                     let args: Vec<RStr<'_>> = p.args().map(RStr::from).collect();
-                    call(
-                        host,
-                        request.kind,
-                        request.name,
-                        Input::Args(&args),
-                        &mut output,
-                    )
+                    call_with(Input::Args(&args))
                 }
             };
             // An output the protocol cannot carry fails the call, not the worker.
@@ -454,6 +530,9 @@ fn serve_calls(host: &Host, mut channel: shm::Channel) -> Result<(), String> {
         }
     }
 }
+
+/// The most arguments of a command the worker passes on without allocating a list.
+const ARGS_ON_STACK: usize = 8;
 
 /// A call's arguments.
 enum Input<'a> {

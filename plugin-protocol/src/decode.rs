@@ -92,15 +92,13 @@ impl<'a> PayloadRef<'a> {
     }
 }
 
-/// A [`Message::Call`] read in place ([`decode_call`]).
+/// A [`Message::Call`] or [`Message::CallHandle`] read in place ([`decode_call`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CallRef<'a> {
     /// The call's id.
     pub id: u64,
-    /// The kind's name.
-    pub kind: &'a str,
-    /// The capability's name.
-    pub name: &'a str,
+    /// The capability called: by kind and name, or by handle.
+    pub target: Target<'a>,
     /// The arguments.
     pub payload: PayloadRef<'a>,
 }
@@ -128,15 +126,18 @@ pub fn decode_reply(bytes: &[u8]) -> Result<(Borrowed<ReplyRef<'_>>, usize), Dec
     Ok((Borrowed::Expected(reply), total))
 }
 
-/// Decodes the frame at the start of `bytes` as [`decode`] does, reading a `Call` in place
-/// (no allocation); any other message is decoded whole. Same checks, same errors.
+/// Decodes the frame at the start of `bytes` as [`decode`] does, reading a `Call` or a
+/// `CallHandle` in place (no allocation); any other message is decoded whole. Same checks,
+/// same errors.
 pub fn decode_call(bytes: &[u8]) -> Result<(Borrowed<CallRef<'_>>, usize), DecodeError> {
     let (body, total) = frame_body(bytes)?;
-    if body.first() != Some(&tag::CALL) {
-        return decode(bytes).map(|(m, n)| (Borrowed::Other(m), n));
-    }
+    let by_handle = match body.first() {
+        Some(&tag::CALL) => false,
+        Some(&tag::CALL_HANDLE) => true,
+        _ => return decode(bytes).map(|(m, n)| (Borrowed::Other(m), n)),
+    };
     let mut r = Reader { bytes: body, at: 1 };
-    let call = r.call_ref()?;
+    let call = r.call_ref(by_handle)?;
     r.end()?;
     Ok((Borrowed::Expected(call), total))
 }
@@ -259,11 +260,17 @@ impl<'a> Reader<'a> {
         }
         Ok(items)
     }
-    /// A call's fields after its tag, in place.
-    pub(crate) fn call_ref(&mut self) -> Result<CallRef<'a>, DecodeError> {
+    /// A call's fields after its tag (`CALL_HANDLE` if `by_handle`, else `CALL`), in place.
+    pub(crate) fn call_ref(&mut self, by_handle: bool) -> Result<CallRef<'a>, DecodeError> {
         let id = self.u64()?;
-        let kind = self.name_ref()?;
-        let name = self.name_ref()?;
+        let target = if by_handle {
+            Target::Handle(self.u32()?)
+        } else {
+            Target::Named {
+                kind: self.name_ref()?,
+                name: self.name_ref()?,
+            }
+        };
         let payload = match self.u8()? {
             0 => {
                 let count = self.count(4)?;
@@ -281,8 +288,7 @@ impl<'a> Reader<'a> {
         };
         Ok(CallRef {
             id,
-            kind,
-            name,
+            target,
             payload,
         })
     }
@@ -351,17 +357,25 @@ impl<'a> Reader<'a> {
                 reason: self.name()?,
                 message: self.text()?,
             },
-            tag::CALL => {
-                let call = self.call_ref()?;
-                Message::Call {
-                    id: call.id,
-                    kind: call.kind.to_owned(),
-                    name: call.name.to_owned(),
-                    payload: match call.payload {
-                        args @ PayloadRef::Args { .. } => {
-                            Payload::Args(args.args().map(str::to_owned).collect())
-                        }
-                        PayloadRef::Bytes(bytes) => Payload::Bytes(bytes.to_vec()),
+            tag::CALL | tag::CALL_HANDLE => {
+                let call = self.call_ref(t == tag::CALL_HANDLE)?;
+                let payload = match call.payload {
+                    args @ PayloadRef::Args { .. } => {
+                        Payload::Args(args.args().map(str::to_owned).collect())
+                    }
+                    PayloadRef::Bytes(bytes) => Payload::Bytes(bytes.to_vec()),
+                };
+                match call.target {
+                    Target::Named { kind, name } => Message::Call {
+                        id: call.id,
+                        kind: kind.to_owned(),
+                        name: name.to_owned(),
+                        payload,
+                    },
+                    Target::Handle(handle) => Message::CallHandle {
+                        id: call.id,
+                        handle,
+                        payload,
                     },
                 }
             }

@@ -93,6 +93,28 @@ pub fn encode(message: &Message, out: &mut Vec<u8>) {
                 }
             }
         }
+        Message::CallHandle {
+            id,
+            handle,
+            payload,
+        } => {
+            w.u8(tag::CALL_HANDLE);
+            w.u64(*id);
+            w.u32(*handle);
+            match payload {
+                Payload::Args(args) => {
+                    w.u8(0);
+                    w.count(args.len());
+                    for a in args {
+                        w.str(a);
+                    }
+                }
+                Payload::Bytes(bytes) => {
+                    w.u8(1);
+                    w.bytes(bytes);
+                }
+            }
+        }
         Message::Reply { id, result } => {
             w.u8(tag::REPLY);
             w.u64(*id);
@@ -145,19 +167,7 @@ where
     I: IntoIterator<Item = &'a str>,
     I::IntoIter: ExactSizeIterator,
 {
-    let start = start_frame(out);
-    let mut w = Writer(out);
-    w.u8(tag::CALL);
-    w.u64(id);
-    w.str(kind);
-    w.str(name);
-    w.u8(0);
-    let args = args.into_iter();
-    w.count(args.len());
-    for a in args {
-        w.str(a);
-    }
-    finish_frame(out, start, 0);
+    encode_call_args_to(id, Target::Named { kind, name }, args, out)
 }
 
 /// Appends the frame of a `transform` call ([`Message::Call`] with [`Payload::Bytes`]) built
@@ -171,12 +181,66 @@ pub fn encode_call_bytes(id: u64, kind: &str, name: &str, bytes: &[u8], out: &mu
 /// is what this appends followed by the input, to be sent as two pieces (a transport that
 /// gathers them writes the input once). Same bytes as [`encode_call_bytes`].
 pub fn encode_call_bytes_head(id: u64, kind: &str, name: &str, len: usize, out: &mut Vec<u8>) {
+    encode_call_bytes_head_to(id, Target::Named { kind, name }, len, out)
+}
+
+/// The capability a call names: by kind and name (every version), or by its position in the
+/// worker's [`Message::Registered`] list ([`Message::CallHandle`], version 3 on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// By kind and name: a [`Message::Call`].
+    Named {
+        /// The kind's name.
+        kind: &'a str,
+        /// The capability's name.
+        name: &'a str,
+    },
+    /// By position: a [`Message::CallHandle`].
+    Handle(u32),
+}
+
+/// Writes the tag, id and target of a call frame.
+fn call_head(w: &mut Writer<'_>, id: u64, target: Target<'_>) {
+    match target {
+        Target::Named { kind, name } => {
+            w.u8(tag::CALL);
+            w.u64(id);
+            w.str(kind);
+            w.str(name);
+        }
+        Target::Handle(handle) => {
+            w.u8(tag::CALL_HANDLE);
+            w.u64(id);
+            w.u32(handle);
+        }
+    }
+}
+
+/// [`encode_call_args`] for any [`Target`]: the same bytes as [`encode`] of a
+/// [`Message::Call`] or [`Message::CallHandle`] with [`Payload::Args`].
+pub fn encode_call_args_to<'a, I>(id: u64, target: Target<'_>, args: I, out: &mut Vec<u8>)
+where
+    I: IntoIterator<Item = &'a str>,
+    I::IntoIter: ExactSizeIterator,
+{
     let start = start_frame(out);
     let mut w = Writer(out);
-    w.u8(tag::CALL);
-    w.u64(id);
-    w.str(kind);
-    w.str(name);
+    call_head(&mut w, id, target);
+    w.u8(0);
+    let args = args.into_iter();
+    w.count(args.len());
+    for a in args {
+        w.str(a);
+    }
+    finish_frame(out, start, 0);
+}
+
+/// [`encode_call_bytes_head`] for any [`Target`]: the frame's head, to be followed by the
+/// `len` input bytes.
+pub fn encode_call_bytes_head_to(id: u64, target: Target<'_>, len: usize, out: &mut Vec<u8>) {
+    let start = start_frame(out);
+    let mut w = Writer(out);
+    call_head(&mut w, id, target);
     w.u8(1);
     w.count(len);
     finish_frame(out, start, len);

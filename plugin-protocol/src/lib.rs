@@ -35,6 +35,11 @@
 //!   the second channel (proof that it mapped it); `Load`/`Registered`/`Refused` and `Log` stay
 //!   on the control stream, while `Call`, `Reply` and `Shutdown` move to the second channel.
 //!   A worker without a second channel offers at most version 1.
+//! - **3**: version 2, and [`Message::CallHandle`]: a call may name its capability by its
+//!   position in the worker's [`Message::Registered`] list instead of by kind and name, so
+//!   the worker resolves each capability once, not on every call. The host sends it only to
+//!   a worker that chose version 3; a worker answers a handle out of range with a failed
+//!   reply.
 //!
 //! # The hot path
 //!
@@ -47,7 +52,7 @@
 /// The first protocol version this crate speaks.
 pub const PROTOCOL_VERSION_MIN: u16 = 1;
 /// The last (newest) protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The magic cookie both sides send in the handshake (go-plugin's idea): a process that is not
 /// a plugin-host worker does not answer with it.
@@ -72,8 +77,8 @@ pub use decode::{
     PayloadRef, ReplyHead, ReplyRef, REPLY_HEAD_LEN,
 };
 pub use encode::{
-    encode, encode_call_args, encode_call_bytes, encode_call_bytes_head, encode_reply,
-    encode_reply_head,
+    encode, encode_call_args, encode_call_args_to, encode_call_bytes, encode_call_bytes_head,
+    encode_call_bytes_head_to, encode_reply, encode_reply_head, Target,
 };
 use message::tag;
 pub use message::{negotiate, CallFailure, Capability, DecodeError, Level, Load, Message, Payload};

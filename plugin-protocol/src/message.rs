@@ -132,6 +132,16 @@ pub enum Message {
         /// The arguments.
         payload: Payload,
     },
+    /// host → worker (version 3): call the capability at position `handle` of the worker's
+    /// [`Message::Registered`] list, without naming it (the worker resolved it once).
+    CallHandle {
+        /// Chosen by the host; the reply carries it back.
+        id: u64,
+        /// The capability's position in the worker's `Registered` list.
+        handle: u32,
+        /// The arguments.
+        payload: Payload,
+    },
     /// worker → host: the outcome of call `id`: the output bytes or the failure.
     Reply {
         /// The call's id.
@@ -162,6 +172,7 @@ pub(crate) mod tag {
     pub const REPLY: u8 = 7;
     pub const LOG: u8 = 8;
     pub const SHUTDOWN: u8 = 9;
+    pub const CALL_HANDLE: u8 = 10;
 }
 
 /// Why bytes are not a frame.
@@ -211,6 +222,7 @@ impl Message {
             Message::Registered { .. } => "registered",
             Message::Refused { .. } => "refused",
             Message::Call { .. } => "call",
+            Message::CallHandle { .. } => "call-handle",
             Message::Reply { .. } => "reply",
             Message::Log { .. } => "log",
             Message::Shutdown => "shutdown",

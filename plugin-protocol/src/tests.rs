@@ -55,6 +55,16 @@ fn samples() -> Vec<Message> {
             name: "redact".into(),
             payload: Payload::Bytes(vec![0, 255, 10]),
         },
+        Message::CallHandle {
+            id: 3,
+            handle: 0,
+            payload: Payload::Args(vec!["Ada".into(), "ünï".into()]),
+        },
+        Message::CallHandle {
+            id: u64::MAX,
+            handle: u32::MAX,
+            payload: Payload::Bytes(vec![0, 255, 10]),
+        },
         Message::Reply {
             id: 9,
             result: Ok(b"out".to_vec()),
@@ -283,6 +293,24 @@ fn the_hot_path_codec_writes_and_reads_the_same_bytes() {
                 name,
                 payload: Payload::Bytes(bytes),
             } => encode_call_bytes(*id, kind, name, bytes, &mut fast),
+            Message::CallHandle {
+                id,
+                handle,
+                payload: Payload::Args(args),
+            } => encode_call_args_to(
+                *id,
+                Target::Handle(*handle),
+                args.iter().map(String::as_str),
+                &mut fast,
+            ),
+            Message::CallHandle {
+                id,
+                handle,
+                payload: Payload::Bytes(bytes),
+            } => {
+                encode_call_bytes_head_to(*id, Target::Handle(*handle), bytes.len(), &mut fast);
+                fast.extend_from_slice(bytes);
+            }
             Message::Reply { id, result } => encode_reply(
                 *id,
                 result
@@ -306,17 +334,21 @@ fn the_hot_path_codec_writes_and_reads_the_same_bytes() {
                 (Borrowed::Expected(call), n),
             ) => {
                 assert_eq!(n, whole.len());
-                assert_eq!(
-                    (call.id, call.kind, call.name),
-                    (*id, kind.as_str(), name.as_str())
-                );
-                match (payload, call.payload) {
-                    (Payload::Args(args), p @ PayloadRef::Args { .. }) => {
-                        assert_eq!(p.args().collect::<Vec<_>>(), *args)
-                    }
-                    (Payload::Bytes(b), PayloadRef::Bytes(got)) => assert_eq!(got, &b[..]),
-                    other => panic!("{other:?}"),
-                }
+                let target = Target::Named { kind, name };
+                assert_eq!((call.id, call.target), (*id, target));
+                same_payload(payload, call.payload);
+            }
+            (
+                Message::CallHandle {
+                    id,
+                    handle,
+                    payload,
+                },
+                (Borrowed::Expected(call), n),
+            ) => {
+                assert_eq!(n, whole.len());
+                assert_eq!((call.id, call.target), (*id, Target::Handle(*handle)));
+                same_payload(payload, call.payload);
             }
             (other, (Borrowed::Other(m), _)) => assert_eq!(&m, other),
             other => panic!("{other:?}"),
@@ -333,6 +365,16 @@ fn the_hot_path_codec_writes_and_reads_the_same_bytes() {
             (other, (Borrowed::Other(m), _)) => assert_eq!(&m, other),
             other => panic!("{other:?}"),
         }
+    }
+}
+
+fn same_payload(payload: &Payload, got: PayloadRef<'_>) {
+    match (payload, got) {
+        (Payload::Args(args), p @ PayloadRef::Args { .. }) => {
+            assert_eq!(p.args().collect::<Vec<_>>(), *args)
+        }
+        (Payload::Bytes(b), PayloadRef::Bytes(got)) => assert_eq!(got, &b[..]),
+        other => panic!("{other:?}"),
     }
 }
 

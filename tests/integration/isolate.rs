@@ -239,6 +239,177 @@ fn an_isolated_transform_appends_its_output_and_a_failure_leaves_the_output_alon
         .all(|p| p.starts == 1));
 }
 
+/// `n` chunks of `unruly`'s `misbehave` transform input: distinct, of sizes from a few bytes
+/// to more than its worker's ring (streamed through it), so that two fit in flight at times
+/// and not at others.
+fn stream_chunks(n: usize) -> Vec<Vec<u8>> {
+    let sizes = [3, 4096, 300_000, 700_000, 17, 3 << 20, 250_000, 1];
+    (0..n)
+        .map(|k| {
+            let len = sizes[k % sizes.len()];
+            (0..len).map(|i| (i * 7 + k * 31) as u8 | 1).collect()
+        })
+        .collect()
+}
+
+#[test]
+fn a_transform_stream_returns_every_chunk_in_order_isolated_and_in_process() {
+    let dir = plugin_dir(&["unruly"]);
+    let mut isolated = isolated_host();
+    isolated.scan(&[dir.path()], ScanMode::Load).unwrap();
+    let mut in_process = builder().build();
+    in_process.scan(&[dir.path()], ScanMode::Load).unwrap();
+    let chunks = stream_chunks(40);
+    for host in [&isolated, &in_process] {
+        let mut outputs: Vec<Vec<u8>> = Vec::new();
+        let done = plugin_isolate::transform_chunks(
+            host,
+            "misbehave",
+            chunks.iter().map(Vec::as_slice),
+            |out| outputs.push(out.to_vec()),
+        )
+        .unwrap();
+        assert_eq!((done, outputs.len()), (chunks.len(), chunks.len()));
+        for (k, (chunk, out)) in chunks.iter().zip(&outputs).enumerate() {
+            assert!(
+                out.iter().eq(chunk.iter().rev()),
+                "chunk {k} came back different"
+            );
+        }
+    }
+    // One worker served the whole stream, and the handle calls after it.
+    let transform = isolated
+        .registry()
+        .get::<TransformKind>("misbehave")
+        .unwrap();
+    let mut output = RVec::new();
+    transform
+        .apply(RSlice::from_slice(b"ab"), &mut output)
+        .unwrap();
+    assert_eq!(&output[..], b"ba");
+    assert_eq!(plugin_isolate::isolated(&isolated)[0].starts, 1);
+    // An unknown transform is a lookup error, as through the registry.
+    let e = plugin_isolate::transform_chunks(&isolated, "nope", [&b"x"[..]], |_| ()).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            plugin_isolate::ChunkError::Lookup(LookupError::NotFound { .. })
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_worker_that_dies_or_hangs_mid_stream_fails_that_chunk_and_loses_none_silently() {
+    let dir = plugin_dir(&["unruly"]);
+    let mut host = builder()
+        .placement(isolation().call_timeout(Duration::from_secs(1)))
+        .build();
+    host.scan(&[dir.path()], ScanMode::Load).unwrap();
+    let cases = [
+        ("abort", ReasonCode::PluginCrashed, "SIGABRT"),
+        ("exit", ReasonCode::PluginCrashed, "exited with status 7"),
+        ("hang", ReasonCode::PluginTimeout, "within 1s"),
+    ];
+    for (round, (mode, reason, needle)) in cases.into_iter().enumerate() {
+        // Two good chunks, the bad one, then more that must not be run (or must not be
+        // reported done): the bad one is in flight behind the second good one.
+        let mut chunks = stream_chunks(2);
+        chunks.push(mode.as_bytes().to_vec());
+        chunks.extend(stream_chunks(3));
+        let mut outputs: Vec<Vec<u8>> = Vec::new();
+        let e = plugin_isolate::transform_chunks(
+            &host,
+            "misbehave",
+            chunks.iter().map(Vec::as_slice),
+            |out| outputs.push(out.to_vec()),
+        )
+        .unwrap_err();
+        let plugin_isolate::ChunkError::Chunk { index, error } = e else {
+            panic!("{mode}: {e}");
+        };
+        assert_eq!(index, 2, "{mode}: {error}");
+        assert_eq!(
+            plugin_isolate::reason(&error),
+            Some(reason),
+            "{mode}: {error}"
+        );
+        let message = error.message_lossy();
+        for needle in [
+            needle,
+            "plugin `unruly`",
+            "transform `misbehave` (chunk 2 of a stream)",
+        ] {
+            assert!(message.contains(needle), "{mode}: {message}");
+        }
+        // The chunks before it were handed on, whole and in order; none after it.
+        assert_eq!(outputs.len(), 2, "{mode}");
+        for (chunk, out) in chunks.iter().zip(&outputs) {
+            assert!(out.iter().eq(chunk.iter().rev()), "{mode}");
+        }
+        // The next call is served by a new worker, through the handle it holds (resolved
+        // again for that worker).
+        assert_eq!(call(&host, "misbehave", &["echo", mode]).unwrap(), mode);
+        let status = &plugin_isolate::isolated(&host)[0];
+        assert_eq!(
+            (status.starts, status.consecutive_failures),
+            (round as u32 + 2, 0)
+        );
+    }
+}
+
+#[test]
+fn a_plugin_error_mid_stream_fails_that_chunk_and_the_worker_stays_in_step() {
+    let dir = plugin_dir(&["unruly"]);
+    let mut host = isolated_host();
+    host.scan(&[dir.path()], ScanMode::Load).unwrap();
+    let mut chunks = stream_chunks(1);
+    chunks.push(b"fail here".to_vec());
+    chunks.extend(stream_chunks(2));
+    let mut outputs: Vec<Vec<u8>> = Vec::new();
+    let e = plugin_isolate::transform_chunks(
+        &host,
+        "misbehave",
+        chunks.iter().map(Vec::as_slice),
+        |out| outputs.push(out.to_vec()),
+    )
+    .unwrap_err();
+    let plugin_isolate::ChunkError::Chunk { index, error } = e else {
+        panic!("{e}");
+    };
+    assert_eq!(index, 1);
+    assert_eq!(
+        plugin_isolate::reason(&error),
+        None,
+        "the plugin's own error: {error}"
+    );
+    assert_eq!(
+        &*error.message_lossy(),
+        "misbehave was asked to fail after 9 bytes"
+    );
+    assert_eq!(outputs.len(), 1);
+    // The worker lives, and the reply of the chunk that was in flight behind the failed one
+    // was read: the next stream and call get their own replies.
+    let chunks = stream_chunks(5);
+    let mut outputs: Vec<Vec<u8>> = Vec::new();
+    let done = plugin_isolate::transform_chunks(
+        &host,
+        "misbehave",
+        chunks.iter().map(Vec::as_slice),
+        |out| outputs.push(out.to_vec()),
+    )
+    .unwrap();
+    assert_eq!(done, 5);
+    for (chunk, out) in chunks.iter().zip(&outputs) {
+        assert!(out.iter().eq(chunk.iter().rev()));
+    }
+    assert_eq!(
+        call(&host, "misbehave", &["echo", "after"]).unwrap(),
+        "after"
+    );
+    assert_eq!(plugin_isolate::isolated(&host)[0].starts, 1);
+}
+
 #[test]
 fn eight_threads_call_one_isolated_plugin() {
     let dir = plugin_dir(&["unruly", "redact"]);

@@ -35,60 +35,164 @@ impl Worker {
         }
     }
 
+    /// Resolves the handles of this worker: `proxied` are the capabilities the host holds a
+    /// proxy for, `registered` what this worker registered. Until this is called (and with a
+    /// worker older than version 3, or one without the call channel), calls go by name.
+    pub(crate) fn resolve(&mut self, proxied: &[Capability], registered: &[Capability]) {
+        self.handles.clear();
+        if self.version < HANDLE_VERSION || self.shm.is_none() {
+            return;
+        }
+        self.handles.extend(handles(proxied, registered));
+    }
+
+    /// The handle of `target` in this worker, if it takes calls by handle.
+    pub(crate) fn handle(&self, target: Target<'_>) -> Option<u32> {
+        *self.handles.get(target.index?)?
+    }
+
     /// One round trip: sends call `id` and waits for its reply until `deadline`. A successful
     /// call's output is appended to `output`, copied straight out of the channel.
     pub(crate) fn exchange(
         &mut self,
         id: u64,
-        kind: &str,
-        name: &str,
+        target: Target<'_>,
         input: Input<'_>,
         deadline: Instant,
         output: &mut dyn ByteSink,
     ) -> Exchange {
-        self.frame.clear();
-        // A transform's input is not copied into the frame: it follows the frame's head.
-        let payload: &[u8] = match input {
+        if self.shm.is_none() {
+            self.frame.clear();
+            let payload = self.encode_call(id, target, input);
+            if let Err(e) = self.fits(payload) {
+                return e;
+            }
+            self.frame.extend_from_slice(payload);
+            return self.exchange_over_socket(id, deadline, output);
+        }
+        if let Err(e) = self.send_call(id, target, input, deadline) {
+            return e;
+        }
+        self.recv_reply(id, deadline, output)
+    }
+
+    /// Encodes the head of call `id` into `self.frame` (by handle when the worker has one for
+    /// `target`): the payload that follows it, not copied (a transform's input).
+    fn encode_call<'i>(&mut self, id: u64, target: Target<'_>, input: Input<'i>) -> &'i [u8] {
+        let to = match self.handle(target) {
+            Some(handle) => plugin_protocol::Target::Handle(handle),
+            None => plugin_protocol::Target::Named {
+                kind: target.kind,
+                name: target.name,
+            },
+        };
+        match input {
             Input::Args(args) => {
                 let args = args.iter().map(|a| a.as_str());
-                encode_call_args(id, kind, name, args, &mut self.frame);
+                encode_call_args_to(id, to, args, &mut self.frame);
                 &[]
             }
             Input::Bytes(bytes) => {
-                encode_call_bytes_head(id, kind, name, bytes.len(), &mut self.frame);
+                encode_call_bytes_head_to(id, to, bytes.len(), &mut self.frame);
                 bytes
             }
-        };
-        if self.frame.len() - PREFIX_LEN + payload.len() > MAX_FRAME_LEN {
-            return Exchange::TooLarge(format!(
-                "the call message is larger than the protocol's limit of {MAX_FRAME_LEN} bytes"
-            ));
         }
-        let Some(channel) = &mut self.shm else {
-            self.frame.extend_from_slice(payload);
-            return self.exchange_over_socket(id, deadline, output);
+    }
+
+    /// Whether the call in `self.frame` followed by `payload` fits in a frame.
+    fn fits(&self, payload: &[u8]) -> Result<(), Exchange> {
+        if self.frame.len() - PREFIX_LEN + payload.len() > MAX_FRAME_LEN {
+            return Err(Exchange::TooLarge(format!(
+                "the call message is larger than the protocol's limit of {MAX_FRAME_LEN} bytes"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The bytes call `input` takes in the worker's ring once sent ([`Worker::send_call`]):
+    /// its frame and the ring's length word. At least that much is free in an empty ring.
+    pub(crate) fn ring_bytes(&self, target: Target<'_>, input: Input<'_>) -> usize {
+        // The longest head: a call by name (a handle's is shorter).
+        let head = PREFIX_LEN + 1 + 8 + 8 + target.kind.len() + target.name.len() + 1 + 4;
+        let payload = match input {
+            Input::Args(args) => args.iter().map(|a| 4 + a.len()).sum(),
+            Input::Bytes(bytes) => bytes.len(),
         };
+        shm::FRAME_HEADER + head + payload
+    }
+
+    /// The capacity of the worker's ring, when calls go over the call channel (then several
+    /// calls may be in flight, see [`Worker::send_call`]).
+    pub(crate) fn ring_capacity(&self) -> Option<usize> {
+        self.shm.as_ref().map(shm::Channel::capacity)
+    }
+
+    /// Sends call `id` over the call channel without waiting for its reply (read it with
+    /// [`Worker::recv_reply`], replies come in the order of the calls). The worker reads one
+    /// call at a time and keeps it in its ring until it has answered it, so calls in flight
+    /// whose [`Worker::ring_bytes`] add up to at most the ring's capacity never wait for room,
+    /// and so never for a worker that is itself waiting for its reply to be read.
+    ///
+    /// # Panics
+    /// Without a call channel (a version-1 worker).
+    pub(crate) fn send_call(
+        &mut self,
+        id: u64,
+        target: Target<'_>,
+        input: Input<'_>,
+        deadline: Instant,
+    ) -> Result<(), Exchange> {
+        self.frame.clear();
+        // A transform's input is not copied into the frame: it follows the frame's head.
+        let payload = self.encode_call(id, target, input);
+        self.fits(payload)?;
         // Anything on the control socket now is a lie (garbage, or a message out of turn):
         // a version-2 worker only sends log records there, which the reader thread handles.
         match self.events.try_recv().map(|(event, len)| {
             self.bounds.taken(len);
             event
         }) {
-            Ok(Event::Broken(e)) => return Exchange::Broken(format!("on its control socket: {e}")),
-            Ok(Event::Message(m)) => return Exchange::Other(m.name()),
+            Ok(Event::Broken(e)) => {
+                return Err(Exchange::Broken(format!("on its control socket: {e}")))
+            }
+            Ok(Event::Message(m)) => return Err(Exchange::Other(m.name())),
             Ok(Event::Closed) | Err(_) => {}
         }
+        let channel = self
+            .shm
+            .as_mut()
+            .expect("calls in flight need the call channel");
         match channel.send_parts(&[&self.frame, payload], Some(deadline)) {
-            Ok(()) => {}
-            Err(shm::SendError::PeerGone) => return Exchange::Closed,
-            Err(shm::SendError::Timeout) => return Exchange::Timeout,
-            Err(shm::SendError::TooLarge { .. }) => {
-                return Exchange::TooLarge(format!(
-                    "the call message is larger than the channel's limit of {MAX_FRAME_LEN} bytes"
-                ))
+            Ok(()) => {
+                self.in_flight += 1;
+                Ok(())
             }
-            Err(e) => return Exchange::Broken(e.to_string()),
+            Err(shm::SendError::PeerGone) => Err(Exchange::Closed),
+            Err(shm::SendError::Timeout) => Err(Exchange::Timeout),
+            Err(shm::SendError::TooLarge { .. }) => Err(Exchange::TooLarge(format!(
+                "the call message is larger than the channel's limit of {MAX_FRAME_LEN} bytes"
+            ))),
+            Err(e) => Err(Exchange::Broken(e.to_string())),
         }
+    }
+
+    /// Waits until `deadline` for the reply to call `id`, the next one on the call channel
+    /// (see [`Worker::send_call`]). A successful call's output is appended to `output`,
+    /// copied straight out of the channel after its head was checked.
+    ///
+    /// # Panics
+    /// Without a call channel (a version-1 worker).
+    pub(crate) fn recv_reply(
+        &mut self,
+        id: u64,
+        deadline: Instant,
+        output: &mut dyn ByteSink,
+    ) -> Exchange {
+        let channel = self
+            .shm
+            .as_mut()
+            .expect("replies in flight need the call channel");
+        self.in_flight = self.in_flight.saturating_sub(1);
         // The reply's head here, checked; only then its payload, straight into `output`.
         let received = channel.recv_head(&mut self.rx, REPLY_HEAD_LEN, Some(deadline));
         let rest = match received {
@@ -215,6 +319,19 @@ impl Worker {
     }
 }
 
+/// For each of `proxied`, its handle in a worker that registered `registered`: its position
+/// there (the worker's list, not the first worker's: a reloaded build may register more, and
+/// so shift them), or `None` when it is not there.
+fn handles<'a>(
+    proxied: &'a [Capability],
+    registered: &'a [Capability],
+) -> impl Iterator<Item = Option<u32>> + 'a {
+    proxied.iter().map(|c| {
+        let at = registered.iter().position(|r| r == c)?;
+        u32::try_from(at).ok()
+    })
+}
+
 /// How a round trip ended when the channel failed while receiving the reply.
 fn lost(e: shm::RecvError) -> Exchange {
     match e {
@@ -251,5 +368,39 @@ fn reply(
         Ok((Borrowed::Expected(_), _)) => Exchange::Other("reply (to another call)"),
         Ok((Borrowed::Other(m), _)) => Exchange::Other(m.name()),
         Err(e) => Exchange::Broken(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cap(kind: &str, name: &str) -> Capability {
+        Capability {
+            kind: kind.into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn handles_are_positions_in_the_workers_own_list() {
+        let proxied = [cap("command", "hello"), cap("transform", "hello")];
+        // The same list: the same positions.
+        let same: Vec<_> = handles(&proxied, &proxied).collect();
+        assert_eq!(same, [Some(0), Some(1)]);
+        // A reloaded build that registers more: each proxy finds its capability where the
+        // new worker has it, not where the first one had it.
+        let reloaded = [
+            cap("command", "aaa"),
+            cap("command", "hello"),
+            cap("command", "zzz"),
+            cap("transform", "hello"),
+        ];
+        let moved: Vec<_> = handles(&proxied, &reloaded).collect();
+        assert_eq!(moved, [Some(1), Some(3)]);
+        // One it lacks is called by name (and fails there as a call by name would).
+        let lacking = [cap("transform", "hello")];
+        let gone: Vec<_> = handles(&proxied, &lacking).collect();
+        assert_eq!(gone, [None, Some(0)]);
     }
 }

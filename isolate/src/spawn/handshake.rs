@@ -17,6 +17,7 @@ fn shm_welcome(
     spec: &Spec,
     deadline: Instant,
     pid: u32,
+    chosen: u16,
     failed: &impl Fn(&mut Worker, String) -> StartError,
 ) -> Result<(), StartError> {
     let Some(channel) = &mut worker.shm else {
@@ -33,7 +34,7 @@ fn shm_welcome(
                 },
                 used,
             )) if cookie == COOKIE
-                && version == SHM_VERSION
+                && version == chosen
                 && again == pid
                 && used == worker.rx.len() =>
             {
@@ -47,7 +48,7 @@ fn shm_welcome(
             Err(e) => format!("sent garbage on the shared-memory call channel ({e})"),
         },
         Err(shm::RecvError::Timeout) => format!(
-            "chose protocol version {SHM_VERSION} (calls in shared memory) but did not answer on \
+            "chose protocol version {chosen} (calls in shared memory) but did not answer on \
              the shared-memory call channel within {}s",
             spec.start_timeout.as_secs_f64()
         ),
@@ -129,8 +130,9 @@ pub(super) fn handshake(
                 // An older worker: calls go over the control socket.
                 worker.shm = None;
             } else {
-                shm_welcome(worker, spec, deadline, pid, &failed)?;
+                shm_welcome(worker, spec, deadline, pid, version, &failed)?;
             }
+            worker.version = version;
         }
         Some(Event::Message(Message::Refused { message, .. })) => {
             let message = host::text::printable(&message).into_owned();
