@@ -97,7 +97,7 @@ fn declaring_nothing_is_indexed_under_nothing() {
         ),
         Placed::Indexed
     );
-    assert!(index.by_capability.is_empty());
+    assert!(index.candidates("command", "quiet").is_empty());
     assert!(index.names("command").is_empty());
 }
 

@@ -15,9 +15,9 @@ fn an_entry_is_used_only_for_the_same_file() {
     assert!(cache_path.is_file(), "written");
 
     let mut cache = Cache::load(cache_path.clone());
-    let entry = cache.get(&lib).expect("a hit for the same file").entry;
+    let found = cache.get(&lib).expect("a hit for the same file");
     assert_eq!(
-        (entry.name.as_str(), entry.capabilities.clone()),
+        (found.name(), found.declared().map(declared_map)),
         ("a", p.capabilities.clone())
     );
 
@@ -131,10 +131,12 @@ fn a_settled_directory_is_trusted_by_its_identity_alone() {
 
     // The directory is unchanged: its listing and entry are used, the file not checked.
     let mut cache = Cache::load(cache_path.clone());
-    assert_eq!(cache.listing(dir.path()), Some(vec![lib.clone()]));
+    let d = cache.listing(dir.path()).expect("the record");
+    assert_eq!(cache.listed(d), 1);
+    assert_eq!(cache.dir_path(d).join(cache.file_name(d, 0)), lib);
     let found = cache.get(&lib).expect("a hit");
     assert!(!found.checked);
-    assert_eq!(found.entry.name, "a");
+    assert_eq!(found.name(), "a");
 
     // Overwritten in place (same inode, the directory untouched): still used on the
     // directory's word — the file is judged afresh when loaded, and `Lazy` checks it one by
@@ -210,13 +212,15 @@ fn a_truncated_forged_or_corrupted_cache_is_refused_whole() {
     cache.save();
     let bytes = std::fs::read(&cache_path).unwrap();
     let dirs = decode(&bytes).expect("its own output decodes");
+    let names: Vec<&[u8]> = dirs[0].files.iter().map(|f| f.name.of(&bytes)).collect();
+    assert_eq!(names, [&b"liba.so"[..], b"libb.so", b"libc.so"]);
     assert_eq!(dirs[0].files.len(), 3);
     assert!(
         dirs[0].files[2].entry.is_none(),
         "the unreadable file stays listed"
     );
     assert_eq!(
-        encode(&dirs),
+        encode(&bytes, &dirs),
         bytes,
         "decoding and encoding again is the identity"
     );
@@ -239,12 +243,20 @@ fn a_truncated_forged_or_corrupted_cache_is_refused_whole() {
     assert!(decode(&huge).is_none());
     // Files out of order, or a name that is a path: refused.
     let forged = |names: &[&str]| {
+        let mut text = Vec::new();
         let files = names
             .iter()
-            .map(|n| FileRecord {
-                name: (*n).into(),
-                entry: None,
-                seen: true,
+            .map(|n| {
+                let start = text.len() as u32;
+                text.extend_from_slice(n.as_bytes());
+                FileRecord {
+                    name: Span {
+                        start,
+                        len: n.len() as u32,
+                    },
+                    entry: None,
+                    seen: true,
+                }
             })
             .collect();
         let dirs = [DirRecord {
@@ -254,7 +266,7 @@ fn a_truncated_forged_or_corrupted_cache_is_refused_whole() {
             indexed: false,
             fresh: false,
         }];
-        decode(&encode(&dirs)).is_some()
+        decode(&encode(&text, &dirs)).is_some()
     };
     assert!(forged(&["a.so", "b.so"]));
     assert!(!forged(&["b.so", "a.so"]));
@@ -282,7 +294,8 @@ fn entries_of_directories_not_listed_are_kept_while_their_files_exist() {
     // Another run that lists nothing there: `a` is kept, `b` (removed) dropped.
     std::fs::remove_file(&b).unwrap();
     Cache::load(cache_path.clone()).save();
-    let dirs = decode(&std::fs::read(&cache_path).unwrap()).unwrap();
-    let names: Vec<_> = dirs[0].files.iter().map(|f| f.name.clone()).collect();
-    assert_eq!(names, ["liba.so"]);
+    let bytes = std::fs::read(&cache_path).unwrap();
+    let dirs = decode(&bytes).unwrap();
+    let names: Vec<_> = dirs[0].files.iter().map(|f| f.name.of(&bytes)).collect();
+    assert_eq!(names, [b"liba.so"]);
 }
