@@ -537,8 +537,9 @@ impl Loader for Host {
         misnamed || self.gate.is_disabled(name)
     }
 
-    fn is_disabled(&self, name: &str) -> bool {
-        self.gate.is_disabled(name)
+    fn disabled(&self) -> Vec<String> {
+        let settings = self.gate.plugins.iter();
+        settings.filter(|(_, s)| s.disabled).map(|(n, _)| n.clone()).collect()
     }
 
     fn is_builtin(&self, name: &str) -> bool {

@@ -116,24 +116,29 @@ struct Names {
 }
 
 impl Names {
-    fn find(&self, text: &[u8], name: &[u8]) -> Option<FileAt> {
-        let mut next = self.heads.get(&self.hasher.hash_one(name)).copied();
+    /// The first file carrying `name` (at `held` in `text`) if there is one; else `file`
+    /// becomes it, and `None`.
+    fn first_or_insert(&mut self, text: &[u8], held: Text, file: FileAt) -> Option<FileAt> {
+        let name = bytes(text, held);
+        let hash = self.hasher.hash_one(name);
+        let head = self.heads.entry(hash).or_insert(usize::MAX);
+        let mut next = (*head != usize::MAX).then_some(*head);
         while let Some(at) = next {
-            let (held, file, further) = self.entries[at];
-            if bytes(text, held) == name {
-                return Some(file);
+            let (other, first, further) = self.entries[at];
+            if bytes(text, other) == name {
+                return Some(first);
             }
             next = further;
         }
+        let further = (*head != usize::MAX).then_some(*head);
+        *head = self.entries.len();
+        self.entries.push((held, file, further));
         None
     }
 
-    /// Adds `name` (not there yet) at `held` in `text`, carried first by `file`.
-    fn insert(&mut self, text: &[u8], held: Text, file: FileAt) {
-        let hash = self.hasher.hash_one(bytes(text, held));
-        let at = self.entries.len();
-        let further = self.heads.insert(hash, at);
-        self.entries.push((held, file, further));
+    fn reserve(&mut self, n: usize) {
+        self.heads.reserve(n);
+        self.entries.reserve(n);
     }
 }
 
@@ -160,6 +165,10 @@ pub(crate) struct Index {
     /// and places again), and whether `index` reported it (loaded at once, verified and
     /// refused, shadowed): not reported again.
     considered: Vec<(FileAt, bool)>,
+    /// What [`Index::candidates`] found, by `(kind, name)`, since the last plugin was added
+    /// (loading a capability asks for the same twice: for itself, and for the plugins
+    /// earlier in path order that declare one of the capabilities of the one loaded).
+    asked: HashMap<(String, String), Vec<usize>>,
     /// The files whose entries were trusted by their directory's identity, with the identity
     /// each had when its entry was made: checked one by one before a capability is said not
     /// found.
@@ -207,6 +216,15 @@ impl Index {
     /// The file of indexed plugin `at`.
     fn plugin_path(&self, at: usize) -> PathBuf {
         self.path(self.plugins[at].file)
+    }
+
+    /// Room for `n` more files.
+    fn reserve(&mut self, n: usize) {
+        self.plugins.reserve(n);
+        self.considered.reserve(n);
+        self.names.reserve(n);
+        // A file name, a plugin name and a declaration of one or two names.
+        self.text.reserve(n * 48);
     }
 
     fn push(&mut self, bytes: &[u8]) -> Text {
@@ -272,15 +290,18 @@ impl Index {
 
     /// Places `file` (in path order) by its plugin name and declaration block.
     fn add_at(&mut self, file: FileAt, name: &str, declared: Option<&[u8]>, cached: bool) -> Placed {
-        if let Some(first) = self.names.find(&self.text, name.as_bytes()) {
+        let held = self.push(name.as_bytes());
+        if let Some(first) = self.names.first_or_insert(&self.text, held, file) {
+            self.text.truncate(held.0);
             return Placed::Shadowed(self.path(first));
         }
-        let held = self.push(name.as_bytes());
-        self.names.insert(&self.text, held, file);
         let Some(declared) = declared else {
             return Placed::Undeclared;
         };
         let declared = self.push(declared);
+        if !self.asked.is_empty() {
+            self.asked.clear();
+        }
         self.plugins.push(Slot {
             file,
             name: held,
@@ -294,10 +315,19 @@ impl Index {
     /// The indexed plugins declaring `(kind, name)`, in path order: a pass over the
     /// declarations, which costs less than building a map of them would for a start-up
     /// that asks for one or two.
-    pub(crate) fn candidates(&self, kind: &str, name: &str) -> Vec<usize> {
-        (0..self.plugins.len())
-            .filter(|&at| self.declared(at).any(|(k, n)| k == kind && n == name))
-            .collect()
+    pub(crate) fn candidates(&mut self, kind: &str, name: &str) -> Vec<usize> {
+        let key = (kind.to_owned(), name.to_owned());
+        if let Some(found) = self.asked.get(&key) {
+            return found.clone();
+        }
+        let found: Vec<usize> = (0..self.plugins.len())
+            .filter(|&at| {
+                self.declared(at)
+                    .any(|(k, n)| k == kind.as_bytes() && n == name.as_bytes())
+            })
+            .collect();
+        self.asked.insert(key, found.clone());
+        found
     }
 
     /// The capability names of `kind` that indexed plugins not refused declare.
@@ -305,8 +335,8 @@ impl Index {
         (0..self.plugins.len())
             .filter(|&at| !matches!(self.plugins[at].state, IndexedState::Refused(..)))
             .flat_map(|at| self.declared(at))
-            .filter(|(k, _)| *k == kind)
-            .map(|(_, n)| n.to_owned())
+            .filter(|(k, _)| *k == kind.as_bytes())
+            .map(|(_, n)| cache::text(n).to_owned())
             .collect()
     }
 }
@@ -381,9 +411,9 @@ pub(crate) trait Loader {
     /// Whether the settings refuse the file at `path`, carrying plugin `name` (configured for
     /// another name, or disabled).
     fn refused_by_settings(&self, path: &Path, name: &str) -> bool;
-    /// Whether the settings disable plugin `name` (for a file not configured: all
-    /// [`Loader::refused_by_settings`] says of it).
-    fn is_disabled(&self, name: &str) -> bool;
+    /// The plugin names the settings disable (of a file not configured, all
+    /// [`Loader::refused_by_settings`] says is whether its name is one of them).
+    fn disabled(&self) -> Vec<String>;
     /// Whether a builtin holds the name `name`.
     fn is_builtin(&self, name: &str) -> bool;
     /// The capabilities registered so far.
@@ -450,6 +480,8 @@ impl Lazy {
         let mut reports = host.register_builtins(&|| {
             candidates.iter().map(|c| path_of(&cache, c)).collect()
         });
+        let disabled = host.disabled();
+        self.index.reserve(candidates.len());
         // One directory of the index per directory record.
         let mut dir_of_record: Vec<Option<usize>> = Vec::new();
         for candidate in candidates {
@@ -497,7 +529,7 @@ impl Lazy {
                                 block
                             });
                             read = (p.name, p.version.to_string(), block);
-                            (read.0.as_str(), read.1.as_str(), read.2.as_deref())
+                            (read.0.as_str(), read.1.as_bytes(), read.2.as_deref())
                         }
                         Err(e) => {
                             if let Some(cache) = &mut cache {
@@ -514,7 +546,7 @@ impl Lazy {
             let refused = if configured {
                 host.refused_by_settings(&self.index.path(file), name)
             } else {
-                host.is_disabled(name)
+                disabled.iter().any(|d| d == name)
             };
             // Refused or disabled by the configuration: reported as a scan would, and never
             // indexed. Taking a builtin's name (not replaceable: a replaced builtin was
@@ -534,7 +566,7 @@ impl Lazy {
                     let path = self.index.path(file);
                     let mut report = PluginReport::new(path.clone());
                     report.name = Some(name.to_owned());
-                    report.version = Some(version.to_owned());
+                    report.version = Some(cache::text(version).to_owned());
                     let name = name.to_owned();
                     let error = PluginError::Shadowed { path, name, first };
                     reports.push(report.with_error(Status::Shadowed, error));
@@ -650,9 +682,13 @@ impl Lazy {
     /// one is then refused (`capability-conflict`), so an overlap is reported, not hidden by
     /// laziness. Only a misconfigured search path pays for those extra loads.
     fn load_indexed(&mut self, host: &mut dyn Loader, at: usize) -> IndexedState {
-        let mut earlier: Vec<usize> = self
+        let declared: Vec<(String, String)> = self
             .index
             .declared(at)
+            .map(|(kind, name)| (cache::text(kind).to_owned(), cache::text(name).to_owned()))
+            .collect();
+        let mut earlier: Vec<usize> = declared
+            .iter()
             .flat_map(|(kind, name)| self.index.candidates(kind, name))
             .filter(|&j| j < at)
             .collect();

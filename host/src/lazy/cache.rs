@@ -127,9 +127,9 @@ impl<'a> Found<'a> {
     pub(crate) fn name(&self) -> &'a str {
         std::str::from_utf8(self.entry.name.of(self.bytes)).unwrap_or_default()
     }
-    /// The plugin's version, as recorded.
-    pub(crate) fn version(&self) -> &'a str {
-        std::str::from_utf8(self.entry.version.of(self.bytes)).unwrap_or_default()
+    /// The plugin's version, as recorded (checked text: see [`text`]).
+    pub(crate) fn version(&self) -> &'a [u8] {
+        self.entry.version.of(self.bytes)
     }
     /// Its declaration block (see [`declared`]), none if it declares nothing.
     pub(crate) fn declared(&self) -> Option<&'a [u8]> {
@@ -496,7 +496,7 @@ pub(crate) fn declared(block: &[u8]) -> Declared<'_> {
     Declared {
         r,
         kinds,
-        kind: "",
+        kind: &[],
         names: 0,
     }
 }
@@ -505,24 +505,30 @@ pub(crate) fn declared(block: &[u8]) -> Declared<'_> {
 pub(crate) struct Declared<'a> {
     r: Reader<'a>,
     kinds: usize,
-    kind: &'a str,
+    kind: &'a [u8],
     names: usize,
 }
 
 impl<'a> Iterator for Declared<'a> {
-    type Item = (&'a str, &'a str);
+    /// A kind and a name, as bytes (checked text: [`text`] makes them `str`s).
+    type Item = (&'a [u8], &'a [u8]);
     fn next(&mut self) -> Option<Self::Item> {
         while self.names == 0 {
             if self.kinds == 0 {
                 return None;
             }
             self.kinds -= 1;
-            self.kind = self.r.str()?;
+            self.kind = self.r.bytes()?;
             self.names = self.r.u32()?;
         }
         self.names -= 1;
-        Some((self.kind, self.r.str()?))
+        Some((self.kind, self.r.bytes()?))
     }
+}
+
+/// Checked text of the cache as a `str` (empty if it is not UTF-8, which a checked one is).
+pub(crate) fn text(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).unwrap_or_default()
 }
 
 /// A declaration block as a map of kind to names.
@@ -653,11 +659,11 @@ fn os_str(bytes: &[u8]) -> &std::ffi::OsStr {
 fn check_declared(r: &mut Reader<'_>) -> Option<()> {
     let mut count = 0usize;
     for _ in 0..r.count(8)? {
-        crate::limits::capability_name(r.bytes()?).ok()?;
+        crate::limits::is_capability_name(r.bytes()?).then_some(())?;
         let names = r.count(4)?;
         count = count.checked_add(names + 1)?;
         for _ in 0..names {
-            crate::limits::capability_name(r.bytes()?).ok()?;
+            crate::limits::is_capability_name(r.bytes()?).then_some(())?;
         }
     }
     (count <= crate::limits::MAX_CAPABILITIES).then_some(())
@@ -691,8 +697,7 @@ fn decode(bytes: &[u8]) -> Option<Vec<DirRecord>> {
             let plain = !text.is_empty()
                 && text != b"."
                 && text != b".."
-                && !text.contains(&b'/')
-                && !text.contains(&0);
+                && !text.iter().any(|&b| b == b'/' || b == 0);
             if !plain || (!files.is_empty() && last >= text) {
                 return None;
             }
@@ -712,11 +717,11 @@ fn decode(bytes: &[u8]) -> Option<Vec<DirRecord>> {
             };
             let id = r.id()?;
             let plugin = r.span()?;
-            let plugin_ok = std::str::from_utf8(plugin.of(bytes))
-                .is_ok_and(|n| crate::limits::check_name(n).is_ok());
+            let plugin_ok = crate::limits::is_plugin_name(plugin.of(bytes));
             let version = r.span()?;
-            let version_ok = version.len as usize <= crate::limits::MAX_FIELD
-                && std::str::from_utf8(version.of(bytes)).is_ok();
+            let text = version.of(bytes);
+            let version_ok = text.len() <= crate::limits::MAX_FIELD
+                && (text.is_ascii() || std::str::from_utf8(text).is_ok());
             if !plugin_ok || !version_ok {
                 return None;
             }
