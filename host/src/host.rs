@@ -539,7 +539,10 @@ impl Loader for Host {
 
     fn disabled(&self) -> Vec<String> {
         let settings = self.gate.plugins.iter();
-        settings.filter(|(_, s)| s.disabled).map(|(n, _)| n.clone()).collect()
+        settings
+            .filter(|(_, s)| s.disabled)
+            .map(|(n, _)| n.clone())
+            .collect()
     }
 
     fn is_builtin(&self, name: &str) -> bool {

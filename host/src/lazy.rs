@@ -289,7 +289,13 @@ impl Index {
     }
 
     /// Places `file` (in path order) by its plugin name and declaration block.
-    fn add_at(&mut self, file: FileAt, name: &str, declared: Option<&[u8]>, cached: bool) -> Placed {
+    fn add_at(
+        &mut self,
+        file: FileAt,
+        name: &str,
+        declared: Option<&[u8]>,
+        cached: bool,
+    ) -> Placed {
         let held = self.push(name.as_bytes());
         if let Some(first) = self.names.first_or_insert(&self.text, held, file) {
             self.text.truncate(held.0);
@@ -477,9 +483,8 @@ impl Lazy {
         } else {
             found
         };
-        let mut reports = host.register_builtins(&|| {
-            candidates.iter().map(|c| path_of(&cache, c)).collect()
-        });
+        let mut reports =
+            host.register_builtins(&|| candidates.iter().map(|c| path_of(&cache, c)).collect());
         let disabled = host.disabled();
         self.index.reserve(candidates.len());
         // One directory of the index per directory record.

@@ -491,7 +491,10 @@ pub(crate) fn encode_declared(out: &mut Vec<u8>, declared: &BTreeMap<String, Vec
 /// The `(kind, name)` pairs of a declaration block, in order (a malformed block ends early:
 /// those the index keeps were checked when decoded, or made by [`encode_declared`]).
 pub(crate) fn declared(block: &[u8]) -> Declared<'_> {
-    let mut r = Reader { bytes: block, at: 0 };
+    let mut r = Reader {
+        bytes: block,
+        at: 0,
+    };
     let kinds = r.u32().unwrap_or(0);
     Declared {
         r,
@@ -535,14 +538,19 @@ pub(crate) fn text(bytes: &[u8]) -> &str {
 pub(crate) fn declared_map(block: &[u8]) -> BTreeMap<String, Vec<String>> {
     let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
     // A kind declared with no names is kept, as the provenance had it.
-    let mut r = Reader { bytes: block, at: 0 };
+    let mut r = Reader {
+        bytes: block,
+        at: 0,
+    };
     for _ in 0..r.u32().unwrap_or(0) {
         let Some(kind) = r.str() else { break };
         map.entry(kind.to_owned()).or_default();
         let names = r.u32().unwrap_or(0);
         for _ in 0..names {
             let Some(name) = r.str() else { break };
-            map.entry(kind.to_owned()).or_default().push(name.to_owned());
+            map.entry(kind.to_owned())
+                .or_default()
+                .push(name.to_owned());
         }
     }
     map

@@ -299,3 +299,118 @@ fn entries_of_directories_not_listed_are_kept_while_their_files_exist() {
     let names: Vec<_> = dirs[0].files.iter().map(|f| f.name.of(&bytes)).collect();
     assert_eq!(names, [b"liba.so"]);
 }
+
+/// Where the first file record's fields are in a cache of one directory: the offsets of
+/// its name's length, the plugin name's length, the version's length and the declaration
+/// block (whose first field is its number of kinds).
+fn one_file_layout(bytes: &[u8]) -> (usize, usize, usize, usize) {
+    let mut r = Reader { bytes, at: 0 };
+    r.take(MAGIC.len()).unwrap();
+    r.u32().unwrap();
+    r.bytes().unwrap();
+    assert_eq!(r.u8(), Some(0), "no directory identity recorded");
+    r.u32().unwrap();
+    let file_name = r.at;
+    r.bytes().unwrap();
+    r.u8().unwrap();
+    r.id().unwrap();
+    let plugin = r.at;
+    r.bytes().unwrap();
+    let version = r.at;
+    r.bytes().unwrap();
+    assert_eq!(r.u8(), Some(1), "declared");
+    (file_name, plugin, version, r.at)
+}
+
+#[test]
+fn lengths_past_the_end_huge_counts_and_bad_text_refuse_the_cache_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("liba.so");
+    std::fs::write(&lib, b"one").unwrap();
+    let cache_path = dir.path().join("index.bin");
+    one_entry(&lib, &cache_path);
+    let bytes = std::fs::read(&cache_path).unwrap();
+    assert!(Cache::load(cache_path.clone()).get(&lib).is_some());
+    let (file_name, plugin, version, block) = one_file_layout(&bytes);
+    let patched = |at: usize, value: &[u8]| {
+        let mut b = bytes.clone();
+        b[at..at + value.len()].copy_from_slice(value);
+        b
+    };
+    let cases = [
+        (
+            "a file name's length past the end",
+            patched(file_name, &u32::MAX.to_le_bytes()),
+        ),
+        (
+            "a plugin name's length past the end",
+            patched(plugin, &0x00ff_ffffu32.to_le_bytes()),
+        ),
+        // One byte longer: the name takes the version's first length byte, and every
+        // field after it is read one byte off.
+        (
+            "a plugin name's length one too long",
+            patched(plugin, &2u32.to_le_bytes()),
+        ),
+        (
+            "a version's length past the end",
+            patched(version, &u32::MAX.to_le_bytes()),
+        ),
+        (
+            "a huge number of kinds",
+            patched(block, &u32::MAX.to_le_bytes()),
+        ),
+        ("a name that is not one", patched(plugin + 4, b"/")),
+        (
+            "another format version",
+            patched(MAGIC.len() - 1, &[MAGIC[7] + 1]),
+        ),
+    ];
+    for (what, forged) in cases {
+        assert!(decode(&forged).is_none(), "{what}");
+        std::fs::write(&cache_path, &forged).unwrap();
+        let mut cache = Cache::load(cache_path.clone());
+        assert!(cache.dirs.is_empty(), "{what}: ignored whole");
+        assert!(cache.get(&lib).is_none(), "{what}");
+        // And replaced by what this run finds.
+        cache.put(&lib, &crate::lazy::tests::provenance("a", None));
+        cache.save();
+        assert!(
+            Cache::load(cache_path.clone()).get(&lib).is_some(),
+            "{what}"
+        );
+    }
+    // A declared capability name that is no name (a control character, not UTF-8).
+    for bad in [&b"\x1b[2J"[..], b"\xff\xfe"] {
+        let mut forged = bytes[..block].to_vec();
+        forged.extend_from_slice(&1u32.to_le_bytes());
+        put_bytes(&mut forged, b"command");
+        forged.extend_from_slice(&1u32.to_le_bytes());
+        put_bytes(&mut forged, bad);
+        assert!(decode(&forged).is_none(), "{bad:?}");
+    }
+}
+
+#[test]
+fn a_declaration_block_is_read_within_its_bytes() {
+    let declared = BTreeMap::from([
+        ("command".to_owned(), vec!["a".to_owned(), "b".to_owned()]),
+        ("transform".to_owned(), vec![]),
+    ]);
+    let mut block = Vec::new();
+    encode_declared(&mut block, &declared);
+    let pairs: Vec<_> = super::declared(&block).collect();
+    assert_eq!(pairs, [(&b"command"[..], &b"a"[..]), (b"command", b"b")]);
+    assert_eq!(declared_map(&block), declared);
+    // Cut anywhere, or with counts beyond its bytes: the pairs before the cut, never a panic.
+    for end in 0..block.len() {
+        let got: Vec<_> = super::declared(&block[..end]).collect();
+        assert!(pairs.starts_with(&got), "cut at {end}");
+        let _ = declared_map(&block[..end]);
+    }
+    let mut huge = u32::MAX.to_le_bytes().to_vec();
+    put_bytes(&mut huge, b"command");
+    huge.extend_from_slice(&u32::MAX.to_le_bytes());
+    assert_eq!(super::declared(&huge).count(), 0);
+    assert_eq!(declared_map(&huge).len(), 1);
+}
