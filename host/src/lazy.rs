@@ -62,14 +62,15 @@ pub enum IndexedState {
     Refused(ReasonCode, String),
 }
 
-/// Some bytes of [`Index::text`]: start and length.
+/// Some bytes of [`Index::text`]: start and length (32 bits each: the tables of 10 000
+/// plugins stay small; an index of more than 4 GiB of names is not one this host makes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Text(usize, usize);
+struct Text(u32, u32);
 
 /// Where a file is: one of [`Index::dirs`], and the file's name in [`Index::text`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FileAt {
-    dir: usize,
+    dir: u32,
     name: Text,
 }
 
@@ -104,15 +105,36 @@ impl Hasher for Prehashed {
 }
 
 /// Every plugin name met so far → the first file carrying it: keyed by the name's hash
-/// (randomly keyed, so names cannot be chosen to collide), the names kept in
-/// [`Index::text`], so nothing is allocated per name.
-#[derive(Debug, Default)]
+/// (keyed by two random words per index, so names cannot be chosen to collide without
+/// them), the names kept in [`Index::text`], so nothing is allocated per name.
+#[derive(Debug)]
 struct Names {
-    hasher: RandomState,
+    key: [u64; 2],
     /// A hash → the first of its entries.
-    heads: HashMap<u64, usize, BuildHasherDefault<Prehashed>>,
-    /// A name, the first file carrying it, and the next entry of the same hash.
-    entries: Vec<(Text, FileAt, Option<usize>)>,
+    heads: HashMap<u64, u32, BuildHasherDefault<Prehashed>>,
+    /// A name, the first file carrying it, and the next entry of the same hash
+    /// ([`NONE`]: none).
+    entries: Vec<(Text, FileAt, u32)>,
+}
+
+/// No entry.
+const NONE: u32 = u32::MAX;
+
+impl Default for Names {
+    fn default() -> Names {
+        let random = RandomState::new();
+        Names {
+            key: [random.hash_one(0u8), random.hash_one(1u8)],
+            heads: HashMap::default(),
+            entries: Vec::new(),
+        }
+    }
+}
+
+/// The high and low halves of a 128-bit product, folded.
+fn fold(a: u64, b: u64) -> u64 {
+    let product = u128::from(a) * u128::from(b);
+    (product as u64) ^ ((product >> 64) as u64)
 }
 
 impl Names {
@@ -120,20 +142,30 @@ impl Names {
     /// becomes it, and `None`.
     fn first_or_insert(&mut self, text: &[u8], held: Text, file: FileAt) -> Option<FileAt> {
         let name = bytes(text, held);
-        let hash = self.hasher.hash_one(name);
-        let head = self.heads.entry(hash).or_insert(usize::MAX);
-        let mut next = (*head != usize::MAX).then_some(*head);
-        while let Some(at) = next {
-            let (other, first, further) = self.entries[at];
+        let head = self.heads.entry(self.hash(name)).or_insert(NONE);
+        let mut next = *head;
+        while let Some(&(other, first, further)) = self.entries.get(next as usize) {
             if bytes(text, other) == name {
                 return Some(first);
             }
             next = further;
         }
-        let further = (*head != usize::MAX).then_some(*head);
-        *head = self.entries.len();
+        let further = *head;
+        *head = u32::try_from(self.entries.len()).unwrap_or(NONE);
         self.entries.push((held, file, further));
         None
+    }
+
+    /// A keyed hash of a name (a plugin name: at most 64 bytes), eight bytes at a time.
+    fn hash(&self, name: &[u8]) -> u64 {
+        let [k0, k1] = self.key;
+        let mut h = k0 ^ name.len() as u64;
+        for chunk in name.chunks(8) {
+            let mut word = [0; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            h = fold(h ^ u64::from_le_bytes(word), k1);
+        }
+        fold(h, k0 | 1)
     }
 
     fn reserve(&mut self, n: usize) {
@@ -143,7 +175,8 @@ impl Names {
 }
 
 fn bytes(text: &[u8], t: Text) -> &[u8] {
-    text.get(t.0..t.0 + t.1).unwrap_or_default()
+    let start = t.0 as usize;
+    text.get(start..start + t.1 as usize).unwrap_or_default()
 }
 
 fn string(text: &[u8], t: Text) -> &str {
@@ -222,26 +255,33 @@ impl Index {
     fn reserve(&mut self, n: usize) {
         self.plugins.reserve(n);
         self.considered.reserve(n);
+        self.unchecked.reserve(n);
         self.names.reserve(n);
         // A file name, a plugin name and a declaration of one or two names.
         self.text.reserve(n * 48);
     }
 
     fn push(&mut self, bytes: &[u8]) -> Text {
-        let at = Text(self.text.len(), bytes.len());
+        let (Ok(start), Ok(len)) = (u32::try_from(self.text.len()), u32::try_from(bytes.len()))
+        else {
+            return Text(0, 0);
+        };
+        if start.checked_add(len).is_none() {
+            return Text(0, 0);
+        }
         self.text.extend_from_slice(bytes);
-        at
+        Text(start, len)
     }
 
     /// The number of directory `dir` among [`Index::dirs`], added if new.
-    fn dir(&mut self, dir: &Path) -> usize {
+    fn dir(&mut self, dir: &Path) -> u32 {
         // Files come directory by directory: the last one first.
         let same = |d: &PathBuf| d.as_os_str() == dir.as_os_str();
         if let Some(at) = self.dirs.iter().rposition(same) {
-            return at;
+            return at as u32;
         }
         self.dirs.push(dir.to_owned());
-        self.dirs.len() - 1
+        (self.dirs.len() - 1) as u32
     }
 
     /// The file `name` of directory `dir`.
@@ -268,7 +308,7 @@ impl Index {
         // SAFETY: `name` is a copy of the bytes of an `OsStr` (`file_in`), made on this
         // platform in this process, whole.
         let name = unsafe { std::ffi::OsStr::from_encoded_bytes_unchecked(name) };
-        self.dirs[file.dir].join(name)
+        self.dirs[file.dir as usize].join(name)
     }
 
     /// Places one file (in path order) by its provenance.
@@ -298,7 +338,10 @@ impl Index {
     ) -> Placed {
         let held = self.push(name.as_bytes());
         if let Some(first) = self.names.first_or_insert(&self.text, held, file) {
-            self.text.truncate(held.0);
+            // The name was pushed last: taken back.
+            if held.0 as usize + held.1 as usize == self.text.len() {
+                self.text.truncate(held.0 as usize);
+            }
             return Placed::Shadowed(self.path(first));
         }
         let Some(declared) = declared else {
@@ -488,7 +531,7 @@ impl Lazy {
         let disabled = host.disabled();
         self.index.reserve(candidates.len());
         // One directory of the index per directory record.
-        let mut dir_of_record: Vec<Option<usize>> = Vec::new();
+        let mut dir_of_record: Vec<Option<u32>> = Vec::new();
         for candidate in candidates {
             let file = match (&candidate, &cache) {
                 (Candidate::Listed(d, f), Some(c)) => {

@@ -664,10 +664,15 @@ fn os_str(bytes: &[u8]) -> &std::ffi::OsStr {
 /// Checks a declaration block at the reader and moves past it: at most
 /// [`crate::limits::MAX_CAPABILITIES`] kinds and names in all, each kind and name as
 /// [`crate::limits::capability_name`] wants it.
-fn check_declared(r: &mut Reader<'_>) -> Option<()> {
+fn check_declared<'a>(r: &mut Reader<'a>, last_kind: &mut Option<&'a [u8]>) -> Option<()> {
     let mut count = 0usize;
     for _ in 0..r.count(8)? {
-        crate::limits::is_capability_name(r.bytes()?).then_some(())?;
+        // Nearly every plugin declares the same kind or two: checked once in a row.
+        let kind = r.bytes()?;
+        if *last_kind != Some(kind) {
+            crate::limits::is_capability_name(kind).then_some(())?;
+        }
+        *last_kind = Some(kind);
         let names = r.count(4)?;
         count = count.checked_add(names + 1)?;
         for _ in 0..names {
@@ -684,6 +689,7 @@ fn check_declared(r: &mut Reader<'_>) -> Option<()> {
 /// allocated per file but its place in its directory's table.
 fn decode(bytes: &[u8]) -> Option<Vec<DirRecord>> {
     let mut r = Reader { bytes, at: 0 };
+    let mut last_kind = None;
     if r.take(MAGIC.len())? != MAGIC {
         return None;
     }
@@ -737,7 +743,7 @@ fn decode(bytes: &[u8]) -> Option<Vec<DirRecord>> {
                 0 => None,
                 1 => {
                     let start = r.at;
-                    check_declared(&mut r)?;
+                    check_declared(&mut r, &mut last_kind)?;
                     Some(Span {
                         start: u32::try_from(start).ok()?,
                         len: u32::try_from(r.at - start).ok()?,

@@ -309,3 +309,22 @@ fn a_file_overwritten_in_place_is_checked_before_a_capability_is_said_missing() 
     assert!(host.loaded.is_empty());
     assert_eq!(lazy.reports.len(), 50, "every file read again and refused");
 }
+
+#[test]
+fn every_name_met_again_is_shadowed_by_its_first_file() {
+    let mut index = Index::default();
+    let declared = BTreeMap::from([("command".to_owned(), vec!["c".to_owned()])]);
+    for round in 0..2 {
+        for i in 0..5000 {
+            let path = PathBuf::from(format!("/{round}/lib{i}.so"));
+            let placed = index.add(&path, &format!("n{i}"), Some(&declared));
+            let want = match round {
+                0 => Placed::Indexed,
+                _ => Placed::Shadowed(PathBuf::from(format!("/0/lib{i}.so"))),
+            };
+            assert_eq!(placed, want);
+        }
+    }
+    assert_eq!(index.plugins().len(), 5000);
+    assert_eq!(index.candidates("command", "c").len(), 5000);
+}
