@@ -371,8 +371,8 @@ impl Index {
         }
         let found: Vec<usize> = (0..self.plugins.len())
             .filter(|&at| {
-                self.declared(at)
-                    .any(|(k, n)| k == kind.as_bytes() && n == name.as_bytes())
+                let block = bytes(&self.text, self.plugins[at].declared);
+                cache::declares(block, kind.as_bytes(), name.as_bytes())
             })
             .collect();
         self.asked.insert(key, found.clone());

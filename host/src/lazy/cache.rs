@@ -529,6 +529,32 @@ impl<'a> Iterator for Declared<'a> {
     }
 }
 
+/// Whether a declaration block declares `(kind, name)`: [`declared`] without the iterator,
+/// for a pass over every plugin (a kind not asked for is skipped whole).
+pub(crate) fn declares(block: &[u8], kind: &[u8], name: &[u8]) -> bool {
+    let mut r = Reader {
+        bytes: block,
+        at: 0,
+    };
+    let Some(kinds) = r.u32() else {
+        return false;
+    };
+    for _ in 0..kinds {
+        let (Some(this), Some(names)) = (r.bytes(), r.u32()) else {
+            return false;
+        };
+        for _ in 0..names {
+            let Some(n) = r.bytes() else {
+                return false;
+            };
+            if this == kind && n == name {
+                return true;
+            }
+        }
+    }
+    false
+}
+
 /// Checked text of the cache as a `str` (empty if it is not UTF-8, which a checked one is).
 pub(crate) fn text(bytes: &[u8]) -> &str {
     std::str::from_utf8(bytes).unwrap_or_default()

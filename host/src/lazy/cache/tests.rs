@@ -402,10 +402,14 @@ fn a_declaration_block_is_read_within_its_bytes() {
     let pairs: Vec<_> = super::declared(&block).collect();
     assert_eq!(pairs, [(&b"command"[..], &b"a"[..]), (b"command", b"b")]);
     assert_eq!(declared_map(&block), declared);
+    assert!(declares(&block, b"command", b"b"));
+    assert!(!declares(&block, b"transform", b"b"));
+    assert!(!declares(&block, b"command", b"c"));
     // Cut anywhere, or with counts beyond its bytes: the pairs before the cut, never a panic.
     for end in 0..block.len() {
         let got: Vec<_> = super::declared(&block[..end]).collect();
         assert!(pairs.starts_with(&got), "cut at {end}");
+        assert_eq!(declares(&block[..end], b"command", b"b"), got.len() == 2);
         let _ = declared_map(&block[..end]);
     }
     let mut huge = u32::MAX.to_le_bytes().to_vec();
