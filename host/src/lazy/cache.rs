@@ -708,6 +708,24 @@ fn check_declared<'a>(r: &mut Reader<'a>, last_kind: &mut Option<&'a [u8]>) -> O
     (count <= crate::limits::MAX_CAPABILITIES).then_some(())
 }
 
+/// Whether `name` holds a `/` or a NUL byte: eight bytes at a time (a file name of each of
+/// 10 000 entries is checked on every warm start).
+fn slash_or_nul(name: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    // The high bit of a byte of the result is set if that byte of `x` is zero (and, past
+    // the first zero byte, maybe for others: which changes nothing here).
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH != 0;
+    let mut words = name.chunks_exact(8);
+    for word in &mut words {
+        let x = u64::from_ne_bytes(word.try_into().expect("eight bytes"));
+        if has_zero(x) || has_zero(x ^ (ONES * u64::from(b'/'))) {
+            return true;
+        }
+    }
+    words.remainder().iter().any(|&b| b == b'/' || b == 0)
+}
+
 /// The directories of a cache file, as spans into `bytes`, or `None` if anything in it is
 /// malformed: a wrong magic, a count larger than the bytes left, text that is not UTF-8,
 /// files out of order, a file name that is not one (empty, `.`, `..`, a separator), an entry
@@ -734,10 +752,7 @@ fn decode(bytes: &[u8]) -> Option<Vec<DirRecord>> {
         for _ in 0..file_count {
             let name = r.span()?;
             let text = name.of(bytes);
-            let plain = !text.is_empty()
-                && text != b"."
-                && text != b".."
-                && !text.iter().any(|&b| b == b'/' || b == 0);
+            let plain = !text.is_empty() && text != b"." && text != b".." && !slash_or_nul(text);
             if !plain || (!files.is_empty() && last >= text) {
                 return None;
             }

@@ -418,3 +418,20 @@ fn a_declaration_block_is_read_within_its_bytes() {
     assert_eq!(super::declared(&huge).count(), 0);
     assert_eq!(declared_map(&huge).len(), 1);
 }
+
+#[test]
+fn a_slash_or_a_nul_is_found_at_every_position() {
+    for len in [1, 7, 8, 9, 16, 23] {
+        for at in 0..len {
+            for byte in 0..=255u8 {
+                let mut name = vec![b'a'; len];
+                name[at] = byte;
+                assert_eq!(
+                    slash_or_nul(&name),
+                    byte == b'/' || byte == 0,
+                    "{byte:#04x} at {at} of {len}"
+                );
+            }
+        }
+    }
+}
