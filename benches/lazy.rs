@@ -63,6 +63,50 @@ fn index_only_pool(hello: &Path, pool: &Path, count: usize) -> Vec<PathBuf> {
         .collect()
 }
 
+/// For instruction counts (`valgrind --tool=callgrind`): `PLUGIN_HOST_BENCH_LAZY_LOOP=N:R`
+/// makes one directory of `N` plugins installed, warms its index cache, then indexes it `R`
+/// times (a fresh host each time) and, in the last, loads and calls the one real plugin.
+/// The difference between two `N` at the same `R` is what the `N` files cost.
+fn index_loop(hello: &Path, pool: &Path, spec: &str) {
+    let (n, rounds) = spec.split_once(':').expect("N:R");
+    let (n, rounds): (usize, usize) = (n.parse().unwrap(), rounds.parse().unwrap());
+    let light = index_only_pool(hello, pool, n - 1);
+    let dir = scratch("lazy-loop");
+    for file in &light {
+        fs::hard_link(file, dir.join(file.file_name().unwrap())).unwrap();
+    }
+    let wanted = "wloop";
+    let path = dir.join(format!("lib{wanted}.so"));
+    fs::copy(hello, &path).unwrap();
+    rename_plugin(&path, wanted);
+    let cache = scratch("lazy-loop-cache").join("index.bin");
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..2 {
+        let mut host = builder().index_cache(&cache).build();
+        assert!(host.index(&[&dir]).unwrap().is_empty());
+    }
+    for round in 0..rounds {
+        looped_round(&dir, &cache, wanted, round + 1 == rounds);
+    }
+    println!("indexed {n} installed {rounds} times");
+}
+
+/// One round of [`index_loop`] (for `--toggle-collect=lazy::looped_round`): a fresh host
+/// indexes `dir`, and if `call`, loads and calls `wanted`.
+#[inline(never)]
+fn looped_round(dir: &Path, cache: &Path, wanted: &str, call: bool) {
+    let mut host = builder()
+        .plugin(wanted, host::PluginSettings::new().config(wanted))
+        .index_cache(cache)
+        .build();
+    assert!(host.index(&[dir]).unwrap().is_empty());
+    if call {
+        let cmd = host.get_lazy::<CommandKind>(wanted).unwrap();
+        let out = cmd.call(RSlice::from_slice(&[RStr::from("Ada")]));
+        assert!(out.into_result().is_ok());
+    }
+}
+
 fn main() {
     let Some(run) = support::sections() else {
         return;
@@ -72,6 +116,9 @@ fn main() {
     }
     let a = artifacts();
     let pool = scratch("lazy-pool");
+    if let Ok(spec) = std::env::var("PLUGIN_HOST_BENCH_LAZY_LOOP") {
+        return index_loop(&a.hello, &pool, &spec);
+    }
     let start = Instant::now();
     let light = index_only_pool(&a.hello, &pool, SIZES[2] - 1);
     eprintln!(

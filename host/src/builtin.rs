@@ -29,6 +29,14 @@ impl Builtins {
         self.replaceable.insert(name);
     }
 
+    /// Whether a pending builtin may be replaced by a plugin file (then [`Builtins::take`]
+    /// reads the candidates' names).
+    pub(crate) fn may_be_replaced(&self) -> bool {
+        self.pending
+            .iter()
+            .any(|b| self.replaceable.contains(b.name.as_str()))
+    }
+
     /// The pending builtins to register now: all but those a file among `candidates`
     /// replaces (its provenance, read without loading it).
     pub(crate) fn take(&mut self, candidates: &[PathBuf]) -> Vec<Builtin> {

@@ -474,7 +474,7 @@ impl Host {
     }
 
     /// The plugins in the index, in path order, and whether each was loaded.
-    pub fn indexed(&self) -> &[IndexedPlugin] {
+    pub fn indexed(&self) -> Vec<IndexedPlugin> {
         self.lazy.index.plugins()
     }
 
@@ -529,8 +529,12 @@ impl Loader for Host {
         self.gate.candidates(found)
     }
 
-    fn register_builtins(&mut self, candidates: &[PathBuf]) -> Vec<PluginReport> {
-        Host::register_builtins(self, candidates)
+    fn register_builtins(&mut self, candidates: &dyn Fn() -> Vec<PathBuf>) -> Vec<PluginReport> {
+        let candidates = match self.builtins.may_be_replaced() {
+            true => candidates(),
+            false => Vec::new(),
+        };
+        Host::register_builtins(self, &candidates)
     }
 
     fn load(&mut self, path: &Path) -> PluginReport {
@@ -544,6 +548,14 @@ impl Loader for Host {
     fn refused_by_settings(&self, path: &Path, name: &str) -> bool {
         let misnamed = self.gate.configured_name(path).is_some_and(|n| n != name);
         misnamed || self.gate.is_disabled(name)
+    }
+
+    fn disabled(&self) -> Vec<String> {
+        let settings = self.gate.plugins.iter();
+        settings
+            .filter(|(_, s)| s.disabled)
+            .map(|(n, _)| n.clone())
+            .collect()
     }
 
     fn is_builtin(&self, name: &str) -> bool {

@@ -24,7 +24,9 @@
 //! - A capability already in the registry (a builtin's, an undeclared plugin's, or one loaded
 //!   earlier) is used as it is.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::hash_map::RandomState;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
 
 mod cache;
@@ -60,26 +62,150 @@ pub enum IndexedState {
     Refused(ReasonCode, String),
 }
 
-/// The capability index of a host (see the module documentation).
+/// Some bytes of [`Index::text`]: start and length (32 bits each: the tables of 10 000
+/// plugins stay small; an index of more than 4 GiB of names is not one this host makes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Text(u32, u32);
+
+/// Where a file is: one of [`Index::dirs`], and the file's name in [`Index::text`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileAt {
+    dir: u32,
+    name: Text,
+}
+
+/// One indexed plugin: where its file, name and declaration block (see [`cache::declared`])
+/// are in [`Index::text`], and what became of it.
+#[derive(Debug)]
+struct Slot {
+    file: FileAt,
+    name: Text,
+    declared: Text,
+    state: IndexedState,
+    /// Its name and declaration came from the index cache, not from the file.
+    cached: bool,
+}
+
+/// A hasher for keys that are already hashes.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// Every plugin name met so far → the first file carrying it: keyed by the name's hash
+/// (keyed by two random words per index, so names cannot be chosen to collide without
+/// them), the names kept in [`Index::text`], so nothing is allocated per name.
+#[derive(Debug)]
+struct Names {
+    key: [u64; 2],
+    /// A hash → the first of its entries.
+    heads: HashMap<u64, u32, BuildHasherDefault<Prehashed>>,
+    /// A name, the first file carrying it, and the next entry of the same hash
+    /// ([`NONE`]: none).
+    entries: Vec<(Text, FileAt, u32)>,
+}
+
+/// No entry.
+const NONE: u32 = u32::MAX;
+
+impl Default for Names {
+    fn default() -> Names {
+        let random = RandomState::new();
+        Names {
+            key: [random.hash_one(0u8), random.hash_one(1u8)],
+            heads: HashMap::default(),
+            entries: Vec::new(),
+        }
+    }
+}
+
+/// The high and low halves of a 128-bit product, folded.
+fn fold(a: u64, b: u64) -> u64 {
+    let product = u128::from(a) * u128::from(b);
+    (product as u64) ^ ((product >> 64) as u64)
+}
+
+impl Names {
+    /// The first file carrying `name` (at `held` in `text`) if there is one; else `file`
+    /// becomes it, and `None`.
+    fn first_or_insert(&mut self, text: &[u8], held: Text, file: FileAt) -> Option<FileAt> {
+        let name = bytes(text, held);
+        let head = self.heads.entry(self.hash(name)).or_insert(NONE);
+        let mut next = *head;
+        while let Some(&(other, first, further)) = self.entries.get(next as usize) {
+            if bytes(text, other) == name {
+                return Some(first);
+            }
+            next = further;
+        }
+        let further = *head;
+        *head = u32::try_from(self.entries.len()).unwrap_or(NONE);
+        self.entries.push((held, file, further));
+        None
+    }
+
+    /// A keyed hash of a name (a plugin name: at most 64 bytes), eight bytes at a time.
+    fn hash(&self, name: &[u8]) -> u64 {
+        let [k0, k1] = self.key;
+        let mut h = k0 ^ name.len() as u64;
+        for chunk in name.chunks(8) {
+            let mut word = [0; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            h = fold(h ^ u64::from_le_bytes(word), k1);
+        }
+        fold(h, k0 | 1)
+    }
+
+    fn reserve(&mut self, n: usize) {
+        self.heads.reserve(n);
+        self.entries.reserve(n);
+    }
+}
+
+fn bytes(text: &[u8], t: Text) -> &[u8] {
+    let start = t.0 as usize;
+    text.get(start..start + t.1 as usize).unwrap_or_default()
+}
+
+fn string(text: &[u8], t: Text) -> &str {
+    std::str::from_utf8(bytes(text, t)).unwrap_or_default()
+}
+
+/// The capability index of a host (see the module documentation). Names, file names and
+/// declarations are kept one after another in one buffer and found by position, so indexing
+/// a plugin allocates nothing of its own; a path, a name or a declaration is made only for a
+/// plugin loaded, reported or listed.
 #[derive(Debug, Default)]
 pub(crate) struct Index {
-    plugins: Vec<IndexedPlugin>,
-    /// `(kind, capability)` → the indexed plugins that declare it, in path order.
-    by_capability: HashMap<(String, String), Vec<usize>>,
-    /// Every plugin name met so far → the first file carrying it.
-    names: HashMap<String, PathBuf>,
-    /// Every file `index` considered, in path order: what `Lazy::reindex_without_cache`
-    /// reads and places again.
-    considered: Vec<PathBuf>,
-    /// The files `index` already reported (loaded at once, verified and refused, shadowed):
-    /// not reported again.
-    settled: std::collections::HashSet<PathBuf>,
-    /// The files whose name and declaration came from the index cache, not from the file.
-    /// (By position in `plugins`: hashing a path costs more than the rest of indexing it.)
-    cached: std::collections::HashSet<usize>,
-    /// Of those, the ones trusted by their directory's identity, with the identity each had
-    /// when its entry was made: checked one by one before a capability is said not found.
-    unchecked: Vec<(PathBuf, cache::Id)>,
+    text: Vec<u8>,
+    /// The directories of the files considered.
+    dirs: Vec<PathBuf>,
+    plugins: Vec<Slot>,
+    names: Names,
+    /// Every file `index` considered, in path order (what `Lazy::reindex_without_cache` reads
+    /// and places again), and whether `index` reported it (loaded at once, verified and
+    /// refused, shadowed): not reported again.
+    considered: Vec<(FileAt, bool)>,
+    /// What [`Index::candidates`] found, by `(kind, name)`, since the last plugin was added
+    /// (loading a capability asks for the same twice: for itself, and for the plugins
+    /// earlier in path order that declare one of the capabilities of the one loaded).
+    asked: HashMap<(String, String), Vec<usize>>,
+    /// The files whose entries were trusted by their directory's identity, with the identity
+    /// each had when its entry was made: checked one by one before a capability is said not
+    /// found.
+    unchecked: Vec<(FileAt, cache::Id)>,
 }
 
 /// What the index made of one file.
@@ -95,58 +221,171 @@ pub(crate) enum Placed {
 
 impl Index {
     /// The indexed plugins, in path order.
-    pub(crate) fn plugins(&self) -> &[IndexedPlugin] {
-        &self.plugins
+    pub(crate) fn plugins(&self) -> Vec<IndexedPlugin> {
+        (0..self.plugins.len()).map(|at| self.plugin(at)).collect()
+    }
+
+    /// Indexed plugin `at`, made whole.
+    fn plugin(&self, at: usize) -> IndexedPlugin {
+        let slot = &self.plugins[at];
+        IndexedPlugin {
+            path: self.path(slot.file),
+            name: self.name(at).to_owned(),
+            capabilities: cache::declared_map(bytes(&self.text, slot.declared)),
+            state: slot.state.clone(),
+        }
+    }
+
+    /// The plugin name of indexed plugin `at`.
+    fn name(&self, at: usize) -> &str {
+        string(&self.text, self.plugins[at].name)
+    }
+
+    /// The `(kind, name)` pairs indexed plugin `at` declares.
+    fn declared(&self, at: usize) -> cache::Declared<'_> {
+        cache::declared(bytes(&self.text, self.plugins[at].declared))
+    }
+
+    /// The file of indexed plugin `at`.
+    fn plugin_path(&self, at: usize) -> PathBuf {
+        self.path(self.plugins[at].file)
+    }
+
+    /// Room for `n` more files.
+    fn reserve(&mut self, n: usize) {
+        self.plugins.reserve(n);
+        self.considered.reserve(n);
+        self.unchecked.reserve(n);
+        self.names.reserve(n);
+        // A file name, a plugin name and a declaration of one or two names.
+        self.text.reserve(n * 48);
+    }
+
+    fn push(&mut self, bytes: &[u8]) -> Text {
+        let (Ok(start), Ok(len)) = (u32::try_from(self.text.len()), u32::try_from(bytes.len()))
+        else {
+            return Text(0, 0);
+        };
+        if start.checked_add(len).is_none() {
+            return Text(0, 0);
+        }
+        self.text.extend_from_slice(bytes);
+        Text(start, len)
+    }
+
+    /// The number of directory `dir` among [`Index::dirs`], added if new.
+    fn dir(&mut self, dir: &Path) -> u32 {
+        // Files come directory by directory: the last one first.
+        let same = |d: &PathBuf| d.as_os_str() == dir.as_os_str();
+        if let Some(at) = self.dirs.iter().rposition(same) {
+            return at as u32;
+        }
+        self.dirs.push(dir.to_owned());
+        (self.dirs.len() - 1) as u32
+    }
+
+    /// The file `name` of directory `dir`.
+    fn file_in(&mut self, dir: &Path, name: &std::ffi::OsStr) -> FileAt {
+        FileAt {
+            dir: self.dir(dir),
+            name: self.push(name.as_encoded_bytes()),
+        }
+    }
+
+    /// The file at `path`: its directory and name, or the whole path when joining them again
+    /// would not give it back (`..`, a trailing separator).
+    fn file_at(&mut self, path: &Path) -> FileAt {
+        match (path.parent(), path.file_name()) {
+            (Some(dir), Some(name)) if dir.join(name).as_os_str() == path.as_os_str() => {
+                self.file_in(dir, name)
+            }
+            _ => self.file_in(Path::new(""), path.as_os_str()),
+        }
+    }
+
+    fn path(&self, file: FileAt) -> PathBuf {
+        let name = bytes(&self.text, file.name);
+        // SAFETY: `name` is a copy of the bytes of an `OsStr` (`file_in`), made on this
+        // platform in this process, whole.
+        let name = unsafe { std::ffi::OsStr::from_encoded_bytes_unchecked(name) };
+        self.dirs[file.dir as usize].join(name)
     }
 
     /// Places one file (in path order) by its provenance.
+    #[cfg(test)]
     pub(crate) fn add(
         &mut self,
         path: &Path,
         name: &str,
         declared: Option<&BTreeMap<String, Vec<String>>>,
     ) -> Placed {
-        if let Some(first) = self.names.get(name) {
-            return Placed::Shadowed(first.clone());
+        let file = self.file_at(path);
+        let block = declared.map(|d| {
+            let mut block = Vec::new();
+            cache::encode_declared(&mut block, d);
+            block
+        });
+        self.add_at(file, name, block.as_deref(), false)
+    }
+
+    /// Places `file` (in path order) by its plugin name and declaration block.
+    fn add_at(
+        &mut self,
+        file: FileAt,
+        name: &str,
+        declared: Option<&[u8]>,
+        cached: bool,
+    ) -> Placed {
+        let held = self.push(name.as_bytes());
+        if let Some(first) = self.names.first_or_insert(&self.text, held, file) {
+            // The name was pushed last: taken back.
+            if held.0 as usize + held.1 as usize == self.text.len() {
+                self.text.truncate(held.0 as usize);
+            }
+            return Placed::Shadowed(self.path(first));
         }
-        self.names.insert(name.to_owned(), path.to_owned());
         let Some(declared) = declared else {
             return Placed::Undeclared;
         };
-        let at = self.plugins.len();
-        for (kind, names) in declared {
-            for name in names {
-                self.by_capability
-                    .entry((kind.clone(), name.clone()))
-                    .or_default()
-                    .push(at);
-            }
+        let declared = self.push(declared);
+        if !self.asked.is_empty() {
+            self.asked.clear();
         }
-        self.plugins.push(IndexedPlugin {
-            path: path.to_owned(),
-            name: name.to_owned(),
-            capabilities: declared.clone(),
+        self.plugins.push(Slot {
+            file,
+            name: held,
+            declared,
             state: IndexedState::Pending,
+            cached,
         });
         Placed::Indexed
     }
 
-    /// The indexed plugins declaring `(kind, name)`, in path order.
-    pub(crate) fn candidates(&self, kind: &str, name: &str) -> Vec<usize> {
-        self.by_capability
-            .get(&(kind.to_owned(), name.to_owned()))
-            .cloned()
-            .unwrap_or_default()
+    /// The indexed plugins declaring `(kind, name)`, in path order: a pass over the
+    /// declarations, which costs less than building a map of them would for a start-up
+    /// that asks for one or two.
+    pub(crate) fn candidates(&mut self, kind: &str, name: &str) -> Vec<usize> {
+        let key = (kind.to_owned(), name.to_owned());
+        if let Some(found) = self.asked.get(&key) {
+            return found.clone();
+        }
+        let found: Vec<usize> = (0..self.plugins.len())
+            .filter(|&at| {
+                let block = bytes(&self.text, self.plugins[at].declared);
+                cache::declares(block, kind.as_bytes(), name.as_bytes())
+            })
+            .collect();
+        self.asked.insert(key, found.clone());
+        found
     }
 
     /// The capability names of `kind` that indexed plugins not refused declare.
     pub(crate) fn names(&self, kind: &str) -> Vec<String> {
-        self.plugins
-            .iter()
-            .filter(|p| !matches!(p.state, IndexedState::Refused(..)))
-            .filter_map(|p| p.capabilities.get(kind))
-            .flatten()
-            .cloned()
+        (0..self.plugins.len())
+            .filter(|&at| !matches!(self.plugins[at].state, IndexedState::Refused(..)))
+            .flat_map(|at| self.declared(at))
+            .filter(|(k, _)| *k == kind.as_bytes())
+            .map(|(_, n)| cache::text(n).to_owned())
             .collect()
     }
 }
@@ -211,8 +450,9 @@ impl LazyError {
 pub(crate) trait Loader {
     /// The configured files, then the `found` ones.
     fn candidates(&self, found: Vec<PathBuf>) -> Vec<PathBuf>;
-    /// Registers the pending builtins, but those a file among `candidates` replaces.
-    fn register_builtins(&mut self, candidates: &[PathBuf]) -> Vec<PluginReport>;
+    /// Registers the pending builtins, but those a file among `candidates()` replaces
+    /// (called only if a builtin may be replaced).
+    fn register_builtins(&mut self, candidates: &dyn Fn() -> Vec<PathBuf>) -> Vec<PluginReport>;
     /// Verifies, loads and registers one file.
     fn load(&mut self, path: &Path) -> PluginReport;
     /// Judges one file without loading it.
@@ -220,10 +460,20 @@ pub(crate) trait Loader {
     /// Whether the settings refuse the file at `path`, carrying plugin `name` (configured for
     /// another name, or disabled).
     fn refused_by_settings(&self, path: &Path, name: &str) -> bool;
+    /// The plugin names the settings disable (of a file not configured, all
+    /// [`Loader::refused_by_settings`] says is whether its name is one of them).
+    fn disabled(&self) -> Vec<String>;
     /// Whether a builtin holds the name `name`.
     fn is_builtin(&self, name: &str) -> bool;
     /// The capabilities registered so far.
     fn registry(&self) -> &Registry;
+}
+
+/// A file to index: found at a path, or listed in a directory record of the index cache
+/// (record, file) and made a path only if needed.
+enum Candidate {
+    Path(PathBuf),
+    Listed(usize, usize),
 }
 
 /// Lazy loading's state in a host: the index, the reports of what it loaded, and where its
@@ -254,78 +504,123 @@ impl Lazy {
         let mut found = Vec::new();
         for dir in dirs {
             let dir = dir.as_ref();
-            match cache.as_mut().and_then(|c| c.listing(dir)) {
-                Some(files) => found.extend(files),
-                None => found.extend(discover(&[dir])?),
+            match cache.as_mut().and_then(|c| Some((c.listing(dir)?, &*c))) {
+                Some((d, c)) => found.extend((0..c.listed(d)).map(|f| Candidate::Listed(d, f))),
+                None => found.extend(discover(&[dir])?.into_iter().map(Candidate::Path)),
             }
         }
-        let paths = host.candidates(found);
-        let mut reports = host.register_builtins(&paths);
-        for path in paths {
-            let read;
-            let mut from_cache = false;
-            let (name, version, declared) = match cache.as_mut().and_then(|c| c.get(&path)) {
-                Some(found) => {
-                    let e = found.entry;
-                    if !found.checked {
-                        self.index.unchecked.push((path.clone(), e.id));
+        let path_of = |cache: &Option<cache::Cache>, candidate: &Candidate| match candidate {
+            Candidate::Path(path) => path.clone(),
+            Candidate::Listed(d, f) => match cache {
+                Some(c) => c.dir_path(*d).join(c.file_name(*d, *f)),
+                None => PathBuf::new(),
+            },
+        };
+        // With files configured, the found ones are paths (a configured file found again
+        // is indexed once, first); else the found ones are the candidates.
+        let configured = !host.candidates(Vec::new()).is_empty();
+        let candidates = if configured {
+            let found = found.iter().map(|c| path_of(&cache, c)).collect();
+            let all = host.candidates(found);
+            all.into_iter().map(Candidate::Path).collect()
+        } else {
+            found
+        };
+        let mut reports =
+            host.register_builtins(&|| candidates.iter().map(|c| path_of(&cache, c)).collect());
+        let disabled = host.disabled();
+        self.index.reserve(candidates.len());
+        // One directory of the index per directory record.
+        let mut dir_of_record: Vec<Option<u32>> = Vec::new();
+        for candidate in candidates {
+            let file = match (&candidate, &cache) {
+                (Candidate::Listed(d, f), Some(c)) => {
+                    if dir_of_record.len() <= *d {
+                        dir_of_record.resize(*d + 1, None);
                     }
-                    from_cache = true;
-                    (e.name.as_str(), e.version.as_str(), e.capabilities.as_ref())
+                    let dir = match dir_of_record[*d] {
+                        Some(dir) => dir,
+                        None => *dir_of_record[*d].insert(self.index.dir(c.dir_path(*d))),
+                    };
+                    FileAt {
+                        dir,
+                        name: self.index.push(c.file_name(*d, *f).as_encoded_bytes()),
+                    }
                 }
-                None => match crate::read::read_provenance(&path) {
-                    Ok(p) => {
-                        if let Some(cache) = &mut cache {
-                            cache.put(&path, &p);
-                        }
-                        read = (p.name, p.version.to_string(), p.capabilities);
-                        (read.0.as_str(), read.1.as_str(), read.2.as_ref())
-                    }
-                    Err(e) => {
-                        if let Some(cache) = &mut cache {
-                            cache.unreadable(&path);
-                        }
-                        let report = PluginReport::new(path);
-                        reports.push(report.with_error(Status::Rejected, e.into()));
-                        continue;
-                    }
-                },
+                (Candidate::Path(path), _) => self.index.file_at(path),
+                (Candidate::Listed(..), None) => continue,
             };
-            let name = name.to_owned();
-            self.index.considered.push(path.clone());
-            if host.refused_by_settings(&path, &name) {
-                // Refused or disabled by the configuration: reported as a scan would, and
-                // never indexed.
-                reports.push(host.verify(&path));
-                self.index.settled.insert(path);
+            let hit = match (&candidate, cache.as_mut()) {
+                (Candidate::Listed(d, f), Some(c)) => c.get_listed(*d, *f),
+                (Candidate::Path(path), Some(c)) => c.get(path),
+                (_, None) => None,
+            };
+            let read;
+            let from_cache = hit.is_some();
+            let (name, version, declared) = match hit {
+                Some(found) => {
+                    if !found.checked {
+                        self.index.unchecked.push((file, found.entry.id));
+                    }
+                    (found.name(), found.version(), found.declared())
+                }
+                None => {
+                    let path = self.index.path(file);
+                    match crate::read::read_provenance(&path) {
+                        Ok(p) => {
+                            if let Some(cache) = &mut cache {
+                                cache.put(&path, &p);
+                            }
+                            let block = p.capabilities.as_ref().map(|d| {
+                                let mut block = Vec::new();
+                                cache::encode_declared(&mut block, d);
+                                block
+                            });
+                            read = (p.name, p.version.to_string(), block);
+                            (read.0.as_str(), read.1.as_bytes(), read.2.as_deref())
+                        }
+                        Err(e) => {
+                            if let Some(cache) = &mut cache {
+                                cache.unreadable(&path);
+                            }
+                            let report = PluginReport::new(path);
+                            reports.push(report.with_error(Status::Rejected, e.into()));
+                            continue;
+                        }
+                    }
+                }
+            };
+            self.index.considered.push((file, false));
+            let refused = if configured {
+                host.refused_by_settings(&self.index.path(file), name)
+            } else {
+                disabled.iter().any(|d| d == name)
+            };
+            // Refused or disabled by the configuration: reported as a scan would, and never
+            // indexed. Taking a builtin's name (not replaceable: a replaced builtin was
+            // never registered): a conflict, judged as a scan would.
+            if refused || host.is_builtin(name) {
+                reports.push(host.verify(&self.index.path(file)));
+                self.settle_last();
                 continue;
             }
-            if host.is_builtin(&name) {
-                // Not replaceable (a replaced builtin was never registered): a conflict,
-                // judged as a scan would.
-                reports.push(host.verify(&path));
-                self.index.settled.insert(path);
-                continue;
-            }
-            let placed = self.index.add(&path, &name, declared);
+            let placed = self.index.add_at(file, name, declared, from_cache);
             if placed != Placed::Indexed {
-                self.index.settled.insert(path.clone());
+                self.settle_last();
             }
             match placed {
-                Placed::Indexed => {
-                    if from_cache {
-                        self.index.cached.insert(self.index.plugins.len() - 1);
-                    }
-                    tracing::debug!("indexed plugin `{name}` ({})", path.display());
-                }
+                Placed::Indexed => tracing::debug!("indexed plugin `{name}`"),
                 Placed::Shadowed(first) => {
+                    let path = self.index.path(file);
                     let mut report = PluginReport::new(path.clone());
-                    report.name = Some(name.clone());
-                    report.version = Some(version.to_owned());
+                    report.name = Some(name.to_owned());
+                    report.version = Some(cache::text(version).to_owned());
+                    let name = name.to_owned();
                     let error = PluginError::Shadowed { path, name, first };
                     reports.push(report.with_error(Status::Shadowed, error));
                 }
                 Placed::Undeclared => {
+                    let path = self.index.path(file);
                     tracing::debug!(
                         "plugin `{name}` ({}) declares no capabilities: loading it now",
                         path.display()
@@ -338,6 +633,13 @@ impl Lazy {
             cache.save();
         }
         Ok(reports)
+    }
+
+    /// Marks the file considered last as reported.
+    fn settle_last(&mut self) {
+        if let Some(last) = self.index.considered.last_mut() {
+            last.1 = true;
+        }
     }
 
     /// Makes capability `name` of kind `kind` available in the [`Host::registry`]: at once if
@@ -364,8 +666,7 @@ impl Lazy {
             if state == IndexedState::Loaded && host.registry().provider(kind, name).is_some() {
                 return Ok(());
             }
-            let plugin = &self.index.plugins[at];
-            let (path, plugin_name) = (plugin.path.clone(), plugin.name.clone());
+            let (path, plugin_name) = (self.index.plugin_path(at), self.index.name(at).to_owned());
             let error = match state {
                 IndexedState::Refused(reason, message) => LazyError::Refused {
                     kind: kind.to_owned(),
@@ -378,7 +679,7 @@ impl Lazy {
                 // Loaded without it, but the index entry came from the cache: the entry is
                 // stale or forged (another plugin's name and declaration). Read every file
                 // again and start over; the error, if any, then names the right file.
-                _ if self.index.cached.contains(&at) => {
+                _ if self.index.plugins[at].cached => {
                     self.reindex_without_cache(host, &path, &plugin_name, kind, name);
                     return self.load_capability(host, kind, name);
                 }
@@ -394,9 +695,11 @@ impl Lazy {
         // directory's identity miss a file overwritten in place (same inode, its directory
         // untouched): check those files one by one before saying so.
         let unchecked = std::mem::take(&mut self.index.unchecked);
-        if let Some((changed, _)) = unchecked
+        if let Some(changed) = unchecked
             .iter()
-            .find(|(path, id)| cache::identity(path).map(|(now, _)| now) != Some(*id))
+            .map(|(file, id)| (self.index.path(*file), id))
+            .find(|(path, id)| cache::identity(path).map(|(now, _)| now) != Some(**id))
+            .map(|(path, _)| path)
         {
             let cache = self.cache_shown();
             tracing::debug!(
@@ -427,10 +730,13 @@ impl Lazy {
     /// one is then refused (`capability-conflict`), so an overlap is reported, not hidden by
     /// laziness. Only a misconfigured search path pays for those extra loads.
     fn load_indexed(&mut self, host: &mut dyn Loader, at: usize) -> IndexedState {
-        let mut earlier: Vec<usize> = self.index.plugins[at]
-            .capabilities
+        let declared: Vec<(String, String)> = self
+            .index
+            .declared(at)
+            .map(|(kind, name)| (cache::text(kind).to_owned(), cache::text(name).to_owned()))
+            .collect();
+        let mut earlier: Vec<usize> = declared
             .iter()
-            .flat_map(|(kind, names)| names.iter().map(move |n| (kind, n)))
             .flat_map(|(kind, name)| self.index.candidates(kind, name))
             .filter(|&j| j < at)
             .collect();
@@ -441,7 +747,7 @@ impl Lazy {
                 self.load_indexed(host, j);
             }
         }
-        let path = self.index.plugins[at].path.clone();
+        let path = self.index.plugin_path(at);
         let report = host.load(&path);
         let state = match (&report.reason, &report.message) {
             (Some(reason), Some(message)) => IndexedState::Refused(*reason, message.clone()),
@@ -500,15 +806,27 @@ impl Lazy {
     /// `index` would; what was loaded, refused or reported stays so and is not reported again.
     fn read_again(&mut self, host: &mut dyn Loader) {
         let old = std::mem::take(&mut self.index);
+        let considered: Vec<(PathBuf, bool)> = old
+            .considered
+            .iter()
+            .map(|&(file, settled)| (old.path(file), settled))
+            .collect();
+        let before: HashMap<PathBuf, IndexedState> = (0..old.plugins.len())
+            .map(|at| (old.plugin_path(at), old.plugins[at].state.clone()))
+            .collect();
         // Reported before (at index time, or loaded on first use since): not again.
-        let settled = |file: &Path| {
-            old.settled.contains(file)
-                || old
-                    .plugins
+        let reported: HashSet<&Path> = considered
+            .iter()
+            .filter(|(_, settled)| *settled)
+            .map(|(file, _)| file.as_path())
+            .chain(
+                before
                     .iter()
-                    .any(|p| p.path == file && p.state != IndexedState::Pending)
-        };
-        for file in &old.considered {
+                    .filter(|(_, state)| **state != IndexedState::Pending)
+                    .map(|(file, _)| file.as_path()),
+            )
+            .collect();
+        for (file, _) in &considered {
             let provenance = match crate::read::read_provenance(file) {
                 Ok(p) => p,
                 Err(e) => {
@@ -518,32 +836,36 @@ impl Lazy {
                     continue;
                 }
             };
-            self.index.considered.push(file.clone());
+            let at = self.index.file_at(file);
+            self.index.considered.push((at, false));
             let name = provenance.name.clone();
             // As `index` does: refused or disabled by the configuration, or taking a builtin's
             // name, reported and never indexed.
             if host.refused_by_settings(file, &name) || host.is_builtin(&name) {
-                if !settled(file) {
+                if !reported.contains(file.as_path()) {
                     let report = host.verify(file);
                     self.reports.push(report);
                 }
-                self.index.settled.insert(file.clone());
+                self.settle_last();
                 continue;
             }
-            let placed = self
-                .index
-                .add(file, &name, provenance.capabilities.as_ref());
+            let block = provenance.capabilities.as_ref().map(|d| {
+                let mut block = Vec::new();
+                cache::encode_declared(&mut block, d);
+                block
+            });
+            let placed = self.index.add_at(at, &name, block.as_deref(), false);
             if placed != Placed::Indexed {
-                self.index.settled.insert(file.clone());
+                self.settle_last();
             }
             match placed {
                 Placed::Indexed => {
-                    if let Some(before) = old.plugins.iter().find(|p| &p.path == file) {
+                    if let Some(state) = before.get(file) {
                         let at = self.index.plugins.len() - 1;
-                        self.index.plugins[at].state = before.state.clone();
+                        self.index.plugins[at].state = state.clone();
                     }
                 }
-                _ if settled(file) => {}
+                _ if reported.contains(file.as_path()) => {}
                 Placed::Shadowed(first) => {
                     let mut report = PluginReport::new(file.clone());
                     report.name = Some(name.clone());

@@ -97,14 +97,28 @@ fn check_declared_as<K: AsRef<str>, N: AsRef<str>>(
     Ok(())
 }
 
+/// Whether `bytes` are a plugin name as [`check_name`] wants it.
+#[inline]
+pub(crate) fn is_plugin_name(bytes: &[u8]) -> bool {
+    !bytes.is_empty()
+        && bytes.len() <= MAX_PLUGIN_NAME
+        && bytes
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Whether `bytes` are a capability name as [`capability_name`] wants it (printable ASCII,
+/// nearly every name, is told without decoding characters).
+pub(crate) fn is_capability_name(bytes: &[u8]) -> bool {
+    let ascii = !bytes.is_empty()
+        && bytes.len() <= MAX_CAPABILITY_NAME
+        && bytes.iter().all(|b| (0x21..0x7f).contains(b));
+    ascii || capability_name(bytes).is_ok()
+}
+
 /// A plugin name: a Cargo package name of at most [`MAX_PLUGIN_NAME`] bytes.
 pub(crate) fn check_name(name: &str) -> Result<(), String> {
-    let name_ok = !name.is_empty()
-        && name.len() <= MAX_PLUGIN_NAME
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if !name_ok {
+    if !is_plugin_name(name.as_bytes()) {
         return Err(format!(
             "the plugin name {} is not a Cargo package name (1 to {MAX_PLUGIN_NAME} ASCII \
              letters, digits, `-` or `_`)",

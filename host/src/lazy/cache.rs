@@ -27,7 +27,6 @@
 //! renamed over it) and only when something changed.
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -53,21 +52,42 @@ const CACHE_FILE: crate::small_file::SmallFile = crate::small_file::SmallFile {
 /// Device, inode, size, mtime (ns), ctime (ns). A directory's size is recorded as 0.
 pub(crate) type Id = [i64; 5];
 
-/// What the index needs of one file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A range of the cache's bytes (as loaded, then with what this run added after them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Span {
+    pub(crate) start: u32,
+    pub(crate) len: u32,
+}
+
+impl Span {
+    /// The bytes of the span in `bytes` (empty if out of range: spans are made in range).
+    pub(crate) fn of(self, bytes: &[u8]) -> &[u8] {
+        let start = self.start as usize;
+        bytes
+            .get(start..start + self.len as usize)
+            .unwrap_or_default()
+    }
+}
+
+/// What the index needs of one file: where its name, version and declaration are in the
+/// cache's bytes (checked when the cache was decoded, or made by this run), and the file's
+/// identity. Nothing is allocated per entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Entry {
     /// The file's identity when it was read.
     pub(crate) id: Id,
     /// Reached through a symbolic link: always checked by its own identity.
     linked: bool,
-    pub name: String,
-    pub version: String,
-    pub capabilities: Option<BTreeMap<String, Vec<String>>>,
+    name: Span,
+    version: Span,
+    /// The declaration block (see [`declared`]); none: the plugin declares nothing.
+    capabilities: Option<Span>,
 }
 
 /// A file listed in a directory, with its entry (none: its provenance could not be read).
+#[derive(Clone, Copy)]
 struct FileRecord {
-    name: OsString,
+    name: Span,
     entry: Option<Entry>,
     /// Found by this index run (else dropped when an indexed directory is saved).
     seen: bool,
@@ -85,9 +105,11 @@ struct DirRecord {
     fresh: bool,
 }
 
-/// The cache as loaded, and what this index run found.
+/// The cache as loaded, and what this index run found: its bytes, kept whole, and per
+/// directory a table of spans into them.
 pub(crate) struct Cache {
     path: PathBuf,
+    bytes: Vec<u8>,
     dirs: Vec<DirRecord>,
     dirty: bool,
 }
@@ -95,8 +117,24 @@ pub(crate) struct Cache {
 /// An entry found for a file, and whether the file's own identity was checked (`false`: its
 /// directory's was).
 pub(crate) struct Found<'a> {
-    pub(crate) entry: &'a Entry,
+    pub(crate) entry: Entry,
     pub(crate) checked: bool,
+    bytes: &'a [u8],
+}
+
+impl<'a> Found<'a> {
+    /// The plugin's name (a checked Cargo package name).
+    pub(crate) fn name(&self) -> &'a str {
+        std::str::from_utf8(self.entry.name.of(self.bytes)).unwrap_or_default()
+    }
+    /// The plugin's version, as recorded (checked text: see [`text`]).
+    pub(crate) fn version(&self) -> &'a [u8] {
+        self.entry.version.of(self.bytes)
+    }
+    /// Its declaration block (see [`declared`]), none if it declares nothing.
+    pub(crate) fn declared(&self) -> Option<&'a [u8]> {
+        self.entry.capabilities.map(|s| s.of(self.bytes))
+    }
 }
 
 #[cfg(unix)]
@@ -163,7 +201,7 @@ impl Cache {
     /// Loads the cache file at `path` (missing, unreadable, not a regular file, too large or
     /// malformed: empty, and said in the debug log).
     pub(crate) fn load(path: PathBuf) -> Cache {
-        let dirs = CACHE_FILE
+        let (bytes, dirs) = CACHE_FILE
             .read(&path)
             .inspect_err(|e| {
                 if !e.is_not_found() {
@@ -176,18 +214,19 @@ impl Cache {
                 if decoded.is_none() {
                     tracing::debug!("index cache {} not used: malformed", path.display());
                 }
-                decoded
+                Some((bytes, decoded?))
             })
             .unwrap_or_default();
         Cache {
             path,
+            bytes,
             dirs,
             dirty: false,
         }
     }
 
-    fn record(&mut self, dir: &Path) -> &mut DirRecord {
-        let at = match self.dirs.iter().position(|d| d.path == dir) {
+    fn record(&mut self, dir: &Path) -> usize {
+        match self.dirs.iter().position(|d| d.path == dir) {
             Some(at) => at,
             None => {
                 self.dirs.push(DirRecord {
@@ -199,30 +238,26 @@ impl Cache {
                 });
                 self.dirs.len() - 1
             }
-        };
-        &mut self.dirs[at]
+        }
     }
 
-    /// The plugin files of search directory `dir` as recorded, when the directory is the one
-    /// recorded (same identity): no need to list it, and its files' entries are used without
-    /// a `stat` each. `None`: list it (its identity is recorded for the next run once settled).
-    pub(crate) fn listing(&mut self, dir: &Path) -> Option<Vec<PathBuf>> {
+    /// When search directory `dir` is the one recorded (same identity): its record, whose
+    /// files ([`Cache::listed`]) are its plugin files — no need to list it — and whose
+    /// entries are used without a `stat` each. `None`: list it (its identity is recorded for
+    /// the next run once settled).
+    pub(crate) fn listing(&mut self, dir: &Path) -> Option<usize> {
         let now = SystemTime::now();
         let current = dir_identity(dir);
-        let record = self.record(dir);
+        let at = self.record(dir);
+        let record = &mut self.dirs[at];
         record.indexed = true;
         let settled = current.filter(|id| settled(id, now));
         if settled.is_some() && record.stamp == settled {
             record.fresh = true;
-            let files = record
-                .files
-                .iter_mut()
-                .map(|f| {
-                    f.seen = true;
-                    dir.join(&f.name)
-                })
-                .collect();
-            return Some(files);
+            for f in &mut record.files {
+                f.seen = true;
+            }
+            return Some(at);
         }
         record.fresh = false;
         if record.stamp != settled {
@@ -232,68 +267,121 @@ impl Cache {
         None
     }
 
+    /// The number of files recorded in directory record `dir`.
+    pub(crate) fn listed(&self, dir: usize) -> usize {
+        self.dirs[dir].files.len()
+    }
+
+    /// The path of directory record `dir`.
+    pub(crate) fn dir_path(&self, dir: usize) -> &Path {
+        &self.dirs[dir].path
+    }
+
+    /// The name of file `file` of directory record `dir` (a plain file name: checked).
+    pub(crate) fn file_name(&self, dir: usize, file: usize) -> &std::ffi::OsStr {
+        os_str(self.dirs[dir].files[file].name.of(&self.bytes))
+    }
+
     /// The entry for `path` if the file is the one recorded — by its directory's identity
-    /// (see [`Cache::listing`]), else by its own — and the entry is within the bounds
-    /// provenance must keep.
+    /// (see [`Cache::listing`]), else by its own.
     pub(crate) fn get(&mut self, path: &Path) -> Option<Found<'_>> {
         let (dir, name) = (path.parent()?, path.file_name()?);
         // The same bytes first: comparing paths component by component costs more.
-        let record = self
+        let d = self
             .dirs
-            .iter_mut()
-            .find(|d| d.path.as_os_str() == dir.as_os_str() || d.path == dir)?;
-        let at = record
-            .files
-            .binary_search_by(|f| f.name.as_encoded_bytes().cmp(name.as_encoded_bytes()))
-            .ok()?;
+            .iter()
+            .position(|d| d.path.as_os_str() == dir.as_os_str() || d.path == dir)?;
+        let f = self.find(d, name.as_encoded_bytes()).ok()?;
+        self.found(d, f, path)
+    }
+
+    /// The entry for file `file` of directory record `dir`, as [`Cache::get`] gives it.
+    pub(crate) fn get_listed(&mut self, dir: usize, file: usize) -> Option<Found<'_>> {
+        let record = &self.dirs[dir];
+        let entry = record.files[file].entry?;
+        if !record.fresh || entry.linked {
+            let path = record.path.join(self.file_name(dir, file));
+            return self.found(dir, file, &path);
+        }
+        self.found(dir, file, Path::new(""))
+    }
+
+    /// File `file` of record `dir`, at `path` (used only when its own identity is checked).
+    fn found(&mut self, dir: usize, file: usize, path: &Path) -> Option<Found<'_>> {
+        let record = &mut self.dirs[dir];
         let fresh = record.fresh;
-        let file = &mut record.files[at];
-        let entry = file.entry.as_ref()?;
+        let file = &mut record.files[file];
+        let entry = file.entry?;
         let checked = !fresh || entry.linked;
         if checked && identity(path) != Some((entry.id, entry.linked)) {
             return None;
         }
-        let bounded = crate::limits::check_name(&entry.name).is_ok()
-            && entry.version.len() <= crate::limits::MAX_FIELD
-            && entry
-                .capabilities
-                .as_ref()
-                .is_none_or(|c| crate::limits::check_declared(c).is_ok());
-        if !bounded {
-            return None;
-        }
         file.seen = true;
         Some(Found {
-            entry: file.entry.as_ref()?,
+            entry,
             checked,
+            bytes: &self.bytes,
         })
+    }
+
+    /// Where file `name` is, or would be, in directory record `dir`.
+    fn find(&self, dir: usize, name: &[u8]) -> Result<usize, usize> {
+        self.dirs[dir]
+            .files
+            .binary_search_by(|f| f.name.of(&self.bytes).cmp(name))
+    }
+
+    /// Appends `bytes` to the cache's bytes: their span (none past 4 GiB).
+    fn append(&mut self, bytes: &[u8]) -> Option<Span> {
+        let start = u32::try_from(self.bytes.len()).ok()?;
+        let len = u32::try_from(bytes.len()).ok()?;
+        start.checked_add(len)?;
+        self.bytes.extend_from_slice(bytes);
+        Some(Span { start, len })
+    }
+
+    /// Whether two entries say the same (their bytes, not where they are).
+    fn same(&self, a: &Option<Entry>, b: &Option<Entry>) -> bool {
+        let bytes = &self.bytes;
+        match (a, b) {
+            (None, None) => true,
+            (Some(a), Some(b)) => {
+                a.id == b.id
+                    && a.linked == b.linked
+                    && a.name.of(bytes) == b.name.of(bytes)
+                    && a.version.of(bytes) == b.version.of(bytes)
+                    && a.capabilities.map(|s| s.of(bytes)) == b.capabilities.map(|s| s.of(bytes))
+            }
+            _ => false,
+        }
     }
 
     fn set(&mut self, path: &Path, entry: Option<Entry>) {
         let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
             return;
         };
-        let record = self.record(dir);
+        let d = self.record(dir);
+        let at = self.find(d, name.as_encoded_bytes());
+        let old = at.ok().map(|f| self.dirs[d].files[f].entry);
+        let changed = old.is_none_or(|old| !self.same(&old, &entry));
+        let name = match at {
+            Ok(f) => self.dirs[d].files[f].name,
+            Err(_) => match self.append(name.as_encoded_bytes()) {
+                Some(span) => span,
+                None => return,
+            },
+        };
         let file = FileRecord {
-            name: name.to_owned(),
+            name,
             entry,
             seen: true,
         };
-        match record
-            .files
-            .binary_search_by(|f| f.name.as_encoded_bytes().cmp(name.as_encoded_bytes()))
-        {
-            Ok(at) => {
-                let old = &mut record.files[at];
-                let changed = old.entry != file.entry;
-                *old = file;
-                self.dirty |= changed;
-            }
-            Err(at) => {
-                record.files.insert(at, file);
-                self.dirty = true;
-            }
+        let files = &mut self.dirs[d].files;
+        match at {
+            Ok(f) => files[f] = file,
+            Err(f) => files.insert(f, file),
         }
+        self.dirty |= changed;
     }
 
     /// Records what was read from `path`.
@@ -301,12 +389,28 @@ impl Cache {
         let Some((id, linked)) = identity(path) else {
             return;
         };
+        let mut block = Vec::new();
+        if let Some(declared) = &provenance.capabilities {
+            encode_declared(&mut block, declared);
+        }
+        let spans = (|| {
+            let name = self.append(provenance.name.as_bytes())?;
+            let version = self.append(provenance.version.to_string().as_bytes())?;
+            let capabilities = match provenance.capabilities {
+                Some(_) => Some(self.append(&block)?),
+                None => None,
+            };
+            Some((name, version, capabilities))
+        })();
+        let Some((name, version, capabilities)) = spans else {
+            return;
+        };
         let entry = Entry {
             id,
             linked,
-            name: provenance.name.clone(),
-            version: provenance.version.to_string(),
-            capabilities: provenance.capabilities.clone(),
+            name,
+            version,
+            capabilities,
         };
         self.set(path, Some(entry));
     }
@@ -325,6 +429,7 @@ impl Cache {
         let before = self.dirs.len();
         self.dirs.retain(|d| d.indexed || d.path.is_dir());
         self.dirty |= self.dirs.len() != before;
+        let bytes = &self.bytes;
         for record in &mut self.dirs {
             let before = record.files.len();
             if record.indexed {
@@ -334,14 +439,14 @@ impl Cache {
                 let dir = &record.path;
                 record
                     .files
-                    .retain(|f| f.seen || dir.join(&f.name).exists());
+                    .retain(|f| f.seen || dir.join(os_str(f.name.of(bytes))).exists());
             }
             self.dirty |= record.files.len() != before;
         }
         if !self.dirty {
             return;
         }
-        if let Err(e) = write_atomically(&self.path, &encode(&self.dirs)) {
+        if let Err(e) = write_atomically(&self.path, &encode(&self.bytes, &self.dirs)) {
             tracing::debug!("cannot write the index cache {}: {e}", self.path.display());
         }
     }
@@ -370,8 +475,115 @@ fn put_id(out: &mut Vec<u8>, id: &Id) {
     }
 }
 
-fn encode(dirs: &[DirRecord]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(4096);
+/// Appends the declaration block of `declared` to `out`: the number of kinds, then each kind
+/// with the number of its names and the names. [`declared`] reads it.
+pub(crate) fn encode_declared(out: &mut Vec<u8>, declared: &BTreeMap<String, Vec<String>>) {
+    put_u32(out, declared.len());
+    for (kind, names) in declared {
+        put_bytes(out, kind.as_bytes());
+        put_u32(out, names.len());
+        for name in names {
+            put_bytes(out, name.as_bytes());
+        }
+    }
+}
+
+/// The `(kind, name)` pairs of a declaration block, in order (a malformed block ends early:
+/// those the index keeps were checked when decoded, or made by [`encode_declared`]).
+pub(crate) fn declared(block: &[u8]) -> Declared<'_> {
+    let mut r = Reader {
+        bytes: block,
+        at: 0,
+    };
+    let kinds = r.u32().unwrap_or(0);
+    Declared {
+        r,
+        kinds,
+        kind: &[],
+        names: 0,
+    }
+}
+
+/// See [`declared`].
+pub(crate) struct Declared<'a> {
+    r: Reader<'a>,
+    kinds: usize,
+    kind: &'a [u8],
+    names: usize,
+}
+
+impl<'a> Iterator for Declared<'a> {
+    /// A kind and a name, as bytes (checked text: [`text`] makes them `str`s).
+    type Item = (&'a [u8], &'a [u8]);
+    fn next(&mut self) -> Option<Self::Item> {
+        while self.names == 0 {
+            if self.kinds == 0 {
+                return None;
+            }
+            self.kinds -= 1;
+            self.kind = self.r.bytes()?;
+            self.names = self.r.u32()?;
+        }
+        self.names -= 1;
+        Some((self.kind, self.r.bytes()?))
+    }
+}
+
+/// Whether a declaration block declares `(kind, name)`: [`declared`] without the iterator,
+/// for a pass over every plugin (a kind not asked for is skipped whole).
+pub(crate) fn declares(block: &[u8], kind: &[u8], name: &[u8]) -> bool {
+    let mut r = Reader {
+        bytes: block,
+        at: 0,
+    };
+    let Some(kinds) = r.u32() else {
+        return false;
+    };
+    for _ in 0..kinds {
+        let (Some(this), Some(names)) = (r.bytes(), r.u32()) else {
+            return false;
+        };
+        for _ in 0..names {
+            let Some(n) = r.bytes() else {
+                return false;
+            };
+            if this == kind && n == name {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// Checked text of the cache as a `str` (empty if it is not UTF-8, which a checked one is).
+pub(crate) fn text(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).unwrap_or_default()
+}
+
+/// A declaration block as a map of kind to names.
+pub(crate) fn declared_map(block: &[u8]) -> BTreeMap<String, Vec<String>> {
+    let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    // A kind declared with no names is kept, as the provenance had it.
+    let mut r = Reader {
+        bytes: block,
+        at: 0,
+    };
+    for _ in 0..r.u32().unwrap_or(0) {
+        let Some(kind) = r.str() else { break };
+        map.entry(kind.to_owned()).or_default();
+        let names = r.u32().unwrap_or(0);
+        for _ in 0..names {
+            let Some(name) = r.str() else { break };
+            map.entry(kind.to_owned())
+                .or_default()
+                .push(name.to_owned());
+        }
+    }
+    map
+}
+
+fn encode(bytes: &[u8], dirs: &[DirRecord]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len().min(CACHE_FILE.limit as usize) + 4096);
     out.extend_from_slice(MAGIC);
     put_u32(&mut out, dirs.len());
     for dir in dirs {
@@ -385,27 +597,20 @@ fn encode(dirs: &[DirRecord]) -> Vec<u8> {
         }
         put_u32(&mut out, dir.files.len());
         for file in &dir.files {
-            put_bytes(&mut out, file.name.as_encoded_bytes());
+            put_bytes(&mut out, file.name.of(bytes));
             let Some(entry) = &file.entry else {
                 out.push(0);
                 continue;
             };
             out.push(if entry.linked { 2 } else { 1 });
             put_id(&mut out, &entry.id);
-            put_bytes(&mut out, entry.name.as_bytes());
-            put_bytes(&mut out, entry.version.as_bytes());
-            match &entry.capabilities {
+            put_bytes(&mut out, entry.name.of(bytes));
+            put_bytes(&mut out, entry.version.of(bytes));
+            match entry.capabilities {
                 None => out.push(0),
-                Some(kinds) => {
+                Some(block) => {
                     out.push(1);
-                    put_u32(&mut out, kinds.len());
-                    for (kind, names) in kinds {
-                        put_bytes(&mut out, kind.as_bytes());
-                        put_u32(&mut out, names.len());
-                        for name in names {
-                            put_bytes(&mut out, name.as_bytes());
-                        }
-                    }
+                    out.extend_from_slice(block.of(bytes));
                 }
             }
         }
@@ -414,15 +619,21 @@ fn encode(dirs: &[DirRecord]) -> Vec<u8> {
 }
 
 /// A bounded reader over the cache's bytes: every read checks what is left.
-struct Reader<'a>(&'a [u8]);
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
 
 impl<'a> Reader<'a> {
+    fn left(&self) -> usize {
+        self.bytes.len() - self.at
+    }
     fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if n > self.0.len() {
+        if n > self.left() {
             return None;
         }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
+        let head = &self.bytes[self.at..self.at + n];
+        self.at += n;
         Some(head)
     }
     fn u8(&mut self) -> Option<u8> {
@@ -435,14 +646,24 @@ impl<'a> Reader<'a> {
     /// A count of items of at least `min` bytes each, checked against the bytes left.
     fn count(&mut self, min: usize) -> Option<usize> {
         let n = self.u32()?;
-        (n.checked_mul(min)? <= self.0.len()).then_some(n)
+        (n.checked_mul(min)? <= self.left()).then_some(n)
     }
     fn bytes(&mut self) -> Option<&'a [u8]> {
         let n = self.u32()?;
         self.take(n)
     }
-    fn string(&mut self) -> Option<String> {
-        std::str::from_utf8(self.bytes()?).ok().map(str::to_owned)
+    /// The span of the next length-prefixed bytes (the cache is at most 64 MiB: in `u32`).
+    fn span(&mut self) -> Option<Span> {
+        let n = self.u32()?;
+        let start = u32::try_from(self.at).ok()?;
+        self.take(n)?;
+        Some(Span {
+            start,
+            len: u32::try_from(n).ok()?,
+        })
+    }
+    fn str(&mut self) -> Option<&'a str> {
+        std::str::from_utf8(self.bytes()?).ok()
     }
     fn id(&mut self) -> Option<Id> {
         let mut id = [0; 5];
@@ -454,28 +675,72 @@ impl<'a> Reader<'a> {
 }
 
 #[cfg(unix)]
-fn os_string(bytes: &[u8]) -> OsString {
+fn os_str(bytes: &[u8]) -> &std::ffi::OsStr {
     use std::os::unix::ffi::OsStrExt;
-    std::ffi::OsStr::from_bytes(bytes).to_owned()
+    std::ffi::OsStr::from_bytes(bytes)
 }
 
 #[cfg(not(unix))]
-fn os_string(bytes: &[u8]) -> OsString {
-    String::from_utf8_lossy(bytes).into_owned().into()
+fn os_str(bytes: &[u8]) -> &std::ffi::OsStr {
+    // Written from `as_encoded_bytes` of this platform's `OsStr`s, and a file name found in
+    // the cache is only ever joined to a path; text that is not UTF-8 is no name here.
+    std::ffi::OsStr::new(std::str::from_utf8(bytes).unwrap_or("\u{fffd}"))
 }
 
-/// The directories of a cache file, or `None` if anything in it is malformed: a wrong magic,
-/// a count larger than the bytes left, text that is not UTF-8, files out of order, a file
-/// name that is not one (empty, `.`, `..`, a separator), trailing bytes.
+/// Checks a declaration block at the reader and moves past it: at most
+/// [`crate::limits::MAX_CAPABILITIES`] kinds and names in all, each kind and name as
+/// [`crate::limits::capability_name`] wants it.
+fn check_declared<'a>(r: &mut Reader<'a>, last_kind: &mut Option<&'a [u8]>) -> Option<()> {
+    let mut count = 0usize;
+    for _ in 0..r.count(8)? {
+        // Nearly every plugin declares the same kind or two: checked once in a row.
+        let kind = r.bytes()?;
+        if *last_kind != Some(kind) {
+            crate::limits::is_capability_name(kind).then_some(())?;
+        }
+        *last_kind = Some(kind);
+        let names = r.count(4)?;
+        count = count.checked_add(names + 1)?;
+        for _ in 0..names {
+            crate::limits::is_capability_name(r.bytes()?).then_some(())?;
+        }
+    }
+    (count <= crate::limits::MAX_CAPABILITIES).then_some(())
+}
+
+/// Whether `name` holds a `/` or a NUL byte: eight bytes at a time (a file name of each of
+/// 10 000 entries is checked on every warm start).
+fn slash_or_nul(name: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    // The high bit of a byte of the result is set if that byte of `x` is zero (and, past
+    // the first zero byte, maybe for others: which changes nothing here).
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH != 0;
+    let mut words = name.chunks_exact(8);
+    for word in &mut words {
+        let x = u64::from_ne_bytes(word.try_into().expect("eight bytes"));
+        if has_zero(x) || has_zero(x ^ (ONES * u64::from(b'/'))) {
+            return true;
+        }
+    }
+    words.remainder().iter().any(|&b| b == b'/' || b == 0)
+}
+
+/// The directories of a cache file, as spans into `bytes`, or `None` if anything in it is
+/// malformed: a wrong magic, a count larger than the bytes left, text that is not UTF-8,
+/// files out of order, a file name that is not one (empty, `.`, `..`, a separator), an entry
+/// beyond the bounds provenance must keep (a forged cache), trailing bytes. Nothing is
+/// allocated per file but its place in its directory's table.
 fn decode(bytes: &[u8]) -> Option<Vec<DirRecord>> {
-    let mut r = Reader(bytes);
+    let mut r = Reader { bytes, at: 0 };
+    let mut last_kind = None;
     if r.take(MAGIC.len())? != MAGIC {
         return None;
     }
     let dir_count = r.count(9)?;
     let mut dirs = Vec::with_capacity(dir_count);
     for _ in 0..dir_count {
-        let path = PathBuf::from(os_string(r.bytes()?));
+        let path = PathBuf::from(os_str(r.bytes()?));
         let stamp = match r.u8()? {
             0 => None,
             1 => Some(r.id()?),
@@ -483,20 +748,15 @@ fn decode(bytes: &[u8]) -> Option<Vec<DirRecord>> {
         };
         let file_count = r.count(5)?;
         let mut files: Vec<FileRecord> = Vec::with_capacity(file_count);
+        let mut last: &[u8] = &[];
         for _ in 0..file_count {
-            let name = r.bytes()?;
-            let plain = !name.is_empty()
-                && name != b"."
-                && name != b".."
-                && !name.contains(&b'/')
-                && !name.contains(&0);
-            let ordered = files
-                .last()
-                .is_none_or(|last| last.name.as_encoded_bytes() < name);
-            if !plain || !ordered {
+            let name = r.span()?;
+            let text = name.of(bytes);
+            let plain = !text.is_empty() && text != b"." && text != b".." && !slash_or_nul(text);
+            if !plain || (!files.is_empty() && last >= text) {
                 return None;
             }
-            let name = os_string(name);
+            last = text;
             let linked = match r.u8()? {
                 0 => {
                     files.push(FileRecord {
@@ -511,20 +771,24 @@ fn decode(bytes: &[u8]) -> Option<Vec<DirRecord>> {
                 _ => return None,
             };
             let id = r.id()?;
-            let plugin = r.string()?;
-            let version = r.string()?;
+            let plugin = r.span()?;
+            let plugin_ok = crate::limits::is_plugin_name(plugin.of(bytes));
+            let version = r.span()?;
+            let text = version.of(bytes);
+            let version_ok = text.len() <= crate::limits::MAX_FIELD
+                && (text.is_ascii() || std::str::from_utf8(text).is_ok());
+            if !plugin_ok || !version_ok {
+                return None;
+            }
             let capabilities = match r.u8()? {
                 0 => None,
                 1 => {
-                    let mut kinds = BTreeMap::new();
-                    for _ in 0..r.count(8)? {
-                        let kind = r.string()?;
-                        let names = (0..r.count(4)?)
-                            .map(|_| r.string())
-                            .collect::<Option<Vec<_>>>()?;
-                        kinds.insert(kind, names);
-                    }
-                    Some(kinds)
+                    let start = r.at;
+                    check_declared(&mut r, &mut last_kind)?;
+                    Some(Span {
+                        start: u32::try_from(start).ok()?,
+                        len: u32::try_from(r.at - start).ok()?,
+                    })
                 }
                 _ => return None,
             };
@@ -548,7 +812,7 @@ fn decode(bytes: &[u8]) -> Option<Vec<DirRecord>> {
             fresh: false,
         });
     }
-    r.0.is_empty().then_some(dirs)
+    (r.left() == 0).then_some(dirs)
 }
 
 #[cfg(test)]

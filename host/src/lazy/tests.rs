@@ -97,7 +97,7 @@ fn declaring_nothing_is_indexed_under_nothing() {
         ),
         Placed::Indexed
     );
-    assert!(index.by_capability.is_empty());
+    assert!(index.candidates("command", "quiet").is_empty());
     assert!(index.names("command").is_empty());
 }
 
@@ -129,4 +129,206 @@ fn errors_name_the_capability_and_the_fix() {
     );
     assert!(text.contains("command:real"), "{text}");
     assert_eq!(missing.reason(), None);
+}
+
+/// A host that records what it is asked to load and refuses it (as a file that fails
+/// verification would be), so the path lazy loading chose is in the error.
+#[derive(Default)]
+struct Recorder {
+    registry: Registry,
+    loaded: Vec<PathBuf>,
+}
+
+impl Loader for Recorder {
+    fn candidates(&self, found: Vec<PathBuf>) -> Vec<PathBuf> {
+        found
+    }
+    fn register_builtins(&mut self, _: &dyn Fn() -> Vec<PathBuf>) -> Vec<PluginReport> {
+        Vec::new()
+    }
+    fn load(&mut self, path: &Path) -> PluginReport {
+        self.loaded.push(path.to_owned());
+        let error = PluginError::Shadowed {
+            path: path.to_owned(),
+            name: "refused".into(),
+            first: path.to_owned(),
+        };
+        PluginReport::new(path.to_owned()).with_error(Status::Rejected, error)
+    }
+    fn verify(&self, path: &Path) -> PluginReport {
+        PluginReport::new(path.to_owned())
+    }
+    fn refused_by_settings(&self, _: &Path, _: &str) -> bool {
+        false
+    }
+    fn disabled(&self) -> Vec<String> {
+        Vec::new()
+    }
+    fn is_builtin(&self, _: &str) -> bool {
+        false
+    }
+    fn registry(&self) -> &Registry {
+        &self.registry
+    }
+}
+
+/// `count` files `libpNNNN.so` in a new directory (their content is no plugin: only the
+/// index cache, written here, says what they are), and a warm cache of them.
+#[cfg(unix)]
+fn cached_dir(count: usize) -> (tempfile::TempDir, tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let cache_path = elsewhere.path().join("index.bin");
+    let mut cache = cache::Cache::load(cache_path.clone());
+    for i in 0..count {
+        let (file, name) = (format!("libp{i:04}.so"), format!("p{i:04}"));
+        let lib = dir.path().join(&file);
+        std::fs::write(&lib, b"not a library").unwrap();
+        // Every 400th (from the fourth) also declares transform `shared`.
+        let shared: &[(&str, &[&str])] = &[("command", &[&name]), ("transform", &["shared"])];
+        let declared = if i % 400 == 3 { shared } else { &shared[..1] };
+        cache.put(&lib, &provenance(&name, Some(declared)));
+    }
+    cache.save();
+    // Settled, and indexed once (each file checked by its own identity, none read): the
+    // directory's identity is recorded, so the next index trusts it and lists nothing.
+    std::thread::sleep(cache::SETTLE * 2);
+    let mut lazy = Lazy {
+        cache: Some(cache_path.clone()),
+        ..Lazy::default()
+    };
+    let reports = lazy.index(&mut Recorder::default(), &[dir.path()]).unwrap();
+    assert!(reports.is_empty(), "{reports:?}");
+    assert!(
+        lazy.index.unchecked.is_empty(),
+        "not trusted by the directory yet"
+    );
+    (dir, elsewhere, cache_path)
+}
+
+#[cfg(unix)]
+#[test]
+fn a_command_from_a_warm_cache_of_many_plugins_resolves_to_its_file() {
+    let (dir, _elsewhere, cache_path) = cached_dir(1000);
+    let mut lazy = Lazy {
+        cache: Some(cache_path.clone()),
+        ..Lazy::default()
+    };
+    let mut host = Recorder::default();
+    // The files are no libraries: reading any of them would report it refused.
+    assert!(lazy.index(&mut host, &[dir.path()]).unwrap().is_empty());
+    assert_eq!(lazy.index.plugins().len(), 1000);
+    assert_eq!(
+        lazy.index.unchecked.len(),
+        1000,
+        "all trusted by the directory"
+    );
+    let want = dir.path().join("libp0765.so");
+    match lazy.load_capability(&mut host, "command", "p0765") {
+        Err(LazyError::Refused { path, plugin, .. }) => {
+            assert_eq!((path, plugin.as_str()), (want.clone(), "p0765"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        host.loaded,
+        std::slice::from_ref(&want),
+        "only that file was tried"
+    );
+    let indexed = lazy.index.plugins();
+    assert_eq!(indexed[765].path, want);
+    assert_eq!(indexed[765].capabilities["command"], ["p0765"]);
+    assert!(matches!(indexed[765].state, IndexedState::Refused(..)));
+    assert_eq!(indexed[764].state, IndexedState::Pending);
+    // A capability three plugins declare: tried in path order.
+    host.loaded.clear();
+    assert!(lazy
+        .load_capability(&mut host, "transform", "shared")
+        .is_err());
+    let tried: Vec<PathBuf> = ["libp0003.so", "libp0403.so", "libp0803.so"]
+        .iter()
+        .map(|f| dir.path().join(f))
+        .collect();
+    assert_eq!(host.loaded, tried);
+    // Unknown: the names offered come from the cache's declarations, but the refused ones.
+    match lazy.load_capability(&mut host, "command", "nope") {
+        Err(LazyError::Lookup(LookupError::NotFound { available, .. })) => {
+            assert_eq!(available.len(), 996);
+            assert!(available.iter().any(|a| a == "p0999"));
+            assert!(!available.iter().any(|a| a == "p0765" || a == "p0403"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_file_replaced_after_indexing_is_read_again_not_trusted() {
+    let (dir, _elsewhere, cache_path) = cached_dir(50);
+    let lib = dir.path().join("libp0020.so");
+    // Replaced (a new inode, the directory changed): the cache's word is not taken, the
+    // file is read, and what it is (no library) is reported before anything can load it.
+    std::fs::remove_file(&lib).unwrap();
+    std::fs::write(&lib, b"still not a library, now longer").unwrap();
+    let mut lazy = Lazy {
+        cache: Some(cache_path),
+        ..Lazy::default()
+    };
+    let mut host = Recorder::default();
+    let reports = lazy.index(&mut host, &[dir.path()]).unwrap();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert_eq!(reports[0].path, lib);
+    assert_eq!(reports[0].status, Status::Rejected);
+    assert_eq!(lazy.index.plugins().len(), 49);
+    assert!(
+        lazy.index.unchecked.is_empty(),
+        "each file checked on its own"
+    );
+    match lazy.load_capability(&mut host, "command", "p0020") {
+        Err(LazyError::Lookup(LookupError::NotFound { .. })) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(host.loaded.is_empty(), "nothing loaded");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_file_overwritten_in_place_is_checked_before_a_capability_is_said_missing() {
+    let (dir, _elsewhere, cache_path) = cached_dir(50);
+    let mut lazy = Lazy {
+        cache: Some(cache_path.clone()),
+        ..Lazy::default()
+    };
+    let mut host = Recorder::default();
+    assert!(lazy.index(&mut host, &[dir.path()]).unwrap().is_empty());
+    // Overwritten in place after indexing (same inode, the directory untouched): the index
+    // still has the cache's word, so the capability it now lacks is looked for by reading
+    // the files again — the changed one is then reported, and the cache dropped.
+    std::fs::write(dir.path().join("libp0030.so"), b"changed").unwrap();
+    match lazy.load_capability(&mut host, "command", "p9999") {
+        Err(LazyError::Lookup(LookupError::NotFound { .. })) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(!cache_path.exists(), "the cache is removed");
+    assert!(host.loaded.is_empty());
+    assert_eq!(lazy.reports.len(), 50, "every file read again and refused");
+}
+
+#[test]
+fn every_name_met_again_is_shadowed_by_its_first_file() {
+    let mut index = Index::default();
+    let declared = BTreeMap::from([("command".to_owned(), vec!["c".to_owned()])]);
+    for round in 0..2 {
+        for i in 0..5000 {
+            let path = PathBuf::from(format!("/{round}/lib{i}.so"));
+            let placed = index.add(&path, &format!("n{i}"), Some(&declared));
+            let want = match round {
+                0 => Placed::Indexed,
+                _ => Placed::Shadowed(PathBuf::from(format!("/0/lib{i}.so"))),
+            };
+            assert_eq!(placed, want);
+        }
+    }
+    assert_eq!(index.plugins().len(), 5000);
+    assert_eq!(index.candidates("command", "c").len(), 5000);
 }

@@ -15,9 +15,9 @@ fn an_entry_is_used_only_for_the_same_file() {
     assert!(cache_path.is_file(), "written");
 
     let mut cache = Cache::load(cache_path.clone());
-    let entry = cache.get(&lib).expect("a hit for the same file").entry;
+    let found = cache.get(&lib).expect("a hit for the same file");
     assert_eq!(
-        (entry.name.as_str(), entry.capabilities.clone()),
+        (found.name(), found.declared().map(declared_map)),
         ("a", p.capabilities.clone())
     );
 
@@ -131,10 +131,12 @@ fn a_settled_directory_is_trusted_by_its_identity_alone() {
 
     // The directory is unchanged: its listing and entry are used, the file not checked.
     let mut cache = Cache::load(cache_path.clone());
-    assert_eq!(cache.listing(dir.path()), Some(vec![lib.clone()]));
+    let d = cache.listing(dir.path()).expect("the record");
+    assert_eq!(cache.listed(d), 1);
+    assert_eq!(cache.dir_path(d).join(cache.file_name(d, 0)), lib);
     let found = cache.get(&lib).expect("a hit");
     assert!(!found.checked);
-    assert_eq!(found.entry.name, "a");
+    assert_eq!(found.name(), "a");
 
     // Overwritten in place (same inode, the directory untouched): still used on the
     // directory's word — the file is judged afresh when loaded, and `Lazy` checks it one by
@@ -210,13 +212,15 @@ fn a_truncated_forged_or_corrupted_cache_is_refused_whole() {
     cache.save();
     let bytes = std::fs::read(&cache_path).unwrap();
     let dirs = decode(&bytes).expect("its own output decodes");
+    let names: Vec<&[u8]> = dirs[0].files.iter().map(|f| f.name.of(&bytes)).collect();
+    assert_eq!(names, [&b"liba.so"[..], b"libb.so", b"libc.so"]);
     assert_eq!(dirs[0].files.len(), 3);
     assert!(
         dirs[0].files[2].entry.is_none(),
         "the unreadable file stays listed"
     );
     assert_eq!(
-        encode(&dirs),
+        encode(&bytes, &dirs),
         bytes,
         "decoding and encoding again is the identity"
     );
@@ -239,12 +243,20 @@ fn a_truncated_forged_or_corrupted_cache_is_refused_whole() {
     assert!(decode(&huge).is_none());
     // Files out of order, or a name that is a path: refused.
     let forged = |names: &[&str]| {
+        let mut text = Vec::new();
         let files = names
             .iter()
-            .map(|n| FileRecord {
-                name: (*n).into(),
-                entry: None,
-                seen: true,
+            .map(|n| {
+                let start = text.len() as u32;
+                text.extend_from_slice(n.as_bytes());
+                FileRecord {
+                    name: Span {
+                        start,
+                        len: n.len() as u32,
+                    },
+                    entry: None,
+                    seen: true,
+                }
             })
             .collect();
         let dirs = [DirRecord {
@@ -254,7 +266,7 @@ fn a_truncated_forged_or_corrupted_cache_is_refused_whole() {
             indexed: false,
             fresh: false,
         }];
-        decode(&encode(&dirs)).is_some()
+        decode(&encode(&text, &dirs)).is_some()
     };
     assert!(forged(&["a.so", "b.so"]));
     assert!(!forged(&["b.so", "a.so"]));
@@ -282,7 +294,144 @@ fn entries_of_directories_not_listed_are_kept_while_their_files_exist() {
     // Another run that lists nothing there: `a` is kept, `b` (removed) dropped.
     std::fs::remove_file(&b).unwrap();
     Cache::load(cache_path.clone()).save();
-    let dirs = decode(&std::fs::read(&cache_path).unwrap()).unwrap();
-    let names: Vec<_> = dirs[0].files.iter().map(|f| f.name.clone()).collect();
-    assert_eq!(names, ["liba.so"]);
+    let bytes = std::fs::read(&cache_path).unwrap();
+    let dirs = decode(&bytes).unwrap();
+    let names: Vec<_> = dirs[0].files.iter().map(|f| f.name.of(&bytes)).collect();
+    assert_eq!(names, [b"liba.so"]);
+}
+
+/// Where the first file record's fields are in a cache of one directory: the offsets of
+/// its name's length, the plugin name's length, the version's length and the declaration
+/// block (whose first field is its number of kinds).
+fn one_file_layout(bytes: &[u8]) -> (usize, usize, usize, usize) {
+    let mut r = Reader { bytes, at: 0 };
+    r.take(MAGIC.len()).unwrap();
+    r.u32().unwrap();
+    r.bytes().unwrap();
+    assert_eq!(r.u8(), Some(0), "no directory identity recorded");
+    r.u32().unwrap();
+    let file_name = r.at;
+    r.bytes().unwrap();
+    r.u8().unwrap();
+    r.id().unwrap();
+    let plugin = r.at;
+    r.bytes().unwrap();
+    let version = r.at;
+    r.bytes().unwrap();
+    assert_eq!(r.u8(), Some(1), "declared");
+    (file_name, plugin, version, r.at)
+}
+
+#[test]
+fn lengths_past_the_end_huge_counts_and_bad_text_refuse_the_cache_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("liba.so");
+    std::fs::write(&lib, b"one").unwrap();
+    let cache_path = dir.path().join("index.bin");
+    one_entry(&lib, &cache_path);
+    let bytes = std::fs::read(&cache_path).unwrap();
+    assert!(Cache::load(cache_path.clone()).get(&lib).is_some());
+    let (file_name, plugin, version, block) = one_file_layout(&bytes);
+    let patched = |at: usize, value: &[u8]| {
+        let mut b = bytes.clone();
+        b[at..at + value.len()].copy_from_slice(value);
+        b
+    };
+    let cases = [
+        (
+            "a file name's length past the end",
+            patched(file_name, &u32::MAX.to_le_bytes()),
+        ),
+        (
+            "a plugin name's length past the end",
+            patched(plugin, &0x00ff_ffffu32.to_le_bytes()),
+        ),
+        // One byte longer: the name takes the version's first length byte, and every
+        // field after it is read one byte off.
+        (
+            "a plugin name's length one too long",
+            patched(plugin, &2u32.to_le_bytes()),
+        ),
+        (
+            "a version's length past the end",
+            patched(version, &u32::MAX.to_le_bytes()),
+        ),
+        (
+            "a huge number of kinds",
+            patched(block, &u32::MAX.to_le_bytes()),
+        ),
+        ("a name that is not one", patched(plugin + 4, b"/")),
+        (
+            "another format version",
+            patched(MAGIC.len() - 1, &[MAGIC[7] + 1]),
+        ),
+    ];
+    for (what, forged) in cases {
+        assert!(decode(&forged).is_none(), "{what}");
+        std::fs::write(&cache_path, &forged).unwrap();
+        let mut cache = Cache::load(cache_path.clone());
+        assert!(cache.dirs.is_empty(), "{what}: ignored whole");
+        assert!(cache.get(&lib).is_none(), "{what}");
+        // And replaced by what this run finds.
+        cache.put(&lib, &crate::lazy::tests::provenance("a", None));
+        cache.save();
+        assert!(
+            Cache::load(cache_path.clone()).get(&lib).is_some(),
+            "{what}"
+        );
+    }
+    // A declared capability name that is no name (a control character, not UTF-8).
+    for bad in [&b"\x1b[2J"[..], b"\xff\xfe"] {
+        let mut forged = bytes[..block].to_vec();
+        forged.extend_from_slice(&1u32.to_le_bytes());
+        put_bytes(&mut forged, b"command");
+        forged.extend_from_slice(&1u32.to_le_bytes());
+        put_bytes(&mut forged, bad);
+        assert!(decode(&forged).is_none(), "{bad:?}");
+    }
+}
+
+#[test]
+fn a_declaration_block_is_read_within_its_bytes() {
+    let declared = BTreeMap::from([
+        ("command".to_owned(), vec!["a".to_owned(), "b".to_owned()]),
+        ("transform".to_owned(), vec![]),
+    ]);
+    let mut block = Vec::new();
+    encode_declared(&mut block, &declared);
+    let pairs: Vec<_> = super::declared(&block).collect();
+    assert_eq!(pairs, [(&b"command"[..], &b"a"[..]), (b"command", b"b")]);
+    assert_eq!(declared_map(&block), declared);
+    assert!(declares(&block, b"command", b"b"));
+    assert!(!declares(&block, b"transform", b"b"));
+    assert!(!declares(&block, b"command", b"c"));
+    // Cut anywhere, or with counts beyond its bytes: the pairs before the cut, never a panic.
+    for end in 0..block.len() {
+        let got: Vec<_> = super::declared(&block[..end]).collect();
+        assert!(pairs.starts_with(&got), "cut at {end}");
+        assert_eq!(declares(&block[..end], b"command", b"b"), got.len() == 2);
+        let _ = declared_map(&block[..end]);
+    }
+    let mut huge = u32::MAX.to_le_bytes().to_vec();
+    put_bytes(&mut huge, b"command");
+    huge.extend_from_slice(&u32::MAX.to_le_bytes());
+    assert_eq!(super::declared(&huge).count(), 0);
+    assert_eq!(declared_map(&huge).len(), 1);
+}
+
+#[test]
+fn a_slash_or_a_nul_is_found_at_every_position() {
+    for len in [1, 7, 8, 9, 16, 23] {
+        for at in 0..len {
+            for byte in 0..=255u8 {
+                let mut name = vec![b'a'; len];
+                name[at] = byte;
+                assert_eq!(
+                    slash_or_nul(&name),
+                    byte == b'/' || byte == 0,
+                    "{byte:#04x} at {at} of {len}"
+                );
+            }
+        }
+    }
 }
