@@ -64,8 +64,9 @@ pub(crate) fn check_provenance(p: &ProvenanceRef<'_>) -> Result<(), String> {
 }
 
 /// The declared capabilities: at most [`MAX_CAPABILITIES`] in all (and as many kinds), each
-/// kind and name as a registered one must be.
-pub(crate) fn check_declared(
+/// kind and name as a registered one must be (the index cache checks its own bytes alike).
+#[cfg(test)]
+fn check_declared(
     declared: &std::collections::BTreeMap<String, Vec<String>>,
 ) -> Result<(), String> {
     check_declared_as(declared)
