@@ -23,7 +23,10 @@ use crate::text::printable;
 pub enum LoadFrom {
     /// A private copy of the verified file, sealed against writes (Linux: a `memfd`): a
     /// later write to the plugin file (`cp new.so plugins/libx.so`) cannot change or
-    /// truncate what runs. Costs a copy of the library's loadable segments per load.
+    /// truncate what runs. Costs a copy of the library's loadable segments per load (made on
+    /// another thread, one file ahead, during a scan). A file that cannot change — the
+    /// immutable attribute, fs-verity, or a read-only file system (not just a read-only bind
+    /// mount) — is mapped as it is: it needs no copy.
     #[default]
     SealedCopy,
     /// The verified file itself (through its open descriptor). Faster to load, but writing
