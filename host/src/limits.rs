@@ -18,7 +18,9 @@ pub const MAX_CAPABILITY_NAME: usize = 128;
 pub const MAX_CAPABILITIES: usize = 4096;
 
 /// Checks a decoded provenance record against the bounds above; `Err` says what is wrong.
-pub(crate) fn check_provenance(p: &ProvenanceRef<'_>) -> Result<(), String> {
+/// `printable` says every string of the record is already known to be printable ASCII
+/// ([`ProvenanceRef::decode_telling_printable`]): then only lengths and counts are checked.
+pub(crate) fn check_provenance(p: &ProvenanceRef<'_>, printable: bool) -> Result<(), String> {
     check_name(&p.name)?;
     let fields = [
         ("target", p.target.as_str()),
@@ -41,7 +43,7 @@ pub(crate) fn check_provenance(p: &ProvenanceRef<'_>) -> Result<(), String> {
         ));
     }
     for (what, value) in fields {
-        check_field(what, value)?;
+        check_field(what, value, printable)?;
     }
     for (what, len) in [
         ("features", p.features.len()),
@@ -52,10 +54,10 @@ pub(crate) fn check_provenance(p: &ProvenanceRef<'_>) -> Result<(), String> {
         }
     }
     for f in &p.features {
-        check_field("feature", f)?;
+        check_field("feature", f, printable)?;
     }
     for d in &p.dependencies {
-        check_field("dependency", d.as_str())?;
+        check_field("dependency", d.as_str(), printable)?;
     }
     if let Some(declared) = &p.capabilities {
         check_declared_as(declared)?;
@@ -85,14 +87,20 @@ fn check_declared_as<K: AsRef<str>, N: AsRef<str>>(
         ));
     }
     for (kind, names) in declared {
-        capability_name(kind.as_ref().as_bytes()).map_err(|e| {
-            format!(
-                "it declares a capability kind that is {}",
-                e.trim_start_matches("a capability ")
-            )
-        })?;
+        let kind = kind.as_ref().as_bytes();
+        if !is_plain_capability_name(kind) {
+            capability_name(kind).map_err(|e| {
+                format!(
+                    "it declares a capability kind that is {}",
+                    e.trim_start_matches("a capability ")
+                )
+            })?;
+        }
         for name in names {
-            capability_name(name.as_ref().as_bytes()).map_err(|e| format!("it declares {e}"))?;
+            let name = name.as_ref().as_bytes();
+            if !is_plain_capability_name(name) {
+                capability_name(name).map_err(|e| format!("it declares {e}"))?;
+            }
         }
     }
     Ok(())
@@ -111,10 +119,15 @@ pub(crate) fn is_plugin_name(bytes: &[u8]) -> bool {
 /// Whether `bytes` are a capability name as [`capability_name`] wants it (printable ASCII,
 /// nearly every name, is told without decoding characters).
 pub(crate) fn is_capability_name(bytes: &[u8]) -> bool {
-    let ascii = !bytes.is_empty()
+    is_plain_capability_name(bytes) || capability_name(bytes).is_ok()
+}
+
+/// A capability name of printable ASCII without spaces: one [`capability_name`] accepts,
+/// told without decoding characters.
+fn is_plain_capability_name(bytes: &[u8]) -> bool {
+    !bytes.is_empty()
         && bytes.len() <= MAX_CAPABILITY_NAME
-        && bytes.iter().all(|b| (0x21..0x7f).contains(b));
-    ascii || capability_name(bytes).is_ok()
+        && bytes.iter().all(|b| (0x21..0x7f).contains(b))
 }
 
 /// A plugin name: a Cargo package name of at most [`MAX_PLUGIN_NAME`] bytes.
@@ -129,15 +142,15 @@ pub(crate) fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn check_field(what: &str, value: &str) -> Result<(), String> {
+fn check_field(what: &str, value: &str, printable: bool) -> Result<(), String> {
     if value.len() > MAX_FIELD {
         return Err(format!(
             "its {what} is {} bytes long, more than {MAX_FIELD}",
             value.len()
         ));
     }
-    // Printable ASCII (nearly every value) is told eight bytes at a time.
-    if !printable_ascii(value.as_bytes()) && value.chars().any(is_unsafe_char) {
+    // Printable ASCII (nearly every value) is told eight bytes at a time, or was already.
+    if !printable && !printable_ascii(value.as_bytes()) && value.chars().any(is_unsafe_char) {
         return Err(format!(
             "its {what} {} contains control characters",
             describe(value)

@@ -11,6 +11,7 @@ mod fix;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use plugin_api::provenance::{Provenance, ProvenanceRef};
 use semver::{Version, VersionReq};
@@ -145,12 +146,20 @@ pub struct Check {
     pub check: CheckKind,
     /// The outcome.
     pub status: CheckStatus,
-    /// The host's value.
-    pub host: String,
+    /// The host's value. Shared (`Arc`): the host's values are formatted once per host, and
+    /// a plugin built like the host shows the same text, so judging one copies none.
+    #[serde(serialize_with = "text")]
+    pub host: Arc<str>,
     /// The plugin's value.
-    pub plugin: String,
+    #[serde(serialize_with = "text")]
+    pub plugin: Arc<str>,
     /// For a difference: what it means and how to fix it (empty when there is none).
     pub message: String,
+}
+
+/// A shared text, serialized as the string it is.
+fn text<S: serde::Serializer>(value: &Arc<str>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(value)
 }
 
 /// Errors building a policy.
@@ -310,7 +319,7 @@ pub fn judge_in_place(
     policy: &Policy,
 ) -> Verdict {
     let mut checks = Vec::with_capacity(CheckKind::ALL.len());
-    let mut push = |check: CheckKind, host: String, plugin: String, differs: Option<String>| {
+    let mut push = |check: CheckKind, host: Arc<str>, plugin: Arc<str>, differs: Option<String>| {
         let (status, message) = match differs {
             None => (CheckStatus::Pass, String::new()),
             Some(message) => match policy.severity(check) {
@@ -335,7 +344,7 @@ pub fn judge_in_place(
     };
 
     let (h, p) = (host.target.as_str(), plugin.target.as_str());
-    push(CheckKind::Target, h.to_owned(), p.to_owned(), (h != p).then(|| {
+    push(CheckKind::Target, prepared.target.clone(), same_text(h, p, &prepared.target), (h != p).then(|| {
         format!("built for target {p}, but this host runs on {h}; rebuild the plugin with `cargo build --target {h}`")
     }));
 
@@ -374,7 +383,7 @@ pub fn judge_in_place(
     let plugin_rustc = if same_rustc {
         prepared.rustc.clone()
     } else {
-        pr.short()
+        pr.short().into()
     };
     push(
         CheckKind::Rustc,
@@ -393,8 +402,8 @@ pub fn judge_in_place(
     let (h, p) = (host.profile.panic.as_str(), plugin.profile.panic.as_str());
     push(
         CheckKind::PanicStrategy,
-        h.to_owned(),
-        p.to_owned(),
+        prepared.panic.clone(),
+        same_text(h, p, &prepared.panic),
         (h != p).then(|| {
             let consequence = if p == "abort" {
                 "a panic in the plugin aborts the whole host instead of coming back as an error"
@@ -415,7 +424,7 @@ pub fn judge_in_place(
     let p = if same_profile {
         prepared.profile.clone()
     } else {
-        profile_text(&pp.name, &pp.opt_level, pp.debug_assertions)
+        profile_text(&pp.name, &pp.opt_level, pp.debug_assertions).into()
     };
     let h = prepared.profile.clone();
     let differs = (hp.opt_level != *pp.opt_level
@@ -466,11 +475,20 @@ pub fn api_compatible(host: &Version, plugin: &Version) -> bool {
 
 /// `version` as text; `known` when it is `same` (whose text that is, prepared once per host),
 /// so that judging a plugin built like the host formats nothing.
-fn version_text(version: &Version, same: &Version, known: &str) -> String {
+fn version_text(version: &Version, same: &Version, known: &Arc<str>) -> Arc<str> {
     if version == same {
-        known.to_owned()
+        known.clone()
     } else {
-        version.to_string()
+        version.to_string().into()
+    }
+}
+
+/// `plugin`'s text: the host's (`known`, prepared once per host) when it is the same.
+fn same_text(host: &str, plugin: &str, known: &Arc<str>) -> Arc<str> {
+    if host == plugin {
+        known.clone()
+    } else {
+        plugin.into()
     }
 }
 
@@ -483,10 +501,12 @@ fn series_req(host: &Version) -> String {
 #[derive(Debug, Clone, Default)]
 pub struct PreparedHost {
     crates: HostCrates,
-    plugin_api: String,
-    abi_stable: String,
-    rustc: String,
-    profile: String,
+    target: Arc<str>,
+    plugin_api: Arc<str>,
+    abi_stable: Arc<str>,
+    rustc: Arc<str>,
+    profile: Arc<str>,
+    panic: Arc<str>,
 }
 
 impl PreparedHost {
@@ -494,14 +514,17 @@ impl PreparedHost {
     pub fn new(host: &Provenance) -> Self {
         PreparedHost {
             crates: HostCrates::new(host),
-            plugin_api: host.plugin_api.to_string(),
-            abi_stable: host.abi_stable.to_string(),
-            rustc: host.rustc.short(),
+            target: host.target.as_str().into(),
+            plugin_api: host.plugin_api.to_string().into(),
+            abi_stable: host.abi_stable.to_string().into(),
+            rustc: host.rustc.short().into(),
             profile: profile_text(
                 &host.profile.name,
                 &host.profile.opt_level,
                 host.profile.debug_assertions,
-            ),
+            )
+            .into(),
+            panic: host.profile.panic.as_str().into(),
         }
     }
 }

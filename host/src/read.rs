@@ -315,8 +315,9 @@ pub(crate) fn decode_in_place<'b>(
         path: path.to_owned(),
         detail,
     };
-    let provenance = ProvenanceRef::decode(blob).map_err(|e| malformed(e.to_string()))?;
-    crate::limits::check_provenance(&provenance).map_err(malformed)?;
+    let (provenance, printable) =
+        ProvenanceRef::decode_telling_printable(blob).map_err(|e| malformed(e.to_string()))?;
+    crate::limits::check_provenance(&provenance, printable).map_err(malformed)?;
     lists_its_interface(&provenance).map_err(malformed)?;
     Ok(provenance)
 }
@@ -527,6 +528,67 @@ fn check_section_size(path: &Path, size: u64) -> Result<(), ReadError> {
 #[cfg(test)]
 mod tests {
     use super::is_version;
+
+    #[test]
+    fn characters_beyond_printable_ascii_are_still_checked_one_by_one() {
+        use plugin_api::provenance::{Dependency, Profile, Provenance, Rustc};
+        let mut record = Provenance {
+            name: "p".into(),
+            version: "0.1.0".parse().unwrap(),
+            plugin_api: "0.1.0".parse().unwrap(),
+            abi_stable: "0.11.3".parse().unwrap(),
+            rustc: Rustc {
+                release: "1.95.0".into(),
+                commit_hash: "59807616e1fa2540724bfbac14d7976d7e4a3860".into(),
+                commit_date: "2026-04-14".into(),
+                channel: "stable".into(),
+                llvm: None,
+            },
+            target: "x86_64-unknown-linux-gnu".into(),
+            profile: Profile {
+                name: "release".into(),
+                opt_level: "3".into(),
+                debug_assertions: false,
+                panic: "unwind".into(),
+            },
+            features: vec!["default".into()],
+            dependencies: ["abi_stable 0.11.3", "plugin-api 0.1.0"]
+                .iter()
+                .map(|d| Dependency::parse(d).unwrap())
+                .collect(),
+            digests: Default::default(),
+            capabilities: None,
+        };
+        let decode = |record: &Provenance| {
+            let blob = record.encode();
+            super::decode_in_place(std::path::Path::new("libp.so"), &blob)
+                .map(|p| p.to_owned())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(decode(&record), Ok(record.clone()));
+        // JSON carries these unescaped, so the record keeps the recorder's form: the reader
+        // in one pass leaves them to serde_json, and the bounds look at every character.
+        for (field, bad) in [
+            ("target", "x86_64\u{202e}-linux"),
+            ("target", "x86_64\u{85}-linux"),
+            ("target", "x86_64\u{7f}-linux"),
+            ("feature", "d\u{200b}efault"),
+        ] {
+            let mut hostile = record.clone();
+            match field {
+                "target" => hostile.target = bad.into(),
+                _ => hostile.features = vec![bad.into()],
+            }
+            let error = decode(&hostile).unwrap_err();
+            assert!(
+                error.contains(&format!("its {field} ")) && error.contains("control characters"),
+                "{bad:?}: {error}"
+            );
+        }
+        // Beyond ASCII but harmless: read (by serde_json) and accepted.
+        record.target = "x86_64-unknown-linux-gnu-caf\u{e9}".into();
+        assert_eq!(decode(&record), Ok(record.clone()));
+    }
 
     #[test]
     fn a_version_is_compared_as_semver_writes_it() {

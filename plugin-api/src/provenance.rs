@@ -174,16 +174,12 @@ impl Dependency {
 /// Where the ends of the name and of the version are in `name version` or
 /// `name version (source)`; `None` when `spec` is neither.
 fn split_spec(spec: &str) -> Option<(usize, usize)> {
-    // One pass over the bytes for the first two spaces (a record holds hundreds of these
-    // short strings: `memchr` per split costs more than it saves).
+    // The first two spaces (a record holds hundreds of these short strings: `memchr` per
+    // split costs more than it saves).
     let bytes = spec.as_bytes();
-    let mut spaces = bytes
-        .iter()
-        .enumerate()
-        .filter(|&(_, &b)| b == b' ')
-        .map(|(at, _)| at);
-    let name_end = spaces.next()?;
-    let version_end = match spaces.next() {
+    let (name_end, second) = first_two_spaces(bytes);
+    let name_end = name_end?;
+    let version_end = match second {
         Some(at) => {
             let source = &bytes[at + 1..];
             if source.len() < 2 || source[0] != b'(' || source[source.len() - 1] != b')' {
@@ -197,6 +193,45 @@ fn split_spec(spec: &str) -> Option<(usize, usize)> {
         return None;
     }
     Some((name_end, version_end))
+}
+
+/// Where the first two spaces in `bytes` are, eight bytes at a time.
+fn first_two_spaces(bytes: &[u8]) -> (Option<usize>, Option<usize>) {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+    let mut found = (None, None);
+    let mut note = |at: usize| {
+        if found.0.is_none() {
+            found.0 = Some(at);
+            false
+        } else {
+            found.1 = Some(at);
+            true
+        }
+    };
+    let mut words = bytes.chunks_exact(8);
+    let mut base = 0;
+    for word in &mut words {
+        // Little-endian whatever the machine: the first byte is the lowest.
+        let x = u64::from_le_bytes(word.try_into().expect("eight bytes")) ^ (ONES * 0x20);
+        // A byte's high bit is set when it is a space (`x` is then zero there); a borrow
+        // may also flag a byte above a space, so each flag is checked as a byte.
+        let mut flags = x.wrapping_sub(ONES) & !x & HIGH;
+        while flags != 0 {
+            let at = (flags.trailing_zeros() / 8) as usize;
+            if word[at] == b' ' && note(base + at) {
+                return found;
+            }
+            flags &= flags - 1;
+        }
+        base += 8;
+    }
+    for (at, &b) in words.remainder().iter().enumerate() {
+        if b == b' ' && note(base + at) {
+            return found;
+        }
+    }
+    found
 }
 
 /// What kind of source a dependency's `source` names.
@@ -325,6 +360,32 @@ impl Provenance {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_two_spaces_are_found_wherever_they_are() {
+        for len in 0..24 {
+            for a in 0..len {
+                for b in a..len {
+                    let mut text = vec![b'x'; len];
+                    // Bytes that differ from a space by one bit, or borrow into the next.
+                    for (at, byte) in text.iter_mut().enumerate() {
+                        *byte = [b'x', b'!', b'\x1f', 0, 0xa0, b'0'][at % 6];
+                    }
+                    text[a] = b' ';
+                    text[b] = b' ';
+                    let expected = if a == b {
+                        (Some(a), None)
+                    } else {
+                        (Some(a), Some(b))
+                    };
+                    assert_eq!(first_two_spaces(&text), expected, "{text:?}");
+                }
+            }
+            assert_eq!(first_two_spaces(&vec![b'x'; len]), (None, None));
+        }
+        let three = b"abi_stable 0.11.3 (/a b/c)";
+        assert_eq!(first_two_spaces(three), (Some(10), Some(17)));
+    }
 
     pub(crate) fn sample() -> Provenance {
         Provenance {

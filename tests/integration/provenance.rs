@@ -213,7 +213,13 @@ fn a_record_in_an_older_form_is_judged_as_the_same_record_in_the_current_one() {
     let values = |r: &host::PluginReport| -> Vec<(String, String, String)> {
         r.checks
             .iter()
-            .map(|c| (c.check.to_string(), c.host.clone(), c.plugin.clone()))
+            .map(|c| {
+                (
+                    c.check.to_string(),
+                    c.host.to_string(),
+                    c.plugin.to_string(),
+                )
+            })
             .collect()
     };
     assert_eq!(values(&older), values(&current));

@@ -3,11 +3,13 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use plugin_api::provenance::{Dependency, DependencyRef, Provenance, ProvenanceRef, SourceKind};
 use serde::Serialize;
 
 use super::fix;
+use crate::text::decimal;
 
 /// One crate that host and plugin both link, but not identically.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -31,6 +33,8 @@ struct HostCrate {
     /// Its version (`dependency.version()`, taken out once).
     version: String,
     identity: Option<String>,
+    /// From crates.io (`identity` is [`REGISTRY`]), told once here rather than per plugin.
+    registry: bool,
 }
 
 /// The host's dependencies, grouped by name once per host and sorted by it: a plugin's
@@ -39,7 +43,8 @@ struct HostCrate {
 pub(super) struct HostCrates {
     /// By name: the name's [`prefix`], the name, its versions.
     by_name: Vec<(u64, String, Vec<HostCrate>)>,
-    count: usize,
+    /// The check's host value, `N crates`, made once.
+    count: Arc<str>,
 }
 
 /// The first eight bytes of `name`, big-endian, zero-padded: when two prefixes differ, the
@@ -58,8 +63,10 @@ impl HostCrates {
             let list = by_name.entry(d.name().to_owned()).or_default();
             if !list.iter().any(|c| c.version == d.version()) {
                 let digest = || host.digests.get(d.key()).map(String::as_str);
+                let identity = identity(d.source_kind(), digest).map(Cow::into_owned);
                 list.push(HostCrate {
-                    identity: identity(d.source_kind(), digest).map(Cow::into_owned),
+                    registry: identity.as_deref() == Some(REGISTRY),
+                    identity,
                     version: d.version().to_owned(),
                     dependency: d.clone(),
                 });
@@ -71,7 +78,7 @@ impl HostCrates {
                 .into_iter()
                 .map(|(name, crates)| (prefix(&name), name, crates))
                 .collect(),
-            count: host.dependencies.len(),
+            count: format!("{} crates", host.dependencies.len()).into(),
         }
     }
 
@@ -105,6 +112,22 @@ fn identity<'a>(
     }
 }
 
+/// `parts` one after another, in a buffer on the stack (at most 128 bytes: the parts of
+/// the one text made this way are far shorter).
+fn joined<'b>(parts: &[&str], buffer: &'b mut [u8; 128]) -> &'b str {
+    let mut len = 0;
+    for part in parts {
+        let end = (len + part.len()).min(buffer.len());
+        buffer[len..end].copy_from_slice(&part.as_bytes()[..end - len]);
+        len = end;
+    }
+    // Whole parts of UTF-8 text; a cut (never made) would only end it early.
+    match std::str::from_utf8(&buffer[..len]) {
+        Ok(text) => text,
+        Err(e) => std::str::from_utf8(&buffer[..e.valid_up_to()]).unwrap_or_default(),
+    }
+}
+
 /// A short form of an identity for messages: `sha256:1a2b3c4d5e6f`, `git 1a2b3c4d5`.
 fn short(identity: &str) -> String {
     if let Some(hex) = identity.strip_prefix("sha256:") {
@@ -119,8 +142,8 @@ fn short(identity: &str) -> String {
 /// The outcome of the comparison: the check's host and plugin values, the message when they
 /// differ, and the per-crate differences.
 pub(super) struct Comparison {
-    pub(super) host: String,
-    pub(super) plugin: String,
+    pub(super) host: Arc<str>,
+    pub(super) plugin: Arc<str>,
     pub(super) message: Option<String>,
     pub(super) differences: Vec<CrateDifference>,
 }
@@ -158,7 +181,8 @@ pub(super) fn compare(host: &HostCrates, plugin: &ProvenanceRef<'_>) -> Comparis
     // Both sides sorted by name: the host's crates still to compare.
     let mut host_rest = &host.by_name[..];
     while let Some(&(first_prefix, name, _, _)) = rest.first() {
-        let count = rest
+        // The first is the group's own; the next nearly always differs in its prefix.
+        let count = 1 + rest[1..]
             .iter()
             .take_while(|d| d.0 == first_prefix && d.1 == name)
             .count();
@@ -221,7 +245,7 @@ pub(super) fn compare(host: &HostCrates, plugin: &ProvenanceRef<'_>) -> Comparis
             };
             // From crates.io on both sides: the same content (a registry's versions are
             // immutable), told without a comparison.
-            if d.source().is_none() && h == REGISTRY {
+            if host_crate.registry && d.source().is_none() {
                 continue;
             }
             let digest = || plugin.digests.get(d.key()).map(|s| s.as_str());
@@ -240,12 +264,18 @@ pub(super) fn compare(host: &HostCrates, plugin: &ProvenanceRef<'_>) -> Comparis
         }
     }
     if differences.is_empty() {
+        // Put together on the stack: `format!` and a `String` turned into an `Arc` cost
+        // more here than the whole merge walk.
+        let (mut count, mut shared_digits, mut buffer) = ([0; 20], [0; 20], [0; 128]);
+        let plugin_text = [
+            decimal(plugin.dependencies.len() as u64, &mut count),
+            " crates, ",
+            decimal(shared as u64, &mut shared_digits),
+            " shared with the host, all the same versions",
+        ];
         return Comparison {
-            host: format!("{} crates", host.count),
-            plugin: format!(
-                "{} crates, {shared} shared with the host, all the same versions",
-                plugin.dependencies.len()
-            ),
+            host: host.count.clone(),
+            plugin: Arc::from(joined(&plugin_text, &mut buffer)),
             message: None,
             differences,
         };
@@ -277,8 +307,8 @@ pub(super) fn compare(host: &HostCrates, plugin: &ProvenanceRef<'_>) -> Comparis
         fixes.text()
     );
     Comparison {
-        host: host_side.join(", "),
-        plugin: plugin_side.join(", "),
+        host: host_side.join(", ").into(),
+        plugin: plugin_side.join(", ").into(),
         message: Some(message),
         differences,
     }

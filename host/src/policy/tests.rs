@@ -64,8 +64,8 @@ fn every_differing_crate_is_named_with_one_command_aligning_them_all() {
     let verdict = judge(&host, &plugin, &strict());
     let c = check(&verdict, CheckKind::Dependencies);
     assert_eq!(c.status, CheckStatus::Fail);
-    assert_eq!(c.host, "a 1.0.1, b 0.3.4, c 2.0.0");
-    assert_eq!(c.plugin, "a 1.0.2, b 0.3.9, c 2.1.0");
+    assert_eq!(&*c.host, "a 1.0.1, b 0.3.4, c 2.0.0");
+    assert_eq!(&*c.plugin, "a 1.0.2, b 0.3.9, c 2.1.0");
     assert!(
         c.message.contains(
             "`cargo update -p a@1.0.2 --precise 1.0.1 && cargo update -p b@0.3.9 --precise 0.3.4 \
@@ -148,10 +148,10 @@ fn same_version_other_content_is_a_difference() {
     let c = verdict.failure().expect("a changed copy fails strict");
     assert_eq!(c.check, CheckKind::Dependencies);
     assert_eq!(
-        c.plugin,
+        &*c.plugin,
         "kinds 0.1.0 (content differs from the host's copy)"
     );
-    assert_eq!(c.host, "kinds 0.1.0 (sha256:aaaaaaaaaaaa)");
+    assert_eq!(&*c.host, "kinds 0.1.0 (sha256:aaaaaaaaaaaa)");
     assert!(
         c.message
             .contains("host's copy of `kinds`: `kinds = { path = \"/app/kinds\" }`"),
@@ -338,7 +338,7 @@ fn a_plugin_built_like_the_host_shows_the_same_values() {
         "{verdict:#?}"
     );
     assert_eq!(
-        check(&verdict, CheckKind::Profile).plugin,
+        &*check(&verdict, CheckKind::Profile).plugin,
         "debug (opt-level 0, debug-assertions on)"
     );
     // Built otherwise: the plugin's own values, not the host's.
@@ -346,13 +346,13 @@ fn a_plugin_built_like_the_host_shows_the_same_values() {
     plugin.rustc.commit_hash = "0123456789abcdef".into();
     plugin.profile.name = "dev".into();
     let verdict = judge(&host, &plugin, &strict());
-    assert_eq!(check(&verdict, CheckKind::PluginApi).plugin, "0.1.0+b2");
+    assert_eq!(&*check(&verdict, CheckKind::PluginApi).plugin, "0.1.0+b2");
     assert_eq!(
-        check(&verdict, CheckKind::Rustc).plugin,
+        &*check(&verdict, CheckKind::Rustc).plugin,
         "1.95.0 (012345678)"
     );
     assert_eq!(
-        check(&verdict, CheckKind::Profile).plugin,
+        &*check(&verdict, CheckKind::Profile).plugin,
         "dev (opt-level 0, debug-assertions on)"
     );
 }
@@ -379,8 +379,8 @@ fn names_alike_in_their_first_eight_bytes_and_crates_of_several_versions_are_tol
     let verdict = judge(&host, &plugin, &strict());
     let c = check(&verdict, CheckKind::Dependencies);
     assert_eq!(c.status, CheckStatus::Fail, "{c:?}");
-    assert_eq!(c.host, "parking_lot_core 0.9.12");
-    assert_eq!(c.plugin, "parking_lot_core 0.9.11");
+    assert_eq!(&*c.host, "parking_lot_core 0.9.12");
+    assert_eq!(&*c.plugin, "parking_lot_core 0.9.11");
     assert!(
         c.message.starts_with("links 1 of 4 crate(s)"),
         "{}",

@@ -269,13 +269,24 @@ impl<'de: 'a, 'a> Deserialize<'de> for DependencyRef<'a> {
 impl<'a> ProvenanceRef<'a> {
     /// Decodes a framed blob (see [`crate::frame`]) in place: the record borrows from `blob`.
     pub fn decode(blob: &'a [u8]) -> Result<Self, DecodeError> {
+        Self::decode_telling_printable(blob).map(|(record, _)| record)
+    }
+
+    /// [`ProvenanceRef::decode`], telling also whether every string of the record is known
+    /// to be printable ASCII (`0x20..=0x7e`). It is for a record in the exact form the
+    /// recorder writes, which is read in one pass that looks at every character anyway, so
+    /// a reader that bounds the record's fields need not look at them again. `false` says
+    /// nothing either way: the record was read by serde_json.
+    pub fn decode_telling_printable(blob: &'a [u8]) -> Result<(Self, bool), DecodeError> {
         let payload = frame::decode(blob).map_err(DecodeError::Frame)?;
         let text = std::str::from_utf8(payload).map_err(DecodeError::Utf8)?;
         // The recorder's exact form is read by hand; anything else by serde_json.
         if let Some(record) = canonical::parse(text) {
-            return Ok(record);
+            return Ok((record, true));
         }
-        serde_json::from_str(text).map_err(DecodeError::Json)
+        serde_json::from_str(text)
+            .map(|record| (record, false))
+            .map_err(DecodeError::Json)
     }
 
     /// [`Provenance::declares`].

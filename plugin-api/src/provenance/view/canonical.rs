@@ -1,9 +1,13 @@
 //! The fast path of [`ProvenanceRef::decode`]: a record exactly as the recorder writes it
 //! ([`Provenance::encode`]: serde_json's compact form, the fields in their order, no
-//! whitespace), with no escape in any string, read by hand in one pass.
+//! whitespace), every string in printable ASCII (`0x20..=0x7e`: no escape, no control
+//! character, nothing beyond ASCII), read by hand in one pass. A record this path reads
+//! holds only printable ASCII, so whoever bounds its fields need not look at their
+//! characters again ([`ProvenanceRef::decode_telling_printable`]).
 //!
-//! Anything else — an escape, whitespace, another field order, an unknown field, a value of
-//! another type, anything serde_json would refuse — makes [`parse`] give up (`None`), and
+//! Anything else — an escape, a character beyond ASCII, whitespace, another field order, an
+//! unknown field, a value of another type, anything serde_json would refuse — makes [`parse`]
+//! give up (`None`), and
 //! serde_json decodes the record instead: what this path accepts it reads exactly as
 //! serde_json does, and every error is serde_json's.
 //!
@@ -118,8 +122,8 @@ impl<'a> Cursor<'a> {
         rest.starts_with(bytes).then(|| self.at += bytes.len())
     }
 
-    /// A string without escapes (and so without control characters, which JSON requires
-    /// escaped), borrowed.
+    /// A string of printable ASCII (so without escapes, and without control characters,
+    /// which JSON requires escaped), borrowed.
     fn string(&mut self) -> Option<&'a str> {
         self.lit(b"\"")?;
         let start = self.at;
@@ -182,8 +186,8 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// How many bytes from the start of `bytes` are neither `"`, nor `\`, nor a control
-/// character (below 0x20): eight bytes at a time.
+/// How many bytes from the start of `bytes` are printable ASCII other than `"` and `\`
+/// (`0x20..=0x7e`): eight bytes at a time.
 fn plain_len(bytes: &[u8]) -> usize {
     const ONES: u64 = u64::from_le_bytes([0x01; 8]);
     const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
@@ -191,14 +195,16 @@ fn plain_len(bytes: &[u8]) -> usize {
     while let Some(word) = bytes.get(at..at + 8) {
         // Little-endian whatever the machine: the first byte is the lowest.
         let x = u64::from_le_bytes(word.try_into().expect("eight bytes"));
-        // A byte's high bit is set in `quote` or `backslash` when it is that byte (every bit
-        // of `x ^ ..` is then zero), and in `below` when it is under 0x20, but only for bytes
-        // under 0x80 (`& !x`). A borrow may also flag bytes above one that stops, never
-        // below it: the lowest flag is the first byte that stops.
+        // A byte's high bit is set in `quote`, `backslash` or `del` when it is that byte
+        // (every bit of `x ^ ..` is then zero), and in `below` when it is under 0x20, but
+        // only for bytes under 0x80 (`& !x`); and in `x` itself for bytes of 0x80 and above.
+        // A borrow may also flag bytes above one that stops, never below it: the lowest
+        // flag is the first byte that stops.
         let quote = (x ^ (ONES * b'"' as u64)).wrapping_sub(ONES);
         let backslash = (x ^ (ONES * b'\\' as u64)).wrapping_sub(ONES);
+        let del = (x ^ (ONES * 0x7f)).wrapping_sub(ONES);
         let below = x.wrapping_sub(ONES * 0x20);
-        let stops = (quote | backslash | below) & !x & HIGH;
+        let stops = ((quote | backslash | del | below) & !x | x) & HIGH;
         if stops != 0 {
             return at + (stops.trailing_zeros() / 8) as usize;
         }
@@ -206,22 +212,27 @@ fn plain_len(bytes: &[u8]) -> usize {
     }
     at + bytes[at..]
         .iter()
-        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        .position(|&b| stops(b))
         .unwrap_or(bytes.len() - at)
+}
+
+/// Whether a string's plain part ends at `byte`.
+fn stops(byte: u8) -> bool {
+    byte == b'"' || byte == b'\\' || !(0x20..0x7f).contains(&byte)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::plain_len;
+    use super::{plain_len, stops};
 
     #[test]
-    fn plain_len_stops_at_the_first_quote_backslash_or_control_byte() {
+    fn plain_len_stops_at_the_first_byte_not_printable_ascii_or_a_quote_or_backslash() {
         for len in 0..20 {
             for at in 0..len {
                 for byte in 0..=255u8 {
                     let mut text = vec![b'a'; len];
                     text[at] = byte;
-                    let stops = byte == b'"' || byte == b'\\' || byte < 0x20;
+                    let stops = byte == b'"' || byte == b'\\' || byte < 0x20 || byte > 0x7e;
                     assert_eq!(
                         plain_len(&text),
                         if stops { at } else { len },
@@ -230,17 +241,25 @@ mod tests {
                 }
             }
         }
-        assert_eq!(plain_len("é\"".as_bytes()), 2);
+        assert_eq!(plain_len("é\"".as_bytes()), 0);
+        assert_eq!(plain_len("abcdefghé\"".as_bytes()), 8);
         // The first of several that stop, whichever they are.
         for (text, first) in [
             (&b"ab\x01\"\\xxxxxxxxxx"[..], 2),
             (b"abcdefg\\\x00\"", 7),
             (b"abcdefgh\x1f\x1f\"", 8),
             (b"\"\"\"\"\"\"\"\"\"", 0),
-            (b"\x7f\x80\xff\x20~~~~\x7f\\", 9),
+            (b"\x7f\x80\xff\x20~~~~\x7f\\", 0),
+            (b" ~~~~~~~~\x7f\x80", 9),
+            (b"~~~~~~~~~~~\x80", 11),
         ] {
             assert_eq!(plain_len(text), first, "{text:?}");
         }
-        assert_eq!(plain_len(b"\xff\xff\xff\xff\xff\xff\xff\xff\"x"), 8);
+        assert_eq!(plain_len(b"\xff\xff\xff\xff\xff\xff\xff\xff\"x"), 0);
+        assert_eq!(plain_len(b"~~~~~~~~\xff\xff\"x"), 8);
+        // The tail (under eight bytes) stops where the words do.
+        for byte in 0..=255u8 {
+            assert_eq!(plain_len(&[b'a', byte]), if stops(byte) { 1 } else { 2 });
+        }
     }
 }
