@@ -232,7 +232,7 @@ mod tests {
                 for byte in 0..=255u8 {
                     let mut text = vec![b'a'; len];
                     text[at] = byte;
-                    let stops = byte == b'"' || byte == b'\\' || byte < 0x20 || byte > 0x7e;
+                    let stops = byte == b'"' || byte == b'\\' || !(0x20..=0x7e).contains(&byte);
                     assert_eq!(
                         plain_len(&text),
                         if stops { at } else { len },
