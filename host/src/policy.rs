@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::reason::ReasonCode;
 use dependencies::HostCrates;
-use fix::series;
+use fix::{one_series, series};
 
 pub use dependencies::CrateDifference;
 pub use fix::{dependency_line, dependency_source, toolchain_name};
@@ -368,7 +368,7 @@ pub fn judge_in_place(
         CheckKind::AbiStable,
         prepared.abi_stable.clone(),
         version_text(p, h, &prepared.abi_stable),
-        (series(h) != series(p)).then(|| {
+        (!one_series(h, p)).then(|| {
             format!(
             "built with abi_stable {p}, but this host uses abi_stable {h}; their layouts are not \
              comparable: rebuild the plugin with `abi_stable = \"{}\"`",

@@ -366,20 +366,8 @@ fn lists_its_interface(p: &ProvenanceRef<'_>) -> Result<(), String> {
 /// Whether `text` is `version` as semver writes it (`major.minor.patch[-pre][+build]`),
 /// compared part by part instead of formatting the version.
 fn is_version(text: &str, version: &semver::Version) -> bool {
-    fn number(text: &str, n: u64) -> bool {
-        // Written without leading zeros, as `u64`'s `Display` writes it.
-        let mut digits = [0u8; 20];
-        let (mut at, mut n) = (digits.len(), n);
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        text.as_bytes() == &digits[at..]
-    }
+    // Written without leading zeros, as `u64`'s `Display` writes it.
+    let number = |text: &str, n: u64| text == crate::text::decimal(n, &mut [0; 20]);
     // `-` and `+` are written only before a part that is not empty.
     fn suffix<'t>(text: &'t str, at: char, part: &str) -> Option<&'t str> {
         match text.split_once(at) {

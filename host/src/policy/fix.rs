@@ -8,9 +8,15 @@ use semver::Version;
 /// requirement accepting one accepts the other.
 pub(super) fn same_series(a: &str, b: &str) -> bool {
     match (Version::parse(a), Version::parse(b)) {
-        (Ok(a), Ok(b)) => series(&a) == series(&b),
+        (Ok(a), Ok(b)) => one_series(&a, &b),
         _ => false,
     }
+}
+
+/// Whether `a` and `b` are of one semver series (what [`series`] writes), told without
+/// writing it.
+pub(super) fn one_series(a: &Version, b: &Version) -> bool {
+    a.major == b.major && (a.major > 0 || a.minor == b.minor)
 }
 
 /// The semver-compatible series of a version: `1` for `1.4.2`, `0.11` for `0.11.3`.

@@ -402,3 +402,31 @@ fn names_alike_in_their_first_eight_bytes_and_crates_of_several_versions_are_tol
         CheckStatus::Pass
     );
 }
+
+#[test]
+fn one_series_is_told_as_its_written_form_tells_it() {
+    let versions = [
+        "0.0.1",
+        "0.0.2",
+        "0.1.0",
+        "0.1.9",
+        "0.11.3",
+        "0.12.0",
+        "1.0.0",
+        "1.9.3",
+        "2.0.0",
+        "10.0.0",
+        "0.11.3-rc.1",
+        "1.0.0+b",
+    ];
+    for a in versions {
+        for b in versions {
+            let (a, b): (Version, Version) = (a.parse().unwrap(), b.parse().unwrap());
+            assert_eq!(
+                fix::one_series(&a, &b),
+                fix::series(&a) == fix::series(&b),
+                "{a} {b}"
+            );
+        }
+    }
+}
