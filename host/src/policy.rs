@@ -540,4 +540,4 @@ pub fn same_rustc(a: &plugin_api::provenance::Rustc, b: &plugin_api::provenance:
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

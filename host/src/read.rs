@@ -519,34 +519,9 @@ mod tests {
 
     #[test]
     fn characters_beyond_printable_ascii_are_still_checked_one_by_one() {
-        use plugin_api::provenance::{Dependency, Profile, Provenance, Rustc};
-        let mut record = Provenance {
-            name: "p".into(),
-            version: "0.1.0".parse().unwrap(),
-            plugin_api: "0.1.0".parse().unwrap(),
-            abi_stable: "0.11.3".parse().unwrap(),
-            rustc: Rustc {
-                release: "1.95.0".into(),
-                commit_hash: "59807616e1fa2540724bfbac14d7976d7e4a3860".into(),
-                commit_date: "2026-04-14".into(),
-                channel: "stable".into(),
-                llvm: None,
-            },
-            target: "x86_64-unknown-linux-gnu".into(),
-            profile: Profile {
-                name: "release".into(),
-                opt_level: "3".into(),
-                debug_assertions: false,
-                panic: "unwind".into(),
-            },
-            features: vec!["default".into()],
-            dependencies: ["abi_stable 0.11.3", "plugin-api 0.1.0"]
-                .iter()
-                .map(|d| Dependency::parse(d).unwrap())
-                .collect(),
-            digests: Default::default(),
-            capabilities: None,
-        };
+        use plugin_api::provenance::Provenance;
+        let mut record = crate::policy::tests::record(&["abi_stable 0.11.3", "plugin-api 0.1.0"]);
+        record.features = vec!["default".into()];
         let decode = |record: &Provenance| {
             let blob = record.encode();
             super::decode_in_place(std::path::Path::new("libp.so"), &blob)

@@ -4,7 +4,7 @@ use plugin_api::provenance::{Dependency, Profile, Rustc};
 
 use super::*;
 
-fn record(deps: &[&str]) -> Provenance {
+pub(crate) fn record(deps: &[&str]) -> Provenance {
     Provenance {
         name: "p".into(),
         version: "0.1.0".parse().unwrap(),
