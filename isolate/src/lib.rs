@@ -118,6 +118,7 @@ pub mod worker;
 pub use host::config::Isolation as Mode;
 pub use skew::worker_file_name;
 pub(crate) use skew::WorkerBinary;
+pub use spawn::CallsSent;
 pub(crate) use supervise::Supervisor;
 
 /// The default deadline of a call into an isolated plugin.
@@ -241,6 +242,10 @@ pub struct IsolatedPlugin {
     pub pid: Option<u32>,
     /// How many times its worker was started (the first start included).
     pub starts: u32,
+    /// The calls its worker (the one of `pid`) was sent so far, by handle and by name: a
+    /// worker of protocol version 3 or later gets its calls by handle, an older one by name.
+    /// Zero while no worker runs.
+    pub sent: CallsSent,
     /// Failures since the last successful call.
     pub consecutive_failures: u32,
     /// Set once it was unregistered: the last failure's reason code and the message.

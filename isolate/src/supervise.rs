@@ -139,15 +139,16 @@ impl Supervisor {
     }
 
     pub(crate) fn status(&self) -> IsolatedPlugin {
-        let pid = self.slots[0]
+        let (pid, sent) = self.slots[0]
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
-            .map(|w| w.pid);
+            .map_or((None, Default::default()), |w| (Some(w.pid), w.sent));
         let state = self.lock();
         IsolatedPlugin {
             name: self.plugin.to_string(),
             pid,
+            sent,
             starts: state.starts,
             consecutive_failures: state.failures,
             unregistered: state.retired.clone(),

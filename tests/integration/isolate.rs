@@ -1180,6 +1180,122 @@ fn a_reload_that_drops_a_capability_is_refused() {
     assert_eq!(call(&host, "hello", &[]).unwrap(), "hello from the twin");
 }
 
+/// What [`plugin_isolate::isolated`] reports for the plugin `name`.
+fn status_of(host: &Host, name: &str) -> plugin_isolate::IsolatedPlugin {
+    plugin_isolate::isolated(host)
+        .into_iter()
+        .find(|p| p.name == name)
+        .unwrap_or_else(|| panic!("no isolated plugin `{name}`"))
+}
+
+fn by_handle(n: u64) -> plugin_isolate::CallsSent {
+    plugin_isolate::CallsSent {
+        by_handle: n,
+        by_name: 0,
+    }
+}
+
+#[test]
+fn calls_go_by_handle_to_every_worker_after_a_restart_or_a_reload() {
+    let dir = plugin_dir(&["unruly", "hello"]);
+    let hello_file = dir.path().join(file_name("hello"));
+    let mut host = isolated_host();
+    let reports = host.scan(&[dir.path()], ScanMode::Load).unwrap();
+    assert_eq!(report_of(&reports, "unruly").status, Status::Loaded);
+    assert_eq!(status_of(&host, "unruly").sent, by_handle(0));
+
+    // The first worker: commands, a transform and a stream, each call by handle.
+    assert_eq!(call(&host, "misbehave", &["echo", "a"]).unwrap(), "a");
+    assert_eq!(status_of(&host, "unruly").sent, by_handle(1));
+    let transform = host.registry().get::<TransformKind>("misbehave").unwrap();
+    let mut output = RVec::new();
+    transform
+        .apply(RSlice::from_slice(b"abc"), &mut output)
+        .unwrap();
+    assert_eq!(&output[..], b"cba");
+    assert_eq!(status_of(&host, "unruly").sent, by_handle(2));
+    let chunks: [&[u8]; 3] = [b"12", b"345", b"6"];
+    let mut streamed = Vec::new();
+    let done = plugin_isolate::transform_chunks(&host, "misbehave", chunks, |out| {
+        streamed.extend_from_slice(out)
+    })
+    .unwrap();
+    assert_eq!((done, &streamed[..]), (3, &b"215436"[..]));
+    assert_eq!(status_of(&host, "unruly").sent, by_handle(5));
+    let first_pid = status_of(&host, "unruly").pid;
+
+    // A crash: the next call starts a worker, whose handles are resolved again.
+    let e = call(&host, "misbehave", &["abort"]).unwrap_err();
+    assert_eq!(
+        plugin_isolate::reason(&e),
+        Some(ReasonCode::PluginCrashed),
+        "{e}"
+    );
+    assert_eq!(
+        status_of(&host, "unruly").sent,
+        by_handle(0),
+        "no worker runs"
+    );
+    assert_eq!(call(&host, "misbehave", &["echo", "b"]).unwrap(), "b");
+    let restarted = status_of(&host, "unruly");
+    assert_ne!(restarted.pid, first_pid);
+    assert_eq!(restarted.starts, 2);
+    assert_eq!(restarted.sent, by_handle(1));
+
+    // A reload of the same file: a new worker, by handle again.
+    host.reload("unruly").unwrap();
+    assert_eq!(status_of(&host, "unruly").sent, by_handle(0));
+    output.clear();
+    transform
+        .apply(RSlice::from_slice(b"xyz"), &mut output)
+        .unwrap();
+    assert_eq!(&output[..], b"zyx");
+    assert_eq!(status_of(&host, "unruly").sent, by_handle(1));
+
+    // A reload of a new build that registers more (`twin-only` besides `hello`): the handle a
+    // caller took before it reaches `hello` in the new worker, by handle.
+    let hello = host.registry().get::<CommandKind>("hello").unwrap();
+    let args = [RStr::from("Ada")];
+    assert!(hello
+        .call(RSlice::from_slice(&args))
+        .unwrap()
+        .as_str()
+        .starts_with("hello, Ada!"));
+    assert_eq!(status_of(&host, "hello").sent, by_handle(1));
+    install_twin_as_hello(&hello_file);
+    host.reload("hello").unwrap();
+    for n in 1..=2 {
+        let out = hello.call(RSlice::from_slice(&args)).unwrap();
+        assert_eq!(out.as_str(), "hello from the twin");
+        assert_eq!(status_of(&host, "hello").sent, by_handle(n));
+    }
+}
+
+#[test]
+fn a_version_2_worker_gets_its_calls_by_name() {
+    let dir = plugin_dir(&["hello"]);
+    let state_dir = tempfile::tempdir().unwrap();
+    let starts = state_dir.path().join("starts");
+    let mut host = scribbling_host(SERVE_BY_NAME, &starts);
+    let reports = host.scan(&[dir.path()], ScanMode::Load).unwrap();
+    assert_eq!(report_of(&reports, "hello").status, Status::Loaded);
+    for (n, name) in [(1, "Ada"), (2, "Grace"), (3, "Edsger")] {
+        // The fake worker ends at a `call-handle` (which version 2 does not have): the call
+        // would fail `plugin-crashed`.
+        let out = call(&host, "hello", &[name]).unwrap();
+        assert_eq!(out, format!("hello, {name}! (from a version-2 worker)"));
+        let status = status_of(&host, "hello");
+        assert_eq!(
+            status.sent,
+            plugin_isolate::CallsSent {
+                by_handle: 0,
+                by_name: n
+            }
+        );
+        assert_eq!(status.starts, 1);
+    }
+}
+
 #[test]
 fn reloading_an_in_process_plugin_is_a_clear_error() {
     let dir = plugin_dir(&["hello"]);
@@ -1278,6 +1394,9 @@ const SCRIBBLE_ONCE: &str = "once";
 /// The channel is left intact, but each worker answers the first call with a lying reply (the
 /// n-th worker the n-th lie of [`scribbling_worker`]).
 const LYING_REPLIES: &str = "lies";
+/// No scribbling: every worker speaks version 2 (no calls by handle) and answers each call
+/// to `command` `hello` by name as the real plugin would; any other message ends it.
+const SERVE_BY_NAME: &str = "serve-by-name";
 
 /// A host whose worker is this test binary running [`scribbling_worker`] in `mode`, counting
 /// its starts in `starts` (a file).
@@ -1556,7 +1675,7 @@ fn scribbling_worker() {
     count.push('x');
     fs::write(&starts, &count).unwrap();
     let nth = count.len();
-    let scribble = mode == SCRIBBLE_ALWAYS || nth == 1;
+    let scribble = mode != SERVE_BY_NAME && (mode == SCRIBBLE_ALWAYS || nth == 1);
 
     let (fd, shm): (RawFd, RawFd) = (fd.parse().unwrap(), shm.parse().unwrap());
     // SAFETY: the host passed this descriptor, open and ours alone, as the control socket.
@@ -1602,6 +1721,22 @@ fn scribbling_worker() {
             return;
         }
         let id = match plugin_protocol::decode(&rx).unwrap().0 {
+            Message::Call {
+                id,
+                kind,
+                name,
+                payload: plugin_protocol::Payload::Args(args),
+            } if mode == SERVE_BY_NAME && kind == "command" && name == "hello" => {
+                let text = format!("hello, {}! (from a version-2 worker)", args.join(", "));
+                let reply = Message::Reply {
+                    id,
+                    result: Ok(text.into_bytes()),
+                };
+                channel.send(&bytes(&reply), None).unwrap();
+                continue;
+            }
+            // A version-2 worker cannot read `call-handle`: ending here fails the test.
+            _ if mode == SERVE_BY_NAME => return,
             Message::Call { id, .. } => id,
             _ => return, // shutdown
         };
