@@ -411,6 +411,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let stdout = std::io::stdout().lock();
             let watch = host.calling(&called);
             let piped = crate::reload_signal::reloading_on_sighup(&host, || {
+                // One isolated transform: pipelined, two chunks in flight.
+                #[cfg(unix)]
+                if let Some((name, input)) = single_isolated(&host, &names) {
+                    return crate::stream::pipe_isolated(&host, name, input, stdout);
+                }
                 crate::stream::pipe(&transforms, stdin, stdout)
             });
             drop(watch);
@@ -428,6 +433,24 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
     }
+}
+
+/// When `names` is one transform, of an isolated plugin: its name, and standard input to
+/// read it from (a descriptor of its own, read without the standard library's buffer).
+#[cfg(unix)]
+fn single_isolated<'n>(host: &Host, names: &'n [String]) -> Option<(&'n str, std::fs::File)> {
+    use std::os::fd::AsFd;
+    let [name] = names else { return None };
+    let provider = host.registry().provider(TransformKind::KIND, name)?;
+    if !plugin_isolate::isolated(host)
+        .iter()
+        .any(|p| p.name == provider)
+    {
+        return None;
+    }
+    let input = std::io::stdin().as_fd().try_clone_to_owned().ok()?;
+    tracing::debug!("transform `{name}` is isolated: its chunks are pipelined, two in flight");
+    Some((name, input.into()))
 }
 
 /// A host with the capability index of the plugin directories: builtins registered, plugins

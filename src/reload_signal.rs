@@ -14,6 +14,16 @@ use host::Host;
 /// How often the reloading thread looks whether the command is done.
 const POLL: Duration = Duration::from_millis(100);
 
+/// Set from a `SIGHUP` until its reloads are done ([`reload_pending`]).
+static PENDING: AtomicBool = AtomicBool::new(false);
+
+/// Whether a `SIGHUP` was taken and its reloads are not done yet: a command that holds an
+/// isolated plugin's worker for a stream of calls (`crate::stream::pipe_isolated`) lets it go
+/// meanwhile, so that the reload switches workers between two calls.
+pub fn reload_pending() -> bool {
+    PENDING.load(Ordering::Acquire)
+}
+
 fn sighup_set() -> libc::sigset_t {
     // SAFETY: `sigemptyset` initializes the zeroed set it is given; `sigaddset` adds a valid
     // signal number to it. Neither can fail with these arguments.
@@ -61,7 +71,9 @@ pub fn reloading_on_sighup<R>(host: &Host, body: impl FnOnce() -> R) -> R {
                     let signal =
                         unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &timeout) };
                     if signal == libc::SIGHUP {
+                        PENDING.store(true, Ordering::Release);
                         reload_all(host);
+                        PENDING.store(false, Ordering::Release);
                     }
                 }
             });

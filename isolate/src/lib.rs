@@ -118,6 +118,7 @@ pub mod worker;
 pub use host::config::Isolation as Mode;
 pub use skew::worker_file_name;
 pub(crate) use skew::WorkerBinary;
+pub use spawn::CallsSent;
 pub(crate) use supervise::Supervisor;
 
 /// The default deadline of a call into an isolated plugin.
@@ -241,6 +242,10 @@ pub struct IsolatedPlugin {
     pub pid: Option<u32>,
     /// How many times its worker was started (the first start included).
     pub starts: u32,
+    /// The calls its worker (the one of `pid`) was sent so far, by handle and by name: a
+    /// worker of protocol version 3 or later gets its calls by handle, an older one by name.
+    /// Zero while no worker runs.
+    pub sent: CallsSent,
     /// Failures since the last successful call.
     pub consecutive_failures: u32,
     /// Set once it was unregistered: the last failure's reason code and the message.
@@ -292,7 +297,9 @@ pub enum ChunkError {
 }
 
 /// Runs the `transform` capability `name` of `host` over `chunks`, in order, handing each
-/// chunk's output to `each` in the same order; returns the number of chunks done.
+/// chunk's output to `each` in the same order; returns the number of chunks done. A chunk is
+/// any byte buffer: borrowed slices, or buffers the iterator fills as it goes (each is
+/// dropped once it was sent, so the stream holds at most two at a time).
 ///
 /// The result is what calling the transform's handle on each chunk in turn gives
 /// (`registry().get::<TransformKind>(name)` and `apply`), and that is what this does for an
@@ -305,10 +312,10 @@ pub enum ChunkError {
 /// chunk it was on ([`ChunkError::Chunk`], its reason code as for a single call) and the later
 /// chunks are not run — none is dropped silently. The stream holds one worker of the
 /// plugin's pool ([`Isolation::workers`]) throughout.
-pub fn transform_chunks<'c>(
+pub fn transform_chunks<C: AsRef<[u8]>>(
     host: &Host,
     name: &str,
-    chunks: impl IntoIterator<Item = &'c [u8]>,
+    chunks: impl IntoIterator<Item = C>,
     mut each: impl FnMut(&[u8]),
 ) -> Result<usize, ChunkError> {
     let transform = host.registry().get::<plugin_api::TransformKind>(name)?;
@@ -339,7 +346,7 @@ pub fn transform_chunks<'c>(
     for (index, chunk) in chunks.enumerate() {
         output.clear();
         transform
-            .apply(chunk.into(), &mut output)
+            .apply(chunk.as_ref().into(), &mut output)
             .into_result()
             .map_err(|error| ChunkError::Chunk { index, error })?;
         each(&output);

@@ -170,6 +170,20 @@ pub(crate) struct Worker {
     handles: Vec<Option<u32>>,
     /// Calls sent over the call channel whose replies were not read yet.
     pub(crate) in_flight: usize,
+    /// The calls sent to this worker so far by handle and by kind and name, counted where
+    /// each call's frame is encoded ([`Worker::exchange`], [`Worker::send_call`]); reported
+    /// by [`crate::isolated`].
+    pub(crate) sent: CallsSent,
+}
+
+/// How many calls a worker was sent by handle (`call-handle`, protocol version 3) and by kind
+/// and name (`call`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CallsSent {
+    /// Calls by handle.
+    pub by_handle: u64,
+    /// Calls by kind and name.
+    pub by_name: u64,
 }
 
 /// The capability a call is for: its kind and name, and its position in the supervisor's
@@ -418,6 +432,7 @@ pub(crate) fn start(spec: &Spec) -> Result<(Worker, Vec<Capability>), StartError
         version: 0,
         handles: Vec::new(),
         in_flight: 0,
+        sent: CallsSent::default(),
     };
     match handshake(&mut worker, spec, deadline) {
         Ok(capabilities) => Ok((worker, capabilities)),

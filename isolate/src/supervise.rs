@@ -139,15 +139,16 @@ impl Supervisor {
     }
 
     pub(crate) fn status(&self) -> IsolatedPlugin {
-        let pid = self.slots[0]
+        let (pid, sent) = self.slots[0]
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
-            .map(|w| w.pid);
+            .map_or((None, Default::default()), |w| (Some(w.pid), w.sent));
         let state = self.lock();
         IsolatedPlugin {
             name: self.plugin.to_string(),
             pid,
+            sent,
             starts: state.starts,
             consecutive_failures: state.failures,
             unregistered: state.retired.clone(),
@@ -285,11 +286,11 @@ impl Supervisor {
     ///
     /// The stream holds one worker slot throughout. Over a version-1 worker (no call
     /// channel) the chunks go one at a time.
-    pub(crate) fn transform_stream<'c>(
+    pub(crate) fn transform_stream<C: AsRef<[u8]>>(
         &self,
         name: &str,
         index: Option<usize>,
-        chunks: &mut dyn Iterator<Item = &'c [u8]>,
+        chunks: &mut dyn Iterator<Item = C>,
         output: &mut RVec<u8>,
         each: &mut dyn FnMut(&[u8]),
     ) -> Result<usize, (usize, CallError)> {
@@ -316,7 +317,7 @@ impl Supervisor {
                     self.next_id.fetch_add(1, Ordering::Relaxed)
                 };
                 output.clear();
-                self.call_on(&mut slot, id, target, Input::Bytes(chunk), output)
+                self.call_on(&mut slot, id, target, Input::Bytes(chunk.as_ref()), output)
                     .map_err(|e| (i, e))?;
                 each(output);
                 done += 1;
@@ -334,8 +335,8 @@ impl Supervisor {
         loop {
             let worker = slot.as_mut().expect("the stream's worker");
             // Send while the worker's ring has room for every call in flight.
-            while let Some(chunk) = next {
-                let input = Input::Bytes(chunk);
+            while let Some(chunk) = &next {
+                let input = Input::Bytes(chunk.as_ref());
                 let bytes = worker.ring_bytes(target, input);
                 if !in_flight.is_empty()
                     && (in_flight.len() == MAX_IN_FLIGHT || used + bytes > capacity)

@@ -1180,6 +1180,122 @@ fn a_reload_that_drops_a_capability_is_refused() {
     assert_eq!(call(&host, "hello", &[]).unwrap(), "hello from the twin");
 }
 
+/// What [`plugin_isolate::isolated`] reports for the plugin `name`.
+fn status_of(host: &Host, name: &str) -> plugin_isolate::IsolatedPlugin {
+    plugin_isolate::isolated(host)
+        .into_iter()
+        .find(|p| p.name == name)
+        .unwrap_or_else(|| panic!("no isolated plugin `{name}`"))
+}
+
+fn by_handle(n: u64) -> plugin_isolate::CallsSent {
+    plugin_isolate::CallsSent {
+        by_handle: n,
+        by_name: 0,
+    }
+}
+
+#[test]
+fn calls_go_by_handle_to_every_worker_after_a_restart_or_a_reload() {
+    let dir = plugin_dir(&["unruly", "hello"]);
+    let hello_file = dir.path().join(file_name("hello"));
+    let mut host = isolated_host();
+    let reports = host.scan(&[dir.path()], ScanMode::Load).unwrap();
+    assert_eq!(report_of(&reports, "unruly").status, Status::Loaded);
+    assert_eq!(status_of(&host, "unruly").sent, by_handle(0));
+
+    // The first worker: commands, a transform and a stream, each call by handle.
+    assert_eq!(call(&host, "misbehave", &["echo", "a"]).unwrap(), "a");
+    assert_eq!(status_of(&host, "unruly").sent, by_handle(1));
+    let transform = host.registry().get::<TransformKind>("misbehave").unwrap();
+    let mut output = RVec::new();
+    transform
+        .apply(RSlice::from_slice(b"abc"), &mut output)
+        .unwrap();
+    assert_eq!(&output[..], b"cba");
+    assert_eq!(status_of(&host, "unruly").sent, by_handle(2));
+    let chunks: [&[u8]; 3] = [b"12", b"345", b"6"];
+    let mut streamed = Vec::new();
+    let done = plugin_isolate::transform_chunks(&host, "misbehave", chunks, |out| {
+        streamed.extend_from_slice(out)
+    })
+    .unwrap();
+    assert_eq!((done, &streamed[..]), (3, &b"215436"[..]));
+    assert_eq!(status_of(&host, "unruly").sent, by_handle(5));
+    let first_pid = status_of(&host, "unruly").pid;
+
+    // A crash: the next call starts a worker, whose handles are resolved again.
+    let e = call(&host, "misbehave", &["abort"]).unwrap_err();
+    assert_eq!(
+        plugin_isolate::reason(&e),
+        Some(ReasonCode::PluginCrashed),
+        "{e}"
+    );
+    assert_eq!(
+        status_of(&host, "unruly").sent,
+        by_handle(0),
+        "no worker runs"
+    );
+    assert_eq!(call(&host, "misbehave", &["echo", "b"]).unwrap(), "b");
+    let restarted = status_of(&host, "unruly");
+    assert_ne!(restarted.pid, first_pid);
+    assert_eq!(restarted.starts, 2);
+    assert_eq!(restarted.sent, by_handle(1));
+
+    // A reload of the same file: a new worker, by handle again.
+    host.reload("unruly").unwrap();
+    assert_eq!(status_of(&host, "unruly").sent, by_handle(0));
+    output.clear();
+    transform
+        .apply(RSlice::from_slice(b"xyz"), &mut output)
+        .unwrap();
+    assert_eq!(&output[..], b"zyx");
+    assert_eq!(status_of(&host, "unruly").sent, by_handle(1));
+
+    // A reload of a new build that registers more (`twin-only` besides `hello`): the handle a
+    // caller took before it reaches `hello` in the new worker, by handle.
+    let hello = host.registry().get::<CommandKind>("hello").unwrap();
+    let args = [RStr::from("Ada")];
+    assert!(hello
+        .call(RSlice::from_slice(&args))
+        .unwrap()
+        .as_str()
+        .starts_with("hello, Ada!"));
+    assert_eq!(status_of(&host, "hello").sent, by_handle(1));
+    install_twin_as_hello(&hello_file);
+    host.reload("hello").unwrap();
+    for n in 1..=2 {
+        let out = hello.call(RSlice::from_slice(&args)).unwrap();
+        assert_eq!(out.as_str(), "hello from the twin");
+        assert_eq!(status_of(&host, "hello").sent, by_handle(n));
+    }
+}
+
+#[test]
+fn a_version_2_worker_gets_its_calls_by_name() {
+    let dir = plugin_dir(&["hello"]);
+    let state_dir = tempfile::tempdir().unwrap();
+    let starts = state_dir.path().join("starts");
+    let mut host = scribbling_host(SERVE_BY_NAME, &starts);
+    let reports = host.scan(&[dir.path()], ScanMode::Load).unwrap();
+    assert_eq!(report_of(&reports, "hello").status, Status::Loaded);
+    for (n, name) in [(1, "Ada"), (2, "Grace"), (3, "Edsger")] {
+        // The fake worker ends at a `call-handle` (which version 2 does not have): the call
+        // would fail `plugin-crashed`.
+        let out = call(&host, "hello", &[name]).unwrap();
+        assert_eq!(out, format!("hello, {name}! (from a version-2 worker)"));
+        let status = status_of(&host, "hello");
+        assert_eq!(
+            status.sent,
+            plugin_isolate::CallsSent {
+                by_handle: 0,
+                by_name: n
+            }
+        );
+        assert_eq!(status.starts, 1);
+    }
+}
+
 #[test]
 fn reloading_an_in_process_plugin_is_a_clear_error() {
     let dir = plugin_dir(&["hello"]);
@@ -1270,6 +1386,185 @@ fn transform_reloads_its_isolated_plugins_on_sighup() {
     assert!(!log_has("ERROR"), "{}", log.lock().unwrap());
 }
 
+/// The CLI's read block (`src/stream.rs`): a regular file as standard input is read in
+/// blocks of exactly this size, so the chunks a transform sees are known.
+const READ_BLOCK: usize = 256 * 1024;
+
+/// `plugin-host transform --plugins DIR [--isolate all] NAME` with `input` as its standard
+/// input: a regular file (read a whole block at a time), or a pipe (read as it comes).
+fn transform_cli(
+    dir: &Path,
+    name: &str,
+    isolated: bool,
+    input: &[u8],
+    file: bool,
+) -> std::process::Output {
+    let mut args = vec!["transform", "--plugins", dir.to_str().unwrap()];
+    if isolated {
+        args.extend(["--isolate", "all"]);
+    }
+    args.push(name);
+    if !file {
+        return cli_with(&args, &[], Some(input));
+    }
+    let mut stdin = tempfile::tempfile().unwrap();
+    std::io::Write::write_all(&mut stdin, input).unwrap();
+    std::io::Seek::rewind(&mut stdin).unwrap();
+    Command::new(WORKER)
+        .args(&args)
+        .env("PLUGIN_HOST_LOG", "warn")
+        .env("XDG_CACHE_HOME", crate::fixtures::tmp().join("xdg-cache"))
+        .stdin(stdin)
+        .output()
+        .unwrap()
+}
+
+/// The `error: …` line of a CLI run.
+fn error_line(out: &std::process::Output) -> String {
+    let stderr = stderr(out);
+    let line = stderr.lines().find(|l| l.starts_with("error: "));
+    line.unwrap_or_else(|| panic!("no error line: {stderr}"))
+        .to_owned()
+}
+
+#[test]
+fn the_cli_streams_an_isolated_transform_in_order_over_many_blocks() {
+    let dir = plugin_dir(&["redact", "calls"]);
+    // 2.4 MiB of lines through a pipe (chunks as the reads come, several blocks): each line
+    // redacted, in order, as in-process.
+    let mut input = Vec::new();
+    let mut expected = Vec::new();
+    for i in 0..60_000 {
+        input.extend_from_slice(format!("line {i:06} mail a{i}@b.org and more text\n").as_bytes());
+        expected.extend_from_slice(
+            format!("line {i:06} mail [REDACTED:email] and more text\n").as_bytes(),
+        );
+    }
+    input.extend_from_slice(b"no newline at the end a@b.org");
+    expected.extend_from_slice(b"no newline at the end [REDACTED:email]");
+    assert!(input.len() > 8 * READ_BLOCK);
+    for file in [false, true] {
+        let isolated = transform_cli(dir.path(), "redact", true, &input, file);
+        assert!(isolated.status.success(), "{}", stderr(&isolated));
+        assert!(
+            isolated.stdout == expected,
+            "file {file}: the isolated output differs"
+        );
+        let in_process = transform_cli(dir.path(), "redact", false, &input, file);
+        assert!(in_process.status.success(), "{}", stderr(&in_process));
+        assert!(in_process.stdout == isolated.stdout, "file {file}");
+    }
+    // It was pipelined (`plugin_isolate::transform_chunks`), which the debug log says.
+    let pipelined = "transform `redact` is isolated: its chunks are pipelined, two in flight";
+    let debug = [("PLUGIN_HOST_LOG", Path::new("debug"))];
+    let args = ["transform", "--plugins", dir.path().to_str().unwrap()];
+    let out = cli_with(
+        &[&args[..], &["--isolate", "all", "redact"]].concat(),
+        &debug,
+        Some(&input),
+    );
+    assert!(out.stdout == expected);
+    assert!(stderr(&out).contains(pipelined), "{}", stderr(&out));
+    let out = cli_with(&[&args[..], &["redact"]].concat(), &debug, Some(&input));
+    assert!(out.stdout == expected);
+    assert!(!stderr(&out).contains(pipelined), "{}", stderr(&out));
+
+    // A plugin error far into a piped stream (`explode` echoes its input and panics at
+    // `boom`): exit 1 and the message a call gives in-process; what came before the failed
+    // chunk is written, whole lines in order, nothing after it.
+    let boom_at = input.len() / 2;
+    let line_start = input[..boom_at].iter().rposition(|&b| b == b'\n').unwrap() + 1;
+    let mut exploding = input.clone();
+    exploding[line_start..line_start + 4].copy_from_slice(b"boom");
+    let isolated = transform_cli(dir.path(), "explode", true, &exploding, false);
+    let in_process = transform_cli(dir.path(), "explode", false, &exploding, false);
+    for out in [&isolated, &in_process] {
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(out));
+        assert_eq!(
+            error_line(out),
+            "error: transform #1 panicked: explode saw boom"
+        );
+        assert!(
+            out.stdout.len() <= line_start,
+            "nothing after the failed chunk"
+        );
+        assert!(exploding.starts_with(&out.stdout));
+        assert!(out.stdout.is_empty() || out.stdout.ends_with(b"\n"));
+    }
+}
+
+#[test]
+fn the_cli_fails_an_isolated_transform_mid_stream_as_a_call_would() {
+    let dir = plugin_dir(&["unruly"]);
+    // Regular files as input: chunk 1 is exactly the first block (4,096 lines of 64 bytes),
+    // chunk 2 starts with the line after it, which tells `misbehave` what to do; it
+    // reverses each chunk it is not told otherwise.
+    let line = [&[b'a'; 63][..], b"\n"].concat();
+    let first = line.repeat(READ_BLOCK / 64);
+    let input = |second: &[u8]| {
+        let mut input = first.clone();
+        input.extend_from_slice(second);
+        // Chunk 2 fills the second block exactly (its last line 64 to 127 bytes long).
+        let lines = (READ_BLOCK - second.len()) / 64 - 1;
+        input.extend_from_slice(&line.repeat(lines));
+        let last = READ_BLOCK - second.len() - lines * 64;
+        input.extend_from_slice(&[&vec![b'b'; last - 1][..], b"\n"].concat());
+        assert_eq!(input.len(), 2 * READ_BLOCK);
+        input.extend_from_slice(&line.repeat(10));
+        input
+    };
+    let reversed = |chunk: &[u8]| chunk.iter().rev().copied().collect::<Vec<u8>>();
+
+    // Served: chunk by chunk, the same bytes isolated and in-process.
+    let served = input(b"reverse me\n");
+    let isolated = transform_cli(dir.path(), "misbehave", true, &served, true);
+    assert!(isolated.status.success(), "{}", stderr(&isolated));
+    let mut expected = reversed(&first);
+    expected.extend(reversed(&served[READ_BLOCK..2 * READ_BLOCK]));
+    expected.extend(reversed(&served[2 * READ_BLOCK..]));
+    assert!(isolated.stdout == expected, "the isolated output differs");
+    let in_process = transform_cli(dir.path(), "misbehave", false, &served, true);
+    assert!(in_process.stdout == isolated.stdout);
+
+    // The plugin's error in chunk 2: its message, as in-process; chunk 1's output only.
+    let failing = input(b"fail\n");
+    let isolated = transform_cli(dir.path(), "misbehave", true, &failing, true);
+    let in_process = transform_cli(dir.path(), "misbehave", false, &failing, true);
+    for out in [&isolated, &in_process] {
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(out));
+        assert_eq!(
+            error_line(out),
+            format!("error: transform #1 misbehave was asked to fail after {READ_BLOCK} bytes")
+        );
+        assert!(
+            out.stdout == reversed(&first),
+            "chunk 1's output, nothing else"
+        );
+    }
+
+    // Its worker crashing in chunk 2: exit 1, the crash as a single call reports it (no
+    // position in a stream), chunk 1's output only.
+    let crashing = input(b"abort\n");
+    let out = transform_cli(dir.path(), "misbehave", true, &crashing, true);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let error = error_line(&out);
+    assert!(
+        error.starts_with(
+            "error: transform #1 plugin `unruly` crashed during transform `misbehave`: "
+        ),
+        "{error}"
+    );
+    assert!(
+        error.contains("SIGABRT") && error.ends_with("[plugin-crashed]"),
+        "{error}"
+    );
+    assert!(!error.contains("chunk"), "{error}");
+    assert!(
+        out.stdout == reversed(&first),
+        "chunk 1's output, nothing else"
+    );
+}
+
 /// How the scribbling worker (this test binary, re-run as [`scribbling_worker`]) damages the
 /// call channel once the host's first call arrives.
 const SCRIBBLE_ALWAYS: &str = "always";
@@ -1278,6 +1573,9 @@ const SCRIBBLE_ONCE: &str = "once";
 /// The channel is left intact, but each worker answers the first call with a lying reply (the
 /// n-th worker the n-th lie of [`scribbling_worker`]).
 const LYING_REPLIES: &str = "lies";
+/// No scribbling: every worker speaks version 2 (no calls by handle) and answers each call
+/// to `command` `hello` by name as the real plugin would; any other message ends it.
+const SERVE_BY_NAME: &str = "serve-by-name";
 
 /// A host whose worker is this test binary running [`scribbling_worker`] in `mode`, counting
 /// its starts in `starts` (a file).
@@ -1556,7 +1854,7 @@ fn scribbling_worker() {
     count.push('x');
     fs::write(&starts, &count).unwrap();
     let nth = count.len();
-    let scribble = mode == SCRIBBLE_ALWAYS || nth == 1;
+    let scribble = mode != SERVE_BY_NAME && (mode == SCRIBBLE_ALWAYS || nth == 1);
 
     let (fd, shm): (RawFd, RawFd) = (fd.parse().unwrap(), shm.parse().unwrap());
     // SAFETY: the host passed this descriptor, open and ours alone, as the control socket.
@@ -1602,6 +1900,22 @@ fn scribbling_worker() {
             return;
         }
         let id = match plugin_protocol::decode(&rx).unwrap().0 {
+            Message::Call {
+                id,
+                kind,
+                name,
+                payload: plugin_protocol::Payload::Args(args),
+            } if mode == SERVE_BY_NAME && kind == "command" && name == "hello" => {
+                let text = format!("hello, {}! (from a version-2 worker)", args.join(", "));
+                let reply = Message::Reply {
+                    id,
+                    result: Ok(text.into_bytes()),
+                };
+                channel.send(&bytes(&reply), None).unwrap();
+                continue;
+            }
+            // A version-2 worker cannot read `call-handle`: ending here fails the test.
+            _ if mode == SERVE_BY_NAME => return,
             Message::Call { id, .. } => id,
             _ => return, // shutdown
         };

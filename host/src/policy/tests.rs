@@ -430,3 +430,88 @@ fn one_series_is_told_as_its_written_form_tells_it() {
         }
     }
 }
+
+/// Each of `blobs` with every byte deleted, replaced by, or preceded by a byte that matters
+/// to JSON or to the frame.
+fn one_byte_variants(blobs: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let mut variants = Vec::new();
+    for bytes in blobs {
+        variants.push(bytes.clone());
+        for at in 0..bytes.len() {
+            variants.push([&bytes[..at], &bytes[at + 1..]].concat());
+            for b in *b"\"\\ ,:{}[]0.ax\x00\x01\x7f\xff" {
+                variants.push([&bytes[..at], &[b][..], &bytes[at + 1..]].concat());
+                variants.push([&bytes[..at], &[b][..], &bytes[at..]].concat());
+            }
+        }
+    }
+    variants
+}
+
+/// What `fuzz/fuzz_targets/provenance.rs` checks, over a corpus: the record decoded in place
+/// (`ProvenanceRef::decode`, what the host judges) and the owned one (`Provenance::decode`)
+/// agree on every mutated record — both fail with the same message, or both succeed with the
+/// same fields — and `judge_in_place` of the one gives the verdict `judge` gives of the other,
+/// against two hosts under both presets.
+#[test]
+fn in_place_and_owned_decodes_and_verdicts_agree_on_mutated_records() {
+    let mut plugin = record(&[
+        "abi_stable 0.11.3",
+        "log 0.4.35",
+        "plugin-api 0.1.0 (/w/plugin-api)",
+    ]);
+    plugin.rustc.llvm = Some("22.1.2".into());
+    plugin.features = vec!["a".into(), "b".into()];
+    plugin
+        .digests
+        .insert("log 0.4.35".into(), "sha256:6b34".into());
+    plugin.capabilities = Some(BTreeMap::from([
+        ("command".into(), vec!["hello".into(), "bye".into()]),
+        ("transform".into(), vec![]),
+    ]));
+    let mut other = record(&["abi_stable 0.11.3", "log 0.4.29"]);
+    other.profile.name = "release".into();
+    other.profile.debug_assertions = false;
+    let hosts = [plugin.clone(), other.clone()];
+    let prepared: Vec<PreparedHost> = hosts.iter().map(PreparedHost::new).collect();
+    let policies = [Policy::default(), strict()];
+    let (mut decoded, mut refused) = (0, 0);
+    for blob in one_byte_variants(&[plugin.encode(), other.encode()]) {
+        match (ProvenanceRef::decode(&blob), Provenance::decode(&blob)) {
+            (Ok(view), Ok(owned)) => {
+                decoded += 1;
+                assert_eq!(view.to_owned(), owned, "{}", String::from_utf8_lossy(&blob));
+                for (host, prepared) in hosts.iter().zip(&prepared) {
+                    for policy in &policies {
+                        assert_eq!(
+                            judge_in_place(host, prepared, &view, policy),
+                            judge(host, &owned, policy),
+                            "{}",
+                            String::from_utf8_lossy(&blob)
+                        );
+                    }
+                }
+            }
+            (Err(in_place), Err(owned)) => {
+                refused += 1;
+                assert_eq!(
+                    in_place.to_string(),
+                    owned.to_string(),
+                    "{}",
+                    String::from_utf8_lossy(&blob)
+                );
+            }
+            (in_place, owned) => panic!(
+                "in place {:?}, owned {:?}: {}",
+                in_place.map(|v| v.to_owned()),
+                owned,
+                String::from_utf8_lossy(&blob)
+            ),
+        }
+    }
+    // Both sides of the comparison were exercised.
+    assert!(
+        decoded > 1000 && refused > 1000,
+        "{decoded} decoded, {refused} refused"
+    );
+}

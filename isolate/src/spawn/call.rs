@@ -80,11 +80,17 @@ impl Worker {
     /// `target`): the payload that follows it, not copied (a transform's input).
     fn encode_call<'i>(&mut self, id: u64, target: Target<'_>, input: Input<'i>) -> &'i [u8] {
         let to = match self.handle(target) {
-            Some(handle) => plugin_protocol::Target::Handle(handle),
-            None => plugin_protocol::Target::Named {
-                kind: target.kind,
-                name: target.name,
-            },
+            Some(handle) => {
+                self.sent.by_handle += 1;
+                plugin_protocol::Target::Handle(handle)
+            }
+            None => {
+                self.sent.by_name += 1;
+                plugin_protocol::Target::Named {
+                    kind: target.kind,
+                    name: target.name,
+                }
+            }
         };
         match input {
             Input::Args(args) => {

@@ -101,6 +101,8 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
 /// defaults and errors, and [`ProvenanceRef::to_owned`] of a decoded record equals the owned
 /// decode of its blob.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+// Expected as the owned record is, so that an error naming the struct reads the same.
+#[serde(expecting = "struct Provenance")]
 pub struct ProvenanceRef<'a> {
     /// [`Provenance::name`].
     #[serde(borrow)]
@@ -136,6 +138,8 @@ pub struct ProvenanceRef<'a> {
 
 /// [`Rustc`], read in place.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+// Expected as the owned record is, so that an error naming the struct reads the same.
+#[serde(expecting = "struct Rustc")]
 pub struct RustcRef<'a> {
     /// [`Rustc::release`].
     #[serde(borrow)]
@@ -163,6 +167,8 @@ impl RustcRef<'_> {
 
 /// [`Profile`], read in place.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+// Expected as the owned record is, so that an error naming the struct reads the same.
+#[serde(expecting = "struct Profile")]
 pub struct ProfileRef<'a> {
     /// [`Profile::name`].
     #[serde(borrow)]

@@ -86,6 +86,8 @@ fn bad_records_fail_with_the_owned_decode_s_message() {
         "[1,2]".to_owned(),
         "{".to_owned(),
         String::new(),
+        // Not an object: the error names the struct it expected, as the owned decode does.
+        r#""hello""#.to_owned(),
     ];
     for (from, to) in [
         (r#""debug_assertions":false"#, r#""debug_assertions":"no""#),
@@ -96,6 +98,8 @@ fn bad_records_fail_with_the_owned_decode_s_message() {
         (r#""features":[]"#, r#""features":{}"#),
         (r#""version":"0.1.0""#, r#""version":"1""#),
         (r#""llvm":"22.1.2""#, r#""llvm":3"#),
+        (r#""rustc":{"#, r#""rustc":7,"x":{"#),
+        (r#""profile":{"#, r#""profile":true,"x":{"#),
         (r#""name":"hello""#, r#""name":"hello","name":"again""#),
         (r#""later""#, r#""digests":{"a":1},"later""#),
         (r#""later""#, r#""capabilities":{"command":"x"},"later""#),
