@@ -325,18 +325,18 @@ impl Index {
             cache::encode_declared(&mut block, d);
             block
         });
-        self.add_at(file, name, block.as_deref(), false)
+        self.add_at(file, name.as_bytes(), block.as_deref(), false)
     }
 
     /// Places `file` (in path order) by its plugin name and declaration block.
     fn add_at(
         &mut self,
         file: FileAt,
-        name: &str,
+        name: &[u8],
         declared: Option<&[u8]>,
         cached: bool,
     ) -> Placed {
-        let held = self.push(name.as_bytes());
+        let held = self.push(name);
         if let Some(first) = self.names.first_or_insert(&self.text, held, file) {
             // The name was pushed last: taken back.
             if held.0 as usize + held.1 as usize == self.text.len() {
@@ -463,8 +463,8 @@ pub(crate) trait Loader {
     /// The plugin names the settings disable (of a file not configured, all
     /// [`Loader::refused_by_settings`] says is whether its name is one of them).
     fn disabled(&self) -> Vec<String>;
-    /// Whether a builtin holds the name `name`.
-    fn is_builtin(&self, name: &str) -> bool;
+    /// Whether a builtin holds the name `name` (as bytes: the index keeps names so).
+    fn is_builtin(&self, name: &[u8]) -> bool;
     /// The capabilities registered so far.
     fn registry(&self) -> &Registry;
 }
@@ -560,9 +560,9 @@ impl Lazy {
             let (name, version, declared) = match hit {
                 Some(found) => {
                     if !found.checked {
-                        self.index.unchecked.push((file, found.entry.id));
+                        self.index.unchecked.push((file, found.id()));
                     }
-                    (found.name(), found.version(), found.declared())
+                    (found.name_bytes(), found.version(), found.declared())
                 }
                 None => {
                     let path = self.index.path(file);
@@ -577,7 +577,7 @@ impl Lazy {
                                 block
                             });
                             read = (p.name, p.version.to_string(), block);
-                            (read.0.as_str(), read.1.as_bytes(), read.2.as_deref())
+                            (read.0.as_bytes(), read.1.as_bytes(), read.2.as_deref())
                         }
                         Err(e) => {
                             if let Some(cache) = &mut cache {
@@ -592,9 +592,9 @@ impl Lazy {
             };
             self.index.considered.push((file, false));
             let refused = if configured {
-                host.refused_by_settings(&self.index.path(file), name)
+                host.refused_by_settings(&self.index.path(file), cache::text(name))
             } else {
-                disabled.iter().any(|d| d == name)
+                disabled.iter().any(|d| d.as_bytes() == name)
             };
             // Refused or disabled by the configuration: reported as a scan would, and never
             // indexed. Taking a builtin's name (not replaceable: a replaced builtin was
@@ -609,20 +609,21 @@ impl Lazy {
                 self.settle_last();
             }
             match placed {
-                Placed::Indexed => tracing::debug!("indexed plugin `{name}`"),
+                Placed::Indexed => tracing::debug!("indexed plugin `{}`", cache::text(name)),
                 Placed::Shadowed(first) => {
                     let path = self.index.path(file);
                     let mut report = PluginReport::new(path.clone());
-                    report.name = Some(name.to_owned());
+                    let name = cache::text(name).to_owned();
+                    report.name = Some(name.clone());
                     report.version = Some(cache::text(version).to_owned());
-                    let name = name.to_owned();
                     let error = PluginError::Shadowed { path, name, first };
                     reports.push(report.with_error(Status::Shadowed, error));
                 }
                 Placed::Undeclared => {
                     let path = self.index.path(file);
                     tracing::debug!(
-                        "plugin `{name}` ({}) declares no capabilities: loading it now",
+                        "plugin `{}` ({}) declares no capabilities: loading it now",
+                        cache::text(name),
                         path.display()
                     );
                     reports.push(host.load(&path));
@@ -841,7 +842,7 @@ impl Lazy {
             let name = provenance.name.clone();
             // As `index` does: refused or disabled by the configuration, or taking a builtin's
             // name, reported and never indexed.
-            if host.refused_by_settings(file, &name) || host.is_builtin(&name) {
+            if host.refused_by_settings(file, &name) || host.is_builtin(name.as_bytes()) {
                 if !reported.contains(file.as_path()) {
                     let report = host.verify(file);
                     self.reports.push(report);
@@ -854,7 +855,7 @@ impl Lazy {
                 cache::encode_declared(&mut block, d);
                 block
             });
-            let placed = self.index.add_at(at, &name, block.as_deref(), false);
+            let placed = self.index.add_at(at, name.as_bytes(), block.as_deref(), false);
             if placed != Placed::Indexed {
                 self.settle_last();
             }

@@ -52,6 +52,22 @@ const CACHE_FILE: crate::small_file::SmallFile = crate::small_file::SmallFile {
 /// Device, inode, size, mtime (ns), ctime (ns). A directory's size is recorded as 0.
 pub(crate) type Id = [i64; 5];
 
+/// The bytes of an [`Id`] in the cache: five little-endian `i64`s.
+const ID_LEN: usize = 40;
+
+/// The identity at `at` in `bytes` (a position an entry was made with: checked in range when
+/// the cache was decoded, or appended by this run; zeros if not).
+fn id_at(bytes: &[u8], at: u32) -> Id {
+    let mut id = [0; 5];
+    let start = at as usize;
+    if let Some(held) = bytes.get(start..start + ID_LEN) {
+        for (n, b) in id.iter_mut().zip(held.chunks_exact(8)) {
+            *n = i64::from_le_bytes(b.try_into().expect("eight bytes"));
+        }
+    }
+    id
+}
+
 /// A range of the cache's bytes (as loaded, then with what this run added after them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct Span {
@@ -74,8 +90,9 @@ impl Span {
 /// identity. Nothing is allocated per entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Entry {
-    /// The file's identity when it was read.
-    pub(crate) id: Id,
+    /// Where the file's identity when it was read is in the cache's bytes (forty bytes: see
+    /// [`id_at`]); read only when it is compared, so an entry stays small.
+    id: u32,
     /// Reached through a symbolic link: always checked by its own identity.
     linked: bool,
     name: Span,
@@ -124,8 +141,18 @@ pub(crate) struct Found<'a> {
 
 impl<'a> Found<'a> {
     /// The plugin's name (a checked Cargo package name).
+    #[cfg(test)]
     pub(crate) fn name(&self) -> &'a str {
-        std::str::from_utf8(self.entry.name.of(self.bytes)).unwrap_or_default()
+        text(self.name_bytes())
+    }
+    /// The plugin's name as bytes (a checked Cargo package name: ASCII, so [`text`] of it
+    /// is the same name).
+    pub(crate) fn name_bytes(&self) -> &'a [u8] {
+        self.entry.name.of(self.bytes)
+    }
+    /// The file's identity when its entry was made.
+    pub(crate) fn id(&self) -> Id {
+        id_at(self.bytes, self.entry.id)
     }
     /// The plugin's version, as recorded (checked text: see [`text`]).
     pub(crate) fn version(&self) -> &'a [u8] {
@@ -303,7 +330,12 @@ impl Cache {
             let path = record.path.join(self.file_name(dir, file));
             return self.found(dir, file, &path);
         }
-        self.found(dir, file, Path::new(""))
+        // Trusted by its directory's identity, and marked seen when it was listed.
+        Some(Found {
+            entry,
+            checked: false,
+            bytes: &self.bytes,
+        })
     }
 
     /// File `file` of record `dir`, at `path` (used only when its own identity is checked).
@@ -313,7 +345,7 @@ impl Cache {
         let file = &mut record.files[file];
         let entry = file.entry?;
         let checked = !fresh || entry.linked;
-        if checked && identity(path) != Some((entry.id, entry.linked)) {
+        if checked && identity(path) != Some((id_at(&self.bytes, entry.id), entry.linked)) {
             return None;
         }
         file.seen = true;
@@ -346,7 +378,7 @@ impl Cache {
         match (a, b) {
             (None, None) => true,
             (Some(a), Some(b)) => {
-                a.id == b.id
+                id_at(bytes, a.id) == id_at(bytes, b.id)
                     && a.linked == b.linked
                     && a.name.of(bytes) == b.name.of(bytes)
                     && a.version.of(bytes) == b.version.of(bytes)
@@ -393,16 +425,19 @@ impl Cache {
         if let Some(declared) = &provenance.capabilities {
             encode_declared(&mut block, declared);
         }
+        let mut id_bytes = Vec::with_capacity(ID_LEN);
+        put_id(&mut id_bytes, &id);
         let spans = (|| {
+            let id = self.append(&id_bytes)?.start;
             let name = self.append(provenance.name.as_bytes())?;
             let version = self.append(provenance.version.to_string().as_bytes())?;
             let capabilities = match provenance.capabilities {
                 Some(_) => Some(self.append(&block)?),
                 None => None,
             };
-            Some((name, version, capabilities))
+            Some((id, name, version, capabilities))
         })();
-        let Some((name, version, capabilities)) = spans else {
+        let Some((id, name, version, capabilities)) = spans else {
             return;
         };
         let entry = Entry {
@@ -603,7 +638,7 @@ fn encode(bytes: &[u8], dirs: &[DirRecord]) -> Vec<u8> {
                 continue;
             };
             out.push(if entry.linked { 2 } else { 1 });
-            put_id(&mut out, &entry.id);
+            out.extend_from_slice(Span { start: entry.id, len: ID_LEN as u32 }.of(bytes));
             put_bytes(&mut out, entry.name.of(bytes));
             put_bytes(&mut out, entry.version.of(bytes));
             match entry.capabilities {
@@ -629,10 +664,8 @@ impl<'a> Reader<'a> {
         self.bytes.len() - self.at
     }
     fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if n > self.left() {
-            return None;
-        }
-        let head = &self.bytes[self.at..self.at + n];
+        // One comparison: `at` is at most the length, `n` at most `u32::MAX`.
+        let head = self.bytes.get(self.at..self.at.checked_add(n)?)?;
         self.at += n;
         Some(head)
     }
@@ -770,7 +803,9 @@ fn decode(bytes: &[u8]) -> Option<Vec<DirRecord>> {
                 2 => true,
                 _ => return None,
             };
-            let id = r.id()?;
+            // Kept where it is: read only when compared.
+            let id = u32::try_from(r.at).ok()?;
+            r.take(ID_LEN)?;
             let plugin = r.span()?;
             let plugin_ok = crate::limits::is_plugin_name(plugin.of(bytes));
             let version = r.span()?;

@@ -164,7 +164,7 @@ impl Loader for Recorder {
     fn disabled(&self) -> Vec<String> {
         Vec::new()
     }
-    fn is_builtin(&self, _: &str) -> bool {
+    fn is_builtin(&self, _: &[u8]) -> bool {
         false
     }
     fn registry(&self) -> &Registry {

@@ -146,7 +146,7 @@ fn a_settled_directory_is_trusted_by_its_identity_alone() {
     assert!(cache.listing(dir.path()).is_some());
     let found = cache.get(&lib).expect("used on the directory's word");
     assert!(!found.checked);
-    assert_ne!(identity(&lib).map(|(id, _)| id), Some(found.entry.id));
+    assert_ne!(identity(&lib).map(|(id, _)| id), Some(found.id()));
 
     // A file added: the directory changed. Listed again, each file checked on its own
     // (the overwritten one misses), and, changed just now, its identity is not recorded.
