@@ -559,7 +559,9 @@ impl Loader for Host {
     }
 
     fn is_builtin(&self, name: &[u8]) -> bool {
-        self.plugins.iter().any(|p| p.builtin && p.name.as_bytes() == name)
+        self.plugins
+            .iter()
+            .any(|p| p.builtin && p.name.as_bytes() == name)
     }
 
     fn registry(&self) -> &Registry {

@@ -26,7 +26,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 
 mod cache;
@@ -62,10 +62,38 @@ pub enum IndexedState {
     Refused(ReasonCode, String),
 }
 
-/// Some bytes of [`Index::text`]: start and length (32 bits each: the tables of 10 000
-/// plugins stay small; an index of more than 4 GiB of names is not one this host makes).
+/// Some bytes of [`Index::text`], or of [`Index::shared`] when the start has [`SHARED`]
+/// set: start and length (32 bits each: the tables of 10 000 plugins stay small; an index of
+/// more than 2 GiB of names is not one this host makes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Text(u32, u32);
+
+/// The bit of a [`Text`]'s start that says it is in [`Index::shared`].
+const SHARED: u32 = 1 << 31;
+
+/// The bytes an index keeps: its own, and the index cache's as loaded.
+#[derive(Clone, Copy)]
+struct Texts<'a> {
+    own: &'a [u8],
+    shared: &'a [u8],
+}
+
+impl<'a> Texts<'a> {
+    fn get(self, t: Text) -> &'a [u8] {
+        let (text, start) = match t.0 & SHARED {
+            0 => (self.own, t.0 as usize),
+            _ => (self.shared, (t.0 & !SHARED) as usize),
+        };
+        text.get(start..start + t.1 as usize).unwrap_or_default()
+    }
+}
+
+/// Bytes to place: to be copied into [`Index::text`], or already held.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    Copy(&'a [u8]),
+    Held(Text),
+}
 
 /// Where a file is: one of [`Index::dirs`], and the file's name in [`Index::text`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,46 +114,26 @@ struct Slot {
     cached: bool,
 }
 
-/// A hasher for keys that are already hashes.
-#[derive(Default)]
-struct Prehashed(u64);
-
-impl Hasher for Prehashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-/// Every plugin name met so far → the first file carrying it: keyed by the name's hash
-/// (keyed by two random words per index, so names cannot be chosen to collide without
-/// them), the names kept in [`Index::text`], so nothing is allocated per name.
+/// Every plugin name met so far → the first file carrying it: an open-addressed table of
+/// the names' hashes (keyed by two random words per index, so names cannot be chosen to
+/// collide without them), the names kept in the index's bytes, so nothing is allocated per
+/// name.
 #[derive(Debug)]
 struct Names {
     key: [u64; 2],
-    /// A hash → the first of its entries.
-    heads: HashMap<u64, u32, BuildHasherDefault<Prehashed>>,
-    /// A name, the first file carrying it, and the next entry of the same hash
-    /// ([`NONE`]: none).
-    entries: Vec<(Text, FileAt, u32)>,
+    /// A power of two of slots, at most half of them used: an entry's number + 1, or 0
+    /// (empty). Probed one slot after another from a name's hash.
+    table: Vec<u32>,
+    /// A name, the first file carrying it, and the name's hash.
+    entries: Vec<(Text, FileAt, u64)>,
 }
-
-/// No entry.
-const NONE: u32 = u32::MAX;
 
 impl Default for Names {
     fn default() -> Names {
         let random = RandomState::new();
         Names {
             key: [random.hash_one(0u8), random.hash_one(1u8)],
-            heads: HashMap::default(),
+            table: Vec::new(),
             entries: Vec::new(),
         }
     }
@@ -140,20 +148,51 @@ fn fold(a: u64, b: u64) -> u64 {
 impl Names {
     /// The first file carrying `name` (at `held` in `text`) if there is one; else `file`
     /// becomes it, and `None`.
-    fn first_or_insert(&mut self, text: &[u8], held: Text, file: FileAt) -> Option<FileAt> {
-        let name = bytes(text, held);
-        let head = self.heads.entry(self.hash(name)).or_insert(NONE);
-        let mut next = *head;
-        while let Some(&(other, first, further)) = self.entries.get(next as usize) {
-            if bytes(text, other) == name {
+    fn first_or_insert(&mut self, text: Texts<'_>, held: Text, file: FileAt) -> Option<FileAt> {
+        let name = text.get(held);
+        let hash = self.hash(name);
+        if (self.entries.len() + 1) * 2 > self.table.len() {
+            self.resize(self.entries.len() + 1);
+        }
+        let mask = self.table.len() - 1;
+        let mut at = hash as usize & mask;
+        loop {
+            let number = self.table[at];
+            let Some(&(other, first, other_hash)) =
+                self.entries.get((number as usize).wrapping_sub(1))
+            else {
+                break;
+            };
+            if other_hash == hash && text.get(other) == name {
                 return Some(first);
             }
-            next = further;
+            at = (at + 1) & mask;
         }
-        let further = *head;
-        *head = u32::try_from(self.entries.len()).unwrap_or(NONE);
-        self.entries.push((held, file, further));
+        let Ok(number) = u32::try_from(self.entries.len() + 1) else {
+            // Four billion names: not one more (the table is at most half full).
+            return None;
+        };
+        self.table[at] = number;
+        self.entries.push((held, file, hash));
         None
+    }
+
+    /// Makes the table room for `n` entries at most half full (placing the entries again).
+    fn resize(&mut self, n: usize) {
+        let size = (n * 2).next_power_of_two().max(16);
+        if size <= self.table.len() {
+            return;
+        }
+        self.table.clear();
+        self.table.resize(size, 0);
+        let mask = size - 1;
+        for (number, &(_, _, hash)) in self.entries.iter().enumerate() {
+            let mut at = hash as usize & mask;
+            while self.table[at] != 0 {
+                at = (at + 1) & mask;
+            }
+            self.table[at] = number as u32 + 1;
+        }
     }
 
     /// A keyed hash of a name (a plugin name: at most 64 bytes), eight bytes at a time.
@@ -169,18 +208,9 @@ impl Names {
     }
 
     fn reserve(&mut self, n: usize) {
-        self.heads.reserve(n);
+        self.resize(self.entries.len() + n);
         self.entries.reserve(n);
     }
-}
-
-fn bytes(text: &[u8], t: Text) -> &[u8] {
-    let start = t.0 as usize;
-    text.get(start..start + t.1 as usize).unwrap_or_default()
-}
-
-fn string(text: &[u8], t: Text) -> &str {
-    std::str::from_utf8(bytes(text, t)).unwrap_or_default()
 }
 
 /// The capability index of a host (see the module documentation). Names, file names and
@@ -190,6 +220,10 @@ fn string(text: &[u8], t: Text) -> &str {
 #[derive(Debug, Default)]
 pub(crate) struct Index {
     text: Vec<u8>,
+    /// The index cache's bytes as loaded by the first `index` with a cache: the names, file
+    /// names and declarations of its entries are used where they are (checked text, as
+    /// decoded), not copied.
+    shared: Option<std::sync::Arc<Vec<u8>>>,
     /// The directories of the files considered.
     dirs: Vec<PathBuf>,
     plugins: Vec<Slot>,
@@ -205,7 +239,10 @@ pub(crate) struct Index {
     /// The files whose entries were trusted by their directory's identity, with the identity
     /// each had when its entry was made: checked one by one before a capability is said not
     /// found.
-    unchecked: Vec<(FileAt, cache::Id)>,
+    /// The identity is where the cache's bytes have it, when the start has [`SHARED`] set
+    /// (read only if needed), else one of [`Index::unchecked_ids`].
+    unchecked: Vec<(FileAt, u32)>,
+    unchecked_ids: Vec<cache::Id>,
 }
 
 /// What the index made of one file.
@@ -231,19 +268,19 @@ impl Index {
         IndexedPlugin {
             path: self.path(slot.file),
             name: self.name(at).to_owned(),
-            capabilities: cache::declared_map(bytes(&self.text, slot.declared)),
+            capabilities: cache::declared_map(self.bytes(slot.declared)),
             state: slot.state.clone(),
         }
     }
 
     /// The plugin name of indexed plugin `at`.
     fn name(&self, at: usize) -> &str {
-        string(&self.text, self.plugins[at].name)
+        cache::text(self.bytes(self.plugins[at].name))
     }
 
     /// The `(kind, name)` pairs indexed plugin `at` declares.
     fn declared(&self, at: usize) -> cache::Declared<'_> {
-        cache::declared(bytes(&self.text, self.plugins[at].declared))
+        cache::declared(self.bytes(self.plugins[at].declared))
     }
 
     /// The file of indexed plugin `at`.
@@ -251,14 +288,46 @@ impl Index {
         self.path(self.plugins[at].file)
     }
 
-    /// Room for `n` more files.
-    fn reserve(&mut self, n: usize) {
+    /// Room for `n` more files (`shared`: most of their names are in the cache's bytes).
+    fn reserve(&mut self, n: usize, shared: bool) {
         self.plugins.reserve(n);
         self.considered.reserve(n);
         self.unchecked.reserve(n);
         self.names.reserve(n);
-        // A file name, a plugin name and a declaration of one or two names.
-        self.text.reserve(n * 48);
+        if !shared {
+            // A file name, a plugin name and a declaration of one or two names.
+            self.text.reserve(n * 48);
+        }
+    }
+
+    /// The identity an entry of [`Index::unchecked`] records.
+    fn unchecked_id(&self, id: u32) -> cache::Id {
+        match id & SHARED {
+            0 => self
+                .unchecked_ids
+                .get(id as usize)
+                .copied()
+                .unwrap_or_default(),
+            _ => cache::id_from(self.texts().get(Text(id, cache::ID_LEN as u32))),
+        }
+    }
+
+    fn texts(&self) -> Texts<'_> {
+        Texts {
+            own: &self.text,
+            shared: self.shared.as_deref().map_or(&[], |s| s.as_slice()),
+        }
+    }
+
+    fn bytes(&self, t: Text) -> &[u8] {
+        self.texts().get(t)
+    }
+
+    fn hold(&mut self, source: Source<'_>) -> Text {
+        match source {
+            Source::Copy(bytes) => self.push(bytes),
+            Source::Held(t) => t,
+        }
     }
 
     fn push(&mut self, bytes: &[u8]) -> Text {
@@ -266,7 +335,7 @@ impl Index {
         else {
             return Text(0, 0);
         };
-        if start.checked_add(len).is_none() {
+        if start.checked_add(len).is_none_or(|end| end >= SHARED) {
             return Text(0, 0);
         }
         self.text.extend_from_slice(bytes);
@@ -304,7 +373,11 @@ impl Index {
     }
 
     fn path(&self, file: FileAt) -> PathBuf {
-        let name = bytes(&self.text, file.name);
+        let name = self.bytes(file.name);
+        if file.name.0 & SHARED != 0 {
+            // A file name of the cache (checked when decoded).
+            return self.dirs[file.dir as usize].join(cache::os_str(name));
+        }
         // SAFETY: `name` is a copy of the bytes of an `OsStr` (`file_in`), made on this
         // platform in this process, whole.
         let name = unsafe { std::ffi::OsStr::from_encoded_bytes_unchecked(name) };
@@ -325,21 +398,28 @@ impl Index {
             cache::encode_declared(&mut block, d);
             block
         });
-        self.add_at(file, name.as_bytes(), block.as_deref(), false)
+        let block = block.as_deref().map(Source::Copy);
+        self.add_at(file, Source::Copy(name.as_bytes()), block, false)
     }
 
     /// Places `file` (in path order) by its plugin name and declaration block.
     fn add_at(
         &mut self,
         file: FileAt,
-        name: &[u8],
-        declared: Option<&[u8]>,
+        name: Source<'_>,
+        declared: Option<Source<'_>>,
         cached: bool,
     ) -> Placed {
-        let held = self.push(name);
-        if let Some(first) = self.names.first_or_insert(&self.text, held, file) {
+        let held = self.hold(name);
+        let texts = Texts {
+            own: &self.text,
+            shared: self.shared.as_deref().map_or(&[], |s| s.as_slice()),
+        };
+        if let Some(first) = self.names.first_or_insert(texts, held, file) {
             // The name was pushed last: taken back.
-            if held.0 as usize + held.1 as usize == self.text.len() {
+            if matches!(name, Source::Copy(_))
+                && held.0 as usize + held.1 as usize == self.text.len()
+            {
                 self.text.truncate(held.0 as usize);
             }
             return Placed::Shadowed(self.path(first));
@@ -347,7 +427,7 @@ impl Index {
         let Some(declared) = declared else {
             return Placed::Undeclared;
         };
-        let declared = self.push(declared);
+        let declared = self.hold(declared);
         if !self.asked.is_empty() {
             self.asked.clear();
         }
@@ -371,7 +451,7 @@ impl Index {
         }
         let found: Vec<usize> = (0..self.plugins.len())
             .filter(|&at| {
-                let block = bytes(&self.text, self.plugins[at].declared);
+                let block = self.bytes(self.plugins[at].declared);
                 cache::declares(block, kind.as_bytes(), name.as_bytes())
             })
             .collect();
@@ -500,6 +580,14 @@ impl Lazy {
         dirs: &[impl AsRef<Path>],
     ) -> Result<Vec<PluginReport>, DiscoverError> {
         let mut cache = self.cache.clone().map(cache::Cache::load);
+        // The first index with a cache keeps its bytes: the names, file names and
+        // declarations of its entries are used where they are.
+        let share = self.index.shared.is_none() && cache.is_some();
+        if share {
+            self.index.shared = cache.as_ref().map(cache::Cache::loaded);
+        }
+        // (The cache is at most 64 MiB: a start in it never has `SHARED` set.)
+        let held = |span: cache::Span| Text(span.start | SHARED, span.len);
         // A directory the cache knows unchanged is not listed (see `cache`).
         let mut found = Vec::new();
         for dir in dirs {
@@ -529,7 +617,7 @@ impl Lazy {
         let mut reports =
             host.register_builtins(&|| candidates.iter().map(|c| path_of(&cache, c)).collect());
         let disabled = host.disabled();
-        self.index.reserve(candidates.len());
+        self.index.reserve(candidates.len(), share);
         // One directory of the index per directory record.
         let mut dir_of_record: Vec<Option<u32>> = Vec::new();
         for candidate in candidates {
@@ -542,10 +630,11 @@ impl Lazy {
                         Some(dir) => dir,
                         None => *dir_of_record[*d].insert(self.index.dir(c.dir_path(*d))),
                     };
-                    FileAt {
-                        dir,
-                        name: self.index.push(c.file_name(*d, *f).as_encoded_bytes()),
-                    }
+                    let name = match c.loaded_file_name(*d, *f).filter(|_| share) {
+                        Some(name) => held(name),
+                        None => self.index.push(c.file_name(*d, *f).as_encoded_bytes()),
+                    };
+                    FileAt { dir, name }
                 }
                 (Candidate::Path(path), _) => self.index.file_at(path),
                 (Candidate::Listed(..), None) => continue,
@@ -557,11 +646,21 @@ impl Lazy {
             };
             let read;
             let from_cache = hit.is_some();
+            // Where the name and the declaration are, when in the cache's bytes as loaded.
+            let mut loaded = None;
             let (name, version, declared) = match hit {
                 Some(found) => {
                     if !found.checked {
-                        self.index.unchecked.push((file, found.id()));
+                        let id = match found.loaded_id().filter(|_| share) {
+                            Some(at) => at | SHARED,
+                            None => {
+                                self.index.unchecked_ids.push(found.id());
+                                (self.index.unchecked_ids.len() - 1) as u32
+                            }
+                        };
+                        self.index.unchecked.push((file, id));
                     }
+                    loaded = found.loaded().filter(|_| share);
                     (found.name_bytes(), found.version(), found.declared())
                 }
                 None => {
@@ -604,7 +703,14 @@ impl Lazy {
                 self.settle_last();
                 continue;
             }
-            let placed = self.index.add_at(file, name, declared, from_cache);
+            let (name_at, declared_at) = match loaded {
+                Some((name_at, declared_at)) => (
+                    Source::Held(held(name_at)),
+                    declared_at.map(|d| Source::Held(held(d))),
+                ),
+                None => (Source::Copy(name), declared.map(Source::Copy)),
+            };
+            let placed = self.index.add_at(file, name_at, declared_at, from_cache);
             if placed != Placed::Indexed {
                 self.settle_last();
             }
@@ -698,8 +804,8 @@ impl Lazy {
         let unchecked = std::mem::take(&mut self.index.unchecked);
         if let Some(changed) = unchecked
             .iter()
-            .map(|(file, id)| (self.index.path(*file), id))
-            .find(|(path, id)| cache::identity(path).map(|(now, _)| now) != Some(**id))
+            .map(|&(file, id)| (self.index.path(file), self.index.unchecked_id(id)))
+            .find(|(path, id)| cache::identity(path).map(|(now, _)| now) != Some(*id))
             .map(|(path, _)| path)
         {
             let cache = self.cache_shown();
@@ -855,7 +961,12 @@ impl Lazy {
                 cache::encode_declared(&mut block, d);
                 block
             });
-            let placed = self.index.add_at(at, name.as_bytes(), block.as_deref(), false);
+            let placed = self.index.add_at(
+                at,
+                Source::Copy(name.as_bytes()),
+                block.as_deref().map(Source::Copy),
+                false,
+            );
             if placed != Placed::Indexed {
                 self.settle_last();
             }

@@ -28,6 +28,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The first bytes of the file: the format's name and version (another version is ignored,
@@ -53,19 +54,55 @@ const CACHE_FILE: crate::small_file::SmallFile = crate::small_file::SmallFile {
 pub(crate) type Id = [i64; 5];
 
 /// The bytes of an [`Id`] in the cache: five little-endian `i64`s.
-const ID_LEN: usize = 40;
+pub(crate) const ID_LEN: usize = 40;
 
-/// The identity at `at` in `bytes` (a position an entry was made with: checked in range when
-/// the cache was decoded, or appended by this run; zeros if not).
-fn id_at(bytes: &[u8], at: u32) -> Id {
+/// The identity held in `bytes` (zeros if they are not [`ID_LEN`] long).
+pub(crate) fn id_from(bytes: &[u8]) -> Id {
     let mut id = [0; 5];
-    let start = at as usize;
-    if let Some(held) = bytes.get(start..start + ID_LEN) {
-        for (n, b) in id.iter_mut().zip(held.chunks_exact(8)) {
+    if bytes.len() == ID_LEN {
+        for (n, b) in id.iter_mut().zip(bytes.chunks_exact(8)) {
             *n = i64::from_le_bytes(b.try_into().expect("eight bytes"));
         }
     }
     id
+}
+
+/// The cache's bytes: as loaded (shared with the index, which keeps the names and
+/// declarations it uses where they are), then what this run added. A [`Span`] past the
+/// loaded bytes is in the added ones.
+#[derive(Clone, Copy)]
+pub(crate) struct Bytes<'a> {
+    loaded: &'a [u8],
+    added: &'a [u8],
+}
+
+impl<'a> Bytes<'a> {
+    /// The bytes of `span` (empty if out of range: spans are made in range).
+    #[inline]
+    fn of(self, span: Span) -> &'a [u8] {
+        match (span.start as usize).checked_sub(self.loaded.len()) {
+            None => span.of(self.loaded),
+            Some(start) => self
+                .added
+                .get(start..start + span.len as usize)
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The identity at `at` (a position an entry was made with: checked in range when the
+    /// cache was decoded, or appended by this run; zeros if not).
+    fn id(self, at: u32) -> Id {
+        id_from(self.of(Span {
+            start: at,
+            len: ID_LEN as u32,
+        }))
+    }
+
+    /// Whether `span` is within the loaded bytes.
+    #[inline]
+    fn loaded(self, span: Span) -> bool {
+        span.start as usize + span.len as usize <= self.loaded.len()
+    }
 }
 
 /// A range of the cache's bytes (as loaded, then with what this run added after them).
@@ -77,6 +114,7 @@ pub(crate) struct Span {
 
 impl Span {
     /// The bytes of the span in `bytes` (empty if out of range: spans are made in range).
+    #[inline]
     pub(crate) fn of(self, bytes: &[u8]) -> &[u8] {
         let start = self.start as usize;
         bytes
@@ -91,7 +129,7 @@ impl Span {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Entry {
     /// Where the file's identity when it was read is in the cache's bytes (forty bytes: see
-    /// [`id_at`]); read only when it is compared, so an entry stays small.
+    /// [`Bytes::id`]); read only when it is compared, so an entry stays small.
     id: u32,
     /// Reached through a symbolic link: always checked by its own identity.
     linked: bool,
@@ -126,7 +164,9 @@ struct DirRecord {
 /// directory a table of spans into them.
 pub(crate) struct Cache {
     path: PathBuf,
-    bytes: Vec<u8>,
+    /// The file's bytes (see [`Bytes`]).
+    loaded: Arc<Vec<u8>>,
+    added: Vec<u8>,
     dirs: Vec<DirRecord>,
     dirty: bool,
 }
@@ -136,7 +176,7 @@ pub(crate) struct Cache {
 pub(crate) struct Found<'a> {
     pub(crate) entry: Entry,
     pub(crate) checked: bool,
-    bytes: &'a [u8],
+    bytes: Bytes<'a>,
 }
 
 impl<'a> Found<'a> {
@@ -147,20 +187,45 @@ impl<'a> Found<'a> {
     }
     /// The plugin's name as bytes (a checked Cargo package name: ASCII, so [`text`] of it
     /// is the same name).
+    #[inline]
     pub(crate) fn name_bytes(&self) -> &'a [u8] {
-        self.entry.name.of(self.bytes)
+        self.bytes.of(self.entry.name)
     }
     /// The file's identity when its entry was made.
+    #[inline]
     pub(crate) fn id(&self) -> Id {
-        id_at(self.bytes, self.entry.id)
+        self.bytes.id(self.entry.id)
     }
     /// The plugin's version, as recorded (checked text: see [`text`]).
+    #[inline]
     pub(crate) fn version(&self) -> &'a [u8] {
-        self.entry.version.of(self.bytes)
+        self.bytes.of(self.entry.version)
     }
     /// Its declaration block (see [`declared`]), none if it declares nothing.
+    #[inline]
     pub(crate) fn declared(&self) -> Option<&'a [u8]> {
-        self.entry.capabilities.map(|s| s.of(self.bytes))
+        self.entry.capabilities.map(|s| self.bytes.of(s))
+    }
+    /// Where the file's identity is in the cache's bytes as loaded (see [`Cache::loaded`];
+    /// forty bytes, [`id_from`] reads them), if it is there.
+    #[inline]
+    pub(crate) fn loaded_id(&self) -> Option<u32> {
+        let at = Span {
+            start: self.entry.id,
+            len: ID_LEN as u32,
+        };
+        self.bytes.loaded(at).then_some(self.entry.id)
+    }
+    /// Where its name and declaration block are in the cache's bytes as loaded (see
+    /// [`Cache::loaded`]), if they are there (an entry decoded, not one this run made).
+    #[inline]
+    pub(crate) fn loaded(&self) -> Option<(Span, Option<Span>)> {
+        let Entry {
+            name, capabilities, ..
+        } = self.entry;
+        let bytes = self.bytes;
+        (bytes.loaded(name) && capabilities.is_none_or(|s| bytes.loaded(s)))
+            .then_some((name, capabilities))
     }
 }
 
@@ -246,7 +311,8 @@ impl Cache {
             .unwrap_or_default();
         Cache {
             path,
-            bytes,
+            loaded: Arc::new(bytes),
+            added: Vec::new(),
             dirs,
             dirty: false,
         }
@@ -306,7 +372,28 @@ impl Cache {
 
     /// The name of file `file` of directory record `dir` (a plain file name: checked).
     pub(crate) fn file_name(&self, dir: usize, file: usize) -> &std::ffi::OsStr {
-        os_str(self.dirs[dir].files[file].name.of(&self.bytes))
+        os_str(self.bytes().of(self.dirs[dir].files[file].name))
+    }
+
+    /// Where the name of file `file` of directory record `dir` is in the bytes as loaded,
+    /// if it is there.
+    #[inline]
+    pub(crate) fn loaded_file_name(&self, dir: usize, file: usize) -> Option<Span> {
+        let name = self.dirs[dir].files[file].name;
+        self.bytes().loaded(name).then_some(name)
+    }
+
+    /// The cache file's bytes as loaded: a [`Span`] of [`Found::loaded`] or
+    /// [`Cache::loaded_file_name`] is a range of them (checked text, as decoded).
+    pub(crate) fn loaded(&self) -> Arc<Vec<u8>> {
+        Arc::clone(&self.loaded)
+    }
+
+    fn bytes(&self) -> Bytes<'_> {
+        Bytes {
+            loaded: &self.loaded,
+            added: &self.added,
+        }
     }
 
     /// The entry for `path` if the file is the one recorded — by its directory's identity
@@ -323,6 +410,7 @@ impl Cache {
     }
 
     /// The entry for file `file` of directory record `dir`, as [`Cache::get`] gives it.
+    #[inline]
     pub(crate) fn get_listed(&mut self, dir: usize, file: usize) -> Option<Found<'_>> {
         let record = &self.dirs[dir];
         let entry = record.files[file].entry?;
@@ -334,55 +422,60 @@ impl Cache {
         Some(Found {
             entry,
             checked: false,
-            bytes: &self.bytes,
+            bytes: self.bytes(),
         })
     }
 
     /// File `file` of record `dir`, at `path` (used only when its own identity is checked).
     fn found(&mut self, dir: usize, file: usize, path: &Path) -> Option<Found<'_>> {
+        let bytes = Bytes {
+            loaded: &self.loaded,
+            added: &self.added,
+        };
         let record = &mut self.dirs[dir];
         let fresh = record.fresh;
         let file = &mut record.files[file];
         let entry = file.entry?;
         let checked = !fresh || entry.linked;
-        if checked && identity(path) != Some((id_at(&self.bytes, entry.id), entry.linked)) {
+        if checked && identity(path) != Some((bytes.id(entry.id), entry.linked)) {
             return None;
         }
         file.seen = true;
         Some(Found {
             entry,
             checked,
-            bytes: &self.bytes,
+            bytes,
         })
     }
 
     /// Where file `name` is, or would be, in directory record `dir`.
     fn find(&self, dir: usize, name: &[u8]) -> Result<usize, usize> {
+        let bytes = self.bytes();
         self.dirs[dir]
             .files
-            .binary_search_by(|f| f.name.of(&self.bytes).cmp(name))
+            .binary_search_by(|f| bytes.of(f.name).cmp(name))
     }
 
     /// Appends `bytes` to the cache's bytes: their span (none past 4 GiB).
     fn append(&mut self, bytes: &[u8]) -> Option<Span> {
-        let start = u32::try_from(self.bytes.len()).ok()?;
+        let start = u32::try_from(self.loaded.len() + self.added.len()).ok()?;
         let len = u32::try_from(bytes.len()).ok()?;
         start.checked_add(len)?;
-        self.bytes.extend_from_slice(bytes);
+        self.added.extend_from_slice(bytes);
         Some(Span { start, len })
     }
 
     /// Whether two entries say the same (their bytes, not where they are).
     fn same(&self, a: &Option<Entry>, b: &Option<Entry>) -> bool {
-        let bytes = &self.bytes;
+        let bytes = self.bytes();
         match (a, b) {
             (None, None) => true,
             (Some(a), Some(b)) => {
-                id_at(bytes, a.id) == id_at(bytes, b.id)
+                bytes.id(a.id) == bytes.id(b.id)
                     && a.linked == b.linked
-                    && a.name.of(bytes) == b.name.of(bytes)
-                    && a.version.of(bytes) == b.version.of(bytes)
-                    && a.capabilities.map(|s| s.of(bytes)) == b.capabilities.map(|s| s.of(bytes))
+                    && bytes.of(a.name) == bytes.of(b.name)
+                    && bytes.of(a.version) == bytes.of(b.version)
+                    && a.capabilities.map(|s| bytes.of(s)) == b.capabilities.map(|s| bytes.of(s))
             }
             _ => false,
         }
@@ -464,7 +557,10 @@ impl Cache {
         let before = self.dirs.len();
         self.dirs.retain(|d| d.indexed || d.path.is_dir());
         self.dirty |= self.dirs.len() != before;
-        let bytes = &self.bytes;
+        let bytes = Bytes {
+            loaded: &self.loaded,
+            added: &self.added,
+        };
         for record in &mut self.dirs {
             let before = record.files.len();
             if record.indexed {
@@ -474,14 +570,14 @@ impl Cache {
                 let dir = &record.path;
                 record
                     .files
-                    .retain(|f| f.seen || dir.join(os_str(f.name.of(bytes))).exists());
+                    .retain(|f| f.seen || dir.join(os_str(bytes.of(f.name))).exists());
             }
             self.dirty |= record.files.len() != before;
         }
         if !self.dirty {
             return;
         }
-        if let Err(e) = write_atomically(&self.path, &encode(&self.bytes, &self.dirs)) {
+        if let Err(e) = write_atomically(&self.path, &encode(bytes, &self.dirs)) {
             tracing::debug!("cannot write the index cache {}: {e}", self.path.display());
         }
     }
@@ -617,8 +713,9 @@ pub(crate) fn declared_map(block: &[u8]) -> BTreeMap<String, Vec<String>> {
     map
 }
 
-fn encode(bytes: &[u8], dirs: &[DirRecord]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(bytes.len().min(CACHE_FILE.limit as usize) + 4096);
+fn encode(bytes: Bytes<'_>, dirs: &[DirRecord]) -> Vec<u8> {
+    let held = bytes.loaded.len() + bytes.added.len();
+    let mut out = Vec::with_capacity(held.min(CACHE_FILE.limit as usize) + 4096);
     out.extend_from_slice(MAGIC);
     put_u32(&mut out, dirs.len());
     for dir in dirs {
@@ -632,20 +729,23 @@ fn encode(bytes: &[u8], dirs: &[DirRecord]) -> Vec<u8> {
         }
         put_u32(&mut out, dir.files.len());
         for file in &dir.files {
-            put_bytes(&mut out, file.name.of(bytes));
+            put_bytes(&mut out, bytes.of(file.name));
             let Some(entry) = &file.entry else {
                 out.push(0);
                 continue;
             };
             out.push(if entry.linked { 2 } else { 1 });
-            out.extend_from_slice(Span { start: entry.id, len: ID_LEN as u32 }.of(bytes));
-            put_bytes(&mut out, entry.name.of(bytes));
-            put_bytes(&mut out, entry.version.of(bytes));
+            out.extend_from_slice(bytes.of(Span {
+                start: entry.id,
+                len: ID_LEN as u32,
+            }));
+            put_bytes(&mut out, bytes.of(entry.name));
+            put_bytes(&mut out, bytes.of(entry.version));
             match entry.capabilities {
                 None => out.push(0),
                 Some(block) => {
                     out.push(1);
-                    out.extend_from_slice(block.of(bytes));
+                    out.extend_from_slice(bytes.of(block));
                 }
             }
         }
@@ -708,13 +808,13 @@ impl<'a> Reader<'a> {
 }
 
 #[cfg(unix)]
-fn os_str(bytes: &[u8]) -> &std::ffi::OsStr {
+pub(crate) fn os_str(bytes: &[u8]) -> &std::ffi::OsStr {
     use std::os::unix::ffi::OsStrExt;
     std::ffi::OsStr::from_bytes(bytes)
 }
 
 #[cfg(not(unix))]
-fn os_str(bytes: &[u8]) -> &std::ffi::OsStr {
+pub(crate) fn os_str(bytes: &[u8]) -> &std::ffi::OsStr {
     // Written from `as_encoded_bytes` of this platform's `OsStr`s, and a file name found in
     // the cache is only ever joined to a path; text that is not UTF-8 is no name here.
     std::ffi::OsStr::new(std::str::from_utf8(bytes).unwrap_or("\u{fffd}"))

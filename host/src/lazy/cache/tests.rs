@@ -220,7 +220,13 @@ fn a_truncated_forged_or_corrupted_cache_is_refused_whole() {
         "the unreadable file stays listed"
     );
     assert_eq!(
-        encode(&bytes, &dirs),
+        encode(
+            Bytes {
+                loaded: &bytes,
+                added: &[]
+            },
+            &dirs
+        ),
         bytes,
         "decoding and encoding again is the identity"
     );
@@ -266,7 +272,14 @@ fn a_truncated_forged_or_corrupted_cache_is_refused_whole() {
             indexed: false,
             fresh: false,
         }];
-        decode(&encode(&text, &dirs)).is_some()
+        decode(&encode(
+            Bytes {
+                loaded: &text,
+                added: &[],
+            },
+            &dirs,
+        ))
+        .is_some()
     };
     assert!(forged(&["a.so", "b.so"]));
     assert!(!forged(&["b.so", "a.so"]));
