@@ -109,7 +109,6 @@ struct Slot {
     file: FileAt,
     name: Text,
     declared: Text,
-    state: IndexedState,
     /// Its name and declaration came from the index cache, not from the file.
     cached: bool,
 }
@@ -227,6 +226,9 @@ pub(crate) struct Index {
     /// The directories of the files considered.
     dirs: Vec<PathBuf>,
     plugins: Vec<Slot>,
+    /// What became of the plugins not [`IndexedState::Pending`], by their place in
+    /// [`Index::plugins`] (kept apart: a slot stays small).
+    states: HashMap<usize, IndexedState>,
     names: Names,
     /// Every file `index` considered, in path order (what `Lazy::reindex_without_cache` reads
     /// and places again), and whether `index` reported it (loaded at once, verified and
@@ -269,8 +271,20 @@ impl Index {
             path: self.path(slot.file),
             name: self.name(at).to_owned(),
             capabilities: cache::declared_map(self.bytes(slot.declared)),
-            state: slot.state.clone(),
+            state: self.state(at).clone(),
         }
+    }
+
+    /// What became of indexed plugin `at`.
+    fn state(&self, at: usize) -> &IndexedState {
+        self.states.get(&at).unwrap_or(&IndexedState::Pending)
+    }
+
+    fn set_state(&mut self, at: usize, state: IndexedState) {
+        match state {
+            IndexedState::Pending => self.states.remove(&at),
+            state => self.states.insert(at, state),
+        };
     }
 
     /// The plugin name of indexed plugin `at`.
@@ -435,7 +449,6 @@ impl Index {
             file,
             name: held,
             declared,
-            state: IndexedState::Pending,
             cached,
         });
         Placed::Indexed
@@ -462,7 +475,7 @@ impl Index {
     /// The capability names of `kind` that indexed plugins not refused declare.
     pub(crate) fn names(&self, kind: &str) -> Vec<String> {
         (0..self.plugins.len())
-            .filter(|&at| !matches!(self.plugins[at].state, IndexedState::Refused(..)))
+            .filter(|&at| !matches!(self.state(at), IndexedState::Refused(..)))
             .flat_map(|at| self.declared(at))
             .filter(|(k, _)| *k == kind.as_bytes())
             .map(|(_, n)| cache::text(n).to_owned())
@@ -766,7 +779,7 @@ impl Lazy {
         // The first failure in path order, should no other plugin provide it.
         let mut failure = None;
         for at in self.index.candidates(kind, name) {
-            let state = match &self.index.plugins[at].state {
+            let state = match self.index.state(at) {
                 IndexedState::Pending => self.load_indexed(host, at),
                 done => done.clone(),
             };
@@ -850,7 +863,7 @@ impl Lazy {
         earlier.sort_unstable();
         earlier.dedup();
         for j in earlier {
-            if self.index.plugins[j].state == IndexedState::Pending {
+            if *self.index.state(j) == IndexedState::Pending {
                 self.load_indexed(host, j);
             }
         }
@@ -860,7 +873,7 @@ impl Lazy {
             (Some(reason), Some(message)) => IndexedState::Refused(*reason, message.clone()),
             _ => IndexedState::Loaded,
         };
-        self.index.plugins[at].state = state.clone();
+        self.index.set_state(at, state.clone());
         self.reports.push(report);
         state
     }
@@ -919,7 +932,7 @@ impl Lazy {
             .map(|&(file, settled)| (old.path(file), settled))
             .collect();
         let before: HashMap<PathBuf, IndexedState> = (0..old.plugins.len())
-            .map(|at| (old.plugin_path(at), old.plugins[at].state.clone()))
+            .map(|at| (old.plugin_path(at), old.state(at).clone()))
             .collect();
         // Reported before (at index time, or loaded on first use since): not again.
         let reported: HashSet<&Path> = considered
@@ -974,7 +987,7 @@ impl Lazy {
                 Placed::Indexed => {
                     if let Some(state) = before.get(file) {
                         let at = self.index.plugins.len() - 1;
-                        self.index.plugins[at].state = state.clone();
+                        self.index.set_state(at, state.clone());
                     }
                 }
                 _ if reported.contains(file.as_path()) => {}

@@ -77,7 +77,10 @@ fn first_in_path_order_wins_and_later_names_are_shadowed() {
     let mut names = index.names("command");
     names.sort();
     assert_eq!(names, ["hello", "hello"]);
-    index.plugins[0].state = IndexedState::Refused(ReasonCode::RustcMismatch, "x".into());
+    index.set_state(
+        0,
+        IndexedState::Refused(ReasonCode::RustcMismatch, "x".into()),
+    );
     assert_eq!(
         index.names("command"),
         ["hello"],
