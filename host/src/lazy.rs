@@ -562,11 +562,31 @@ pub(crate) trait Loader {
     fn registry(&self) -> &Registry;
 }
 
-/// A file to index: found at a path, or listed in a directory record of the index cache
-/// (record, file) and made a path only if needed.
-enum Candidate {
+/// Files to index: one found at a path, or the files listed in a directory record of the
+/// index cache (record, how many), kept as one item (not one per file).
+enum Group {
     Path(PathBuf),
     Listed(usize, usize),
+}
+
+/// A file to index: found at a path, or listed in a directory record of the index cache
+/// (record, file) and made a path only if needed.
+#[derive(Clone, Copy)]
+enum Candidate<'a> {
+    Path(&'a Path),
+    Listed(usize, usize),
+}
+
+/// The files of `groups`, one by one.
+fn each(groups: &[Group]) -> impl Iterator<Item = Candidate<'_>> {
+    groups.iter().flat_map(|group| {
+        let (path, d, listed) = match group {
+            Group::Path(path) => (Some(Candidate::Path(path)), 0, 0),
+            Group::Listed(d, n) => (None, *d, *n),
+        };
+        path.into_iter()
+            .chain((0..listed).map(move |f| Candidate::Listed(d, f)))
+    })
 }
 
 /// Lazy loading's state in a host: the index, the reports of what it loaded, and where its
@@ -606,14 +626,14 @@ impl Lazy {
         for dir in dirs {
             let dir = dir.as_ref();
             match cache.as_mut().and_then(|c| Some((c.listing(dir)?, &*c))) {
-                Some((d, c)) => found.extend((0..c.listed(d)).map(|f| Candidate::Listed(d, f))),
-                None => found.extend(discover(&[dir])?.into_iter().map(Candidate::Path)),
+                Some((d, c)) => found.push(Group::Listed(d, c.listed(d))),
+                None => found.extend(discover(&[dir])?.into_iter().map(Group::Path)),
             }
         }
-        let path_of = |cache: &Option<cache::Cache>, candidate: &Candidate| match candidate {
-            Candidate::Path(path) => path.clone(),
+        let path_of = |cache: &Option<cache::Cache>, candidate: Candidate<'_>| match candidate {
+            Candidate::Path(path) => path.to_owned(),
             Candidate::Listed(d, f) => match cache {
-                Some(c) => c.dir_path(*d).join(c.file_name(*d, *f)),
+                Some(c) => c.dir_path(d).join(c.file_name(d, f)),
                 None => PathBuf::new(),
             },
         };
@@ -621,39 +641,46 @@ impl Lazy {
         // is indexed once, first); else the found ones are the candidates.
         let configured = !host.candidates(Vec::new()).is_empty();
         let candidates = if configured {
-            let found = found.iter().map(|c| path_of(&cache, c)).collect();
+            let found = each(&found).map(|c| path_of(&cache, c)).collect();
             let all = host.candidates(found);
-            all.into_iter().map(Candidate::Path).collect()
+            all.into_iter().map(Group::Path).collect()
         } else {
             found
         };
         let mut reports =
-            host.register_builtins(&|| candidates.iter().map(|c| path_of(&cache, c)).collect());
+            host.register_builtins(&|| each(&candidates).map(|c| path_of(&cache, c)).collect());
         let disabled = host.disabled();
-        self.index.reserve(candidates.len(), share);
+        let count = candidates
+            .iter()
+            .map(|g| match g {
+                Group::Path(_) => 1,
+                Group::Listed(_, n) => *n,
+            })
+            .sum();
+        self.index.reserve(count, share);
         // One directory of the index per directory record.
         let mut dir_of_record: Vec<Option<u32>> = Vec::new();
-        for candidate in candidates {
-            let file = match (&candidate, &cache) {
+        for candidate in each(&candidates) {
+            let file = match (candidate, &cache) {
                 (Candidate::Listed(d, f), Some(c)) => {
-                    if dir_of_record.len() <= *d {
-                        dir_of_record.resize(*d + 1, None);
+                    if dir_of_record.len() <= d {
+                        dir_of_record.resize(d + 1, None);
                     }
-                    let dir = match dir_of_record[*d] {
+                    let dir = match dir_of_record[d] {
                         Some(dir) => dir,
-                        None => *dir_of_record[*d].insert(self.index.dir(c.dir_path(*d))),
+                        None => *dir_of_record[d].insert(self.index.dir(c.dir_path(d))),
                     };
-                    let name = match c.loaded_file_name(*d, *f).filter(|_| share) {
+                    let name = match c.loaded_file_name(d, f).filter(|_| share) {
                         Some(name) => held(name),
-                        None => self.index.push(c.file_name(*d, *f).as_encoded_bytes()),
+                        None => self.index.push(c.file_name(d, f).as_encoded_bytes()),
                     };
                     FileAt { dir, name }
                 }
                 (Candidate::Path(path), _) => self.index.file_at(path),
                 (Candidate::Listed(..), None) => continue,
             };
-            let hit = match (&candidate, cache.as_mut()) {
-                (Candidate::Listed(d, f), Some(c)) => c.get_listed(*d, *f),
+            let hit = match (candidate, cache.as_mut()) {
+                (Candidate::Listed(d, f), Some(c)) => c.get_listed(d, f),
                 (Candidate::Path(path), Some(c)) => c.get(path),
                 (_, None) => None,
             };
