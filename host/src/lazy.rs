@@ -109,6 +109,8 @@ struct Slot {
     file: FileAt,
     name: Text,
     declared: Text,
+    /// The bits of what it declares (see [`cache::capability_bit`]).
+    mask: u32,
     /// Its name and declaration came from the index cache, not from the file.
     cached: bool,
 }
@@ -412,7 +414,9 @@ impl Index {
             cache::encode_declared(&mut block, d);
             block
         });
-        let block = block.as_deref().map(Source::Copy);
+        let block = block
+            .as_deref()
+            .map(|b| (Source::Copy(b), cache::declared_mask(b)));
         self.add_at(file, Source::Copy(name.as_bytes()), block, false)
     }
 
@@ -421,7 +425,7 @@ impl Index {
         &mut self,
         file: FileAt,
         name: Source<'_>,
-        declared: Option<Source<'_>>,
+        declared: Option<(Source<'_>, u32)>,
         cached: bool,
     ) -> Placed {
         let held = self.hold(name);
@@ -438,7 +442,7 @@ impl Index {
             }
             return Placed::Shadowed(self.path(first));
         }
-        let Some(declared) = declared else {
+        let Some((declared, mask)) = declared else {
             return Placed::Undeclared;
         };
         let declared = self.hold(declared);
@@ -449,6 +453,7 @@ impl Index {
             file,
             name: held,
             declared,
+            mask,
             cached,
         });
         Placed::Indexed
@@ -462,10 +467,12 @@ impl Index {
         if let Some(found) = self.asked.get(&key) {
             return found.clone();
         }
+        let bit = cache::capability_bit(kind.as_bytes(), name.as_bytes());
         let found: Vec<usize> = (0..self.plugins.len())
             .filter(|&at| {
-                let block = self.bytes(self.plugins[at].declared);
-                cache::declares(block, kind.as_bytes(), name.as_bytes())
+                let slot = &self.plugins[at];
+                slot.mask & bit != 0
+                    && cache::declares(self.bytes(slot.declared), kind.as_bytes(), name.as_bytes())
             })
             .collect();
         self.asked.insert(key, found.clone());
@@ -688,6 +695,7 @@ impl Lazy {
             let from_cache = hit.is_some();
             // Where the name and the declaration are, when in the cache's bytes as loaded.
             let mut loaded = None;
+            let mut mask = 0;
             let (name, version, declared) = match hit {
                 Some(found) => {
                     if !found.checked {
@@ -701,6 +709,7 @@ impl Lazy {
                         self.index.unchecked.push((file, id));
                     }
                     loaded = found.loaded().filter(|_| share);
+                    mask = found.mask();
                     (found.name_bytes(), found.version(), found.declared())
                 }
                 None => {
@@ -746,9 +755,12 @@ impl Lazy {
             let (name_at, declared_at) = match loaded {
                 Some((name_at, declared_at)) => (
                     Source::Held(held(name_at)),
-                    declared_at.map(|d| Source::Held(held(d))),
+                    declared_at.map(|d| (Source::Held(held(d)), mask)),
                 ),
-                None => (Source::Copy(name), declared.map(Source::Copy)),
+                None => (
+                    Source::Copy(name),
+                    declared.map(|d| (Source::Copy(d), cache::declared_mask(d))),
+                ),
             };
             let placed = self.index.add_at(file, name_at, declared_at, from_cache);
             if placed != Placed::Indexed {
@@ -1004,7 +1016,9 @@ impl Lazy {
             let placed = self.index.add_at(
                 at,
                 Source::Copy(name.as_bytes()),
-                block.as_deref().map(Source::Copy),
+                block
+                    .as_deref()
+                    .map(|b| (Source::Copy(b), cache::declared_mask(b))),
                 false,
             );
             if placed != Placed::Indexed {
