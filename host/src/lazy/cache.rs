@@ -679,13 +679,11 @@ impl<'a> Iterator for Declared<'a> {
 /// whose mask has its bit (a mask only skips: a match is still read from the block, and a
 /// cache cannot choose masks, which are made from its bytes as they are checked).
 pub(crate) fn capability_bit(kind: &[u8], name: &[u8]) -> u32 {
-    // The name's last eight bytes (or all of it) and both lengths: enough to tell most
-    // capabilities apart, in a few instructions (a capability told wrong is only read).
-    let tail = &name[name.len().saturating_sub(8)..];
-    let word = tail.iter().fold(0u64, |w, &b| (w << 8) | u64::from(b));
-    let lengths = ((name.len() as u64) << 56) ^ ((kind.len() as u64) << 48);
-    let h = (word ^ lengths).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    1 << (h >> 59)
+    let mut h: u32 = 0x811c_9dc5;
+    for &b in kind.iter().chain(&[0xff]).chain(name) {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    1 << (h >> 27)
 }
 
 /// The mask of a declaration block: the [`capability_bit`]s of all it declares.
