@@ -109,8 +109,6 @@ struct Slot {
     file: FileAt,
     name: Text,
     declared: Text,
-    /// The bits of what it declares (see [`cache::capability_bit`]).
-    mask: u32,
     /// Its name and declaration came from the index cache, not from the file.
     cached: bool,
 }
@@ -414,9 +412,7 @@ impl Index {
             cache::encode_declared(&mut block, d);
             block
         });
-        let block = block
-            .as_deref()
-            .map(|b| (Source::Copy(b), cache::declared_mask(b)));
+        let block = block.as_deref().map(Source::Copy);
         self.add_at(file, Source::Copy(name.as_bytes()), block, false)
     }
 
@@ -425,7 +421,7 @@ impl Index {
         &mut self,
         file: FileAt,
         name: Source<'_>,
-        declared: Option<(Source<'_>, u32)>,
+        declared: Option<Source<'_>>,
         cached: bool,
     ) -> Placed {
         let held = self.hold(name);
@@ -442,7 +438,7 @@ impl Index {
             }
             return Placed::Shadowed(self.path(first));
         }
-        let Some((declared, mask)) = declared else {
+        let Some(declared) = declared else {
             return Placed::Undeclared;
         };
         let declared = self.hold(declared);
@@ -453,7 +449,6 @@ impl Index {
             file,
             name: held,
             declared,
-            mask,
             cached,
         });
         Placed::Indexed
@@ -467,12 +462,10 @@ impl Index {
         if let Some(found) = self.asked.get(&key) {
             return found.clone();
         }
-        let bit = cache::capability_bit(kind.as_bytes(), name.as_bytes());
         let found: Vec<usize> = (0..self.plugins.len())
             .filter(|&at| {
-                let slot = &self.plugins[at];
-                slot.mask & bit != 0
-                    && cache::declares(self.bytes(slot.declared), kind.as_bytes(), name.as_bytes())
+                let block = self.bytes(self.plugins[at].declared);
+                cache::declares(block, kind.as_bytes(), name.as_bytes())
             })
             .collect();
         self.asked.insert(key, found.clone());
@@ -695,7 +688,6 @@ impl Lazy {
             let from_cache = hit.is_some();
             // Where the name and the declaration are, when in the cache's bytes as loaded.
             let mut loaded = None;
-            let mut mask = 0;
             let (name, version, declared) = match hit {
                 Some(found) => {
                     if !found.checked {
@@ -709,7 +701,6 @@ impl Lazy {
                         self.index.unchecked.push((file, id));
                     }
                     loaded = found.loaded().filter(|_| share);
-                    mask = found.mask();
                     (found.name_bytes(), found.version(), found.declared())
                 }
                 None => {
@@ -755,12 +746,9 @@ impl Lazy {
             let (name_at, declared_at) = match loaded {
                 Some((name_at, declared_at)) => (
                     Source::Held(held(name_at)),
-                    declared_at.map(|d| (Source::Held(held(d)), mask)),
+                    declared_at.map(|d| Source::Held(held(d))),
                 ),
-                None => (
-                    Source::Copy(name),
-                    declared.map(|d| (Source::Copy(d), cache::declared_mask(d))),
-                ),
+                None => (Source::Copy(name), declared.map(Source::Copy)),
             };
             let placed = self.index.add_at(file, name_at, declared_at, from_cache);
             if placed != Placed::Indexed {
@@ -1016,9 +1004,7 @@ impl Lazy {
             let placed = self.index.add_at(
                 at,
                 Source::Copy(name.as_bytes()),
-                block
-                    .as_deref()
-                    .map(|b| (Source::Copy(b), cache::declared_mask(b))),
+                block.as_deref().map(Source::Copy),
                 false,
             );
             if placed != Placed::Indexed {

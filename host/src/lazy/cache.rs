@@ -142,8 +142,6 @@ pub(crate) struct Entry {
     version: Span,
     /// The declaration block (see [`declared`]); none: the plugin declares nothing.
     capabilities: Option<Span>,
-    /// The bits of what it declares (see [`capability_bit`]), made as the block was checked.
-    mask: u32,
 }
 
 /// A file listed in a directory, with its entry (none: its provenance could not be read).
@@ -197,11 +195,6 @@ impl<'a> Found<'a> {
     #[inline]
     pub(crate) fn name_bytes(&self) -> &'a [u8] {
         self.bytes.of(self.entry.name)
-    }
-    /// The bits of what it declares (see [`capability_bit`]).
-    #[inline]
-    pub(crate) fn mask(&self) -> u32 {
-        self.entry.mask
     }
     /// The file's identity when its entry was made.
     #[inline]
@@ -530,7 +523,6 @@ impl Cache {
         if let Some(declared) = &provenance.capabilities {
             encode_declared(&mut block, declared);
         }
-        let mask = declared_mask(&block);
         let mut id_bytes = Vec::with_capacity(ID_LEN);
         put_id(&mut id_bytes, &id);
         let spans = (|| {
@@ -552,7 +544,6 @@ impl Cache {
             name,
             version,
             capabilities,
-            mask,
         };
         self.set(path, Some(entry));
     }
@@ -672,23 +663,6 @@ impl<'a> Iterator for Declared<'a> {
         self.names -= 1;
         Some((self.kind, self.r.bytes()?))
     }
-}
-
-/// The bit, of 32, standing for capability `(kind, name)`: a plugin's mask has the bits of
-/// all it declares, so a pass looking for one capability reads only the declaration blocks
-/// whose mask has its bit (a mask only skips: a match is still read from the block, and a
-/// cache cannot choose masks, which are made from its bytes as they are checked).
-pub(crate) fn capability_bit(kind: &[u8], name: &[u8]) -> u32 {
-    let mut h: u32 = 0x811c_9dc5;
-    for &b in kind.iter().chain(&[0xff]).chain(name) {
-        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
-    }
-    1 << (h >> 27)
-}
-
-/// The mask of a declaration block: the [`capability_bit`]s of all it declares.
-pub(crate) fn declared_mask(block: &[u8]) -> u32 {
-    declared(block).fold(0, |mask, (kind, name)| mask | capability_bit(kind, name))
 }
 
 /// Whether a declaration block declares `(kind, name)`: [`declared`] without the iterator,
@@ -853,10 +827,9 @@ pub(crate) fn os_str(bytes: &[u8]) -> &std::ffi::OsStr {
 
 /// Checks a declaration block at the reader and moves past it: at most
 /// [`crate::limits::MAX_CAPABILITIES`] kinds and names in all, each kind and name as
-/// [`crate::limits::capability_name`] wants it. Its mask (see [`declared_mask`]).
-fn check_declared<'a>(r: &mut Reader<'a>, last_kind: &mut Option<&'a [u8]>) -> Option<u32> {
+/// [`crate::limits::capability_name`] wants it.
+fn check_declared<'a>(r: &mut Reader<'a>, last_kind: &mut Option<&'a [u8]>) -> Option<()> {
     let mut count = 0usize;
-    let mut mask = 0;
     for _ in 0..r.count(8)? {
         // Nearly every plugin declares the same kind or two: checked once in a row.
         let kind = r.bytes()?;
@@ -867,12 +840,10 @@ fn check_declared<'a>(r: &mut Reader<'a>, last_kind: &mut Option<&'a [u8]>) -> O
         let names = r.count(4)?;
         count = count.checked_add(names + 1)?;
         for _ in 0..names {
-            let name = r.bytes()?;
-            crate::limits::is_capability_name(name).then_some(())?;
-            mask |= capability_bit(kind, name);
+            crate::limits::is_capability_name(r.bytes()?).then_some(())?;
         }
     }
-    (count <= crate::limits::MAX_CAPABILITIES).then_some(mask)
+    (count <= crate::limits::MAX_CAPABILITIES).then_some(())
 }
 
 /// Whether `name` holds a `/` or a NUL byte: eight bytes at a time (a file name of each of
@@ -949,16 +920,15 @@ fn decode(bytes: &[u8]) -> Option<Vec<DirRecord>> {
             if !plugin_ok || !version_ok {
                 return None;
             }
-            let (capabilities, mask) = match r.u8()? {
-                0 => (None, 0),
+            let capabilities = match r.u8()? {
+                0 => None,
                 1 => {
                     let start = r.at;
-                    let mask = check_declared(&mut r, &mut last_kind)?;
-                    let span = Span {
+                    check_declared(&mut r, &mut last_kind)?;
+                    Some(Span {
                         start: u32::try_from(start).ok()?,
                         len: u32::try_from(r.at - start).ok()?,
-                    };
-                    (Some(span), mask)
+                    })
                 }
                 _ => return None,
             };
@@ -970,7 +940,6 @@ fn decode(bytes: &[u8]) -> Option<Vec<DirRecord>> {
                     name: plugin,
                     version,
                     capabilities,
-                    mask,
                 }),
                 seen: false,
             });

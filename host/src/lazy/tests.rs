@@ -445,34 +445,3 @@ fn a_name_met_again_in_a_warm_cache_is_shadowed() {
     }
     assert_eq!(lazy.index.plugins().len(), 3);
 }
-
-#[cfg(unix)]
-#[test]
-fn a_plugin_skipped_by_its_mask_declares_nothing_asked_for() {
-    let (dir, _elsewhere, cache_path) = cached_dir(1000);
-    let mut lazy = Lazy {
-        cache: Some(cache_path),
-        ..Lazy::default()
-    };
-    assert!(lazy
-        .index(&mut Recorder::default(), &[dir.path()])
-        .unwrap()
-        .is_empty());
-    let index = &mut lazy.index;
-    // The masks made as the cache was checked are those of the blocks themselves.
-    for at in 0..index.plugins.len() {
-        let block = index.bytes(index.plugins[at].declared);
-        assert_eq!(index.plugins[at].mask, cache::declared_mask(block), "{at}");
-    }
-    // Every capability, asked for, finds exactly the plugins declaring it.
-    for i in [0, 3, 403, 765, 999] {
-        let name = format!("p{i:04}");
-        assert_eq!(index.candidates("command", &name), [i]);
-    }
-    assert_eq!(index.candidates("transform", "shared"), [3, 403, 803]);
-    assert!(index.candidates("transform", "p0001").is_empty());
-    // Masks only skip: of 1 000 plugins, many share a bit with any one capability.
-    let bit = cache::capability_bit(b"command", b"p0765");
-    let sharing = index.plugins.iter().filter(|s| s.mask & bit != 0).count();
-    assert!(sharing > 1 && sharing < 1000, "{sharing}");
-}
