@@ -558,8 +558,10 @@ impl Loader for Host {
             .collect()
     }
 
-    fn is_builtin(&self, name: &str) -> bool {
-        self.plugins.iter().any(|p| p.builtin && *p.name == *name)
+    fn is_builtin(&self, name: &[u8]) -> bool {
+        self.plugins
+            .iter()
+            .any(|p| p.builtin && p.name.as_bytes() == name)
     }
 
     fn registry(&self) -> &Registry {

@@ -26,7 +26,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 
 mod cache;
@@ -62,10 +62,38 @@ pub enum IndexedState {
     Refused(ReasonCode, String),
 }
 
-/// Some bytes of [`Index::text`]: start and length (32 bits each: the tables of 10 000
-/// plugins stay small; an index of more than 4 GiB of names is not one this host makes).
+/// Some bytes of [`Index::text`], or of [`Index::shared`] when the start has [`SHARED`]
+/// set: start and length (32 bits each: the tables of 10 000 plugins stay small; an index of
+/// more than 2 GiB of names is not one this host makes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Text(u32, u32);
+
+/// The bit of a [`Text`]'s start that says it is in [`Index::shared`].
+const SHARED: u32 = 1 << 31;
+
+/// The bytes an index keeps: its own, and the index cache's as loaded.
+#[derive(Clone, Copy)]
+struct Texts<'a> {
+    own: &'a [u8],
+    shared: &'a [u8],
+}
+
+impl<'a> Texts<'a> {
+    fn get(self, t: Text) -> &'a [u8] {
+        let (text, start) = match t.0 & SHARED {
+            0 => (self.own, t.0 as usize),
+            _ => (self.shared, (t.0 & !SHARED) as usize),
+        };
+        text.get(start..start + t.1 as usize).unwrap_or_default()
+    }
+}
+
+/// Bytes to place: to be copied into [`Index::text`], or already held.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    Copy(&'a [u8]),
+    Held(Text),
+}
 
 /// Where a file is: one of [`Index::dirs`], and the file's name in [`Index::text`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,51 +109,30 @@ struct Slot {
     file: FileAt,
     name: Text,
     declared: Text,
-    state: IndexedState,
     /// Its name and declaration came from the index cache, not from the file.
     cached: bool,
 }
 
-/// A hasher for keys that are already hashes.
-#[derive(Default)]
-struct Prehashed(u64);
-
-impl Hasher for Prehashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-/// Every plugin name met so far → the first file carrying it: keyed by the name's hash
-/// (keyed by two random words per index, so names cannot be chosen to collide without
-/// them), the names kept in [`Index::text`], so nothing is allocated per name.
+/// Every plugin name met so far → the first file carrying it: an open-addressed table of
+/// the names' hashes (keyed by two random words per index, so names cannot be chosen to
+/// collide without them), the names kept in the index's bytes, so nothing is allocated per
+/// name.
 #[derive(Debug)]
 struct Names {
     key: [u64; 2],
-    /// A hash → the first of its entries.
-    heads: HashMap<u64, u32, BuildHasherDefault<Prehashed>>,
-    /// A name, the first file carrying it, and the next entry of the same hash
-    /// ([`NONE`]: none).
-    entries: Vec<(Text, FileAt, u32)>,
+    /// A power of two of slots, at most half of them used: an entry's number + 1, or 0
+    /// (empty). Probed one slot after another from a name's hash.
+    table: Vec<u32>,
+    /// A name, the first file carrying it, and the name's hash.
+    entries: Vec<(Text, FileAt, u64)>,
 }
-
-/// No entry.
-const NONE: u32 = u32::MAX;
 
 impl Default for Names {
     fn default() -> Names {
         let random = RandomState::new();
         Names {
             key: [random.hash_one(0u8), random.hash_one(1u8)],
-            heads: HashMap::default(),
+            table: Vec::new(),
             entries: Vec::new(),
         }
     }
@@ -140,20 +147,51 @@ fn fold(a: u64, b: u64) -> u64 {
 impl Names {
     /// The first file carrying `name` (at `held` in `text`) if there is one; else `file`
     /// becomes it, and `None`.
-    fn first_or_insert(&mut self, text: &[u8], held: Text, file: FileAt) -> Option<FileAt> {
-        let name = bytes(text, held);
-        let head = self.heads.entry(self.hash(name)).or_insert(NONE);
-        let mut next = *head;
-        while let Some(&(other, first, further)) = self.entries.get(next as usize) {
-            if bytes(text, other) == name {
+    fn first_or_insert(&mut self, text: Texts<'_>, held: Text, file: FileAt) -> Option<FileAt> {
+        let name = text.get(held);
+        let hash = self.hash(name);
+        if (self.entries.len() + 1) * 2 > self.table.len() {
+            self.resize(self.entries.len() + 1);
+        }
+        let mask = self.table.len() - 1;
+        let mut at = hash as usize & mask;
+        loop {
+            let number = self.table[at];
+            let Some(&(other, first, other_hash)) =
+                self.entries.get((number as usize).wrapping_sub(1))
+            else {
+                break;
+            };
+            if other_hash == hash && text.get(other) == name {
                 return Some(first);
             }
-            next = further;
+            at = (at + 1) & mask;
         }
-        let further = *head;
-        *head = u32::try_from(self.entries.len()).unwrap_or(NONE);
-        self.entries.push((held, file, further));
+        let Ok(number) = u32::try_from(self.entries.len() + 1) else {
+            // Four billion names: not one more (the table is at most half full).
+            return None;
+        };
+        self.table[at] = number;
+        self.entries.push((held, file, hash));
         None
+    }
+
+    /// Makes the table room for `n` entries at most half full (placing the entries again).
+    fn resize(&mut self, n: usize) {
+        let size = (n * 2).next_power_of_two().max(16);
+        if size <= self.table.len() {
+            return;
+        }
+        self.table.clear();
+        self.table.resize(size, 0);
+        let mask = size - 1;
+        for (number, &(_, _, hash)) in self.entries.iter().enumerate() {
+            let mut at = hash as usize & mask;
+            while self.table[at] != 0 {
+                at = (at + 1) & mask;
+            }
+            self.table[at] = number as u32 + 1;
+        }
     }
 
     /// A keyed hash of a name (a plugin name: at most 64 bytes), eight bytes at a time.
@@ -169,18 +207,9 @@ impl Names {
     }
 
     fn reserve(&mut self, n: usize) {
-        self.heads.reserve(n);
+        self.resize(self.entries.len() + n);
         self.entries.reserve(n);
     }
-}
-
-fn bytes(text: &[u8], t: Text) -> &[u8] {
-    let start = t.0 as usize;
-    text.get(start..start + t.1 as usize).unwrap_or_default()
-}
-
-fn string(text: &[u8], t: Text) -> &str {
-    std::str::from_utf8(bytes(text, t)).unwrap_or_default()
 }
 
 /// The capability index of a host (see the module documentation). Names, file names and
@@ -190,9 +219,16 @@ fn string(text: &[u8], t: Text) -> &str {
 #[derive(Debug, Default)]
 pub(crate) struct Index {
     text: Vec<u8>,
+    /// The index cache's bytes as loaded by the first `index` with a cache: the names, file
+    /// names and declarations of its entries are used where they are (checked text, as
+    /// decoded), not copied.
+    shared: Option<std::sync::Arc<Vec<u8>>>,
     /// The directories of the files considered.
     dirs: Vec<PathBuf>,
     plugins: Vec<Slot>,
+    /// What became of the plugins not [`IndexedState::Pending`], by their place in
+    /// [`Index::plugins`] (kept apart: a slot stays small).
+    states: HashMap<usize, IndexedState>,
     names: Names,
     /// Every file `index` considered, in path order (what `Lazy::reindex_without_cache` reads
     /// and places again), and whether `index` reported it (loaded at once, verified and
@@ -205,7 +241,10 @@ pub(crate) struct Index {
     /// The files whose entries were trusted by their directory's identity, with the identity
     /// each had when its entry was made: checked one by one before a capability is said not
     /// found.
-    unchecked: Vec<(FileAt, cache::Id)>,
+    /// The identity is where the cache's bytes have it, when the start has [`SHARED`] set
+    /// (read only if needed), else one of [`Index::unchecked_ids`].
+    unchecked: Vec<(FileAt, u32)>,
+    unchecked_ids: Vec<cache::Id>,
 }
 
 /// What the index made of one file.
@@ -231,19 +270,31 @@ impl Index {
         IndexedPlugin {
             path: self.path(slot.file),
             name: self.name(at).to_owned(),
-            capabilities: cache::declared_map(bytes(&self.text, slot.declared)),
-            state: slot.state.clone(),
+            capabilities: cache::declared_map(self.bytes(slot.declared)),
+            state: self.state(at).clone(),
         }
+    }
+
+    /// What became of indexed plugin `at`.
+    fn state(&self, at: usize) -> &IndexedState {
+        self.states.get(&at).unwrap_or(&IndexedState::Pending)
+    }
+
+    fn set_state(&mut self, at: usize, state: IndexedState) {
+        match state {
+            IndexedState::Pending => self.states.remove(&at),
+            state => self.states.insert(at, state),
+        };
     }
 
     /// The plugin name of indexed plugin `at`.
     fn name(&self, at: usize) -> &str {
-        string(&self.text, self.plugins[at].name)
+        cache::text(self.bytes(self.plugins[at].name))
     }
 
     /// The `(kind, name)` pairs indexed plugin `at` declares.
     fn declared(&self, at: usize) -> cache::Declared<'_> {
-        cache::declared(bytes(&self.text, self.plugins[at].declared))
+        cache::declared(self.bytes(self.plugins[at].declared))
     }
 
     /// The file of indexed plugin `at`.
@@ -251,14 +302,46 @@ impl Index {
         self.path(self.plugins[at].file)
     }
 
-    /// Room for `n` more files.
-    fn reserve(&mut self, n: usize) {
+    /// Room for `n` more files (`shared`: most of their names are in the cache's bytes).
+    fn reserve(&mut self, n: usize, shared: bool) {
         self.plugins.reserve(n);
         self.considered.reserve(n);
         self.unchecked.reserve(n);
         self.names.reserve(n);
-        // A file name, a plugin name and a declaration of one or two names.
-        self.text.reserve(n * 48);
+        if !shared {
+            // A file name, a plugin name and a declaration of one or two names.
+            self.text.reserve(n * 48);
+        }
+    }
+
+    /// The identity an entry of [`Index::unchecked`] records.
+    fn unchecked_id(&self, id: u32) -> cache::Id {
+        match id & SHARED {
+            0 => self
+                .unchecked_ids
+                .get(id as usize)
+                .copied()
+                .unwrap_or_default(),
+            _ => cache::id_from(self.texts().get(Text(id, cache::ID_LEN as u32))),
+        }
+    }
+
+    fn texts(&self) -> Texts<'_> {
+        Texts {
+            own: &self.text,
+            shared: self.shared.as_deref().map_or(&[], |s| s.as_slice()),
+        }
+    }
+
+    fn bytes(&self, t: Text) -> &[u8] {
+        self.texts().get(t)
+    }
+
+    fn hold(&mut self, source: Source<'_>) -> Text {
+        match source {
+            Source::Copy(bytes) => self.push(bytes),
+            Source::Held(t) => t,
+        }
     }
 
     fn push(&mut self, bytes: &[u8]) -> Text {
@@ -266,7 +349,7 @@ impl Index {
         else {
             return Text(0, 0);
         };
-        if start.checked_add(len).is_none() {
+        if start.checked_add(len).is_none_or(|end| end >= SHARED) {
             return Text(0, 0);
         }
         self.text.extend_from_slice(bytes);
@@ -304,7 +387,11 @@ impl Index {
     }
 
     fn path(&self, file: FileAt) -> PathBuf {
-        let name = bytes(&self.text, file.name);
+        let name = self.bytes(file.name);
+        if file.name.0 & SHARED != 0 {
+            // A file name of the cache (checked when decoded).
+            return self.dirs[file.dir as usize].join(cache::os_str(name));
+        }
         // SAFETY: `name` is a copy of the bytes of an `OsStr` (`file_in`), made on this
         // platform in this process, whole.
         let name = unsafe { std::ffi::OsStr::from_encoded_bytes_unchecked(name) };
@@ -325,21 +412,28 @@ impl Index {
             cache::encode_declared(&mut block, d);
             block
         });
-        self.add_at(file, name, block.as_deref(), false)
+        let block = block.as_deref().map(Source::Copy);
+        self.add_at(file, Source::Copy(name.as_bytes()), block, false)
     }
 
     /// Places `file` (in path order) by its plugin name and declaration block.
     fn add_at(
         &mut self,
         file: FileAt,
-        name: &str,
-        declared: Option<&[u8]>,
+        name: Source<'_>,
+        declared: Option<Source<'_>>,
         cached: bool,
     ) -> Placed {
-        let held = self.push(name.as_bytes());
-        if let Some(first) = self.names.first_or_insert(&self.text, held, file) {
+        let held = self.hold(name);
+        let texts = Texts {
+            own: &self.text,
+            shared: self.shared.as_deref().map_or(&[], |s| s.as_slice()),
+        };
+        if let Some(first) = self.names.first_or_insert(texts, held, file) {
             // The name was pushed last: taken back.
-            if held.0 as usize + held.1 as usize == self.text.len() {
+            if matches!(name, Source::Copy(_))
+                && held.0 as usize + held.1 as usize == self.text.len()
+            {
                 self.text.truncate(held.0 as usize);
             }
             return Placed::Shadowed(self.path(first));
@@ -347,7 +441,7 @@ impl Index {
         let Some(declared) = declared else {
             return Placed::Undeclared;
         };
-        let declared = self.push(declared);
+        let declared = self.hold(declared);
         if !self.asked.is_empty() {
             self.asked.clear();
         }
@@ -355,7 +449,6 @@ impl Index {
             file,
             name: held,
             declared,
-            state: IndexedState::Pending,
             cached,
         });
         Placed::Indexed
@@ -371,7 +464,7 @@ impl Index {
         }
         let found: Vec<usize> = (0..self.plugins.len())
             .filter(|&at| {
-                let block = bytes(&self.text, self.plugins[at].declared);
+                let block = self.bytes(self.plugins[at].declared);
                 cache::declares(block, kind.as_bytes(), name.as_bytes())
             })
             .collect();
@@ -382,7 +475,7 @@ impl Index {
     /// The capability names of `kind` that indexed plugins not refused declare.
     pub(crate) fn names(&self, kind: &str) -> Vec<String> {
         (0..self.plugins.len())
-            .filter(|&at| !matches!(self.plugins[at].state, IndexedState::Refused(..)))
+            .filter(|&at| !matches!(self.state(at), IndexedState::Refused(..)))
             .flat_map(|at| self.declared(at))
             .filter(|(k, _)| *k == kind.as_bytes())
             .map(|(_, n)| cache::text(n).to_owned())
@@ -463,17 +556,37 @@ pub(crate) trait Loader {
     /// The plugin names the settings disable (of a file not configured, all
     /// [`Loader::refused_by_settings`] says is whether its name is one of them).
     fn disabled(&self) -> Vec<String>;
-    /// Whether a builtin holds the name `name`.
-    fn is_builtin(&self, name: &str) -> bool;
+    /// Whether a builtin holds the name `name` (as bytes: the index keeps names so).
+    fn is_builtin(&self, name: &[u8]) -> bool;
     /// The capabilities registered so far.
     fn registry(&self) -> &Registry;
 }
 
-/// A file to index: found at a path, or listed in a directory record of the index cache
-/// (record, file) and made a path only if needed.
-enum Candidate {
+/// Files to index: one found at a path, or the files listed in a directory record of the
+/// index cache (record, how many), kept as one item (not one per file).
+enum Group {
     Path(PathBuf),
     Listed(usize, usize),
+}
+
+/// A file to index: found at a path, or listed in a directory record of the index cache
+/// (record, file) and made a path only if needed.
+#[derive(Clone, Copy)]
+enum Candidate<'a> {
+    Path(&'a Path),
+    Listed(usize, usize),
+}
+
+/// The files of `groups`, one by one.
+fn each(groups: &[Group]) -> impl Iterator<Item = Candidate<'_>> {
+    groups.iter().flat_map(|group| {
+        let (path, d, listed) = match group {
+            Group::Path(path) => (Some(Candidate::Path(path)), 0, 0),
+            Group::Listed(d, n) => (None, *d, *n),
+        };
+        path.into_iter()
+            .chain((0..listed).map(move |f| Candidate::Listed(d, f)))
+    })
 }
 
 /// Lazy loading's state in a host: the index, the reports of what it loaded, and where its
@@ -500,19 +613,27 @@ impl Lazy {
         dirs: &[impl AsRef<Path>],
     ) -> Result<Vec<PluginReport>, DiscoverError> {
         let mut cache = self.cache.clone().map(cache::Cache::load);
+        // The first index with a cache keeps its bytes: the names, file names and
+        // declarations of its entries are used where they are.
+        let share = self.index.shared.is_none() && cache.is_some();
+        if share {
+            self.index.shared = cache.as_ref().map(cache::Cache::loaded);
+        }
+        // (The cache is at most 64 MiB: a start in it never has `SHARED` set.)
+        let held = |span: cache::Span| Text(span.start | SHARED, span.len);
         // A directory the cache knows unchanged is not listed (see `cache`).
         let mut found = Vec::new();
         for dir in dirs {
             let dir = dir.as_ref();
             match cache.as_mut().and_then(|c| Some((c.listing(dir)?, &*c))) {
-                Some((d, c)) => found.extend((0..c.listed(d)).map(|f| Candidate::Listed(d, f))),
-                None => found.extend(discover(&[dir])?.into_iter().map(Candidate::Path)),
+                Some((d, c)) => found.push(Group::Listed(d, c.listed(d))),
+                None => found.extend(discover(&[dir])?.into_iter().map(Group::Path)),
             }
         }
-        let path_of = |cache: &Option<cache::Cache>, candidate: &Candidate| match candidate {
-            Candidate::Path(path) => path.clone(),
+        let path_of = |cache: &Option<cache::Cache>, candidate: Candidate<'_>| match candidate {
+            Candidate::Path(path) => path.to_owned(),
             Candidate::Listed(d, f) => match cache {
-                Some(c) => c.dir_path(*d).join(c.file_name(*d, *f)),
+                Some(c) => c.dir_path(d).join(c.file_name(d, f)),
                 None => PathBuf::new(),
             },
         };
@@ -520,49 +641,67 @@ impl Lazy {
         // is indexed once, first); else the found ones are the candidates.
         let configured = !host.candidates(Vec::new()).is_empty();
         let candidates = if configured {
-            let found = found.iter().map(|c| path_of(&cache, c)).collect();
+            let found = each(&found).map(|c| path_of(&cache, c)).collect();
             let all = host.candidates(found);
-            all.into_iter().map(Candidate::Path).collect()
+            all.into_iter().map(Group::Path).collect()
         } else {
             found
         };
         let mut reports =
-            host.register_builtins(&|| candidates.iter().map(|c| path_of(&cache, c)).collect());
+            host.register_builtins(&|| each(&candidates).map(|c| path_of(&cache, c)).collect());
         let disabled = host.disabled();
-        self.index.reserve(candidates.len());
+        let count = candidates
+            .iter()
+            .map(|g| match g {
+                Group::Path(_) => 1,
+                Group::Listed(_, n) => *n,
+            })
+            .sum();
+        self.index.reserve(count, share);
         // One directory of the index per directory record.
         let mut dir_of_record: Vec<Option<u32>> = Vec::new();
-        for candidate in candidates {
-            let file = match (&candidate, &cache) {
+        for candidate in each(&candidates) {
+            let file = match (candidate, &cache) {
                 (Candidate::Listed(d, f), Some(c)) => {
-                    if dir_of_record.len() <= *d {
-                        dir_of_record.resize(*d + 1, None);
+                    if dir_of_record.len() <= d {
+                        dir_of_record.resize(d + 1, None);
                     }
-                    let dir = match dir_of_record[*d] {
+                    let dir = match dir_of_record[d] {
                         Some(dir) => dir,
-                        None => *dir_of_record[*d].insert(self.index.dir(c.dir_path(*d))),
+                        None => *dir_of_record[d].insert(self.index.dir(c.dir_path(d))),
                     };
-                    FileAt {
-                        dir,
-                        name: self.index.push(c.file_name(*d, *f).as_encoded_bytes()),
-                    }
+                    let name = match c.loaded_file_name(d, f).filter(|_| share) {
+                        Some(name) => held(name),
+                        None => self.index.push(c.file_name(d, f).as_encoded_bytes()),
+                    };
+                    FileAt { dir, name }
                 }
                 (Candidate::Path(path), _) => self.index.file_at(path),
                 (Candidate::Listed(..), None) => continue,
             };
-            let hit = match (&candidate, cache.as_mut()) {
-                (Candidate::Listed(d, f), Some(c)) => c.get_listed(*d, *f),
+            let hit = match (candidate, cache.as_mut()) {
+                (Candidate::Listed(d, f), Some(c)) => c.get_listed(d, f),
                 (Candidate::Path(path), Some(c)) => c.get(path),
                 (_, None) => None,
             };
             let read;
             let from_cache = hit.is_some();
+            // Where the name and the declaration are, when in the cache's bytes as loaded.
+            let mut loaded = None;
             let (name, version, declared) = match hit {
                 Some(found) => {
                     if !found.checked {
-                        self.index.unchecked.push((file, found.entry.id));
+                        let id = match found.loaded_id().filter(|_| share) {
+                            Some(at) => at | SHARED,
+                            None => {
+                                self.index.unchecked_ids.push(found.id());
+                                (self.index.unchecked_ids.len() - 1) as u32
+                            }
+                        };
+                        self.index.unchecked.push((file, id));
                     }
-                    (found.name(), found.version(), found.declared())
+                    loaded = found.loaded().filter(|_| share);
+                    (found.name_bytes(), found.version(), found.declared())
                 }
                 None => {
                     let path = self.index.path(file);
@@ -577,7 +716,7 @@ impl Lazy {
                                 block
                             });
                             read = (p.name, p.version.to_string(), block);
-                            (read.0.as_str(), read.1.as_bytes(), read.2.as_deref())
+                            (read.0.as_bytes(), read.1.as_bytes(), read.2.as_deref())
                         }
                         Err(e) => {
                             if let Some(cache) = &mut cache {
@@ -592,9 +731,9 @@ impl Lazy {
             };
             self.index.considered.push((file, false));
             let refused = if configured {
-                host.refused_by_settings(&self.index.path(file), name)
+                host.refused_by_settings(&self.index.path(file), cache::text(name))
             } else {
-                disabled.iter().any(|d| d == name)
+                disabled.iter().any(|d| d.as_bytes() == name)
             };
             // Refused or disabled by the configuration: reported as a scan would, and never
             // indexed. Taking a builtin's name (not replaceable: a replaced builtin was
@@ -604,25 +743,33 @@ impl Lazy {
                 self.settle_last();
                 continue;
             }
-            let placed = self.index.add_at(file, name, declared, from_cache);
+            let (name_at, declared_at) = match loaded {
+                Some((name_at, declared_at)) => (
+                    Source::Held(held(name_at)),
+                    declared_at.map(|d| Source::Held(held(d))),
+                ),
+                None => (Source::Copy(name), declared.map(Source::Copy)),
+            };
+            let placed = self.index.add_at(file, name_at, declared_at, from_cache);
             if placed != Placed::Indexed {
                 self.settle_last();
             }
             match placed {
-                Placed::Indexed => tracing::debug!("indexed plugin `{name}`"),
+                Placed::Indexed => tracing::debug!("indexed plugin `{}`", cache::text(name)),
                 Placed::Shadowed(first) => {
                     let path = self.index.path(file);
                     let mut report = PluginReport::new(path.clone());
-                    report.name = Some(name.to_owned());
+                    let name = cache::text(name).to_owned();
+                    report.name = Some(name.clone());
                     report.version = Some(cache::text(version).to_owned());
-                    let name = name.to_owned();
                     let error = PluginError::Shadowed { path, name, first };
                     reports.push(report.with_error(Status::Shadowed, error));
                 }
                 Placed::Undeclared => {
                     let path = self.index.path(file);
                     tracing::debug!(
-                        "plugin `{name}` ({}) declares no capabilities: loading it now",
+                        "plugin `{}` ({}) declares no capabilities: loading it now",
+                        cache::text(name),
                         path.display()
                     );
                     reports.push(host.load(&path));
@@ -659,7 +806,7 @@ impl Lazy {
         // The first failure in path order, should no other plugin provide it.
         let mut failure = None;
         for at in self.index.candidates(kind, name) {
-            let state = match &self.index.plugins[at].state {
+            let state = match self.index.state(at) {
                 IndexedState::Pending => self.load_indexed(host, at),
                 done => done.clone(),
             };
@@ -697,8 +844,8 @@ impl Lazy {
         let unchecked = std::mem::take(&mut self.index.unchecked);
         if let Some(changed) = unchecked
             .iter()
-            .map(|(file, id)| (self.index.path(*file), id))
-            .find(|(path, id)| cache::identity(path).map(|(now, _)| now) != Some(**id))
+            .map(|&(file, id)| (self.index.path(file), self.index.unchecked_id(id)))
+            .find(|(path, id)| cache::identity(path).map(|(now, _)| now) != Some(*id))
             .map(|(path, _)| path)
         {
             let cache = self.cache_shown();
@@ -743,7 +890,7 @@ impl Lazy {
         earlier.sort_unstable();
         earlier.dedup();
         for j in earlier {
-            if self.index.plugins[j].state == IndexedState::Pending {
+            if *self.index.state(j) == IndexedState::Pending {
                 self.load_indexed(host, j);
             }
         }
@@ -753,7 +900,7 @@ impl Lazy {
             (Some(reason), Some(message)) => IndexedState::Refused(*reason, message.clone()),
             _ => IndexedState::Loaded,
         };
-        self.index.plugins[at].state = state.clone();
+        self.index.set_state(at, state.clone());
         self.reports.push(report);
         state
     }
@@ -812,7 +959,7 @@ impl Lazy {
             .map(|&(file, settled)| (old.path(file), settled))
             .collect();
         let before: HashMap<PathBuf, IndexedState> = (0..old.plugins.len())
-            .map(|at| (old.plugin_path(at), old.plugins[at].state.clone()))
+            .map(|at| (old.plugin_path(at), old.state(at).clone()))
             .collect();
         // Reported before (at index time, or loaded on first use since): not again.
         let reported: HashSet<&Path> = considered
@@ -841,7 +988,7 @@ impl Lazy {
             let name = provenance.name.clone();
             // As `index` does: refused or disabled by the configuration, or taking a builtin's
             // name, reported and never indexed.
-            if host.refused_by_settings(file, &name) || host.is_builtin(&name) {
+            if host.refused_by_settings(file, &name) || host.is_builtin(name.as_bytes()) {
                 if !reported.contains(file.as_path()) {
                     let report = host.verify(file);
                     self.reports.push(report);
@@ -854,7 +1001,12 @@ impl Lazy {
                 cache::encode_declared(&mut block, d);
                 block
             });
-            let placed = self.index.add_at(at, &name, block.as_deref(), false);
+            let placed = self.index.add_at(
+                at,
+                Source::Copy(name.as_bytes()),
+                block.as_deref().map(Source::Copy),
+                false,
+            );
             if placed != Placed::Indexed {
                 self.settle_last();
             }
@@ -862,7 +1014,7 @@ impl Lazy {
                 Placed::Indexed => {
                     if let Some(state) = before.get(file) {
                         let at = self.index.plugins.len() - 1;
-                        self.index.plugins[at].state = state.clone();
+                        self.index.set_state(at, state.clone());
                     }
                 }
                 _ if reported.contains(file.as_path()) => {}

@@ -25,9 +25,15 @@
 //! is checked against the bytes left before anything is allocated for it; the file is read
 //! with a size limit, never through a link. It is rewritten atomically (a temporary file
 //! renamed over it) and only when something changed.
+//!
+//! **In memory.** The bytes read are kept whole and shared ([`Cache::loaded`]): an entry is a
+//! few positions into them (its identity too, read only when compared), and the index uses
+//! the names, file names and declarations of a warm start where they are, copying nothing
+//! per plugin. What this run adds goes after them ([`Bytes`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The first bytes of the file: the format's name and version (another version is ignored,
@@ -52,6 +58,58 @@ const CACHE_FILE: crate::small_file::SmallFile = crate::small_file::SmallFile {
 /// Device, inode, size, mtime (ns), ctime (ns). A directory's size is recorded as 0.
 pub(crate) type Id = [i64; 5];
 
+/// The bytes of an [`Id`] in the cache: five little-endian `i64`s.
+pub(crate) const ID_LEN: usize = 40;
+
+/// The identity held in `bytes` (zeros if they are not [`ID_LEN`] long).
+pub(crate) fn id_from(bytes: &[u8]) -> Id {
+    let mut id = [0; 5];
+    if bytes.len() == ID_LEN {
+        for (n, b) in id.iter_mut().zip(bytes.chunks_exact(8)) {
+            *n = i64::from_le_bytes(b.try_into().expect("eight bytes"));
+        }
+    }
+    id
+}
+
+/// The cache's bytes: as loaded (shared with the index, which keeps the names and
+/// declarations it uses where they are), then what this run added. A [`Span`] past the
+/// loaded bytes is in the added ones.
+#[derive(Clone, Copy)]
+pub(crate) struct Bytes<'a> {
+    loaded: &'a [u8],
+    added: &'a [u8],
+}
+
+impl<'a> Bytes<'a> {
+    /// The bytes of `span` (empty if out of range: spans are made in range).
+    #[inline]
+    fn of(self, span: Span) -> &'a [u8] {
+        match (span.start as usize).checked_sub(self.loaded.len()) {
+            None => span.of(self.loaded),
+            Some(start) => self
+                .added
+                .get(start..start + span.len as usize)
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The identity at `at` (a position an entry was made with: checked in range when the
+    /// cache was decoded, or appended by this run; zeros if not).
+    fn id(self, at: u32) -> Id {
+        id_from(self.of(Span {
+            start: at,
+            len: ID_LEN as u32,
+        }))
+    }
+
+    /// Whether `span` is within the loaded bytes.
+    #[inline]
+    fn loaded(self, span: Span) -> bool {
+        span.start as usize + span.len as usize <= self.loaded.len()
+    }
+}
+
 /// A range of the cache's bytes (as loaded, then with what this run added after them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct Span {
@@ -61,6 +119,7 @@ pub(crate) struct Span {
 
 impl Span {
     /// The bytes of the span in `bytes` (empty if out of range: spans are made in range).
+    #[inline]
     pub(crate) fn of(self, bytes: &[u8]) -> &[u8] {
         let start = self.start as usize;
         bytes
@@ -74,8 +133,9 @@ impl Span {
 /// identity. Nothing is allocated per entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Entry {
-    /// The file's identity when it was read.
-    pub(crate) id: Id,
+    /// Where the file's identity when it was read is in the cache's bytes (forty bytes: see
+    /// [`Bytes::id`]); read only when it is compared, so an entry stays small.
+    id: u32,
     /// Reached through a symbolic link: always checked by its own identity.
     linked: bool,
     name: Span,
@@ -109,7 +169,9 @@ struct DirRecord {
 /// directory a table of spans into them.
 pub(crate) struct Cache {
     path: PathBuf,
-    bytes: Vec<u8>,
+    /// The file's bytes (see [`Bytes`]).
+    loaded: Arc<Vec<u8>>,
+    added: Vec<u8>,
     dirs: Vec<DirRecord>,
     dirty: bool,
 }
@@ -119,21 +181,56 @@ pub(crate) struct Cache {
 pub(crate) struct Found<'a> {
     pub(crate) entry: Entry,
     pub(crate) checked: bool,
-    bytes: &'a [u8],
+    bytes: Bytes<'a>,
 }
 
 impl<'a> Found<'a> {
     /// The plugin's name (a checked Cargo package name).
+    #[cfg(test)]
     pub(crate) fn name(&self) -> &'a str {
-        std::str::from_utf8(self.entry.name.of(self.bytes)).unwrap_or_default()
+        text(self.name_bytes())
+    }
+    /// The plugin's name as bytes (a checked Cargo package name: ASCII, so [`text`] of it
+    /// is the same name).
+    #[inline]
+    pub(crate) fn name_bytes(&self) -> &'a [u8] {
+        self.bytes.of(self.entry.name)
+    }
+    /// The file's identity when its entry was made.
+    #[inline]
+    pub(crate) fn id(&self) -> Id {
+        self.bytes.id(self.entry.id)
     }
     /// The plugin's version, as recorded (checked text: see [`text`]).
+    #[inline]
     pub(crate) fn version(&self) -> &'a [u8] {
-        self.entry.version.of(self.bytes)
+        self.bytes.of(self.entry.version)
     }
     /// Its declaration block (see [`declared`]), none if it declares nothing.
+    #[inline]
     pub(crate) fn declared(&self) -> Option<&'a [u8]> {
-        self.entry.capabilities.map(|s| s.of(self.bytes))
+        self.entry.capabilities.map(|s| self.bytes.of(s))
+    }
+    /// Where the file's identity is in the cache's bytes as loaded (see [`Cache::loaded`];
+    /// forty bytes, [`id_from`] reads them), if it is there.
+    #[inline]
+    pub(crate) fn loaded_id(&self) -> Option<u32> {
+        let at = Span {
+            start: self.entry.id,
+            len: ID_LEN as u32,
+        };
+        self.bytes.loaded(at).then_some(self.entry.id)
+    }
+    /// Where its name and declaration block are in the cache's bytes as loaded (see
+    /// [`Cache::loaded`]), if they are there (an entry decoded, not one this run made).
+    #[inline]
+    pub(crate) fn loaded(&self) -> Option<(Span, Option<Span>)> {
+        let Entry {
+            name, capabilities, ..
+        } = self.entry;
+        let bytes = self.bytes;
+        (bytes.loaded(name) && capabilities.is_none_or(|s| bytes.loaded(s)))
+            .then_some((name, capabilities))
     }
 }
 
@@ -219,7 +316,8 @@ impl Cache {
             .unwrap_or_default();
         Cache {
             path,
-            bytes,
+            loaded: Arc::new(bytes),
+            added: Vec::new(),
             dirs,
             dirty: false,
         }
@@ -279,7 +377,28 @@ impl Cache {
 
     /// The name of file `file` of directory record `dir` (a plain file name: checked).
     pub(crate) fn file_name(&self, dir: usize, file: usize) -> &std::ffi::OsStr {
-        os_str(self.dirs[dir].files[file].name.of(&self.bytes))
+        os_str(self.bytes().of(self.dirs[dir].files[file].name))
+    }
+
+    /// Where the name of file `file` of directory record `dir` is in the bytes as loaded,
+    /// if it is there.
+    #[inline]
+    pub(crate) fn loaded_file_name(&self, dir: usize, file: usize) -> Option<Span> {
+        let name = self.dirs[dir].files[file].name;
+        self.bytes().loaded(name).then_some(name)
+    }
+
+    /// The cache file's bytes as loaded: a [`Span`] of [`Found::loaded`] or
+    /// [`Cache::loaded_file_name`] is a range of them (checked text, as decoded).
+    pub(crate) fn loaded(&self) -> Arc<Vec<u8>> {
+        Arc::clone(&self.loaded)
+    }
+
+    fn bytes(&self) -> Bytes<'_> {
+        Bytes {
+            loaded: &self.loaded,
+            added: &self.added,
+        }
     }
 
     /// The entry for `path` if the file is the one recorded — by its directory's identity
@@ -296,6 +415,7 @@ impl Cache {
     }
 
     /// The entry for file `file` of directory record `dir`, as [`Cache::get`] gives it.
+    #[inline]
     pub(crate) fn get_listed(&mut self, dir: usize, file: usize) -> Option<Found<'_>> {
         let record = &self.dirs[dir];
         let entry = record.files[file].entry?;
@@ -303,54 +423,64 @@ impl Cache {
             let path = record.path.join(self.file_name(dir, file));
             return self.found(dir, file, &path);
         }
-        self.found(dir, file, Path::new(""))
+        // Trusted by its directory's identity, and marked seen when it was listed.
+        Some(Found {
+            entry,
+            checked: false,
+            bytes: self.bytes(),
+        })
     }
 
     /// File `file` of record `dir`, at `path` (used only when its own identity is checked).
     fn found(&mut self, dir: usize, file: usize, path: &Path) -> Option<Found<'_>> {
+        let bytes = Bytes {
+            loaded: &self.loaded,
+            added: &self.added,
+        };
         let record = &mut self.dirs[dir];
         let fresh = record.fresh;
         let file = &mut record.files[file];
         let entry = file.entry?;
         let checked = !fresh || entry.linked;
-        if checked && identity(path) != Some((entry.id, entry.linked)) {
+        if checked && identity(path) != Some((bytes.id(entry.id), entry.linked)) {
             return None;
         }
         file.seen = true;
         Some(Found {
             entry,
             checked,
-            bytes: &self.bytes,
+            bytes,
         })
     }
 
     /// Where file `name` is, or would be, in directory record `dir`.
     fn find(&self, dir: usize, name: &[u8]) -> Result<usize, usize> {
+        let bytes = self.bytes();
         self.dirs[dir]
             .files
-            .binary_search_by(|f| f.name.of(&self.bytes).cmp(name))
+            .binary_search_by(|f| bytes.of(f.name).cmp(name))
     }
 
     /// Appends `bytes` to the cache's bytes: their span (none past 4 GiB).
     fn append(&mut self, bytes: &[u8]) -> Option<Span> {
-        let start = u32::try_from(self.bytes.len()).ok()?;
+        let start = u32::try_from(self.loaded.len() + self.added.len()).ok()?;
         let len = u32::try_from(bytes.len()).ok()?;
         start.checked_add(len)?;
-        self.bytes.extend_from_slice(bytes);
+        self.added.extend_from_slice(bytes);
         Some(Span { start, len })
     }
 
     /// Whether two entries say the same (their bytes, not where they are).
     fn same(&self, a: &Option<Entry>, b: &Option<Entry>) -> bool {
-        let bytes = &self.bytes;
+        let bytes = self.bytes();
         match (a, b) {
             (None, None) => true,
             (Some(a), Some(b)) => {
-                a.id == b.id
+                bytes.id(a.id) == bytes.id(b.id)
                     && a.linked == b.linked
-                    && a.name.of(bytes) == b.name.of(bytes)
-                    && a.version.of(bytes) == b.version.of(bytes)
-                    && a.capabilities.map(|s| s.of(bytes)) == b.capabilities.map(|s| s.of(bytes))
+                    && bytes.of(a.name) == bytes.of(b.name)
+                    && bytes.of(a.version) == bytes.of(b.version)
+                    && a.capabilities.map(|s| bytes.of(s)) == b.capabilities.map(|s| bytes.of(s))
             }
             _ => false,
         }
@@ -393,16 +523,19 @@ impl Cache {
         if let Some(declared) = &provenance.capabilities {
             encode_declared(&mut block, declared);
         }
+        let mut id_bytes = Vec::with_capacity(ID_LEN);
+        put_id(&mut id_bytes, &id);
         let spans = (|| {
+            let id = self.append(&id_bytes)?.start;
             let name = self.append(provenance.name.as_bytes())?;
             let version = self.append(provenance.version.to_string().as_bytes())?;
             let capabilities = match provenance.capabilities {
                 Some(_) => Some(self.append(&block)?),
                 None => None,
             };
-            Some((name, version, capabilities))
+            Some((id, name, version, capabilities))
         })();
-        let Some((name, version, capabilities)) = spans else {
+        let Some((id, name, version, capabilities)) = spans else {
             return;
         };
         let entry = Entry {
@@ -429,7 +562,10 @@ impl Cache {
         let before = self.dirs.len();
         self.dirs.retain(|d| d.indexed || d.path.is_dir());
         self.dirty |= self.dirs.len() != before;
-        let bytes = &self.bytes;
+        let bytes = Bytes {
+            loaded: &self.loaded,
+            added: &self.added,
+        };
         for record in &mut self.dirs {
             let before = record.files.len();
             if record.indexed {
@@ -439,14 +575,14 @@ impl Cache {
                 let dir = &record.path;
                 record
                     .files
-                    .retain(|f| f.seen || dir.join(os_str(f.name.of(bytes))).exists());
+                    .retain(|f| f.seen || dir.join(os_str(bytes.of(f.name))).exists());
             }
             self.dirty |= record.files.len() != before;
         }
         if !self.dirty {
             return;
         }
-        if let Err(e) = write_atomically(&self.path, &encode(&self.bytes, &self.dirs)) {
+        if let Err(e) = write_atomically(&self.path, &encode(bytes, &self.dirs)) {
             tracing::debug!("cannot write the index cache {}: {e}", self.path.display());
         }
     }
@@ -582,8 +718,9 @@ pub(crate) fn declared_map(block: &[u8]) -> BTreeMap<String, Vec<String>> {
     map
 }
 
-fn encode(bytes: &[u8], dirs: &[DirRecord]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(bytes.len().min(CACHE_FILE.limit as usize) + 4096);
+fn encode(bytes: Bytes<'_>, dirs: &[DirRecord]) -> Vec<u8> {
+    let held = bytes.loaded.len() + bytes.added.len();
+    let mut out = Vec::with_capacity(held.min(CACHE_FILE.limit as usize) + 4096);
     out.extend_from_slice(MAGIC);
     put_u32(&mut out, dirs.len());
     for dir in dirs {
@@ -597,20 +734,23 @@ fn encode(bytes: &[u8], dirs: &[DirRecord]) -> Vec<u8> {
         }
         put_u32(&mut out, dir.files.len());
         for file in &dir.files {
-            put_bytes(&mut out, file.name.of(bytes));
+            put_bytes(&mut out, bytes.of(file.name));
             let Some(entry) = &file.entry else {
                 out.push(0);
                 continue;
             };
             out.push(if entry.linked { 2 } else { 1 });
-            put_id(&mut out, &entry.id);
-            put_bytes(&mut out, entry.name.of(bytes));
-            put_bytes(&mut out, entry.version.of(bytes));
+            out.extend_from_slice(bytes.of(Span {
+                start: entry.id,
+                len: ID_LEN as u32,
+            }));
+            put_bytes(&mut out, bytes.of(entry.name));
+            put_bytes(&mut out, bytes.of(entry.version));
             match entry.capabilities {
                 None => out.push(0),
                 Some(block) => {
                     out.push(1);
-                    out.extend_from_slice(block.of(bytes));
+                    out.extend_from_slice(bytes.of(block));
                 }
             }
         }
@@ -629,10 +769,8 @@ impl<'a> Reader<'a> {
         self.bytes.len() - self.at
     }
     fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if n > self.left() {
-            return None;
-        }
-        let head = &self.bytes[self.at..self.at + n];
+        // One comparison: `at` is at most the length, `n` at most `u32::MAX`.
+        let head = self.bytes.get(self.at..self.at.checked_add(n)?)?;
         self.at += n;
         Some(head)
     }
@@ -675,13 +813,13 @@ impl<'a> Reader<'a> {
 }
 
 #[cfg(unix)]
-fn os_str(bytes: &[u8]) -> &std::ffi::OsStr {
+pub(crate) fn os_str(bytes: &[u8]) -> &std::ffi::OsStr {
     use std::os::unix::ffi::OsStrExt;
     std::ffi::OsStr::from_bytes(bytes)
 }
 
 #[cfg(not(unix))]
-fn os_str(bytes: &[u8]) -> &std::ffi::OsStr {
+pub(crate) fn os_str(bytes: &[u8]) -> &std::ffi::OsStr {
     // Written from `as_encoded_bytes` of this platform's `OsStr`s, and a file name found in
     // the cache is only ever joined to a path; text that is not UTF-8 is no name here.
     std::ffi::OsStr::new(std::str::from_utf8(bytes).unwrap_or("\u{fffd}"))
@@ -770,7 +908,9 @@ fn decode(bytes: &[u8]) -> Option<Vec<DirRecord>> {
                 2 => true,
                 _ => return None,
             };
-            let id = r.id()?;
+            // Kept where it is: read only when compared.
+            let id = u32::try_from(r.at).ok()?;
+            r.take(ID_LEN)?;
             let plugin = r.span()?;
             let plugin_ok = crate::limits::is_plugin_name(plugin.of(bytes));
             let version = r.span()?;

@@ -77,7 +77,10 @@ fn first_in_path_order_wins_and_later_names_are_shadowed() {
     let mut names = index.names("command");
     names.sort();
     assert_eq!(names, ["hello", "hello"]);
-    index.plugins[0].state = IndexedState::Refused(ReasonCode::RustcMismatch, "x".into());
+    index.set_state(
+        0,
+        IndexedState::Refused(ReasonCode::RustcMismatch, "x".into()),
+    );
     assert_eq!(
         index.names("command"),
         ["hello"],
@@ -164,7 +167,7 @@ impl Loader for Recorder {
     fn disabled(&self) -> Vec<String> {
         Vec::new()
     }
-    fn is_builtin(&self, _: &str) -> bool {
+    fn is_builtin(&self, _: &[u8]) -> bool {
         false
     }
     fn registry(&self) -> &Registry {
@@ -331,4 +334,114 @@ fn every_name_met_again_is_shadowed_by_its_first_file() {
     }
     assert_eq!(index.plugins().len(), 5000);
     assert_eq!(index.candidates("command", "c").len(), 5000);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_warm_index_copies_nothing_per_plugin() {
+    let (dir, _elsewhere, cache_path) = cached_dir(1000);
+    let mut lazy = Lazy {
+        cache: Some(cache_path),
+        ..Lazy::default()
+    };
+    assert!(lazy
+        .index(&mut Recorder::default(), &[dir.path()])
+        .unwrap()
+        .is_empty());
+    // File names, plugin names, declarations and identities are used where the cache's
+    // bytes have them.
+    assert_eq!(lazy.index.text.len(), 0, "nothing copied");
+    assert!(lazy.index.unchecked_ids.is_empty());
+    assert_eq!(lazy.index.unchecked.len(), 1000);
+    let indexed = lazy.index.plugins();
+    assert_eq!(indexed[999].path, dir.path().join("libp0999.so"));
+    assert_eq!(indexed[999].name, "p0999");
+    assert_eq!(indexed[403].capabilities["transform"], ["shared"]);
+    // The identity the cache recorded is the file's own.
+    let (file, id) = lazy.index.unchecked[999];
+    let recorded = lazy.index.unchecked_id(id);
+    assert_eq!(
+        cache::identity(&lazy.index.path(file)).map(|(id, _)| id),
+        Some(recorded)
+    );
+}
+
+/// Directories of files (no libraries) carrying the plugin names given, one cache of them
+/// all, warm: the directories' identities are recorded.
+#[cfg(unix)]
+fn cached_dirs(names: &[&[&str]]) -> (Vec<tempfile::TempDir>, tempfile::TempDir, PathBuf) {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let cache_path = elsewhere.path().join("index.bin");
+    let mut cache = cache::Cache::load(cache_path.clone());
+    let dirs: Vec<_> = names
+        .iter()
+        .map(|names| {
+            let dir = tempfile::tempdir().unwrap();
+            for (i, name) in names.iter().enumerate() {
+                let lib = dir.path().join(format!("lib{i}.so"));
+                std::fs::write(&lib, b"not a library").unwrap();
+                cache.put(&lib, &provenance(name, Some(&[("command", &[name])])));
+            }
+            dir
+        })
+        .collect();
+    cache.save();
+    std::thread::sleep(cache::SETTLE * 2);
+    let paths: Vec<&Path> = dirs.iter().map(|d| d.path()).collect();
+    let mut lazy = Lazy {
+        cache: Some(cache_path.clone()),
+        ..Lazy::default()
+    };
+    lazy.index(&mut Recorder::default(), &paths).unwrap();
+    (dirs, elsewhere, cache_path)
+}
+
+#[cfg(unix)]
+#[test]
+fn a_name_met_again_in_a_warm_cache_is_shadowed() {
+    let (dirs, _elsewhere, cache_path) = cached_dirs(&[&["a", "b", "a"], &["b", "c"]]);
+    let shadowed = |reports: &[PluginReport]| -> Vec<(PathBuf, String)> {
+        reports
+            .iter()
+            .map(|r| {
+                assert_eq!(r.status, Status::Shadowed);
+                (r.path.clone(), r.message.clone().unwrap_or_default())
+            })
+            .collect()
+    };
+    let (one, two) = (dirs[0].path(), dirs[1].path());
+    let want = [
+        (one.join("lib2.so"), "a", one.join("lib0.so")),
+        (two.join("lib0.so"), "b", one.join("lib1.so")),
+    ];
+    // Both directories at once (every name where the cache's bytes have it), then one index
+    // each (the second copies its names: the first took the cache's bytes).
+    let mut lazy = Lazy {
+        cache: Some(cache_path.clone()),
+        ..Lazy::default()
+    };
+    let mut host = Recorder::default();
+    let at_once = lazy.index(&mut host, &[one, two]).unwrap();
+    assert_eq!(lazy.index.text.len(), 0, "nothing copied");
+    let mut lazy = Lazy {
+        cache: Some(cache_path),
+        ..Lazy::default()
+    };
+    let mut each = lazy.index(&mut host, &[one]).unwrap();
+    each.extend(lazy.index(&mut host, &[two]).unwrap());
+    assert!(!lazy.index.text.is_empty(), "the second index copied");
+    for reports in [at_once, each] {
+        let got = shadowed(&reports);
+        assert_eq!(got.len(), 2, "{got:?}");
+        for ((path, message), (file, name, first)) in got.iter().zip(&want) {
+            assert_eq!(path, file);
+            assert!(
+                message.contains(&format!("`{name}`"))
+                    && message.contains(&*first.to_string_lossy()),
+                "{message}"
+            );
+        }
+        assert!(host.loaded.is_empty(), "nothing read or loaded");
+    }
+    assert_eq!(lazy.index.plugins().len(), 3);
 }
