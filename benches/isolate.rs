@@ -407,6 +407,28 @@ mod linux {
         out
     }
 
+    /// Nanoseconds the main thread of process `pid` (a worker's, which serves its calls)
+    /// has spent on a CPU: the first field of `/proc/PID/schedstat`.
+    fn on_cpu_ns(pid: u32) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).expect("schedstat");
+        stat.split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("run time")
+    }
+
+    /// Nanoseconds the calling thread has spent on a CPU.
+    fn thread_cpu_ns() -> u64 {
+        let mut t = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `clock_gettime` writes one `timespec` we own; the clock id is a constant.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+        assert_eq!(rc, 0);
+        t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+    }
+
     fn mib_per_s(bytes: usize, start: Instant) -> f64 {
         bytes as f64 / (1 << 20) as f64 / start.elapsed().as_secs_f64()
     }
@@ -705,14 +727,27 @@ mod linux {
         bulk(&inp_apply, &mut out_b);
         stream(&isolated);
         stream(&in_process);
+        // How much of a stream's wall time the worker's serving thread spent on a CPU, and
+        // the calling thread in-process: a worker on a CPU as long as the stream lasts is
+        // never left waiting for its next chunk.
+        let worker = plugin_isolate::isolated(&isolated)
+            .into_iter()
+            .find_map(|p| (p.name == "redact").then_some(p.pid).flatten())
+            .expect("redact's worker");
+        let mut busy: [Vec<f64>; 2] = Default::default();
         let mut rows: [Vec<f64>; 4] = Default::default();
         for _ in 0..7 {
             rows[0].push(bulk(&iso_apply, &mut out_a));
             rows[1].push(bulk(&inp_apply, &mut out_b));
+            let (cpu, wall) = (on_cpu_ns(worker), Instant::now());
             rows[2].push(stream(&isolated));
+            busy[0].push((on_cpu_ns(worker) - cpu) as f64 / wall.elapsed().as_nanos() as f64);
+            let (cpu, wall) = (thread_cpu_ns(), Instant::now());
             rows[3].push(stream(&in_process));
+            busy[1].push((thread_cpu_ns() - cpu) as f64 / wall.elapsed().as_nanos() as f64);
         }
         let [bi, bp, si, sp] = rows.map(median);
+        let [bw, bt] = busy.map(median);
         println!("`redact` transform handle, 64 MiB in 256 KiB chunks (medians of 7 interleaved rounds):");
         println!("  isolated:   {bi:8.0} MiB/s");
         println!(
@@ -721,6 +756,7 @@ mod linux {
         );
         println!("  `transform_chunks`, isolated (2 in flight): {si:8.0} MiB/s   streamed isolated/in-process handle = {:.2}  (target >= 0.95)", si / bp);
         println!("  `transform_chunks`, in-process:             {sp:8.0} MiB/s   streamed in-process/in-process handle = {:.2}", sp / bp);
+        println!("  on a CPU during a stream: the isolated worker {:.1} % of its wall time, the in-process caller {:.1} %", bw * 100.0, bt * 100.0);
 
         // A crash, then the next call: the worker is reaped, a new one started, and it serves.
         let unruly = loaded("isolate-worker-unruly", &[unruly().as_path()], true);
