@@ -261,8 +261,6 @@ impl Gate {
     }
 }
 
-/// The report of another path to a file already judged in this scan: nothing of this path
-/// is loaded, the first outcome stands for both.
 /// `version` as text, as its `Display` writes it; a plain `major.minor.patch` (nearly every
 /// plugin's) is written by hand, at a fraction of the formatter's cost.
 fn version_text(version: &semver::Version) -> String {
@@ -282,6 +280,8 @@ fn version_text(version: &semver::Version) -> String {
     text
 }
 
+/// The report of another path to a file already judged in this scan: nothing of this path
+/// is loaded, the first outcome stands for both.
 fn same_file(report: PluginReport, path: &Path, first: &Seen) -> PluginReport {
     let reason = first.reason.unwrap_or(ReasonCode::DuplicatePlugin);
     let message = match &first.message {

@@ -79,6 +79,14 @@ struct Texts<'a> {
 }
 
 impl<'a> Texts<'a> {
+    /// An index's own bytes and, if it keeps them, the cache's.
+    fn of(own: &'a [u8], shared: &'a Option<std::sync::Arc<Vec<u8>>>) -> Self {
+        Texts {
+            own,
+            shared: shared.as_deref().map_or(&[], |s| s.as_slice()),
+        }
+    }
+
     fn get(self, t: Text) -> &'a [u8] {
         let (text, start) = match t.0 & SHARED {
             0 => (self.own, t.0 as usize),
@@ -327,10 +335,7 @@ impl Index {
     }
 
     fn texts(&self) -> Texts<'_> {
-        Texts {
-            own: &self.text,
-            shared: self.shared.as_deref().map_or(&[], |s| s.as_slice()),
-        }
+        Texts::of(&self.text, &self.shared)
     }
 
     fn bytes(&self, t: Text) -> &[u8] {
@@ -425,10 +430,8 @@ impl Index {
         cached: bool,
     ) -> Placed {
         let held = self.hold(name);
-        let texts = Texts {
-            own: &self.text,
-            shared: self.shared.as_deref().map_or(&[], |s| s.as_slice()),
-        };
+        // Not `self.texts()`: `self.names` is borrowed mutably beside it.
+        let texts = Texts::of(&self.text, &self.shared);
         if let Some(first) = self.names.first_or_insert(texts, held, file) {
             // The name was pushed last: taken back.
             if matches!(name, Source::Copy(_))

@@ -61,6 +61,14 @@ pub(crate) type Id = [i64; 5];
 /// The bytes of an [`Id`] in the cache: five little-endian `i64`s.
 pub(crate) const ID_LEN: usize = 40;
 
+/// Where an identity starting at `at` is in the cache's bytes.
+fn id_span(at: u32) -> Span {
+    Span {
+        start: at,
+        len: ID_LEN as u32,
+    }
+}
+
 /// The identity held in `bytes` (zeros if they are not [`ID_LEN`] long).
 pub(crate) fn id_from(bytes: &[u8]) -> Id {
     let mut id = [0; 5];
@@ -97,10 +105,7 @@ impl<'a> Bytes<'a> {
     /// The identity at `at` (a position an entry was made with: checked in range when the
     /// cache was decoded, or appended by this run; zeros if not).
     fn id(self, at: u32) -> Id {
-        id_from(self.of(Span {
-            start: at,
-            len: ID_LEN as u32,
-        }))
+        id_from(self.of(id_span(at)))
     }
 
     /// Whether `span` is within the loaded bytes.
@@ -215,11 +220,8 @@ impl<'a> Found<'a> {
     /// forty bytes, [`id_from`] reads them), if it is there.
     #[inline]
     pub(crate) fn loaded_id(&self) -> Option<u32> {
-        let at = Span {
-            start: self.entry.id,
-            len: ID_LEN as u32,
-        };
-        self.bytes.loaded(at).then_some(self.entry.id)
+        let at = self.entry.id;
+        self.bytes.loaded(id_span(at)).then_some(at)
     }
     /// Where its name and declaration block are in the cache's bytes as loaded (see
     /// [`Cache::loaded`]), if they are there (an entry decoded, not one this run made).
@@ -740,10 +742,7 @@ fn encode(bytes: Bytes<'_>, dirs: &[DirRecord]) -> Vec<u8> {
                 continue;
             };
             out.push(if entry.linked { 2 } else { 1 });
-            out.extend_from_slice(bytes.of(Span {
-                start: entry.id,
-                len: ID_LEN as u32,
-            }));
+            out.extend_from_slice(bytes.of(id_span(entry.id)));
             put_bytes(&mut out, bytes.of(entry.name));
             put_bytes(&mut out, bytes.of(entry.version));
             match entry.capabilities {
@@ -804,11 +803,7 @@ impl<'a> Reader<'a> {
         std::str::from_utf8(self.bytes()?).ok()
     }
     fn id(&mut self) -> Option<Id> {
-        let mut id = [0; 5];
-        for n in &mut id {
-            *n = i64::from_le_bytes(self.take(8)?.try_into().ok()?);
-        }
-        Some(id)
+        Some(id_from(self.take(ID_LEN)?))
     }
 }
 

@@ -7,9 +7,8 @@
 //!
 //! Anything else — an escape, a character beyond ASCII, whitespace, another field order, an
 //! unknown field, a value of another type, anything serde_json would refuse — makes [`parse`]
-//! give up (`None`), and
-//! serde_json decodes the record instead: what this path accepts it reads exactly as
-//! serde_json does, and every error is serde_json's.
+//! give up (`None`), and serde_json decodes the record instead: what this path accepts it
+//! reads exactly as serde_json does, and every error is serde_json's.
 //!
 //! [`Provenance::encode`]: super::Provenance::encode
 
