@@ -465,11 +465,14 @@ impl Index {
         if let Some(found) = self.asked.get(&key) {
             return found.clone();
         }
-        let found: Vec<usize> = (0..self.plugins.len())
-            .filter(|&at| {
-                let block = self.bytes(self.plugins[at].declared);
-                cache::declares(block, kind.as_bytes(), name.as_bytes())
-            })
+        let pair = cache::Declares::new(kind, name);
+        let texts = self.texts();
+        let found: Vec<usize> = self
+            .plugins
+            .iter()
+            .enumerate()
+            .filter(|(_, slot)| pair.by(texts.get(slot.declared)))
+            .map(|(at, _)| at)
             .collect();
         self.asked.insert(key, found.clone());
         found

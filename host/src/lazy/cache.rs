@@ -693,6 +693,58 @@ pub(crate) fn declares(block: &[u8], kind: &[u8], name: &[u8]) -> bool {
     false
 }
 
+/// [`declares`] for one `(kind, name)` over many blocks (a pass over every indexed plugin). A
+/// block that declares one name of one kind — nearly every plugin's — is told by comparing
+/// its bytes with that pair's block as [`encode_declared`] writes it (the same pair makes the
+/// same bytes, and no other pair does); any other block is read by [`declares`].
+pub(crate) struct Declares<'a> {
+    kind: &'a [u8],
+    name: &'a [u8],
+    one: Vec<u8>,
+}
+
+impl<'a> Declares<'a> {
+    pub(crate) fn new(kind: &'a str, name: &'a str) -> Self {
+        let mut one = Vec::with_capacity(16 + kind.len() + name.len());
+        put_u32(&mut one, 1);
+        put_bytes(&mut one, kind.as_bytes());
+        put_u32(&mut one, 1);
+        put_bytes(&mut one, name.as_bytes());
+        Declares {
+            kind: kind.as_bytes(),
+            name: name.as_bytes(),
+            one,
+        }
+    }
+
+    /// Whether `block` declares the pair.
+    #[inline]
+    pub(crate) fn by(&self, block: &[u8]) -> bool {
+        if one_pair(block) {
+            block == self.one.as_slice()
+        } else {
+            declares(block, self.kind, self.name)
+        }
+    }
+}
+
+/// Whether `block` is a whole declaration of one kind with one name, and nothing else.
+#[inline]
+fn one_pair(block: &[u8]) -> bool {
+    let u32_at = |at: usize| {
+        let bytes = block.get(at..at.checked_add(4)?)?;
+        usize::try_from(u32::from_le_bytes(bytes.try_into().ok()?)).ok()
+    };
+    let shape = || {
+        // One kind: its length, its bytes; one name: its length, its bytes; the end.
+        let names_at = u32_at(4)?.checked_add(8)?;
+        let name_at = names_at.checked_add(8)?;
+        let end = name_at.checked_add(u32_at(names_at + 4)?)?;
+        Some(u32_at(0)? == 1 && u32_at(names_at)? == 1 && end == block.len())
+    };
+    shape() == Some(true)
+}
+
 /// Checked text of the cache as a `str` (empty if it is not UTF-8, which a checked one is).
 pub(crate) fn text(bytes: &[u8]) -> &str {
     std::str::from_utf8(bytes).unwrap_or_default()

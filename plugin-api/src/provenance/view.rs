@@ -285,11 +285,12 @@ impl<'a> ProvenanceRef<'a> {
     /// nothing either way: the record was read by serde_json.
     pub fn decode_telling_printable(blob: &'a [u8]) -> Result<(Self, bool), DecodeError> {
         let payload = frame::decode(blob).map_err(DecodeError::Frame)?;
-        let text = std::str::from_utf8(payload).map_err(DecodeError::Utf8)?;
-        // The recorder's exact form is read by hand; anything else by serde_json.
-        if let Some(record) = canonical::parse(text) {
+        // The recorder's exact form is read by hand (it accepts only ASCII: no UTF-8 check
+        // first); anything else by serde_json.
+        if let Some(record) = canonical::parse(payload) {
             return Ok((record, true));
         }
+        let text = std::str::from_utf8(payload).map_err(DecodeError::Utf8)?;
         serde_json::from_str(text)
             .map(|record| (record, false))
             .map_err(DecodeError::Json)

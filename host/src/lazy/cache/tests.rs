@@ -433,6 +433,59 @@ fn a_declaration_block_is_read_within_its_bytes() {
 }
 
 #[test]
+fn a_pair_is_told_as_declares_tells_it_in_every_block() {
+    let blocks: Vec<BTreeMap<String, Vec<String>>> = vec![
+        BTreeMap::new(),
+        BTreeMap::from([("command".to_owned(), vec!["hello".to_owned()])]),
+        BTreeMap::from([("command".to_owned(), vec!["hell".to_owned()])]),
+        BTreeMap::from([("command".to_owned(), vec![])]),
+        BTreeMap::from([("transform".to_owned(), vec!["hello".to_owned()])]),
+        BTreeMap::from([(
+            "command".to_owned(),
+            vec!["hello".to_owned(), "other".to_owned()],
+        )]),
+        BTreeMap::from([
+            ("command".to_owned(), vec!["x".to_owned()]),
+            ("transform".to_owned(), vec!["hello".to_owned()]),
+        ]),
+    ];
+    let asked = [
+        ("command", "hello"),
+        ("transform", "hello"),
+        ("command", "hell"),
+        ("command", "other"),
+        ("", ""),
+    ];
+    for declared in &blocks {
+        let mut block = Vec::new();
+        encode_declared(&mut block, declared);
+        // The block whole, cut anywhere, with a byte changed anywhere, with a byte more.
+        let mut variants = vec![block.clone()];
+        variants.extend((0..block.len()).map(|end| block[..end].to_vec()));
+        for at in 0..block.len() {
+            for byte in [0u8, 1, 2, b'h', 0xff] {
+                let mut changed = block.clone();
+                changed[at] = byte;
+                variants.push(changed);
+            }
+        }
+        let mut longer = block.clone();
+        longer.push(0);
+        variants.push(longer);
+        for (kind, name) in asked {
+            let pair = Declares::new(kind, name);
+            for v in &variants {
+                assert_eq!(
+                    pair.by(v),
+                    declares(v, kind.as_bytes(), name.as_bytes()),
+                    "{kind} {name} in {v:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn a_slash_or_a_nul_is_found_at_every_position() {
     for len in [1, 7, 8, 9, 16, 23] {
         for at in 0..len {

@@ -18,7 +18,8 @@ use std::collections::BTreeMap;
 use super::{DependencyRef, ProfileRef, ProvenanceRef, RustcRef, Text};
 
 /// The record in `json`, when it is in the recorder's exact form (see the [module](self)).
-pub(super) fn parse(json: &str) -> Option<ProvenanceRef<'_>> {
+/// The bytes need not be checked as UTF-8 first: every byte this path accepts is ASCII.
+pub(super) fn parse(json: &[u8]) -> Option<ProvenanceRef<'_>> {
     let mut c = Cursor { json, at: 0 };
     c.lit(b"{\"name\":")?;
     let name = c.text()?;
@@ -110,14 +111,14 @@ pub(super) fn parse(json: &str) -> Option<ProvenanceRef<'_>> {
 }
 
 struct Cursor<'a> {
-    json: &'a str,
+    json: &'a [u8],
     at: usize,
 }
 
 impl<'a> Cursor<'a> {
     /// Exactly `bytes` next.
     fn lit(&mut self, bytes: &[u8]) -> Option<()> {
-        let rest = self.json.as_bytes().get(self.at..)?;
+        let rest = self.json.get(self.at..)?;
         rest.starts_with(bytes).then(|| self.at += bytes.len())
     }
 
@@ -126,15 +127,17 @@ impl<'a> Cursor<'a> {
     fn string(&mut self) -> Option<&'a str> {
         self.lit(b"\"")?;
         let start = self.at;
-        let len = plain_len(&self.json.as_bytes()[start..]);
+        let len = plain_len(&self.json[start..]);
         let end = start + len;
         // Stopped at the closing quote, not at a backslash, a control character or the end.
-        if self.json.as_bytes().get(end) != Some(&b'"') {
+        if self.json.get(end) != Some(&b'"') {
             return None;
         }
         self.at = end + 1;
-        // `start` and `end` are next to ASCII quotes: on character boundaries.
-        self.json.get(start..end)
+        let plain = &self.json[start..end];
+        debug_assert!(plain.iter().all(|b| (0x20..0x7f).contains(b)));
+        // SAFETY: `plain_len` counted only bytes of 0x20..=0x7e: ASCII, so UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(plain) })
     }
 
     fn text(&mut self) -> Option<Text<'a>> {
