@@ -85,10 +85,53 @@ fn index_loop(hello: &Path, pool: &Path, spec: &str) {
         let mut host = builder().index_cache(&cache).build();
         assert!(host.index(&[&dir]).unwrap().is_empty());
     }
+    let mut faults = Vec::new();
     for round in 0..rounds {
+        let before = minor_faults();
         looped_round(&dir, &cache, wanted, round + 1 == rounds);
+        faults.push(minor_faults() - before);
     }
-    println!("indexed {n} installed {rounds} times");
+    println!("indexed {n} installed {rounds} times; minor page faults per round: {faults:?}");
+}
+
+/// This process's minor page faults so far (pages it touched for the first time).
+fn minor_faults() -> i64 {
+    // SAFETY: all-zero bytes are a valid `rusage`; `getrusage` fills it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid `rusage` to fill.
+    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) }, 0);
+    usage.ru_minflt
+}
+
+/// What a page touched for the first time costs here: new anonymous memory, one byte
+/// written per page (in a virtual machine the host may back the page only then).
+fn first_touch_us() -> f64 {
+    const PAGES: usize = 512;
+    let page = 4096;
+    let mut times = Vec::new();
+    for _ in 0..15 {
+        // SAFETY: a new private anonymous mapping, no address asked for; checked below.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                PAGES * page,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED);
+        let start = Instant::now();
+        for i in 0..PAGES {
+            // SAFETY: within the mapping made above, writable.
+            unsafe { std::ptr::write_volatile(p.cast::<u8>().add(i * page), 1) };
+        }
+        times.push(start.elapsed().as_secs_f64() * 1e6 / PAGES as f64);
+        // SAFETY: the mapping made above, no longer used.
+        unsafe { libc::munmap(p, PAGES * page) };
+    }
+    median(times)
 }
 
 /// One round of [`index_loop`] (for `--toggle-collect=lazy::looped_round`): a fresh host
@@ -165,14 +208,18 @@ fn main() {
 
     let mut start_up: Vec<Vec<f64>> = vec![vec![]; SIZES.len()];
     let mut index_only: Vec<Vec<f64>> = vec![vec![]; SIZES.len()];
+    // Minor page faults (pages touched for the first time) of each, per round.
+    let mut faults: [Vec<Vec<f64>>; 2] = [vec![vec![]; SIZES.len()], vec![vec![]; SIZES.len()]];
     for round in 0..ROUNDS {
         for (s, &size) in SIZES.iter().enumerate() {
             let (_, dir, cache, wanted) = &setups[round * SIZES.len() + s];
             // Index alone (nothing loaded), then index + load one + call.
             let mut host = builder().index_cache(cache).build();
+            let f = minor_faults();
             let t = Instant::now();
             host.index(&[dir]).unwrap();
             index_only[s].push(t.elapsed().as_secs_f64() * 1e3);
+            faults[0][s].push((minor_faults() - f) as f64);
             assert_eq!(host.indexed().len(), size);
 
             let mut host = builder()
@@ -182,11 +229,13 @@ fn main() {
                 )
                 .index_cache(cache)
                 .build();
+            let f = minor_faults();
             let t = Instant::now();
             assert!(host.index(&[dir]).unwrap().is_empty());
             let cmd = host.get_lazy::<CommandKind>(wanted).unwrap();
             let out = cmd.call(RSlice::from_slice(&[RStr::from("Ada")]));
             start_up[s].push(t.elapsed().as_secs_f64() * 1e3);
+            faults[1][s].push((minor_faults() - f) as f64);
             assert!(out.into_result().is_ok());
             assert_eq!(host.plugins().len(), 1, "one library loaded");
         }
@@ -212,6 +261,18 @@ fn main() {
              index alone {i:8.3} [{ilo:.3}, {ihi:.3}]",
             m - base,
             median(diffs.clone()),
+        );
+    }
+    println!(
+        "lazy  a page touched for the first time on this machine (anonymous memory, 512 pages, \
+         median of 15): {:.2} µs",
+        first_touch_us()
+    );
+    for (s, &size) in SIZES.iter().enumerate() {
+        println!(
+            "lazy  {size:>6} installed: minor page faults, median: start-up {:.0}, index alone {:.0}",
+            median(faults[1][s].clone()),
+            median(faults[0][s].clone()),
         );
     }
 }
