@@ -352,7 +352,7 @@ pub fn judge_in_place(
     push(
         CheckKind::PluginApi,
         prepared.plugin_api.clone(),
-        version_text(p, h, &prepared.plugin_api),
+        same_version_text(p, h, &prepared.plugin_api),
         (!api_compatible(h, p)).then(|| {
             format!(
             "built against plugin-api {p}, but this host provides plugin-api {h}, which serves \
@@ -367,7 +367,7 @@ pub fn judge_in_place(
     push(
         CheckKind::AbiStable,
         prepared.abi_stable.clone(),
-        version_text(p, h, &prepared.abi_stable),
+        same_version_text(p, h, &prepared.abi_stable),
         (!one_series(h, p)).then(|| {
             format!(
             "built with abi_stable {p}, but this host uses abi_stable {h}; their layouts are not \
@@ -475,7 +475,7 @@ pub fn api_compatible(host: &Version, plugin: &Version) -> bool {
 
 /// `version` as text; `known` when it is `same` (whose text that is, prepared once per host),
 /// so that judging a plugin built like the host formats nothing.
-fn version_text(version: &Version, same: &Version, known: &Arc<str>) -> Arc<str> {
+fn same_version_text(version: &Version, same: &Version, known: &Arc<str>) -> Arc<str> {
     if version == same {
         known.clone()
     } else {
