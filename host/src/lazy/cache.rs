@@ -739,7 +739,7 @@ fn one_pair(block: &[u8]) -> bool {
         // One kind: its length, its bytes; one name: its length, its bytes; the end.
         let names_at = u32_at(4)?.checked_add(8)?;
         let name_at = names_at.checked_add(8)?;
-        let end = name_at.checked_add(u32_at(names_at + 4)?)?;
+        let end = name_at.checked_add(u32_at(names_at.checked_add(4)?)?)?;
         Some(u32_at(0)? == 1 && u32_at(names_at)? == 1 && end == block.len())
     };
     shape() == Some(true)
