@@ -705,11 +705,9 @@ pub(crate) struct Declares<'a> {
 
 impl<'a> Declares<'a> {
     pub(crate) fn new(kind: &'a str, name: &'a str) -> Self {
-        let mut one = Vec::with_capacity(16 + kind.len() + name.len());
-        put_u32(&mut one, 1);
-        put_bytes(&mut one, kind.as_bytes());
-        put_u32(&mut one, 1);
-        put_bytes(&mut one, name.as_bytes());
+        let mut one = Vec::new();
+        let pair = BTreeMap::from([(kind.to_owned(), vec![name.to_owned()])]);
+        encode_declared(&mut one, &pair);
         Declares {
             kind: kind.as_bytes(),
             name: name.as_bytes(),
@@ -731,18 +729,16 @@ impl<'a> Declares<'a> {
 /// Whether `block` is a whole declaration of one kind with one name, and nothing else.
 #[inline]
 fn one_pair(block: &[u8]) -> bool {
-    let u32_at = |at: usize| {
-        let bytes = block.get(at..at.checked_add(4)?)?;
-        usize::try_from(u32::from_le_bytes(bytes.try_into().ok()?)).ok()
+    let mut r = Reader {
+        bytes: block,
+        at: 0,
     };
-    let shape = || {
-        // One kind: its length, its bytes; one name: its length, its bytes; the end.
-        let names_at = u32_at(4)?.checked_add(8)?;
-        let name_at = names_at.checked_add(8)?;
-        let end = name_at.checked_add(u32_at(names_at.checked_add(4)?)?)?;
-        Some(u32_at(0)? == 1 && u32_at(names_at)? == 1 && end == block.len())
-    };
-    shape() == Some(true)
+    // One kind, its bytes; one name, its bytes; the end.
+    r.u32() == Some(1)
+        && r.bytes().is_some()
+        && r.u32() == Some(1)
+        && r.bytes().is_some()
+        && r.left() == 0
 }
 
 /// Checked text of the cache as a `str` (empty if it is not UTF-8, which a checked one is).
