@@ -417,6 +417,18 @@ mod linux {
             .expect("run time")
     }
 
+    /// Minor page faults of process `pid` so far (pages it touched for the first time): the
+    /// tenth field of `/proc/PID/stat`, counted after the command's closing parenthesis.
+    fn minor_faults(pid: u32) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+        let (_, fields) = stat.rsplit_once(')').expect("stat fields");
+        fields
+            .split_whitespace()
+            .nth(7)
+            .and_then(|n| n.parse().ok())
+            .expect("minflt")
+    }
+
     /// Nanoseconds the calling thread has spent on a CPU.
     fn thread_cpu_ns() -> u64 {
         let mut t = libc::timespec {
@@ -735,19 +747,27 @@ mod linux {
             .find_map(|p| (p.name == "redact").then_some(p.pid).flatten())
             .expect("redact's worker");
         let mut busy: [Vec<f64>; 2] = Default::default();
+        let mut faults: [Vec<f64>; 3] = Default::default();
+        let me = std::process::id();
         let mut rows: [Vec<f64>; 4] = Default::default();
         for _ in 0..7 {
             rows[0].push(bulk(&iso_apply, &mut out_a));
             rows[1].push(bulk(&inp_apply, &mut out_b));
             let (cpu, wall) = (on_cpu_ns(worker), Instant::now());
+            let (wf, hf) = (minor_faults(worker), minor_faults(me));
             rows[2].push(stream(&isolated));
             busy[0].push((on_cpu_ns(worker) - cpu) as f64 / wall.elapsed().as_nanos() as f64);
+            faults[0].push((minor_faults(worker) - wf) as f64);
+            faults[1].push((minor_faults(me) - hf) as f64);
             let (cpu, wall) = (thread_cpu_ns(), Instant::now());
+            let hf = minor_faults(me);
             rows[3].push(stream(&in_process));
             busy[1].push((thread_cpu_ns() - cpu) as f64 / wall.elapsed().as_nanos() as f64);
+            faults[2].push((minor_faults(me) - hf) as f64);
         }
         let [bi, bp, si, sp] = rows.map(median);
         let [bw, bt] = busy.map(median);
+        let [fw, fh, fp] = faults.map(median);
         println!("`redact` transform handle, 64 MiB in 256 KiB chunks (medians of 7 interleaved rounds):");
         println!("  isolated:   {bi:8.0} MiB/s");
         println!(
@@ -757,6 +777,7 @@ mod linux {
         println!("  `transform_chunks`, isolated (2 in flight): {si:8.0} MiB/s   streamed isolated/in-process handle = {:.2}  (target >= 0.95)", si / bp);
         println!("  `transform_chunks`, in-process:             {sp:8.0} MiB/s   streamed in-process/in-process handle = {:.2}", sp / bp);
         println!("  on a CPU during a stream: the isolated worker {:.1} % of its wall time, the in-process caller {:.1} %", bw * 100.0, bt * 100.0);
+        println!("  minor page faults during a stream: isolated — the worker {fw:.0}, the host {fh:.0}; in-process {fp:.0}");
 
         // A crash, then the next call: the worker is reaped, a new one started, and it serves.
         let unruly = loaded("isolate-worker-unruly", &[unruly().as_path()], true);
