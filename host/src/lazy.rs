@@ -36,6 +36,7 @@ use crate::error::PluginError;
 use crate::reason::ReasonCode;
 use crate::registry::{LookupError, Registry};
 use crate::report::{PluginReport, Status};
+use crate::small_file::FileBytes;
 
 /// A plugin file the index knows by its declaration.
 #[derive(Debug, Clone)]
@@ -80,10 +81,10 @@ struct Texts<'a> {
 
 impl<'a> Texts<'a> {
     /// An index's own bytes and, if it keeps them, the cache's.
-    fn of(own: &'a [u8], shared: &'a Option<std::sync::Arc<Vec<u8>>>) -> Self {
+    fn of(own: &'a [u8], shared: &'a Option<std::sync::Arc<FileBytes>>) -> Self {
         Texts {
             own,
-            shared: shared.as_deref().map_or(&[], |s| s.as_slice()),
+            shared: shared.as_deref().map_or(&[], |s| &s[..]),
         }
     }
 
@@ -230,7 +231,7 @@ pub(crate) struct Index {
     /// The index cache's bytes as loaded by the first `index` with a cache: the names, file
     /// names and declarations of its entries are used where they are (checked text, as
     /// decoded), not copied.
-    shared: Option<std::sync::Arc<Vec<u8>>>,
+    shared: Option<std::sync::Arc<FileBytes>>,
     /// The directories of the files considered.
     dirs: Vec<PathBuf>,
     plugins: Vec<Slot>,

@@ -131,6 +131,34 @@ impl SmallFile {
         &self,
         path: &Path,
     ) -> Result<(Vec<u8>, std::fs::Metadata), SmallFileError> {
+        let (file, meta) = self.open(path)?;
+        Ok((self.read_open(path, &file, meta.len())?, meta))
+    }
+
+    /// The file's bytes — mapped where they are (see [`Mapped`]) when the file is at least
+    /// `map_from` bytes and only its owner can write it, else read. For a large file the host
+    /// writes and reads on every start (the index cache): mapping a file that is in the page
+    /// cache touches none of the new memory a copy of it would.
+    pub(crate) fn read_or_map(
+        &self,
+        path: &Path,
+        map_from: u64,
+    ) -> Result<FileBytes, SmallFileError> {
+        let (file, meta) = self.open(path)?;
+        #[cfg(target_os = "linux")]
+        if meta.len() >= map_from.max(1) {
+            if let Some(mapped) = Mapped::of(&file, &meta) {
+                return Ok(FileBytes::Mapped(mapped));
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = map_from;
+        Ok(FileBytes::Read(self.read_open(path, &file, meta.len())?))
+    }
+
+    /// Opens `path` as this file is read: not blocking, a link followed or not, and checked
+    /// to be a regular file within the limit (by `fstat` of the descriptor).
+    fn open(&self, path: &Path) -> Result<(File, std::fs::Metadata), SmallFileError> {
         let io = |source: io::Error| SmallFileError::Io {
             what: self.what,
             path: path.to_owned(),
@@ -180,15 +208,28 @@ impl SmallFile {
         if meta.len() > self.limit {
             return Err(too_large());
         }
-        let mut bytes = Vec::with_capacity(meta.len() as usize);
-        (&file)
-            .take(self.limit + 1)
+        Ok((file, meta))
+    }
+
+    /// Reads the file opened by [`SmallFile::open`], of `size` bytes by its `fstat`: at most
+    /// the limit plus one byte (one that grew past the limit since is refused).
+    fn read_open(&self, path: &Path, file: &File, size: u64) -> Result<Vec<u8>, SmallFileError> {
+        let mut bytes = Vec::with_capacity(size.min(self.limit) as usize);
+        file.take(self.limit + 1)
             .read_to_end(&mut bytes)
-            .map_err(io)?;
+            .map_err(|source| SmallFileError::Io {
+                what: self.what,
+                path: path.to_owned(),
+                source,
+            })?;
         if bytes.len() as u64 > self.limit {
-            return Err(too_large());
+            return Err(SmallFileError::TooLarge {
+                what: self.what,
+                path: path.to_owned(),
+                limit: self.limit,
+            });
         }
-        Ok((bytes, meta))
+        Ok(bytes)
     }
 
     /// The file's text.
@@ -202,6 +243,152 @@ impl SmallFile {
             what: self.what,
             path: path.to_owned(),
         })
+    }
+}
+
+/// A file's bytes: read into memory, or mapped where they are.
+pub(crate) enum FileBytes {
+    /// Read (a copy).
+    Read(Vec<u8>),
+    /// Mapped, read-only (see [`Mapped`]).
+    #[cfg(target_os = "linux")]
+    Mapped(Mapped),
+}
+
+impl Default for FileBytes {
+    fn default() -> Self {
+        FileBytes::Read(Vec::new())
+    }
+}
+
+impl std::ops::Deref for FileBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            FileBytes::Read(bytes) => bytes,
+            #[cfg(target_os = "linux")]
+            FileBytes::Mapped(mapped) => mapped.bytes(),
+        }
+    }
+}
+
+impl std::fmt::Debug for FileBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let how = match self {
+            FileBytes::Read(_) => "read",
+            #[cfg(target_os = "linux")]
+            FileBytes::Mapped(_) => "mapped",
+        };
+        write!(f, "FileBytes({how}, {} bytes)", self.len())
+    }
+}
+
+/// A whole file mapped read-only and private: its bytes without a copy, shared with the page
+/// cache (a file read on every start is there, and mapping it touches no new memory).
+///
+/// Made only where the mapping cannot be changed or cut under the host by anyone the host
+/// does not already answer to. A mapped file written in place shows the new bytes, and one
+/// truncated kills the process that reads past its new end with `SIGBUS`; so the file must be
+///
+/// - owned by the host's effective user and writable by no one else (no write bit for its
+///   group or others: with an ACL, the group bits are the mask of every other entry), so
+///   that only a process of the same user — which can kill the host anyway — or root can
+///   write or truncate it; the host itself only ever replaces such a file (a new file renamed
+///   over it, see [`write_atomically`]), which leaves a mapping of the old one whole;
+/// - on a local file system whose files change only through this kernel (ext4, XFS, Btrfs,
+///   F2FS, tmpfs): not a network or FUSE file system, where another machine or a user-space
+///   server can cut a file.
+///
+/// Otherwise the file is read. What the bytes say is still checked like any other input (a
+/// cache's content is hostile): a mapping only saves the copy.
+#[cfg(target_os = "linux")]
+pub(crate) struct Mapped {
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is read-only and owned by this value alone (unmapped on drop); reading
+// it from several threads is reading shared immutable memory.
+#[cfg(target_os = "linux")]
+unsafe impl Send for Mapped {}
+// SAFETY: as for `Send`: `&Mapped` only gives `&[u8]`.
+#[cfg(target_os = "linux")]
+unsafe impl Sync for Mapped {}
+
+#[cfg(target_os = "linux")]
+impl Mapped {
+    /// File systems whose files change only through this kernel.
+    const LOCAL: [u32; 5] = [
+        0xEF53,      // ext2, ext3, ext4
+        0x5846_5342, // XFS
+        0x9123_683E, // Btrfs
+        0xF2F5_2010, // F2FS
+        0x0102_1994, // tmpfs
+    ];
+
+    /// Whether `file` is on one of the [`Mapped::LOCAL`] file systems.
+    pub(crate) fn on_local_fs(file: &File) -> bool {
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: `statfs` is plain integers: all zeroes is a valid value.
+        let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+        // SAFETY: `fstatfs` writes one `statfs` we own, for the open descriptor, which lives
+        // across the call.
+        let rc = unsafe { libc::fstatfs(file.as_raw_fd(), &mut fs) };
+        rc == 0 && Self::LOCAL.contains(&(fs.f_type as u32))
+    }
+
+    /// `file` (its `fstat` is `meta`) mapped whole, if it may be (see [`Mapped`]).
+    fn of(file: &File, meta: &std::fs::Metadata) -> Option<Mapped> {
+        use std::os::unix::fs::MetadataExt;
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: `geteuid` has no preconditions and cannot fail.
+        let owner = unsafe { libc::geteuid() };
+        if meta.uid() != owner || meta.mode() & 0o022 != 0 {
+            return None;
+        }
+        if !Self::on_local_fs(file) {
+            return None;
+        }
+        let len = usize::try_from(meta.len()).ok().filter(|&n| n > 0)?;
+        // SAFETY: a new private read-only mapping of `len` bytes of the open descriptor at
+        // offset 0, placed by the kernel (no address given): it aliases no Rust memory. The
+        // descriptor may be closed afterwards; the mapping keeps the file.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return None;
+        }
+        Some(Mapped {
+            ptr: std::ptr::NonNull::new(ptr.cast())?,
+            len,
+        })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: `ptr` is a live read-only mapping of `len` bytes, unmapped only on drop, so
+        // for as long as `self` is borrowed. Its bytes change only if the file is written in
+        // place, which `Mapped::of` allows only to the host's own user and root; nothing
+        // unsafe relies on them staying the same (every read of them is bounds-checked).
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `Mapped::of`, unmapped once, here; no borrow of it
+        // outlives `self`.
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), self.len);
+        }
     }
 }
 
@@ -359,6 +546,80 @@ mod tests {
         let meta = std::fs::symlink_metadata(&path).unwrap();
         assert!(meta.is_file(), "{meta:?}");
         assert_eq!(std::fs::read(&path).unwrap(), b"new");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_large_file_only_its_owner_can_write_is_mapped_else_read() {
+        use std::os::unix::fs::PermissionsExt;
+        const CACHE: SmallFile = SmallFile {
+            what: "index cache",
+            limit: 1 << 20,
+            links: Links::Refuse,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("index.bin");
+        let old: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&f, &old).unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let local = Mapped::on_local_fs(&File::open(&f).unwrap());
+        let mapped = |bytes: &FileBytes| matches!(bytes, FileBytes::Mapped(_));
+
+        // Large enough, the owner's alone, on a local file system: mapped, the same bytes.
+        let held = CACHE.read_or_map(&f, 64 << 10).unwrap();
+        assert_eq!(
+            mapped(&held),
+            local,
+            "{held:?} (local file system: {local})"
+        );
+        assert_eq!(&held[..], &old[..]);
+
+        // Replaced the way the host writes it (a new file renamed over it): the mapping
+        // still holds the bytes it mapped, and the next read has the new ones.
+        let new = vec![7u8; 90_000];
+        write_atomically(&f, &new).unwrap();
+        assert_eq!(&held[..], &old[..]);
+        assert_eq!(&CACHE.read_or_map(&f, 64 << 10).unwrap()[..], &new[..]);
+
+        // Smaller than asked: read.
+        let small = CACHE.read_or_map(&f, 1 << 20).unwrap();
+        assert!(!mapped(&small), "{small:?}");
+        assert_eq!(&small[..], &new[..]);
+
+        // Writable by its group or by anyone: read, never mapped.
+        for mode in [0o664, 0o646, 0o666] {
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode)).unwrap();
+            let read = CACHE.read_or_map(&f, 64 << 10).unwrap();
+            assert!(!mapped(&read), "mode {mode:o}: {read:?}");
+            assert_eq!(&read[..], &new[..]);
+        }
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(mapped(&CACHE.read_or_map(&f, 64 << 10).unwrap()), local);
+
+        // Owned by another user (only root can give a file away): read.
+        // SAFETY: `geteuid` has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            std::os::unix::fs::chown(&f, Some(65534), Some(65534)).unwrap();
+            let read = CACHE.read_or_map(&f, 64 << 10).unwrap();
+            assert!(!mapped(&read), "another user's: {read:?}");
+            assert_eq!(&read[..], &new[..]);
+        }
+
+        // The same refusals as a read: a link, a file over the limit, an empty file.
+        let link = dir.path().join("link.bin");
+        std::os::unix::fs::symlink(&f, &link).unwrap();
+        assert!(matches!(
+            CACHE.read_or_map(&link, 64 << 10),
+            Err(SmallFileError::Symlink { .. })
+        ));
+        std::fs::write(&f, vec![0u8; (1 << 20) + 1]).unwrap();
+        assert!(matches!(
+            CACHE.read_or_map(&f, 64 << 10),
+            Err(SmallFileError::TooLarge { .. })
+        ));
+        std::fs::write(&f, b"").unwrap();
+        let empty = CACHE.read_or_map(&f, 0).unwrap();
+        assert!(!mapped(&empty) && empty.is_empty(), "{empty:?}");
     }
 
     #[test]

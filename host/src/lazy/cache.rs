@@ -26,6 +26,13 @@
 //! with a size limit, never through a link. It is rewritten atomically (a temporary file
 //! renamed over it) and only when something changed.
 //!
+//! **Mapped when large.** A cache of [`MAP_FROM`] bytes or more is mapped rather than read,
+//! where only the host's own user can write it and it lives on a local file system (see
+//! [`crate::small_file::Mapped`]): a start with 10 000 plugins then shares the page cache's
+//! copy of its 1 MB instead of copying it into some 250 pages new to the process. Its bytes
+//! are checked all the same. The host only ever replaces the file, which leaves a mapping of
+//! the one before whole.
+//!
 //! **In memory.** The bytes read are kept whole and shared ([`Cache::loaded`]): an entry is a
 //! few positions into them (its identity too, read only when compared), and the index uses
 //! the names, file names and declarations of a warm start where they are, copying nothing
@@ -35,6 +42,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::small_file::FileBytes;
 
 /// The first bytes of the file: the format's name and version (another version is ignored,
 /// and replaced).
@@ -54,6 +63,13 @@ const CACHE_FILE: crate::small_file::SmallFile = crate::small_file::SmallFile {
     limit: 64 << 20,
     links: crate::small_file::Links::Refuse,
 };
+
+/// The size from which the cache is mapped rather than read (where it may be: see
+/// [`crate::small_file::Mapped`]): a cache of some 600 plugins and up. Reading 1 MB (10 000
+/// plugins) copies it into some 250 pages new to the process, which cost more than the copy
+/// itself on a virtual machine; mapping it shares the page cache's. A small one is read: one
+/// `pread` costs less than setting up and tearing down a mapping.
+const MAP_FROM: u64 = 64 << 10;
 
 /// Device, inode, size, mtime (ns), ctime (ns). A directory's size is recorded as 0.
 pub(crate) type Id = [i64; 5];
@@ -174,8 +190,8 @@ struct DirRecord {
 /// directory a table of spans into them.
 pub(crate) struct Cache {
     path: PathBuf,
-    /// The file's bytes (see [`Bytes`]).
-    loaded: Arc<Vec<u8>>,
+    /// The file's bytes (see [`Bytes`]): mapped when it is large (see [`MAP_FROM`]).
+    loaded: Arc<FileBytes>,
     added: Vec<u8>,
     dirs: Vec<DirRecord>,
     dirty: bool,
@@ -301,7 +317,7 @@ impl Cache {
     /// malformed: empty, and said in the debug log).
     pub(crate) fn load(path: PathBuf) -> Cache {
         let (bytes, dirs) = CACHE_FILE
-            .read(&path)
+            .read_or_map(&path, MAP_FROM)
             .inspect_err(|e| {
                 if !e.is_not_found() {
                     tracing::debug!("index cache not used: {e}");
@@ -392,7 +408,7 @@ impl Cache {
 
     /// The cache file's bytes as loaded: a [`Span`] of [`Found::loaded`] or
     /// [`Cache::loaded_file_name`] is a range of them (checked text, as decoded).
-    pub(crate) fn loaded(&self) -> Arc<Vec<u8>> {
+    pub(crate) fn loaded(&self) -> Arc<FileBytes> {
         Arc::clone(&self.loaded)
     }
 

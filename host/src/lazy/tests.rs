@@ -349,7 +349,18 @@ fn a_warm_index_copies_nothing_per_plugin() {
         .unwrap()
         .is_empty());
     // File names, plugin names, declarations and identities are used where the cache's
-    // bytes have them.
+    // bytes have them — mapped, not read, on a local file system (the cache is ~100 KB).
+    #[cfg(target_os = "linux")]
+    {
+        let cache = std::fs::File::open(lazy.cache.as_ref().unwrap()).unwrap();
+        let local = crate::small_file::Mapped::on_local_fs(&cache);
+        let shared = lazy.index.shared.as_deref().expect("the cache's bytes");
+        assert_eq!(
+            matches!(shared, crate::small_file::FileBytes::Mapped(_)),
+            local,
+            "{shared:?}"
+        );
+    }
     assert_eq!(lazy.index.text.len(), 0, "nothing copied");
     assert!(lazy.index.unchecked_ids.is_empty());
     assert_eq!(lazy.index.unchecked.len(), 1000);
