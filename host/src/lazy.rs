@@ -111,16 +111,27 @@ struct FileAt {
     name: Text,
 }
 
-/// One indexed plugin: where its file, name and declaration block (see [`cache::declared`])
-/// are in [`Index::text`], and what became of it.
+/// A file considered by `index`: its place in [`Index::considered`], the one place that
+/// says where the file is (the tables that name a file hold this, four bytes, instead).
+type Considered = u32;
+
+/// One indexed plugin: its file, and where its name and declaration block (see
+/// [`cache::declared`]) are in [`Index::text`].
 #[derive(Debug)]
 struct Slot {
-    file: FileAt,
+    file: Considered,
     name: Text,
     declared: Text,
     /// Its name and declaration came from the index cache, not from the file.
     cached: bool,
 }
+
+// What a start makes per plugin, kept small: at 10 000 plugins every byte here is 10 KB of
+// pages new to the process, each costing more to touch the first time than the index spends
+// on a plugin (see BENCHMARKS.md, issue 18 item 3).
+const _: () = assert!(std::mem::size_of::<Slot>() <= 24);
+const _: () = assert!(std::mem::size_of::<(Text, Considered, u32)>() <= 16);
+const _: () = assert!(std::mem::size_of::<(Considered, u32)>() <= 8);
 
 /// Every plugin name met so far → the first file carrying it: an open-addressed table of
 /// the names' hashes (keyed by two random words per index, so names cannot be chosen to
@@ -132,8 +143,9 @@ struct Names {
     /// A power of two of slots, at most half of them used: an entry's number + 1, or 0
     /// (empty). Probed one slot after another from a name's hash.
     table: Vec<u32>,
-    /// A name, the first file carrying it, and the name's hash.
-    entries: Vec<(Text, FileAt, u64)>,
+    /// A name, the first file carrying it, and the low half of the name's hash (enough to
+    /// place it in a table of up to 2³² slots, and to skip most other names unread).
+    entries: Vec<(Text, Considered, u32)>,
 }
 
 impl Default for Names {
@@ -156,9 +168,14 @@ fn fold(a: u64, b: u64) -> u64 {
 impl Names {
     /// The first file carrying `name` (at `held` in `text`) if there is one; else `file`
     /// becomes it, and `None`.
-    fn first_or_insert(&mut self, text: Texts<'_>, held: Text, file: FileAt) -> Option<FileAt> {
+    fn first_or_insert(
+        &mut self,
+        text: Texts<'_>,
+        held: Text,
+        file: Considered,
+    ) -> Option<Considered> {
         let name = text.get(held);
-        let hash = self.hash(name);
+        let hash = self.hash(name) as u32;
         if (self.entries.len() + 1) * 2 > self.table.len() {
             self.resize(self.entries.len() + 1);
         }
@@ -252,7 +269,7 @@ pub(crate) struct Index {
     /// found.
     /// The identity is where the cache's bytes have it, when the start has [`SHARED`] set
     /// (read only if needed), else one of [`Index::unchecked_ids`].
-    unchecked: Vec<(FileAt, u32)>,
+    unchecked: Vec<(Considered, u32)>,
     unchecked_ids: Vec<cache::Id>,
 }
 
@@ -277,7 +294,7 @@ impl Index {
     fn plugin(&self, at: usize) -> IndexedPlugin {
         let slot = &self.plugins[at];
         IndexedPlugin {
-            path: self.path(slot.file),
+            path: self.considered_path(slot.file),
             name: self.name(at).to_owned(),
             capabilities: cache::declared_map(self.bytes(slot.declared)),
             state: self.state(at).clone(),
@@ -308,7 +325,21 @@ impl Index {
 
     /// The file of indexed plugin `at`.
     fn plugin_path(&self, at: usize) -> PathBuf {
-        self.path(self.plugins[at].file)
+        self.considered_path(self.plugins[at].file)
+    }
+
+    /// The path of considered file `file`.
+    fn considered_path(&self, file: Considered) -> PathBuf {
+        match self.considered.get(file as usize) {
+            Some(&(at, _)) => self.path(at),
+            None => PathBuf::new(),
+        }
+    }
+
+    /// Records `file` as considered (in path order): its number.
+    fn consider(&mut self, file: FileAt) -> Considered {
+        self.considered.push((file, false));
+        (self.considered.len() - 1) as Considered
     }
 
     /// Room for `n` more files (`shared`: most of their names are in the cache's bytes).
@@ -412,7 +443,8 @@ impl Index {
         name: &str,
         declared: Option<&BTreeMap<String, Vec<String>>>,
     ) -> Placed {
-        let file = self.file_at(path);
+        let at = self.file_at(path);
+        let file = self.consider(at);
         let block = declared.map(|d| {
             let mut block = Vec::new();
             cache::encode_declared(&mut block, d);
@@ -425,7 +457,7 @@ impl Index {
     /// Places `file` (in path order) by its plugin name and declaration block.
     fn add_at(
         &mut self,
-        file: FileAt,
+        file: Considered,
         name: Source<'_>,
         declared: Option<Source<'_>>,
         cached: bool,
@@ -440,7 +472,7 @@ impl Index {
             {
                 self.text.truncate(held.0 as usize);
             }
-            return Placed::Shadowed(self.path(first));
+            return Placed::Shadowed(self.considered_path(first));
         }
         let Some(declared) = declared else {
             return Placed::Undeclared;
@@ -705,7 +737,9 @@ impl Lazy {
                                 (self.index.unchecked_ids.len() - 1) as u32
                             }
                         };
-                        self.index.unchecked.push((file, id));
+                        // The number `consider` gives the file below.
+                        let number = self.index.considered.len() as Considered;
+                        self.index.unchecked.push((number, id));
                     }
                     loaded = found.loaded().filter(|_| share);
                     (found.name_bytes(), found.version(), found.declared())
@@ -736,7 +770,7 @@ impl Lazy {
                     }
                 }
             };
-            self.index.considered.push((file, false));
+            let number = self.index.consider(file);
             let refused = if configured {
                 host.refused_by_settings(&self.index.path(file), cache::text(name))
             } else {
@@ -757,7 +791,7 @@ impl Lazy {
                 ),
                 None => (Source::Copy(name), declared.map(Source::Copy)),
             };
-            let placed = self.index.add_at(file, name_at, declared_at, from_cache);
+            let placed = self.index.add_at(number, name_at, declared_at, from_cache);
             if placed != Placed::Indexed {
                 self.settle_last();
             }
@@ -851,7 +885,10 @@ impl Lazy {
         let unchecked = std::mem::take(&mut self.index.unchecked);
         if let Some(changed) = unchecked
             .iter()
-            .map(|&(file, id)| (self.index.path(file), self.index.unchecked_id(id)))
+            .map(|&(file, id)| {
+                let path = self.index.considered_path(file);
+                (path, self.index.unchecked_id(id))
+            })
             .find(|(path, id)| cache::identity(path).map(|(now, _)| now) != Some(*id))
             .map(|(path, _)| path)
         {
@@ -991,7 +1028,7 @@ impl Lazy {
                 }
             };
             let at = self.index.file_at(file);
-            self.index.considered.push((at, false));
+            let number = self.index.consider(at);
             let name = provenance.name.clone();
             // As `index` does: refused or disabled by the configuration, or taking a builtin's
             // name, reported and never indexed.
@@ -1009,7 +1046,7 @@ impl Lazy {
                 block
             });
             let placed = self.index.add_at(
-                at,
+                number,
                 Source::Copy(name.as_bytes()),
                 block.as_deref().map(Source::Copy),
                 false,

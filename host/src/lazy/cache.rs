@@ -139,6 +139,12 @@ pub(crate) struct Span {
 }
 
 impl Span {
+    /// Where the span ends (saturated: a span past the cache's bytes has none).
+    #[inline]
+    fn end(self) -> u32 {
+        self.start.saturating_add(self.len)
+    }
+
     /// The bytes of the span in `bytes` (empty if out of range: spans are made in range).
     #[inline]
     pub(crate) fn of(self, bytes: &[u8]) -> &[u8] {
@@ -149,20 +155,74 @@ impl Span {
     }
 }
 
-/// What the index needs of one file: where its name, version and declaration are in the
-/// cache's bytes (checked when the cache was decoded, or made by this run), and the file's
-/// identity. Nothing is allocated per entry.
+/// What the index needs of one file: where its entry is in the cache's bytes (checked when
+/// the cache was decoded, or made by this run) and the lengths of its parts. An entry's bytes
+/// are laid out as the file has them (see [`Cache::put`]): the file's identity when it was
+/// read ([`ID_LEN`] bytes), the plugin name and the version each after its `u32` length, a
+/// byte saying whether a declaration block follows, then the block. So an entry is twelve
+/// bytes (a table of 10 000 files stays within 240 KB, pages new to a starting process) and
+/// nothing is allocated per entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Entry {
-    /// Where the file's identity when it was read is in the cache's bytes (forty bytes: see
-    /// [`Bytes::id`]); read only when it is compared, so an entry stays small.
+    /// Where the entry starts: its identity, read only when compared (see [`Bytes::id`]).
     id: u32,
+    /// The declaration block's length (see [`declared`]); 0: the plugin declares nothing (a
+    /// block is never empty: it starts with its count).
+    block: u32,
+    /// The version's length (at most [`crate::limits::MAX_FIELD`]).
+    version: u16,
+    /// The plugin name's length (at most [`crate::limits::MAX_PLUGIN_NAME`]).
+    name: u8,
     /// Reached through a symbolic link: always checked by its own identity.
     linked: bool,
-    name: Span,
-    version: Span,
-    /// The declaration block (see [`declared`]); none: the plugin declares nothing.
-    capabilities: Option<Span>,
+}
+
+impl Entry {
+    /// An entry of the parts' lengths starting at `id`, if they fit.
+    fn new(id: u32, name: usize, version: usize, block: usize, linked: bool) -> Option<Entry> {
+        Some(Entry {
+            id,
+            block: u32::try_from(block).ok()?,
+            version: u16::try_from(version).ok()?,
+            name: u8::try_from(name).ok()?,
+            linked,
+        })
+    }
+
+    /// Where the plugin name is (after the identity and its length).
+    #[inline]
+    fn name(self) -> Span {
+        Span {
+            start: self.id.saturating_add(ID_LEN as u32 + 4),
+            len: u32::from(self.name),
+        }
+    }
+
+    /// Where the version is (after the name and its length).
+    #[inline]
+    fn version(self) -> Span {
+        Span {
+            start: self.name().end().saturating_add(4),
+            len: u32::from(self.version),
+        }
+    }
+
+    /// Where the declaration block is (after the version and the byte saying it follows).
+    #[inline]
+    fn capabilities(self) -> Option<Span> {
+        (self.block != 0).then(|| Span {
+            start: self.version().end().saturating_add(1),
+            len: self.block,
+        })
+    }
+
+    /// Where the entry's bytes end.
+    fn end(self) -> u32 {
+        match self.capabilities() {
+            Some(block) => block.end(),
+            None => self.version().end().saturating_add(1),
+        }
+    }
 }
 
 /// A file listed in a directory, with its entry (none: its provenance could not be read).
@@ -173,6 +233,10 @@ struct FileRecord {
     /// Found by this index run (else dropped when an indexed directory is saved).
     seen: bool,
 }
+
+// A file's record is what a start makes per file of a directory whose identity matched:
+// kept small (see `Entry`).
+const _: () = assert!(std::mem::size_of::<FileRecord>() <= 24);
 
 /// One directory: its identity when listed (none: unsettled or unknown) and its files,
 /// sorted by name.
@@ -215,7 +279,7 @@ impl<'a> Found<'a> {
     /// is the same name).
     #[inline]
     pub(crate) fn name_bytes(&self) -> &'a [u8] {
-        self.bytes.of(self.entry.name)
+        self.bytes.of(self.entry.name())
     }
     /// The file's identity when its entry was made.
     #[inline]
@@ -225,12 +289,12 @@ impl<'a> Found<'a> {
     /// The plugin's version, as recorded (checked text: see [`text`]).
     #[inline]
     pub(crate) fn version(&self) -> &'a [u8] {
-        self.bytes.of(self.entry.version)
+        self.bytes.of(self.entry.version())
     }
     /// Its declaration block (see [`declared`]), none if it declares nothing.
     #[inline]
     pub(crate) fn declared(&self) -> Option<&'a [u8]> {
-        self.entry.capabilities.map(|s| self.bytes.of(s))
+        self.entry.capabilities().map(|s| self.bytes.of(s))
     }
     /// Where the file's identity is in the cache's bytes as loaded (see [`Cache::loaded`];
     /// forty bytes, [`id_from`] reads them), if it is there.
@@ -243,9 +307,7 @@ impl<'a> Found<'a> {
     /// [`Cache::loaded`]), if they are there (an entry decoded, not one this run made).
     #[inline]
     pub(crate) fn loaded(&self) -> Option<(Span, Option<Span>)> {
-        let Entry {
-            name, capabilities, ..
-        } = self.entry;
+        let (name, capabilities) = (self.entry.name(), self.entry.capabilities());
         let bytes = self.bytes;
         (bytes.loaded(name) && capabilities.is_none_or(|s| bytes.loaded(s)))
             .then_some((name, capabilities))
@@ -496,9 +558,10 @@ impl Cache {
             (Some(a), Some(b)) => {
                 bytes.id(a.id) == bytes.id(b.id)
                     && a.linked == b.linked
-                    && bytes.of(a.name) == bytes.of(b.name)
-                    && bytes.of(a.version) == bytes.of(b.version)
-                    && a.capabilities.map(|s| bytes.of(s)) == b.capabilities.map(|s| bytes.of(s))
+                    && bytes.of(a.name()) == bytes.of(b.name())
+                    && bytes.of(a.version()) == bytes.of(b.version())
+                    && a.capabilities().map(|s| bytes.of(s))
+                        == b.capabilities().map(|s| bytes.of(s))
             }
             _ => false,
         }
@@ -537,33 +600,32 @@ impl Cache {
         let Some((id, linked)) = identity(path) else {
             return;
         };
-        let mut block = Vec::new();
-        if let Some(declared) = &provenance.capabilities {
-            encode_declared(&mut block, declared);
+        // Laid out as the file has it (see `Entry`).
+        let (name, version) = (provenance.name.as_bytes(), provenance.version.to_string());
+        let mut bytes = Vec::with_capacity(ID_LEN + 9 + name.len() + version.len() + 64);
+        put_id(&mut bytes, &id);
+        put_bytes(&mut bytes, name);
+        put_bytes(&mut bytes, version.as_bytes());
+        let block = match &provenance.capabilities {
+            Some(declared) => {
+                bytes.push(1);
+                let start = bytes.len();
+                encode_declared(&mut bytes, declared);
+                bytes.len() - start
+            }
+            None => {
+                bytes.push(0);
+                0
+            }
+        };
+        let entry = self
+            .append(&bytes)
+            .and_then(|at| Entry::new(at.start, name.len(), version.len(), block, linked));
+        // (Provenance is bounded when read: a name or version too long for an entry is not
+        // one a host reads; such a file is simply not cached.)
+        if let Some(entry) = entry {
+            self.set(path, Some(entry));
         }
-        let mut id_bytes = Vec::with_capacity(ID_LEN);
-        put_id(&mut id_bytes, &id);
-        let spans = (|| {
-            let id = self.append(&id_bytes)?.start;
-            let name = self.append(provenance.name.as_bytes())?;
-            let version = self.append(provenance.version.to_string().as_bytes())?;
-            let capabilities = match provenance.capabilities {
-                Some(_) => Some(self.append(&block)?),
-                None => None,
-            };
-            Some((id, name, version, capabilities))
-        })();
-        let Some((id, name, version, capabilities)) = spans else {
-            return;
-        };
-        let entry = Entry {
-            id,
-            linked,
-            name,
-            version,
-            capabilities,
-        };
-        self.set(path, Some(entry));
     }
 
     /// Records that `path`'s provenance could not be read (it stays listed, to be read and
@@ -806,16 +868,11 @@ fn encode(bytes: Bytes<'_>, dirs: &[DirRecord]) -> Vec<u8> {
                 continue;
             };
             out.push(if entry.linked { 2 } else { 1 });
-            out.extend_from_slice(bytes.of(id_span(entry.id)));
-            put_bytes(&mut out, bytes.of(entry.name));
-            put_bytes(&mut out, bytes.of(entry.version));
-            match entry.capabilities {
-                None => out.push(0),
-                Some(block) => {
-                    out.push(1);
-                    out.extend_from_slice(bytes.of(block));
-                }
-            }
+            // Its bytes, laid out as the file has them (see `Entry`), whole.
+            out.extend_from_slice(bytes.of(Span {
+                start: entry.id,
+                len: entry.end() - entry.id,
+            }));
         }
     }
     out
@@ -979,27 +1036,19 @@ fn decode(bytes: &[u8]) -> Option<Vec<DirRecord>> {
             if !plugin_ok || !version_ok {
                 return None;
             }
-            let capabilities = match r.u8()? {
-                0 => None,
+            let block = match r.u8()? {
+                0 => 0,
                 1 => {
                     let start = r.at;
                     check_declared(&mut r, &mut last_kind)?;
-                    Some(Span {
-                        start: u32::try_from(start).ok()?,
-                        len: u32::try_from(r.at - start).ok()?,
-                    })
+                    r.at - start
                 }
                 _ => return None,
             };
+            let entry = Entry::new(id, plugin.len as usize, version.len as usize, block, linked)?;
             files.push(FileRecord {
                 name,
-                entry: Some(Entry {
-                    id,
-                    linked,
-                    name: plugin,
-                    version,
-                    capabilities,
-                }),
+                entry: Some(entry),
                 seen: false,
             });
         }

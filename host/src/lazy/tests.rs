@@ -372,7 +372,7 @@ fn a_warm_index_copies_nothing_per_plugin() {
     let (file, id) = lazy.index.unchecked[999];
     let recorded = lazy.index.unchecked_id(id);
     assert_eq!(
-        cache::identity(&lazy.index.path(file)).map(|(id, _)| id),
+        cache::identity(&lazy.index.considered_path(file)).map(|(id, _)| id),
         Some(recorded)
     );
 }

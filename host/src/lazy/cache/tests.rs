@@ -38,6 +38,55 @@ fn an_entry_is_used_only_for_the_same_file() {
     assert!(Cache::load(cache_path).get(&lib).is_none());
 }
 
+/// An entry is a position and three lengths into bytes laid out as the file has them: the
+/// name, version and declaration read back the same from what this run added, from the file
+/// after a save, and from a file written again around them (entries copied whole).
+#[test]
+fn an_entry_reads_back_the_same_from_added_saved_and_rewritten_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache_path = dir.path().join("index.bin");
+    let (a, b, c) = (
+        dir.path().join("liba.so"),
+        dir.path().join("libb.so"),
+        dir.path().join("libc.so"),
+    );
+    for (lib, content) in [(&a, "one"), (&b, "two"), (&c, "three")] {
+        std::fs::write(lib, content).unwrap();
+    }
+    let mut pa = crate::lazy::tests::provenance(
+        "a",
+        Some(&[("command", &["hello", "hi"]), ("transform", &["redact"])]),
+    );
+    pa.version = semver::Version::parse("1.22.333-rc.1+build.7").unwrap();
+    let pb = crate::lazy::tests::provenance(&"b".repeat(crate::limits::MAX_PLUGIN_NAME), None);
+    let expect = |cache: &mut Cache, lib: &Path, p: &plugin_api::provenance::Provenance| {
+        let found = cache.get(lib).expect("an entry");
+        assert_eq!(found.name(), p.name);
+        assert_eq!(text(found.version()), p.version.to_string());
+        assert_eq!(found.declared().map(declared_map), p.capabilities);
+        assert_eq!(Some(found.id()), identity(lib).map(|(id, _)| id));
+    };
+
+    let mut cache = Cache::load(cache_path.clone());
+    cache.put(&a, &pa);
+    cache.put(&b, &pb);
+    expect(&mut cache, &a, &pa);
+    expect(&mut cache, &b, &pb);
+    cache.save();
+
+    let mut cache = Cache::load(cache_path.clone());
+    expect(&mut cache, &a, &pa);
+    expect(&mut cache, &b, &pb);
+    // A third entry: the file is written again, the first two copied from the loaded bytes.
+    let pc = crate::lazy::tests::provenance("c", Some(&[("command", &["c"])]));
+    cache.put(&c, &pc);
+    cache.save();
+    let mut cache = Cache::load(cache_path.clone());
+    for (lib, p) in [(&a, &pa), (&b, &pb), (&c, &pc)] {
+        expect(&mut cache, lib, p);
+    }
+}
+
 /// A cache with one entry for `lib`, written at `cache_path`.
 #[cfg(unix)]
 fn one_entry(lib: &Path, cache_path: &Path) {
