@@ -87,6 +87,29 @@ fn an_entry_reads_back_the_same_from_added_saved_and_rewritten_bytes() {
     }
 }
 
+/// File names are told in order by their first eight bytes where they differ there, and in
+/// full where not: the same order as comparing them whole, for names of every length around
+/// eight and bytes at the edges (no NUL: a file name holds none).
+#[test]
+fn sorts_before_is_the_order_of_names_compared_whole() {
+    let alphabet: [u8; 5] = [0x01, b'a', b'b', 0x7f, 0xff];
+    let mut names: Vec<Vec<u8>> = Vec::new();
+    for len in [1usize, 2, 7, 8, 9, 10, 16, 17] {
+        for fill in alphabet {
+            for (at, byte) in [(0, b'a'), (len / 2, 0x01), (len - 1, 0xff), (len - 1, b'b')] {
+                let mut name = vec![fill; len];
+                name[at] = byte;
+                names.push(name);
+            }
+        }
+    }
+    for a in &names {
+        for b in &names {
+            assert_eq!(sorts_before(a, b), a < b, "{a:?} {b:?}");
+        }
+    }
+}
+
 /// A cache with one entry for `lib`, written at `cache_path`.
 #[cfg(unix)]
 fn one_entry(lib: &Path, cache_path: &Path) {
