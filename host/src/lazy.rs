@@ -224,10 +224,21 @@ impl Names {
     fn hash(&self, name: &[u8]) -> u64 {
         let [k0, k1] = self.key;
         let mut h = k0 ^ name.len() as u64;
-        for chunk in name.chunks(8) {
-            let mut word = [0; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            h = fold(h ^ u64::from_le_bytes(word), k1);
+        let mut words = name.chunks_exact(8);
+        for word in &mut words {
+            h = fold(
+                h ^ u64::from_le_bytes(word.try_into().expect("eight bytes")),
+                k1,
+            );
+        }
+        // The last bytes as a word padded with zeros (shifted in: no call to copy them).
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let word = rest
+                .iter()
+                .rev()
+                .fold(0u64, |word, &b| word << 8 | u64::from(b));
+            h = fold(h ^ word, k1);
         }
         fold(h, k0 | 1)
     }
