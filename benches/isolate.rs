@@ -908,6 +908,190 @@ mod linux {
         );
     }
 
+    /// Pins the calling thread to `cpu` (false if it cannot be).
+    fn pin(cpu: usize) -> bool {
+        // SAFETY: `cpu_set_t` is a plain bit set: all zeroes (no CPU) is a valid value.
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        if cpu >= libc::CPU_SETSIZE as usize {
+            return false;
+        }
+        // SAFETY: `CPU_SET` writes one bit of the set we own; `cpu` is below `CPU_SETSIZE`
+        // (checked above).
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+        // SAFETY: pid 0 is the calling thread; the set lives across the call.
+        unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) == 0 }
+    }
+
+    /// `src` appended to `dst` with non-temporal stores (past the cache, to memory) where
+    /// aligned, then a store fence.
+    #[cfg(target_arch = "x86_64")]
+    fn extend_nt(dst: &mut Vec<u8>, src: &[u8]) {
+        use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_sfence, _mm_stream_si128};
+        dst.reserve(src.len());
+        let start = dst.len();
+        let base = dst.as_mut_ptr().wrapping_add(start);
+        let head = base.align_offset(16).min(src.len());
+        let body = (src.len() - head) / 16 * 16;
+        // SAFETY: `dst` has room for `src.len()` more bytes from `start` (reserved above);
+        // `head` bytes are copied plainly, then `body` bytes 16 at a time to 16-byte aligned
+        // addresses (`align_offset`), then the tail plainly; `src` and `dst` do not overlap
+        // (a shared and a unique borrow). The fence orders the streaming stores before any
+        // later store (what publishes the buffer). Then the bytes are initialised.
+        unsafe {
+            std::ptr::copy_nonoverlapping(src.as_ptr(), base, head);
+            let mut at = head;
+            while at < head + body {
+                let v = _mm_loadu_si128(src.as_ptr().add(at).cast::<__m128i>());
+                _mm_stream_si128(base.add(at).cast::<__m128i>(), v);
+                at += 16;
+            }
+            std::ptr::copy_nonoverlapping(src.as_ptr().add(at), base.add(at), src.len() - at);
+            _mm_sfence();
+            dst.set_len(start + src.len());
+        }
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    fn extend_nt(dst: &mut Vec<u8>, src: &[u8]) {
+        // No streaming stores written for this architecture: row (e) is row (b) here.
+        dst.extend_from_slice(src);
+    }
+
+    /// What isolated bulk work pays for its input coming from another CPU, without any
+    /// worker, ring or plugin: `redact` (compiled in) over 64 MiB in 256 KiB chunks, read (a)
+    /// where they are, as an in-process caller reads them; (b) from buffers another thread,
+    /// pinned to the other CPU, has just written them into — the way the host writes a chunk
+    /// into the ring for the worker, two chunks in flight; (c) from a buffer this thread copied
+    /// them into itself first (the copy's cost alone, no other CPU); (d) as (c), the copy 2 KiB
+    /// off the output's page offset (4K aliasing of loads and stores ruled in or out); (e) as
+    /// (b), written with non-temporal stores (to memory, not into the writer's cache). This
+    /// thread on CPU 0, the writer on CPU 1; the thread's own CPUs are given back after.
+    fn crosscore() {
+        use std::sync::mpsc;
+        let input = support::log_lines(BULK_BYTES);
+        let pieces = chunks(&input);
+        let redactor = redact::Redactor::new(&[]);
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // SAFETY: as in `pin`: a plain bit set, all zeroes valid.
+        let mut allowed: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: pid 0 is the calling thread; the set we own lives across the call.
+        let saved = unsafe {
+            libc::sched_getaffinity(0, std::mem::size_of_val(&allowed), &mut allowed) == 0
+        };
+        if cpus < 2 || !saved || !pin(0) {
+            println!("crosscore: needs two CPUs to pin to; skipped");
+            return;
+        }
+        let mut out = Vec::with_capacity(2 * CHUNK);
+        let redact_into = |chunk: &[u8], out: &mut Vec<u8>| {
+            out.clear();
+            redactor.redact(chunk, |s| out.extend_from_slice(s));
+            black_box(out.len());
+        };
+        // The writer: fills each empty buffer it is sent with the next chunk, sends it back.
+        let (to_writer, writer_rx) = mpsc::sync_channel::<(usize, bool, Vec<u8>)>(2);
+        let (writer_tx, from_writer) = mpsc::sync_channel::<Vec<u8>>(2);
+        let shared: Vec<Vec<u8>> = pieces.iter().map(|p| p.to_vec()).collect();
+        let writer = std::thread::scope(|scope| {
+            let owned = &shared;
+            scope.spawn(move || {
+                assert!(pin(1), "pinned to CPU 1");
+                for (at, streaming, mut buffer) in writer_rx {
+                    buffer.clear();
+                    if streaming {
+                        extend_nt(&mut buffer, &owned[at]);
+                    } else {
+                        buffer.extend_from_slice(&owned[at]);
+                    }
+                    if writer_tx.send(buffer).is_err() {
+                        break;
+                    }
+                }
+            });
+            let mut rows: [Vec<f64>; 5] = Default::default();
+            let mut copy = Vec::with_capacity(CHUNK);
+            const SHIFT: usize = 2048;
+            let mut shifted = Vec::with_capacity(CHUNK + SHIFT);
+            for _ in 0..7 {
+                // (a) where they are.
+                let start = Instant::now();
+                for p in &pieces {
+                    redact_into(p, &mut out);
+                }
+                rows[0].push(mib_per_s(input.len(), start));
+                // (b) written by the other CPU just before, two in flight; (e) the same
+                // written with non-temporal stores.
+                for (row, streaming) in [(1, false), (4, true)] {
+                    let start = Instant::now();
+                    to_writer
+                        .send((0, streaming, Vec::with_capacity(CHUNK)))
+                        .unwrap();
+                    to_writer
+                        .send((1, streaming, Vec::with_capacity(CHUNK)))
+                        .unwrap();
+                    for at in 0..pieces.len() {
+                        let buffer = from_writer.recv().unwrap();
+                        redact_into(&buffer, &mut out);
+                        if at + 2 < pieces.len() {
+                            to_writer.send((at + 2, streaming, buffer)).unwrap();
+                        }
+                    }
+                    rows[row].push(mib_per_s(input.len(), start));
+                }
+                // (c) copied by this CPU first.
+                let start = Instant::now();
+                for p in &pieces {
+                    copy.clear();
+                    copy.extend_from_slice(p);
+                    redact_into(&copy, &mut out);
+                }
+                rows[2].push(mib_per_s(input.len(), start));
+                // (d) the same, the copy placed 2 KiB further on.
+                let start = Instant::now();
+                for p in &pieces {
+                    shifted.clear();
+                    shifted.resize(SHIFT, 0);
+                    shifted.extend_from_slice(p);
+                    redact_into(&shifted[SHIFT..], &mut out);
+                }
+                rows[3].push(mib_per_s(input.len(), start));
+            }
+            drop(to_writer);
+            let offsets = (
+                copy.as_ptr() as usize % 4096,
+                shifted.as_ptr() as usize % 4096,
+            );
+            (rows, offsets)
+        });
+        // SAFETY: pid 0 is the calling thread; `allowed` is the set it had, read above.
+        unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&allowed), &allowed) };
+        let (rows, (copy_at, shifted_at)) = writer;
+        let [a, b, c, d, e] = rows.map(median);
+        println!("`redact` compiled in, 64 MiB in 256 KiB chunks, this thread on CPU 0 (medians of 7 interleaved rounds):");
+        println!("  (a) input read where it is:                       {a:8.0} MiB/s");
+        println!(
+            "  (b) input just written by a thread on CPU 1:      {b:8.0} MiB/s   b/a = {:.2}",
+            b / a
+        );
+        println!(
+            "  (c) input copied by this thread first:            {c:8.0} MiB/s   c/a = {:.2}",
+            c / a
+        );
+        println!(
+            "  (d) the same, the copy 2 KiB further on:          {d:8.0} MiB/s   d/a = {:.2}",
+            d / a
+        );
+        println!(
+            "  (e) as (b), written with non-temporal stores:     {e:8.0} MiB/s   e/a = {:.2}",
+            e / a
+        );
+        println!(
+            "  page offsets: output {:#05x}, copy {copy_at:#05x}, copy further on {:#05x}",
+            out.as_ptr() as usize % 4096,
+            (shifted_at + 2048) % 4096
+        );
+    }
+
     pub fn main() {
         if let Ok(spec) = std::env::var(CHILD_ENV) {
             return child(&spec);
@@ -933,6 +1117,9 @@ mod linux {
         }
         if run("pool") {
             pool();
+        }
+        if run("crosscore") {
+            crosscore();
         }
     }
 }
