@@ -1059,7 +1059,7 @@ mod linux {
             drop(to_writer);
             let offsets = (
                 copy.as_ptr() as usize % 4096,
-                shifted.as_ptr() as usize % 4096,
+                (shifted.as_ptr() as usize + SHIFT) % 4096,
             );
             (rows, offsets)
         });
@@ -1086,9 +1086,8 @@ mod linux {
             e / a
         );
         println!(
-            "  page offsets: output {:#05x}, copy {copy_at:#05x}, copy further on {:#05x}",
+            "  page offsets: output {:#05x}, copy {copy_at:#05x}, copy further on {shifted_at:#05x}",
             out.as_ptr() as usize % 4096,
-            (shifted_at + 2048) % 4096
         );
     }
 

@@ -188,19 +188,15 @@ fn ascii_from<const LOW: u8>(bytes: &[u8]) -> bool {
         let del = (x ^ (ONES * 0x7f)).wrapping_sub(ONES);
         (below | del | x) & HIGH == 0
     };
-    let word = |at: usize| match bytes[at..].first_chunk::<8>() {
-        Some(word) => u64::from_ne_bytes(*word),
-        None => 0,
-    };
-    let half = |at: usize| match bytes[at..].first_chunk::<4>() {
-        Some(word) => u64::from(u32::from_ne_bytes(*word)),
-        None => 0,
-    };
-    let n = bytes.len();
-    if n >= 8 {
-        (0..n / 8).all(|i| in_range(word(i * 8))) && in_range(word(n - 8))
-    } else if n >= 4 {
-        in_range(half(0) | half(n - 4) << 32)
+    if let Some(last) = bytes.last_chunk::<8>() {
+        let whole = bytes.chunks_exact(8);
+        whole
+            .map(|w| u64::from_ne_bytes(w.try_into().expect("eight bytes")))
+            .chain([u64::from_ne_bytes(*last)])
+            .all(in_range)
+    } else if let (Some(first), Some(last)) = (bytes.first_chunk::<4>(), bytes.last_chunk::<4>()) {
+        let half = |h: &[u8; 4]| u64::from(u32::from_ne_bytes(*h));
+        in_range(half(first) | half(last) << 32)
     } else {
         bytes.iter().all(|b| (LOW..0x7f).contains(b))
     }

@@ -216,11 +216,16 @@ impl Entry {
         })
     }
 
-    /// Where the entry's bytes end.
-    fn end(self) -> u32 {
-        match self.capabilities() {
+    /// The entry's bytes, whole: identity, name, version, the byte saying whether a block
+    /// follows, and the block.
+    fn bytes(self) -> Span {
+        let end = match self.capabilities() {
             Some(block) => block.end(),
             None => self.version().end().saturating_add(1),
+        };
+        Span {
+            start: self.id,
+            len: end - self.id,
         }
     }
 }
@@ -555,13 +560,10 @@ impl Cache {
         let bytes = self.bytes();
         match (a, b) {
             (None, None) => true,
+            // Identity, name, version and block, each after its length or its flag: the
+            // same bytes say the same.
             (Some(a), Some(b)) => {
-                bytes.id(a.id) == bytes.id(b.id)
-                    && a.linked == b.linked
-                    && bytes.of(a.name()) == bytes.of(b.name())
-                    && bytes.of(a.version()) == bytes.of(b.version())
-                    && a.capabilities().map(|s| bytes.of(s))
-                        == b.capabilities().map(|s| bytes.of(s))
+                a.linked == b.linked && bytes.of(a.bytes()) == bytes.of(b.bytes())
             }
             _ => false,
         }
@@ -879,10 +881,7 @@ fn encode(bytes: Bytes<'_>, dirs: &[DirRecord]) -> Vec<u8> {
             };
             out.push(if entry.linked { 2 } else { 1 });
             // Its bytes, laid out as the file has them (see `Entry`), whole.
-            out.extend_from_slice(bytes.of(Span {
-                start: entry.id,
-                len: entry.end() - entry.id,
-            }));
+            out.extend_from_slice(bytes.of(entry.bytes()));
         }
     }
     out
