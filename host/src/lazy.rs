@@ -24,15 +24,14 @@
 //! - A capability already in the registry (a builtin's, an undeclared plugin's, or one loaded
 //!   earlier) is used as it is.
 
-use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 
 mod cache;
 
 use crate::discover::{discover, DiscoverError};
 use crate::error::PluginError;
+use crate::keyed::KeyedHash;
 use crate::reason::ReasonCode;
 use crate::registry::{LookupError, Registry};
 use crate::report::{PluginReport, Status};
@@ -137,32 +136,15 @@ const _: () = assert!(std::mem::size_of::<(Considered, u32)>() <= 8);
 /// the names' hashes (keyed by two random words per index, so names cannot be chosen to
 /// collide without them), the names kept in the index's bytes, so nothing is allocated per
 /// name.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Names {
-    key: [u64; 2],
+    hasher: KeyedHash,
     /// A power of two of slots, at most half of them used: an entry's number + 1, or 0
     /// (empty). Probed one slot after another from a name's hash.
     table: Vec<u32>,
     /// A name, the first file carrying it, and the low half of the name's hash (enough to
     /// place it in a table of up to 2³² slots, and to skip most other names unread).
     entries: Vec<(Text, Considered, u32)>,
-}
-
-impl Default for Names {
-    fn default() -> Names {
-        let random = RandomState::new();
-        Names {
-            key: [random.hash_one(0u8), random.hash_one(1u8)],
-            table: Vec::new(),
-            entries: Vec::new(),
-        }
-    }
-}
-
-/// The high and low halves of a 128-bit product, folded.
-fn fold(a: u64, b: u64) -> u64 {
-    let product = u128::from(a) * u128::from(b);
-    (product as u64) ^ ((product >> 64) as u64)
 }
 
 impl Names {
@@ -175,7 +157,7 @@ impl Names {
         file: Considered,
     ) -> Option<Considered> {
         let name = text.get(held);
-        let hash = self.hash(name) as u32;
+        let hash = self.hasher.hash(name) as u32;
         if (self.entries.len() + 1) * 2 > self.table.len() {
             self.resize(self.entries.len() + 1);
         }
@@ -218,29 +200,6 @@ impl Names {
             }
             self.table[at] = number as u32 + 1;
         }
-    }
-
-    /// A keyed hash of a name (a plugin name: at most 64 bytes), eight bytes at a time.
-    fn hash(&self, name: &[u8]) -> u64 {
-        let [k0, k1] = self.key;
-        let mut h = k0 ^ name.len() as u64;
-        let mut words = name.chunks_exact(8);
-        for word in &mut words {
-            h = fold(
-                h ^ u64::from_le_bytes(word.try_into().expect("eight bytes")),
-                k1,
-            );
-        }
-        // The last bytes as a word padded with zeros (shifted in: no call to copy them).
-        let rest = words.remainder();
-        if !rest.is_empty() {
-            let word = rest
-                .iter()
-                .rev()
-                .fold(0u64, |word, &b| word << 8 | u64::from(b));
-            h = fold(h ^ word, k1);
-        }
-        fold(h, k0 | 1)
     }
 
     fn reserve(&mut self, n: usize) {

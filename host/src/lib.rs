@@ -60,6 +60,7 @@ mod error;
 mod gate;
 mod host;
 mod identity;
+mod keyed;
 mod kinds;
 pub mod lazy;
 pub mod limits;

@@ -166,10 +166,13 @@ pub fn read_worker_provenance(path: &Path) -> Result<Provenance, ReadError> {
     let (file, meta) = open_sized(path)?;
     #[cfg(unix)]
     {
+        let mut room = positioned::head();
         let reader =
-            positioned::FileReader::new(&file, meta.len()).map_err(|source| ReadError::Io {
-                path: path.to_owned(),
-                source,
+            positioned::FileReader::new(&file, meta.len(), &mut room).map_err(|source| {
+                ReadError::Io {
+                    path: path.to_owned(),
+                    source,
+                }
             })?;
         decode(
             path,
@@ -218,10 +221,12 @@ fn read_expecting(
 ) -> Result<Provenance, ReadError> {
     #[cfg(unix)]
     {
-        let reader = positioned::FileReader::new(file, len).map_err(|source| ReadError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
+        let mut room = positioned::head();
+        let reader =
+            positioned::FileReader::new(file, len, &mut room).map_err(|source| ReadError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
         decode(path, &provenance_section(path, &reader, expect)?)
     }
     #[cfg(not(unix))]
@@ -255,7 +260,8 @@ pub fn read_provenance_counted(path: &Path) -> (Result<Provenance, ReadError>, R
         Ok((file, meta)) => (file, meta.len()),
         Err(e) => return (Err(e), ReadCost::default()),
     };
-    let reader = match positioned::FileReader::new(&file, len) {
+    let mut room = positioned::head();
+    let reader = match positioned::FileReader::new(&file, len, &mut room) {
         Ok(reader) => reader,
         Err(source) => {
             let error = ReadError::Io {
@@ -292,10 +298,12 @@ fn decode(path: &Path, blob: &[u8]) -> Result<Provenance, ReadError> {
 pub(crate) fn read_blob(path: &Path, file: &File, len: u64) -> Result<Vec<u8>, ReadError> {
     #[cfg(unix)]
     {
-        let reader = positioned::FileReader::new(file, len).map_err(|source| ReadError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
+        let mut room = positioned::head();
+        let reader =
+            positioned::FileReader::new(file, len, &mut room).map_err(|source| ReadError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
         provenance_section(path, &reader, Expect::Library)
     }
     #[cfg(not(unix))]

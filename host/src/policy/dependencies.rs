@@ -9,6 +9,7 @@ use plugin_api::provenance::{Dependency, DependencyRef, Provenance, ProvenanceRe
 use serde::Serialize;
 
 use super::fix;
+use crate::keyed::KeyedHash;
 use crate::text::decimal;
 
 /// One crate that host and plugin both link, but not identically.
@@ -45,6 +46,9 @@ pub(super) struct HostCrates {
     by_name: Vec<(u64, String, Vec<HostCrate>)>,
     /// The check's host value, `N crates`, made once.
     count: Arc<str>,
+    /// Each crate by `name version` and each name alone: a plugin whose shared crates are
+    /// all the host's is told so with one lookup per crate ([`all_same`]).
+    lookup: Lookup,
 }
 
 /// The first eight bytes of `name`, big-endian, zero-padded: when two prefixes differ, the
@@ -73,12 +77,21 @@ impl HostCrates {
                 list.sort_by(|a, b| a.version.cmp(&b.version));
             }
         }
+        let by_name: Vec<(u64, String, Vec<HostCrate>)> = by_name
+            .into_iter()
+            .map(|(name, crates)| (prefix(&name), name, crates))
+            .collect();
+        let mut lookup = Lookup::default();
+        for (group, (_, name, crates)) in by_name.iter().enumerate() {
+            lookup.insert(name, Found::Name(group));
+            for (at, c) in crates.iter().enumerate() {
+                lookup.insert(c.dependency.key(), Found::Crate(group, at));
+            }
+        }
         HostCrates {
-            by_name: by_name
-                .into_iter()
-                .map(|(name, crates)| (prefix(&name), name, crates))
-                .collect(),
+            by_name,
             count: format!("{} crates", host.dependencies.len()).into(),
+            lookup,
         }
     }
 
@@ -89,6 +102,81 @@ impl HostCrates {
             .ok()
             .and_then(|at| self.by_name[at].2.first())
             .map(|c| &c.dependency)
+    }
+}
+
+/// What a key of [`Lookup`] finds: a name (its group in [`HostCrates::by_name`]) or one
+/// version of it (the group and the crate's place in it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Found {
+    Name(usize),
+    Crate(usize, usize),
+}
+
+/// The host's names and `name version` keys → what they find: an open-addressed table of
+/// the keys' hashes ([`KeyedHash`]: a plugin's record chooses the keys looked up), the keys
+/// kept one after another in one string. A name holds no space and a `name version` key
+/// one, so the two kinds of key never meet.
+#[derive(Debug, Clone, Default)]
+struct Lookup {
+    hasher: KeyedHash,
+    /// A power of two of slots, at most half of them used: an entry's number + 1, or 0.
+    slots: Vec<u32>,
+    /// Each key's end in `text` (it starts where the one before ends), its hash's low half,
+    /// and what it finds.
+    entries: Vec<(usize, u32, Found)>,
+    text: String,
+}
+
+impl Lookup {
+    fn insert(&mut self, key: &str, found: Found) {
+        if self.get(key).is_some() {
+            return;
+        }
+        let hash = self.hasher.hash(key.as_bytes()) as u32;
+        self.text.push_str(key);
+        self.entries.push((self.text.len(), hash, found));
+        if self.entries.len() * 2 > self.slots.len() {
+            let size = (self.entries.len() * 2).next_power_of_two().max(16);
+            self.slots.clear();
+            self.slots.resize(size, 0);
+            for number in 0..self.entries.len() {
+                let at = self.free_slot(self.entries[number].1);
+                self.slots[at] = number as u32 + 1;
+            }
+        } else {
+            let at = self.free_slot(hash);
+            self.slots[at] = self.entries.len() as u32;
+        }
+    }
+
+    fn free_slot(&self, hash: u32) -> usize {
+        let mask = self.slots.len() - 1;
+        let mut at = hash as usize & mask;
+        while self.slots[at] != 0 {
+            at = (at + 1) & mask;
+        }
+        at
+    }
+
+    fn get(&self, key: &str) -> Option<Found> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let hash = self.hasher.hash(key.as_bytes()) as u32;
+        let mask = self.slots.len() - 1;
+        let mut at = hash as usize & mask;
+        loop {
+            let number = (self.slots[at] as usize).checked_sub(1)?;
+            let (end, other_hash, found) = self.entries[number];
+            let start = number
+                .checked_sub(1)
+                .map_or(0, |before| self.entries[before].0);
+            if other_hash == hash && &self.text[start..end] == key {
+                return Some(found);
+            }
+            at = (at + 1) & mask;
+        }
     }
 }
 
@@ -141,6 +229,7 @@ fn short(identity: &str) -> String {
 
 /// The outcome of the comparison: the check's host and plugin values, the message when they
 /// differ, and the per-crate differences.
+#[derive(Debug)]
 pub(super) struct Comparison {
     pub(super) host: Arc<str>,
     pub(super) plugin: Arc<str>,
@@ -151,12 +240,99 @@ pub(super) struct Comparison {
 /// A plugin's crate in the walk: its name's [`prefix`], name, version, and itself.
 type Entry<'d> = (u64, &'d str, &'d str, &'d DependencyRef<'d>);
 
-/// What the walk sorts by.
-fn key<'d>(entry: &Entry<'d>) -> (u64, &'d str, &'d str) {
-    (entry.0, entry.1, entry.2)
+/// What the walk sorts by: name, version, then source — so that only a crate listed twice
+/// is one entry, and a name and version from two sources (one of which may not be the
+/// host's copy) stay two.
+fn key<'d>(entry: &Entry<'d>) -> (u64, &'d str, &'d str, Option<&'d str>) {
+    (entry.0, entry.1, entry.2, entry.3.source())
 }
 
 pub(super) fn compare(host: &HostCrates, plugin: &ProvenanceRef<'_>) -> Comparison {
+    match all_same(host, plugin) {
+        Some(shared) => same(host, plugin, shared),
+        None => walk(host, plugin),
+    }
+}
+
+/// Whether every crate the plugin shares with the host is one the host links at that
+/// version, with the same content where both records tell (nearly every plugin a host
+/// accepts): then how many names it shares, told with one lookup per crate and nothing
+/// allocated. `None` when a crate differs (or the host links more names than are counted
+/// here): [`walk`] then says how, as it would have anyway.
+fn all_same(host: &HostCrates, plugin: &ProvenanceRef<'_>) -> Option<usize> {
+    // One bit per host name met, so a name met twice (several versions, a repeated entry)
+    // counts once.
+    let mut met = [0u64; 16];
+    if host.by_name.len() > met.len() * 64 {
+        return None;
+    }
+    let mut shared = 0;
+    for d in &plugin.dependencies {
+        match host.lookup.get(d.key()) {
+            Some(Found::Crate(group, at)) => {
+                let host_crate = &host.by_name[group].2[at];
+                if other_content(host_crate, d, plugin).is_some() {
+                    return None;
+                }
+                let (word, bit) = (group / 64, 1u64 << (group % 64));
+                if met[word] & bit == 0 {
+                    met[word] |= bit;
+                    shared += 1;
+                }
+            }
+            // A `name version` key never finds a name; were it to, the walk decides.
+            Some(Found::Name(_)) => return None,
+            // Not at that version: shared at another (a difference), or not shared.
+            None => {
+                if host.lookup.get(d.name()).is_some() {
+                    return None;
+                }
+            }
+        }
+    }
+    Some(shared)
+}
+
+/// The comparison of a plugin that shares `shared` names with the host and differs in none.
+fn same(host: &HostCrates, plugin: &ProvenanceRef<'_>, shared: usize) -> Comparison {
+    // Put together on the stack: `format!` and a `String` turned into an `Arc` cost more
+    // here than the whole merge walk.
+    let (mut count, mut shared_digits, mut buffer) = ([0; 20], [0; 20], [0; 128]);
+    let plugin_text = [
+        decimal(plugin.dependencies.len() as u64, &mut count),
+        " crates, ",
+        decimal(shared as u64, &mut shared_digits),
+        " shared with the host, all the same versions",
+    ];
+    Comparison {
+        host: host.count.clone(),
+        plugin: Arc::from(joined(&plugin_text, &mut buffer)),
+        message: None,
+        differences: Vec::new(),
+    }
+}
+
+/// When `d` and the host's crate of its name and version differ in content (both records
+/// tell it, and not alike): the host's identity and the plugin's.
+fn other_content<'h, 'd>(
+    host_crate: &'h HostCrate,
+    d: &'d DependencyRef<'d>,
+    plugin: &'d ProvenanceRef<'d>,
+) -> Option<(&'h str, Cow<'d, str>)> {
+    let h = host_crate.identity.as_deref()?;
+    // From crates.io on both sides: the same content (a registry's versions are immutable),
+    // told without a comparison.
+    if host_crate.registry && d.source().is_none() {
+        return None;
+    }
+    let digest = || plugin.digests.get(d.key()).map(|s| s.as_str());
+    let p = identity(d.source_kind(), digest)?;
+    (h != p).then_some((h, p))
+}
+
+/// The comparison crate by crate: both lists sorted by name and walked side by side,
+/// every difference and its fix told.
+fn walk(host: &HostCrates, plugin: &ProvenanceRef<'_>) -> Comparison {
     // Grouped by name whatever the order of the list (a hand-written record need not be
     // sorted): one sorted list of references, walked a name at a time. Nothing else is
     // allocated unless a crate differs.
@@ -240,19 +416,7 @@ pub(super) fn compare(host: &HostCrates, plugin: &ProvenanceRef<'_>) -> Comparis
             let Some(host_crate) = single.flatten().or_else(|| find(version)) else {
                 continue;
             };
-            let Some(h) = &host_crate.identity else {
-                continue;
-            };
-            // From crates.io on both sides: the same content (a registry's versions are
-            // immutable), told without a comparison.
-            if host_crate.registry && d.source().is_none() {
-                continue;
-            }
-            let digest = || plugin.digests.get(d.key()).map(|s| s.as_str());
-            let Some(p) = identity(d.source_kind(), digest) else {
-                continue;
-            };
-            if h.as_str() != p {
+            if let Some((h, p)) = other_content(host_crate, d, plugin) {
                 differences.push(CrateDifference {
                     name: name.to_owned(),
                     host: format!("{version} ({})", short(h)),
@@ -264,21 +428,7 @@ pub(super) fn compare(host: &HostCrates, plugin: &ProvenanceRef<'_>) -> Comparis
         }
     }
     if differences.is_empty() {
-        // Put together on the stack: `format!` and a `String` turned into an `Arc` cost
-        // more here than the whole merge walk.
-        let (mut count, mut shared_digits, mut buffer) = ([0; 20], [0; 20], [0; 128]);
-        let plugin_text = [
-            decimal(plugin.dependencies.len() as u64, &mut count),
-            " crates, ",
-            decimal(shared as u64, &mut shared_digits),
-            " shared with the host, all the same versions",
-        ];
-        return Comparison {
-            host: host.count.clone(),
-            plugin: Arc::from(joined(&plugin_text, &mut buffer)),
-            message: None,
-            differences,
-        };
+        return same(host, plugin, shared);
     }
     let host_side: Vec<String> = differences
         .iter()
@@ -386,5 +536,104 @@ impl Fixes {
             ));
         }
         parts.join("; ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use plugin_api::provenance::{Provenance, ProvenanceRef};
+
+    use super::super::tests::record;
+    use super::{all_same, same, walk, HostCrates};
+
+    /// A host linking crates of every kind: from crates.io (one at two versions, names alike
+    /// in their first eight bytes), from another registry, from git, from a path.
+    fn host() -> Provenance {
+        let mut host = record(&[
+            "serde 1.0.200",
+            "serde_json 1.0.100",
+            "parking_lot 0.12.5",
+            "parking_lot_core 0.9.12",
+            "z 1.0.0",
+            "z 2.0.0",
+            "reg 1.0.0 (sparse+https://other.test/)",
+            "g 0.1.0 (git+https://example.test/g#abc123)",
+            "p 0.1.0 (/w/p)",
+        ]);
+        host.digests.insert("p 0.1.0".into(), "sha256:aaaa".into());
+        host
+    }
+
+    /// What a plugin may list: each of the host's crates, and others like them.
+    const POOL: &[&str] = &[
+        "serde 1.0.200",
+        "serde 1.0.199",
+        "serde 1.0.200 (sparse+https://other.test/)",
+        "serde_json 1.0.100",
+        "parking_lot 0.12.5",
+        "parking_lot_core 0.9.12",
+        "parking_lot_core 0.9.11",
+        "parking_lot_x 1.0.0",
+        "z 1.0.0",
+        "z 2.0.0",
+        "z 3.0.0",
+        "reg 1.0.0 (sparse+https://other.test/)",
+        "reg 1.0.0",
+        "g 0.1.0 (git+https://example.test/g#abc123)",
+        "g 0.1.0 (git+https://example.test/g#def456)",
+        "p 0.1.0 (/w/p)",
+        "p 0.1.0 (/elsewhere/p)",
+        "only 1.0.0",
+        "a 0.0.1",
+    ];
+
+    /// The lookup that tells a plugin with no difference agrees with the walk over every
+    /// list of up to eight crates drawn from [`POOL`] (repeats and any order included), with
+    /// the path crate's digest the host's, another or absent: `Some` exactly when the walk
+    /// finds no difference, with the same count of shared names.
+    #[test]
+    fn the_lookup_and_the_walk_agree_on_every_list() {
+        let host = host();
+        let prepared = HostCrates::new(&host);
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |n: usize| {
+            // xorshift64*: the same lists on every run.
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            (state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
+        };
+        let (mut alike, mut unlike) = (0, 0);
+        for _ in 0..4000 {
+            let len = next(9);
+            let specs: Vec<&str> = (0..len).map(|_| POOL[next(POOL.len())]).collect();
+            let mut plugin = record(&specs);
+            // The path crate's digest: none, the host's, another.
+            let digest = [None, Some("sha256:aaaa"), Some("sha256:bbbb")][next(3)];
+            if let Some(digest) = digest {
+                plugin.digests.insert("p 0.1.0".into(), digest.into());
+            }
+            let blob = plugin.encode();
+            let view = ProvenanceRef::decode(&blob).unwrap();
+            let walked = walk(&prepared, &view);
+            match all_same(&prepared, &view) {
+                Some(shared) => {
+                    alike += 1;
+                    assert!(walked.differences.is_empty(), "{specs:?}: {walked:?}");
+                    let told = same(&prepared, &view, shared);
+                    assert_eq!(told.plugin, walked.plugin, "{specs:?}");
+                    assert_eq!(told.host, walked.host, "{specs:?}");
+                }
+                None => {
+                    unlike += 1;
+                    assert!(!walked.differences.is_empty(), "{specs:?}");
+                }
+            }
+        }
+        // Both outcomes were met many times.
+        assert!(
+            alike > 500 && unlike > 500,
+            "{alike} alike, {unlike} unlike"
+        );
     }
 }

@@ -404,6 +404,31 @@ fn names_alike_in_their_first_eight_bytes_and_crates_of_several_versions_are_tol
 }
 
 #[test]
+fn a_name_and_version_from_two_sources_is_checked_from_each() {
+    // Two crates of one name and version, one of them not the host's copy: in either order,
+    // neither hides the other.
+    let host = record(&["serde 1.0.200"]);
+    let other = "serde 1.0.200 (sparse+https://other.test/)";
+    for plugin in [
+        record(&["serde 1.0.200", other]),
+        record(&[other, "serde 1.0.200"]),
+        record(&[other, "serde 1.0.200", other]),
+    ] {
+        let verdict = judge(&host, &plugin, &strict());
+        let c = check(&verdict, CheckKind::Dependencies);
+        assert_eq!(c.status, CheckStatus::Fail, "{c:?}");
+        assert_eq!(verdict.differences().len(), 1, "{verdict:?}");
+        assert!(verdict.differences()[0].content_only, "{verdict:?}");
+        assert!(
+            c.message
+                .contains("serde 1.0.200 (content differs from the host's copy)"),
+            "{}",
+            c.message
+        );
+    }
+}
+
+#[test]
 fn one_series_is_told_as_its_written_form_tells_it() {
     let versions = [
         "0.0.1",

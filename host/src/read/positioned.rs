@@ -16,16 +16,26 @@ use super::ReadCost;
 
 /// Bytes read up front: the ELF header and program headers fit.
 const HEAD: u64 = 4096;
+
+/// The room for a [`FileReader`]'s first block, kept by its caller: the reader borrows it,
+/// so 4 KiB are not copied each time the reader is returned or moved (two copies per
+/// verification when the reader held it).
+pub(super) type Head = [MaybeUninit<u8>; HEAD as usize];
+
+/// Room for a first block, not written yet.
+pub(super) const fn head() -> Head {
+    [MaybeUninit::uninit(); HEAD as usize]
+}
 /// The longest string `read_bytes_at_until` looks through (as object's `ReadCache`).
 const MAX_STRING: u64 = 4096;
 
 pub(super) struct FileReader<'f> {
     file: &'f File,
     len: u64,
-    /// The first block: its first `head_len` bytes are the file's (the rest is never read,
-    /// so never written: a verification does not pay for zeroing 4 KiB it overwrites).
-    head: [MaybeUninit<u8>; HEAD as usize],
-    head_len: usize,
+    /// The file's first block (at most [`HEAD`] bytes), in the caller's [`Head`]; the rest
+    /// of that room is never read, so never written: a verification does not pay for zeroing
+    /// 4 KiB it overwrites.
+    head: &'f [u8],
     /// Every other range read; only ever pushed to, so the boxed bytes never move.
     ranges: RefCell<Vec<Box<[u8]>>>,
     /// What was read from the file so far, the first block included.
@@ -33,15 +43,20 @@ pub(super) struct FileReader<'f> {
 }
 
 impl<'f> FileReader<'f> {
-    pub(super) fn new(file: &'f File, len: u64) -> std::io::Result<Self> {
-        let mut head = [MaybeUninit::uninit(); HEAD as usize];
+    /// Reads the first block of `file` (`len` bytes long) into `room`.
+    pub(super) fn new(file: &'f File, len: u64, room: &'f mut Head) -> std::io::Result<Self> {
         let head_len = len.min(HEAD) as usize;
-        read_exact_at_uninit(file, &mut head[..head_len])?;
+        // Borrowed for all of `'f` (the borrow checker holds `room` to that).
+        let first: &'f mut [MaybeUninit<u8>] = &mut room[..head_len];
+        read_exact_at_uninit(file, first)?;
+        // SAFETY: `read_exact_at_uninit` returned `Ok`, so it wrote every byte of `first`;
+        // `MaybeUninit<u8>` has the layout of `u8`. The bytes are borrowed for `'f`, as
+        // `room` is, and nothing writes them while they are.
+        let head = unsafe { std::slice::from_raw_parts(first.as_ptr().cast::<u8>(), head_len) };
         Ok(FileReader {
             file,
             len,
             head,
-            head_len,
             ranges: RefCell::new(Vec::new()),
             cost: Cell::new(ReadCost {
                 reads: 1,
@@ -53,14 +68,6 @@ impl<'f> FileReader<'f> {
     /// What was read from the file so far.
     pub(super) fn cost(&self) -> ReadCost {
         self.cost.get()
-    }
-
-    /// The first block, as read.
-    fn head(&self) -> &[u8] {
-        // SAFETY: `new` returned only after `read_exact_at_uninit` wrote all of the first
-        // `head_len` bytes of `head` (it fails otherwise); nothing writes them since.
-        // `MaybeUninit<u8>` has the layout of `u8`.
-        unsafe { std::slice::from_raw_parts(self.head.as_ptr().cast::<u8>(), self.head_len) }
     }
 }
 
@@ -111,8 +118,8 @@ impl<'a> ReadRef<'a> for &'a FileReader<'_> {
         if end > self.len {
             return Err(());
         }
-        if end <= self.head_len as u64 {
-            return Ok(&self.head()[offset as usize..end as usize]);
+        if end <= self.head.len() as u64 {
+            return Ok(&self.head[offset as usize..end as usize]);
         }
         let size = usize::try_from(size).map_err(|_| ())?;
         let mut bytes = Vec::new();
@@ -160,15 +167,18 @@ mod tests {
         let mut file = tempfile::tempfile().unwrap();
         let bytes: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
         file.write_all(&bytes).unwrap();
-        let reader = FileReader::new(&file, 5000).unwrap();
-        assert_eq!(reader.head(), &bytes[..4096]);
+        let (mut room, mut short_room, mut failed_room) = (head(), head(), head());
+        let reader = FileReader::new(&file, 5000, &mut room).unwrap();
+        assert_eq!(reader.head, &bytes[..4096]);
         assert_eq!((&reader).read_bytes_at(4000, 96), Ok(&bytes[4000..4096]));
         assert_eq!((&reader).read_bytes_at(4090, 20), Ok(&bytes[4090..4110]));
-        let short = FileReader::new(&file, 10).unwrap();
-        assert_eq!(short.head(), &bytes[..10]);
+        let short = FileReader::new(&file, 10, &mut short_room).unwrap();
+        assert_eq!(short.head, &bytes[..10]);
         // A file shorter than it was said to be: an error, nothing half-read.
         file.set_len(100).unwrap();
-        let error = FileReader::new(&file, 5000).err().unwrap();
+        let error = FileReader::new(&file, 5000, &mut failed_room)
+            .err()
+            .unwrap();
         assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
     }
 }

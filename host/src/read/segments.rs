@@ -36,7 +36,8 @@ pub(crate) struct LoadInfo {
 
 /// Reads the [`LoadInfo`] of the ELF library `file` (`len` bytes long).
 pub(crate) fn load_info(file: &File, len: u64) -> Result<LoadInfo, String> {
-    let reader = FileReader::new(file, len).map_err(|e| e.to_string())?;
+    let mut room = super::positioned::head();
+    let reader = FileReader::new(file, len, &mut room).map_err(|e| e.to_string())?;
     let data = &reader;
     match FileKind::parse(data).map_err(|e| e.to_string())? {
         FileKind::Elf64 => info::<FileHeader64<Endianness>, _>(data, len),
