@@ -38,13 +38,18 @@ impl KeyedHash {
                 k1,
             );
         }
-        // The last bytes as a word padded with zeros (shifted in: no call to copy them).
         let rest = words.remainder();
         if !rest.is_empty() {
-            let word = rest
-                .iter()
-                .rev()
-                .fold(0u64, |word, &b| word << 8 | u64::from(b));
+            // The last bytes: the last eight (overlapping the word before; the length is
+            // in the hash already), or under eight as a word padded with zeros (shifted
+            // in: no call to copy them).
+            let word = match bytes.last_chunk::<8>() {
+                Some(last) => u64::from_le_bytes(*last),
+                None => rest
+                    .iter()
+                    .rev()
+                    .fold(0u64, |word, &b| word << 8 | u64::from(b)),
+            };
             h = fold(h ^ word, k1);
         }
         fold(h, k0 | 1)

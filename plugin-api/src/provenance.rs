@@ -177,8 +177,14 @@ fn split_spec(spec: &str) -> Option<(usize, usize)> {
     // The first two spaces (a record holds hundreds of these short strings: `memchr` per
     // split costs more than it saves).
     let bytes = spec.as_bytes();
-    let (name_end, second) = first_two_spaces(bytes);
-    let name_end = name_end?;
+    let (first, second) = first_two_spaces(bytes);
+    spec_ends(bytes, first, second)
+}
+
+/// [`split_spec`] of `bytes`, given where its first two spaces are (as
+/// [`first_two_spaces`] finds them).
+fn spec_ends(bytes: &[u8], first: Option<usize>, second: Option<usize>) -> Option<(usize, usize)> {
+    let name_end = first?;
     let version_end = match second {
         Some(at) => {
             let source = &bytes[at + 1..];

@@ -125,7 +125,7 @@ struct Lookup {
     /// Each key's end in `text` (it starts where the one before ends), its hash's low half,
     /// and what it finds.
     entries: Vec<(usize, u32, Found)>,
-    text: String,
+    text: Vec<u8>,
 }
 
 impl Lookup {
@@ -134,7 +134,7 @@ impl Lookup {
             return;
         }
         let hash = self.hasher.hash(key.as_bytes()) as u32;
-        self.text.push_str(key);
+        self.text.extend_from_slice(key.as_bytes());
         self.entries.push((self.text.len(), hash, found));
         if self.entries.len() * 2 > self.slots.len() {
             let size = (self.entries.len() * 2).next_power_of_two().max(16);
@@ -172,12 +172,32 @@ impl Lookup {
             let start = number
                 .checked_sub(1)
                 .map_or(0, |before| self.entries[before].0);
-            if other_hash == hash && &self.text[start..end] == key {
+            if other_hash == hash && same_bytes(&self.text[start..end], key.as_bytes()) {
                 return Some(found);
             }
             at = (at + 1) & mask;
         }
     }
+}
+
+/// `a == b`, for keys of a few words: eight bytes at a time, the last word overlapping
+/// the one before (a `memcmp` call costs more here than the comparison).
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let Some(last) = a.len().checked_sub(8) else {
+        return a == b;
+    };
+    let word = |s: &[u8], at: usize| s[at..at + 8].try_into().map(u64::from_le_bytes).ok();
+    let mut at = 0;
+    while at < last {
+        if word(a, at) != word(b, at) {
+            return false;
+        }
+        at += 8;
+    }
+    word(a, last) == word(b, last)
 }
 
 /// The identity of every crate from crates.io.
@@ -544,7 +564,7 @@ mod tests {
     use plugin_api::provenance::{Provenance, ProvenanceRef};
 
     use super::super::tests::record;
-    use super::{all_same, same, walk, HostCrates};
+    use super::{all_same, same, same_bytes, walk, HostCrates};
 
     /// A host linking crates of every kind: from crates.io (one at two versions, names alike
     /// in their first eight bytes), from another registry, from git, from a path.
@@ -562,6 +582,20 @@ mod tests {
         ]);
         host.digests.insert("p 0.1.0".into(), "sha256:aaaa".into());
         host
+    }
+
+    #[test]
+    fn same_bytes_is_equality() {
+        for len in 0..40 {
+            let a: Vec<u8> = (0..len as u8).collect();
+            assert!(same_bytes(&a, &a.clone()), "{len}");
+            assert!(!same_bytes(&a, &[&a[..], b"x"].concat()), "{len}");
+            for at in 0..len {
+                let mut b = a.clone();
+                b[at] ^= 0x80;
+                assert!(!same_bytes(&a, &b), "{at} of {len}");
+            }
+        }
     }
 
     /// What a plugin may list: each of the host's crates, and others like them.

@@ -15,6 +15,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use super::super::spec_ends;
 use super::{DependencyRef, ProfileRef, ProvenanceRef, RustcRef, Text};
 
 /// The record in `json`, when it is in the recorder's exact form (see the [module](self)).
@@ -62,7 +63,7 @@ pub(super) fn parse(json: &[u8]) -> Option<ProvenanceRef<'_>> {
     let features = c.list(0, |c| c.text())?;
     c.lit(b",\"dependencies\":")?;
     // Room for the crates of a small plugin at once (`hello` links 26).
-    let dependencies = c.list(32, |c| DependencyRef::parse(c.string()?))?;
+    let dependencies = c.list(32, Cursor::dependency)?;
     let mut digests = BTreeMap::new();
     if c.lit(b",\"digests\":").is_some() {
         c.map(|c, key| {
@@ -140,6 +141,29 @@ impl<'a> Cursor<'a> {
         Some(unsafe { std::str::from_utf8_unchecked(plain) })
     }
 
+    /// A dependency: a string as [`Cursor::string`] reads it that [`DependencyRef::parse`]
+    /// accepts, its spaces found in the same pass over its bytes.
+    fn dependency(&mut self) -> Option<DependencyRef<'a>> {
+        self.lit(b"\"")?;
+        let start = self.at;
+        let (len, spaces) = plain_len_and_spaces(&self.json[start..]);
+        let end = start + len;
+        if self.json.get(end) != Some(&b'"') {
+            return None;
+        }
+        self.at = end + 1;
+        let plain = &self.json[start..end];
+        debug_assert!(plain.iter().all(|b| (0x20..0x7f).contains(b)));
+        let (name_end, version_end) = spec_ends(plain, spaces[0], spaces[1])?;
+        // SAFETY: `plain_len_and_spaces` counted only bytes of 0x20..=0x7e: ASCII, so UTF-8.
+        let spec = unsafe { std::str::from_utf8_unchecked(plain) };
+        Some(DependencyRef {
+            spec: Text(Cow::Borrowed(spec)),
+            name_end,
+            version_end,
+        })
+    }
+
     fn text(&mut self) -> Option<Text<'a>> {
         self.string().map(|s| Text(Cow::Borrowed(s)))
     }
@@ -191,22 +215,9 @@ impl<'a> Cursor<'a> {
 /// How many bytes from the start of `bytes` are printable ASCII other than `"` and `\`
 /// (`0x20..=0x7e`): eight bytes at a time.
 fn plain_len(bytes: &[u8]) -> usize {
-    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
-    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
     let mut at = 0;
     while let Some(word) = bytes.get(at..at + 8) {
-        // Little-endian whatever the machine: the first byte is the lowest.
-        let x = u64::from_le_bytes(word.try_into().expect("eight bytes"));
-        // A byte's high bit is set in `quote`, `backslash` or `del` when it is that byte
-        // (every bit of `x ^ ..` is then zero), and in `below` when it is under 0x20, but
-        // only for bytes under 0x80 (`& !x`); and in `x` itself for bytes of 0x80 and above.
-        // A borrow may also flag bytes above one that stops, never below it: the lowest
-        // flag is the first byte that stops.
-        let quote = (x ^ (ONES * b'"' as u64)).wrapping_sub(ONES);
-        let backslash = (x ^ (ONES * b'\\' as u64)).wrapping_sub(ONES);
-        let del = (x ^ (ONES * 0x7f)).wrapping_sub(ONES);
-        let below = x.wrapping_sub(ONES * 0x20);
-        let stops = ((quote | backslash | del | below) & !x | x) & HIGH;
+        let stops = stops_in(u64::from_le_bytes(word.try_into().expect("eight bytes")));
         if stops != 0 {
             return at + (stops.trailing_zeros() / 8) as usize;
         }
@@ -218,6 +229,66 @@ fn plain_len(bytes: &[u8]) -> usize {
         .unwrap_or(bytes.len() - at)
 }
 
+/// The bytes of the word `x` (little-endian whatever the machine: the first byte is the
+/// lowest) where a string's plain part ends, as high bits: the lowest is exact, those above
+/// it may not be.
+fn stops_in(x: u64) -> u64 {
+    // A byte's high bit is set in `quote`, `backslash` or `del` when it is that byte (every
+    // bit of `x ^ ..` is then zero), and in `below` when it is under 0x20, but only for
+    // bytes under 0x80 (`& !x`); and in `x` itself for bytes of 0x80 and above. A borrow
+    // may also flag bytes above one that stops, never below it: the lowest flag is the
+    // first byte that stops.
+    let quote = (x ^ (ONES * b'"' as u64)).wrapping_sub(ONES);
+    let backslash = (x ^ (ONES * b'\\' as u64)).wrapping_sub(ONES);
+    let del = (x ^ (ONES * 0x7f)).wrapping_sub(ONES);
+    let below = x.wrapping_sub(ONES * 0x20);
+    ((quote | backslash | del | below) & !x | x) & HIGH
+}
+
+const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+
+/// [`plain_len`], and where the first two spaces are in the bytes it counts.
+fn plain_len_and_spaces(bytes: &[u8]) -> (usize, [Option<usize>; 2]) {
+    const LOW: u64 = u64::from_le_bytes([0x7f; 8]);
+    let mut spaces = [None; 2];
+    let mut found = 0;
+    // Notes the spaces flagged (a high bit each) in the word at `at`.
+    let mut note = |mut flags: u64, at: usize| {
+        while flags != 0 && found < 2 {
+            spaces[found] = Some(at + (flags.trailing_zeros() / 8) as usize);
+            found += 1;
+            flags &= flags - 1;
+        }
+    };
+    let mut at = 0;
+    while let Some(word) = bytes.get(at..at + 8) {
+        let x = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+        let stops = stops_in(x);
+        // A space's high bit, exactly (no borrow crosses bytes: each byte's low seven bits
+        // plus 0x7f carry into its own high bit only); bytes of 0x80 and above stop anyway.
+        let s = x ^ (ONES * b' ' as u64);
+        let space = !(((s & LOW) + LOW) | s | LOW);
+        if stops != 0 {
+            let len = (stops.trailing_zeros() / 8) as usize;
+            // Only the spaces before the first byte that stops.
+            note(space & ((1u64 << (len * 8)) - 1), at);
+            return (at + len, spaces);
+        }
+        note(space, at);
+        at += 8;
+    }
+    for (i, &b) in bytes[at..].iter().enumerate() {
+        if stops(b) {
+            return (at + i, spaces);
+        }
+        if b == b' ' {
+            note(0x80, at + i);
+        }
+    }
+    (bytes.len(), spaces)
+}
+
 /// Whether a string's plain part ends at `byte`.
 fn stops(byte: u8) -> bool {
     byte == b'"' || byte == b'\\' || !(0x20..0x7f).contains(&byte)
@@ -225,7 +296,42 @@ fn stops(byte: u8) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{plain_len, stops};
+    use super::super::super::first_two_spaces;
+    use super::{plain_len, plain_len_and_spaces, stops};
+
+    #[test]
+    fn the_spaces_found_with_the_length_are_the_first_two_before_it() {
+        for len in 0..20 {
+            for first in 0..len {
+                for second in first..len {
+                    for third in [None, Some(len - 1)] {
+                        // Where it stops: nowhere, or at any byte, as any byte that stops.
+                        for stop in [None].into_iter().chain((0..len).map(Some)) {
+                            for stop_byte in [b'"', b'\\', 0x1f, 0x7f, 0x80, 0xff] {
+                                let mut text = vec![b'a'; len];
+                                text[first] = b' ';
+                                text[second] = b' ';
+                                if let Some(third) = third {
+                                    text[third] = b' ';
+                                }
+                                if let Some(stop) = stop {
+                                    text[stop] = stop_byte;
+                                }
+                                let plain = plain_len(&text);
+                                let (len_told, spaces) = plain_len_and_spaces(&text);
+                                assert_eq!(len_told, plain, "{text:?}");
+                                let (a, b) = first_two_spaces(&text[..plain]);
+                                assert_eq!(spaces, [a, b], "{text:?}");
+                                if stop.is_none() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn plain_len_stops_at_the_first_byte_not_printable_ascii_or_a_quote_or_backslash() {

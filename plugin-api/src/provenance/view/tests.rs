@@ -193,7 +193,7 @@ fn the_fast_path_accepts_nothing_serde_json_reads_otherwise() {
         let bytes = json.as_bytes();
         for at in 0..bytes.len() {
             let mut variants = vec![[&bytes[..at], &bytes[at + 1..]].concat()];
-            for b in *b"\"\\ ,:{}[]0ax\x01\x7f\x80\xc3\xff" {
+            for b in *b"\"\\ ,:{}[]()0ax\x01\x7f\x80\xc3\xff" {
                 variants.push([&bytes[..at], &[b][..], &bytes[at + 1..]].concat());
                 variants.push([&bytes[..at], &[b][..], &bytes[at..]].concat());
             }
