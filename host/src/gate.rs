@@ -140,7 +140,8 @@ impl Gate {
         }
         // Read in place: the record's strings stay in `blob`; only what a report shows, and
         // the record a placed plugin keeps, are copied out.
-        let blob = match read_blob(path, &file, meta.len()) {
+        let mut room = crate::read::room();
+        let blob = match read_blob(path, &file, meta.len(), &mut room) {
             Ok(blob) => blob,
             Err(e) => return (report.with_error(Status::Rejected, e.into()), None),
         };

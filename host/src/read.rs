@@ -12,6 +12,7 @@
 //! number of notes walked: whatever a hostile file claims, the reader reads at most the
 //! provenance blob's limit (1 MiB) plus a few hundred KiB of tables (see [`ReadCost`]).
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -30,6 +31,16 @@ mod positioned;
 pub(crate) mod segments;
 
 use elf::{elf_machine, elf_section, format_name, machine_name, Expect, NATIVE};
+#[cfg(unix)]
+pub(crate) use positioned::{head as room, Head as Room};
+
+/// Room for the first block of a file (unused where files are read through `ReadCache`).
+#[cfg(not(unix))]
+pub(crate) type Room = ();
+
+/// [`Room`], not written yet.
+#[cfg(not(unix))]
+pub(crate) const fn room() -> Room {}
 
 /// The largest provenance section accepted: a full blob plus generous alignment padding.
 pub(crate) const MAX_SECTION_LEN: u64 = (frame::HEADER_LEN + frame::MAX_PAYLOAD_LEN + 4096) as u64;
@@ -174,17 +185,14 @@ pub fn read_worker_provenance(path: &Path) -> Result<Provenance, ReadError> {
                     source,
                 }
             })?;
-        decode(
-            path,
-            &provenance_section(path, &reader, Expect::Executable)?,
-        )
+        decode(path, provenance_section(path, &reader, Expect::Executable)?)
     }
     #[cfg(not(unix))]
     {
         let _ = meta;
         decode(
             path,
-            &provenance_section(path, &ReadCache::new(&file), Expect::Executable)?,
+            provenance_section(path, &ReadCache::new(&file), Expect::Executable)?,
         )
     }
 }
@@ -227,14 +235,14 @@ fn read_expecting(
                 path: path.to_owned(),
                 source,
             })?;
-        decode(path, &provenance_section(path, &reader, expect)?)
+        decode(path, provenance_section(path, &reader, expect)?)
     }
     #[cfg(not(unix))]
     {
         let _ = len;
         decode(
             path,
-            &provenance_section(path, &ReadCache::new(file), expect)?,
+            provenance_section(path, &ReadCache::new(file), expect)?,
         )
     }
 }
@@ -272,13 +280,13 @@ pub fn read_provenance_counted(path: &Path) -> (Result<Provenance, ReadError>, R
         }
     };
     let result =
-        provenance_section(path, &reader, Expect::Library).and_then(|blob| decode(path, &blob));
+        provenance_section(path, &reader, Expect::Library).and_then(|blob| decode(path, blob));
     (result, reader.cost())
 }
 
 /// Like [`read_provenance`], from the bytes of a file (for fuzzing and tools).
 pub fn read_provenance_bytes(path: &Path, bytes: &[u8]) -> Result<Provenance, ReadError> {
-    decode(path, &provenance_section(path, bytes, Expect::Library)?)
+    decode(path, provenance_section(path, bytes, Expect::Library)?)
 }
 
 /// [`read_provenance_bytes`] as the gate reads: decoded in place and checked, nothing
@@ -286,7 +294,7 @@ pub fn read_provenance_bytes(path: &Path, bytes: &[u8]) -> Result<Provenance, Re
 #[doc(hidden)]
 pub fn check_provenance_bytes(path: &Path, bytes: &[u8]) -> Result<(), ReadError> {
     let blob = provenance_section(path, bytes, Expect::Library)?;
-    decode_in_place(path, &blob).map(drop)
+    decode_in_place(path, blob).map(drop)
 }
 
 fn decode(path: &Path, blob: &[u8]) -> Result<Provenance, ReadError> {
@@ -294,22 +302,34 @@ fn decode(path: &Path, blob: &[u8]) -> Result<Provenance, ReadError> {
 }
 
 /// The provenance section of the library `file` (of length `len`; `path` is used in
-/// messages only), to be decoded in place by [`decode_in_place`]: what the gate reads.
-pub(crate) fn read_blob(path: &Path, file: &File, len: u64) -> Result<Vec<u8>, ReadError> {
+/// messages only), to be decoded in place by [`decode_in_place`]: what the gate reads. The
+/// file's first block is read into `room`, and a section that lies in it (nearly every
+/// plugin's: the note follows the program headers) is borrowed from there, not copied out.
+pub(crate) fn read_blob<'r>(
+    path: &Path,
+    file: &File,
+    len: u64,
+    room: &'r mut Room,
+) -> Result<Cow<'r, [u8]>, ReadError> {
     #[cfg(unix)]
     {
-        let mut room = positioned::head();
         let reader =
-            positioned::FileReader::new(file, len, &mut room).map_err(|source| ReadError::Io {
+            positioned::FileReader::new(file, len, room).map_err(|source| ReadError::Io {
                 path: path.to_owned(),
                 source,
             })?;
-        provenance_section(path, &reader, Expect::Library)
+        let blob = provenance_section(path, &reader, Expect::Library)?;
+        Ok(match reader.in_head(blob) {
+            Some(in_room) => Cow::Borrowed(in_room),
+            None => Cow::Owned(blob.to_vec()),
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = len;
-        provenance_section(path, &ReadCache::new(file), Expect::Library)
+        let _ = (len, room);
+        let cache = ReadCache::new(file);
+        let blob = provenance_section(path, &cache, Expect::Library)?;
+        Ok(Cow::Owned(blob.to_vec()))
     }
 }
 
@@ -372,10 +392,39 @@ fn lists_its_interface(p: &ProvenanceRef<'_>) -> Result<(), String> {
 }
 
 /// Whether `text` is `version` as semver writes it (`major.minor.patch[-pre][+build]`),
-/// compared part by part instead of formatting the version.
+/// compared part by part instead of formatting the version: the three numbers read from
+/// the text's bytes (written without leading zeros, as `u64`'s `Display` writes them), then
+/// what follows them.
 fn is_version(text: &str, version: &semver::Version) -> bool {
-    // Written without leading zeros, as `u64`'s `Display` writes it.
-    let number = |text: &str, n: u64| text == crate::text::decimal(n, &mut [0; 20]);
+    let bytes = text.as_bytes();
+    let mut at = 0;
+    for (part, n) in [version.major, version.minor, version.patch]
+        .into_iter()
+        .enumerate()
+    {
+        if part > 0 {
+            if bytes.get(at) != Some(&b'.') {
+                return false;
+            }
+            at += 1;
+        }
+        let start = at;
+        let mut value = 0u64;
+        while let Some(&digit @ b'0'..=b'9') = bytes.get(at) {
+            let Some(next) = value
+                .checked_mul(10)
+                .and_then(|v| v.checked_add(u64::from(digit - b'0')))
+            else {
+                return false;
+            };
+            value = next;
+            at += 1;
+        }
+        let digits = at - start;
+        if digits == 0 || (digits > 1 && bytes[start] == b'0') || value != n {
+            return false;
+        }
+    }
     // `-` and `+` are written only before a part that is not empty.
     fn suffix<'t>(text: &'t str, at: char, part: &str) -> Option<&'t str> {
         match text.split_once(at) {
@@ -383,23 +432,22 @@ fn is_version(text: &str, version: &semver::Version) -> bool {
             None => part.is_empty().then_some(text),
         }
     }
-    let Some(text) = suffix(text, '+', version.build.as_str()) else {
-        return false;
-    };
-    let Some(text) = suffix(text, '-', version.pre.as_str()) else {
-        return false;
-    };
-    let mut parts = text.split('.');
-    let mut next = |n| parts.next().is_some_and(|part| number(part, n));
-    next(version.major) && next(version.minor) && next(version.patch) && parts.next().is_none()
+    // The numbers are ASCII digits and dots: `at` is a character boundary.
+    let rest = &text[at..];
+    if rest.is_empty() {
+        return version.pre.is_empty() && version.build.is_empty();
+    }
+    suffix(rest, '+', version.build.as_str())
+        .and_then(|rest| suffix(rest, '-', version.pre.as_str()))
+        .is_some_and(str::is_empty)
 }
 
-/// Finds and copies out the raw provenance section.
+/// Finds the raw provenance section, as `data` holds it.
 fn provenance_section<'a, R: ReadRef<'a>>(
     path: &Path,
     data: R,
     expect: Expect,
-) -> Result<Vec<u8>, ReadError> {
+) -> Result<&'a [u8], ReadError> {
     let not_a_library = |detail: String| ReadError::NotALibrary {
         path: path.to_owned(),
         detail,
@@ -474,7 +522,7 @@ fn native_section<'a, R: ReadRef<'a>>(
     data: R,
     kind: FileKind,
     expect: Expect,
-) -> Result<Vec<u8>, ReadError> {
+) -> Result<&'a [u8], ReadError> {
     use object::{Object, ObjectKind, ObjectSection};
     let (format, name) = match kind {
         FileKind::Pe32 | FileKind::Pe64 => ("a PE", frame::SECTION_PE),
@@ -506,7 +554,7 @@ fn native_section<'a, R: ReadRef<'a>>(
         path: path.to_owned(),
         detail: format!("section `{name}` cannot be read: {e}"),
     })?;
-    Ok(bytes.to_vec())
+    Ok(bytes)
 }
 
 fn check_section_size(path: &Path, size: u64) -> Result<(), ReadError> {
@@ -577,6 +625,17 @@ mod tests {
             "0.11.3+b7",
             "1.0.0-alpha-1",
             "18446744073709551615.0.0",
+            "18446744073709551616.0.0",
+            "184467440737095516150.0.0",
+            "0.11.3+b7-rc.1",
+            "0.11.3-+b7",
+            "0.11.3-rc.1+",
+            "0.11.3rc",
+            "0.11.3 ",
+            "+0.11.3",
+            "0.11.3\u{e9}",
+            "0.11.-3",
+            "1.0.0-alpha-1+b",
             "",
             "..",
             "x.y.z",

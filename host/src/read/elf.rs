@@ -110,7 +110,7 @@ pub(super) fn elf_section<'a, Elf: FileHeader<Endian = object::Endianness>, R: R
     data: R,
     wrong_target: &impl Fn(String) -> ReadError,
     expect: Expect,
-) -> Result<Vec<u8>, ReadError> {
+) -> Result<&'a [u8], ReadError> {
     let executable = expect == Expect::Executable;
     let corrupt = |detail: String| ReadError::NotALibrary {
         path: path.to_owned(),
@@ -354,7 +354,7 @@ impl NoteWalk<'_> {
         data: R,
         (offset, size): (u64, u64),
         align: u64,
-    ) -> Result<Option<Vec<u8>>, ReadError> {
+    ) -> Result<Option<&'a [u8]>, ReadError> {
         let malformed = |detail: String| ReadError::Malformed {
             path: self.path.to_owned(),
             detail,
@@ -403,7 +403,7 @@ impl NoteWalk<'_> {
                     .checked_add(desc_at)
                     .and_then(|start| data.read_bytes_at(start, desc_size).ok())
                     .ok_or_else(|| malformed("the provenance note lies outside the file".into()))?;
-                return Ok(Some(desc.to_vec()));
+                return Ok(Some(desc));
             }
             match desc_at.checked_add(desc_size).and_then(pad) {
                 Some(next) => at = next,

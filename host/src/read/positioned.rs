@@ -20,37 +20,37 @@ const HEAD: u64 = 4096;
 /// The room for a [`FileReader`]'s first block, kept by its caller: the reader borrows it,
 /// so 4 KiB are not copied each time the reader is returned or moved (two copies per
 /// verification when the reader held it).
-pub(super) type Head = [MaybeUninit<u8>; HEAD as usize];
+pub(crate) type Head = [MaybeUninit<u8>; HEAD as usize];
 
 /// Room for a first block, not written yet.
-pub(super) const fn head() -> Head {
+pub(crate) const fn head() -> Head {
     [MaybeUninit::uninit(); HEAD as usize]
 }
 /// The longest string `read_bytes_at_until` looks through (as object's `ReadCache`).
 const MAX_STRING: u64 = 4096;
 
-pub(super) struct FileReader<'f> {
+pub(super) struct FileReader<'f, 'h> {
     file: &'f File,
     len: u64,
     /// The file's first block (at most [`HEAD`] bytes), in the caller's [`Head`]; the rest
     /// of that room is never read, so never written: a verification does not pay for zeroing
     /// 4 KiB it overwrites.
-    head: &'f [u8],
+    head: &'h [u8],
     /// Every other range read; only ever pushed to, so the boxed bytes never move.
     ranges: RefCell<Vec<Box<[u8]>>>,
     /// What was read from the file so far, the first block included.
     cost: Cell<ReadCost>,
 }
 
-impl<'f> FileReader<'f> {
+impl<'f, 'h> FileReader<'f, 'h> {
     /// Reads the first block of `file` (`len` bytes long) into `room`.
-    pub(super) fn new(file: &'f File, len: u64, room: &'f mut Head) -> std::io::Result<Self> {
+    pub(super) fn new(file: &'f File, len: u64, room: &'h mut Head) -> std::io::Result<Self> {
         let head_len = len.min(HEAD) as usize;
-        // Borrowed for all of `'f` (the borrow checker holds `room` to that).
-        let first: &'f mut [MaybeUninit<u8>] = &mut room[..head_len];
+        // Borrowed for all of `'h` (the borrow checker holds `room` to that).
+        let first: &'h mut [MaybeUninit<u8>] = &mut room[..head_len];
         read_exact_at_uninit(file, first)?;
         // SAFETY: `read_exact_at_uninit` returned `Ok`, so it wrote every byte of `first`;
-        // `MaybeUninit<u8>` has the layout of `u8`. The bytes are borrowed for `'f`, as
+        // `MaybeUninit<u8>` has the layout of `u8`. The bytes are borrowed for `'h`, as
         // `room` is, and nothing writes them while they are.
         let head = unsafe { std::slice::from_raw_parts(first.as_ptr().cast::<u8>(), head_len) };
         Ok(FileReader {
@@ -63,6 +63,15 @@ impl<'f> FileReader<'f> {
                 bytes: head_len as u64,
             }),
         })
+    }
+
+    /// `bytes` as a borrow of the first block (for as long as the caller's room is
+    /// borrowed), when they lie in it: bytes this reader returned from its first block.
+    pub(super) fn in_head(&self, bytes: &[u8]) -> Option<&'h [u8]> {
+        let offset = (bytes.as_ptr() as usize).checked_sub(self.head.as_ptr() as usize)?;
+        let in_head = self.head.get(offset..offset.checked_add(bytes.len())?)?;
+        // The same address and length: the same bytes (not bytes equal to them elsewhere).
+        (in_head.as_ptr() == bytes.as_ptr()).then_some(in_head)
     }
 
     /// What was read from the file so far.
@@ -108,7 +117,7 @@ fn read_exact_at_uninit(file: &File, buf: &mut [MaybeUninit<u8>]) -> io::Result<
     Ok(())
 }
 
-impl<'a> ReadRef<'a> for &'a FileReader<'_> {
+impl<'a> ReadRef<'a> for &'a FileReader<'_, '_> {
     fn len(self) -> Result<u64, ()> {
         Ok(self.len)
     }
@@ -170,8 +179,20 @@ mod tests {
         let (mut room, mut short_room, mut failed_room) = (head(), head(), head());
         let reader = FileReader::new(&file, 5000, &mut room).unwrap();
         assert_eq!(reader.head, &bytes[..4096]);
-        assert_eq!((&reader).read_bytes_at(4000, 96), Ok(&bytes[4000..4096]));
-        assert_eq!((&reader).read_bytes_at(4090, 20), Ok(&bytes[4090..4110]));
+        let in_head = (&reader).read_bytes_at(4000, 96).unwrap();
+        assert_eq!(in_head, &bytes[4000..4096]);
+        let across = (&reader).read_bytes_at(4090, 20).unwrap();
+        assert_eq!(across, &bytes[4090..4110]);
+        // Bytes of the first block are borrowed from it; bytes read apart, or equal bytes
+        // elsewhere, are not.
+        assert_eq!(
+            reader.in_head(in_head).map(<[u8]>::as_ptr),
+            Some(in_head.as_ptr())
+        );
+        assert_eq!(reader.in_head(&in_head[10..20]), Some(&bytes[4010..4020]));
+        assert_eq!(reader.in_head(&[]), None);
+        assert_eq!(reader.in_head(across), None);
+        assert_eq!(reader.in_head(&bytes[4000..4096]), None);
         let short = FileReader::new(&file, 10, &mut short_room).unwrap();
         assert_eq!(short.head, &bytes[..10]);
         // A file shorter than it was said to be: an error, nothing half-read.
