@@ -288,10 +288,15 @@ fn all_same(host: &HostCrates, plugin: &ProvenanceRef<'_>) -> Option<usize> {
     }
     let mut shared = 0;
     for d in &plugin.dependencies {
-        match host.lookup.get(d.key()) {
+        let key = d.key();
+        match host.lookup.get(key) {
             Some(Found::Crate(group, at)) => {
                 let host_crate = &host.by_name[group].2[at];
-                if other_content(host_crate, d, plugin).is_some() {
+                // A spec that ends with its version names no source: from crates.io, as
+                // the host's, is the same content (told as `other_content` tells it,
+                // without reading the source).
+                let both_registry = host_crate.registry && key.len() == d.as_str().len();
+                if !both_registry && other_content(host_crate, d, plugin).is_some() {
                     return None;
                 }
                 let (word, bit) = (group / 64, 1u64 << (group % 64));
