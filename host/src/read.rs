@@ -355,15 +355,21 @@ pub(crate) fn decode_in_place<'b>(
 /// written by the recorder as it is (an empty list would let the dependencies check compare
 /// nothing and pass).
 fn lists_its_interface(p: &ProvenanceRef<'_>) -> Result<(), String> {
-    for (name, field, version) in [
-        ("plugin-api", "plugin_api", &p.plugin_api),
-        ("abi_stable", "abi_stable", &p.abi_stable),
+    // The common case, found in one pass without writing the versions out: both listed at
+    // the versions their fields state.
+    let (mut api_listed, mut abi_listed) = (false, false);
+    for d in &p.dependencies {
+        match d.name() {
+            "plugin-api" => api_listed |= is_version(d.version(), &p.plugin_api),
+            "abi_stable" => abi_listed |= is_version(d.version(), &p.abi_stable),
+            _ => {}
+        }
+    }
+    for (name, field, version, listed_at_version) in [
+        ("plugin-api", "plugin_api", &p.plugin_api, api_listed),
+        ("abi_stable", "abi_stable", &p.abi_stable, abi_listed),
     ] {
-        // The common case, found without writing the version out: listed at that version.
-        if p.dependencies
-            .iter()
-            .any(|d| d.name() == name && is_version(d.version(), version))
-        {
+        if listed_at_version {
             continue;
         }
         let listed: Vec<&str> = p

@@ -168,9 +168,15 @@ impl<'a> Cursor<'a> {
         self.string().map(|s| Text(Cow::Borrowed(s)))
     }
 
-    /// A version, parsed as `semver`'s serde support parses it.
+    /// A version, parsed as `semver`'s serde support parses it: a plain
+    /// `major.minor.patch` (nearly every version a record holds) read here, anything else
+    /// by `semver`.
     fn version(&mut self) -> Option<semver::Version> {
-        semver::Version::parse(self.string()?).ok()
+        let text = self.string()?;
+        match plain_version(text.as_bytes()) {
+            Some([major, minor, patch]) => Some(semver::Version::new(major, minor, patch)),
+            None => semver::Version::parse(text).ok(),
+        }
     }
 
     /// `[]` or `[item,item,...]`, with room for `capacity` items made at the first.
@@ -210,6 +216,32 @@ impl<'a> Cursor<'a> {
             self.lit(b",")?;
         }
     }
+}
+
+/// `major.minor.patch` with nothing before, between or after, each a decimal number
+/// without leading zeros that fits a `u64`: what `semver` reads as that version with no
+/// pre-release or build. `None` for anything else (which `semver` then reads, or refuses).
+fn plain_version(bytes: &[u8]) -> Option<[u64; 3]> {
+    let mut numbers = [0u64; 3];
+    let mut at = 0;
+    for (i, number) in numbers.iter_mut().enumerate() {
+        if i > 0 {
+            (bytes.get(at) == Some(&b'.')).then_some(())?;
+            at += 1;
+        }
+        let start = at;
+        while let Some(&digit @ b'0'..=b'9') = bytes.get(at) {
+            *number = number
+                .checked_mul(10)?
+                .checked_add(u64::from(digit - b'0'))?;
+            at += 1;
+        }
+        let digits = at - start;
+        if digits == 0 || (digits > 1 && bytes[start] == b'0') {
+            return None;
+        }
+    }
+    (at == bytes.len()).then_some(numbers)
 }
 
 /// How many bytes from the start of `bytes` are printable ASCII other than `"` and `\`
@@ -297,7 +329,45 @@ fn stops(byte: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::super::super::first_two_spaces;
-    use super::{plain_len, plain_len_and_spaces, stops};
+    use super::{plain_len, plain_len_and_spaces, plain_version, stops};
+
+    #[test]
+    fn a_plain_version_is_read_as_semver_reads_it() {
+        let texts = [
+            "0.0.0",
+            "0.11.3",
+            "1.95.0",
+            "10.200.3000",
+            "18446744073709551615.18446744073709551615.18446744073709551615",
+            "18446744073709551616.0.0",
+            "01.0.0",
+            "0.01.0",
+            "0.0.00",
+            "1.0",
+            "1.0.0.0",
+            "1..0",
+            ".1.0",
+            "1.0.",
+            "1.0.0-rc.1",
+            "1.0.0+b7",
+            "1.0.0 ",
+            " 1.0.0",
+            "1.0.x",
+            "",
+            "v1.0.0",
+        ];
+        for text in texts {
+            let semver = semver::Version::parse(text).ok();
+            let plain = semver
+                .as_ref()
+                .filter(|v| v.pre.is_empty() && v.build.is_empty());
+            assert_eq!(
+                plain_version(text.as_bytes()),
+                plain.map(|v| [v.major, v.minor, v.patch]),
+                "{text:?}"
+            );
+        }
+    }
 
     #[test]
     fn the_spaces_found_with_the_length_are_the_first_two_before_it() {
