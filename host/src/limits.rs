@@ -59,6 +59,17 @@ pub(crate) fn check_provenance(p: &ProvenanceRef<'_>, printable: bool) -> Result
     for d in &p.dependencies {
         check_field("dependency", d.as_str(), printable)?;
     }
+    // Digests are shown in messages when contents differ: bounded as every other field.
+    if p.digests.len() > MAX_LIST {
+        return Err(format!(
+            "it lists {} digests, more than {MAX_LIST}",
+            p.digests.len()
+        ));
+    }
+    for (key, digest) in &p.digests {
+        check_field("digest key", key, printable)?;
+        check_field("digest", digest, printable)?;
+    }
     if let Some(declared) = &p.capabilities {
         check_declared_as(declared)?;
     }

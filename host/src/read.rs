@@ -397,55 +397,18 @@ fn lists_its_interface(p: &ProvenanceRef<'_>) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether `text` is `version` as semver writes it (`major.minor.patch[-pre][+build]`),
-/// compared part by part instead of formatting the version: the three numbers read from
-/// the text's bytes (written without leading zeros, as `u64`'s `Display` writes them), then
-/// what follows them.
+/// Whether `text` is `version` as semver writes it (`major.minor.patch[-pre][+build]`): a
+/// plain `major.minor.patch` (nearly every version listed) compared by its numbers, without
+/// writing the version out; anything else compared with the version as written.
 fn is_version(text: &str, version: &semver::Version) -> bool {
-    let bytes = text.as_bytes();
-    let mut at = 0;
-    for (part, n) in [version.major, version.minor, version.patch]
-        .into_iter()
-        .enumerate()
-    {
-        if part > 0 {
-            if bytes.get(at) != Some(&b'.') {
-                return false;
-            }
-            at += 1;
+    match plugin_api::provenance::plain_version(text.as_bytes()) {
+        Some(numbers) => {
+            version.pre.is_empty()
+                && version.build.is_empty()
+                && numbers == [version.major, version.minor, version.patch]
         }
-        let start = at;
-        let mut value = 0u64;
-        while let Some(&digit @ b'0'..=b'9') = bytes.get(at) {
-            let Some(next) = value
-                .checked_mul(10)
-                .and_then(|v| v.checked_add(u64::from(digit - b'0')))
-            else {
-                return false;
-            };
-            value = next;
-            at += 1;
-        }
-        let digits = at - start;
-        if digits == 0 || (digits > 1 && bytes[start] == b'0') || value != n {
-            return false;
-        }
+        None => text == version.to_string(),
     }
-    // `-` and `+` are written only before a part that is not empty.
-    fn suffix<'t>(text: &'t str, at: char, part: &str) -> Option<&'t str> {
-        match text.split_once(at) {
-            Some((head, tail)) => (!tail.is_empty() && tail == part).then_some(head),
-            None => part.is_empty().then_some(text),
-        }
-    }
-    // The numbers are ASCII digits and dots: `at` is a character boundary.
-    let rest = &text[at..];
-    if rest.is_empty() {
-        return version.pre.is_empty() && version.build.is_empty();
-    }
-    suffix(rest, '+', version.build.as_str())
-        .and_then(|rest| suffix(rest, '-', version.pre.as_str()))
-        .is_some_and(str::is_empty)
 }
 
 /// Finds the raw provenance section, as `data` holds it.
@@ -598,10 +561,18 @@ mod tests {
             ("target", "x86_64\u{85}-linux"),
             ("target", "x86_64\u{7f}-linux"),
             ("feature", "d\u{200b}efault"),
+            ("digest", "sha256:12\u{1b}[2J"),
+            ("digest key", "abi_stable\u{202e} 0.11.3"),
         ] {
             let mut hostile = record.clone();
             match field {
                 "target" => hostile.target = bad.into(),
+                "digest" => drop(
+                    hostile
+                        .digests
+                        .insert("plugin-api 0.1.0".into(), bad.into()),
+                ),
+                "digest key" => drop(hostile.digests.insert(bad.into(), "sha256:12".into())),
                 _ => hostile.features = vec![bad.into()],
             }
             let error = decode(&hostile).unwrap_err();
@@ -613,6 +584,23 @@ mod tests {
         // Beyond ASCII but harmless: read (by serde_json) and accepted.
         record.target = "x86_64-unknown-linux-gnu-caf\u{e9}".into();
         assert_eq!(decode(&record), Ok(record.clone()));
+        // A digest as long as a field may be, and one byte longer.
+        let long = format!("sha256:{}", "a".repeat(crate::limits::MAX_FIELD - 7));
+        record
+            .digests
+            .insert("plugin-api 0.1.0".into(), long.clone());
+        assert_eq!(decode(&record), Ok(record.clone()));
+        record
+            .digests
+            .insert("plugin-api 0.1.0".into(), format!("{long}a"));
+        let error = decode(&record).unwrap_err();
+        assert!(
+            error.contains(&format!(
+                "its digest is {} bytes long",
+                crate::limits::MAX_FIELD + 1
+            )),
+            "{error}"
+        );
     }
 
     #[test]

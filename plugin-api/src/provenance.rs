@@ -171,6 +171,34 @@ impl Dependency {
     }
 }
 
+/// The three numbers of `bytes` when they are `major.minor.patch` with nothing before,
+/// between or after, each a decimal number without leading zeros that fits a `u64`: exactly
+/// the texts `semver` reads as a version with no pre-release or build, and writes back the
+/// same. `None` for anything else (a version with more to it, or not a version), for which a
+/// reader falls back to `semver` itself.
+pub fn plain_version(bytes: &[u8]) -> Option<[u64; 3]> {
+    let mut numbers = [0u64; 3];
+    let mut at = 0;
+    for (i, number) in numbers.iter_mut().enumerate() {
+        if i > 0 {
+            (bytes.get(at) == Some(&b'.')).then_some(())?;
+            at += 1;
+        }
+        let start = at;
+        while let Some(&digit @ b'0'..=b'9') = bytes.get(at) {
+            *number = number
+                .checked_mul(10)?
+                .checked_add(u64::from(digit - b'0'))?;
+            at += 1;
+        }
+        let digits = at - start;
+        if digits == 0 || (digits > 1 && bytes[start] == b'0') {
+            return None;
+        }
+    }
+    (at == bytes.len()).then_some(numbers)
+}
+
 /// Where the ends of the name and of the version are in `name version` or
 /// `name version (source)`; `None` when `spec` is neither.
 fn split_spec(spec: &str) -> Option<(usize, usize)> {

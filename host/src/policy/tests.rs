@@ -426,6 +426,56 @@ fn a_name_and_version_from_two_sources_is_checked_from_each() {
             c.message
         );
     }
+    // At another version from both sources: that version is named, and aligned, once.
+    let plugin = record(&[
+        "serde 1.0.199",
+        "serde 1.0.199 (sparse+https://other.test/)",
+    ]);
+    let verdict = judge(&host, &plugin, &strict());
+    let c = check(&verdict, CheckKind::Dependencies);
+    assert_eq!(c.status, CheckStatus::Fail, "{c:?}");
+    assert_eq!(&*c.plugin, "serde 1.0.199", "{c:?}");
+    assert_eq!(
+        c.message.matches("cargo update").count(),
+        1,
+        "{}",
+        c.message
+    );
+}
+
+#[test]
+fn identities_beyond_ascii_are_shortened_at_a_character_boundary() {
+    // A git commit and a digest are shortened for messages: a multi-byte character where
+    // the cut falls must neither panic nor be split.
+    let host = {
+        let mut host = record(&["g 0.1.0 (git+https://x.test/g#abc)", "p 0.1.0 (/w/p)"]);
+        host.digests
+            .insert("p 0.1.0".into(), "sha256:0123456789abcdef".into());
+        host
+    };
+    let mut plugin = record(&[
+        "g 0.1.0 (git+https://x.test/g#aaaaaaaa\u{20ac}b)",
+        "p 0.1.0 (/w/p)",
+    ]);
+    plugin
+        .digests
+        .insert("p 0.1.0".into(), "sha256:01234567890\u{e9}\u{e9}".into());
+    let verdict = judge(&host, &plugin, &strict());
+    let c = check(&verdict, CheckKind::Dependencies);
+    assert_eq!(c.status, CheckStatus::Fail, "{c:?}");
+    let plugin_side: Vec<&str> = verdict
+        .differences()
+        .iter()
+        .map(|d| d.plugin.as_str())
+        .collect();
+    assert_eq!(
+        plugin_side,
+        [
+            "0.1.0 (git aaaaaaaa\u{20ac})",
+            "0.1.0 (sha256:01234567890\u{e9})"
+        ],
+        "{verdict:?}"
+    );
 }
 
 #[test]

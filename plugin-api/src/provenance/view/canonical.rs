@@ -15,7 +15,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use super::super::spec_ends;
+use super::super::{plain_version, spec_ends};
 use super::{DependencyRef, ProfileRef, ProvenanceRef, RustcRef, Text};
 
 /// The record in `json`, when it is in the recorder's exact form (see the [module](self)).
@@ -218,32 +218,6 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// `major.minor.patch` with nothing before, between or after, each a decimal number
-/// without leading zeros that fits a `u64`: what `semver` reads as that version with no
-/// pre-release or build. `None` for anything else (which `semver` then reads, or refuses).
-fn plain_version(bytes: &[u8]) -> Option<[u64; 3]> {
-    let mut numbers = [0u64; 3];
-    let mut at = 0;
-    for (i, number) in numbers.iter_mut().enumerate() {
-        if i > 0 {
-            (bytes.get(at) == Some(&b'.')).then_some(())?;
-            at += 1;
-        }
-        let start = at;
-        while let Some(&digit @ b'0'..=b'9') = bytes.get(at) {
-            *number = number
-                .checked_mul(10)?
-                .checked_add(u64::from(digit - b'0'))?;
-            at += 1;
-        }
-        let digits = at - start;
-        if digits == 0 || (digits > 1 && bytes[start] == b'0') {
-            return None;
-        }
-    }
-    (at == bytes.len()).then_some(numbers)
-}
-
 /// How many bytes from the start of `bytes` are printable ASCII other than `"` and `\`
 /// (`0x20..=0x7e`): eight bytes at a time.
 fn plain_len(bytes: &[u8]) -> usize {
@@ -329,7 +303,8 @@ fn stops(byte: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::super::super::first_two_spaces;
-    use super::{plain_len, plain_len_and_spaces, plain_version, stops};
+    use super::super::super::plain_version;
+    use super::{plain_len, plain_len_and_spaces, stops};
 
     #[test]
     fn a_plain_version_is_read_as_semver_reads_it() {
