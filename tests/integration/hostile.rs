@@ -342,6 +342,42 @@ fn program_header(data: &[u8], p_type: u32) -> Option<usize> {
 }
 
 #[test]
+fn identities_beyond_ascii_are_shortened_for_messages_never_a_panic() {
+    // A crate whose content differs from the host's copy is named with its identity cut
+    // short: a digest or git commit beyond ASCII once panicked the host there (a cut inside
+    // a character).
+    let dir = tempfile::tempdir().unwrap();
+    let mut json = provenance_json("hello");
+    json["name"] = "hello-digest".into();
+    json["digests"]["plugin-api 0.1.0"] = "sha256:01234567890\u{e9}\u{e9}\u{e9}".into();
+    let path = copy_into(&dir, "hello", "non-ascii-digest.so");
+    relocate_provenance(&path, &framed(&serde_json::to_vec(&json).unwrap()));
+    let mut json = provenance_json("hello");
+    json["name"] = "hello-commit".into();
+    for d in json["dependencies"].as_array_mut().unwrap() {
+        if let Some(spec) = d.as_str().filter(|d| d.starts_with("abi_stable ")) {
+            *d = format!("{spec} (git+https://x.test/a#aaaaaaaa\u{20ac}b)").into();
+        }
+    }
+    let path = copy_into(&dir, "hello", "non-ascii-commit.so");
+    relocate_provenance(&path, &framed(&serde_json::to_vec(&json).unwrap()));
+    let scan = scan_json(dir.path(), &["--no-load"]);
+    for (file, crate_name) in [
+        ("non-ascii-digest.so", "plugin-api"),
+        ("non-ascii-commit.so", "abi_stable"),
+    ] {
+        let dependencies = check(entry(&scan, file), "dependencies");
+        assert_eq!(dependencies["status"], "warn", "{file}: {dependencies}");
+        let message = dependencies["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("{crate_name} 0.11.3 (content differs"))
+                || message.contains(&format!("{crate_name} 0.1.0 (content differs")),
+            "{file}: {message}"
+        );
+    }
+}
+
+#[test]
 fn malformed_provenance_is_reported_never_panics() {
     let dir = tempfile::tempdir().unwrap();
     // Truncated JSON: the frame declares fewer bytes than the record has.
