@@ -126,9 +126,28 @@ impl<'a> Cursor<'a> {
     /// A string of printable ASCII (so without escapes, and without control characters,
     /// which JSON requires escaped), borrowed.
     fn string(&mut self) -> Option<&'a str> {
+        self.quoted(|bytes| (plain_len(bytes), ()))
+            .map(|(text, ())| text)
+    }
+
+    /// A dependency: a string as [`Cursor::string`] reads it that [`DependencyRef::parse`]
+    /// accepts, its spaces found in the same pass over its bytes.
+    fn dependency(&mut self) -> Option<DependencyRef<'a>> {
+        let (spec, [first, second]) = self.quoted(plain_len_and_spaces)?;
+        let (name_end, version_end) = spec_ends(spec.as_bytes(), first, second)?;
+        Some(DependencyRef {
+            spec: Text(Cow::Borrowed(spec)),
+            name_end,
+            version_end,
+        })
+    }
+
+    /// A string whose plain part `scan` measures ([`plain_len`], with what else it found on
+    /// the way), borrowed.
+    fn quoted<T>(&mut self, scan: impl FnOnce(&[u8]) -> (usize, T)) -> Option<(&'a str, T)> {
         self.lit(b"\"")?;
         let start = self.at;
-        let len = plain_len(&self.json[start..]);
+        let (len, found) = scan(&self.json[start..]);
         let end = start + len;
         // Stopped at the closing quote, not at a backslash, a control character or the end.
         if self.json.get(end) != Some(&b'"') {
@@ -137,31 +156,9 @@ impl<'a> Cursor<'a> {
         self.at = end + 1;
         let plain = &self.json[start..end];
         debug_assert!(plain.iter().all(|b| (0x20..0x7f).contains(b)));
-        // SAFETY: `plain_len` counted only bytes of 0x20..=0x7e: ASCII, so UTF-8.
-        Some(unsafe { std::str::from_utf8_unchecked(plain) })
-    }
-
-    /// A dependency: a string as [`Cursor::string`] reads it that [`DependencyRef::parse`]
-    /// accepts, its spaces found in the same pass over its bytes.
-    fn dependency(&mut self) -> Option<DependencyRef<'a>> {
-        self.lit(b"\"")?;
-        let start = self.at;
-        let (len, spaces) = plain_len_and_spaces(&self.json[start..]);
-        let end = start + len;
-        if self.json.get(end) != Some(&b'"') {
-            return None;
-        }
-        self.at = end + 1;
-        let plain = &self.json[start..end];
-        debug_assert!(plain.iter().all(|b| (0x20..0x7f).contains(b)));
-        let (name_end, version_end) = spec_ends(plain, spaces[0], spaces[1])?;
-        // SAFETY: `plain_len_and_spaces` counted only bytes of 0x20..=0x7e: ASCII, so UTF-8.
-        let spec = unsafe { std::str::from_utf8_unchecked(plain) };
-        Some(DependencyRef {
-            spec: Text(Cow::Borrowed(spec)),
-            name_end,
-            version_end,
-        })
+        // SAFETY: `scan` is `plain_len` or counts as it does: only bytes of 0x20..=0x7e,
+        // ASCII, so UTF-8.
+        Some((unsafe { std::str::from_utf8_unchecked(plain) }, found))
     }
 
     fn text(&mut self) -> Option<Text<'a>> {
