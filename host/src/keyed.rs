@@ -3,7 +3,7 @@
 //! words per table, so keys cannot be chosen to collide without knowing them.
 
 use std::collections::hash_map::RandomState;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hasher};
 
 /// Two random words and the hash they key (see the [module](self)).
 #[derive(Debug, Clone, Copy)]
@@ -53,6 +53,39 @@ impl KeyedHash {
             h = fold(h ^ word, k1);
         }
         fold(h, k0 | 1)
+    }
+}
+
+/// [`KeyedHash`] for std's tables: a key's bytes (a `str`'s, then the `0xff` its `Hash`
+/// writes after them) folded into the state.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KeyedHasher {
+    keyed: KeyedHash,
+    state: u64,
+}
+
+impl Hasher for KeyedHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.state = self.state.rotate_left(29) ^ self.keyed.hash(bytes);
+    }
+
+    fn write_u8(&mut self, byte: u8) {
+        self.state = fold(self.state ^ u64::from(byte), self.keyed.key[1]);
+    }
+
+    fn finish(&self) -> u64 {
+        self.state
+    }
+}
+
+impl BuildHasher for KeyedHash {
+    type Hasher = KeyedHasher;
+
+    fn build_hasher(&self) -> KeyedHasher {
+        KeyedHasher {
+            keyed: *self,
+            state: 0,
+        }
     }
 }
 

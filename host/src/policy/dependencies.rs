@@ -2,7 +2,7 @@
 //! version — and, for path and git crates, the same content — with one fix that aligns them all.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use plugin_api::provenance::{Dependency, DependencyRef, Provenance, ProvenanceRef, SourceKind};
@@ -113,91 +113,20 @@ enum Found {
     Crate(usize, usize),
 }
 
-/// The host's names and `name version` keys → what they find: an open-addressed table of
-/// the keys' hashes ([`KeyedHash`]: a plugin's record chooses the keys looked up), the keys
-/// kept one after another in one string. A name holds no space and a `name version` key
-/// one, so the two kinds of key never meet.
+/// The host's names and `name version` keys → what they find, hashed with [`KeyedHash`] (a
+/// plugin's record chooses the keys looked up). A name holds no space and a `name version`
+/// key one, so the two kinds of key never meet.
 #[derive(Debug, Clone, Default)]
-struct Lookup {
-    hasher: KeyedHash,
-    /// A power of two of slots, at most half of them used: an entry's number + 1, or 0.
-    slots: Vec<u32>,
-    /// Each key's end in `text` (it starts where the one before ends), its hash's low half,
-    /// and what it finds.
-    entries: Vec<(usize, u32, Found)>,
-    text: Vec<u8>,
-}
+struct Lookup(HashMap<Box<str>, Found, KeyedHash>);
 
 impl Lookup {
     fn insert(&mut self, key: &str, found: Found) {
-        if self.get(key).is_some() {
-            return;
-        }
-        let hash = self.hasher.hash(key.as_bytes()) as u32;
-        self.text.extend_from_slice(key.as_bytes());
-        self.entries.push((self.text.len(), hash, found));
-        if self.entries.len() * 2 > self.slots.len() {
-            let size = (self.entries.len() * 2).next_power_of_two().max(16);
-            self.slots.clear();
-            self.slots.resize(size, 0);
-            for number in 0..self.entries.len() {
-                let at = self.free_slot(self.entries[number].1);
-                self.slots[at] = number as u32 + 1;
-            }
-        } else {
-            let at = self.free_slot(hash);
-            self.slots[at] = self.entries.len() as u32;
-        }
-    }
-
-    fn free_slot(&self, hash: u32) -> usize {
-        let mask = self.slots.len() - 1;
-        let mut at = hash as usize & mask;
-        while self.slots[at] != 0 {
-            at = (at + 1) & mask;
-        }
-        at
+        self.0.entry(key.into()).or_insert(found);
     }
 
     fn get(&self, key: &str) -> Option<Found> {
-        if self.slots.is_empty() {
-            return None;
-        }
-        let hash = self.hasher.hash(key.as_bytes()) as u32;
-        let mask = self.slots.len() - 1;
-        let mut at = hash as usize & mask;
-        loop {
-            let number = (self.slots[at] as usize).checked_sub(1)?;
-            let (end, other_hash, found) = self.entries[number];
-            let start = number
-                .checked_sub(1)
-                .map_or(0, |before| self.entries[before].0);
-            if other_hash == hash && same_bytes(&self.text[start..end], key.as_bytes()) {
-                return Some(found);
-            }
-            at = (at + 1) & mask;
-        }
+        self.0.get(key).copied()
     }
-}
-
-/// `a == b`, for keys of a few words: eight bytes at a time, the last word overlapping
-/// the one before (a `memcmp` call costs more here than the comparison).
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let Some(last) = a.len().checked_sub(8) else {
-        return a == b;
-    };
-    let word = |s: &[u8], at: usize| s[at..at + 8].try_into().map(u64::from_le_bytes).ok();
-    let mut at = 0;
-    while at < last {
-        if word(a, at) != word(b, at) {
-            return false;
-        }
-        at += 8;
-    }
-    word(a, last) == word(b, last)
 }
 
 /// The identity of every crate from crates.io.
@@ -579,7 +508,7 @@ mod tests {
     use plugin_api::provenance::{Provenance, ProvenanceRef};
 
     use super::super::tests::record;
-    use super::{all_same, same, same_bytes, walk, HostCrates};
+    use super::{all_same, same, walk, HostCrates};
 
     /// A host linking crates of every kind: from crates.io (one at two versions, names alike
     /// in their first eight bytes), from another registry, from git, from a path.
@@ -597,20 +526,6 @@ mod tests {
         ]);
         host.digests.insert("p 0.1.0".into(), "sha256:aaaa".into());
         host
-    }
-
-    #[test]
-    fn same_bytes_is_equality() {
-        for len in 0..40 {
-            let a: Vec<u8> = (0..len as u8).collect();
-            assert!(same_bytes(&a, &a.clone()), "{len}");
-            assert!(!same_bytes(&a, &[&a[..], b"x"].concat()), "{len}");
-            for at in 0..len {
-                let mut b = a.clone();
-                b[at] ^= 0x80;
-                assert!(!same_bytes(&a, &b), "{at} of {len}");
-            }
-        }
     }
 
     /// What a plugin may list: each of the host's crates, and others like them.
