@@ -81,7 +81,12 @@ impl HostCrates {
             .into_iter()
             .map(|(name, crates)| (prefix(&name), name, crates))
             .collect();
-        let mut lookup = Lookup::default();
+        // Room for every key at once: a name and each of its versions.
+        let keys = by_name.iter().map(|(_, _, crates)| 1 + crates.len()).sum();
+        let mut lookup = Lookup(HashMap::with_capacity_and_hasher(
+            keys,
+            KeyedHash::default(),
+        ));
         for (group, (_, name, crates)) in by_name.iter().enumerate() {
             lookup.insert(name, Found::Name(group));
             for (at, c) in crates.iter().enumerate() {
