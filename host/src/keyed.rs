@@ -31,26 +31,32 @@ impl KeyedHash {
     pub(crate) fn hash(&self, bytes: &[u8]) -> u64 {
         let [k0, k1] = self.key;
         let mut h = k0 ^ bytes.len() as u64;
-        let mut words = bytes.chunks_exact(8);
-        for word in &mut words {
-            h = fold(
-                h ^ u64::from_le_bytes(word.try_into().expect("eight bytes")),
-                k1,
-            );
-        }
-        let rest = words.remainder();
-        if !rest.is_empty() {
-            // The last bytes: the last eight (overlapping the word before; the length is
-            // in the hash already), or under eight as a word padded with zeros (shifted
-            // in: no call to copy them).
-            let word = match bytes.last_chunk::<8>() {
-                Some(last) => u64::from_le_bytes(*last),
-                None => rest
+        match bytes.last_chunk::<8>() {
+            // Eight bytes or more: a word at a time, and the last eight bytes as one more word
+            // where they do not end on a word (overlapping the one before: the length is in
+            // the hash already).
+            Some(last) => {
+                let mut words = bytes.chunks_exact(8);
+                for word in &mut words {
+                    h = fold(
+                        h ^ u64::from_le_bytes(word.try_into().expect("eight bytes")),
+                        k1,
+                    );
+                }
+                if !words.remainder().is_empty() {
+                    h = fold(h ^ u64::from_le_bytes(*last), k1);
+                }
+            }
+            // Fewer (most plugin names): one word padded with zeros, the bytes shifted in
+            // (no call to copy them).
+            None if !bytes.is_empty() => {
+                let word = bytes
                     .iter()
                     .rev()
-                    .fold(0u64, |word, &b| word << 8 | u64::from(b)),
-            };
-            h = fold(h ^ word, k1);
+                    .fold(0u64, |word, &b| word << 8 | u64::from(b));
+                h = fold(h ^ word, k1);
+            }
+            None => {}
         }
         fold(h, k0 | 1)
     }
