@@ -1,6 +1,6 @@
-//! A keyed hash of short byte strings, for the host's open-addressed tables whose keys come
-//! from files it has not judged yet (plugin names, a record's crates): keyed by two random
-//! words per table, so keys cannot be chosen to collide without knowing them.
+//! A keyed hash of short byte strings, for the host's tables whose keys come from files it
+//! has not judged yet (the lazy index's plugin names, the crates a record lists): keyed by
+//! two random words per table, so keys cannot be chosen to collide without knowing them.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};

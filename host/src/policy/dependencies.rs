@@ -233,11 +233,10 @@ fn all_same(host: &HostCrates, plugin: &ProvenanceRef<'_>) -> Option<usize> {
         match host.lookup.get(key) {
             Some(Found::Crate(group, at)) => {
                 let host_crate = &host.by_name[group].2[at];
-                // A spec that ends with its version names no source: from crates.io, as
-                // the host's, is the same content (told as `other_content` tells it,
-                // without reading the source).
-                let both_registry = host_crate.registry && key.len() == d.as_str().len();
-                if !both_registry && other_content(host_crate, d, plugin).is_some() {
+                // Nearly every crate is from crates.io on both sides: told before a call.
+                if !both_from_registry(host_crate, key, d.as_str())
+                    && other_content(host_crate, d, plugin).is_some()
+                {
                     return None;
                 }
                 let (word, bit) = (group / 64, 1u64 << (group % 64));
@@ -285,15 +284,21 @@ fn other_content<'h, 'd>(
     d: &'d DependencyRef<'d>,
     plugin: &'d ProvenanceRef<'d>,
 ) -> Option<(&'h str, Cow<'d, str>)> {
-    let h = host_crate.identity.as_deref()?;
-    // From crates.io on both sides: the same content (a registry's versions are immutable),
-    // told without a comparison.
-    if host_crate.registry && d.source().is_none() {
+    if both_from_registry(host_crate, d.key(), d.as_str()) {
         return None;
     }
+    let h = host_crate.identity.as_deref()?;
     let digest = || plugin.digests.get(d.key()).map(|s| s.as_str());
     let p = identity(d.source_kind(), digest)?;
     (h != p).then_some((h, p))
+}
+
+/// Whether a crate (its `name version` key and whole spec) and the host's crate of that
+/// name and version are from crates.io on both sides: the same content (a registry's
+/// versions are immutable), told without a comparison — nor reading the source: a spec
+/// that ends with its version names none.
+fn both_from_registry(host_crate: &HostCrate, key: &str, spec: &str) -> bool {
+    host_crate.registry && key.len() == spec.len()
 }
 
 /// The comparison crate by crate: both lists sorted by name and walked side by side,
