@@ -175,26 +175,7 @@ pub fn read_provenance(path: &Path) -> Result<Provenance, ReadError> {
 /// plugins, except that executables are accepted (plugins never are).
 pub fn read_worker_provenance(path: &Path) -> Result<Provenance, ReadError> {
     let (file, meta) = open_sized(path)?;
-    #[cfg(unix)]
-    {
-        let mut room = positioned::head();
-        let reader =
-            positioned::FileReader::new(&file, meta.len(), &mut room).map_err(|source| {
-                ReadError::Io {
-                    path: path.to_owned(),
-                    source,
-                }
-            })?;
-        decode(path, provenance_section(path, &reader, Expect::Executable)?)
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = meta;
-        decode(
-            path,
-            provenance_section(path, &ReadCache::new(&file), Expect::Executable)?,
-        )
-    }
+    read_expecting(path, &file, meta.len(), Expect::Executable)
 }
 
 /// Like [`read_provenance`], from a file already open (`path` is used in messages only).
@@ -229,12 +210,8 @@ fn read_expecting(
 ) -> Result<Provenance, ReadError> {
     #[cfg(unix)]
     {
-        let mut room = positioned::head();
-        let reader =
-            positioned::FileReader::new(file, len, &mut room).map_err(|source| ReadError::Io {
-                path: path.to_owned(),
-                source,
-            })?;
+        let mut room = room();
+        let reader = file_reader(path, file, len, &mut room)?;
         decode(path, provenance_section(path, &reader, expect)?)
     }
     #[cfg(not(unix))]
@@ -268,16 +245,10 @@ pub fn read_provenance_counted(path: &Path) -> (Result<Provenance, ReadError>, R
         Ok((file, meta)) => (file, meta.len()),
         Err(e) => return (Err(e), ReadCost::default()),
     };
-    let mut room = positioned::head();
-    let reader = match positioned::FileReader::new(&file, len, &mut room) {
+    let mut room = room();
+    let reader = match file_reader(path, &file, len, &mut room) {
         Ok(reader) => reader,
-        Err(source) => {
-            let error = ReadError::Io {
-                path: path.to_owned(),
-                source,
-            };
-            return (Err(error), ReadCost::default());
-        }
+        Err(error) => return (Err(error), ReadCost::default()),
     };
     let result =
         provenance_section(path, &reader, Expect::Library).and_then(|blob| decode(path, blob));
@@ -313,11 +284,7 @@ pub(crate) fn read_blob<'r>(
 ) -> Result<Cow<'r, [u8]>, ReadError> {
     #[cfg(unix)]
     {
-        let reader =
-            positioned::FileReader::new(file, len, room).map_err(|source| ReadError::Io {
-                path: path.to_owned(),
-                source,
-            })?;
+        let reader = file_reader(path, file, len, room)?;
         let blob = provenance_section(path, &reader, Expect::Library)?;
         Ok(match reader.in_head(blob) {
             Some(in_room) => Cow::Borrowed(in_room),
@@ -331,6 +298,21 @@ pub(crate) fn read_blob<'r>(
         let blob = provenance_section(path, &cache, Expect::Library)?;
         Ok(Cow::Owned(blob.to_vec()))
     }
+}
+
+/// A reader of `file` (`len` bytes long; `path` is used in messages only), its first block
+/// read into `room`.
+#[cfg(unix)]
+fn file_reader<'f, 'h>(
+    path: &Path,
+    file: &'f File,
+    len: u64,
+    room: &'h mut Room,
+) -> Result<positioned::FileReader<'f, 'h>, ReadError> {
+    positioned::FileReader::new(file, len, room).map_err(|source| ReadError::Io {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// Decodes a provenance blob in place (its strings borrowed from `blob`) and checks it: the
