@@ -231,41 +231,51 @@ fn spec_ends(bytes: &[u8], first: Option<usize>, second: Option<usize>) -> Optio
 
 /// Where the first two spaces in `bytes` are, eight bytes at a time.
 fn first_two_spaces(bytes: &[u8]) -> (Option<usize>, Option<usize>) {
-    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
-    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
     let mut found = (None, None);
-    let mut note = |at: usize| {
-        if found.0.is_none() {
-            found.0 = Some(at);
-            false
-        } else {
-            found.1 = Some(at);
-            true
+    // Notes the spaces flagged (a high bit each, as `spaces_in` gives them) in the word at
+    // `base`; whether two are noted.
+    let mut note = |mut flags: u64, base: usize| {
+        while flags != 0 {
+            let at = Some(base + (flags.trailing_zeros() / 8) as usize);
+            if found.0.is_none() {
+                found.0 = at;
+            } else {
+                found.1 = at;
+                return true;
+            }
+            flags &= flags - 1;
         }
+        false
     };
     let mut words = bytes.chunks_exact(8);
     let mut base = 0;
     for word in &mut words {
-        // Little-endian whatever the machine: the first byte is the lowest.
-        let x = u64::from_le_bytes(word.try_into().expect("eight bytes")) ^ (ONES * 0x20);
-        // A byte's high bit is set when it is a space (`x` is then zero there); a borrow
-        // may also flag a byte above a space, so each flag is checked as a byte.
-        let mut flags = x.wrapping_sub(ONES) & !x & HIGH;
-        while flags != 0 {
-            let at = (flags.trailing_zeros() / 8) as usize;
-            if word[at] == b' ' && note(base + at) {
-                return found;
-            }
-            flags &= flags - 1;
+        if note(
+            spaces_in(u64::from_le_bytes(word.try_into().expect("eight bytes"))),
+            base,
+        ) {
+            return found;
         }
         base += 8;
     }
     for (at, &b) in words.remainder().iter().enumerate() {
-        if b == b' ' && note(base + at) {
+        if b == b' ' && note(0x80, base + at) {
             return found;
         }
     }
     found
+}
+
+/// The spaces among the eight bytes of `x` (little-endian whatever the machine: the first
+/// byte is the lowest), each as its byte's high bit, exactly: no borrow or carry crosses
+/// bytes (each byte's low seven bits plus 0x7f carry into its own high bit only), and a byte
+/// of 0x80 or above is never one. For [`first_two_spaces`] and the one-pass reader, which
+/// finds them while it finds a string's end.
+fn spaces_in(x: u64) -> u64 {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const LOW: u64 = u64::from_le_bytes([0x7f; 8]);
+    let s = x ^ (ONES * u64::from(b' '));
+    !(((s & LOW) + LOW) | s | LOW)
 }
 
 /// What kind of source a dependency's `source` names.

@@ -15,7 +15,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use super::super::{plain_version, spec_ends};
+use super::super::{plain_version, spaces_in, spec_ends};
 use super::{DependencyRef, ProfileRef, ProvenanceRef, RustcRef, Text};
 
 /// The record in `json`, when it is in the recorder's exact form (see the [module](self)).
@@ -253,10 +253,10 @@ const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
 
 /// [`plain_len`], and where the first two spaces are in the bytes it counts.
 fn plain_len_and_spaces(bytes: &[u8]) -> (usize, [Option<usize>; 2]) {
-    const LOW: u64 = u64::from_le_bytes([0x7f; 8]);
     let mut spaces = [None; 2];
     let mut found = 0;
-    // Notes the spaces flagged (a high bit each) in the word at `at`.
+    // Notes the spaces flagged (a high bit each, as `spaces_in` gives them) in the word at
+    // `at`.
     let mut note = |mut flags: u64, at: usize| {
         while flags != 0 && found < 2 {
             spaces[found] = Some(at + (flags.trailing_zeros() / 8) as usize);
@@ -268,10 +268,7 @@ fn plain_len_and_spaces(bytes: &[u8]) -> (usize, [Option<usize>; 2]) {
     while let Some(word) = bytes.get(at..at + 8) {
         let x = u64::from_le_bytes(word.try_into().expect("eight bytes"));
         let stops = stops_in(x);
-        // A space's high bit, exactly (no borrow crosses bytes: each byte's low seven bits
-        // plus 0x7f carry into its own high bit only); bytes of 0x80 and above stop anyway.
-        let s = x ^ (ONES * b' ' as u64);
-        let space = !(((s & LOW) + LOW) | s | LOW);
+        let space = spaces_in(x);
         if stops != 0 {
             let len = (stops.trailing_zeros() / 8) as usize;
             // Only the spaces before the first byte that stops.
