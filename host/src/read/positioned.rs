@@ -26,6 +26,7 @@ pub(crate) type Head = [MaybeUninit<u8>; HEAD as usize];
 pub(crate) const fn head() -> Head {
     [MaybeUninit::uninit(); HEAD as usize]
 }
+
 /// The longest string `read_bytes_at_until` looks through (as object's `ReadCache`).
 const MAX_STRING: u64 = 4096;
 
