@@ -58,29 +58,42 @@ impl std::error::Error for CallError {}
 ///
 /// Capability kinds defined by applications use it in their FFI wrappers the same way the
 /// built-in [`crate::CommandKind`] and [`crate::TransformKind`] do.
+#[inline]
 pub fn guard<T>(f: impl FnOnce() -> CallResult<T>) -> RResult<T, CallError> {
-    // The error is rendered (and dropped) inside the guard too: its `Display`, `source` and
-    // `Drop` are plugin code and may panic as well.
-    match catch_unwind(AssertUnwindSafe(|| {
-        f().map_err(|error| error_chain(&*error))
-    })) {
+    // Only the call and the `Ok` arm are inlined into each capability's wrapper; rendering an
+    // error and reading a panic live in cold functions of their own. The error is rendered
+    // (and dropped) inside the guard too: its `Display`, `source` and `Drop` are plugin code
+    // and may panic as well.
+    match catch_unwind(AssertUnwindSafe(|| f().map_err(rendered))) {
         Ok(Ok(value)) => RResult::ROk(value),
         Ok(Err(message)) => RResult::RErr(CallError {
             kind: CallErrorKind::Failed,
             message: message.into(),
         }),
-        Err(payload) => {
-            let message = panic_message(&*payload);
-            // A payload whose destructor panics too: that second panic is caught (and its
-            // own payload leaked) rather than let through.
-            if let Err(second) = catch_unwind(AssertUnwindSafe(|| drop(payload))) {
-                std::mem::forget(second);
-            }
-            RResult::RErr(CallError {
-                kind: CallErrorKind::Panicked,
-                message: message.into(),
-            })
-        }
+        Err(payload) => RResult::RErr(panicked(payload)),
+    }
+}
+
+/// A capability's error, rendered with its `source()` chain, and dropped.
+#[cold]
+#[inline(never)]
+fn rendered(error: Box<dyn std::error::Error + Send + Sync>) -> String {
+    error_chain(&*error)
+}
+
+/// The [`CallError`] for a caught panic.
+#[cold]
+#[inline(never)]
+fn panicked(payload: Box<dyn std::any::Any + Send>) -> CallError {
+    let message = panic_message(&*payload);
+    // A payload whose destructor panics too: that second panic is caught (and its own
+    // payload leaked) rather than let through.
+    if let Err(second) = catch_unwind(AssertUnwindSafe(|| drop(payload))) {
+        std::mem::forget(second);
+    }
+    CallError {
+        kind: CallErrorKind::Panicked,
+        message: message.into(),
     }
 }
 
