@@ -372,7 +372,7 @@ mod tests {
     }
 
     #[test]
-    fn a_command_built_before_call_into_is_accepted_and_other_layouts_are_not() {
+    fn capabilities_built_before_call_into_or_entry_are_accepted_and_other_layouts_are_not() {
         use abi_stable::sabi_trait::TD_Opaque;
         use plugin_api::kinds::before_call_into::FfiCommand_TO;
         let expected = <<CommandKind as CapabilityKind>::Object as StableAbi>::LAYOUT;
@@ -392,6 +392,42 @@ mod tests {
             )
             .unwrap();
         assert_eq!(out, "ab");
+
+        // A transform from before `FfiTransform::entry`: accepted, and called through its
+        // vtable.
+        struct Upper;
+        impl plugin_api::kinds::before_entry::FfiTransform for Upper {
+            fn apply(
+                &self,
+                input: abi_stable::std_types::RSlice<'_, u8>,
+                output: &mut plugin_api::RVec<u8>,
+            ) -> abi_stable::std_types::RResult<(), plugin_api::CallError> {
+                output.extend(input.iter().map(u8::to_ascii_uppercase));
+                abi_stable::std_types::RResult::ROk(())
+            }
+        }
+        struct OldTransformKind;
+        impl CapabilityKind for OldTransformKind {
+            const KIND: &'static str = "transform";
+            type Object = plugin_api::kinds::before_entry::FfiTransform_TO<
+                'static,
+                abi_stable::std_types::RBox<()>,
+            >;
+        }
+        let old = CapabilityExport::new::<OldTransformKind>(
+            "upper",
+            plugin_api::kinds::before_entry::FfiTransform_TO::from_value(Upper, TD_Opaque),
+        );
+        let expected_transform = <<TransformKind as CapabilityKind>::Object as StableAbi>::LAYOUT;
+        assert_eq!(check_layout(expected_transform, &old), Ok(()));
+        // SAFETY: the layout check above passed for `TransformKind`.
+        let transform = unsafe { old.object_unchecked::<TransformKind>() };
+        let mut out = plugin_api::RVec::new();
+        transform
+            .direct()
+            .apply(abi_stable::std_types::RSlice::from_slice(b"ab"), &mut out)
+            .unwrap();
+        assert_eq!(out.as_slice(), b"AB");
 
         let transform = CapabilityExport::new::<NotACommand>(
             "t",

@@ -11,11 +11,14 @@
 // abi_stable 0.11's `sabi_trait` expansion puts impls inside a `const` block.
 #![allow(non_local_definitions)]
 
+use std::ffi::c_void;
+use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 
 use abi_stable::sabi_trait;
 use abi_stable::sabi_trait::TD_Opaque;
-use abi_stable::std_types::{RBox, RResult, RSlice, RStr, RString, RVec};
+use abi_stable::std_types::{RBox, ROption, RResult, RSlice, RStr, RString, RVec};
+use abi_stable::StableAbi;
 
 use crate::capability::CapabilityKind;
 use crate::error::{guard, CallError, CallResult};
@@ -112,6 +115,100 @@ pub trait FfiCommand: Send + Sync {
     fn call_into(&self, args: RSlice<'_, RStr<'_>>, out: &mut RString) -> RResult<(), CallError> {
         self.call(args).map(|text| out.push_str(&text))
     }
+
+    /// The command's own `call_into` as a plain function and the object it runs on, for a
+    /// caller that makes many calls ([`FfiCommand_TO::direct`]): no dispatch through this
+    /// vtable per call.
+    ///
+    /// Added after `call_into`: a plugin built before it answers `RNone`, and
+    /// [`FfiCommand_TO::direct`] then calls through the vtable.
+    fn entry(&self) -> ROption<CommandEntry> {
+        ROption::RNone
+    }
+}
+
+/// What [`FfiCommand::entry`] returns: a command's `call_into` and the object it runs on.
+/// Only [`CommandKind::object`] makes one, and only [`FfiCommand_TO::direct`] calls it, while
+/// the object it came from is borrowed.
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy)]
+pub struct CommandEntry {
+    this: *const c_void,
+    // Spelled out: `StableAbi`'s derive reads a function pointer's type only from the field.
+    call_into: unsafe extern "C" fn(
+        *const c_void,
+        RSlice<'_, RStr<'_>>,
+        &mut RString,
+    ) -> RResult<(), CallError>,
+}
+
+/// A command's `call_into`, called straight through its function pointer: what
+/// [`FfiCommand_TO::direct`] gives. It borrows the command object, which keeps the object,
+/// and the plugin it came from, alive while it is held.
+///
+/// Each call is one indirect call into the plugin's code, with the same panic guard and the
+/// same results as [`FfiCommand::call_into`]; for a caller that makes many calls, as a
+/// benchmark or a hot loop does, it saves the trait object's dispatch per call.
+#[derive(Clone, Copy)]
+pub struct DirectCommand<'a> {
+    entry: CommandEntry,
+    object: PhantomData<&'a FfiCommand_TO<'static, RBox<()>>>,
+}
+
+// SAFETY: a `DirectCommand` only calls its command's `call_into` on the command object it
+// borrows, which is `Send + Sync` (`FfiCommand: Send + Sync`, and `Command` requires both):
+// calling it from any thread, or from several at once, is what the object itself allows.
+unsafe impl Send for DirectCommand<'_> {}
+// SAFETY: as for `Send` above.
+unsafe impl Sync for DirectCommand<'_> {}
+
+impl FfiCommand_TO<'static, RBox<()>> {
+    /// This command's `call_into` as a [`DirectCommand`]: for many calls in a row, each one
+    /// an indirect call into the plugin with no dispatch through the trait object's vtable.
+    /// A command from a plugin built before direct calls existed is called through the
+    /// vtable, with the same results.
+    pub fn direct(&self) -> DirectCommand<'_> {
+        let entry = match self.entry() {
+            ROption::RSome(entry) => entry,
+            ROption::RNone => CommandEntry {
+                this: (self as *const Self).cast(),
+                call_into: through_vtable,
+            },
+        };
+        DirectCommand {
+            entry,
+            object: PhantomData,
+        }
+    }
+}
+
+impl DirectCommand<'_> {
+    /// Runs the command, appending its output to `out`: [`FfiCommand::call_into`], called
+    /// directly.
+    #[inline]
+    pub fn call_into(
+        &self,
+        args: RSlice<'_, RStr<'_>>,
+        out: &mut RString,
+    ) -> RResult<(), CallError> {
+        // SAFETY: `entry` is the pair `FfiCommand::entry` (or `direct`, for an older plugin)
+        // made for the object this value borrows, which is therefore alive: the function is
+        // that object's own `call_into`, made for exactly this pointer.
+        unsafe { (self.entry.call_into)(self.entry.this, args, out) }
+    }
+}
+
+/// The `call_into` of a command whose plugin predates [`FfiCommand::entry`]: through the
+/// object's vtable.
+unsafe extern "C" fn through_vtable(
+    this: *const c_void,
+    args: RSlice<'_, RStr<'_>>,
+    out: &mut RString,
+) -> RResult<(), CallError> {
+    // SAFETY: `direct` made `this` from the `&FfiCommand_TO` that the `DirectCommand` holding
+    // it borrows: it points to a live object of that type.
+    let object = unsafe { &*this.cast::<FfiCommand_TO<'static, RBox<()>>>() };
+    object.call_into(args, out)
 }
 
 /// The FFI face of a [`Transform`].
@@ -120,6 +217,78 @@ pub trait FfiTransform: Send + Sync {
     /// Appends the transformed `input` to `output`; errors and panics come back as [`CallError`].
     #[sabi(last_prefix_field)]
     fn apply(&self, input: RSlice<'_, u8>, output: &mut RVec<u8>) -> RResult<(), CallError>;
+
+    /// The transform's own `apply` as a plain function and the object it runs on, for a
+    /// caller that makes many calls ([`FfiTransform_TO::direct`]).
+    ///
+    /// Added after `apply`: a plugin built before it answers `RNone`, and
+    /// [`FfiTransform_TO::direct`] then calls through the vtable.
+    fn entry(&self) -> ROption<TransformEntry> {
+        ROption::RNone
+    }
+}
+
+/// What [`FfiTransform::entry`] returns: a transform's `apply` and the object it runs on.
+/// Only [`TransformKind::object`] makes one, and only [`FfiTransform_TO::direct`] calls it.
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy)]
+pub struct TransformEntry {
+    this: *const c_void,
+    apply: unsafe extern "C" fn(
+        *const c_void,
+        RSlice<'_, u8>,
+        &mut RVec<u8>,
+    ) -> RResult<(), CallError>,
+}
+
+/// A transform's `apply`, called straight through its function pointer: what
+/// [`FfiTransform_TO::direct`] gives; see [`DirectCommand`].
+#[derive(Clone, Copy)]
+pub struct DirectTransform<'a> {
+    entry: TransformEntry,
+    object: PhantomData<&'a FfiTransform_TO<'static, RBox<()>>>,
+}
+
+// SAFETY: as for `DirectCommand`: `FfiTransform: Send + Sync`, and `Transform` requires both.
+unsafe impl Send for DirectTransform<'_> {}
+// SAFETY: as for `Send` above.
+unsafe impl Sync for DirectTransform<'_> {}
+
+impl FfiTransform_TO<'static, RBox<()>> {
+    /// This transform's `apply` as a [`DirectTransform`]; see [`FfiCommand_TO::direct`].
+    pub fn direct(&self) -> DirectTransform<'_> {
+        let entry = match self.entry() {
+            ROption::RSome(entry) => entry,
+            ROption::RNone => TransformEntry {
+                this: (self as *const Self).cast(),
+                apply: apply_through_vtable,
+            },
+        };
+        DirectTransform {
+            entry,
+            object: PhantomData,
+        }
+    }
+}
+
+impl DirectTransform<'_> {
+    /// Appends the transformed `input` to `output`: [`FfiTransform::apply`], called directly.
+    #[inline]
+    pub fn apply(&self, input: RSlice<'_, u8>, output: &mut RVec<u8>) -> RResult<(), CallError> {
+        // SAFETY: as in `DirectCommand::call_into`.
+        unsafe { (self.entry.apply)(self.entry.this, input, output) }
+    }
+}
+
+/// The `apply` of a transform whose plugin predates [`FfiTransform::entry`].
+unsafe extern "C" fn apply_through_vtable(
+    this: *const c_void,
+    input: RSlice<'_, u8>,
+    output: &mut RVec<u8>,
+) -> RResult<(), CallError> {
+    // SAFETY: as in `through_vtable`.
+    let object = unsafe { &*this.cast::<FfiTransform_TO<'static, RBox<()>>>() };
+    object.apply(input, output)
 }
 
 /// The most arguments a command call passes without allocating.
@@ -132,8 +301,12 @@ struct GuardedCommand<C>(C);
 fn with_args<T>(args: RSlice<'_, RStr<'_>>, f: impl FnOnce(&[&str]) -> T) -> T {
     if args.len() <= INLINE_ARGS {
         let mut inline = [MaybeUninit::<&str>::uninit(); INLINE_ARGS];
-        for (slot, arg) in inline.iter_mut().zip(args.iter()) {
-            slot.write(arg.as_str());
+        // One argument at a time: a command gets a few, and a vectorised copy's setup costs
+        // more than copying them.
+        let mut i = 0;
+        while i < args.len() {
+            inline[i].write(args[i].as_str());
+            i += 1;
         }
         // SAFETY: the first `args.len()` slots were written just above, and
         // `MaybeUninit<&str>` has the layout of `&str`.
@@ -141,9 +314,17 @@ fn with_args<T>(args: RSlice<'_, RStr<'_>>, f: impl FnOnce(&[&str]) -> T) -> T {
             unsafe { std::slice::from_raw_parts(inline.as_ptr().cast::<&str>(), args.len()) };
         f(args)
     } else {
-        let args: Vec<&str> = args.iter().map(RStr::as_str).collect();
-        f(&args)
+        with_many_args(args, f)
     }
+}
+
+/// [`with_args`] for more than [`INLINE_ARGS`] arguments, in a vector: out of line, so that
+/// the common case keeps few registers to save.
+#[cold]
+#[inline(never)]
+fn with_many_args<T>(args: RSlice<'_, RStr<'_>>, f: impl FnOnce(&[&str]) -> T) -> T {
+    let args: Vec<&str> = args.iter().map(RStr::as_str).collect();
+    f(&args)
 }
 
 impl<C: Command> FfiCommand for GuardedCommand<C> {
@@ -154,6 +335,25 @@ impl<C: Command> FfiCommand for GuardedCommand<C> {
     fn call_into(&self, args: RSlice<'_, RStr<'_>>, out: &mut RString) -> RResult<(), CallError> {
         guard(|| with_args(args, |args| self.0.run_into(args, out)))
     }
+
+    fn entry(&self) -> ROption<CommandEntry> {
+        ROption::RSome(CommandEntry {
+            this: (self as *const Self).cast(),
+            call_into: direct_call_into::<C>,
+        })
+    }
+}
+
+/// [`GuardedCommand::call_into`] as a plain function, for [`CommandEntry`].
+unsafe extern "C" fn direct_call_into<C: Command>(
+    this: *const c_void,
+    args: RSlice<'_, RStr<'_>>,
+    out: &mut RString,
+) -> RResult<(), CallError> {
+    // SAFETY: `entry` made `this` from a `&GuardedCommand<C>`, and `DirectCommand` calls it
+    // only while it borrows the object that holds that command.
+    let command = unsafe { &*this.cast::<GuardedCommand<C>>() };
+    guard(|| with_args(args, |args| command.0.run_into(args, out)))
 }
 
 struct GuardedTransform<T>(T);
@@ -162,6 +362,24 @@ impl<T: Transform> FfiTransform for GuardedTransform<T> {
     fn apply(&self, input: RSlice<'_, u8>, output: &mut RVec<u8>) -> RResult<(), CallError> {
         guard(|| self.0.apply(input.as_slice(), output))
     }
+
+    fn entry(&self) -> ROption<TransformEntry> {
+        ROption::RSome(TransformEntry {
+            this: (self as *const Self).cast(),
+            apply: direct_apply::<T>,
+        })
+    }
+}
+
+/// [`GuardedTransform::apply`] as a plain function, for [`TransformEntry`].
+unsafe extern "C" fn direct_apply<T: Transform>(
+    this: *const c_void,
+    input: RSlice<'_, u8>,
+    output: &mut RVec<u8>,
+) -> RResult<(), CallError> {
+    // SAFETY: as in `direct_call_into`.
+    let transform = unsafe { &*this.cast::<GuardedTransform<T>>() };
+    guard(|| transform.0.apply(input.as_slice(), output))
 }
 
 /// The `command` kind: a name and arguments in, text out.
@@ -213,6 +431,25 @@ pub mod before_call_into {
     }
 }
 
+/// `FfiTransform` as plugin-api declared it before [`FfiTransform::entry`]: frozen, so that
+/// tests can hold a newer host to accepting transforms of plugins built against it. Not for
+/// use in plugins.
+#[doc(hidden)]
+pub mod before_entry {
+    use abi_stable::sabi_trait;
+    use abi_stable::std_types::{RResult, RSlice, RVec};
+
+    use crate::error::CallError;
+
+    /// The FFI face of a transform, before `entry`.
+    #[sabi_trait]
+    pub trait FfiTransform: Send + Sync {
+        /// Appends the transformed `input` to `output`.
+        #[sabi(last_prefix_field)]
+        fn apply(&self, input: RSlice<'_, u8>, output: &mut RVec<u8>) -> RResult<(), CallError>;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,6 +478,87 @@ mod tests {
         assert_eq!(
             (err.kind, err.message.as_str()),
             (CallErrorKind::Failed, "asked to fail")
+        );
+    }
+
+    /// The direct entry is the object's own: the same output, errors and panics, without the
+    /// vtable (`entry` answers), and it holds up under several threads at once.
+    #[test]
+    fn direct_entries_answer_as_their_objects() {
+        let writer = CommandKind::object(CommandWriter(
+            |args: &[&str], out: &mut RString| -> CallResult<()> {
+                match args.first() {
+                    Some(&"panic") => panic!("asked to"),
+                    Some(&"fail") => {
+                        out.push_str("part");
+                        Err("asked to fail".into())
+                    }
+                    _ => {
+                        out.push_str(&args.concat());
+                        Ok(())
+                    }
+                }
+            },
+        ));
+        assert!(writer.entry().is_some(), "made by `CommandKind::object`");
+        let direct = writer.direct();
+        let many: Vec<RStr<'_>> = (0..20).map(|_| RStr::from("x")).collect();
+        for args in [
+            &[RStr::from("a"), RStr::from("b")][..],
+            &[],
+            &many,
+            &[RStr::from("fail")],
+            &[RStr::from("panic")],
+        ] {
+            let (mut a, mut b) = (RString::from("> "), RString::from("> "));
+            let expected = writer.call_into(RSlice::from_slice(args), &mut a);
+            let got = direct.call_into(RSlice::from_slice(args), &mut b);
+            assert_eq!((got, b), (expected, a));
+        }
+        let err = direct
+            .call_into(
+                RSlice::from_slice(&[RStr::from("panic")]),
+                &mut RString::new(),
+            )
+            .unwrap_err();
+        assert_eq!(
+            (err.kind, err.message.as_str()),
+            (CallErrorKind::Panicked, "asked to")
+        );
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                s.spawn(move || {
+                    let mut out = RString::new();
+                    let arg = t.to_string();
+                    for _ in 0..1000 {
+                        out.clear();
+                        direct
+                            .call_into(RSlice::from_slice(&[RStr::from(arg.as_str())]), &mut out)
+                            .unwrap();
+                        assert_eq!(out, arg);
+                    }
+                });
+            }
+        });
+
+        let t = TransformKind::object(|input: &[u8], out: &mut RVec<u8>| -> CallResult<()> {
+            if input == b"panic" {
+                panic!("transform asked to");
+            }
+            out.extend(input.iter().map(u8::to_ascii_uppercase));
+            Ok(())
+        });
+        assert!(t.entry().is_some(), "made by `TransformKind::object`");
+        let direct = t.direct();
+        let mut out = RVec::from(b"> ".to_vec());
+        direct.apply(RSlice::from_slice(b"abc"), &mut out).unwrap();
+        assert_eq!(out.as_slice(), b"> ABC");
+        let err = direct
+            .apply(RSlice::from_slice(b"panic"), &mut out)
+            .unwrap_err();
+        assert_eq!(
+            (err.kind, err.message.as_str()),
+            (CallErrorKind::Panicked, "transform asked to")
         );
     }
 
@@ -344,6 +662,45 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out, "> AB");
+        // Its vtable lacks `entry` as well: the direct entry calls through the vtable.
+        assert!(new.entry().is_none());
+        new.direct()
+            .call_into(RSlice::from_slice(&[RStr::from("c")]), &mut out)
+            .unwrap();
+        assert_eq!(out, "> ABC");
+    }
+
+    /// A transform made before `entry` existed: its direct entry calls through the vtable.
+    #[test]
+    fn a_transform_built_before_entry_is_called_through_its_vtable() {
+        use abi_stable::std_types::RBox;
+        use abi_stable::StableAbi;
+        struct Upper;
+        impl crate::kinds::before_entry::FfiTransform for Upper {
+            fn apply(
+                &self,
+                input: RSlice<'_, u8>,
+                output: &mut RVec<u8>,
+            ) -> RResult<(), CallError> {
+                output.extend(input.iter().map(u8::to_ascii_uppercase));
+                RResult::ROk(())
+            }
+        }
+        type Old = crate::kinds::before_entry::FfiTransform_TO<'static, RBox<()>>;
+        type New = FfiTransform_TO<'static, RBox<()>>;
+        assert_eq!(
+            <Old as StableAbi>::LAYOUT.size(),
+            <New as StableAbi>::LAYOUT.size()
+        );
+        let old: Old = crate::kinds::before_entry::FfiTransform_TO::from_value(Upper, TD_Opaque);
+        // SAFETY: as in `call_into_on_a_command_built_before_it_runs_the_default`.
+        let new: New = unsafe { std::mem::transmute::<Old, New>(old) };
+        assert!(new.entry().is_none());
+        let mut out = RVec::new();
+        new.direct()
+            .apply(RSlice::from_slice(b"ab"), &mut out)
+            .unwrap();
+        assert_eq!(out.as_slice(), b"AB");
     }
 
     #[test]

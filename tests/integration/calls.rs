@@ -202,3 +202,64 @@ fn commands_write_into_a_callers_buffer() {
         "hello, Ada! (from plugin-host 0.1.0)"
     );
 }
+
+/// A held capability's direct entry (`direct()`) answers as the object does: output, errors
+/// and panics, for commands that write into the buffer and for those that return a string.
+#[test]
+fn direct_calls_answer_as_the_object_does() {
+    let dir = plugin_dir(&["calls", "hello"]);
+    let mut host = host();
+    let reports = host.scan(&[dir.path()], host::ScanMode::Load).unwrap();
+    assert!(
+        reports.iter().all(|r| r.status == Status::Loaded),
+        "{reports:?}"
+    );
+    let registry = host.registry();
+    for (name, args) in [
+        ("hello", &["Ada", "L."][..]),
+        ("hello", &[]),
+        ("echo", &["a", "b"]),
+        ("fail", &[]),
+        ("boom", &[]),
+    ] {
+        let command = registry.get::<CommandKind>(name).unwrap();
+        let args: Vec<RStr<'_>> = args.iter().map(|a| RStr::from(*a)).collect();
+        let mut through_object = abi_stable::std_types::RString::from("> ");
+        let expected = command
+            .call_into(RSlice::from_slice(&args), &mut through_object)
+            .into_result();
+        let held = command.direct();
+        for _ in 0..2 {
+            let mut direct = abi_stable::std_types::RString::from("> ");
+            let got = held
+                .call_into(RSlice::from_slice(&args), &mut direct)
+                .into_result();
+            assert_eq!((&got, &direct), (&expected, &through_object), "{name}");
+        }
+    }
+    let boom = registry.get::<CommandKind>("boom").unwrap().direct();
+    let mut out = abi_stable::std_types::RString::new();
+    let e = boom
+        .call_into(RSlice::from_slice(&[]), &mut out)
+        .unwrap_err();
+    assert_eq!(
+        (e.kind, e.message.as_str()),
+        (CallErrorKind::Panicked, "boom on purpose")
+    );
+
+    let upper = registry.get::<TransformKind>("upper").unwrap().direct();
+    let mut out = RVec::from(b"kept: ".to_vec());
+    upper.apply(RSlice::from_slice(b"abc"), &mut out).unwrap();
+    assert_eq!(&out[..], b"kept: ABC");
+    let explode = registry.get::<TransformKind>("explode").unwrap().direct();
+    let e = explode
+        .apply(RSlice::from_slice(b"a boom"), &mut out)
+        .unwrap_err();
+    assert_eq!(
+        (e.kind, e.message.as_str()),
+        (CallErrorKind::Panicked, "explode saw boom")
+    );
+    // The host goes on, and so does the direct entry.
+    explode.apply(RSlice::from_slice(b"ok"), &mut out).unwrap();
+    assert_eq!(&out[..], b"kept: ABCok");
+}

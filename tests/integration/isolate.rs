@@ -459,6 +459,14 @@ fn in_process_and_isolated_plugins_mix_in_one_host() {
         .unwrap()
         .starts_with("hello, Ada!"));
     assert_eq!(call(&host, "misbehave", &["echo", "x"]).unwrap(), "x");
+    // An isolated command's direct entry goes to its worker as `call_into` does.
+    let misbehave = host.registry().get::<CommandKind>("misbehave").unwrap();
+    let mut out = abi_stable::std_types::RString::from("> ");
+    misbehave
+        .direct()
+        .call_into(RSlice::from_slice(&["echo".into(), "y".into()]), &mut out)
+        .unwrap();
+    assert_eq!(out, "> y");
     // A crash of the isolated one leaves the in-process one (and the host) serving.
     assert!(call(&host, "misbehave", &["segfault"]).is_err());
     assert!(call(&host, "hello", &["Bo"])
