@@ -43,6 +43,8 @@ pub mod build;
 pub mod config;
 
 #[cfg(feature = "abi")]
+mod appender;
+#[cfg(feature = "abi")]
 mod capability;
 #[cfg(feature = "abi")]
 mod error;
@@ -63,6 +65,8 @@ pub use abi_stable::std_types::RString;
 /// The output buffer transforms append to (`abi_stable`'s FFI-safe `Vec`).
 #[cfg(feature = "abi")]
 pub use abi_stable::std_types::RVec;
+#[cfg(feature = "abi")]
+pub use appender::StringAppender;
 #[cfg(feature = "abi")]
 pub use capability::{CapabilityExport, CapabilityKind};
 #[cfg(feature = "abi")]

@@ -14,7 +14,9 @@ mod greet;
 
 pub use greet::{greet, greet_into};
 
-use plugin_api::{export_plugin, CallResult, Command, Initializer, RString, RegisterResult};
+use plugin_api::{
+    export_plugin, CallResult, Command, Initializer, RString, RegisterResult, StringAppender,
+};
 
 // ANCHOR: register
 fn register(init: &mut Initializer<'_>) -> RegisterResult {
@@ -33,7 +35,8 @@ export_plugin!(register);
 
 // ANCHOR: greeter
 /// Both call forms: `call` returns a new string, `call_into` writes into the caller's buffer
-/// (a host that reuses it pays no allocation per call).
+/// (a host that reuses it pays no allocation per call), through a `StringAppender`, whose
+/// appends are inlined as a `String`'s are.
 struct Greeter {
     host: String,
 }
@@ -46,7 +49,7 @@ impl Command for Greeter {
 
     fn run_into(&self, args: &[&str], out: &mut RString) -> CallResult<()> {
         log::debug!("hello called with {} argument(s)", args.len());
-        Ok(greet_into(args, &self.host, out)?)
+        Ok(greet_into(args, &self.host, &mut StringAppender::new(out))?)
     }
 }
 // ANCHOR_END: greeter
