@@ -1,7 +1,9 @@
 //! Call benchmarks (criterion): a capability called through the registry against the same
 //! function compiled into the benchmark and called through a non-inlined function pointer;
 //! and `redact` throughput over 256 MiB of log lines, as a plugin through `plugin-host
-//! transform` and compiled in. Run with `cargo bench --bench calls`.
+//! transform` and compiled in. Run with `cargo bench --bench calls`;
+//! `PLUGIN_HOST_BENCH_CALL_ROUNDS=40 cargo bench --bench calls` times the call paths side by
+//! side in alternating rounds instead (see [`ROUNDS_ENV`]).
 
 mod support;
 
@@ -93,6 +95,15 @@ fn call_overhead(c: &mut Criterion) {
                 .unwrap();
         })
     });
+    let direct = command.direct();
+    g.bench_function("plugin, direct call_into", |b| {
+        b.iter(|| {
+            out.clear();
+            direct
+                .call_into(black_box(RSlice::from_slice(&args)), &mut out)
+                .unwrap();
+        })
+    });
     let greet_into: fn(&[&str], &str, &mut String) -> std::fmt::Result =
         black_box(hello::greet_into::<String>);
     let mut text = String::with_capacity(256);
@@ -113,10 +124,18 @@ fn call_overhead(c: &mut Criterion) {
             greet_into_r(black_box(&["Ada"]), &host_label, &mut out).unwrap();
         })
     });
+    let greet_into_a: fn(&[&str], &str, &mut RString) -> std::fmt::Result =
+        black_box(greet_through_an_appender);
+    g.bench_function("compiled in, fn pointer, appender into an RString", |b| {
+        b.iter(|| {
+            out.clear();
+            greet_into_a(black_box(&["Ada"]), &host_label, &mut out).unwrap();
+        })
+    });
     let label = host_label.clone();
     let local_writer = CommandKind::object(CommandWriter(
         move |args: &[&str], out: &mut RString| -> CallResult<()> {
-            Ok(hello::greet_into(args, &label, out)?)
+            Ok(greet_through_an_appender(args, &label, out)?)
         },
     ));
     g.bench_function("compiled in, FFI object, call_into", |b| {
@@ -151,6 +170,15 @@ fn call_overhead(c: &mut Criterion) {
                 .unwrap();
         })
     });
+    let direct = transform.direct();
+    g.bench_function("plugin, direct apply", |b| {
+        b.iter(|| {
+            out.clear();
+            direct
+                .apply(black_box(RSlice::from_slice(LINE)), &mut out)
+                .unwrap();
+        })
+    });
     let redactor = redact::Redactor::new(&[]);
     let apply: fn(&redact::Redactor, &[u8], &mut Vec<u8>) =
         black_box(|r, input, out| r.redact(input, |s| out.extend_from_slice(s)));
@@ -159,6 +187,17 @@ fn call_overhead(c: &mut Criterion) {
         b.iter(|| {
             out.clear();
             apply(&redactor, black_box(LINE), &mut out);
+        })
+    });
+    // The same into the buffer type the plugin appends to: the call's own cost is the
+    // difference between the plugin and this row.
+    let apply_r: fn(&redact::Redactor, &[u8], &mut RVec<u8>) =
+        black_box(|r, input, out| r.redact(input, |s| out.extend_from_copy_slice(s)));
+    let mut rout = RVec::with_capacity(256);
+    g.bench_function("compiled in, fn pointer, into an RVec", |b| {
+        b.iter(|| {
+            rout.clear();
+            apply_r(&redactor, black_box(LINE), &mut rout);
         })
     });
     g.finish();
@@ -319,9 +358,11 @@ fn compiled_in_filter() {
 }
 
 /// Set (to `PATH:N`, `PATH` one of `plugin-command`, `compiled-command`,
-/// `plugin-command-into`, `compiled-command-into`, `compiled-command-into-rstring`,
-/// `plugin-transform`, `compiled-transform`) to make N calls down one path and exit: run that under
-/// `valgrind --tool=callgrind` with N and with 0 to count the instructions of one call.
+/// `plugin-command-into`, `plugin-command-direct`, `compiled-command-into`,
+/// `compiled-command-into-rstring`, `compiled-command-into-appender`, `plugin-transform`,
+/// `plugin-transform-direct`, `compiled-transform`, `compiled-transform-rvec`) to make N calls
+/// down one path and exit: run that under `valgrind --tool=callgrind` with N and with 0 to
+/// count the instructions of one call.
 const LOOP_ENV: &str = "PLUGIN_HOST_BENCH_CALL_LOOP";
 
 fn call_loop(spec: &str) {
@@ -330,9 +371,18 @@ fn call_loop(spec: &str) {
     let host = loaded_host_from(host::LoadFrom::File);
     let registry = host.registry();
     let command = registry.get::<CommandKind>("hello").unwrap();
+    let direct = command.direct();
     let transform = registry.get::<TransformKind>("redact").unwrap();
+    let direct_transform = transform.direct();
     let redactor = redact::Redactor::new(&[]);
+    // Behind non-inlined function pointers, as in the criterion rows.
     let greet: fn(&[&str], &str) -> CallResult<String> = black_box(hello::greet);
+    let greet_into: fn(&[&str], &str, &mut String) -> std::fmt::Result =
+        black_box(hello::greet_into::<String>);
+    let greet_into_r: fn(&[&str], &str, &mut RString) -> std::fmt::Result =
+        black_box(hello::greet_into::<RString>);
+    let greet_into_a: fn(&[&str], &str, &mut RString) -> std::fmt::Result =
+        black_box(greet_through_an_appender);
     let args = [RStr::from("Ada")];
     let (mut rout, mut vout) = (RVec::with_capacity(256), Vec::with_capacity(256));
     let (mut sout, mut tout) = (RString::with_capacity(256), String::with_capacity(256));
@@ -346,13 +396,23 @@ fn call_loop(spec: &str) {
                     .call_into(RSlice::from_slice(black_box(&args)), &mut sout)
                     .unwrap();
             }
+            "plugin-command-direct" => {
+                sout.clear();
+                direct
+                    .call_into(RSlice::from_slice(black_box(&args)), &mut sout)
+                    .unwrap();
+            }
             "compiled-command-into" => {
                 tout.clear();
-                hello::greet_into(black_box(&["Ada"]), "plugin-host 0.1.0", &mut tout).unwrap();
+                greet_into(black_box(&["Ada"]), "plugin-host 0.1.0", &mut tout).unwrap();
+            }
+            "compiled-command-into-appender" => {
+                sout.clear();
+                greet_into_a(black_box(&["Ada"]), "plugin-host 0.1.0", &mut sout).unwrap();
             }
             "compiled-command-into-rstring" => {
                 sout.clear();
-                hello::greet_into(black_box(&["Ada"]), "plugin-host 0.1.0", &mut sout).unwrap();
+                greet_into_r(black_box(&["Ada"]), "plugin-host 0.1.0", &mut sout).unwrap();
             }
             "plugin-transform" => {
                 rout.clear();
@@ -360,12 +420,167 @@ fn call_loop(spec: &str) {
                     .apply(RSlice::from_slice(black_box(LINE)), &mut rout)
                     .unwrap();
             }
+            "plugin-transform-direct" => {
+                rout.clear();
+                direct_transform
+                    .apply(RSlice::from_slice(black_box(LINE)), &mut rout)
+                    .unwrap();
+            }
             "compiled-transform" => {
                 vout.clear();
                 redactor.redact(black_box(LINE), |s| vout.extend_from_slice(s));
             }
+            "compiled-transform-rvec" => {
+                rout.clear();
+                redactor.redact(black_box(LINE), |s| rout.extend_from_copy_slice(s));
+            }
             other => panic!("unknown call path {other}"),
         }
+    }
+}
+
+/// What `hello`'s `Command::run_into` does, compiled in: `greet_into` through a
+/// `StringAppender` into the caller's `RString`.
+fn greet_through_an_appender(args: &[&str], host: &str, out: &mut RString) -> std::fmt::Result {
+    hello::greet_into(args, host, &mut plugin_api::StringAppender::new(out))
+}
+
+/// Set (to a number of rounds) to time each call path against its compiled-in baseline side
+/// by side: every round times a batch of calls down each path, in an order rotated from round
+/// to round, and the table gives each path's median and, per plugin path, the spread of its
+/// difference from the baseline within a round.
+const ROUNDS_ENV: &str = "PLUGIN_HOST_BENCH_CALL_ROUNDS";
+
+/// Nanoseconds per call of `n` calls of `f`.
+fn per_call(n: u32, mut f: impl FnMut()) -> f64 {
+    let start = std::time::Instant::now();
+    for _ in 0..n {
+        f();
+    }
+    start.elapsed().as_nanos() as f64 / f64::from(n)
+}
+
+fn call_rounds(rounds: usize) {
+    let host = loaded_host();
+    let registry = host.registry();
+    let command = registry.get::<CommandKind>("hello").unwrap();
+    let direct = command.direct();
+    let transform = registry.get::<TransformKind>("redact").unwrap();
+    let direct_transform = transform.direct();
+    let redactor = redact::Redactor::new(&[]);
+    let greet_into: fn(&[&str], &str, &mut String) -> std::fmt::Result =
+        black_box(hello::greet_into::<String>);
+    let greet_into_r: fn(&[&str], &str, &mut RString) -> std::fmt::Result =
+        black_box(hello::greet_into::<RString>);
+    let greet_into_a: fn(&[&str], &str, &mut RString) -> std::fmt::Result =
+        black_box(greet_through_an_appender);
+    let apply: fn(&redact::Redactor, &[u8], &mut Vec<u8>) =
+        black_box(|r, input, out| r.redact(input, |s| out.extend_from_slice(s)));
+    let apply_r: fn(&redact::Redactor, &[u8], &mut RVec<u8>) =
+        black_box(|r, input, out| r.redact(input, |s| out.extend_from_copy_slice(s)));
+    let label = format!("{} {}", host.identity().name, host.identity().version);
+    let args = [RStr::from("Ada")];
+    let (mut sout, mut tout) = (RString::with_capacity(256), String::with_capacity(256));
+    let (mut rout, mut vout) = (RVec::with_capacity(256), Vec::with_capacity(256));
+    const PATHS: [&str; 9] = [
+        "command: plugin, direct call_into",
+        "command: plugin, call_into through the object",
+        "command: compiled in, fn pointer, appender into an RString",
+        "command: compiled in, fn pointer, into a String",
+        "transform: plugin, direct apply",
+        "transform: plugin, apply through the object",
+        "transform: compiled in, fn pointer, into an RVec",
+        "transform: compiled in, fn pointer, into a Vec",
+        "command: compiled in, fn pointer, RString::push_str",
+    ];
+    let (commands, transforms) = (200_000, 20_000);
+    let mut times = vec![Vec::with_capacity(rounds); PATHS.len()];
+    for round in 0..rounds {
+        for k in 0..PATHS.len() {
+            let path = (round + k) % PATHS.len();
+            times[path].push(match path {
+                0 => per_call(commands, || {
+                    sout.clear();
+                    direct
+                        .call_into(black_box(RSlice::from_slice(&args)), &mut sout)
+                        .unwrap();
+                }),
+                1 => per_call(commands, || {
+                    sout.clear();
+                    command
+                        .call_into(black_box(RSlice::from_slice(&args)), &mut sout)
+                        .unwrap();
+                }),
+                2 => per_call(commands, || {
+                    sout.clear();
+                    greet_into_a(black_box(&["Ada"]), &label, &mut sout).unwrap();
+                }),
+                8 => per_call(commands, || {
+                    sout.clear();
+                    greet_into_r(black_box(&["Ada"]), &label, &mut sout).unwrap();
+                }),
+                3 => per_call(commands, || {
+                    tout.clear();
+                    greet_into(black_box(&["Ada"]), &label, &mut tout).unwrap();
+                }),
+                4 => per_call(transforms, || {
+                    rout.clear();
+                    direct_transform
+                        .apply(black_box(RSlice::from_slice(LINE)), &mut rout)
+                        .unwrap();
+                }),
+                5 => per_call(transforms, || {
+                    rout.clear();
+                    transform
+                        .apply(black_box(RSlice::from_slice(LINE)), &mut rout)
+                        .unwrap();
+                }),
+                6 => per_call(transforms, || {
+                    rout.clear();
+                    apply_r(&redactor, black_box(LINE), &mut rout);
+                }),
+                7 => per_call(transforms, || {
+                    vout.clear();
+                    apply(&redactor, black_box(LINE), &mut vout);
+                }),
+                _ => unreachable!(),
+            });
+        }
+    }
+    println!("{rounds} rounds; per call, median [min, max] over rounds; the difference is taken within each round");
+    for (path, name) in PATHS.iter().enumerate() {
+        let mut t = times[path].clone();
+        t.sort_by(f64::total_cmp);
+        print!(
+            "{name:<52} {:>8.2} ns [{:.2}, {:.2}]",
+            support::median(t.clone()),
+            t[0],
+            t[t.len() - 1]
+        );
+        // Each plugin path against the same code compiled in, writing into the same buffer
+        // the same way, and against a `String` or `Vec`.
+        for baseline in match path {
+            0 | 1 => &[2, 3][..],
+            4 | 5 => &[6, 7],
+            _ => &[],
+        } {
+            let baseline = *baseline;
+            let mut d: Vec<f64> = times[path]
+                .iter()
+                .zip(&times[baseline])
+                .map(|(a, b)| a - b)
+                .collect();
+            d.sort_by(f64::total_cmp);
+            print!(
+                "\n{:>56}{:+.2} ns [{:+.2}, {:+.2}] over {}",
+                "",
+                support::median(d.clone()),
+                d[0],
+                d[d.len() - 1],
+                PATHS[baseline].split(", ").last().unwrap()
+            );
+        }
+        println!();
     }
 }
 
@@ -375,6 +590,9 @@ fn main() {
     }
     if let Ok(spec) = std::env::var(LOOP_ENV) {
         return call_loop(&spec);
+    }
+    if let Ok(rounds) = std::env::var(ROUNDS_ENV) {
+        return call_rounds(rounds.parse().expect("a number of rounds"));
     }
     group::benches();
     Criterion::default().configure_from_args().final_summary();
