@@ -24,7 +24,7 @@ use abi_stable::std_types::{RSlice, RStr, RString, RVec};
 use criterion::{criterion_group, Criterion, Throughput};
 
 use host::{ScanMode, Status};
-use plugin_api::{CallResult, CommandKind, CommandWriter, TransformKind};
+use plugin_api::{CallResult, CommandKind, TransformKind};
 
 use support::{artifacts, builder, log_lines, scratch};
 
@@ -124,20 +124,15 @@ fn call_overhead(c: &mut Criterion) {
             greet_into_r(black_box(&["Ada"]), &host_label, &mut out).unwrap();
         })
     });
-    let greet_into_a: fn(&[&str], &str, &mut RString) -> std::fmt::Result =
-        black_box(greet_through_an_appender);
-    g.bench_function("compiled in, fn pointer, appender into an RString", |b| {
+    // The plugin's own `run_into`, compiled in: the plugin's code, without the call.
+    let (greeter, run_into) = (hello::Greeter::new(host_label.clone()), run_into());
+    g.bench_function("compiled in, fn pointer, the plugin's run_into", |b| {
         b.iter(|| {
             out.clear();
-            greet_into_a(black_box(&["Ada"]), &host_label, &mut out).unwrap();
+            run_into(&greeter, black_box(&["Ada"]), &mut out).unwrap();
         })
     });
-    let label = host_label.clone();
-    let local_writer = CommandKind::object(CommandWriter(
-        move |args: &[&str], out: &mut RString| -> CallResult<()> {
-            Ok(greet_through_an_appender(args, &label, out)?)
-        },
-    ));
+    let local_writer = CommandKind::object(hello::Greeter::new(host_label.clone()));
     g.bench_function("compiled in, FFI object, call_into", |b| {
         b.iter(|| {
             out.clear();
@@ -359,7 +354,7 @@ fn compiled_in_filter() {
 
 /// Set (to `PATH:N`, `PATH` one of `plugin-command`, `compiled-command`,
 /// `plugin-command-into`, `plugin-command-direct`, `compiled-command-into`,
-/// `compiled-command-into-rstring`, `compiled-command-into-appender`, `plugin-transform`,
+/// `compiled-command-into-rstring`, `compiled-command-run-into`, `plugin-transform`,
 /// `plugin-transform-direct`, `compiled-transform`, `compiled-transform-rvec`) to make N calls
 /// down one path and exit: run that under `valgrind --tool=callgrind` with N and with 0 to
 /// count the instructions of one call.
@@ -381,8 +376,10 @@ fn call_loop(spec: &str) {
         black_box(hello::greet_into::<String>);
     let greet_into_r: fn(&[&str], &str, &mut RString) -> std::fmt::Result =
         black_box(hello::greet_into::<RString>);
-    let greet_into_a: fn(&[&str], &str, &mut RString) -> std::fmt::Result =
-        black_box(greet_through_an_appender);
+    let (greeter, run_into) = (
+        hello::Greeter::new("plugin-host 0.1.0".to_owned()),
+        run_into(),
+    );
     let args = [RStr::from("Ada")];
     let (mut rout, mut vout) = (RVec::with_capacity(256), Vec::with_capacity(256));
     let (mut sout, mut tout) = (RString::with_capacity(256), String::with_capacity(256));
@@ -406,9 +403,9 @@ fn call_loop(spec: &str) {
                 tout.clear();
                 greet_into(black_box(&["Ada"]), "plugin-host 0.1.0", &mut tout).unwrap();
             }
-            "compiled-command-into-appender" => {
+            "compiled-command-run-into" => {
                 sout.clear();
-                greet_into_a(black_box(&["Ada"]), "plugin-host 0.1.0", &mut sout).unwrap();
+                run_into(&greeter, black_box(&["Ada"]), &mut sout).unwrap();
             }
             "compiled-command-into-rstring" => {
                 sout.clear();
@@ -439,10 +436,12 @@ fn call_loop(spec: &str) {
     }
 }
 
-/// What `hello`'s `Command::run_into` does, compiled in: `greet_into` through a
-/// `StringAppender` into the caller's `RString`.
-fn greet_through_an_appender(args: &[&str], host: &str, out: &mut RString) -> std::fmt::Result {
-    hello::greet_into(args, host, &mut plugin_api::StringAppender::new(out))
+/// `hello`'s command compiled in: its `Command::run_into` (a debug log, then `greet_into`
+/// through a `StringAppender` into the caller's `RString`) behind a function pointer.
+type RunInto = fn(&hello::Greeter, &[&str], &mut RString) -> CallResult<()>;
+
+fn run_into() -> RunInto {
+    black_box(<hello::Greeter as plugin_api::Command>::run_into)
 }
 
 /// Set (to a number of rounds) to time each call path against its compiled-in baseline side
@@ -472,20 +471,19 @@ fn call_rounds(rounds: usize) {
         black_box(hello::greet_into::<String>);
     let greet_into_r: fn(&[&str], &str, &mut RString) -> std::fmt::Result =
         black_box(hello::greet_into::<RString>);
-    let greet_into_a: fn(&[&str], &str, &mut RString) -> std::fmt::Result =
-        black_box(greet_through_an_appender);
     let apply: fn(&redact::Redactor, &[u8], &mut Vec<u8>) =
         black_box(|r, input, out| r.redact(input, |s| out.extend_from_slice(s)));
     let apply_r: fn(&redact::Redactor, &[u8], &mut RVec<u8>) =
         black_box(|r, input, out| r.redact(input, |s| out.extend_from_copy_slice(s)));
     let label = format!("{} {}", host.identity().name, host.identity().version);
+    let (greeter, run_into) = (hello::Greeter::new(label.clone()), run_into());
     let args = [RStr::from("Ada")];
     let (mut sout, mut tout) = (RString::with_capacity(256), String::with_capacity(256));
     let (mut rout, mut vout) = (RVec::with_capacity(256), Vec::with_capacity(256));
     const PATHS: [&str; 9] = [
         "command: plugin, direct call_into",
         "command: plugin, call_into through the object",
-        "command: compiled in, fn pointer, appender into an RString",
+        "command: compiled in, fn pointer, the plugin's run_into",
         "command: compiled in, fn pointer, into a String",
         "transform: plugin, direct apply",
         "transform: plugin, apply through the object",
@@ -513,7 +511,7 @@ fn call_rounds(rounds: usize) {
                 }),
                 2 => per_call(commands, || {
                     sout.clear();
-                    greet_into_a(black_box(&["Ada"]), &label, &mut sout).unwrap();
+                    run_into(&greeter, black_box(&["Ada"]), &mut sout).unwrap();
                 }),
                 8 => per_call(commands, || {
                     sout.clear();

@@ -17,6 +17,7 @@
 mod support;
 
 #[cfg(target_os = "linux")]
+#[allow(dead_code)] // the command object (`Greeter`) is not used here
 #[path = "../plugins/hello/src/greet.rs"]
 mod hello;
 #[cfg(target_os = "linux")]

@@ -1,6 +1,9 @@
-//! The greeting itself, without any plugin plumbing (benchmarks compile it in directly).
+//! The greeting and the command that runs it, without the plugin's export: the call
+//! benchmarks compile this file in, so that their baseline is the very code the plugin runs.
 
 use std::fmt::Write;
+
+use plugin_api::{CallResult, Command, RString, StringAppender};
 
 /// Builds the greeting.
 pub fn greet(
@@ -30,6 +33,34 @@ pub fn greet_into<W: Write>(args: &[&str], host: &str, out: &mut W) -> std::fmt:
     out.write_str(host)?;
     out.write_str(")")
 }
+
+// ANCHOR: greeter
+/// Both call forms: `call` returns a new string, `call_into` writes into the caller's buffer
+/// (a host that reuses it pays no allocation per call), through a `StringAppender`, whose
+/// appends are inlined as a `String`'s are.
+pub struct Greeter {
+    host: String,
+}
+
+impl Greeter {
+    /// A greeter that names `host` (the host's name and version).
+    pub fn new(host: String) -> Self {
+        Greeter { host }
+    }
+}
+
+impl Command for Greeter {
+    fn run(&self, args: &[&str]) -> CallResult<String> {
+        log::debug!("hello called with {} argument(s)", args.len());
+        greet(args, &self.host)
+    }
+
+    fn run_into(&self, args: &[&str], out: &mut RString) -> CallResult<()> {
+        log::debug!("hello called with {} argument(s)", args.len());
+        Ok(greet_into(args, &self.host, &mut StringAppender::new(out))?)
+    }
+}
+// ANCHOR_END: greeter
 
 #[cfg(test)]
 mod tests {

@@ -14,9 +14,9 @@ mod greet;
 
 pub use greet::{greet, greet_into};
 
-use plugin_api::{
-    export_plugin, CallResult, Command, Initializer, RString, RegisterResult, StringAppender,
-};
+use greet::Greeter;
+
+use plugin_api::{export_plugin, Initializer, RegisterResult};
 
 // ANCHOR: register
 fn register(init: &mut Initializer<'_>) -> RegisterResult {
@@ -26,30 +26,9 @@ fn register(init: &mut Initializer<'_>) -> RegisterResult {
         configured => configured.to_owned(),
     };
     log::info!("registering `{name}` for {host}");
-    init.add_command(&name, Greeter { host })?;
+    init.add_command(&name, Greeter::new(host))?;
     Ok(())
 }
 
 export_plugin!(register);
 // ANCHOR_END: register
-
-// ANCHOR: greeter
-/// Both call forms: `call` returns a new string, `call_into` writes into the caller's buffer
-/// (a host that reuses it pays no allocation per call), through a `StringAppender`, whose
-/// appends are inlined as a `String`'s are.
-struct Greeter {
-    host: String,
-}
-
-impl Command for Greeter {
-    fn run(&self, args: &[&str]) -> CallResult<String> {
-        log::debug!("hello called with {} argument(s)", args.len());
-        greet(args, &self.host)
-    }
-
-    fn run_into(&self, args: &[&str], out: &mut RString) -> CallResult<()> {
-        log::debug!("hello called with {} argument(s)", args.len());
-        Ok(greet_into(args, &self.host, &mut StringAppender::new(out))?)
-    }
-}
-// ANCHOR_END: greeter
