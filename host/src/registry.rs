@@ -420,6 +420,27 @@ mod tests {
         );
         let expected_transform = <<TransformKind as CapabilityKind>::Object as StableAbi>::LAYOUT;
         assert_eq!(check_layout(expected_transform, &old), Ok(()));
+        // And the other way round: a newer plugin's transform in a host built before `entry`.
+        let new = CapabilityExport::new::<TransformKind>(
+            "upper",
+            TransformKind::object(|_: &[u8], _: &mut plugin_api::RVec<u8>| Ok(())),
+        );
+        let older_host = <plugin_api::kinds::before_entry::FfiTransform_TO<
+            'static,
+            abi_stable::std_types::RBox<()>,
+        > as StableAbi>::LAYOUT;
+        assert_eq!(check_layout(older_host, &new), Ok(()));
+        let new_command = CapabilityExport::new::<CommandKind>(
+            "c",
+            CommandKind::object(|_: &[&str]| -> plugin_api::CallResult<String> {
+                Ok(String::new())
+            }),
+        );
+        let older_host = <plugin_api::kinds::before_entry::FfiCommand_TO<
+            'static,
+            abi_stable::std_types::RBox<()>,
+        > as StableAbi>::LAYOUT;
+        assert_eq!(check_layout(older_host, &new_command), Ok(()));
         // SAFETY: the layout check above passed for `TransformKind`.
         let transform = unsafe { old.object_unchecked::<TransformKind>() };
         let mut out = plugin_api::RVec::new();

@@ -15,9 +15,11 @@ use std::ffi::c_void;
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 
+use abi_stable::marker_type::ErasedObject;
 use abi_stable::sabi_trait;
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RBox, ROption, RResult, RSlice, RStr, RString, RVec};
+use abi_stable::RRef;
 use abi_stable::StableAbi;
 
 use crate::capability::CapabilityKind;
@@ -122,17 +124,19 @@ pub trait FfiCommand: Send + Sync {
     ///
     /// Added after `call_into`: a plugin built before it answers `RNone`, and
     /// [`FfiCommand_TO::direct`] then calls through the vtable.
-    fn entry(&self) -> ROption<CommandEntry> {
+    fn entry(&self) -> ROption<CommandEntry<'_>> {
         ROption::RNone
     }
 }
 
 /// What [`FfiCommand::entry`] returns: a command's `call_into` and the object it runs on.
-/// Only [`CommandKind::object`] makes one, and only [`FfiCommand_TO::direct`] calls it, while
-/// the object it came from is borrowed.
+///
+/// Only plugin-api makes one (its fields are private), for an object of
+/// [`CommandKind::object`], and it borrows that object. [`FfiCommand_TO::direct`] uses one
+/// only if it was made for the very object asked; otherwise it calls through the vtable.
 #[repr(C)]
 #[derive(StableAbi, Clone, Copy)]
-pub struct CommandEntry {
+pub struct CommandEntry<'a> {
     this: *const c_void,
     // Spelled out: `StableAbi`'s derive reads a function pointer's type only from the field.
     call_into: unsafe extern "C" fn(
@@ -140,6 +144,8 @@ pub struct CommandEntry {
         RSlice<'_, RStr<'_>>,
         &mut RString,
     ) -> RResult<(), CallError>,
+    /// An entry is valid only while the object it was made from lives.
+    object: PhantomData<&'a ()>,
 }
 
 /// A command's `call_into`, called straight through its function pointer: what
@@ -151,7 +157,13 @@ pub struct CommandEntry {
 /// benchmark or a hot loop does, it saves the trait object's dispatch per call.
 #[derive(Clone, Copy)]
 pub struct DirectCommand<'a> {
-    entry: CommandEntry,
+    this: *const c_void,
+    call_into: unsafe extern "C" fn(
+        *const c_void,
+        RSlice<'_, RStr<'_>>,
+        &mut RString,
+    ) -> RResult<(), CallError>,
+    direct: bool,
     object: PhantomData<&'a FfiCommand_TO<'static, RBox<()>>>,
 }
 
@@ -162,22 +174,35 @@ unsafe impl Send for DirectCommand<'_> {}
 // SAFETY: as for `Send` above.
 unsafe impl Sync for DirectCommand<'_> {}
 
+/// The address of a trait object's erased object: what an entry made for it holds.
+fn erased_address(object: RRef<'_, ErasedObject<()>>) -> *const c_void {
+    object.as_ptr().cast()
+}
+
 impl FfiCommand_TO<'static, RBox<()>> {
     /// This command's `call_into` as a [`DirectCommand`]: for many calls in a row, each one
     /// an indirect call into the plugin with no dispatch through the trait object's vtable.
-    /// A command from a plugin built before direct calls existed is called through the
-    /// vtable, with the same results.
+    /// A command from a plugin built before direct calls existed, or whose object plugin-api
+    /// did not make, is called through the vtable, with the same results.
     pub fn direct(&self) -> DirectCommand<'_> {
-        let entry = match self.entry() {
-            ROption::RSome(entry) => entry,
-            ROption::RNone => CommandEntry {
+        match self.entry() {
+            // Only an entry made for this very object. An entry borrows the object it was
+            // made from, so one for another object (or one an implementation of `entry` kept
+            // from an object since dropped) cannot match a live object's address.
+            ROption::RSome(entry) if entry.this == erased_address(self.obj.sabi_erased_ref()) => {
+                DirectCommand {
+                    this: entry.this,
+                    call_into: entry.call_into,
+                    direct: true,
+                    object: PhantomData,
+                }
+            }
+            _ => DirectCommand {
                 this: (self as *const Self).cast(),
-                call_into: through_vtable,
+                call_into: call_into_through_vtable,
+                direct: false,
+                object: PhantomData,
             },
-        };
-        DirectCommand {
-            entry,
-            object: PhantomData,
         }
     }
 }
@@ -191,22 +216,32 @@ impl DirectCommand<'_> {
         args: RSlice<'_, RStr<'_>>,
         out: &mut RString,
     ) -> RResult<(), CallError> {
-        // SAFETY: `entry` is the pair `FfiCommand::entry` (or `direct`, for an older plugin)
-        // made for the object this value borrows, which is therefore alive: the function is
-        // that object's own `call_into`, made for exactly this pointer.
-        unsafe { (self.entry.call_into)(self.entry.this, args, out) }
+        // SAFETY: `direct` paired `this` and the function as `call_into` requires: either the
+        // plugin's own entry for the object this value borrows (checked to be that object's
+        // address; `direct_call_into`'s contract), or this value's borrowed `FfiCommand_TO`
+        // and `call_into_through_vtable`. The borrow keeps the object alive.
+        unsafe { (self.call_into)(self.this, args, out) }
+    }
+
+    /// Whether calls go straight to the plugin's function: `false` for a command whose
+    /// plugin predates direct entries, or whose object plugin-api did not make (an isolated
+    /// plugin's proxy), which is called through its vtable.
+    pub fn is_direct(&self) -> bool {
+        self.direct
     }
 }
 
-/// The `call_into` of a command whose plugin predates [`FfiCommand::entry`]: through the
-/// object's vtable.
-unsafe extern "C" fn through_vtable(
+/// The `call_into` of a command called through its object's vtable.
+///
+/// # Safety
+///
+/// `this` points to a live `FfiCommand_TO<'static, RBox<()>>`.
+unsafe extern "C" fn call_into_through_vtable(
     this: *const c_void,
     args: RSlice<'_, RStr<'_>>,
     out: &mut RString,
 ) -> RResult<(), CallError> {
-    // SAFETY: `direct` made `this` from the `&FfiCommand_TO` that the `DirectCommand` holding
-    // it borrows: it points to a live object of that type.
+    // SAFETY: the caller's contract.
     let object = unsafe { &*this.cast::<FfiCommand_TO<'static, RBox<()>>>() };
     object.call_into(args, out)
 }
@@ -223,29 +258,37 @@ pub trait FfiTransform: Send + Sync {
     ///
     /// Added after `apply`: a plugin built before it answers `RNone`, and
     /// [`FfiTransform_TO::direct`] then calls through the vtable.
-    fn entry(&self) -> ROption<TransformEntry> {
+    fn entry(&self) -> ROption<TransformEntry<'_>> {
         ROption::RNone
     }
 }
 
-/// What [`FfiTransform::entry`] returns: a transform's `apply` and the object it runs on.
-/// Only [`TransformKind::object`] makes one, and only [`FfiTransform_TO::direct`] calls it.
+/// What [`FfiTransform::entry`] returns: a transform's `apply` and the object it runs on; as
+/// [`CommandEntry`], made only by plugin-api for an object of [`TransformKind::object`].
 #[repr(C)]
 #[derive(StableAbi, Clone, Copy)]
-pub struct TransformEntry {
+pub struct TransformEntry<'a> {
     this: *const c_void,
     apply: unsafe extern "C" fn(
         *const c_void,
         RSlice<'_, u8>,
         &mut RVec<u8>,
     ) -> RResult<(), CallError>,
+    /// An entry is valid only while the object it was made from lives.
+    object: PhantomData<&'a ()>,
 }
 
 /// A transform's `apply`, called straight through its function pointer: what
 /// [`FfiTransform_TO::direct`] gives; see [`DirectCommand`].
 #[derive(Clone, Copy)]
 pub struct DirectTransform<'a> {
-    entry: TransformEntry,
+    this: *const c_void,
+    apply: unsafe extern "C" fn(
+        *const c_void,
+        RSlice<'_, u8>,
+        &mut RVec<u8>,
+    ) -> RResult<(), CallError>,
+    direct: bool,
     object: PhantomData<&'a FfiTransform_TO<'static, RBox<()>>>,
 }
 
@@ -257,16 +300,22 @@ unsafe impl Sync for DirectTransform<'_> {}
 impl FfiTransform_TO<'static, RBox<()>> {
     /// This transform's `apply` as a [`DirectTransform`]; see [`FfiCommand_TO::direct`].
     pub fn direct(&self) -> DirectTransform<'_> {
-        let entry = match self.entry() {
-            ROption::RSome(entry) => entry,
-            ROption::RNone => TransformEntry {
+        match self.entry() {
+            // As in `FfiCommand_TO::direct`.
+            ROption::RSome(entry) if entry.this == erased_address(self.obj.sabi_erased_ref()) => {
+                DirectTransform {
+                    this: entry.this,
+                    apply: entry.apply,
+                    direct: true,
+                    object: PhantomData,
+                }
+            }
+            _ => DirectTransform {
                 this: (self as *const Self).cast(),
                 apply: apply_through_vtable,
+                direct: false,
+                object: PhantomData,
             },
-        };
-        DirectTransform {
-            entry,
-            object: PhantomData,
         }
     }
 }
@@ -276,17 +325,26 @@ impl DirectTransform<'_> {
     #[inline]
     pub fn apply(&self, input: RSlice<'_, u8>, output: &mut RVec<u8>) -> RResult<(), CallError> {
         // SAFETY: as in `DirectCommand::call_into`.
-        unsafe { (self.entry.apply)(self.entry.this, input, output) }
+        unsafe { (self.apply)(self.this, input, output) }
+    }
+
+    /// Whether calls go straight to the plugin's function; see [`DirectCommand::is_direct`].
+    pub fn is_direct(&self) -> bool {
+        self.direct
     }
 }
 
-/// The `apply` of a transform whose plugin predates [`FfiTransform::entry`].
+/// The `apply` of a transform called through its object's vtable.
+///
+/// # Safety
+///
+/// `this` points to a live `FfiTransform_TO<'static, RBox<()>>`.
 unsafe extern "C" fn apply_through_vtable(
     this: *const c_void,
     input: RSlice<'_, u8>,
     output: &mut RVec<u8>,
 ) -> RResult<(), CallError> {
-    // SAFETY: as in `through_vtable`.
+    // SAFETY: the caller's contract.
     let object = unsafe { &*this.cast::<FfiTransform_TO<'static, RBox<()>>>() };
     object.apply(input, output)
 }
@@ -327,59 +385,92 @@ fn with_many_args<T>(args: RSlice<'_, RStr<'_>>, f: impl FnOnce(&[&str]) -> T) -
     f(&args)
 }
 
+impl<C: Command> GuardedCommand<C> {
+    /// `call_into`, guarded: what the vtable's method and the direct entry both run.
+    #[inline(always)]
+    fn guarded_call_into(
+        &self,
+        args: RSlice<'_, RStr<'_>>,
+        out: &mut RString,
+    ) -> RResult<(), CallError> {
+        guard(|| with_args(args, |args| self.0.run_into(args, out)))
+    }
+}
+
 impl<C: Command> FfiCommand for GuardedCommand<C> {
     fn call(&self, args: RSlice<'_, RStr<'_>>) -> RResult<RString, CallError> {
         guard(|| Ok(RString::from(with_args(args, |args| self.0.run(args))?)))
     }
 
     fn call_into(&self, args: RSlice<'_, RStr<'_>>, out: &mut RString) -> RResult<(), CallError> {
-        guard(|| with_args(args, |args| self.0.run_into(args, out)))
+        self.guarded_call_into(args, out)
     }
 
-    fn entry(&self) -> ROption<CommandEntry> {
+    fn entry(&self) -> ROption<CommandEntry<'_>> {
         ROption::RSome(CommandEntry {
             this: (self as *const Self).cast(),
             call_into: direct_call_into::<C>,
+            object: PhantomData,
         })
     }
 }
 
 /// [`GuardedCommand::call_into`] as a plain function, for [`CommandEntry`].
+///
+/// # Safety
+///
+/// `this` points to a live `GuardedCommand<C>`.
 unsafe extern "C" fn direct_call_into<C: Command>(
     this: *const c_void,
     args: RSlice<'_, RStr<'_>>,
     out: &mut RString,
 ) -> RResult<(), CallError> {
-    // SAFETY: `entry` made `this` from a `&GuardedCommand<C>`, and `DirectCommand` calls it
-    // only while it borrows the object that holds that command.
+    // SAFETY: the caller's contract.
     let command = unsafe { &*this.cast::<GuardedCommand<C>>() };
-    guard(|| with_args(args, |args| command.0.run_into(args, out)))
+    command.guarded_call_into(args, out)
 }
 
 struct GuardedTransform<T>(T);
 
-impl<T: Transform> FfiTransform for GuardedTransform<T> {
-    fn apply(&self, input: RSlice<'_, u8>, output: &mut RVec<u8>) -> RResult<(), CallError> {
+impl<T: Transform> GuardedTransform<T> {
+    /// `apply`, guarded: what the vtable's method and the direct entry both run.
+    #[inline(always)]
+    fn guarded_apply(
+        &self,
+        input: RSlice<'_, u8>,
+        output: &mut RVec<u8>,
+    ) -> RResult<(), CallError> {
         guard(|| self.0.apply(input.as_slice(), output))
     }
+}
 
-    fn entry(&self) -> ROption<TransformEntry> {
+impl<T: Transform> FfiTransform for GuardedTransform<T> {
+    fn apply(&self, input: RSlice<'_, u8>, output: &mut RVec<u8>) -> RResult<(), CallError> {
+        self.guarded_apply(input, output)
+    }
+
+    fn entry(&self) -> ROption<TransformEntry<'_>> {
         ROption::RSome(TransformEntry {
             this: (self as *const Self).cast(),
             apply: direct_apply::<T>,
+            object: PhantomData,
         })
     }
 }
 
 /// [`GuardedTransform::apply`] as a plain function, for [`TransformEntry`].
+///
+/// # Safety
+///
+/// `this` points to a live `GuardedTransform<T>`.
 unsafe extern "C" fn direct_apply<T: Transform>(
     this: *const c_void,
     input: RSlice<'_, u8>,
     output: &mut RVec<u8>,
 ) -> RResult<(), CallError> {
-    // SAFETY: as in `direct_call_into`.
+    // SAFETY: the caller's contract.
     let transform = unsafe { &*this.cast::<GuardedTransform<T>>() };
-    guard(|| transform.0.apply(input.as_slice(), output))
+    transform.guarded_apply(input, output)
 }
 
 /// The `command` kind: a name and arguments in, text out.
@@ -431,15 +522,33 @@ pub mod before_call_into {
     }
 }
 
-/// `FfiTransform` as plugin-api declared it before [`FfiTransform::entry`]: frozen, so that
-/// tests can hold a newer host to accepting transforms of plugins built against it. Not for
-/// use in plugins.
+/// `FfiCommand` and `FfiTransform` as plugin-api declared them before [`FfiCommand::entry`]
+/// and [`FfiTransform::entry`]: frozen, so that tests can hold a newer host to accepting
+/// capabilities of plugins built against them. Not for use in plugins.
 #[doc(hidden)]
 pub mod before_entry {
     use abi_stable::sabi_trait;
-    use abi_stable::std_types::{RResult, RSlice, RVec};
+    use abi_stable::std_types::{RResult, RSlice, RStr, RString, RVec};
 
     use crate::error::CallError;
+
+    /// The FFI face of a command, before `entry`: what plugins built since `call_into` and
+    /// before direct entries have.
+    #[sabi_trait]
+    pub trait FfiCommand: Send + Sync {
+        /// Runs the command.
+        #[sabi(last_prefix_field)]
+        fn call(&self, args: RSlice<'_, RStr<'_>>) -> RResult<RString, CallError>;
+
+        /// Runs the command, appending its output to `out`.
+        fn call_into(
+            &self,
+            args: RSlice<'_, RStr<'_>>,
+            out: &mut RString,
+        ) -> RResult<(), CallError> {
+            self.call(args).map(|text| out.push_str(&text))
+        }
+    }
 
     /// The FFI face of a transform, before `entry`.
     #[sabi_trait]
@@ -502,6 +611,7 @@ mod tests {
         ));
         assert!(writer.entry().is_some(), "made by `CommandKind::object`");
         let direct = writer.direct();
+        assert!(direct.is_direct());
         let many: Vec<RStr<'_>> = (0..20).map(|_| RStr::from("x")).collect();
         for args in [
             &[RStr::from("a"), RStr::from("b")][..],
@@ -550,6 +660,7 @@ mod tests {
         });
         assert!(t.entry().is_some(), "made by `TransformKind::object`");
         let direct = t.direct();
+        assert!(direct.is_direct());
         let mut out = RVec::from(b"> ".to_vec());
         direct.apply(RSlice::from_slice(b"abc"), &mut out).unwrap();
         assert_eq!(out.as_slice(), b"> ABC");
@@ -664,10 +775,82 @@ mod tests {
         assert_eq!(out, "> AB");
         // Its vtable lacks `entry` as well: the direct entry calls through the vtable.
         assert!(new.entry().is_none());
+        assert!(!new.direct().is_direct());
         new.direct()
             .call_into(RSlice::from_slice(&[RStr::from("c")]), &mut out)
             .unwrap();
         assert_eq!(out, "> ABC");
+    }
+
+    /// An implementation of `entry` that hands out another object's entry does not get it
+    /// used: `direct` calls the object through its own vtable.
+    #[test]
+    fn an_entry_made_for_another_object_is_not_used() {
+        struct Forwarder {
+            inner: FfiCommand_TO<'static, RBox<()>>,
+        }
+        impl FfiCommand for Forwarder {
+            fn call(&self, _: RSlice<'_, RStr<'_>>) -> RResult<RString, CallError> {
+                RResult::ROk("forwarder".into())
+            }
+            fn call_into(
+                &self,
+                _: RSlice<'_, RStr<'_>>,
+                out: &mut RString,
+            ) -> RResult<(), CallError> {
+                out.push_str("forwarder");
+                RResult::ROk(())
+            }
+            fn entry(&self) -> ROption<CommandEntry<'_>> {
+                self.inner.entry()
+            }
+        }
+        let inner = CommandKind::object(|_: &[&str]| -> CallResult<String> { Ok("inner".into()) });
+        let outer = FfiCommand_TO::from_value(Forwarder { inner }, TD_Opaque);
+        assert!(outer.entry().is_some(), "it does hand one out");
+        let direct = outer.direct();
+        assert!(!direct.is_direct());
+        let mut out = RString::new();
+        direct.call_into(RSlice::from_slice(&[]), &mut out).unwrap();
+        assert_eq!(out, "forwarder");
+    }
+
+    /// A command made since `call_into` but before `entry`: its direct entry calls through
+    /// the vtable, into its own `call_into`.
+    #[test]
+    fn a_command_built_before_entry_is_called_through_its_vtable() {
+        use abi_stable::StableAbi;
+        struct Writer;
+        impl crate::kinds::before_entry::FfiCommand for Writer {
+            fn call(&self, _: RSlice<'_, RStr<'_>>) -> RResult<RString, CallError> {
+                RResult::ROk("from call".into())
+            }
+            fn call_into(
+                &self,
+                args: RSlice<'_, RStr<'_>>,
+                out: &mut RString,
+            ) -> RResult<(), CallError> {
+                out.push_str(&format!("{} into", args.len()));
+                RResult::ROk(())
+            }
+        }
+        type Old = crate::kinds::before_entry::FfiCommand_TO<'static, RBox<()>>;
+        type New = FfiCommand_TO<'static, RBox<()>>;
+        assert_eq!(
+            <Old as StableAbi>::LAYOUT.size(),
+            <New as StableAbi>::LAYOUT.size()
+        );
+        let old: Old = crate::kinds::before_entry::FfiCommand_TO::from_value(Writer, TD_Opaque);
+        // SAFETY: as in `call_into_on_a_command_built_before_it_runs_the_default`.
+        let new: New = unsafe { std::mem::transmute::<Old, New>(old) };
+        assert!(new.entry().is_none());
+        let direct = new.direct();
+        assert!(!direct.is_direct());
+        let mut out = RString::new();
+        direct
+            .call_into(RSlice::from_slice(&[RStr::from("a")]), &mut out)
+            .unwrap();
+        assert_eq!(out, "1 into");
     }
 
     /// A transform made before `entry` existed: its direct entry calls through the vtable.
@@ -696,10 +879,10 @@ mod tests {
         // SAFETY: as in `call_into_on_a_command_built_before_it_runs_the_default`.
         let new: New = unsafe { std::mem::transmute::<Old, New>(old) };
         assert!(new.entry().is_none());
+        let direct = new.direct();
+        assert!(!direct.is_direct());
         let mut out = RVec::new();
-        new.direct()
-            .apply(RSlice::from_slice(b"ab"), &mut out)
-            .unwrap();
+        direct.apply(RSlice::from_slice(b"ab"), &mut out).unwrap();
         assert_eq!(out.as_slice(), b"AB");
     }
 

@@ -229,6 +229,10 @@ fn direct_calls_answer_as_the_object_does() {
             .call_into(RSlice::from_slice(&args), &mut through_object)
             .into_result();
         let held = command.direct();
+        assert!(
+            held.is_direct(),
+            "{name}: a plugin's own entry, not the vtable"
+        );
         for _ in 0..2 {
             let mut direct = abi_stable::std_types::RString::from("> ");
             let got = held
@@ -248,6 +252,7 @@ fn direct_calls_answer_as_the_object_does() {
     );
 
     let upper = registry.get::<TransformKind>("upper").unwrap().direct();
+    assert!(upper.is_direct());
     let mut out = RVec::from(b"kept: ".to_vec());
     upper.apply(RSlice::from_slice(b"abc"), &mut out).unwrap();
     assert_eq!(&out[..], b"kept: ABC");

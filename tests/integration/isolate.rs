@@ -462,8 +462,9 @@ fn in_process_and_isolated_plugins_mix_in_one_host() {
     // An isolated command's direct entry goes to its worker as `call_into` does.
     let misbehave = host.registry().get::<CommandKind>("misbehave").unwrap();
     let mut out = abi_stable::std_types::RString::from("> ");
-    misbehave
-        .direct()
+    let direct = misbehave.direct();
+    assert!(!direct.is_direct(), "a proxy, called through its vtable");
+    direct
         .call_into(RSlice::from_slice(&["echo".into(), "y".into()]), &mut out)
         .unwrap();
     assert_eq!(out, "> y");
