@@ -175,8 +175,7 @@ fn call_overhead(c: &mut Criterion) {
         })
     });
     let redactor = redact::Redactor::new(&[]);
-    let apply: fn(&redact::Redactor, &[u8], &mut Vec<u8>) =
-        black_box(|r, input, out| r.redact(input, |s| out.extend_from_slice(s)));
+    let (apply, apply_r) = (redact_into_vec(), redact_into_rvec());
     let mut out = Vec::with_capacity(256);
     g.bench_function("compiled in, fn pointer", |b| {
         b.iter(|| {
@@ -186,8 +185,6 @@ fn call_overhead(c: &mut Criterion) {
     });
     // The same into the buffer type the plugin appends to: the call's own cost is the
     // difference between the plugin and this row.
-    let apply_r: fn(&redact::Redactor, &[u8], &mut RVec<u8>) =
-        black_box(|r, input, out| r.redact(input, |s| out.extend_from_copy_slice(s)));
     let mut rout = RVec::with_capacity(256);
     g.bench_function("compiled in, fn pointer, into an RVec", |b| {
         b.iter(|| {
@@ -380,6 +377,7 @@ fn call_loop(spec: &str) {
         hello::Greeter::new("plugin-host 0.1.0".to_owned()),
         run_into(),
     );
+    let (apply, apply_r) = (redact_into_vec(), redact_into_rvec());
     let args = [RStr::from("Ada")];
     let (mut rout, mut vout) = (RVec::with_capacity(256), Vec::with_capacity(256));
     let (mut sout, mut tout) = (RString::with_capacity(256), String::with_capacity(256));
@@ -425,11 +423,11 @@ fn call_loop(spec: &str) {
             }
             "compiled-transform" => {
                 vout.clear();
-                redactor.redact(black_box(LINE), |s| vout.extend_from_slice(s));
+                apply(&redactor, black_box(LINE), &mut vout);
             }
             "compiled-transform-rvec" => {
                 rout.clear();
-                redactor.redact(black_box(LINE), |s| rout.extend_from_copy_slice(s));
+                apply_r(&redactor, black_box(LINE), &mut rout);
             }
             other => panic!("unknown call path {other}"),
         }
@@ -442,6 +440,16 @@ type RunInto = fn(&hello::Greeter, &[&str], &mut RString) -> CallResult<()>;
 
 fn run_into() -> RunInto {
     black_box(<hello::Greeter as plugin_api::Command>::run_into)
+}
+
+/// `redact` compiled in, behind a function pointer, appending to a `Vec`.
+fn redact_into_vec() -> fn(&redact::Redactor, &[u8], &mut Vec<u8>) {
+    black_box(|r, input, out| r.redact(input, |s| out.extend_from_slice(s)))
+}
+
+/// The same, appending to an `RVec` as the plugin does.
+fn redact_into_rvec() -> fn(&redact::Redactor, &[u8], &mut RVec<u8>) {
+    black_box(|r, input, out| r.redact(input, |s| out.extend_from_copy_slice(s)))
 }
 
 /// Set (to a number of rounds) to time each call path against its compiled-in baseline side
@@ -471,10 +479,7 @@ fn call_rounds(rounds: usize) {
         black_box(hello::greet_into::<String>);
     let greet_into_r: fn(&[&str], &str, &mut RString) -> std::fmt::Result =
         black_box(hello::greet_into::<RString>);
-    let apply: fn(&redact::Redactor, &[u8], &mut Vec<u8>) =
-        black_box(|r, input, out| r.redact(input, |s| out.extend_from_slice(s)));
-    let apply_r: fn(&redact::Redactor, &[u8], &mut RVec<u8>) =
-        black_box(|r, input, out| r.redact(input, |s| out.extend_from_copy_slice(s)));
+    let (apply, apply_r) = (redact_into_vec(), redact_into_rvec());
     let label = format!("{} {}", host.identity().name, host.identity().version);
     let (greeter, run_into) = (hello::Greeter::new(label.clone()), run_into());
     let args = [RStr::from("Ada")];
