@@ -58,7 +58,7 @@ impl std::error::Error for CallError {}
 ///
 /// Capability kinds defined by applications use it in their FFI wrappers the same way the
 /// built-in [`crate::CommandKind`] and [`crate::TransformKind`] do.
-#[inline]
+#[inline(always)]
 pub fn guard<T>(f: impl FnOnce() -> CallResult<T>) -> RResult<T, CallError> {
     // Only the call and the `Ok` arm are inlined into each capability's wrapper; rendering an
     // error and reading a panic live in cold functions of their own. The error is rendered
