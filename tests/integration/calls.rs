@@ -102,8 +102,8 @@ fn transform_streams_stdin_through_plugins() {
     );
 }
 
-#[test]
-fn failing_and_panicking_calls_come_back_as_errors() {
+/// A host with the `calls` fixture and `hello` loaded, and the directory they are in.
+fn calls_and_hello_loaded() -> (tempfile::TempDir, host::Host) {
     let dir = plugin_dir(&["calls", "hello"]);
     let mut host = host();
     let reports = host.scan(&[dir.path()], host::ScanMode::Load).unwrap();
@@ -111,6 +111,12 @@ fn failing_and_panicking_calls_come_back_as_errors() {
         reports.iter().all(|r| r.status == Status::Loaded),
         "{reports:?}"
     );
+    (dir, host)
+}
+
+#[test]
+fn failing_and_panicking_calls_come_back_as_errors() {
+    let (_dir, host) = calls_and_hello_loaded();
     let registry = host.registry();
     let call = |name: &str, args: &[&str]| {
         let args: Vec<RStr<'_>> = args.iter().map(|a| RStr::from(*a)).collect();
@@ -161,13 +167,7 @@ fn failing_and_panicking_calls_come_back_as_errors() {
 
 #[test]
 fn commands_write_into_a_callers_buffer() {
-    let dir = plugin_dir(&["calls", "hello"]);
-    let mut host = host();
-    let reports = host.scan(&[dir.path()], host::ScanMode::Load).unwrap();
-    assert!(
-        reports.iter().all(|r| r.status == Status::Loaded),
-        "{reports:?}"
-    );
+    let (_dir, host) = calls_and_hello_loaded();
     let registry = host.registry();
     let mut out = abi_stable::std_types::RString::new();
     let mut call_into = |name: &str, args: &[&str]| {
@@ -207,13 +207,7 @@ fn commands_write_into_a_callers_buffer() {
 /// and panics, for commands that write into the buffer and for those that return a string.
 #[test]
 fn direct_calls_answer_as_the_object_does() {
-    let dir = plugin_dir(&["calls", "hello"]);
-    let mut host = host();
-    let reports = host.scan(&[dir.path()], host::ScanMode::Load).unwrap();
-    assert!(
-        reports.iter().all(|r| r.status == Status::Loaded),
-        "{reports:?}"
-    );
+    let (_dir, host) = calls_and_hello_loaded();
     let registry = host.registry();
     for (name, args) in [
         ("hello", &["Ada", "L."][..]),
