@@ -31,6 +31,10 @@ use support::{artifacts, builder, log_lines, scratch};
 #[global_allocator]
 static GLOBAL: support::Counting = support::Counting;
 
+/// A line with nothing to redact, where the transform's own work is small: what the call
+/// costs shows against it.
+const SHORT: &[u8] = b"ok\n";
+
 const LINE: &[u8] =
     b"2026-11-21T10:00:01Z INFO  login ok user=ada@example.com ip=192.168.10.7 took=12ms\n";
 
@@ -352,9 +356,10 @@ fn compiled_in_filter() {
 /// Set (to `PATH:N`, `PATH` one of `plugin-command`, `compiled-command`,
 /// `plugin-command-into`, `plugin-command-direct`, `compiled-command-into`,
 /// `compiled-command-into-rstring`, `compiled-command-run-into`, `plugin-transform`,
-/// `plugin-transform-direct`, `compiled-transform`, `compiled-transform-rvec`) to make N calls
-/// down one path and exit: run that under `valgrind --tool=callgrind` with N and with 0 to
-/// count the instructions of one call.
+/// `plugin-transform-direct`, `compiled-transform`, `compiled-transform-rvec`, and for a
+/// short line `plugin-transform-short`, `plugin-transform-short-direct`,
+/// `compiled-transform-short-rvec`) to make N calls down one path and exit: run that under
+/// `valgrind --tool=callgrind` with N and with 0 to count the instructions of one call.
 const LOOP_ENV: &str = "PLUGIN_HOST_BENCH_CALL_LOOP";
 
 fn call_loop(spec: &str) {
@@ -429,6 +434,22 @@ fn call_loop(spec: &str) {
                 rout.clear();
                 apply_r(&redactor, black_box(LINE), &mut rout);
             }
+            "plugin-transform-short" => {
+                rout.clear();
+                transform
+                    .apply(RSlice::from_slice(black_box(SHORT)), &mut rout)
+                    .unwrap();
+            }
+            "plugin-transform-short-direct" => {
+                rout.clear();
+                direct_transform
+                    .apply(RSlice::from_slice(black_box(SHORT)), &mut rout)
+                    .unwrap();
+            }
+            "compiled-transform-short-rvec" => {
+                rout.clear();
+                apply_r(&redactor, black_box(SHORT), &mut rout);
+            }
             other => panic!("unknown call path {other}"),
         }
     }
@@ -485,7 +506,7 @@ fn call_rounds(rounds: usize) {
     let args = [RStr::from("Ada")];
     let (mut sout, mut tout) = (RString::with_capacity(256), String::with_capacity(256));
     let (mut rout, mut vout) = (RVec::with_capacity(256), Vec::with_capacity(256));
-    const PATHS: [&str; 9] = [
+    const PATHS: [&str; 12] = [
         "command: plugin, direct call_into",
         "command: plugin, call_into through the object",
         "command: compiled in, fn pointer, the plugin's run_into",
@@ -495,6 +516,9 @@ fn call_rounds(rounds: usize) {
         "transform: compiled in, fn pointer, into an RVec",
         "transform: compiled in, fn pointer, into a Vec",
         "command: compiled in, fn pointer, RString::push_str",
+        "short transform: plugin, direct apply",
+        "short transform: plugin, apply through the object",
+        "short transform: compiled in, fn pointer, into an RVec",
     ];
     let (commands, transforms) = (200_000, 20_000);
     let mut times = vec![Vec::with_capacity(rounds); PATHS.len()];
@@ -546,6 +570,22 @@ fn call_rounds(rounds: usize) {
                     vout.clear();
                     apply(&redactor, black_box(LINE), &mut vout);
                 }),
+                9 => per_call(commands, || {
+                    rout.clear();
+                    direct_transform
+                        .apply(black_box(RSlice::from_slice(SHORT)), &mut rout)
+                        .unwrap();
+                }),
+                10 => per_call(commands, || {
+                    rout.clear();
+                    transform
+                        .apply(black_box(RSlice::from_slice(SHORT)), &mut rout)
+                        .unwrap();
+                }),
+                11 => per_call(commands, || {
+                    rout.clear();
+                    apply_r(&redactor, black_box(SHORT), &mut rout);
+                }),
                 _ => unreachable!(),
             });
         }
@@ -565,6 +605,7 @@ fn call_rounds(rounds: usize) {
         for baseline in match path {
             0 | 1 => &[2, 3][..],
             4 | 5 => &[6, 7],
+            9 | 10 => &[11],
             _ => &[],
         } {
             let baseline = *baseline;
