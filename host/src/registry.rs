@@ -444,8 +444,9 @@ mod tests {
         // SAFETY: the layout check above passed for `TransformKind`.
         let transform = unsafe { old.object_unchecked::<TransformKind>() };
         let mut out = plugin_api::RVec::new();
-        transform
-            .direct()
+        let direct = transform.direct();
+        assert!(!direct.is_direct(), "its vtable has no entry");
+        direct
             .apply(abi_stable::std_types::RSlice::from_slice(b"ab"), &mut out)
             .unwrap();
         assert_eq!(out.as_slice(), b"AB");

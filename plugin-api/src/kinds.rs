@@ -133,7 +133,8 @@ pub trait FfiCommand: Send + Sync {
 ///
 /// Only plugin-api makes one (its fields are private), for an object of
 /// [`CommandKind::object`], and it borrows that object. [`FfiCommand_TO::direct`] uses one
-/// only if it was made for the very object asked; otherwise it calls through the vtable.
+/// only if it names the very object asked (by address; zero-sized commands all share one);
+/// otherwise it calls through the vtable.
 #[repr(C)]
 #[derive(StableAbi, Clone, Copy)]
 pub struct CommandEntry<'a> {
@@ -186,9 +187,13 @@ impl FfiCommand_TO<'static, RBox<()>> {
     /// did not make, is called through the vtable, with the same results.
     pub fn direct(&self) -> DirectCommand<'_> {
         match self.entry() {
-            // Only an entry made for this very object. An entry borrows the object it was
-            // made from, so one for another object (or one an implementation of `entry` kept
-            // from an object since dropped) cannot match a live object's address.
+            // What makes an entry safe to call is that only plugin-api makes one (its fields
+            // are private), pairing an object with its own function, and that it borrows
+            // that object (`CommandEntry<'a>`): whatever an `entry` method returns, the
+            // object it names outlives this borrow. The address check is about behaviour:
+            // an implementation that hands out another object's entry gets its own
+            // `call_into` called instead. It cannot tell apart zero-sized commands, which
+            // all live at one dangling address; those hold no data to misuse.
             ROption::RSome(entry) if entry.this == erased_address(self.obj.sabi_erased_ref()) => {
                 DirectCommand {
                     this: entry.this,
@@ -216,10 +221,11 @@ impl DirectCommand<'_> {
         args: RSlice<'_, RStr<'_>>,
         out: &mut RString,
     ) -> RResult<(), CallError> {
-        // SAFETY: `direct` paired `this` and the function as `call_into` requires: either the
-        // plugin's own entry for the object this value borrows (checked to be that object's
-        // address; `direct_call_into`'s contract), or this value's borrowed `FfiCommand_TO`
-        // and `call_into_through_vtable`. The borrow keeps the object alive.
+        // SAFETY: `direct` paired `this` and the function as `call_into` requires: either an
+        // entry, which only `GuardedCommand::entry` makes, for a `GuardedCommand<C>` and its
+        // own `direct_call_into::<C>`, alive for as long as the entry's lifetime, which
+        // outlives this value's borrow (`direct_call_into`'s contract); or this value's
+        // borrowed `FfiCommand_TO` and `call_into_through_vtable`.
         unsafe { (self.call_into)(self.this, args, out) }
     }
 
@@ -836,10 +842,12 @@ mod tests {
         }
         type Old = crate::kinds::before_entry::FfiCommand_TO<'static, RBox<()>>;
         type New = FfiCommand_TO<'static, RBox<()>>;
-        assert_eq!(
-            <Old as StableAbi>::LAYOUT.size(),
-            <New as StableAbi>::LAYOUT.size()
-        );
+        // The new layout extends the old one (what the host's check accepts).
+        abi_stable::abi_stability::abi_checking::check_layout_compatibility(
+            <Old as StableAbi>::LAYOUT,
+            <New as StableAbi>::LAYOUT,
+        )
+        .unwrap();
         let old: Old = crate::kinds::before_entry::FfiCommand_TO::from_value(Writer, TD_Opaque);
         // SAFETY: as in `call_into_on_a_command_built_before_it_runs_the_default`.
         let new: New = unsafe { std::mem::transmute::<Old, New>(old) };
@@ -871,10 +879,12 @@ mod tests {
         }
         type Old = crate::kinds::before_entry::FfiTransform_TO<'static, RBox<()>>;
         type New = FfiTransform_TO<'static, RBox<()>>;
-        assert_eq!(
-            <Old as StableAbi>::LAYOUT.size(),
-            <New as StableAbi>::LAYOUT.size()
-        );
+        // The new layout extends the old one (what the host's check accepts).
+        abi_stable::abi_stability::abi_checking::check_layout_compatibility(
+            <Old as StableAbi>::LAYOUT,
+            <New as StableAbi>::LAYOUT,
+        )
+        .unwrap();
         let old: Old = crate::kinds::before_entry::FfiTransform_TO::from_value(Upper, TD_Opaque);
         // SAFETY: as in `call_into_on_a_command_built_before_it_runs_the_default`.
         let new: New = unsafe { std::mem::transmute::<Old, New>(old) };
