@@ -488,6 +488,51 @@ fn per_call(n: u32, mut f: impl FnMut()) -> f64 {
     start.elapsed().as_nanos() as f64 / f64::from(n)
 }
 
+/// The four ways of running `redact` that the rounds time, on any input.
+struct TransformPaths<'a> {
+    direct: plugin_api::kinds::DirectTransform<'a>,
+    object: &'a plugin_api::kinds::FfiTransform_TO<'static, abi_stable::std_types::RBox<()>>,
+    redactor: &'a redact::Redactor,
+    apply: fn(&redact::Redactor, &[u8], &mut Vec<u8>),
+    apply_r: fn(&redact::Redactor, &[u8], &mut RVec<u8>),
+}
+
+impl TransformPaths<'_> {
+    /// Nanoseconds per call of `n` calls on `input` down path `which`: the plugin direct,
+    /// through the object, compiled in into an `RVec`, compiled in into a `Vec`.
+    fn time(
+        &self,
+        which: usize,
+        input: &[u8],
+        n: u32,
+        rout: &mut RVec<u8>,
+        vout: &mut Vec<u8>,
+    ) -> f64 {
+        match which {
+            0 => per_call(n, || {
+                rout.clear();
+                self.direct
+                    .apply(black_box(RSlice::from_slice(input)), rout)
+                    .unwrap();
+            }),
+            1 => per_call(n, || {
+                rout.clear();
+                self.object
+                    .apply(black_box(RSlice::from_slice(input)), rout)
+                    .unwrap();
+            }),
+            2 => per_call(n, || {
+                rout.clear();
+                (self.apply_r)(self.redactor, black_box(input), rout);
+            }),
+            _ => per_call(n, || {
+                vout.clear();
+                (self.apply)(self.redactor, black_box(input), vout);
+            }),
+        }
+    }
+}
+
 fn call_rounds(rounds: usize) {
     let host = loaded_host();
     let registry = host.registry();
@@ -506,6 +551,13 @@ fn call_rounds(rounds: usize) {
     let args = [RStr::from("Ada")];
     let (mut sout, mut tout) = (RString::with_capacity(256), String::with_capacity(256));
     let (mut rout, mut vout) = (RVec::with_capacity(256), Vec::with_capacity(256));
+    let transforms_timed = TransformPaths {
+        direct: direct_transform,
+        object: transform,
+        redactor: &redactor,
+        apply,
+        apply_r,
+    };
     const PATHS: [&str; 12] = [
         "command: plugin, direct call_into",
         "command: plugin, call_into through the object",
@@ -550,42 +602,8 @@ fn call_rounds(rounds: usize) {
                     tout.clear();
                     greet_into(black_box(&["Ada"]), &label, &mut tout).unwrap();
                 }),
-                4 => per_call(transforms, || {
-                    rout.clear();
-                    direct_transform
-                        .apply(black_box(RSlice::from_slice(LINE)), &mut rout)
-                        .unwrap();
-                }),
-                5 => per_call(transforms, || {
-                    rout.clear();
-                    transform
-                        .apply(black_box(RSlice::from_slice(LINE)), &mut rout)
-                        .unwrap();
-                }),
-                6 => per_call(transforms, || {
-                    rout.clear();
-                    apply_r(&redactor, black_box(LINE), &mut rout);
-                }),
-                7 => per_call(transforms, || {
-                    vout.clear();
-                    apply(&redactor, black_box(LINE), &mut vout);
-                }),
-                9 => per_call(commands, || {
-                    rout.clear();
-                    direct_transform
-                        .apply(black_box(RSlice::from_slice(SHORT)), &mut rout)
-                        .unwrap();
-                }),
-                10 => per_call(commands, || {
-                    rout.clear();
-                    transform
-                        .apply(black_box(RSlice::from_slice(SHORT)), &mut rout)
-                        .unwrap();
-                }),
-                11 => per_call(commands, || {
-                    rout.clear();
-                    apply_r(&redactor, black_box(SHORT), &mut rout);
-                }),
+                4..=7 => transforms_timed.time(path - 4, LINE, transforms, &mut rout, &mut vout),
+                9..=11 => transforms_timed.time(path - 9, SHORT, commands, &mut rout, &mut vout),
                 _ => unreachable!(),
             });
         }
