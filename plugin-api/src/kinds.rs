@@ -158,14 +158,9 @@ pub struct CommandEntry<'a> {
 /// benchmark or a hot loop does, it saves the trait object's dispatch per call.
 #[derive(Clone, Copy)]
 pub struct DirectCommand<'a> {
-    this: *const c_void,
-    call_into: unsafe extern "C" fn(
-        *const c_void,
-        RSlice<'_, RStr<'_>>,
-        &mut RString,
-    ) -> RResult<(), CallError>,
+    /// The plugin's own entry, or one `direct` made for the object's vtable.
+    entry: CommandEntry<'a>,
     direct: bool,
-    object: PhantomData<&'a FfiCommand_TO<'static, RBox<()>>>,
 }
 
 // SAFETY: a `DirectCommand` only calls its command's `call_into` on the command object it
@@ -196,17 +191,17 @@ impl FfiCommand_TO<'static, RBox<()>> {
             // all live at one dangling address; those hold no data to misuse.
             ROption::RSome(entry) if entry.this == erased_address(self.obj.sabi_erased_ref()) => {
                 DirectCommand {
-                    this: entry.this,
-                    call_into: entry.call_into,
+                    entry,
                     direct: true,
-                    object: PhantomData,
                 }
             }
             _ => DirectCommand {
-                this: (self as *const Self).cast(),
-                call_into: call_into_through_vtable,
+                entry: CommandEntry {
+                    this: (self as *const Self).cast(),
+                    call_into: call_into_through_vtable,
+                    object: PhantomData,
+                },
                 direct: false,
-                object: PhantomData,
             },
         }
     }
@@ -226,7 +221,7 @@ impl DirectCommand<'_> {
         // own `direct_call_into::<C>`, alive for as long as the entry's lifetime, which
         // outlives this value's borrow (`direct_call_into`'s contract); or this value's
         // borrowed `FfiCommand_TO` and `call_into_through_vtable`.
-        unsafe { (self.call_into)(self.this, args, out) }
+        unsafe { (self.entry.call_into)(self.entry.this, args, out) }
     }
 
     /// Whether calls go straight to the plugin's function: `false` for a command whose
@@ -288,14 +283,9 @@ pub struct TransformEntry<'a> {
 /// [`FfiTransform_TO::direct`] gives; see [`DirectCommand`].
 #[derive(Clone, Copy)]
 pub struct DirectTransform<'a> {
-    this: *const c_void,
-    apply: unsafe extern "C" fn(
-        *const c_void,
-        RSlice<'_, u8>,
-        &mut RVec<u8>,
-    ) -> RResult<(), CallError>,
+    /// The plugin's own entry, or one `direct` made for the object's vtable.
+    entry: TransformEntry<'a>,
     direct: bool,
-    object: PhantomData<&'a FfiTransform_TO<'static, RBox<()>>>,
 }
 
 // SAFETY: as for `DirectCommand`: `FfiTransform: Send + Sync`, and `Transform` requires both.
@@ -310,17 +300,17 @@ impl FfiTransform_TO<'static, RBox<()>> {
             // As in `FfiCommand_TO::direct`.
             ROption::RSome(entry) if entry.this == erased_address(self.obj.sabi_erased_ref()) => {
                 DirectTransform {
-                    this: entry.this,
-                    apply: entry.apply,
+                    entry,
                     direct: true,
-                    object: PhantomData,
                 }
             }
             _ => DirectTransform {
-                this: (self as *const Self).cast(),
-                apply: apply_through_vtable,
+                entry: TransformEntry {
+                    this: (self as *const Self).cast(),
+                    apply: apply_through_vtable,
+                    object: PhantomData,
+                },
                 direct: false,
-                object: PhantomData,
             },
         }
     }
@@ -331,7 +321,7 @@ impl DirectTransform<'_> {
     #[inline]
     pub fn apply(&self, input: RSlice<'_, u8>, output: &mut RVec<u8>) -> RResult<(), CallError> {
         // SAFETY: as in `DirectCommand::call_into`.
-        unsafe { (self.apply)(self.this, input, output) }
+        unsafe { (self.entry.apply)(self.entry.this, input, output) }
     }
 
     /// Whether calls go straight to the plugin's function; see [`DirectCommand::is_direct`].
