@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::fs::Metadata;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 use crate::error::PluginError;
@@ -121,7 +122,25 @@ impl Gate {
 
     /// Opens, reads, runs the trust step on and judges one file: its report, and the file
     /// when it may run.
+    ///
+    /// Every byte read here is hostile input. Should reading or judging it set off a panic
+    /// (a bug in this crate that the file found), the file is refused with
+    /// [`ReasonCode::VerificationPanicked`] and the caller goes on to the next one: a scan
+    /// never unwinds into the host's caller because of one file. (A host built with
+    /// `panic = "abort"` aborts instead; nothing can be caught there.)
     pub(crate) fn verify(&self, path: &Path, cx: &Context<'_>) -> (PluginReport, Option<Verified>) {
+        // Unwind safety: a panic leaves nothing half-changed that is used afterwards. The
+        // gate is only read here, and whatever this verification made (the report, an open
+        // file, a sealed copy) is dropped during the unwind.
+        match catch_unwind(AssertUnwindSafe(|| self.verify_unguarded(path, cx))) {
+            Ok(outcome) => outcome,
+            Err(payload) => (panicked(path, payload.as_ref()), None),
+        }
+    }
+
+    fn verify_unguarded(&self, path: &Path, cx: &Context<'_>) -> (PluginReport, Option<Verified>) {
+        #[cfg(test)]
+        tests::panic_here_if_asked(path);
         let mut report = PluginReport::new(path.to_owned());
         let (file, meta) = match open_sized(path) {
             Ok(opened) => opened,
@@ -262,6 +281,27 @@ impl Gate {
     }
 }
 
+/// The report of a file whose verification panicked, carrying the panic's message.
+#[cold]
+fn panicked(path: &Path, payload: &(dyn std::any::Any + Send)) -> PluginReport {
+    let what = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message");
+    let error = PluginError::Rejected {
+        path: path.to_owned(),
+        reason: ReasonCode::VerificationPanicked,
+        message: format!(
+            "plugin-host panicked while reading or judging this file ({what}): a bug in \
+             plugin-host that this file sets off, so the file is refused and nothing of it \
+             ran; please report it with the file to plugin-host's authors, and remove the \
+             file or move it out of the plugin directory meanwhile"
+        ),
+    };
+    PluginReport::new(path.to_owned()).with_error(Status::Rejected, error)
+}
+
 /// `version` as text, as its `Display` writes it; a plain `major.minor.patch` (nearly every
 /// plugin's) is written by hand, at a fraction of the formatter's cost.
 fn version_text(version: &semver::Version) -> String {
@@ -319,6 +359,74 @@ pub(crate) fn file_id(meta: &Metadata) -> Option<(u64, u64)> {
 
 #[cfg(test)]
 mod tests {
+    use std::cell::RefCell;
+    use std::path::{Path, PathBuf};
+
+    use crate::reason::ReasonCode;
+    use crate::report::Status;
+    use crate::{Host, HostIdentity, ScanMode};
+
+    thread_local! {
+        /// The file whose verification panics on this thread, as a bug would.
+        static PANIC_ON: RefCell<Option<PathBuf>> = const { RefCell::new(None) };
+    }
+
+    pub(super) fn panic_here_if_asked(path: &Path) {
+        if PANIC_ON.with(|p| p.borrow().as_deref() == Some(path)) {
+            let at = 4096;
+            panic!("byte index {at} is out of range: a planted bug");
+        }
+    }
+
+    #[test]
+    fn a_verification_that_panics_refuses_that_file_and_the_scan_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let (bad, next) = (dir.path().join("liba.so"), dir.path().join("libb.so"));
+        std::fs::write(&bad, b"not a library").unwrap();
+        std::fs::write(&next, b"not a library either").unwrap();
+        let provenance = crate::policy::tests::record(&[]);
+        let identity = HostIdentity {
+            name: "app".into(),
+            version: "1.0.0".into(),
+            provenance,
+        };
+        let mut host = Host::builder(identity).build();
+
+        // Unplanted, both files are refused for what they are.
+        let reports = host.scan(&[dir.path()], ScanMode::VerifyOnly).unwrap();
+        assert_eq!(reports.len(), 2);
+        assert!(reports
+            .iter()
+            .all(|r| r.reason == Some(ReasonCode::NotALibrary)));
+
+        PANIC_ON.with(|p| *p.borrow_mut() = Some(bad.clone()));
+        let single = host.verify(&bad);
+        let reports = host.scan(&[dir.path()], ScanMode::Load).unwrap();
+        PANIC_ON.with(|p| *p.borrow_mut() = None);
+
+        let scanned = reports.iter().find(|r| r.path == bad).unwrap();
+        for report in [&single, scanned] {
+            assert_eq!(report.status, Status::Rejected);
+            assert_eq!(report.reason, Some(ReasonCode::VerificationPanicked));
+            let message = report.message.as_deref().unwrap();
+            assert!(message.contains("liba.so"), "{message}");
+            assert!(
+                message.contains("(byte index 4096 is out of range: a planted bug)"),
+                "{message}"
+            );
+            assert!(message.contains("nothing of it ran"), "{message}");
+            assert!(
+                message.contains("please report it with the file"),
+                "{message}"
+            );
+        }
+        // The scan went on to the next file, judged as before.
+        let other = reports.iter().find(|r| r.path == next).unwrap();
+        assert_eq!(other.reason, Some(ReasonCode::NotALibrary));
+        // And the host still verifies the file once nothing panics.
+        assert_eq!(host.verify(&bad).reason, Some(ReasonCode::NotALibrary));
+    }
+
     #[test]
     fn a_version_is_written_as_its_display_writes_it() {
         for text in [

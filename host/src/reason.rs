@@ -38,6 +38,9 @@ reason_codes! {
     NoProvenance = "no-provenance";
     /// The provenance section exists but is not a valid record.
     MalformedProvenance = "malformed-provenance";
+    /// Reading or judging the file panicked: a bug in plugin-host that this file sets off.
+    /// The file is refused (none of its code ran) and the scan goes on with the next one.
+    VerificationPanicked = "verification-panicked";
     /// Built for another target triple.
     TargetMismatch = "target-mismatch";
     /// Built by another rustc (release or commit), where the policy cares.
