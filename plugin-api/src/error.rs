@@ -74,11 +74,19 @@ pub fn guard<T>(f: impl FnOnce() -> CallResult<T>) -> RResult<T, CallError> {
     }
 }
 
-/// A capability's error, rendered with its `source()` chain, and dropped.
+/// A capability's error as a user wants to read it, `error: source: source…`; the error is
+/// dropped here.
 #[cold]
 #[inline(never)]
 fn rendered(error: Box<dyn std::error::Error + Send + Sync>) -> String {
-    error_chain(&*error)
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
 }
 
 /// The [`CallError`] for a caught panic.
@@ -95,18 +103,6 @@ fn panicked(payload: Box<dyn std::any::Any + Send>) -> CallError {
         kind: CallErrorKind::Panicked,
         message: message.into(),
     }
-}
-
-/// `error: source: source…`, as a user wants to read it.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
