@@ -28,6 +28,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 mod cache;
+#[doc(hidden)]
+pub use cache::fuzz_index_cache;
 
 use crate::discover::{discover, DiscoverError};
 use crate::error::PluginError;

@@ -93,6 +93,8 @@ pub use error::PluginError;
 pub use host::{Host, ScanMode};
 pub use identity::HostIdentity;
 pub use kinds::Kinds;
+#[doc(hidden)]
+pub use lazy::fuzz_index_cache;
 pub use lazy::{IndexedPlugin, IndexedState, LazyError};
 pub use map::LoadFrom;
 pub use place::in_process::DEFAULT_HANG_WARNING;

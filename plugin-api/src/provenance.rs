@@ -16,6 +16,9 @@ pub use view::{DependencyRef, ProfileRef, ProvenanceRef, RustcRef, Text};
 
 /// Everything the host needs to judge whether an artifact can be loaded beside it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+// What an error names when the value is not this struct, as the view's (`ProvenanceRef`)
+// names it too: one message for a struct of the wrong type and for a list too short for it.
+#[serde(expecting = "struct Provenance")]
 pub struct Provenance {
     /// Package name (`CARGO_PKG_NAME`).
     pub name: String,
@@ -70,6 +73,9 @@ impl Provenance {
 
 /// The `rustc -vV` facts of the compiler used.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+// What an error names when the value is not this struct, as the view's (`ProvenanceRef`)
+// names it too: one message for a struct of the wrong type and for a list too short for it.
+#[serde(expecting = "struct Rustc")]
 pub struct Rustc {
     /// Release, e.g. `1.95.0`.
     pub release: String,
@@ -97,6 +103,9 @@ fn short_rustc(release: &str, commit_hash: &str) -> String {
 
 /// Profile settings of the build.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+// What an error names when the value is not this struct, as the view's (`ProvenanceRef`)
+// names it too: one message for a struct of the wrong type and for a list too short for it.
+#[serde(expecting = "struct Profile")]
 pub struct Profile {
     /// `debug` or `release` (Cargo's `PROFILE`, which names the profile's base).
     pub name: String,

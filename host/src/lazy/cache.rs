@@ -1008,6 +1008,53 @@ fn sorts_before(a: &[u8], b: &[u8]) -> bool {
     }
 }
 
+/// Decodes `bytes` as an index cache file and reads back every part a start reads, for the
+/// fuzz target `index_cache` (`fuzz/`): whatever the bytes, never a panic; what decodes
+/// encodes back to the very same bytes; names and versions are checked text; every pair a
+/// declaration block lists is found again by [`declares`] and [`Declares::by`].
+#[doc(hidden)]
+pub fn fuzz_index_cache(bytes: &[u8]) {
+    let Some(dirs) = decode(bytes) else {
+        return;
+    };
+    let b = Bytes {
+        loaded: bytes,
+        added: &[],
+    };
+    assert!(
+        encode(b, &dirs) == bytes,
+        "a decoded cache encodes back to other bytes"
+    );
+    for dir in &dirs {
+        for file in &dir.files {
+            assert!(!b.of(file.name).is_empty(), "an empty file name");
+            let Some(entry) = file.entry else {
+                continue;
+            };
+            assert!(crate::limits::is_plugin_name(b.of(entry.name())));
+            assert!(std::str::from_utf8(b.of(entry.version())).is_ok());
+            std::hint::black_box(b.id(entry.id));
+            let Some(block) = entry.capabilities().map(|s| b.of(s)) else {
+                continue;
+            };
+            let map = declared_map(block);
+            let mut listed = 0;
+            for (kind, name) in declared(block) {
+                listed += 1;
+                assert!(map
+                    .get(text(kind))
+                    .is_some_and(|n| n.iter().any(|n| n.as_bytes() == name)));
+                assert!(declares(block, kind, name), "a listed pair not declared");
+                assert!(
+                    Declares::new(text(kind), text(name)).by(block),
+                    "a listed pair not told"
+                );
+            }
+            assert_eq!(listed, map.values().map(Vec::len).sum::<usize>());
+        }
+    }
+}
+
 /// The directories of a cache file, as spans into `bytes`, or `None` if anything in it is
 /// malformed: a wrong magic, a count larger than the bytes left, text that is not UTF-8,
 /// files out of order, a file name that is not one (empty, `.`, `..`, a separator), an entry

@@ -88,6 +88,8 @@ fn bad_records_fail_with_the_owned_decode_s_message() {
         String::new(),
         // Not an object: the error names the struct it expected, as the owned decode does.
         r#""hello""#.to_owned(),
+        // A struct as a list too short for it (found by the fuzz target): the same message.
+        "[]".to_owned(),
     ];
     for (from, to) in [
         (r#""debug_assertions":false"#, r#""debug_assertions":"no""#),
@@ -100,6 +102,9 @@ fn bad_records_fail_with_the_owned_decode_s_message() {
         (r#""llvm":"22.1.2""#, r#""llvm":3"#),
         (r#""rustc":{"#, r#""rustc":7,"x":{"#),
         (r#""profile":{"#, r#""profile":true,"x":{"#),
+        (r#""rustc":{"#, r#""rustc":[],"x":{"#),
+        (r#""profile":{"#, r#""profile":[],"x":{"#),
+        (r#""profile":{"#, r#""profile":["release"],"x":{"#),
         (r#""name":"hello""#, r#""name":"hello","name":"again""#),
         (r#""later""#, r#""digests":{"a":1},"later""#),
         (r#""later""#, r#""capabilities":{"command":"x"},"later""#),
