@@ -1,7 +1,8 @@
 //! Feeds arbitrary bytes to the provenance reader, as if they were a file in a plugin
 //! directory: object parsing, section lookup, frame and JSON decoding, then judging. The
 //! record decoded in place (`ProvenanceRef`, what the host judges) must agree with the owned
-//! decode, and `judge_in_place` with `judge`.
+//! decode, and `judge_in_place` with `judge`. A panic counts as a crash even where the
+//! reader contains it (`verification-panicked`).
 #![no_main]
 
 use std::path::Path;
@@ -65,8 +66,16 @@ fuzz_target!(|data: &[u8]| {
             compare_decodes(&blob);
         }
         Err(error) => {
-            // Every error renders a message and maps to a reason code.
-            let _ = (error.to_string(), error.reason());
+            // Every error renders a message and maps to a reason code. The reader contains
+            // its own panics (a hostile file must not take a host down with it); libfuzzer-sys's
+            // panic hook aborts before any unwinding, so they are crashes here all the same,
+            // and so is a contained one should that hook ever change.
+            assert_ne!(
+                error.reason(),
+                host::ReasonCode::VerificationPanicked,
+                "{error}"
+            );
+            let _ = error.to_string();
         }
     }
     // The blob decoders alone see far more well-framed inputs.

@@ -2,6 +2,8 @@
 //! provenance, apply the per-plugin settings, the trust step (lock, signatures), and the
 //! judge (the policy against the host's identity).
 
+use std::any::Any;
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::fs::Metadata;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -37,6 +39,27 @@ pub(crate) struct Seen {
     pub(crate) status: Status,
     pub(crate) reason: Option<ReasonCode>,
     pub(crate) message: Option<String>,
+}
+
+/// What one contained verification leaves outside its containment (see [`Gate::verify`]).
+#[derive(Default)]
+struct Watch {
+    /// The file's identity, once it is open.
+    file_id: Cell<Option<(u64, u64)>>,
+    /// A panic in the application's own code, to go on unwinding once out.
+    application_panic: Cell<Option<Box<dyn Any + Send>>>,
+}
+
+impl Watch {
+    /// Runs the application's code `f`: its result, or `None` when it panicked (the panic
+    /// kept to be resumed, and the verification to end at once).
+    fn application<T>(&self, f: impl FnOnce() -> T) -> Option<T> {
+        // Unwind safety: nothing of the gate's is changed by the application's code; the
+        // panic is resumed as soon as the verification returns.
+        catch_unwind(AssertUnwindSafe(f))
+            .map_err(|payload| self.application_panic.set(Some(payload)))
+            .ok()
+    }
 }
 
 /// What else one verification depends on: the host's parts beyond the gate.
@@ -126,21 +149,34 @@ impl Gate {
     /// Every byte read here is hostile input. Should reading or judging it set off a panic
     /// (a bug in this crate that the file found), the file is refused with
     /// [`ReasonCode::VerificationPanicked`] and the caller goes on to the next one: a scan
-    /// never unwinds into the host's caller because of one file. (A host built with
-    /// `panic = "abort"` aborts instead; nothing can be caught there.)
+    /// does not unwind into the host's caller because of one file. A panic in the
+    /// application's own code reached from here (its [`Placement`]) is the application's,
+    /// and goes on unwinding as before. (A host built with `panic = "abort"` aborts: nothing
+    /// can be caught there.)
     pub(crate) fn verify(&self, path: &Path, cx: &Context<'_>) -> (PluginReport, Option<Verified>) {
-        // Unwind safety: a panic leaves nothing half-changed that is used afterwards. The
-        // gate is only read here, and whatever this verification made (the report, an open
-        // file, a sealed copy) is dropped during the unwind.
-        match catch_unwind(AssertUnwindSafe(|| self.verify_unguarded(path, cx))) {
-            Ok(outcome) => outcome,
-            Err(payload) => (panicked(path, payload.as_ref()), None),
+        let watch = Watch::default();
+        let outcome = crate::read::contained(|| self.verify_uncontained(path, cx, &watch));
+        if let Some(payload) = watch.application_panic.take() {
+            std::panic::resume_unwind(payload);
         }
+        outcome.unwrap_or_else(|message| {
+            let mut report = PluginReport::new(path.to_owned());
+            // Other paths to the same file in a scan are then reported as that same file.
+            report.file_id = watch.file_id.get();
+            let error = ReadError::Panicked {
+                path: path.to_owned(),
+                message,
+            };
+            (report.with_error(Status::Rejected, error.into()), None)
+        })
     }
 
-    fn verify_unguarded(&self, path: &Path, cx: &Context<'_>) -> (PluginReport, Option<Verified>) {
-        #[cfg(test)]
-        tests::panic_here_if_asked(path);
+    fn verify_uncontained(
+        &self,
+        path: &Path,
+        cx: &Context<'_>,
+        watch: &Watch,
+    ) -> (PluginReport, Option<Verified>) {
         let mut report = PluginReport::new(path.to_owned());
         let (file, meta) = match open_sized(path) {
             Ok(opened) => opened,
@@ -154,6 +190,12 @@ impl Gate {
             Err(e) => return (report.with_error(Status::Rejected, e.into()), None),
         };
         report.file_id = file_id(&meta);
+        watch.file_id.set(report.file_id);
+        // Where reading starts: a planted panic here stands for one in the reader.
+        #[cfg(test)]
+        if let Some(outcome) = tests::planted(path, watch) {
+            return outcome;
+        }
         if let Some(first) = report.file_id.and_then(|id| cx.seen?.get(&id)) {
             return (same_file(report, path, first), None);
         }
@@ -212,7 +254,11 @@ impl Gate {
         // elsewhere (a worker built with the plugin's toolchain), judged against that.
         if let (Some(refused), Some(placement)) = (verdict.failure().map(|c| c.check), cx.placement)
         {
-            if let Some((choice, against)) = placement.rescue(host, owned(), policy, refused) {
+            let rescued = watch.application(|| placement.rescue(host, owned(), policy, refused));
+            let Some(rescued) = rescued else {
+                return (report, None);
+            };
+            if let Some((choice, against)) = rescued {
                 verdict = against;
                 report.worker = Some(choice);
             }
@@ -221,7 +267,8 @@ impl Gate {
             let mut message = c.message.clone();
             if matches!(c.check, CheckKind::Rustc | CheckKind::Dependencies) {
                 if let Some(placement) = cx.placement {
-                    message.push_str(&placement.hint(host, owned(), policy));
+                    let hint = watch.application(|| placement.hint(host, owned(), policy));
+                    message.push_str(&hint.unwrap_or_default());
                 }
             }
             (c.check.reason(), message)
@@ -279,27 +326,6 @@ impl Gate {
         };
         (report, Some(verified))
     }
-}
-
-/// The report of a file whose verification panicked, carrying the panic's message.
-#[cold]
-fn panicked(path: &Path, payload: &(dyn std::any::Any + Send)) -> PluginReport {
-    let what = payload
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("a panic without a message");
-    let error = PluginError::Rejected {
-        path: path.to_owned(),
-        reason: ReasonCode::VerificationPanicked,
-        message: format!(
-            "plugin-host panicked while reading or judging this file ({what}): a bug in \
-             plugin-host that this file sets off, so the file is refused and nothing of it \
-             ran; please report it with the file to plugin-host's authors, and remove the \
-             file or move it out of the plugin directory meanwhile"
-        ),
-    };
-    PluginReport::new(path.to_owned()).with_error(Status::Rejected, error)
 }
 
 /// `version` as text, as its `Display` writes it; a plain `major.minor.patch` (nearly every
@@ -362,20 +388,63 @@ mod tests {
     use std::cell::RefCell;
     use std::path::{Path, PathBuf};
 
+    use super::Watch;
+    use crate::place::Verified;
+    use crate::read::ReadError;
     use crate::reason::ReasonCode;
-    use crate::report::Status;
+    use crate::report::{PluginReport, Status};
     use crate::{Host, HostIdentity, ScanMode};
 
-    thread_local! {
-        /// The file whose verification panics on this thread, as a bug would.
-        static PANIC_ON: RefCell<Option<PathBuf>> = const { RefCell::new(None) };
+    /// Where a planted panic comes from.
+    #[derive(Clone, Copy)]
+    enum Planted {
+        /// This crate's own code, as a bug would.
+        Host,
+        /// The application's code reached from the gate (its placement).
+        Application,
     }
 
-    pub(super) fn panic_here_if_asked(path: &Path) {
-        if PANIC_ON.with(|p| p.borrow().as_deref() == Some(path)) {
-            let at = 4096;
-            panic!("byte index {at} is out of range: a planted bug");
+    thread_local! {
+        /// The file whose verification panics on this thread, and from where.
+        static PLANTED: RefCell<Option<(PathBuf, Planted)>> = const { RefCell::new(None) };
+    }
+
+    fn plant(planted: Option<(&Path, Planted)>) {
+        PLANTED.with(|p| *p.borrow_mut() = planted.map(|(path, from)| (path.to_owned(), from)));
+    }
+
+    /// Panics as planted for `path`; an application's panic ends the verification as the
+    /// gate's own calls into the application do.
+    pub(super) fn planted(path: &Path, watch: &Watch) -> Option<(PluginReport, Option<Verified>)> {
+        let from = PLANTED.with(|p| {
+            p.borrow()
+                .as_ref()
+                .filter(|(planted, _)| planted == path)
+                .map(|(_, from)| *from)
+        })?;
+        match from {
+            Planted::Host => {
+                let at = 4096;
+                panic!(
+                    "byte index {at} is out of range of `\u{1b}[31mred\u{1b}[0m`: a planted bug"
+                );
+            }
+            Planted::Application => {
+                let ran = watch.application(|| -> () { std::panic::panic_any(42_u32) });
+                assert!(ran.is_none());
+                Some((PluginReport::new(path.to_owned()), None))
+            }
         }
+    }
+
+    fn host() -> Host {
+        let provenance = crate::policy::tests::record(&[]);
+        let identity = HostIdentity {
+            name: "app".into(),
+            version: "1.0.0".into(),
+            provenance,
+        };
+        Host::builder(identity).build()
     }
 
     #[test]
@@ -384,25 +453,21 @@ mod tests {
         let (bad, next) = (dir.path().join("liba.so"), dir.path().join("libb.so"));
         std::fs::write(&bad, b"not a library").unwrap();
         std::fs::write(&next, b"not a library either").unwrap();
-        let provenance = crate::policy::tests::record(&[]);
-        let identity = HostIdentity {
-            name: "app".into(),
-            version: "1.0.0".into(),
-            provenance,
-        };
-        let mut host = Host::builder(identity).build();
+        // A second name for the file that panics.
+        std::fs::hard_link(&bad, dir.path().join("libc.so")).unwrap();
+        let mut host = host();
 
-        // Unplanted, both files are refused for what they are.
+        // Unplanted, every file is refused for what it is.
         let reports = host.scan(&[dir.path()], ScanMode::VerifyOnly).unwrap();
-        assert_eq!(reports.len(), 2);
+        assert_eq!(reports.len(), 3);
         assert!(reports
             .iter()
             .all(|r| r.reason == Some(ReasonCode::NotALibrary)));
 
-        PANIC_ON.with(|p| *p.borrow_mut() = Some(bad.clone()));
+        plant(Some((&bad, Planted::Host)));
         let single = host.verify(&bad);
         let reports = host.scan(&[dir.path()], ScanMode::Load).unwrap();
-        PANIC_ON.with(|p| *p.borrow_mut() = None);
+        plant(None);
 
         let scanned = reports.iter().find(|r| r.path == bad).unwrap();
         for report in [&single, scanned] {
@@ -410,21 +475,73 @@ mod tests {
             assert_eq!(report.reason, Some(ReasonCode::VerificationPanicked));
             let message = report.message.as_deref().unwrap();
             assert!(message.contains("liba.so"), "{message}");
+            // The panic's message, escaped: no terminal escape reaches the user raw.
             assert!(
-                message.contains("(byte index 4096 is out of range: a planted bug)"),
+                message.contains(
+                    "(byte index 4096 is out of range of `\\u{1b}[31mred\\u{1b}[0m`: a planted bug; \
+                     where it panicked is printed on standard error)"
+                ),
                 "{message}"
             );
-            assert!(message.contains("nothing of it ran"), "{message}");
+            assert!(!message.contains('\u{1b}'), "{message}");
+            assert!(message.contains(env!("CARGO_PKG_VERSION")), "{message}");
+            assert!(message.contains("none of its code ran"), "{message}");
             assert!(
-                message.contains("please report it with the file"),
+                message.contains("report it to plugin-host's authors"),
                 "{message}"
             );
         }
+        // The other name for that file is told to be the same file, not verified again.
+        let other_name = reports
+            .iter()
+            .find(|r| r.path.ends_with("libc.so"))
+            .unwrap();
+        assert_eq!(other_name.reason, Some(ReasonCode::VerificationPanicked));
+        assert!(
+            other_name.message.as_deref().unwrap().contains("liba.so"),
+            "{:?}",
+            other_name.message
+        );
         // The scan went on to the next file, judged as before.
         let other = reports.iter().find(|r| r.path == next).unwrap();
         assert_eq!(other.reason, Some(ReasonCode::NotALibrary));
         // And the host still verifies the file once nothing panics.
         assert_eq!(host.verify(&bad).reason, Some(ReasonCode::NotALibrary));
+    }
+
+    #[test]
+    fn a_panic_of_the_application_s_own_code_goes_on_unwinding() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("liba.so");
+        std::fs::write(&file, b"not a library").unwrap();
+        let host = host();
+        plant(Some((&file, Planted::Application)));
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| host.verify(&file)));
+        plant(None);
+        let payload = unwound.expect_err("the application's panic reaches its caller");
+        assert_eq!(payload.downcast_ref::<u32>(), Some(&42));
+        assert_eq!(host.verify(&file).reason, Some(ReasonCode::NotALibrary));
+    }
+
+    #[test]
+    fn a_reader_that_panics_is_an_error_for_its_file() {
+        let path = Path::new("/plugins/libx.so");
+        let error = crate::read::contained(|| -> () { panic!("{}", "é".repeat(400)) })
+            .map_err(|message| ReadError::Panicked {
+                path: path.to_owned(),
+                message,
+            })
+            .unwrap_err();
+        assert_eq!(error.reason(), ReasonCode::VerificationPanicked);
+        let ReadError::Panicked { message, .. } = &error else {
+            unreachable!()
+        };
+        // Cut short at a character boundary.
+        assert_eq!(message.chars().count(), 240);
+        assert!(message.ends_with('…'), "{message}");
+        assert!(error
+            .to_string()
+            .starts_with("/plugins/libx.so: plugin-host "));
     }
 
     #[test]

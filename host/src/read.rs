@@ -106,6 +106,22 @@ pub enum ReadError {
         /// What is wrong with it.
         detail: String,
     },
+    /// Reading or judging the file panicked: a bug in this crate that the file sets off,
+    /// contained (see [`contained`]) so that it refuses this one file.
+    #[error(
+        "{}: plugin-host {} panicked on this file ({message}; where it panicked is printed \
+         on standard error): a bug in plugin-host that this file sets off, so the file is \
+         refused and none of its code ran; report it to plugin-host's authors with the file \
+         and that line, and remove the file (or stop configuring it) meanwhile",
+        path.display(),
+        env!("CARGO_PKG_VERSION")
+    )]
+    Panicked {
+        /// The file.
+        path: PathBuf,
+        /// The panic's message, escaped and cut short.
+        message: String,
+    },
 }
 
 impl ReadError {
@@ -116,8 +132,44 @@ impl ReadError {
             ReadError::WrongTarget { .. } => ReasonCode::TargetMismatch,
             ReadError::NoProvenance { .. } => ReasonCode::NoProvenance,
             ReadError::Malformed { .. } => ReasonCode::MalformedProvenance,
+            ReadError::Panicked { .. } => ReasonCode::VerificationPanicked,
         }
     }
+}
+
+/// Runs `read`, which reads or judges hostile bytes, so that a panic in it — a bug in this
+/// crate that the bytes set off — is an error for that one file instead of an unwinding into
+/// the caller (a scan, an index, the CLI): the panic's message, escaped and cut short, for
+/// [`ReadError::Panicked`]. (A build with `panic = "abort"` aborts; nothing can be caught.)
+pub(crate) fn contained<T>(read: impl FnOnce() -> T) -> Result<T, String> {
+    // Unwind safety: callers pass readers of their own locals and of state they only read;
+    // what a reader made is dropped during the unwind.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).map_err(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("a panic without a message");
+        // The message may quote the file's bytes (a `str` slicing panic quotes the string).
+        let message = crate::text::printable(&crate::text::bounded(message, 240)).into_owned();
+        // The payload is a `&str` or a `String` of this crate's own panics: dropping it
+        // cannot panic again.
+        drop(payload);
+        message
+    })
+}
+
+/// [`contained`] for a reader of the file at `path`.
+fn contained_read<T>(
+    path: &Path,
+    read: impl FnOnce() -> Result<T, ReadError>,
+) -> Result<T, ReadError> {
+    contained(read).unwrap_or_else(|message| {
+        Err(ReadError::Panicked {
+            path: path.to_owned(),
+            message,
+        })
+    })
 }
 
 /// Opens `path` for verification: symlinks followed, never blocking (a FIFO opens at once),
@@ -208,6 +260,15 @@ fn read_expecting(
     len: u64,
     expect: Expect,
 ) -> Result<Provenance, ReadError> {
+    contained_read(path, || read_expecting_uncontained(path, file, len, expect))
+}
+
+fn read_expecting_uncontained(
+    path: &Path,
+    file: &File,
+    len: u64,
+    expect: Expect,
+) -> Result<Provenance, ReadError> {
     #[cfg(unix)]
     {
         let mut room = room();
@@ -257,7 +318,9 @@ pub fn read_provenance_counted(path: &Path) -> (Result<Provenance, ReadError>, R
 
 /// Like [`read_provenance`], from the bytes of a file (for fuzzing and tools).
 pub fn read_provenance_bytes(path: &Path, bytes: &[u8]) -> Result<Provenance, ReadError> {
-    decode(path, provenance_section(path, bytes, Expect::Library)?)
+    contained_read(path, || {
+        decode(path, provenance_section(path, bytes, Expect::Library)?)
+    })
 }
 
 /// [`read_provenance_bytes`] as the gate reads: decoded in place and checked, nothing

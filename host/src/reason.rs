@@ -39,7 +39,8 @@ reason_codes! {
     /// The provenance section exists but is not a valid record.
     MalformedProvenance = "malformed-provenance";
     /// Reading or judging the file panicked: a bug in plugin-host that this file sets off.
-    /// The file is refused (none of its code ran) and the scan goes on with the next one.
+    /// The file is refused (none of its code ran), and a scan or an index goes on with the
+    /// next one.
     VerificationPanicked = "verification-panicked";
     /// Built for another target triple.
     TargetMismatch = "target-mismatch";

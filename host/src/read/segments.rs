@@ -36,6 +36,16 @@ pub(crate) struct LoadInfo {
 
 /// Reads the [`LoadInfo`] of the ELF library `file` (`len` bytes long).
 pub(crate) fn load_info(file: &File, len: u64) -> Result<LoadInfo, String> {
+    // Hostile bytes too (a plugin, or a library beside it that was never verified): a panic
+    // in reading them is an error for that file, not an unwinding into the loader.
+    super::contained(|| load_info_uncontained(file, len)).unwrap_or_else(|message| {
+        Err(format!(
+            "reading its ELF headers panicked ({message}): a bug in plugin-host"
+        ))
+    })
+}
+
+fn load_info_uncontained(file: &File, len: u64) -> Result<LoadInfo, String> {
     let mut room = super::positioned::head();
     let reader = FileReader::new(file, len, &mut room).map_err(|e| e.to_string())?;
     let data = &reader;
