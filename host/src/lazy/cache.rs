@@ -946,8 +946,19 @@ pub(crate) fn os_str(bytes: &[u8]) -> &std::ffi::OsStr {
 #[cfg(not(unix))]
 pub(crate) fn os_str(bytes: &[u8]) -> &std::ffi::OsStr {
     // Written from `as_encoded_bytes` of this platform's `OsStr`s, and a file name found in
-    // the cache is only ever joined to a path; text that is not UTF-8 is no name here.
+    // the cache is only ever joined to a path; text that is not UTF-8 is no name here (and a
+    // decoded cache holds none: see `os_str_checked`).
     std::ffi::OsStr::new(std::str::from_utf8(bytes).unwrap_or("\u{fffd}"))
+}
+
+/// [`os_str`] of bytes from a cache file being decoded, `None` where it would not be the
+/// same bytes: on Unix any bytes are a name; elsewhere only UTF-8 is read back exactly (a
+/// name that is not, such as a Windows name with an unpaired surrogate, leaves the cache
+/// unused rather than read as another name).
+fn os_str_checked(bytes: &[u8]) -> Option<&std::ffi::OsStr> {
+    #[cfg(not(unix))]
+    std::str::from_utf8(bytes).ok()?;
+    Some(os_str(bytes))
 }
 
 /// Checks a declaration block at the reader and moves past it: at most
@@ -1069,7 +1080,7 @@ fn decode(bytes: &[u8]) -> Option<Vec<DirRecord>> {
     let dir_count = r.count(9)?;
     let mut dirs = Vec::with_capacity(dir_count);
     for _ in 0..dir_count {
-        let path = PathBuf::from(os_str(r.bytes()?));
+        let path = PathBuf::from(os_str_checked(r.bytes()?)?);
         let stamp = match r.u8()? {
             0 => None,
             1 => Some(r.id()?),
@@ -1081,7 +1092,11 @@ fn decode(bytes: &[u8]) -> Option<Vec<DirRecord>> {
         for _ in 0..file_count {
             let name = r.span()?;
             let text = name.of(bytes);
-            let plain = !text.is_empty() && text != b"." && text != b".." && !slash_or_nul(text);
+            let plain = !text.is_empty()
+                && text != b"."
+                && text != b".."
+                && !slash_or_nul(text)
+                && os_str_checked(text).is_some();
             if !plain || (!files.is_empty() && !sorts_before(last, text)) {
                 return None;
             }
