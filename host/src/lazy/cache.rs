@@ -1021,8 +1021,9 @@ fn sorts_before(a: &[u8], b: &[u8]) -> bool {
 
 /// Decodes `bytes` as an index cache file and reads back every part a start reads, for the
 /// fuzz target `index_cache` (`fuzz/`): whatever the bytes, never a panic; what decodes
-/// encodes back to the very same bytes; names and versions are checked text; every pair a
-/// declaration block lists is found again by [`declares`] and [`Declares::by`].
+/// encodes back to the very same bytes; file names are in the order lookups search them by;
+/// names and versions are checked text; every pair a declaration block lists is found again
+/// by [`declares`] and [`Declares::by`].
 #[doc(hidden)]
 pub fn fuzz_index_cache(bytes: &[u8]) {
     let Some(dirs) = decode(bytes) else {
@@ -1037,6 +1038,13 @@ pub fn fuzz_index_cache(bytes: &[u8]) {
         "a decoded cache encodes back to other bytes"
     );
     for dir in &dirs {
+        // In the order a lookup's binary search needs: the bytes' own order.
+        assert!(
+            dir.files
+                .windows(2)
+                .all(|pair| b.of(pair[0].name) < b.of(pair[1].name)),
+            "file names out of order"
+        );
         for file in &dir.files {
             assert!(!b.of(file.name).is_empty(), "an empty file name");
             let Some(entry) = file.entry else {
