@@ -107,7 +107,7 @@ pub enum ReadError {
         detail: String,
     },
     /// Reading or judging the file panicked: a bug in this crate that the file sets off,
-    /// contained (see [`contained`]) so that it refuses this one file.
+    /// contained so that it refuses this one file.
     #[error(
         "{}: plugin-host {} panicked on this file ({message}; where it panicked is printed \
          on standard error): a bug in plugin-host that this file sets off, so the file is \
