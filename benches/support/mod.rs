@@ -119,19 +119,32 @@ pub fn rename_plugin_bytes(data: &mut [u8], name: &str) {
     };
     let blob = &data[offset..offset + size];
     let len = u32::from_le_bytes(blob[12..16].try_into().unwrap()) as usize;
-    let mut json: serde_json::Value = serde_json::from_slice(&blob[16..16 + len]).unwrap();
-    assert_eq!(
-        json["name"].as_str().unwrap().len(),
-        name.len(),
-        "same-length names only"
+    let payload = &mut data[offset + 16..offset + 16 + len];
+    let json: serde_json::Value = serde_json::from_slice(payload).unwrap();
+    let old = json["name"].as_str().unwrap().to_owned();
+    assert_eq!(old.len(), name.len(), "same-length names only");
+    // Replaced in the text itself, so the record stays in the recorder's exact form (field
+    // order, no whitespace) and is read as a real plugin's is: on the one-pass path, not
+    // through serde_json.
+    let mut replace = |from: String, to: String| {
+        let at = payload
+            .windows(from.len())
+            .position(|w| w == from.as_bytes())
+            .unwrap_or_else(|| panic!("{from} in the record"));
+        payload[at..at + to.len()].copy_from_slice(to.as_bytes());
+    };
+    replace(
+        format!("{{\"name\":\"{old}\""),
+        format!("{{\"name\":\"{name}\""),
     );
-    json["name"] = name.into();
     if json.get("capabilities").is_some() {
-        json["capabilities"] = serde_json::json!({ "command": [name] });
+        replace(
+            format!("\"capabilities\":{{\"command\":[\"{old}\"]}}"),
+            format!("\"capabilities\":{{\"command\":[\"{name}\"]}}"),
+        );
     }
-    let mut payload = serde_json::to_vec(&json).unwrap();
-    payload.resize(len, b' ');
-    data[offset + 16..offset + 16 + len].copy_from_slice(&payload);
+    let renamed: serde_json::Value = serde_json::from_slice(payload).unwrap();
+    assert_eq!(renamed["name"], name);
 }
 
 /// Resident set size of this process, in bytes.
