@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use abi_stable::std_types::{RSlice, RStr};
 use plugin_api::CommandKind;
 
-use support::{artifacts, builder, median, rename_plugin, scratch};
+use support::{artifacts, builder, median, minor_faults, rename_plugin, scratch};
 
 const SIZES: [usize; 3] = [1, 100, 10_000];
 const ROUNDS: usize = 11;
@@ -92,15 +92,6 @@ fn index_loop(hello: &Path, pool: &Path, spec: &str) {
         faults.push(minor_faults() - before);
     }
     println!("indexed {n} installed {rounds} times; minor page faults per round: {faults:?}");
-}
-
-/// This process's minor page faults so far (pages it touched for the first time).
-fn minor_faults() -> i64 {
-    // SAFETY: all-zero bytes are a valid `rusage`; `getrusage` fills it.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid `rusage` to fill.
-    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) }, 0);
-    usage.ru_minflt
 }
 
 /// What a page touched for the first time costs here: new anonymous memory, one byte

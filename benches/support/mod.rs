@@ -147,6 +147,15 @@ pub fn rename_plugin_bytes(data: &mut [u8], name: &str) {
     assert_eq!(renamed["name"], name);
 }
 
+/// This process's minor page faults so far (pages it touched for the first time).
+pub fn minor_faults() -> i64 {
+    // SAFETY: all-zero bytes are a valid `rusage`; `getrusage` fills it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid `rusage` to fill.
+    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) }, 0);
+    usage.ru_minflt
+}
+
 /// Resident set size of this process, in bytes.
 pub fn rss_bytes() -> u64 {
     let statm = fs::read_to_string("/proc/self/statm").unwrap();
