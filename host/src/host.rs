@@ -264,7 +264,7 @@ impl Host {
         if let Some(hook) = &self.before_load {
             hook(&path);
         }
-        let resolved = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+        let resolved = resolved_path(&verified.file, &path);
         let out = self
             .placement
             .clone()
@@ -566,5 +566,60 @@ impl Loader for Host {
 
     fn registry(&self) -> &Registry {
         &self.registry
+    }
+}
+
+/// Where the verified file is, links resolved. On Linux, the kernel's name for the very
+/// descriptor that was verified (one `readlink`, and the file itself, where walking `path`
+/// again would take a `readlink` per component and find whatever the path names by then);
+/// else, or when the file has since been removed, `path` canonicalized.
+fn resolved_path(file: &std::fs::File, path: &Path) -> PathBuf {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let link = format!("/proc/self/fd/{}", file.as_raw_fd());
+        if let Ok(target) = std::fs::read_link(link) {
+            // A removed file's name ends in ` (deleted)`: no longer a path to it.
+            let removed = target
+                .as_os_str()
+                .as_encoded_bytes()
+                .ends_with(b" (deleted)");
+            if target.is_absolute() && !removed {
+                return target;
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = file;
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned())
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use std::fs;
+
+    use super::resolved_path;
+
+    #[test]
+    fn the_resolved_path_is_the_open_file_s_not_what_its_path_names_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, second) = (dir.path().join("first"), dir.path().join("second"));
+        for d in [&first, &second] {
+            fs::create_dir(d).unwrap();
+            fs::write(d.join("libx.so"), b"x").unwrap();
+        }
+        let link = dir.path().join("plugins");
+        std::os::unix::fs::symlink(&first, &link).unwrap();
+        let path = link.join("libx.so");
+        let file = fs::File::open(&path).unwrap();
+        let real = fs::canonicalize(dir.path()).unwrap();
+        assert_eq!(resolved_path(&file, &path), real.join("first/libx.so"));
+        // The link now names another directory: the file opened is still the first.
+        fs::remove_file(&link).unwrap();
+        std::os::unix::fs::symlink(&second, &link).unwrap();
+        assert_eq!(resolved_path(&file, &path), real.join("first/libx.so"));
+        // Removed: what the path names now, as before.
+        fs::remove_file(first.join("libx.so")).unwrap();
+        assert_eq!(resolved_path(&file, &path), real.join("second/libx.so"));
     }
 }
