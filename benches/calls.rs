@@ -356,15 +356,23 @@ fn compiled_in_filter() {
 /// Set (to `PATH:N`, `PATH` one of `plugin-command`, `compiled-command`,
 /// `plugin-command-into`, `plugin-command-direct`, `compiled-command-into`,
 /// `compiled-command-into-rstring`, `compiled-command-run-into`, `plugin-transform`,
-/// `plugin-transform-direct`, `compiled-transform`, `compiled-transform-rvec`, and for a
-/// short line `plugin-transform-short`, `plugin-transform-short-direct`,
-/// `compiled-transform-short-rvec`) to make N calls down one path and exit: run that under
-/// `valgrind --tool=callgrind` with N and with 0 to count the instructions of one call.
+/// `plugin-transform-direct`, `compiled-transform`, `compiled-transform-rvec`, and each
+/// transform path on a short line with `transform-short` for `transform`, such as
+/// `plugin-transform-short-direct` or `compiled-transform-short-rvec`) to make N calls down
+/// one path and exit: run that under `valgrind --tool=callgrind` with N and with 0 to count
+/// the instructions of one call.
 const LOOP_ENV: &str = "PLUGIN_HOST_BENCH_CALL_LOOP";
 
 fn call_loop(spec: &str) {
     let (path, n) = spec.split_once(':').expect("PATH:N");
     let n: usize = n.parse().expect("N");
+    // A transform path with `-short` runs the same calls on the short line.
+    let short = path.replacen("transform-short", "transform", 1);
+    let (path, input) = if short != path {
+        (short.as_str(), SHORT)
+    } else {
+        (path, LINE)
+    };
     let host = loaded_host_from(host::LoadFrom::File);
     let registry = host.registry();
     let command = registry.get::<CommandKind>("hello").unwrap();
@@ -417,38 +425,22 @@ fn call_loop(spec: &str) {
             "plugin-transform" => {
                 rout.clear();
                 transform
-                    .apply(RSlice::from_slice(black_box(LINE)), &mut rout)
+                    .apply(RSlice::from_slice(black_box(input)), &mut rout)
                     .unwrap();
             }
             "plugin-transform-direct" => {
                 rout.clear();
                 direct_transform
-                    .apply(RSlice::from_slice(black_box(LINE)), &mut rout)
+                    .apply(RSlice::from_slice(black_box(input)), &mut rout)
                     .unwrap();
             }
             "compiled-transform" => {
                 vout.clear();
-                apply(&redactor, black_box(LINE), &mut vout);
+                apply(&redactor, black_box(input), &mut vout);
             }
             "compiled-transform-rvec" => {
                 rout.clear();
-                apply_r(&redactor, black_box(LINE), &mut rout);
-            }
-            "plugin-transform-short" => {
-                rout.clear();
-                transform
-                    .apply(RSlice::from_slice(black_box(SHORT)), &mut rout)
-                    .unwrap();
-            }
-            "plugin-transform-short-direct" => {
-                rout.clear();
-                direct_transform
-                    .apply(RSlice::from_slice(black_box(SHORT)), &mut rout)
-                    .unwrap();
-            }
-            "compiled-transform-short-rvec" => {
-                rout.clear();
-                apply_r(&redactor, black_box(SHORT), &mut rout);
+                apply_r(&redactor, black_box(input), &mut rout);
             }
             other => panic!("unknown call path {other}"),
         }
