@@ -8,13 +8,19 @@
 //! the copy began until after verification (size and modification time, as for a copy made
 //! after verification), with the same provenance. Anything else, and the copy is dropped
 //! and a new one made from the verified file as always. A file that cannot change (see
-//! [`crate::seal::Unchangeable`]) is not copied at all.
+//! [`crate::seal::Unchangeable`]) is not copied at all, and the scan does not wait for the
+//! thread to pass it.
+//!
+//! The thread starts at the first file that needs a copy, from the file after it: a scan of
+//! files that need none (immutable, fs-verity, a read-only file system) starts no thread
+//! and hands nothing between threads.
 //!
 //! Bounds: the thread runs at most one file ahead of the one being loaded (a channel of
 //! one), skips files the scan has already passed, and copies only regular files of at most
 //! [`MAX_AHEAD`] bytes that hold a provenance record: nothing is executed, and the bytes of a
 //! file the scan refuses are read once and dropped.
 
+use std::cell::OnceCell;
 use std::fs::{File, Metadata};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -30,6 +36,13 @@ pub(crate) const MAX_AHEAD: u64 = 64 << 20;
 
 /// The copies made ahead for one scan's files, in order.
 pub(crate) struct CopyAhead {
+    paths: Arc<[PathBuf]>,
+    /// The thread, once a file needed a copy (`None` inside: it could not be started).
+    running: OnceCell<Option<Running>>,
+}
+
+/// The thread making the copies, from the file after the first that needed one.
+struct Running {
     copies: Receiver<(usize, Option<Copied>)>,
     /// The index of the file the scan is at: files before it are not copied any more.
     at: Arc<AtomicUsize>,
@@ -42,20 +55,38 @@ struct Copied {
 }
 
 impl CopyAhead {
-    /// Starts copying `paths` ahead (`None` when no thread can be started, or there is
-    /// nothing to gain: fewer than two files).
+    /// Copies `paths` ahead once one of them needs a copy (`None`: nothing to gain, fewer
+    /// than two files).
     pub(crate) fn start(paths: &[PathBuf]) -> Option<CopyAhead> {
-        if paths.len() < 2 {
+        (paths.len() >= 2).then(|| CopyAhead {
+            paths: paths.into(),
+            running: OnceCell::new(),
+        })
+    }
+
+    /// The thread, when it was running before file `index` asked for it; else it is
+    /// started now, from the file after `index` (and `None`: it has nothing for `index`).
+    fn running(&self, index: usize) -> Option<&Running> {
+        if let Some(running) = self.running.get() {
+            return running.as_ref();
+        }
+        let _ = self.running.set(self.spawn(index + 1));
+        None
+    }
+
+    /// A thread copying the files from `from` on (`None`: none left, or no thread).
+    fn spawn(&self, from: usize) -> Option<Running> {
+        if from >= self.paths.len() {
             return None;
         }
-        let paths = paths.to_vec();
-        let at = Arc::new(AtomicUsize::new(0));
+        let paths = Arc::clone(&self.paths);
+        let at = Arc::new(AtomicUsize::new(from - 1));
         let (sender, copies) = sync_channel(1);
         let passed = Arc::clone(&at);
         std::thread::Builder::new()
             .name("plugin-copy-ahead".into())
             .spawn(move || {
-                for (i, path) in paths.iter().enumerate() {
+                for (i, path) in paths.iter().enumerate().skip(from) {
                     // The scan is past it (refused, or copied by the scan itself): skip it.
                     let copied = (passed.load(Ordering::Relaxed) <= i)
                         .then(|| copy_of(path))
@@ -66,12 +97,14 @@ impl CopyAhead {
                 }
             })
             .ok()?;
-        Some(CopyAhead { copies, at })
+        Some(Running { copies, at })
     }
 
     /// Tells the thread that the scan is at file `index`: the files before it are not copied.
     pub(crate) fn reached(&self, index: usize) {
-        self.at.store(index, Ordering::Relaxed);
+        if let Some(Some(running)) = self.running.get() {
+            running.at.store(index, Ordering::Relaxed);
+        }
     }
 
     /// Hands the copy made of file `index` to `verified` when it holds what was verified.
@@ -80,8 +113,17 @@ impl CopyAhead {
         if verified.sealed.is_some() {
             return; // the trust step's copy is the one loaded
         }
+        // Mapped as it is, needing no copy (as the mapper checks again, right before it
+        // maps it): nothing to wait for. What the thread sent about it, if anything, is
+        // passed over at the next file that needs a copy.
+        if crate::seal::cannot_change(&verified.file).is_some() {
+            return;
+        }
+        let Some(running) = self.running(index) else {
+            return;
+        };
         let copied = loop {
-            match self.copies.recv() {
+            match running.copies.recv() {
                 Ok((i, copied)) if i == index => break copied,
                 Ok((i, _)) if i < index => continue, // a file the scan passed
                 _ => return,                         // ahead of it, or the thread ended
@@ -129,4 +171,81 @@ fn copy_of(path: &Path) -> Option<Copied> {
     let same = (after.len(), after.mtime(), after.mtime_nsec())
         == (meta.len(), meta.mtime(), meta.mtime_nsec());
     same.then_some(Copied { copy, meta })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::process::Command;
+
+    use super::*;
+
+    /// `chattr +i` (needs root: `CAP_LINUX_IMMUTABLE`), undone when dropped.
+    struct Immutable(PathBuf);
+
+    impl Immutable {
+        fn set(path: &Path) -> Immutable {
+            let done = Command::new("chattr").arg("+i").arg(path).status();
+            assert!(
+                done.is_ok_and(|s| s.success()),
+                "chattr +i {} (needs root)",
+                path.display()
+            );
+            Immutable(path.to_owned())
+        }
+    }
+
+    impl Drop for Immutable {
+        fn drop(&mut self) {
+            let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+        }
+    }
+
+    fn verified(path: &Path) -> Verified {
+        let file = File::open(path).unwrap();
+        Verified {
+            meta: file.metadata().unwrap(),
+            file,
+            provenance: crate::policy::tests::record(&[]),
+            differences: Vec::new(),
+            sealed: None,
+            ahead: None,
+        }
+    }
+
+    #[test]
+    fn files_that_need_no_copy_start_no_thread_and_wait_for_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths: Vec<PathBuf> = (0..3)
+            .map(|i| dir.path().join(format!("lib{i}.so")))
+            .collect();
+        for p in &paths {
+            fs::write(p, b"not a plugin").unwrap();
+        }
+        let guards: Vec<_> = paths.iter().map(|p| Immutable::set(p)).collect();
+        let ahead = CopyAhead::start(&paths).unwrap();
+        for (i, p) in paths.iter().enumerate() {
+            let mut v = verified(p);
+            assert_eq!(
+                crate::seal::cannot_change(&v.file),
+                Some(crate::seal::Unchangeable::Immutable)
+            );
+            ahead.attach(i, p, &mut v);
+            assert!(v.ahead.is_none());
+        }
+        assert!(ahead.running.get().is_none(), "a thread was started");
+        drop(guards);
+
+        // Files that need a copy: the first starts the thread, from the file after it; the
+        // later ones are handed what it made of them (nothing here: they hold no record).
+        let ahead = CopyAhead::start(&paths).unwrap();
+        let mut first = verified(&paths[0]);
+        ahead.attach(0, &paths[0], &mut first);
+        assert!(matches!(ahead.running.get(), Some(Some(_))));
+        for (i, p) in paths.iter().enumerate().skip(1) {
+            let mut v = verified(p);
+            ahead.attach(i, p, &mut v);
+            assert!(v.ahead.is_none());
+        }
+    }
 }

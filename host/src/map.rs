@@ -183,13 +183,13 @@ fn sealed_copy(
 /// sealed copy.
 #[cfg(target_os = "linux")]
 fn in_place_is_sealed(verified: &Verified, path: &Path) -> bool {
-    let Some(why) = crate::seal::cannot_change(&verified.file) else {
+    use std::os::unix::fs::MetadataExt;
+    // One `statx`: whether it can change, and whether it did since it was verified.
+    let Some((Some(why), now)) = crate::seal::cannot_change_now(&verified.file) else {
         return false;
     };
-    let unchanged = verified
-        .file
-        .metadata()
-        .is_ok_and(|now| same_contents(&verified.meta, &now));
+    let meta = &verified.meta;
+    let unchanged = now == (meta.len(), meta.mtime(), meta.mtime_nsec());
     if unchanged {
         tracing::debug!(
             "loading {} without a copy: {why}, so it cannot change while it is loaded",

@@ -138,6 +138,15 @@ impl std::fmt::Display for Unchangeable {
 /// Whether `file` cannot be written to while it stays so (see [`Unchangeable`]); `None`
 /// when it can, or when that cannot be told.
 pub(crate) fn cannot_change(file: &File) -> Option<Unchangeable> {
+    cannot_change_now(file).and_then(|(why, _)| why)
+}
+
+/// A file's size and modification time (seconds and nanoseconds), as `Metadata` gives them.
+pub(crate) type Contents = (u64, i64, i64);
+
+/// [`cannot_change`], and the file's [`Contents`] told by the same `statx` (`None` when
+/// that call fails, or does not tell them).
+pub(crate) fn cannot_change_now(file: &File) -> Option<(Option<Unchangeable>, Contents)> {
     // SAFETY: `statx` is plain data for which all zeros is a valid value.
     let mut stx: libc::statx = unsafe { std::mem::zeroed() };
     // SAFETY: an open descriptor with an empty path and `AT_EMPTY_PATH` describes that
@@ -147,13 +156,24 @@ pub(crate) fn cannot_change(file: &File) -> Option<Unchangeable> {
             file.as_raw_fd(),
             c"".as_ptr(),
             libc::AT_EMPTY_PATH,
-            libc::STATX_MNT_ID,
+            libc::STATX_MNT_ID | libc::STATX_SIZE | libc::STATX_MTIME,
             &mut stx,
         )
     };
-    if done != 0 {
+    let told = libc::STATX_SIZE | libc::STATX_MTIME;
+    if done != 0 || stx.stx_mask & told != told {
         return None;
     }
+    let contents = (
+        stx.stx_size,
+        stx.stx_mtime.tv_sec,
+        i64::from(stx.stx_mtime.tv_nsec),
+    );
+    Some((unchangeable(file, &stx), contents))
+}
+
+/// What `stx`, `file`'s `statx`, says makes it unchangeable.
+fn unchangeable(file: &File, stx: &libc::statx) -> Option<Unchangeable> {
     let attributes = stx.stx_attributes & stx.stx_attributes_mask;
     if attributes & libc::STATX_ATTR_IMMUTABLE as u64 != 0 {
         return Some(Unchangeable::Immutable);

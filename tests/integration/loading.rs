@@ -290,6 +290,47 @@ fn a_plugin_file_that_cannot_change_is_loaded_without_a_copy_and_others_from_one
 }
 
 #[test]
+fn past_a_file_that_needs_no_copy_the_copies_made_ahead_still_hold_what_was_verified() {
+    // Three files: the first needs a copy (and starts copying ahead), the second cannot
+    // change (mapped as it is: the scan does not wait for the thread to pass it), the third
+    // is copied ahead — and then rewritten in place with another plugin, while the first
+    // loads.
+    let scratch = crate::fixtures::tmp().join("immutable");
+    fs::create_dir_all(&scratch).unwrap();
+    let dir = tempfile::tempdir_in(&scratch).unwrap();
+    copy_into(&dir, "hello", "liba.so");
+    let fixed = copy_into(&dir, "redact", "libb.so");
+    let third = copy_into(&dir, "wc", "libc.so");
+    let _guard = crate::immutable::Immutable(&fixed);
+    crate::immutable::set_immutable(&fixed, true)
+        .expect("setting the immutable attribute (needs root: CAP_LINUX_IMMUTABLE)");
+    let replacement = fs::read(fixtures().lib("calls")).unwrap();
+    let mut host = builder()
+        .before_load(move |path| {
+            if path.ends_with("liba.so") {
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                fs::write(&third, &replacement).unwrap();
+            }
+        })
+        .build();
+    let reports = host.scan(&[dir.path()], host::ScanMode::Load).unwrap();
+    let names: Vec<_> = reports.iter().map(|r| r.name.as_deref()).collect();
+    assert_eq!(
+        names,
+        [Some("hello"), Some("redact"), Some("calls")],
+        "{reports:?}"
+    );
+    assert!(
+        reports.iter().all(|r| r.status == host::Status::Loaded),
+        "{reports:?}"
+    );
+    assert!(maps_file(&fixed), "the immutable file is mapped as it is");
+    let registry = host.registry();
+    assert!(registry.get::<plugin_api::CommandKind>("echo").is_ok());
+    assert!(registry.get::<plugin_api::CommandKind>("wc").is_err());
+}
+
+#[test]
 fn only_a_read_only_file_system_not_a_read_only_mount_saves_the_copy() {
     // A private mount namespace (root): a read-only tmpfs, and a read-only bind mount of a
     // writable directory, each holding `hello`.
