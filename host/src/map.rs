@@ -241,10 +241,9 @@ fn warn_once_unstaged(e: &std::io::Error) {
     static WARNED: std::sync::Once = std::sync::Once::new();
     WARNED.call_once(|| {
         tracing::warn!(
-            "cannot make a private directory under {} ({e}): plugins are loaded by \
-             /proc/self/fd names, their descriptors stay open, and $ORIGIN in their RUNPATH \
-             does not resolve",
-            printable(&std::env::temp_dir().display().to_string())
+            "cannot make a private directory {}: plugins are loaded by /proc/self/fd names, \
+             their descriptors stay open, and $ORIGIN in their RUNPATH does not resolve",
+            printable(&e.to_string())
         );
     });
 }

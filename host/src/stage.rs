@@ -10,9 +10,10 @@
 //!   name, so a plugin that ships `libdep.so` beside itself needs a name whose directory
 //!   holds `libdep.so`.
 //!
-//! So each host has a private directory, `$TMPDIR/plugin-host-PID-N/` (mode 0700, never
-//! reused by this process), and each load a name in it never used before: a symlink
-//! `K-FILE` to `/proc/self/fd/FD`. A plugin that needs libraries from its `$ORIGIN` gets a
+//! So each host has a private directory, `plugin-host-PID-N/` (mode 0700, never reused by
+//! this process) in `$TMPDIR` when that is set, else in memory (`$XDG_RUNTIME_DIR`, else
+//! `/dev/shm`; the temporary directory when neither takes it), and each load a name in it
+//! never used before: a symlink `K-FILE` to `/proc/self/fd/FD`. A plugin that needs libraries from its `$ORIGIN` gets a
 //! subdirectory `K/` instead, holding the symlink under the plugin's own file name and, for
 //! every library it needs from an `$ORIGIN` directory, a symlink at the same relative place
 //! to the real file beside the plugin (and so on for what those libraries need from their
@@ -20,6 +21,7 @@
 //! symlink (or subdirectory) is removed and the descriptor may be closed.
 
 use std::collections::HashSet;
+use std::ffi::OsString;
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
@@ -278,10 +280,54 @@ fn platform() -> Option<&'static str> {
         .as_deref()
 }
 
-/// A new directory only this process uses, under the temporary directory.
+/// A new directory only this process uses, in the first of [`bases`] that takes one; the
+/// error names every base tried.
 fn private_dir() -> io::Result<PathBuf> {
+    let bases = bases();
+    let mut failed = Vec::new();
+    for base in &bases {
+        match private_dir_in(base) {
+            Ok(dir) => return Ok(dir),
+            Err(e) => failed.push((base, e)),
+        }
+    }
+    let kind = failed
+        .last()
+        .map_or(io::ErrorKind::NotFound, |(_, e)| e.kind());
+    let tried: Vec<String> = failed
+        .iter()
+        .map(|(base, e)| format!("under {} ({e})", base.display()))
+        .collect();
+    Err(io::Error::new(kind, tried.join(", nor ")))
+}
+
+/// Where the private directory may go: `$TMPDIR` when it is set (the user chose it); else a
+/// file system in memory, where making and removing the one name per load costs about half
+/// what it costs on a disk's (`$XDG_RUNTIME_DIR`, the user's own, then `/dev/shm`), then the
+/// temporary directory.
+fn bases() -> Vec<PathBuf> {
+    bases_from(
+        std::env::var_os("TMPDIR"),
+        std::env::var_os("XDG_RUNTIME_DIR"),
+        std::env::temp_dir(),
+    )
+}
+
+/// [`bases`], given `$TMPDIR`, `$XDG_RUNTIME_DIR` and the temporary directory.
+fn bases_from(tmpdir: Option<OsString>, runtime: Option<OsString>, temp: PathBuf) -> Vec<PathBuf> {
+    if tmpdir.is_some_and(|dir| !dir.is_empty()) {
+        return vec![temp];
+    }
+    let runtime = runtime.map(PathBuf::from).filter(|dir| dir.is_absolute());
+    runtime
+        .into_iter()
+        .chain([PathBuf::from("/dev/shm"), temp])
+        .collect()
+}
+
+/// A new directory under `base` that only this process uses.
+fn private_dir_in(base: &Path) -> io::Result<PathBuf> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let base = std::env::temp_dir();
     let pid = std::process::id();
     let mut last = None;
     for _ in 0..64 {
@@ -300,6 +346,36 @@ fn private_dir() -> io::Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_private_directory_goes_where_the_user_said_else_in_memory() {
+        let temp = PathBuf::from("/var/tmp");
+        let some = |s: &str| Some(OsString::from(s));
+        // `$TMPDIR` set: there, and nowhere else.
+        assert_eq!(
+            bases_from(some("/var/tmp"), some("/run/user/1000"), temp.clone()),
+            std::slice::from_ref(&temp)
+        );
+        // Not set (or empty): the user's runtime directory, then /dev/shm, then the default.
+        let memory = [
+            PathBuf::from("/run/user/1000"),
+            PathBuf::from("/dev/shm"),
+            temp.clone(),
+        ];
+        assert_eq!(
+            bases_from(None, some("/run/user/1000"), temp.clone()),
+            memory
+        );
+        assert_eq!(
+            bases_from(some(""), some("/run/user/1000"), temp.clone()),
+            memory
+        );
+        // A relative `$XDG_RUNTIME_DIR` is not one (the specification wants it absolute).
+        assert_eq!(
+            bases_from(None, some("run"), temp.clone()),
+            [PathBuf::from("/dev/shm"), temp]
+        );
+    }
 
     #[test]
     fn origin_entries() {
