@@ -156,6 +156,17 @@ pub fn minor_faults() -> i64 {
     usage.ru_minflt
 }
 
+/// CPU time this thread has used (user and system), in microseconds.
+pub fn thread_cpu_us() -> f64 {
+    // SAFETY: all-zero bytes are a valid `rusage`; `getrusage` fills it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid `rusage` to fill.
+    let done = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
+    assert_eq!(done, 0);
+    let us = |t: libc::timeval| t.tv_sec as f64 * 1e6 + t.tv_usec as f64;
+    us(usage.ru_utime) + us(usage.ru_stime)
+}
+
 /// Resident set size of this process, in bytes.
 pub fn rss_bytes() -> u64 {
     let statm = fs::read_to_string("/proc/self/statm").unwrap();
