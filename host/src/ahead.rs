@@ -20,16 +20,72 @@
 //! [`MAX_AHEAD`] bytes that hold a provenance record: nothing is executed, and the bytes of a
 //! file the scan refuses are read once and dropped.
 
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
 use std::fs::{File, Metadata};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use crate::place::Verified;
 use crate::read::{open_sized, read_sized};
+
+/// Holds the copying thread still while the scan's thread maps a library.
+///
+/// Every copy-on-write fault of the loader's relocations, and every `mprotect` and `munmap`
+/// it makes, must flush the other CPUs' TLBs of this process's address space — by an
+/// interrupt to each CPU running a thread of it, waited for. The copying thread is one; on a
+/// virtual machine each such interrupt costs an exit to the hypervisor. Held still (asleep)
+/// while the loader maps, its CPU is out of the way; it copies again once the library is
+/// mapped, while its layout is checked and it registers.
+#[derive(Default)]
+struct Pause {
+    paused: Mutex<bool>,
+    resumed: Condvar,
+}
+
+impl Pause {
+    fn set(&self, paused: bool) {
+        *self.paused.lock().unwrap_or_else(PoisonError::into_inner) = paused;
+        if !paused {
+            self.resumed.notify_one();
+        }
+    }
+
+    /// Waits while the scan's thread is mapping.
+    fn wait(&self) {
+        let paused = self.paused.lock().unwrap_or_else(PoisonError::into_inner);
+        drop(
+            self.resumed
+                .wait_while(paused, |paused| *paused)
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+    }
+}
+
+thread_local! {
+    /// The pause of the copying thread of the scan running on this thread, if any.
+    static SCANNING: RefCell<Option<Arc<Pause>>> = const { RefCell::new(None) };
+}
+
+/// Runs `map` — the dynamic loader mapping a library — with the copying thread of this
+/// thread's scan, if there is one, held still (see [`Pause`]).
+pub(crate) fn quietly<T>(map: impl FnOnce() -> T) -> T {
+    let Some(pause) = SCANNING.with(|s| s.borrow().clone()) else {
+        return map();
+    };
+    /// Lets the copying thread go on however `map` ends.
+    struct Resume(Arc<Pause>);
+    impl Drop for Resume {
+        fn drop(&mut self) {
+            self.0.set(false);
+        }
+    }
+    pause.set(true);
+    let _resume = Resume(pause);
+    map()
+}
 
 /// The largest file copied ahead; larger ones are copied after verification.
 pub(crate) const MAX_AHEAD: u64 = 64 << 20;
@@ -46,6 +102,16 @@ struct Running {
     copies: Receiver<(usize, Option<Copied>)>,
     /// The index of the file the scan is at: files before it are not copied any more.
     at: Arc<AtomicUsize>,
+    /// What this thread's [`SCANNING`] was before the thread started: put back when the
+    /// scan ends.
+    before: Option<Arc<Pause>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let before = self.before.take();
+        SCANNING.with(|s| *s.borrow_mut() = before);
+    }
 }
 
 /// A sealed copy of a file, and what the file was while it was copied.
@@ -80,6 +146,8 @@ impl CopyAhead {
             return None;
         }
         let paths = Arc::clone(&self.paths);
+        let pause = Arc::new(Pause::default());
+        let held = Arc::clone(&pause);
         let at = Arc::new(AtomicUsize::new(from - 1));
         let (sender, copies) = sync_channel(1);
         let passed = Arc::clone(&at);
@@ -89,7 +157,7 @@ impl CopyAhead {
                 for (i, path) in paths.iter().enumerate().skip(from) {
                     // The scan is past it (refused, or copied by the scan itself): skip it.
                     let copied = (passed.load(Ordering::Relaxed) <= i)
-                        .then(|| copy_of(path))
+                        .then(|| copy_of(path, &|| held.wait()))
                         .flatten();
                     if sender.send((i, copied)).is_err() {
                         return; // the scan ended
@@ -97,7 +165,8 @@ impl CopyAhead {
                 }
             })
             .ok()?;
-        Some(Running { copies, at })
+        let before = SCANNING.with(|s| s.borrow_mut().replace(pause));
+        Some(Running { copies, at, before })
     }
 
     /// Tells the thread that the scan is at file `index`: the files before it are not copied.
@@ -158,7 +227,7 @@ impl CopyAhead {
 
 /// A sealed copy of the plugin file at `path` (`None`: not worth copying ahead, or it changed
 /// while it was copied).
-fn copy_of(path: &Path) -> Option<Copied> {
+fn copy_of(path: &Path, between: &dyn Fn()) -> Option<Copied> {
     let (file, meta) = open_sized(path).ok()?;
     if meta.len() > MAX_AHEAD || crate::seal::cannot_change(&file).is_some() {
         return None;
@@ -166,7 +235,9 @@ fn copy_of(path: &Path) -> Option<Copied> {
     let provenance = read_sized(path, &file, meta.len()).ok()?;
     let len = meta.len();
     let info = crate::read::segments::load_info(&file, len).ok()?;
-    let copy = crate::seal::sealed_copy(&provenance.name, &file, len, &info.ranges).ok()?;
+    let copy =
+        crate::seal::sealed_copy_between(&provenance.name, &file, len, &info.ranges, between)
+            .ok()?;
     let after = file.metadata().ok()?;
     let same = (after.len(), after.mtime(), after.mtime_nsec())
         == (meta.len(), meta.mtime(), meta.mtime_nsec());
@@ -211,6 +282,36 @@ mod tests {
             sealed: None,
             ahead: None,
         }
+    }
+
+    #[test]
+    fn the_copying_thread_waits_while_the_scan_maps() {
+        use std::sync::atomic::AtomicBool;
+        let pause = Arc::new(Pause::default());
+        let copied = Arc::new(AtomicBool::new(false));
+        // No scan on this thread: nothing is held.
+        assert!(!quietly(|| *pause.paused.lock().unwrap()));
+        let before = SCANNING.with(|s| s.borrow_mut().replace(Arc::clone(&pause)));
+        assert!(before.is_none());
+        let copier = quietly(|| {
+            assert!(*pause.paused.lock().unwrap(), "held while mapping");
+            let (held, done) = (Arc::clone(&pause), Arc::clone(&copied));
+            let copier = std::thread::spawn(move || {
+                held.wait();
+                done.store(true, Ordering::SeqCst);
+            });
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            assert!(
+                !copied.load(Ordering::SeqCst),
+                "copied while the scan mapped"
+            );
+            copier
+        });
+        // Mapped: it goes on.
+        copier.join().unwrap();
+        assert!(copied.load(Ordering::SeqCst));
+        assert!(!*pause.paused.lock().unwrap());
+        SCANNING.with(|s| s.borrow_mut().take());
     }
 
     #[test]

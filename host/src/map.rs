@@ -98,7 +98,7 @@ impl Mapper {
         match staged {
             // The staged name is never reused, so once the library is mapped neither the
             // name nor the descriptor is needed: both go when this returns.
-            Ok(staged) => open_library(&staged.path, path),
+            Ok(staged) => crate::ahead::quietly(|| open_library(&staged.path, path)),
             Err(e) => {
                 if let Some(detail) = crate::error::out_of_descriptors(&e) {
                     return Err(PluginError::Resources {
@@ -119,7 +119,7 @@ impl Mapper {
                 }
                 let keep = dup_high(file).map_err(|e| load_failed(path, &e))?;
                 let name = PathBuf::from(format!("/proc/self/fd/{}", keep.as_raw_fd()));
-                let header = open_library(&name, path)?;
+                let header = crate::ahead::quietly(|| open_library(&name, path))?;
                 std::mem::forget(keep);
                 Ok(header)
             }

@@ -23,6 +23,34 @@ pub(crate) fn sealed_copy(
     len: u64,
     ranges: &[(u64, u64)],
 ) -> io::Result<File> {
+    copy_in(name, file, len, ranges, (1 << 30, &|| {}))
+}
+
+/// The most bytes one `sendfile` of [`sealed_copy_between`] copies.
+const CHUNK: u64 = 128 << 10;
+
+/// [`sealed_copy`], running `between` before each chunk of at most [`CHUNK`] bytes it
+/// copies (the copy made ahead waits there while the scan maps a library: see `ahead`).
+pub(crate) fn sealed_copy_between(
+    name: &str,
+    file: &File,
+    len: u64,
+    ranges: &[(u64, u64)],
+    between: &dyn Fn(),
+) -> io::Result<File> {
+    copy_in(name, file, len, ranges, (CHUNK, between))
+}
+
+/// The largest chunk one `sendfile` copies, and what runs before each.
+type Chunks<'a> = (u64, &'a dyn Fn());
+
+fn copy_in(
+    name: &str,
+    file: &File,
+    len: u64,
+    ranges: &[(u64, u64)],
+    chunks: Chunks<'_>,
+) -> io::Result<File> {
     let name = CString::new(format!("plugin:{name}")).unwrap_or_default();
     // SAFETY: `name` is a NUL-terminated string that outlives the call; the flags are valid.
     let fd =
@@ -33,9 +61,8 @@ pub(crate) fn sealed_copy(
     // SAFETY: `fd` was just returned by `memfd_create`: an open descriptor nobody else owns.
     let copy = unsafe { File::from_raw_fd(fd) };
     copy.set_len(len)?;
-    for &(offset, size) in ranges {
-        let end = offset.saturating_add(size).min(len);
-        copy_data(file, &copy, offset, end)?;
+    for (start, end) in merged(ranges, len) {
+        copy_data(file, &copy, start, end, chunks)?;
     }
     let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
     // SAFETY: `copy` is an open memfd created with `MFD_ALLOW_SEALING`; no writable shared
@@ -46,8 +73,28 @@ pub(crate) fn sealed_copy(
     Ok(copy)
 }
 
+/// `ranges` (`(offset, size)`, overlapping as a library's segments and headers do) as
+/// `start..end` spans within `len`, in order, those that overlap or touch merged: each
+/// byte is copied once, in as few calls as there are separate spans.
+fn merged(ranges: &[(u64, u64)], len: u64) -> Vec<(u64, u64)> {
+    let mut spans: Vec<(u64, u64)> = ranges
+        .iter()
+        .map(|&(offset, size)| (offset.min(len), offset.saturating_add(size).min(len)))
+        .filter(|(start, end)| start < end)
+        .collect();
+    spans.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(spans.len());
+    for (start, end) in spans {
+        match merged.last_mut() {
+            Some(last) if start <= last.1 => last.1 = last.1.max(end),
+            _ => merged.push((start, end)),
+        }
+    }
+    merged
+}
+
 /// Copies the bytes of `from` in `start..end` to the same offsets of `to`, skipping holes.
-fn copy_data(from: &File, to: &File, start: u64, end: u64) -> io::Result<()> {
+fn copy_data(from: &File, to: &File, start: u64, end: u64, chunks: Chunks<'_>) -> io::Result<()> {
     let mut at = start;
     while at < end {
         let Some(data) = seek(from, at, libc::SEEK_DATA)? else {
@@ -57,7 +104,7 @@ fn copy_data(from: &File, to: &File, start: u64, end: u64) -> io::Result<()> {
             return Ok(());
         }
         let hole = seek(from, data, libc::SEEK_HOLE)?.unwrap_or(end).min(end);
-        send(from, to, data, hole)?;
+        send(from, to, data, hole, chunks)?;
         at = hole;
     }
     Ok(())
@@ -80,7 +127,13 @@ fn seek(file: &File, at: u64, whence: libc::c_int) -> io::Result<Option<u64>> {
 }
 
 /// Copies `start..end` of `from` to the same offsets of `to`, in the kernel.
-fn send(from: &File, to: &File, start: u64, end: u64) -> io::Result<()> {
+fn send(
+    from: &File,
+    to: &File,
+    start: u64,
+    end: u64,
+    (chunk, between): Chunks<'_>,
+) -> io::Result<()> {
     let mut offset =
         libc::off_t::try_from(start).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // `sendfile` writes at the output's file position.
@@ -89,7 +142,8 @@ fn send(from: &File, to: &File, start: u64, end: u64) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     while (offset as u64) < end {
-        let count = (end - offset as u64).min(1 << 30) as usize;
+        between();
+        let count = (end - offset as u64).min(chunk) as usize;
         // SAFETY: both descriptors are open; `offset` is a valid `off_t` the call updates.
         let sent = unsafe { libc::sendfile(to.as_raw_fd(), from.as_raw_fd(), &mut offset, count) };
         if sent < 0 {
@@ -256,17 +310,40 @@ mod tests {
     }
 
     #[test]
+    fn the_copy_made_ahead_runs_its_hook_before_each_chunk() {
+        let mut original = tempfile::tempfile().unwrap();
+        original.write_all(&vec![5u8; 300 << 10]).unwrap();
+        let calls = std::cell::Cell::new(0);
+        let copy = sealed_copy_between("t", &original, 300 << 10, &[(0, 300 << 10)], &|| {
+            calls.set(calls.get() + 1)
+        })
+        .unwrap();
+        assert_eq!(calls.get(), 3, "128 + 128 + 44 KiB");
+        let mut last = [0u8; 4];
+        copy.read_exact_at(&mut last, (300 << 10) - 4).unwrap();
+        assert_eq!(last, [5; 4]);
+    }
+
+    #[test]
     fn copies_ranges_and_refuses_writes() {
         let mut original = tempfile::tempfile().unwrap();
         original.write_all(&[7u8; 10_000]).unwrap();
-        let copy = sealed_copy("t", &original, 10_000, &[(0, 100), (5000, 200)]).unwrap();
+        // Overlapping and touching ranges, as a library's headers and segments are.
+        let ranges = [(5000, 200), (0, 100), (20, 30), (5100, 150), (9_990, 50)];
+        assert_eq!(
+            merged(&ranges, 10_000),
+            [(0, 100), (5000, 5250), (9_990, 10_000)]
+        );
+        let copy = sealed_copy("t", &original, 10_000, &ranges).unwrap();
         let mut bytes = Vec::new();
         (&copy).seek(SeekFrom::Start(0)).unwrap();
         (&copy).read_to_end(&mut bytes).unwrap();
         assert_eq!(bytes.len(), 10_000);
         assert!(bytes[..100].iter().all(|&b| b == 7));
         assert!(bytes[100..5000].iter().all(|&b| b == 0));
-        assert!(bytes[5000..5200].iter().all(|&b| b == 7));
+        assert!(bytes[5000..5250].iter().all(|&b| b == 7));
+        assert!(bytes[5250..9_990].iter().all(|&b| b == 0));
+        assert!(bytes[9_990..].iter().all(|&b| b == 7));
         // Sealed: no write, no truncation, no growth.
         assert!(copy.write_at(b"x", 0).is_err());
         assert!(copy.set_len(10).is_err());
