@@ -24,7 +24,7 @@ use plugin_api::{CommandKind, PluginRootRef};
 
 use support::{
     artifacts, builder, host, linked_copies, median, minor_faults, rename_plugin,
-    rename_plugin_bytes, rss_bytes, scratch, thread_cpu_us,
+    rename_plugin_bytes, rss_bytes, scratch, thread_cpu_us, Profiled,
 };
 
 fn per_file(total: Duration, files: usize) -> f64 {
@@ -243,8 +243,10 @@ fn scan_load_register() {
             placed = placed.plugin(name.clone(), configured(name));
         }
         let mut placed = placed.build();
+        let profiled = Profiled::start();
         let (start, before) = (Instant::now(), usage());
         let reports = placed.scan(&[&dir], ScanMode::Load).unwrap();
+        drop(profiled);
         in_place.push(start.elapsed().as_secs_f64() * 1e3);
         counted(0, before);
         assert!(reports.iter().all(|r| r.status == Status::Loaded));
@@ -265,8 +267,10 @@ fn scan_load_register() {
         }
         let guards: Vec<_> = files.iter().map(|f| immutable::Immutable(f)).collect();
         let mut fixed = fixed.build();
+        let profiled = Profiled::start();
         let (start, before) = (Instant::now(), usage());
         let reports = fixed.scan(&[&dir], ScanMode::Load).unwrap();
+        drop(profiled);
         unchangeable.push(start.elapsed().as_secs_f64() * 1e3);
         counted(1, before);
         assert!(reports.iter().all(|r| r.status == Status::Loaded));
@@ -286,8 +290,10 @@ fn scan_load_register() {
         }
         let mut host = host.build();
         let rss_before = rss_bytes();
+        let profiled = Profiled::start();
         let (start, before) = (Instant::now(), usage());
         let reports = host.scan(&[&dir], ScanMode::Load).unwrap();
+        drop(profiled);
         ours.push(start.elapsed().as_secs_f64() * 1e3);
         counted(2, before);
         rss_per_plugin
@@ -302,11 +308,28 @@ fn scan_load_register() {
     let mut bare_row = |_round: usize| {
         // Bare: the same number of fresh files, loaded through abi_stable, nothing else.
         let copies = fresh.copies(&a.hello, PLUGINS);
+        let profiled = Profiled::start();
         let before = usage();
         bare.push(bare_load(&copies).as_secs_f64() * 1e3);
+        drop(profiled);
         counted(3, before);
     };
-    for round in 0..5 {
+    // `PLUGIN_HOST_BENCH_SCAN_ROW=in-place|immutable|sealed|bare` runs that row alone, 10
+    // rounds (to profile it: see `PERF_CTL_ENV`); its figure is the only one printed.
+    let only = std::env::var(SCAN_ROW_ENV).ok();
+    if let Some(row) = &only {
+        let run: &mut dyn FnMut(usize) = match row.as_str() {
+            "in-place" => &mut in_place_row,
+            "immutable" => &mut immutable_row,
+            "sealed" => &mut sealed_row,
+            "bare" => &mut bare_row,
+            other => panic!("{SCAN_ROW_ENV}: no row {other}"),
+        };
+        for round in 0..10 {
+            run(round);
+        }
+    }
+    for round in 0..if only.is_some() { 0 } else { 5 } {
         for k in 0..4 {
             match (round + k) % 4 {
                 0 => in_place_row(round),
@@ -315,6 +338,18 @@ fn scan_load_register() {
                 _ => bare_row(round),
             }
         }
+    }
+    if let Some(row) = only {
+        let times = [&in_place, &unchangeable, &ours, &bare]
+            .into_iter()
+            .find(|t| !t.is_empty())
+            .cloned()
+            .unwrap_or_default();
+        println!(
+            "100 plugins  {row} alone, 10 rounds: {:8.2} ms",
+            median(times)
+        );
+        return;
     }
     let (o, b, p) = (median(ours), median(bare), median(in_place));
     println!(
@@ -1017,6 +1052,9 @@ fn trust_hash_vs_verify() {
 /// `valgrind --tool=callgrind --toggle-collect='host::host::Host::verify'` to count the
 /// instructions of one verification.
 const VERIFY_LOOP_ENV: &str = "PLUGIN_HOST_BENCH_VERIFY_LOOP";
+
+/// See [`scan_load_register`].
+const SCAN_ROW_ENV: &str = "PLUGIN_HOST_BENCH_SCAN_ROW";
 
 fn verify_loop(n: &str) {
     let n: usize = n.parse().expect("N");

@@ -276,3 +276,40 @@ pub fn allocations_per_call(n: usize, mut f: impl FnMut()) -> f64 {
     );
     per_call
 }
+
+/// Set to `CTL,ACK` (two FIFOs) to have `perf record --control=fifo:CTL,ACK -D -1` sample
+/// only what a benchmark brackets with [`Profiled`] (each timed block), not the set-up.
+pub const PERF_CTL_ENV: &str = "PLUGIN_HOST_BENCH_PERF_CTL";
+
+/// `perf` enabled from its creation until it is dropped, when [`PERF_CTL_ENV`] is set.
+pub struct Profiled(Option<(fs::File, fs::File)>);
+
+impl Profiled {
+    pub fn start() -> Profiled {
+        let Some(spec) = std::env::var_os(PERF_CTL_ENV) else {
+            return Profiled(None);
+        };
+        let spec = spec.to_string_lossy().into_owned();
+        let (ctl, ack) = spec.split_once(',').expect("CTL,ACK");
+        let ctl = fs::OpenOptions::new().write(true).open(ctl).unwrap();
+        let ack = fs::File::open(ack).unwrap();
+        let mut profiled = Profiled(Some((ctl, ack)));
+        profiled.say("enable");
+        profiled
+    }
+
+    fn say(&mut self, what: &str) {
+        use std::io::{Read, Write};
+        if let Some((ctl, ack)) = &mut self.0 {
+            writeln!(ctl, "{what}").unwrap();
+            let mut reply = [0u8; 5];
+            ack.read_exact(&mut reply).unwrap();
+        }
+    }
+}
+
+impl Drop for Profiled {
+    fn drop(&mut self) {
+        self.say("disable");
+    }
+}
