@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::fixtures::{cargo, fixtures, root};
@@ -289,6 +289,20 @@ fn a_plugin_file_that_cannot_change_is_loaded_without_a_copy_and_others_from_one
     assert!(out.as_str().contains("ada"), "{out}");
 }
 
+/// A host that, while it loads `liba.so`, gives the copy made ahead of the next file time to
+/// be made, then rewrites `target` in place with the plugin at `replacement`.
+fn rewriting_while_liba_loads(target: PathBuf, replacement: PathBuf) -> host::Host {
+    let replacement = fs::read(replacement).unwrap();
+    builder()
+        .before_load(move |path| {
+            if path.ends_with("liba.so") {
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                fs::write(&target, &replacement).unwrap();
+            }
+        })
+        .build()
+}
+
 #[test]
 fn past_a_file_that_needs_no_copy_the_copies_made_ahead_still_hold_what_was_verified() {
     // Three files: the first needs a copy (and starts copying ahead), the second cannot
@@ -304,15 +318,7 @@ fn past_a_file_that_needs_no_copy_the_copies_made_ahead_still_hold_what_was_veri
     let _guard = crate::immutable::Immutable(&fixed);
     crate::immutable::set_immutable(&fixed, true)
         .expect("setting the immutable attribute (needs root: CAP_LINUX_IMMUTABLE)");
-    let replacement = fs::read(fixtures().lib("calls")).unwrap();
-    let mut host = builder()
-        .before_load(move |path| {
-            if path.ends_with("liba.so") {
-                std::thread::sleep(std::time::Duration::from_millis(300));
-                fs::write(&third, &replacement).unwrap();
-            }
-        })
-        .build();
+    let mut host = rewriting_while_liba_loads(third, fixtures().lib("calls"));
     let reports = host.scan(&[dir.path()], host::ScanMode::Load).unwrap();
     let names: Vec<_> = reports.iter().map(|r| r.name.as_deref()).collect();
     assert_eq!(
@@ -391,17 +397,7 @@ fn a_copy_made_ahead_is_loaded_only_if_it_holds_what_was_verified() {
     let dir = tempfile::tempdir().unwrap();
     let first = copy_into(&dir, "hello", "liba.so");
     let second = copy_into(&dir, "wc", "libb.so");
-    let replacement = fs::read(fixtures().lib("redact")).unwrap();
-    let target = second.clone();
-    let mut host = builder()
-        .before_load(move |path| {
-            if path.ends_with("liba.so") {
-                // Time for the copy ahead of the second file to be made, then the write.
-                std::thread::sleep(std::time::Duration::from_millis(300));
-                fs::write(&target, &replacement).unwrap();
-            }
-        })
-        .build();
+    let mut host = rewriting_while_liba_loads(second.clone(), fixtures().lib("redact"));
     let reports = host.scan(&[dir.path()], host::ScanMode::Load).unwrap();
     assert_eq!(reports.len(), 2);
     assert!(
