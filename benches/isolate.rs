@@ -29,7 +29,7 @@ mod redact;
 mod linux {
     use std::hint::black_box;
     use std::io::{BufRead, BufReader, Read, Write};
-    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
     use std::time::{Duration, Instant};
 
@@ -750,8 +750,10 @@ mod linux {
         let mut busy: [Vec<f64>; 2] = Default::default();
         let mut faults: [Vec<f64>; 3] = Default::default();
         let me = std::process::id();
+        /// Rounds of the four bulk rows, interleaved.
+        const ROUNDS: usize = 15;
         let mut rows: [Vec<f64>; 4] = Default::default();
-        for _ in 0..7 {
+        for _ in 0..ROUNDS {
             rows[0].push(bulk(&iso_apply, &mut out_a));
             rows[1].push(bulk(&inp_apply, &mut out_b));
             let (cpu, wall) = (on_cpu_ns(worker), Instant::now());
@@ -766,10 +768,23 @@ mod linux {
             busy[1].push((thread_cpu_ns() - cpu) as f64 / wall.elapsed().as_nanos() as f64);
             faults[2].push((minor_faults(me) - hf) as f64);
         }
+        // Each round's ratio to the in-process handle measured beside it in that round: a
+        // machine that slows down for a while slows both, and the median of these ratios
+        // is not moved by it the way a ratio of two medians is.
+        let paired = |row: usize| {
+            median(
+                rows[row]
+                    .iter()
+                    .zip(&rows[1])
+                    .map(|(x, base)| x / base)
+                    .collect(),
+            )
+        };
+        let (paired_si, paired_sp) = (paired(2), paired(3));
         let [bi, bp, si, sp] = rows.map(median);
         let [bw, bt] = busy.map(median);
         let [fw, fh, fp] = faults.map(median);
-        println!("`redact` transform handle, 64 MiB in 256 KiB chunks (medians of 7 interleaved rounds):");
+        println!("`redact` transform handle, 64 MiB in 256 KiB chunks (medians of {ROUNDS} interleaved rounds):");
         println!("  isolated:   {bi:8.0} MiB/s");
         println!(
             "  in-process: {bp:8.0} MiB/s   isolated/in-process = {:.2}  (one call per chunk)",
@@ -777,6 +792,7 @@ mod linux {
         );
         println!("  `transform_chunks`, isolated (2 in flight): {si:8.0} MiB/s   streamed isolated/in-process handle = {:.2}  (target >= 0.95)", si / bp);
         println!("  `transform_chunks`, in-process:             {sp:8.0} MiB/s   streamed in-process/in-process handle = {:.2}", sp / bp);
+        println!("  each round against the in-process handle beside it, median: streamed isolated {paired_si:.3}  (target >= 0.95); streamed in-process {paired_sp:.3} (the same work: the measurement's own spread)");
         println!("  on a CPU during a stream: the isolated worker {:.1} % of its wall time, the in-process caller {:.1} %", bw * 100.0, bt * 100.0);
         println!("  minor page faults during a stream: isolated — the worker {fw:.0}, the host {fh:.0}; in-process {fp:.0}");
 
@@ -923,6 +939,70 @@ mod linux {
         unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) == 0 }
     }
 
+    /// What the crosscore writer is sent: the chunk to fill the buffer with, whether with
+    /// non-temporal stores, the buffer, and the reply to read from the ring first.
+    type Fill = (usize, bool, Vec<u8>, Option<(usize, usize)>);
+
+    /// A shared mapping of a memfd, as a worker's channel is: written by one thread, read by
+    /// another after a channel message says where.
+    struct SharedRing {
+        base: *mut u8,
+        len: usize,
+    }
+
+    // SAFETY: the mapping is plain memory; the bench orders each write before the reads of
+    // that range through a channel message, and never reads a range while it is written.
+    unsafe impl Sync for SharedRing {}
+
+    impl SharedRing {
+        fn new(len: usize) -> SharedRing {
+            // SAFETY: a constant name; the descriptor is checked, owned by `fd` below.
+            let fd = unsafe { libc::memfd_create(c"bench-ring".as_ptr(), libc::MFD_CLOEXEC) };
+            assert!(fd >= 0, "memfd_create");
+            // SAFETY: just created, ours alone; closed when dropped (the mapping stays).
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            // SAFETY: a descriptor we own.
+            assert_eq!(unsafe { libc::ftruncate(fd.as_raw_fd(), len as i64) }, 0);
+            // SAFETY: a new shared mapping of `len` bytes of the memfd, checked below.
+            let base = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED,
+                    fd.as_raw_fd(),
+                    0,
+                )
+            };
+            assert_ne!(base, libc::MAP_FAILED, "mmap");
+            SharedRing {
+                base: base.cast(),
+                len,
+            }
+        }
+
+        fn put(&self, at: usize, bytes: &[u8]) {
+            assert!(at + bytes.len() <= self.len);
+            // SAFETY: inside the mapping (checked); no one reads this range meanwhile.
+            unsafe {
+                std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.base.add(at), bytes.len())
+            };
+        }
+
+        fn get(&self, at: usize, len: usize) -> &[u8] {
+            assert!(at + len <= self.len);
+            // SAFETY: inside the mapping (checked); written before the message that named it.
+            unsafe { std::slice::from_raw_parts(self.base.add(at), len) }
+        }
+    }
+
+    impl Drop for SharedRing {
+        fn drop(&mut self) {
+            // SAFETY: the mapping made in `new`, no longer borrowed.
+            unsafe { libc::munmap(self.base.cast(), self.len) };
+        }
+    }
+
     /// `src` appended to `dst` with non-temporal stores (past the cache, to memory) where
     /// aligned, then a store fence.
     #[cfg(target_arch = "x86_64")]
@@ -989,15 +1069,26 @@ mod linux {
             redactor.redact(chunk, |s| out.extend_from_slice(s));
             black_box(out.len());
         };
-        // The writer: fills each empty buffer it is sent with the next chunk, sends it back.
-        let (to_writer, writer_rx) = mpsc::sync_channel::<(usize, bool, Vec<u8>)>(2);
+        // A reply ring as the worker's: a shared mapping of a memfd, 1 MiB.
+        let ring = SharedRing::new(1 << 20);
+        // The writer: reads the reply it is told of (as the host takes a worker's reply out
+        // of the ring), then fills each empty buffer it is sent with the next chunk, sends
+        // it back.
+        let (to_writer, writer_rx) = mpsc::sync_channel::<Fill>(2);
         let (writer_tx, from_writer) = mpsc::sync_channel::<Vec<u8>>(2);
         let shared: Vec<Vec<u8>> = pieces.iter().map(|p| p.to_vec()).collect();
         let writer = std::thread::scope(|scope| {
             let owned = &shared;
+            let ring = &ring;
             scope.spawn(move || {
                 assert!(pin(1), "pinned to CPU 1");
-                for (at, streaming, mut buffer) in writer_rx {
+                let mut reply = Vec::with_capacity(2 * CHUNK);
+                for (at, streaming, mut buffer, replied) in writer_rx {
+                    if let Some((offset, len)) = replied {
+                        reply.clear();
+                        reply.extend_from_slice(ring.get(offset, len));
+                        black_box(reply.len());
+                    }
                     buffer.clear();
                     if streaming {
                         extend_nt(&mut buffer, &owned[at]);
@@ -1009,7 +1100,7 @@ mod linux {
                     }
                 }
             });
-            let mut rows: [Vec<f64>; 5] = Default::default();
+            let mut rows: [Vec<f64>; 6] = Default::default();
             let mut copy = Vec::with_capacity(CHUNK);
             const SHIFT: usize = 2048;
             let mut shifted = Vec::with_capacity(CHUNK + SHIFT);
@@ -1022,19 +1113,35 @@ mod linux {
                 rows[0].push(mib_per_s(input.len(), start));
                 // (b) written by the other CPU just before, two in flight; (e) the same
                 // written with non-temporal stores.
-                for (row, streaming) in [(1, false), (4, true)] {
+                // (f) as (b), and each output copied into the reply ring, from which the
+                // thread on CPU 1 reads it: the whole path of an isolated stream's bytes,
+                // with no worker, protocol or plugin.
+                for (row, streaming, reply) in
+                    [(1, false, false), (4, true, false), (5, false, true)]
+                {
                     let start = Instant::now();
                     to_writer
-                        .send((0, streaming, Vec::with_capacity(CHUNK)))
+                        .send((0, streaming, Vec::with_capacity(CHUNK), None))
                         .unwrap();
                     to_writer
-                        .send((1, streaming, Vec::with_capacity(CHUNK)))
+                        .send((1, streaming, Vec::with_capacity(CHUNK), None))
                         .unwrap();
+                    let mut tail = 0;
                     for at in 0..pieces.len() {
                         let buffer = from_writer.recv().unwrap();
                         redact_into(&buffer, &mut out);
+                        let replied = reply.then(|| {
+                            if tail + out.len() > ring.len {
+                                tail = 0;
+                            }
+                            ring.put(tail, &out);
+                            tail += out.len();
+                            (tail - out.len(), out.len())
+                        });
                         if at + 2 < pieces.len() {
-                            to_writer.send((at + 2, streaming, buffer)).unwrap();
+                            to_writer
+                                .send((at + 2, streaming, buffer, replied))
+                                .unwrap();
                         }
                     }
                     rows[row].push(mib_per_s(input.len(), start));
@@ -1067,7 +1174,7 @@ mod linux {
         // SAFETY: pid 0 is the calling thread; `allowed` is the set it had, read above.
         unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&allowed), &allowed) };
         let (rows, (copy_at, shifted_at)) = writer;
-        let [a, b, c, d, e] = rows.map(median);
+        let [a, b, c, d, e, f] = rows.map(median);
         println!("`redact` compiled in, 64 MiB in 256 KiB chunks, this thread on CPU 0 (medians of 7 interleaved rounds):");
         println!("  (a) input read where it is:                       {a:8.0} MiB/s");
         println!(
@@ -1085,6 +1192,10 @@ mod linux {
         println!(
             "  (e) as (b), written with non-temporal stores:     {e:8.0} MiB/s   e/a = {:.2}",
             e / a
+        );
+        println!(
+            "  (f) as (b), the output copied to a reply ring:    {f:8.0} MiB/s   f/a = {:.2}  (an isolated stream's path)",
+            f / a
         );
         println!(
             "  page offsets: output {:#05x}, copy {copy_at:#05x}, copy further on {shifted_at:#05x}",
