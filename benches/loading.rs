@@ -315,8 +315,10 @@ fn scan_load_register() {
         counted(3, before);
     };
     // `PLUGIN_HOST_BENCH_SCAN_ROW=in-place|immutable|sealed|bare` runs that row alone, 10
-    // rounds (to profile it: see `PERF_CTL_ENV`); its figure is the only one printed.
-    let only = std::env::var(SCAN_ROW_ENV).ok();
+    // rounds (to profile it: see `PERF_CTL_ENV`); its figure is the only one printed. A
+    // child of the fresh-process rounds below (`SCAN_CHILD_ENV`) runs its row once.
+    let child = std::env::var(SCAN_CHILD_ENV).ok();
+    let only = child.clone().or_else(|| std::env::var(SCAN_ROW_ENV).ok());
     if let Some(row) = &only {
         let run: &mut dyn FnMut(usize) = match row.as_str() {
             "in-place" => &mut in_place_row,
@@ -325,7 +327,7 @@ fn scan_load_register() {
             "bare" => &mut bare_row,
             other => panic!("{SCAN_ROW_ENV}: no row {other}"),
         };
-        for round in 0..10 {
+        for round in 0..if child.is_some() { 1 } else { 10 } {
             run(round);
         }
     }
@@ -347,6 +349,11 @@ fn scan_load_register() {
             .find(|t| !t.is_empty())
             .cloned()
             .unwrap_or_default();
+        if child.is_some() {
+            let cpu = cpu.iter().find_map(|c| c.borrow().first().copied());
+            println!("{SCAN_CHILD_TAG} {} {}", times[0], cpu.unwrap_or(0.0));
+            return;
+        }
         println!(
             "100 plugins  {row} alone, 10 rounds: {:8.2} ms",
             median(times)
@@ -360,6 +367,10 @@ fn scan_load_register() {
     let (sealed_paired, in_place_paired, immutable_paired) =
         (paired(&ours), paired(&in_place), paired(&unchangeable));
     let (o, b, p) = (median(ours), median(bare), median(in_place));
+    println!(
+        "in one process, {ROUNDS} rounds (libraries are never unloaded: {} are loaded by the last round, and every row's `dlopen` slows alike as they add up):",
+        ROUNDS * 4 * PLUGINS
+    );
     println!(
         "100 plugins  scan + verify + load + register: {o:8.2} ms   (sealed copies, the default)"
     );
@@ -387,6 +398,61 @@ fn scan_load_register() {
     let [p, u, o, b] = cpu.map(|f| median(f.into_inner()));
     println!(
         "cpu        the scanning thread's CPU time a plugin (µs): in place {p:.0}, immutable {u:.0}, sealed copies {o:.0}, bare {b:.0}"
+    );
+    fresh_processes();
+}
+
+/// The scan rows again, each round of each row in a new process of this bench: the first
+/// 100 plugins a process loads, as an application starting up loads them (in one process
+/// the libraries of earlier rounds stay loaded, and each `dlopen` then walks them all, which
+/// adds the same time to every row and so flatters the ratios). The rows are rotated round
+/// by round; each round's rows are compared with the bare load of that round.
+fn fresh_processes() {
+    use std::process::Command;
+    const ROUNDS: usize = 15;
+    const ROWS: [&str; 4] = ["in-place", "immutable", "sealed", "bare"];
+    let mut ms: [Vec<f64>; 4] = Default::default();
+    let mut cpu: [Vec<f64>; 4] = Default::default();
+    for round in 0..ROUNDS {
+        for k in 0..4 {
+            let row = (round + k) % 4;
+            let out = Command::new(std::env::current_exe().unwrap())
+                .args(["--bench", "scan"])
+                .env(SCAN_CHILD_ENV, ROWS[row])
+                .env_remove(SCAN_ROW_ENV)
+                .env_remove(support::PERF_CTL_ENV)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let line = text
+                .lines()
+                .find_map(|l| l.strip_prefix(SCAN_CHILD_TAG))
+                .unwrap_or_else(|| panic!("no figure from the {} child: {text}", ROWS[row]));
+            let mut figures = line.split_whitespace().map(|f| f.parse::<f64>().unwrap());
+            ms[row].push(figures.next().unwrap());
+            cpu[row].push(figures.next().unwrap());
+        }
+    }
+    let paired = |row: usize| median(ms[row].iter().zip(&ms[3]).map(|(x, b)| x / b).collect());
+    let [p, u, o, b] = ms.clone().map(median);
+    println!("a new process for each row and round ({ROUNDS} rounds, rows rotated; medians): the first 100 plugins a process loads");
+    println!(
+        "100 plugins  sealed copies {o:.2} ms, in place {p:.2} ms, immutable {u:.2} ms, bare abi_stable {b:.2} ms"
+    );
+    println!(
+        "100 plugins  each round against the bare load beside it, median: sealed {:.3} (target <= 1.200), in place {:.3}, immutable {:.3}",
+        paired(2),
+        paired(0),
+        paired(1)
+    );
+    let [p, u, o, b] = cpu.map(median);
+    println!(
+        "cpu        the scanning thread's CPU time a plugin (µs), new processes: in place {p:.0}, immutable {u:.0}, sealed copies {o:.0}, bare {b:.0}"
     );
 }
 
@@ -1066,6 +1132,12 @@ const VERIFY_LOOP_ENV: &str = "PLUGIN_HOST_BENCH_VERIFY_LOOP";
 
 /// See [`scan_load_register`].
 const SCAN_ROW_ENV: &str = "PLUGIN_HOST_BENCH_SCAN_ROW";
+
+/// Set by [`fresh_processes`] for each child: the one row it runs, once.
+const SCAN_CHILD_ENV: &str = "PLUGIN_HOST_BENCH_SCAN_CHILD";
+
+/// What begins a child's line of figures: its time in ms and its CPU time a plugin in µs.
+const SCAN_CHILD_TAG: &str = "scan-child:";
 
 fn verify_loop(n: &str) {
     let n: usize = n.parse().expect("N");
