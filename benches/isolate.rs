@@ -52,7 +52,7 @@ mod linux {
     const BULK_BYTES: usize = 64 << 20;
     const CHUNK: usize = 256 * 1024;
 
-    use super::support::median;
+    use super::support::{median, round_ratios};
 
     fn deadline() -> Option<Instant> {
         Some(Instant::now() + Duration::from_secs(10))
@@ -768,18 +768,8 @@ mod linux {
             busy[1].push((thread_cpu_ns() - cpu) as f64 / wall.elapsed().as_nanos() as f64);
             faults[2].push((minor_faults(me) - hf) as f64);
         }
-        // Each round's ratio to the in-process handle measured beside it in that round: a
-        // machine that slows down for a while slows both, and the median of these ratios
-        // is not moved by it the way a ratio of two medians is.
-        let paired = |row: usize| {
-            median(
-                rows[row]
-                    .iter()
-                    .zip(&rows[1])
-                    .map(|(x, base)| x / base)
-                    .collect(),
-            )
-        };
+        // Each streamed round against the in-process handle measured beside it.
+        let paired = |row: usize| median(round_ratios(&rows[row], &rows[1]));
         let (paired_si, paired_sp) = (paired(2), paired(3));
         let [bi, bp, si, sp] = rows.map(median);
         let [bw, bt] = busy.map(median);
@@ -903,12 +893,9 @@ mod linux {
             let hi = v.iter().copied().fold(0.0, f64::max);
             format!("[{lo:.2}, {hi:.2}]")
         };
-        let ratios = |a: &Vec<f64>, b: &Vec<f64>| -> Vec<f64> {
-            a.iter().zip(b).map(|(x, y)| x / y).collect()
-        };
-        let r_bulk = ratios(&rows[1], &rows[0]);
-        let r_inp = ratios(&rows[3], &rows[2]);
-        let r_calls = ratios(&rows[5], &rows[4]);
+        let r_bulk = round_ratios(&rows[1], &rows[0]);
+        let r_inp = round_ratios(&rows[3], &rows[2]);
+        let r_calls = round_ratios(&rows[5], &rows[4]);
         let m: Vec<f64> = rows.iter().map(|r| median(r.clone())).collect();
         println!("one isolated plugin, a pool of 2 workers, 1 thread vs 2 threads (medians of 7 interleaved rounds):");
         println!(

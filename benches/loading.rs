@@ -24,7 +24,7 @@ use plugin_api::{CommandKind, PluginRootRef};
 
 use support::{
     artifacts, builder, host, linked_copies, median, minor_faults, rename_plugin,
-    rename_plugin_bytes, rss_bytes, scratch, thread_cpu_us, Profiled,
+    rename_plugin_bytes, round_ratios, rss_bytes, scratch, thread_cpu_us, Profiled,
 };
 
 fn per_file(total: Duration, files: usize) -> f64 {
@@ -360,10 +360,8 @@ fn scan_load_register() {
         );
         return;
     }
-    // Each round's rows against the bare load of that same round: a machine that slows down
-    // for a while slows a whole round, and the median of these ratios is not moved by it
-    // the way a ratio of two medians is.
-    let paired = |row: &[f64]| median(row.iter().zip(&bare).map(|(x, b)| x / b).collect());
+    // Each round's rows against the bare load of that same round.
+    let paired = |row: &[f64]| median(round_ratios(row, &bare));
     let (sealed_paired, in_place_paired, immutable_paired) =
         (paired(&ours), paired(&in_place), paired(&unchangeable));
     let (o, b, p) = (median(ours), median(bare), median(in_place));
@@ -438,7 +436,7 @@ fn fresh_processes() {
             cpu[row].push(figures.next().unwrap());
         }
     }
-    let paired = |row: usize| median(ms[row].iter().zip(&ms[3]).map(|(x, b)| x / b).collect());
+    let paired = |row: usize| median(round_ratios(&ms[row], &ms[3]));
     let [p, u, o, b] = ms.clone().map(median);
     println!("a new process for each row and round ({ROUNDS} rounds, rows rotated; medians): the first 100 plugins a process loads");
     println!(

@@ -212,6 +212,13 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// Each round's measurement over the baseline measured beside it in that round (the same
+/// index). A machine that slows down for a while slows a whole round, so the median of these
+/// ratios is not moved by it the way a ratio of two medians is.
+pub fn round_ratios(row: &[f64], base: &[f64]) -> Vec<f64> {
+    row.iter().zip(base).map(|(x, b)| x / b).collect()
+}
+
 /// The sections `cargo bench --bench NAME -- SECTION…` asks for (all when none is named), as
 /// a test of a section's name; `None` when not run by `cargo bench` (`cargo test --benches`
 /// passes no `--bench`): then nothing is run.
