@@ -19,13 +19,19 @@
 //! to the real file beside the plugin (and so on for what those libraries need from their
 //! `$ORIGIN`). The loader is handed the plugin's symlink; once it has mapped everything the
 //! symlink (or subdirectory) is removed and the descriptor may be closed.
+//!
+//! The private directory is removed with its host. A process that ends without dropping its
+//! host — killed, crashed in a plugin, exited from one — cannot remove it, and nothing
+//! cleans a file system in memory: so each host holds its directory locked (`flock`) while
+//! it lives, the kernel lets go of the lock however the process ends, and the next host to
+//! make a private directory in the same place removes those left behind (see [`reap_in`]).
 
 use std::collections::HashSet;
 use std::ffi::OsString;
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{symlink, DirBuilderExt};
+use std::os::unix::fs::{symlink, DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -41,14 +47,28 @@ const MAX_LINKS: usize = 256;
 pub(crate) struct Area {
     dir: PathBuf,
     next: AtomicU64,
+    /// The directory, open and locked for as long as the host lives (see [`reap_in`]).
+    _held: File,
 }
 
 impl Area {
-    /// A new private directory.
+    /// A new private directory; then those that hosts which are gone left beside it are
+    /// removed.
     pub(crate) fn new() -> io::Result<Area> {
+        let (dir, held) = private_dir()?;
+        if let Some(base) = dir.parent() {
+            let reaped = reap_in(base, LEFT_FOR);
+            if reaped > 0 {
+                tracing::debug!(
+                    "removed {reaped} private directories left in {} by hosts that are gone",
+                    base.display()
+                );
+            }
+        }
         Ok(Area {
-            dir: private_dir()?,
+            dir,
             next: AtomicU64::new(0),
+            _held: held,
         })
     }
 }
@@ -280,9 +300,9 @@ fn platform() -> Option<&'static str> {
         .as_deref()
 }
 
-/// A new directory only this process uses, in the first of [`bases`] that takes one; the
-/// error names every base tried.
-fn private_dir() -> io::Result<PathBuf> {
+/// A new directory only this process uses, in the first of [`bases`] that takes one, and
+/// the directory itself held locked; the error names every base tried.
+fn private_dir() -> io::Result<(PathBuf, File)> {
     let bases = bases();
     let mut failed = Vec::new();
     for base in &bases {
@@ -325,22 +345,212 @@ fn bases_from(tmpdir: Option<OsString>, runtime: Option<OsString>, temp: PathBuf
         .collect()
 }
 
-/// A new directory under `base` that only this process uses.
-fn private_dir_in(base: &Path) -> io::Result<PathBuf> {
+/// A new directory under `base` that only this process uses, and the directory itself,
+/// open and locked.
+///
+/// It is made under a name of its own (`plugin-host-PID-N.new`), locked, and only then
+/// given its name: a host reaping `base` never finds it under that name unlocked, even in a
+/// moment in between (see [`reap_in`]).
+fn private_dir_in(base: &Path) -> io::Result<(PathBuf, File)> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let pid = std::process::id();
     let mut last = None;
     for _ in 0..64 {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let dir = base.join(format!("plugin-host-{pid}-{n}"));
+        let new = base.join(format!("plugin-host-{pid}-{n}.new"));
         // Never a directory someone else made: create it, with no access for others.
-        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
+        match std::fs::DirBuilder::new().mode(0o700).create(&new) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                last = Some(e);
+                continue;
+            }
             Err(e) => return Err(e),
+        }
+        let named = open_dir(&new).and_then(|held| {
+            lock(&held)?;
+            rename_new(&new, &dir)?;
+            Ok(held)
+        });
+        match named {
+            Ok(held) => return Ok((dir, held)),
+            Err(e) => {
+                let _ = std::fs::remove_dir(&new);
+                if e.kind() != io::ErrorKind::AlreadyExists {
+                    return Err(e);
+                }
+                last = Some(e);
+            }
         }
     }
     Err(last.unwrap_or_else(|| io::Error::other("no free name")))
+}
+
+/// How long a directory must have been left as it is before [`reap_in`] takes one still
+/// under its `.new` name (a host that is making it names it within microseconds).
+const LEFT_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The most entries of a base [`reap_in`] reads, and the most directories it removes, at
+/// one host's start: what a crowded or hostile base can cost a start is bounded; what is left
+/// goes at the next.
+const MAX_READ: usize = 4096;
+const MAX_REAPED: usize = 256;
+
+/// Removes from `base` the private directories of hosts that are gone: how many.
+///
+/// One is taken only when all of these hold:
+/// - its name is `plugin-host-PID-N` (or `plugin-host-PID-N.new`, left for at least
+///   `left_for`), and it is a directory (not a link to one) of this user's;
+/// - no process `PID` exists here (one that does may be a host of an earlier version, which
+///   held no lock);
+/// - its lock can be taken: no process holds it, in any PID namespace that shares `base`
+///   (`--ipc=host` containers share `/dev/shm`), since the kernel lets go of a lock when its
+///   process ends, however it ends.
+///
+/// It is removed while the lock is held, and only if the name still names the directory
+/// locked. Errors skip the entry: reaping never stops a host from loading.
+fn reap_in(base: &Path, left_for: std::time::Duration) -> usize {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return 0;
+    };
+    // SAFETY: `geteuid` cannot fail and touches no memory.
+    let uid = unsafe { libc::geteuid() };
+    let mut reaped = 0;
+    for entry in entries.take(MAX_READ).flatten() {
+        if reaped == MAX_REAPED {
+            break;
+        }
+        let name = entry.file_name();
+        let Some((pid, making)) = name.to_str().and_then(left_by) else {
+            continue;
+        };
+        let path = entry.path();
+        // Not followed: a link named like one is not ours to follow.
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if !meta.is_dir() || meta.uid() != uid {
+            continue;
+        }
+        if making && !changed_before(&meta, left_for) {
+            continue;
+        }
+        if process_exists(pid) {
+            continue;
+        }
+        let Ok(held) = open_dir(&path) else {
+            continue;
+        };
+        let same = held
+            .metadata()
+            .is_ok_and(|m| (m.dev(), m.ino()) == (meta.dev(), meta.ino()));
+        if !same || lock(&held).is_err() {
+            continue;
+        }
+        // Still the directory locked (only this user can rename entries of theirs in a
+        // sticky directory such as /dev/shm): removed, links and all, nothing followed.
+        let still = std::fs::symlink_metadata(&path)
+            .is_ok_and(|m| (m.dev(), m.ino()) == (meta.dev(), meta.ino()));
+        if still && std::fs::remove_dir_all(&path).is_ok() {
+            reaped += 1;
+        }
+    }
+    reaped
+}
+
+/// The process id in a private directory's name, and whether it is the name it is made
+/// under (`.new`); `None` for any other name.
+fn left_by(name: &str) -> Option<(u32, bool)> {
+    let rest = name.strip_prefix("plugin-host-")?;
+    let (rest, making) = match rest.strip_suffix(".new") {
+        Some(rest) => (rest, true),
+        None => (rest, false),
+    };
+    let (pid, n) = rest.split_once('-')?;
+    let digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(pid) || !digits(n) {
+        return None;
+    }
+    Some((pid.parse().ok()?, making))
+}
+
+/// Whether the directory was last changed at least `left_for` ago.
+fn changed_before(meta: &std::fs::Metadata, left_for: std::time::Duration) -> bool {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let changed = std::time::Duration::new(
+        u64::try_from(meta.ctime()).unwrap_or(u64::MAX),
+        u32::try_from(meta.ctime_nsec()).unwrap_or(0),
+    );
+    now.checked_sub(changed).is_some_and(|age| age >= left_for)
+}
+
+/// Whether a process `pid` exists in this PID namespace (a process of another user's
+/// counts).
+fn process_exists(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        return true;
+    }
+    // SAFETY: signal 0 only checks that the process exists; nothing is sent.
+    let gone = unsafe { libc::kill(pid, 0) } == -1
+        && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+    !gone
+}
+
+/// Renames `from` to `to`, never over something already there (someone else's directory).
+fn rename_new(from: &Path, to: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+    };
+    let (from_c, to_c) = (c(from)?, c(to)?);
+    // SAFETY: two NUL-terminated paths that live across the call.
+    let renamed = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from_c.as_ptr(),
+            libc::AT_FDCWD,
+            to_c.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if renamed == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() != Some(libc::EINVAL) {
+        return Err(e);
+    }
+    // A file system without `RENAME_NOREPLACE`: looked at first, then renamed.
+    if std::fs::symlink_metadata(to).is_ok() {
+        return Err(io::Error::from(io::ErrorKind::AlreadyExists));
+    }
+    std::fs::rename(from, to)
+}
+
+/// A directory opened to hold it (and its lock): not through a final symbolic link.
+fn open_dir(path: &Path) -> io::Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(path)
+}
+
+/// Takes the exclusive lock of the open directory `held`, without waiting.
+fn lock(held: &File) -> io::Result<()> {
+    // SAFETY: `flock` on a descriptor this function borrows; the lock goes with the
+    // descriptor.
+    if unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 #[cfg(test)]
@@ -375,6 +585,97 @@ mod tests {
             bases_from(None, some("run"), temp.clone()),
             [PathBuf::from("/dev/shm"), temp]
         );
+    }
+
+    /// The id of a process that has ended (and been waited for).
+    fn dead_pid() -> u32 {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    }
+
+    #[test]
+    fn directories_left_by_hosts_that_are_gone_are_removed_and_no_others() {
+        let base = tempfile::tempdir().unwrap();
+        let at = |name: &str| base.path().join(name);
+        let dead = dead_pid();
+        // Left by a host that died: removed, with the names it held (a symlink, and a
+        // plugin's subdirectory of them), their targets untouched.
+        let target = at("target.so");
+        std::fs::write(&target, b"kept").unwrap();
+        let left = at(&format!("plugin-host-{dead}-0"));
+        std::fs::create_dir(&left).unwrap();
+        symlink(&target, left.join("3-libx.so")).unwrap();
+        std::fs::create_dir(left.join("4")).unwrap();
+        symlink(&target, left.join("4/liby.so")).unwrap();
+        // Left while being made, and left long enough (here: any time).
+        let making = at(&format!("plugin-host-{dead}-1.new"));
+        std::fs::create_dir(&making).unwrap();
+        // Not ours to take: a live process's (this one's), a directory still locked by a
+        // process (this one, for a host of another PID namespace), links and files named
+        // like one, other names.
+        let live = at(&format!("plugin-host-{}-7", std::process::id()));
+        std::fs::create_dir(&live).unwrap();
+        let locked = at(&format!("plugin-host-{dead}-2"));
+        std::fs::create_dir(&locked).unwrap();
+        let held = open_dir(&locked).unwrap();
+        lock(&held).unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        symlink(elsewhere.path(), at(&format!("plugin-host-{dead}-3"))).unwrap();
+        std::fs::write(at(&format!("plugin-host-{dead}-4")), b"").unwrap();
+        let others = [
+            format!("plugin-host-{dead}"),
+            format!("plugin-host-{dead}-5-6"),
+            format!("plugin-host-x{dead}-5"),
+            format!("plugin-host-{dead}-5.old"),
+            format!("plugin-host--{dead}"),
+            "other".to_owned(),
+        ];
+        for name in &others {
+            std::fs::create_dir(at(name)).unwrap();
+        }
+
+        assert_eq!(reap_in(base.path(), std::time::Duration::ZERO), 2);
+        assert!(!left.exists() && !making.exists());
+        assert_eq!(std::fs::read(&target).unwrap(), b"kept");
+        assert!(live.is_dir() && locked.is_dir());
+        assert!(elsewhere.path().is_dir());
+        assert!(at(&format!("plugin-host-{dead}-3")).is_symlink());
+        assert!(at(&format!("plugin-host-{dead}-4")).is_file());
+        for name in &others {
+            assert!(at(name).is_dir(), "{name}");
+        }
+        // Once the lock is let go (its process ended), that one goes too.
+        drop(held);
+        assert_eq!(reap_in(base.path(), std::time::Duration::ZERO), 1);
+        assert!(!locked.exists());
+    }
+
+    #[test]
+    fn a_directory_being_made_is_taken_only_once_left_long_enough() {
+        let base = tempfile::tempdir().unwrap();
+        let making = base
+            .path()
+            .join(format!("plugin-host-{}-0.new", dead_pid()));
+        std::fs::create_dir(&making).unwrap();
+        assert_eq!(reap_in(base.path(), LEFT_FOR), 0);
+        assert!(making.is_dir());
+        assert_eq!(reap_in(base.path(), std::time::Duration::ZERO), 1);
+    }
+
+    #[test]
+    fn a_private_directory_is_held_locked_under_its_name_until_its_area_goes() {
+        let base = tempfile::tempdir().unwrap();
+        let (dir, held) = private_dir_in(base.path()).unwrap();
+        let name = dir.file_name().unwrap().to_str().unwrap();
+        assert_eq!(left_by(name), Some((std::process::id(), false)), "{name}");
+        // Only the one name: nothing left under the name it was made under.
+        assert_eq!(std::fs::read_dir(base.path()).unwrap().count(), 1);
+        // Locked: another open description of it cannot take the lock.
+        assert!(lock(&open_dir(&dir).unwrap()).is_err());
+        drop(held);
+        assert!(lock(&open_dir(&dir).unwrap()).is_ok());
     }
 
     #[test]

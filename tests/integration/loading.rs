@@ -238,6 +238,52 @@ fn without_a_private_directory_plugins_still_load() {
     );
 }
 
+#[test]
+fn a_private_directory_left_by_a_crashed_host_is_removed_by_the_next() {
+    // A host killed by its plugin cannot remove its private directory; a file system in
+    // memory keeps it until the machine restarts, unless the next host takes it.
+    let temp = tempfile::tempdir().unwrap();
+    let left = || -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(temp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    };
+    let unruly = plugin_dir(&["unruly"]);
+    let out = cli_with(
+        &[
+            "scan",
+            unruly.path().to_str().unwrap(),
+            "--plugin-config",
+            "unruly=segfault",
+        ],
+        &[("TMPDIR", temp.path())],
+        None,
+    );
+    assert!(!out.status.success(), "{}", stderr(&out));
+    let crashed = left();
+    assert_eq!(crashed.len(), 1, "{crashed:?}");
+    assert!(crashed[0].starts_with("plugin-host-"), "{crashed:?}");
+
+    let hello = plugin_dir(&["hello"]);
+    let out = cli_with(
+        &[
+            "run",
+            "--plugins",
+            hello.path().to_str().unwrap(),
+            "hello",
+            "Ada",
+        ],
+        &[("TMPDIR", temp.path())],
+        None,
+    );
+    assert!(stdout(&out).starts_with("hello, Ada!"), "{}", stderr(&out));
+    // The crashed host's directory is gone, and the second host removed its own.
+    assert_eq!(left(), Vec::<String>::new());
+}
+
 /// Whether this process maps the file at `path` itself (not a copy of it).
 fn maps_file(path: &Path) -> bool {
     let path = fs::canonicalize(path).unwrap();
