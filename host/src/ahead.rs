@@ -218,7 +218,7 @@ impl CopyAhead {
         };
         let holds_verified = unchanged(&verified.meta)
             && verified.file.metadata().is_ok_and(|now| unchanged(&now))
-            && read_sized(path, &copy, meta.len()).is_ok_and(|p| p == verified.provenance);
+            && read_sized(path, &copy, meta.len()).is_ok_and(|p| p == *verified.provenance);
         if holds_verified {
             verified.ahead = Some(copy);
         }
@@ -277,7 +277,7 @@ mod tests {
         Verified {
             meta: file.metadata().unwrap(),
             file,
-            provenance: crate::policy::tests::record(&[]),
+            provenance: crate::policy::tests::record(&[]).into(),
             differences: Vec::new(),
             sealed: None,
             ahead: None,

@@ -315,9 +315,11 @@ impl Gate {
             return (report, None);
         }
         let verified = Verified {
-            provenance: owned_once
-                .into_inner()
-                .unwrap_or_else(|| provenance.to_owned()),
+            provenance: std::sync::Arc::new(
+                owned_once
+                    .into_inner()
+                    .unwrap_or_else(|| provenance.to_owned()),
+            ),
             file,
             meta,
             differences,

@@ -269,7 +269,9 @@ impl Host {
             .placement
             .clone()
             .filter(|p| report.worker.is_some() || p.takes(&name));
-        let provenance = verified.provenance.clone();
+        // The record kept is the one verified: shared while placing, then taken back whole
+        // (copied only if a placement still holds it).
+        let provenance = Arc::clone(&verified.provenance);
         let differences = verified.differences.clone();
         // Set before placing: a plugin that fails in its worker was isolated all the same.
         report.isolated = out.is_some();
@@ -282,6 +284,7 @@ impl Host {
             Ok(placed) => placed,
             Err(refusal) => return report.with_error(refusal.status, *refusal.error),
         };
+        let provenance = Arc::try_unwrap(provenance).unwrap_or_else(|kept| (*kept).clone());
         let record = LoadedPlugin {
             name: name.as_str().into(),
             path: resolved,

@@ -65,7 +65,7 @@ impl Mapper {
             // signature vouches for these bytes, not for whatever the file holds later. Its
             // provenance must still be the one judged, read before the copy was made.
             (_, Some(copy), _) => {
-                if !read_sized(path, copy, len).is_ok_and(|p| p == verified.provenance) {
+                if !read_sized(path, copy, len).is_ok_and(|p| p == *verified.provenance) {
                     return Err(written_while_loading(path));
                 }
                 copy
@@ -160,7 +160,7 @@ fn sealed_copy(
     let mut copy = crate::seal::sealed_copy(name, &verified.file, len, ranges).map_err(fail)?;
     // The copy is sealed: once read, what it holds cannot change, so each copy is read once.
     let holds_verified =
-        |copy: &File| read_sized(path, copy, len).is_ok_and(|p| p == verified.provenance);
+        |copy: &File| read_sized(path, copy, len).is_ok_and(|p| p == *verified.provenance);
     let mut holds = holds_verified(&copy);
     if !holds {
         // The provenance lies outside the segments (found through the section table):

@@ -40,7 +40,8 @@ pub use in_process::InProcess;
 pub struct Verified {
     pub(crate) file: File,
     pub(crate) meta: Metadata,
-    pub(crate) provenance: Provenance,
+    /// Shared, so that the record a placed plugin keeps is this one, not a copy of it.
+    pub(crate) provenance: std::sync::Arc<Provenance>,
     /// The crates it shares with the host at another version or content, described: what
     /// a layout mismatch is most likely due to.
     pub(crate) differences: Vec<String>,

@@ -32,7 +32,9 @@ pub fn is_unsafe_char(c: char) -> bool {
 /// `\u{1b}`), so a hostile string shows up as what it is, on one line. Borrowed when there
 /// was nothing to escape.
 pub fn printable(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(is_unsafe_char) {
+    // Printable ASCII (nearly every name and path) holds nothing to escape: told a byte at a
+    // time, which the compiler does many at once, before any character is decoded.
+    if text.bytes().all(|b| (0x20..0x7f).contains(&b)) || !text.chars().any(is_unsafe_char) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
@@ -52,6 +54,10 @@ pub fn printable(text: &str) -> Cow<'_, str> {
 
 /// `text`, cut to at most `max` characters (the last one an ellipsis) when it is longer.
 pub fn bounded(text: &str, max: usize) -> Cow<'_, str> {
+    // No more bytes than `max`: no more characters either.
+    if text.len() <= max {
+        return Cow::Borrowed(text);
+    }
     match text.char_indices().nth(max.saturating_sub(1)) {
         Some((end, _)) if text[end..].chars().nth(1).is_some() => {
             Cow::Owned(format!("{}…", &text[..end]))
@@ -95,6 +101,18 @@ mod tests {
             "x\\u{1b}]0;pwned\\u{7}\\nverified hello\\r\\u{202e}"
         );
         assert_eq!(printable("\u{9b}31m\u{7f}"), "\\u{9b}31m\\u{7f}");
+        // Every byte below 0x80 (the ASCII fast path's edges), alone and in a longer text.
+        for b in 0..0x80u8 {
+            let c = char::from(b);
+            let escaped = !(0x20..0x7f).contains(&b);
+            assert_eq!(is_unsafe_char(c), escaped, "{b:#04x}");
+            let text = format!("plugin-{c}-name/with/a/path");
+            assert_eq!(
+                matches!(printable(&text), Cow::Owned(_)),
+                escaped,
+                "{b:#04x}"
+            );
+        }
     }
 
     #[test]
@@ -103,6 +121,9 @@ mod tests {
         assert_eq!(bounded("abcd", 3), "ab…");
         assert_eq!(bounded("ééééé", 4), "ééé…");
         assert_eq!(bounded("", 0), "");
+        // Under `max` characters but over `max` bytes: kept whole.
+        assert_eq!(bounded("ééé", 3), "ééé");
+        assert_eq!(bounded("éééé", 3), "éé…");
     }
 
     #[test]
