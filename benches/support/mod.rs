@@ -288,19 +288,39 @@ pub fn allocations_per_call(n: usize, mut f: impl FnMut()) -> f64 {
 /// only what a benchmark brackets with [`Profiled`] (each timed block), not the set-up.
 pub const PERF_CTL_ENV: &str = "PLUGIN_HOST_BENCH_PERF_CTL";
 
-/// `perf` enabled from its creation until it is dropped, when [`PERF_CTL_ENV`] is set.
-pub struct Profiled(Option<(fs::File, fs::File)>);
+/// When set, each [`Profiled`] stretch prints `perf-window: START END` to standard error: its
+/// start and end on `CLOCK_MONOTONIC` in nanoseconds, the clock of `perf record -k
+/// CLOCK_MONOTONIC`, so that samples can be kept to the timed stretches by their time
+/// (`perf record --control` loses the symbols of user space on this machine).
+pub const PERF_WINDOW_ENV: &str = "PLUGIN_HOST_BENCH_PERF_WINDOW";
+
+/// Now on `CLOCK_MONOTONIC`, in nanoseconds.
+fn monotonic_ns() -> u128 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a `timespec` of ours to fill.
+    let read = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+    assert_eq!(read, 0);
+    t.tv_sec as u128 * 1_000_000_000 + t.tv_nsec as u128
+}
+
+/// `perf` enabled from its creation until it is dropped, when [`PERF_CTL_ENV`] is set; the
+/// stretch printed when [`PERF_WINDOW_ENV`] is.
+pub struct Profiled(Option<(fs::File, fs::File)>, Option<u128>);
 
 impl Profiled {
     pub fn start() -> Profiled {
+        let window = std::env::var_os(PERF_WINDOW_ENV).map(|_| monotonic_ns());
         let Some(spec) = std::env::var_os(PERF_CTL_ENV) else {
-            return Profiled(None);
+            return Profiled(None, window);
         };
         let spec = spec.to_string_lossy().into_owned();
         let (ctl, ack) = spec.split_once(',').expect("CTL,ACK");
         let ctl = fs::OpenOptions::new().write(true).open(ctl).unwrap();
         let ack = fs::File::open(ack).unwrap();
-        let mut profiled = Profiled(Some((ctl, ack)));
+        let mut profiled = Profiled(Some((ctl, ack)), window);
         profiled.say("enable");
         profiled
     }
@@ -318,5 +338,8 @@ impl Profiled {
 impl Drop for Profiled {
     fn drop(&mut self) {
         self.say("disable");
+        if let Some(start) = self.1 {
+            eprintln!("perf-window: {start} {}", monotonic_ns());
+        }
     }
 }
