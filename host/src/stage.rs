@@ -452,11 +452,46 @@ fn reap_in(base: &Path, left_for: std::time::Duration) -> usize {
         // sticky directory such as /dev/shm): removed, links and all, nothing followed.
         let still = std::fs::symlink_metadata(&path)
             .is_ok_and(|m| (m.dev(), m.ino()) == (meta.dev(), meta.ino()));
-        if still && std::fs::remove_dir_all(&path).is_ok() {
+        let mut budget = MAX_LEFT;
+        if still
+            && left_small(&path, MAX_LEFT_DEPTH, &mut budget)
+            && std::fs::remove_dir_all(&path).is_ok()
+        {
             reaped += 1;
         }
     }
     reaped
+}
+
+/// The most entries, and levels of directories, that a private directory left by a host
+/// may hold: at most the names of the one load it was making (a symlink, or a plugin's
+/// subdirectory of at most [`MAX_LINKS`] links), with room to spare. More, and it is not
+/// what a host leaves: it is left alone, unread past that.
+const MAX_LEFT: usize = 1024;
+const MAX_LEFT_DEPTH: usize = 8;
+
+/// Whether `dir` holds no more than `budget` entries in all, `depth` levels down, nothing
+/// followed (the kind of each entry is its own, not its target's).
+fn left_small(dir: &Path, depth: usize, budget: &mut usize) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    for entry in entries {
+        let Ok(entry) = entry else {
+            return false;
+        };
+        let Some(left) = budget.checked_sub(1) else {
+            return false;
+        };
+        *budget = left;
+        let Ok(kind) = entry.file_type() else {
+            return false;
+        };
+        if kind.is_dir() && (depth == 0 || !left_small(&entry.path(), depth - 1, budget)) {
+            return false;
+        }
+    }
+    true
 }
 
 /// The process id in a private directory's name, and whether it is the name it is made
@@ -650,6 +685,35 @@ mod tests {
         drop(held);
         assert_eq!(reap_in(base.path(), std::time::Duration::ZERO), 1);
         assert!(!locked.exists());
+    }
+
+    #[test]
+    fn a_directory_holding_more_than_a_host_leaves_is_left_alone() {
+        let base = tempfile::tempdir().unwrap();
+        let dead = dead_pid();
+        // Wider than any load leaves.
+        let wide = base.path().join(format!("plugin-host-{dead}-0"));
+        std::fs::create_dir(&wide).unwrap();
+        for i in 0..=MAX_LEFT {
+            std::fs::write(wide.join(i.to_string()), b"").unwrap();
+        }
+        // Deeper.
+        let deep = base.path().join(format!("plugin-host-{dead}-1"));
+        let mut at = deep.clone();
+        for _ in 0..=MAX_LEFT_DEPTH + 1 {
+            at.push("d");
+        }
+        std::fs::create_dir_all(&at).unwrap();
+        // What a host that died while staging a plugin with its own libraries leaves.
+        let staging = base.path().join(format!("plugin-host-{dead}-2"));
+        std::fs::create_dir_all(staging.join("7/lib")).unwrap();
+        for i in 0..MAX_LINKS {
+            symlink("/nonexistent", staging.join(format!("7/lib/lib{i}.so"))).unwrap();
+        }
+        symlink("/proc/self/fd/9", staging.join("7/libx.so")).unwrap();
+        assert_eq!(reap_in(base.path(), std::time::Duration::ZERO), 1);
+        assert!(wide.is_dir() && at.is_dir());
+        assert!(!staging.exists());
     }
 
     #[test]
