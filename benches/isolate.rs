@@ -432,14 +432,7 @@ mod linux {
 
     /// Nanoseconds the calling thread has spent on a CPU.
     fn thread_cpu_ns() -> u64 {
-        let mut t = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `clock_gettime` writes one `timespec` we own; the clock id is a constant.
-        let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
-        assert_eq!(rc, 0);
-        t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+        super::support::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID)
     }
 
     fn mib_per_s(bytes: usize, start: Instant) -> f64 {

@@ -190,21 +190,28 @@ fn syscall_floor(files: &[PathBuf]) -> Duration {
 /// `std` (`OpenOptions` with the same flags, `File::metadata`, which is `statx` on Linux,
 /// `read_exact_at`, drop), the path converted per call.
 fn syscall_floor_std(files: &[PathBuf]) -> Duration {
-    use std::os::unix::fs::{FileExt, OpenOptionsExt};
     let mut buf = [0u8; 4096];
     let start = Instant::now();
     for path in files {
-        let file = fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-            .open(path)
-            .unwrap();
-        let meta = file.metadata().unwrap();
-        assert!(meta.is_file());
-        file.read_exact_at(&mut buf, 0).unwrap();
-        std::hint::black_box(&buf);
+        drop(open_and_read_head(path, &mut buf));
     }
     start.elapsed()
+}
+
+/// Verification's system calls but the close, as `Host::verify` makes them: the file opened
+/// without blocking, its `statx`, its first 4 KiB read into `buf`.
+fn open_and_read_head(path: &Path, buf: &mut [u8; 4096]) -> fs::File {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .unwrap();
+    let meta = file.metadata().unwrap();
+    assert!(meta.is_file());
+    file.read_exact_at(buf, 0).unwrap();
+    std::hint::black_box(&buf);
+    file
 }
 
 /// What a load immune to writes without a copy cannot do without, beyond a bare load (the
@@ -215,19 +222,10 @@ fn syscall_floor_std(files: &[PathBuf]) -> Duration {
 /// host's own work (no record read or judged, no staging checks, no `register`, no registry).
 fn floor_load(files: &[PathBuf], names: &Path) -> Duration {
     use std::os::fd::AsRawFd;
-    use std::os::unix::fs::{FileExt, OpenOptionsExt};
     let mut buf = [0u8; 4096];
     let start = Instant::now();
     for (i, path) in files.iter().enumerate() {
-        let file = fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-            .open(path)
-            .unwrap();
-        let meta = file.metadata().unwrap();
-        assert!(meta.is_file());
-        file.read_exact_at(&mut buf, 0).unwrap();
-        std::hint::black_box(&buf);
+        let file = open_and_read_head(path, &mut buf);
         let name = names.join(format!("{i}-lib.so"));
         std::os::unix::fs::symlink(format!("/proc/self/fd/{}", file.as_raw_fd()), &name).unwrap();
         let root = lib_header_from_path(&name)

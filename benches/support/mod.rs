@@ -296,14 +296,19 @@ pub const PERF_WINDOW_ENV: &str = "PLUGIN_HOST_BENCH_PERF_WINDOW";
 
 /// Now on `CLOCK_MONOTONIC`, in nanoseconds.
 fn monotonic_ns() -> u128 {
+    u128::from(clock_ns(libc::CLOCK_MONOTONIC))
+}
+
+/// The clock `clock` (`CLOCK_MONOTONIC`, `CLOCK_THREAD_CPUTIME_ID`...), in nanoseconds.
+pub fn clock_ns(clock: libc::clockid_t) -> u64 {
     let mut t = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: a `timespec` of ours to fill.
-    let read = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+    // SAFETY: `clock_gettime` writes one `timespec` we own.
+    let read = unsafe { libc::clock_gettime(clock, &mut t) };
     assert_eq!(read, 0);
-    t.tv_sec as u128 * 1_000_000_000 + t.tv_nsec as u128
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
 /// `perf` enabled from its creation until it is dropped, when [`PERF_CTL_ENV`] is set; the
