@@ -10,8 +10,8 @@
 //!   name, so a plugin that ships `libdep.so` beside itself needs a name whose directory
 //!   holds `libdep.so`.
 //!
-//! So each host has a private directory, `plugin-host-PID-N/` (mode 0700, never reused by
-//! this process) in `$TMPDIR` when that is set, else in memory (`$XDG_RUNTIME_DIR`, else
+//! So each host has a private directory, `plugin-host-PID-N.held/` (mode 0700, never reused
+//! by this process) in `$TMPDIR` when that is set, else in memory (`$XDG_RUNTIME_DIR`, else
 //! `/dev/shm`; the temporary directory when neither takes it), and each load a name in it
 //! never used before: a symlink `K-FILE` to `/proc/self/fd/FD`. A plugin that needs libraries from its `$ORIGIN` gets a
 //! subdirectory `K/` instead, holding the symlink under the plugin's own file name and, for
@@ -24,7 +24,8 @@
 //! host — killed, crashed in a plugin, exited from one — cannot remove it, and nothing
 //! cleans a file system in memory: so each host holds its directory locked (`flock`) while
 //! it lives, the kernel lets go of the lock however the process ends, and the next host to
-//! make a private directory in the same place removes those left behind (see [`reap_in`]).
+//! make a private directory in the same file system in memory removes those left behind
+//! (see [`reap_in`]).
 
 use std::collections::HashSet;
 use std::ffi::OsString;
@@ -56,8 +57,8 @@ impl Area {
     /// removed.
     pub(crate) fn new() -> io::Result<Area> {
         let (dir, held) = private_dir()?;
-        if let Some(base) = dir.parent() {
-            let reaped = reap_in(base, LEFT_FOR);
+        if let Some(base) = dir.parent().filter(|base| reapable(base)) {
+            let reaped = reap_in(base, Ages::default());
             if reaped > 0 {
                 tracing::debug!(
                     "removed {reaped} private directories left in {} by hosts that are gone",
@@ -349,15 +350,15 @@ fn bases_from(tmpdir: Option<OsString>, runtime: Option<OsString>, temp: PathBuf
 /// open and locked.
 ///
 /// It is made under a name of its own (`plugin-host-PID-N.new`), locked, and only then
-/// given its name: a host reaping `base` never finds it under that name unlocked, even in a
-/// moment in between (see [`reap_in`]).
+/// given its name (`plugin-host-PID-N.held`): a host reaping `base` never finds it under
+/// that name unlocked, even for a moment (see [`reap_in`]).
 fn private_dir_in(base: &Path) -> io::Result<(PathBuf, File)> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let pid = std::process::id();
     let mut last = None;
     for _ in 0..64 {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = base.join(format!("plugin-host-{pid}-{n}"));
+        let dir = base.join(format!("plugin-host-{pid}-{n}.held"));
         let new = base.join(format!("plugin-host-{pid}-{n}.new"));
         // Never a directory someone else made: create it, with no access for others.
         match std::fs::DirBuilder::new().mode(0o700).create(&new) {
@@ -387,30 +388,81 @@ fn private_dir_in(base: &Path) -> io::Result<(PathBuf, File)> {
     Err(last.unwrap_or_else(|| io::Error::other("no free name")))
 }
 
-/// How long a directory must have been left as it is before [`reap_in`] takes one still
-/// under its `.new` name (a host that is making it names it within microseconds).
-const LEFT_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long a directory must have been left as it is before [`reap_in`] takes it, by what
+/// its name says it is.
+#[derive(Debug, Clone, Copy)]
+struct Ages {
+    /// Still under its `.new` name: a host making it names it within microseconds.
+    making: std::time::Duration,
+    /// Under the name hosts gave it before they held it locked (`plugin-host-PID-N`): one
+    /// may still be running where this process cannot see its `PID` (another PID namespace
+    /// sharing the file system), and it names a new load in its directory at each load.
+    unlocked: std::time::Duration,
+}
+
+impl Default for Ages {
+    fn default() -> Ages {
+        Ages {
+            making: std::time::Duration::from_secs(60),
+            unlocked: std::time::Duration::from_secs(24 * 60 * 60),
+        }
+    }
+}
 
 /// The most entries of a base [`reap_in`] reads, and the most directories it removes, at
 /// one host's start: what a crowded or hostile base can cost a start is bounded; what is left
 /// goes at the next.
 const MAX_READ: usize = 4096;
-const MAX_REAPED: usize = 256;
+const MAX_REAPED: usize = 64;
+
+/// `TMPFS_MAGIC` (`linux/magic.h`): `statfs`'s type of a `tmpfs`.
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+/// Whether [`reap_in`] may look in `base`: a file system in memory (`tmpfs`, which nothing
+/// else cleans until the machine restarts, and which only this kernel sees: its locks and
+/// process ids mean what they say, as they would not on a network file system), where no
+/// other user can rename this user's entries (not writable by others, or sticky, as
+/// `/dev/shm` and `/tmp` are).
+fn reapable(base: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(meta) = std::fs::metadata(base) else {
+        return false;
+    };
+    let mode = meta.mode();
+    if mode & 0o002 != 0 && mode & libc::S_ISVTX == 0 {
+        return false;
+    }
+    let Ok(name) = std::ffi::CString::new(base.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: all-zero bytes are a valid `statfs` to fill.
+    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated path and a `statfs` of ours, both live across the call.
+    if unsafe { libc::statfs(name.as_ptr(), &mut fs) } != 0 {
+        return false;
+    }
+    #[allow(clippy::unnecessary_cast)] // `f_type`'s type differs between C libraries
+    let kind = fs.f_type as i64;
+    kind == TMPFS_MAGIC
+}
 
 /// Removes from `base` the private directories of hosts that are gone: how many.
 ///
 /// One is taken only when all of these hold:
-/// - its name is `plugin-host-PID-N` (or `plugin-host-PID-N.new`, left for at least
-///   `left_for`), and it is a directory (not a link to one) of this user's;
+/// - its name is `plugin-host-PID-N.held` (or `plugin-host-PID-N.new`, or the unlocked
+///   `plugin-host-PID-N` of earlier versions, each left for at least its [`Ages`]), and it
+///   is a directory (not a link to one) of this user's;
 /// - no process `PID` exists here (one that does may be a host of an earlier version, which
 ///   held no lock);
 /// - its lock can be taken: no process holds it, in any PID namespace that shares `base`
 ///   (`--ipc=host` containers share `/dev/shm`), since the kernel lets go of a lock when its
-///   process ends, however it ends.
+///   process ends, however it ends;
+/// - it holds no more than a host leaves (see [`MAX_LEFT`]).
 ///
 /// It is removed while the lock is held, and only if the name still names the directory
-/// locked. Errors skip the entry: reaping never stops a host from loading.
-fn reap_in(base: &Path, left_for: std::time::Duration) -> usize {
+/// locked. Errors skip the entry: reaping never stops a host from loading. The caller
+/// checks that `base` is [`reapable`].
+fn reap_in(base: &Path, ages: Ages) -> usize {
     let Ok(entries) = std::fs::read_dir(base) else {
         return 0;
     };
@@ -422,7 +474,7 @@ fn reap_in(base: &Path, left_for: std::time::Duration) -> usize {
             break;
         }
         let name = entry.file_name();
-        let Some((pid, making)) = name.to_str().and_then(left_by) else {
+        let Some((pid, kind)) = name.to_str().and_then(left_by) else {
             continue;
         };
         let path = entry.path();
@@ -433,10 +485,12 @@ fn reap_in(base: &Path, left_for: std::time::Duration) -> usize {
         if !meta.is_dir() || meta.uid() != uid {
             continue;
         }
-        if making && !changed_before(&meta, left_for) {
-            continue;
-        }
-        if process_exists(pid) {
+        let left_for = match kind {
+            Named::Held => std::time::Duration::ZERO,
+            Named::Making => ages.making,
+            Named::Unlocked => ages.unlocked,
+        };
+        if !changed_before(&meta, left_for) || process_exists(pid) {
             continue;
         }
         let Ok(held) = open_dir(&path) else {
@@ -464,11 +518,13 @@ fn reap_in(base: &Path, left_for: std::time::Duration) -> usize {
 }
 
 /// The most entries, and levels of directories, that a private directory left by a host
-/// may hold: at most the names of the one load it was making (a symlink, or a plugin's
-/// subdirectory of at most [`MAX_LINKS`] links), with room to spare. More, and it is not
-/// what a host leaves: it is left alone, unread past that.
+/// may hold. A host leaves the names of the one load it was making: a symlink, or a
+/// plugin's subdirectory of at most [`MAX_LINKS`] links, each in a mirror of its `$ORIGIN`
+/// places (at most [`MAX_UP`] levels of `o`, then the directories its `RUNPATH` names).
+/// More, and it is left alone, unread past that: what one start spends on a base stays
+/// bounded, and such a rare tree stays where it is.
 const MAX_LEFT: usize = 1024;
-const MAX_LEFT_DEPTH: usize = 8;
+const MAX_LEFT_DEPTH: usize = 64;
 
 /// Whether `dir` holds no more than `budget` entries in all, `depth` levels down, nothing
 /// followed (the kind of each entry is its own, not its target's).
@@ -494,24 +550,46 @@ fn left_small(dir: &Path, depth: usize, budget: &mut usize) -> bool {
     true
 }
 
-/// The process id in a private directory's name, and whether it is the name it is made
-/// under (`.new`); `None` for any other name.
-fn left_by(name: &str) -> Option<(u32, bool)> {
-    let rest = name.strip_prefix("plugin-host-")?;
-    let (rest, making) = match rest.strip_suffix(".new") {
-        Some(rest) => (rest, true),
-        None => (rest, false),
-    };
-    let (pid, n) = rest.split_once('-')?;
-    let digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
-    if !digits(pid) || !digits(n) {
-        return None;
-    }
-    Some((pid.parse().ok()?, making))
+/// Which name of a private directory: see [`reap_in`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Named {
+    /// `plugin-host-PID-N.held`: held locked by its host.
+    Held,
+    /// `plugin-host-PID-N.new`: being made.
+    Making,
+    /// `plugin-host-PID-N`: made by a host of an earlier version, which held no lock.
+    Unlocked,
 }
 
-/// Whether the directory was last changed at least `left_for` ago.
+/// The process id in a private directory's name, and which name it is; `None` for any
+/// other name (numbers are written as a host writes them: decimal, no leading zero).
+fn left_by(name: &str) -> Option<(u32, Named)> {
+    let rest = name.strip_prefix("plugin-host-")?;
+    let (rest, named) = if let Some(rest) = rest.strip_suffix(".held") {
+        (rest, Named::Held)
+    } else if let Some(rest) = rest.strip_suffix(".new") {
+        (rest, Named::Making)
+    } else {
+        (rest, Named::Unlocked)
+    };
+    let (pid, n) = rest.split_once('-')?;
+    let number = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 20
+            && s.bytes().all(|b| b.is_ascii_digit())
+            && (s == "0" || !s.starts_with('0'))
+    };
+    if !number(pid) || !number(n) {
+        return None;
+    }
+    Some((pid.parse().ok()?, named))
+}
+
+/// Whether the directory was last changed at least `left_for` ago (always, for no time).
 fn changed_before(meta: &std::fs::Metadata, left_for: std::time::Duration) -> bool {
+    if left_for.is_zero() {
+        return true;
+    }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -559,10 +637,11 @@ fn rename_new(from: &Path, to: &Path) -> io::Result<()> {
         return Ok(());
     }
     let e = io::Error::last_os_error();
-    if e.raw_os_error() != Some(libc::EINVAL) {
+    if !matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) {
         return Err(e);
     }
-    // A file system without `RENAME_NOREPLACE`: looked at first, then renamed.
+    // A file system (or a kernel, or a seccomp filter) without `RENAME_NOREPLACE`: looked at
+    // first, then renamed.
     if std::fs::symlink_metadata(to).is_ok() {
         return Err(io::Error::from(io::ErrorKind::AlreadyExists));
     }
@@ -590,6 +669,8 @@ fn lock(held: &File) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     #[test]
@@ -630,6 +711,27 @@ mod tests {
         pid
     }
 
+    /// Every name taken at once, whatever its age.
+    const AT_ONCE: Ages = Ages {
+        making: std::time::Duration::ZERO,
+        unlocked: std::time::Duration::ZERO,
+    };
+
+    /// [`reap_in`], again for a while until it takes `expected`: a lock let go can outlive
+    /// its `drop` for a moment, held by a child another test is starting (between its fork
+    /// and its exec, which closes it).
+    fn reaps(base: &Path, ages: Ages, expected: usize) -> usize {
+        let mut reaped = 0;
+        for _ in 0..200 {
+            reaped += reap_in(base, ages);
+            if reaped >= expected {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        reaped
+    }
+
     #[test]
     fn directories_left_by_hosts_that_are_gone_are_removed_and_no_others() {
         let base = tempfile::tempdir().unwrap();
@@ -639,51 +741,57 @@ mod tests {
         // plugin's subdirectory of them), their targets untouched.
         let target = at("target.so");
         std::fs::write(&target, b"kept").unwrap();
-        let left = at(&format!("plugin-host-{dead}-0"));
+        let left = at(&format!("plugin-host-{dead}-0.held"));
         std::fs::create_dir(&left).unwrap();
         symlink(&target, left.join("3-libx.so")).unwrap();
         std::fs::create_dir(left.join("4")).unwrap();
         symlink(&target, left.join("4/liby.so")).unwrap();
-        // Left while being made, and left long enough (here: any time).
+        // Left while being made, and by an earlier version (left long enough: here, any
+        // time at all).
         let making = at(&format!("plugin-host-{dead}-1.new"));
         std::fs::create_dir(&making).unwrap();
+        let unlocked = at(&format!("plugin-host-{dead}-8"));
+        std::fs::create_dir(&unlocked).unwrap();
         // Not ours to take: a live process's (this one's), a directory still locked by a
         // process (this one, for a host of another PID namespace), links and files named
         // like one, other names.
-        let live = at(&format!("plugin-host-{}-7", std::process::id()));
+        let live = at(&format!("plugin-host-{}-7.held", std::process::id()));
         std::fs::create_dir(&live).unwrap();
-        let locked = at(&format!("plugin-host-{dead}-2"));
+        let locked = at(&format!("plugin-host-{dead}-2.held"));
         std::fs::create_dir(&locked).unwrap();
         let held = open_dir(&locked).unwrap();
         lock(&held).unwrap();
         let elsewhere = tempfile::tempdir().unwrap();
-        symlink(elsewhere.path(), at(&format!("plugin-host-{dead}-3"))).unwrap();
-        std::fs::write(at(&format!("plugin-host-{dead}-4")), b"").unwrap();
+        symlink(elsewhere.path(), at(&format!("plugin-host-{dead}-3.held"))).unwrap();
+        std::fs::write(at(&format!("plugin-host-{dead}-4.held")), b"").unwrap();
         let others = [
             format!("plugin-host-{dead}"),
             format!("plugin-host-{dead}-5-6"),
             format!("plugin-host-x{dead}-5"),
             format!("plugin-host-{dead}-5.old"),
+            format!("plugin-host-{dead}-5.held.new"),
             format!("plugin-host--{dead}"),
+            format!("plugin-host-0{dead}-5.held"),
+            format!("plugin-host-{dead}-05.held"),
             "other".to_owned(),
         ];
         for name in &others {
             std::fs::create_dir(at(name)).unwrap();
         }
 
-        assert_eq!(reap_in(base.path(), std::time::Duration::ZERO), 2);
-        assert!(!left.exists() && !making.exists());
+        assert_eq!(reaps(base.path(), AT_ONCE, 3), 3);
+        assert!(!left.exists() && !making.exists() && !unlocked.exists());
         assert_eq!(std::fs::read(&target).unwrap(), b"kept");
         assert!(live.is_dir() && locked.is_dir());
         assert!(elsewhere.path().is_dir());
-        assert!(at(&format!("plugin-host-{dead}-3")).is_symlink());
-        assert!(at(&format!("plugin-host-{dead}-4")).is_file());
+        assert!(at(&format!("plugin-host-{dead}-3.held")).is_symlink());
+        assert!(at(&format!("plugin-host-{dead}-4.held")).is_file());
         for name in &others {
             assert!(at(name).is_dir(), "{name}");
         }
         // Once the lock is let go (its process ended), that one goes too.
         drop(held);
-        assert_eq!(reap_in(base.path(), std::time::Duration::ZERO), 1);
+        assert_eq!(reaps(base.path(), AT_ONCE, 1), 1);
         assert!(!locked.exists());
     }
 
@@ -692,40 +800,55 @@ mod tests {
         let base = tempfile::tempdir().unwrap();
         let dead = dead_pid();
         // Wider than any load leaves.
-        let wide = base.path().join(format!("plugin-host-{dead}-0"));
+        let wide = base.path().join(format!("plugin-host-{dead}-0.held"));
         std::fs::create_dir(&wide).unwrap();
         for i in 0..=MAX_LEFT {
             std::fs::write(wide.join(i.to_string()), b"").unwrap();
         }
         // Deeper.
-        let deep = base.path().join(format!("plugin-host-{dead}-1"));
+        let deep = base.path().join(format!("plugin-host-{dead}-1.held"));
         let mut at = deep.clone();
         for _ in 0..=MAX_LEFT_DEPTH + 1 {
             at.push("d");
         }
         std::fs::create_dir_all(&at).unwrap();
-        // What a host that died while staging a plugin with its own libraries leaves.
-        let staging = base.path().join(format!("plugin-host-{dead}-2"));
-        std::fs::create_dir_all(staging.join("7/lib")).unwrap();
-        for i in 0..MAX_LINKS {
-            symlink("/nonexistent", staging.join(format!("7/lib/lib{i}.so"))).unwrap();
+        // What a host that died while staging a plugin with its own libraries leaves: the
+        // deepest `$ORIGIN` mirror, a `RUNPATH` a few levels below it, every link.
+        let staging = base.path().join(format!("plugin-host-{dead}-2.held"));
+        let mut origin = staging.join("7");
+        for _ in 0..MAX_UP {
+            origin.push("o");
         }
-        symlink("/proc/self/fd/9", staging.join("7/libx.so")).unwrap();
-        assert_eq!(reap_in(base.path(), std::time::Duration::ZERO), 1);
+        let libs = origin.join("a/b/c/lib");
+        std::fs::create_dir_all(&libs).unwrap();
+        for i in 0..MAX_LINKS {
+            symlink("/nonexistent", libs.join(format!("lib{i}.so"))).unwrap();
+        }
+        symlink("/proc/self/fd/9", origin.join("libx.so")).unwrap();
+        assert_eq!(reaps(base.path(), AT_ONCE, 1), 1);
         assert!(wide.is_dir() && at.is_dir());
         assert!(!staging.exists());
     }
 
     #[test]
-    fn a_directory_being_made_is_taken_only_once_left_long_enough() {
+    fn a_directory_is_taken_only_once_left_as_long_as_its_name_asks() {
         let base = tempfile::tempdir().unwrap();
-        let making = base
-            .path()
-            .join(format!("plugin-host-{}-0.new", dead_pid()));
-        std::fs::create_dir(&making).unwrap();
-        assert_eq!(reap_in(base.path(), LEFT_FOR), 0);
-        assert!(making.is_dir());
-        assert_eq!(reap_in(base.path(), std::time::Duration::ZERO), 1);
+        let dead = dead_pid();
+        let making = base.path().join(format!("plugin-host-{dead}-0.new"));
+        let unlocked = base.path().join(format!("plugin-host-{dead}-1"));
+        for dir in [&making, &unlocked] {
+            std::fs::create_dir(dir).unwrap();
+        }
+        assert_eq!(reap_in(base.path(), Ages::default()), 0);
+        assert!(making.is_dir() && unlocked.is_dir());
+        let making_only = Ages {
+            making: std::time::Duration::ZERO,
+            ..Ages::default()
+        };
+        assert_eq!(reaps(base.path(), making_only, 1), 1);
+        assert!(!making.exists() && unlocked.is_dir());
+        assert_eq!(reaps(base.path(), AT_ONCE, 1), 1);
+        assert!(!unlocked.exists());
     }
 
     #[test]
@@ -733,13 +856,57 @@ mod tests {
         let base = tempfile::tempdir().unwrap();
         let (dir, held) = private_dir_in(base.path()).unwrap();
         let name = dir.file_name().unwrap().to_str().unwrap();
-        assert_eq!(left_by(name), Some((std::process::id(), false)), "{name}");
+        assert_eq!(
+            left_by(name),
+            Some((std::process::id(), Named::Held)),
+            "{name}"
+        );
         // Only the one name: nothing left under the name it was made under.
         assert_eq!(std::fs::read_dir(base.path()).unwrap().count(), 1);
         // Locked: another open description of it cannot take the lock.
         assert!(lock(&open_dir(&dir).unwrap()).is_err());
         drop(held);
-        assert!(lock(&open_dir(&dir).unwrap()).is_ok());
+        let free = (0..200).any(|_| {
+            let taken = lock(&open_dir(&dir).unwrap()).is_ok();
+            if !taken {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            taken
+        });
+        assert!(free);
+    }
+
+    #[test]
+    fn only_a_file_system_in_memory_that_others_cannot_rename_in_is_reaped() {
+        // Where nothing else cleans, and only this kernel sees: `tmpfs`, as `/dev/shm` is.
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+        assert!(
+            mounts
+                .lines()
+                .any(|l| l.split(' ').nth(1) == Some("/dev/shm")
+                    && l.split(' ').nth(2) == Some("tmpfs")),
+            "this test needs /dev/shm to be a tmpfs"
+        );
+        let memory = tempfile::tempdir_in("/dev/shm").unwrap();
+        assert!(reapable(memory.path()));
+        assert!(reapable(Path::new("/dev/shm")), "sticky");
+        let open = memory.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(!reapable(&open), "writable by others, not sticky");
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        assert!(reapable(&open));
+        // A file system on a disk (or a network): not looked at.
+        let disk = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let disk_is_memory = mounts.lines().any(|l| {
+            l.split(' ').nth(2) == Some("tmpfs")
+                && l.split(' ')
+                    .nth(1)
+                    .is_some_and(|m| disk.starts_with(m) && m != "/")
+        });
+        if !disk_is_memory {
+            assert!(!reapable(disk));
+        }
     }
 
     #[test]
