@@ -315,6 +315,25 @@ unsafe impl Send for Mapped {}
 #[cfg(target_os = "linux")]
 unsafe impl Sync for Mapped {}
 
+/// `TMPFS_MAGIC` (`linux/magic.h`): [`fs_type`] of a `tmpfs`.
+#[cfg(target_os = "linux")]
+pub(crate) const TMPFS_MAGIC: u32 = 0x0102_1994;
+
+/// The type of the file system `file` is on (`fstatfs`'s `f_type`, as `linux/magic.h` names
+/// them); `None` when it cannot be told.
+#[cfg(target_os = "linux")]
+pub(crate) fn fs_type(file: &File) -> Option<u32> {
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: `statfs` is plain integers: all zeroes is a valid value.
+    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `fstatfs` writes one `statfs` we own, for the open descriptor, which lives
+    // across the call.
+    let rc = unsafe { libc::fstatfs(file.as_raw_fd(), &mut fs) };
+    // The magic numbers fit 32 bits; `f_type`'s width differs between C libraries.
+    #[allow(clippy::unnecessary_cast)]
+    (rc == 0).then_some(fs.f_type as u32)
+}
+
 #[cfg(target_os = "linux")]
 impl Mapped {
     /// File systems whose files change only through this kernel.
@@ -323,18 +342,12 @@ impl Mapped {
         0x5846_5342, // XFS
         0x9123_683E, // Btrfs
         0xF2F5_2010, // F2FS
-        0x0102_1994, // tmpfs
+        TMPFS_MAGIC,
     ];
 
     /// Whether `file` is on one of the [`Mapped::LOCAL`] file systems.
     pub(crate) fn on_local_fs(file: &File) -> bool {
-        use std::os::unix::io::AsRawFd;
-        // SAFETY: `statfs` is plain integers: all zeroes is a valid value.
-        let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
-        // SAFETY: `fstatfs` writes one `statfs` we own, for the open descriptor, which lives
-        // across the call.
-        let rc = unsafe { libc::fstatfs(file.as_raw_fd(), &mut fs) };
-        rc == 0 && Self::LOCAL.contains(&(fs.f_type as u32))
+        fs_type(file).is_some_and(|kind| Self::LOCAL.contains(&kind))
     }
 
     /// `file` (its `fstat` is `meta`) mapped whole, if it may be (see [`Mapped`]).

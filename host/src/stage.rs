@@ -415,35 +415,24 @@ impl Default for Ages {
 const MAX_READ: usize = 4096;
 const MAX_REAPED: usize = 64;
 
-/// `TMPFS_MAGIC` (`linux/magic.h`): `statfs`'s type of a `tmpfs`.
-const TMPFS_MAGIC: i64 = 0x0102_1994;
-
 /// Whether [`reap_in`] may look in `base`: a file system in memory (`tmpfs`, which nothing
 /// else cleans until the machine restarts, and which only this kernel sees: its locks and
 /// process ids mean what they say, as they would not on a network file system), where no
 /// other user can rename this user's entries (not writable by others, or sticky, as
 /// `/dev/shm` and `/tmp` are).
 fn reapable(base: &Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(meta) = std::fs::metadata(base) else {
+    // Both told of the one directory opened (its path followed, as `/dev/shm` may be a link).
+    let Ok(dir) = File::open(base) else {
+        return false;
+    };
+    let Ok(meta) = dir.metadata() else {
         return false;
     };
     let mode = meta.mode();
-    if mode & 0o002 != 0 && mode & libc::S_ISVTX == 0 {
-        return false;
-    }
-    let Ok(name) = std::ffi::CString::new(base.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: all-zero bytes are a valid `statfs` to fill.
-    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: a NUL-terminated path and a `statfs` of ours, both live across the call.
-    if unsafe { libc::statfs(name.as_ptr(), &mut fs) } != 0 {
-        return false;
-    }
-    #[allow(clippy::unnecessary_cast)] // `f_type`'s type differs between C libraries
-    let kind = fs.f_type as i64;
-    kind == TMPFS_MAGIC
+    let others_rename = mode & 0o002 != 0 && mode & libc::S_ISVTX == 0;
+    meta.is_dir()
+        && !others_rename
+        && crate::small_file::fs_type(&dir) == Some(crate::small_file::TMPFS_MAGIC)
 }
 
 /// Removes from `base` the private directories of hosts that are gone: how many.
