@@ -33,14 +33,19 @@ pub(crate) fn check_provenance(p: &ProvenanceRef<'_>, printable: bool) -> Result
         ("opt-level", &p.profile.opt_level),
         ("panic strategy", &p.profile.panic),
     ];
-    // The version parsed as semver: bounded by its parts, which are plain text.
-    let version = &p.version;
-    let version_len = version.pre.len() + version.build.len();
-    if version_len > MAX_FIELD {
-        return Err(format!(
-            "its version is {} bytes long, more than {MAX_FIELD}",
-            version.to_string().len()
-        ));
+    // The versions parsed as semver: bounded by their parts, which are plain text (a
+    // refusal that names the interface crates quotes theirs whole).
+    for (what, version) in [
+        ("version", &p.version),
+        ("plugin_api version", &p.plugin_api),
+        ("abi_stable version", &p.abi_stable),
+    ] {
+        if version.pre.len() + version.build.len() > MAX_FIELD {
+            return Err(format!(
+                "its {what} is {} bytes long, more than {MAX_FIELD}",
+                version.to_string().len()
+            ));
+        }
     }
     for (what, value) in fields {
         check_field(what, value, printable)?;

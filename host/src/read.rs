@@ -649,6 +649,47 @@ mod tests {
     }
 
     #[test]
+    fn every_version_field_is_bounded() {
+        let record = crate::policy::tests::record(&["abi_stable 0.11.3", "plugin-api 0.1.0"]);
+        let decode = |record: &plugin_api::provenance::Provenance| {
+            let blob = record.encode();
+            super::decode_in_place(std::path::Path::new("libp.so"), &blob)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(decode(&record), Ok(()));
+        // A pre-release as long as a field may be passes the bounds; one byte more is
+        // refused, naming the field, before any message could quote it whole.
+        let at_most = format!("0.1.0-{}", "a".repeat(crate::limits::MAX_FIELD));
+        for field in ["version", "plugin_api version", "abi_stable version"] {
+            for (text, refused) in [(at_most.clone(), false), (format!("{at_most}a"), true)] {
+                let mut hostile = record.clone();
+                let version: semver::Version = text.parse().unwrap();
+                match field {
+                    "version" => hostile.version = version,
+                    "plugin_api version" => hostile.plugin_api = version,
+                    _ => hostile.abi_stable = version,
+                }
+                match decode(&hostile) {
+                    Err(error) if refused => assert!(
+                        error.contains(&format!(
+                            "its {field} is {} bytes long, more than {}",
+                            text.len(),
+                            crate::limits::MAX_FIELD
+                        )),
+                        "{field}: {error}"
+                    ),
+                    Ok(()) if refused => panic!("{field}: {} bytes accepted", text.len()),
+                    // Within bounds: an interface crate's long version is then refused for
+                    // what it says (the dependency list names another), not for its length.
+                    Err(error) => assert!(!error.contains("bytes long"), "{field}: {error}"),
+                    Ok(()) => {}
+                }
+            }
+        }
+    }
+
+    #[test]
     fn a_version_is_compared_as_semver_writes_it() {
         let texts = [
             "0.11.3",
