@@ -433,6 +433,12 @@ impl Cache {
         let current = dir_identity(dir);
         let at = self.record(dir);
         let record = &mut self.dirs[at];
+        // Asked again in this index (a search directory named twice, `d` and `d/`): the
+        // same answer as the first time. The first time may just have stamped a changed
+        // directory with its new identity, which must not make its old files fresh.
+        if record.indexed {
+            return record.fresh.then_some(at);
+        }
         record.indexed = true;
         let settled = current.filter(|id| settled(id, now));
         if settled.is_some() && record.stamp == settled {

@@ -296,6 +296,35 @@ fn a_file_replaced_after_indexing_is_read_again_not_trusted() {
 
 #[cfg(unix)]
 #[test]
+fn a_directory_given_twice_is_listed_again_both_times_once_it_changed() {
+    let (dir, _elsewhere, cache_path) = cached_dir(50);
+    // Removed since the cache was written, and the directory's new identity settled.
+    std::fs::remove_file(dir.path().join("libp0020.so")).unwrap();
+    std::thread::sleep(cache::SETTLE * 2);
+    // The same directory twice (`dir` and `dir/` name one record): the second time must
+    // not take the record the first time just stamped as fresh, with its old file list.
+    let twice = [dir.path().to_owned(), dir.path().join("")];
+    for round in 0..2 {
+        let mut lazy = Lazy {
+            cache: Some(cache_path.clone()),
+            ..Lazy::default()
+        };
+        let mut host = Recorder::default();
+        lazy.index(&mut host, &twice).unwrap();
+        assert!(
+            !lazy.index.plugins().iter().any(|p| p.name == "p0020"),
+            "round {round}: a removed file is indexed"
+        );
+        match lazy.load_capability(&mut host, "command", "p0020") {
+            Err(LazyError::Lookup(LookupError::NotFound { .. })) => {}
+            other => panic!("round {round}: {other:?}"),
+        }
+        assert!(host.loaded.is_empty(), "round {round}: {:?}", host.loaded);
+    }
+}
+
+#[cfg(unix)]
+#[test]
 fn a_file_overwritten_in_place_is_checked_before_a_capability_is_said_missing() {
     let (dir, _elsewhere, cache_path) = cached_dir(50);
     let mut lazy = Lazy {
