@@ -10,6 +10,9 @@ pub const MAX_PLUGIN_NAME: usize = 64;
 /// The longest value of any other single provenance field (versions, rustc facts, target,
 /// profile, a feature, one dependency).
 pub const MAX_FIELD: usize = 512;
+/// The longest a version within these bounds is when written out: at most [`MAX_FIELD`] bytes
+/// of pre-release and build, three numbers of at most 20 digits, two dots, `-` and `+`.
+pub const MAX_VERSION_TEXT: usize = MAX_FIELD + 3 * 20 + 4;
 /// The most features or dependencies a provenance record may list.
 pub const MAX_LIST: usize = 10_000;
 /// The longest capability name accepted, in bytes.

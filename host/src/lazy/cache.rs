@@ -169,7 +169,7 @@ pub(crate) struct Entry {
     /// The declaration block's length (see [`declared`]); 0: the plugin declares nothing (a
     /// block is never empty: it starts with its count).
     block: u32,
-    /// The version's length (at most [`crate::limits::MAX_FIELD`]).
+    /// The version's length (at most [`crate::limits::MAX_VERSION_TEXT`]).
     version: u16,
     /// The plugin name's length (at most [`crate::limits::MAX_PLUGIN_NAME`]).
     name: u8,
@@ -1135,7 +1135,8 @@ fn decode(bytes: &[u8]) -> Option<Vec<DirRecord>> {
             let plugin_ok = crate::limits::is_plugin_name(plugin.of(bytes));
             let version = r.span()?;
             let text = version.of(bytes);
-            let version_ok = text.len() <= crate::limits::MAX_FIELD
+            // As reading a plugin bounds its version (its parts), written out.
+            let version_ok = text.len() <= crate::limits::MAX_VERSION_TEXT
                 && (text.is_ascii() || std::str::from_utf8(text).is_ok());
             if !plugin_ok || !version_ok {
                 return None;

@@ -38,6 +38,37 @@ fn an_entry_is_used_only_for_the_same_file() {
     assert!(Cache::load(cache_path).get(&lib).is_none());
 }
 
+/// A version as long as reading a plugin allows (512 bytes of pre-release and build, so
+/// more in all) is written and read back, and the cache with it: a bound on the whole text
+/// made every start with such a plugin throw the cache away and write it again.
+#[test]
+fn the_longest_version_a_plugin_may_have_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let (long, other) = (
+        dir.path().join("liblong.so"),
+        dir.path().join("libother.so"),
+    );
+    std::fs::write(&long, b"one").unwrap();
+    std::fs::write(&other, b"two").unwrap();
+    let cache_path = dir.path().join("cache/index.bin");
+    let mut p = crate::lazy::tests::provenance("long", Some(&[("command", &["hello"])]));
+    let pre = "a".repeat(crate::limits::MAX_FIELD - "b.1.2".len());
+    p.version =
+        format!("18446744073709551615.18446744073709551615.18446744073709551615-{pre}+b.1.2")
+            .parse()
+            .unwrap();
+    // As reading a plugin bounds it: accepted there.
+    crate::limits::check_provenance(&p.view(), false).unwrap();
+    let mut cache = Cache::load(cache_path.clone());
+    cache.put(&long, &p);
+    cache.put(&other, &crate::lazy::tests::provenance("other", None));
+    cache.save();
+    let mut cache = Cache::load(cache_path.clone());
+    let found = cache.get(&long).expect("the entry with the long version");
+    assert_eq!(found.version(), p.version.to_string().as_bytes());
+    assert!(cache.get(&other).is_some(), "and the rest of the cache");
+}
+
 /// An entry is a position and three lengths into bytes laid out as the file has them: the
 /// name, version and declaration read back the same from what this run added, from the file
 /// after a save, and from a file written again around them (entries copied whole).
