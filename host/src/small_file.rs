@@ -136,24 +136,26 @@ impl SmallFile {
     }
 
     /// The file's bytes — mapped where they are (see [`Mapped`]) when the file is at least
-    /// `map_from` bytes and only its owner can write it, else read. For a large file the host
-    /// writes and reads on every start (the index cache): mapping a file that is in the page
-    /// cache touches none of the new memory a copy of it would.
+    /// `map_from` bytes and only its owner can write it, else read — and the metadata of the
+    /// very file they are (`fstat` of the descriptor). For a large file the host writes and
+    /// reads on every start (the index cache): mapping a file that is in the page cache
+    /// touches none of the new memory a copy of it would.
     pub(crate) fn read_or_map(
         &self,
         path: &Path,
         map_from: u64,
-    ) -> Result<FileBytes, SmallFileError> {
+    ) -> Result<(FileBytes, std::fs::Metadata), SmallFileError> {
         let (file, meta) = self.open(path)?;
         #[cfg(target_os = "linux")]
         if meta.len() >= map_from.max(1) {
             if let Some(mapped) = Mapped::of(&file, &meta) {
-                return Ok(FileBytes::Mapped(mapped));
+                return Ok((FileBytes::Mapped(mapped), meta));
             }
         }
         #[cfg(not(target_os = "linux"))]
         let _ = map_from;
-        Ok(FileBytes::Read(self.read_open(path, &file, meta.len())?))
+        let bytes = self.read_open(path, &file, meta.len())?;
+        Ok((FileBytes::Read(bytes), meta))
     }
 
     /// Opens `path` as this file is read: not blocking, a link followed or not, and checked
@@ -579,7 +581,7 @@ mod tests {
         let mapped = |bytes: &FileBytes| matches!(bytes, FileBytes::Mapped(_));
 
         // Large enough, the owner's alone, on a local file system: mapped, the same bytes.
-        let held = CACHE.read_or_map(&f, 64 << 10).unwrap();
+        let held = CACHE.read_or_map(&f, 64 << 10).unwrap().0;
         assert_eq!(
             mapped(&held),
             local,
@@ -592,28 +594,28 @@ mod tests {
         let new = vec![7u8; 90_000];
         write_atomically(&f, &new).unwrap();
         assert_eq!(&held[..], &old[..]);
-        assert_eq!(&CACHE.read_or_map(&f, 64 << 10).unwrap()[..], &new[..]);
+        assert_eq!(&CACHE.read_or_map(&f, 64 << 10).unwrap().0[..], &new[..]);
 
         // Smaller than asked: read.
-        let small = CACHE.read_or_map(&f, 1 << 20).unwrap();
+        let small = CACHE.read_or_map(&f, 1 << 20).unwrap().0;
         assert!(!mapped(&small), "{small:?}");
         assert_eq!(&small[..], &new[..]);
 
         // Writable by its group or by anyone: read, never mapped.
         for mode in [0o664, 0o646, 0o666] {
             std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode)).unwrap();
-            let read = CACHE.read_or_map(&f, 64 << 10).unwrap();
+            let read = CACHE.read_or_map(&f, 64 << 10).unwrap().0;
             assert!(!mapped(&read), "mode {mode:o}: {read:?}");
             assert_eq!(&read[..], &new[..]);
         }
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert_eq!(mapped(&CACHE.read_or_map(&f, 64 << 10).unwrap()), local);
+        assert_eq!(mapped(&CACHE.read_or_map(&f, 64 << 10).unwrap().0), local);
 
         // Owned by another user (only root can give a file away): read.
         // SAFETY: `geteuid` has no preconditions.
         if unsafe { libc::geteuid() } == 0 {
             std::os::unix::fs::chown(&f, Some(65534), Some(65534)).unwrap();
-            let read = CACHE.read_or_map(&f, 64 << 10).unwrap();
+            let read = CACHE.read_or_map(&f, 64 << 10).unwrap().0;
             assert!(!mapped(&read), "another user's: {read:?}");
             assert_eq!(&read[..], &new[..]);
         }
@@ -622,16 +624,16 @@ mod tests {
         let link = dir.path().join("link.bin");
         std::os::unix::fs::symlink(&f, &link).unwrap();
         assert!(matches!(
-            CACHE.read_or_map(&link, 64 << 10),
+            CACHE.read_or_map(&link, 64 << 10).map(|(bytes, _)| bytes),
             Err(SmallFileError::Symlink { .. })
         ));
         std::fs::write(&f, vec![0u8; (1 << 20) + 1]).unwrap();
         assert!(matches!(
-            CACHE.read_or_map(&f, 64 << 10),
+            CACHE.read_or_map(&f, 64 << 10).map(|(bytes, _)| bytes),
             Err(SmallFileError::TooLarge { .. })
         ));
         std::fs::write(&f, b"").unwrap();
-        let empty = CACHE.read_or_map(&f, 0).unwrap();
+        let empty = CACHE.read_or_map(&f, 0).unwrap().0;
         assert!(!mapped(&empty) && empty.is_empty(), "{empty:?}");
     }
 

@@ -71,6 +71,12 @@ const CACHE_FILE: crate::small_file::SmallFile = crate::small_file::SmallFile {
 /// `pread` costs less than setting up and tearing down a mapping.
 const MAP_FROM: u64 = 64 << 10;
 
+/// The most directories a cache records (search directories, and those of configured
+/// files), and the most files in all: far above what a host searches, and what a forged
+/// cache may make a start hold (a directory's record and a file's are made per item).
+const MAX_DIRS: usize = 4096;
+const MAX_FILES: usize = 1 << 20;
+
 /// Device, inode, size, mtime (ns), ctime (ns). A directory's size is recorded as 0.
 pub(crate) type Id = [i64; 5];
 
@@ -391,7 +397,11 @@ impl Cache {
                 }
             })
             .ok()
-            .and_then(|bytes| {
+            .and_then(|(bytes, meta)| {
+                if let Some(why) = not_ours(&meta) {
+                    tracing::debug!("index cache {} not used: {why}", path.display());
+                    return None;
+                }
                 let decoded = decode(&bytes);
                 if decoded.is_none() {
                     tracing::debug!("index cache {} not used: malformed", path.display());
@@ -681,7 +691,42 @@ impl Cache {
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
-    crate::small_file::write_atomically(path, bytes)
+    crate::small_file::write_atomically_with(path, |file| {
+        // Its owner's alone, whatever the umask: a cache another user can write is not used.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
+        std::io::Write::write_all(file, bytes)
+    })
+}
+
+/// Why a cache file (its `fstat` is `meta`) is not used, if it is not: another user than
+/// this process's (root excepted) owns it, or its group or anyone else may write it. Such a
+/// cache could say which files a directory holds and what each declares.
+fn not_ours(meta: &std::fs::Metadata) -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        // SAFETY: `geteuid` has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if meta.uid() != me && meta.uid() != 0 {
+            return Some(format!("owned by user {}, not this process's", meta.uid()));
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Some(format!(
+                "writable by others than its owner (mode {:o})",
+                meta.mode() & 0o7777
+            ));
+        }
+        None
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        None
+    }
 }
 
 fn put_u32(out: &mut Vec<u8>, n: usize) {
@@ -1092,15 +1137,26 @@ fn decode(bytes: &[u8]) -> Option<Vec<DirRecord>> {
         return None;
     }
     let dir_count = r.count(9)?;
+    if dir_count > MAX_DIRS {
+        return None;
+    }
     let mut dirs = Vec::with_capacity(dir_count);
+    // Each directory once (told apart as `Cache::record` finds them: by components), and
+    // named.
+    let mut paths = std::collections::HashSet::with_capacity(dir_count);
+    let mut files_left = MAX_FILES;
     for _ in 0..dir_count {
         let path = PathBuf::from(os_str_checked(r.bytes()?)?);
+        if path.as_os_str().is_empty() || !paths.insert(path.clone()) {
+            return None;
+        }
         let stamp = match r.u8()? {
             0 => None,
             1 => Some(r.id()?),
             _ => return None,
         };
         let file_count = r.count(5)?;
+        files_left = files_left.checked_sub(file_count)?;
         let mut files: Vec<FileRecord> = Vec::with_capacity(file_count);
         let mut last: &[u8] = &[];
         for _ in 0..file_count {

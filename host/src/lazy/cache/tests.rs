@@ -607,3 +607,98 @@ fn a_slash_or_a_nul_is_found_at_every_position() {
         }
     }
 }
+
+/// The bytes of a cache holding the directory records `dirs`: (path, number of files), each
+/// file recorded without an entry.
+fn forged(dirs: &[(&[u8], usize)]) -> Vec<u8> {
+    let mut out = MAGIC.to_vec();
+    put_u32(&mut out, dirs.len());
+    for (path, files) in dirs {
+        put_bytes(&mut out, path);
+        out.push(0);
+        put_u32(&mut out, *files);
+        for i in 0..*files {
+            // Names in order: `a000000`, `a000001`, …
+            put_bytes(&mut out, format!("a{i:06}").as_bytes());
+            out.push(0);
+        }
+    }
+    out
+}
+
+/// A forged cache cannot make a start hold more than a host could have written: too many
+/// directories, too many files in all, a directory twice (as `d` and `d/`), or a directory
+/// without a name, and the cache is not used, before anything is made per record.
+#[test]
+fn a_forged_cache_of_too_many_records_is_not_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache_path = dir.path().join("index.bin");
+    let d = dir.path().as_os_str().as_encoded_bytes().to_vec();
+    let slashed = [d.as_slice(), b"/"].concat();
+    let (other, empty) = (b"/nonexistent/x".as_slice(), b"".as_slice());
+    let used = |bytes: Vec<u8>| {
+        std::fs::write(&cache_path, bytes).unwrap();
+        !Cache::load(cache_path.clone()).dirs.is_empty()
+    };
+    assert!(used(forged(&[(&d, 3), (other, 2)])), "a well-formed cache");
+    assert!(
+        !used(forged(&[(&d, 3), (&slashed, 2)])),
+        "a directory twice"
+    );
+    assert!(
+        !used(forged(&[(&d, 3), (empty, 0)])),
+        "a nameless directory"
+    );
+    let names: Vec<Vec<u8>> = (0..=MAX_DIRS)
+        .map(|i| format!("/d{i}").into_bytes())
+        .collect();
+    let many: Vec<(&[u8], usize)> = names.iter().map(|n| (n.as_slice(), 0)).collect();
+    assert!(
+        used(forged(&many[..MAX_DIRS])),
+        "as many directories as allowed"
+    );
+    assert!(!used(forged(&many)), "one directory more");
+    let half = MAX_FILES / 2;
+    assert!(
+        used(forged(&[(&d, half), (other, half)])),
+        "as many files as allowed"
+    );
+    assert!(
+        !used(forged(&[(&d, half), (other, half + 1)])),
+        "one file more"
+    );
+}
+
+/// Only a cache its own user alone can write is used (root's too: root can write anything
+/// anyway); one its group or anyone may write, or another user's, could say what the
+/// directories hold. The host writes its cache so, whatever the umask.
+#[cfg(unix)]
+#[test]
+fn a_cache_others_could_write_is_not_used_and_the_host_writes_its_own_so() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("liba.so");
+    std::fs::write(&lib, b"one").unwrap();
+    let cache_path = dir.path().join("cache/index.bin");
+    one_entry(&lib, &cache_path);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&cache_path), 0o600);
+    assert!(Cache::load(cache_path.clone()).get(&lib).is_some());
+    for writable in [0o620, 0o602, 0o666] {
+        std::fs::set_permissions(&cache_path, std::fs::Permissions::from_mode(writable)).unwrap();
+        assert!(
+            Cache::load(cache_path.clone()).get(&lib).is_none(),
+            "mode {writable:o}"
+        );
+    }
+    // Written again by the next start: its owner's alone.
+    one_entry(&lib, &cache_path);
+    assert_eq!(mode(&cache_path), 0o600);
+    assert!(Cache::load(cache_path.clone()).get(&lib).is_some());
+    // SAFETY: `geteuid` has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        // Another user's (only root can give a file away).
+        std::os::unix::fs::chown(&cache_path, Some(65534), Some(65534)).unwrap();
+        assert!(Cache::load(cache_path.clone()).get(&lib).is_none());
+    }
+}
