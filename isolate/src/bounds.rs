@@ -34,7 +34,8 @@ pub(crate) const MAX_QUEUED: usize = 64;
 /// [`host::limits::MAX_CAPABILITIES`] (4096) capabilities whose names the worker's own
 /// checks held to [`host::limits::MAX_CAPABILITY_NAME`] (128) characters, about 0.6 MiB
 /// (2.2 MiB if every character took 4 bytes); a `refused` report's message is cut to
-/// [`MAX_LOG_TEXT`] by the worker. 4 MiB is a little above all of them.
+/// [`MAX_LOG_TEXT`] by the worker (and again by the host, which shows it: the worker's cut
+/// is its code's to skip). 4 MiB is a little above all of them.
 pub(crate) const MAX_QUEUED_BYTES: usize = 4 << 20;
 /// The most bytes of a plugin log record's message (and of its target) the host logs: the
 /// stderr line bound. Escaping control characters ([`host::text::printable`]) may make the

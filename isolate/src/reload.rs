@@ -36,6 +36,17 @@ pub(crate) fn reload(
         let message = e.message.strip_prefix(&prefix).unwrap_or(&e.message);
         (e.reason, message.to_owned())
     })?;
+    // As many as a plugin may register, as a first start requires (`Isolation::place`).
+    if capabilities.len() > host::limits::MAX_CAPABILITIES {
+        worker.kill();
+        let message = format!(
+            "the new file's worker registers {} capabilities, more than {}; report it to \
+             the plugin's author",
+            capabilities.len(),
+            host::limits::MAX_CAPABILITIES
+        );
+        return Err((ReasonCode::InvalidCapability, message));
+    }
     if let Some(missing) = missing(supervisor, &capabilities) {
         worker.kill();
         let message = format!(
@@ -44,16 +55,26 @@ pub(crate) fn reload(
         );
         return Err((ReasonCode::CapabilitiesChanged, message));
     }
-    let added: Vec<String> = capabilities
+    let registered = supervisor.registered();
+    let added: Vec<&plugin_protocol::Capability> = capabilities
         .iter()
-        .filter(|c| !supervisor.registered().contains(c))
-        .map(|c| format!("{} `{}`", c.kind, host::text::printable(&c.name)))
+        .filter(|c| !registered.contains(c))
         .collect();
     if !added.is_empty() {
+        // What the worker sent, shown bounded: a few, each cut and made printable.
+        let named: Vec<String> = added
+            .iter()
+            .take(SHOWN)
+            .map(|c| format!("{} `{}`", worker_text(&c.kind), worker_text(&c.name)))
+            .collect();
+        let more = match added.len().saturating_sub(SHOWN) {
+            0 => String::new(),
+            n => format!(" and {n} more"),
+        };
         tracing::warn!(
-            "plugin `{name}`: its reloaded worker also registers {}, which stay \
+            "plugin `{name}`: its reloaded worker also registers {}{more}, which stay \
              unregistered until the host restarts",
-            added.join(", ")
+            named.join(", ")
         );
     }
     let pid = worker.pid;
@@ -62,6 +83,16 @@ pub(crate) fn reload(
     }
     tracing::debug!("plugin `{name}` switched to worker pid {pid}");
     Ok(registered_infos(supervisor))
+}
+
+/// The most capabilities a reload's warning names.
+const SHOWN: usize = 16;
+
+/// A kind or name a worker sent, shown: at most [`host::limits::MAX_CAPABILITY_NAME`] bytes
+/// of it, made printable.
+fn worker_text(text: &str) -> String {
+    let cut = super::bounds::cut(text, host::limits::MAX_CAPABILITY_NAME);
+    host::text::printable(&cut).into_owned()
 }
 
 /// The first capability the supervised plugin registered that `capabilities` lacks, named.

@@ -955,6 +955,31 @@ fn lying_workers_and_garbage_frames_never_crash_the_host() {
             }],
         }),
     );
+    // More capabilities than any plugin may register.
+    let too_many = write_bin(
+        f,
+        "too-many",
+        &frame(&Message::Registered {
+            name: "hello".into(),
+            version: "0.1.0".into(),
+            capabilities: (0..=host::limits::MAX_CAPABILITIES)
+                .map(|i| Capability {
+                    kind: "command".into(),
+                    name: format!("c{i}"),
+                })
+                .collect(),
+        }),
+    );
+    // A refusal whose text the worker did not cut (a megabyte of escapes).
+    let refused = write_bin(
+        f,
+        "refused",
+        &frame(&Message::Refused {
+            status: "failed".into(),
+            reason: "load-failed".into(),
+            message: "\u{1b}".repeat(1 << 20),
+        }),
+    );
     let pid = "le32() { for s in 0 8 16 24; do printf \"\\\\x$(printf %02x $((($1 >> s) & 255)))\"; done; }";
     let script = |body: &str| format!("{pid}\n{{ {body}; }} >&$2\nsleep 5");
     let cases = [
@@ -1009,6 +1034,35 @@ fn lying_workers_and_garbage_frames_never_crash_the_host() {
         assert!(message.contains("plugin `hello`"), "{case}: {message}");
         assert!(message.contains(needle), "{case}: {message}");
     }
+    // Too many capabilities: refused as an in-process plugin would be.
+    let mut host = fake_host(&script(&format!("cat {good}; le32 $$; cat {too_many}")));
+    let reports = host.scan(&[dir.path()], ScanMode::Load).unwrap();
+    let hello = report_of(&reports, "hello");
+    assert_eq!(
+        hello.reason,
+        Some(ReasonCode::InvalidCapability),
+        "{hello:#?}"
+    );
+    assert!(
+        hello
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("more than 4096 capabilities"),
+        "{hello:#?}"
+    );
+    // Its refusal is shown cut, then escaped: not six megabytes.
+    let mut host = fake_host(&script(&format!("cat {good}; le32 $$; cat {refused}")));
+    let reports = host.scan(&[dir.path()], ScanMode::Load).unwrap();
+    let hello = report_of(&reports, "hello");
+    assert_eq!(hello.status, Status::Failed, "{:?}", hello.status);
+    let message = hello.message.as_deref().unwrap();
+    assert!(
+        message.len() < 512 << 10 && message.contains("bytes cut"),
+        "{} bytes: {}",
+        message.len(),
+        &message[message.len().saturating_sub(200)..]
+    );
     // A worker that registers, then sends garbage instead of a reply: the call fails
     // `protocol-error`, and the next call tries a new worker (which lies the same way).
     let script = script(&format!(

@@ -332,8 +332,15 @@ fn handles<'a>(
     proxied: &'a [Capability],
     registered: &'a [Capability],
 ) -> impl Iterator<Item = Option<u32>> + 'a {
-    proxied.iter().map(|c| {
-        let at = registered.iter().position(|r| r == c)?;
+    // Each capability's first place in the worker's list, found once: one lookup each.
+    let mut first = std::collections::HashMap::with_capacity(registered.len());
+    for (at, r) in registered.iter().enumerate() {
+        first
+            .entry((r.kind.as_str(), r.name.as_str()))
+            .or_insert(at);
+    }
+    proxied.iter().map(move |c| {
+        let at = *first.get(&(c.kind.as_str(), c.name.as_str()))?;
         u32::try_from(at).ok()
     })
 }
@@ -408,5 +415,13 @@ mod tests {
         let lacking = [cap("transform", "hello")];
         let gone: Vec<_> = handles(&proxied, &lacking).collect();
         assert_eq!(gone, [None, Some(0)]);
+        // Listed twice: its first place.
+        let twice = [
+            cap("transform", "hello"),
+            cap("command", "hello"),
+            cap("command", "hello"),
+        ];
+        let first: Vec<_> = handles(&proxied, &twice).collect();
+        assert_eq!(first, [Some(1), Some(0)]);
     }
 }

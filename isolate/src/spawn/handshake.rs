@@ -135,7 +135,7 @@ pub(super) fn handshake(
             worker.version = version;
         }
         Some(Event::Message(Message::Refused { message, .. })) => {
-            let message = host::text::printable(&message).into_owned();
+            let message = shown(&message);
             return Err(failed(worker, format!("refused the handshake: {message}")));
         }
         Some(Event::Message(other)) => {
@@ -179,7 +179,7 @@ pub(super) fn handshake(
             if name != *spec.plugin {
                 return Err(failed(
                     worker,
-                    format!("loaded plugin `{}` instead", host::text::printable(&name)),
+                    format!("loaded plugin `{}` instead", shown(&name)),
                 ));
             }
             Ok(capabilities)
@@ -194,7 +194,7 @@ pub(super) fn handshake(
             let reason = ReasonCode::parse(&reason).unwrap_or(ReasonCode::ProtocolError);
             Err(StartError {
                 reason,
-                message: host::text::printable(&message).into_owned(),
+                message: shown(&message),
                 refused: Some(status),
             })
         }
@@ -213,4 +213,11 @@ pub(super) fn handshake(
             ))
         }
     }
+}
+
+/// Text a worker sent, as the host shows it: cut to [`crate::bounds::MAX_LOG_TEXT`] bytes
+/// first (the worker's own cut is its code's to skip), then made printable.
+fn shown(text: &str) -> String {
+    let cut = crate::bounds::cut(text, crate::bounds::MAX_LOG_TEXT);
+    host::text::printable(&cut).into_owned()
 }
