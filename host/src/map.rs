@@ -99,6 +99,18 @@ impl Mapper {
             // The staged name is never reused, so once the library is mapped neither the
             // name nor the descriptor is needed: both go when this returns.
             Ok(staged) => crate::ahead::quietly(|| open_library(&staged.path, path)),
+            // A name the loader would climb out of from the private directory: not loaded
+            // by any name, since `/proc/self/fd` would let it climb as far.
+            Err(e)
+                if e.get_ref()
+                    .is_some_and(|inner| inner.is::<crate::stage::Escapes>()) =>
+            {
+                Err(PluginError::Load {
+                    path: path.to_owned(),
+                    reason: ReasonCode::LoadFailed,
+                    detail: e.to_string(),
+                })
+            }
             Err(e) => {
                 if let Some(detail) = crate::error::out_of_descriptors(&e) {
                     return Err(PluginError::Resources {

@@ -121,9 +121,16 @@ pub(crate) fn stage(area: &Area, file: &File, info: &LoadInfo, real: &Path) -> i
         .iter()
         .filter_map(|e| origin_relative(e))
         .collect();
+    // How far above its own directory the loader may climb for this library: the staged
+    // name must sit at least that deep in the private directory, or the loader would look
+    // in the directory it is in (`/dev/shm`, which every user may write).
+    let climb = origin_climb(info);
+    if climb > MAX_UP {
+        return Err(escapes(real, climb, MAX_UP));
+    }
     // The plugin's own directory sits deep enough that `$ORIGIN/..` stays inside `dir`.
     let target = format!("/proc/self/fd/{}", file.as_raw_fd());
-    if origin_entries.is_empty() {
+    if origin_entries.is_empty() && climb == 0 {
         // The common case: one symlink, named uniquely in the area.
         let mut unique = std::ffi::OsString::from(format!("{n}-"));
         unique.push(&name);
@@ -141,6 +148,7 @@ pub(crate) fn stage(area: &Area, file: &File, info: &LoadInfo, real: &Path) -> i
         .map(|(up, _)| *up)
         .max()
         .unwrap_or(0)
+        .max(climb)
         .min(MAX_UP);
     let dir = area.dir.join(n.to_string());
     let mut origin = dir.clone();
@@ -158,12 +166,24 @@ pub(crate) fn stage(area: &Area, file: &File, info: &LoadInfo, real: &Path) -> i
 
     // What the plugin (and, in turn, each library linked in) needs from `$ORIGIN` places.
     // Only plugins that need `$ORIGIN` get here: their lists are copied into the work list.
-    let mut todo = vec![(info.clone(), origin, real_dir.to_owned(), up)];
+    let mut todo = vec![(
+        info.clone(),
+        origin,
+        real_dir.to_owned(),
+        up,
+        real.to_owned(),
+    )];
     // The plugin's own name and the mirror's `o` chain are taken: a library of that name is
     // not linked in (the loader would find the plugin, or a directory, there anyway).
     let mut seen: HashSet<PathBuf> = staged.path.ancestors().map(Path::to_owned).collect();
     let mut entries = HashSet::new();
-    while let Some((info, staged_origin, real_origin, depth)) = todo.pop() {
+    while let Some((info, staged_origin, real_origin, depth, library)) = todo.pop() {
+        // A library linked in climbs from where it is in the mirror: at most to the
+        // private directory itself (`depth` levels to the plugin's own, one more).
+        let climb = origin_climb(&info);
+        if climb > depth + 1 {
+            return Err(escapes(&library, climb, depth + 1));
+        }
         for (levels, rel) in info.search.iter().filter_map(|e| origin_relative(e)) {
             if levels > depth || !entries.insert((staged_origin.clone(), levels, rel.clone())) {
                 continue; // above the mirrored tree, or done already
@@ -201,12 +221,73 @@ pub(crate) fn stage(area: &Area, file: &File, info: &LoadInfo, real: &Path) -> i
                 let dep_len = dep.metadata()?.len();
                 if let Ok(dep_info) = load_info(&dep, dep_len) {
                     let dep_depth = depth - levels + rel.components().count();
-                    todo.push((dep_info, staged_dir.clone(), real_dir.clone(), dep_depth));
+                    todo.push((
+                        dep_info,
+                        staged_dir.clone(),
+                        real_dir.clone(),
+                        dep_depth,
+                        real_lib.clone(),
+                    ));
                 }
             }
         }
     }
     Ok(staged)
+}
+
+/// The most directories above `$ORIGIN` that a path the loader derives from a library's
+/// search path or needed names reaches: each `..` counted against the directories named
+/// before it, whatever they are (a token such as `$LIB` names at least one, and never
+/// climbs); 0 when none names `$ORIGIN`.
+fn origin_climb(info: &LoadInfo) -> usize {
+    info.search
+        .iter()
+        .chain(&info.needed)
+        .filter_map(|entry| {
+            let rest = entry
+                .strip_prefix("$ORIGIN")
+                .or_else(|| entry.strip_prefix("${ORIGIN}"))?;
+            if !rest.is_empty() && !rest.starts_with('/') {
+                return None; // another token, such as `$ORIGINAL`
+            }
+            let (mut depth, mut lowest) = (0isize, 0isize);
+            for part in rest.split('/') {
+                match part {
+                    "" | "." => {}
+                    ".." => {
+                        depth -= 1;
+                        lowest = lowest.min(depth);
+                    }
+                    _ => depth += 1,
+                }
+            }
+            Some(lowest.unsigned_abs())
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// Staging refused a library: a path the loader would derive from its `$ORIGIN` climbs out
+/// of the private directory, into the directory that holds it (which other users may write).
+#[derive(Debug)]
+pub(crate) struct Escapes(String);
+
+impl std::fmt::Display for Escapes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Escapes {}
+
+fn escapes(library: &Path, climb: usize, most: usize) -> io::Error {
+    io::Error::other(Escapes(format!(
+        "a path in the RUNPATH or needed libraries of {} climbs {climb} directories above its \
+         own ($ORIGIN/..), and plugin-host can stage it at most {most} deep in its private \
+         directory, so the loader would look where other users may write; link it with a \
+         RUNPATH that climbs no more than {most} levels",
+        crate::text::printable(&library.display().to_string())
+    )))
 }
 
 /// Opens `path` read-only without blocking and returns it if it is a regular file.
@@ -896,6 +977,105 @@ mod tests {
         if !disk_is_memory {
             assert!(!reapable(disk));
         }
+    }
+
+    #[test]
+    fn how_far_a_library_climbs_above_its_own_directory() {
+        let climb = |search: &[&str], needed: &[&str]| {
+            origin_climb(&LoadInfo {
+                search: search.iter().map(|s| s.to_string()).collect(),
+                needed: needed.iter().map(|s| s.to_string()).collect(),
+                ..LoadInfo::default()
+            })
+        };
+        assert_eq!(
+            climb(&["$ORIGIN", "/usr/lib", "$ORIGIN/lib"], &["libc.so.6"]),
+            0
+        );
+        assert_eq!(climb(&["$ORIGIN/../lib"], &[]), 1);
+        // What `origin_relative` leaves to the loader climbs all the same.
+        assert_eq!(climb(&["$ORIGIN/../$LIB"], &[]), 1);
+        assert_eq!(climb(&["$ORIGIN/a/../../b"], &[]), 1);
+        assert_eq!(climb(&["${ORIGIN}/x/../../../y", "$ORIGIN/.."], &[]), 2);
+        assert_eq!(climb(&["$ORIGIN/./../../."], &[]), 2);
+        // A needed name can name a path from `$ORIGIN` too.
+        assert_eq!(climb(&[], &["$ORIGIN/../../libcore.so"]), 2);
+        assert_eq!(climb(&["$ORIGINAL/../.."], &["x/../../y"]), 0);
+    }
+
+    /// A private area in a directory of the test's own.
+    fn area_in(base: &Path) -> Area {
+        let (dir, held) = private_dir_in(base).unwrap();
+        Area {
+            dir,
+            next: AtomicU64::new(0),
+            _held: held,
+        }
+    }
+
+    #[test]
+    fn a_library_climbing_out_of_the_private_directory_is_not_staged() {
+        let (base, real) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let area = area_in(base.path());
+        let plugin = real.path().join("libp.so");
+        std::fs::write(&plugin, b"the plugin").unwrap();
+        let file = File::open(&plugin).unwrap();
+        let info = |search: &[&str], needed: &[&str]| LoadInfo {
+            search: search.iter().map(|s| s.to_string()).collect(),
+            needed: needed.iter().map(|s| s.to_string()).collect(),
+            ..LoadInfo::default()
+        };
+        let depth = |staged: &Staged| {
+            let below = staged.path.strip_prefix(&area.dir).unwrap();
+            below.components().count() - 1
+        };
+        // Climbing as far as it may: staged deep enough that every `..` stays inside.
+        for (search, needed, up) in [
+            (&["$ORIGIN/../$LIB"][..], &[][..], 1),
+            (&[][..], &["$ORIGIN/../../libcore.so"][..], 2),
+            (
+                &["$ORIGIN/../../../../../../../../lib"][..],
+                &[][..],
+                MAX_UP,
+            ),
+        ] {
+            let staged = stage(&area, &file, &info(search, needed), &plugin).unwrap();
+            // `<n>/o/…/libp.so`: `up` directories between `<n>` and the library.
+            assert_eq!(depth(&staged), up + 1, "{search:?} {needed:?}");
+        }
+        // One level more, by a search path or a needed name: refused, naming the file.
+        let too_far = format!("$ORIGIN/{}lib", "../".repeat(MAX_UP + 1));
+        for info in [
+            info(&[&too_far], &[]),
+            info(&[], &[&format!("{too_far}/libx.so")]),
+        ] {
+            let Err(error) = stage(&area, &file, &info, &plugin) else {
+                panic!("staged: {:?}", info.search);
+            };
+            assert!(error.get_ref().unwrap().is::<Escapes>(), "{error}");
+            assert!(error.to_string().contains("libp.so"), "{error}");
+            assert!(
+                error.to_string().contains("climbs 9 directories"),
+                "{error}"
+            );
+        }
+        // A library linked in from `$ORIGIN/lib` climbs from there: two levels take it to
+        // the private directory itself, six out of it.
+        std::fs::create_dir(real.path().join("lib")).unwrap();
+        let dep = real.path().join("lib/libdep.so");
+        let strings = b"$ORIGIN/../../../../../../x\0";
+        let runpath = [(u64::from(object::elf::DT_RUNPATH), 0)];
+        std::fs::write(
+            &dep,
+            crate::read::segments::tests::library(&runpath, strings, 2, 0),
+        )
+        .unwrap();
+        let linking = info(&["$ORIGIN/lib"], &["libdep.so"]);
+        let Err(error) = stage(&area, &file, &linking, &plugin) else {
+            panic!("a library climbing out of the private directory was staged");
+        };
+        assert!(error.get_ref().unwrap().is::<Escapes>(), "{error}");
+        assert!(error.to_string().contains("libdep.so"), "{error}");
     }
 
     #[test]

@@ -217,13 +217,18 @@ fn search_entries(list: &mut Vec<String>, bytes: &[u8]) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A little-endian ELF64 library: a loadable segment over the whole file and a dynamic
     /// segment holding `entries` (tag, value) after `DT_STRTAB`/`DT_STRSZ`, with `strings`
     /// as its string table; `phnum` and `section0_info` forge the program header count.
-    fn library(entries: &[(u64, u64)], strings: &[u8], phnum: u16, section0_info: u32) -> Vec<u8> {
+    pub(crate) fn library(
+        entries: &[(u64, u64)],
+        strings: &[u8],
+        phnum: u16,
+        section0_info: u32,
+    ) -> Vec<u8> {
         let dyn_off = 64 + 2 * 56u64;
         let dyn_size = (entries.len() as u64 + 3) * 16;
         let str_off = dyn_off + dyn_size;
