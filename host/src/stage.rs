@@ -403,6 +403,25 @@ fn private_dir() -> io::Result<(PathBuf, File)> {
     Err(io::Error::new(kind, tried.join(", nor ")))
 }
 
+/// Why a directory (its metadata `meta`) may not hold the private directory, if it may not:
+/// its owner is neither this process's user nor root (say `$XDG_RUNTIME_DIR` kept from
+/// another user by `sudo -E`), or others may write it without the sticky bit (which keeps
+/// them from renaming entries they do not own).
+fn foreign_base(meta: &std::fs::Metadata) -> Option<String> {
+    // SAFETY: `geteuid` has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me && meta.uid() != 0 {
+        return Some(format!("it belongs to user {}", meta.uid()));
+    }
+    if meta.mode() & 0o022 != 0 && meta.mode() & 0o1000 == 0 {
+        return Some(format!(
+            "others may write it (mode {:o}) and it is not sticky",
+            meta.mode() & 0o7777
+        ));
+    }
+    None
+}
+
 /// Where the private directory may go: `$TMPDIR` when it is set (the user chose it); else a
 /// file system in memory, where making and removing the one name per load costs about half
 /// what it costs on a disk's (`$XDG_RUNTIME_DIR`, the user's own, then `/dev/shm`), then the
@@ -435,6 +454,12 @@ fn bases_from(tmpdir: Option<OsString>, runtime: Option<OsString>, temp: PathBuf
 /// that name unlocked, even for a moment (see [`reap_in`]).
 fn private_dir_in(base: &Path) -> io::Result<(PathBuf, File)> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
+    if let Some(why) = foreign_base(&std::fs::metadata(base)?) {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("{why}: another user could move the private directory away"),
+        ));
+    }
     let pid = std::process::id();
     let mut last = None;
     for _ in 0..64 {
@@ -976,6 +1001,45 @@ mod tests {
         });
         if !disk_is_memory {
             assert!(!reapable(disk));
+        }
+    }
+
+    #[test]
+    fn a_directory_another_user_could_rename_in_holds_no_private_directory() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = tempfile::tempdir().unwrap();
+        let mode = |m: u32| {
+            std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(m)).unwrap();
+        };
+        for (m, usable) in [
+            (0o700, true),
+            (0o755, true),
+            (0o1777, true),
+            (0o777, false),
+            (0o770, false),
+        ] {
+            mode(m);
+            match private_dir_in(base.path()) {
+                Ok((dir, _held)) => {
+                    assert!(usable, "mode {m:o}: made {}", dir.display());
+                    std::fs::remove_dir(dir).unwrap();
+                }
+                Err(e) => {
+                    assert!(!usable, "mode {m:o}: {e}");
+                    assert_eq!(e.kind(), io::ErrorKind::PermissionDenied, "{e}");
+                    assert!(e.to_string().contains("not sticky"), "{e}");
+                }
+            }
+        }
+        mode(0o700);
+        // SAFETY: `geteuid` has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            std::os::unix::fs::chown(base.path(), Some(65534), None).unwrap();
+            let error = private_dir_in(base.path()).unwrap_err();
+            assert!(
+                error.to_string().contains("belongs to user 65534"),
+                "{error}"
+            );
         }
     }
 
