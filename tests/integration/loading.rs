@@ -388,15 +388,17 @@ fn past_a_file_that_needs_no_copy_the_copies_made_ahead_still_hold_what_was_veri
 
 #[test]
 fn only_a_read_only_file_system_not_a_read_only_mount_saves_the_copy() {
-    // A private mount namespace (root): a read-only tmpfs, and a read-only bind mount of a
-    // writable directory, each holding `hello`.
+    // A private mount namespace (root): a read-only tmpfs, a read-only bind mount of a
+    // writable directory, and a read-only overlay over it (its superblock is read-only, but
+    // its lower directory can still change), each holding `hello`.
     let scratch = tempfile::tempdir_in(crate::fixtures::tmp()).unwrap();
-    let (ro_fs, writable, ro_bind) = (
+    let (ro_fs, writable, ro_bind, ro_overlay) = (
         scratch.path().join("ro-fs"),
         scratch.path().join("writable"),
         scratch.path().join("ro-bind"),
+        scratch.path().join("ro-overlay"),
     );
-    for dir in [&ro_fs, &writable, &ro_bind] {
+    for dir in [&ro_fs, &writable, &ro_bind, &ro_overlay] {
         fs::create_dir(dir).unwrap();
     }
     let plugin = fixtures().lib("hello");
@@ -407,7 +409,8 @@ cp "$4" "$1/"
 mount -o remount,ro "$1"
 mount --bind "$2" "$3"
 mount -o remount,ro,bind "$3"
-for dir in "$1" "$3"; do
+mount -t overlay -o ro,lowerdir="$2:$1" plugin-host-test "$6"
+for dir in "$1" "$3" "$6"; do
   echo "== $dir"
   "$5" run --plugins "$dir" hello from-"$(basename "$dir")" 2>&1
 done
@@ -424,13 +427,17 @@ done
         ])
         .args([&ro_fs, &writable, &ro_bind, &plugin])
         .arg(env!("CARGO_BIN_EXE_plugin-host"))
+        .arg(&ro_overlay)
         .env("PLUGIN_HOST_LOG", "debug")
         .env("XDG_CACHE_HOME", scratch.path().join("cache"))
         .output()
         .expect("unshare (util-linux)");
     let text = String::from_utf8_lossy(&out.stdout).into_owned() + &stderr(&out);
     assert!(out.status.success(), "needs root for mounts: {text}");
-    let (on_ro_fs, on_ro_bind) = text.split_once("== ").unwrap().1.split_once("== ").unwrap();
+    let runs: Vec<&str> = text.split("== ").skip(1).collect();
+    let [on_ro_fs, on_ro_bind, on_ro_overlay] = runs[..] else {
+        panic!("three runs: {text}");
+    };
     assert!(on_ro_fs.contains("from-ro-fs"), "{text}");
     assert!(
         on_ro_fs.contains("without a copy: its file system is read-only"),
@@ -438,6 +445,8 @@ done
     );
     assert!(on_ro_bind.contains("from-ro-bind"), "{text}");
     assert!(!on_ro_bind.contains("without a copy"), "{text}");
+    assert!(on_ro_overlay.contains("from-ro-overlay"), "{text}");
+    assert!(!on_ro_overlay.contains("without a copy"), "{text}");
 }
 
 #[test]
