@@ -176,7 +176,6 @@ pub(crate) fn stage(area: &Area, file: &File, info: &LoadInfo, real: &Path) -> i
     // The plugin's own name and the mirror's `o` chain are taken: a library of that name is
     // not linked in (the loader would find the plugin, or a directory, there anyway).
     let mut seen: HashSet<PathBuf> = staged.path.ancestors().map(Path::to_owned).collect();
-    let mut entries = HashSet::new();
     while let Some((info, staged_origin, real_origin, depth, library)) = todo.pop() {
         // A library linked in climbs from where it is in the mirror: at most to the
         // private directory itself (`depth` levels to the plugin's own, one more).
@@ -185,8 +184,10 @@ pub(crate) fn stage(area: &Area, file: &File, info: &LoadInfo, real: &Path) -> i
             return Err(escapes(&library, climb, depth + 1));
         }
         for (levels, rel) in info.search.iter().filter_map(|e| origin_relative(e)) {
-            if levels > depth || !entries.insert((staged_origin.clone(), levels, rel.clone())) {
-                continue; // above the mirrored tree, or done already
+            // Each library's own entries, even where another's were the same directory:
+            // its needed names are its own (`seen` keeps each link made once).
+            if levels > depth {
+                continue; // above the mirrored tree
             }
             let (Some(staged_base), Some(real_base)) = (
                 staged_origin.ancestors().nth(levels),
@@ -1040,6 +1041,39 @@ mod tests {
                 error.to_string().contains("belongs to user 65534"),
                 "{error}"
             );
+        }
+    }
+
+    #[test]
+    fn what_a_linked_library_needs_from_the_same_origin_is_linked_too() {
+        // The plugin and `libA.so` both search `$ORIGIN`; the plugin needs `libA.so`, which
+        // needs `libB.so`, all three in one directory.
+        let (base, real) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let area = area_in(base.path());
+        let plugin = real.path().join("libp.so");
+        std::fs::write(&plugin, b"the plugin").unwrap();
+        let strings = b"libB.so\0$ORIGIN\0";
+        let entries = [
+            (u64::from(object::elf::DT_NEEDED), 0),
+            (u64::from(object::elf::DT_RUNPATH), 8),
+        ];
+        std::fs::write(
+            real.path().join("libA.so"),
+            crate::read::segments::tests::library(&entries, strings, 2, 0),
+        )
+        .unwrap();
+        std::fs::write(real.path().join("libB.so"), b"a leaf").unwrap();
+        let info = LoadInfo {
+            search: vec!["$ORIGIN".into()],
+            needed: vec!["libA.so".into()],
+            ..LoadInfo::default()
+        };
+        let staged = stage(&area, &File::open(&plugin).unwrap(), &info, &plugin).unwrap();
+        assert_eq!(staged.linked, 2);
+        let origin = staged.path.parent().unwrap();
+        for lib in ["libA.so", "libB.so"] {
+            let link = std::fs::read_link(origin.join(lib)).unwrap();
+            assert_eq!(link, real.path().join(lib));
         }
     }
 
