@@ -16,6 +16,10 @@ use plugin_protocol::{decode, DecodeError, Message};
 pub(crate) trait Sender: Send {
     /// Sends one encoded frame (prefix included).
     fn send(&mut self, frame: &[u8]) -> io::Result<()>;
+
+    /// Ends the stream both ways, for this side's every reader too, whoever else still
+    /// holds the other end (a process the worker started in a session of its own).
+    fn close(&mut self) {}
 }
 
 /// The receiving half.
@@ -54,6 +58,10 @@ pub(crate) struct SocketSender(pub UnixStream);
 impl Sender for SocketSender {
     fn send(&mut self, frame: &[u8]) -> io::Result<()> {
         self.0.write_all(frame)
+    }
+
+    fn close(&mut self) {
+        let _ = self.0.shutdown(std::net::Shutdown::Both);
     }
 }
 
@@ -150,6 +158,27 @@ pub(crate) fn pair() -> io::Result<(
 mod tests {
     use super::*;
     use plugin_protocol::{encode, Payload};
+
+    #[test]
+    fn closing_ends_this_sides_reader_while_the_other_end_stays_open() {
+        // The host's end (a sender and a reader on one socket), and the worker's, kept open
+        // as a process the worker left behind would keep it.
+        let ((mut host_tx, mut host_rx), (mut worker_tx, _worker_rx)) = pair().unwrap();
+        let log = Message::Log {
+            level: plugin_protocol::Level::Info,
+            target: "t".into(),
+            message: "the last words".into(),
+        };
+        let mut frame = Vec::new();
+        encode(&log, &mut frame);
+        worker_tx.send(&frame).unwrap();
+        host_tx.close();
+        // What was sent before is still read, then the stream ends.
+        assert_eq!(host_rx.recv().unwrap(), Some(log));
+        assert_eq!(host_rx.recv().unwrap(), None);
+        // And the worker's end sees it closed.
+        assert!(worker_tx.send(&frame).is_err());
+    }
 
     #[test]
     fn frames_cross_whole_split_and_back_to_back() {

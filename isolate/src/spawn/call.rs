@@ -307,6 +307,8 @@ impl Worker {
         }
         let status = self.child.wait().ok();
         self.reaped = Some(status);
+        // Its reader thread ends now, even if a process it left behind holds the socket.
+        self.sender.close();
         status
     }
 
