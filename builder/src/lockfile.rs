@@ -20,12 +20,17 @@ pub(crate) struct Locked {
 
 /// The packages of the lockfile at `path` (a regular file of at most 16 MiB).
 pub(crate) fn read(path: &Path) -> Result<Vec<Locked>, String> {
-    const LOCKFILE: host::small_file::SmallFile = host::small_file::SmallFile {
+    read_with(path, host::small_file::Links::Follow)
+}
+
+/// [`read`], a link at `path` followed or refused.
+fn read_with(path: &Path, links: host::small_file::Links) -> Result<Vec<Locked>, String> {
+    let lockfile = host::small_file::SmallFile {
         what: "Cargo.lock",
         limit: MAX_LOCKFILE,
-        links: host::small_file::Links::Follow,
+        links,
     };
-    let text = LOCKFILE.read_to_string(path).map_err(|e| e.detail())?;
+    let text = lockfile.read_to_string(path).map_err(|e| e.detail())?;
     let doc: toml_edit::DocumentMut = text
         .parse()
         .map_err(|e: toml_edit::TomlError| e.to_string())?;
@@ -116,7 +121,9 @@ pub(crate) fn gaps(host: &[Locked], plugin: &[Locked]) -> Vec<ImageGap> {
 /// [`gaps`] of the lockfiles at `host` and `plugin`.
 pub(crate) fn gaps_between(host: &Path, plugin: &Path) -> Result<Vec<ImageGap>, String> {
     let host_packages = read(host).map_err(|e| format!("{}: {e}", host.display()))?;
-    let plugin_packages = read(plugin).map_err(|e| format!("{}: {e}", plugin.display()))?;
+    // The crate's, as its build left it (a build may have put a link there).
+    let plugin_packages = read_with(plugin, host::small_file::Links::Refuse)
+        .map_err(|e| format!("{}: {e}", plugin.display()))?;
     Ok(gaps(&host_packages, &plugin_packages))
 }
 

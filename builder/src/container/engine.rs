@@ -124,6 +124,15 @@ impl Engine {
         })
     }
 
+    /// [`Engine::output`] of a command that runs a crate's own code (a build): at most
+    /// [`MAX_CAPTURED`] bytes of each of its outputs are kept, the last ones.
+    pub(crate) fn output_bounded(&self, cmd: &mut Command) -> Result<Output, ContainerError> {
+        bounded_output(cmd).map_err(|source| ContainerError::Spawn {
+            program: self.program.display().to_string(),
+            source,
+        })
+    }
+
     /// Runs an engine command that must succeed.
     pub(crate) fn run(&self, args: &[String]) -> Result<Output, ContainerError> {
         let out = self.output(self.command().args(args))?;
@@ -203,5 +212,88 @@ mod tests {
     #[test]
     fn reads_this_machines_limits() {
         assert!(soft_limit("Max open files").is_some_and(|n| n > 0));
+    }
+}
+
+/// The most bytes of a build's standard output, and of its standard error, kept: what is
+/// quoted of them is their last lines.
+pub(crate) const MAX_CAPTURED: usize = 1 << 20;
+
+/// Runs `cmd` as [`Command::output`] does (no input, both outputs read to their end), but
+/// keeping only the last [`MAX_CAPTURED`] bytes of each: a build that prints without end
+/// cannot fill this process's memory.
+pub(crate) fn bounded_output(cmd: &mut Command) -> std::io::Result<Output> {
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    let err_reader = std::thread::spawn(move || stderr.map(last_bytes).unwrap_or_default());
+    let out = stdout.map(last_bytes).unwrap_or_default();
+    let err = err_reader.join().unwrap_or_default();
+    Ok(Output {
+        status: child.wait()?,
+        stdout: out,
+        stderr: err,
+    })
+}
+
+/// All of `from`, but at most its last [`MAX_CAPTURED`] bytes (cut at a line's start when
+/// one is near).
+fn last_bytes(mut from: impl std::io::Read) -> Vec<u8> {
+    let mut kept = Vec::new();
+    let mut buf = vec![0u8; 64 << 10];
+    let mut cut = false;
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => kept.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+        if kept.len() > 2 * MAX_CAPTURED {
+            kept.drain(..kept.len() - MAX_CAPTURED);
+            cut = true;
+        }
+    }
+    if kept.len() > MAX_CAPTURED {
+        kept.drain(..kept.len() - MAX_CAPTURED);
+        cut = true;
+    }
+    if cut {
+        if let Some(line) = kept.iter().position(|&b| b == b'\n') {
+            kept.drain(..=line);
+        }
+    }
+    kept
+}
+
+#[cfg(test)]
+mod bounded_tests {
+    use super::*;
+
+    #[test]
+    fn a_command_printing_without_end_keeps_only_its_last_output() {
+        // 40 MiB on each output, the last line told apart.
+        let mut cmd = Command::new("sh");
+        cmd.args([
+            "-c",
+            "head -c 41943040 /dev/zero | tr '\\0' 'x'; echo; echo the-end; \
+             head -c 41943040 /dev/zero | tr '\\0' 'y' >&2; echo >&2; echo err-end >&2; exit 3",
+        ]);
+        let out = bounded_output(&mut cmd).unwrap();
+        assert_eq!(out.status.code(), Some(3));
+        for (bytes, end) in [(&out.stdout, "the-end\n"), (&out.stderr, "err-end\n")] {
+            assert!(bytes.len() <= MAX_CAPTURED, "{}", bytes.len());
+            assert!(bytes.ends_with(end.as_bytes()));
+        }
+        // A short output is kept whole.
+        let out = bounded_output(Command::new("sh").args(["-c", "echo a; echo b >&2"])).unwrap();
+        assert_eq!(
+            (&out.stdout[..], &out.stderr[..]),
+            (&b"a\n"[..], &b"b\n"[..])
+        );
     }
 }

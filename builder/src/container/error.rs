@@ -192,5 +192,37 @@ impl ContainerError {
 pub(crate) fn tail(text: &[u8], lines: usize) -> String {
     let text = String::from_utf8_lossy(text);
     let all: Vec<&str> = text.trim_end().lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
+    // A crate's build wrote these: shown as text, never as terminal control sequences, and
+    // each line within bounds.
+    all[all.len().saturating_sub(lines)..]
+        .iter()
+        .map(|line| host::text::printable(&host::text::bounded(line, MAX_LINE)).into_owned())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The most characters of one quoted line of a build's output.
+const MAX_LINE: usize = 2048;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_builds_output_is_quoted_as_text_its_last_lines_each_bounded() {
+        let log = format!(
+            "early\n\x1b]52;c;Y2xpcA==\x07copied\n\x1b[2Kdist/libx.so sha256:forged\n{}\n\nlast\n",
+            "z".repeat(10_000)
+        );
+        let quoted = tail(log.as_bytes(), 4);
+        let lines: Vec<&str> = quoted.lines().collect();
+        assert_eq!(lines.len(), 4, "{quoted}");
+        assert!(
+            !quoted.contains('\x1b') && !quoted.contains('\x07'),
+            "{quoted:?}"
+        );
+        assert_eq!(lines[0], "\\u{1b}[2Kdist/libx.so sha256:forged");
+        assert!(lines[1].chars().count() <= MAX_LINE, "{}", lines[1].len());
+        assert_eq!(lines[3], "last");
+    }
 }

@@ -267,10 +267,12 @@ fn rewrite_paths(
         out.push_str(before);
         // `after` starts at the opening quote of the path value.
         let quote = &after[..1];
-        let end = after[1..]
-            .find(quote)
-            .map(|e| e + 1)
-            .unwrap_or(after.len() - 1);
+        // An unterminated string (say a comment `# path = "` at the end): no value to
+        // rewrite; cargo reads the manifest and says what is wrong with it.
+        let Some(end) = after[1..].find(quote).map(|e| e + 1) else {
+            rest = after;
+            break;
+        };
         let value = &after[1..end];
         let resolved = original.join(value);
         let resolved = resolved.canonicalize().unwrap_or(resolved);
@@ -355,7 +357,8 @@ fn in_image(
         "-c".into(),
         script,
     ]);
-    let out = engine.output(engine.command().args(&args))?;
+    // The crate's own code runs in there: what it prints is kept within bounds.
+    let out = engine.output_bounded(engine.command().args(&args))?;
     match out.status.code() {
         Some(0) => Ok(out_dir.join(file)),
         Some(70) => Err(ContainerError::BuildFailed {
@@ -467,7 +470,7 @@ fn on_machine(
     if !debug {
         cmd.arg("--release");
     }
-    let out = cmd.output().map_err(|source| ContainerError::Spawn {
+    let out = super::engine::bounded_output(&mut cmd).map_err(|source| ContainerError::Spawn {
         program: format!("cargo +{}", toolchain.name),
         source,
     })?;
@@ -499,5 +502,25 @@ mod tests {
         let second = find_path_key(rest).unwrap();
         assert!(rest[second..].starts_with("'x'"));
         assert_eq!(find_path_key("xpath = \"no\""), None);
+    }
+
+    #[test]
+    fn a_manifest_ending_inside_a_path_value_is_left_to_cargo_not_a_panic() {
+        let (original, staged) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        for text in [
+            "[package]\nname = \"p\"\n# path = \"",
+            "[package]\nname = \"p\"\n# path = '",
+            "[dependencies]\nx = { path = \"../x\" }\n# path = \"caf\u{e9}",
+        ] {
+            let manifest = staged.path().join("Cargo.toml");
+            fs::write(&manifest, text).unwrap();
+            rewrite_paths(original.path(), staged.path(), &[], false).unwrap();
+            let rewritten = fs::read_to_string(&manifest).unwrap();
+            // What comes after the last value is kept as it was.
+            assert!(
+                rewritten.ends_with(text.rsplit_once('#').unwrap().1),
+                "{rewritten}"
+            );
+        }
     }
 }

@@ -97,9 +97,16 @@ impl PluginCrate {
             .find(|t| kinds(t, "kind").iter().any(|k| k == "custom-build"))
             .and_then(|t| t["src_path"].as_str())
             .map(PathBuf::from);
+        // Read as any file a crate names: a regular file, within bounds, never waiting on a
+        // FIFO (`build = "/dev/zero"` is no build script).
+        const BUILD_SCRIPT: host::small_file::SmallFile = host::small_file::SmallFile {
+            what: "build script",
+            limit: 16 << 20,
+            links: host::small_file::Links::Follow,
+        };
         let records = build_script
             .as_deref()
-            .and_then(|p| std::fs::read_to_string(p).ok())
+            .and_then(|p| BUILD_SCRIPT.read_to_string(p).ok())
             .is_some_and(|text| calls_recorder(&text));
         if !records {
             return Err(PreflightError::NoRecorder { name, build_script });
