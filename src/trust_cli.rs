@@ -32,8 +32,9 @@ pub const DEFAULT_KEY_PREFIX: &str = "plugin-host";
 /// Signature checking, for every command that verifies plugins.
 #[derive(Args)]
 pub struct SignatureArgs {
-    /// Trust signatures by this minisign public key: the base64 line of a `.pub` file, or
-    /// the path of one (repeatable). Trusting a key makes `--signatures` default to `warn`.
+    /// Trust signatures by this minisign public key: the base64 line of a `.pub` file (always
+    /// that key, whatever a file of that name holds), or the path of one (repeatable).
+    /// Trusting a key makes `--signatures` default to `warn`.
     #[arg(long = "trusted-key", value_name = "KEY")]
     trusted_keys: Vec<String>,
     /// What to do about plugin signatures (FILE.minisig): ignore, warn, require. Default:
@@ -64,16 +65,20 @@ impl SignatureArgs {
             }
         }
         for key in &self.trusted_keys {
-            // A path (anything that exists there) is read as a `.pub` file: a regular file,
-            // bounded, never blocking on a FIFO.
-            let text = if Path::new(key).symlink_metadata().is_ok() {
-                KEY_FILE
-                    .read_to_string(Path::new(key))
-                    .with_context(|| format!("--trusted-key {key}"))?
-            } else {
-                key.clone()
+            // A key given as a key is that key, whatever a file of that name holds (a
+            // repository could ship one named like the key it would replace). Anything else
+            // is a path, read as a `.pub` file: a regular file, bounded, never blocking on a
+            // FIFO.
+            let key = match TrustedKey::parse(key) {
+                Ok(key) => key,
+                Err(_) if Path::new(key).symlink_metadata().is_ok() => {
+                    let text = KEY_FILE
+                        .read_to_string(Path::new(key))
+                        .with_context(|| format!("--trusted-key {key}"))?;
+                    TrustedKey::parse(&text).map_err(|e| anyhow!("--trusted-key {key}: {e}"))?
+                }
+                Err(e) => return Err(anyhow!("--trusted-key: {e}")),
             };
-            let key = TrustedKey::parse(&text).map_err(|e| anyhow!("--trusted-key: {e}"))?;
             host = host.trusted_key(key);
         }
         if let Some(mode) = self.signatures {

@@ -677,3 +677,38 @@ fn load_in_place_loads_the_hashed_copy_when_a_lock_or_signature_vouches() {
     assert_eq!(report.signature, Some(host::SignatureStatus::Signed));
     assert!(works);
 }
+
+#[test]
+fn a_key_given_as_a_key_is_that_key_whatever_a_file_of_its_name_holds() {
+    let keys = tempfile::tempdir().unwrap();
+    let (key, author_pub, secret) = minisign_keypair(keys.path(), "author");
+    let (_, stranger_pub, _) = minisign_keypair(keys.path(), "stranger");
+    let dir = plugin_dir(&["hello"]);
+    minisign_sign(&secret, &dir.path().join(file_name("hello")), false);
+    // A checkout holding a file named like the key (a key's `/` makes directories), which
+    // holds another key.
+    let checkout = tempfile::tempdir().unwrap();
+    let planted = checkout.path().join(&key);
+    fs::create_dir_all(planted.parent().unwrap()).unwrap();
+    fs::copy(&stranger_pub, &planted).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_plugin-host"))
+        .args(["scan", s(dir.path()), "--json"])
+        .args(["--trusted-key", &key, "--signatures", "require"])
+        .current_dir(checkout.path())
+        .env("XDG_CACHE_HOME", crate::fixtures::tmp().join("xdg-cache"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let scan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let hello = entry(&scan, "libhello.so");
+    assert_eq!(hello["status"], "loaded", "{scan:#}");
+    assert_eq!(hello["signature"], "signed", "{scan:#}");
+    // A path to a key file is still read as one.
+    let by_path = ["--trusted-key", s(&author_pub), "--signatures", "require"];
+    let scan = scan_json(dir.path(), &by_path);
+    assert_eq!(
+        entry(&scan, "libhello.so")["signature"],
+        "signed",
+        "{scan:#}"
+    );
+}
