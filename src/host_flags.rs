@@ -118,8 +118,9 @@ impl LoadArgs {
         #[cfg(unix)]
         {
             for name in &self.isolate {
+                // Applied after the files: `all` wins over what one said of a plugin.
                 isolation = if name == "all" {
-                    isolation.default_mode(Mode::Process)
+                    isolation.every_plugin(Mode::Process)
                 } else {
                     isolation.plugin(name, Mode::Process)
                 };

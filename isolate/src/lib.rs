@@ -184,6 +184,17 @@ impl Isolation {
         self
     }
 
+    /// Runs every plugin this way, those with a setting of their own so far
+    /// ([`Isolation::plugin`]) too (builtins always run in-process): a command line's "all"
+    /// over what files said of single plugins.
+    pub fn every_plugin(mut self, mode: Mode) -> Self {
+        self.default = mode;
+        for each in self.by_name.values_mut() {
+            *each = mode;
+        }
+        self
+    }
+
     /// Runs every plugin without a setting of its own ([`Isolation::plugin`]) this way
     /// (builtins always run in-process).
     pub fn default_mode(mut self, mode: Mode) -> Self {

@@ -212,6 +212,26 @@ fn isolation_process_runs_the_plugin_in_a_worker() {
 }
 
 #[test]
+fn isolate_all_isolates_every_plugin_whatever_a_file_says_of_one() {
+    let m = Machine::new();
+    install(&m, "proj/plugins", "hello");
+    install(&m, "proj/plugins", "unruly");
+    // The user's file keeps `hello` in the host; the flag asks for every plugin in a worker.
+    m.write(
+        "home/.config/plugin-host/config.toml",
+        "[plugins.hello]\nisolation = \"in-process\"\n",
+    );
+    m.project("[search]\npaths = [\"plugins\"]\n");
+    let without = scan(&m, &[]);
+    assert_eq!(named(&without, "hello")["isolated"], false, "{without:#}");
+    let all = scan(&m, &["--isolate", "all"]);
+    for name in ["hello", "unruly"] {
+        let plugin = named(&all, name);
+        assert_eq!(plugin["isolated"], true, "{plugin:#}");
+    }
+}
+
+#[test]
 fn a_broken_file_stops_every_command_before_any_plugin_is_touched() {
     let m = Machine::new();
     let dir = install(&m, "proj/plugins", "hello");
