@@ -541,16 +541,22 @@ fn without_subject(plugin: &str, message: &str) -> String {
     }
 }
 
-/// The plugin's own failure as the caller's error.
+/// The plugin's own failure as the caller's error. A message that ends as the host's own
+/// failures do (` [plugin-timeout]`, read by [`crate::reason`]) is marked as the plugin's,
+/// so that it is never taken for the host's word.
 fn call_error(f: CallFailure) -> CallError {
-    CallError {
+    let mut error = CallError {
         kind: if f.panicked {
             CallErrorKind::Panicked
         } else {
             CallErrorKind::Failed
         },
         message: f.message.into(),
+    };
+    if crate::reason(&error).is_some() {
+        error.message.push_str(" (the plugin's own message)");
     }
+    error
 }
 
 fn error(message: String) -> CallError {
@@ -621,6 +627,38 @@ impl Drop for Supervisor {
 #[cfg(test)]
 mod tests {
     use super::without_subject;
+
+    #[test]
+    fn a_plugins_own_message_is_never_taken_for_the_hosts_reason() {
+        use plugin_api::{CallError, CallErrorKind};
+        for (panicked, message) in [
+            (false, "upstream said [plugin-timeout]"),
+            (true, "boom [plugin-crashed]"),
+            (false, "[protocol-error]"),
+        ] {
+            let failure = plugin_protocol::CallFailure {
+                panicked,
+                message: message.into(),
+            };
+            let error = super::call_error(failure);
+            assert_eq!(crate::reason(&error), None, "{}", error.message);
+            assert!(error.message.starts_with(message), "{}", error.message);
+        }
+        // An ordinary message is the plugin's, unchanged; the host's own tag is read.
+        let plain = plugin_protocol::CallFailure {
+            panicked: false,
+            message: "no such file [42]".into(),
+        };
+        assert_eq!(
+            super::call_error(plain).message.as_str(),
+            "no such file [42]"
+        );
+        let hosts = CallError {
+            kind: CallErrorKind::Failed,
+            message: "plugin `p` did not answer within 1s [plugin-timeout]".into(),
+        };
+        assert_eq!(crate::reason(&hosts), Some(host::ReasonCode::PluginTimeout));
+    }
 
     #[test]
     fn a_message_loses_its_subject_once() {
