@@ -235,6 +235,8 @@ fn ignored_reason(why: &host::config::Untrusted) -> String {
         Untrusted::NotTrusted => format!("not trusted; `{APP} config trust` trusts it"),
         Untrusted::Changed => format!("changed since trusted; `{APP} config trust` again"),
         Untrusted::OtherOwner { uid, .. } => format!("owned by user {uid}"),
+        Untrusted::Unusable { detail } => host::text::printable(detail).into_owned(),
+        Untrusted::Unchecked { .. } => "its owner cannot be checked".to_owned(),
         _ => "nowhere to record trust".to_owned(),
     }
 }

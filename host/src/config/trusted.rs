@@ -46,6 +46,12 @@ pub enum Untrusted {
     },
     /// There is nowhere to record trust: no `$XDG_DATA_HOME` and no `$HOME`.
     NoRecord,
+    /// It is no configuration file the host reads (larger than 1 MiB, not UTF-8, not a
+    /// regular file): so not a file the user trusted either.
+    Unusable {
+        /// What is wrong with it.
+        detail: String,
+    },
     /// Its owner (or its directory's) could not be checked.
     Unchecked {
         /// The path that could not be checked.
@@ -89,6 +95,10 @@ impl IgnoredFile {
             Untrusted::Unchecked { path, detail } => format!(
                 "{file} is ignored: who owns {} cannot be checked ({detail})",
                 crate::text::printable(&path.display().to_string())
+            ),
+            Untrusted::Unusable { detail } => format!(
+                "{file} is ignored: {detail}",
+                detail = crate::text::printable(detail)
             ),
             Untrusted::NoRecord => format!(
                 "{file} is ignored: there is no data directory ($XDG_DATA_HOME or $HOME) to \
@@ -147,11 +157,25 @@ pub(crate) fn read_project(file: &Path) -> Result<Result<String, Untrusted>, Sma
     if let Some(why) = path_refusal(file) {
         return Ok(Err(why));
     }
-    let (bytes, meta) = super::CONFIG_FILE.read_with_metadata(file)?;
+    // A file no configuration could be (a cloned repository's, say) is ignored as any
+    // untrusted one is, not an error that stops every command.
+    let unusable = |e: SmallFileError| match e {
+        SmallFileError::TooLarge { .. }
+        | SmallFileError::NotText { .. }
+        | SmallFileError::NotRegular { .. } => Ok(Err(Untrusted::Unusable { detail: e.detail() })),
+        e => Err(e),
+    };
+    let (bytes, meta) = match super::CONFIG_FILE.read_with_metadata(file) {
+        Ok(read) => read,
+        Err(e) => return unusable(e),
+    };
     if let Some(why) = owner_refusal(file, &meta) {
         return Ok(Err(why));
     }
-    super::CONFIG_FILE.text(file, bytes).map(Ok)
+    match super::CONFIG_FILE.text(file, bytes) {
+        Ok(text) => Ok(Ok(text)),
+        Err(e) => unusable(e),
+    }
 }
 
 /// `Some` when `meta` (of `path`) says another user than this process's owns it, root

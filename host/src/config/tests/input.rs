@@ -313,6 +313,29 @@ fn workers_of_the_wrong_type_or_under_a_misspelt_key_are_refused() {
 }
 
 #[test]
+fn a_project_file_no_configuration_could_be_is_ignored_not_an_error() {
+    let w = World::new();
+    let locations = w.recorded_locations();
+    w.write("proj/plugin-host.toml", "[policy]\npreset = \"strict\"\n");
+    let file = w.path("proj/plugin-host.toml");
+    for (bytes, says) in [
+        (b"[policy]\npreset = \"\xff\"\n".to_vec(), "not UTF-8"),
+        (vec![b'#'; (1 << 20) + 1], "larger than"),
+    ] {
+        std::fs::write(&file, &bytes).unwrap();
+        let config = Config::load(&locations).unwrap();
+        assert_eq!(config.policy_preset(), None);
+        let ignored = &config.ignored()[0];
+        assert!(
+            matches!(&ignored.why, Untrusted::Unusable { detail } if detail.contains(says)),
+            "{:?}",
+            ignored.why
+        );
+        assert!(ignored.message("plugin-host").contains("is ignored"));
+    }
+}
+
+#[test]
 fn trust_is_recorded_in_the_data_home_and_a_project_file_is_used_once_trusted() {
     let w = World::new();
     let locations = w.recorded_locations();
