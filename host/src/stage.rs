@@ -91,6 +91,10 @@ pub(crate) struct Staged {
     pub(crate) path: PathBuf,
     /// Libraries found in `$ORIGIN` directories and linked in beside it.
     pub(crate) linked: usize,
+    /// Those libraries, open: each is linked in by its descriptor (`/proc/self/fd/N`), so
+    /// what the loader opens is the regular file checked here, even if another file is
+    /// renamed over its name meanwhile (a FIFO there would hang the loader).
+    deps: Vec<File>,
 }
 
 impl Drop for Staged {
@@ -141,6 +145,7 @@ pub(crate) fn stage(area: &Area, file: &File, info: &LoadInfo, real: &Path) -> i
             is_dir: false,
             path,
             linked: 0,
+            deps: Vec::new(),
         });
     }
     let up = origin_entries
@@ -161,6 +166,7 @@ pub(crate) fn stage(area: &Area, file: &File, info: &LoadInfo, real: &Path) -> i
         is_dir: true,
         path: origin.join(&name),
         linked: 0,
+        deps: Vec::new(),
     };
     symlink(&target, &staged.path)?;
 
@@ -215,7 +221,8 @@ pub(crate) fn stage(area: &Area, file: &File, info: &LoadInfo, real: &Path) -> i
                     continue;
                 }
                 seen.insert(staged_lib.clone());
-                if symlink(&real_lib, &staged_lib).is_err() {
+                let by_descriptor = format!("/proc/self/fd/{}", dep.as_raw_fd());
+                if symlink(&by_descriptor, &staged_lib).is_err() {
                     continue; // a directory of the mirror has that name
                 }
                 staged.linked += 1;
@@ -230,6 +237,7 @@ pub(crate) fn stage(area: &Area, file: &File, info: &LoadInfo, real: &Path) -> i
                         real_lib.clone(),
                     ));
                 }
+                staged.deps.push(dep);
             }
         }
     }
@@ -1072,9 +1080,26 @@ mod tests {
         assert_eq!(staged.linked, 2);
         let origin = staged.path.parent().unwrap();
         for lib in ["libA.so", "libB.so"] {
+            // Linked by the descriptor of the file checked: the same inode.
             let link = std::fs::read_link(origin.join(lib)).unwrap();
-            assert_eq!(link, real.path().join(lib));
+            assert!(link.starts_with("/proc/self/fd/"), "{}", link.display());
+            let (linked, real_lib) = (
+                std::fs::metadata(origin.join(lib)).unwrap(),
+                std::fs::metadata(real.path().join(lib)).unwrap(),
+            );
+            assert_eq!(
+                (linked.dev(), linked.ino()),
+                (real_lib.dev(), real_lib.ino())
+            );
         }
+        // A FIFO renamed over a library's name after it was checked: the name staged still
+        // leads to the file checked, never to something the loader would wait on.
+        let fifo = real.path().join("fifo");
+        let c_fifo = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a NUL-terminated path we own, for the call's duration.
+        assert_eq!(unsafe { libc::mkfifo(c_fifo.as_ptr(), 0o600) }, 0);
+        std::fs::rename(&fifo, real.path().join("libB.so")).unwrap();
+        assert!(std::fs::metadata(origin.join("libB.so")).unwrap().is_file());
     }
 
     #[test]
