@@ -166,7 +166,11 @@ pub fn run(command: BuilderCommand, host: HostIdentity) -> Result<ExitCode> {
         Ok(code) => Ok(code),
         Err(e) => match e.downcast_ref::<container::ContainerError>() {
             Some(error) => {
-                eprintln!("error: {error}");
+                // Over several lines, each escaped: file names from the crate, and its
+                // build's own output (already escaped: escaping again leaves it as it is).
+                let text = error.to_string();
+                let lines: Vec<_> = text.lines().map(host::text::printable).collect();
+                eprintln!("error: {}", lines.join("\n"));
                 Ok(ExitCode::from(2))
             }
             None => Err(e),

@@ -533,7 +533,11 @@ fn log_reports_where(
             );
         }
         for w in report.warnings() {
-            tracing::warn!("[{}] {}", w.check.reason(), printable(&w.message));
+            tracing::warn!(
+                "[{}] {}",
+                w.check.reason(),
+                crate::output::shown(&w.message)
+            );
         }
         for w in &report.trust_warnings {
             tracing::warn!(

@@ -167,7 +167,8 @@ fn print_text(config: &Config) -> Result<()> {
 struct Doc<'a> {
     app: &'a str,
     env: String,
-    project_dir: Option<&'a Path>,
+    /// Paths as text, any bytes beyond UTF-8 replaced (as `scan --json` gives them).
+    project_dir: Option<String>,
     files: Vec<FileDoc<'a>>,
     values: Vec<ValueDoc>,
 }
@@ -175,7 +176,7 @@ struct Doc<'a> {
 #[derive(Serialize)]
 struct FileDoc<'a> {
     layer: &'a str,
-    path: &'a Path,
+    path: String,
     found: bool,
     /// Why a found file is not used (`not-trusted`, `changed`, `other-owner`, `no-record`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -186,7 +187,7 @@ struct FileDoc<'a> {
 struct ValueDoc {
     key: String,
     value: serde_json::Value,
-    file: Option<PathBuf>,
+    file: Option<String>,
     line: Option<usize>,
     column: Option<usize>,
 }
@@ -195,13 +196,13 @@ fn print_json(config: &Config) -> Result<()> {
     let doc = Doc {
         app: config.app(),
         env: Locations::env_var(config.app()),
-        project_dir: config.project_dir(),
+        project_dir: config.project_dir().map(lossy),
         files: config
             .candidates()
             .iter()
             .map(|c| FileDoc {
                 layer: c.kind.as_str(),
-                path: &c.path,
+                path: lossy(&c.path),
                 found: c.found,
                 ignored: config
                     .ignored()
@@ -216,16 +217,20 @@ fn print_json(config: &Config) -> Result<()> {
             .map(|e| ValueDoc {
                 key: e.key,
                 value: e.json,
-                file: e.origin.as_ref().map(|o| o.file.clone()),
+                file: e.origin.as_ref().map(|o| lossy(&o.file)),
                 line: e.origin.as_ref().map(|o| o.line),
                 column: e.origin.as_ref().map(|o| o.column),
             })
             .collect(),
     };
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, &doc)?;
-    writeln!(out)?;
+    // Made whole before any of it is written: a consumer never reads half a document.
+    let text = serde_json::to_string_pretty(&doc)?;
+    writeln!(std::io::stdout().lock(), "{text}")?;
     Ok(())
+}
+
+fn lossy(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
 }
 
 /// A few words on why a project file is ignored (the whole message is on stderr).

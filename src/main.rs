@@ -71,7 +71,7 @@ static PROVENANCE_NOTE: ProvenanceNote = {
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     if let Err(e) = cli::init_logging(&cli.log) {
-        eprintln!("error: {}", chain_text(&e));
+        eprintln!("error: {}", host::text::printable(&chain_text(&e)));
         return ExitCode::from(2);
     }
     match cli::run(cli) {

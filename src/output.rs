@@ -256,14 +256,14 @@ impl Table {
             text.push_str(&format!(
                 "\n    error[{}]: {}",
                 c.check.reason(),
-                printable(&c.message)
+                shown(&c.message)
             ));
         }
         for c in r.warnings() {
             text.push_str(&format!(
                 "\n    warning[{}]: {}",
                 c.check.reason(),
-                printable(&c.message)
+                shown(&c.message)
             ));
         }
         for w in &r.trust_warnings {
@@ -390,5 +390,34 @@ mod tests {
             "<builtin>",
         ]);
         assert_eq!(head.find("PATH"), row.find("<builtin>"));
+    }
+}
+
+/// The most characters of a check's message a table shows (a plugin listing thousands of
+/// crates that differ from the host's gets a message that long; `--json` has it whole).
+pub(crate) const MAX_SHOWN_MESSAGE: usize = 4096;
+
+/// A check's message as a table or a log line shows it: escaped, and cut to
+/// [`MAX_SHOWN_MESSAGE`] characters.
+pub(crate) fn shown(message: &str) -> String {
+    printable(&bounded(message, MAX_SHOWN_MESSAGE)).into_owned()
+}
+
+#[cfg(test)]
+mod shown_tests {
+    use super::*;
+
+    #[test]
+    fn a_checks_message_is_shown_escaped_and_cut() {
+        let long = format!("\u{1b}[2K{}", "serde 1.0.0-x, ".repeat(100_000));
+        let text = shown(&long);
+        assert!(text.starts_with("\\u{1b}[2Kserde"), "{}", &text[..40]);
+        assert!(!text.contains('\u{1b}'));
+        assert!(
+            text.chars().count() <= MAX_SHOWN_MESSAGE + 8,
+            "{}",
+            text.len()
+        );
+        assert_eq!(shown("plain"), "plain");
     }
 }

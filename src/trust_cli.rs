@@ -314,7 +314,11 @@ pub fn sign(files: &[PathBuf], key: Option<&Path>) -> Result<ExitCode> {
         // Never through a link planted at FILE.minisig: a new file renamed over it.
         host::small_file::write_atomically(&out, signature.into_string().as_bytes())
             .with_context(|| format!("{}: cannot write the signature", out.display()))?;
-        outln!("signed {}  ->  {}", file.display(), out.display())?;
+        outln!(
+            "signed {}  ->  {}",
+            host::text::printable(&file.display().to_string()),
+            host::text::printable(&out.display().to_string())
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

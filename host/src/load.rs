@@ -9,7 +9,7 @@ use plugin_api::{CallErrorKind, CapabilityExport, HostServices, HostServices_TO,
 
 use crate::error::PluginError;
 use crate::kinds::Kinds;
-use crate::limits::{capability_name, MAX_CAPABILITIES};
+use crate::limits::{capability_name, MAX_CAPABILITIES, MAX_CAPABILITY_NAME};
 use crate::reason::ReasonCode;
 
 /// Maps the library at `load_path` (absolute) and finds its `abi_stable` header; `path` is
@@ -116,6 +116,11 @@ impl Registration<'_> {
             Some(format!("more than {MAX_CAPABILITIES} capabilities"))
         } else if std::str::from_utf8(capability.kind_bytes()).is_err() {
             Some("a capability kind that is not UTF-8".to_owned())
+        } else if capability.kind_bytes().len() > MAX_CAPABILITY_NAME {
+            Some(format!(
+                "a capability kind of {} bytes, more than {MAX_CAPABILITY_NAME}",
+                capability.kind_bytes().len()
+            ))
         } else {
             capability_name(capability.name_bytes()).err()
         };

@@ -307,6 +307,29 @@ fn a_fifo_in_the_crate_is_refused_by_name_and_out_untouched() {
 }
 
 #[test]
+fn a_file_name_in_the_crate_is_shown_escaped_never_as_terminal_control() {
+    // A FIFO whose name writes the clipboard (OSC 52) and clears the line when printed raw.
+    let (_dir, krate) = standalone_plugin("fifo-named");
+    let pipe = krate.join("src/\u{1b}]52;c;cHduZWQ=\u{7}\u{1b}[2Kpipe");
+    let c = std::ffi::CString::new(pipe.to_str().unwrap()).unwrap();
+    // SAFETY: `c` is a NUL-terminated path that lives across the call.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let escaped = "src/\\u{1b}]52;c;cHduZWQ=\\u{7}\\u{1b}[2Kpipe: a FIFO, not a regular file";
+    assert_refused_untouched(&krate, escaped);
+    let out = tempfile::tempdir().unwrap();
+    let o = cli(&[
+        "builder",
+        "build",
+        krate.to_str().unwrap(),
+        "--out",
+        out.path().to_str().unwrap(),
+        "--engine",
+        "none",
+    ]);
+    assert!(!stderr(&o).contains('\u{1b}'), "{:?}", stderr(&o));
+}
+
+#[test]
 fn a_build_that_fails_is_reported_with_its_errors() {
     let (_dir, krate) = standalone_plugin("broken");
     fs::write(krate.join("src/lib.rs"), "fn oops( {}\n").unwrap();
