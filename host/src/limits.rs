@@ -17,6 +17,10 @@ pub const MAX_VERSION_TEXT: usize = MAX_FIELD + 3 * 20 + 4;
 pub const MAX_LIST: usize = 10_000;
 /// The longest capability name accepted, in bytes.
 pub const MAX_CAPABILITY_NAME: usize = 128;
+/// The most characters of one text plugin code hands an in-process host at run time that the
+/// host keeps or logs (a log record's message or target, a registration's error message): the
+/// rest is cut, before any escaping makes it longer. A worker's are cut the same.
+pub const MAX_PLUGIN_TEXT: usize = 64 * 1024;
 /// The most capabilities one plugin may register.
 pub const MAX_CAPABILITIES: usize = 4096;
 

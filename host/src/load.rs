@@ -185,14 +185,20 @@ fn register(
         Err(e) if e.kind == CallErrorKind::Panicked => Err(PluginError::RegisterPanicked {
             path: path.to_owned(),
             name: name.to_owned(),
-            message: e.message_lossy().into_owned(),
+            message: kept(&e),
         }),
         Err(e) => Err(PluginError::RegisterFailed {
             path: path.to_owned(),
             name: name.to_owned(),
-            message: e.message_lossy().into_owned(),
+            message: kept(&e),
         }),
     }
+}
+
+/// A registration's error message as the host keeps it: at most
+/// [`crate::limits::MAX_PLUGIN_TEXT`] characters, as a worker's is.
+fn kept(e: &plugin_api::CallError) -> String {
+    crate::text::bounded(&e.message_lossy(), crate::limits::MAX_PLUGIN_TEXT).into_owned()
 }
 
 /// A plugin about to register (loaded or builtin): what it is told, and what its

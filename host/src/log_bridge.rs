@@ -96,16 +96,25 @@ pub(crate) fn logger_for(plugin: &str) -> Logger {
 
 unsafe extern "C" fn forward(context: *const c_void, record: &LogRecord<'_>) {
     // A panicking subscriber must not unwind into the plugin; the record is dropped instead.
-    let _ = catch_unwind(AssertUnwindSafe(|| {
+    let caught = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: `context` is the leaked `PluginLog` built in `logger_for`.
         let context = unsafe { &*context.cast::<PluginLog>() };
-        // Plugin text: checked as UTF-8 (nothing forces a plugin to send it); `emit`
-        // escapes control characters, so it cannot forge log lines or drive a terminal.
-        let message = crate::text::lossy(record.message.as_rslice().as_slice());
-        let module = crate::text::lossy(record.target.as_rslice().as_slice());
+        // Plugin text: checked as UTF-8 (nothing forces a plugin to send it) and cut to
+        // `MAX_PLUGIN_TEXT` first; `emit` escapes control characters, so it cannot forge
+        // log lines or drive a terminal.
+        let cut = |bytes: &[u8]| {
+            let text = crate::text::lossy(bytes);
+            crate::text::bounded(&text, crate::limits::MAX_PLUGIN_TEXT).into_owned()
+        };
+        let message = cut(record.message.as_rslice().as_slice());
+        let module = cut(record.target.as_rslice().as_slice());
         match FORWARD.get() {
             Some((_, forward)) => forward(record.level, &module, &message),
             None => emit(&context.span, record.level, &module, &message),
         }
     }));
+    // A payload whose drop panicked again would unwind from here: it is not dropped.
+    if let Err(payload) = caught {
+        std::mem::forget(payload);
+    }
 }

@@ -17,7 +17,7 @@ pub enum CallErrorKind {
 
 /// An error returned across the boundary by plugin code (registration or a capability call).
 #[repr(C)]
-#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+#[derive(StableAbi, Clone, PartialEq, Eq)]
 pub struct CallError {
     /// Whether it failed or panicked.
     pub kind: CallErrorKind,
@@ -155,5 +155,44 @@ mod tests {
         let panicked = guard::<()>(|| panic!("boom {}", 7)).unwrap_err();
         assert_eq!(panicked.kind, CallErrorKind::Panicked);
         assert_eq!(panicked.to_string(), "panicked: boom 7");
+    }
+}
+
+// By hand, not derived: the message is plugin bytes that nothing forces to be UTF-8, and
+// `RString`'s own `Debug` reads them as a `str`. Shown as `message_lossy` does.
+impl std::fmt::Debug for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallError")
+            .field("kind", &self.kind)
+            .field("message", &self.message_lossy())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod debug_tests {
+    use super::*;
+    use abi_stable::std_types::{RStr, RVec};
+
+    #[test]
+    fn plugin_bytes_that_are_not_utf8_are_shown_replaced() {
+        // SAFETY: deliberately not UTF-8, as a plugin may send it: only its bytes are read.
+        let message = unsafe { RString::from_utf8_unchecked(RVec::from(b"cut \xf0".to_vec())) };
+        let error = CallError {
+            kind: CallErrorKind::Failed,
+            message,
+        };
+        let shown = format!("{error:?}");
+        assert!(shown.contains("cut \u{fffd}"), "{shown}");
+        let bytes = b"\xffgone";
+        // SAFETY: as above.
+        let text = unsafe { RStr::from_raw_parts(bytes.as_ptr(), bytes.len()) };
+        let record = crate::logger::LogRecord {
+            level: crate::logger::LogLevel::Info,
+            target: text,
+            message: text,
+        };
+        let shown = format!("{record:?}");
+        assert!(shown.contains("\u{fffd}gone"), "{shown}");
     }
 }

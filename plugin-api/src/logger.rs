@@ -56,7 +56,7 @@ impl LogLevel {
 
 /// One log record crossing the boundary.
 #[repr(C)]
-#[derive(StableAbi, Debug, Clone, Copy)]
+#[derive(StableAbi, Clone, Copy)]
 pub struct LogRecord<'a> {
     /// Severity.
     pub level: LogLevel,
@@ -64,6 +64,20 @@ pub struct LogRecord<'a> {
     pub target: RStr<'a>,
     /// The formatted message.
     pub message: RStr<'a>,
+}
+
+// By hand, not derived: the texts are plugin bytes that nothing forces to be UTF-8, and
+// `RStr`'s own `Debug` reads them as a `str`. Shown with invalid bytes replaced.
+impl std::fmt::Debug for LogRecord<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let lossy =
+            |text: &RStr<'_>| String::from_utf8_lossy(text.as_rslice().as_slice()).into_owned();
+        f.debug_struct("LogRecord")
+            .field("level", &self.level)
+            .field("target", &lossy(&self.target))
+            .field("message", &lossy(&self.message))
+            .finish()
+    }
 }
 
 /// The host's log sink, as an FFI-safe value: an opaque context, the most verbose level the

@@ -564,10 +564,30 @@ fn a_long_log_record_of_an_isolated_plugin_is_logged_cut() {
         .lines()
         .find(|l| l.contains("misbehave logs long: "))
         .unwrap_or_else(|| panic!("the record is not logged: {}", &err[..err.len().min(2000)]));
-    // "misbehave logs long: " (21 bytes), a MiB of x, " end": cut after 65536 bytes.
-    let cut = 21 + (1 << 20) + 4 - 65536;
+    // "misbehave logs long: " (21 bytes), a MiB of x, " end": cut to 65 536 characters in
+    // the worker (as in-process), and to 65 536 bytes again in the host.
     assert!(
-        line.contains(&format!("xxx… ({cut} bytes cut)")),
+        line.contains("xxx…") && line.contains(" bytes cut)"),
+        "{}",
+        &line[line.len().saturating_sub(300)..]
+    );
+    assert!(!line.contains(" end"));
+    assert!(err.len() < 80 * 1024, "{} bytes of log", err.len());
+}
+
+#[test]
+fn a_long_log_record_of_an_in_process_plugin_is_logged_cut_too() {
+    let dir = plugin_dir(&["unruly"]);
+    let d = dir.path().to_str().unwrap();
+    let out = cli(&["run", "--plugins", d, "misbehave", "log-long", "1048576"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    let line = err
+        .lines()
+        .find(|l| l.contains("misbehave logs long: "))
+        .unwrap_or_else(|| panic!("the record is not logged: {}", &err[..err.len().min(2000)]));
+    assert!(
+        line.contains("xxx…"),
         "{}",
         &line[line.len().saturating_sub(300)..]
     );
