@@ -292,14 +292,19 @@ fn a_crate_without_the_recorder_is_refused_and_out_untouched() {
     assert_refused_untouched(&krate, "plugin_api::build::record()");
 }
 
+/// A FIFO at `path`.
+fn make_fifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: `c` is a NUL-terminated path that lives across the call.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+}
+
 #[test]
 fn a_fifo_in_the_crate_is_refused_by_name_and_out_untouched() {
     // Copying the crate into the build's stage used to open the FIFO and wait forever.
     let (_dir, krate) = standalone_plugin("fifo");
     let pipe = krate.join("src/pipe");
-    let c = std::ffi::CString::new(pipe.to_str().unwrap()).unwrap();
-    // SAFETY: `c` is a NUL-terminated path that lives across the call.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    make_fifo(&pipe);
     assert_refused_untouched(
         &krate,
         &format!("{}: a FIFO, not a regular file", pipe.display()),
@@ -310,10 +315,7 @@ fn a_fifo_in_the_crate_is_refused_by_name_and_out_untouched() {
 fn a_file_name_in_the_crate_is_shown_escaped_never_as_terminal_control() {
     // A FIFO whose name writes the clipboard (OSC 52) and clears the line when printed raw.
     let (_dir, krate) = standalone_plugin("fifo-named");
-    let pipe = krate.join("src/\u{1b}]52;c;cHduZWQ=\u{7}\u{1b}[2Kpipe");
-    let c = std::ffi::CString::new(pipe.to_str().unwrap()).unwrap();
-    // SAFETY: `c` is a NUL-terminated path that lives across the call.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    make_fifo(&krate.join("src/\u{1b}]52;c;cHduZWQ=\u{7}\u{1b}[2Kpipe"));
     let escaped = "src/\\u{1b}]52;c;cHduZWQ=\\u{7}\\u{1b}[2Kpipe: a FIFO, not a regular file";
     assert_refused_untouched(&krate, escaped);
     let out = tempfile::tempdir().unwrap();

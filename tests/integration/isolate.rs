@@ -544,55 +544,43 @@ fn the_cli_isolates_reports_and_forwards_logs() {
     assert!(stdout(&out).contains(&format!("{} [isolated]", file_name("unruly"))));
 }
 
-#[test]
-fn a_long_log_record_of_an_isolated_plugin_is_logged_cut() {
+/// `unruly` logs a mebibyte of `x` between "misbehave logs long: " and " end", run with
+/// `flags`: the line of the host's log that holds it, after checking it was cut and the whole
+/// log stayed small.
+fn long_log_line(flags: &[&str]) -> String {
     let dir = plugin_dir(&["unruly"]);
-    let d = dir.path().to_str().unwrap();
-    let out = cli(&[
-        "run",
-        "--plugins",
-        d,
-        "--isolate",
-        "all",
-        "misbehave",
-        "log-long",
-        "1048576",
-    ]);
+    let mut args = vec!["run", "--plugins", dir.path().to_str().unwrap()];
+    args.extend_from_slice(flags);
+    args.extend(["misbehave", "log-long", "1048576"]);
+    let out = cli(&args);
     assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
     let line = err
         .lines()
         .find(|l| l.contains("misbehave logs long: "))
-        .unwrap_or_else(|| panic!("the record is not logged: {}", &err[..err.len().min(2000)]));
-    // "misbehave logs long: " (21 bytes), a MiB of x, " end": cut to 65 536 characters in
-    // the worker (as in-process), and to 65 536 bytes again in the host.
-    assert!(
-        line.contains("xxx…") && line.contains(" bytes cut)"),
-        "{}",
-        &line[line.len().saturating_sub(300)..]
-    );
-    assert!(!line.contains(" end"));
+        .unwrap_or_else(|| panic!("the record is not logged: {}", &err[..err.len().min(2000)]))
+        .to_owned();
+    let tail = &line[line.len().saturating_sub(300)..];
+    assert!(line.contains("xxx…") && !line.contains(" end"), "{tail}");
     assert!(err.len() < 80 * 1024, "{} bytes of log", err.len());
+    line
+}
+
+#[test]
+fn a_long_log_record_of_an_isolated_plugin_is_logged_cut() {
+    // Cut to 65 536 characters in the worker (as in-process), and to 65 536 bytes again in
+    // the host, which says how many it cut.
+    let line = long_log_line(&["--isolate", "all"]);
+    assert!(
+        line.contains(" bytes cut)"),
+        "{}",
+        &line[line.len() - 300..]
+    );
 }
 
 #[test]
 fn a_long_log_record_of_an_in_process_plugin_is_logged_cut_too() {
-    let dir = plugin_dir(&["unruly"]);
-    let d = dir.path().to_str().unwrap();
-    let out = cli(&["run", "--plugins", d, "misbehave", "log-long", "1048576"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let err = stderr(&out);
-    let line = err
-        .lines()
-        .find(|l| l.contains("misbehave logs long: "))
-        .unwrap_or_else(|| panic!("the record is not logged: {}", &err[..err.len().min(2000)]));
-    assert!(
-        line.contains("xxx…"),
-        "{}",
-        &line[line.len().saturating_sub(300)..]
-    );
-    assert!(!line.contains(" end"));
-    assert!(err.len() < 80 * 1024, "{} bytes of log", err.len());
+    long_log_line(&[]);
 }
 
 #[test]
