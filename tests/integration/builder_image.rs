@@ -248,12 +248,16 @@ fn a_missing_engine_is_an_error_with_the_fix() {
 
 /// Runs `builder build` of `krate` into an --out holding one file, expects exit 2 with
 /// `needle` in the message, and the directory as it was.
-fn assert_refused_untouched(krate: &Path, needle: &str) {
-    assert_refused_untouched_by(krate, "none", &[needle]);
+fn assert_refused_untouched(krate: &Path, needle: &str) -> std::process::Output {
+    assert_refused_untouched_by(krate, "none", &[needle])
 }
 
 /// [`assert_refused_untouched`] with `engine`, and every one of `needles` in the message.
-fn assert_refused_untouched_by(krate: &Path, engine: &str, needles: &[&str]) {
+fn assert_refused_untouched_by(
+    krate: &Path,
+    engine: &str,
+    needles: &[&str],
+) -> std::process::Output {
     let out = tempfile::tempdir().unwrap();
     fs::write(out.path().join("keep.txt"), "kept").unwrap();
     let o = cli(&[
@@ -274,6 +278,7 @@ fn assert_refused_untouched_by(krate: &Path, engine: &str, needles: &[&str]) {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(left, ["keep.txt"]);
+    o
 }
 
 #[test]
@@ -317,17 +322,7 @@ fn a_file_name_in_the_crate_is_shown_escaped_never_as_terminal_control() {
     let (_dir, krate) = standalone_plugin("fifo-named");
     make_fifo(&krate.join("src/\u{1b}]52;c;cHduZWQ=\u{7}\u{1b}[2Kpipe"));
     let escaped = "src/\\u{1b}]52;c;cHduZWQ=\\u{7}\\u{1b}[2Kpipe: a FIFO, not a regular file";
-    assert_refused_untouched(&krate, escaped);
-    let out = tempfile::tempdir().unwrap();
-    let o = cli(&[
-        "builder",
-        "build",
-        krate.to_str().unwrap(),
-        "--out",
-        out.path().to_str().unwrap(),
-        "--engine",
-        "none",
-    ]);
+    let o = assert_refused_untouched(&krate, escaped);
     assert!(!stderr(&o).contains('\u{1b}'), "{:?}", stderr(&o));
 }
 
