@@ -172,11 +172,12 @@ impl Client {
         let Some(params) = challenge.strip_prefix("Bearer ") else {
             return Ok(false);
         };
+        let params = challenge_params(params);
         let param = |name: &str| {
-            params.split(',').find_map(|p| {
-                let (k, v) = p.trim().split_once('=')?;
-                (k == name).then(|| v.trim_matches('"').to_owned())
-            })
+            params
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
         };
         let Some(realm) = param("realm") else {
             return Ok(false);
@@ -539,5 +540,82 @@ mod tests {
         assert_eq!(scheme(&at("oci://ghcr.io/x:1"), false), "https");
         assert_eq!(scheme(&at("oci://10.0.0.7:5000/x:1"), false), "https");
         assert_eq!(scheme(&at("oci://10.0.0.7:5000/x:1"), true), "http");
+    }
+}
+
+/// The `key=value` parameters of a `WWW-Authenticate` challenge (RFC 9110 §11.2: a value is a
+/// token or a quoted string, in which a backslash escapes the next character), in order. A
+/// quoted value may hold commas: distribution's push challenge asks for
+/// `scope="repository:NAME:pull,push"`.
+fn challenge_params(text: &str) -> Vec<(String, String)> {
+    let mut params = Vec::new();
+    let mut rest = text;
+    loop {
+        rest = rest.trim_start_matches([' ', '\t', ',']);
+        let Some((key, after)) = rest.split_once('=') else {
+            return params;
+        };
+        let key = key.trim();
+        let after = after.trim_start();
+        let mut value = String::new();
+        if let Some(quoted) = after.strip_prefix('"') {
+            let mut chars = quoted.char_indices();
+            let mut end = quoted.len();
+            while let Some((at, c)) = chars.next() {
+                match c {
+                    '\\' => {
+                        if let Some((_, next)) = chars.next() {
+                            value.push(next);
+                        }
+                    }
+                    '"' => {
+                        end = at + 1;
+                        break;
+                    }
+                    c => value.push(c),
+                }
+            }
+            rest = &quoted[end..];
+        } else {
+            let end = after.find(',').unwrap_or(after.len());
+            value.push_str(after[..end].trim());
+            rest = &after[end..];
+        }
+        params.push((key.to_owned(), value));
+    }
+}
+
+#[cfg(test)]
+mod challenge_tests {
+    use super::challenge_params;
+
+    #[test]
+    fn a_quoted_value_keeps_its_commas_and_escapes() {
+        let pairs = |text: &str| -> Vec<(String, String)> { challenge_params(text) };
+        let push = r#"realm="https://auth.example/token",service="registry.example",scope="repository:team/hello:pull,push""#;
+        assert_eq!(
+            pairs(push),
+            [
+                ("realm".to_owned(), "https://auth.example/token".to_owned()),
+                ("service".to_owned(), "registry.example".to_owned()),
+                (
+                    "scope".to_owned(),
+                    "repository:team/hello:pull,push".to_owned()
+                ),
+            ]
+        );
+        assert_eq!(
+            pairs(r#"realm=https://a/t, error="a \"quote\", and more""#),
+            [
+                ("realm".to_owned(), "https://a/t".to_owned()),
+                ("error".to_owned(), r#"a "quote", and more"#.to_owned()),
+            ]
+        );
+        // An unterminated quote ends the list with what it holds; garbage yields nothing.
+        assert_eq!(
+            pairs(r#"realm="https://a"#),
+            [("realm".to_owned(), "https://a".to_owned())]
+        );
+        assert!(pairs("no parameters here").is_empty());
     }
 }

@@ -243,6 +243,35 @@ fn fetch_and_place(
         ));
     }
     let placed = dir.join(library_file_name(&name));
+    // Which plugin a pull replaces is not the registry's to choose: without a name declared
+    // for it (`sync`), a pull replaces only what the lock says came from this very
+    // repository, never another plugin the directory holds or the lock pins.
+    if options.expect.is_none() {
+        let pinned = options.lock.as_deref().and_then(|lock| lock.get(&name));
+        let from = pinned.and_then(|entry| entry.source.as_deref());
+        let ours = from
+            .and_then(|source| Reference::parse(source).ok())
+            .is_some_and(|r| {
+                r.registry == reference.registry && r.repository == reference.repository
+            });
+        if (pinned.is_some() || fs::symlink_metadata(&placed).is_ok()) && !ours {
+            let whence = match from {
+                Some(source) => format!("from {}", host::text::printable(source)),
+                None => "not from this repository".to_owned(),
+            };
+            return Err(refused(
+                ReasonCode::NameMismatch,
+                format!(
+                    "it is plugin `{}`, which {} already holds ({whence}); a pull replaces only \
+                     a plugin pulled from the same repository: remove {} and its lock entry \
+                     first if you mean to replace it",
+                    host::text::printable(&name),
+                    host::text::printable(&dir.display().to_string()),
+                    host::text::printable(&placed.display().to_string()),
+                ),
+            ));
+        }
+    }
     let placed_signature = host::trust::signature_path(&placed);
     // The lock first (so a failure leaves nothing placed), then the signature, then the
     // library; each step undone if a later one fails.

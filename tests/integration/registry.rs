@@ -730,6 +730,48 @@ fn the_registry_names_neither_the_file_nor_a_path() {
 }
 
 #[test]
+fn a_pull_replaces_no_plugin_it_did_not_bring_from_the_same_repository() {
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    let m = Machine::new();
+    let dir = m.path("plugins");
+    let (_src, hello) = library("hello");
+    let (_src2, wc) = library("wc");
+    let ours = registry.reference("team/hello:1");
+    ok(&m.run(&["publish", hello.to_str().unwrap(), &ours], None));
+    let lock = m.path("plugin-host.lock");
+    let with_lock = ["--lock-file", lock.to_str().unwrap()];
+    ok(&pull_into(&m, &ours, &dir, &with_lock));
+    let pinned = fs::read_to_string(&lock).unwrap();
+    // Another repository serving a build of `hello`: it may not choose to replace the
+    // `hello` this directory holds from `team/hello`, nor re-pin it.
+    let other = registry.reference("team/other:1");
+    ok(&m.run(&["publish", hello.to_str().unwrap(), &other], None));
+    fails(
+        &pull_into(&m, &other, &dir, &with_lock),
+        &[
+            "it is plugin `hello`",
+            "from oci://",
+            "team/hello:1",
+            "remove",
+        ],
+    );
+    assert_eq!(fs::read_to_string(&lock).unwrap(), pinned);
+    // A plugin installed by hand is not replaced by a pull either.
+    fs::copy(&wc, dir.join(file_name("wc"))).unwrap();
+    let wc_ref = registry.reference("team/wc:1");
+    ok(&m.run(&["publish", wc.to_str().unwrap(), &wc_ref], None));
+    fails(
+        &pull_into(&m, &wc_ref, &dir, &with_lock),
+        &["it is plugin `wc`", "not from this repository"],
+    );
+    assert_eq!(listing(&dir), [file_name("hello"), file_name("wc")]);
+    // The same repository again: replaced, as an update is.
+    ok(&pull_into(&m, &ours, &dir, &with_lock));
+}
+
+#[test]
 fn a_registry_that_asks_for_credentials_gets_those_of_the_usual_file() {
     // An htpasswd (bcrypt) user, made with Python's crypt as `htpasswd -B` would.
     let htpasswd = tempfile::tempdir().unwrap();
