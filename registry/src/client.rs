@@ -95,9 +95,32 @@ impl Client {
         format!("{}/v2/{repository}/{path}", self.base)
     }
 
-    /// Sends a request (`body` with its content type) to the registry's origin,
-    /// authenticating once when it asks (Basic, or a bearer token from its realm).
+    /// [`Client::send_following`], where a redirect is an error: only a blob download
+    /// follows one (with no redirect followed by the agent, a 3xx comes back as an answer,
+    /// which would otherwise be read as the manifest, or taken for a blob already there).
     fn send(
+        &self,
+        method: &str,
+        url: &str,
+        accept: Option<&str>,
+        body: Option<(&[u8], &str)>,
+        what: &str,
+    ) -> Result<ureq::Response, Error> {
+        let response = self.send_following(method, url, accept, body, what)?;
+        if (300..400).contains(&response.status()) {
+            return Err(Error::Status {
+                what: what.to_owned(),
+                status: response.status(),
+                detail: "a redirect, which only a blob download follows".to_owned(),
+            });
+        }
+        Ok(response)
+    }
+
+    /// Sends a request (`body` with its content type) to the registry's origin,
+    /// authenticating once when it asks (Basic, or a bearer token from its realm); a
+    /// redirect is handed back for the caller to follow or not.
+    fn send_following(
         &self,
         method: &str,
         url: &str,
@@ -335,7 +358,7 @@ impl Client {
     ) -> Result<(), Error> {
         let url = self.url(repository, &format!("blobs/{digest}"));
         let what = format!("blob {digest}");
-        let mut response = self.send("GET", &url, None, None, &what)?;
+        let mut response = self.send_following("GET", &url, None, None, &what)?;
         // A registry may send blobs from elsewhere (object storage): followed by hand, to
         // HTTPS (or loopback to loopback), without the registry's credentials.
         for _ in 0..MAX_REDIRECTS {

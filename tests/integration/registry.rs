@@ -534,6 +534,53 @@ fn fake_registry(routes: Vec<(String, &'static str, Vec<u8>, bool)>) -> String {
     addr
 }
 
+/// A server that answers every request with `response`, bytes as they are.
+fn raw_server(response: Vec<u8>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) <= 2 {
+                    break;
+                }
+            }
+            let _ = stream.write_all(&response);
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_redirect_is_no_manifest() {
+    // A 302 whose body is a manifest: not read as the answer (only blob downloads follow
+    // redirects, to HTTPS or loopback).
+    let m = Machine::new();
+    let manifest = serde_json::json!({"schemaVersion": 2, "mediaType": MANIFEST, "layers": []});
+    let body = serde_json::to_vec(&manifest).unwrap();
+    let mut response = format!(
+        "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:1/elsewhere\r\nContent-Type: {MANIFEST}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    response.extend_from_slice(&body);
+    let addr = raw_server(response);
+    let out = pull_into(
+        &m,
+        &format!("oci://{addr}/team/x:1"),
+        &m.path("plugins"),
+        &[],
+    );
+    fails(
+        &out,
+        &["302", "a redirect, which only a blob download follows"],
+    );
+}
+
 const INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
