@@ -46,6 +46,17 @@ pub enum PluginError {
         /// The name its provenance carries.
         found: String,
     },
+    /// A file indexed as one plugin carries another plugin's name when it is loaded: it
+    /// changed since it was indexed.
+    #[error("{}: this file was indexed as plugin `{indexed}`, but it is now plugin `{found}` (it changed since; nothing of it ran); index the plugins again (a new `plugin-host run` does) so that each name and capability goes to the file that is first in the search path", path.display())]
+    NotAsIndexed {
+        /// The file.
+        path: PathBuf,
+        /// The plugin it was indexed as.
+        indexed: String,
+        /// The plugin it is now.
+        found: String,
+    },
     /// A file earlier in the search path provides a plugin of the same name: that one wins.
     #[error(
         "{}: shadowed by {} (earlier in the search path), which provides plugin `{name}` too; \
@@ -233,7 +244,9 @@ impl PluginError {
             | PluginError::DuplicateBuiltin { .. }
             | PluginError::Shadowed { .. } => ReasonCode::DuplicatePlugin,
             PluginError::SameFile { reason, .. } => *reason,
-            PluginError::NameMismatch { .. } => ReasonCode::NameMismatch,
+            PluginError::NameMismatch { .. } | PluginError::NotAsIndexed { .. } => {
+                ReasonCode::NameMismatch
+            }
             PluginError::Resources { .. } => ReasonCode::LoadFailed,
             PluginError::InvalidCapability { .. } => ReasonCode::InvalidCapability,
             PluginError::UndeclaredCapability { .. } => ReasonCode::UndeclaredCapability,

@@ -544,6 +544,21 @@ impl Loader for Host {
         Host::load(self, path)
     }
 
+    fn load_as(&mut self, path: &Path, name: &str) -> PluginReport {
+        match self.verify_with(path, &HashMap::new(), None, None, true) {
+            (report, Some(verified)) if *verified.provenance.name != *name => {
+                let error = PluginError::NotAsIndexed {
+                    path: path.to_owned(),
+                    indexed: name.to_owned(),
+                    found: verified.provenance.name.clone(),
+                };
+                report.with_error(Status::Rejected, error)
+            }
+            (report, Some(verified)) => self.place(report, verified),
+            (report, None) => report,
+        }
+    }
+
     fn verify(&self, path: &Path) -> PluginReport {
         Host::verify(self, path)
     }

@@ -559,6 +559,9 @@ pub(crate) trait Loader {
     fn register_builtins(&mut self, candidates: &dyn Fn() -> Vec<PathBuf>) -> Vec<PluginReport>;
     /// Verifies, loads and registers one file.
     fn load(&mut self, path: &Path) -> PluginReport;
+    /// [`Loader::load`], of a file indexed as plugin `name`: refused, before anything of it
+    /// runs, if it now carries another name (it changed since it was indexed).
+    fn load_as(&mut self, path: &Path, name: &str) -> PluginReport;
     /// Judges one file without loading it.
     fn verify(&self, path: &Path) -> PluginReport;
     /// Whether the settings refuse the file at `path`, carrying plugin `name` (configured for
@@ -911,7 +914,10 @@ impl Lazy {
             }
         }
         let path = self.index.plugin_path(at);
-        let report = host.load(&path);
+        // The plugin this slot was indexed as, or nothing: a file that became another plugin
+        // must not take that one's place in path order, its name or its capabilities.
+        let name = self.index.name(at).to_owned();
+        let report = host.load_as(&path, &name);
         let state = match (&report.reason, &report.message) {
             (Some(reason), Some(message)) => IndexedState::Refused(*reason, message.clone()),
             _ => IndexedState::Loaded,

@@ -514,6 +514,35 @@ fn a_file_overwritten_in_place_is_judged_afresh_before_it_runs() {
 }
 
 #[test]
+fn a_file_that_became_another_plugin_since_it_was_indexed_is_refused_before_it_runs() {
+    // `wc` first in the search path, `hello` after it; then `hello`'s file is replaced by a
+    // build of `wc`. Loading `hello` on first use must not let that file take `wc`'s name
+    // (a scan would give it to the first directory's `wc`).
+    let first = plugin_dir(&["wc"]);
+    let second = plugin_dir(&["hello"]);
+    let mut host = host();
+    host.index(&[first.path(), second.path()]).unwrap();
+    let hello = second.path().join(file_name("hello"));
+    std::fs::copy(crate::fixtures::fixtures().lib("wc"), &hello).unwrap();
+    assert!(host.get_lazy::<CommandKind>("hello").is_err());
+    let report = host.lazy_reports().last().unwrap();
+    assert_eq!(
+        report.reason,
+        Some(host::ReasonCode::NameMismatch),
+        "{report:#?}"
+    );
+    let message = report.message.as_deref().unwrap();
+    assert!(
+        message.contains("indexed as plugin `hello`, but it is now plugin `wc`"),
+        "{message}"
+    );
+    assert!(host.plugins().is_empty(), "nothing of it ran");
+    // `wc` is still the first directory's.
+    host.get_lazy::<CommandKind>("wc").unwrap();
+    assert_eq!(&*host.plugins()[0].path, first.path().join(file_name("wc")));
+}
+
+#[test]
 fn a_capability_a_file_gained_in_place_is_found() {
     // `wc`'s file is overwritten in place by `redact`: the directory is unchanged, so its cached
     // listing says `wc`. Before `transform redact` is said not found, the files trusted by the

@@ -149,6 +149,9 @@ impl Loader for Recorder {
     fn register_builtins(&mut self, _: &dyn Fn() -> Vec<PathBuf>) -> Vec<PluginReport> {
         Vec::new()
     }
+    fn load_as(&mut self, path: &Path, _: &str) -> PluginReport {
+        self.load(path)
+    }
     fn load(&mut self, path: &Path) -> PluginReport {
         self.loaded.push(path.to_owned());
         let error = PluginError::Shadowed {
