@@ -60,6 +60,9 @@ pub struct Host {
     placement: Option<Arc<dyn Placement>>,
     before_load: Option<BeforeLoad>,
     builtins: Builtins,
+    /// Builtins that failed to register (their error, or a conflict): their names stay
+    /// theirs, as a registered builtin's are, so that no file takes one without leave.
+    failed_builtins: Vec<(String, PathBuf)>,
     /// What runs: the capabilities, and one record per plugin.
     registry: Registry,
     plugins: Vec<LoadedPlugin>,
@@ -75,6 +78,7 @@ impl Host {
             placement: parts.placement,
             before_load: parts.before_load,
             builtins: parts.builtins,
+            failed_builtins: Vec::new(),
             registry: Registry::default(),
             plugins: Vec::new(),
             lazy: Lazy {
@@ -224,6 +228,10 @@ impl Host {
                 .iter()
                 .find(|p| *p.name == *name && reloading != Some(&*p.name))
                 .map(|p| (p.path.clone(), p.builtin))
+                .or_else(|| {
+                    let (_, path) = self.failed_builtins.iter().find(|(n, _)| n == name)?;
+                    Some((path.clone(), true))
+                })
                 .or_else(|| Some((verified_names.get(name)?.clone(), false)))
         };
         let cx = Context {
@@ -344,6 +352,18 @@ impl Host {
     /// Registers a builtin now (no replacement applies): [`Status::Builtin`], or `failed`
     /// with the reason a loaded plugin would get.
     pub fn add_builtin(&mut self, builtin: Builtin) -> PluginReport {
+        let report = self.add_builtin_once(builtin);
+        // One that failed keeps its name all the same (see `failed_builtins`).
+        if report.status == Status::Failed {
+            if let Some(name) = &report.name {
+                self.failed_builtins
+                    .push((name.clone(), report.path.clone()));
+            }
+        }
+        report
+    }
+
+    fn add_builtin_once(&mut self, builtin: Builtin) -> PluginReport {
         let name = builtin.name.as_str().to_owned();
         let path = PathBuf::from(BUILTIN_PATH);
         let mut report = PluginReport::new(path.clone());
@@ -580,6 +600,10 @@ impl Loader for Host {
         self.plugins
             .iter()
             .any(|p| p.builtin && p.name.as_bytes() == name)
+            || self
+                .failed_builtins
+                .iter()
+                .any(|(n, _)| n.as_bytes() == name)
     }
 
     fn registry(&self) -> &Registry {

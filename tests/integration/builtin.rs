@@ -169,6 +169,33 @@ fn builtins_register_like_loaded_plugins() {
 }
 
 #[test]
+fn a_builtin_that_failed_to_register_keeps_its_name() {
+    // A file named as the builtin that failed: still a duplicate, as it would be of one
+    // that registered (only `replaces_builtin` gives a builtin's name to a file).
+    let dir = plugin_dir(&[]);
+    let file = copy_into(&dir, "hello", &file_name("hello"));
+    rewrite_provenance(&file, |j| {
+        j["name"] = "failing".into();
+        // Room for the longer name: facts no check compares.
+        j["rustc"]["commit_date"] = "".into();
+    });
+    let mut host = builder()
+        .builtin(plugin_api::builtin_plugin!(
+            fails,
+            name = "failing",
+            version = "1.0.0"
+        ))
+        .build();
+    let reports = host.scan(&[dir.path()], ScanMode::Load).unwrap();
+    let [builtin, file] = &reports[..] else {
+        panic!("{reports:#?}")
+    };
+    assert_eq!(builtin.reason, Some(ReasonCode::RegisterFailed));
+    assert_eq!(file.reason, Some(ReasonCode::DuplicatePlugin), "{file:#?}");
+    assert!(host.plugins().is_empty());
+}
+
+#[test]
 fn a_replaceable_builtin_stays_when_no_file_replaces_it() {
     let dir = plugin_dir(&["hello"]);
     let mut host = builder()
