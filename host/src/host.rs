@@ -565,17 +565,20 @@ impl Loader for Host {
     }
 
     fn load_as(&mut self, path: &Path, name: &str) -> PluginReport {
-        match self.verify_with(path, &HashMap::new(), None, None, true) {
-            (report, Some(verified)) if *verified.provenance.name != *name => {
-                let error = PluginError::NotAsIndexed {
-                    path: path.to_owned(),
-                    indexed: name.to_owned(),
-                    found: verified.provenance.name.clone(),
-                };
-                report.with_error(Status::Rejected, error)
-            }
-            (report, Some(verified)) => self.place(report, verified),
-            (report, None) => report,
+        let (report, verified) = self.verify_with(path, &HashMap::new(), None, None, true);
+        // Whatever else is said of it (refused, disabled): another plugin than the one
+        // indexed is first of all a file that changed since.
+        if let Some(found) = report.name.clone().filter(|found| found != name) {
+            let error = PluginError::NotAsIndexed {
+                path: path.to_owned(),
+                indexed: name.to_owned(),
+                found,
+            };
+            return report.with_error(Status::Rejected, error);
+        }
+        match verified {
+            Some(verified) => self.place(report, verified),
+            None => report,
         }
     }
 

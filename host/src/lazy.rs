@@ -831,6 +831,14 @@ impl Lazy {
             }
             let (path, plugin_name) = (self.index.plugin_path(at), self.index.name(at).to_owned());
             let error = match state {
+                // Not the plugin the cache said (a stale or forged entry): refused before
+                // anything of it ran; read every file again and start over, as below.
+                IndexedState::Refused(ReasonCode::NameMismatch, _)
+                    if self.index.plugins[at].cached =>
+                {
+                    self.reindex_without_cache(host, &path, &plugin_name, kind, name);
+                    return self.load_capability(host, kind, name);
+                }
                 IndexedState::Refused(reason, message) => LazyError::Refused {
                     kind: kind.to_owned(),
                     name: name.to_owned(),
