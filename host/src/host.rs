@@ -490,10 +490,20 @@ impl Host {
     ///
     /// Calling it again adds more directories after those already indexed.
     pub fn index(&mut self, dirs: &[impl AsRef<Path>]) -> Result<Vec<PluginReport>, DiscoverError> {
+        self.with_lazy(|lazy, host| lazy.index(host, dirs))
+    }
+
+    /// Runs `f` on the lazy state taken out of the host (which `f` also needs), and puts it
+    /// back — after a panic too (application code in a placement or `before_load` may
+    /// panic, and the application may catch it: the index must not be lost with it).
+    fn with_lazy<T>(&mut self, f: impl FnOnce(&mut Lazy, &mut Host) -> T) -> T {
         let mut lazy = std::mem::take(&mut self.lazy);
-        let reports = lazy.index(self, dirs);
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut lazy, self)));
         self.lazy = lazy;
-        reports
+        match outcome {
+            Ok(value) => value,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
     }
 
     /// The plugins in the index, in path order, and whether each was loaded.
@@ -512,10 +522,7 @@ impl Host {
     /// it). No other library is opened, but for earlier plugins declaring one of the same
     /// capabilities (see the [module documentation](crate::lazy)).
     pub fn load_capability(&mut self, kind: &str, name: &str) -> Result<(), LazyError> {
-        let mut lazy = std::mem::take(&mut self.lazy);
-        let outcome = lazy.load_capability(self, kind, name);
-        self.lazy = lazy;
-        outcome
+        self.with_lazy(|lazy, host| lazy.load_capability(host, kind, name))
     }
 
     /// [`Host::load_capability`] of `K`'s kind, then the capability as `K`'s type

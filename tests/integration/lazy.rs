@@ -543,6 +543,27 @@ fn a_file_that_became_another_plugin_since_it_was_indexed_is_refused_before_it_r
 }
 
 #[test]
+fn a_panic_of_the_applications_own_code_during_a_lazy_load_keeps_the_index() {
+    let dir = plugin_dir(&["hello", "wc"]);
+    let mut host = crate::support::builder()
+        .before_load(|path| {
+            if path.ends_with(file_name("hello")) {
+                panic!("the application's hook")
+            }
+        })
+        .build();
+    host.index(&[dir.path()]).unwrap();
+    assert_eq!(host.indexed().len(), 2);
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = host.load_capability("command", "hello");
+    }));
+    assert!(caught.is_err(), "the hook's panic reaches the application");
+    // The index is still there: another plugin loads on first use.
+    assert_eq!(host.indexed().len(), 2);
+    host.get_lazy::<CommandKind>("wc").unwrap();
+}
+
+#[test]
 fn a_capability_a_file_gained_in_place_is_found() {
     // `wc`'s file is overwritten in place by `redact`: the directory is unchanged, so its cached
     // listing says `wc`. Before `transform redact` is said not found, the files trusted by the
