@@ -58,10 +58,32 @@ impl SignatureArgs {
             host = host.signatures(mode.value);
         }
         if self.signatures.is_none() {
+            // Keys trusted on the command line, where no file trusts a key or sets a mode,
+            // make the mode `warn`: a project file's mode for one of its plugins may not
+            // lower that (the project floor holds it only to the user's and the system's
+            // files, which did not know of the flag).
+            let flags_imply_warn = !self.trusted_keys.is_empty()
+                && trust.keys.is_empty()
+                && trust.signatures.is_none();
             for (name, settings) in config.plugins() {
-                if let Some(mode) = settings.signature_mode() {
-                    host = host.plugin(name, PluginSettings::new().signatures(mode));
+                let Some(mode) = &settings.signatures else {
+                    continue;
+                };
+                let from_project = config
+                    .project_dir()
+                    .is_some_and(|dir| mode.origin.file.parent() == Some(dir));
+                if flags_imply_warn && from_project && mode.value < SignatureMode::Warn {
+                    tracing::warn!(
+                        "{}: `[plugins.{}] signatures = \"{}\"` is not applied: --trusted-key \
+                         makes signatures `warn`, and a project file may not lower that for \
+                         one of its plugins",
+                        mode.origin,
+                        host::text::printable(name),
+                        mode.value.as_str()
+                    );
+                    continue;
                 }
+                host = host.plugin(name, PluginSettings::new().signatures(mode.value));
             }
         }
         for key in &self.trusted_keys {

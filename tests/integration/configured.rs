@@ -232,6 +232,28 @@ fn isolate_all_isolates_every_plugin_whatever_a_file_says_of_one() {
 }
 
 #[test]
+fn a_project_cannot_exempt_its_plugin_from_the_warn_a_trusted_key_flag_implies() {
+    let m = Machine::new();
+    install(&m, "proj/plugins", "hello");
+    m.project("[search]\npaths = [\"plugins\"]\n\n[plugins.hello]\nsignatures = \"ignore\"\n");
+    let key = "RWQf6LRCGA9i53mlYecO4IzT51TGPpvWucNSCh1CBM0QTaLn73Y7GFO3";
+    let out = m.run(&["scan", "--json", "--trusted-key", key], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let scanned: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let hello = named(&scanned, "hello");
+    // Unsigned, and said so under `warn`: not silently ignored.
+    assert_eq!(hello["signature"], "unsigned", "{hello:#}");
+    assert!(
+        stderr(&out).contains("`[plugins.hello] signatures = \"ignore\"` is not applied"),
+        "{}",
+        stderr(&out)
+    );
+    // `--signatures` chosen on the command line replaces every mode, as before.
+    let flagged = scan(&m, &["--trusted-key", key, "--signatures", "ignore"]);
+    assert_eq!(named(&flagged, "hello")["signature"], Value::Null);
+}
+
+#[test]
 fn a_broken_file_stops_every_command_before_any_plugin_is_touched() {
     let m = Machine::new();
     let dir = install(&m, "proj/plugins", "hello");
