@@ -227,25 +227,30 @@ pub(crate) fn cannot_change_now(file: &File) -> Option<(Option<Unchangeable>, Co
 }
 
 /// File systems whose files change only through this kernel, and whose word on a file's
-/// attributes is the kernel's: ext2/3/4, XFS, Btrfs, F2FS, tmpfs, and the read-only images
-/// SquashFS and EROFS. Not a network or FUSE file system (another machine or a user-space
-/// server can change a file, or claim any attribute), nor an overlay (its lower directories
-/// can change under a read-only mount).
-const KERNEL_OWN: [u32; 7] = [
-    0xEF53,
-    0x5846_5342,
-    0x9123_683E,
-    0xF2F5_2010,
-    crate::small_file::TMPFS_MAGIC,
-    0x7371_7368, // SquashFS
-    0xE0F5_E1E2, // EROFS
-];
+/// attributes is the kernel's: the local ones ([`crate::small_file::LOCAL_FILE_SYSTEMS`]),
+/// and the read-only images SquashFS and EROFS. Not a network or FUSE file system (another
+/// machine or a user-space server can change a file, or claim any attribute), nor an overlay
+/// (its lower directories can change under a read-only mount).
+fn kernel_owns(kind: u32) -> bool {
+    const READ_ONLY_IMAGES: [u32; 2] = [
+        0x7371_7368, // SquashFS
+        0xE0F5_E1E2, // EROFS
+    ];
+    crate::small_file::LOCAL_FILE_SYSTEMS.contains(&kind) || READ_ONLY_IMAGES.contains(&kind)
+}
 
 /// What `stx`, `file`'s `statx`, says makes it unchangeable.
 fn unchangeable(file: &File, stx: &libc::statx) -> Option<Unchangeable> {
-    if !crate::small_file::fs_type(file).is_some_and(|kind| KERNEL_OWN.contains(&kind)) {
-        return None;
-    }
+    let said = said_unchangeable(file, stx)?;
+    // Asked last (most files are none of these, and are copied): only a file system the
+    // kernel alone changes has the last word.
+    crate::small_file::fs_type(file)
+        .is_some_and(kernel_owns)
+        .then_some(said)
+}
+
+/// What `stx` and the file's mount say of `file`, whatever its file system.
+fn said_unchangeable(file: &File, stx: &libc::statx) -> Option<Unchangeable> {
     let attributes = stx.stx_attributes & stx.stx_attributes_mask;
     if attributes & libc::STATX_ATTR_IMMUTABLE as u64 != 0 {
         return Some(Unchangeable::Immutable);

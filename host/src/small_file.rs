@@ -336,20 +336,52 @@ pub(crate) fn fs_type(file: &File) -> Option<u32> {
     (rc == 0).then_some(fs.f_type as u32)
 }
 
+/// File systems whose files change only through this kernel (as [`fs_type`] tells them):
+/// not a network or FUSE file system, where another machine or a user-space server can.
+#[cfg(target_os = "linux")]
+pub(crate) const LOCAL_FILE_SYSTEMS: [u32; 5] = [
+    0xEF53,      // ext2, ext3, ext4
+    0x5846_5342, // XFS
+    0x9123_683E, // Btrfs
+    0xF2F5_2010, // F2FS
+    TMPFS_MAGIC,
+];
+
+/// Why the file or directory `meta` describes is one that someone besides this process's
+/// user and root could change, if it is: another user owns it, or its group or anyone else
+/// may write it — unless it is a sticky directory, where they may add entries but neither
+/// rename nor remove this user's. `None`: only this user and root can.
+#[cfg(unix)]
+pub(crate) fn others_may_change(meta: &std::fs::Metadata) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: `geteuid` has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me && meta.uid() != 0 {
+        return Some(format!(
+            "it belongs to user {}, not to this process's user or root",
+            meta.uid()
+        ));
+    }
+    let sticky_dir = meta.is_dir() && meta.mode() & 0o1000 != 0;
+    if meta.mode() & 0o022 != 0 && !sticky_dir {
+        return Some(format!(
+            "others than its owner may write it (mode {:o}){}",
+            meta.mode() & 0o7777,
+            if meta.is_dir() {
+                " and it is not sticky"
+            } else {
+                ""
+            }
+        ));
+    }
+    None
+}
+
 #[cfg(target_os = "linux")]
 impl Mapped {
-    /// File systems whose files change only through this kernel.
-    const LOCAL: [u32; 5] = [
-        0xEF53,      // ext2, ext3, ext4
-        0x5846_5342, // XFS
-        0x9123_683E, // Btrfs
-        0xF2F5_2010, // F2FS
-        TMPFS_MAGIC,
-    ];
-
-    /// Whether `file` is on one of the [`Mapped::LOCAL`] file systems.
+    /// Whether `file` is on one of the [`LOCAL_FILE_SYSTEMS`].
     pub(crate) fn on_local_fs(file: &File) -> bool {
-        fs_type(file).is_some_and(|kind| Self::LOCAL.contains(&kind))
+        fs_type(file).is_some_and(|kind| LOCAL_FILE_SYSTEMS.contains(&kind))
     }
 
     /// `file` (its `fstat` is `meta`) mapped whole, if it may be (see [`Mapped`]).

@@ -253,12 +253,7 @@ fn origin_climb(info: &LoadInfo) -> usize {
         .iter()
         .chain(&info.needed)
         .filter_map(|entry| {
-            let rest = entry
-                .strip_prefix("$ORIGIN")
-                .or_else(|| entry.strip_prefix("${ORIGIN}"))?;
-            if !rest.is_empty() && !rest.starts_with('/') {
-                return None; // another token, such as `$ORIGINAL`
-            }
+            let rest = after_origin(entry)?;
             let (mut depth, mut lowest) = (0isize, 0isize);
             for part in rest.split('/') {
                 match part {
@@ -274,6 +269,15 @@ fn origin_climb(info: &LoadInfo) -> usize {
         })
         .max()
         .unwrap_or(0)
+}
+
+/// What follows `$ORIGIN` (or `${ORIGIN}`) at the start of `entry` (empty, or from a `/`);
+/// `None` when it does not start with that token (`$ORIGINAL` is another).
+fn after_origin(entry: &str) -> Option<&str> {
+    let rest = entry
+        .strip_prefix("$ORIGIN")
+        .or_else(|| entry.strip_prefix("${ORIGIN}"))?;
+    (rest.is_empty() || rest.starts_with('/')).then_some(rest)
 }
 
 /// Staging refused a library: a path the loader would derive from its `$ORIGIN` climbs out
@@ -335,13 +339,7 @@ fn make_dirs(base: &Path, dir: &Path) -> io::Result<bool> {
 /// For a search entry that starts at `$ORIGIN`: how many levels it goes up, and the path
 /// below that (`$ORIGIN/../lib` → `(1, "lib")`), with `$PLATFORM` expanded.
 fn origin_relative(entry: &str) -> Option<(usize, PathBuf)> {
-    let rest = entry
-        .strip_prefix("$ORIGIN")
-        .or_else(|| entry.strip_prefix("${ORIGIN}"))?;
-    if !rest.is_empty() && !rest.starts_with('/') {
-        return None;
-    }
-    let rest = expand_tokens(rest)?;
+    let rest = expand_tokens(after_origin(entry)?)?;
     let (mut up, mut below) = (0usize, PathBuf::new());
     for component in Path::new(&rest).components() {
         match component {
@@ -412,25 +410,6 @@ fn private_dir() -> io::Result<(PathBuf, File)> {
     Err(io::Error::new(kind, tried.join(", nor ")))
 }
 
-/// Why a directory (its metadata `meta`) may not hold the private directory, if it may not:
-/// its owner is neither this process's user nor root (say `$XDG_RUNTIME_DIR` kept from
-/// another user by `sudo -E`), or others may write it without the sticky bit (which keeps
-/// them from renaming entries they do not own).
-fn foreign_base(meta: &std::fs::Metadata) -> Option<String> {
-    // SAFETY: `geteuid` has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
-    if meta.uid() != me && meta.uid() != 0 {
-        return Some(format!("it belongs to user {}", meta.uid()));
-    }
-    if meta.mode() & 0o022 != 0 && meta.mode() & 0o1000 == 0 {
-        return Some(format!(
-            "others may write it (mode {:o}) and it is not sticky",
-            meta.mode() & 0o7777
-        ));
-    }
-    None
-}
-
 /// Where the private directory may go: `$TMPDIR` when it is set (the user chose it); else a
 /// file system in memory, where making and removing the one name per load costs about half
 /// what it costs on a disk's (`$XDG_RUNTIME_DIR`, the user's own, then `/dev/shm`), then the
@@ -463,7 +442,9 @@ fn bases_from(tmpdir: Option<OsString>, runtime: Option<OsString>, temp: PathBuf
 /// that name unlocked, even for a moment (see [`reap_in`]).
 fn private_dir_in(base: &Path) -> io::Result<(PathBuf, File)> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    if let Some(why) = foreign_base(&std::fs::metadata(base)?) {
+    // Its owner this user or root, and no other user able to rename entries in it (say
+    // `$XDG_RUNTIME_DIR` kept from another user by `sudo -E`).
+    if let Some(why) = crate::small_file::others_may_change(&std::fs::metadata(base)?) {
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
             format!("{why}: another user could move the private directory away"),
@@ -533,8 +514,9 @@ const MAX_REAPED: usize = 64;
 /// Whether [`reap_in`] may look in `base`: a file system in memory (`tmpfs`, which nothing
 /// else cleans until the machine restarts, and which only this kernel sees: its locks and
 /// process ids mean what they say, as they would not on a network file system), where no
-/// other user can rename this user's entries (not writable by others, or sticky, as
-/// `/dev/shm` and `/tmp` are).
+/// other user can rename this user's entries (owned by this user or root, and writable by
+/// no one else or sticky, as `/dev/shm` and `/tmp` are: the rule the private directory's
+/// base is held to, [`crate::small_file::others_may_change`]).
 fn reapable(base: &Path) -> bool {
     // Both told of the one directory opened (its path followed, as `/dev/shm` may be a link).
     let Ok(dir) = File::open(base) else {
@@ -543,10 +525,8 @@ fn reapable(base: &Path) -> bool {
     let Ok(meta) = dir.metadata() else {
         return false;
     };
-    let mode = meta.mode();
-    let others_rename = mode & 0o002 != 0 && mode & libc::S_ISVTX == 0;
     meta.is_dir()
-        && !others_rename
+        && crate::small_file::others_may_change(&meta).is_none()
         && crate::small_file::fs_type(&dir) == Some(crate::small_file::TMPFS_MAGIC)
 }
 

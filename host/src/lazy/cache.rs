@@ -702,25 +702,13 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     })
 }
 
-/// Why a cache file (its `fstat` is `meta`) is not used, if it is not: another user than
-/// this process's (root excepted) owns it, or its group or anyone else may write it. Such a
-/// cache could say which files a directory holds and what each declares.
+/// Why a cache file (its `fstat` is `meta`) is not used, if it is not: someone besides this
+/// process's user and root could change it ([`crate::small_file::others_may_change`]). Such
+/// a cache could say which files a directory holds and what each declares.
 fn not_ours(meta: &std::fs::Metadata) -> Option<String> {
     #[cfg(unix)]
     {
-        use std::os::unix::fs::MetadataExt;
-        // SAFETY: `geteuid` has no preconditions and cannot fail.
-        let me = unsafe { libc::geteuid() };
-        if meta.uid() != me && meta.uid() != 0 {
-            return Some(format!("owned by user {}, not this process's", meta.uid()));
-        }
-        if meta.mode() & 0o022 != 0 {
-            return Some(format!(
-                "writable by others than its owner (mode {:o})",
-                meta.mode() & 0o7777
-            ));
-        }
-        None
+        crate::small_file::others_may_change(meta)
     }
     #[cfg(not(unix))]
     {
