@@ -400,7 +400,7 @@ pub(crate) const MAX_SHOWN_MESSAGE: usize = 4096;
 /// A check's message as a table or a log line shows it: escaped, and cut to
 /// [`MAX_SHOWN_MESSAGE`] characters.
 pub(crate) fn shown(message: &str) -> String {
-    printable(&bounded(message, MAX_SHOWN_MESSAGE)).into_owned()
+    host::text::shown(message, MAX_SHOWN_MESSAGE)
 }
 
 #[cfg(test)]

@@ -255,10 +255,7 @@ pub fn capability_name(bytes: &[u8]) -> Result<&str, String> {
 
 /// A short, printable rendering of a hostile value for a message.
 fn describe(value: &str) -> String {
-    format!(
-        "\"{}\"",
-        crate::text::printable(&crate::text::bounded(value, 40))
-    )
+    format!("\"{}\"", crate::text::shown(value, 40))
 }
 
 #[cfg(test)]

@@ -151,7 +151,7 @@ pub(crate) fn contained<T>(read: impl FnOnce() -> T) -> Result<T, String> {
             .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
             .unwrap_or("a panic without a message");
         // The message may quote the file's bytes (a `str` slicing panic quotes the string).
-        let message = crate::text::printable(&crate::text::bounded(message, 240)).into_owned();
+        let message = crate::text::shown(message, 240);
         // The payload is a `&str` or a `String` of this crate's own panics: dropping it
         // cannot panic again.
         drop(payload);

@@ -66,6 +66,12 @@ pub fn bounded(text: &str, max: usize) -> Cow<'_, str> {
     }
 }
 
+/// `text` as a terminal shows it: [`bounded`] to `max` characters first (escaping makes it
+/// longer), then [`printable`].
+pub fn shown(text: &str, max: usize) -> String {
+    printable(&bounded(text, max)).into_owned()
+}
+
 /// Bytes a plugin handed over as a string, as UTF-8: invalid sequences become U+FFFD.
 /// `abi_stable`'s `RStr`/`RString` promise UTF-8 but nothing on the other side of the
 /// boundary enforces it, so the host never uses their `&str` view of plugin data unchecked.

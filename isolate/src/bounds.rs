@@ -154,6 +154,12 @@ pub(crate) fn read_lines(mut stderr: impl Read, bounds: &Bounds, mut line: impl 
     }
 }
 
+/// Text a worker sent, as the host shows it: [`cut`] to `max` bytes first (a worker's own
+/// cut is its code's to skip, and escaping makes text longer), then made printable.
+pub(crate) fn shown(text: &str, max: usize) -> String {
+    host::text::printable(&cut(text, max)).into_owned()
+}
+
 /// `text` cut to at most `max` bytes (at a character boundary), the cut marked as
 /// "… (N bytes cut)"; borrowed when it fits.
 pub(crate) fn cut(text: &str, max: usize) -> Cow<'_, str> {

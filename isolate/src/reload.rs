@@ -65,7 +65,10 @@ pub(crate) fn reload(
         let named: Vec<String> = added
             .iter()
             .take(SHOWN)
-            .map(|c| format!("{} `{}`", worker_text(&c.kind), worker_text(&c.name)))
+            .map(|c| {
+                let shown = |text| super::bounds::shown(text, host::limits::MAX_CAPABILITY_NAME);
+                format!("{} `{}`", shown(&c.kind), shown(&c.name))
+            })
             .collect();
         let more = match added.len().saturating_sub(SHOWN) {
             0 => String::new(),
@@ -87,13 +90,6 @@ pub(crate) fn reload(
 
 /// The most capabilities a reload's warning names.
 const SHOWN: usize = 16;
-
-/// A kind or name a worker sent, shown: at most [`host::limits::MAX_CAPABILITY_NAME`] bytes
-/// of it, made printable.
-fn worker_text(text: &str) -> String {
-    let cut = super::bounds::cut(text, host::limits::MAX_CAPABILITY_NAME);
-    host::text::printable(&cut).into_owned()
-}
 
 /// The first capability the supervised plugin registered that `capabilities` lacks, named.
 fn missing(

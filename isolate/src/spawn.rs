@@ -383,10 +383,7 @@ pub(crate) fn start(spec: &Spec) -> Result<(Worker, Vec<Capability>), StartError
                         "stderr",
                         text,
                     );
-                    tail.push(
-                        host::text::printable(&host::text::bounded(text, TAIL_LINE_BYTES))
-                            .into_owned(),
-                    );
+                    tail.push(host::text::shown(text, TAIL_LINE_BYTES));
                 });
                 tail.finish();
             });

@@ -196,7 +196,7 @@ pub(crate) fn tail(text: &[u8], lines: usize) -> String {
     // each line within bounds.
     all[all.len().saturating_sub(lines)..]
         .iter()
-        .map(|line| host::text::printable(&host::text::bounded(line, MAX_LINE)).into_owned())
+        .map(|line| host::text::shown(line, MAX_LINE))
         .collect::<Vec<_>>()
         .join("\n")
 }

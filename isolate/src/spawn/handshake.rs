@@ -11,6 +11,8 @@ use plugin_protocol::{
 use super::{next, shm, Event, Spec, StartError, Worker, SHM_VERSION};
 use host::ReasonCode;
 
+use crate::bounds::{shown, MAX_LOG_TEXT};
+
 /// Version 2: the worker proves it mapped the call channel by sending its welcome again there.
 fn shm_welcome(
     worker: &mut Worker,
@@ -135,7 +137,7 @@ pub(super) fn handshake(
             worker.version = version;
         }
         Some(Event::Message(Message::Refused { message, .. })) => {
-            let message = shown(&message);
+            let message = shown(&message, MAX_LOG_TEXT);
             return Err(failed(worker, format!("refused the handshake: {message}")));
         }
         Some(Event::Message(other)) => {
@@ -179,7 +181,7 @@ pub(super) fn handshake(
             if name != *spec.plugin {
                 return Err(failed(
                     worker,
-                    format!("loaded plugin `{}` instead", shown(&name)),
+                    format!("loaded plugin `{}` instead", shown(&name, MAX_LOG_TEXT)),
                 ));
             }
             Ok(capabilities)
@@ -194,7 +196,7 @@ pub(super) fn handshake(
             let reason = ReasonCode::parse(&reason).unwrap_or(ReasonCode::ProtocolError);
             Err(StartError {
                 reason,
-                message: shown(&message),
+                message: shown(&message, MAX_LOG_TEXT),
                 refused: Some(status),
             })
         }
@@ -213,11 +215,4 @@ pub(super) fn handshake(
             ))
         }
     }
-}
-
-/// Text a worker sent, as the host shows it: cut to [`crate::bounds::MAX_LOG_TEXT`] bytes
-/// first (the worker's own cut is its code's to skip), then made printable.
-fn shown(text: &str) -> String {
-    let cut = crate::bounds::cut(text, crate::bounds::MAX_LOG_TEXT);
-    host::text::printable(&cut).into_owned()
 }
