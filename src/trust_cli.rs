@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
-use host::config::Config;
+use host::config::{Config, LayerKind};
 use host::small_file::{Links, SmallFile};
 use host::text::printable;
 use host::trust::{signature_path, LOCK_FILE_NAME};
@@ -69,9 +69,12 @@ impl SignatureArgs {
                 let Some(mode) = &settings.signatures else {
                     continue;
                 };
-                let from_project = config
-                    .project_dir()
-                    .is_some_and(|dir| mode.origin.file.parent() == Some(dir));
+                // Set in the project's file (the one found by walking up, or named by the
+                // environment), as the configuration recorded its layers.
+                let from_project = config.files().any(|(kind, file)| {
+                    matches!(kind, LayerKind::Project | LayerKind::Explicit)
+                        && file == mode.origin.file
+                });
                 if flags_imply_warn && from_project && mode.value < SignatureMode::Warn {
                     tracing::warn!(
                         "{}: `[plugins.{}] signatures = \"{}\"` is not applied: --trusted-key \
