@@ -109,8 +109,8 @@ impl WorkerProfile {
 
 #[derive(Args)]
 pub struct EngineArg {
-    /// Container engine: auto (podman, else docker), podman, docker, or none (build on this
-    /// machine with the host's toolchain).
+    /// Container engine: auto (podman, else docker), podman or docker; `builder build` also
+    /// takes none (build on this machine with the host's toolchain).
     #[arg(long, default_value = "auto", value_name = "ENGINE")]
     engine: String,
 }

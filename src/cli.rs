@@ -255,7 +255,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             json,
         } => {
             let config = load_config()?;
-            let dirs = crate::configured::search_paths(&dirs, &config)?;
+            let dirs = crate::configured::search_paths(&dirs, &config, "scan DIR")?;
             crate::isolation_flags::check_names(&load.isolate, &dirs, &config)?;
             let mut setup = policy.host(&config)?;
             setup.host = setup.host.layout_check_at_load(check_layouts);
@@ -347,7 +347,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             signatures,
         } => {
             let config = load_config()?;
-            let dirs = crate::configured::search_paths(&dirs, &config)?;
+            let dirs = crate::configured::search_paths(&dirs, &config, "lock DIR")?;
             let lock_file = crate::trust_cli::lock_file(lock_file.as_deref(), &config);
             let setup = signatures.apply(&config, policy.host(&config)?)?;
             crate::trust_cli::lock(setup, &dirs, &lock_file)
@@ -462,10 +462,11 @@ fn single_isolated<'n>(host: &Host, names: &'n [String]) -> Option<(&'n str, std
 /// anything else is asked for.
 fn lazy(args: &PluginArgs) -> Result<(Host, Option<anyhow::Error>)> {
     let config = load_config()?;
-    let (dirs, no_dirs) = match crate::configured::search_paths(&args.dirs, &config) {
-        Ok(dirs) => (dirs, None),
-        Err(e) => (Vec::new(), Some(e)),
-    };
+    let (dirs, no_dirs) =
+        match crate::configured::search_paths(&args.dirs, &config, "--plugins DIR") {
+            Ok(dirs) => (dirs, None),
+            Err(e) => (Vec::new(), Some(e)),
+        };
     crate::isolation_flags::check_names(&args.load.isolate, &dirs, &config)?;
     let mut setup = args.policy.host(&config)?;
     if let Some(cache) = index_cache(&identity()?.name) {

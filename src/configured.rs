@@ -184,8 +184,9 @@ pub fn workers(given: &[PathBuf], config: &Config) -> Vec<PathBuf> {
 }
 
 /// The directories to scan: the ones given on the command line, else the configured search
-/// paths (or their defaults). Empty is an error that says where plugins are looked for.
-pub fn search_paths(given: &[PathBuf], config: &Config) -> Result<Vec<PathBuf>> {
+/// paths (or their defaults). Empty is an error that says where plugins are looked for, and
+/// how to give a directory to this command: `give` (`scan DIR`, `--plugins DIR`).
+pub fn search_paths(given: &[PathBuf], config: &Config, give: &str) -> Result<Vec<PathBuf>> {
     if !given.is_empty() {
         return Ok(given.to_vec());
     }
@@ -197,8 +198,8 @@ pub fn search_paths(given: &[PathBuf], config: &Config) -> Result<Vec<PathBuf>> 
             .map(|p| printable(&p.display().to_string()).into_owned())
             .collect();
         bail!(
-            "no plugin directory: give one (`--plugins DIR`, or `scan DIR`), set `[search] paths` \
-             in {}.toml, or install plugins in one of the default search paths ({})",
+            "no plugin directory: give one (`{give}`), set `[search] paths` in {}.toml, or \
+             install plugins in one of the default search paths ({})",
             config.app(),
             looked.join(", ")
         );

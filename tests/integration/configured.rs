@@ -102,6 +102,17 @@ fn default_search_paths_and_the_error_when_there_is_none() {
     let err = stderr(&out);
     assert!(err.contains("no plugin directory"), "{err}");
     assert!(err.contains(".local/share/plugin-host/plugins"), "{err}");
+    // Each command says how to give it a directory: `lock` has no `--plugins`.
+    assert!(err.contains("give one (`--plugins DIR`)"), "{err}");
+    for command in ["scan", "lock"] {
+        let out = m.run(&[command], None);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("give one (`{command} DIR`)")),
+            "{err}"
+        );
+    }
     let out = m.run(&["transform", "echo,nope"], None);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(

@@ -75,9 +75,9 @@ impl Engine {
         let out = engine.output(engine.command().arg("info"))?;
         if !out.status.success() {
             let fix = if name == "docker" {
-                "start the docker daemon (`systemctl start docker`, or `dockerd &`), use `--engine podman`, or build on this machine with `--engine none`"
+                "start the docker daemon (`systemctl start docker`, or `dockerd &`), use `--engine podman`, or build on this machine with `builder build --engine none`"
             } else {
-                "check `podman info` (install runc: `apt-get install runc`), use `--engine docker`, or build on this machine with `--engine none`"
+                "check `podman info` (install runc: `apt-get install runc`), use `--engine docker`, or build on this machine with `builder build --engine none`"
             };
             return Err(ContainerError::EngineBroken {
                 engine: name.to_owned(),

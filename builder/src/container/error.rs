@@ -8,7 +8,7 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum ContainerError {
     /// The container engine's program is not installed (not on `PATH`).
-    #[error("{engine} is not installed (no `{engine}` on PATH); install it (Debian: `apt-get install podman runc debootstrap`), choose another with `--engine podman|docker`, or build on this machine with `--engine none`")]
+    #[error("{engine} is not installed (no `{engine}` on PATH); install it (Debian: `apt-get install podman runc debootstrap`), choose another with `--engine podman|docker`, or build on this machine with `builder build --engine none`")]
     EngineMissing {
         /// `podman` or `docker`.
         engine: String,
@@ -24,7 +24,7 @@ pub enum ContainerError {
         fix: String,
     },
     /// No engine was named and none works.
-    #[error("no container engine works here (podman: {podman}; docker: {docker}); install podman (Debian: `apt-get install podman runc debootstrap`), start the docker daemon, or build on this machine with `--engine none`")]
+    #[error("no container engine works here (podman: {podman}; docker: {docker}); install podman (Debian: `apt-get install podman runc debootstrap`), start the docker daemon, or build on this machine with `builder build --engine none`")]
     NoEngine {
         /// Why podman cannot be used.
         podman: String,
