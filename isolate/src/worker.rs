@@ -191,7 +191,7 @@ fn send(sender: &Mutex<Box<dyn Sender>>, message: &Message) -> Result<(), String
     encode(message, &mut frame);
     let mut sender = sender.lock().unwrap_or_else(|p| p.into_inner());
     sender
-        .send(&frame)
+        .send(&frame, None)
         .map_err(|e| format!("sending {} to the host failed: {e}", message.name()))
 }
 

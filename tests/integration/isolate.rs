@@ -1087,6 +1087,23 @@ fn lying_workers_and_garbage_frames_never_crash_the_host() {
         "{error}"
     );
     assert!(error.message.contains("plugin `hello`"), "{error}");
+    // A worker of protocol version 1 (calls over the control socket) that registers, then
+    // never reads again: a call larger than the socket's buffer fails at the call's deadline
+    // (`plugin-timeout`, the worker killed), where the host's write blocked until the worker
+    // ended, forever for one that never does, holding the plugin's worker slot.
+    let script = format!("{pid}\n{{ cat {good}; le32 $$; cat {registered}; }} >&$2\nsleep 120");
+    let mut host = fake_host(&script);
+    let reports = host.scan(&[dir.path()], ScanMode::Load).unwrap();
+    assert_eq!(report_of(&reports, "hello").status, Status::Loaded);
+    let started = Instant::now();
+    let error = call(&host, "hello", &[&"x".repeat(4 << 20)]).unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(10), "{error}");
+    assert_eq!(
+        plugin_isolate::reason(&error),
+        Some(ReasonCode::PluginTimeout),
+        "{error}"
+    );
+    assert!(error.message.contains("was killed"), "{error}");
 }
 
 /// Installs `file`'s new contents at `dest` the way a package manager does: written beside

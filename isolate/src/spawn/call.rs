@@ -4,8 +4,9 @@
 use super::*;
 
 impl Worker {
-    /// Encodes and sends one message.
-    pub(crate) fn send(&mut self, message: &Message) -> Result<(), SendError> {
+    /// Encodes and sends one message over the control socket, by `deadline` (a worker that
+    /// stops reading fails the send then; the caller ends the worker).
+    pub(crate) fn send(&mut self, message: &Message, deadline: Instant) -> Result<(), SendError> {
         self.frame.clear();
         encode(message, &mut self.frame);
         if !plugin_protocol::frame_fits(&self.frame) {
@@ -16,21 +17,21 @@ impl Worker {
             )));
         }
         self.sender
-            .send(&self.frame)
+            .send(&self.frame, Some(deadline))
             .map_err(|e| SendError::Io(format!("sending to the worker failed: {e}")))
     }
 
     /// Asks the worker to finish, on the channel it reads (best effort).
     pub(crate) fn shutdown(&mut self) {
+        let deadline = Instant::now() + Duration::from_millis(100);
         match &mut self.shm {
             Some(channel) => {
                 self.frame.clear();
                 encode(&Message::Shutdown, &mut self.frame);
-                let deadline = Instant::now() + Duration::from_millis(100);
                 let _ = channel.send(&self.frame, Some(deadline));
             }
             None => {
-                let _ = self.send(&Message::Shutdown);
+                let _ = self.send(&Message::Shutdown, deadline);
             }
         }
     }
@@ -261,8 +262,14 @@ impl Worker {
         deadline: Instant,
         output: &mut dyn ByteSink,
     ) -> Exchange {
-        if self.sender.send(&self.frame).is_err() {
-            return Exchange::Closed;
+        if let Err(e) = self.sender.send(&self.frame, Some(deadline)) {
+            // A worker that stopped reading is past the call's deadline as one that stopped
+            // answering is; one that is gone shows as the end of its stream.
+            return if e.kind() == std::io::ErrorKind::TimedOut {
+                Exchange::Timeout
+            } else {
+                Exchange::Closed
+            };
         }
         match next(self, deadline) {
             Some(Event::Message(Message::Reply { id: got, result })) if got == id => {

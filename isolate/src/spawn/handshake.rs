@@ -97,7 +97,7 @@ pub(super) fn handshake(
         },
     };
     // A failed send (the worker is already gone) shows as the end of its stream, next.
-    let _ = worker.send(&hello);
+    let _ = worker.send(&hello, deadline);
     match next(worker, deadline) {
         None => {
             let after = spec.start_timeout.as_secs_f64();
@@ -160,7 +160,7 @@ pub(super) fn handshake(
             ));
         }
     }
-    let _ = worker.send(&Message::Load(spec.load.clone()));
+    let _ = worker.send(&Message::Load(spec.load.clone()), deadline);
     match next(worker, deadline) {
         None => {
             worker.kill();
