@@ -852,11 +852,11 @@ fn a_registry_that_asks_for_credentials_gets_those_of_the_usual_file() {
     );
     // Wrong ones: 401 again.
     let auth = |user_password: &str| {
-        use base64_encode as b64;
+        use crate::support::base64_encode as b64;
         format!(
             r#"{{"auths": {{"{}": {{"auth": "{}"}}}}}}"#,
             registry.addr,
-            b64(user_password)
+            b64(user_password.as_bytes())
         )
     };
     m.write("home/.docker/config.json", &auth("ada:wrong"));
@@ -870,25 +870,4 @@ fn a_registry_that_asks_for_credentials_gets_those_of_the_usual_file() {
     let dir = m.path("plugins");
     ok(&pull_into(&m, &to, &dir, &[]));
     assert_eq!(listing(&dir), [file_name("hello")]);
-}
-
-/// Base64 (standard, padded), for a test's credentials file.
-fn base64_encode(text: &str) -> String {
-    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let bytes = text.as_bytes();
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | (*b as u32) << (16 - 8 * i));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(TABLE[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }

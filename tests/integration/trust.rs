@@ -712,3 +712,99 @@ fn a_key_given_as_a_key_is_that_key_whatever_a_file_of_its_name_holds() {
         "{scan:#}"
     );
 }
+
+/// A legacy minisign signature (`Ed`, the whole file signed) by `key`'s id that checks
+/// nothing: zero signatures. Enough to make the host check the file against it.
+fn legacy_signature_by(key: &str) -> String {
+    let key = host::TrustedKey::parse(key).unwrap();
+    let id = u64::from_str_radix(&key.id(), 16).unwrap();
+    let mut sig = b"Ed".to_vec();
+    sig.extend(id.to_le_bytes());
+    sig.extend([0u8; 64]);
+    format!(
+        "untrusted comment: x\n{}\ntrusted comment: x\n{}\n",
+        base64_encode(&sig),
+        base64_encode(&[0u8; 64])
+    )
+}
+
+#[test]
+fn a_huge_file_is_refused_before_it_is_hashed_or_kept_for_its_signature() {
+    const KEY: &str = "RWQf6LRCGA9i53mlYecO4IzT51TGPpvWucNSCh1CBM0QTaLn73Y7GFO3";
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    // A plugin grown to 4 GiB with a hole (no disk space), signed the legacy way by the
+    // trusted key's id: the whole file would be read into memory to check it.
+    let huge = p.join("huge.so");
+    fs::copy(crate::fixtures::fixtures().lib("hello"), &huge).unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&huge)
+        .unwrap()
+        .set_len(4 << 30)
+        .unwrap();
+    fs::write(p.join("huge.so.minisig"), legacy_signature_by(KEY)).unwrap();
+    // Under the size a plugin may be, but over what a legacy signature is checked over.
+    let legacy = p.join("legacy.so");
+    fs::copy(crate::fixtures::fixtures().lib("wc"), &legacy).unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&legacy)
+        .unwrap()
+        .set_len(100 << 20)
+        .unwrap();
+    fs::write(p.join("legacy.so.minisig"), legacy_signature_by(KEY)).unwrap();
+    let started = std::time::Instant::now();
+    let out = cli_under_memory_limit(
+        &["scan", s(p), "--json", "--no-load", "--trusted-key", KEY],
+        64 << 20,
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    let scan: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("over the memory ceiling? {}", stderr(&out)));
+    assert_outcome(
+        entry(&scan, "huge.so"),
+        "rejected",
+        "invalid-signature",
+        &["4294967296 bytes", "1 GiB", "checked against its signature"],
+    );
+    assert_outcome(
+        entry(&scan, "legacy.so"),
+        "rejected",
+        "invalid-signature",
+        &["legacy signature", "prehashing"],
+    );
+}
+
+#[test]
+fn a_locked_name_on_a_file_of_another_size_is_refused_without_hashing_it() {
+    let root = tempfile::tempdir().unwrap();
+    let plugins = root.path().join("plugins");
+    fs::create_dir(&plugins).unwrap();
+    let file = plugins.join(file_name("hello"));
+    fs::copy(crate::fixtures::fixtures().lib("hello"), &file).unwrap();
+    let lock_path = root.path().join("plugin-host.lock");
+    let out = lock(&plugins, &lock_path);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let size = fs::metadata(&file).unwrap().len();
+    // The locked plugin grown to a terabyte with a hole: hashing it would take many minutes.
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_len(1 << 40)
+        .unwrap();
+    let started = std::time::Instant::now();
+    let scan = scan_json(&plugins, &["--lock-file", s(&lock_path)]);
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    assert_outcome(
+        entry(&scan, &file_name("hello")),
+        "rejected",
+        "checksum-mismatch",
+        &[
+            "1099511627776 bytes",
+            &format!("expects {size} bytes"),
+            "plugin-host lock",
+        ],
+    );
+}

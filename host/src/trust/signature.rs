@@ -183,19 +183,34 @@ pub(crate) enum Checker<'a> {
     Legacy(Vec<&'a TrustedKey>, &'a Signature, Vec<u8>),
 }
 
+/// The largest file a legacy signature is checked over: the whole file is kept in memory
+/// to check one. Prehashed signatures (minisign's default) stream any size.
+pub(crate) const MAX_LEGACY_SIGNED: u64 = 64 << 20;
+
 impl<'a> Checker<'a> {
-    pub(crate) fn new(keys: &[&'a TrustedKey], signature: &'a Signature, len: u64) -> Self {
+    /// A checker for a file of `len` bytes; why not, for a legacy signature over more than
+    /// [`MAX_LEGACY_SIGNED`] bytes.
+    pub(crate) fn new(
+        keys: &[&'a TrustedKey],
+        signature: &'a Signature,
+        len: u64,
+    ) -> Result<Self, String> {
         let streams: Result<Vec<_>, _> = keys
             .iter()
             .map(|k| k.key.verify_stream(signature))
             .collect();
         match streams {
-            Ok(streams) => Checker::Prehashed(streams),
-            Err(_) => Checker::Legacy(
+            Ok(streams) => Ok(Checker::Prehashed(streams)),
+            Err(_) if len > MAX_LEGACY_SIGNED => Err(format!(
+                "it is a legacy signature (not prehashed) over {len} bytes, more than the \
+                 {MAX_LEGACY_SIGNED} bytes the host keeps in memory to check one; sign the file \
+                 with prehashing, minisign's default"
+            )),
+            Err(_) => Ok(Checker::Legacy(
                 keys.to_vec(),
                 signature,
-                Vec::with_capacity(len.min(1 << 28) as usize),
-            ),
+                Vec::with_capacity(len as usize),
+            )),
         }
     }
 
@@ -274,7 +289,7 @@ jghuqLNgSd2Z0xfF8ueCOmgavtLHAf9waRJJOZOZjtRkgYR6UhNCf9phbvro70una2NlwvQ9oyqmGVxT
     fn check(file: &Path, keys: &[TrustedKey], data: &[u8]) -> Result<bool, String> {
         match find(file, keys) {
             Found::Check(matching, signature) => {
-                let mut checker = Checker::new(&matching, &signature, data.len() as u64);
+                let mut checker = Checker::new(&matching, &signature, data.len() as u64)?;
                 let (a, b) = data.split_at(data.len() / 2);
                 checker.update(a);
                 checker.update(b);

@@ -15,6 +15,11 @@ use crate::map::LoadFrom;
 use crate::reason::ReasonCode;
 use crate::report::PluginReport;
 
+/// The largest plugin file the trust step copies and hashes whole (a lock's digest, a
+/// signature's check): 1 GiB, as a registry's library. Debug builds of plugins are tens of
+/// megabytes.
+pub const MAX_HASHED: u64 = 1 << 30;
+
 impl Trust {
     /// The trust step for a file whose provenance was read: fills `report.signature`,
     /// `report.digest` and `report.trust_warnings`; an error refuses the file.
@@ -58,12 +63,56 @@ impl Trust {
                 ));
             }
         }
+        // A file of another size than the locked one is not the locked file: told before
+        // anything of it is copied or hashed (a sparse file of a terabyte under a locked
+        // name would take the hash minutes).
+        if let Some(entry) = entry.filter(|entry| entry.size != meta.len()) {
+            return Err(refuse(
+                ReasonCode::ChecksumMismatch,
+                format!(
+                    "plugin `{name}` changed since it was locked: it is {} bytes, but the                      lock file {} expects {} bytes (sha256 {}); if the change is intended,                      run `plugin-host lock` again, otherwise reinstall the locked file",
+                    meta.len(),
+                    self.lock
+                        .as_ref()
+                        .map(|(l, _)| l.path().display().to_string())
+                        .unwrap_or_default(),
+                    entry.size,
+                    entry.sha256
+                ),
+            ));
+        }
         let (mode, unapplied) = self.mode_for(name, bound);
         let found = (mode != SignatureMode::Ignore).then(|| signature::find(path, &self.keys));
         let hash = entry.is_some() || self.record_digests;
-        let mut checker = match &found {
-            Some(Found::Check(keys, signature)) => Some(Checker::new(keys, signature, meta.len())),
-            _ => None,
+        let checks = matches!(found, Some(Found::Check(..)));
+        if (hash || checks) && meta.len() > MAX_HASHED {
+            // More than any plugin: not copied, hashed or kept to be checked.
+            let (reason, what) = match (entry, checks) {
+                (Some(_), _) => (ReasonCode::ChecksumMismatch, "hashed for the lock file"),
+                (None, true) => (
+                    ReasonCode::InvalidSignature,
+                    "checked against its signature",
+                ),
+                (None, false) => (ReasonCode::NotALibrary, "hashed"),
+            };
+            return Err(refuse(
+                reason,
+                format!(
+                    "plugin `{name}`'s file is {} bytes, more than the {MAX_HASHED} bytes (1 GiB) \
+                     a plugin file may be to be {what}; no plugin is that large, so this \
+                     file is not one",
+                    meta.len(),
+                ),
+            ));
+        }
+        let (mut checker, unchecked) = match &found {
+            Some(Found::Check(keys, signature)) => {
+                match Checker::new(keys, signature, meta.len()) {
+                    Ok(checker) => (Some(checker), None),
+                    Err(why) => (None, Some(why)),
+                }
+            }
+            _ => (None, None),
         };
         let mut sealed = None;
         if hash || checker.is_some() {
@@ -133,6 +182,10 @@ impl Trust {
         let valid = checker.map(Checker::finish);
         let Some(found) = found else {
             return Ok(sealed);
+        };
+        let found = match unchecked {
+            Some(why) => Found::Invalid(why),
+            None => found,
         };
         let sig = signature::signature_path(path);
         let sig = sig.display();
