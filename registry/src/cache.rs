@@ -237,18 +237,56 @@ impl Cache {
     }
 }
 
-/// Opens a regular file, refusing a link.
+/// Opens a regular file, refusing a link, without blocking on a FIFO or a device left in
+/// its place (it is then refused as not a regular file).
 fn open_no_follow(path: &Path) -> std::io::Result<fs::File> {
     let mut options = fs::OpenOptions::new();
     options.read(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(libc::O_NOFOLLOW);
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY);
     }
     let file = options.open(path)?;
     if !file.metadata()?.is_file() {
         return Err(std::io::Error::other("not a regular file"));
     }
     Ok(file)
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fifo_in_place_of_a_blob_is_not_cached_never_a_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path());
+        let digest = format!("sha256:{}", "ab".repeat(32));
+        let path = cache.blob_path(&digest).unwrap();
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let c_path = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path that outlives the call.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        let descriptor = Descriptor {
+            media_type: "application/octet-stream".into(),
+            digest,
+            size: 4,
+            annotations: Default::default(),
+            artifact_type: None,
+            platform: None,
+        };
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut out = tempfile::tempfile().unwrap();
+            let _ = done.send(cache.blob_to(&descriptor, &mut out));
+        });
+        let outcome = finished
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("reading the cached blob hung on a FIFO");
+        assert!(
+            matches!(outcome, Err(Error::NotCached { .. })),
+            "{outcome:?}"
+        );
+    }
 }

@@ -405,20 +405,33 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PreflightErr
 pub(crate) struct Scratch(PathBuf);
 
 impl Scratch {
-    /// `.{name}.plugin-host-{purpose}-{pid}` in the parent of `dir`, empty.
+    /// `.{name}.plugin-host-{purpose}-RANDOM` in the parent of `dir`: a new directory made
+    /// by this call, never one that was there (the parent may be writable by others, as
+    /// `/tmp` is: a name they can guess could hold their links and files).
     pub(crate) fn beside(dir: &Path, purpose: &str) -> Result<Scratch, PreflightError> {
         let parent = dir.parent().unwrap_or(Path::new("."));
+        let parent = if parent.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            parent
+        };
         let name = dir.file_name().unwrap_or_default().to_string_lossy();
-        let path = parent.join(format!(
-            ".{name}.plugin-host-{purpose}-{}",
-            std::process::id()
-        ));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).map_err(|source| PreflightError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        Ok(Scratch(path))
+        let prefix = format!(".{name}.plugin-host-{purpose}-");
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(&prefix);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            // The crate directory it becomes is an ordinary one (the umask still applies).
+            builder.permissions(fs::Permissions::from_mode(0o777));
+        }
+        let made = builder
+            .tempdir_in(parent)
+            .map_err(|source| PreflightError::Io {
+                path: parent.to_owned(),
+                source,
+            })?;
+        Ok(Scratch(made.keep()))
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -454,6 +467,36 @@ fn copy_workspace(from: &Path, to: &Path) -> Result<(), PreflightError> {
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
+
+    #[test]
+    fn a_scratch_directory_is_made_new_never_one_planted_under_its_name() {
+        let parent = tempfile::tempdir().unwrap();
+        let p = parent.path();
+        let victim = p.join("victim");
+        fs::write(&victim, "keep me").unwrap();
+        // The name the scratch directory used to have, planted with a link in it.
+        let planted = p.join(format!(".hello.plugin-host-new-{}", std::process::id()));
+        fs::create_dir_all(planted.join("src")).unwrap();
+        symlink(&victim, planted.join("src/lib.rs")).unwrap();
+        let scratch = Scratch::beside(&p.join("hello"), "new").unwrap();
+        assert_ne!(scratch.path(), planted);
+        assert!(
+            scratch.path().starts_with(p),
+            "{}",
+            scratch.path().display()
+        );
+        let name = scratch.path().file_name().unwrap().to_string_lossy();
+        assert!(name.starts_with(".hello.plugin-host-new-"), "{name}");
+        assert_eq!(fs::read_dir(scratch.path()).unwrap().count(), 0);
+        fs::write(scratch.path().join("x"), "").unwrap();
+        // What was planted is left as it was, and nothing was written through its link.
+        assert!(planted.join("src").exists());
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "keep me");
+        // Dropped: removed.
+        let made = scratch.path().to_owned();
+        drop(scratch);
+        assert!(!made.exists());
+    }
 
     #[test]
     fn a_toolchain_file_is_written_through_no_link_planted_at_a_temporary_name() {
