@@ -378,6 +378,9 @@ fn file_reader<'f, 'h>(
     })
 }
 
+/// The most characters of a decoding error a message keeps.
+const MAX_DETAIL: usize = 1024;
+
 /// Decodes a provenance blob in place (its strings borrowed from `blob`) and checks it: the
 /// bounds of every field, and that it lists the interface crates it names.
 pub(crate) fn decode_in_place<'b>(
@@ -388,8 +391,10 @@ pub(crate) fn decode_in_place<'b>(
         path: path.to_owned(),
         detail,
     };
-    let (provenance, printable) =
-        ProvenanceRef::decode_telling_printable(blob).map_err(|e| malformed(e.to_string()))?;
+    // A decoding error may quote the record (serde quotes a string of the wrong kind whole):
+    // cut, as every field is bounded once decoded.
+    let (provenance, printable) = ProvenanceRef::decode_telling_printable(blob)
+        .map_err(|e| malformed(crate::text::bounded(&e.to_string(), MAX_DETAIL).into_owned()))?;
     crate::limits::check_provenance(&provenance, printable).map_err(malformed)?;
     lists_its_interface(&provenance).map_err(malformed)?;
     Ok(provenance)
@@ -512,7 +517,13 @@ fn provenance_section<'a, R: ReadRef<'a>>(
         | FileKind::MachOFat32
         | FileKind::MachOFat64 => {
             if NATIVE.kind == kind || expect == Expect::AnyPlatform {
-                native_section(path, data, kind, expect)
+                // `object` reads a PE's symbol table and a Mach-O's load commands and symbol
+                // tables while it parses, each as large as the file claims: bounded here.
+                let budget = Budget {
+                    inner: data,
+                    left: std::cell::Cell::new(MAX_FOREIGN_READ),
+                };
+                native_section(path, &budget, kind, expect)
             } else {
                 Err(wrong_target(format_name(kind).to_owned()))
             }
@@ -527,6 +538,47 @@ pub(crate) fn not_shared(path: &Path, what: &str) -> ReadError {
     ReadError::NotALibrary {
         path: path.to_owned(),
         detail: format!("{what}, not a shared library"),
+    }
+}
+
+/// The most bytes the reader reads of a PE or Mach-O file (beyond the first block), whatever
+/// its headers claim: more than the symbol tables of any plugin, far less than a hostile
+/// file's claims (a Mach-O of 1 MiB may list forty thousand symbol tables of 1 MiB each).
+pub(crate) const MAX_FOREIGN_READ: u64 = 32 << 20;
+
+/// A reader that refuses reads past a total of bytes (`left`), charged as they are asked
+/// for; slices come from `inner`, for as long as it lives.
+struct Budget<R> {
+    inner: R,
+    left: std::cell::Cell<u64>,
+}
+
+impl<R> Budget<R> {
+    fn charge(&self, size: u64) -> Result<(), ()> {
+        let left = self.left.get().checked_sub(size).ok_or(())?;
+        self.left.set(left);
+        Ok(())
+    }
+}
+
+impl<'a, R: ReadRef<'a>> ReadRef<'a> for &Budget<R> {
+    fn len(self) -> Result<u64, ()> {
+        self.inner.len()
+    }
+
+    fn read_bytes_at(self, offset: u64, size: u64) -> Result<&'a [u8], ()> {
+        self.charge(size)?;
+        self.inner.read_bytes_at(offset, size)
+    }
+
+    fn read_bytes_at_until(
+        self,
+        range: std::ops::Range<u64>,
+        delimiter: u8,
+    ) -> Result<&'a [u8], ()> {
+        let bytes = self.inner.read_bytes_at_until(range, delimiter)?;
+        self.charge(bytes.len() as u64 + 1)?;
+        Ok(bytes)
     }
 }
 
@@ -645,6 +697,63 @@ mod tests {
                 crate::limits::MAX_FIELD + 1
             )),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn a_decoding_error_quotes_the_record_cut() {
+        let record = crate::policy::tests::record(&["abi_stable 0.11.3", "plugin-api 0.1.0"]);
+        let blob = record.encode();
+        let json = std::str::from_utf8(plugin_api::frame::decode(&blob).unwrap()).unwrap();
+        // A string where serde expects a boolean: its error quotes the string whole.
+        let long = "A".repeat(900_000);
+        let hostile = json.replace(
+            "\"debug_assertions\":true",
+            &format!("\"debug_assertions\":\"{long}\""),
+        );
+        assert_ne!(hostile, json, "the record has the field");
+        let hostile = plugin_api::frame::encode(hostile.as_bytes());
+        let error = super::decode_in_place(std::path::Path::new("libp.so"), &hostile)
+            .unwrap_err()
+            .to_string();
+        assert!(error.len() < 8192, "{} bytes", error.len());
+        assert!(error.contains("AAAA"), "{error}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_foreign_library_is_read_within_a_budget_whatever_it_claims() {
+        use std::io::Write;
+        // A Mach-O dylib of 1 MiB with 64 symbol tables of 64 Ki symbols (1 MiB) each:
+        // `object` reads each table as it parses, 64 MiB in all.
+        const LEN: usize = 1 << 20;
+        const N: u32 = 64;
+        let mut b = vec![0u8; LEN];
+        b[0..4].copy_from_slice(&0xfeed_facfu32.to_le_bytes());
+        b[4..8].copy_from_slice(&0x0100_0007u32.to_le_bytes());
+        b[12..16].copy_from_slice(&6u32.to_le_bytes()); // MH_DYLIB
+        b[16..20].copy_from_slice(&N.to_le_bytes());
+        b[20..24].copy_from_slice(&(N * 24).to_le_bytes());
+        for i in 0..N as usize {
+            let c = 32 + i * 24;
+            b[c..c + 4].copy_from_slice(&2u32.to_le_bytes()); // LC_SYMTAB
+            b[c + 4..c + 8].copy_from_slice(&24u32.to_le_bytes());
+            b[c + 12..c + 16].copy_from_slice(&((LEN / 16) as u32).to_le_bytes());
+        }
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(&b).unwrap();
+        let path = std::path::Path::new("x.dylib");
+        let mut room = super::room();
+        let reader = super::file_reader(path, &f, LEN as u64, &mut room).unwrap();
+        let outcome = super::provenance_section(path, &reader, super::Expect::AnyPlatform);
+        assert!(
+            matches!(outcome, Err(super::ReadError::NotALibrary { .. })),
+            "{outcome:?}"
+        );
+        assert!(
+            reader.cost().bytes <= super::MAX_FOREIGN_READ,
+            "{:?}",
+            reader.cost()
         );
     }
 
