@@ -348,6 +348,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let config = load_config()?;
             let dirs = crate::configured::search_paths(&dirs, &config, "lock DIR")?;
+            // A lock the next scan would not read (an untrusted project's) is not written.
+            crate::trust_cli::no_ignored_projects_lock(lock_file.as_deref(), &config)?;
             let lock_file = crate::trust_cli::lock_file(lock_file.as_deref(), &config);
             let setup = signatures.apply(&config, policy.host(&config)?)?;
             crate::trust_cli::lock(setup, &dirs, &lock_file)

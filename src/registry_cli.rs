@@ -103,15 +103,7 @@ impl Puller {
         let mut setup = args.signatures.apply(config, args.policy.host(config)?)?;
         setup.host = setup.host.digests(true);
         let host = setup.build();
-        // An ignored (untrusted) project's lock is the project's too: not read, not written.
-        if args.lock_file.is_none() && !config.ignored().is_empty() {
-            bail!(
-                "the project file {} is not used (see the warning above), so neither is a lock \
-                 beside it; trust the project file (`plugin-host config trust`), or name the \
-                 lock with --lock-file",
-                config.ignored()[0].path.display()
-            );
-        }
+        crate::trust_cli::no_ignored_projects_lock(args.lock_file.as_deref(), config)?;
         let lock_file = crate::trust_cli::lock_file(args.lock_file.as_deref(), config);
         let lock = Lock::read_if_exists(&lock_file)?.unwrap_or_else(|| Lock::new(&lock_file));
         let dir = match &args.dir {

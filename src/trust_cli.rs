@@ -49,33 +49,50 @@ impl SignatureArgs {
     pub fn apply(&self, config: &Config, mut setup: Setup) -> Result<Setup> {
         let mut host = setup.host;
         let trust = config.trust();
+        // Set in the project's file (the one found by walking up, or named by the
+        // environment), as the configuration recorded its layers.
+        let from_project = |origin: &Path| {
+            config.files().any(|(kind, file)| {
+                matches!(kind, LayerKind::Project | LayerKind::Explicit) && file == origin
+            })
+        };
+        // Keys trusted on the command line, where neither the user's nor the system's files
+        // trust a key or set a mode, make the mode `warn`: a project file may not lower that,
+        // for all its plugins or for one (the project floor holds it only to the user's and
+        // the system's files, which did not know of the flag).
+        let flags_imply_warn = self.signatures.is_none()
+            && !self.trusted_keys.is_empty()
+            && trust.keys.iter().all(|key| from_project(&key.origin.file))
+            && trust
+                .signatures
+                .as_ref()
+                .is_none_or(|mode| from_project(&mode.origin.file));
+        let lowers_the_flags = |mode: &host::config::Valued<SignatureMode>| {
+            flags_imply_warn && from_project(&mode.origin.file) && mode.value < SignatureMode::Warn
+        };
         for key in &trust.keys {
             let parsed = TrustedKey::parse(&key.value)
                 .map_err(|e| anyhow!("{}: in [trust] keys: {e}", key.origin))?;
             host = host.trusted_key(parsed);
         }
         if let Some(mode) = &trust.signatures {
-            host = host.signatures(mode.value);
+            if lowers_the_flags(mode) {
+                tracing::warn!(
+                    "{}: `[trust] signatures = \"{}\"` is not applied: --trusted-key makes \
+                     signatures `warn`, and a project file may not lower that",
+                    mode.origin,
+                    mode.value.as_str()
+                );
+            } else {
+                host = host.signatures(mode.value);
+            }
         }
         if self.signatures.is_none() {
-            // Keys trusted on the command line, where no file trusts a key or sets a mode,
-            // make the mode `warn`: a project file's mode for one of its plugins may not
-            // lower that (the project floor holds it only to the user's and the system's
-            // files, which did not know of the flag).
-            let flags_imply_warn = !self.trusted_keys.is_empty()
-                && trust.keys.is_empty()
-                && trust.signatures.is_none();
             for (name, settings) in config.plugins() {
                 let Some(mode) = &settings.signatures else {
                     continue;
                 };
-                // Set in the project's file (the one found by walking up, or named by the
-                // environment), as the configuration recorded its layers.
-                let from_project = config.files().any(|(kind, file)| {
-                    matches!(kind, LayerKind::Project | LayerKind::Explicit)
-                        && file == mode.origin.file
-                });
-                if flags_imply_warn && from_project && mode.value < SignatureMode::Warn {
+                if lowers_the_flags(mode) {
                     tracing::warn!(
                         "{}: `[plugins.{}] signatures = \"{}\"` is not applied: --trusted-key \
                          makes signatures `warn`, and a project file may not lower that for \
@@ -127,6 +144,20 @@ pub struct TrustArgs {
     locked: bool,
     #[command(flatten)]
     signatures: SignatureArgs,
+}
+
+/// An ignored (untrusted) project's lock is the project's too: not read, not written, unless
+/// named with `--lock-file` (`named`). For the commands that write the lock.
+pub fn no_ignored_projects_lock(named: Option<&Path>, config: &Config) -> Result<()> {
+    match config.ignored().first() {
+        Some(ignored) if named.is_none() => bail!(
+            "the project file {} is not used (see the warning above), so neither is a lock \
+             beside it; trust the project file (`plugin-host config trust`), or name the lock \
+             with --lock-file",
+            ignored.path.display()
+        ),
+        _ => Ok(()),
+    }
 }
 
 impl TrustArgs {

@@ -262,6 +262,31 @@ fn a_project_cannot_exempt_its_plugin_from_the_warn_a_trusted_key_flag_implies()
     // `--signatures` chosen on the command line replaces every mode, as before.
     let flagged = scan(&m, &["--trusted-key", key, "--signatures", "ignore"]);
     assert_eq!(named(&flagged, "hello")["signature"], Value::Null);
+    // Nor for all its plugins at once, nor by setting `warn` itself so as to exempt one.
+    for project in [
+        "[trust]\nsignatures = \"ignore\"\n",
+        "[trust]\nsignatures = \"warn\"\n\n[plugins.hello]\nsignatures = \"ignore\"\n",
+    ] {
+        m.project(&format!("[search]\npaths = [\"plugins\"]\n\n{project}"));
+        let out = m.run(&["scan", "--json", "--trusted-key", key], None);
+        assert!(out.status.success(), "{project}: {}", stderr(&out));
+        let scanned: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let hello = named(&scanned, "hello");
+        assert_eq!(hello["signature"], "unsigned", "{project}: {hello:#}");
+        assert!(
+            stderr(&out).contains("signatures = \"ignore\"` is not applied"),
+            "{project}: {}",
+            stderr(&out)
+        );
+    }
+    // The user's own file may choose `ignore`: then the flag's keys change nothing.
+    m.project("[search]\npaths = [\"plugins\"]\n");
+    m.write(
+        "home/.config/plugin-host/config.toml",
+        "[trust]\nsignatures = \"ignore\"\n",
+    );
+    let scanned = scan(&m, &["--trusted-key", key]);
+    assert_eq!(named(&scanned, "hello")["signature"], Value::Null);
 }
 
 #[test]

@@ -67,6 +67,17 @@ fn an_untrusted_project_file_runs_none_of_its_plugins() {
         stderr(&out)
     );
     fs::remove_file(m.path("proj/src/plugin-host.lock")).unwrap();
+    // Nor written: `lock` refuses to write a lock that the next scan would not read.
+    let plugins = m.path("proj/.plugins");
+    let out = m.run(&["lock", plugins.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("so neither is a lock beside it"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!m.path("proj/src/plugin-host.lock").exists());
+    assert!(!m.path("proj/plugin-host.lock").exists());
     // `config` shows the file as ignored, and the user's mode in force.
     let out = m.run(&["config", "--json"], None);
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
