@@ -203,6 +203,9 @@ fn rustup_overrides() -> Vec<(PathBuf, String)> {
         .unwrap_or_default()
 }
 
+/// The longest toolchain name or path a message quotes from a toolchain file.
+const MAX_NAMED: usize = 256;
+
 /// Whether rustup would take `name` for a toolchain name (not a path to one).
 fn is_toolchain_name(name: &str) -> bool {
     !name.is_empty()
@@ -221,12 +224,27 @@ fn read_toolchain_file(file: &Path) -> Result<ToolchainChoice, ToolError> {
     let text = read_small(file).map_err(bad)?;
     let trimmed = text.trim();
     let legacy = file.extension().is_none() && !trimmed.contains('[');
+    // Nothing of the file is quoted but a name or path it gives: it may be a link (rustup
+    // follows them) to a file that is not a toolchain file at all, a secret's.
     let (channel, path) = if legacy {
+        if trimmed.lines().count() > 1 || trimmed.len() > MAX_NAMED {
+            return Err(bad(format!(
+                "not a toolchain file: {} bytes in {} lines, where one line names a toolchain",
+                text.len(),
+                text.lines().count()
+            )));
+        }
         (Some(trimmed.to_owned()), None)
     } else {
-        let doc: toml_edit::DocumentMut = text
-            .parse()
-            .map_err(|e: toml_edit::TomlError| bad(e.to_string()))?;
+        let doc: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
+            let line = e
+                .span()
+                .map(|span| text[..span.start.min(text.len())].lines().count().max(1));
+            bad(match line {
+                Some(line) => format!("not valid TOML at line {line}: {}", e.message()),
+                None => format!("not valid TOML: {}", e.message()),
+            })
+        })?;
         let table = doc.get("toolchain").and_then(|t| t.as_table_like());
         let get = |key: &str| {
             table
@@ -239,7 +257,7 @@ fn read_toolchain_file(file: &Path) -> Result<ToolchainChoice, ToolError> {
     if let Some(path) = path {
         return Err(ToolError::PathToolchain {
             file: file.to_owned(),
-            path,
+            path: host::text::bounded(&path, MAX_NAMED).into_owned(),
         });
     }
     match channel {
@@ -457,6 +475,30 @@ mod tests {
         // No channel: rustup's default.
         let empty = file(dir.path(), "rust-toolchain.toml", "[toolchain]\n");
         assert_eq!(read_toolchain_file(&empty).unwrap().name(), None);
+    }
+
+    #[test]
+    fn a_toolchain_file_linked_to_a_secret_never_quotes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = file(
+            dir.path(),
+            "credentials",
+            "https://ada:ghp_SECRET@github.com\nexport TOKEN=ghp_OTHER\n",
+        );
+        let crate_dir = dir.path().join("crate");
+        std::fs::create_dir(&crate_dir).unwrap();
+        for name in ["rust-toolchain", "rust-toolchain.toml"] {
+            let link = crate_dir.join(name);
+            std::os::unix::fs::symlink(&secret, &link).unwrap();
+            let error = read_toolchain_file(&link).unwrap_err().to_string();
+            assert!(!error.contains("ghp_"), "{name}: {error}");
+            std::fs::remove_file(&link).unwrap();
+        }
+        // One line that is not a toolchain name is quoted, as a path rustup may take it for,
+        // cut.
+        let long = file(dir.path(), "rust-toolchain", &"/x".repeat(10_000));
+        let error = read_toolchain_file(&long).unwrap_err().to_string();
+        assert!(error.len() < 2048, "{} bytes", error.len());
     }
 
     #[test]

@@ -211,9 +211,17 @@ pub fn crate_digest(dir: &Path) -> Result<(String, Vec<PathBuf>), String> {
     rust_files(dir, "", &mut files)?;
     files.sort();
     let mut hasher = Sha256::new();
+    let mut total = 0u64;
     for (relative, path) in &files {
-        let bytes = std::fs::read(path)
-            .map_err(|e| format!("cannot read {} to digest it: {e}", path.display()))?;
+        let bytes = read_to_digest(path)?;
+        total += bytes.len() as u64;
+        if total > MAX_DIGESTED {
+            return Err(format!(
+                "the crate in {} has more than {MAX_DIGESTED} bytes of sources to digest: it \
+                 is not a crate's source (a link to a device or /proc, or a sparse file?)",
+                dir.display()
+            ));
+        }
         hasher.update(relative.as_bytes());
         hasher.update([0]);
         hasher.update((bytes.len() as u64).to_le_bytes());
@@ -228,6 +236,31 @@ pub fn crate_digest(dir: &Path) -> Result<(String, Vec<PathBuf>), String> {
         format!("sha256:{hex}"),
         files.into_iter().map(|(_, p)| p).collect(),
     ))
+}
+
+/// The largest source file [`crate_digest`] reads, and the most bytes of sources in all: far
+/// above any crate's (generated bindings run to a few megabytes), far below what a link to
+/// `/proc/self/pagemap` or a sparse file would have it read into memory.
+const MAX_SOURCE: u64 = 64 << 20;
+const MAX_DIGESTED: u64 = 1 << 30;
+
+/// A source file's bytes, at most [`MAX_SOURCE`] of them.
+fn read_to_digest(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let cannot = |e: std::io::Error| format!("cannot read {} to digest it: {e}", path.display());
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_SOURCE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() as u64 > MAX_SOURCE {
+        return Err(format!(
+            "{} is larger than {MAX_SOURCE} bytes: not a source file to digest (a link to a \
+             device or /proc, or a sparse file?)",
+            path.display()
+        ));
+    }
+    Ok(bytes)
 }
 
 /// Collects the `.rs` files below `dir` (whose path relative to the crate is `prefix`).
@@ -523,6 +556,24 @@ mod tests {
         std::fs::remove_file(b.join("src/extra.rs")).unwrap();
         std::fs::rename(b.join("src/shape.rs"), b.join("src/form.rs")).unwrap();
         assert_ne!(crate_digest(&b).unwrap().0, da, "a renamed .rs file");
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn a_source_file_is_read_within_a_bound_whatever_it_claims() {
+        let base = env::temp_dir().join(format!("plugin-api-digest-big-{}", std::process::id()));
+        std::fs::create_dir_all(base.join("src")).unwrap();
+        std::fs::write(base.join("Cargo.toml"), "[package]\nname = \"big\"\n").unwrap();
+        std::fs::write(base.join("src/lib.rs"), "").unwrap();
+        // A sparse source file of 100 MiB (or a link to /proc/self/pagemap, endless): it was
+        // read whole into memory.
+        let big = std::fs::File::create(base.join("src/big.rs")).unwrap();
+        big.set_len(100 << 20).unwrap();
+        let error = crate_digest(&base).unwrap_err();
+        assert!(
+            error.contains("big.rs is larger than 67108864 bytes"),
+            "{error}"
+        );
         std::fs::remove_dir_all(&base).unwrap();
     }
 
