@@ -85,6 +85,14 @@ impl Mapper {
             }
             (LoadFrom::File, None, _) => &verified.file,
         };
+        // What staging needs comes from the bytes mapped: a copy is read again, since the
+        // file may have changed since it was copied (a vouched copy holds the hashed bytes,
+        // the file whatever was written after; the $ORIGIN a library climbs is its copy's).
+        let info = if std::ptr::eq(file, &verified.file) {
+            info
+        } else {
+            crate::read::segments::load_info(file, len)
+        };
         let info = info.unwrap_or_default();
         let area = self.staging.get_or_init(|| {
             crate::stage::Area::new()

@@ -174,6 +174,33 @@ fn origin_in_runpath_is_the_plugins_own_directory() {
         let out = cli(&args);
         assert_eq!(stdout(&out), "42\n", "{extra:?}: {}", stderr(&out));
     }
+    // Locked: the loader maps the copy that was hashed, and stages it by what that copy
+    // holds (its $ORIGIN dependency), not by the file, emptied after the hash.
+    let file = dir.path().join(plugin.file_name().unwrap());
+    let mut lock = host::Lock::new(dir.path().join("plugin-host.lock"));
+    assert!(lock.lock_report(&builder().digests(true).build().verify(&file)));
+    let emptied = file.clone();
+    let mut host = builder()
+        .lock(lock, true)
+        .before_load(move |_| {
+            fs::OpenOptions::new()
+                .write(true)
+                .open(&emptied)
+                .unwrap()
+                .set_len(0)
+                .unwrap();
+        })
+        .build();
+    let report = host.load(&file);
+    assert_eq!(report.status, host::Status::Loaded, "{:?}", report.message);
+    let dep_command = host
+        .registry()
+        .get::<plugin_api::CommandKind>("dep")
+        .unwrap();
+    let answer = dep_command.call(abi_stable::std_types::RSlice::from_slice(&[]));
+    assert_eq!(answer.into_result().unwrap().as_str(), "42");
+    drop(host);
+    fs::copy(&plugin, &file).unwrap();
     // Without the library beside it, the failure names what is missing.
     fs::remove_file(dir.path().join("libdep.so")).unwrap();
     let scan = scan_json(dir.path(), &[]);
