@@ -54,7 +54,7 @@ pub(crate) struct Supervisor {
 
 struct State {
     /// How to start a worker: the first load's, or the last reload's.
-    spec: Spec,
+    spec: Arc<Spec>,
     /// What the current file's worker registered: every restart must register the same.
     capabilities: Vec<Capability>,
     starts: u32,
@@ -89,7 +89,7 @@ impl Supervisor {
             healthy: AtomicBool::new(true),
             slots: slots.into_iter().map(Mutex::new).collect(),
             state: Mutex::new(State {
-                spec,
+                spec: Arc::new(spec),
                 capabilities: capabilities.clone(),
                 starts: 1,
                 failures: 0,
@@ -135,6 +135,10 @@ impl Supervisor {
 
     /// Why the plugin was unregistered, once it was.
     pub(crate) fn retired(&self) -> Option<(ReasonCode, String)> {
+        // Healthy: never retired since, and told without the lock (every lookup asks).
+        if self.healthy.load(Ordering::Acquire) {
+            return None;
+        }
         self.lock().retired.clone()
     }
 
@@ -220,15 +224,30 @@ impl Supervisor {
             *slot = None;
         }
         if slot.is_none() {
-            let mut state = self.lock();
-            if let Some((reason, message)) = &state.retired {
-                return Err(error(format!("{message} [{reason}]")));
-            }
-            if let Some(when) = state.not_before {
+            // The backoff and the start (up to the start timeout) run without the plugin's
+            // state locked: every lookup of the plugin and the other slots' calls take it.
+            // The spec cannot change meanwhile: a reload waits for every slot, this one too.
+            let (spec, not_before) = {
+                let mut state = self.lock();
+                if let Some((reason, message)) = &state.retired {
+                    return Err(error(format!("{message} [{reason}]")));
+                }
+                state.starts += 1;
+                (state.spec.clone(), state.not_before)
+            };
+            if let Some(when) = not_before {
                 std::thread::sleep(when.saturating_duration_since(Instant::now()));
             }
-            state.starts += 1;
-            match start(&state.spec) {
+            let started = start(&spec);
+            let mut state = self.lock();
+            // Retired by another slot's failures meanwhile: this worker is not used either.
+            if let Some((reason, message)) = &state.retired {
+                if let Ok((mut worker, _)) = started {
+                    worker.kill();
+                }
+                return Err(error(format!("{message} [{reason}]")));
+            }
+            match started {
                 Ok((mut worker, capabilities)) if capabilities != state.capabilities => {
                     worker.kill();
                     let failure = Failure {
@@ -592,7 +611,7 @@ impl Supervisor {
         let mut worker = worker;
         worker.resolve(&self.registered, &capabilities);
         let mut state = self.lock();
-        state.spec = spec;
+        state.spec = Arc::new(spec);
         state.capabilities = capabilities;
         state.starts += 1;
         state.failures = 0;

@@ -1106,6 +1106,71 @@ fn lying_workers_and_garbage_frames_never_crash_the_host() {
     assert!(error.message.contains("was killed"), "{error}");
 }
 
+#[test]
+fn a_worker_slow_to_restart_holds_up_no_lookup_of_its_plugin() {
+    use plugin_protocol::{Capability, Message, COOKIE};
+    let dir = plugin_dir(&["hello"]);
+    let files = tempfile::tempdir().unwrap();
+    let f = files.path();
+    let mut welcome = frame(&Message::Welcome {
+        cookie: COOKIE,
+        version: 1,
+        pid: 0,
+    });
+    welcome.truncate(welcome.len() - 4);
+    let good = write_bin(f, "good", &welcome);
+    let registered = write_bin(
+        f,
+        "registered",
+        &frame(&Message::Registered {
+            name: "hello".into(),
+            version: "0.1.0".into(),
+            capabilities: vec![Capability {
+                kind: "command".into(),
+                name: "hello".into(),
+            }],
+        }),
+    );
+    let marker = f.join("started-once");
+    // The first worker registers, then ends (its call fails: the plugin is then not
+    // healthy); every restart hangs in the handshake until the start timeout.
+    let pid = "le32() { for s in 0 8 16 24; do printf \"\\\\x$(printf %02x $((($1 >> s) & 255)))\"; done; }";
+    let script = format!(
+        "{pid}\nif [ -e {m} ]; then sleep 10; exit; fi; touch {m}\n\
+         {{ cat {good}; le32 $$; cat {registered}; }} >&$2\nsleep 0.3",
+        m = marker.display()
+    );
+    let isolation = Isolation::new()
+        .worker_command("/bin/bash", ["-c", &script, "fake-worker"])
+        .default_mode(Mode::Process)
+        .start_timeout(Duration::from_secs(3))
+        .call_timeout(Duration::from_secs(2));
+    let mut host = builder().placement(isolation).build();
+    let reports = host.scan(&[dir.path()], ScanMode::Load).unwrap();
+    assert_eq!(report_of(&reports, "hello").status, Status::Loaded);
+    std::thread::sleep(Duration::from_millis(500));
+    let error = call(&host, "hello", &["Ada"]).unwrap_err();
+    assert_eq!(
+        plugin_isolate::reason(&error),
+        Some(ReasonCode::PluginCrashed),
+        "{error}"
+    );
+    std::thread::scope(|scope| {
+        // The restart: a backoff, then a handshake that never comes.
+        let restarting = scope.spawn(|| call(&host, "hello", &["Ada"]));
+        std::thread::sleep(Duration::from_millis(300));
+        let started = Instant::now();
+        let looked_up = host.registry().get::<CommandKind>("hello");
+        let took = started.elapsed();
+        assert!(looked_up.is_ok());
+        assert!(
+            took < Duration::from_millis(250),
+            "the lookup waited {took:?}"
+        );
+        assert!(restarting.join().unwrap().is_err());
+    });
+}
+
 /// Installs `file`'s new contents at `dest` the way a package manager does: written beside
 /// it, then renamed over it (a reload opens the path afresh).
 fn install_over(dest: &Path, edit: impl FnOnce(&Path)) {
