@@ -20,11 +20,16 @@ const HEAD: u64 = 4096;
 /// The room for a [`FileReader`]'s first block, kept by its caller: the reader borrows it,
 /// so 4 KiB are not copied each time the reader is returned or moved (two copies per
 /// verification when the reader held it).
-pub(crate) type Head = [MaybeUninit<u8>; HEAD as usize];
+///
+/// Aligned as the headers read from it: `object` (without its `unaligned` feature) refuses
+/// an ELF header or program header table at an address not aligned for their 8-byte
+/// fields, and a byte array alone may be placed at any address.
+#[repr(C, align(8))]
+pub(crate) struct Head([MaybeUninit<u8>; HEAD as usize]);
 
 /// Room for a first block, not written yet.
 pub(crate) const fn head() -> Head {
-    [MaybeUninit::uninit(); HEAD as usize]
+    Head([MaybeUninit::uninit(); HEAD as usize])
 }
 
 /// The longest string `read_bytes_at_until` looks through (as object's `ReadCache`).
@@ -48,7 +53,7 @@ impl<'f, 'h> FileReader<'f, 'h> {
     pub(super) fn new(file: &'f File, len: u64, room: &'h mut Head) -> std::io::Result<Self> {
         let head_len = len.min(HEAD) as usize;
         // Borrowed for all of `'h` (the borrow checker holds `room` to that).
-        let first: &'h mut [MaybeUninit<u8>] = &mut room[..head_len];
+        let first: &'h mut [MaybeUninit<u8>] = &mut room.0[..head_len];
         read_exact_at_uninit(file, first)?;
         // SAFETY: `read_exact_at_uninit` returned `Ok`, so it wrote every byte of `first`;
         // `MaybeUninit<u8>` has the layout of `u8`. The bytes are borrowed for `'h`, as
@@ -170,6 +175,14 @@ mod tests {
     use std::io::Write;
 
     use super::*;
+
+    #[test]
+    fn the_first_block_lies_where_eight_byte_fields_may_be_read() {
+        assert!(std::mem::align_of::<Head>() >= 8);
+        // Behind a byte on the stack, still aligned.
+        let (byte, room) = (std::hint::black_box(1u8), head());
+        assert_eq!(room.0.as_ptr() as usize % 8, 0, "{byte}");
+    }
 
     #[test]
     fn the_first_block_is_read_whole_or_not_at_all() {
