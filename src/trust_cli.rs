@@ -231,6 +231,16 @@ pub fn lock(mut setup: Setup, dirs: &[PathBuf], lock_file: &Path) -> Result<Exit
             )?;
         }
     }
+    // Where pulled plugins came from is the old lock's to tell: kept for the same bytes. A
+    // lock that cannot be read is written anew, as it would be without one.
+    match Lock::read_if_exists(lock_file) {
+        Ok(Some(previous)) => lock.keep_sources(&previous),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(
+            "the lock file is written anew: {}",
+            printable(&e.to_string())
+        ),
+    }
     lock.write()?;
     let count = lock.entries().count();
     outln!(

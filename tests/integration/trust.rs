@@ -808,3 +808,54 @@ fn a_locked_name_on_a_file_of_another_size_is_refused_without_hashing_it() {
         ],
     );
 }
+
+#[test]
+fn locking_again_keeps_where_the_same_bytes_were_pulled_from() {
+    let root = tempfile::tempdir().unwrap();
+    let plugins = root.path().join("plugins");
+    fs::create_dir(&plugins).unwrap();
+    for name in ["hello", "wc"] {
+        fs::copy(
+            crate::fixtures::fixtures().lib(name),
+            plugins.join(file_name(name)),
+        )
+        .unwrap();
+    }
+    let lock_path = root.path().join("plugin-host.lock");
+    assert!(lock(&plugins, &lock_path).status.success());
+    // As `pull` writes them: where each came from.
+    let pulled = |name: &str| {
+        format!(
+            "source = \"oci://127.0.0.1:5000/t/{name}:1\"\nmanifest = \"sha256:{}\"\n",
+            "a".repeat(64)
+        )
+    };
+    let text = fs::read_to_string(&lock_path).unwrap();
+    let text = text
+        .replace(
+            "name = \"hello\"\n",
+            &format!("name = \"hello\"\n{}", pulled("hello")),
+        )
+        .replace(
+            "name = \"wc\"\n",
+            &format!("name = \"wc\"\n{}", pulled("wc")),
+        );
+    fs::write(&lock_path, &text).unwrap();
+    let before = Lock::read(&lock_path).unwrap();
+    assert!(before.get("hello").unwrap().source.is_some(), "{text}");
+    // `wc` is rebuilt (other bytes); `hello` is the same file.
+    let mut wc = fs::OpenOptions::new()
+        .append(true)
+        .open(plugins.join(file_name("wc")))
+        .unwrap();
+    std::io::Write::write_all(&mut wc, b"\0").unwrap();
+    let out = lock(&plugins, &lock_path);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let after = Lock::read(&lock_path).unwrap();
+    let hello = after.get("hello").unwrap();
+    assert_eq!(hello.source, before.get("hello").unwrap().source);
+    assert_eq!(hello.manifest, before.get("hello").unwrap().manifest);
+    // Other bytes were not pulled from there.
+    assert_eq!(after.get("wc").unwrap().source, None);
+    assert_eq!(after.get("wc").unwrap().manifest, None);
+}

@@ -360,6 +360,21 @@ impl Lock {
         true
     }
 
+    /// Keeps where `previous` says each of these plugins was pulled from (its `source` and
+    /// `manifest`), for those locked again with the same bytes: a lock written anew from a
+    /// scan knows the files, not where they came from.
+    pub fn keep_sources(&mut self, previous: &Lock) {
+        for entry in self.entries.values_mut() {
+            if let Some(old) = previous
+                .get(&entry.name)
+                .filter(|old| old.sha256 == entry.sha256)
+            {
+                entry.source.clone_from(&old.source);
+                entry.manifest.clone_from(&old.manifest);
+            }
+        }
+    }
+
     /// The entries, sorted by plugin name.
     pub fn entries(&self) -> impl Iterator<Item = &LockEntry> {
         self.entries.values()
