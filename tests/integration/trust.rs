@@ -167,7 +167,7 @@ fn a_one_byte_change_is_refused_checksum_mismatch_before_any_code_runs() {
         entry(&scan, "libctor_marker.so"),
         "rejected",
         "checksum-mismatch",
-        &["bytes)"],
+        &["bytes, but the lock file", "expects", "run `plugin-host lock` again"],
     );
     assert!(!marker.exists(), "a plugin refused by the lock ran code");
 

@@ -70,7 +70,9 @@ impl Trust {
             return Err(refuse(
                 ReasonCode::ChecksumMismatch,
                 format!(
-                    "plugin `{name}` changed since it was locked: it is {} bytes, but the                      lock file {} expects {} bytes (sha256 {}); if the change is intended,                      run `plugin-host lock` again, otherwise reinstall the locked file",
+                    "plugin `{name}` changed since it was locked: it is {} bytes, but the \
+                     lock file {} expects {} bytes (sha256 {}); if the change is intended, \
+                     run `plugin-host lock` again, otherwise reinstall the locked file",
                     meta.len(),
                     self.lock
                         .as_ref()
