@@ -16,10 +16,16 @@ pub struct DiscoverError {
     pub source: std::io::Error,
 }
 
+/// The most candidate plugin files one directory may hold: a directory with more is refused
+/// whole (which of its files would be read cannot depend on the order the file system lists
+/// them in), where every one of them would cost a report and a path in memory.
+pub const MAX_PLUGIN_FILES: usize = 16_384;
+
 /// Lists the candidate plugin files in `dirs`: every entry whose name ends in
 /// [`LIBRARY_SUFFIX`], sorted by name within each directory, directories in the order given.
 /// Entries are returned as found (symlinks unresolved); the loader resolves them and reports
-/// entries that are not regular files.
+/// entries that are not regular files. A directory of more than [`MAX_PLUGIN_FILES`]
+/// candidates is an error.
 pub fn discover(dirs: &[impl AsRef<Path>]) -> Result<Vec<PathBuf>, DiscoverError> {
     let mut all = Vec::new();
     for dir in dirs {
@@ -32,6 +38,12 @@ pub fn discover(dirs: &[impl AsRef<Path>]) -> Result<Vec<PathBuf>, DiscoverError
         for entry in std::fs::read_dir(dir).map_err(error)? {
             let name = entry.map_err(error)?.file_name();
             if has_library_suffix(&name) {
+                if found.len() == MAX_PLUGIN_FILES {
+                    return Err(error(std::io::Error::other(format!(
+                        "it holds more than {MAX_PLUGIN_FILES} files named *{LIBRARY_SUFFIX}, the \
+                         most one plugin directory may hold; split them across directories"
+                    ))));
+                }
                 found.push(name);
             }
         }
@@ -66,6 +78,15 @@ mod tests {
         if LIBRARY_SUFFIX == ".so" {
             assert_eq!(names, ["a.so", "b.so"]);
         }
+        // One more candidate than a directory may hold: refused whole, with what to do.
+        let many = tempfile::tempdir().unwrap();
+        for i in 0..=MAX_PLUGIN_FILES {
+            std::fs::File::create(many.path().join(format!("{i}{LIBRARY_SUFFIX}"))).unwrap();
+        }
+        let error = discover(&[many.path()]).unwrap_err().to_string();
+        assert!(error.contains("more than 16384 files"), "{error}");
+        std::fs::remove_file(many.path().join(format!("0{LIBRARY_SUFFIX}"))).unwrap();
+        assert_eq!(discover(&[many.path()]).unwrap().len(), MAX_PLUGIN_FILES);
         let missing = discover(&[dir.path().join("nope")]).unwrap_err();
         assert!(
             missing.to_string().contains("cannot list plugin directory"),

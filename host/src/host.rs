@@ -448,7 +448,10 @@ impl Host {
             }
         };
         let path = &record.source;
-        tracing::debug!("reloading plugin `{name}` from {}", path.display());
+        tracing::debug!(
+            "reloading plugin `{name}` from {}",
+            crate::text::printable(&path.display().to_string())
+        );
         let (mut report, verified) =
             self.verify_with(path, &HashMap::new(), None, Some(name), true);
         let Some(verified) = verified else {
@@ -474,7 +477,10 @@ impl Host {
         let capabilities = running
             .reload(&request, verified)
             .map_err(|(reason, message)| refused(reason, message))?;
-        tracing::info!("reloaded plugin `{name}` {version} from {}", path.display());
+        tracing::info!(
+            "reloaded plugin `{name}` {version} from {}",
+            crate::text::printable(&path.display().to_string())
+        );
         report.isolated = true;
         report.status = Status::Loaded;
         report.capabilities = capabilities;

@@ -483,6 +483,24 @@ impl Index {
         found
     }
 
+    /// Fills the memo of [`Index::candidates`] for every declared capability in one pass:
+    /// for a walk that will ask for many (a chain of overlapping plugins), where a pass per
+    /// capability would cost the square of their number.
+    pub(crate) fn ask_all(&mut self) {
+        let mut all: HashMap<(String, String), Vec<usize>> = HashMap::new();
+        for at in 0..self.plugins.len() {
+            for (kind, name) in self.declared(at) {
+                let key = (cache::text(kind).to_owned(), cache::text(name).to_owned());
+                let slots = all.entry(key).or_default();
+                // A plugin declaring one capability twice is one candidate.
+                if slots.last() != Some(&at) {
+                    slots.push(at);
+                }
+            }
+        }
+        self.asked = all;
+    }
+
     /// The capability names of `kind` that indexed plugins not refused declare.
     pub(crate) fn names(&self, kind: &str) -> Vec<String> {
         (0..self.plugins.len())
@@ -903,7 +921,33 @@ impl Lazy {
     /// its capabilities too: as in a scan, where the earlier one registers first and the later
     /// one is then refused (`capability-conflict`), so an overlap is reported, not hidden by
     /// laziness. Only a misconfigured search path pays for those extra loads.
+    ///
+    /// Those earlier plugins (and theirs, and so on) are found first, without recursion (a
+    /// chain of thousands of overlapping plugins would overflow the stack), then loaded in
+    /// path order: each after every earlier one it overlaps.
     fn load_indexed(&mut self, host: &mut dyn Loader, at: usize) -> IndexedState {
+        let mut before = std::collections::BTreeSet::new();
+        let mut todo = self.earlier_pending(at);
+        if !todo.is_empty() {
+            // More than one plugin to look at: every declaration in one pass.
+            self.index.ask_all();
+        }
+        while let Some(j) = todo.pop() {
+            if before.insert(j) {
+                todo.extend(self.earlier_pending(j));
+            }
+        }
+        for j in before {
+            if *self.index.state(j) == IndexedState::Pending {
+                self.load_one(host, j);
+            }
+        }
+        self.load_one(host, at)
+    }
+
+    /// The plugins before `at` in path order, not loaded yet, that declare one of its
+    /// capabilities.
+    fn earlier_pending(&mut self, at: usize) -> Vec<usize> {
         let declared: Vec<(String, String)> = self
             .index
             .declared(at)
@@ -914,13 +958,14 @@ impl Lazy {
             .flat_map(|(kind, name)| self.index.candidates(kind, name))
             .filter(|&j| j < at)
             .collect();
+        earlier.retain(|&j| *self.index.state(j) == IndexedState::Pending);
         earlier.sort_unstable();
         earlier.dedup();
-        for j in earlier {
-            if *self.index.state(j) == IndexedState::Pending {
-                self.load_indexed(host, j);
-            }
-        }
+        earlier
+    }
+
+    /// Loads indexed plugin `at` itself, as the plugin it was indexed as.
+    fn load_one(&mut self, host: &mut dyn Loader, at: usize) -> IndexedState {
         let path = self.index.plugin_path(at);
         // The plugin this slot was indexed as, or nothing: a file that became another plugin
         // must not take that one's place in path order, its name or its capabilities.

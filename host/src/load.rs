@@ -70,7 +70,11 @@ fn classify_with(error: LibraryError, path: &Path, differences: &[String]) -> Pl
             format!("it has provenance but no plugin root module ({text}); export it with `plugin_api::export_plugin!`"),
         ),
         LibraryError::AbiInstability(_) => {
-            tracing::debug!("layout check of the root module of {}: {error}", path.display());
+            tracing::debug!(
+                "layout check of the root module of {}: {}",
+                crate::text::printable(&path.display().to_string()),
+                crate::text::printable(&error.to_string())
+            );
             fail(
                 ReasonCode::LayoutMismatch,
                 format!(

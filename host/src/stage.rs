@@ -105,7 +105,10 @@ impl Drop for Staged {
             std::fs::remove_file(&self.remove)
         };
         if let Err(e) = removed {
-            tracing::debug!("cannot remove {}: {e}", self.remove.display());
+            tracing::debug!(
+                "cannot remove {}: {e}",
+                crate::text::printable(&self.remove.display().to_string())
+            );
         }
     }
 }

@@ -488,3 +488,41 @@ fn a_name_met_again_in_a_warm_cache_is_shadowed() {
     }
     assert_eq!(lazy.index.plugins().len(), 3);
 }
+
+#[test]
+fn a_chain_of_overlapping_declarations_loads_in_path_order_without_recursion() {
+    // Plugin i declares c_i and c_{i-1}: asking for the last loads every one before it,
+    // in path order. On a small stack: one frame a plugin overflowed it.
+    const N: usize = 5_000;
+    let loaded = std::thread::Builder::new()
+        .stack_size(256 << 10)
+        .spawn(|| {
+            let mut lazy = Lazy::default();
+            for i in 0..N {
+                let mut names = vec![format!("c{i}")];
+                if i > 0 {
+                    names.push(format!("c{}", i - 1));
+                }
+                let declared: BTreeMap<String, Vec<String>> =
+                    [("command".to_owned(), names)].into();
+                let path = PathBuf::from(format!("/d/libp{i:05}.so"));
+                assert_eq!(
+                    lazy.index.add(&path, &format!("p{i}"), Some(&declared)),
+                    Placed::Indexed
+                );
+            }
+            let mut host = Recorder::default();
+            assert!(lazy
+                .load_capability(&mut host, "command", &format!("c{}", N - 1))
+                .is_err());
+            host.loaded
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(loaded.len(), N);
+    let in_order: Vec<PathBuf> = (0..N)
+        .map(|i| PathBuf::from(format!("/d/libp{i:05}.so")))
+        .collect();
+    assert_eq!(loaded, in_order);
+}
