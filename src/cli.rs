@@ -81,11 +81,15 @@ enum Command {
     Run {
         #[command(flatten)]
         plugins: PluginArgs,
-        /// The command's name.
-        command: String,
-        /// Its arguments.
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
+        /// The command's name, then its arguments: every word after the name is the
+        /// command's, passed as it is, even one that looks like an option of `run`.
+        #[arg(
+            required = true,
+            num_args = 1..,
+            trailing_var_arg = true,
+            value_names = ["COMMAND", "ARGS"]
+        )]
+        call: Vec<String>,
     },
     /// Create a plugin crate whose first build this host accepts under `--policy strict`.
     New(NewArgs),
@@ -283,11 +287,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run {
-            plugins,
-            command,
-            args,
-        } => {
+        Command::Run { plugins, call } => {
+            let (command, args) = call.split_first().expect("clap requires the command");
+            let command = command.clone();
             crate::reload_signal::block_sighup();
             let (mut host, no_dirs) = lazy(&plugins)?;
             let loaded = host.load_capability(CommandKind::KIND, &command);

@@ -268,3 +268,29 @@ fn the_builtin_row_keeps_the_table_in_line() {
     assert_eq!(next.find(|c: char| c != ' '), Some(caps), "{text}");
     assert!(next.trim().starts_with("transform:echo"), "{text}");
 }
+
+#[test]
+fn run_passes_every_word_after_the_command_to_the_plugin() {
+    // An argument for the plugin that looks like an option of `run` is the plugin's: it was
+    // taken as `run`'s (another plugin directory, signatures off, help) when it came first.
+    let dir = plugin_dir(&["hello"]);
+    let elsewhere = plugin_dir(&["panic-register"]);
+    let elsewhere_flag = format!("--plugins={}", s(elsewhere.path()));
+    for arg in [
+        "--help",
+        "-h",
+        elsewhere_flag.as_str(),
+        "--signatures=ignore",
+        "--log=trace",
+        "--json",
+    ] {
+        let out = cli(&["run", "--plugins", s(dir.path()), "hello", arg]);
+        assert_eq!(out.status.code(), Some(0), "{arg}: {}", stderr(&out));
+        assert!(
+            stdout(&out).starts_with(&format!("hello, {arg}!")),
+            "{arg}: {}",
+            stdout(&out)
+        );
+        assert!(!stderr(&out).contains("panic"), "{arg}: {}", stderr(&out));
+    }
+}
