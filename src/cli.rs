@@ -196,13 +196,27 @@ enum Command {
     },
 }
 
+/// The longest log filter taken (`--log`, `PLUGIN_HOST_LOG`).
+const MAX_LOG_FILTER: usize = 4096;
+
 /// Sets up `tracing` output on stderr.
 pub fn init_logging(filter: &Option<String>) -> Result<()> {
     let filter = match filter {
         Some(f) => f.clone(),
         None => std::env::var("PLUGIN_HOST_LOG").unwrap_or_else(|_| "info".into()),
     };
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+    // A filter may come from a script's environment: field values are matched as plain
+    // text, never compiled as regular expressions (a crafted one took minutes and hundreds
+    // of megabytes to compile before any command ran), and its length is bounded.
+    if filter.len() > MAX_LOG_FILTER {
+        bail!(
+            "bad log filter: {} bytes, more than {MAX_LOG_FILTER}",
+            filter.len()
+        );
+    }
+    let filter = tracing_subscriber::EnvFilter::builder()
+        .with_regex(false)
+        .parse(&filter)
         .with_context(|| format!("bad log filter `{filter}`"))?;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -429,6 +443,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     if e.kind() == std::io::ErrorKind::BrokenPipe =>
                 {
                     Ok(ExitCode::SUCCESS)
+                }
+                // Reading stdin or writing stdout failed: the environment's error (exit 2),
+                // not the plugin's (exit 1).
+                Err(crate::stream::StreamError::Io(e)) => {
+                    Err(anyhow::Error::new(e)
+                        .context("reading the input or writing the output failed"))
                 }
                 Err(e) => {
                     eprintln!("error: {}", printable(&e.to_string()));

@@ -4,7 +4,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -189,6 +189,37 @@ impl TrustArgs {
     }
 }
 
+/// A file to sign: a regular file (opened without blocking on a FIFO, never read from a
+/// device), of at most [`host::trust::MAX_HASHED`] bytes, as the host checks signatures.
+fn open_to_sign(file: &Path) -> Result<fs::File> {
+    let cannot = || format!("{}: cannot read the file to sign", file.display());
+    let mut options = OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
+    }
+    let data = options.open(file).with_context(cannot)?;
+    let meta = data.metadata().with_context(cannot)?;
+    if !meta.is_file() {
+        bail!(
+            "{}: not a regular file, so not a plugin to sign",
+            file.display()
+        );
+    }
+    if meta.len() > host::trust::MAX_HASHED {
+        bail!(
+            "{}: {} bytes, more than the {} bytes a plugin file may be to have its signature \
+             checked",
+            file.display(),
+            meta.len(),
+            host::trust::MAX_HASHED
+        );
+    }
+    Ok(data)
+}
+
 /// The lock file: the one given, else `plugin-host.lock` beside the project file, else in
 /// the working directory.
 pub fn lock_file(given: Option<&Path>, config: &Config) -> PathBuf {
@@ -265,6 +296,22 @@ pub fn lock(mut setup: Setup, dirs: &[PathBuf], lock_file: &Path) -> Result<Exit
 /// `plugin-host keygen`: a minisign key pair, `PREFIX.pub` and `PREFIX.key` (unencrypted,
 /// as `minisign -G -W` writes it, mode 0600). Refuses to overwrite either file.
 pub fn keygen(prefix: &Path) -> Result<ExitCode> {
+    // A prefix names the files: `DIR/` (or `.`) would make the hidden `DIR/.key`.
+    let ends_in_separator = prefix
+        .as_os_str()
+        .as_encoded_bytes()
+        .last()
+        .is_some_and(|&b| std::path::is_separator(b as char));
+    if ends_in_separator
+        || prefix.is_dir()
+        || !matches!(prefix.components().next_back(), Some(Component::Normal(_)))
+    {
+        bail!(
+            "--out {}: a prefix for the two files' names (`--out DIR/mykey` writes DIR/mykey.pub \
+             and DIR/mykey.key), not a directory",
+            prefix.display()
+        );
+    }
     let with = |ext: &str| {
         let mut name = prefix.as_os_str().to_owned();
         name.push(ext);
@@ -361,17 +408,18 @@ pub fn sign(files: &[PathBuf], key: Option<&Path>) -> Result<ExitCode> {
         .map(|d| d.as_secs())
         .unwrap_or(0);
     for file in files {
-        let data = fs::File::open(file)
-            .with_context(|| format!("{}: cannot read the file to sign", file.display()))?;
+        let data = open_to_sign(file)?;
+        // One line of printable text: a name with a line break in it would end the trusted
+        // comment early and leave a signature file no one can read.
         let name = file
             .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
+            .map(|n| printable(&n.to_string_lossy()).into_owned())
             .unwrap_or_default();
         let trusted = format!("timestamp:{now}\tfile:{name}\thashed");
         let signature = minisign::sign(
             Some(&pk),
             &sk,
-            data,
+            std::io::Read::take(data, host::trust::MAX_HASHED),
             Some(&trusted),
             Some("signature from plugin-host secret key"),
         )

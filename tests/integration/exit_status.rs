@@ -294,3 +294,81 @@ fn run_passes_every_word_after_the_command_to_the_plugin() {
         assert!(!stderr(&out).contains("panic"), "{arg}: {}", stderr(&out));
     }
 }
+
+#[test]
+fn a_log_filter_is_never_compiled_as_a_regular_expression() {
+    // A field filter whose regular expression grows exponentially as a DFA: it took minutes
+    // and hundreds of megabytes before any command ran.
+    let empty = tempfile::tempdir().unwrap();
+    let filter = format!("[{{a=.*a{}}}]", ".".repeat(20));
+    let out = crate::support::cli_with_rlimit(
+        &[
+            "--log",
+            &filter,
+            "run",
+            "--plugins",
+            s(empty.path()),
+            "version",
+        ],
+        libc::RLIMIT_CPU,
+        10,
+    );
+    assert!(out.status.success(), "{:?}: {}", out.status, stderr(&out));
+    // And a filter is bounded.
+    let long = "a".repeat(5000);
+    let out = cli(&[
+        "--log",
+        &long,
+        "run",
+        "--plugins",
+        s(empty.path()),
+        "version",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("more than 4096"), "{}", stderr(&out));
+}
+
+#[test]
+fn transform_whose_output_cannot_be_written_is_an_environment_error() {
+    // stdout on a full device: the environment's error, exit 2 (it was 1, a plugin's).
+    let empty = tempfile::tempdir().unwrap();
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_plugin-host"))
+        .args(["transform", "--plugins", s(empty.path()), "echo"])
+        .env("XDG_CACHE_HOME", crate::fixtures::tmp().join("xdg-cache"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(full)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(b"a line\n")?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("writing the output failed"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn keygen_takes_a_prefix_not_a_directory() {
+    let work = tempfile::tempdir().unwrap();
+    for out in [format!("{}/", s(work.path())), s(work.path()).to_owned()] {
+        let o = cli(&["keygen", "--out", &out]);
+        assert_eq!(o.status.code(), Some(2), "{out}: {}", stderr(&o));
+        assert!(stderr(&o).contains("not a directory"), "{}", stderr(&o));
+    }
+    assert!(!work.path().join(".key").exists());
+    assert_eq!(fs_entries(work.path()), 0, "nothing written");
+}
+
+fn fs_entries(dir: &Path) -> usize {
+    std::fs::read_dir(dir).unwrap().count()
+}

@@ -167,7 +167,11 @@ fn a_one_byte_change_is_refused_checksum_mismatch_before_any_code_runs() {
         entry(&scan, "libctor_marker.so"),
         "rejected",
         "checksum-mismatch",
-        &["bytes, but the lock file", "expects", "run `plugin-host lock` again"],
+        &[
+            "bytes, but the lock file",
+            "expects",
+            "run `plugin-host lock` again",
+        ],
     );
     assert!(!marker.exists(), "a plugin refused by the lock ran code");
 
@@ -858,4 +862,50 @@ fn locking_again_keeps_where_the_same_bytes_were_pulled_from() {
     // Other bytes were not pulled from there.
     assert_eq!(after.get("wc").unwrap().source, None);
     assert_eq!(after.get("wc").unwrap().manifest, None);
+}
+
+#[test]
+fn sign_takes_regular_files_and_any_name_gives_a_signature_that_checks() {
+    let work = tempfile::tempdir().unwrap();
+    let prefix = work.path().join("k");
+    assert!(cli(&["keygen", "--out", s(&prefix)]).status.success());
+    let (public, secret) = (work.path().join("k.pub"), work.path().join("k.key"));
+    // A FIFO: refused at once (it was opened blocking, and waited for a writer forever).
+    let fifo = work.path().join("fifo.so");
+    let c_fifo = std::ffi::CString::new(s(&fifo)).unwrap();
+    // SAFETY: a NUL-terminated path that outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(c_fifo.as_ptr(), 0o600) }, 0);
+    let (done, finished) = std::sync::mpsc::channel();
+    let (f, k) = (fifo.clone(), secret.clone());
+    std::thread::spawn(move || {
+        let _ = done.send(cli(&["sign", s(&f), "--key", s(&k)]));
+    });
+    let out = finished
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("sign hung on a FIFO");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not a regular file"),
+        "{}",
+        stderr(&out)
+    );
+    // A name with a line break: its signature is still one that checks.
+    let dir = plugin_dir(&["hello"]);
+    let odd = dir.path().join("libhel\nlo.so");
+    fs::rename(dir.path().join(file_name("hello")), &odd).unwrap();
+    let out = cli(&["sign", s(&odd), "--key", s(&secret)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let scan = scan_json(
+        dir.path(),
+        &["--trusted-key", s(&public), "--signatures", "require"],
+    );
+    let entry = &scan["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "hello")
+        .unwrap_or_else(|| panic!("{scan:#}"))
+        .clone();
+    assert_eq!(entry["status"], "loaded", "{entry:#}");
+    assert_eq!(entry["signature"], "signed", "{entry:#}");
 }

@@ -40,6 +40,7 @@ use serde::Serialize;
 pub use hash::FileDigest;
 pub use lock::{Lock, LockEntry, LockError, LOCK_FILE_NAME, LOCK_FORMAT_VERSION, MAX_LOCK_LEN};
 pub use signature::{signature_path, KeyError, SignatureStatus, TrustedKey, MAX_SIGNATURE_LEN};
+pub use step::MAX_HASHED;
 
 use crate::reason::ReasonCode;
 
