@@ -170,7 +170,7 @@ pub fn run(command: BuilderCommand, host: HostIdentity) -> Result<ExitCode> {
                 // build's own output (already escaped: escaping again leaves it as it is).
                 let text = error.to_string();
                 let lines: Vec<_> = text.lines().map(host::text::printable).collect();
-                eprintln!("error: {}", lines.join("\n"));
+                errln!("error: {}", lines.join("\n"));
                 Ok(ExitCode::from(2))
             }
             None => Err(e),
@@ -348,7 +348,7 @@ fn build_worker(host: &HostIdentity, request: &WorkerRequest) -> Result<PathBuf>
     if request.release {
         command.arg("--release");
     }
-    eprintln!(
+    errln!(
         "building a worker: cargo +{} build -p plugin-host{} in {}",
         request.toolchain,
         if request.release { " --release" } else { "" },
@@ -382,7 +382,7 @@ fn build_worker(host: &HostIdentity, request: &WorkerRequest) -> Result<PathBuf>
         out.set_permissions(std::fs::Permissions::from_mode(0o755))
     })
     .with_context(|| format!("cannot copy {} to {}", built.display(), path.display()))?;
-    eprintln!("worker built by rustc {}", provenance.rustc.short());
+    errln!("worker built by rustc {}", provenance.rustc.short());
     Ok(path)
 }
 

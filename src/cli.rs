@@ -242,7 +242,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
             Err(e @ ReadError::Io { .. }) => Err(e.into()),
             Err(e) => {
-                eprintln!("error[{}]: {}", e.reason(), printable(&e.to_string()));
+                errln!("error[{}]: {}", e.reason(), printable(&e.to_string()));
                 Ok(ExitCode::from(1))
             }
         },
@@ -338,9 +338,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     let message = e.to_string();
                     if message.contains(&format!("plugin `{provider}`")) {
                         // An isolated plugin's failure names the plugin and the command.
-                        eprintln!("error: {}", printable(&message));
+                        errln!("error: {}", printable(&message));
                     } else {
-                        eprintln!(
+                        errln!(
                             "error: command `{}` (plugin `{provider}`) {}",
                             printable(&command),
                             printable(&message)
@@ -451,7 +451,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                         .context("reading the input or writing the output failed"))
                 }
                 Err(e) => {
-                    eprintln!("error: {}", printable(&e.to_string()));
+                    errln!("error: {}", printable(&e.to_string()));
                     Ok(ExitCode::from(1))
                 }
             }
@@ -522,7 +522,7 @@ fn not_loaded(error: &host::LazyError, no_dirs: Option<anyhow::Error>) -> Result
 }
 
 fn unavailable(error: &dyn std::error::Error) -> ExitCode {
-    eprintln!("error: {}", printable(&error.to_string()));
+    errln!("error: {}", printable(&error.to_string()));
     ExitCode::from(1)
 }
 

@@ -48,10 +48,10 @@ pub fn load_config() -> Result<Config> {
     static SAID: Once = Once::new();
     SAID.call_once(|| {
         for file in config.ignored() {
-            eprintln!("warning: {}", printable(&file.message(APP)));
+            errln!("warning: {}", printable(&file.message(APP)));
         }
         for notice in config.notices() {
-            eprintln!("warning: {}", printable(notice));
+            errln!("warning: {}", printable(notice));
         }
     });
     Ok(config)

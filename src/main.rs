@@ -10,6 +10,15 @@ macro_rules! outln {
     };
 }
 
+/// A line on stderr that never panics: `eprintln!` panics when stderr cannot be written (a
+/// full disk, a closed pipe), which turned every error's exit status into 101.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 #[cfg(unix)]
 mod authoring;
 #[cfg(unix)]
@@ -71,7 +80,7 @@ static PROVENANCE_NOTE: ProvenanceNote = {
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     if let Err(e) = cli::init_logging(&cli.log) {
-        eprintln!("error: {}", host::text::printable(&chain_text(&e)));
+        errln!("error: {}", host::text::printable(&chain_text(&e)));
         return ExitCode::from(2);
     }
     match cli::run(cli) {
@@ -79,7 +88,7 @@ fn main() -> ExitCode {
         // `plugin-host … | head` closing the pipe early is not an error.
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", host::text::printable(&chain_text(&e)));
+            errln!("error: {}", host::text::printable(&chain_text(&e)));
             ExitCode::from(2)
         }
     }

@@ -372,3 +372,29 @@ fn keygen_takes_a_prefix_not_a_directory() {
 fn fs_entries(dir: &Path) -> usize {
     std::fs::read_dir(dir).unwrap().count()
 }
+
+#[test]
+fn an_error_that_cannot_be_written_keeps_its_exit_status() {
+    // stderr on a full device: the error cannot be said, and the exit status still tells it
+    // (writing it panicked, exit 101).
+    let empty = tempfile::tempdir().unwrap();
+    let status = |args: &[&str]| {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_plugin-host"))
+            .args(args)
+            .env("XDG_CACHE_HOME", crate::fixtures::tmp().join("xdg-cache"))
+            .stdout(std::process::Stdio::null())
+            .stderr(full)
+            .status()
+            .unwrap()
+            .code()
+    };
+    assert_eq!(status(&["check", "/nonexistent/libx.so"]), Some(2));
+    assert_eq!(
+        status(&["run", "--plugins", s(empty.path()), "nosuch"]),
+        Some(1)
+    );
+}
