@@ -608,6 +608,17 @@ fn native_section<'a, R: ReadRef<'a>>(
             &format!("{format} file of kind {:?}", file.kind()),
         ));
     }
+    // The machine, as ELF's header is checked: a DLL for ARM64 on an x86-64 host is refused
+    // here, before LoadLibrary would fail on it. `inspect` reads any platform's library.
+    if expect != Expect::AnyPlatform {
+        if let Some(native) = native_architecture().filter(|a| *a != file.architecture()) {
+            return Err(ReadError::WrongTarget {
+                path: path.to_owned(),
+                file: format!("{format} file for {:?}", file.architecture()),
+                host: format!("{} for {native:?}", format_name(NATIVE.kind)),
+            });
+        }
+    }
     let Some(section) = file.section_by_name(name) else {
         return Err(ReadError::NoProvenance {
             path: path.to_owned(),
@@ -621,6 +632,23 @@ fn native_section<'a, R: ReadRef<'a>>(
         detail: format!("section `{name}` cannot be read: {e}"),
     })?;
     Ok(bytes)
+}
+
+/// This host's architecture as `object` names a PE or Mach-O file's; `None` where it is not
+/// told (the file is then not refused for its machine).
+fn native_architecture() -> Option<object::Architecture> {
+    use object::Architecture;
+    if cfg!(target_arch = "x86_64") {
+        Some(Architecture::X86_64)
+    } else if cfg!(target_arch = "aarch64") {
+        Some(Architecture::Aarch64)
+    } else if cfg!(target_arch = "x86") {
+        Some(Architecture::I386)
+    } else if cfg!(target_arch = "arm") {
+        Some(Architecture::Arm)
+    } else {
+        None
+    }
 }
 
 fn check_section_size(path: &Path, size: u64) -> Result<(), ReadError> {

@@ -72,3 +72,23 @@ fn a_verified_file_cannot_be_swapped_or_written_before_it_is_loaded() {
         "the file at the path is still the verified one"
     );
 }
+
+#[test]
+fn a_dll_for_another_machine_is_the_wrong_target_before_it_is_loaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hello.dll");
+    fs::copy(plugins().join("hello.dll"), &file).unwrap();
+    let host = Host::builder(identity(&file)).build();
+    assert_eq!(host.verify(&file).status, Status::Verified);
+    // The COFF header's Machine, after the PE signature: ARM64 (0xAA64) for x86-64.
+    let mut bytes = fs::read(&file).unwrap();
+    let pe = u32::from_le_bytes(bytes[0x3c..0x40].try_into().unwrap()) as usize;
+    assert_eq!(&bytes[pe..pe + 4], b"PE\0\0");
+    bytes[pe + 4..pe + 6].copy_from_slice(&0xaa64u16.to_le_bytes());
+    fs::write(&file, &bytes).unwrap();
+    let report = host.verify(&file);
+    assert_eq!(report.status, Status::Rejected, "{:?}", report.message);
+    assert_eq!(report.reason, Some(host::ReasonCode::TargetMismatch));
+    let message = report.message.unwrap_or_default();
+    assert!(message.contains("Aarch64"), "{message}");
+}
