@@ -364,6 +364,26 @@ fn a_build_that_leaves_a_symlink_to_a_host_file_is_refused_and_nothing_is_copied
 }
 
 #[test]
+fn a_build_has_no_capability_to_leave_files_the_user_cannot_remove() {
+    let Some(engine) = engine() else { return };
+    ensure_image(&engine);
+    let (_dir, krate) = standalone_plugin("chowner");
+    // Root in the container, but without CAP_CHOWN: a directory in the mounted output given
+    // to another user (one the user could then not remove) is refused.
+    fs::write(
+        krate.join("build.rs"),
+        r#"fn main() {
+    plugin_api::build::record();
+    std::fs::create_dir_all("/build/out/keep").unwrap();
+    std::os::unix::fs::chown("/build/out/keep", Some(1), Some(1)).expect("the build may chown");
+}
+"#,
+    )
+    .unwrap();
+    assert_refused_untouched_by(&krate, &engine, &["the build may chown", "not permitted"]);
+}
+
+#[test]
 fn a_crate_made_by_new_builds_in_the_image_and_a_lock_off_the_hosts_is_told_the_commands() {
     let Some(engine) = engine() else { return };
     ensure_image(&engine);

@@ -341,7 +341,17 @@ fn in_image(
          plugin-host check --policy strict {TARGET_DIR}/{profile}/{file} >&2 || exit 71; \
          cp {TARGET_DIR}/{profile}/{file} /build/out/{file}"
     );
-    let mut args: Vec<String> = vec!["run".into(), "--rm".into(), "--network=none".into()];
+    // The crate's build script and proc macros run in there: no network, no capability (a
+    // root in the container that cannot chown, make device nodes or bypass permissions
+    // leaves nothing in the mounted directories that the user cannot remove), and nothing
+    // it runs gains privileges (no setuid program).
+    let mut args: Vec<String> = vec![
+        "run".into(),
+        "--rm".into(),
+        "--network=none".into(),
+        "--cap-drop=ALL".into(),
+        "--security-opt=no-new-privileges".into(),
+    ];
     args.extend(engine.limits());
     args.extend([
         "-e".into(),
