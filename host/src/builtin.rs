@@ -38,8 +38,15 @@ impl Builtins {
     }
 
     /// The pending builtins to register now: all but those a file among `candidates`
-    /// replaces (its provenance, read without loading it).
-    pub(crate) fn take(&mut self, candidates: &[PathBuf]) -> Vec<Builtin> {
+    /// replaces. A file replaces a builtin when it carries the builtin's name (its
+    /// provenance, read without loading it) and `admitted` says the host would take it
+    /// (verified: trust, policy, settings); a file that would be refused leaves the builtin
+    /// in place, where it would have left that name provided by nothing.
+    pub(crate) fn take(
+        &mut self,
+        candidates: &[PathBuf],
+        admitted: impl Fn(&Path) -> bool,
+    ) -> Vec<Builtin> {
         let mut pending = std::mem::take(&mut self.pending);
         if !pending
             .iter()
@@ -49,9 +56,10 @@ impl Builtins {
         }
         let replaced: HashSet<String> = candidates
             .iter()
-            .filter_map(|p| crate::read::read_provenance(Path::new(p)).ok())
-            .map(|p| p.name)
-            .filter(|n| self.replaceable.contains(n))
+            .filter_map(|p| {
+                let name = crate::read::read_provenance(Path::new(p)).ok()?.name;
+                (self.replaceable.contains(&name) && admitted(p)).then_some(name)
+            })
             .collect();
         pending.retain(|builtin| {
             let keep = !replaced.contains(builtin.name.as_str());

@@ -555,7 +555,11 @@ impl Host {
 
     /// Registers the pending builtins, except those a file among `candidates` replaces.
     fn register_builtins(&mut self, candidates: &[PathBuf]) -> Vec<PluginReport> {
-        let pending = self.builtins.take(candidates);
+        let mut builtins = std::mem::take(&mut self.builtins);
+        let pending = builtins.take(candidates, |path| {
+            self.verify(path).status == Status::Verified
+        });
+        self.builtins = builtins;
         pending.into_iter().map(|b| self.add_builtin(b)).collect()
     }
 }

@@ -196,6 +196,36 @@ fn a_builtin_that_failed_to_register_keeps_its_name() {
 }
 
 #[test]
+fn a_refused_file_does_not_replace_a_builtin() {
+    // A file carrying the replaceable builtin's name, but one the host refuses (another
+    // rustc, under a policy that cares): the builtin stays, where it was dropped for it and
+    // its name then provided by nothing.
+    let dir = plugin_dir(&[]);
+    let file = copy_into(&dir, "hello", "libgreeter.so");
+    rewrite_provenance(&file, |j| {
+        j["name"] = "greeter".into();
+        j["rustc"]["commit_date"] = "".into();
+        j["rustc"]["commit_hash"] = "0".repeat(40).into();
+    });
+    let mut host = builder()
+        .policy(host::Policy::preset("strict").unwrap())
+        .plugin("greeter", host::PluginSettings::new().replaces_builtin())
+        .builtin(plugin_api::builtin_plugin!(
+            greets,
+            name = "greeter",
+            version = "0.2.0"
+        ))
+        .build();
+    let reports = host.scan(&[dir.path()], ScanMode::Load).unwrap();
+    let [builtin, refused] = &reports[..] else {
+        panic!("{reports:#?}")
+    };
+    assert_eq!(builtin.status, Status::Builtin, "{builtin:#?}");
+    assert_eq!(refused.status, Status::Rejected, "{refused:#?}");
+    assert!(host.registry().get::<CommandKind>("greet").is_ok());
+}
+
+#[test]
 fn a_replaceable_builtin_stays_when_no_file_replaces_it() {
     let dir = plugin_dir(&["hello"]);
     let mut host = builder()
