@@ -88,7 +88,7 @@ pub mod wire;
 
 pub use builder::HostBuilder;
 pub use builtin::BUILTIN_PATH;
-pub use discover::{discover, DiscoverError, LIBRARY_SUFFIX};
+pub use discover::{discover, DiscoverError, LIBRARY_SUFFIX, MAX_PLUGIN_FILES};
 pub use error::PluginError;
 pub use host::{Host, ScanMode};
 pub use identity::HostIdentity;

@@ -120,7 +120,7 @@ pub(crate) fn stage(area: &Area, file: &File, info: &LoadInfo, real: &Path) -> i
     let n = area.next.fetch_add(1, Ordering::Relaxed);
     let name = real
         .file_name()
-        .map(ToOwned::to_owned)
+        .map(staged_name)
         .unwrap_or_else(|| "plugin.so".into());
     let real_dir = real.parent().unwrap_or(Path::new("/"));
     let origin_entries: Vec<_> = info
@@ -752,6 +752,17 @@ fn lock(held: &File) -> io::Result<()> {
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// The file name a plugin is staged under, after a counter (`N-`): its own, or its last 200
+/// bytes when it is longer (a name may be 255 bytes, and the counter must fit too; a name
+/// that did not fit was loaded by its descriptor's name instead, which kept the descriptor
+/// open for the life of the process).
+fn staged_name(name: &std::ffi::OsStr) -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStrExt;
+    const KEPT: usize = 200;
+    let bytes = name.as_bytes();
+    std::ffi::OsStr::from_bytes(&bytes[bytes.len().saturating_sub(KEPT)..]).to_owned()
 }
 
 #[cfg(test)]

@@ -498,3 +498,24 @@ fn a_copy_made_ahead_is_loaded_only_if_it_holds_what_was_verified() {
     assert!(registry.get::<plugin_api::CommandKind>("hello").is_ok());
     let _ = first;
 }
+
+#[test]
+fn a_plugin_with_a_long_file_name_keeps_no_descriptor_once_loaded() {
+    // A file name of 255 bytes: staged with a counter before it, it was too long, and the
+    // plugin was loaded by its descriptor's name instead, that descriptor kept open.
+    let dir = tempfile::tempdir().unwrap();
+    let long = format!("{}.so", "a".repeat(252));
+    let file = dir.path().join(&long);
+    fs::copy(fixtures().lib("hello"), &file).unwrap();
+    rewrite_provenance(&file, |j| j["name"] = "hellz".into());
+    let mut host = builder().build();
+    let report = host.load(&file);
+    assert_eq!(report.status, host::Status::Loaded, "{:?}", report.message);
+    let held: Vec<String> = fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| fs::read_link(e.ok()?.path()).ok())
+        .map(|target| target.to_string_lossy().into_owned())
+        .filter(|target| target.contains("plugin:hellz"))
+        .collect();
+    assert!(held.is_empty(), "descriptors kept: {held:?}");
+}
