@@ -634,21 +634,24 @@ impl Loader for Host {
 /// Where the verified file is, links resolved. On Linux, the kernel's name for the very
 /// descriptor that was verified (one `readlink`, and the file itself, where walking `path`
 /// again would take a `readlink` per component and find whatever the path names by then);
-/// else, or when the file has since been removed, `path` canonicalized.
+/// for a file removed since, the last name it had; else `path` canonicalized.
 fn resolved_path(file: &std::fs::File, path: &Path) -> PathBuf {
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::fs::MetadataExt;
         let link = format!("/proc/self/fd/{}", file.as_raw_fd());
-        if let Ok(target) = std::fs::read_link(link) {
-            // A removed file's name ends in ` (deleted)`: no longer a path to it.
-            let removed = target
-                .as_os_str()
-                .as_encoded_bytes()
-                .ends_with(b" (deleted)");
-            if target.is_absolute() && !removed {
-                return target;
-            }
+        if let Some(target) = std::fs::read_link(link).ok().filter(|t| t.is_absolute()) {
+            // Removed (no link left): the kernel's name is its last one, ` (deleted)` after
+            // it, and the path may name another file by now. Told by the file's link count,
+            // not by its name, which may end so of itself.
+            let removed = file.metadata().is_ok_and(|m| m.nlink() == 0);
+            let last = target.as_os_str().as_bytes().strip_suffix(b" (deleted)");
+            return match last {
+                Some(last) if removed => PathBuf::from(std::ffi::OsStr::from_bytes(last)),
+                _ => target,
+            };
         }
     }
     #[cfg(not(target_os = "linux"))]
@@ -680,8 +683,16 @@ mod tests {
         fs::remove_file(&link).unwrap();
         std::os::unix::fs::symlink(&second, &link).unwrap();
         assert_eq!(resolved_path(&file, &path), real.join("first/libx.so"));
-        // Removed: what the path names now, as before.
+        // Removed: the last name it had, not what the path names now (another file).
         fs::remove_file(first.join("libx.so")).unwrap();
-        assert_eq!(resolved_path(&file, &path), real.join("second/libx.so"));
+        assert_eq!(resolved_path(&file, &path), real.join("first/libx.so"));
+        // A live file whose name ends as a removed one's does: its own name.
+        let odd = second.join("liby.so (deleted)");
+        fs::write(&odd, b"y").unwrap();
+        let file = fs::File::open(&odd).unwrap();
+        assert_eq!(
+            resolved_path(&file, &odd),
+            real.join("second/liby.so (deleted)")
+        );
     }
 }
