@@ -202,13 +202,45 @@ impl Scaffold {
         let applied = seeded;
 
         if occupied {
-            // --force: the scaffold's files replace their namesakes; the rest stays.
-            for (file, _) in files
+            // --force: the scaffold's files replace their namesakes; the rest stays. Each is
+            // checked first, so that none is replaced unless all can be, and none is written
+            // through a link (the directory, or one in it such as `src`, may be a link
+            // planted by whoever made the directory).
+            let names: Vec<PathBuf> = files
                 .iter()
-                .map(|(f, t)| (PathBuf::from(f), t))
-                .chain([(PathBuf::from("Cargo.lock"), &String::new())])
-            {
-                let (from, to) = (scratch.path().join(&file), dir.join(&file));
+                .map(|(f, _)| PathBuf::from(f))
+                .chain([PathBuf::from("Cargo.lock")])
+                .collect();
+            let refuse = |path: &Path, what: &str| {
+                io(path)(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("{what}: new --force replaces files only in real directories"),
+                ))
+            };
+            for file in &names {
+                let mut at = dir.clone();
+                let mut steps = vec![at.clone()];
+                for part in file.parent().into_iter().flat_map(Path::components) {
+                    at.push(part);
+                    steps.push(at.clone());
+                }
+                for step in steps {
+                    match fs::symlink_metadata(&step) {
+                        Ok(m) if m.is_dir() => {}
+                        Ok(m) if m.file_type().is_symlink() => {
+                            return Err(refuse(&step, "a symbolic link"))
+                        }
+                        Ok(_) => return Err(refuse(&step, "not a directory")),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(io(&step)(e)),
+                    }
+                }
+                if fs::symlink_metadata(dir.join(file)).is_ok_and(|m| m.is_dir()) {
+                    return Err(refuse(&dir.join(file), "a directory"));
+                }
+            }
+            for file in &names {
+                let (from, to) = (scratch.path().join(file), dir.join(file));
                 if let Some(p) = to.parent() {
                     fs::create_dir_all(p).map_err(io(p))?;
                 }

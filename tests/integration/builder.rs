@@ -357,6 +357,22 @@ fn bad_input_is_an_error_with_exit_2() {
         "a refused `new` left files beside the target"
     );
 
+    // --force replaces files only in real directories: a link planted in the directory (a
+    // cloned repository's `src` leading elsewhere) is refused, and nothing is replaced.
+    fs::create_dir_all(parent.join("victim")).unwrap();
+    fs::write(parent.join("victim/lib.rs"), "precious").unwrap();
+    std::os::unix::fs::symlink("../victim", parent.join("occupied/src")).unwrap();
+    let out = cli_in(&parent, &["new", "p", "--path", "occupied", "--force"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("a symbolic link"), "{}", stderr(&out));
+    assert_eq!(
+        fs::read_to_string(parent.join("victim/lib.rs")).unwrap(),
+        "precious"
+    );
+    assert!(!parent.join("occupied/Cargo.toml").exists());
+    fs::remove_file(parent.join("occupied/src")).unwrap();
+    fs::remove_dir_all(parent.join("victim")).unwrap();
+
     let out = cli_in(&parent, &["new", "2bad"], &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
