@@ -23,6 +23,12 @@ use std::time::{Duration, Instant};
 /// loading or registering it: never 0, so a scan cut short never looks like success.
 pub const PLUGIN_EXIT_STATUS: i32 = 3;
 
+/// [`PLUGIN_EXIT_STATUS`] as text, made at compile time: the exit hook may not allocate.
+#[cfg(unix)]
+const EXIT_STATUS_TEXT: &[u8] = b"3";
+#[cfg(unix)]
+const _: () = assert!(PLUGIN_EXIT_STATUS == 3, "EXIT_STATUS_TEXT says 3");
+
 struct Running {
     /// What the plugin is being run for, e.g. "registering plugin `x` (/p/libx.so)".
     what: String,
@@ -274,12 +280,11 @@ extern "C" fn on_exit() {
     if len == 0 {
         return;
     }
-    let status = PLUGIN_EXIT_STATUS.to_string();
     write_stderr(&[
         b"error: the process was ended (exit() was called) while ",
         &note[..len],
         b"; the work was not finished (exit status ",
-        status.as_bytes(),
+        EXIT_STATUS_TEXT,
         b"); remove the plugin from the plugin directory\n",
     ]);
     // SAFETY: ends the process at once, without running further exit handlers, so that the

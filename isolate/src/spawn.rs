@@ -338,8 +338,9 @@ pub(crate) fn start(spec: &Spec) -> Result<(Worker, Vec<Capability>), StartError
                 return Err(std::io::Error::last_os_error());
             }
             // The host died before the line above: nobody would ever kill this worker.
+            // (An errno, not a message: nothing may allocate between fork and exec.)
             if libc::getppid() as u32 != parent {
-                return Err(std::io::Error::other("the host is gone"));
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
             }
             // Whatever the plugin prints to stdout goes where its stderr goes: to the host's log.
             if libc::dup2(2, 1) < 0 {

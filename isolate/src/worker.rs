@@ -93,6 +93,12 @@ pub fn serve_with_channel(identity: HostIdentity, fd: RawFd, shm: Option<RawFd>)
 /// Serves the host as [`serve_with_channel`] does, with plugins registering `kinds` (an
 /// application's own, see [`serve_if_worker_with`]).
 pub fn serve_with(identity: HostIdentity, kinds: Kinds, fd: RawFd, shm: Option<RawFd>) -> ExitCode {
+    // The descriptors named on the command line are taken as owned below: each must be open,
+    // not one of the standard three, and not the other (owned twice, it would be closed twice).
+    if let Err(why) = inherited(fd, shm) {
+        eprintln!("worker: {why}");
+        return ExitCode::from(2);
+    }
     // Before any plugin code runs: whatever the plugin starts dies with this worker, even
     // when the host is killed (see `tree`).
     if let Err(e) = super::tree::start_guard() {
@@ -597,10 +603,44 @@ fn call(
     }
 }
 
+/// Whether `fd` (and `shm`) may be taken as this process's own: open, above the standard
+/// three, and distinct.
+fn inherited(fd: RawFd, shm: Option<RawFd>) -> Result<(), String> {
+    if shm == Some(fd) {
+        return Err(format!("--fd and --shm name one descriptor ({fd})"));
+    }
+    for d in std::iter::once(fd).chain(shm) {
+        // SAFETY: `fcntl(F_GETFD)` only reads the descriptor's flags; any number may be asked.
+        if d < 3 || unsafe { libc::fcntl(d, libc::F_GETFD) } < 0 {
+            return Err(format!(
+                "descriptor {d} is not one the host passed (not open, or standard)"
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    #[test]
+    fn only_open_distinct_descriptors_from_the_command_line_are_taken() {
+        use std::os::fd::AsRawFd;
+        let (a, b) = (tempfile::tempfile().unwrap(), tempfile::tempfile().unwrap());
+        let (a, b) = (a.as_raw_fd(), b.as_raw_fd());
+        assert_eq!(inherited(a, Some(b)), Ok(()));
+        assert_eq!(inherited(a, None), Ok(()));
+        // One descriptor for both: it would be owned, and closed, twice.
+        assert!(inherited(a, Some(a))
+            .unwrap_err()
+            .contains("one descriptor"));
+        // A standard one, or one not open.
+        assert!(inherited(0, Some(b)).is_err());
+        assert!(inherited(a, Some(1 << 20))
+            .unwrap_err()
+            .contains("not open"));
+    }
     #[test]
     fn descriptors_are_marked_close_on_exec_without_close_range_too() {
         let cloexec = |fd: RawFd| {
