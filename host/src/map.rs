@@ -12,7 +12,7 @@ use crate::load::open_library;
 use crate::place::Verified;
 #[cfg(target_os = "linux")]
 use crate::read::read_sized;
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", windows))]
 use crate::reason::ReasonCode;
 #[cfg(target_os = "linux")]
 use crate::text::printable;
@@ -147,14 +147,79 @@ impl Mapper {
     }
 
     /// Elsewhere: the canonical path, right after verification (see the book, docs/src/security/what-runs-is-what-was-verified.md).
+    /// On Windows, only if that path still leads to the very file verified (held open until
+    /// the load): a directory above it renamed, or a link to it replaced, since then would
+    /// have it load whatever the path leads to now.
     #[cfg(not(target_os = "linux"))]
     pub(crate) fn map(
         &self,
-        _verified: &Verified,
+        verified: &Verified,
         path: &Path,
         resolved: &Path,
     ) -> Result<&'static abi_stable::library::LibHeader, PluginError> {
+        #[cfg(windows)]
+        if !windows::same_file(&verified.file, resolved) {
+            return Err(PluginError::Load {
+                path: path.to_owned(),
+                reason: ReasonCode::LoadFailed,
+                detail: format!(
+                    "{} no longer leads to the file that was verified (a directory above it \
+                     was renamed, or a link to it replaced, since); nothing of it was loaded: \
+                     keep plugin directories, and those above them, writable only by you",
+                    crate::text::printable(&resolved.display().to_string())
+                ),
+            });
+        }
+        #[cfg(not(windows))]
+        let _ = verified;
         open_library(resolved, path)
+    }
+}
+
+/// The identity of files on Windows: volume serial number and file index.
+#[cfg(windows)]
+mod windows {
+    use std::ffi::c_void;
+    use std::fs::File;
+    use std::os::windows::io::AsRawHandle;
+    use std::path::Path;
+
+    #[repr(C)]
+    #[derive(Default)]
+    struct ByHandleFileInformation {
+        attributes: u32,
+        created: [u32; 2],
+        accessed: [u32; 2],
+        written: [u32; 2],
+        volume_serial: u32,
+        size_high: u32,
+        size_low: u32,
+        links: u32,
+        index_high: u32,
+        index_low: u32,
+    }
+
+    #[link(name = "kernel32")]
+    extern "system" {
+        fn GetFileInformationByHandle(file: *mut c_void, info: *mut ByHandleFileInformation)
+            -> i32;
+    }
+
+    /// The volume and file index of `file`.
+    fn identity(file: &File) -> Option<(u32, u32, u32)> {
+        let mut info = ByHandleFileInformation::default();
+        // SAFETY: `info` is a writable BY_HANDLE_FILE_INFORMATION (the layout above), the
+        // handle the open file's, borrowed for the call.
+        let ok = unsafe { GetFileInformationByHandle(file.as_raw_handle(), &mut info) };
+        (ok != 0).then_some((info.volume_serial, info.index_high, info.index_low))
+    }
+
+    /// Whether `path` now leads to `file` itself.
+    pub(super) fn same_file(file: &File, path: &Path) -> bool {
+        let Ok(now) = File::open(path) else {
+            return false;
+        };
+        matches!((identity(file), identity(&now)), (Some(a), Some(b)) if a == b)
     }
 }
 

@@ -92,3 +92,57 @@ fn a_dll_for_another_machine_is_the_wrong_target_before_it_is_loaded() {
     let message = report.message.unwrap_or_default();
     assert!(message.contains("Aarch64"), "{message}");
 }
+
+#[test]
+fn a_path_that_leads_elsewhere_after_verification_loads_nothing_unverified() {
+    // Between verification and LoadLibrary the directory above the plugin is renamed, and
+    // another put in its place holding an impostor under the plugin's name: the path found
+    // again would lead to the impostor, the held handle's own name to the verified file.
+    let dir = tempfile::tempdir().unwrap();
+    let installed = dir.path().join("plugins");
+    fs::create_dir(&installed).unwrap();
+    let target = installed.join("hello.dll");
+    fs::copy(plugins().join("hello.dll"), &target).unwrap();
+    let marker = dir.path().join("marker");
+    std::env::set_var("PLUGIN_HOST_TEST_MARKER", &marker);
+    let impostor = plugins().join("ctor_marker.dll");
+    let moved = dir.path().join("moved");
+    let renamed = Arc::new(Mutex::new(None));
+    let seen = renamed.clone();
+    let hook_dir = installed.clone();
+    let mut host = Host::builder(identity(&target))
+        .before_load(move |path| {
+            let outcome = fs::rename(&hook_dir, &moved).and_then(|()| {
+                fs::create_dir(&hook_dir)?;
+                fs::copy(&impostor, path).map(|_| ())
+            });
+            *seen.lock().unwrap() = Some(outcome.map_err(|e| e.to_string()));
+        })
+        .build();
+    let report = host.load(&target);
+    let renamed = renamed.lock().unwrap().clone();
+    assert_eq!(
+        renamed,
+        Some(Ok(())),
+        "the directory could not be renamed, so this tests nothing"
+    );
+    assert!(!marker.exists(), "the impostor's DllMain ran");
+    // Loaded by the verified file's own name where the system tells it (Windows), else
+    // refused: the path no longer leads to the file verified (wine keeps the name a handle
+    // was opened by).
+    match report.status {
+        Status::Loaded => assert!(host.registry().get::<CommandKind>("hello").is_ok()),
+        _ => {
+            assert_eq!(
+                report.reason,
+                Some(host::ReasonCode::LoadFailed),
+                "{report:?}"
+            );
+            let message = report.message.unwrap_or_default();
+            assert!(
+                message.contains("no longer leads to the file that was verified"),
+                "{message}"
+            );
+        }
+    }
+}
