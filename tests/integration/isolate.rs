@@ -927,32 +927,23 @@ fn write_bin(dir: &Path, name: &str, bytes: &[u8]) -> String {
     path.to_str().unwrap().to_owned()
 }
 
-#[test]
-fn lying_workers_and_garbage_frames_never_crash_the_host() {
-    use plugin_protocol::{Capability, Message, COOKIE};
-    let dir = plugin_dir(&["hello"]);
-    let files = tempfile::tempdir().unwrap();
-    let f = files.path();
-    let welcome = |cookie: [u8; 16], version: u16| {
-        // All but the pid, which the script appends (its own, `$$`).
-        let mut bytes = frame(&Message::Welcome {
-            cookie,
-            version,
-            pid: 0,
-        });
-        bytes.truncate(bytes.len() - 4);
-        bytes
-    };
-    let good = write_bin(f, "good", &welcome(COOKIE, 1));
-    let bad_cookie = write_bin(f, "cookie", &welcome(*b"not a plugin-hst", 1));
-    let bad_version = write_bin(f, "version", &welcome(COOKIE, 99));
-    // Version 2 moves calls to the shared-memory channel: a worker that chooses it must
-    // answer there too.
-    let shm_version = write_bin(f, "shm-version", &welcome(COOKIE, 2));
-    let garbage = write_bin(f, "garbage", b"\x05\x00\x00\x00\xeeGARBAGE");
-    let huge = write_bin(f, "huge", &[0xff, 0xff, 0xff, 0xff, 1]);
-    let registered = write_bin(
-        f,
+/// A fake worker's handshake, as files in `dir` its script cats: a `Welcome` of protocol
+/// version `version` with `cookie`, all but the pid (which the script appends, its own `$$`).
+fn welcome_file(dir: &Path, name: &str, cookie: [u8; 16], version: u16) -> String {
+    let mut bytes = frame(&plugin_protocol::Message::Welcome {
+        cookie,
+        version,
+        pid: 0,
+    });
+    bytes.truncate(bytes.len() - 4);
+    write_bin(dir, name, &bytes)
+}
+
+/// The `Registered` frame of plugin `hello` with its one command, as a file in `dir`.
+fn registered_file(dir: &Path) -> String {
+    use plugin_protocol::{Capability, Message};
+    write_bin(
+        dir,
         "registered",
         &frame(&Message::Registered {
             name: "hello".into(),
@@ -962,7 +953,24 @@ fn lying_workers_and_garbage_frames_never_crash_the_host() {
                 name: "hello".into(),
             }],
         }),
-    );
+    )
+}
+
+#[test]
+fn lying_workers_and_garbage_frames_never_crash_the_host() {
+    use plugin_protocol::{Capability, Message, COOKIE};
+    let dir = plugin_dir(&["hello"]);
+    let files = tempfile::tempdir().unwrap();
+    let f = files.path();
+    let good = welcome_file(f, "good", COOKIE, 1);
+    let bad_cookie = welcome_file(f, "cookie", *b"not a plugin-hst", 1);
+    let bad_version = welcome_file(f, "version", COOKIE, 99);
+    // Version 2 moves calls to the shared-memory channel: a worker that chooses it must
+    // answer there too.
+    let shm_version = welcome_file(f, "shm-version", COOKIE, 2);
+    let garbage = write_bin(f, "garbage", b"\x05\x00\x00\x00\xeeGARBAGE");
+    let huge = write_bin(f, "huge", &[0xff, 0xff, 0xff, 0xff, 1]);
+    let registered = registered_file(f);
     // More capabilities than any plugin may register.
     let too_many = write_bin(
         f,
@@ -1108,29 +1116,12 @@ fn lying_workers_and_garbage_frames_never_crash_the_host() {
 
 #[test]
 fn a_worker_slow_to_restart_holds_up_no_lookup_of_its_plugin() {
-    use plugin_protocol::{Capability, Message, COOKIE};
+    use plugin_protocol::COOKIE;
     let dir = plugin_dir(&["hello"]);
     let files = tempfile::tempdir().unwrap();
     let f = files.path();
-    let mut welcome = frame(&Message::Welcome {
-        cookie: COOKIE,
-        version: 1,
-        pid: 0,
-    });
-    welcome.truncate(welcome.len() - 4);
-    let good = write_bin(f, "good", &welcome);
-    let registered = write_bin(
-        f,
-        "registered",
-        &frame(&Message::Registered {
-            name: "hello".into(),
-            version: "0.1.0".into(),
-            capabilities: vec![Capability {
-                kind: "command".into(),
-                name: "hello".into(),
-            }],
-        }),
-    );
+    let good = welcome_file(f, "good", COOKIE, 1);
+    let registered = registered_file(f);
     let marker = f.join("started-once");
     // The first worker registers, then ends (its call fails: the plugin is then not
     // healthy); every restart hangs in the handshake until the start timeout.
