@@ -644,12 +644,14 @@ fn resolved_path(file: &std::fs::File, path: &Path) -> PathBuf {
         let link = format!("/proc/self/fd/{}", file.as_raw_fd());
         if let Some(target) = std::fs::read_link(link).ok().filter(|t| t.is_absolute()) {
             // Removed (no link left): the kernel's name is its last one, ` (deleted)` after
-            // it, and the path may name another file by now. Told by the file's link count,
-            // not by its name, which may end so of itself.
-            let removed = file.metadata().is_ok_and(|m| m.nlink() == 0);
+            // it, and the path may name another file by now. Told by the file's link count
+            // (asked only of a name that ends so: an ordinary load pays no call for it), not
+            // by its name, which may end so of itself.
             let last = target.as_os_str().as_bytes().strip_suffix(b" (deleted)");
             return match last {
-                Some(last) if removed => PathBuf::from(std::ffi::OsStr::from_bytes(last)),
+                Some(last) if file.metadata().is_ok_and(|m| m.nlink() == 0) => {
+                    PathBuf::from(std::ffi::OsStr::from_bytes(last))
+                }
                 _ => target,
             };
         }
