@@ -189,31 +189,27 @@ impl TrustArgs {
     }
 }
 
-/// A file to sign: a regular file (opened without blocking on a FIFO, never read from a
-/// device), of at most [`host::trust::MAX_HASHED`] bytes, as the host checks signatures.
+/// A file to sign, opened as the host opens a plugin to verify it ([`host::open_candidate`]:
+/// without blocking on a FIFO, a regular file only), of at most [`host::trust::MAX_HASHED`]
+/// bytes, as the host checks signatures.
 fn open_to_sign(file: &Path) -> Result<fs::File> {
-    let cannot = || format!("{}: cannot read the file to sign", file.display());
-    let mut options = OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
-    }
-    let data = options.open(file).with_context(cannot)?;
-    let meta = data.metadata().with_context(cannot)?;
-    if !meta.is_file() {
-        bail!(
-            "{}: not a regular file, so not a plugin to sign",
+    let data = match host::open_candidate(file) {
+        Ok(data) => data,
+        Err(host::ReadError::NotALibrary { detail, .. }) => bail!(
+            "{}: not a regular file ({detail}), so not a plugin to sign",
             file.display()
-        );
-    }
-    if meta.len() > host::trust::MAX_HASHED {
+        ),
+        Err(e) => return Err(e).context("cannot read the file to sign"),
+    };
+    let len = data
+        .metadata()
+        .with_context(|| format!("{}: cannot read the file to sign", file.display()))?
+        .len();
+    if len > host::trust::MAX_HASHED {
         bail!(
-            "{}: {} bytes, more than the {} bytes a plugin file may be to have its signature \
-             checked",
+            "{}: {len} bytes, more than the {} bytes a plugin file may be to have its \
+             signature checked",
             file.display(),
-            meta.len(),
             host::trust::MAX_HASHED
         );
     }
