@@ -28,8 +28,13 @@ pub struct LoadArgs {
     /// Map each plugin from its file instead of from a sealed private copy: faster, but
     /// writing to a plugin file in place while the host runs changes the code it runs or
     /// crashes it (SIGBUS).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "keep_copies")]
     pub load_in_place: bool,
+    /// Keep each plugin's private copy between runs, in a store of this user's (DIR, or
+    /// $XDG_RUNTIME_DIR/plugin-host-copies, else /dev/shm/plugin-host-copies-UID): later
+    /// runs map it instead of copying again, and processes share its pages.
+    #[arg(long, value_name = "DIR", num_args = 0..=1, require_equals = true)]
+    pub keep_copies: Option<Option<std::path::PathBuf>>,
     /// Warn when a plugin's constructors or `register` have run this long (0: never).
     #[arg(long, value_name = "SECONDS", default_value_t = host::DEFAULT_HANG_WARNING.as_secs_f64())]
     pub hang_warning: f64,
@@ -102,6 +107,12 @@ impl LoadArgs {
         } = setup;
         if self.load_in_place {
             host = host.load_from(LoadFrom::File);
+        }
+        if let Some(store) = &self.keep_copies {
+            host = host.load_from(LoadFrom::KeptCopy);
+            if let Some(dir) = store {
+                host = host.copy_store(dir);
+            }
         }
         let hang = std::time::Duration::try_from_secs_f64(self.hang_warning)
             .map_err(|e| anyhow!("--hang-warning {}: {e}", self.hang_warning))?;

@@ -128,6 +128,14 @@ impl HostBuilder {
         self
     }
 
+    /// Where [`LoadFrom::KeptCopy`] keeps its copies: a directory of this user's with no
+    /// access for anyone else (made when missing). Without it, the default place (see
+    /// [`LoadFrom::KeptCopy`]).
+    pub fn copy_store(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.in_process.set_copy_store(dir.into());
+        self
+    }
+
     /// How long a plugin's constructors or `register` may run before the host logs a
     /// warning naming it ([`crate::DEFAULT_HANG_WARNING`]; `None`: never warn).
     pub fn hang_warning(mut self, after: Option<Duration>) -> Self {

@@ -80,6 +80,8 @@ mod settings;
 pub mod small_file;
 #[cfg(target_os = "linux")]
 mod stage;
+#[cfg(target_os = "linux")]
+mod store;
 pub mod text;
 pub mod toolchains;
 pub mod trust;

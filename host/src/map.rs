@@ -3,9 +3,7 @@
 
 #[cfg(target_os = "linux")]
 use std::fs::{File, Metadata};
-use std::path::Path;
-#[cfg(target_os = "linux")]
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::error::PluginError;
 use crate::load::open_library;
@@ -29,6 +27,18 @@ pub enum LoadFrom {
     /// mount) — is mapped as it is: it needs no copy.
     #[default]
     SealedCopy,
+    /// A private copy as [`LoadFrom::SealedCopy`] makes, kept between runs in a store of
+    /// this user's (Linux; `$XDG_RUNTIME_DIR/plugin-host-copies`, else
+    /// `/dev/shm/plugin-host-copies-UID`, or the directory given to
+    /// [`crate::HostBuilder::copy_store`]): the first load of a plugin file copies it, and
+    /// every later one — in this process or another — maps that copy until the file changes.
+    /// As immune to writes to the plugin file as a sealed copy, nearly as fast to load as the
+    /// file itself, and processes loading one plugin share its pages. The copy is a file of
+    /// this user's that no one may write, found by the plugin file's device, inode, size and
+    /// times, and used only if its provenance is the record verified; where the store cannot
+    /// be used (it is not this user's alone, it is full), a sealed copy is made instead.
+    /// Elsewhere than on Linux, the same as [`LoadFrom::SealedCopy`].
+    KeptCopy,
     /// The verified file itself (through its open descriptor). Faster to load, but writing
     /// to the plugin file in place while the host runs changes the code it runs — bytes
     /// that were never verified — or kills it with `SIGBUS`. A file the lock lists or whose
@@ -44,6 +54,12 @@ pub(crate) struct Mapper {
     /// Where the names handed to the loader live (Linux), made on the first load.
     #[cfg(target_os = "linux")]
     staging: std::sync::OnceLock<Option<crate::stage::Area>>,
+    /// Where [`LoadFrom::KeptCopy`] keeps its copies (`None`: the default place).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub(crate) store_dir: Option<PathBuf>,
+    /// The store, opened on the first load that keeps a copy (Linux).
+    #[cfg(target_os = "linux")]
+    store: std::sync::OnceLock<Option<crate::store::Store>>,
 }
 
 impl Mapper {
@@ -60,6 +76,15 @@ impl Mapper {
         let len = verified.meta.len();
         let info = crate::read::segments::load_info(&verified.file, len);
         let sealed;
+        let copying = matches!(self.load_from, LoadFrom::SealedCopy | LoadFrom::KeptCopy)
+            && verified.sealed.is_none();
+        // A file that cannot change needs no copy: what is mapped stays what was verified.
+        // Checked after the attribute: unchanged since it was verified.
+        let unchangeable = copying && in_place_is_sealed(verified, path);
+        let kept = match self.load_from {
+            LoadFrom::KeptCopy if copying && !unchangeable => self.kept_copy(verified, &info, path),
+            _ => None,
+        };
         let file = match (self.load_from, &verified.sealed, &verified.ahead) {
             // Hashed (and signature-checked) as it is, whatever the mode: a lock or a
             // signature vouches for these bytes, not for whatever the file holds later. Its
@@ -70,12 +95,12 @@ impl Mapper {
                 }
                 copy
             }
-            // A file that cannot change needs no copy: what is mapped stays what was
-            // verified. Checked after the attribute: unchanged since it was verified.
-            (LoadFrom::SealedCopy, None, _) if in_place_is_sealed(verified, path) => &verified.file,
+            _ if unchangeable => &verified.file,
+            // Kept from an earlier load, or just now, and checked to hold what was verified.
+            _ if kept.is_some() => kept.as_ref().unwrap_or(&verified.file),
             // Copied ahead during a scan, and checked then to hold what was verified.
             (LoadFrom::SealedCopy, None, Some(copy)) => copy,
-            (LoadFrom::SealedCopy, None, None) => {
+            (LoadFrom::SealedCopy | LoadFrom::KeptCopy, None, _) => {
                 let ranges = match &info {
                     Ok(info) => &info.ranges[..],
                     Err(_) => &[(0, len)][..],
@@ -225,6 +250,89 @@ mod windows {
 
 #[cfg(target_os = "linux")]
 use std::os::fd::AsRawFd;
+
+#[cfg(target_os = "linux")]
+impl Mapper {
+    /// The kept copy of a verified file ([`LoadFrom::KeptCopy`]), found in the store or made
+    /// now, checked to hold what was verified; `None` where the store cannot be used or the
+    /// copy cannot be kept (a sealed copy is then made as for [`LoadFrom::SealedCopy`]).
+    fn kept_copy(
+        &self,
+        verified: &Verified,
+        info: &Result<crate::read::segments::LoadInfo, String>,
+        path: &Path,
+    ) -> Option<File> {
+        use std::os::unix::fs::MetadataExt;
+        let store = self.store.get_or_init(|| {
+            let dir = self
+                .store_dir
+                .clone()
+                .unwrap_or_else(crate::store::Store::default_dir);
+            crate::store::Store::open(&dir)
+                .inspect_err(|e| warn_once_no_store(&dir, e))
+                .ok()
+        });
+        let store = store.as_ref()?;
+        let (meta, len) = (&verified.meta, verified.meta.len());
+        if len > crate::store::MAX_COPY {
+            return None;
+        }
+        let holds_verified =
+            |copy: &File| read_sized(path, copy, len).is_ok_and(|p| p == *verified.provenance);
+        let name = crate::store::Store::name_for(meta);
+        if let Some(found) = store.find(&name, len) {
+            if holds_verified(&found) {
+                return Some(found);
+            }
+        }
+        // Copied from the verified descriptor; kept only if the file is still what its name
+        // says (not written, not even touched, since it was verified: same size and times).
+        let unchanged = || {
+            verified.file.metadata().is_ok_and(|now| {
+                same_contents(meta, &now)
+                    && (now.ctime(), now.ctime_nsec()) == (meta.ctime(), meta.ctime_nsec())
+            })
+        };
+        let ranges = match info {
+            Ok(info) => &info.ranges[..],
+            Err(_) => &[(0, len)][..],
+        };
+        let kept = store.keep(&name, &verified.file, len, ranges, |copy| {
+            holds_verified(copy) && unchanged()
+        });
+        match kept {
+            Ok(Some(copy)) if holds_verified(&copy) => {
+                tracing::debug!(
+                    "kept a copy of {} in {}",
+                    printable(&path.display().to_string()),
+                    printable(&store.path().display().to_string())
+                );
+                Some(copy)
+            }
+            Ok(_) => None,
+            Err(e) => {
+                tracing::debug!(
+                    "cannot keep a copy of {} in {} ({e}): loading it from a sealed copy",
+                    printable(&path.display().to_string()),
+                    printable(&store.path().display().to_string())
+                );
+                None
+            }
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn warn_once_no_store(dir: &Path, e: &std::io::Error) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        tracing::warn!(
+            "cannot use {} to keep copies of plugins ({}): each load makes a sealed copy",
+            printable(&dir.display().to_string()),
+            printable(&e.to_string())
+        );
+    });
+}
 
 /// The sealed copy of a verified file, checked to be what was verified.
 #[cfg(target_os = "linux")]

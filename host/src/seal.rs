@@ -73,6 +73,17 @@ fn copy_in(
     Ok(copy)
 }
 
+/// Copies the given `ranges` of the first `len` bytes of `file` into `to` (empty, made
+/// `len` bytes long here; the rest reads as zeros): a copy kept in the store of copies
+/// (see `store`), which is not a `memfd` and so is not sealed.
+pub(crate) fn copy_into(file: &File, to: &File, len: u64, ranges: &[(u64, u64)]) -> io::Result<()> {
+    to.set_len(len)?;
+    for (start, end) in merged(ranges, len) {
+        copy_data(file, to, start, end, (1 << 30, &|| {}))?;
+    }
+    Ok(())
+}
+
 /// `ranges` (`(offset, size)`, overlapping as a library's segments and headers do) as
 /// `start..end` spans within `len`, in order, those that overlap or touch merged: each
 /// byte is copied once, in as few calls as there are separate spans.

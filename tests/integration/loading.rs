@@ -519,3 +519,210 @@ fn a_plugin_with_a_long_file_name_keeps_no_descriptor_once_loaded() {
         .collect();
     assert!(held.is_empty(), "descriptors kept: {held:?}");
 }
+
+/// The entries of a store of kept copies, by name: (inode, mode).
+fn kept_copies(store: &Path) -> Vec<(String, u64, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut copies: Vec<_> = fs::read_dir(store)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let meta = e.metadata().unwrap();
+            let name = e.file_name().into_string().unwrap();
+            (name, meta.ino(), meta.mode() & 0o7777)
+        })
+        .collect();
+    copies.sort();
+    copies
+}
+
+/// A private directory for a store of kept copies.
+fn private_store(dir: &tempfile::TempDir) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let store = dir.path().join("copies");
+    fs::create_dir(&store).unwrap();
+    fs::set_permissions(&store, fs::Permissions::from_mode(0o700)).unwrap();
+    store
+}
+
+/// The name a kept copy of the file at `path` has: its device, inode, size and times.
+fn kept_name(path: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata(path).unwrap();
+    format!(
+        "{:x}-{:x}-{:x}-{:x}.{:x}-{:x}.{:x}",
+        m.dev(),
+        m.ino(),
+        m.len(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec()
+    )
+}
+
+/// Whether the process `pid` maps a file whose path ends with `end`.
+fn pid_maps(pid: u32, end: &str) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/maps"))
+        .unwrap()
+        .lines()
+        .any(|line| line.ends_with(end))
+}
+
+/// A `transform` host with `redact`, its copies kept in `store`: its input, its output.
+fn transform_keeping(
+    plugins: &Path,
+    store: &Path,
+) -> (
+    std::process::Child,
+    std::process::ChildStdin,
+    BufReader<std::process::ChildStdout>,
+) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_plugin-host"))
+        .args(["transform", "--plugins", plugins.to_str().unwrap()])
+        .arg(format!("--keep-copies={}", store.display()))
+        .arg("redact")
+        .env("PLUGIN_HOST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = child.stdin.take().unwrap();
+    let output = BufReader::new(child.stdout.take().unwrap());
+    (child, input, output)
+}
+
+#[test]
+fn a_kept_copy_is_made_once_shared_by_later_runs_and_immune_to_writes() {
+    let dir = plugin_dir(&["redact"]);
+    let plugin = dir.path().join(file_name("redact"));
+    let scratch = tempfile::tempdir().unwrap();
+    let store = private_store(&scratch);
+    let name = kept_name(&plugin);
+    let redacts = |input: &mut std::process::ChildStdin, output: &mut BufReader<_>| {
+        writeln!(input, "mail ada@example.com now").unwrap();
+        input.flush().unwrap();
+        let mut line = String::new();
+        output.read_line(&mut line).unwrap();
+        assert!(!line.contains("ada@example.com"), "{line}");
+    };
+
+    // The first run copies the plugin into the store, and maps the copy.
+    let (mut first, mut first_in, mut first_out) = transform_keeping(dir.path(), &store);
+    redacts(&mut first_in, &mut first_out);
+    let copies = kept_copies(&store);
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    assert_eq!((copies[0].0.as_str(), copies[0].2), (name.as_str(), 0o400));
+    assert!(pid_maps(first.id(), &name), "the copy is not mapped");
+    assert!(
+        !pid_maps(first.id(), &file_name("redact")),
+        "the file is mapped"
+    );
+
+    // A second run maps the same copy: nothing copied, the pages shared.
+    let (mut second, mut second_in, mut second_out) = transform_keeping(dir.path(), &store);
+    redacts(&mut second_in, &mut second_out);
+    assert_eq!(kept_copies(&store), copies);
+    assert!(pid_maps(second.id(), &name));
+    drop(second_in);
+    assert!(second.wait().unwrap().success());
+
+    // `cp other.so plugins/libredact.so` (the same inode, truncated and rewritten) reaches
+    // neither the running host nor the copy.
+    fs::write(&plugin, fs::read(fixtures().lib("hello")).unwrap()).unwrap();
+    fs::write(&plugin, b"garbage").unwrap();
+    for _ in 0..1000 {
+        writeln!(first_in, "mail bob@example.org from 10.1.2.3").unwrap();
+    }
+    drop(first_in);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut first_out, &mut rest).unwrap();
+    let status = first.wait().unwrap();
+    assert!(status.success(), "the host died: {status:?}");
+    assert_eq!(rest.lines().count(), 1000);
+    assert!(!rest.contains("bob@example.org"), "{rest}");
+    assert_eq!(kept_copies(&store), copies);
+
+    // The file written again is another file to the store: a new copy, holding the new
+    // bytes (hello's, which has no `redact`).
+    fs::write(&plugin, fs::read(fixtures().lib("hello")).unwrap()).unwrap();
+    let out = cli(&[
+        "scan",
+        &format!("--keep-copies={}", store.display()),
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("hello"), "{}", stdout(&out));
+    let now = kept_copies(&store);
+    assert_eq!(now.len(), 2, "{now:?}");
+    assert!(now.iter().any(|(n, _, _)| *n == kept_name(&plugin)));
+}
+
+#[test]
+fn a_kept_copy_that_is_not_what_was_verified_or_that_others_may_write_is_not_used() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = plugin_dir(&["hello"]);
+    let plugin = dir.path().join(file_name("hello"));
+    let scratch = tempfile::tempdir().unwrap();
+    let store = private_store(&scratch);
+    let planted = store.join(kept_name(&plugin));
+    // Planted under the name of hello's copy: another plugin's bytes, padded to hello's
+    // size, that no one may write.
+    let mut other = fs::read(fixtures().lib("redact")).unwrap();
+    other.resize(fs::metadata(&plugin).unwrap().len() as usize, 0);
+    fs::write(&planted, &other).unwrap();
+    fs::set_permissions(&planted, fs::Permissions::from_mode(0o400)).unwrap();
+    let mut host = builder()
+        .load_from(host::LoadFrom::KeptCopy)
+        .copy_store(&store)
+        .build();
+    let report = host.load(&plugin);
+    assert_eq!(report.status, host::Status::Loaded, "{report:?}");
+    assert!(host
+        .registry()
+        .get::<plugin_api::CommandKind>("hello")
+        .is_ok());
+    // Its provenance is not the record verified: replaced by a copy of hello, which is
+    // what was mapped.
+    let kept = host::read_provenance(&planted).unwrap();
+    assert_eq!(kept.name, "hello");
+    assert!(maps_file(&planted));
+
+    // A copy others may write is not mapped either: a sealed copy is made.
+    let dir = plugin_dir(&["hello"]);
+    let plugin = dir.path().join(file_name("hello"));
+    let planted = store.join(kept_name(&plugin));
+    fs::copy(&plugin, &planted).unwrap();
+    fs::set_permissions(&planted, fs::Permissions::from_mode(0o644)).unwrap();
+    let before = kept_copies(&store);
+    let mut host = builder()
+        .load_from(host::LoadFrom::KeptCopy)
+        .copy_store(&store)
+        .build();
+    let report = host.load(&plugin);
+    assert_eq!(report.status, host::Status::Loaded, "{report:?}");
+    // Replaced by a copy no one may write.
+    let after = kept_copies(&store);
+    assert_ne!(before, after);
+    assert!(after.iter().all(|(_, _, mode)| *mode == 0o400), "{after:?}");
+}
+
+#[test]
+fn a_store_that_is_not_the_users_alone_is_not_used() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = plugin_dir(&["hello"]);
+    let plugin = dir.path().join(file_name("hello"));
+    let scratch = tempfile::tempdir().unwrap();
+    let store = private_store(&scratch);
+    fs::set_permissions(&store, fs::Permissions::from_mode(0o777)).unwrap();
+    let mut host = builder()
+        .load_from(host::LoadFrom::KeptCopy)
+        .copy_store(&store)
+        .build();
+    let report = host.load(&plugin);
+    assert_eq!(report.status, host::Status::Loaded, "{report:?}");
+    assert_eq!(kept_copies(&store), vec![]);
+    // Loaded from a sealed copy all the same, not from the file.
+    assert!(!maps_file(&plugin));
+}

@@ -70,6 +70,10 @@ impl InProcess {
         self.mapper.load_from
     }
 
+    pub(crate) fn set_copy_store(&mut self, dir: PathBuf) {
+        self.mapper.store_dir = Some(dir);
+    }
+
     pub(crate) fn set_hang_warning(&mut self, after: Option<Duration>) {
         self.hang_warning = after;
     }

@@ -121,7 +121,7 @@ impl Trust {
             let len = meta.len();
             let vouched = entry.is_some() || checker.is_some();
             sealed = whole_sealed_copy(
-                load_from == LoadFrom::SealedCopy || vouched,
+                matches!(load_from, LoadFrom::SealedCopy | LoadFrom::KeptCopy) || vouched,
                 name,
                 file,
                 len,

@@ -1,0 +1,480 @@
+//! Copies kept between runs (Linux, [`crate::LoadFrom::KeptCopy`]): a private copy of a
+//! verified library, made by the first process that loads it and mapped by every later one
+//! until the plugin file changes.
+//!
+//! A sealed copy ([`crate::seal`]) is made for every load, so every start pays for copying
+//! each plugin, and N processes that load one plugin hold N copies of it. A kept copy is as
+//! immune to writes to the plugin file (`cp new.so plugins/libx.so`) — it is another file —
+//! and is made once: a later start maps it as it would map the plugin file in place, and
+//! processes share its pages.
+//!
+//! The store is input to distrust like any other:
+//! - it is a directory of this user's with no access for anyone else, opened without
+//!   following a link; one that is not (another user made it first, it is a link, others
+//!   may enter it) is not used, and loads fall back to sealed copies;
+//! - a copy is named by what identifies the plugin file's contents: device, inode, size,
+//!   modification and change times (nobody but root can set a change time, and every write
+//!   moves it), so a plugin file that changed in any way gets a new copy;
+//! - a copy is used only if it is a regular file of this user's, with one link, that no one
+//!   may write (mode `0400`), of the plugin file's size, whose provenance is the very record
+//!   that was verified; it is made under a name of its own, with `O_EXCL`, and renamed into
+//!   place only once whole and checked, so no one ever finds half a copy;
+//! - the store is bounded: at most [`MAX_COPIES`] copies and [`MAX_BYTES`] in all (the
+//!   oldest go first), no copy of a file above [`MAX_COPY`], and at most [`MAX_LISTED`]
+//!   entries read when trimming it.
+//!
+//! What it cannot tell: a copy changed by this same user (who may make it writable again).
+//! A process of the host's own user can change the host's memory as easily; the store
+//! guards against accidents and other users, as sealed copies do, and a plugin the lock
+//! lists or whose signature is checked is still loaded from the copy that was hashed.
+
+use std::ffi::{CString, OsStr};
+use std::fs::{File, Metadata};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+/// The most copies a store keeps.
+pub const MAX_COPIES: usize = 256;
+/// The most bytes of copies a store keeps.
+pub const MAX_BYTES: u64 = 1 << 30;
+/// The largest plugin file a store keeps a copy of (a larger one gets a sealed copy).
+pub const MAX_COPY: u64 = 64 << 20;
+/// The most entries read from the store's directory when it is trimmed.
+pub const MAX_LISTED: usize = 4096;
+/// How many copies a process makes between two trims of the store (past its first).
+const TRIM_EVERY: u64 = 32;
+/// How long a copy being made may lie under its temporary name before a trim removes it (a
+/// process that died while copying).
+const STALE_PARTIAL: Duration = Duration::from_secs(60);
+
+/// An open store of kept copies.
+#[derive(Debug)]
+pub(crate) struct Store {
+    dir: File,
+    path: PathBuf,
+}
+
+impl Store {
+    /// The store in `dir` (made when missing, as its parent allows): this user's, with no
+    /// access for anyone else; an error saying why it cannot be used otherwise.
+    pub(crate) fn open(dir: &Path) -> io::Result<Store> {
+        match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        let c_path = c_path(dir)?;
+        // SAFETY: a NUL-terminated path; the flags are valid; the result is checked.
+        let fd = unsafe {
+            libc::open(
+                c_path.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            let e = io::Error::last_os_error();
+            return Err(match e.raw_os_error() {
+                Some(libc::ELOOP | libc::ENOTDIR) => {
+                    io::Error::other(format!("{} is not a directory (a link?)", dir.display()))
+                }
+                _ => e,
+            });
+        }
+        // SAFETY: `fd` was just opened for us and is owned by nothing else.
+        let opened = unsafe { File::from_raw_fd(fd) };
+        let meta = opened.metadata()?;
+        // SAFETY: `geteuid` has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if meta.uid() != me {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "{} belongs to user {}, not to this process's user",
+                    dir.display(),
+                    meta.uid()
+                ),
+            ));
+        }
+        if meta.mode() & 0o077 != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "others than its owner may use {} (mode {:o}): make it mode 700",
+                    dir.display(),
+                    meta.mode() & 0o7777
+                ),
+            ));
+        }
+        Ok(Store {
+            dir: opened,
+            path: dir.to_owned(),
+        })
+    }
+
+    /// Where this user's store is unless the application names one:
+    /// `$XDG_RUNTIME_DIR/plugin-host-copies` (the user's own, in memory), else
+    /// `/dev/shm/plugin-host-copies-UID`.
+    pub(crate) fn default_dir() -> PathBuf {
+        let runtime = std::env::var_os("XDG_RUNTIME_DIR")
+            .map(PathBuf::from)
+            .filter(|dir| dir.is_absolute());
+        match runtime {
+            Some(dir) => dir.join("plugin-host-copies"),
+            None => {
+                // SAFETY: `geteuid` has no preconditions and cannot fail.
+                let me = unsafe { libc::geteuid() };
+                PathBuf::from(format!("/dev/shm/plugin-host-copies-{me}"))
+            }
+        }
+    }
+
+    /// The store's directory.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The name of the copy of a file whose `fstat` is `meta`.
+    pub(crate) fn name_for(meta: &Metadata) -> String {
+        format!(
+            "{:x}-{:x}-{:x}-{:x}.{:x}-{:x}.{:x}",
+            meta.dev(),
+            meta.ino(),
+            meta.len(),
+            meta.mtime(),
+            meta.mtime_nsec(),
+            meta.ctime(),
+            meta.ctime_nsec()
+        )
+    }
+
+    /// The kept copy named `name`, if there is one this store may use for a file of `len`
+    /// bytes (see the [module](self)); its provenance is for the caller to check.
+    pub(crate) fn find(&self, name: &str, len: u64) -> Option<File> {
+        let file = self.open_at(name, libc::O_RDONLY).ok()?;
+        let meta = file.metadata().ok()?;
+        // SAFETY: `geteuid` has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        let usable = meta.is_file()
+            && meta.uid() == me
+            && meta.mode() & 0o7777 == 0o400
+            && meta.nlink() == 1
+            && meta.len() == len;
+        usable.then_some(file)
+    }
+
+    /// Copies the `ranges` of the first `len` bytes of `from` into the store under `name`:
+    /// `check` decides, given the whole copy, whether it goes in. The copy, open for
+    /// reading, when it did.
+    pub(crate) fn keep(
+        &self,
+        name: &str,
+        from: &File,
+        len: u64,
+        ranges: &[(u64, u64)],
+        check: impl FnOnce(&File) -> bool,
+    ) -> io::Result<Option<File>> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let partial = format!(
+            ".partial-{}-{}-{name}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let made = self.open_at(
+            &partial,
+            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
+        )?;
+        let kept = (|| {
+            crate::seal::copy_into(from, &made, len, ranges)?;
+            // No one writes it from now on, this process included.
+            made.set_permissions(std::fs::Permissions::from_mode(0o400))?;
+            if !check(&made) {
+                return Ok(None);
+            }
+            self.rename(&partial, name)?;
+            Ok(Some(()))
+        })();
+        match kept {
+            Ok(Some(())) => {}
+            Ok(None) => {
+                let _ = self.unlink(&partial);
+                return Ok(None);
+            }
+            Err(e) => {
+                let _ = self.unlink(&partial);
+                return Err(e);
+            }
+        }
+        drop(made);
+        // Trimmed on a process's first copy, then every so often: reading the directory
+        // costs a call per entry.
+        let made_here = NEXT.load(Ordering::Relaxed);
+        if made_here == 1 || made_here % TRIM_EVERY == 0 {
+            self.trim();
+        }
+        // Opened again for reading only; another process may have renamed its own copy of
+        // the same file over this one since: it is checked all the same by the caller.
+        Ok(self.find(name, len))
+    }
+
+    /// Removes copies until at most [`MAX_COPIES`] of at most [`MAX_BYTES`] in all are left,
+    /// the oldest first, and partial copies left for [`STALE_PARTIAL`]. Only this user's
+    /// regular files are removed; at most [`MAX_LISTED`] entries are read.
+    pub(crate) fn trim(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.path) else {
+            return;
+        };
+        let now = SystemTime::now();
+        let mut copies = Vec::new();
+        for entry in entries.take(MAX_LISTED).flatten() {
+            let name = entry.file_name();
+            let Ok(meta) = entry.metadata() else {
+                continue;
+            };
+            if !meta.is_file() {
+                continue;
+            }
+            let modified = meta.modified().unwrap_or(now);
+            if name.as_bytes().starts_with(b".partial-") {
+                let age = now.duration_since(modified).unwrap_or_default();
+                if age > STALE_PARTIAL {
+                    let _ = self.unlink_os(&name);
+                }
+                continue;
+            }
+            copies.push((modified, meta.len(), name));
+        }
+        let mut total: u64 = copies.iter().map(|(_, len, _)| len).sum();
+        if copies.len() <= MAX_COPIES && total <= MAX_BYTES {
+            return;
+        }
+        copies.sort();
+        let mut left = copies.len();
+        for (_, len, name) in copies {
+            if left <= MAX_COPIES && total <= MAX_BYTES {
+                break;
+            }
+            if self.unlink_os(&name).is_ok() {
+                left -= 1;
+                total -= len;
+            }
+        }
+    }
+
+    fn open_at(&self, name: &str, flags: libc::c_int) -> io::Result<File> {
+        let c_name = c_name(OsStr::new(name))?;
+        // SAFETY: `dir` is an open directory, `c_name` one NUL-terminated component; the
+        // flags never follow a link, nor block; the result is checked.
+        let fd = unsafe {
+            libc::openat(
+                self.dir.as_raw_fd(),
+                c_name.as_ptr(),
+                flags | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC,
+                0o600 as libc::c_uint,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just opened for us and is owned by nothing else.
+        Ok(unsafe { File::from_raw_fd(fd) })
+    }
+
+    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        let (from, to) = (c_name(OsStr::new(from))?, c_name(OsStr::new(to))?);
+        let dir = self.dir.as_raw_fd();
+        // SAFETY: two NUL-terminated components of the open directory `dir`.
+        if unsafe { libc::renameat(dir, from.as_ptr(), dir, to.as_ptr()) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    fn unlink(&self, name: &str) -> io::Result<()> {
+        self.unlink_os(OsStr::new(name))
+    }
+
+    fn unlink_os(&self, name: &OsStr) -> io::Result<()> {
+        let name = c_name(name)?;
+        // SAFETY: a NUL-terminated component of the open directory; not a directory.
+        if unsafe { libc::unlinkat(self.dir.as_raw_fd(), name.as_ptr(), 0) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+/// One component of a name in the store: no `/`, no NUL.
+fn c_name(name: &OsStr) -> io::Result<CString> {
+    let bytes = name.as_bytes();
+    if bytes.contains(&b'/') || bytes.is_empty() || bytes == b"." || bytes == b".." {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    CString::new(bytes).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+fn c_path(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::os::unix::fs::{symlink, PermissionsExt};
+
+    use super::*;
+
+    fn private(dir: &Path) -> PathBuf {
+        let store = dir.join("store");
+        fs::create_dir(&store).unwrap();
+        fs::set_permissions(&store, fs::Permissions::from_mode(0o700)).unwrap();
+        store
+    }
+
+    fn kept(store: &Path, name: &str, bytes: &[u8], mode: u32) {
+        let path = store.join(name);
+        fs::write(&path, bytes).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn a_store_not_this_users_alone_is_not_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        // Made when missing, with no access for others; or found so.
+        let made = dir.path().join("made");
+        Store::open(&made).unwrap();
+        let mode = fs::metadata(&made).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        Store::open(&made).unwrap();
+
+        let open = dir.path().join("open");
+        fs::create_dir(&open).unwrap();
+        for mode in [0o755, 0o710, 0o701, 0o770] {
+            fs::set_permissions(&open, fs::Permissions::from_mode(mode)).unwrap();
+            let e = Store::open(&open).unwrap_err().to_string();
+            assert!(
+                e.contains("others than its owner") && e.contains("mode 700"),
+                "{e}"
+            );
+        }
+        // A link to a private directory is not followed.
+        let link = dir.path().join("link");
+        symlink(&made, &link).unwrap();
+        let e = Store::open(&link).unwrap_err().to_string();
+        assert!(e.contains("not a directory"), "{e}");
+        // A file is not a store.
+        let file = dir.path().join("file");
+        fs::write(&file, b"").unwrap();
+        assert!(Store::open(&file).is_err());
+        // Another user's directory, though private (as root: given away).
+        // SAFETY: `geteuid` has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            std::os::unix::fs::chown(&made, Some(65534), Some(65534)).unwrap();
+            let e = Store::open(&made).unwrap_err().to_string();
+            assert!(e.contains("belongs to user 65534"), "{e}");
+        }
+    }
+
+    #[test]
+    fn only_a_copy_no_one_may_write_with_one_link_and_the_size_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = private(dir.path());
+        let store = Store::open(&path).unwrap();
+        kept(&path, "good", b"12345", 0o400);
+        assert!(store.find("good", 5).is_some());
+        assert!(store.find("good", 6).is_none(), "another size");
+        assert!(store.find("absent", 5).is_none());
+        for (name, mode) in [("writable", 0o600), ("readable", 0o440), ("exec", 0o500)] {
+            kept(&path, name, b"12345", mode);
+            assert!(store.find(name, 5).is_none(), "{name}");
+        }
+        // A second link: someone could reach it by another name.
+        kept(&path, "linked", b"12345", 0o400);
+        fs::hard_link(path.join("linked"), dir.path().join("elsewhere")).unwrap();
+        assert!(store.find("linked", 5).is_none());
+        // A link to a good copy is not followed.
+        symlink(path.join("good"), path.join("symlink")).unwrap();
+        assert!(store.find("symlink", 5).is_none());
+        // Names are one component.
+        assert!(store.find("../store/good", 5).is_none());
+        // Another user's copy (as root: given away).
+        // SAFETY: `geteuid` has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            std::os::unix::fs::chown(path.join("good"), Some(65534), None).unwrap();
+            assert!(store.find("good", 5).is_none());
+        }
+    }
+
+    #[test]
+    fn a_copy_is_kept_whole_and_checked_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = private(dir.path());
+        let store = Store::open(&path).unwrap();
+        let from = dir.path().join("plugin");
+        fs::write(&from, b"headers.....segment.....tail").unwrap();
+        let file = File::open(&from).unwrap();
+        let len = file.metadata().unwrap().len();
+        // Refused by its check: nothing left behind, not even the partial copy.
+        let none = store.keep("refused", &file, len, &[(0, len)], |_| false);
+        assert!(none.unwrap().is_none());
+        assert_eq!(fs::read_dir(&path).unwrap().count(), 0);
+        // Kept: the ranges copied, the rest zeros, no one may write it, found again.
+        let copy = store
+            .keep("kept", &file, len, &[(0, 7), (12, 7)], |copy| {
+                copy.metadata().unwrap().permissions().mode() & 0o777 == 0o400
+            })
+            .unwrap()
+            .unwrap();
+        let bytes = fs::read(path.join("kept")).unwrap();
+        assert_eq!(&bytes[..], b"headers\0\0\0\0\0segment\0\0\0\0\0\0\0\0\0");
+        assert_eq!(
+            copy.metadata().unwrap().ino(),
+            fs::metadata(path.join("kept")).unwrap().ino()
+        );
+        assert!(store.find("kept", len).is_some());
+        let names: Vec<_> = fs::read_dir(&path)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["kept"]);
+    }
+
+    #[test]
+    fn a_full_store_loses_its_oldest_copies_and_stale_partial_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = private(dir.path());
+        let store = Store::open(&path).unwrap();
+        let old = SystemTime::now() - Duration::from_secs(3600);
+        for i in 0..MAX_COPIES + 10 {
+            let name = format!("copy-{i:04}");
+            kept(&path, &name, b"x", 0o400);
+            // The first ten are the oldest.
+            let when = if i < 10 { old } else { SystemTime::now() };
+            File::open(path.join(&name))
+                .unwrap()
+                .set_modified(when)
+                .unwrap();
+        }
+        kept(&path, ".partial-1-0-stale", b"x", 0o400);
+        File::open(path.join(".partial-1-0-stale"))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        kept(&path, ".partial-1-1-fresh", b"x", 0o400);
+        store.trim();
+        let mut names: Vec<String> = fs::read_dir(&path)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names.len(), MAX_COPIES + 1);
+        assert_eq!(names[0], ".partial-1-1-fresh");
+        assert_eq!(names[1], "copy-0010");
+        assert!(!names.iter().any(|n| n.contains("stale")));
+    }
+}
