@@ -431,9 +431,9 @@ fn scan_load_register() {
     // touched for the first time, which a virtual machine makes costly.
     // And the scanning thread's CPU time a plugin: against the wall time, what it spent
     // waiting (for the copy made ahead, or for a CPU).
-    // (The fifth, the floor row, runs only alone or in new processes.)
-    let faults: [std::cell::RefCell<Vec<f64>>; 5] = Default::default();
-    let cpu: [std::cell::RefCell<Vec<f64>>; 5] = Default::default();
+    // (The fifth and sixth, the floor and kept rows, run only alone or in new processes.)
+    let faults: [std::cell::RefCell<Vec<f64>>; 6] = Default::default();
+    let cpu: [std::cell::RefCell<Vec<f64>>; 6] = Default::default();
     let usage = || (minor_faults(), thread_cpu_us());
     let counted = |row: usize, (faults_before, cpu_before): (i64, f64)| {
         faults[row]
@@ -546,7 +546,35 @@ fn scan_load_register() {
         counted(4, before);
         fs::remove_dir(&names).unwrap();
     };
-    // `PLUGIN_HOST_BENCH_SCAN_ROW=in-place|immutable|sealed|bare|floor` runs that row alone, 10
+    let mut kept = Vec::new();
+    let mut kept_row = |_round: usize| {
+        // Copies kept between runs: the same 100 plugin files every time (made, and their
+        // copies kept, before the rounds: see `fresh_processes`), so each new process maps
+        // the copies an earlier one kept.
+        let (dir, store) = kept_dirs();
+        let mut host = builder()
+            .load_from(host::LoadFrom::KeptCopy)
+            .copy_store(&store);
+        for i in 0..PLUGINS {
+            let name = format!("k{i:04}");
+            host = host.plugin(name.clone(), configured(name));
+        }
+        let mut host = host.build();
+        let copies_before = fs::read_dir(&store).unwrap().count();
+        let profiled = Profiled::start();
+        let before = usage();
+        let start = Instant::now();
+        let reports = host.scan(&[&dir], ScanMode::Load).unwrap();
+        kept.push(start.elapsed().as_secs_f64() * 1e3);
+        drop(profiled);
+        counted(5, before);
+        assert!(reports.iter().all(|r| r.status == Status::Loaded));
+        // After the warm-up (`KEPT_WARM_ENV`), every copy is in the store already.
+        if std::env::var_os(KEPT_WARM_ENV).is_some() {
+            assert_eq!(fs::read_dir(&store).unwrap().count(), copies_before);
+        }
+    };
+    // `PLUGIN_HOST_BENCH_SCAN_ROW=in-place|immutable|sealed|bare|floor|kept` runs that row alone, 10
     // rounds (to profile it: see `PERF_CTL_ENV`); its figure is the only one printed. A
     // child of the fresh-process rounds below (`SCAN_CHILD_ENV`) runs its row once.
     let child = std::env::var(SCAN_CHILD_ENV).ok();
@@ -558,6 +586,7 @@ fn scan_load_register() {
             "sealed" => &mut sealed_row,
             "bare" => &mut bare_row,
             "floor" => &mut floor_row,
+            "kept" => &mut kept_row,
             other => panic!("{SCAN_ROW_ENV}: no row {other}"),
         };
         for round in 0..if child.is_some() { 1 } else { 10 } {
@@ -577,7 +606,7 @@ fn scan_load_register() {
         }
     }
     if let Some(row) = only {
-        let times = [&in_place, &unchangeable, &ours, &bare, &floor]
+        let times = [&in_place, &unchangeable, &ours, &bare, &floor, &kept]
             .into_iter()
             .find(|t| !t.is_empty())
             .cloned()
@@ -622,12 +651,12 @@ fn scan_load_register() {
         "memory     resident memory added per loaded plugin: {:.0} KiB",
         median(rss_per_plugin)
     );
-    let [p, u, o, b, _] = faults.map(std::cell::RefCell::into_inner);
+    let [p, u, o, b, _, _] = faults.map(std::cell::RefCell::into_inner);
     let [p, u, o, b] = [p, u, o, b].map(median);
     println!(
         "faults     minor page faults a plugin: in place {p:.1}, immutable {u:.1}, sealed copies {o:.1}, bare {b:.1}"
     );
-    let [p, u, o, b, _] = cpu.map(std::cell::RefCell::into_inner);
+    let [p, u, o, b, _, _] = cpu.map(std::cell::RefCell::into_inner);
     let [p, u, o, b] = [p, u, o, b].map(median);
     println!(
         "cpu        the scanning thread's CPU time a plugin (µs): in place {p:.0}, immutable {u:.0}, sealed copies {o:.0}, bare {b:.0}"
@@ -643,15 +672,30 @@ fn scan_load_register() {
 fn fresh_processes() {
     use std::process::Command;
     const ROUNDS: usize = 15;
-    const ROWS: [&str; 5] = ["in-place", "immutable", "sealed", "bare", "floor"];
-    let mut ms: [Vec<f64>; 5] = Default::default();
-    let mut cpu: [Vec<f64>; 5] = Default::default();
+    const ROWS: [&str; 6] = ["in-place", "immutable", "sealed", "bare", "floor", "kept"];
+    let mut ms: [Vec<f64>; 6] = Default::default();
+    let mut cpu: [Vec<f64>; 6] = Default::default();
+    // The kept row's plugin files, made once, and its store, filled by a first process.
+    make_kept_plugins();
+    let warm = Command::new(std::env::current_exe().unwrap())
+        .args(["--bench", "scan"])
+        .env(SCAN_CHILD_ENV, "kept")
+        .env_remove(SCAN_ROW_ENV)
+        .env_remove(support::PERF_CTL_ENV)
+        .output()
+        .unwrap();
+    assert!(
+        warm.status.success(),
+        "{}",
+        String::from_utf8_lossy(&warm.stderr)
+    );
     for round in 0..ROUNDS {
         for k in 0..ROWS.len() {
             let row = (round + k) % ROWS.len();
             let out = Command::new(std::env::current_exe().unwrap())
                 .args(["--bench", "scan"])
                 .env(SCAN_CHILD_ENV, ROWS[row])
+                .env(KEPT_WARM_ENV, "1")
                 .env_remove(SCAN_ROW_ENV)
                 .env_remove(support::PERF_CTL_ENV)
                 .output()
@@ -674,7 +718,7 @@ fn fresh_processes() {
     // Each round's row against another row of the same round, as a median over the rounds.
     let over = |row: usize, base: usize| median(round_ratios(&ms[row], &ms[base]));
     let paired = |row: usize| over(row, 3);
-    let [p, u, o, b, f] = ms.clone().map(median);
+    let [p, u, o, b, f, k] = ms.clone().map(median);
     println!("a new process for each row and round ({ROUNDS} rounds, rows rotated; medians): the first 100 plugins a process loads");
     println!(
         "100 plugins  sealed copies {o:.2} ms, in place {p:.2} ms, immutable {u:.2} ms, bare abi_stable {b:.2} ms, floor {f:.2} ms"
@@ -686,6 +730,12 @@ fn fresh_processes() {
         paired(1),
         paired(4)
     );
+    println!(
+        "100 plugins  copies kept between runs (--keep-copies; each process maps the copies an earlier one kept): {k:.2} ms; against the bare load beside it {:.3} (target <= 1.200), against in place {:.3}, against sealed copies {:.3}",
+        paired(5),
+        over(5, 0),
+        over(5, 2)
+    );
     // What the host's own work adds to the mechanism it cannot do without (the floor row of
     // the same round), and what the copy adds to loading in place.
     println!(
@@ -694,10 +744,33 @@ fn fresh_processes() {
         over(1, 4),
         over(2, 0)
     );
-    let [p, u, o, b, f] = cpu.map(median);
+    let [p, u, o, b, f, k] = cpu.map(median);
     println!(
-        "cpu        the scanning thread's CPU time a plugin (µs), new processes: in place {p:.0}, immutable {u:.0}, sealed copies {o:.0}, bare {b:.0}, floor {f:.0}"
+        "cpu        the scanning thread's CPU time a plugin (µs), new processes: in place {p:.0}, immutable {u:.0}, sealed copies {o:.0}, bare {b:.0}, floor {f:.0}, kept copies {k:.0}"
     );
+}
+
+/// Set for the kept row's children after the warm-up: every copy must be in the store.
+const KEPT_WARM_ENV: &str = "PLUGIN_HOST_BENCH_KEPT_WARM";
+
+/// The kept row's plugin directory and store.
+fn kept_dirs() -> (PathBuf, PathBuf) {
+    let base = support::root().join("target/bench-scratch");
+    (base.join("scan-kept-plugins"), base.join("scan-kept-store"))
+}
+
+/// The kept row's 100 plugins (renamed copies of `hello`, `k0000`…), and an empty store.
+fn make_kept_plugins() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, store) = kept_dirs();
+    let dir = scratch(dir.file_name().unwrap().to_str().unwrap());
+    for i in 0..100 {
+        let path = dir.join(format!("libk{i:04}.so"));
+        fs::copy(&artifacts().hello, &path).unwrap();
+        rename_plugin(&path, &format!("k{i:04}"));
+    }
+    let store = scratch(store.file_name().unwrap().to_str().unwrap());
+    fs::set_permissions(&store, fs::Permissions::from_mode(0o700)).unwrap();
 }
 
 /// Where loading from a sealed copy spends its time, step by step, on fresh copies of `hello`
@@ -891,15 +964,23 @@ fn hold(spec: &str) {
     let (mode, path) = spec.split_once(':').expect("MODE:PATH");
     let load_from = match mode {
         "sealed" => host::LoadFrom::SealedCopy,
+        "kept" => host::LoadFrom::KeptCopy,
         _ => host::LoadFrom::File,
     };
-    let mut host = builder().load_from(load_from).build();
+    let mut builder = builder().load_from(load_from);
+    if let Some(store) = std::env::var_os(HOLD_STORE_ENV) {
+        builder = builder.copy_store(PathBuf::from(store));
+    }
+    let mut host = builder.build();
     let report = host.load(Path::new(path));
     assert_eq!(report.status, Status::Loaded, "{:?}", report.message);
     println!("ready");
     let mut rest = Vec::new();
     std::io::Read::read_to_end(&mut std::io::stdin(), &mut rest).unwrap();
 }
+
+/// The store of kept copies a child of [`memory_across_processes`] holding `kept:PATH` uses.
+const HOLD_STORE_ENV: &str = "PLUGIN_HOST_BENCH_HOLD_STORE";
 
 /// `Shmem:` of `/proc/meminfo`, in KiB.
 fn shmem_kib() -> u64 {
@@ -936,23 +1017,33 @@ fn plugin_mappings_kib(pid: u32, file: &str) -> (u64, u64) {
 }
 
 /// Memory across processes: N processes (N = 1, 4, 16) each load the same `hello` file,
-/// from a sealed copy and in place; what the plugin's mappings hold (sum of `Rss`, sum of
-/// `Pss`) and how much shared memory (`Shmem`, where sealed copies live) the system gained.
+/// from a sealed copy, from a copy kept between runs (in a store in `/dev/shm`, emptied
+/// before each N) and in place; what the plugin's mappings hold (sum of `Rss`, sum of `Pss`)
+/// and how much shared memory (`Shmem`, where sealed and kept copies live) the system gained.
 fn memory_across_processes() {
     use std::io::BufRead;
+    use std::os::unix::fs::PermissionsExt;
     use std::process::{Command, Stdio};
     let a = artifacts();
     let dir = scratch("memory-processes");
     let plugin = dir.join("libhello.so");
     fs::copy(&a.hello, &plugin).unwrap();
     let file = plugin.to_str().unwrap().to_owned();
-    for mode in ["sealed", "file"] {
+    let store = PathBuf::from(format!(
+        "/dev/shm/plugin-host-bench-copies-{}",
+        std::process::id()
+    ));
+    for mode in ["sealed", "kept", "file"] {
         for n in [1usize, 4, 16] {
+            let _ = fs::remove_dir_all(&store);
+            fs::create_dir(&store).unwrap();
+            fs::set_permissions(&store, fs::Permissions::from_mode(0o700)).unwrap();
             let before = shmem_kib();
             let mut children: Vec<std::process::Child> = (0..n)
                 .map(|_| {
                     Command::new(std::env::current_exe().unwrap())
                         .env(HOLD_ENV, format!("{mode}:{file}"))
+                        .env(HOLD_STORE_ENV, &store)
                         .stdin(Stdio::piped())
                         .stdout(Stdio::piped())
                         .spawn()
@@ -968,8 +1059,17 @@ fn memory_across_processes() {
             }
             let shmem = shmem_kib().saturating_sub(before);
             let (mut rss, mut pss) = (0, 0);
+            // A kept copy is mapped under its name in the store.
+            let kept = fs::read_dir(&store)
+                .unwrap()
+                .find_map(|e| Some(e.ok()?.path().to_str()?.to_owned()));
+            let mapped = if mode == "kept" {
+                kept.clone().expect("no copy kept")
+            } else {
+                file.clone()
+            };
             for child in &children {
-                let (r, p) = plugin_mappings_kib(child.id(), &file);
+                let (r, p) = plugin_mappings_kib(child.id(), &mapped);
                 rss += r;
                 pss += p;
             }
@@ -984,6 +1084,7 @@ fn memory_across_processes() {
             );
         }
     }
+    let _ = fs::remove_dir_all(&store);
 }
 
 /// Start-up time against plugins installed: a fresh host that must run one command, with 1,
