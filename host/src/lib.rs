@@ -52,6 +52,8 @@
 
 #[cfg(target_os = "linux")]
 mod ahead;
+#[cfg(target_os = "linux")]
+mod build_id;
 mod builder;
 mod builtin;
 pub mod config;

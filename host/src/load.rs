@@ -96,6 +96,26 @@ pub(crate) fn init_root(
         .map_err(|e| classify_with(e, path, differences))
 }
 
+/// As [`init_root`], without checking the root module's layout again: for a library whose
+/// very bytes this same build of the host has checked before (a kept copy's layout mark,
+/// see `store`). Its version is still checked.
+///
+/// # Safety
+///
+/// The root module's layout must be known to be the one this host expects: the bytes
+/// mapped are bytes it was checked in, against this build's expected layout.
+#[cfg(target_os = "linux")]
+pub(crate) unsafe fn init_root_checked_before(
+    header: &'static LibHeader,
+    path: &Path,
+    differences: &[String],
+) -> Result<PluginRootRef, PluginError> {
+    // SAFETY: the caller's promise: these bytes passed `init_root_module`'s layout check
+    // against this build's `PluginRootRef` layout, and the check reads only them and it.
+    unsafe { header.init_root_module_with_unchecked_layout::<PluginRootRef>() }
+        .map_err(|e| classify_with(e, path, differences))
+}
+
 fn classify(error: LibraryError, path: &Path) -> PluginError {
     classify_with(error, path, &[])
 }

@@ -47,6 +47,14 @@ pub enum LoadFrom {
     File,
 }
 
+/// A verified file handed to the loader.
+pub(crate) struct Mapped {
+    pub(crate) header: &'static abi_stable::library::LibHeader,
+    /// For a kept copy whose layout can be remembered: the name of the store's mark saying
+    /// that this build of the host checked it (see `store`).
+    pub(crate) layout_mark: Option<String>,
+}
+
 /// How verified files are handed to the loader, for one host.
 #[derive(Default)]
 pub(crate) struct Mapper {
@@ -70,7 +78,7 @@ impl Mapper {
         verified: &Verified,
         path: &Path,
         resolved: &Path,
-    ) -> Result<&'static abi_stable::library::LibHeader, PluginError> {
+    ) -> Result<Mapped, PluginError> {
         // Read once from the verified file: the ranges to copy, and what staging needs (the
         // copy holds the same bytes in those ranges).
         let len = verified.meta.len();
@@ -119,6 +127,13 @@ impl Mapper {
             crate::read::segments::load_info(file, len)
         };
         let info = info.unwrap_or_default();
+        let layout_mark = match &kept {
+            Some(copy) if std::ptr::eq(file, copy) => {
+                let name = crate::store::Store::name_for(&verified.meta);
+                self.layout_mark(copy, &name, &info)
+            }
+            _ => None,
+        };
         let area = self.staging.get_or_init(|| {
             crate::stage::Area::new()
                 .inspect_err(warn_once_unstaged)
@@ -128,7 +143,7 @@ impl Mapper {
             Some(area) => crate::stage::stage(area, file, &info, resolved),
             None => Err(std::io::Error::other("no private directory")),
         };
-        match staged {
+        let header = match staged {
             // The staged name is never reused, so once the library is mapped neither the
             // name nor the descriptor is needed: both go when this returns.
             Ok(staged) => crate::ahead::quietly(|| open_library(&staged.path, path)),
@@ -168,7 +183,11 @@ impl Mapper {
                 std::mem::forget(keep);
                 Ok(header)
             }
-        }
+        }?;
+        Ok(Mapped {
+            header,
+            layout_mark,
+        })
     }
 
     /// Elsewhere: the canonical path, right after verification (see the book, docs/src/security/what-runs-is-what-was-verified.md).
@@ -181,7 +200,7 @@ impl Mapper {
         verified: &Verified,
         path: &Path,
         resolved: &Path,
-    ) -> Result<&'static abi_stable::library::LibHeader, PluginError> {
+    ) -> Result<Mapped, PluginError> {
         #[cfg(windows)]
         if !windows::same_file(&verified.file, resolved) {
             return Err(PluginError::Load {
@@ -197,7 +216,21 @@ impl Mapper {
         }
         #[cfg(not(windows))]
         let _ = verified;
-        open_library(resolved, path)
+        Ok(Mapped {
+            header: open_library(resolved, path)?,
+            layout_mark: None,
+        })
+    }
+
+    /// Checks the root module's version and layout and initialises it.
+    #[cfg(not(target_os = "linux"))]
+    pub(crate) fn init_root(
+        &self,
+        mapped: &Mapped,
+        path: &Path,
+        differences: &[String],
+    ) -> Result<plugin_api::PluginRootRef, PluginError> {
+        crate::load::init_root(mapped.header, path, differences)
     }
 }
 
@@ -320,6 +353,81 @@ impl Mapper {
             }
         }
     }
+}
+
+#[cfg(target_os = "linux")]
+impl Mapper {
+    /// The name of the layout mark for the kept copy `copy`, named `name` in the store,
+    /// whose load information is `info`; `None` when its layout is to be checked on every
+    /// load: this build of the host has no build ID, or the copy needs libraries other than
+    /// the C runtime's (a library it takes types from could change while its bytes do not).
+    fn layout_mark(
+        &self,
+        copy: &File,
+        name: &str,
+        info: &crate::read::segments::LoadInfo,
+    ) -> Option<String> {
+        let host = crate::build_id::host_build()?;
+        if !info.needed.iter().all(|needed| c_runtime(needed)) {
+            return None;
+        }
+        let meta = copy.metadata().ok()?;
+        crate::store::Store::layout_mark(host, name, &meta)
+    }
+
+    /// Checks the root module's version and layout and initialises it; the layout of a kept
+    /// copy is checked once by each build of the host, which marks the copy so in the store
+    /// for later loads (see `store`).
+    pub(crate) fn init_root(
+        &self,
+        mapped: &Mapped,
+        path: &Path,
+        differences: &[String],
+    ) -> Result<plugin_api::PluginRootRef, PluginError> {
+        let store = self.store.get().and_then(Option::as_ref);
+        let (Some(store), Some(mark)) = (store, &mapped.layout_mark) else {
+            return crate::load::init_root(mapped.header, path, differences);
+        };
+        if store.is_marked(mark) {
+            tracing::debug!(
+                "the layout of {} was checked by an earlier run of this build of the host \
+                 (its kept copy is marked so): not checked again",
+                printable(&path.display().to_string())
+            );
+            // SAFETY: the mark is there only once this build of the host (its build ID is in
+            // the mark's name) found the layout of this very copy (its inode and change time
+            // are too) to be the one it expects; the copy is one no one may write, in a store
+            // no one else may enter, and it takes no types from a library but the C
+            // runtime's (`layout_mark`). The check reads only those bytes and this build's.
+            return unsafe {
+                crate::load::init_root_checked_before(mapped.header, path, differences)
+            };
+        }
+        let root = crate::load::init_root(mapped.header, path, differences)?;
+        if let Err(e) = store.mark(mark) {
+            tracing::debug!(
+                "cannot remember a layout check in {} ({e})",
+                printable(&store.path().display().to_string())
+            );
+        }
+        Ok(root)
+    }
+}
+
+/// Whether a needed library's name is one of the C runtime's, which no plugin takes
+/// `abi_stable` types from.
+#[cfg(target_os = "linux")]
+fn c_runtime(name: &str) -> bool {
+    const RUNTIME: [&str; 7] = [
+        "libc.so.",
+        "libm.so.",
+        "libgcc_s.so.",
+        "libpthread.so.",
+        "libdl.so.",
+        "librt.so.",
+        "ld-linux",
+    ];
+    RUNTIME.iter().any(|prefix| name.starts_with(prefix))
 }
 
 #[cfg(target_os = "linux")]

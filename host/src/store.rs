@@ -46,8 +46,14 @@ pub const MAX_BYTES: u64 = 1 << 30;
 pub const MAX_COPY: u64 = 64 << 20;
 /// The most entries read from the store's directory when it is trimmed.
 pub const MAX_LISTED: usize = 4096;
-/// How many copies a process makes between two trims of the store (past its first).
+/// The most layout marks a store keeps (see [`Store::layout_mark`]): a few host builds'
+/// worth for each copy.
+pub const MAX_MARKS: usize = 4 * MAX_COPIES;
+/// How many copies (or marks) a process makes between two trims of the store (past its
+/// first).
 const TRIM_EVERY: u64 = 32;
+/// What a layout mark's name begins with.
+const MARK: &str = "checked-";
 /// How long a copy being made may lie under its temporary name before a trim removes it (a
 /// process that died while copying).
 const STALE_PARTIAL: Duration = Duration::from_secs(60);
@@ -167,6 +173,57 @@ impl Store {
         usable.then_some(file)
     }
 
+    /// The name of the mark saying that the host build `host` (see [`host_build`]) found the
+    /// layout of the copy `name`, whose `fstat` is `copy`, to be the one it expects: bound to
+    /// that very copy (inode and change time), not only to its name.
+    pub(crate) fn layout_mark(host: &str, name: &str, copy: &Metadata) -> Option<String> {
+        let mark = format!("{MARK}{host}-{}", copy_identity(name, copy));
+        // One component a file system takes.
+        (mark.len() <= 255).then_some(mark)
+    }
+
+    /// Whether the mark `mark` is in the store: a regular file of this user's (never a
+    /// link).
+    pub(crate) fn is_marked(&self, mark: &str) -> bool {
+        let Ok(c_name) = c_name(OsStr::new(mark)) else {
+            return false;
+        };
+        // SAFETY: an all-zero `stat` is a valid value for `fstatat` to fill.
+        let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: `dir` is an open directory, `c_name` one NUL-terminated component, `stat`
+        // a valid place to write; a link is not followed; the result is checked.
+        let found = unsafe {
+            libc::fstatat(
+                self.dir.as_raw_fd(),
+                c_name.as_ptr(),
+                &mut stat,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        } == 0;
+        // SAFETY: `geteuid` has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        found && stat.st_mode & libc::S_IFMT == libc::S_IFREG && stat.st_uid == me
+    }
+
+    /// Puts the mark `mark` in the store (an empty file no one may write); one already there
+    /// is left as it is.
+    pub(crate) fn mark(&self, mark: &str) -> io::Result<()> {
+        static MADE: AtomicU64 = AtomicU64::new(0);
+        if !mark.starts_with(MARK) {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        }
+        match self.open_at(mark, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL) {
+            Ok(made) => made.set_permissions(std::fs::Permissions::from_mode(0o400))?,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        let made_here = MADE.fetch_add(1, Ordering::Relaxed) + 1;
+        if made_here == 1 || made_here % TRIM_EVERY == 0 {
+            self.trim();
+        }
+        Ok(())
+    }
+
     /// Copies the `ranges` of the first `len` bytes of `from` into the store under `name`:
     /// `check` decides, given the whole copy, whether it goes in. The copy, open for
     /// reading, when it did.
@@ -222,14 +279,17 @@ impl Store {
     }
 
     /// Removes copies until at most [`MAX_COPIES`] of at most [`MAX_BYTES`] in all are left,
-    /// the oldest first, and partial copies left for [`STALE_PARTIAL`]. Only this user's
-    /// regular files are removed; at most [`MAX_LISTED`] entries are read.
+    /// the oldest first, partial copies left for [`STALE_PARTIAL`], the layout marks of
+    /// copies no longer there (or there as another file), and the oldest marks past
+    /// [`MAX_MARKS`]. Only this user's regular files are removed; at most [`MAX_LISTED`]
+    /// entries are read.
     pub(crate) fn trim(&self) {
         let Ok(entries) = std::fs::read_dir(&self.path) else {
             return;
         };
         let now = SystemTime::now();
         let mut copies = Vec::new();
+        let mut marks = Vec::new();
         for entry in entries.take(MAX_LISTED).flatten() {
             let name = entry.file_name();
             let Ok(meta) = entry.metadata() else {
@@ -246,21 +306,44 @@ impl Store {
                 }
                 continue;
             }
-            copies.push((modified, meta.len(), name));
+            if name.as_bytes().starts_with(MARK.as_bytes()) {
+                marks.push((modified, name));
+                continue;
+            }
+            copies.push((modified, meta.len(), name, meta));
         }
-        let mut total: u64 = copies.iter().map(|(_, len, _)| len).sum();
-        if copies.len() <= MAX_COPIES && total <= MAX_BYTES {
-            return;
-        }
-        copies.sort();
+        let mut total: u64 = copies.iter().map(|(_, len, _, _)| len).sum();
+        copies.sort_by(|a, b| (a.0, &a.2).cmp(&(b.0, &b.2)));
         let mut left = copies.len();
-        for (_, len, name) in copies {
+        let mut removed = 0;
+        for (_, len, name, _) in &copies {
             if left <= MAX_COPIES && total <= MAX_BYTES {
                 break;
             }
-            if self.unlink_os(&name).is_ok() {
+            if self.unlink_os(name).is_ok() {
                 left -= 1;
                 total -= len;
+            }
+            removed += 1;
+        }
+        // A mark is kept only while the very copy it names is here.
+        let live: std::collections::HashSet<String> = copies[removed..]
+            .iter()
+            .filter_map(|(_, _, name, meta)| Some(copy_identity(name.to_str()?, meta)))
+            .collect();
+        let (mut kept, gone): (Vec<_>, Vec<_>) = marks.into_iter().partition(|(_, mark)| {
+            mark.to_str()
+                .and_then(|mark| mark.strip_prefix(MARK))
+                .and_then(|rest| rest.split_once('-'))
+                .is_some_and(|(_, copy)| live.contains(copy))
+        });
+        for (_, mark) in gone {
+            let _ = self.unlink_os(&mark);
+        }
+        if kept.len() > MAX_MARKS {
+            kept.sort();
+            for (_, mark) in &kept[..kept.len() - MAX_MARKS] {
+                let _ = self.unlink_os(mark);
             }
         }
     }
@@ -306,6 +389,17 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// A copy's name and what tells that very file from another one of that name: its inode
+/// and change time.
+fn copy_identity(name: &str, meta: &Metadata) -> String {
+    format!(
+        "{name}-{:x}.{:x}.{:x}",
+        meta.ino(),
+        meta.ctime(),
+        meta.ctime_nsec()
+    )
 }
 
 /// One component of a name in the store: no `/`, no NUL.
@@ -442,6 +536,86 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["kept"]);
+    }
+
+    #[test]
+    fn a_layout_mark_names_one_copy_for_one_host_build_and_goes_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = private(dir.path());
+        let store = Store::open(&path).unwrap();
+        kept(&path, "copy", b"12345", 0o400);
+        let meta = fs::metadata(path.join("copy")).unwrap();
+        let mark = Store::layout_mark("ab12", "copy", &meta).unwrap();
+        assert!(!store.is_marked(&mark));
+        store.mark(&mark).unwrap();
+        assert!(store.is_marked(&mark));
+        assert_eq!(
+            fs::metadata(path.join(&mark)).unwrap().permissions().mode() & 0o7777,
+            0o400
+        );
+        // Marked again: no error, still one mark.
+        store.mark(&mark).unwrap();
+        // Another build of the host, or another file under the copy's name, is not marked.
+        assert!(!store.is_marked(&Store::layout_mark("cd34", "copy", &meta).unwrap()));
+        fs::remove_file(path.join("copy")).unwrap();
+        kept(&path, "copy", b"12345", 0o400);
+        let again = fs::metadata(path.join("copy")).unwrap();
+        let new_mark = Store::layout_mark("ab12", "copy", &again).unwrap();
+        assert_ne!(new_mark, mark);
+        assert!(!store.is_marked(&new_mark));
+        // Only a mark of this store's kind is made, and a mark that is a link or no regular
+        // file does not count.
+        assert!(store.mark("copy").is_err());
+        symlink(path.join(&mark), path.join(&new_mark)).unwrap();
+        assert!(!store.is_marked(&new_mark));
+        fs::remove_file(path.join(&new_mark)).unwrap();
+        fs::create_dir(path.join(&new_mark)).unwrap();
+        assert!(!store.is_marked(&new_mark));
+        fs::remove_dir(path.join(&new_mark)).unwrap();
+        // Another user's mark (as root: given away).
+        // SAFETY: `geteuid` has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            store.mark(&new_mark).unwrap();
+            std::os::unix::fs::chown(path.join(&new_mark), Some(65534), None).unwrap();
+            assert!(!store.is_marked(&new_mark));
+            fs::remove_file(path.join(&new_mark)).unwrap();
+        }
+        // A trim keeps the marks of the copy there, and removes those of the copy that was
+        // there before under its name.
+        store.mark(&new_mark).unwrap();
+        store.trim();
+        assert!(store.is_marked(&new_mark));
+        assert!(!path.join(&mark).exists(), "the old copy's mark stayed");
+        // Once the copy goes, its marks go.
+        fs::remove_file(path.join("copy")).unwrap();
+        store.trim();
+        assert_eq!(fs::read_dir(&path).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn marks_past_the_most_a_store_keeps_go_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = private(dir.path());
+        let store = Store::open(&path).unwrap();
+        kept(&path, "copy", b"x", 0o400);
+        let meta = fs::metadata(path.join("copy")).unwrap();
+        let old = SystemTime::now() - Duration::from_secs(3600);
+        for i in 0..MAX_MARKS + 3 {
+            let mark = Store::layout_mark(&format!("{i:04x}"), "copy", &meta).unwrap();
+            kept(&path, &mark, b"", 0o400);
+            if i < 3 {
+                File::open(path.join(&mark))
+                    .unwrap()
+                    .set_modified(old)
+                    .unwrap();
+            }
+        }
+        store.trim();
+        assert_eq!(fs::read_dir(&path).unwrap().count(), MAX_MARKS + 1);
+        for i in 0..MAX_MARKS + 3 {
+            let mark = Store::layout_mark(&format!("{i:04x}"), "copy", &meta).unwrap();
+            assert_eq!(store.is_marked(&mark), i >= 3, "{i}");
+        }
     }
 
     #[test]

@@ -525,6 +525,7 @@ fn kept_copies(store: &Path) -> Vec<(String, u64, u32)> {
     use std::os::unix::fs::MetadataExt;
     let mut copies: Vec<_> = fs::read_dir(store)
         .unwrap()
+        .filter(|e| !layout_mark(&e.as_ref().unwrap().file_name().to_string_lossy()))
         .map(|e| {
             let e = e.unwrap();
             let meta = e.metadata().unwrap();
@@ -534,6 +535,22 @@ fn kept_copies(store: &Path) -> Vec<(String, u64, u32)> {
         .collect();
     copies.sort();
     copies
+}
+
+/// Whether a name in a store of kept copies is a layout mark's.
+fn layout_mark(name: &str) -> bool {
+    name.starts_with("checked-")
+}
+
+/// The layout marks in a store of kept copies, sorted.
+fn layout_marks(store: &Path) -> Vec<String> {
+    let mut marks: Vec<_> = fs::read_dir(store)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|name| layout_mark(name))
+        .collect();
+    marks.sort();
+    marks
 }
 
 /// A private directory for a store of kept copies.
@@ -657,6 +674,69 @@ fn a_kept_copy_is_made_once_shared_by_later_runs_and_immune_to_writes() {
     let now = kept_copies(&store);
     assert_eq!(now.len(), 2, "{now:?}");
     assert!(now.iter().any(|(n, _, _)| *n == kept_name(&plugin)));
+}
+
+#[test]
+fn a_kept_copys_layout_is_checked_once_by_each_build_of_the_host() {
+    let dir = plugin_dir(&["hello"]);
+    let plugin = dir.path().join(file_name("hello"));
+    let scratch = tempfile::tempdir().unwrap();
+    let store = private_store(&scratch);
+    const NOT_AGAIN: &str = "was checked by an earlier run of this build of the host";
+    let scan = || {
+        let out = cli_with(
+            &[
+                "scan",
+                &format!("--keep-copies={}", store.display()),
+                dir.path().to_str().unwrap(),
+            ],
+            &[("PLUGIN_HOST_LOG", Path::new("debug"))],
+            None,
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(stdout(&out).contains("loaded"), "{}", stdout(&out));
+        stderr(&out)
+    };
+    let copy = kept_name(&plugin);
+
+    // The first run checks the copy's layout, and marks the copy so.
+    let first = scan();
+    assert!(!first.contains(NOT_AGAIN), "{first}");
+    let marks = layout_marks(&store);
+    assert_eq!(marks.len(), 1, "{marks:?}");
+    let mark = &marks[0];
+    assert!(
+        mark.contains(&format!("-{copy}-")),
+        "{mark} is not {copy}'s"
+    );
+
+    // A later run of the same build maps the same copy and does not check it again.
+    let second = scan();
+    assert!(second.contains(NOT_AGAIN), "{second}");
+    assert_eq!(layout_marks(&store), marks);
+
+    // Another build of the host (the mark names another build ID) checks it.
+    let build = mark
+        .strip_prefix("checked-")
+        .and_then(|rest| rest.split_once('-'))
+        .unwrap()
+        .0;
+    let other_build = mark.replacen(build, &"0".repeat(build.len()), 1);
+    fs::rename(store.join(mark), store.join(&other_build)).unwrap();
+    let third = scan();
+    assert!(!third.contains(NOT_AGAIN), "{third}");
+    assert_eq!(layout_marks(&store).len(), 2);
+
+    // Another file under the copy's name (the copy removed, and made again) is checked: a
+    // mark names the very copy, and the marks of the one that went go too.
+    fs::remove_file(store.join(&copy)).unwrap();
+    let fourth = scan();
+    assert!(!fourth.contains(NOT_AGAIN), "{fourth}");
+    assert!(store.join(&copy).exists());
+    let now = layout_marks(&store);
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_ne!(&now[0], mark);
+    assert!(scan().contains(NOT_AGAIN));
 }
 
 #[test]

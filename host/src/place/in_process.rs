@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{Placed, Refusal, Request, Verified};
 use crate::error::PluginError;
-use crate::load::{init_root, registered, Registering};
+use crate::load::{registered, Registering};
 use crate::map::{LoadFrom, Mapper};
 use crate::reason::ReasonCode;
 
@@ -116,8 +116,10 @@ impl InProcess {
             format!("loading plugin `{name}` from {}", path.display()),
             self.hang_warning,
         );
-        let header = self.mapper.map(&verified, path, request.resolved)?;
-        let root = init_root(header, path, &verified.differences)?;
+        let mapped = self.mapper.map(&verified, path, request.resolved)?;
+        let root = self
+            .mapper
+            .init_root(&mapped, path, &verified.differences)?;
         tracing::debug!("registering {name}");
         watch.step(format!("registering plugin `{name}` ({})", path.display()));
         let registering = Registering {
