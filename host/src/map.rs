@@ -37,6 +37,9 @@ pub enum LoadFrom {
     /// this user's that no one may write, found by the plugin file's device, inode, size and
     /// times, and used only if its provenance is the record verified; where the store cannot
     /// be used (it is not this user's alone, it is full), a sealed copy is made instead.
+    /// The layout of a kept copy's root module is checked once by each build of the host
+    /// (told by its GNU build ID) and remembered in the store, so later loads skip
+    /// `abi_stable`'s layout check, about half of a load.
     /// Elsewhere than on Linux, the same as [`LoadFrom::SealedCopy`].
     KeptCopy,
     /// The verified file itself (through its open descriptor). Faster to load, but writing

@@ -23,6 +23,12 @@
 //!   oldest go first), no copy of a file above [`MAX_COPY`], and at most [`MAX_LISTED`]
 //!   entries read when trimming it.
 //!
+//! A copy's layout check is remembered by a mark, an empty file named by the host's build
+//! ID ([`crate::build_id`]) and the copy's inode and change time
+//! ([`Store::layout_mark`]): a later load of that very copy by that build of the host skips
+//! `abi_stable`'s layout check of its root module. Marks go when their copy goes; at most
+//! [`MAX_MARKS`] are kept.
+//!
 //! What it cannot tell: a copy changed by this same user (who may make it writable again).
 //! A process of the host's own user can change the host's memory as easily; the store
 //! guards against accidents and other users, as sealed copies do, and a plugin the lock

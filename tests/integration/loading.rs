@@ -740,6 +740,66 @@ fn a_kept_copys_layout_is_checked_once_by_each_build_of_the_host() {
 }
 
 #[test]
+fn a_kept_copy_whose_layout_is_not_the_hosts_is_refused_at_every_load_and_never_marked() {
+    use crate::fixtures::{fixtures_target, scratch_workspace, tmp};
+    // A plugin built against a copy of plugin-api whose error type has its two fields in the
+    // other order: the same names and types, another layout of what `register` returns.
+    fixtures();
+    let ws = tmp().join("ws-layout-skew");
+    scratch_workspace(&ws, "layout-skew", Some("0.1.0"));
+    let error_rs = ws.with_extension("api").join("plugin-api/src/error.rs");
+    let source = fs::read_to_string(&error_rs).unwrap();
+    let kind = "    /// Whether it failed or panicked.\n    pub kind: CallErrorKind,\n";
+    let message = "    /// The error's message (with its `source()` chain), or the panic message.\n    pub message: RString,\n";
+    let both = format!("{kind}{message}");
+    assert!(
+        source.contains(&both),
+        "plugin-api's CallError changed shape"
+    );
+    fs::write(
+        &error_rs,
+        source.replacen(&both, &format!("{message}{kind}"), 1),
+    )
+    .unwrap();
+    let target = fixtures_target();
+    cargo(
+        &ws,
+        &[
+            "build",
+            "-p",
+            "layout-skew",
+            "--target-dir",
+            target.to_str().unwrap(),
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = file_name("layout-skew");
+    fs::copy(fixtures().lib("layout-skew"), dir.path().join(&file)).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let store = private_store(&scratch);
+
+    for run in 0..2 {
+        let scan = scan_json(dir.path(), &[&format!("--keep-copies={}", store.display())]);
+        let e = entry(&scan, &file);
+        assert_eq!(e["status"], "failed", "run {run}: {e:#}");
+        assert_eq!(e["reason"], "layout-mismatch", "run {run}: {e:#}");
+        let text = e["message"].as_str().unwrap();
+        assert!(
+            text.contains("layout check of the root module failed"),
+            "run {run}: {text}"
+        );
+        // Mapped from its kept copy, which stays (its bytes are what was verified), but
+        // never marked as checked.
+        assert_eq!(kept_copies(&store).len(), 1, "run {run}");
+        assert!(
+            layout_marks(&store).is_empty(),
+            "run {run}: {:?}",
+            layout_marks(&store)
+        );
+    }
+}
+
+#[test]
 fn a_kept_copy_that_is_not_what_was_verified_or_that_others_may_write_is_not_used() {
     use std::os::unix::fs::PermissionsExt;
     let dir = plugin_dir(&["hello"]);
