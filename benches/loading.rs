@@ -70,6 +70,22 @@ fn bare_load(files: &[PathBuf]) -> Duration {
     start.elapsed()
 }
 
+/// As [`bare_load`], without `abi_stable`'s layout check (`init_root_module_with_unchecked_layout`):
+/// what an application that remembers which libraries it has checked pays for loading one it
+/// has. The lower bound for loading from copies kept between runs, whose check is remembered.
+fn bare_load_unchecked(files: &[PathBuf]) -> Duration {
+    let start = Instant::now();
+    for file in files {
+        let header = lib_header_from_path(file).unwrap();
+        // SAFETY: every file is a copy of the `hello` this bench builds against its own
+        // plugin-api; `bare_load` checks the same bytes in the other rows.
+        let root =
+            unsafe { header.init_root_module_with_unchecked_layout::<PluginRootRef>() }.unwrap();
+        std::hint::black_box(root);
+    }
+    start.elapsed()
+}
+
 /// The three steps of a bare load, timed apart (sums over `files`): opening the library
 /// (`dlopen`, through abi_stable), abi_stable's layout check, and the root module's
 /// constructor.
@@ -431,9 +447,10 @@ fn scan_load_register() {
     // touched for the first time, which a virtual machine makes costly.
     // And the scanning thread's CPU time a plugin: against the wall time, what it spent
     // waiting (for the copy made ahead, or for a CPU).
-    // (The fifth and sixth, the floor and kept rows, run only alone or in new processes.)
-    let faults: [std::cell::RefCell<Vec<f64>>; 6] = Default::default();
-    let cpu: [std::cell::RefCell<Vec<f64>>; 6] = Default::default();
+    // (The fifth to seventh, the floor, kept and unchecked bare rows, run only alone or in
+    // new processes.)
+    let faults: [std::cell::RefCell<Vec<f64>>; 7] = Default::default();
+    let cpu: [std::cell::RefCell<Vec<f64>>; 7] = Default::default();
     let usage = || (minor_faults(), thread_cpu_us());
     let counted = |row: usize, (faults_before, cpu_before): (i64, f64)| {
         faults[row]
@@ -529,6 +546,17 @@ fn scan_load_register() {
         drop(profiled);
         counted(3, before);
     };
+    let mut unchecked = Vec::new();
+    let mut unchecked_fresh = Fresh::new("scan-fresh-unchecked");
+    let mut unchecked_row = |_round: usize| {
+        // Bare without the layout check (what a kept copy's remembered check leaves out).
+        let copies = unchecked_fresh.copies(&a.hello, PLUGINS);
+        let profiled = Profiled::start();
+        let before = usage();
+        unchecked.push(bare_load_unchecked(&copies).as_secs_f64() * 1e3);
+        drop(profiled);
+        counted(6, before);
+    };
     let mut floor = Vec::new();
     let mut floor_fresh = Fresh::new("scan-fresh-floor");
     let mut floor_row = |round: usize| {
@@ -574,7 +602,7 @@ fn scan_load_register() {
             assert_eq!(fs::read_dir(&store).unwrap().count(), copies_before);
         }
     };
-    // `PLUGIN_HOST_BENCH_SCAN_ROW=in-place|immutable|sealed|bare|floor|kept` runs that row alone, 10
+    // `PLUGIN_HOST_BENCH_SCAN_ROW=in-place|immutable|sealed|bare|floor|kept|bare-unchecked` runs that row alone, 10
     // rounds (to profile it: see `PERF_CTL_ENV`); its figure is the only one printed. A
     // child of the fresh-process rounds below (`SCAN_CHILD_ENV`) runs its row once.
     let child = std::env::var(SCAN_CHILD_ENV).ok();
@@ -587,6 +615,7 @@ fn scan_load_register() {
             "bare" => &mut bare_row,
             "floor" => &mut floor_row,
             "kept" => &mut kept_row,
+            "bare-unchecked" => &mut unchecked_row,
             other => panic!("{SCAN_ROW_ENV}: no row {other}"),
         };
         for round in 0..if child.is_some() { 1 } else { 10 } {
@@ -606,11 +635,19 @@ fn scan_load_register() {
         }
     }
     if let Some(row) = only {
-        let times = [&in_place, &unchangeable, &ours, &bare, &floor, &kept]
-            .into_iter()
-            .find(|t| !t.is_empty())
-            .cloned()
-            .unwrap_or_default();
+        let times = [
+            &in_place,
+            &unchangeable,
+            &ours,
+            &bare,
+            &floor,
+            &kept,
+            &unchecked,
+        ]
+        .into_iter()
+        .find(|t| !t.is_empty())
+        .cloned()
+        .unwrap_or_default();
         if child.is_some() {
             let cpu = cpu.iter().find_map(|c| c.borrow().first().copied());
             println!("{SCAN_CHILD_TAG} {} {}", times[0], cpu.unwrap_or(0.0));
@@ -651,12 +688,12 @@ fn scan_load_register() {
         "memory     resident memory added per loaded plugin: {:.0} KiB",
         median(rss_per_plugin)
     );
-    let [p, u, o, b, _, _] = faults.map(std::cell::RefCell::into_inner);
+    let [p, u, o, b, _, _, _] = faults.map(std::cell::RefCell::into_inner);
     let [p, u, o, b] = [p, u, o, b].map(median);
     println!(
         "faults     minor page faults a plugin: in place {p:.1}, immutable {u:.1}, sealed copies {o:.1}, bare {b:.1}"
     );
-    let [p, u, o, b, _, _] = cpu.map(std::cell::RefCell::into_inner);
+    let [p, u, o, b, _, _, _] = cpu.map(std::cell::RefCell::into_inner);
     let [p, u, o, b] = [p, u, o, b].map(median);
     println!(
         "cpu        the scanning thread's CPU time a plugin (µs): in place {p:.0}, immutable {u:.0}, sealed copies {o:.0}, bare {b:.0}"
@@ -672,9 +709,17 @@ fn scan_load_register() {
 fn fresh_processes() {
     use std::process::Command;
     const ROUNDS: usize = 15;
-    const ROWS: [&str; 6] = ["in-place", "immutable", "sealed", "bare", "floor", "kept"];
-    let mut ms: [Vec<f64>; 6] = Default::default();
-    let mut cpu: [Vec<f64>; 6] = Default::default();
+    const ROWS: [&str; 7] = [
+        "in-place",
+        "immutable",
+        "sealed",
+        "bare",
+        "floor",
+        "kept",
+        "bare-unchecked",
+    ];
+    let mut ms: [Vec<f64>; 7] = Default::default();
+    let mut cpu: [Vec<f64>; 7] = Default::default();
     // The kept row's plugin files, made once, and its store, filled by a first process.
     make_kept_plugins();
     let warm = Command::new(std::env::current_exe().unwrap())
@@ -718,7 +763,7 @@ fn fresh_processes() {
     // Each round's row against another row of the same round, as a median over the rounds.
     let over = |row: usize, base: usize| median(round_ratios(&ms[row], &ms[base]));
     let paired = |row: usize| over(row, 3);
-    let [p, u, o, b, f, k] = ms.clone().map(median);
+    let [p, u, o, b, f, k, n] = ms.clone().map(median);
     println!("a new process for each row and round ({ROUNDS} rounds, rows rotated; medians): the first 100 plugins a process loads");
     println!(
         "100 plugins  sealed copies {o:.2} ms, in place {p:.2} ms, immutable {u:.2} ms, bare abi_stable {b:.2} ms, floor {f:.2} ms"
@@ -736,6 +781,11 @@ fn fresh_processes() {
         over(5, 0),
         over(5, 2)
     );
+    println!(
+        "100 plugins  bare abi_stable without its layout check (what a remembered check leaves out): {n:.2} ms, against bare {:.3}; kept copies against it {:.3}",
+        paired(6),
+        over(5, 6)
+    );
     // What the host's own work adds to the mechanism it cannot do without (the floor row of
     // the same round), and what the copy adds to loading in place.
     println!(
@@ -744,9 +794,9 @@ fn fresh_processes() {
         over(1, 4),
         over(2, 0)
     );
-    let [p, u, o, b, f, k] = cpu.map(median);
+    let [p, u, o, b, f, k, n] = cpu.map(median);
     println!(
-        "cpu        the scanning thread's CPU time a plugin (µs), new processes: in place {p:.0}, immutable {u:.0}, sealed copies {o:.0}, bare {b:.0}, floor {f:.0}, kept copies {k:.0}"
+        "cpu        the scanning thread's CPU time a plugin (µs), new processes: in place {p:.0}, immutable {u:.0}, sealed copies {o:.0}, bare {b:.0}, floor {f:.0}, kept copies {k:.0}, bare unchecked {n:.0}"
     );
 }
 

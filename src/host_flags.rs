@@ -32,7 +32,8 @@ pub struct LoadArgs {
     pub load_in_place: bool,
     /// Keep each plugin's private copy between runs, in a store of this user's (DIR, or
     /// $XDG_RUNTIME_DIR/plugin-host-copies, else /dev/shm/plugin-host-copies-UID): later
-    /// runs map it instead of copying again, and processes share its pages.
+    /// runs map it instead of copying again, skip the layout check this build of plugin-host
+    /// made of it, and processes share its pages.
     #[arg(long, value_name = "DIR", num_args = 0..=1, require_equals = true)]
     pub keep_copies: Option<Option<std::path::PathBuf>>,
     /// Warn when a plugin's constructors or `register` have run this long (0: never).
