@@ -111,7 +111,7 @@ pub(crate) unsafe fn init_root_checked_before(
     differences: &[String],
 ) -> Result<PluginRootRef, PluginError> {
     // SAFETY: the caller's promise: these bytes passed `init_root_module`'s layout check
-    // against this build's `PluginRootRef` layout, and the check reads only them and it.
+    // against this build's `PluginRootRef` layout (see `Mapper::init_root`).
     unsafe { header.init_root_module_with_unchecked_layout::<PluginRootRef>() }
         .map_err(|e| classify_with(e, path, differences))
 }

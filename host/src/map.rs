@@ -130,14 +130,14 @@ impl Mapper {
         } else {
             crate::read::segments::load_info(file, len)
         };
-        let info = info.unwrap_or_default();
-        let layout_mark = match &kept {
-            Some(copy) if std::ptr::eq(file, copy) => {
+        let layout_mark = match (&kept, &info) {
+            (Some(copy), Ok(info)) if std::ptr::eq(file, copy) => {
                 let name = crate::store::Store::name_for(&verified.meta);
-                self.layout_mark(copy, &name, &info)
+                self.layout_mark(copy, &name, info, &verified.differences)
             }
             _ => None,
         };
+        let info = info.unwrap_or_default();
         let area = self.staging.get_or_init(|| {
             crate::stage::Area::new()
                 .inspect_err(warn_once_unstaged)
@@ -362,17 +362,26 @@ impl Mapper {
 #[cfg(target_os = "linux")]
 impl Mapper {
     /// The name of the layout mark for the kept copy `copy`, named `name` in the store,
-    /// whose load information is `info`; `None` when its layout is to be checked on every
-    /// load: this build of the host has no build ID, or the copy needs libraries other than
-    /// the C runtime's (a library it takes types from could change while its bytes do not).
+    /// whose load information is `info` and which shares `differences` with the host;
+    /// `None` when its layout is to be checked on every load:
+    /// - this build of the host has no build ID;
+    /// - the copy needs a library other than the C runtime's, or one it needs could not be
+    ///   told (a library it takes types from could change while its bytes do not);
+    /// - it shares a crate with the host at another version or with other contents (its
+    ///   `abi_stable` types may then have fields the host's do not, which `abi_stable`
+    ///   compares across the plugins of a process only while checking).
     fn layout_mark(
         &self,
         copy: &File,
         name: &str,
         info: &crate::read::segments::LoadInfo,
+        differences: &[String],
     ) -> Option<String> {
         let host = crate::build_id::host_build()?;
-        if !info.needed.iter().all(|needed| c_runtime(needed)) {
+        if info.needed_partial
+            || !info.needed.iter().all(|needed| c_runtime(needed))
+            || !differences.is_empty()
+        {
             return None;
         }
         let meta = copy.metadata().ok()?;
@@ -401,8 +410,10 @@ impl Mapper {
             // SAFETY: the mark is there only once this build of the host (its build ID is in
             // the mark's name) found the layout of this very copy (its inode and change time
             // are too) to be the one it expects; the copy is one no one may write, in a store
-            // no one else may enter, and it takes no types from a library but the C
-            // runtime's (`layout_mark`). The check reads only those bytes and this build's.
+            // no one else may enter, it takes no types from a library but the C runtime's,
+            // and it shares every crate it has in common with the host at the same version
+            // and contents (`layout_mark`), so its types have no field beyond the host's for
+            // `abi_stable`'s process-wide maps to compare with other plugins'.
             return unsafe {
                 crate::load::init_root_checked_before(mapped.header, path, differences)
             };
@@ -418,20 +429,51 @@ impl Mapper {
     }
 }
 
-/// Whether a needed library's name is one of the C runtime's, which no plugin takes
-/// `abi_stable` types from.
+/// Whether a needed library's name is one of the C runtime's (glibc's and its unwinder's),
+/// which no plugin takes `abi_stable` types from.
 #[cfg(target_os = "linux")]
 fn c_runtime(name: &str) -> bool {
-    const RUNTIME: [&str; 7] = [
-        "libc.so.",
-        "libm.so.",
-        "libgcc_s.so.",
-        "libpthread.so.",
-        "libdl.so.",
-        "librt.so.",
-        "ld-linux",
+    const RUNTIME: [&str; 12] = [
+        "libc.so.6",
+        "libm.so.6",
+        "libgcc_s.so.1",
+        "libpthread.so.0",
+        "libdl.so.2",
+        "librt.so.1",
+        "libutil.so.1",
+        "ld-linux-x86-64.so.2",
+        "ld-linux-aarch64.so.1",
+        "ld-linux.so.2",
+        "ld-linux-armhf.so.3",
+        "ld-linux-riscv64-lp64d.so.1",
     ];
-    RUNTIME.iter().any(|prefix| name.starts_with(prefix))
+    RUNTIME.contains(&name)
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    #[test]
+    fn only_the_c_runtimes_own_names_are_the_c_runtime() {
+        for name in [
+            "libc.so.6",
+            "libgcc_s.so.1",
+            "ld-linux-x86-64.so.2",
+            "libm.so.6",
+        ] {
+            assert!(super::c_runtime(name), "{name}");
+        }
+        for name in [
+            "libc.so.x",
+            "libc.so.6.evil",
+            "ld-linux-foo.so",
+            "libstd-0123abcd.so",
+            "libplugin_api.so",
+            "/lib/libc.so.6",
+            "",
+        ] {
+            assert!(!super::c_runtime(name), "{name}");
+        }
+    }
 }
 
 #[cfg(target_os = "linux")]

@@ -290,7 +290,12 @@ impl Store {
     /// [`MAX_MARKS`]. Only this user's regular files are removed; at most [`MAX_LISTED`]
     /// entries are read.
     pub(crate) fn trim(&self) {
-        let Ok(entries) = std::fs::read_dir(&self.path) else {
+        // Listed through the directory opened, not by its path: whatever was put at that
+        // path since (a link to another directory) is not what is trimmed. Only names the
+        // store gives are looked at, so a directory given as a store that holds other files
+        // loses none of them.
+        let listed = format!("/proc/self/fd/{}", self.dir.as_raw_fd());
+        let Ok(entries) = std::fs::read_dir(listed) else {
             return;
         };
         let now = SystemTime::now();
@@ -298,6 +303,9 @@ impl Store {
         let mut marks = Vec::new();
         for entry in entries.take(MAX_LISTED).flatten() {
             let name = entry.file_name();
+            let Some(kind) = name.to_str().and_then(kind_of) else {
+                continue;
+            };
             let Ok(meta) = entry.metadata() else {
                 continue;
             };
@@ -305,20 +313,20 @@ impl Store {
                 continue;
             }
             let modified = meta.modified().unwrap_or(now);
-            if name.as_bytes().starts_with(b".partial-") {
-                let age = now.duration_since(modified).unwrap_or_default();
-                if age > STALE_PARTIAL {
-                    let _ = self.unlink_os(&name);
+            match kind {
+                Kind::Partial => {
+                    let age = now.duration_since(modified).unwrap_or_default();
+                    if age > STALE_PARTIAL {
+                        let _ = self.unlink_os(&name);
+                    }
                 }
-                continue;
+                Kind::Mark => marks.push((modified, name)),
+                Kind::Copy => copies.push((modified, meta.len(), name, meta)),
             }
-            if name.as_bytes().starts_with(MARK.as_bytes()) {
-                marks.push((modified, name));
-                continue;
-            }
-            copies.push((modified, meta.len(), name, meta));
         }
-        let mut total: u64 = copies.iter().map(|(_, len, _, _)| len).sum();
+        let mut total = copies
+            .iter()
+            .fold(0u64, |sum, (_, len, _, _)| sum.saturating_add(*len));
         copies.sort_by(|a, b| (a.0, &a.2).cmp(&(b.0, &b.2)));
         let mut left = copies.len();
         let mut removed = 0;
@@ -328,7 +336,7 @@ impl Store {
             }
             if self.unlink_os(name).is_ok() {
                 left -= 1;
-                total -= len;
+                total = total.saturating_sub(*len);
             }
             removed += 1;
         }
@@ -395,6 +403,44 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// The kinds of file a store holds.
+enum Kind {
+    Copy,
+    Partial,
+    Mark,
+}
+
+/// The kind of file the store named `name`, if it is one of the store's names.
+fn kind_of(name: &str) -> Option<Kind> {
+    let hex = |s: &str| !s.is_empty() && s.len() <= 16 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let hex_dot_hex = |s: &str| s.split_once('.').is_some_and(|(a, b)| hex(a) && hex(b));
+    // `name_for`: device, inode, size, then two times as seconds.nanoseconds.
+    let copy = |s: &str| {
+        let parts: Vec<&str> = s.split('-').collect();
+        parts.len() == 5
+            && parts[..3].iter().all(|p| hex(p))
+            && parts[3..].iter().all(|p| hex_dot_hex(p))
+    };
+    if let Some(rest) = name.strip_prefix(".partial-") {
+        // `.partial-PID-N-NAME`
+        let mut parts = rest.splitn(3, '-');
+        let (pid, n, copy_name) = (parts.next()?, parts.next()?, parts.next()?);
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        return (digits(pid) && digits(n) && copy(copy_name)).then_some(Kind::Partial);
+    }
+    if let Some(rest) = name.strip_prefix(MARK) {
+        // `checked-HOST-NAME-INODE.SECONDS.NANOSECONDS`
+        let (host, rest) = rest.split_once('-')?;
+        let (copy_name, identity) = rest.rsplit_once('-')?;
+        let host_ok = host
+            .split('.')
+            .all(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()));
+        let identity_ok = identity.split('.').count() == 3 && identity.split('.').all(hex);
+        return (host_ok && copy(copy_name) && identity_ok).then_some(Kind::Mark);
+    }
+    copy(name).then_some(Kind::Copy)
 }
 
 /// A copy's name and what tells that very file from another one of that name: its inode
@@ -544,14 +590,17 @@ mod tests {
         assert_eq!(names, ["kept"]);
     }
 
+    /// A name of the form `Store::name_for` gives.
+    const COPY: &str = "801-1a2b-5-6757a1b2.1f-6757a1b2.2e";
+
     #[test]
     fn a_layout_mark_names_one_copy_for_one_host_build_and_goes_with_it() {
         let dir = tempfile::tempdir().unwrap();
         let path = private(dir.path());
         let store = Store::open(&path).unwrap();
-        kept(&path, "copy", b"12345", 0o400);
-        let meta = fs::metadata(path.join("copy")).unwrap();
-        let mark = Store::layout_mark("ab12", "copy", &meta).unwrap();
+        kept(&path, COPY, b"12345", 0o400);
+        let meta = fs::metadata(path.join(COPY)).unwrap();
+        let mark = Store::layout_mark("ab12", COPY, &meta).unwrap();
         assert!(!store.is_marked(&mark));
         store.mark(&mark).unwrap();
         assert!(store.is_marked(&mark));
@@ -562,16 +611,17 @@ mod tests {
         // Marked again: no error, still one mark.
         store.mark(&mark).unwrap();
         // Another build of the host, or another file under the copy's name, is not marked.
-        assert!(!store.is_marked(&Store::layout_mark("cd34", "copy", &meta).unwrap()));
-        fs::remove_file(path.join("copy")).unwrap();
-        kept(&path, "copy", b"12345", 0o400);
-        let again = fs::metadata(path.join("copy")).unwrap();
-        let new_mark = Store::layout_mark("ab12", "copy", &again).unwrap();
+        assert!(!store.is_marked(&Store::layout_mark("cd34", COPY, &meta).unwrap()));
+        // (Made before the first goes, so that it cannot have its inode.)
+        kept(&path, "new", b"12345", 0o400);
+        fs::rename(path.join("new"), path.join(COPY)).unwrap();
+        let again = fs::metadata(path.join(COPY)).unwrap();
+        let new_mark = Store::layout_mark("ab12", COPY, &again).unwrap();
         assert_ne!(new_mark, mark);
         assert!(!store.is_marked(&new_mark));
         // Only a mark of this store's kind is made, and a mark that is a link or no regular
         // file does not count.
-        assert!(store.mark("copy").is_err());
+        assert!(store.mark(COPY).is_err());
         symlink(path.join(&mark), path.join(&new_mark)).unwrap();
         assert!(!store.is_marked(&new_mark));
         fs::remove_file(path.join(&new_mark)).unwrap();
@@ -593,9 +643,33 @@ mod tests {
         assert!(store.is_marked(&new_mark));
         assert!(!path.join(&mark).exists(), "the old copy's mark stayed");
         // Once the copy goes, its marks go.
-        fs::remove_file(path.join("copy")).unwrap();
+        fs::remove_file(path.join(COPY)).unwrap();
         store.trim();
         assert_eq!(fs::read_dir(&path).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_trim_reads_the_directory_opened_not_what_its_path_leads_to_now() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = private(dir.path());
+        let store = Store::open(&path).unwrap();
+        kept(&path, COPY, b"x", 0o400);
+        // The store moved away, a link to a full directory of copy names put in its place.
+        let moved = dir.path().join("moved");
+        fs::rename(&path, &moved).unwrap();
+        let other = dir.path().join("other");
+        fs::create_dir(&other).unwrap();
+        for i in 0..MAX_COPIES + 5 {
+            kept(&other, &format!("1-{i:04x}-1-0.0-0.0"), b"x", 0o400);
+        }
+        kept(&other, COPY, b"x", 0o400);
+        symlink(&other, &path).unwrap();
+        store.trim();
+        assert_eq!(fs::read_dir(&other).unwrap().count(), MAX_COPIES + 6);
+        assert!(
+            moved.join(COPY).exists(),
+            "a copy named in the other directory went"
+        );
     }
 
     #[test]
@@ -603,11 +677,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = private(dir.path());
         let store = Store::open(&path).unwrap();
-        kept(&path, "copy", b"x", 0o400);
-        let meta = fs::metadata(path.join("copy")).unwrap();
+        kept(&path, COPY, b"x", 0o400);
+        let meta = fs::metadata(path.join(COPY)).unwrap();
         let old = SystemTime::now() - Duration::from_secs(3600);
         for i in 0..MAX_MARKS + 3 {
-            let mark = Store::layout_mark(&format!("{i:04x}"), "copy", &meta).unwrap();
+            let mark = Store::layout_mark(&format!("{i:04x}"), COPY, &meta).unwrap();
             kept(&path, &mark, b"", 0o400);
             if i < 3 {
                 File::open(path.join(&mark))
@@ -619,7 +693,7 @@ mod tests {
         store.trim();
         assert_eq!(fs::read_dir(&path).unwrap().count(), MAX_MARKS + 1);
         for i in 0..MAX_MARKS + 3 {
-            let mark = Store::layout_mark(&format!("{i:04x}"), "copy", &meta).unwrap();
+            let mark = Store::layout_mark(&format!("{i:04x}"), COPY, &meta).unwrap();
             assert_eq!(store.is_marked(&mark), i >= 3, "{i}");
         }
     }
@@ -631,7 +705,7 @@ mod tests {
         let store = Store::open(&path).unwrap();
         let old = SystemTime::now() - Duration::from_secs(3600);
         for i in 0..MAX_COPIES + 10 {
-            let name = format!("copy-{i:04}");
+            let name = format!("1-{i:04x}-1-0.0-0.0");
             kept(&path, &name, b"x", 0o400);
             // The first ten are the oldest.
             let when = if i < 10 { old } else { SystemTime::now() };
@@ -640,21 +714,48 @@ mod tests {
                 .set_modified(when)
                 .unwrap();
         }
-        kept(&path, ".partial-1-0-stale", b"x", 0o400);
-        File::open(path.join(".partial-1-0-stale"))
+        let stale = format!(".partial-1-0-{COPY}");
+        kept(&path, &stale, b"x", 0o400);
+        File::open(path.join(&stale))
             .unwrap()
             .set_modified(old)
             .unwrap();
-        kept(&path, ".partial-1-1-fresh", b"x", 0o400);
+        let fresh = format!(".partial-1-1-{COPY}");
+        kept(&path, &fresh, b"x", 0o400);
+        // Files of other names are not the store's: never removed, however old.
+        for other in [
+            "notes.txt",
+            "copy-0001",
+            "checked-zz",
+            ".partial-x",
+            "1-2-3-4-5",
+        ] {
+            kept(&path, other, b"mine", 0o600);
+            File::open(path.join(other))
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
         store.trim();
         let mut names: Vec<String> = fs::read_dir(&path)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         names.sort();
+        let others = [
+            "notes.txt",
+            "copy-0001",
+            "checked-zz",
+            ".partial-x",
+            "1-2-3-4-5",
+        ];
+        for other in others {
+            assert!(names.iter().any(|n| n == other), "{other} was removed");
+        }
+        names.retain(|n| !others.contains(&n.as_str()));
         assert_eq!(names.len(), MAX_COPIES + 1);
-        assert_eq!(names[0], ".partial-1-1-fresh");
-        assert_eq!(names[1], "copy-0010");
-        assert!(!names.iter().any(|n| n.contains("stale")));
+        assert_eq!(names[0], fresh);
+        assert_eq!(names[1], "1-000a-1-0.0-0.0");
+        assert!(!names.contains(&stale));
     }
 }

@@ -740,47 +740,82 @@ fn a_kept_copys_layout_is_checked_once_by_each_build_of_the_host() {
 }
 
 #[test]
-fn a_kept_copy_whose_layout_is_not_the_hosts_is_refused_at_every_load_and_never_marked() {
+fn a_kept_copy_sharing_a_crate_with_other_contents_is_checked_at_every_load_and_refused_if_skewed()
+{
     use crate::fixtures::{fixtures_target, scratch_workspace, tmp};
-    // A plugin built against a copy of plugin-api whose error type has its two fields in the
-    // other order: the same names and types, another layout of what `register` returns.
     fixtures();
     let ws = tmp().join("ws-layout-skew");
     scratch_workspace(&ws, "layout-skew", Some("0.1.0"));
     let error_rs = ws.with_extension("api").join("plugin-api/src/error.rs");
-    let source = fs::read_to_string(&error_rs).unwrap();
+    let original = fs::read_to_string(&error_rs).unwrap();
+    let target = fixtures_target();
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let store = private_store(&scratch);
+    // Builds the plugin against the plugin-api copy holding `source`, puts it in the plugin
+    // directory, and scans that twice with kept copies: the scans' entries and logs.
+    let build_and_scan_twice = |source: &str| {
+        fs::write(&error_rs, source).unwrap();
+        cargo(
+            &ws,
+            &[
+                "build",
+                "-p",
+                "layout-skew",
+                "--target-dir",
+                target.to_str().unwrap(),
+            ],
+        );
+        let file = file_name("layout-skew");
+        let _ = fs::remove_file(dir.path().join(&file));
+        fs::copy(fixtures().lib("layout-skew"), dir.path().join(&file)).unwrap();
+        (0..2)
+            .map(|_| {
+                let out = cli_with(
+                    &[
+                        "scan",
+                        "--json",
+                        &format!("--keep-copies={}", store.display()),
+                        dir.path().to_str().unwrap(),
+                    ],
+                    &[("PLUGIN_HOST_LOG", Path::new("debug"))],
+                    None,
+                );
+                assert!(out.status.success(), "{}", stderr(&out));
+                let scan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                (entry(&scan, &file).clone(), stderr(&out))
+            })
+            .collect::<Vec<_>>()
+    };
+
+    // plugin-api with other contents, the same layout (a constant added): the default policy
+    // lets it load (a warning), its kept copy is mapped, and its layout is checked at every
+    // load, never remembered: its types could have fields the host's do not.
+    let added = format!(
+        "{original}\n/// A change the host's copy does not have.\npub const CHANGED: u32 = 1;\n"
+    );
+    for (run, (e, log)) in build_and_scan_twice(&added).into_iter().enumerate() {
+        assert_eq!(e["status"], "loaded", "run {run}: {e:#}");
+        assert!(!log.contains("not checked again"), "run {run}: {log}");
+        assert!(
+            layout_marks(&store).is_empty(),
+            "run {run}: {:?}",
+            layout_marks(&store)
+        );
+    }
+    assert_eq!(kept_copies(&store).len(), 1);
+
+    // Its error type with its two fields in the other order: the same names and types,
+    // another layout of what `register` returns. Refused at every load, never marked.
     let kind = "    /// Whether it failed or panicked.\n    pub kind: CallErrorKind,\n";
     let message = "    /// The error's message (with its `source()` chain), or the panic message.\n    pub message: RString,\n";
     let both = format!("{kind}{message}");
     assert!(
-        source.contains(&both),
+        original.contains(&both),
         "plugin-api's CallError changed shape"
     );
-    fs::write(
-        &error_rs,
-        source.replacen(&both, &format!("{message}{kind}"), 1),
-    )
-    .unwrap();
-    let target = fixtures_target();
-    cargo(
-        &ws,
-        &[
-            "build",
-            "-p",
-            "layout-skew",
-            "--target-dir",
-            target.to_str().unwrap(),
-        ],
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let file = file_name("layout-skew");
-    fs::copy(fixtures().lib("layout-skew"), dir.path().join(&file)).unwrap();
-    let scratch = tempfile::tempdir().unwrap();
-    let store = private_store(&scratch);
-
-    for run in 0..2 {
-        let scan = scan_json(dir.path(), &[&format!("--keep-copies={}", store.display())]);
-        let e = entry(&scan, &file);
+    let swapped = original.replacen(&both, &format!("{message}{kind}"), 1);
+    for (run, (e, _)) in build_and_scan_twice(&swapped).into_iter().enumerate() {
         assert_eq!(e["status"], "failed", "run {run}: {e:#}");
         assert_eq!(e["reason"], "layout-mismatch", "run {run}: {e:#}");
         let text = e["message"].as_str().unwrap();
@@ -788,15 +823,14 @@ fn a_kept_copy_whose_layout_is_not_the_hosts_is_refused_at_every_load_and_never_
             text.contains("layout check of the root module failed"),
             "run {run}: {text}"
         );
-        // Mapped from its kept copy, which stays (its bytes are what was verified), but
-        // never marked as checked.
-        assert_eq!(kept_copies(&store).len(), 1, "run {run}");
         assert!(
             layout_marks(&store).is_empty(),
             "run {run}: {:?}",
             layout_marks(&store)
         );
     }
+    // The new file's copy beside the first one's.
+    assert_eq!(kept_copies(&store).len(), 2);
 }
 
 #[test]

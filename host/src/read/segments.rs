@@ -35,6 +35,9 @@ pub(crate) struct LoadInfo {
     pub(crate) ranges: Vec<(u64, u64)>,
     /// `DT_NEEDED`: the libraries it links, as recorded.
     pub(crate) needed: Vec<String>,
+    /// Whether some `DT_NEEDED` entry is missing from [`LoadInfo::needed`] (its name could
+    /// not be read, was longer than a path, or came past the most kept).
+    pub(crate) needed_partial: bool,
     /// The directories searched for them: `DT_RUNPATH`, or `DT_RPATH` when there is none,
     /// split at `:`, tokens such as `$ORIGIN` unexpanded.
     pub(crate) search: Vec<String>,
@@ -180,6 +183,7 @@ fn info<'a, Elf: FileHeader<Endian = Endianness>, R: ReadRef<'a>>(
             continue;
         };
         let Some(bytes) = string(d.d_val(endian).into())? else {
+            info.needed_partial |= tag == object::elf::DT_NEEDED;
             continue;
         };
         match tag {
@@ -189,6 +193,8 @@ fn info<'a, Elf: FileHeader<Endian = Endianness>, R: ReadRef<'a>>(
                     if !info.needed.iter().any(|n| *n == text) {
                         info.needed.push(text.into_owned());
                     }
+                } else {
+                    info.needed_partial = true;
                 }
             }
             object::elf::DT_RUNPATH => search_entries(&mut runpath, bytes),
