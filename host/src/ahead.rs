@@ -218,7 +218,7 @@ impl CopyAhead {
         };
         let holds_verified = unchanged(&verified.meta)
             && verified.file.metadata().is_ok_and(|now| unchanged(&now))
-            && read_sized(path, &copy, meta.len()).is_ok_and(|p| p == *verified.provenance);
+            && crate::read::holds_record(path, &copy, meta.len(), &verified.provenance);
         if holds_verified {
             verified.ahead = Some(copy);
         }

@@ -9,7 +9,7 @@ use crate::error::PluginError;
 use crate::load::open_library;
 use crate::place::Verified;
 #[cfg(target_os = "linux")]
-use crate::read::read_sized;
+use crate::read::holds_record;
 #[cfg(any(target_os = "linux", windows))]
 use crate::reason::ReasonCode;
 #[cfg(target_os = "linux")]
@@ -102,7 +102,7 @@ impl Mapper {
             // signature vouches for these bytes, not for whatever the file holds later. Its
             // provenance must still be the one judged, read before the copy was made.
             (_, Some(copy), _) => {
-                if !read_sized(path, copy, len).is_ok_and(|p| p == *verified.provenance) {
+                if !holds_record(path, copy, len, &verified.provenance) {
                     return Err(written_while_loading(path));
                 }
                 copy
@@ -314,8 +314,7 @@ impl Mapper {
         if len > crate::store::MAX_COPY {
             return None;
         }
-        let holds_verified =
-            |copy: &File| read_sized(path, copy, len).is_ok_and(|p| p == *verified.provenance);
+        let holds_verified = |copy: &File| holds_record(path, copy, len, &verified.provenance);
         let name = crate::store::Store::name_for(meta);
         if let Some(found) = store.find(&name, len) {
             if holds_verified(&found) {
@@ -506,8 +505,7 @@ fn sealed_copy(
     let name = &verified.provenance.name;
     let mut copy = crate::seal::sealed_copy(name, &verified.file, len, ranges).map_err(fail)?;
     // The copy is sealed: once read, what it holds cannot change, so each copy is read once.
-    let holds_verified =
-        |copy: &File| read_sized(path, copy, len).is_ok_and(|p| p == *verified.provenance);
+    let holds_verified = |copy: &File| holds_record(path, copy, len, &verified.provenance);
     let mut holds = holds_verified(&copy);
     if !holds {
         // The provenance lies outside the segments (found through the section table):

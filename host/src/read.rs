@@ -244,6 +244,21 @@ pub(crate) fn read_sized(path: &Path, file: &File, len: u64) -> Result<Provenanc
     read_expecting(path, file, len, Expect::Library)
 }
 
+/// Whether the provenance of the library `file` (of length `len`; `path` is used in messages
+/// only) is `expected`: read and compared in place, without an owned copy of it. `false` when
+/// it cannot be read, or reading it panicked.
+#[cfg(target_os = "linux")]
+pub(crate) fn holds_record(path: &Path, file: &File, len: u64, expected: &Provenance) -> bool {
+    contained(|| {
+        let mut room = room();
+        read_blob(path, file, len, &mut room)
+            .ok()
+            .and_then(|blob| decode_in_place(path, &blob).ok().map(|r| r.is(expected)))
+            .unwrap_or(false)
+    })
+    .unwrap_or(false)
+}
+
 /// Reads the provenance of a library built for **any** platform, without loading it: a
 /// `.dll`'s `.plgprov` section on Linux, an ELF note on Windows, a library for another
 /// architecture. What `plugin-host inspect` shows, the same wherever it runs. Plugins to be

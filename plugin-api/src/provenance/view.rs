@@ -240,7 +240,7 @@ impl<'a> DependencyRef<'a> {
     /// The owned [`Dependency`].
     pub fn to_owned(&self) -> Dependency {
         Dependency {
-            spec: self.spec.to_string(),
+            spec: String::from(&*self.spec),
             name_end: self.name_end,
             version_end: self.version_end,
         }
@@ -306,27 +306,104 @@ impl<'a> ProvenanceRef<'a> {
         )
     }
 
+    /// Whether this record is `owned`, field for field (what [`ProvenanceRef::to_owned`]
+    /// would make equal to it), without making an owned copy.
+    pub fn is(&self, owned: &Provenance) -> bool {
+        // Taken apart whole, so that a field added to the record cannot be left out here.
+        let ProvenanceRef {
+            name,
+            version,
+            plugin_api,
+            abi_stable,
+            rustc,
+            target,
+            profile,
+            features,
+            dependencies,
+            digests,
+            capabilities,
+        } = self;
+        let RustcRef {
+            release,
+            commit_hash,
+            commit_date,
+            channel,
+            llvm,
+        } = rustc;
+        let ProfileRef {
+            name: profile_name,
+            opt_level,
+            debug_assertions,
+            panic,
+        } = profile;
+        let texts = |a: &[Text<'_>], b: &[String]| {
+            a.len() == b.len() && a.iter().zip(b).all(|(a, b)| **a == **b)
+        };
+        let map = |a: &BTreeMap<Text<'_>, Text<'_>>, b: &BTreeMap<String, String>| {
+            a.len() == b.len()
+                && a.iter()
+                    .zip(b)
+                    .all(|((ak, av), (bk, bv))| **ak == **bk && **av == **bv)
+        };
+        let declared = |a: &BTreeMap<Text<'_>, Vec<Text<'_>>>,
+                        b: &BTreeMap<String, Vec<String>>| {
+            a.len() == b.len()
+                && a.iter()
+                    .zip(b)
+                    .all(|((ak, av), (bk, bv))| **ak == **bk && texts(av, bv))
+        };
+        **name == *owned.name
+            && *version == owned.version
+            && *plugin_api == owned.plugin_api
+            && *abi_stable == owned.abi_stable
+            && **release == *owned.rustc.release
+            && **commit_hash == *owned.rustc.commit_hash
+            && **commit_date == *owned.rustc.commit_date
+            && **channel == *owned.rustc.channel
+            && llvm.as_deref() == owned.rustc.llvm.as_deref()
+            && **target == *owned.target
+            && **profile_name == *owned.profile.name
+            && **opt_level == *owned.profile.opt_level
+            && *debug_assertions == owned.profile.debug_assertions
+            && **panic == *owned.profile.panic
+            && texts(features, &owned.features)
+            && dependencies.len() == owned.dependencies.len()
+            && dependencies
+                .iter()
+                .zip(&owned.dependencies)
+                .all(|(a, b)| a.as_str() == b.as_str())
+            && map(digests, &owned.digests)
+            && match (capabilities, &owned.capabilities) {
+                (None, None) => true,
+                (Some(a), Some(b)) => declared(a, b),
+                _ => false,
+            }
+    }
+
     /// The owned record.
     pub fn to_owned(&self) -> Provenance {
-        let strings = |list: &[Text<'_>]| list.iter().map(|s| s.to_string()).collect();
+        // `String::from(&str)`, not `to_string`, which goes through `Display` and grows the
+        // string piece by piece.
+        let own = |text: &Text<'_>| String::from(&**text);
+        let strings = |list: &[Text<'_>]| list.iter().map(own).collect();
         Provenance {
-            name: self.name.to_string(),
+            name: own(&self.name),
             version: self.version.clone(),
             plugin_api: self.plugin_api.clone(),
             abi_stable: self.abi_stable.clone(),
             rustc: Rustc {
-                release: self.rustc.release.to_string(),
-                commit_hash: self.rustc.commit_hash.to_string(),
-                commit_date: self.rustc.commit_date.to_string(),
-                channel: self.rustc.channel.to_string(),
-                llvm: self.rustc.llvm.as_ref().map(|s| s.to_string()),
+                release: own(&self.rustc.release),
+                commit_hash: own(&self.rustc.commit_hash),
+                commit_date: own(&self.rustc.commit_date),
+                channel: own(&self.rustc.channel),
+                llvm: self.rustc.llvm.as_ref().map(own),
             },
-            target: self.target.to_string(),
+            target: own(&self.target),
             profile: Profile {
-                name: self.profile.name.to_string(),
-                opt_level: self.profile.opt_level.to_string(),
+                name: own(&self.profile.name),
+                opt_level: own(&self.profile.opt_level),
                 debug_assertions: self.profile.debug_assertions,
-                panic: self.profile.panic.to_string(),
+                panic: own(&self.profile.panic),
             },
             features: strings(&self.features),
             dependencies: self
@@ -334,15 +411,11 @@ impl<'a> ProvenanceRef<'a> {
                 .iter()
                 .map(DependencyRef::to_owned)
                 .collect(),
-            digests: self
-                .digests
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            digests: self.digests.iter().map(|(k, v)| (own(k), own(v))).collect(),
             capabilities: self.capabilities.as_ref().map(|declared| {
                 declared
                     .iter()
-                    .map(|(kind, names)| (kind.to_string(), strings(names)))
+                    .map(|(kind, names)| (own(kind), strings(names)))
                     .collect()
             }),
         }

@@ -217,3 +217,51 @@ fn the_fast_path_accepts_nothing_serde_json_reads_otherwise() {
     // Variants inside strings, and of equal meaning, are read by the fast path too.
     assert!(accepted > 1000, "{accepted}");
 }
+
+#[test]
+fn a_record_read_in_place_is_the_owned_record_only_if_every_field_is() {
+    for json in [OLD_RECORD, ESCAPED_RECORD] {
+        let (view, owned) = both(json);
+        let (view, owned) = (view.unwrap(), owned.unwrap());
+        assert!(view.is(&owned), "{json}");
+        // Each field changed in turn, on the owned side: no longer the same record.
+        let changes: Vec<fn(&mut Provenance)> = vec![
+            |p| p.name.push('x'),
+            |p| p.version = semver::Version::new(9, 9, 9),
+            |p| p.plugin_api = semver::Version::new(9, 9, 9),
+            |p| p.abi_stable = semver::Version::new(9, 9, 9),
+            |p| p.rustc.release.push('x'),
+            |p| p.rustc.commit_hash.push('x'),
+            |p| p.rustc.commit_date.push('x'),
+            |p| p.rustc.channel.push('x'),
+            |p| p.rustc.llvm = Some("other".into()),
+            |p| p.target.push('x'),
+            |p| p.profile.name.push('x'),
+            |p| p.profile.opt_level.push('x'),
+            |p| p.profile.debug_assertions = !p.profile.debug_assertions,
+            |p| p.profile.panic.push('x'),
+            |p| p.features.push("extra".into()),
+            |p| {
+                p.dependencies.pop();
+            },
+            |p| p.dependencies[0] = Dependency::new("other", "1.0.0", None),
+            |p| {
+                p.digests.insert("zz 1.0.0".into(), "sha256:ff".into());
+            },
+            |p| p.capabilities = Some(BTreeMap::new()),
+            |p| {
+                p.capabilities
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert("kind".into(), vec!["name".into()]);
+            },
+        ];
+        for (i, change) in changes.into_iter().enumerate() {
+            let mut other = owned.clone();
+            change(&mut other);
+            if other == owned {
+                continue; // (a change that changes nothing in this record)
+            }
+            assert!(!view.is(&other), "change {i} of {json}");
+        }
+    }
+}
