@@ -83,10 +83,13 @@ impl Mapper {
         path: &Path,
         resolved: &Path,
     ) -> Result<Mapped, PluginError> {
-        // Read once from the verified file: the ranges to copy, and what staging needs (the
-        // copy holds the same bytes in those ranges).
+        // Read once from the verified file, when first needed: the ranges to copy, and what
+        // staging needs (a copy holds the same bytes in those ranges). A kept copy found in
+        // the store needs neither from the file.
         let len = verified.meta.len();
-        let info = crate::read::segments::load_info(&verified.file, len);
+        let file_info = std::cell::OnceCell::new();
+        let info_of_file =
+            || file_info.get_or_init(|| crate::read::segments::load_info(&verified.file, len));
         let sealed;
         let copying = matches!(self.load_from, LoadFrom::SealedCopy | LoadFrom::KeptCopy)
             && verified.sealed.is_none();
@@ -94,7 +97,9 @@ impl Mapper {
         // Checked after the attribute: unchanged since it was verified.
         let unchangeable = copying && in_place_is_sealed(verified, path);
         let kept = match self.load_from {
-            LoadFrom::KeptCopy if copying && !unchangeable => self.kept_copy(verified, &info, path),
+            LoadFrom::KeptCopy if copying && !unchangeable => {
+                self.kept_copy(verified, &info_of_file, path)
+            }
             _ => None,
         };
         let file = match (self.load_from, &verified.sealed, &verified.ahead) {
@@ -113,7 +118,7 @@ impl Mapper {
             // Copied ahead during a scan, and checked then to hold what was verified.
             (LoadFrom::SealedCopy, None, Some(copy)) => copy,
             (LoadFrom::SealedCopy | LoadFrom::KeptCopy, None, _) => {
-                let ranges = match &info {
+                let ranges = match info_of_file() {
                     Ok(info) => &info.ranges[..],
                     Err(_) => &[(0, len)][..],
                 };
@@ -126,7 +131,10 @@ impl Mapper {
         // file may have changed since it was copied (a vouched copy holds the hashed bytes,
         // the file whatever was written after; the $ORIGIN a library climbs is its copy's).
         let info = if std::ptr::eq(file, &verified.file) {
-            info
+            info_of_file();
+            file_info
+                .into_inner()
+                .unwrap_or_else(|| Err("not read".to_owned()))
         } else {
             crate::read::segments::load_info(file, len)
         };
@@ -293,10 +301,10 @@ impl Mapper {
     /// The kept copy of a verified file ([`LoadFrom::KeptCopy`]), found in the store or made
     /// now, checked to hold what was verified; `None` where the store cannot be used or the
     /// copy cannot be kept (a sealed copy is then made as for [`LoadFrom::SealedCopy`]).
-    fn kept_copy(
+    fn kept_copy<'i>(
         &self,
         verified: &Verified,
-        info: &Result<crate::read::segments::LoadInfo, String>,
+        info: &dyn Fn() -> &'i Result<crate::read::segments::LoadInfo, String>,
         path: &Path,
     ) -> Option<File> {
         use std::os::unix::fs::MetadataExt;
@@ -329,7 +337,7 @@ impl Mapper {
                     && (now.ctime(), now.ctime_nsec()) == (meta.ctime(), meta.ctime_nsec())
             })
         };
-        let ranges = match info {
+        let ranges = match info() {
             Ok(info) => &info.ranges[..],
             Err(_) => &[(0, len)][..],
         };
