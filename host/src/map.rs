@@ -114,7 +114,7 @@ impl Mapper {
             }
             _ if unchangeable => &verified.file,
             // Kept from an earlier load, or just now, and checked to hold what was verified.
-            _ if kept.is_some() => kept.as_ref().unwrap_or(&verified.file),
+            _ if kept.is_some() => kept.as_ref().map_or(&verified.file, |kept| &kept.file),
             // Copied ahead during a scan, and checked then to hold what was verified.
             (LoadFrom::SealedCopy, None, Some(copy)) => copy,
             (LoadFrom::SealedCopy | LoadFrom::KeptCopy, None, _) => {
@@ -131,17 +131,15 @@ impl Mapper {
         // file may have changed since it was copied (a vouched copy holds the hashed bytes,
         // the file whatever was written after; the $ORIGIN a library climbs is its copy's).
         let info = if std::ptr::eq(file, &verified.file) {
-            info_of_file();
             file_info
                 .into_inner()
-                .unwrap_or_else(|| Err("not read".to_owned()))
+                .unwrap_or_else(|| crate::read::segments::load_info(&verified.file, len))
         } else {
             crate::read::segments::load_info(file, len)
         };
         let layout_mark = match (&kept, &info) {
-            (Some(copy), Ok(info)) if std::ptr::eq(file, copy) => {
-                let name = crate::store::Store::name_for(&verified.meta);
-                self.layout_mark(copy, &name, info, &verified.differences)
+            (Some(kept), Ok(info)) if std::ptr::eq(file, &kept.file) => {
+                layout_mark(kept, info, &verified.differences)
             }
             _ => None,
         };
@@ -296,6 +294,14 @@ mod windows {
 #[cfg(target_os = "linux")]
 use std::os::fd::AsRawFd;
 
+/// A kept copy a load maps: the file, its `fstat` and its name in the store.
+#[cfg(target_os = "linux")]
+struct Kept {
+    file: File,
+    meta: Metadata,
+    name: String,
+}
+
 #[cfg(target_os = "linux")]
 impl Mapper {
     /// The kept copy of a verified file ([`LoadFrom::KeptCopy`]), found in the store or made
@@ -306,7 +312,7 @@ impl Mapper {
         verified: &Verified,
         info: &dyn Fn() -> &'i Result<crate::read::segments::LoadInfo, String>,
         path: &Path,
-    ) -> Option<File> {
+    ) -> Option<Kept> {
         use std::os::unix::fs::MetadataExt;
         let store = self.store.get_or_init(|| {
             let dir = self
@@ -324,9 +330,9 @@ impl Mapper {
         }
         let holds_verified = |copy: &File| holds_record(path, copy, len, &verified.provenance);
         let name = crate::store::Store::name_for(meta);
-        if let Some(found) = store.find(&name, len) {
-            if holds_verified(&found) {
-                return Some(found);
+        if let Some((file, meta)) = store.find(&name, len) {
+            if holds_verified(&file) {
+                return Some(Kept { file, meta, name });
             }
         }
         // Copied from the verified descriptor; kept only if the file is still what its name
@@ -345,13 +351,13 @@ impl Mapper {
             holds_verified(copy) && unchanged()
         });
         match kept {
-            Ok(Some(copy)) if holds_verified(&copy) => {
+            Ok(Some((file, meta))) if holds_verified(&file) => {
                 tracing::debug!(
                     "kept a copy of {} in {}",
                     printable(&path.display().to_string()),
                     printable(&store.path().display().to_string())
                 );
-                Some(copy)
+                Some(Kept { file, meta, name })
             }
             Ok(_) => None,
             Err(e) => {
@@ -363,36 +369,6 @@ impl Mapper {
                 None
             }
         }
-    }
-}
-
-#[cfg(target_os = "linux")]
-impl Mapper {
-    /// The name of the layout mark for the kept copy `copy`, named `name` in the store,
-    /// whose load information is `info` and which shares `differences` with the host;
-    /// `None` when its layout is to be checked on every load:
-    /// - this build of the host has no build ID;
-    /// - the copy needs a library other than the C runtime's, or one it needs could not be
-    ///   told (a library it takes types from could change while its bytes do not);
-    /// - it shares a crate with the host at another version or with other contents (its
-    ///   `abi_stable` types may then have fields the host's do not, which `abi_stable`
-    ///   compares across the plugins of a process only while checking).
-    fn layout_mark(
-        &self,
-        copy: &File,
-        name: &str,
-        info: &crate::read::segments::LoadInfo,
-        differences: &[String],
-    ) -> Option<String> {
-        let host = crate::build_id::host_build()?;
-        if info.needed_partial
-            || !info.needed.iter().all(|needed| c_runtime(needed))
-            || !differences.is_empty()
-        {
-            return None;
-        }
-        let meta = copy.metadata().ok()?;
-        crate::store::Store::layout_mark(host, name, &meta)
     }
 
     /// Checks the root module's version and layout and initialises it; the layout of a kept
@@ -434,6 +410,31 @@ impl Mapper {
         }
         Ok(root)
     }
+}
+
+/// The name of the layout mark for the kept copy `kept`, whose load information is `info`
+/// and which shares `differences` with the host; `None` when its layout is to be checked on
+/// every load:
+/// - this build of the host has no build ID;
+/// - the copy needs a library other than the C runtime's, or one it needs could not be told
+///   (a library it takes types from could change while its bytes do not);
+/// - it shares a crate with the host at another version or with other contents (its
+///   `abi_stable` types may then have fields the host's do not, which `abi_stable` compares
+///   across the plugins of a process only while checking).
+#[cfg(target_os = "linux")]
+fn layout_mark(
+    kept: &Kept,
+    info: &crate::read::segments::LoadInfo,
+    differences: &[String],
+) -> Option<String> {
+    let host = crate::build_id::host_build()?;
+    if info.needed_partial
+        || !info.needed.iter().all(|needed| c_runtime(needed))
+        || !differences.is_empty()
+    {
+        return None;
+    }
+    crate::store::Store::layout_mark(host, &kept.name, &kept.meta)
 }
 
 /// Whether a needed library's name is one of the C runtime's (glibc's and its unwinder's),

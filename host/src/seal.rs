@@ -60,10 +60,7 @@ fn copy_in(
     }
     // SAFETY: `fd` was just returned by `memfd_create`: an open descriptor nobody else owns.
     let copy = unsafe { File::from_raw_fd(fd) };
-    copy.set_len(len)?;
-    for (start, end) in merged(ranges, len) {
-        copy_data(file, &copy, start, end, chunks)?;
-    }
+    fill(file, &copy, len, ranges, chunks)?;
     let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
     // SAFETY: `copy` is an open memfd created with `MFD_ALLOW_SEALING`; no writable shared
     // mapping of it exists (it was only written with `sendfile`).
@@ -77,9 +74,20 @@ fn copy_in(
 /// `len` bytes long here; the rest reads as zeros): a copy kept in the store of copies
 /// (see `store`), which is not a `memfd` and so is not sealed.
 pub(crate) fn copy_into(file: &File, to: &File, len: u64, ranges: &[(u64, u64)]) -> io::Result<()> {
+    fill(file, to, len, ranges, (1 << 30, &|| {}))
+}
+
+/// Makes `to` `len` bytes long and copies the `ranges` of `file` into it.
+fn fill(
+    file: &File,
+    to: &File,
+    len: u64,
+    ranges: &[(u64, u64)],
+    chunks: Chunks<'_>,
+) -> io::Result<()> {
     to.set_len(len)?;
     for (start, end) in merged(ranges, len) {
-        copy_data(file, to, start, end, (1 << 30, &|| {}))?;
+        copy_data(file, to, start, end, chunks)?;
     }
     Ok(())
 }

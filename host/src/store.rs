@@ -164,9 +164,10 @@ impl Store {
         )
     }
 
-    /// The kept copy named `name`, if there is one this store may use for a file of `len`
-    /// bytes (see the [module](self)); its provenance is for the caller to check.
-    pub(crate) fn find(&self, name: &str, len: u64) -> Option<File> {
+    /// The kept copy named `name`, with its `fstat`, if there is one this store may use for
+    /// a file of `len` bytes (see the [module](self)); its provenance is for the caller to
+    /// check.
+    pub(crate) fn find(&self, name: &str, len: u64) -> Option<(File, Metadata)> {
         let file = self.open_at(name, libc::O_RDONLY).ok()?;
         let meta = file.metadata().ok()?;
         // SAFETY: `geteuid` has no preconditions and cannot fail.
@@ -176,7 +177,7 @@ impl Store {
             && meta.mode() & 0o7777 == 0o400
             && meta.nlink() == 1
             && meta.len() == len;
-        usable.then_some(file)
+        usable.then_some((file, meta))
     }
 
     /// The name of the mark saying that the host build `host` (see [`host_build`]) found the
@@ -223,16 +224,22 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
             Err(e) => return Err(e),
         }
-        let made_here = MADE.fetch_add(1, Ordering::Relaxed) + 1;
-        if made_here == 1 || made_here % TRIM_EVERY == 0 {
+        self.trim_after(MADE.fetch_add(1, Ordering::Relaxed) + 1);
+        Ok(())
+    }
+
+    /// Trims the store after a process's first file of a kind (copy or mark) and every
+    /// [`TRIM_EVERY`] after: reading the directory costs a call per entry. `made` counts
+    /// the files of that kind this process made.
+    fn trim_after(&self, made: u64) {
+        if made == 1 || made % TRIM_EVERY == 0 {
             self.trim();
         }
-        Ok(())
     }
 
     /// Copies the `ranges` of the first `len` bytes of `from` into the store under `name`:
     /// `check` decides, given the whole copy, whether it goes in. The copy, open for
-    /// reading, when it did.
+    /// reading, and its `fstat`, when it did.
     pub(crate) fn keep(
         &self,
         name: &str,
@@ -240,7 +247,7 @@ impl Store {
         len: u64,
         ranges: &[(u64, u64)],
         check: impl FnOnce(&File) -> bool,
-    ) -> io::Result<Option<File>> {
+    ) -> io::Result<Option<(File, Metadata)>> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let partial = format!(
             ".partial-{}-{}-{name}",
@@ -273,12 +280,7 @@ impl Store {
             }
         }
         drop(made);
-        // Trimmed on a process's first copy, then every so often: reading the directory
-        // costs a call per entry.
-        let made_here = NEXT.load(Ordering::Relaxed);
-        if made_here == 1 || made_here % TRIM_EVERY == 0 {
-            self.trim();
-        }
+        self.trim_after(NEXT.load(Ordering::Relaxed));
         // Opened again for reading only; another process may have renamed its own copy of
         // the same file over this one since: it is checked all the same by the caller.
         Ok(self.find(name, len))
@@ -287,8 +289,8 @@ impl Store {
     /// Removes copies until at most [`MAX_COPIES`] of at most [`MAX_BYTES`] in all are left,
     /// the oldest first, partial copies left for [`STALE_PARTIAL`], the layout marks of
     /// copies no longer there (or there as another file), and the oldest marks past
-    /// [`MAX_MARKS`]. Only this user's regular files are removed; at most [`MAX_LISTED`]
-    /// entries are read.
+    /// [`MAX_MARKS`]. Only regular files named as the store names them are removed; at most
+    /// [`MAX_LISTED`] entries are read.
     pub(crate) fn trim(&self) {
         // Listed through the directory opened, not by its path: whatever was put at that
         // path since (a link to another directory) is not what is trimmed. Only names the
@@ -578,10 +580,8 @@ mod tests {
             .unwrap();
         let bytes = fs::read(path.join("kept")).unwrap();
         assert_eq!(&bytes[..], b"headers\0\0\0\0\0segment\0\0\0\0\0\0\0\0\0");
-        assert_eq!(
-            copy.metadata().unwrap().ino(),
-            fs::metadata(path.join("kept")).unwrap().ino()
-        );
+        assert_eq!(copy.0.metadata().unwrap().ino(), copy.1.ino());
+        assert_eq!(copy.1.ino(), fs::metadata(path.join("kept")).unwrap().ino());
         assert!(store.find("kept", len).is_some());
         let names: Vec<_> = fs::read_dir(&path)
             .unwrap()
