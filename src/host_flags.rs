@@ -25,17 +25,22 @@ pub struct PolicyArgs {
 
 #[derive(Args)]
 pub struct LoadArgs {
-    /// Map each plugin from its file instead of from a sealed private copy: faster, but
-    /// writing to a plugin file in place while the host runs changes the code it runs or
-    /// crashes it (SIGBUS).
-    #[arg(long, conflicts_with = "keep_copies")]
+    /// Map each plugin from its file instead of from a private copy: writing to a plugin
+    /// file in place while the host runs changes the code it runs or crashes it (SIGBUS).
+    #[arg(long, conflicts_with_all = ["keep_copies", "sealed_copies"])]
     pub load_in_place: bool,
     /// Keep each plugin's private copy between runs, in a store of this user's (DIR, or
     /// $XDG_RUNTIME_DIR/plugin-host-copies, else /dev/shm/plugin-host-copies-UID): later
     /// runs map it instead of copying again, skip the layout check this build of plugin-host
-    /// made of it, and processes share its pages.
+    /// made of it, and processes share its pages. The default where $XDG_RUNTIME_DIR is a
+    /// private directory of this user's (then kept in it); else --sealed-copies is.
     #[arg(long, value_name = "DIR", num_args = 0..=1, require_equals = true)]
+    #[arg(conflicts_with = "sealed_copies")]
     pub keep_copies: Option<Option<std::path::PathBuf>>,
+    /// Make a sealed private copy of each plugin at every load and keep nothing between
+    /// runs. The default where $XDG_RUNTIME_DIR is not a private directory of this user's.
+    #[arg(long)]
+    pub sealed_copies: bool,
     /// Warn when a plugin's constructors or `register` have run this long (0: never).
     #[arg(long, value_name = "SECONDS", default_value_t = host::DEFAULT_HANG_WARNING.as_secs_f64())]
     pub hang_warning: f64,
@@ -99,6 +104,21 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 }
 
 impl LoadArgs {
+    /// What plugins are loaded from: as a flag says, else copies kept in this user's
+    /// private runtime directory where there is one, else sealed copies
+    /// ([`LoadFrom::preferred`]).
+    fn load_from(&self) -> LoadFrom {
+        if self.load_in_place {
+            LoadFrom::File
+        } else if self.keep_copies.is_some() {
+            LoadFrom::KeptCopy
+        } else if self.sealed_copies {
+            LoadFrom::SealedCopy
+        } else {
+            LoadFrom::preferred()
+        }
+    }
+
     /// These flags applied to `host`; the workers are `--worker`'s, then `config`'s.
     pub fn apply(&self, config: &Config, setup: Setup) -> Result<Setup> {
         let Setup {
@@ -106,14 +126,9 @@ impl LoadArgs {
             #[cfg(unix)]
             mut isolation,
         } = setup;
-        if self.load_in_place {
-            host = host.load_from(LoadFrom::File);
-        }
-        if let Some(store) = &self.keep_copies {
-            host = host.load_from(LoadFrom::KeptCopy);
-            if let Some(dir) = store {
-                host = host.copy_store(dir);
-            }
+        host = host.load_from(self.load_from());
+        if let Some(Some(dir)) = &self.keep_copies {
+            host = host.copy_store(dir);
         }
         let hang = std::time::Duration::try_from_secs_f64(self.hang_warning)
             .map_err(|e| anyhow!("--hang-warning {}: {e}", self.hang_warning))?;

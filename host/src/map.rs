@@ -51,6 +51,23 @@ pub enum LoadFrom {
     File,
 }
 
+impl LoadFrom {
+    /// What a program that starts often loads from unless told: [`LoadFrom::KeptCopy`] where
+    /// this user has a private runtime directory — `$XDG_RUNTIME_DIR`, which a login session
+    /// has: absolute, not a link, this user's, writable by no one else — and the store is
+    /// made in it; [`LoadFrom::SealedCopy`] anywhere else (a service or a container without
+    /// one, a `sudo -E` shell whose variable names another user's directory, not Linux), so
+    /// nothing is kept in a directory shared with other users. The `plugin-host` CLI's
+    /// choice; the library's default stays [`LoadFrom::SealedCopy`].
+    pub fn preferred() -> LoadFrom {
+        #[cfg(target_os = "linux")]
+        if crate::store::private_runtime_dir().is_some() {
+            return LoadFrom::KeptCopy;
+        }
+        LoadFrom::SealedCopy
+    }
+}
+
 /// A verified file handed to the loader.
 pub(crate) struct Mapped {
     pub(crate) header: &'static abi_stable::library::LibHeader,

@@ -132,16 +132,45 @@ impl Store {
     /// `$XDG_RUNTIME_DIR/plugin-host-copies` (the user's own, in memory), else
     /// `/dev/shm/plugin-host-copies-UID`.
     pub(crate) fn default_dir() -> PathBuf {
-        let runtime = std::env::var_os("XDG_RUNTIME_DIR")
-            .map(PathBuf::from)
-            .filter(|dir| dir.is_absolute());
-        match runtime {
+        match runtime_dir_named() {
             Some(dir) => dir.join("plugin-host-copies"),
             None => {
                 // SAFETY: `geteuid` has no preconditions and cannot fail.
                 let me = unsafe { libc::geteuid() };
                 PathBuf::from(format!("/dev/shm/plugin-host-copies-{me}"))
             }
+        }
+    }
+
+    /// Whether a copy of `len` bytes may go in: the store's file system keeps at least a
+    /// quarter of its room free after it (a `tmpfs` is memory; a store must not fill the
+    /// one other programs use).
+    fn room_for(&self, len: u64) -> io::Result<()> {
+        // SAFETY: an all-zero `statvfs` is a valid value for `fstatvfs` to fill.
+        let mut fs: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: `dir` is an open descriptor and `fs` a valid place to write; the result
+        // is checked.
+        if unsafe { libc::fstatvfs(self.dir.as_raw_fd(), &mut fs) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // 32 bits wide on some targets, 64 here.
+        #[allow(clippy::useless_conversion)]
+        let unit = u64::from(fs.f_frsize);
+        #[allow(clippy::useless_conversion)]
+        let (available, size) = (
+            u64::from(fs.f_bavail).saturating_mul(unit),
+            u64::from(fs.f_blocks).saturating_mul(unit),
+        );
+        if leaves_room(available, size, len) {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                format!(
+                    "a copy of {len} bytes would leave less than a quarter of its file system \
+                     free ({available} of {size} bytes are)"
+                ),
+            ))
         }
     }
 
@@ -249,6 +278,7 @@ impl Store {
         check: impl FnOnce(&File) -> bool,
     ) -> io::Result<Option<(File, Metadata)>> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
+        self.room_for(len)?;
         let partial = format!(
             ".partial-{}-{}-{name}",
             std::process::id(),
@@ -457,6 +487,32 @@ fn copy_identity(name: &str, meta: &Metadata) -> String {
 }
 
 /// One component of a name in the store: no `/`, no NUL.
+/// Whether a file system with `available` of its `size` bytes free keeps a quarter of its
+/// room free after a copy of `len` bytes is written to it.
+fn leaves_room(available: u64, size: u64, len: u64) -> bool {
+    available
+        .checked_sub(len)
+        .is_some_and(|after| after >= size / 4)
+}
+
+/// `$XDG_RUNTIME_DIR`, when it is an absolute path.
+fn runtime_dir_named() -> Option<PathBuf> {
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|dir| dir.is_absolute())
+}
+
+/// `$XDG_RUNTIME_DIR`, when it is a private directory of this process's user: absolute,
+/// not a link, this user's, and no one else may write in it (what the XDG Base Directory
+/// specification requires of it; a `sudo -E` shell's names another user's).
+pub(crate) fn private_runtime_dir() -> Option<PathBuf> {
+    let dir = runtime_dir_named()?;
+    let meta = std::fs::symlink_metadata(&dir).ok()?;
+    // SAFETY: `geteuid` has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    (meta.is_dir() && meta.uid() == me && meta.mode() & 0o022 == 0).then_some(dir)
+}
+
 fn c_name(name: &OsStr) -> io::Result<CString> {
     let bytes = name.as_bytes();
     if bytes.contains(&b'/') || bytes.is_empty() || bytes == b"." || bytes == b".." {
@@ -526,6 +582,37 @@ mod tests {
             let e = Store::open(&made).unwrap_err().to_string();
             assert!(e.contains("belongs to user 65534"), "{e}");
         }
+    }
+
+    #[test]
+    fn a_copy_goes_in_only_if_a_quarter_of_the_file_system_stays_free() {
+        const MIB: u64 = 1 << 20;
+        assert!(leaves_room(100 * MIB, 100 * MIB, 75 * MIB));
+        assert!(!leaves_room(100 * MIB, 100 * MIB, 75 * MIB + 1));
+        assert!(leaves_room(30 * MIB, 100 * MIB, 5 * MIB));
+        assert!(!leaves_room(30 * MIB, 100 * MIB, 6 * MIB));
+        assert!(
+            !leaves_room(20 * MIB, 100 * MIB, 0),
+            "already under a quarter"
+        );
+        assert!(!leaves_room(MIB, 0, 2 * MIB), "more than is free");
+        assert!(!leaves_room(u64::MAX, u64::MAX, u64::MAX));
+
+        // The store asks its file system before it writes anything.
+        let dir = tempfile::tempdir().unwrap();
+        let path = private(dir.path());
+        let store = Store::open(&path).unwrap();
+        let from = File::open(dir.path()).unwrap();
+        let e = store
+            .keep("big", &from, u64::MAX / 2, &[], |_| true)
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::StorageFull, "{e}");
+        assert!(e.to_string().contains("less than a quarter"), "{e}");
+        assert_eq!(
+            fs::read_dir(&path).unwrap().count(),
+            0,
+            "nothing left behind"
+        );
     }
 
     #[test]

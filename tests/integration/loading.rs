@@ -722,6 +722,70 @@ fn a_kept_copys_layout_is_checked_once_by_each_build_of_the_host() {
 }
 
 #[test]
+fn the_cli_keeps_copies_in_a_private_runtime_directory_and_nowhere_else_unless_told() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = plugin_dir(&["hello"]);
+    let copy = kept_name(&dir.path().join(file_name("hello")));
+    // A scan with `XDG_RUNTIME_DIR` set to `runtime` and the flags `extra`; the store it
+    // would make there.
+    let scan = |runtime: &Path, extra: &[&str]| {
+        let mut args = vec!["scan", dir.path().to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let out = cli_with(&args, &[("XDG_RUNTIME_DIR", runtime)], None);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(stdout(&out).contains("loaded"), "{}", stdout(&out));
+        runtime.join("plugin-host-copies")
+    };
+    let runtime = |mode: u32| {
+        let dir = tempfile::tempdir().unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(mode)).unwrap();
+        dir
+    };
+
+    // A private runtime directory, as a login session has: the copy is kept in it, by
+    // default.
+    let private = runtime(0o700);
+    let store = scan(private.path(), &[]);
+    assert!(
+        store.join(&copy).is_file(),
+        "no kept copy in {}",
+        store.display()
+    );
+    assert_eq!(layout_marks(&store).len(), 1);
+
+    // Told not to: a sealed copy, nothing kept.
+    let told = runtime(0o700);
+    assert!(!scan(told.path(), &["--sealed-copies"]).exists());
+
+    // A runtime directory others may write in, or that is not this user's to begin with,
+    // is not used unless asked for by `--keep-copies`.
+    let shared = runtime(0o777);
+    assert!(!scan(shared.path(), &[]).exists());
+    let (target, elsewhere) = (runtime(0o700), tempfile::tempdir().unwrap());
+    let link = elsewhere.path().join("runtime");
+    std::os::unix::fs::symlink(target.path(), &link).unwrap();
+    scan(&link, &[]);
+    assert!(!target.path().join("plugin-host-copies").exists());
+    let relative = scan(Path::new("relative-runtime"), &[]);
+    assert!(!relative.exists() && !Path::new("relative-runtime").exists());
+
+    // The flags that choose a mode exclude each other.
+    for flags in [
+        ["--sealed-copies", "--keep-copies"],
+        ["--sealed-copies", "--load-in-place"],
+        ["--load-in-place", "--keep-copies"],
+    ] {
+        let out = cli(&["scan", dir.path().to_str().unwrap(), flags[0], flags[1]]);
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("cannot be used with"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
 fn a_kept_copy_sharing_a_crate_with_other_contents_is_checked_at_every_load_and_refused_if_skewed()
 {
     use crate::fixtures::{fixtures_target, scratch_workspace, tmp};

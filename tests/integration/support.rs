@@ -51,6 +51,9 @@ pub fn cli_with(args: &[&str], env: &[(&str, &Path)], stdin: Option<&[u8]>) -> O
         .env("PLUGIN_HOST_LOG", "info")
         // The index cache of `run` and `transform`: the tests', not the user's.
         .env("XDG_CACHE_HOME", crate::fixtures::tmp().join("xdg-cache"))
+        // Sealed copies, as where no private runtime directory is (CI), unless a test
+        // gives one: nothing of the tests' kept in the user's.
+        .env_remove("XDG_RUNTIME_DIR")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
