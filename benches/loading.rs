@@ -1137,6 +1137,103 @@ fn memory_across_processes() {
     let _ = fs::remove_dir_all(&store);
 }
 
+/// The CLI's ways of loading, each round a new `plugin-host scan` of 100 renamed copies of
+/// `hello` per row, the rows interleaved (medians of 15 rounds, and each row's ratio to
+/// `--sealed-copies` in the same round): its default with a private runtime directory (copies
+/// kept there; every round finds those the first made), the same default with no runtime
+/// directory (sealed copies), `--sealed-copies`, `--load-in-place`, and `--no-load` (start-up
+/// and verification alone). Then 12 first starts, each with an empty runtime directory,
+/// against `--sealed-copies` in the same rounds: what keeping the copies costs the start that
+/// makes them. The runtime directories are in `/dev/shm`, in memory as `/run/user/UID` is.
+fn cli_modes() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::{Command, Stdio};
+    let base = scratch("cli-modes");
+    let plugins = base.join("plugins");
+    fs::create_dir(&plugins).unwrap();
+    let mut configs = Vec::new();
+    for i in 0..100 {
+        let name = format!("k{i:04}");
+        let path = plugins.join(format!("lib{name}.so"));
+        fs::copy(&artifacts().hello, &path).unwrap();
+        rename_plugin(&path, &name);
+        configs.push(format!("--plugin-config={name}={name}"));
+    }
+    let runtime = || {
+        let dir = tempfile::Builder::new()
+            .prefix("plugin-host-bench-runtime-")
+            .tempdir_in("/dev/shm")
+            .unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
+        dir
+    };
+    // Milliseconds of one scan, with `XDG_RUNTIME_DIR` set to `runtime` (unset: `None`).
+    let scan = |runtime: Option<&Path>, flags: &[&str]| {
+        let mut cli = Command::new(&artifacts().cli);
+        cli.arg("scan")
+            .arg(&plugins)
+            .args(flags)
+            .args(&configs)
+            .env("PLUGIN_HOST_LOG", "warn")
+            .env_remove("XDG_RUNTIME_DIR")
+            .stdout(Stdio::null());
+        if let Some(dir) = runtime {
+            cli.env("XDG_RUNTIME_DIR", dir);
+        }
+        let start = Instant::now();
+        let status = cli.status().unwrap();
+        let ms = start.elapsed().as_secs_f64() * 1e3;
+        assert!(status.success(), "plugin-host scan {flags:?}");
+        ms
+    };
+    let kept = runtime();
+    let rows: [(&str, Option<&Path>, &[&str]); 5] = [
+        ("--sealed-copies", Some(kept.path()), &["--sealed-copies"]),
+        ("default, runtime directory (kept)", Some(kept.path()), &[]),
+        ("default, no runtime directory", None, &[]),
+        ("--load-in-place", Some(kept.path()), &["--load-in-place"]),
+        (
+            "--no-load (verification only)",
+            Some(kept.path()),
+            &["--no-load"],
+        ),
+    ];
+    for (_, dir, flags) in &rows {
+        scan(*dir, flags);
+    }
+    let mut times = vec![Vec::new(); rows.len()];
+    for _ in 0..15 {
+        for (row, (_, dir, flags)) in rows.iter().enumerate() {
+            times[row].push(scan(*dir, flags));
+        }
+    }
+    assert!(
+        kept.path().join("plugin-host-copies").is_dir(),
+        "the default kept no copies"
+    );
+    println!(
+        "plugin-host scan of 100 plugins, a new process each (medians of 15 interleaved rounds):"
+    );
+    for (row, (label, _, _)) in rows.iter().enumerate() {
+        println!(
+            "  {label:36} {:7.2} ms   / --sealed-copies {:.2}",
+            median(times[row].clone()),
+            median(round_ratios(&times[row], &times[0]))
+        );
+    }
+    let (mut first, mut sealed) = (Vec::new(), Vec::new());
+    for _ in 0..12 {
+        let empty = runtime();
+        first.push(scan(Some(empty.path()), &[]));
+        sealed.push(scan(Some(empty.path()), &["--sealed-copies"]));
+    }
+    println!(
+        "  first start, empty store (default):  {:7.2} ms   / --sealed-copies {:.2} (12 rounds)",
+        median(first.clone()),
+        median(round_ratios(&first, &sealed))
+    );
+}
+
 /// Start-up time against plugins installed: a fresh host that must run one command, with 1,
 /// 100, 1,000 or 10,000 plugins installed. Lazy (index the directory — from a warm index
 /// cache, as a second run of the CLI finds it, and without one — then load the one plugin
@@ -1578,6 +1675,9 @@ fn main() {
     }
     if run("processes") {
         memory_across_processes();
+    }
+    if run("cli") {
+        cli_modes();
     }
     if run("lazy") {
         lazy_one_of_many();
