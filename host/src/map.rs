@@ -155,9 +155,12 @@ impl Mapper {
             crate::read::segments::load_info(file, len)
         };
         let layout_mark = match (&kept, &info) {
-            (Some(kept), Ok(info)) if std::ptr::eq(file, &kept.file) => {
-                layout_mark(kept, info, &verified.differences)
-            }
+            (Some(kept), Ok(info)) if std::ptr::eq(file, &kept.file) => layout_mark(
+                crate::build_id::host_build(),
+                kept,
+                info,
+                &verified.differences,
+            ),
             _ => None,
         };
         let info = info.unwrap_or_default();
@@ -440,11 +443,12 @@ impl Mapper {
 ///   across the plugins of a process only while checking).
 #[cfg(target_os = "linux")]
 fn layout_mark(
+    host: Option<&str>,
     kept: &Kept,
     info: &crate::read::segments::LoadInfo,
     differences: &[String],
 ) -> Option<String> {
-    let host = crate::build_id::host_build()?;
+    let host = host?;
     if info.needed_partial
         || !info.needed.iter().all(|needed| c_runtime(needed))
         || !differences.is_empty()
@@ -477,6 +481,47 @@ fn c_runtime(name: &str) -> bool {
 
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
+    #[test]
+    fn a_layout_is_remembered_only_by_a_host_with_a_build_id_for_a_copy_needing_the_c_runtime_alone(
+    ) {
+        use crate::read::segments::LoadInfo;
+        let file = tempfile::tempfile().unwrap();
+        let meta = file.metadata().unwrap();
+        let kept = super::Kept {
+            file,
+            meta,
+            name: "801-1a2b-5-6757a1b2.1f-6757a1b2.2e".into(),
+        };
+        let info = |needed: &[&str], needed_partial| LoadInfo {
+            ranges: Vec::new(),
+            needed: needed.iter().map(|n| n.to_string()).collect(),
+            needed_partial,
+            search: Vec::new(),
+        };
+        let c_only = info(&["libc.so.6", "libgcc_s.so.1"], false);
+        let mark = super::layout_mark(Some("0badc0de"), &kept, &c_only, &[]).unwrap();
+        assert!(mark.starts_with("checked-0badc0de-801-1a2b-"), "{mark}");
+        // A host without a build ID cannot tell its builds apart: never remembered.
+        assert_eq!(super::layout_mark(None, &kept, &c_only, &[]), None);
+        // Types taken from another library, or a list of needed libraries read in part.
+        let other = info(&["libc.so.6", "libplugin_api.so"], false);
+        assert_eq!(
+            super::layout_mark(Some("0badc0de"), &kept, &other, &[]),
+            None
+        );
+        let partial = info(&["libc.so.6"], true);
+        assert_eq!(
+            super::layout_mark(Some("0badc0de"), &kept, &partial, &[]),
+            None
+        );
+        // A crate shared with the host at another version or with other contents.
+        let differs = ["serde 1.0.1 (host: 1.0.2)".to_string()];
+        assert_eq!(
+            super::layout_mark(Some("0badc0de"), &kept, &c_only, &differs),
+            None
+        );
+    }
+
     #[test]
     fn only_the_c_runtimes_own_names_are_the_c_runtime() {
         for name in [
