@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use clap::Args;
 use host::config::Config;
 use host::text::printable;
@@ -202,7 +202,7 @@ pub fn sync(args: &PullArgs, config: &Config) -> Result<ExitCode> {
 pub fn publish_built(file: &Path, to: &str, me: &HostIdentity) -> Result<()> {
     let reference = reference(to)?;
     if !file.is_file() {
-        bail!("{}: the built file is missing", file.display());
+        anyhow::bail!("{}: the built file is missing", file.display());
     }
     let published = plugin_registry::publish(file, &reference, &me.name, &me.version, false)?;
     outln!(

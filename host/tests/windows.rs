@@ -146,3 +146,44 @@ fn a_path_that_leads_elsewhere_after_verification_loads_nothing_unverified() {
         }
     }
 }
+
+#[test]
+fn a_file_put_where_a_loaded_plugin_was_is_refused_not_handed_that_plugins_module() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("plugin.dll");
+    fs::copy(plugins().join("hello.dll"), &target).unwrap();
+    let mut first = Host::builder(identity(&target)).build();
+    let report = first.load(&target);
+    assert_eq!(report.status, Status::Loaded, "{:?}", report.message);
+    // Another host of the process loading the same file gets the module of that file.
+    let mut again = Host::builder(identity(&target)).build();
+    let report = again.load(&target);
+    assert_eq!(report.status, Status::Loaded, "{:?}", report.message);
+    assert!(again.registry().get::<CommandKind>("hello").is_ok());
+
+    // The loaded file renamed away (a loaded DLL can be renamed, not written or deleted),
+    // and another plugin put under its name: Windows would hand back `hello`'s module for
+    // that name, and `hello` would run where this file was verified (without the check,
+    // `hello`'s `register` runs, and is refused `undeclared-capability` only because the
+    // new file declares no `hello`).
+    fs::rename(&target, dir.path().join("old.dll")).expect("a loaded DLL can be renamed");
+    fs::copy(plugins().join("ctor_marker.dll"), &target).unwrap();
+    let marker = dir.path().join("marker");
+    std::env::set_var("PLUGIN_HOST_TEST_MARKER", &marker);
+    let mut second = Host::builder(identity(&target)).build();
+    let report = second.load(&target);
+    assert_eq!(
+        report.reason,
+        Some(host::ReasonCode::LoadFailed),
+        "{report:?}"
+    );
+    assert_ne!(report.status, Status::Loaded);
+    let message = report.message.unwrap_or_default();
+    assert!(
+        message.contains("earlier in this process") && message.contains("restart the host"),
+        "{message}"
+    );
+    assert!(second.registry().get::<CommandKind>("hello").is_err());
+    assert!(second.registry().get::<CommandKind>("marker").is_err());
+    assert!(!marker.exists(), "nothing of the new file ran");
+}
