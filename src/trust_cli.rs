@@ -336,8 +336,8 @@ pub fn keygen(prefix: &Path) -> Result<ExitCode> {
         ))
         .map_err(|e| anyhow!("cannot encode the secret key: {e}"))?
         .into_string();
-    write_new(&secret, sk.as_bytes(), 0o600)?;
-    write_new(&public, pk.as_bytes(), 0o644)?;
+    write_new(&secret, sk.as_bytes(), true)?;
+    write_new(&public, pk.as_bytes(), false)?;
     let line = pk.lines().nth(1).unwrap_or_default();
     outln!("public key  {}", public.display())?;
     outln!(
@@ -349,19 +349,22 @@ pub fn keygen(prefix: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(mode);
-    }
-    #[cfg(not(unix))]
-    let _ = mode;
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("{}: cannot create", path.display()))?;
+fn write_new(path: &Path, bytes: &[u8], secret: bool) -> Result<()> {
+    let created = if secret {
+        // Only the user may read it, from its creation (on Windows too: an access list of
+        // its own, not the directory's).
+        host::secret_file::create_new_secret(path)
+    } else {
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o644);
+        }
+        options.open(path)
+    };
+    let mut file = created.with_context(|| format!("{}: cannot create", path.display()))?;
     file.write_all(bytes)
         .and_then(|()| file.sync_all())
         .with_context(|| format!("{}: cannot write", path.display()))

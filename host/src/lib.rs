@@ -78,6 +78,7 @@ mod registry;
 mod report;
 #[cfg(target_os = "linux")]
 mod seal;
+pub mod secret_file;
 mod settings;
 pub mod small_file;
 #[cfg(target_os = "linux")]

@@ -187,3 +187,111 @@ fn a_file_put_where_a_loaded_plugin_was_is_refused_not_handed_that_plugins_modul
     assert!(second.registry().get::<CommandKind>("marker").is_err());
     assert!(!marker.exists(), "nothing of the new file ran");
 }
+
+/// The access list of `path` in SDDL (`D:…`), as the system reads it back.
+fn dacl_sddl(path: &Path) -> String {
+    use std::ffi::c_void;
+    use std::os::windows::ffi::OsStrExt;
+    #[link(name = "advapi32")]
+    extern "system" {
+        fn GetNamedSecurityInfoW(
+            name: *const u16,
+            object_type: u32,
+            info: u32,
+            owner: *mut *mut c_void,
+            group: *mut *mut c_void,
+            dacl: *mut *mut c_void,
+            sacl: *mut *mut c_void,
+            descriptor: *mut *mut c_void,
+        ) -> u32;
+        fn ConvertSecurityDescriptorToStringSecurityDescriptorW(
+            descriptor: *mut c_void,
+            revision: u32,
+            info: u32,
+            text: *mut *mut u16,
+            len: *mut u32,
+        ) -> i32;
+    }
+    const SE_FILE_OBJECT: u32 = 1;
+    const DACL_SECURITY_INFORMATION: u32 = 4;
+    let wide: Vec<u16> = path.as_os_str().encode_wide().chain([0]).collect();
+    let (mut dacl, mut descriptor) = (std::ptr::null_mut(), std::ptr::null_mut());
+    // SAFETY: a NUL-terminated path; valid places for what is asked, null for the rest.
+    let status = unsafe {
+        GetNamedSecurityInfoW(
+            wide.as_ptr(),
+            SE_FILE_OBJECT,
+            DACL_SECURITY_INFORMATION,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            &mut dacl,
+            std::ptr::null_mut(),
+            &mut descriptor,
+        )
+    };
+    assert_eq!(status, 0, "GetNamedSecurityInfoW of {}", path.display());
+    let (mut text, mut len) = (std::ptr::null_mut(), 0u32);
+    // SAFETY: the descriptor just read; valid places for the string and its length.
+    let ok = unsafe {
+        ConvertSecurityDescriptorToStringSecurityDescriptorW(
+            descriptor,
+            1,
+            DACL_SECURITY_INFORMATION,
+            &mut text,
+            &mut len,
+        )
+    };
+    assert_ne!(ok, 0, "converting the descriptor of {}", path.display());
+    // SAFETY: `len` UTF-16 units the call wrote (the descriptor and string are left to the
+    // test process's end).
+    let units = unsafe { std::slice::from_raw_parts(text, len as usize) };
+    String::from_utf16_lossy(units)
+        .trim_end_matches('\0')
+        .to_owned()
+}
+
+#[test]
+fn a_secret_file_is_its_users_alone_from_its_creation() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("key");
+    host::secret_file::create_new_secret(&secret).unwrap();
+    let plain = dir.path().join("plain");
+    fs::write(&plain, b"").unwrap();
+    let sid = host::secret_file::user_sid().unwrap();
+    let (dacl, usual) = (dacl_sddl(&secret), dacl_sddl(&plain));
+    // Whom each entry of an access list allows: its SID, the entry's last field.
+    let allowed = |dacl: &str| -> Vec<String> {
+        dacl.split('(')
+            .skip(1)
+            .filter(|ace| ace.starts_with("A;"))
+            .map(|ace| {
+                ace.trim_end_matches(')')
+                    .rsplit(';')
+                    .next()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    };
+    // Windows keeps the list made, protected (nothing inherited): this user alone, full
+    // access. Wine keeps Unix permissions and reads a list back from them: this user, and
+    // the system (SY), which Windows grants everything anyway; nobody else.
+    let exact = [
+        format!("D:P(A;;FA;;;{sid})"),
+        format!("D:P(A;;0x1f01ff;;;{sid})"),
+    ];
+    let whom = allowed(&dacl);
+    assert!(
+        exact.contains(&dacl)
+            || (whom.contains(&sid) && whom.iter().all(|s| *s == sid || s == "SY")),
+        "{dacl} (user {sid}); a file made the usual way: {usual}"
+    );
+    // The control: a file made the usual way allows someone else too.
+    assert!(
+        allowed(&usual).iter().any(|s| *s != sid && s != "SY"),
+        "{usual}"
+    );
+    // Never over an existing file.
+    let e = host::secret_file::create_new_secret(&secret).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists, "{e}");
+}
