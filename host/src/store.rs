@@ -142,9 +142,8 @@ impl Store {
         }
     }
 
-    /// Whether a copy of `len` bytes may go in: the store's file system keeps at least a
-    /// quarter of its room free after it (a `tmpfs` is memory; a store must not fill the
-    /// one other programs use).
+    /// Whether a copy of `len` bytes may go in ([`leaves_room`]): a `tmpfs` is memory, and a
+    /// store must not fill the one other programs use.
     fn room_for(&self, len: u64) -> io::Result<()> {
         // SAFETY: an all-zero `statvfs` is a valid value for `fstatvfs` to fill.
         let mut fs: libc::statvfs = unsafe { std::mem::zeroed() };
@@ -168,7 +167,7 @@ impl Store {
                 io::ErrorKind::StorageFull,
                 format!(
                     "a copy of {len} bytes would leave less than a quarter of its file system \
-                     free ({available} of {size} bytes are)"
+                     free, and less than {MAX_BYTES} bytes ({available} of {size} bytes are)"
                 ),
             ))
         }
@@ -487,12 +486,14 @@ fn copy_identity(name: &str, meta: &Metadata) -> String {
 }
 
 /// One component of a name in the store: no `/`, no NUL.
-/// Whether a file system with `available` of its `size` bytes free keeps a quarter of its
-/// room free after a copy of `len` bytes is written to it.
+/// Whether a copy of `len` bytes may be written to a file system with `available` of its
+/// `size` bytes free: if at least [`MAX_BYTES`] stay free after it (a store never holds more,
+/// so it cannot be what fills the file system), or at least a quarter of its room does (a
+/// small one, such as a `tmpfs` of a few hundred MiB).
 fn leaves_room(available: u64, size: u64, len: u64) -> bool {
     available
         .checked_sub(len)
-        .is_some_and(|after| after >= size / 4)
+        .is_some_and(|after| after >= MAX_BYTES || after >= size / 4)
 }
 
 /// `$XDG_RUNTIME_DIR`, when it is an absolute path.
@@ -587,6 +588,8 @@ mod tests {
     #[test]
     fn a_copy_goes_in_only_if_a_quarter_of_the_file_system_stays_free() {
         const MIB: u64 = 1 << 20;
+        const GIB: u64 = 1 << 30;
+        // A small file system (a tmpfs): a quarter of it stays free.
         assert!(leaves_room(100 * MIB, 100 * MIB, 75 * MIB));
         assert!(!leaves_room(100 * MIB, 100 * MIB, 75 * MIB + 1));
         assert!(leaves_room(30 * MIB, 100 * MIB, 5 * MIB));
@@ -595,6 +598,10 @@ mod tests {
             !leaves_room(20 * MIB, 100 * MIB, 0),
             "already under a quarter"
         );
+        // A large one: what the store could ever hold stays free, under a quarter or not.
+        assert!(leaves_room(60 * GIB, 252 * GIB, 28));
+        assert!(leaves_room(GIB + MIB, 252 * GIB, MIB));
+        assert!(!leaves_room(GIB + MIB, 252 * GIB, MIB + 1));
         assert!(!leaves_room(MIB, 0, 2 * MIB), "more than is free");
         assert!(!leaves_room(u64::MAX, u64::MAX, u64::MAX));
 
