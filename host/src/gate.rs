@@ -189,7 +189,7 @@ impl Gate {
             }
             Err(e) => return (report.with_error(Status::Rejected, e.into()), None),
         };
-        report.file_id = file_id(&meta);
+        report.file_id = file_id(&file, &meta);
         watch.file_id.set(report.file_id);
         // Where reading starts: a planted panic here stands for one in the reader.
         #[cfg(test)]
@@ -371,16 +371,25 @@ fn same_file(report: PluginReport, path: &Path, first: &Seen) -> PluginReport {
     report.with_error(status, error)
 }
 
-/// The identity of a file: device and inode.
-pub(crate) fn file_id(meta: &Metadata) -> Option<(u64, u64)> {
+/// The identity of the open file `file`, whose `fstat` is `meta`: device and inode; on
+/// Windows volume serial number and file index (so a file reached by two names, hard links,
+/// is judged and loaded once there too).
+pub(crate) fn file_id(file: &std::fs::File, meta: &Metadata) -> Option<(u64, u64)> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
+        let _ = file;
         Some((meta.dev(), meta.ino()))
     }
-    #[cfg(not(unix))]
+    #[cfg(windows)]
     {
         let _ = meta;
+        crate::map::file_identity(file)
+            .map(|(volume, high, low)| (u64::from(volume), u64::from(high) << 32 | u64::from(low)))
+    }
+    #[cfg(not(any(unix, windows)))]
+    {
+        let _ = (file, meta);
         None
     }
 }

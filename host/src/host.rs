@@ -183,7 +183,7 @@ impl Host {
                 self.verify_with(&path, &verified_names, Some(&seen), None, place);
             let id = verified
                 .as_ref()
-                .and_then(|v| file_id(&v.meta))
+                .and_then(|v| file_id(&v.file, &v.meta))
                 .or(report.file_id);
             let report = match verified {
                 Some(mut verified) => {

@@ -275,6 +275,10 @@ impl Mapper {
     }
 }
 
+/// The identity of a file on Windows: volume serial number and file index (high, low).
+#[cfg(windows)]
+pub(crate) use windows::identity as file_identity;
+
 /// The identity of files on Windows (volume serial number and file index), and the modules
 /// loaded as plugins in this process with the file each was loaded from.
 #[cfg(windows)]
@@ -385,7 +389,7 @@ mod windows {
     }
 
     /// The volume and file index of `file`.
-    fn identity(file: &File) -> Option<(u32, u32, u32)> {
+    pub(crate) fn identity(file: &File) -> Option<(u32, u32, u32)> {
         let mut info = ByHandleFileInformation::default();
         // SAFETY: `info` is a writable BY_HANDLE_FILE_INFORMATION (the layout above), the
         // handle the open file's, borrowed for the call.

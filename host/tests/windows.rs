@@ -295,3 +295,29 @@ fn a_secret_file_is_its_users_alone_from_its_creation() {
     let e = host::secret_file::create_new_secret(&secret).unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists, "{e}");
 }
+
+#[test]
+fn a_file_reached_by_two_names_is_judged_and_loaded_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("a-hello.dll");
+    fs::copy(plugins().join("hello.dll"), &first).unwrap();
+    let second = dir.path().join("b-hello.dll");
+    fs::hard_link(&first, &second).expect("a hard link");
+    let mut host = Host::builder(identity(&first)).build();
+    let reports = host.scan(&[dir.path()], ScanMode::Load).unwrap();
+    let of = |path: &Path| {
+        reports
+            .iter()
+            .find(|r| r.path == path)
+            .unwrap_or_else(|| panic!("no report for {}: {reports:?}", path.display()))
+    };
+    assert_eq!(of(&first).status, Status::Loaded, "{reports:?}");
+    let linked = of(&second);
+    assert_eq!(linked.status, Status::Shadowed, "{linked:?}");
+    assert_eq!(linked.reason, Some(host::ReasonCode::DuplicatePlugin));
+    let message = linked.message.clone().unwrap_or_default();
+    assert!(
+        message.contains("the same file as") && message.contains("a-hello.dll"),
+        "{message}"
+    );
+}
