@@ -72,7 +72,8 @@ impl LoadFrom {
 pub(crate) struct Mapped {
     pub(crate) header: &'static abi_stable::library::LibHeader,
     /// For a kept copy whose layout can be remembered: the name of the store's mark saying
-    /// that this build of the host checked it (see `store`).
+    /// that this build of the host checked it (see `store`; Linux).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) layout_mark: Option<String>,
 }
 

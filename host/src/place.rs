@@ -50,6 +50,7 @@ pub struct Verified {
     pub(crate) sealed: Option<File>,
     /// A sealed copy made ahead during a scan (Linux, see `ahead`), checked to hold what
     /// was verified: mapped instead of a new copy.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) ahead: Option<File>,
 }
 

@@ -496,10 +496,11 @@ fn leaves_room(available: u64, size: u64, len: u64) -> bool {
         .is_some_and(|after| after >= MAX_BYTES || after >= size / 4)
 }
 
-/// `$XDG_RUNTIME_DIR`, when it is an absolute path.
+/// `$XDG_RUNTIME_DIR`, when it is an absolute path; without a trailing `/` (which would
+/// have a link in its last component followed).
 fn runtime_dir_named() -> Option<PathBuf> {
     std::env::var_os("XDG_RUNTIME_DIR")
-        .map(PathBuf::from)
+        .map(|dir| Path::new(&dir).components().collect::<PathBuf>())
         .filter(|dir| dir.is_absolute())
 }
 

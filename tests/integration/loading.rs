@@ -765,6 +765,9 @@ fn the_cli_keeps_copies_in_a_private_runtime_directory_and_nowhere_else_unless_t
     let link = elsewhere.path().join("runtime");
     std::os::unix::fs::symlink(target.path(), &link).unwrap();
     scan(&link, &[]);
+    let mut slashed = link.into_os_string();
+    slashed.push("/");
+    scan(Path::new(&slashed), &[]);
     assert!(!target.path().join("plugin-host-copies").exists());
     let relative = scan(Path::new("relative-runtime"), &[]);
     assert!(!relative.exists() && !Path::new("relative-runtime").exists());
