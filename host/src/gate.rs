@@ -384,7 +384,7 @@ pub(crate) fn file_id(file: &std::fs::File, meta: &Metadata) -> Option<(u64, u64
     #[cfg(windows)]
     {
         let _ = meta;
-        crate::map::file_identity(file)
+        crate::windows::identity(file)
             .map(|(volume, high, low)| (u64::from(volume), u64::from(high) << 32 | u64::from(low)))
     }
     #[cfg(not(any(unix, windows)))]

@@ -660,58 +660,12 @@ fn resolved_path(file: &std::fs::File, path: &Path) -> PathBuf {
     // reading only, until the load): a directory above the file renamed since, or a link
     // that led to it replaced, leaves the path leading elsewhere, not this name.
     #[cfg(windows)]
-    if let Some(name) = windows_final_path(file) {
+    if let Some(name) = crate::windows::final_path(file) {
         return name;
     }
     #[cfg(not(any(target_os = "linux", windows)))]
     let _ = file;
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned())
-}
-
-/// `GetFinalPathNameByHandleW` of `file`: its normalized name with the drive letter
-/// (`\\?\C:\…` shortened to `C:\…`, `\\?\UNC\server\…` to `\\server\…`).
-#[cfg(windows)]
-fn windows_final_path(file: &std::fs::File) -> Option<PathBuf> {
-    use std::ffi::OsString;
-    use std::os::windows::ffi::OsStringExt;
-    use std::os::windows::io::AsRawHandle;
-    #[link(name = "kernel32")]
-    extern "system" {
-        fn GetFinalPathNameByHandleW(
-            file: *mut std::ffi::c_void,
-            path: *mut u16,
-            len: u32,
-            flags: u32,
-        ) -> u32;
-    }
-    let mut buf = vec![0u16; 512];
-    loop {
-        let len = u32::try_from(buf.len()).ok()?;
-        // SAFETY: `buf` holds `len` writable UTF-16 units; the handle is the open file's,
-        // borrowed for the call; flags 0: the normalized name, with a drive letter.
-        let got =
-            unsafe { GetFinalPathNameByHandleW(file.as_raw_handle(), buf.as_mut_ptr(), len, 0) };
-        let got = got as usize;
-        if got == 0 || got > 32 * 1024 {
-            return None;
-        }
-        if got < buf.len() {
-            let name = String::from_utf16(&buf[..got]).ok();
-            let shown = match name.as_deref() {
-                Some(n) if n.starts_with("\\\\?\\UNC\\") => Some(format!("\\\\{}", &n[8..])),
-                Some(n) if n.starts_with("\\\\?\\") && n[4..].get(1..3) == Some(":\\") => {
-                    Some(n[4..].to_owned())
-                }
-                _ => None,
-            };
-            return Some(match shown {
-                Some(shown) => PathBuf::from(shown),
-                None => PathBuf::from(OsString::from_wide(&buf[..got])),
-            });
-        }
-        // Too short: `got` is the length needed, the terminating NUL included.
-        buf.resize(got, 0);
-    }
 }
 
 #[cfg(all(test, target_os = "linux"))]

@@ -89,6 +89,8 @@ pub mod text;
 pub mod toolchains;
 pub mod trust;
 mod watch;
+#[cfg(windows)]
+mod windows;
 pub mod wire;
 
 pub use builder::HostBuilder;

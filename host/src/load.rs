@@ -28,7 +28,7 @@ pub(crate) fn open_library(
     // anyone who can write there could put one of that name.
     #[cfg(windows)]
     let _system_only =
-        windows::load_with_system_imports(load_path).map_err(|e| PluginError::Load {
+        crate::windows::load_with_system_imports(load_path).map_err(|e| PluginError::Load {
             path: path.to_owned(),
             reason: ReasonCode::LoadFailed,
             detail: format!(
@@ -38,50 +38,6 @@ pub(crate) fn open_library(
             ),
         })?;
     lib_header_from_path(load_path).map_err(|e| classify(e, path))
-}
-
-#[cfg(windows)]
-mod windows {
-    use std::ffi::c_void;
-    use std::os::windows::ffi::OsStrExt;
-    use std::path::Path;
-
-    const LOAD_LIBRARY_SEARCH_SYSTEM32: u32 = 0x0000_0800;
-
-    #[link(name = "kernel32")]
-    extern "system" {
-        fn LoadLibraryExW(name: *const u16, file: *mut c_void, flags: u32) -> *mut c_void;
-        fn FreeLibrary(module: *mut c_void) -> i32;
-    }
-
-    /// A reference to a module, given back when dropped.
-    pub(super) struct Loaded(*mut c_void);
-
-    impl Drop for Loaded {
-        fn drop(&mut self) {
-            // SAFETY: a module handle `LoadLibraryExW` returned, freed once; the module stays
-            // loaded while `abi_stable` holds its own reference.
-            unsafe { FreeLibrary(self.0) };
-        }
-    }
-
-    /// `LoadLibraryExW(path, NULL, LOAD_LIBRARY_SEARCH_SYSTEM32)`.
-    pub(super) fn load_with_system_imports(path: &Path) -> std::io::Result<Loaded> {
-        let wide: Vec<u16> = path.as_os_str().encode_wide().chain([0]).collect();
-        // SAFETY: `wide` is a NUL-terminated UTF-16 path that outlives the call; the
-        // reserved argument is NULL. Only a verified library is loaded here, as after.
-        let module = unsafe {
-            LoadLibraryExW(
-                wide.as_ptr(),
-                std::ptr::null_mut(),
-                LOAD_LIBRARY_SEARCH_SYSTEM32,
-            )
-        };
-        if module.is_null() {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(Loaded(module))
-    }
 }
 
 /// Checks the root module's version and layout and initialises it. The library stays mapped

@@ -233,7 +233,7 @@ impl Mapper {
         resolved: &Path,
     ) -> Result<Mapped, PluginError> {
         #[cfg(windows)]
-        if !windows::same_file(&verified.file, resolved) {
+        if !crate::windows::same_file(&verified.file, resolved) {
             return Err(PluginError::Load {
                 path: path.to_owned(),
                 reason: ReasonCode::LoadFailed,
@@ -246,13 +246,14 @@ impl Mapper {
             });
         }
         #[cfg(windows)]
-        let loading = windows::Loading::begin(&verified.file, resolved).map_err(|detail| {
-            PluginError::Load {
-                path: path.to_owned(),
-                reason: ReasonCode::LoadFailed,
-                detail,
-            }
-        })?;
+        let loading =
+            crate::windows::Loading::begin(&verified.file, resolved).map_err(|detail| {
+                PluginError::Load {
+                    path: path.to_owned(),
+                    reason: ReasonCode::LoadFailed,
+                    detail,
+                }
+            })?;
         #[cfg(not(windows))]
         let _ = verified;
         let header = open_library(resolved, path)?;
@@ -273,137 +274,6 @@ impl Mapper {
         differences: &[String],
     ) -> Result<plugin_api::PluginRootRef, PluginError> {
         crate::load::init_root(mapped.header, path, differences)
-    }
-}
-
-/// The identity of a file on Windows: volume serial number and file index (high, low).
-#[cfg(windows)]
-pub(crate) use windows::identity as file_identity;
-
-/// The identity of files on Windows (volume serial number and file index), and the modules
-/// loaded as plugins in this process with the file each was loaded from.
-#[cfg(windows)]
-mod windows {
-    use std::ffi::c_void;
-    use std::fs::File;
-    use std::os::windows::ffi::OsStrExt;
-    use std::os::windows::io::AsRawHandle;
-    use std::path::Path;
-    use std::sync::{Mutex, MutexGuard, PoisonError};
-
-    /// `GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT`: the module is looked up, not held.
-    const UNCHANGED_REFCOUNT: u32 = 0x0000_0002;
-
-    /// Each module this process loaded as a plugin (its handle, as an address) and the
-    /// identity of the file it was loaded from. Modules are never unloaded (`abi_stable`
-    /// keeps them), so a handle is never another module's.
-    static LOADED: Mutex<Vec<(usize, (u32, u32, u32))>> = Mutex::new(Vec::new());
-
-    #[repr(C)]
-    #[derive(Default)]
-    struct ByHandleFileInformation {
-        attributes: u32,
-        created: [u32; 2],
-        accessed: [u32; 2],
-        written: [u32; 2],
-        volume_serial: u32,
-        size_high: u32,
-        size_low: u32,
-        links: u32,
-        index_high: u32,
-        index_low: u32,
-    }
-
-    #[link(name = "kernel32")]
-    extern "system" {
-        fn GetFileInformationByHandle(file: *mut c_void, info: *mut ByHandleFileInformation)
-            -> i32;
-        fn GetModuleHandleExW(flags: u32, name: *const u16, module: *mut *mut c_void) -> i32;
-    }
-
-    /// The module loaded in this process under the name `path`, if any: the one
-    /// `LoadLibrary` of that path hands back instead of mapping the file there now.
-    fn loaded_module(path: &Path) -> Option<usize> {
-        let wide: Vec<u16> = path.as_os_str().encode_wide().chain([0]).collect();
-        let mut module = std::ptr::null_mut();
-        // SAFETY: `wide` is a NUL-terminated UTF-16 name that outlives the call, `module` a
-        // valid place for the handle; the module's reference count is left as it is, and the
-        // handle is only compared, never used.
-        let found = unsafe { GetModuleHandleExW(UNCHANGED_REFCOUNT, wide.as_ptr(), &mut module) };
-        (found != 0 && !module.is_null()).then_some(module as usize)
-    }
-
-    /// A load under way: no other load in this process between its check of the name it
-    /// loads by and its note of the module loaded (a load on another thread would otherwise
-    /// find this one's module before it is noted, and take it for one not the host's).
-    pub(super) struct Loading<'a> {
-        loaded: MutexGuard<'static, Vec<(usize, (u32, u32, u32))>>,
-        file: &'a File,
-        path: &'a Path,
-    }
-
-    impl<'a> Loading<'a> {
-        /// Checks that `LoadLibrary` of `path` will map `file`, the verified file it leads to.
-        /// Windows looks a module up by its name and hands back the one it has: a module
-        /// already loaded under that name from another file (the one there before was
-        /// renamed away, and this one put in its place), or not by the host, would run
-        /// instead of what was verified; `Err` says so. Nothing loaded under that name, or
-        /// this very file's module: `Ok`.
-        pub(super) fn begin(file: &'a File, path: &'a Path) -> Result<Loading<'a>, String> {
-            let loaded = LOADED.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(module) = loaded_module(path) {
-                let earlier = loaded.iter().find(|(m, _)| *m == module).map(|(_, i)| *i);
-                let text = path.display().to_string();
-                let shown = crate::text::printable(&text);
-                match earlier {
-                    Some(earlier) if Some(earlier) == identity(file) => {}
-                    Some(_) => {
-                        return Err(format!(
-                            "a plugin was loaded from {shown} earlier in this process, from \
-                             another file than this one (that file was renamed away and this \
-                             one put in its place); Windows hands back the module it loaded \
-                             under that name, so this file would not be what runs: nothing of \
-                             it was loaded; restart the host to load it"
-                        ))
-                    }
-                    None => {
-                        return Err(format!(
-                            "a module is already loaded in this process under the name \
-                             {shown}, not by plugin-host; Windows would hand it back instead \
-                             of the file that was verified: nothing of it was loaded"
-                        ))
-                    }
-                }
-            }
-            Ok(Loading { loaded, file, path })
-        }
-
-        /// Notes the module now loaded under the name checked as loaded from the file.
-        pub(super) fn loaded(mut self) {
-            let (Some(module), Some(id)) = (loaded_module(self.path), identity(self.file)) else {
-                return;
-            };
-            if !self.loaded.iter().any(|(m, _)| *m == module) {
-                self.loaded.push((module, id));
-            }
-        }
-    }
-
-    /// The volume and file index of `file`.
-    pub(crate) fn identity(file: &File) -> Option<(u32, u32, u32)> {
-        let mut info = ByHandleFileInformation::default();
-        // SAFETY: `info` is a writable BY_HANDLE_FILE_INFORMATION (the layout above), the
-        // handle the open file's, borrowed for the call.
-        let ok = unsafe { GetFileInformationByHandle(file.as_raw_handle(), &mut info) };
-        (ok != 0).then_some((info.volume_serial, info.index_high, info.index_low))
-    }
-
-    /// Whether `path` now leads to `file` itself.
-    pub(super) fn same_file(file: &File, path: &Path) -> bool {
-        let Ok(now) = File::open(path) else {
-            return false;
-        };
-        matches!((identity(file), identity(&now)), (Some(a), Some(b)) if a == b)
     }
 }
 
