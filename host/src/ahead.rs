@@ -1,7 +1,11 @@
 //! Copying ahead (Linux): while a scan verifies and loads one plugin, another thread makes
 //! the sealed copy (see [`crate::seal`]) of the next, so that filling the copy — as long as
 //! mapping the library, or longer — overlaps with loading instead of adding to it when a
-//! core is free.
+//! core is free. With kept copies ([`crate::LoadFrom::KeptCopy`]) it makes the next file's
+//! kept copy in the store, under a name of its own that no load looks for
+//! ([`crate::store::Store::prepare`]): the mapper puts it in place only once the file is
+//! verified and the copy checked to hold what was, and it is removed otherwise — a file the
+//! scan refuses leaves nothing in the store. A file already kept is not copied.
 //!
 //! A copy made ahead is made before its file is verified, so it is used only if it holds
 //! exactly what was then verified: the same file (device and inode), unchanged from before
@@ -93,6 +97,11 @@ pub(crate) const MAX_AHEAD: u64 = 64 << 20;
 /// The copies made ahead for one scan's files, in order.
 pub(crate) struct CopyAhead {
     paths: Arc<[PathBuf]>,
+    /// Where kept copies go ([`crate::LoadFrom::KeptCopy`]); `None`: sealed copies.
+    store: Option<PathBuf>,
+    /// That store, opened by the scan's thread to tell whether a file's copy is kept
+    /// already, until the copying thread starts.
+    kept: OnceCell<Option<crate::store::Store>>,
     /// The thread, once a file needed a copy (`None` inside: it could not be started).
     running: OnceCell<Option<Running>>,
 }
@@ -114,18 +123,29 @@ impl Drop for Running {
     }
 }
 
-/// A sealed copy of a file, and what the file was while it was copied.
+/// A copy of a file, and what the file was while it was copied.
 struct Copied {
-    copy: File,
+    copy: Made,
     meta: Metadata,
+}
+
+/// A sealed copy, or a kept one not yet in place (put in place only once its file is
+/// verified and the copy checked to hold what was: a file the scan refuses leaves nothing in
+/// the store).
+enum Made {
+    Sealed(File),
+    Kept(crate::store::Partial),
 }
 
 impl CopyAhead {
     /// Copies `paths` ahead once one of them needs a copy (`None`: nothing to gain, fewer
     /// than two files).
-    pub(crate) fn start(paths: &[PathBuf]) -> Option<CopyAhead> {
+    /// `store`: the directory of the store kept copies go in, when they are kept.
+    pub(crate) fn start(paths: &[PathBuf], store: Option<PathBuf>) -> Option<CopyAhead> {
         (paths.len() >= 2).then(|| CopyAhead {
             paths: paths.into(),
+            store,
+            kept: OnceCell::new(),
             running: OnceCell::new(),
         })
     }
@@ -151,13 +171,21 @@ impl CopyAhead {
         let at = Arc::new(AtomicUsize::new(from - 1));
         let (sender, copies) = sync_channel(1);
         let passed = Arc::clone(&at);
+        let store_dir = self.store.clone();
         std::thread::Builder::new()
             .name("plugin-copy-ahead".into())
             .spawn(move || {
+                // Kept copies: the store, opened as the mapper opens it (one that cannot be
+                // used gets nothing made ahead).
+                let store = store_dir.map(|dir| crate::store::Store::open(&dir).ok());
                 for (i, path) in paths.iter().enumerate().skip(from) {
                     // The scan is past it (refused, or copied by the scan itself): skip it.
                     let copied = (passed.load(Ordering::Relaxed) <= i)
-                        .then(|| copy_of(path, &|| held.wait()))
+                        .then(|| match &store {
+                            None => copy_of(path, &|| held.wait()),
+                            Some(Some(store)) => kept_of(path, store, &|| held.wait()),
+                            Some(None) => None,
+                        })
                         .flatten();
                     if sender.send((i, copied)).is_err() {
                         return; // the scan ended
@@ -188,6 +216,23 @@ impl CopyAhead {
         if crate::seal::cannot_change(&verified.file).is_some() {
             return;
         }
+        // Kept copies: no thread while the files' copies are kept already (every start
+        // after the first); it starts at the first file whose copy must be made.
+        if let (Some(dir), None) = (&self.store, self.running.get()) {
+            let kept = self
+                .kept
+                .get_or_init(|| crate::store::Store::open(dir).ok());
+            let (name, len) = (
+                crate::store::Store::name_for(&verified.meta),
+                verified.meta.len(),
+            );
+            if kept
+                .as_ref()
+                .is_none_or(|store| store.find(&name, len).is_some())
+            {
+                return;
+            }
+        }
         let Some(running) = self.running(index) else {
             return;
         };
@@ -216,11 +261,22 @@ impl CopyAhead {
                 meta.mtime_nsec(),
             )
         };
-        let holds_verified = unchanged(&verified.meta)
-            && verified.file.metadata().is_ok_and(|now| unchanged(&now))
-            && crate::read::holds_record(path, &copy, meta.len(), &verified.provenance);
-        if holds_verified {
-            verified.ahead = Some(copy);
+        let file_unchanged =
+            unchanged(&verified.meta) && verified.file.metadata().is_ok_and(|now| unchanged(&now));
+        match copy {
+            Made::Sealed(copy) => {
+                if file_unchanged
+                    && crate::read::holds_record(path, &copy, meta.len(), &verified.provenance)
+                {
+                    verified.ahead = Some(copy);
+                }
+            }
+            // Checked to hold what was verified when the mapper puts it in place.
+            Made::Kept(partial) => {
+                if file_unchanged {
+                    verified.kept_ahead = std::sync::Mutex::new(Some(partial));
+                }
+            }
         }
     }
 }
@@ -241,7 +297,48 @@ fn copy_of(path: &Path, between: &dyn Fn()) -> Option<Copied> {
     let after = file.metadata().ok()?;
     let same = (after.len(), after.mtime(), after.mtime_nsec())
         == (meta.len(), meta.mtime(), meta.mtime_nsec());
-    same.then_some(Copied { copy, meta })
+    same.then_some(Copied {
+        copy: Made::Sealed(copy),
+        meta,
+    })
+}
+
+/// A kept copy of the plugin file at `path`, made in `store` under a name of its own
+/// (`None`: kept already, not worth copying ahead, or it changed while it was copied).
+fn kept_of(path: &Path, store: &crate::store::Store, between: &dyn Fn()) -> Option<Copied> {
+    let (file, meta) = open_sized(path).ok()?;
+    let len = meta.len();
+    if len > MAX_AHEAD.min(crate::store::MAX_COPY) || crate::seal::cannot_change(&file).is_some() {
+        return None;
+    }
+    let name = crate::store::Store::name_for(&meta);
+    if store.find(&name, len).is_some() {
+        return None; // the load finds it there, and checks it
+    }
+    // A plugin file's record, as for a sealed copy: nothing else is copied ahead.
+    read_sized(path, &file, len).ok()?;
+    let info = crate::read::segments::load_info(&file, len).ok()?;
+    let partial = store
+        .prepare(&name, &file, len, &info.ranges, Some(between))
+        .ok()?;
+    let after = file.metadata().ok()?;
+    let same = (
+        after.len(),
+        after.mtime(),
+        after.mtime_nsec(),
+        after.ctime(),
+        after.ctime_nsec(),
+    ) == (
+        meta.len(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.ctime(),
+        meta.ctime_nsec(),
+    );
+    same.then_some(Copied {
+        copy: Made::Kept(partial),
+        meta,
+    })
 }
 
 #[cfg(test)]
@@ -281,6 +378,7 @@ mod tests {
             differences: Vec::new(),
             sealed: None,
             ahead: None,
+            kept_ahead: Default::default(),
         }
     }
 
@@ -324,7 +422,7 @@ mod tests {
             fs::write(p, b"not a plugin").unwrap();
         }
         let guards: Vec<_> = paths.iter().map(|p| Immutable::set(p)).collect();
-        let ahead = CopyAhead::start(&paths).unwrap();
+        let ahead = CopyAhead::start(&paths, None).unwrap();
         for (i, p) in paths.iter().enumerate() {
             let mut v = verified(p);
             assert_eq!(
@@ -339,7 +437,7 @@ mod tests {
 
         // Files that need a copy: the first starts the thread, from the file after it; the
         // later ones are handed what it made of them (nothing here: they hold no record).
-        let ahead = CopyAhead::start(&paths).unwrap();
+        let ahead = CopyAhead::start(&paths, None).unwrap();
         let mut first = verified(&paths[0]);
         ahead.attach(0, &paths[0], &mut first);
         assert!(matches!(ahead.running.get(), Some(Some(_))));

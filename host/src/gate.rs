@@ -325,6 +325,8 @@ impl Gate {
             differences,
             sealed,
             ahead: None,
+            #[cfg(target_os = "linux")]
+            kept_ahead: Default::default(),
         };
         (report, Some(verified))
     }

@@ -290,6 +290,13 @@ struct Kept {
 
 #[cfg(target_os = "linux")]
 impl Mapper {
+    /// Where [`LoadFrom::KeptCopy`] keeps copies: the directory given, else the default place.
+    pub(crate) fn store_dir(&self) -> PathBuf {
+        self.store_dir
+            .clone()
+            .unwrap_or_else(crate::store::Store::default_dir)
+    }
+
     /// The kept copy of a verified file ([`LoadFrom::KeptCopy`]), found in the store or made
     /// now, checked to hold what was verified; `None` where the store cannot be used or the
     /// copy cannot be kept (a sealed copy is then made as for [`LoadFrom::SealedCopy`]).
@@ -301,10 +308,7 @@ impl Mapper {
     ) -> Option<Kept> {
         use std::os::unix::fs::MetadataExt;
         let store = self.store.get_or_init(|| {
-            let dir = self
-                .store_dir
-                .clone()
-                .unwrap_or_else(crate::store::Store::default_dir);
+            let dir = self.store_dir();
             crate::store::Store::open(&dir)
                 .inspect_err(|e| warn_once_no_store(&dir, e))
                 .ok()
@@ -329,19 +333,32 @@ impl Mapper {
                     && (now.ctime(), now.ctime_nsec()) == (meta.ctime(), meta.ctime_nsec())
             })
         };
-        let ranges = match info() {
-            Ok(info) => &info.ranges[..],
-            Err(_) => &[(0, len)][..],
+        let check = |copy: &File| holds_verified(copy) && unchanged();
+        // Made ahead during a scan, from this very file before it was verified: in place
+        // only now, checked to hold what was verified.
+        let ahead = verified
+            .kept_ahead
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let made_ahead = ahead.is_some();
+        let kept = match ahead {
+            Some(partial) => store.commit(partial, check),
+            None => {
+                let ranges = match info() {
+                    Ok(info) => &info.ranges[..],
+                    Err(_) => &[(0, len)][..],
+                };
+                store.keep(&name, &verified.file, len, ranges, check)
+            }
         };
-        let kept = store.keep(&name, &verified.file, len, ranges, |copy| {
-            holds_verified(copy) && unchanged()
-        });
         match kept {
             Ok(Some((file, meta))) if holds_verified(&file) => {
                 tracing::debug!(
-                    "kept a copy of {} in {}",
+                    "kept a copy of {} in {}{}",
                     printable(&path.display().to_string()),
-                    printable(&store.path().display().to_string())
+                    printable(&store.path().display().to_string()),
+                    if made_ahead { " (made ahead)" } else { "" }
                 );
                 Some(Kept { file, meta, name })
             }

@@ -52,6 +52,10 @@ pub struct Verified {
     /// was verified: mapped instead of a new copy.
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) ahead: Option<File>,
+    /// A kept copy made ahead during a scan (Linux, see `ahead`), not yet in the store: put
+    /// in place by the mapper once checked to hold what was verified.
+    #[cfg(target_os = "linux")]
+    pub(crate) kept_ahead: std::sync::Mutex<Option<crate::store::Partial>>,
 }
 
 impl Verified {

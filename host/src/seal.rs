@@ -77,6 +77,18 @@ pub(crate) fn copy_into(file: &File, to: &File, len: u64, ranges: &[(u64, u64)])
     fill(file, to, len, ranges, (1 << 30, &|| {}))
 }
 
+/// [`copy_into`], running `between` before each chunk of at most [`CHUNK`] bytes it copies
+/// (a copy made ahead waits there while the scan's thread maps a library).
+pub(crate) fn copy_into_between(
+    file: &File,
+    to: &File,
+    len: u64,
+    ranges: &[(u64, u64)],
+    between: &dyn Fn(),
+) -> io::Result<()> {
+    fill(file, to, len, ranges, (CHUNK, between))
+}
+
 /// Makes `to` `len` bytes long and copies the `ranges` of `file` into it.
 fn fill(
     file: &File,

@@ -64,6 +64,30 @@ const MARK: &str = "checked-";
 /// process that died while copying).
 const STALE_PARTIAL: Duration = Duration::from_secs(60);
 
+/// How many copies this process has begun to make (see [`Store::trim_after`]).
+static MADE_COPIES: AtomicU64 = AtomicU64::new(0);
+
+/// A copy made under a name of its own by [`Store::prepare`], not yet in place: removed when
+/// dropped, unless [`Store::commit`] put it in place.
+#[derive(Debug)]
+pub(crate) struct Partial {
+    store: Store,
+    /// Its name while it is made (empty once in place).
+    partial: String,
+    /// The name it goes in under.
+    name: String,
+    file: File,
+    len: u64,
+}
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        if !self.partial.is_empty() {
+            let _ = self.store.unlink(&self.partial);
+        }
+    }
+}
+
 /// An open store of kept copies.
 #[derive(Debug)]
 pub(crate) struct Store {
@@ -276,43 +300,79 @@ impl Store {
         ranges: &[(u64, u64)],
         check: impl FnOnce(&File) -> bool,
     ) -> io::Result<Option<(File, Metadata)>> {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let partial = self.prepare(name, from, len, ranges, None)?;
+        self.commit(partial, check)
+    }
+
+    /// The first half of [`Store::keep`]: the copy made under a name of its own, which no
+    /// one looks for (`between`, when given, runs before each chunk copied). It goes in only
+    /// by [`Store::commit`]; dropped, it is removed.
+    pub(crate) fn prepare(
+        &self,
+        name: &str,
+        from: &File,
+        len: u64,
+        ranges: &[(u64, u64)],
+        between: Option<&dyn Fn()>,
+    ) -> io::Result<Partial> {
         self.room_for(len)?;
+        let store = self.try_clone()?;
         let partial = format!(
             ".partial-{}-{}-{name}",
             std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
+            MADE_COPIES.fetch_add(1, Ordering::Relaxed)
         );
-        let made = self.open_at(
+        let file = self.open_at(
             &partial,
             libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
         )?;
-        let kept = (|| {
-            crate::seal::copy_into(from, &made, len, ranges)?;
-            // No one writes it from now on, this process included.
-            made.set_permissions(std::fs::Permissions::from_mode(0o400))?;
-            if !check(&made) {
-                return Ok(None);
+        let made = Partial {
+            store,
+            partial,
+            name: name.to_owned(),
+            file,
+            len,
+        };
+        match between {
+            Some(between) => {
+                crate::seal::copy_into_between(from, &made.file, len, ranges, between)?
             }
-            self.rename(&partial, name)?;
-            Ok(Some(()))
-        })();
-        match kept {
-            Ok(Some(())) => {}
-            Ok(None) => {
-                let _ = self.unlink(&partial);
-                return Ok(None);
-            }
-            Err(e) => {
-                let _ = self.unlink(&partial);
-                return Err(e);
-            }
+            None => crate::seal::copy_into(from, &made.file, len, ranges)?,
         }
-        drop(made);
-        self.trim_after(NEXT.load(Ordering::Relaxed));
+        // No one writes it from now on, this process included.
+        made.file
+            .set_permissions(std::fs::Permissions::from_mode(0o400))?;
+        Ok(made)
+    }
+
+    /// The second half of [`Store::keep`]: `partial` put in place under its name if `check`
+    /// passes (in the directory it was made in), removed otherwise. The copy, open for
+    /// reading, and its `fstat`, when it went in.
+    pub(crate) fn commit(
+        &self,
+        mut partial: Partial,
+        check: impl FnOnce(&File) -> bool,
+    ) -> io::Result<Option<(File, Metadata)>> {
+        if !check(&partial.file) {
+            return Ok(None);
+        }
+        partial.store.rename(&partial.partial, &partial.name)?;
+        // In place: nothing to remove when it is dropped.
+        partial.partial.clear();
+        let (name, len) = (std::mem::take(&mut partial.name), partial.len);
+        drop(partial);
+        self.trim_after(MADE_COPIES.load(Ordering::Relaxed));
         // Opened again for reading only; another process may have renamed its own copy of
         // the same file over this one since: it is checked all the same by the caller.
-        Ok(self.find(name, len))
+        Ok(self.find(&name, len))
+    }
+
+    /// The same store, through a descriptor of its own.
+    fn try_clone(&self) -> io::Result<Store> {
+        Ok(Store {
+            dir: self.dir.try_clone()?,
+            path: self.path.clone(),
+        })
     }
 
     /// Removes copies until at most [`MAX_COPIES`] of at most [`MAX_BYTES`] in all are left,
@@ -621,6 +681,51 @@ mod tests {
             0,
             "nothing left behind"
         );
+    }
+
+    #[test]
+    fn a_copy_made_in_two_halves_goes_in_only_when_committed_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = private(dir.path());
+        let store = Store::open(&path).unwrap();
+        let from = dir.path().join("plugin");
+        fs::write(&from, b"headers.....segment").unwrap();
+        let file = File::open(&from).unwrap();
+        let len = file.metadata().unwrap().len();
+        let listed = || {
+            let mut names: Vec<String> = fs::read_dir(&path)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            names.sort();
+            names
+        };
+        // Made, then dropped (its file refused): nothing left.
+        let calls = std::cell::Cell::new(0);
+        let between = || calls.set(calls.get() + 1);
+        let partial = store
+            .prepare("dropped", &file, len, &[(0, len)], Some(&between))
+            .unwrap();
+        assert!(calls.get() >= 1, "`between` ran before the chunk");
+        assert_eq!(listed().len(), 1, "only the partial copy: {:?}", listed());
+        assert!(listed()[0].starts_with(".partial-"));
+        assert!(store.find("dropped", len).is_none());
+        drop(partial);
+        assert!(listed().is_empty(), "{:?}", listed());
+        // Committed, but its check fails: nothing left.
+        let partial = store
+            .prepare("refused", &file, len, &[(0, len)], None)
+            .unwrap();
+        assert!(store.commit(partial, |_| false).unwrap().is_none());
+        assert!(listed().is_empty(), "{:?}", listed());
+        // Committed and checked: in place under its name, found.
+        let partial = store
+            .prepare("kept", &file, len, &[(0, len)], None)
+            .unwrap();
+        let (copy, meta) = store.commit(partial, |_| true).unwrap().unwrap();
+        assert_eq!(listed(), ["kept"]);
+        assert_eq!(copy.metadata().unwrap().ino(), meta.ino());
+        assert_eq!(fs::read(path.join("kept")).unwrap(), b"headers.....segment");
     }
 
     #[test]

@@ -789,6 +789,67 @@ fn the_cli_keeps_copies_in_a_private_runtime_directory_and_nowhere_else_unless_t
 }
 
 #[test]
+fn kept_copies_made_ahead_go_in_only_for_files_that_verify() {
+    use std::os::unix::fs::PermissionsExt;
+    // In scan order: the first copy is made by the scan itself, which then starts copying
+    // ahead; the plugin-api 2.0 plugin is copied ahead, then refused; `redact`'s copy made
+    // ahead is put in place once it is verified.
+    let dir = tempfile::tempdir().unwrap();
+    let hello = copy_into(&dir, "hello", "liba_hello.so");
+    let refused = copy_into(&dir, "api-two", "libb_api_two.so");
+    let redact = copy_into(&dir, "redact", "libc_redact.so");
+    let runtime = tempfile::tempdir().unwrap();
+    fs::set_permissions(runtime.path(), fs::Permissions::from_mode(0o700)).unwrap();
+    let out = cli_with(
+        &["scan", dir.path().to_str().unwrap(), "--json"],
+        &[
+            ("XDG_RUNTIME_DIR", runtime.path()),
+            ("PLUGIN_HOST_LOG", Path::new("debug")),
+        ],
+        None,
+    );
+    let scan: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(&out)));
+    assert_eq!(
+        entry(&scan, "liba_hello.so")["status"],
+        "loaded",
+        "{scan:#}"
+    );
+    assert_eq!(
+        entry(&scan, "libb_api_two.so")["status"],
+        "rejected",
+        "{scan:#}"
+    );
+    assert_eq!(
+        entry(&scan, "libc_redact.so")["status"],
+        "loaded",
+        "{scan:#}"
+    );
+    let log = stderr(&out);
+    assert!(
+        log.lines().any(|l| l.contains("kept a copy of")
+            && l.contains("libc_redact.so")
+            && l.contains("(made ahead)")),
+        "{log}"
+    );
+    let store = runtime.path().join("plugin-host-copies");
+    let mut names: Vec<String> = fs::read_dir(&store)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|name| !layout_mark(name))
+        .collect();
+    names.sort();
+    let mut expected = vec![kept_name(&hello), kept_name(&redact)];
+    expected.sort();
+    assert_eq!(
+        names,
+        expected,
+        "the refused file's copy ({}) or a partial one left",
+        kept_name(&refused)
+    );
+}
+
+#[test]
 fn a_kept_copy_sharing_a_crate_with_other_contents_is_checked_at_every_load_and_refused_if_skewed()
 {
     use crate::fixtures::{fixtures_target, scratch_workspace, tmp};

@@ -90,9 +90,13 @@ impl InProcess {
     /// `ahead`; nothing elsewhere than on Linux).
     pub(crate) fn copy_ahead(&self, paths: &[PathBuf], loading: bool) -> ScanAhead {
         #[cfg(target_os = "linux")]
-        let ahead = (loading && self.load_from() == LoadFrom::SealedCopy)
-            .then(|| crate::ahead::CopyAhead::start(paths))
-            .flatten();
+        let ahead = match self.load_from() {
+            LoadFrom::SealedCopy if loading => crate::ahead::CopyAhead::start(paths, None),
+            LoadFrom::KeptCopy if loading => {
+                crate::ahead::CopyAhead::start(paths, Some(self.mapper.store_dir()))
+            }
+            _ => None,
+        };
         #[cfg(not(target_os = "linux"))]
         let ahead = {
             let _ = (paths, loading);
