@@ -295,9 +295,7 @@ fn copy_of(path: &Path, between: &dyn Fn()) -> Option<Copied> {
         crate::seal::sealed_copy_between(&provenance.name, &file, len, &info.ranges, between)
             .ok()?;
     let after = file.metadata().ok()?;
-    let same = (after.len(), after.mtime(), after.mtime_nsec())
-        == (meta.len(), meta.mtime(), meta.mtime_nsec());
-    same.then_some(Copied {
+    crate::map::same_contents(&meta, &after).then_some(Copied {
         copy: Made::Sealed(copy),
         meta,
     })
@@ -322,20 +320,7 @@ fn kept_of(path: &Path, store: &crate::store::Store, between: &dyn Fn()) -> Opti
         .prepare(&name, &file, len, &info.ranges, Some(between))
         .ok()?;
     let after = file.metadata().ok()?;
-    let same = (
-        after.len(),
-        after.mtime(),
-        after.mtime_nsec(),
-        after.ctime(),
-        after.ctime_nsec(),
-    ) == (
-        meta.len(),
-        meta.mtime(),
-        meta.mtime_nsec(),
-        meta.ctime(),
-        meta.ctime_nsec(),
-    );
-    same.then_some(Copied {
+    crate::map::untouched(&meta, &after).then_some(Copied {
         copy: Made::Kept(partial),
         meta,
     })

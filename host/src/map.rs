@@ -306,7 +306,6 @@ impl Mapper {
         info: &dyn Fn() -> &'i Result<crate::read::segments::LoadInfo, String>,
         path: &Path,
     ) -> Option<Kept> {
-        use std::os::unix::fs::MetadataExt;
         let store = self.store.get_or_init(|| {
             let dir = self.store_dir();
             crate::store::Store::open(&dir)
@@ -328,10 +327,10 @@ impl Mapper {
         // Copied from the verified descriptor; kept only if the file is still what its name
         // says (not written, not even touched, since it was verified: same size and times).
         let unchanged = || {
-            verified.file.metadata().is_ok_and(|now| {
-                same_contents(meta, &now)
-                    && (now.ctime(), now.ctime_nsec()) == (meta.ctime(), meta.ctime_nsec())
-            })
+            verified
+                .file
+                .metadata()
+                .is_ok_and(|now| untouched(meta, &now))
         };
         let check = |copy: &File| holds_verified(copy) && unchanged();
         // Made ahead during a scan, from this very file before it was verified: in place
@@ -651,8 +650,17 @@ fn warn_once_unstaged(e: &std::io::Error) {
 /// time. (Not the change time: renaming another file over this one — the safe way to
 /// replace a plugin — changes this file's link count, and so its change time.)
 #[cfg(unix)]
-fn same_contents(before: &Metadata, after: &Metadata) -> bool {
+pub(crate) fn same_contents(before: &Metadata, after: &Metadata) -> bool {
     use std::os::unix::fs::MetadataExt;
     (before.len(), before.mtime(), before.mtime_nsec())
         == (after.len(), after.mtime(), after.mtime_nsec())
+}
+
+/// Whether two `fstat`s of one file show it untouched: [`same_contents`], and the same
+/// change time (not even renamed over or `chmod`ed): what a kept copy's name says of it.
+#[cfg(target_os = "linux")]
+pub(crate) fn untouched(before: &Metadata, after: &Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    same_contents(before, after)
+        && (before.ctime(), before.ctime_nsec()) == (after.ctime(), after.ctime_nsec())
 }

@@ -72,21 +72,20 @@ fn copy_in(
 
 /// Copies the given `ranges` of the first `len` bytes of `file` into `to` (empty, made
 /// `len` bytes long here; the rest reads as zeros): a copy kept in the store of copies
-/// (see `store`), which is not a `memfd` and so is not sealed.
-pub(crate) fn copy_into(file: &File, to: &File, len: u64, ranges: &[(u64, u64)]) -> io::Result<()> {
-    fill(file, to, len, ranges, (1 << 30, &|| {}))
-}
-
-/// [`copy_into`], running `between` before each chunk of at most [`CHUNK`] bytes it copies
-/// (a copy made ahead waits there while the scan's thread maps a library).
-pub(crate) fn copy_into_between(
+/// (see `store`), which is not a `memfd` and so is not sealed. `between`, when given, runs
+/// before each chunk of at most [`CHUNK`] bytes copied (a copy made ahead waits there while
+/// the scan's thread maps a library).
+pub(crate) fn copy_into(
     file: &File,
     to: &File,
     len: u64,
     ranges: &[(u64, u64)],
-    between: &dyn Fn(),
+    between: Option<&dyn Fn()>,
 ) -> io::Result<()> {
-    fill(file, to, len, ranges, (CHUNK, between))
+    match between {
+        Some(between) => fill(file, to, len, ranges, (CHUNK, between)),
+        None => fill(file, to, len, ranges, (1 << 30, &|| {})),
+    }
 }
 
 /// Makes `to` `len` bytes long and copies the `ranges` of `file` into it.

@@ -333,12 +333,8 @@ impl Store {
             file,
             len,
         };
-        match between {
-            Some(between) => {
-                crate::seal::copy_into_between(from, &made.file, len, ranges, between)?
-            }
-            None => crate::seal::copy_into(from, &made.file, len, ranges)?,
-        }
+        crate::seal::copy_into(from, &made.file, len, ranges, between)?;
+
         // No one writes it from now on, this process included.
         made.file
             .set_permissions(std::fs::Permissions::from_mode(0o400))?;
