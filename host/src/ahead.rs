@@ -100,7 +100,8 @@ pub(crate) struct CopyAhead {
     /// Where kept copies go ([`crate::LoadFrom::KeptCopy`]); `None`: sealed copies.
     store: Option<PathBuf>,
     /// That store, opened by the scan's thread to tell whether a file's copy is kept
-    /// already, until the copying thread starts.
+    /// already, until the copying thread starts; that thread makes its copies in it (through
+    /// a descriptor of its own), not in whatever the path leads to by then.
     kept: OnceCell<Option<crate::store::Store>>,
     /// The thread, once a file needed a copy (`None` inside: it could not be started).
     running: OnceCell<Option<Running>>,
@@ -171,13 +172,15 @@ impl CopyAhead {
         let at = Arc::new(AtomicUsize::new(from - 1));
         let (sender, copies) = sync_channel(1);
         let passed = Arc::clone(&at);
-        let store_dir = self.store.clone();
+        // Kept copies: the store the scan's thread opened to tell whether a copy is kept
+        // already (one that cannot be used gets nothing made ahead).
+        let store = self.store.as_ref().map(|_| {
+            let kept = self.kept.get().and_then(Option::as_ref);
+            kept.and_then(|store| store.try_clone().ok())
+        });
         std::thread::Builder::new()
             .name("plugin-copy-ahead".into())
             .spawn(move || {
-                // Kept copies: the store, opened as the mapper opens it (one that cannot be
-                // used gets nothing made ahead).
-                let store = store_dir.map(|dir| crate::store::Store::open(&dir).ok());
                 for (i, path) in paths.iter().enumerate().skip(from) {
                     // The scan is past it (refused, or copied by the scan itself): skip it.
                     let copied = (passed.load(Ordering::Relaxed) <= i)

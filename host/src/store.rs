@@ -364,7 +364,7 @@ impl Store {
     }
 
     /// The same store, through a descriptor of its own.
-    fn try_clone(&self) -> io::Result<Store> {
+    pub(crate) fn try_clone(&self) -> io::Result<Store> {
         Ok(Store {
             dir: self.dir.try_clone()?,
             path: self.path.clone(),
