@@ -335,11 +335,14 @@ impl Mapper {
         let check = |copy: &File| holds_verified(copy) && unchanged();
         // Made ahead during a scan, from this very file before it was verified: in place
         // only now, checked to hold what was verified.
+        // Only one to go in under this file's name as verified (one made when the file had
+        // another change time is removed, and the copy made here).
         let ahead = verified
             .kept_ahead
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
+            .take()
+            .filter(|partial| partial.name() == name);
         let made_ahead = ahead.is_some();
         let kept = match ahead {
             Some(partial) => store.commit(partial, check),

@@ -80,6 +80,13 @@ pub(crate) struct Partial {
     len: u64,
 }
 
+impl Partial {
+    /// The name it goes in under.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+}
+
 impl Drop for Partial {
     fn drop(&mut self) {
         if !self.partial.is_empty() {
