@@ -298,7 +298,7 @@ fn copy_of(path: &Path, between: &dyn Fn()) -> Option<Copied> {
         crate::seal::sealed_copy_between(&provenance.name, &file, len, &info.ranges, between)
             .ok()?;
     let after = file.metadata().ok()?;
-    crate::map::same_contents(&meta, &after).then_some(Copied {
+    crate::seal::same_contents(&meta, &after).then_some(Copied {
         copy: Made::Sealed(copy),
         meta,
     })
@@ -323,7 +323,7 @@ fn kept_of(path: &Path, store: &crate::store::Store, between: &dyn Fn()) -> Opti
         .prepare(&name, &file, len, &info.ranges, Some(between))
         .ok()?;
     let after = file.metadata().ok()?;
-    crate::map::untouched(&meta, &after).then_some(Copied {
+    crate::seal::untouched(&meta, &after).then_some(Copied {
         copy: Made::Kept(partial),
         meta,
     })

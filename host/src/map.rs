@@ -330,7 +330,7 @@ impl Mapper {
             verified
                 .file
                 .metadata()
-                .is_ok_and(|now| untouched(meta, &now))
+                .is_ok_and(|now| crate::seal::untouched(meta, &now))
         };
         let check = |copy: &File| holds_verified(copy) && unchanged();
         // Made ahead during a scan, from this very file before it was verified: in place
@@ -572,7 +572,7 @@ fn sealed_copy(
     let unchanged = verified
         .file
         .metadata()
-        .is_ok_and(|now| same_contents(&verified.meta, &now));
+        .is_ok_and(|now| crate::seal::same_contents(&verified.meta, &now));
     if !unchanged || !holds {
         return Err(written_while_loading(path));
     }
@@ -647,23 +647,4 @@ fn warn_once_unstaged(e: &std::io::Error) {
             printable(&e.to_string())
         );
     });
-}
-
-/// Whether two `fstat`s of one file show the same contents: same size and modification
-/// time. (Not the change time: renaming another file over this one — the safe way to
-/// replace a plugin — changes this file's link count, and so its change time.)
-#[cfg(unix)]
-pub(crate) fn same_contents(before: &Metadata, after: &Metadata) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    (before.len(), before.mtime(), before.mtime_nsec())
-        == (after.len(), after.mtime(), after.mtime_nsec())
-}
-
-/// Whether two `fstat`s of one file show it untouched: [`same_contents`], and the same
-/// change time (not even renamed over or `chmod`ed): what a kept copy's name says of it.
-#[cfg(target_os = "linux")]
-pub(crate) fn untouched(before: &Metadata, after: &Metadata) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    same_contents(before, after)
-        && (before.ctime(), before.ctime_nsec()) == (after.ctime(), after.ctime_nsec())
 }

@@ -330,6 +330,23 @@ fn superblock_read_only(mountinfo: &str, id: u64) -> bool {
     })
 }
 
+/// Whether two `fstat`s of one file show the same contents: same size and modification
+/// time. (Not the change time: renaming another file over this one — the safe way to
+/// replace a plugin — changes this file's link count, and so its change time.)
+pub(crate) fn same_contents(before: &std::fs::Metadata, after: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    (before.len(), before.mtime(), before.mtime_nsec())
+        == (after.len(), after.mtime(), after.mtime_nsec())
+}
+
+/// Whether two `fstat`s of one file show it untouched: [`same_contents`], and the same
+/// change time (not even renamed over or `chmod`ed): what a kept copy's name says of it.
+pub(crate) fn untouched(before: &std::fs::Metadata, after: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    same_contents(before, after)
+        && (before.ctime(), before.ctime_nsec()) == (after.ctime(), after.ctime_nsec())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
